@@ -1,0 +1,110 @@
+//! Builds the example plugins (the separate `plugins/` workspace) for
+//! `wasm32-wasip2`, so that `cargo build` yields the components with no manual
+//! step. The bundled ones are embedded in the binary (`src/bundled.rs`); all of
+//! them, test plugins included, are copied to `$OUT_DIR`, whose path reaches the
+//! tests as `TENSORLET_PLUGIN_DIR`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Plugins embedded in the binary: (name in pipelines, crate's wasm file stem).
+const BUNDLED: &[(&str, &str)] = &[
+    ("standardize", "standardize"),
+    ("softmax-regression", "softmax_regression"),
+    ("mlp", "mlp"),
+];
+
+/// Test-only plugins, built but not embedded.
+const TEST_ONLY: &[&str] = &["misbehave"];
+
+fn main() {
+    let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
+    let out = PathBuf::from(std::env::var("OUT_DIR").unwrap());
+    let plugins = root.join("plugins");
+
+    for p in [
+        "wit",
+        "sdk/src",
+        "sdk/Cargo.toml",
+        "plugins/Cargo.toml",
+        "plugins/Cargo.lock",
+    ] {
+        println!("cargo:rerun-if-changed={p}");
+    }
+    for stem in BUNDLED
+        .iter()
+        .map(|(_, s)| *s)
+        .chain(TEST_ONLY.iter().copied())
+    {
+        let dir = stem.replace('_', "-");
+        println!("cargo:rerun-if-changed=plugins/{dir}/src");
+        println!("cargo:rerun-if-changed=plugins/{dir}/Cargo.toml");
+    }
+
+    // <target>/<profile>/build/<pkg>-<hash>/out -> <target>/wasm-plugins
+    let target_dir = out
+        .ancestors()
+        .nth(4)
+        .map(|t| t.join("wasm-plugins"))
+        .unwrap_or_else(|| out.join("wasm-plugins"));
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(&plugins)
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+            "--target-dir",
+        ])
+        .arg(&target_dir);
+    // Settings of the outer build that must not leak into the guest build.
+    for var in [
+        "RUSTFLAGS",
+        "CARGO_ENCODED_RUSTFLAGS",
+        "CARGO_TARGET_DIR",
+        "CARGO_BUILD_TARGET",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "CARGO_PROFILE_RELEASE_DEBUG",
+        "CARGO_PROFILE_RELEASE_INCREMENTAL",
+    ] {
+        cmd.env_remove(var);
+    }
+    let output = cmd.output().expect("cannot run cargo to build the plugins");
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let hint =
+            if stderr.contains("wasm32-wasip2") && stderr.contains("target may not be installed") {
+                "\nhint: run `rustup target add wasm32-wasip2` (rust-toolchain.toml lists it)\n"
+            } else {
+                ""
+            };
+        panic!(
+            "building the plugins in {} failed:\n{stderr}{hint}",
+            plugins.display()
+        );
+    }
+
+    let built = target_dir.join("wasm32-wasip2").join("release");
+    let mut table = String::from("pub static BUNDLED: &[(&str, &[u8])] = &[\n");
+    for (name, stem) in BUNDLED {
+        let dest = copy(&built, &out, stem);
+        table.push_str(&format!(
+            "    ({name:?}, include_bytes!({:?})),\n",
+            dest.display().to_string()
+        ));
+    }
+    table.push_str("];\n");
+    for stem in TEST_ONLY {
+        copy(&built, &out, stem);
+    }
+    std::fs::write(out.join("bundled.rs"), table).unwrap();
+    println!("cargo:rustc-env=TENSORLET_PLUGIN_DIR={}", out.display());
+}
+
+fn copy(from: &Path, to: &Path, stem: &str) -> PathBuf {
+    let src = from.join(format!("{stem}.wasm"));
+    let dest = to.join(format!("{stem}.wasm"));
+    std::fs::copy(&src, &dest).unwrap_or_else(|e| panic!("cannot copy {}: {e}", src.display()));
+    dest
+}

@@ -1,0 +1,298 @@
+//! The CPU reference backend: plain loops, and sgemm from `matrixmultiply`.
+//!
+//! Single-threaded on purpose: results are bit-for-bit reproducible, which is
+//! what makes a training run's params digest depend only on its inputs.
+
+use std::sync::Arc;
+
+use crate::{
+    Backend, BinaryOp, DeviceInfo, DeviceKind, Distribution, ReduceOp, ScalarOp, Storage, UnaryOp,
+    rng,
+};
+
+/// The CPU backend. Stateless.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CpuBackend;
+
+fn host(s: &Storage) -> &[f32] {
+    match s {
+        Storage::Host(v) => v,
+    }
+}
+
+fn store(v: Vec<f32>) -> Storage {
+    Storage::Host(Arc::from(v))
+}
+
+/// Applies a unary map to one value; shared with tests of other backends.
+pub fn unary_scalar(op: UnaryOp, x: f32) -> f32 {
+    match op {
+        UnaryOp::Relu => x.max(0.0),
+        UnaryOp::Sigmoid => 1.0 / (1.0 + (-x).exp()),
+        UnaryOp::Tanh => x.tanh(),
+        UnaryOp::Exp => x.exp(),
+        UnaryOp::Log => x.ln(),
+        UnaryOp::Sqrt => x.sqrt(),
+        UnaryOp::Neg => -x,
+        UnaryOp::Abs => x.abs(),
+        UnaryOp::Square => x * x,
+        UnaryOp::ReluMask => {
+            if x > 0.0 {
+                1.0
+            } else {
+                0.0
+            }
+        }
+    }
+}
+
+fn binary_scalar(op: BinaryOp, x: f32, y: f32) -> f32 {
+    match op {
+        BinaryOp::Add => x + y,
+        BinaryOp::Sub => x - y,
+        BinaryOp::Mul => x * y,
+        BinaryOp::Div => x / y,
+    }
+}
+
+/// Row-major strides of `shape`, with 0 where the dimension is 1 (broadcast).
+fn broadcast_strides(shape: &[usize]) -> Vec<usize> {
+    let mut strides = vec![0; shape.len()];
+    let mut acc = 1;
+    for i in (0..shape.len()).rev() {
+        strides[i] = if shape[i] == 1 { 0 } else { acc };
+        acc *= shape[i];
+    }
+    strides
+}
+
+impl Backend for CpuBackend {
+    fn info(&self) -> DeviceInfo {
+        DeviceInfo {
+            kind: DeviceKind::Cpu,
+            name: format!("{} reference backend", std::env::consts::ARCH),
+        }
+    }
+
+    fn upload(&self, data: &[f32]) -> Storage {
+        Storage::Host(Arc::from(data))
+    }
+
+    fn download(&self, s: &Storage, len: usize) -> Vec<f32> {
+        let v = host(s);
+        debug_assert_eq!(v.len(), len);
+        v.to_vec()
+    }
+
+    fn fill(&self, len: usize, value: f32) -> Storage {
+        store(vec![value; len])
+    }
+
+    fn random(&self, len: usize, dist: Distribution, seed: u64) -> Storage {
+        store(
+            (0..len)
+                .map(|i| rng::sample(dist, seed, i as u32))
+                .collect(),
+        )
+    }
+
+    fn matmul(&self, a: &Storage, b: &Storage, m: usize, k: usize, n: usize) -> Storage {
+        let mut c = vec![0.0f32; m * n];
+        if m > 0 && n > 0 && k > 0 {
+            let (a, b) = (host(a), host(b));
+            assert!(a.len() == m * k && b.len() == k * n, "matmul storage sizes");
+            // SAFETY: the slices hold exactly m*k, k*n and m*n elements (checked
+            // above), and the row-major strides below stay within them.
+            unsafe {
+                matrixmultiply::sgemm(
+                    m,
+                    k,
+                    n,
+                    1.0,
+                    a.as_ptr(),
+                    k as isize,
+                    1,
+                    b.as_ptr(),
+                    n as isize,
+                    1,
+                    0.0,
+                    c.as_mut_ptr(),
+                    n as isize,
+                    1,
+                );
+            }
+        }
+        store(c)
+    }
+
+    fn transpose(&self, a: &Storage, rows: usize, cols: usize) -> Storage {
+        let a = host(a);
+        let mut out = vec![0.0f32; rows * cols];
+        const B: usize = 32;
+        for r0 in (0..rows).step_by(B) {
+            for c0 in (0..cols).step_by(B) {
+                for r in r0..(r0 + B).min(rows) {
+                    for c in c0..(c0 + B).min(cols) {
+                        out[c * rows + r] = a[r * cols + c];
+                    }
+                }
+            }
+        }
+        store(out)
+    }
+
+    fn binary(
+        &self,
+        op: BinaryOp,
+        a: &Storage,
+        a_shape: &[usize],
+        b: &Storage,
+        b_shape: &[usize],
+        out_shape: &[usize],
+    ) -> Storage {
+        let (a, b) = (host(a), host(b));
+        let n: usize = out_shape.iter().product();
+        if a_shape == b_shape {
+            return store(
+                a.iter()
+                    .zip(b)
+                    .map(|(&x, &y)| binary_scalar(op, x, y))
+                    .collect(),
+            );
+        }
+        if b.len() == 1 {
+            let y = b[0];
+            return store(a.iter().map(|&x| binary_scalar(op, x, y)).collect());
+        }
+        // General case: walk the output with an odometer, carrying both offsets.
+        let (sa, sb) = (broadcast_strides(a_shape), broadcast_strides(b_shape));
+        let rank = out_shape.len();
+        let mut out = Vec::with_capacity(n);
+        let mut idx = vec![0usize; rank];
+        let (mut oa, mut ob) = (0usize, 0usize);
+        for _ in 0..n {
+            out.push(binary_scalar(op, a[oa], b[ob]));
+            for d in (0..rank).rev() {
+                idx[d] += 1;
+                oa += sa[d];
+                ob += sb[d];
+                if idx[d] < out_shape[d] {
+                    break;
+                }
+                oa -= sa[d] * idx[d];
+                ob -= sb[d] * idx[d];
+                idx[d] = 0;
+            }
+        }
+        store(out)
+    }
+
+    fn scalar(&self, op: ScalarOp, a: &Storage, _len: usize, value: f32) -> Storage {
+        let a = host(a);
+        store(match op {
+            ScalarOp::Add => a.iter().map(|&x| x + value).collect(),
+            ScalarOp::Mul => a.iter().map(|&x| x * value).collect(),
+        })
+    }
+
+    fn unary(&self, op: UnaryOp, a: &Storage, _len: usize) -> Storage {
+        store(host(a).iter().map(|&x| unary_scalar(op, x)).collect())
+    }
+
+    fn reduce(
+        &self,
+        op: ReduceOp,
+        a: &Storage,
+        outer: usize,
+        axis: usize,
+        inner: usize,
+    ) -> Storage {
+        let a = host(a);
+        let mut out = Vec::with_capacity(outer * inner);
+        for o in 0..outer {
+            let base = o * axis * inner;
+            for i in 0..inner {
+                let at = |j: usize| a[base + j * inner + i];
+                let v = match op {
+                    ReduceOp::Sum => (0..axis).map(at).sum(),
+                    ReduceOp::Mean => (0..axis).map(at).sum::<f32>() / axis as f32,
+                    ReduceOp::Max => (0..axis).map(at).fold(f32::NEG_INFINITY, f32::max),
+                    ReduceOp::Min => (0..axis).map(at).fold(f32::INFINITY, f32::min),
+                    ReduceOp::ArgMax => {
+                        let mut best = 0;
+                        for j in 1..axis {
+                            if at(j) > at(best) {
+                                best = j;
+                            }
+                        }
+                        best as f32
+                    }
+                };
+                out.push(v);
+            }
+        }
+        store(out)
+    }
+
+    fn softmax(&self, a: &Storage, outer: usize, axis: usize, inner: usize, log: bool) -> Storage {
+        let a = host(a);
+        let mut out = vec![0.0f32; a.len()];
+        for o in 0..outer {
+            let base = o * axis * inner;
+            for i in 0..inner {
+                let at = |j: usize| base + j * inner + i;
+                let max = (0..axis)
+                    .map(|j| a[at(j)])
+                    .fold(f32::NEG_INFINITY, f32::max);
+                let sum: f32 = (0..axis).map(|j| (a[at(j)] - max).exp()).sum();
+                for j in 0..axis {
+                    let z = a[at(j)] - max;
+                    out[at(j)] = if log { z - sum.ln() } else { z.exp() / sum };
+                }
+            }
+        }
+        store(out)
+    }
+
+    fn one_hot(&self, a: &Storage, n: usize, classes: usize) -> Storage {
+        let a = host(a);
+        let mut out = vec![0.0f32; n * classes];
+        for (r, &label) in a.iter().enumerate() {
+            if label >= 0.0 && label.fract() == 0.0 && (label as usize) < classes {
+                out[r * classes + label as usize] = 1.0;
+            }
+        }
+        store(out)
+    }
+
+    fn gather_rows(&self, a: &Storage, row_len: usize, indices: &[u32]) -> Storage {
+        let a = host(a);
+        let mut out = Vec::with_capacity(indices.len() * row_len);
+        for &i in indices {
+            let i = i as usize;
+            out.extend_from_slice(&a[i * row_len..(i + 1) * row_len]);
+        }
+        store(out)
+    }
+
+    fn slice_rows(&self, a: &Storage, row_len: usize, start: usize, end: usize) -> Storage {
+        store(host(a)[start * row_len..end * row_len].to_vec())
+    }
+
+    fn concat(
+        &self,
+        a: &Storage,
+        b: &Storage,
+        outer: usize,
+        a_inner: usize,
+        b_inner: usize,
+    ) -> Storage {
+        let (a, b) = (host(a), host(b));
+        let mut out = Vec::with_capacity(outer * (a_inner + b_inner));
+        for o in 0..outer {
+            out.extend_from_slice(&a[o * a_inner..(o + 1) * a_inner]);
+            out.extend_from_slice(&b[o * b_inner..(o + 1) * b_inner]);
+        }
+        store(out)
+    }
+}

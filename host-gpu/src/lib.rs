@@ -1,0 +1,216 @@
+//! tensorlet's tensors and the kernels that compute on them.
+//!
+//! A [`Device`] is the one entry point: it validates shapes and arguments for
+//! every op (so every backend reports errors the same way) and then hands the
+//! work to a [`Backend`]. The CPU backend in [`cpu`] is the reference; other
+//! backends (the wgpu backend) implement the same trait and are tested against
+//! it. [`Tensor`]s are immutable and cheap to clone: an op returns a new tensor,
+//! and `reshape` shares the storage of its input.
+//!
+//! ```
+//! use tensorlet_gpu::{Device, UnaryOp};
+//! let dev = Device::cpu();
+//! let a = dev.from_vec(&[2, 2], vec![1.0, -2.0, 3.0, -4.0]).unwrap();
+//! let b = dev.unary(UnaryOp::Relu, &a);
+//! assert_eq!(dev.to_vec(&b), vec![1.0, 0.0, 3.0, 0.0]);
+//! ```
+
+pub mod cpu;
+mod device;
+mod error;
+pub mod rng;
+mod shape;
+
+use std::sync::Arc;
+
+pub use device::{Device, DeviceInfo, DeviceKind};
+pub use error::TensorError;
+pub use shape::Shape;
+
+/// Largest number of dimensions a tensor may have.
+pub const MAX_DIMS: usize = 8;
+
+/// Largest number of elements in one tensor (indices stay within `u32`).
+pub const MAX_ELEMENTS: usize = u32::MAX as usize;
+
+/// Element-wise maps of one tensor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum UnaryOp {
+    /// max(x, 0)
+    Relu,
+    /// 1 / (1 + e^-x)
+    Sigmoid,
+    /// Hyperbolic tangent.
+    Tanh,
+    /// e^x
+    Exp,
+    /// Natural logarithm.
+    Log,
+    /// Square root.
+    Sqrt,
+    /// -x
+    Neg,
+    /// |x|
+    Abs,
+    /// x²
+    Square,
+    /// 1 where x > 0, else 0 (the gradient mask of `Relu`).
+    ReluMask,
+}
+
+/// Element-wise arithmetic of two tensors, with NumPy broadcasting.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BinaryOp {
+    /// a + b
+    Add,
+    /// a - b
+    Sub,
+    /// a * b
+    Mul,
+    /// a / b
+    Div,
+}
+
+/// Element-wise arithmetic of a tensor and a scalar.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ScalarOp {
+    /// x + v
+    Add,
+    /// x * v
+    Mul,
+}
+
+/// Reductions along one axis.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ReduceOp {
+    /// Sum.
+    Sum,
+    /// Arithmetic mean.
+    Mean,
+    /// Maximum.
+    Max,
+    /// Minimum.
+    Min,
+    /// Index of the first maximum, as f32.
+    ArgMax,
+}
+
+/// The distributions of [`Device::random`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Distribution {
+    /// Normal with this mean and standard deviation.
+    Normal {
+        /// Mean.
+        mean: f32,
+        /// Standard deviation.
+        std: f32,
+    },
+    /// Uniform in `[low, high)`.
+    Uniform {
+        /// Inclusive lower bound.
+        low: f32,
+        /// Exclusive upper bound.
+        high: f32,
+    },
+}
+
+/// Where a tensor's elements live. Each backend reads the variants it owns.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum Storage {
+    /// Host memory, row-major.
+    Host(Arc<[f32]>),
+}
+
+/// An immutable f32 tensor: a shape and the storage of its elements.
+#[derive(Clone, Debug)]
+pub struct Tensor {
+    shape: Shape,
+    storage: Storage,
+}
+
+impl Tensor {
+    /// Wraps storage that holds exactly `shape.numel()` elements.
+    pub fn from_storage(shape: Shape, storage: Storage) -> Self {
+        Tensor { shape, storage }
+    }
+
+    /// The shape.
+    pub fn shape(&self) -> &Shape {
+        &self.shape
+    }
+
+    /// Number of elements.
+    pub fn numel(&self) -> usize {
+        self.shape.numel()
+    }
+
+    /// Bytes of element data this tensor holds (4 per element).
+    pub fn byte_len(&self) -> usize {
+        self.numel() * std::mem::size_of::<f32>()
+    }
+
+    /// The storage.
+    pub fn storage(&self) -> &Storage {
+        &self.storage
+    }
+}
+
+/// The work a backend does once a [`Device`] has validated the arguments.
+///
+/// Every method receives storages that hold exactly the number of elements the
+/// dimensions describe; shapes are already checked. Implementations must give
+/// the same results as the CPU backend within f32 rounding.
+pub trait Backend: Send + Sync + 'static {
+    /// What this backend runs on.
+    fn info(&self) -> DeviceInfo;
+    /// Storage holding a copy of `data`.
+    fn upload(&self, data: &[f32]) -> Storage;
+    /// The elements of `s`, row-major.
+    fn download(&self, s: &Storage, len: usize) -> Vec<f32>;
+    /// `len` copies of `value`.
+    fn fill(&self, len: usize, value: f32) -> Storage;
+    /// `len` samples of `dist`; element `i` is [`rng::sample`]`(dist, seed, i)`.
+    fn random(&self, len: usize, dist: Distribution, seed: u64) -> Storage;
+    /// [m, k] x [k, n].
+    fn matmul(&self, a: &Storage, b: &Storage, m: usize, k: usize, n: usize) -> Storage;
+    /// [rows, cols] -> [cols, rows].
+    fn transpose(&self, a: &Storage, rows: usize, cols: usize) -> Storage;
+    /// Broadcasting arithmetic; `a_shape` and `b_shape` are already padded with
+    /// leading 1s to the rank of `out_shape`.
+    fn binary(
+        &self,
+        op: BinaryOp,
+        a: &Storage,
+        a_shape: &[usize],
+        b: &Storage,
+        b_shape: &[usize],
+        out_shape: &[usize],
+    ) -> Storage;
+    /// Scalar arithmetic on `len` elements.
+    fn scalar(&self, op: ScalarOp, a: &Storage, len: usize, value: f32) -> Storage;
+    /// A unary map on `len` elements.
+    fn unary(&self, op: UnaryOp, a: &Storage, len: usize) -> Storage;
+    /// Reduction of a tensor viewed as [outer, axis, inner] to [outer, inner].
+    /// `axis` is never 0 for `Mean`, `Max`, `Min` and `ArgMax`.
+    fn reduce(&self, op: ReduceOp, a: &Storage, outer: usize, axis: usize, inner: usize)
+    -> Storage;
+    /// Softmax (or log-softmax) of a tensor viewed as [outer, axis, inner], along axis.
+    fn softmax(&self, a: &Storage, outer: usize, axis: usize, inner: usize, log: bool) -> Storage;
+    /// [n] class indices -> [n, classes] one-hot rows; an index that is not an
+    /// integer in 0..classes gives a row of zeros.
+    fn one_hot(&self, a: &Storage, n: usize, classes: usize) -> Storage;
+    /// Rows `indices` (each < rows) of a [rows, row_len] tensor.
+    fn gather_rows(&self, a: &Storage, row_len: usize, indices: &[u32]) -> Storage;
+    /// Rows `start..end` of a [rows, row_len] tensor.
+    fn slice_rows(&self, a: &Storage, row_len: usize, start: usize, end: usize) -> Storage;
+    /// Concatenation of [outer, a_inner] and [outer, b_inner] to [outer, a_inner + b_inner].
+    fn concat(
+        &self,
+        a: &Storage,
+        b: &Storage,
+        outer: usize,
+        a_inner: usize,
+        b_inner: usize,
+    ) -> Storage;
+}

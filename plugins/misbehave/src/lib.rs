@@ -1,0 +1,184 @@
+//! Test plugin: misbehaves on request, so the host's sandbox limits and error handling
+//! can be tested. It is a preprocessor, a trainer and a predictor at once.
+//!
+//! Every call reads `mode` from its own config table:
+//! - absent or `"ok"`: behaves: a tiny softmax regression (params `w` `[features,
+//!   classes]`, zeros at first, and `b` `[classes]`; `learning_rate` default 0.1) and
+//!   an identity preprocessor (no state), so a test can check the host still works;
+//! - `"loop"`: never returns;
+//! - `"memory"`: allocates and fills 1 MiB blocks until memory runs out;
+//! - `"stack"`: recurses until the stack overflows;
+//! - `"panic"`: panics, which traps the component;
+//! - `"error"`: returns an error whose message contains `misbehave`;
+//! - `"bad-shape"`: `predict` returns `[batch, classes + 1]`, `transform` one row too
+//!   many, `step` a `w` with an extra column;
+//! - `"nan"`: `predict` and `transform` return NaNs, `step` a NaN loss;
+//! - `"init-error"`: `init` returns an error; every other call behaves.
+//!
+//! `init` honours only `"init-error"`; `fit` honours the modes that never return or
+//! fail (`loop`, `memory`, `stack`, `panic`, `error`); `step`, `predict` and
+//! `transform` honour them all.
+
+use std::hint::black_box;
+
+use tensorlet_sdk::{
+    Config, DataSpec, Params, Predictor, Preprocessor, Result, StepOutput, Tensor, Trainer, bail,
+    ensure,
+};
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Ok,
+    Loop,
+    Memory,
+    Stack,
+    Panic,
+    Error,
+    BadShape,
+    Nan,
+    InitError,
+}
+
+impl Mode {
+    fn of(config: &Config) -> Result<Mode> {
+        Ok(match config.str_or("mode", "ok")? {
+            "ok" => Mode::Ok,
+            "loop" => Mode::Loop,
+            "memory" => Mode::Memory,
+            "stack" => Mode::Stack,
+            "panic" => Mode::Panic,
+            "error" => Mode::Error,
+            "bad-shape" => Mode::BadShape,
+            "nan" => Mode::Nan,
+            "init-error" => Mode::InitError,
+            other => bail!(
+                "misbehave: unknown mode `{other}` (expected ok, loop, memory, stack, panic, \
+                 error, bad-shape, nan or init-error)"
+            ),
+        })
+    }
+
+    /// Acts out the modes that never return or fail, in the call named `call`.
+    fn act(self, call: &str) -> Result<()> {
+        match self {
+            Mode::Loop => spin(),
+            Mode::Memory => hoard(),
+            Mode::Stack => bail!("misbehave: the recursion ended at depth {}", dive(0)),
+            Mode::Panic => panic!("misbehave: {call} panics as asked"),
+            Mode::Error => bail!("misbehave: {call} fails as asked"),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// An infinite loop that the optimizer must keep.
+fn spin() -> ! {
+    let mut n: u64 = 0;
+    loop {
+        n = black_box(n.wrapping_add(1));
+    }
+}
+
+/// Allocates 1 MiB blocks filled with a non-zero byte (so every page is touched) and
+/// keeps them all, until the allocator fails (an abort: a trap) or the host stops it.
+fn hoard() -> ! {
+    let mut blocks: Vec<Vec<u8>> = Vec::new();
+    loop {
+        blocks.push(vec![0xA5; 1 << 20]);
+        black_box(&blocks);
+    }
+}
+
+/// Recursion that is not a tail call (work follows it, on an opaque value), so it cannot
+/// become a loop; it would stop only at depth `u64::MAX`.
+#[inline(never)]
+fn dive(depth: u64) -> u64 {
+    if black_box(depth) == u64::MAX {
+        return depth;
+    }
+    let below = dive(black_box(depth + 1));
+    black_box(below).wrapping_sub(depth)
+}
+
+struct Misbehave;
+
+/// `x·w + b` for the tiny softmax regression.
+fn logits(params: &Params, x: &Tensor) -> Result<Tensor> {
+    x.matmul(params.get("w")?)? + params.get("b")?
+}
+
+impl Trainer for Misbehave {
+    fn init(config: &Config, spec: DataSpec) -> Result<Params> {
+        if Mode::of(config)? == Mode::InitError {
+            bail!("misbehave: init fails as asked");
+        }
+        let w = Tensor::zeros(&[spec.features, spec.classes])?;
+        let b = Tensor::zeros(&[spec.classes])?;
+        Ok(Params::new().with("w", w).with("b", b))
+    }
+
+    fn step(config: &Config, p: Params, x: Tensor, y: Tensor, _step: u64) -> Result<StepOutput> {
+        let mode = Mode::of(config)?;
+        mode.act("step")?;
+        let lr = config.f32_or("learning_rate", 0.1)?;
+        let (w, b) = (p.get("w")?, p.get("b")?);
+        let batch = x.dim(0)?;
+        ensure!(
+            y.shape() == [batch],
+            "y has shape {:?}, want [{batch}]",
+            y.shape()
+        );
+        // The same maths as the softmax-regression plugin, without l2.
+        let z = logits(&p, &x)?;
+        let onehot = y.one_hot(w.dim(1)?)?;
+        let loss = -(&onehot * &z.log_softmax(1)?)?
+            .sum(1, false)?
+            .mean(0, true)?
+            .item()?;
+        let dz = (&z.softmax(1)? - &onehot)? * (1.0 / batch as f32);
+        let mut w = (w - &(x.t()?.matmul(&dz)? * lr))?;
+        let b = (b - &(dz.sum(0, false)? * lr))?;
+        if mode == Mode::BadShape {
+            w = w.concat(&Tensor::zeros(&[w.dim(0)?, 1])?, 1)?;
+        }
+        let loss = if mode == Mode::Nan { f32::NAN } else { loss };
+        Ok(StepOutput::new(
+            Params::new().with("w", w).with("b", b),
+            loss,
+        ))
+    }
+}
+
+impl Predictor for Misbehave {
+    fn predict(config: &Config, params: &Params, x: Tensor) -> Result<Tensor> {
+        let mode = Mode::of(config)?;
+        mode.act("predict")?;
+        let probs = logits(params, &x)?.softmax(1)?;
+        match mode {
+            Mode::BadShape => probs.concat(&Tensor::zeros(&[probs.dim(0)?, 1])?, 1),
+            Mode::Nan => Ok(probs * f32::NAN),
+            _ => Ok(probs),
+        }
+    }
+}
+
+impl Preprocessor for Misbehave {
+    fn fit(config: &Config, _x: Tensor) -> Result<Params> {
+        Mode::of(config)?.act("fit")?;
+        Ok(Params::new())
+    }
+
+    fn transform(config: &Config, _state: &Params, x: Tensor) -> Result<Tensor> {
+        let mode = Mode::of(config)?;
+        mode.act("transform")?;
+        match mode {
+            Mode::BadShape => x.concat(&Tensor::zeros(&[1, x.dim(1)?])?, 0),
+            Mode::Nan => Ok(x * f32::NAN),
+            _ => Ok(x),
+        }
+    }
+}
+
+tensorlet_sdk::export_preprocessor!(Misbehave);
+tensorlet_sdk::export_trainer!(Misbehave);
+tensorlet_sdk::export_predictor!(Misbehave);

@@ -1,0 +1,238 @@
+//! The one wasmtime engine of a process, its compile cache, and its epoch ticker.
+
+use std::collections::HashMap;
+use std::hash::Hasher;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use sha2::{Digest, Sha256};
+use tensorlet_gpu::Device;
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+use crate::Limits;
+use crate::bindings::tensor as wit_tensor;
+use crate::error::{Result, RuntimeError};
+use crate::host::Ctx;
+use crate::plugin::{Plugin, Shared};
+
+/// How a [`Runtime`] is set up.
+#[derive(Clone, Debug)]
+pub struct RuntimeConfig {
+    /// Sandbox limits for every call.
+    pub limits: Limits,
+    /// The device plugin tensors live on.
+    pub device: Device,
+    /// Where precompiled components are cached; `None` keeps them in memory only.
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl Default for RuntimeConfig {
+    /// Default limits, the CPU device, no disk cache.
+    fn default() -> Self {
+        RuntimeConfig {
+            limits: Limits::default(),
+            device: Device::cpu(),
+            cache_dir: None,
+        }
+    }
+}
+
+/// Stops the epoch ticker thread when the runtime goes away.
+struct Ticker {
+    stop: Arc<AtomicBool>,
+}
+
+impl Drop for Ticker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// The plugin host: one engine, one linker, a compile cache.
+///
+/// Create one per process and load every plugin through it.
+pub struct Runtime {
+    shared: Arc<Shared>,
+    linker: Linker<Ctx>,
+    cache_dir: Option<PathBuf>,
+    compiled: Mutex<HashMap<String, Component>>,
+    _ticker: Ticker,
+}
+
+/// `sha256:<hex>` of some bytes.
+pub fn digest(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+}
+
+/// A `Hasher` over SHA-256, so cache keys are stable across Rust versions.
+struct StableHasher(Sha256);
+
+impl Hasher for StableHasher {
+    fn finish(&self) -> u64 {
+        let d = self.0.clone().finalize();
+        u64::from_le_bytes(d[..8].try_into().expect("8 bytes"))
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+}
+
+fn engine_config(limits: &Limits) -> Config {
+    let mut config = Config::new();
+    config.wasm_component_model(true);
+    config.epoch_interruption(true);
+    config.max_wasm_stack(limits.max_wasm_stack_bytes);
+    if limits.pooling {
+        let mut pool = PoolingAllocationConfig::default();
+        let n = limits.max_instances;
+        pool.total_component_instances(n)
+            .total_core_instances(n * 8)
+            .total_memories(n * 2)
+            .total_tables(n * 4)
+            .total_stacks(n)
+            .max_core_instances_per_component(32)
+            .max_memories_per_component(4)
+            .max_tables_per_component(8)
+            .max_memory_size(limits.max_memory_bytes);
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    }
+    config
+}
+
+impl Runtime {
+    /// Builds the engine, links WASI (granting nothing) and the tensor
+    /// interface, and starts the epoch ticker.
+    pub fn new(config: RuntimeConfig) -> Result<Self> {
+        let engine = Engine::new(&engine_config(&config.limits))
+            .map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+            .map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
+        wit_tensor::add_to_linker::<Ctx, HasSelf<Ctx>>(&mut linker, |c| c)
+            .map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
+
+        let stop = Arc::new(AtomicBool::new(false));
+        {
+            let (engine, stop, tick) = (engine.clone(), stop.clone(), config.limits.epoch_tick);
+            std::thread::Builder::new()
+                .name("tensorlet-epoch".into())
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(tick);
+                        engine.increment_epoch();
+                    }
+                })
+                .map_err(|e| RuntimeError::Engine(format!("cannot start the epoch ticker: {e}")))?;
+        }
+        Ok(Runtime {
+            shared: Arc::new(Shared {
+                engine,
+                limits: config.limits,
+                device: config.device,
+            }),
+            linker,
+            cache_dir: config.cache_dir,
+            compiled: Mutex::new(HashMap::new()),
+            _ticker: Ticker { stop },
+        })
+    }
+
+    /// The device plugin tensors live on.
+    pub fn device(&self) -> &Device {
+        &self.shared.device
+    }
+
+    /// The sandbox limits.
+    pub fn limits(&self) -> &Limits {
+        &self.shared.limits
+    }
+
+    /// Compiles (or fetches from the cache) a component and links it against
+    /// the host, so that calls only instantiate. `name` is used in messages.
+    pub fn load(&self, name: &str, bytes: &[u8]) -> Result<Plugin> {
+        let digest = digest(bytes);
+        let component = self.compile(name, &digest, bytes)?;
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| RuntimeError::Load {
+                plugin: name.to_string(),
+                message: format!(
+                    "it needs an import tensorlet does not provide: {e:#}; plugins may import \
+                     only tensorlet:ml/tensor and WASI 0.2"
+                ),
+            })?;
+        Plugin::new(self.shared.clone(), name, digest, pre)
+    }
+
+    fn cache_path(&self, digest: &str) -> Option<PathBuf> {
+        let dir = self.cache_dir.as_ref()?;
+        let mut h = StableHasher(Sha256::new());
+        std::hash::Hash::hash(&self.shared.engine.precompile_compatibility_hash(), &mut h);
+        let hex = digest.trim_start_matches("sha256:");
+        Some(dir.join(format!("{hex}-{:016x}.cwasm", h.finish())))
+    }
+
+    fn compile(&self, name: &str, digest: &str, bytes: &[u8]) -> Result<Component> {
+        if let Some(c) = self
+            .compiled
+            .lock()
+            .expect("compile cache lock")
+            .get(digest)
+        {
+            return Ok(c.clone());
+        }
+        let engine = &self.shared.engine;
+        let path = self.cache_path(digest);
+        let cached = path.as_deref().filter(|p| p.exists()).and_then(|p| {
+            // SAFETY: files in the cache directory are written only by
+            // `store_precompiled` below, from this engine configuration (the
+            // file name carries the engine's compatibility hash). wasmtime
+            // also checks the version and configuration in the file header.
+            unsafe { Component::deserialize_file(engine, p) }
+                .inspect_err(|e| tracing::warn!("ignoring cached {}: {e:#}", p.display()))
+                .ok()
+        });
+        let component = match cached {
+            Some(c) => c,
+            None => {
+                let load_err = |e: wasmtime::Error| RuntimeError::Load {
+                    plugin: name.to_string(),
+                    message: format!("it is not a valid WebAssembly component: {e:#}"),
+                };
+                let precompiled = engine.precompile_component(bytes).map_err(load_err)?;
+                if let Some(p) = &path {
+                    if let Err(e) = store_precompiled(p, &precompiled) {
+                        tracing::warn!("cannot cache {}: {e}", p.display());
+                    }
+                }
+                // SAFETY: the bytes were produced just now by this engine.
+                unsafe { Component::deserialize(engine, &precompiled) }.map_err(load_err)?
+            }
+        };
+        self.compiled
+            .lock()
+            .expect("compile cache lock")
+            .insert(digest.to_string(), component.clone());
+        Ok(component)
+    }
+}
+
+/// Writes atomically: a temporary file renamed into place.
+fn store_precompiled(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().expect("cache path has a parent");
+    std::fs::create_dir_all(dir)?;
+    let tmp = dir.join(format!(
+        ".{}.{}.tmp",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("cwasm"),
+        std::process::id()
+    ));
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
+}

@@ -1,0 +1,137 @@
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::limits::human_bytes;
+
+/// What went wrong inside a plugin call. Every variant stops only that call.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PluginFailure {
+    /// The call ran past its deadline (an infinite loop, or just too slow).
+    #[error("ran past its deadline of {0:?} and was stopped")]
+    Deadline(Duration),
+    /// Linear memory hit the cap.
+    #[error("hit the memory limit of {} and was stopped", human_bytes(*.0))]
+    Memory(usize),
+    /// Host tensors held by the call went over the cap.
+    #[error("held more than {} of host tensors and was stopped", human_bytes(*.0))]
+    HostTensorMemory(usize),
+    /// The wasm stack overflowed (unbounded recursion).
+    #[error("overflowed its stack (limit {}) and was stopped", human_bytes(*.0))]
+    Stack(usize),
+    /// Any other trap, such as a panic; `stderr` holds what the plugin printed.
+    #[error("trapped: {message}{}", stderr_suffix(.stderr))]
+    Trap {
+        /// The trap description.
+        message: String,
+        /// The tail of the plugin's stderr (a panic message, usually).
+        stderr: String,
+    },
+    /// The plugin returned an error of its own.
+    #[error("returned an error: {0}")]
+    Error(String),
+    /// The plugin returned something the host cannot accept.
+    #[error("{0}")]
+    BadOutput(String),
+    /// The component does not export an interface the call needs.
+    #[error("does not export `{0}`")]
+    MissingExport(&'static str),
+}
+
+fn stderr_suffix(stderr: &str) -> String {
+    let s = stderr.trim();
+    if s.is_empty() {
+        String::new()
+    } else {
+        format!(" (plugin stderr: {s})")
+    }
+}
+
+/// Errors of the runtime library.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RuntimeError {
+    /// The wasmtime engine could not be configured.
+    #[error("cannot configure the wasm engine: {0}")]
+    Engine(String),
+    /// A component failed to compile or to link against the host.
+    #[error("plugin `{plugin}` cannot be loaded: {message}")]
+    Load {
+        /// The plugin's name.
+        plugin: String,
+        /// Why.
+        message: String,
+    },
+    /// A plugin call failed.
+    #[error("plugin `{plugin}` {failure} (during {call})")]
+    Plugin {
+        /// The plugin's name.
+        plugin: String,
+        /// The call (`predict`, `step`, ...).
+        call: &'static str,
+        /// What happened.
+        failure: PluginFailure,
+    },
+    /// A file could not be read or written.
+    #[error("{}: {source}", .path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A data file is malformed.
+    #[error("{}{}: {message}", .path.display(), location(*.line, *.column))]
+    Data {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line, when known.
+        line: Option<usize>,
+        /// 1-based column, when known.
+        column: Option<usize>,
+        /// What is wrong.
+        message: String,
+    },
+    /// A pipeline file is malformed.
+    #[error("pipeline {}: {message}", .path.display())]
+    Pipeline {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// A saved model is malformed or does not fit the input.
+    #[error("model {}: {message}", .path.display())]
+    Model {
+        /// The model directory.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// A tensor op on the host failed (a host-side bug or bad input data).
+    #[error(transparent)]
+    Tensor(#[from] tensorlet_gpu::TensorError),
+    /// Training was stopped before it finished.
+    #[error("training was interrupted")]
+    Interrupted,
+}
+
+fn location(line: Option<usize>, column: Option<usize>) -> String {
+    match (line, column) {
+        (Some(l), Some(c)) => format!(":{l}:{c}"),
+        (Some(l), None) => format!(":{l}"),
+        _ => String::new(),
+    }
+}
+
+impl RuntimeError {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        RuntimeError::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+/// Result alias of this crate.
+pub type Result<T, E = RuntimeError> = std::result::Result<T, E>;

@@ -1,0 +1,90 @@
+use std::time::Duration;
+
+/// Sandbox limits applied to every plugin call.
+///
+/// The defaults are meant for trusted-but-buggy plugins on a laptop or server:
+///
+/// | limit | default |
+/// |---|---|
+/// | `deadline` (wall time per call, host tensor ops included) | 30 s |
+/// | `max_memory_bytes` (linear memory per instance) | 256 MiB |
+/// | `max_host_tensor_bytes` (live host tensors per call) | 1 GiB |
+/// | `max_wasm_stack_bytes` | 512 KiB |
+/// | `max_instances` (instances alive at once, pooling allocator) | 256 |
+/// | `epoch_tick` (deadline granularity) | 5 ms |
+/// | `pooling` (pre-reserved instance slots) | on |
+///
+/// Going over a limit stops the call with an error naming the plugin and the
+/// limit; the host carries on.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Limits {
+    /// Wall-clock budget of one call into a plugin.
+    pub deadline: Duration,
+    /// Largest linear memory an instance may grow to.
+    pub max_memory_bytes: usize,
+    /// Largest total size of tensors a single call may hold on the host.
+    pub max_host_tensor_bytes: usize,
+    /// Largest wasm stack.
+    pub max_wasm_stack_bytes: usize,
+    /// Instances alive at once (sizes the pooling allocator).
+    pub max_instances: u32,
+    /// How often the epoch ticker checks deadlines.
+    pub epoch_tick: Duration,
+    /// Use wasmtime's pooling allocator (instance slots reserved up front).
+    pub pooling: bool,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            deadline: Duration::from_secs(30),
+            max_memory_bytes: 256 << 20,
+            max_host_tensor_bytes: 1 << 30,
+            max_wasm_stack_bytes: 512 << 10,
+            max_instances: 256,
+            epoch_tick: Duration::from_millis(5),
+            pooling: true,
+        }
+    }
+}
+
+impl Limits {
+    /// Epoch ticks that make up the deadline (at least one).
+    pub(crate) fn deadline_ticks(&self) -> u64 {
+        let tick = self.epoch_tick.as_nanos().max(1);
+        (self.deadline.as_nanos().div_ceil(tick) as u64).max(1)
+    }
+}
+
+/// Formats a byte count for people: `256 MiB`.
+pub fn human_bytes(n: usize) -> String {
+    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if v.fract() == 0.0 {
+        format!("{v:.0} {}", UNITS[unit])
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deadline_rounds_up_to_ticks() {
+        let l = Limits {
+            deadline: Duration::from_millis(12),
+            epoch_tick: Duration::from_millis(5),
+            ..Limits::default()
+        };
+        assert_eq!(l.deadline_ticks(), 3);
+        assert_eq!(human_bytes(256 << 20), "256 MiB");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+    }
+}

@@ -1,0 +1,266 @@
+//! The pipeline file: which plugins, with what configuration, trained how.
+//!
+//! ```toml
+//! [pipeline]
+//! name = "iris"
+//! description = "Softmax regression on Fisher's iris"
+//!
+//! [data]                       # optional
+//! label = "species"            # default: the last column
+//! class_names = ["setosa", "versicolor", "virginica"]
+//!
+//! [preprocessor]
+//! bundled = "standardize"      # or: path = "plugins/standardize.wasm"
+//!
+//! [trainer]
+//! bundled = "softmax-regression"
+//! config = { l2 = 0.0 }        # any table; passed to the plugin as JSON
+//!
+//! [predictor]
+//! bundled = "softmax-regression"
+//!
+//! [training]
+//! epochs = 100
+//! batch_size = 16
+//! learning_rate = 0.1
+//! seed = 42
+//! validation_fraction = 0.2
+//! ```
+//!
+//! Unknown keys are errors, so a typo never turns into a silent default.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Result, RuntimeError};
+
+/// A parsed, validated pipeline.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pipeline {
+    /// Name and description.
+    pub pipeline: Meta,
+    /// How to read the training data.
+    #[serde(default)]
+    pub data: DataConfig,
+    /// The preprocessing plugin.
+    pub preprocessor: Stage,
+    /// The training plugin.
+    pub trainer: Stage,
+    /// The prediction plugin.
+    pub predictor: Stage,
+    /// Training hyper-parameters.
+    #[serde(default)]
+    pub training: TrainingConfig,
+}
+
+/// `[pipeline]`
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Meta {
+    /// A short name, used for the model.
+    pub name: String,
+    /// One line for people.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+/// `[data]`
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataConfig {
+    /// The label column's name; the last column when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    /// Names of the classes, by index.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class_names: Option<Vec<String>>,
+}
+
+/// `[preprocessor]`, `[trainer]` or `[predictor]`: where the component comes
+/// from (exactly one of `path` and `bundled`) and its configuration.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Stage {
+    /// A component file, relative to the pipeline file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<PathBuf>,
+    /// The name of a plugin built into the tensorlet binary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bundled: Option<String>,
+    /// Configuration handed to the plugin as a JSON object.
+    #[serde(default)]
+    pub config: toml::Table,
+}
+
+/// Where a stage's component comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PluginSource {
+    /// A file (already resolved against the pipeline's directory).
+    Path(PathBuf),
+    /// A plugin built into the binary.
+    Bundled(String),
+}
+
+impl Stage {
+    /// The component's source.
+    pub fn source(&self) -> PluginSource {
+        match (&self.path, &self.bundled) {
+            (Some(p), _) => PluginSource::Path(p.clone()),
+            (None, Some(b)) => PluginSource::Bundled(b.clone()),
+            (None, None) => unreachable!("validated by Pipeline::parse"),
+        }
+    }
+
+    /// The configuration as a JSON object string.
+    pub fn config_json(&self) -> String {
+        serde_json::to_string(&self.config).expect("a TOML table is valid JSON")
+    }
+}
+
+/// `[training]`
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainingConfig {
+    /// Passes over the training split.
+    pub epochs: u32,
+    /// Rows per optimisation step.
+    pub batch_size: u32,
+    /// Step size, passed to the trainer as `learning_rate`.
+    pub learning_rate: f32,
+    /// Seeds the split, the shuffles and the initialisation.
+    pub seed: u64,
+    /// Share of rows held out for validation, in [0, 1).
+    pub validation_fraction: f32,
+}
+
+impl Default for TrainingConfig {
+    fn default() -> Self {
+        TrainingConfig {
+            epochs: 10,
+            batch_size: 32,
+            learning_rate: 0.01,
+            seed: 0,
+            validation_fraction: 0.2,
+        }
+    }
+}
+
+impl TrainingConfig {
+    /// Checks ranges; the message names the key.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.epochs == 0 {
+            return Err("training.epochs must be at least 1".into());
+        }
+        if self.batch_size == 0 {
+            return Err("training.batch_size must be at least 1".into());
+        }
+        if !(self.learning_rate.is_finite() && self.learning_rate > 0.0) {
+            return Err(format!(
+                "training.learning_rate must be a positive number, got {}",
+                self.learning_rate
+            ));
+        }
+        if !(0.0..1.0).contains(&self.validation_fraction) {
+            return Err(format!(
+                "training.validation_fraction must be in [0, 1), got {}",
+                self.validation_fraction
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Pipeline {
+    /// Reads and validates a pipeline file; `path` stages resolve against its directory.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| RuntimeError::io(path, e))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Pipeline::parse(&text, base, path)
+    }
+
+    /// Parses pipeline text; `origin` names it in errors.
+    pub fn parse(text: &str, base: &Path, origin: &Path) -> Result<Self> {
+        let err = |message: String| RuntimeError::Pipeline {
+            path: origin.to_path_buf(),
+            message,
+        };
+        let mut p: Pipeline = toml::from_str(text).map_err(|e| err(e.to_string()))?;
+        for (section, stage) in [
+            ("preprocessor", &mut p.preprocessor),
+            ("trainer", &mut p.trainer),
+            ("predictor", &mut p.predictor),
+        ] {
+            match (&stage.path, &stage.bundled) {
+                (Some(_), Some(_)) => {
+                    return Err(err(format!(
+                        "[{section}] gives both `path` and `bundled`; keep one"
+                    )));
+                }
+                (None, None) => {
+                    return Err(err(format!(
+                        "[{section}] needs `path = \"plugin.wasm\"` or `bundled = \"<name>\"`"
+                    )));
+                }
+                (Some(rel), None) => stage.path = Some(base.join(rel)),
+                (None, Some(_)) => {}
+            }
+        }
+        if p.pipeline.name.trim().is_empty() {
+            return Err(err("[pipeline] name must not be empty".into()));
+        }
+        p.training.validate().map_err(err)?;
+        Ok(p)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+        [pipeline]
+        name = "t"
+        [preprocessor]
+        bundled = "standardize"
+        [trainer]
+        path = "m.wasm"
+        config = { hidden = [8, 4], optimizer = "adam" }
+        [predictor]
+        bundled = "mlp"
+    "#;
+
+    #[test]
+    fn parses_and_resolves_paths() {
+        let p = Pipeline::parse(MINIMAL, Path::new("/x"), Path::new("p.toml")).unwrap();
+        assert_eq!(p.trainer.source(), PluginSource::Path("/x/m.wasm".into()));
+        assert_eq!(
+            p.preprocessor.source(),
+            PluginSource::Bundled("standardize".into())
+        );
+        assert_eq!(
+            p.trainer.config_json(),
+            r#"{"hidden":[8,4],"optimizer":"adam"}"#
+        );
+        assert_eq!(p.training, TrainingConfig::default());
+    }
+
+    #[test]
+    fn rejects_unknown_keys_and_bad_values() {
+        let typo = MINIMAL.replace("[predictor]", "[predictor]\nbundeld = \"x\"");
+        let e = Pipeline::parse(&typo, Path::new("."), Path::new("p.toml")).unwrap_err();
+        assert!(e.to_string().contains("unknown field `bundeld`"), "{e}");
+
+        let both = MINIMAL.replace("bundled = \"mlp\"", "bundled = \"mlp\"\npath = \"a.wasm\"");
+        let e = Pipeline::parse(&both, Path::new("."), Path::new("p.toml")).unwrap_err();
+        assert!(e.to_string().contains("both `path` and `bundled`"), "{e}");
+
+        let lr = format!("{MINIMAL}\n[training]\nlearning_rate = -1.0\n");
+        let e = Pipeline::parse(&lr, Path::new("."), Path::new("p.toml")).unwrap_err();
+        assert!(
+            e.to_string().contains("learning_rate must be a positive"),
+            "{e}"
+        );
+    }
+}

@@ -1,0 +1,292 @@
+//! A loaded plugin and the typed calls into it. Every call runs in a fresh
+//! instance from the plugin's `InstancePre`, with its own store, deadline and
+//! memory cap, so nothing a call does outlives it.
+
+use std::sync::Arc;
+
+use tensorlet_gpu::{Device, Tensor};
+use wasmtime::component::{Instance, InstancePre};
+use wasmtime::{Engine, Store, Trap};
+
+use crate::Limits;
+use crate::bindings::exports::tensorlet::ml::{predict, preprocess, train};
+use crate::bindings::tensor::NamedTensor;
+use crate::bindings::types;
+use crate::error::{PluginFailure, Result, RuntimeError};
+use crate::host::{Ctx, HostTensorLimit};
+
+/// State shared by a runtime and the plugins it loaded.
+pub(crate) struct Shared {
+    pub(crate) engine: Engine,
+    pub(crate) limits: Limits,
+    pub(crate) device: Device,
+}
+
+/// Named tensors in order: fitted state, or parameters.
+pub type NamedTensors = Vec<(String, Tensor)>;
+
+/// What a trainer learns about the data before training.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DataSpec {
+    /// Input features per row (after preprocessing).
+    pub features: u32,
+    /// Number of classes.
+    pub classes: u32,
+    /// Initialisation seed.
+    pub seed: u64,
+}
+
+/// The result of one training step.
+#[derive(Debug)]
+pub struct StepOutput {
+    /// The new parameters and optimizer state.
+    pub params: NamedTensors,
+    /// The batch loss before the update.
+    pub loss: f32,
+}
+
+/// A compiled, linked plugin. Cheap to share; calls take `&self`.
+pub struct Plugin {
+    shared: Arc<Shared>,
+    name: String,
+    digest: String,
+    pre: InstancePre<Ctx>,
+    preprocess: Option<preprocess::GuestIndices>,
+    train: Option<train::GuestIndices>,
+    predict: Option<predict::GuestIndices>,
+}
+
+const PREPROCESS: &str = "tensorlet:ml/preprocess@0.1.0";
+const TRAIN: &str = "tensorlet:ml/train@0.1.0";
+const PREDICT: &str = "tensorlet:ml/predict@0.1.0";
+
+impl Plugin {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        name: &str,
+        digest: String,
+        pre: InstancePre<Ctx>,
+    ) -> Result<Self> {
+        let plugin = Plugin {
+            preprocess: preprocess::GuestIndices::new(&pre).ok(),
+            train: train::GuestIndices::new(&pre).ok(),
+            predict: predict::GuestIndices::new(&pre).ok(),
+            shared,
+            name: name.to_string(),
+            digest,
+            pre,
+        };
+        if plugin.preprocess.is_none() && plugin.train.is_none() && plugin.predict.is_none() {
+            return Err(RuntimeError::Load {
+                plugin: name.to_string(),
+                message: format!(
+                    "it exports none of {PREPROCESS}, {TRAIN}, {PREDICT}; build it for one of \
+                     the worlds preprocessor, trainer, predictor or learner"
+                ),
+            });
+        }
+        Ok(plugin)
+    }
+
+    /// The name used in messages.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// `sha256:<hex>` of the component bytes.
+    pub fn digest(&self) -> &str {
+        &self.digest
+    }
+
+    /// Whether the plugin exports `tensorlet:ml/preprocess`.
+    pub fn is_preprocessor(&self) -> bool {
+        self.preprocess.is_some()
+    }
+
+    /// Whether the plugin exports `tensorlet:ml/train`.
+    pub fn is_trainer(&self) -> bool {
+        self.train.is_some()
+    }
+
+    /// Whether the plugin exports `tensorlet:ml/predict`.
+    pub fn is_predictor(&self) -> bool {
+        self.predict.is_some()
+    }
+
+    fn fail(&self, call: &'static str, failure: PluginFailure) -> RuntimeError {
+        RuntimeError::Plugin {
+            plugin: self.name.clone(),
+            call,
+            failure,
+        }
+    }
+
+    /// Runs `f` in a fresh instance with the sandbox limits, turning traps and
+    /// limits into [`PluginFailure`]s.
+    fn run<R>(
+        &self,
+        call: &'static str,
+        f: impl FnOnce(&mut Store<Ctx>, &Instance) -> wasmtime::Result<Result<R, PluginFailure>>,
+    ) -> Result<R> {
+        let limits = &self.shared.limits;
+        let mut store = Store::new(
+            &self.shared.engine,
+            Ctx::new(self.shared.device.clone(), limits),
+        );
+        store.limiter(|c| c.limiter());
+        store.set_epoch_deadline(limits.deadline_ticks());
+        let outcome = self
+            .pre
+            .instantiate(&mut store)
+            .and_then(|instance| f(&mut store, &instance));
+        match outcome {
+            Ok(Ok(r)) => Ok(r),
+            Ok(Err(failure)) => Err(self.fail(call, failure)),
+            Err(e) => Err(self.fail(call, classify(&e, &mut store, limits))),
+        }
+    }
+
+    /// `preprocess.fit`.
+    pub fn fit(&self, config: &str, x: &Tensor) -> Result<NamedTensors> {
+        let idx = self
+            .preprocess
+            .as_ref()
+            .ok_or_else(|| self.fail("fit", PluginFailure::MissingExport(PREPROCESS)))?;
+        self.run("fit", |store, instance| {
+            let guest = idx.load(&mut *store, instance)?;
+            let x = store.data_mut().push(x.clone())?;
+            match guest.call_fit(&mut *store, config, x)? {
+                Ok(state) => Ok(Ok(take_named(store, state)?)),
+                Err(e) => Ok(Err(PluginFailure::Error(e))),
+            }
+        })
+    }
+
+    /// `preprocess.transform`.
+    pub fn transform(&self, config: &str, state: &NamedTensors, x: &Tensor) -> Result<Tensor> {
+        let idx = self
+            .preprocess
+            .as_ref()
+            .ok_or_else(|| self.fail("transform", PluginFailure::MissingExport(PREPROCESS)))?;
+        self.run("transform", |store, instance| {
+            let guest = idx.load(&mut *store, instance)?;
+            let state = push_named(store, state)?;
+            let x = store.data_mut().push(x.clone())?;
+            match guest.call_transform(&mut *store, config, &state, x)? {
+                Ok(out) => Ok(Ok(store.data_mut().take(out)?)),
+                Err(e) => Ok(Err(PluginFailure::Error(e))),
+            }
+        })
+    }
+
+    /// `train.init`.
+    pub fn init(&self, config: &str, spec: DataSpec) -> Result<NamedTensors> {
+        let idx = self
+            .train
+            .as_ref()
+            .ok_or_else(|| self.fail("init", PluginFailure::MissingExport(TRAIN)))?;
+        self.run("init", |store, instance| {
+            let guest = idx.load(&mut *store, instance)?;
+            let spec = types::DataSpec {
+                features: spec.features,
+                classes: spec.classes,
+                seed: spec.seed,
+            };
+            match guest.call_init(&mut *store, config, spec)? {
+                Ok(params) => Ok(Ok(take_named(store, params)?)),
+                Err(e) => Ok(Err(PluginFailure::Error(e))),
+            }
+        })
+    }
+
+    /// `train.step`.
+    pub fn step(
+        &self,
+        config: &str,
+        params: &NamedTensors,
+        x: &Tensor,
+        y: &Tensor,
+        step: u64,
+    ) -> Result<StepOutput> {
+        let idx = self
+            .train
+            .as_ref()
+            .ok_or_else(|| self.fail("step", PluginFailure::MissingExport(TRAIN)))?;
+        self.run("step", |store, instance| {
+            let guest = idx.load(&mut *store, instance)?;
+            let params = push_named(store, params)?;
+            let x = store.data_mut().push(x.clone())?;
+            let y = store.data_mut().push(y.clone())?;
+            match guest.call_step(&mut *store, config, &params, x, y, step)? {
+                Ok(out) => {
+                    let params = take_named(store, out.params)?;
+                    Ok(Ok(StepOutput {
+                        params,
+                        loss: out.loss,
+                    }))
+                }
+                Err(e) => Ok(Err(PluginFailure::Error(e))),
+            }
+        })
+    }
+
+    /// `predict.predict`.
+    pub fn predict(&self, config: &str, params: &NamedTensors, x: &Tensor) -> Result<Tensor> {
+        let idx = self
+            .predict
+            .as_ref()
+            .ok_or_else(|| self.fail("predict", PluginFailure::MissingExport(PREDICT)))?;
+        self.run("predict", |store, instance| {
+            let guest = idx.load(&mut *store, instance)?;
+            let params = push_named(store, params)?;
+            let x = store.data_mut().push(x.clone())?;
+            match guest.call_predict(&mut *store, config, &params, x)? {
+                Ok(out) => Ok(Ok(store.data_mut().take(out)?)),
+                Err(e) => Ok(Err(PluginFailure::Error(e))),
+            }
+        })
+    }
+}
+
+fn push_named(store: &mut Store<Ctx>, named: &NamedTensors) -> wasmtime::Result<Vec<NamedTensor>> {
+    named
+        .iter()
+        .map(|(name, t)| {
+            Ok(NamedTensor {
+                name: name.clone(),
+                value: store.data_mut().push(t.clone())?,
+            })
+        })
+        .collect()
+}
+
+fn take_named(store: &mut Store<Ctx>, named: Vec<NamedTensor>) -> wasmtime::Result<NamedTensors> {
+    named
+        .into_iter()
+        .map(|n| Ok((n.name, store.data_mut().take(n.value)?)))
+        .collect()
+}
+
+/// Names what stopped a call.
+fn classify(e: &wasmtime::Error, store: &mut Store<Ctx>, limits: &Limits) -> PluginFailure {
+    if let Some(HostTensorLimit(n)) = e.downcast_ref::<HostTensorLimit>() {
+        return PluginFailure::HostTensorMemory(*n);
+    }
+    let trap = e.downcast_ref::<Trap>().copied();
+    match trap {
+        Some(Trap::Interrupt) => return PluginFailure::Deadline(limits.deadline),
+        Some(Trap::StackOverflow) => return PluginFailure::Stack(limits.max_wasm_stack_bytes),
+        _ => {}
+    }
+    if store.data_mut().limiter().refused {
+        return PluginFailure::Memory(limits.max_memory_bytes);
+    }
+    let message = match trap {
+        Some(t) => t.to_string(),
+        None => format!("{e:#}"),
+    };
+    PluginFailure::Trap {
+        message,
+        stderr: store.data().stderr(),
+    }
+}

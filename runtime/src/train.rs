@@ -1,0 +1,436 @@
+//! The training loop: fit the preprocessor, then epochs of shuffled
+//! mini-batches through the trainer, with validation after each epoch.
+//!
+//! Deterministic for a given pipeline, data and seed: the split, the shuffles
+//! and the initialisation all come from the seed through [`tensorlet_gpu::rng`],
+//! and the CPU backend is bit-for-bit reproducible.
+
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+use tensorlet_gpu::{Device, Tensor, rng};
+
+use crate::data::Dataset;
+use crate::error::{PluginFailure, Result, RuntimeError};
+use crate::pipeline::{PluginSource, TrainingConfig};
+use crate::plugin::{DataSpec, NamedTensors, Plugin};
+use crate::{Pipeline, Runtime};
+
+/// One stage's loaded plugin, its component bytes and its JSON config.
+pub struct StagePlugin {
+    /// The loaded plugin.
+    pub plugin: Plugin,
+    /// The component, as loaded (saved with the model).
+    pub bytes: Vec<u8>,
+    /// Configuration as a JSON object string.
+    pub config: String,
+}
+
+/// The three loaded plugins of a pipeline.
+pub struct PipelinePlugins {
+    /// Fits and transforms features.
+    pub preprocessor: StagePlugin,
+    /// Initialises and steps parameters.
+    pub trainer: StagePlugin,
+    /// Predicts class probabilities.
+    pub predictor: StagePlugin,
+}
+
+impl Pipeline {
+    /// Loads the three plugins; `resolve` turns a source into a name and bytes.
+    /// The trainer's config gets the pipeline's `learning_rate`.
+    pub fn load_plugins(
+        &self,
+        rt: &Runtime,
+        resolve: &dyn Fn(&PluginSource) -> Result<(String, Vec<u8>)>,
+    ) -> Result<PipelinePlugins> {
+        let stage = |section: &str, s: &crate::pipeline::Stage, config: String| {
+            let (name, bytes) = resolve(&s.source())?;
+            let plugin = rt.load(&name, &bytes)?;
+            let (ok, iface) = match section {
+                "preprocessor" => (plugin.is_preprocessor(), "tensorlet:ml/preprocess"),
+                "trainer" => (plugin.is_trainer(), "tensorlet:ml/train"),
+                _ => (plugin.is_predictor(), "tensorlet:ml/predict"),
+            };
+            if !ok {
+                return Err(RuntimeError::Load {
+                    plugin: name,
+                    message: format!(
+                        "it is named as the pipeline's [{section}] but does not export {iface}"
+                    ),
+                });
+            }
+            Ok(StagePlugin {
+                plugin,
+                bytes,
+                config,
+            })
+        };
+        let mut trainer_config = self.trainer.config.clone();
+        trainer_config.insert(
+            "learning_rate".into(),
+            toml::Value::Float(f64::from(self.training.learning_rate)),
+        );
+        Ok(PipelinePlugins {
+            preprocessor: stage(
+                "preprocessor",
+                &self.preprocessor,
+                self.preprocessor.config_json(),
+            )?,
+            trainer: stage(
+                "trainer",
+                &self.trainer,
+                serde_json::to_string(&trainer_config).expect("TOML table is JSON"),
+            )?,
+            predictor: stage("predictor", &self.predictor, self.predictor.config_json())?,
+        })
+    }
+}
+
+/// Metrics of one epoch.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EpochMetrics {
+    /// 1-based epoch number.
+    pub epoch: u32,
+    /// Mean of the step losses of the epoch.
+    pub train_loss: f32,
+    /// Cross-entropy on the validation split (absent without one).
+    pub val_loss: Option<f32>,
+    /// Accuracy on the validation split (absent without one).
+    pub val_accuracy: Option<f32>,
+    /// Wall time of the epoch.
+    pub seconds: f64,
+}
+
+/// Hears about training progress; every method has a do-nothing default.
+pub trait Observer {
+    /// Training starts.
+    fn start(&mut self, _epochs: u32, _steps_per_epoch: u64) {}
+    /// A step finished with this batch loss.
+    fn step(&mut self, _epoch: u32, _loss: f32) {}
+    /// An epoch finished.
+    fn epoch(&mut self, _metrics: &EpochMetrics) {}
+    /// Polled between steps; `true` stops training with [`RuntimeError::Interrupted`].
+    fn interrupted(&self) -> bool {
+        false
+    }
+}
+
+impl Observer for () {}
+
+/// What training produced.
+#[derive(Debug)]
+pub struct TrainedModel {
+    /// The preprocessor's fitted state.
+    pub state: NamedTensors,
+    /// The trainer's final parameters (and optimizer state).
+    pub params: NamedTensors,
+    /// Metrics per epoch.
+    pub history: Vec<EpochMetrics>,
+    /// Features per row after preprocessing.
+    pub features: u32,
+    /// Number of classes.
+    pub classes: u32,
+    /// Rows in the training and validation splits.
+    pub split: (usize, usize),
+}
+
+/// A permutation of 0..n from `seed` (Fisher–Yates over the counter-based generator).
+pub fn permutation(n: usize, seed: u64) -> Vec<u32> {
+    let mut p: Vec<u32> = (0..n as u32).collect();
+    for i in (1..n).rev() {
+        let j = rng::word(seed, i as u32) as usize % (i + 1);
+        p.swap(i, j);
+    }
+    p
+}
+
+const SPLIT_STREAM: u64 = 0x5157_4c17_0000_0001;
+
+/// Splits row indices into (validation, training), stratified by label: each
+/// class contributes `round(fraction × its rows)` rows to validation (at least
+/// one row overall when `fraction > 0`), chosen in a seeded random order. Both
+/// lists keep that random order.
+pub fn stratified_split(labels: &[u32], fraction: f32, seed: u64) -> (Vec<u32>, Vec<u32>) {
+    let order = permutation(labels.len(), seed ^ SPLIT_STREAM);
+    let classes = labels.iter().max().map_or(0, |&m| m as usize + 1);
+    let mut quota = vec![0usize; classes];
+    for &l in labels {
+        quota[l as usize] += 1;
+    }
+    for q in &mut quota {
+        *q = (*q as f64 * f64::from(fraction)).round() as usize;
+    }
+    if fraction > 0.0 && quota.iter().all(|&q| q == 0) && !labels.is_empty() {
+        quota[labels[order[0] as usize] as usize] = 1;
+    }
+    let (mut val, mut train) = (Vec::new(), Vec::new());
+    for i in order {
+        let q = &mut quota[labels[i as usize] as usize];
+        if *q > 0 {
+            *q -= 1;
+            val.push(i);
+        } else {
+            train.push(i);
+        }
+    }
+    (val, train)
+}
+
+fn epoch_stream(seed: u64, epoch: u32) -> u64 {
+    seed ^ (0xe90c_0000_0000_0000 | u64::from(epoch))
+}
+
+/// Checks a predictor's output: [rows, classes] and finite.
+pub fn check_probabilities(
+    plugin: &Plugin,
+    device: &Device,
+    probs: &Tensor,
+    rows: usize,
+    classes: u32,
+) -> Result<Vec<f32>> {
+    let bad = |m: String| RuntimeError::Plugin {
+        plugin: plugin.name().to_string(),
+        call: "predict",
+        failure: PluginFailure::BadOutput(m),
+    };
+    if probs.shape().dims() != [rows, classes as usize] {
+        return Err(bad(format!(
+            "returned probabilities of shape {} for {rows} rows; expected [{rows}, {classes}]",
+            probs.shape()
+        )));
+    }
+    let v = device.to_vec(probs);
+    if let Some(i) = v.iter().position(|p| !p.is_finite()) {
+        return Err(bad(format!(
+            "returned a non-finite probability ({}) in row {}",
+            v[i],
+            i / classes.max(1) as usize
+        )));
+    }
+    Ok(v)
+}
+
+/// Runs the preprocessor's transform and checks it kept the rows.
+pub fn transform(stage: &StagePlugin, state: &NamedTensors, x: &Tensor) -> Result<Tensor> {
+    let out = stage.plugin.transform(&stage.config, state, x)?;
+    let rows = x.shape().dims()[0];
+    match out.shape().dims() {
+        [r, _] if *r == rows => Ok(out),
+        _ => Err(RuntimeError::Plugin {
+            plugin: stage.plugin.name().to_string(),
+            call: "transform",
+            failure: PluginFailure::BadOutput(format!(
+                "returned shape {} for input {}; expected [{rows}, features]",
+                out.shape(),
+                x.shape()
+            )),
+        }),
+    }
+}
+
+fn check_finite_params(
+    plugin: &Plugin,
+    device: &Device,
+    params: &NamedTensors,
+    epoch: u32,
+) -> Result<()> {
+    for (name, t) in params {
+        if device.to_vec(t).iter().any(|v| !v.is_finite()) {
+            return Err(RuntimeError::Plugin {
+                plugin: plugin.name().to_string(),
+                call: "step",
+                failure: PluginFailure::BadOutput(format!(
+                    "produced non-finite values in parameter `{name}` during epoch {epoch}; \
+                     try a lower learning rate"
+                )),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Trains a pipeline on a dataset.
+pub fn train(
+    device: &Device,
+    plugins: &PipelinePlugins,
+    data: &Dataset,
+    cfg: &TrainingConfig,
+    classes: u32,
+    observer: &mut dyn Observer,
+) -> Result<TrainedModel> {
+    cfg.validate().map_err(|m| RuntimeError::Data {
+        path: data.path.clone(),
+        line: None,
+        column: None,
+        message: m,
+    })?;
+    let n = data.rows();
+    let (val_idx, train_idx) = stratified_split(&data.y, cfg.validation_fraction, cfg.seed);
+    if train_idx.is_empty() {
+        return Err(RuntimeError::Data {
+            path: data.path.clone(),
+            line: None,
+            column: None,
+            message: format!(
+                "{n} rows are too few to hold out {} for validation and still train",
+                val_idx.len()
+            ),
+        });
+    }
+    let (val_idx, train_idx) = (val_idx.as_slice(), train_idx.as_slice());
+    let val_n = val_idx.len();
+
+    let feats = data.features() as u32;
+    let x_all = device.from_vec(&[n as u32, feats], data.x.clone())?;
+    let y_all = device.from_vec(&[n as u32], data.y.iter().map(|&c| c as f32).collect())?;
+    let x_train_raw = device.gather_rows(&x_all, train_idx)?;
+    let y_train = device.gather_rows(&y_all, train_idx)?;
+    let x_val_raw = device.gather_rows(&x_all, val_idx)?;
+    let y_val: Vec<u32> = val_idx.iter().map(|&i| data.y[i as usize]).collect();
+
+    let pre = &plugins.preprocessor;
+    let state = pre.plugin.fit(&pre.config, &x_train_raw)?;
+    let x_train = transform(pre, &state, &x_train_raw)?;
+    let x_val = if val_n > 0 {
+        Some(transform(pre, &state, &x_val_raw)?)
+    } else {
+        None
+    };
+    let features = x_train.shape().dims()[1] as u32;
+
+    let tr = &plugins.trainer;
+    let mut params = tr.plugin.init(
+        &tr.config,
+        DataSpec {
+            features,
+            classes,
+            seed: cfg.seed,
+        },
+    )?;
+
+    let train_n = train_idx.len();
+    let bs = cfg.batch_size as usize;
+    let steps_per_epoch = train_n.div_ceil(bs) as u64;
+    observer.start(cfg.epochs, steps_per_epoch);
+    let mut history = Vec::with_capacity(cfg.epochs as usize);
+    let mut global_step = 0u64;
+    for epoch in 1..=cfg.epochs {
+        let started = Instant::now();
+        let perm = permutation(train_n, epoch_stream(cfg.seed, epoch));
+        let mut loss_sum = 0.0f64;
+        for batch in perm.chunks(bs) {
+            if observer.interrupted() {
+                return Err(RuntimeError::Interrupted);
+            }
+            let xb = device.gather_rows(&x_train, batch)?;
+            let yb = device.gather_rows(&y_train, batch)?;
+            let out = tr.plugin.step(&tr.config, &params, &xb, &yb, global_step)?;
+            if !out.loss.is_finite() {
+                return Err(RuntimeError::Plugin {
+                    plugin: tr.plugin.name().to_string(),
+                    call: "step",
+                    failure: PluginFailure::BadOutput(format!(
+                        "returned a non-finite loss ({}) at epoch {epoch}, step {global_step}; \
+                         try a lower learning rate",
+                        out.loss
+                    )),
+                });
+            }
+            params = out.params;
+            loss_sum += f64::from(out.loss);
+            global_step += 1;
+            observer.step(epoch, out.loss);
+        }
+        check_finite_params(&tr.plugin, device, &params, epoch)?;
+        let (val_loss, val_accuracy) = match &x_val {
+            Some(xv) => {
+                let (l, a) = evaluate(device, &plugins.predictor, &params, xv, &y_val, classes)?;
+                (Some(l), Some(a))
+            }
+            None => (None, None),
+        };
+        let m = EpochMetrics {
+            epoch,
+            train_loss: (loss_sum / steps_per_epoch.max(1) as f64) as f32,
+            val_loss,
+            val_accuracy,
+            seconds: started.elapsed().as_secs_f64(),
+        };
+        observer.epoch(&m);
+        history.push(m);
+    }
+    Ok(TrainedModel {
+        state,
+        params,
+        history,
+        features,
+        classes,
+        split: (train_n, val_n),
+    })
+}
+
+/// Cross-entropy and accuracy of the predictor on preprocessed rows.
+pub fn evaluate(
+    device: &Device,
+    predictor: &StagePlugin,
+    params: &NamedTensors,
+    x: &Tensor,
+    y: &[u32],
+    classes: u32,
+) -> Result<(f32, f32)> {
+    let probs = predictor.plugin.predict(&predictor.config, params, x)?;
+    let p = check_probabilities(&predictor.plugin, device, &probs, y.len(), classes)?;
+    let c = classes as usize;
+    let (mut loss, mut correct) = (0.0f64, 0usize);
+    for (row, &label) in p.chunks(c).zip(y) {
+        loss -= f64::from(row[label as usize].max(1e-12)).ln();
+        if argmax(row) == label as usize {
+            correct += 1;
+        }
+    }
+    let n = y.len().max(1) as f64;
+    Ok(((loss / n) as f32, (correct as f64 / n) as f32))
+}
+
+/// Index of the first largest value.
+pub fn argmax(row: &[f32]) -> usize {
+    let mut best = 0;
+    for (i, &v) in row.iter().enumerate() {
+        if v > row[best] {
+            best = i;
+        }
+    }
+    best
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn permutations_are_seeded_permutations() {
+        let a = permutation(100, 1);
+        let mut sorted = a.clone();
+        sorted.sort();
+        assert_eq!(sorted, (0..100).collect::<Vec<_>>());
+        assert_eq!(a, permutation(100, 1));
+        assert_ne!(a, permutation(100, 2));
+        assert!(permutation(0, 1).is_empty());
+    }
+
+    #[test]
+    fn split_is_stratified_and_complete() {
+        let labels: Vec<u32> = (0..100).map(|i| if i < 80 { 0 } else { 1 }).collect();
+        let (val, train) = stratified_split(&labels, 0.25, 3);
+        assert_eq!(val.len(), 25);
+        assert_eq!(val.iter().filter(|&&i| labels[i as usize] == 1).count(), 5);
+        let mut all: Vec<u32> = val.iter().chain(&train).copied().collect();
+        all.sort();
+        assert_eq!(all, (0..100).collect::<Vec<_>>());
+        assert_eq!(stratified_split(&labels, 0.25, 3), (val, train));
+        let (v, t) = stratified_split(&[0, 1], 0.1, 1);
+        assert_eq!((v.len(), t.len()), (1, 1));
+        assert!(stratified_split(&labels, 0.0, 1).0.is_empty());
+    }
+}

@@ -1,0 +1,65 @@
+//! The traits a plugin implements, and the records the `train` interface passes.
+
+use crate::{Config, Params, Result, Tensor};
+
+/// Learns statistics from training data and applies them to any batch (the WIT
+/// `preprocess` interface). Export an implementation with
+/// [`export_preprocessor!`](crate::export_preprocessor).
+pub trait Preprocessor {
+    /// Fits on the training features `x` (`[rows, features]`) and returns the state that
+    /// the host keeps and passes to [`Preprocessor::transform`].
+    fn fit(config: &Config, x: Tensor) -> Result<Params>;
+
+    /// Transforms a batch `x` with the fitted `state`; the output has one row per input
+    /// row.
+    fn transform(config: &Config, state: &Params, x: Tensor) -> Result<Tensor>;
+}
+
+/// Initialises parameters and takes optimisation steps (the WIT `train` interface).
+/// Export an implementation with [`export_trainer!`](crate::export_trainer).
+pub trait Trainer {
+    /// Initial parameters, and optimizer state if any, for data described by `spec`.
+    fn init(config: &Config, spec: DataSpec) -> Result<Params>;
+
+    /// One step on a mini-batch: `x` is `[batch, features]`, `y` is `[batch]` class
+    /// indices as f32, `step` counts steps from 0 across the whole run. Returns the
+    /// complete new state and the mean loss of the batch at the incoming `params`.
+    fn step(config: &Config, params: Params, x: Tensor, y: Tensor, step: u64)
+    -> Result<StepOutput>;
+}
+
+/// Turns a batch into class probabilities (the WIT `predict` interface). Export an
+/// implementation with [`export_predictor!`](crate::export_predictor).
+pub trait Predictor {
+    /// Class probabilities `[batch, classes]` for `x` (`[batch, features]`), each row
+    /// summing to 1. `params` is the trainer's state; ignore entries you do not need.
+    fn predict(config: &Config, params: &Params, x: Tensor) -> Result<Tensor>;
+}
+
+/// What the host tells a trainer about the data before training.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DataSpec {
+    /// Number of input features per row (after preprocessing).
+    pub features: u32,
+    /// Number of classes; labels are `0..classes`.
+    pub classes: u32,
+    /// Seed for parameter initialisation.
+    pub seed: u64,
+}
+
+/// The result of one [`Trainer::step`].
+#[derive(Debug)]
+pub struct StepOutput {
+    /// The complete new state: parameters and optimizer state.
+    pub params: Params,
+    /// Mean training loss of the batch, at the parameters the step was given (before
+    /// the update).
+    pub loss: f32,
+}
+
+impl StepOutput {
+    /// The new state and the loss before the update.
+    pub fn new(params: Params, loss: f32) -> StepOutput {
+        StepOutput { params, loss }
+    }
+}

@@ -1,0 +1,42 @@
+//! What ships inside the binary: the example plugins (built from `plugins/` by
+//! `build.rs`), the bundled pipelines and their data sets.
+
+include!(concat!(env!("OUT_DIR"), "/bundled.rs"));
+
+/// A pipeline that ships with tensorlet, with its data.
+pub struct Example {
+    /// Short name.
+    pub name: &'static str,
+    /// The pipeline file's text.
+    pub pipeline: &'static str,
+    /// File name of the data set.
+    pub data_file: &'static str,
+    /// The data set (CSV).
+    pub data: &'static str,
+}
+
+/// The bundled pipelines.
+pub static EXAMPLES: &[Example] = &[
+    Example {
+        name: "iris",
+        pipeline: include_str!("../plugins/pipelines/iris.toml"),
+        data_file: "iris.csv",
+        data: include_str!("../data/iris.csv"),
+    },
+    Example {
+        name: "digits",
+        pipeline: include_str!("../plugins/pipelines/digits.toml"),
+        data_file: "digits.csv",
+        data: include_str!("../data/digits.csv"),
+    },
+];
+
+/// The bytes of a bundled plugin.
+pub fn plugin(name: &str) -> Option<&'static [u8]> {
+    BUNDLED.iter().find(|(n, _)| *n == name).map(|(_, b)| *b)
+}
+
+/// Names of the bundled plugins, for messages.
+pub fn plugin_names() -> Vec<&'static str> {
+    BUNDLED.iter().map(|(n, _)| *n).collect()
+}

@@ -1,0 +1,91 @@
+//! What several commands share: device choice, the state directory, the runtime.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use clap::ValueEnum;
+use tensorlet_runtime::pipeline::PluginSource;
+use tensorlet_runtime::{Runtime, RuntimeConfig, RuntimeError, gpu::Device};
+
+use crate::bundled;
+
+/// Where tensors are computed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum DeviceChoice {
+    /// A hardware GPU when there is one, else the CPU.
+    Auto,
+    /// The CPU reference backend.
+    Cpu,
+    /// The GPU (wgpu) backend.
+    Gpu,
+}
+
+/// The `--device` option of every command that computes.
+#[derive(Clone, Debug, clap::Args)]
+pub struct DeviceArgs {
+    /// Where tensor math runs.
+    #[arg(long, value_enum, env = "TENSORLET_DEVICE", default_value = "auto")]
+    pub device: DeviceChoice,
+}
+
+impl DeviceArgs {
+    /// Opens the chosen device.
+    pub fn open(&self) -> Result<Device> {
+        match self.device {
+            DeviceChoice::Auto | DeviceChoice::Cpu => Ok(Device::cpu()),
+            DeviceChoice::Gpu => bail!(
+                "--device gpu: this build of tensorlet has no GPU backend yet; \
+                 use --device cpu (or auto)"
+            ),
+        }
+    }
+}
+
+/// `$TENSORLET_HOME`, or `~/.tensorlet`.
+pub fn home() -> PathBuf {
+    if let Some(h) = std::env::var_os("TENSORLET_HOME").filter(|h| !h.is_empty()) {
+        return PathBuf::from(h);
+    }
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir)
+        .join(".tensorlet")
+}
+
+/// The runtime, with the compiled-component cache under the state directory.
+pub fn runtime(device: Device) -> Result<Runtime> {
+    let cache_dir = home().join("cache").join("components");
+    Runtime::new(RuntimeConfig {
+        device,
+        cache_dir: Some(cache_dir),
+        ..RuntimeConfig::default()
+    })
+    .context("cannot start the wasm runtime")
+}
+
+/// Resolves a pipeline stage to a plugin name and its component bytes.
+pub fn resolve(source: &PluginSource) -> Result<(String, Vec<u8>), RuntimeError> {
+    match source {
+        PluginSource::Path(p) => {
+            let bytes = std::fs::read(p).map_err(|e| RuntimeError::Io {
+                path: p.clone(),
+                source: e,
+            })?;
+            let name = p
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| p.display().to_string());
+            Ok((name, bytes))
+        }
+        PluginSource::Bundled(name) => match bundled::plugin(name) {
+            Some(b) => Ok((name.clone(), b.to_vec())),
+            None => Err(RuntimeError::Load {
+                plugin: name.clone(),
+                message: format!(
+                    "there is no bundled plugin of that name; bundled plugins are: {}",
+                    bundled::plugin_names().join(", ")
+                ),
+            }),
+        },
+    }
+}
