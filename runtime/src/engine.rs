@@ -205,10 +205,10 @@ impl Runtime {
                     message: format!("it is not a valid WebAssembly component: {e:#}"),
                 };
                 let precompiled = engine.precompile_component(bytes).map_err(load_err)?;
-                if let Some(p) = &path {
-                    if let Err(e) = store_precompiled(p, &precompiled) {
-                        tracing::warn!("cannot cache {}: {e}", p.display());
-                    }
+                if let Some(p) = &path
+                    && let Err(e) = store_precompiled(p, &precompiled)
+                {
+                    tracing::warn!("cannot cache {}: {e}", p.display());
                 }
                 // SAFETY: the bytes were produced just now by this engine.
                 unsafe { Component::deserialize(engine, &precompiled) }.map_err(load_err)?

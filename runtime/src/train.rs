@@ -26,6 +26,9 @@ pub struct StagePlugin {
     pub config: String,
 }
 
+/// Turns a stage's source into a plugin name and its component bytes.
+pub type Resolver<'a> = dyn Fn(&PluginSource) -> Result<(String, Vec<u8>)> + 'a;
+
 /// The three loaded plugins of a pipeline.
 pub struct PipelinePlugins {
     /// Fits and transforms features.
@@ -39,11 +42,7 @@ pub struct PipelinePlugins {
 impl Pipeline {
     /// Loads the three plugins; `resolve` turns a source into a name and bytes.
     /// The trainer's config gets the pipeline's `learning_rate`.
-    pub fn load_plugins(
-        &self,
-        rt: &Runtime,
-        resolve: &dyn Fn(&PluginSource) -> Result<(String, Vec<u8>)>,
-    ) -> Result<PipelinePlugins> {
+    pub fn load_plugins(&self, rt: &Runtime, resolve: &Resolver<'_>) -> Result<PipelinePlugins> {
         let stage = |section: &str, s: &crate::pipeline::Stage, config: String| {
             let (name, bytes) = resolve(&s.source())?;
             let plugin = rt.load(&name, &bytes)?;

@@ -56,6 +56,8 @@
 //! error; a panic traps the component instead. The raw wit-bindgen bindings are in
 //! [`raw`] for anything the wrappers do not cover.
 
+#![deny(missing_docs)]
+
 mod bindings;
 mod config;
 mod error;

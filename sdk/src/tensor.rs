@@ -123,7 +123,13 @@ impl Tensor {
 
     /// The value of a one-element tensor (any shape, e.g. `[]`, `[1]` or `[1, 1]`).
     pub fn item(&self) -> Result<f32> {
-        match self.to_vec()[..] {
+        // Checks the size first so a wrong call does not copy a large tensor out.
+        let data = if self.numel() == 1 {
+            self.to_vec()
+        } else {
+            Vec::new()
+        };
+        match data[..] {
             [value] => Ok(value),
             _ => Err(Error::msg(format!(
                 "item() needs a one-element tensor, got shape {:?}",

@@ -22,7 +22,10 @@ impl Preprocessor for Standardize {
         let var = (&x - &mean)?.square().mean(0, false)?; // [features]: mean((x - mean)^2)
         // `std` is one number per feature: fixing constant columns here is clearer than
         // with tensor ops, and this runs once.
-        let std: Vec<f32> = (var.sqrt().to_vec().into_iter())
+        let std: Vec<f32> = var
+            .sqrt()
+            .to_vec()
+            .into_iter()
             .map(|s| if s < MIN_STD { 1.0 } else { s })
             .collect();
         let std = Tensor::from_list(&[features], &std)?;

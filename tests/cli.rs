@@ -1,0 +1,208 @@
+//! The `tensorlet` binary as a user runs it.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use common::*;
+
+fn tensorlet(home: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tensorlet"))
+        .args(args)
+        .env("TENSORLET_HOME", home)
+        .env_remove("TENSORLET_DEVICE")
+        .output()
+        .expect("run tensorlet")
+}
+
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "tensorlet failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+fn fails(out: &Output) -> String {
+    assert!(!out.status.success(), "expected failure, got success");
+    assert_eq!(out.status.code(), Some(1));
+    String::from_utf8(out.stderr.clone()).unwrap()
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn demo_reaches_the_target_accuracies() {
+    let home = tempfile::tempdir().unwrap();
+    let stdout = ok(&tensorlet(home.path(), &["demo", "--device", "cpu"]));
+    for name in ["iris", "digits"] {
+        let line = stdout
+            .lines()
+            .find(|l| l.starts_with(name) && l.contains("validation accuracy"))
+            .unwrap_or_else(|| panic!("no accuracy line for {name}:\n{stdout}"));
+        let acc: f32 = line.split_whitespace().nth(3).unwrap().parse().unwrap();
+        assert!(acc >= 0.95, "{name}: {line}");
+    }
+    assert!(stdout.contains("predicted"), "{stdout}");
+    // The compiled components were cached under TENSORLET_HOME.
+    let cached = std::fs::read_dir(home.path().join("cache/components"))
+        .unwrap()
+        .count();
+    assert_eq!(cached, 3);
+}
+
+#[test]
+fn train_then_predict_with_labels_and_json() {
+    let home = tempfile::tempdir().unwrap();
+    let model = home.path().join("iris-model");
+    let stdout = ok(&tensorlet(
+        home.path(),
+        &[
+            "train",
+            s(&pipeline("iris")),
+            "--data",
+            s(&data("iris.csv")),
+            "--out",
+            s(&model),
+            "--epochs",
+            "50",
+        ],
+    ));
+    assert!(
+        stdout.contains("trained iris: validation accuracy"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("params sha256:"), "{stdout}");
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(model.join("model.json")).unwrap()).unwrap();
+    assert_eq!(meta["training"]["epochs"], 50);
+    assert_eq!(meta["metrics"].as_array().unwrap().len(), 50);
+
+    let labels = ok(&tensorlet(
+        home.path(),
+        &["predict", s(&model), "--input", s(&data("iris.csv"))],
+    ));
+    let lines: Vec<&str> = labels.lines().collect();
+    assert_eq!(lines.len(), 150);
+    assert_eq!(lines[0], "setosa");
+    assert_eq!(lines[149], "virginica");
+
+    let json_in = home.path().join("rows.json");
+    std::fs::write(&json_in, "[[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]").unwrap();
+    let out = ok(&tensorlet(
+        home.path(),
+        &["predict", s(&model), "--input", s(&json_in), "--json"],
+    ));
+    let rows: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(rows[0]["class"], "setosa");
+    assert_eq!(rows[1]["label"], 2);
+    assert_eq!(rows[1]["probabilities"].as_array().unwrap().len(), 3);
+}
+
+#[test]
+fn bad_input_gets_a_clear_error() {
+    let home = tempfile::tempdir().unwrap();
+    let dir = home.path();
+
+    let ragged = dir.join("ragged.csv");
+    std::fs::write(&ragged, "a,b,label\n1,2,0\n3,1\n").unwrap();
+    let unlabeled = dir.join("unlabeled.csv");
+    std::fs::write(&unlabeled, "a,b,label\n1,2,0\n").unwrap();
+    let err = fails(&tensorlet(
+        dir,
+        &[
+            "train",
+            s(&pipeline("iris")),
+            "--data",
+            s(&unlabeled),
+            "--out",
+            s(&dir.join("m")),
+        ],
+    ));
+    assert!(
+        err.contains("no label column `species`"),
+        "the iris pipeline names its label column: {err}"
+    );
+
+    let p = dir.join("p.toml");
+    std::fs::write(
+        &p,
+        "[pipeline]\nname = \"p\"\n[preprocessor]\nbundled = \"standardize\"\n\
+         [trainer]\nbundled = \"mlp\"\n[predictor]\nbundled = \"mlp\"\n",
+    )
+    .unwrap();
+    let err = fails(&tensorlet(
+        dir,
+        &[
+            "train",
+            s(&p),
+            "--data",
+            s(&ragged),
+            "--out",
+            s(&dir.join("m")),
+        ],
+    ));
+    assert!(
+        err.contains("ragged.csv:3: expected 3 columns as in the header, found 2"),
+        "{err}"
+    );
+
+    let text = std::fs::read_to_string(&p)
+        .unwrap()
+        .replace("name = ", "nmae = ");
+    std::fs::write(&p, text).unwrap();
+    let err = fails(&tensorlet(
+        dir,
+        &[
+            "train",
+            s(&p),
+            "--data",
+            s(&data("iris.csv")),
+            "--out",
+            s(&dir.join("m")),
+        ],
+    ));
+    assert!(err.contains("unknown field `nmae`"), "{err}");
+
+    let p2 = dir.join("p2.toml");
+    std::fs::write(
+        &p2,
+        "[pipeline]\nname = \"p\"\n[preprocessor]\nbundled = \"standardise\"\n\
+         [trainer]\nbundled = \"mlp\"\n[predictor]\nbundled = \"mlp\"\n",
+    )
+    .unwrap();
+    let err = fails(&tensorlet(
+        dir,
+        &[
+            "train",
+            s(&p2),
+            "--data",
+            s(&data("iris.csv")),
+            "--out",
+            s(&dir.join("m")),
+        ],
+    ));
+    assert!(
+        err.contains("plugin `standardise` cannot be loaded: there is no bundled plugin"),
+        "{err}"
+    );
+
+    let err = fails(&tensorlet(
+        dir,
+        &[
+            "predict",
+            s(&dir.join("missing")),
+            "--input",
+            s(&data("iris.csv")),
+        ],
+    ));
+    assert!(err.contains("missing/model.json"), "{err}");
+
+    let err = fails(&tensorlet(dir, &["demo", "--device", "gpu"]));
+    assert!(err.contains("--device gpu"), "{err}");
+}

@@ -1,0 +1,62 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code, reason = "each test binary uses a different subset")]
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tensorlet_runtime::gpu::{Device, Tensor};
+use tensorlet_runtime::{Limits, Plugin, Runtime, RuntimeConfig};
+
+/// Where build.rs put the plugin components.
+pub fn plugin_path(stem: &str) -> PathBuf {
+    Path::new(env!("TENSORLET_PLUGIN_DIR")).join(format!("{stem}.wasm"))
+}
+
+pub fn plugin_bytes(stem: &str) -> Vec<u8> {
+    std::fs::read(plugin_path(stem)).expect("plugin built by build.rs")
+}
+
+/// A runtime with tight limits so misbehaving plugins are stopped quickly.
+pub fn tight_runtime() -> Runtime {
+    Runtime::new(RuntimeConfig {
+        limits: Limits {
+            deadline: Duration::from_millis(500),
+            max_memory_bytes: 64 << 20,
+            max_host_tensor_bytes: 64 << 20,
+            max_instances: 16,
+            ..Limits::default()
+        },
+        ..RuntimeConfig::default()
+    })
+    .unwrap()
+}
+
+pub fn load(rt: &Runtime, stem: &str) -> Plugin {
+    rt.load(stem, &plugin_bytes(stem)).unwrap()
+}
+
+pub fn tensor(dev: &Device, shape: &[u32], data: Vec<f32>) -> Tensor {
+    dev.from_vec(shape, data).unwrap()
+}
+
+/// A small deterministic classification batch: `rows` x `features`, labels < `classes`.
+pub fn batch(dev: &Device, rows: u32, features: u32, classes: u32) -> (Tensor, Tensor) {
+    let x: Vec<f32> = (0..rows * features)
+        .map(|i| ((i * 37 % 23) as f32 - 11.0) / 7.0)
+        .collect();
+    let y: Vec<f32> = (0..rows).map(|r| (r % classes) as f32).collect();
+    (tensor(dev, &[rows, features], x), tensor(dev, &[rows], y))
+}
+
+/// The path of the repository's data set.
+pub fn data(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("data")
+        .join(name)
+}
+
+pub fn pipeline(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("plugins/pipelines")
+        .join(format!("{name}.toml"))
+}

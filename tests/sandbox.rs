@@ -1,0 +1,304 @@
+//! Misbehaving plugins are stopped with an error that names the plugin and
+//! what happened, and the host carries on serving well-behaved calls.
+
+mod common;
+
+use common::*;
+use tensorlet_runtime::{DataSpec, PluginFailure, Runtime, RuntimeError};
+
+fn config(mode: &str) -> String {
+    format!(r#"{{"mode":"{mode}"}}"#)
+}
+
+/// Runs `predict` in `mode` and returns the failure.
+fn predict_failure(rt: &Runtime, mode: &str) -> RuntimeError {
+    let p = load(rt, "misbehave");
+    let dev = rt.device();
+    let params = p
+        .init(
+            "{}",
+            DataSpec {
+                features: 3,
+                classes: 2,
+                seed: 1,
+            },
+        )
+        .unwrap();
+    let (x, _) = batch(dev, 4, 3, 2);
+    p.predict(&config(mode), &params, &x).unwrap_err()
+}
+
+/// After any failure, the same runtime still runs a healthy call correctly.
+fn still_works(rt: &Runtime) {
+    let p = load(rt, "misbehave");
+    let dev = rt.device();
+    let params = p
+        .init(
+            "{}",
+            DataSpec {
+                features: 3,
+                classes: 2,
+                seed: 1,
+            },
+        )
+        .unwrap();
+    let (x, _) = batch(dev, 4, 3, 2);
+    let probs = p.predict("{}", &params, &x).unwrap();
+    assert_eq!(probs.shape().dims(), &[4, 2]);
+    // Zero-initialised softmax regression: every class equally likely.
+    for v in dev.to_vec(&probs) {
+        assert!((v - 0.5).abs() < 1e-6, "{v}");
+    }
+}
+
+fn plugin_failure(e: &RuntimeError) -> &PluginFailure {
+    match e {
+        RuntimeError::Plugin {
+            plugin, failure, ..
+        } => {
+            assert_eq!(plugin, "misbehave");
+            failure
+        }
+        other => panic!("expected a plugin failure, got {other}"),
+    }
+}
+
+#[test]
+fn infinite_loop_hits_the_deadline() {
+    let rt = tight_runtime();
+    let started = std::time::Instant::now();
+    let e = predict_failure(&rt, "loop");
+    assert!(
+        matches!(plugin_failure(&e), PluginFailure::Deadline(_)),
+        "{e}"
+    );
+    assert_eq!(
+        e.to_string(),
+        "plugin `misbehave` ran past its deadline of 500ms and was stopped (during predict)"
+    );
+    // Stopped by the deadline, not by anything slower (a generous bound: not a benchmark).
+    assert!(started.elapsed().as_secs() < 20);
+    still_works(&rt);
+}
+
+#[test]
+fn memory_bomb_hits_the_memory_limit() {
+    let rt = tight_runtime();
+    let e = predict_failure(&rt, "memory");
+    assert!(
+        matches!(plugin_failure(&e), PluginFailure::Memory(_)),
+        "{e}"
+    );
+    assert!(
+        e.to_string().contains("hit the memory limit of 64 MiB"),
+        "{e}"
+    );
+    still_works(&rt);
+}
+
+#[test]
+fn unbounded_recursion_overflows_the_stack() {
+    let rt = tight_runtime();
+    let e = predict_failure(&rt, "stack");
+    assert!(matches!(plugin_failure(&e), PluginFailure::Stack(_)), "{e}");
+    assert!(e.to_string().contains("overflowed its stack"), "{e}");
+    still_works(&rt);
+}
+
+#[test]
+fn panic_traps_and_reports_the_panic_message() {
+    let rt = tight_runtime();
+    let e = predict_failure(&rt, "panic");
+    let PluginFailure::Trap { stderr, .. } = plugin_failure(&e) else {
+        panic!("expected a trap: {e}");
+    };
+    assert!(
+        stderr.contains("misbehave: predict panics as asked"),
+        "{stderr}"
+    );
+    assert!(e.to_string().contains("trapped"), "{e}");
+    still_works(&rt);
+}
+
+#[test]
+fn plugin_errors_are_reported_as_errors() {
+    let rt = tight_runtime();
+    let e = predict_failure(&rt, "error");
+    assert!(matches!(plugin_failure(&e), PluginFailure::Error(_)), "{e}");
+    assert_eq!(
+        e.to_string(),
+        "plugin `misbehave` returned an error: misbehave: predict fails as asked (during predict)"
+    );
+    let p = load(&rt, "misbehave");
+    let e = p
+        .init(
+            &config("init-error"),
+            DataSpec {
+                features: 3,
+                classes: 2,
+                seed: 1,
+            },
+        )
+        .unwrap_err();
+    assert!(e.to_string().contains("during init"), "{e}");
+    still_works(&rt);
+}
+
+#[test]
+fn tensor_op_errors_reach_the_plugin_as_results() {
+    // The MLP predictor given params of the wrong width gets a shape error from
+    // the host's matmul, which it returns; the message names the op and shapes.
+    let rt = tight_runtime();
+    let p = load(&rt, "mlp");
+    let dev = rt.device();
+    let params = p
+        .init(
+            r#"{"hidden":[4]}"#,
+            DataSpec {
+                features: 3,
+                classes: 2,
+                seed: 1,
+            },
+        )
+        .unwrap();
+    let (x, _) = batch(dev, 2, 5, 2);
+    let e = p.predict("{}", &params, &x).unwrap_err();
+    assert!(
+        matches!(plugin_failure_any(&e), PluginFailure::Error(_)),
+        "{e}"
+    );
+    assert!(
+        e.to_string()
+            .contains("matmul: shapes [2, 5] and [3, 4] are incompatible"),
+        "{e}"
+    );
+}
+
+fn plugin_failure_any(e: &RuntimeError) -> &PluginFailure {
+    match e {
+        RuntimeError::Plugin { failure, .. } => failure,
+        other => panic!("expected a plugin failure, got {other}"),
+    }
+}
+
+fn misbehaving_pipeline(dir: &std::path::Path, stage: &str, mode: &str) -> std::path::PathBuf {
+    let path = |s: &str| plugin_path(s).display().to_string();
+    let (pre, tr, pr) = match stage {
+        "preprocessor" => ("misbehave", "softmax_regression", "softmax_regression"),
+        "trainer" => ("standardize", "misbehave", "softmax_regression"),
+        _ => ("standardize", "softmax_regression", "misbehave"),
+    };
+    let cfg = |s: &str| {
+        if s == stage {
+            format!("config = {{ mode = \"{mode}\" }}")
+        } else {
+            String::new()
+        }
+    };
+    let text = format!(
+        "[pipeline]\nname = \"bad\"\n\
+         [preprocessor]\npath = {:?}\n{}\n\
+         [trainer]\npath = {:?}\n{}\n\
+         [predictor]\npath = {:?}\n{}\n\
+         [training]\nepochs = 2\nbatch_size = 16\nlearning_rate = 0.1\n",
+        path(pre),
+        cfg("preprocessor"),
+        path(tr),
+        cfg("trainer"),
+        path(pr),
+        cfg("predictor"),
+    );
+    let file = dir.join(format!("{stage}-{mode}.toml"));
+    std::fs::write(&file, text).unwrap();
+    file
+}
+
+fn train_error(rt: &Runtime, stage: &str, mode: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline =
+        tensorlet_runtime::Pipeline::load(&misbehaving_pipeline(dir.path(), stage, mode)).unwrap();
+    let data = tensorlet_runtime::data::load_labeled(&data("iris.csv"), None).unwrap();
+    let resolve = |s: &tensorlet_runtime::pipeline::PluginSource| match s {
+        tensorlet_runtime::pipeline::PluginSource::Path(p) => Ok((
+            p.file_stem().unwrap().to_string_lossy().into_owned(),
+            std::fs::read(p).unwrap(),
+        )),
+        other => panic!("unexpected {other:?}"),
+    };
+    let plugins = pipeline.load_plugins(rt, &resolve).unwrap();
+    tensorlet_runtime::train::train(rt.device(), &plugins, &data, &pipeline.training, 3, &mut ())
+        .unwrap_err()
+        .to_string()
+}
+
+#[test]
+fn wrong_output_shapes_and_nans_are_rejected_by_the_host() {
+    let rt = tight_runtime();
+    let e = train_error(&rt, "predictor", "bad-shape");
+    assert_eq!(
+        e,
+        "plugin `misbehave` returned probabilities of shape [30, 4] for 30 rows; \
+         expected [30, 3] (during predict)"
+    );
+    let e = train_error(&rt, "predictor", "nan");
+    assert!(
+        e.starts_with("plugin `misbehave` returned a non-finite probability (NaN)"),
+        "{e}"
+    );
+    let e = train_error(&rt, "trainer", "nan");
+    assert!(
+        e.starts_with("plugin `misbehave` returned a non-finite loss (NaN) at epoch 1"),
+        "{e}"
+    );
+    let e = train_error(&rt, "preprocessor", "bad-shape");
+    assert!(
+        e.starts_with("plugin `misbehave` returned shape [121, 4] for input [120, 4]"),
+        "{e}"
+    );
+    let e = train_error(&rt, "trainer", "loop");
+    assert!(e.contains("ran past its deadline"), "{e}");
+    still_works(&rt);
+}
+
+#[test]
+fn a_plugin_of_the_wrong_kind_is_refused() {
+    let rt = tight_runtime();
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "[pipeline]\nname = \"x\"\n[preprocessor]\npath = {:?}\n[trainer]\npath = {:?}\n\
+         [predictor]\npath = {:?}\n",
+        plugin_path("mlp").display().to_string(),
+        plugin_path("mlp").display().to_string(),
+        plugin_path("mlp").display().to_string(),
+    );
+    let file = dir.path().join("p.toml");
+    std::fs::write(&file, text).unwrap();
+    let pipeline = tensorlet_runtime::Pipeline::load(&file).unwrap();
+    let resolve = |s: &tensorlet_runtime::pipeline::PluginSource| match s {
+        tensorlet_runtime::pipeline::PluginSource::Path(p) => {
+            Ok(("mlp".to_string(), std::fs::read(p).unwrap()))
+        }
+        other => panic!("unexpected {other:?}"),
+    };
+    let e = pipeline
+        .load_plugins(&rt, &resolve)
+        .err()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        e,
+        "plugin `mlp` cannot be loaded: it is named as the pipeline's [preprocessor] but does \
+         not export tensorlet:ml/preprocess"
+    );
+}
+
+#[test]
+fn garbage_is_not_a_component() {
+    let rt = tight_runtime();
+    let e = rt.load("junk", b"\0asm\x01\0\0\0garbage").err().unwrap();
+    assert!(
+        e.to_string()
+            .starts_with("plugin `junk` cannot be loaded: it is not a valid WebAssembly component"),
+        "{e}"
+    );
+}
