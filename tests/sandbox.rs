@@ -97,6 +97,22 @@ fn memory_bomb_hits_the_memory_limit() {
 }
 
 #[test]
+fn hoarding_host_tensors_hits_the_host_tensor_limit() {
+    let rt = tight_runtime();
+    let e = predict_failure(&rt, "host-memory");
+    assert!(
+        matches!(plugin_failure(&e), PluginFailure::HostTensorMemory(_)),
+        "{e}"
+    );
+    assert!(
+        e.to_string()
+            .contains("held more than 64 MiB of host tensors and was stopped"),
+        "{e}"
+    );
+    still_works(&rt);
+}
+
+#[test]
 fn unbounded_recursion_overflows_the_stack() {
     let rt = tight_runtime();
     let e = predict_failure(&rt, "stack");

@@ -7,6 +7,7 @@
 //!   an identity preprocessor (no state), so a test can check the host still works;
 //! - `"loop"`: never returns;
 //! - `"memory"`: allocates and fills 1 MiB blocks until memory runs out;
+//! - `"host-memory"`: creates 4 MiB host tensors and holds them, without end;
 //! - `"stack"`: recurses until the stack overflows;
 //! - `"panic"`: panics, which traps the component;
 //! - `"error"`: returns an error whose message contains `misbehave`;
@@ -31,6 +32,7 @@ enum Mode {
     Ok,
     Loop,
     Memory,
+    HostMemory,
     Stack,
     Panic,
     Error,
@@ -45,6 +47,7 @@ impl Mode {
             "ok" => Mode::Ok,
             "loop" => Mode::Loop,
             "memory" => Mode::Memory,
+            "host-memory" => Mode::HostMemory,
             "stack" => Mode::Stack,
             "panic" => Mode::Panic,
             "error" => Mode::Error,
@@ -53,7 +56,7 @@ impl Mode {
             "init-error" => Mode::InitError,
             other => bail!(
                 "misbehave: unknown mode `{other}` (expected ok, loop, memory, stack, panic, \
-                 error, bad-shape, nan or init-error)"
+                 error, bad-shape, nan, init-error or host-memory)"
             ),
         })
     }
@@ -63,6 +66,7 @@ impl Mode {
         match self {
             Mode::Loop => spin(),
             Mode::Memory => hoard(),
+            Mode::HostMemory => hoard_host_tensors(),
             Mode::Stack => bail!("misbehave: the recursion ended at depth {}", dive(0)),
             Mode::Panic => panic!("misbehave: {call} panics as asked"),
             Mode::Error => bail!("misbehave: {call} fails as asked"),
@@ -81,6 +85,15 @@ fn spin() -> ! {
 
 /// Allocates 1 MiB blocks filled with a non-zero byte (so every page is touched) and
 /// keeps them all, until the allocator fails (an abort: a trap) or the host stops it.
+/// Keeps creating 4 MiB host tensors and holding their handles.
+fn hoard_host_tensors() -> Result<()> {
+    let mut held = Vec::new();
+    loop {
+        held.push(Tensor::zeros(&[1 << 20])?);
+        black_box(&held);
+    }
+}
+
 fn hoard() -> ! {
     let mut blocks: Vec<Vec<u8>> = Vec::new();
     loop {
