@@ -12,6 +12,7 @@ const BUNDLED: &[(&str, &str)] = &[
     ("standardize", "standardize"),
     ("softmax-regression", "softmax_regression"),
     ("mlp", "mlp"),
+    ("onnx-predict", "onnx_predict"),
 ];
 
 /// Test-only plugins, built but not embedded.

@@ -2,10 +2,11 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::ValueEnum;
+use tensorlet_runtime::gpu::{Device, Preference};
 use tensorlet_runtime::pipeline::PluginSource;
-use tensorlet_runtime::{Runtime, RuntimeConfig, RuntimeError, gpu::Device};
+use tensorlet_runtime::{Runtime, RuntimeConfig, RuntimeError};
 
 use crate::bundled;
 
@@ -28,16 +29,29 @@ pub struct DeviceArgs {
     pub device: DeviceChoice,
 }
 
+impl DeviceChoice {
+    /// The library's name for this choice.
+    pub fn preference(self) -> Preference {
+        match self {
+            DeviceChoice::Auto => Preference::Auto,
+            DeviceChoice::Cpu => Preference::Cpu,
+            DeviceChoice::Gpu => Preference::Gpu,
+        }
+    }
+
+    /// Opens the device: `auto` takes a hardware GPU or the CPU, `gpu` fails
+    /// with what to install when there is no adapter.
+    pub fn open(self) -> Result<Device> {
+        let name = self.to_possible_value().map(|v| v.get_name().to_string());
+        Device::open(self.preference())
+            .with_context(|| format!("--device {}", name.unwrap_or_default()))
+    }
+}
+
 impl DeviceArgs {
     /// Opens the chosen device.
     pub fn open(&self) -> Result<Device> {
-        match self.device {
-            DeviceChoice::Auto | DeviceChoice::Cpu => Ok(Device::cpu()),
-            DeviceChoice::Gpu => bail!(
-                "--device gpu: this build of tensorlet has no GPU backend yet; \
-                 use --device cpu (or auto)"
-            ),
-        }
+        self.device.open()
     }
 }
 
@@ -63,9 +77,14 @@ pub fn runtime(device: Device) -> Result<Runtime> {
     .context("cannot start the wasm runtime")
 }
 
-/// Resolves a pipeline stage to a plugin name and its component bytes.
+/// Reads a local (`path`/`bundled`) pipeline stage: a plugin name and its
+/// component bytes, unverified (see `artifacts::resolve_stage`).
 pub fn resolve(source: &PluginSource) -> Result<(String, Vec<u8>), RuntimeError> {
     match source {
+        PluginSource::Registry(r) => Err(RuntimeError::Load {
+            plugin: r.clone(),
+            message: "a registry reference is not a local file".into(),
+        }),
         PluginSource::Path(p) => {
             let bytes = std::fs::read(p).map_err(|e| RuntimeError::Io {
                 path: p.clone(),

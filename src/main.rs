@@ -1,9 +1,11 @@
+#![recursion_limit = "256"]
 //! The `tensorlet` command line: thin commands over `tensorlet-runtime`.
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod artifacts;
 mod bundled;
 mod commands;
 mod common;
@@ -20,10 +22,40 @@ struct Cli {
 enum Command {
     /// Train the bundled iris and digits pipelines, then predict a few rows.
     Demo(commands::demo::Args),
-    /// Train a pipeline on a CSV file and save the model.
+    /// Train a pipeline; sign and publish the model (or save it as a directory).
     Train(commands::train::Args),
-    /// Predict with a saved model.
+    /// Predict with a model from the registry (or a model directory).
     Predict(commands::predict::Args),
+    /// Create a signing key.
+    Keygen(commands::keygen::Args),
+    /// Export or list signing keys.
+    Key(commands::key::Args),
+    /// Manage the trust policy (which keys may publish in which namespaces).
+    Trust(commands::trust::Args),
+    /// Sign and publish a plugin component or a pipeline.
+    Publish(commands::publish::Args),
+    /// List artifacts in the registry.
+    List(commands::list::Args),
+    /// Show an artifact's manifest.
+    Show(commands::show::Args),
+    /// Verify an artifact: digests, signatures, trust.
+    Verify(commands::verify::Args),
+    /// Yank a version.
+    Yank(commands::yank::Args),
+    /// Point aliases (production, staging, …) at versions.
+    Alias(commands::alias::Args),
+    /// Read and verify the audit log.
+    Audit(commands::audit::Args),
+    /// Serve the registry over HTTP.
+    Registry(commands::registry::Args),
+    /// List the GPU adapters and which one `--device auto` picks.
+    Devices(commands::devices::Args),
+    /// Measure the tensor backends (matmul GFLOP/s, training epoch time).
+    Bench(commands::bench::Args),
+    /// Serve models over HTTP (Open Inference Protocol V2).
+    Serve(commands::serve::Args),
+    /// Show how far a served model's inputs drifted from its training data.
+    Drift(commands::drift::Args),
 }
 
 fn main() -> ExitCode {
@@ -39,6 +71,21 @@ fn main() -> ExitCode {
         Command::Demo(args) => commands::demo::execute(args),
         Command::Train(args) => commands::train::execute(args),
         Command::Predict(args) => commands::predict::execute(args),
+        Command::Keygen(args) => commands::keygen::execute(args),
+        Command::Key(args) => commands::key::execute(args),
+        Command::Trust(args) => commands::trust::execute(args),
+        Command::Publish(args) => commands::publish::execute(args),
+        Command::List(args) => commands::list::execute(args),
+        Command::Show(args) => commands::show::execute(args),
+        Command::Verify(args) => commands::verify::execute(args),
+        Command::Yank(args) => commands::yank::execute(args),
+        Command::Alias(args) => commands::alias::execute(args),
+        Command::Audit(args) => commands::audit::execute(args),
+        Command::Registry(args) => commands::registry::execute(args),
+        Command::Devices(args) => commands::devices::execute(args),
+        Command::Bench(args) => commands::bench::execute(args),
+        Command::Serve(args) => commands::serve::execute(args),
+        Command::Drift(args) => commands::drift::execute(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -49,11 +49,30 @@ fn demo_reaches_the_target_accuracies() {
         assert!(acc >= 0.95, "{name}: {line}");
     }
     assert!(stdout.contains("predicted"), "{stdout}");
-    // The compiled components were cached under TENSORLET_HOME.
+    // Everything ran from a throwaway signed registry, not the user's.
+    assert!(
+        stdout.contains("signed and published tensorlet/standardize@"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("predictions from the published models (tensorlet/iris-model@0.1.0"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("audit log OK"), "{stdout}");
+    assert!(!home.path().join("registry.db").exists());
+    // The compiled components were cached under TENSORLET_HOME: one per
+    // published plugin (everything published but the two pipelines).
+    let published = stdout
+        .lines()
+        .find_map(|l| l.split_once("signed and published "))
+        .unwrap()
+        .1
+        .split(", ")
+        .count();
     let cached = std::fs::read_dir(home.path().join("cache/components"))
         .unwrap()
         .count();
-    assert_eq!(cached, 3);
+    assert_eq!(cached, published - 2, "{stdout}");
 }
 
 #[test]
@@ -71,12 +90,23 @@ fn train_then_predict_with_labels_and_json() {
             s(&model),
             "--epochs",
             "50",
+            "--allow-unsigned",
         ],
     ));
     assert!(
         stdout.contains("trained iris: validation accuracy"),
         "{stdout}"
     );
+    // Local plugins ran only because --allow-unsigned was given, loudly.
+    let unsigned_log = ok(&tensorlet(home.path(), &["audit", "log", "--json"]));
+    let log: serde_json::Value = serde_json::from_str(&unsigned_log).unwrap();
+    let unsigned = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "load.unsigned")
+        .count();
+    assert_eq!(unsigned, 3, "{unsigned_log}");
     assert!(stdout.contains("params sha256:"), "{stdout}");
     let meta: serde_json::Value =
         serde_json::from_slice(&std::fs::read(model.join("model.json")).unwrap()).unwrap();
@@ -85,7 +115,13 @@ fn train_then_predict_with_labels_and_json() {
 
     let labels = ok(&tensorlet(
         home.path(),
-        &["predict", s(&model), "--input", s(&data("iris.csv"))],
+        &[
+            "predict",
+            s(&model),
+            "--input",
+            s(&data("iris.csv")),
+            "--allow-unsigned",
+        ],
     ));
     let lines: Vec<&str> = labels.lines().collect();
     assert_eq!(lines.len(), 150);
@@ -96,7 +132,14 @@ fn train_then_predict_with_labels_and_json() {
     std::fs::write(&json_in, "[[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]").unwrap();
     let out = ok(&tensorlet(
         home.path(),
-        &["predict", s(&model), "--input", s(&json_in), "--json"],
+        &[
+            "predict",
+            s(&model),
+            "--input",
+            s(&json_in),
+            "--json",
+            "--allow-unsigned",
+        ],
     ));
     let rows: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(rows[0]["class"], "setosa");
@@ -122,6 +165,7 @@ fn bad_input_gets_a_clear_error() {
             s(&unlabeled),
             "--out",
             s(&dir.join("m")),
+            "--allow-unsigned",
         ],
     ));
     assert!(
@@ -145,6 +189,7 @@ fn bad_input_gets_a_clear_error() {
             s(&ragged),
             "--out",
             s(&dir.join("m")),
+            "--allow-unsigned",
         ],
     ));
     assert!(
@@ -165,6 +210,7 @@ fn bad_input_gets_a_clear_error() {
             s(&data("iris.csv")),
             "--out",
             s(&dir.join("m")),
+            "--allow-unsigned",
         ],
     ));
     assert!(err.contains("unknown field `nmae`"), "{err}");
@@ -185,6 +231,7 @@ fn bad_input_gets_a_clear_error() {
             s(&data("iris.csv")),
             "--out",
             s(&dir.join("m")),
+            "--allow-unsigned",
         ],
     ));
     assert!(
@@ -201,8 +248,9 @@ fn bad_input_gets_a_clear_error() {
             s(&data("iris.csv")),
         ],
     ));
-    assert!(err.contains("missing/model.json"), "{err}");
-
-    let err = fails(&tensorlet(dir, &["demo", "--device", "gpu"]));
-    assert!(err.contains("--device gpu"), "{err}");
+    assert!(
+        err.contains("is neither a model directory nor a registry reference"),
+        "{err}"
+    );
+    // `--device gpu` without an adapter: tests/gpu.rs.
 }

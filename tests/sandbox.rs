@@ -241,7 +241,9 @@ fn train_error(rt: &Runtime, stage: &str, mode: &str) -> String {
         )),
         other => panic!("unexpected {other:?}"),
     };
-    let plugins = pipeline.load_plugins(rt, &resolve).unwrap();
+    let plugins = pipeline
+        .load_plugins(rt, &unsigned_resolver(resolve))
+        .unwrap();
     tensorlet_runtime::train::train(rt.device(), &plugins, &data, &pipeline.training, 3, &mut ())
         .unwrap_err()
         .to_string()
@@ -297,7 +299,7 @@ fn a_plugin_of_the_wrong_kind_is_refused() {
         other => panic!("unexpected {other:?}"),
     };
     let e = pipeline
-        .load_plugins(&rt, &resolve)
+        .load_plugins(&rt, &unsigned_resolver(resolve))
         .err()
         .unwrap()
         .to_string();
@@ -311,7 +313,9 @@ fn a_plugin_of_the_wrong_kind_is_refused() {
 #[test]
 fn garbage_is_not_a_component() {
     let rt = tight_runtime();
-    let e = rt.load("junk", b"\0asm\x01\0\0\0garbage").err().unwrap();
+    let e = load_bytes(&rt, "junk", b"\0asm\x01\0\0\0garbage".to_vec())
+        .err()
+        .unwrap();
     assert!(
         e.to_string()
             .starts_with("plugin `junk` cannot be loaded: it is not a valid WebAssembly component"),

@@ -11,6 +11,7 @@ fn resolve(s: &PluginSource) -> tensorlet_runtime::Result<(String, Vec<u8>)> {
     let stem = match s {
         PluginSource::Bundled(name) => name.replace('-', "_"),
         PluginSource::Path(p) => p.file_stem().unwrap().to_string_lossy().into_owned(),
+        PluginSource::Registry(r) => panic!("these tests use local plugins, not {r}"),
     };
     Ok((stem.clone(), plugin_bytes(&stem)))
 }
@@ -24,7 +25,9 @@ fn train_into(rt: &Runtime, name: &str, seed: u64, out: &std::path::Path) -> (Ve
         pipeline.data.label.as_deref(),
     )
     .unwrap();
-    let plugins = pipeline.load_plugins(rt, &resolve).unwrap();
+    let plugins = pipeline
+        .load_plugins(rt, &unsigned_resolver(resolve))
+        .unwrap();
     let trained = train::train(
         rt.device(),
         &plugins,
@@ -64,7 +67,7 @@ fn bundled_pipelines_reach_their_accuracy_and_saved_models_agree() {
         assert!(acc >= 0.95, "{name}: validation accuracy {acc}");
 
         // The saved model predicts the training file with high accuracy too.
-        let model = Model::load(&rt, &out).unwrap();
+        let model = Model::load(&rt, &out, &unsigned_component).unwrap();
         let ds =
             data::load_labeled(&data(&format!("{name}.csv")), Some(&model.meta.label)).unwrap();
         let p = model.predict(rt.device(), ds.x.clone(), ds.rows()).unwrap();
@@ -91,7 +94,10 @@ fn a_tampered_model_is_refused() {
     let last = bytes.len() - 1;
     bytes[last] ^= 1;
     std::fs::write(&params, bytes).unwrap();
-    let e = Model::load(&rt, &out).err().unwrap().to_string();
+    let e = Model::load(&rt, &out, &unsigned_component)
+        .err()
+        .unwrap()
+        .to_string();
     assert!(e.contains("params.safetensors has digest sha256:"), "{e}");
     assert!(e.contains("the file was modified"), "{e}");
 }
@@ -107,7 +113,7 @@ fn the_compile_cache_is_used_and_survives_corruption() {
     let dev = tensorlet_runtime::gpu::Device::cpu();
     let x = tensor(&dev, &[2, 2], vec![1.0, 2.0, 3.0, 6.0]);
     let run = |rt: &Runtime| {
-        let p = rt.load("standardize", &bytes).unwrap();
+        let p = load_bytes(rt, "standardize", bytes.clone()).unwrap();
         let state = p.fit("{}", &x).unwrap();
         rt.device().to_vec(&p.transform("{}", &state, &x).unwrap())
     };

@@ -3,6 +3,7 @@
 //! Single-threaded on purpose: results are bit-for-bit reproducible, which is
 //! what makes a training run's params digest depend only on its inputs.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use crate::{
@@ -14,9 +15,12 @@ use crate::{
 #[derive(Clone, Copy, Debug, Default)]
 pub struct CpuBackend;
 
-fn host(s: &Storage) -> &[f32] {
+/// The elements of `s` in host memory; GPU storage is downloaded.
+fn host(s: &Storage) -> Cow<'_, [f32]> {
     match s {
-        Storage::Host(v) => v,
+        Storage::Host(v) => Cow::Borrowed(v),
+        #[cfg(feature = "wgpu")]
+        Storage::Gpu(g) => Cow::Owned(g.to_vec()),
     }
 }
 
@@ -81,7 +85,7 @@ impl Backend for CpuBackend {
     fn download(&self, s: &Storage, len: usize) -> Vec<f32> {
         let v = host(s);
         debug_assert_eq!(v.len(), len);
-        v.to_vec()
+        v.into_owned()
     }
 
     fn fill(&self, len: usize, value: f32) -> Storage {
@@ -155,7 +159,7 @@ impl Backend for CpuBackend {
         if a_shape == b_shape {
             return store(
                 a.iter()
-                    .zip(b)
+                    .zip(b.iter())
                     .map(|(&x, &y)| binary_scalar(op, x, y))
                     .collect(),
             );

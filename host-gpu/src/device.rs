@@ -33,6 +33,34 @@ impl fmt::Display for DeviceInfo {
     }
 }
 
+/// Which backend [`Device::open`] picks: what `--device` and `TENSORLET_DEVICE` say.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Preference {
+    /// A hardware GPU when there is one, else the CPU. Never a software GPU
+    /// (lavapipe, llvmpipe, SwiftShader): the CPU backend is faster than those.
+    Auto,
+    /// The CPU reference backend.
+    Cpu,
+    /// The GPU: a hardware adapter if there is one, else a software one.
+    Gpu,
+}
+
+/// Why [`Device::open`] could not give the device asked for.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpenError {
+    /// This build has no GPU backend.
+    #[error(
+        "this build of tensorlet has no GPU backend (it was built without the `wgpu` \
+         feature); use --device cpu"
+    )]
+    NoGpuBackend,
+    /// No usable adapter, or the adapter refused to open a device.
+    #[cfg(feature = "wgpu")]
+    #[error(transparent)]
+    Gpu(#[from] crate::wgpu_backend::GpuError),
+}
+
 /// A backend plus the validation every op goes through. Cheap to clone.
 #[derive(Clone)]
 pub struct Device {
@@ -82,6 +110,47 @@ impl Device {
     /// A device over any backend.
     pub fn new(backend: Arc<dyn Backend>) -> Self {
         Device { backend }
+    }
+
+    /// The device `pref` asks for. `Auto` falls back to the CPU when no
+    /// hardware GPU can be opened (none present, a driver refusing, or no GPU
+    /// backend in this build); `Gpu` fails instead, with a message that says
+    /// what to install.
+    pub fn open(pref: Preference) -> Result<Self, OpenError> {
+        match pref {
+            Preference::Cpu => Ok(Device::cpu()),
+            #[cfg(feature = "wgpu")]
+            Preference::Auto => {
+                use crate::wgpu_backend::{AdapterPolicy, WgpuBackend};
+                Ok(match WgpuBackend::open(AdapterPolicy::HardwareOnly) {
+                    Ok(b) => Device::new(Arc::new(b)),
+                    Err(_) => Device::cpu(),
+                })
+            }
+            #[cfg(feature = "wgpu")]
+            Preference::Gpu => {
+                use crate::wgpu_backend::{AdapterPolicy, WgpuBackend};
+                Ok(Device::new(Arc::new(WgpuBackend::open(
+                    AdapterPolicy::Any,
+                )?)))
+            }
+            #[cfg(not(feature = "wgpu"))]
+            Preference::Auto => Ok(Device::cpu()),
+            #[cfg(not(feature = "wgpu"))]
+            Preference::Gpu => Err(OpenError::NoGpuBackend),
+        }
+    }
+
+    /// Whether the backend is a software emulation of a GPU (lavapipe and the
+    /// like): correct, but slower than the CPU backend.
+    pub fn is_software(&self) -> bool {
+        self.backend.is_software()
+    }
+
+    /// Waits until every op issued so far has finished (GPU work is queued;
+    /// results are otherwise awaited only when read). For timing.
+    pub fn synchronize(&self) {
+        self.backend.synchronize();
     }
 
     /// What this device computes on.

@@ -7,6 +7,10 @@
 //! it. [`Tensor`]s are immutable and cheap to clone: an op returns a new tensor,
 //! and `reshape` shares the storage of its input.
 //!
+//! With the `wgpu` feature (on by default), [`wgpu_backend`] runs every op as a
+//! WGSL compute shader and keeps tensors on the GPU between ops;
+//! [`Device::open`] picks a backend the way `--device auto|cpu|gpu` asks.
+//!
 //! ```
 //! use tensorlet_gpu::{Device, UnaryOp};
 //! let dev = Device::cpu();
@@ -15,15 +19,18 @@
 //! assert_eq!(dev.to_vec(&b), vec![1.0, 0.0, 3.0, 0.0]);
 //! ```
 
+pub mod bench;
 pub mod cpu;
 mod device;
 mod error;
 pub mod rng;
 mod shape;
+#[cfg(feature = "wgpu")]
+pub mod wgpu_backend;
 
 use std::sync::Arc;
 
-pub use device::{Device, DeviceInfo, DeviceKind};
+pub use device::{Device, DeviceInfo, DeviceKind, OpenError, Preference};
 pub use error::TensorError;
 pub use shape::Shape;
 
@@ -114,12 +121,17 @@ pub enum Distribution {
     },
 }
 
-/// Where a tensor's elements live. Each backend reads the variants it owns.
+/// Where a tensor's elements live. Each backend reads the variants it owns and
+/// converts the others (the CPU backend downloads GPU storage; the GPU backend
+/// uploads host storage).
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub enum Storage {
     /// Host memory, row-major.
     Host(Arc<[f32]>),
+    /// A buffer on the GPU, row-major.
+    #[cfg(feature = "wgpu")]
+    Gpu(wgpu_backend::GpuStorage),
 }
 
 /// An immutable f32 tensor: a shape and the storage of its elements.
@@ -168,6 +180,12 @@ pub trait Backend: Send + Sync + 'static {
     fn upload(&self, data: &[f32]) -> Storage;
     /// The elements of `s`, row-major.
     fn download(&self, s: &Storage, len: usize) -> Vec<f32>;
+    /// Waits until all work submitted so far has finished (for timing).
+    fn synchronize(&self) {}
+    /// Whether this is a software emulation of a GPU (lavapipe and the like).
+    fn is_software(&self) -> bool {
+        false
+    }
     /// `len` copies of `value`.
     fn fill(&self, len: usize, value: f32) -> Storage;
     /// `len` samples of `dist`; element `i` is [`rng::sample`]`(dist, seed, i)`.

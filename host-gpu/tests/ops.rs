@@ -1,6 +1,11 @@
 //! Every op against hand-computed values. Written against `&Device`, so each
-//! backend runs the same suite.
+//! backend runs the same suite: the CPU reference and the wgpu backend (on
+//! lavapipe where there is no GPU; see `common::gpu` for what happens without
+//! any adapter).
 
+mod common;
+
+use common::devices;
 use tensorlet_gpu::{
     BinaryOp, Device, Distribution, ReduceOp, ScalarOp, Tensor, TensorError, UnaryOp,
 };
@@ -20,10 +25,6 @@ fn close(got: &[f32], want: &[f32]) {
 fn check(dev: &Device, t: &Tensor, shape: &[usize], want: &[f32]) {
     assert_eq!(t.shape().dims(), shape);
     close(&dev.to_vec(t), want);
-}
-
-fn devices() -> Vec<Device> {
-    vec![Device::cpu()]
 }
 
 #[test]

@@ -1,6 +1,50 @@
 //! tensorlet's artifact registry.
 //!
-//! This crate will hold the SQLite store of content-addressed blobs, the ed25519
-//! signing of artifact manifests, the trust policy that maps keys to namespaces,
-//! and the hash-chained audit log. Until then the runtime loads plugins from
-//! local paths and records nothing.
+//! Every plugin, pipeline and model is an artifact `namespace/name@semver`
+//! described by a signed [`Manifest`] (canonical JSON, ed25519) that pins its
+//! blobs and its dependencies by sha256 digest. A [`Registry`] keeps them in
+//! `$TENSORLET_HOME`: a SQLite database (index, trust policy, audit log) and
+//! content-addressed blob files. [`Registry::verify`] recomputes every digest
+//! and checks the signature against the trust policy; it is the only way to a
+//! [`VerifiedComponent`], which is the only thing the runtime compiles (the
+//! development-only [`Registry::allow_unsigned`] is loud and audited). The
+//! audit log is hash-chained, signed by the node key and checkpointed outside
+//! the database. [`server`] serves a registry over HTTP and [`client`] talks
+//! to one; pulled artifacts are verified against the local trust policy
+//! before they are cached.
+//!
+//! ```no_run
+//! use tensorlet_registry::{Kind, Manifest, Registry};
+//! let reg = Registry::open("/tmp/home".as_ref())?;
+//! let key = reg.keygen("alice")?;
+//! reg.trust_add(&key.public(), &["acme".into()])?;
+//! let wasm = std::fs::read("scale.wasm").unwrap();
+//! let mut m = Manifest::new("acme/scale", "1.0.0", Kind::Preprocessor)?;
+//! m.blobs.insert("component".into(), tensorlet_registry::digest(&wasm));
+//! reg.publish(&m.sign(&key), &[wasm])?;
+//! let verified = reg.verify_str("acme/scale@1.0.0")?;
+//! let component = verified.component().unwrap();
+//! # Ok::<(), tensorlet_registry::RegistryError>(())
+//! ```
+
+mod audit;
+pub mod canonical;
+pub mod client;
+mod error;
+mod keys;
+mod manifest;
+mod reference;
+pub mod server;
+mod store;
+mod time;
+mod verified;
+
+pub use audit::{AuditEntry, AuditReport, GENESIS, entry_hash};
+pub use error::{RegistryError, Result};
+pub use keys::{KeyPair, KeyStore, NODE_KEY, PublicKey};
+pub use manifest::{
+    COMPONENT, FORMAT, Kind, Manifest, Pin, Signature, SignedManifest, check_digest, digest,
+};
+pub use reference::{Reference, Selector, check_alias, check_name, check_version};
+pub use store::{ArtifactSummary, Published, Registry, TrustEntry};
+pub use verified::{Provenance, VerifiedArtifact, VerifiedComponent};

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use sha2::{Digest, Sha256};
 use tensorlet_gpu::Device;
+use tensorlet_registry::VerifiedComponent;
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
@@ -67,6 +68,19 @@ pub fn digest(bytes: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
 }
 
+/// What [`Runtime::inspect`] found in a component.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ComponentInfo {
+    /// `sha256:` of the bytes.
+    pub digest: String,
+    /// Exported interface names (`tensorlet:ml/predict@0.1.0`, …).
+    pub exports: Vec<String>,
+    /// Imported interface names.
+    pub imports: Vec<String>,
+    /// Why linking against the host fails, when an import is not provided.
+    pub unprovided: Option<String>,
+}
+
 /// A `Hasher` over SHA-256, so cache keys are stable across Rust versions.
 struct StableHasher(Sha256);
 
@@ -114,6 +128,8 @@ impl Runtime {
             .map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
         wit_tensor::add_to_linker::<Ctx, HasSelf<Ctx>>(&mut linker, |c| c)
             .map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
+        wasmtime_wasi_nn::wit::add_to_linker(&mut linker, |c: &mut Ctx| c.nn_view())
+            .map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
 
         let stop = Arc::new(AtomicBool::new(false));
         {
@@ -152,8 +168,14 @@ impl Runtime {
     }
 
     /// Compiles (or fetches from the cache) a component and links it against
-    /// the host, so that calls only instantiate. `name` is used in messages.
-    pub fn load(&self, name: &str, bytes: &[u8]) -> Result<Plugin> {
+    /// the host, so that calls only instantiate.
+    ///
+    /// This is the only way to a runnable plugin, and it takes a
+    /// [`VerifiedComponent`]: something only the registry's verification (or
+    /// its loud, audited `allow_unsigned`) can make. The digest is computed
+    /// again here, over the bytes that are compiled.
+    pub fn load(&self, component: &VerifiedComponent) -> Result<Plugin> {
+        let (name, bytes) = (component.name(), component.bytes());
         let digest = digest(bytes);
         let component = self.compile(name, &digest, bytes)?;
         let pre = self
@@ -163,10 +185,35 @@ impl Runtime {
                 plugin: name.to_string(),
                 message: format!(
                     "it needs an import tensorlet does not provide: {e:#}; plugins may import \
-                     only tensorlet:ml/tensor and WASI 0.2"
+                     only tensorlet:ml/tensor, wasi:nn and WASI 0.2"
                 ),
             })?;
         Plugin::new(self.shared.clone(), name, digest, pre)
+    }
+
+    /// Compiles a component only to describe it: the interfaces it exports
+    /// and imports, and whether the host provides every import. Used to check
+    /// a component before it is signed and published; it yields no runnable
+    /// plugin (the compiled form is cached by digest, which is harmless: only
+    /// [`Runtime::load`] of verified bytes with that digest can use it).
+    pub fn inspect(&self, name: &str, bytes: &[u8]) -> Result<ComponentInfo> {
+        let digest = digest(bytes);
+        let component = self.compile(name, &digest, bytes)?;
+        let engine = &self.shared.engine;
+        let ty = component.component_type();
+        let exports = ty.exports(engine).map(|(n, _)| n.to_string()).collect();
+        let imports = ty.imports(engine).map(|(n, _)| n.to_string()).collect();
+        let unprovided = self
+            .linker
+            .instantiate_pre(&component)
+            .err()
+            .map(|e| format!("{e:#}"));
+        Ok(ComponentInfo {
+            digest,
+            exports,
+            imports,
+            unprovided,
+        })
     }
 
     fn cache_path(&self, digest: &str) -> Option<PathBuf> {

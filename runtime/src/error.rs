@@ -111,6 +111,9 @@ pub enum RuntimeError {
     /// A tensor op on the host failed (a host-side bug or bad input data).
     #[error(transparent)]
     Tensor(#[from] tensorlet_gpu::TensorError),
+    /// The registry refused or failed (verification, lookup, storage).
+    #[error(transparent)]
+    Registry(#[from] tensorlet_registry::RegistryError),
     /// Training was stopped before it finished.
     #[error("training was interrupted")]
     Interrupted,

@@ -7,6 +7,8 @@ use wasmtime::component::{Resource, ResourceTable};
 use wasmtime::{ResourceLimiter, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi_nn::Graph;
+use wasmtime_wasi_nn::wit::{WasiNnCtx, WasiNnView};
 
 use crate::Limits;
 use crate::bindings::tensor::{self as wit, HostTensor};
@@ -31,6 +33,7 @@ impl std::error::Error for HostTensorLimit {}
 pub(crate) struct Ctx {
     table: ResourceTable,
     wasi: WasiCtx,
+    nn: WasiNnCtx,
     stderr: MemoryOutputPipe,
     limiter: MemoryLimiter,
     device: Device,
@@ -70,7 +73,8 @@ impl ResourceLimiter for MemoryLimiter {
 impl Ctx {
     /// A context with no filesystem, network, environment or arguments; the
     /// plugin's stdout is discarded and its stderr kept for error reports.
-    pub(crate) fn new(device: Device, limits: &Limits) -> Self {
+    /// `graphs` are the models the plugin may open with `wasi:nn` by name.
+    pub(crate) fn new(device: Device, limits: &Limits, graphs: &[(String, Graph)]) -> Self {
         let stderr = MemoryOutputPipe::new(STDERR_CAPACITY);
         let wasi = WasiCtxBuilder::new().stderr(stderr.clone()).build();
         let inner = StoreLimitsBuilder::new()
@@ -80,6 +84,7 @@ impl Ctx {
         Ctx {
             table: ResourceTable::new(),
             wasi,
+            nn: crate::nn::context(graphs),
             stderr,
             limiter: MemoryLimiter {
                 inner,
@@ -89,6 +94,11 @@ impl Ctx {
             tensor_bytes: 0,
             max_tensor_bytes: limits.max_host_tensor_bytes,
         }
+    }
+
+    /// The `wasi:nn` view of this context, for the linker.
+    pub(crate) fn nn_view(&mut self) -> WasiNnView<'_> {
+        WasiNnView::new(&mut self.table, &mut self.nn)
     }
 
     pub(crate) fn limiter(&mut self) -> &mut MemoryLimiter {

@@ -1,3 +1,4 @@
+#![recursion_limit = "256"]
 //! tensorlet's wasmtime host.
 //!
 //! A [`Runtime`] owns the one wasmtime engine of a process (pooling allocator,
@@ -11,32 +12,39 @@
 //! loop ([`train`]) and saved models ([`model`]).
 //!
 //! ```no_run
-//! use tensorlet_runtime::{Runtime, RuntimeConfig};
+//! use tensorlet_runtime::{Runtime, RuntimeConfig, registry::Registry};
 //! let rt = Runtime::new(RuntimeConfig::default())?;
-//! let bytes = std::fs::read("standardize.wasm").unwrap();
-//! let plugin = rt.load("standardize", &bytes)?;
+//! let reg = Registry::open("/home/me/.tensorlet".as_ref())?;
+//! // Verification (digests, signature, trust policy) is the only way to a
+//! // component the runtime will compile.
+//! let verified = reg.verify_str("acme/standardize@1.0.0")?;
+//! let plugin = rt.load(&verified.component().expect("a plugin artifact"))?;
 //! let x = rt.device().from_vec(&[2, 2], vec![1.0, 2.0, 3.0, 4.0])?;
 //! let state = plugin.fit("{}", &x)?;
 //! let _scaled = plugin.transform("{}", &state, &x)?;
 //! # Ok::<(), tensorlet_runtime::RuntimeError>(())
 //! ```
 
+pub mod artifacts;
 pub mod data;
 mod engine;
 mod error;
 mod host;
 mod limits;
 pub mod model;
+mod nn;
 pub mod pipeline;
 mod plugin;
+pub mod serve;
 pub mod train;
 
-pub use engine::{Runtime, RuntimeConfig, digest};
+pub use engine::{ComponentInfo, Runtime, RuntimeConfig, digest};
 pub use error::{PluginFailure, Result, RuntimeError};
 pub use limits::{Limits, human_bytes};
 pub use pipeline::Pipeline;
-pub use plugin::{DataSpec, NamedTensors, Plugin, StepOutput};
+pub use plugin::{DataSpec, NamedTensors, Plugin, StepOutput, instances_created};
 pub use tensorlet_gpu as gpu;
+pub use tensorlet_registry as registry;
 
 /// Generated bindings, kept private: the host world imports the tensor
 /// interface and exports all three plugin interfaces, so one set of bindings

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 use serde::{Deserialize, Serialize};
 use tensorlet_gpu::Device;
+use tensorlet_registry::VerifiedComponent;
 
 use crate::error::{Result, RuntimeError};
 use crate::pipeline::TrainingConfig;
@@ -24,8 +25,12 @@ use crate::{Pipeline, Runtime, digest};
 
 /// The value of `format` in `model.json`.
 pub const FORMAT: &str = "tensorlet-model/1";
-const PARAMS: &str = "params.safetensors";
-const STATE: &str = "preprocessor.safetensors";
+/// The params file (and blob role).
+pub const PARAMS: &str = "params.safetensors";
+/// The preprocessor-state file (and blob role).
+pub const STATE: &str = "preprocessor.safetensors";
+/// The metadata file (and blob role).
+pub const META: &str = "model.json";
 
 /// One plugin of a saved model.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -49,6 +54,32 @@ pub struct Stages {
     pub trainer: StageMeta,
     /// Predictor.
     pub predictor: StageMeta,
+}
+
+/// Statistics of one input feature over the training data.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeatureStat {
+    /// Mean.
+    pub mean: f32,
+    /// Population standard deviation.
+    pub std: f32,
+}
+
+/// Per-feature mean and standard deviation of row-major data.
+pub fn feature_stats(x: &[f32], features: usize) -> Vec<FeatureStat> {
+    let rows = x.len().checked_div(features).unwrap_or(0);
+    (0..features)
+        .map(|c| {
+            let col = || x.iter().skip(c).step_by(features).map(|&v| f64::from(v));
+            let mean = col().sum::<f64>() / rows.max(1) as f64;
+            let var = col().map(|v| (v - mean).powi(2)).sum::<f64>() / rows.max(1) as f64;
+            FeatureStat {
+                mean: mean as f32,
+                std: var.sqrt() as f32,
+            }
+        })
+        .collect()
 }
 
 /// `model.json`.
@@ -81,6 +112,10 @@ pub struct ModelMeta {
     pub split: (usize, usize),
     /// Metrics per epoch.
     pub metrics: Vec<EpochMetrics>,
+    /// Mean and standard deviation of each input feature in the training
+    /// data, for drift detection when serving.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feature_stats: Option<Vec<FeatureStat>>,
     /// `sha256:` of `params.safetensors`.
     pub params_digest: String,
     /// `sha256:` of `preprocessor.safetensors`.
@@ -92,6 +127,19 @@ impl ModelMeta {
     pub fn val_accuracy(&self) -> Option<f32> {
         self.metrics.last().and_then(|m| m.val_accuracy)
     }
+}
+
+/// Parses and checks `model.json`.
+pub fn parse_meta(bytes: &[u8]) -> Result<ModelMeta, String> {
+    let meta: ModelMeta = serde_json::from_slice(bytes)
+        .map_err(|e| format!("model.json is not valid model metadata: {e}"))?;
+    if meta.format != FORMAT {
+        return Err(format!(
+            "model.json has format `{}`; this tensorlet reads `{FORMAT}`",
+            meta.format
+        ));
+    }
+    Ok(meta)
 }
 
 /// Serialises named tensors as safetensors, sorted by name (deterministic).
@@ -164,7 +212,7 @@ pub fn save(
     std::fs::create_dir_all(&components).map_err(|e| RuntimeError::io(&components, e))?;
     for s in [&plugins.preprocessor, &plugins.trainer, &plugins.predictor] {
         let hex = s.plugin.digest().trim_start_matches("sha256:");
-        write(&components.join(format!("{hex}.wasm")), &s.bytes)?;
+        write(&components.join(format!("{hex}.wasm")), s.component.bytes())?;
     }
     let params = to_safetensors(device, &trained.params);
     let state = to_safetensors(device, &trained.state);
@@ -187,6 +235,7 @@ pub fn save(
         training: pipeline.training.clone(),
         split: trained.split,
         metrics: trained.history.clone(),
+        feature_stats: Some(feature_stats(&data.x, data.features())),
         params_digest: digest(&params),
         state_digest: digest(&state),
     };
@@ -197,7 +246,7 @@ pub fn save(
 
 /// A loaded model, ready to predict.
 pub struct Model {
-    /// Where it was loaded from.
+    /// Where it was loaded from (a directory, or a registry reference).
     pub dir: PathBuf,
     /// Its metadata.
     pub meta: ModelMeta,
@@ -218,23 +267,22 @@ pub struct Predictions {
     pub probabilities: Vec<Vec<f32>>,
 }
 
+/// Turns a saved stage and its component bytes (already checked against the
+/// digest in `model.json`) into a verified component: found verified in the
+/// registry by digest, or let through by the audited `allow_unsigned`.
+pub type ComponentFor<'a> = dyn Fn(&StageMeta, Vec<u8>) -> Result<VerifiedComponent> + 'a;
+
 impl Model {
-    /// Loads a model directory, verifying every file against its digest.
-    pub fn load(rt: &Runtime, dir: &Path) -> Result<Model> {
+    /// Loads a model directory, verifying every file against its digest;
+    /// `component` decides whether each component may run (see [`ComponentFor`]).
+    pub fn load(rt: &Runtime, dir: &Path, component: &ComponentFor<'_>) -> Result<Model> {
         let bad = |message: String| RuntimeError::Model {
             path: dir.to_path_buf(),
             message,
         };
         let read = |p: PathBuf| std::fs::read(&p).map_err(|e| RuntimeError::io(p, e));
         let meta_bytes = read(dir.join("model.json"))?;
-        let meta: ModelMeta = serde_json::from_slice(&meta_bytes)
-            .map_err(|e| bad(format!("model.json is not valid model metadata: {e}")))?;
-        if meta.format != FORMAT {
-            return Err(bad(format!(
-                "model.json has format `{}`; this tensorlet reads `{FORMAT}`",
-                meta.format
-            )));
-        }
+        let meta = parse_meta(&meta_bytes).map_err(bad)?;
         let checked = |file: &str, want: &str| -> Result<Vec<u8>> {
             let bytes = read(dir.join(file))?;
             let got = digest(&bytes);
@@ -245,24 +293,69 @@ impl Model {
             }
             Ok(bytes)
         };
-        let device = rt.device();
-        let params = from_safetensors(device, &checked(PARAMS, &meta.params_digest)?)
-            .map_err(|e| bad(format!("{PARAMS}: {e}")))?;
-        let state = from_safetensors(device, &checked(STATE, &meta.state_digest)?)
-            .map_err(|e| bad(format!("{STATE}: {e}")))?;
-        let stage = |s: &StageMeta| -> Result<StagePlugin> {
+        let params = checked(PARAMS, &meta.params_digest)?;
+        let state = checked(STATE, &meta.state_digest)?;
+        let stage = |s: &StageMeta| -> Result<VerifiedComponent> {
             let file = format!("components/{}.wasm", s.digest.trim_start_matches("sha256:"));
-            let bytes = checked(&file, &s.digest)?;
+            component(s, checked(&file, &s.digest)?)
+        };
+        let pre = stage(&meta.plugins.preprocessor)?;
+        let pred = stage(&meta.plugins.predictor)?;
+        Model::from_parts(rt, dir.to_path_buf(), meta, &params, &state, pre, pred)
+    }
+
+    /// Assembles a model from its verified parts, checking that the params,
+    /// the state and both components are the ones `meta` pins. `origin`
+    /// names the model in messages (a directory or a registry reference).
+    pub fn from_parts(
+        rt: &Runtime,
+        origin: PathBuf,
+        meta: ModelMeta,
+        params: &[u8],
+        state: &[u8],
+        preprocessor: VerifiedComponent,
+        predictor: VerifiedComponent,
+    ) -> Result<Model> {
+        let bad = |message: String| RuntimeError::Model {
+            path: origin.clone(),
+            message,
+        };
+        for (what, got, want) in [
+            (PARAMS, digest(params), &meta.params_digest),
+            (STATE, digest(state), &meta.state_digest),
+        ] {
+            if &got != want {
+                return Err(bad(format!(
+                    "{what} has digest {got} but the model pins {want}"
+                )));
+            }
+        }
+        for (stage, c) in [
+            (&meta.plugins.preprocessor, &preprocessor),
+            (&meta.plugins.predictor, &predictor),
+        ] {
+            let got = digest(c.bytes());
+            if got != stage.digest {
+                return Err(bad(format!(
+                    "plugin `{}` has digest {got} but the model pins {}",
+                    stage.name, stage.digest
+                )));
+            }
+        }
+        let device = rt.device();
+        let params = from_safetensors(device, params).map_err(|e| bad(format!("{PARAMS}: {e}")))?;
+        let state = from_safetensors(device, state).map_err(|e| bad(format!("{STATE}: {e}")))?;
+        let stage = |s: &StageMeta, component: VerifiedComponent| -> Result<StagePlugin> {
             Ok(StagePlugin {
-                plugin: rt.load(&s.name, &bytes)?,
-                bytes,
+                plugin: rt.load(&component)?,
+                component,
                 config: s.config.to_string(),
             })
         };
         Ok(Model {
-            preprocessor: stage(&meta.plugins.preprocessor)?,
-            predictor: stage(&meta.plugins.predictor)?,
-            dir: dir.to_path_buf(),
+            preprocessor: stage(&meta.plugins.preprocessor, preprocessor)?,
+            predictor: stage(&meta.plugins.predictor, predictor)?,
+            dir: origin,
             meta,
             state,
             params,

@@ -61,6 +61,12 @@ pub struct Pipeline {
 pub struct Meta {
     /// A short name, used for the model.
     pub name: String,
+    /// The registry namespace it is published under (`tensorlet publish`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// The version it is published as (semver).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
     /// One line for people.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
@@ -79,10 +85,15 @@ pub struct DataConfig {
 }
 
 /// `[preprocessor]`, `[trainer]` or `[predictor]`: where the component comes
-/// from (exactly one of `path` and `bundled`) and its configuration.
+/// from (exactly one of `ref`, `path` and `bundled`) and its configuration.
+/// `ref` names a signed registry artifact; `path` and `bundled` are for local
+/// development and run only with `--allow-unsigned`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Stage {
+    /// A registry artifact: `ns/name@1.2.0`, `ns/name@alias`, `ns/name@sha256:…`.
+    #[serde(rename = "ref", default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
     /// A component file, relative to the pipeline file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<PathBuf>,
@@ -97,6 +108,8 @@ pub struct Stage {
 /// Where a stage's component comes from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PluginSource {
+    /// A registry artifact reference.
+    Registry(String),
     /// A file (already resolved against the pipeline's directory).
     Path(PathBuf),
     /// A plugin built into the binary.
@@ -106,10 +119,11 @@ pub enum PluginSource {
 impl Stage {
     /// The component's source.
     pub fn source(&self) -> PluginSource {
-        match (&self.path, &self.bundled) {
-            (Some(p), _) => PluginSource::Path(p.clone()),
-            (None, Some(b)) => PluginSource::Bundled(b.clone()),
-            (None, None) => unreachable!("validated by Pipeline::parse"),
+        match (&self.reference, &self.path, &self.bundled) {
+            (Some(r), _, _) => PluginSource::Registry(r.clone()),
+            (None, Some(p), _) => PluginSource::Path(p.clone()),
+            (None, None, Some(b)) => PluginSource::Bundled(b.clone()),
+            (None, None, None) => unreachable!("validated by Pipeline::parse"),
         }
     }
 
@@ -192,19 +206,36 @@ impl Pipeline {
             ("trainer", &mut p.trainer),
             ("predictor", &mut p.predictor),
         ] {
-            match (&stage.path, &stage.bundled) {
-                (Some(_), Some(_)) => {
+            let given = [
+                stage.reference.is_some(),
+                stage.path.is_some(),
+                stage.bundled.is_some(),
+            ];
+            match given.iter().filter(|g| **g).count() {
+                0 => {
+                    return Err(err(format!(
+                        "[{section}] needs `ref = \"ns/name@1.0.0\"` (a registry artifact), or \
+                         for local development `path = \"plugin.wasm\"` or `bundled = \"<name>\"`"
+                    )));
+                }
+                1 => {}
+                _ if stage.reference.is_none() => {
                     return Err(err(format!(
                         "[{section}] gives both `path` and `bundled`; keep one"
                     )));
                 }
-                (None, None) => {
+                _ => {
                     return Err(err(format!(
-                        "[{section}] needs `path = \"plugin.wasm\"` or `bundled = \"<name>\"`"
+                        "[{section}] gives `ref` and also `path` or `bundled`; keep one"
                     )));
                 }
-                (Some(rel), None) => stage.path = Some(base.join(rel)),
-                (None, Some(_)) => {}
+            }
+            if let Some(r) = &stage.reference {
+                tensorlet_registry::Reference::parse(r)
+                    .map_err(|e| err(format!("[{section}] ref: {e}")))?;
+            }
+            if let Some(rel) = &stage.path {
+                stage.path = Some(base.join(rel));
             }
         }
         if p.pipeline.name.trim().is_empty() {
@@ -244,6 +275,26 @@ mod tests {
             r#"{"hidden":[8,4],"optimizer":"adam"}"#
         );
         assert_eq!(p.training, TrainingConfig::default());
+    }
+
+    #[test]
+    fn registry_refs_are_a_third_source() {
+        let text = MINIMAL.replace("bundled = \"mlp\"", "ref = \"acme/mlp@1.0.0\"");
+        let p = Pipeline::parse(&text, Path::new("."), Path::new("p.toml")).unwrap();
+        assert_eq!(
+            p.predictor.source(),
+            PluginSource::Registry("acme/mlp@1.0.0".into())
+        );
+        let both = MINIMAL.replace("bundled = \"mlp\"", "bundled = \"mlp\"\nref = \"acme/mlp\"");
+        let e = Pipeline::parse(&both, Path::new("."), Path::new("p.toml")).unwrap_err();
+        assert!(e.to_string().contains("gives `ref` and also"), "{e}");
+        let bad = MINIMAL.replace("bundled = \"mlp\"", "ref = \"mlp\"");
+        let e = Pipeline::parse(&bad, Path::new("."), Path::new("p.toml")).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("[predictor] ref: `mlp` is not an artifact reference"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -3,10 +3,12 @@
 //! memory cap, so nothing a call does outlives it.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use tensorlet_gpu::{Device, Tensor};
 use wasmtime::component::{Instance, InstancePre};
 use wasmtime::{Engine, Store, Trap};
+use wasmtime_wasi_nn::Graph;
 
 use crate::Limits;
 use crate::bindings::exports::tensorlet::ml::{predict, preprocess, train};
@@ -20,6 +22,14 @@ pub(crate) struct Shared {
     pub(crate) engine: Engine,
     pub(crate) limits: Limits,
     pub(crate) device: Device,
+}
+
+/// Instances created by all plugin calls of this process.
+static INSTANCES: AtomicU64 = AtomicU64::new(0);
+
+/// How many wasm instances plugin calls have created in this process.
+pub fn instances_created() -> u64 {
+    INSTANCES.load(Ordering::Relaxed)
 }
 
 /// Named tensors in order: fitted state, or parameters.
@@ -54,6 +64,7 @@ pub struct Plugin {
     preprocess: Option<preprocess::GuestIndices>,
     train: Option<train::GuestIndices>,
     predict: Option<predict::GuestIndices>,
+    graphs: Vec<(String, Graph)>,
 }
 
 const PREPROCESS: &str = "tensorlet:ml/preprocess@0.1.0";
@@ -71,6 +82,7 @@ impl Plugin {
             preprocess: preprocess::GuestIndices::new(&pre).ok(),
             train: train::GuestIndices::new(&pre).ok(),
             predict: predict::GuestIndices::new(&pre).ok(),
+            graphs: Vec::new(),
             shared,
             name: name.to_string(),
             digest,
@@ -86,6 +98,24 @@ impl Plugin {
             });
         }
         Ok(plugin)
+    }
+
+    /// Offers ONNX models to the plugin's `wasi:nn/graph.load-by-name`, each
+    /// under its name. Models are parsed here, once, not on every call.
+    pub fn with_graphs(mut self, graphs: &[(String, Vec<u8>)]) -> Result<Self> {
+        for (name, bytes) in graphs {
+            let graph = crate::nn::load_onnx(bytes).map_err(|e| RuntimeError::Load {
+                plugin: self.name.clone(),
+                message: format!("graph `{name}` is not a usable ONNX model: {e}"),
+            })?;
+            self.graphs.push((name.clone(), graph));
+        }
+        Ok(self)
+    }
+
+    /// Names of the graphs offered through `wasi:nn`.
+    pub fn graph_names(&self) -> Vec<&str> {
+        self.graphs.iter().map(|(n, _)| n.as_str()).collect()
     }
 
     /// The name used in messages.
@@ -131,10 +161,11 @@ impl Plugin {
         let limits = &self.shared.limits;
         let mut store = Store::new(
             &self.shared.engine,
-            Ctx::new(self.shared.device.clone(), limits),
+            Ctx::new(self.shared.device.clone(), limits, &self.graphs),
         );
         store.limiter(|c| c.limiter());
         store.set_epoch_deadline(limits.deadline_ticks());
+        INSTANCES.fetch_add(1, Ordering::Relaxed);
         let outcome = self
             .pre
             .instantiate(&mut store)
@@ -144,6 +175,12 @@ impl Plugin {
             Ok(Err(failure)) => Err(self.fail(call, failure)),
             Err(e) => Err(self.fail(call, classify(&e, &mut store, limits))),
         }
+    }
+
+    /// Creates a fresh store and instance exactly as every call does, and
+    /// drops them: what a request pays for isolation (benchmarks measure it).
+    pub fn instantiate_once(&self) -> Result<()> {
+        self.run("instantiate", |_, _| Ok(Ok(())))
     }
 
     /// `preprocess.fit`.

@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 use tensorlet_gpu::{Device, Tensor, rng};
+use tensorlet_registry::VerifiedComponent;
 
 use crate::data::Dataset;
 use crate::error::{PluginFailure, Result, RuntimeError};
@@ -16,18 +17,20 @@ use crate::pipeline::{PluginSource, TrainingConfig};
 use crate::plugin::{DataSpec, NamedTensors, Plugin};
 use crate::{Pipeline, Runtime};
 
-/// One stage's loaded plugin, its component bytes and its JSON config.
+/// One stage's loaded plugin, its verified component and its JSON config.
 pub struct StagePlugin {
     /// The loaded plugin.
     pub plugin: Plugin,
-    /// The component, as loaded (saved with the model).
-    pub bytes: Vec<u8>,
+    /// The component, as verified and loaded (saved with the model).
+    pub component: VerifiedComponent,
     /// Configuration as a JSON object string.
     pub config: String,
 }
 
-/// Turns a stage's source into a plugin name and its component bytes.
-pub type Resolver<'a> = dyn Fn(&PluginSource) -> Result<(String, Vec<u8>)> + 'a;
+/// Turns a stage's source into a verified component: registry verification
+/// for `ref`, and for `path`/`bundled` only the explicit, audited
+/// `allow_unsigned` of local development.
+pub type Resolver<'a> = dyn Fn(&PluginSource) -> Result<VerifiedComponent> + 'a;
 
 /// The three loaded plugins of a pipeline.
 pub struct PipelinePlugins {
@@ -40,12 +43,13 @@ pub struct PipelinePlugins {
 }
 
 impl Pipeline {
-    /// Loads the three plugins; `resolve` turns a source into a name and bytes.
+    /// Loads the three plugins; `resolve` turns a source into a verified component.
     /// The trainer's config gets the pipeline's `learning_rate`.
     pub fn load_plugins(&self, rt: &Runtime, resolve: &Resolver<'_>) -> Result<PipelinePlugins> {
         let stage = |section: &str, s: &crate::pipeline::Stage, config: String| {
-            let (name, bytes) = resolve(&s.source())?;
-            let plugin = rt.load(&name, &bytes)?;
+            let component = resolve(&s.source())?;
+            let plugin = rt.load(&component)?;
+            let name = component.name().to_string();
             let (ok, iface) = match section {
                 "preprocessor" => (plugin.is_preprocessor(), "tensorlet:ml/preprocess"),
                 "trainer" => (plugin.is_trainer(), "tensorlet:ml/train"),
@@ -61,7 +65,7 @@ impl Pipeline {
             }
             Ok(StagePlugin {
                 plugin,
-                bytes,
+                component,
                 config,
             })
         };

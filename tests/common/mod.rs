@@ -4,7 +4,11 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use std::sync::OnceLock;
+
 use tensorlet_runtime::gpu::{Device, Tensor};
+use tensorlet_runtime::pipeline::PluginSource;
+use tensorlet_runtime::registry::{Registry, VerifiedComponent};
 use tensorlet_runtime::{Limits, Plugin, Runtime, RuntimeConfig};
 
 /// Where build.rs put the plugin components.
@@ -31,8 +35,50 @@ pub fn tight_runtime() -> Runtime {
     .unwrap()
 }
 
+/// The registry these tests load local components through: its
+/// `allow_unsigned` is the development path the runtime accepts for bytes
+/// that are not signed artifacts (and it audits each one).
+pub fn dev_registry() -> &'static Registry {
+    static REGISTRY: OnceLock<(tempfile::TempDir, Registry)> = OnceLock::new();
+    &REGISTRY
+        .get_or_init(|| {
+            let home = tempfile::tempdir().unwrap();
+            let reg = Registry::open(home.path()).unwrap();
+            (home, reg)
+        })
+        .1
+}
+
+/// Local component bytes, let through unsigned (test builds only).
+pub fn unsigned(name: &str, bytes: Vec<u8>) -> VerifiedComponent {
+    dev_registry().allow_unsigned(name, bytes).unwrap()
+}
+
+/// Loads a local test component by name through the unsigned path.
+pub fn load_bytes(rt: &Runtime, name: &str, bytes: Vec<u8>) -> tensorlet_runtime::Result<Plugin> {
+    rt.load(&unsigned(name, bytes))
+}
+
+/// Wraps a test resolver of local stages into one that yields components.
+pub fn unsigned_resolver(
+    f: impl Fn(&PluginSource) -> tensorlet_runtime::Result<(String, Vec<u8>)>,
+) -> impl Fn(&PluginSource) -> tensorlet_runtime::Result<VerifiedComponent> {
+    move |s| {
+        let (name, bytes) = f(s)?;
+        Ok(unsigned(&name, bytes))
+    }
+}
+
+/// For `Model::load` of a test model directory: every component unsigned.
+pub fn unsigned_component(
+    s: &tensorlet_runtime::model::StageMeta,
+    bytes: Vec<u8>,
+) -> tensorlet_runtime::Result<VerifiedComponent> {
+    Ok(unsigned(&s.name, bytes))
+}
+
 pub fn load(rt: &Runtime, stem: &str) -> Plugin {
-    rt.load(stem, &plugin_bytes(stem)).unwrap()
+    load_bytes(rt, stem, plugin_bytes(stem)).unwrap()
 }
 
 pub fn tensor(dev: &Device, shape: &[u32], data: Vec<f32>) -> Tensor {

@@ -8,6 +8,10 @@
 //! - `"loop"`: never returns;
 //! - `"memory"`: allocates and fills 1 MiB blocks until memory runs out;
 //! - `"host-memory"`: creates 4 MiB host tensors and holds them, without end;
+//! - `"slow"`: busy for 300 ms, then behaves as `"ok"` (for shutdown and overload tests);
+//!
+//! In `predict`, the config key `only_above` (a number) limits misbehaviour to inputs
+//! that hold a value above it, so a model passes a warm-up and fails on some requests.
 //! - `"stack"`: recurses until the stack overflows;
 //! - `"panic"`: panics, which traps the component;
 //! - `"error"`: returns an error whose message contains `misbehave`;
@@ -33,6 +37,7 @@ enum Mode {
     Loop,
     Memory,
     HostMemory,
+    Slow,
     Stack,
     Panic,
     Error,
@@ -53,10 +58,11 @@ impl Mode {
             "error" => Mode::Error,
             "bad-shape" => Mode::BadShape,
             "nan" => Mode::Nan,
+            "slow" => Mode::Slow,
             "init-error" => Mode::InitError,
             other => bail!(
                 "misbehave: unknown mode `{other}` (expected ok, loop, memory, stack, panic, \
-                 error, bad-shape, nan, init-error or host-memory)"
+                 error, bad-shape, nan, init-error, host-memory or slow)"
             ),
         })
     }
@@ -70,6 +76,14 @@ impl Mode {
             Mode::Stack => bail!("misbehave: the recursion ended at depth {}", dive(0)),
             Mode::Panic => panic!("misbehave: {call} panics as asked"),
             Mode::Error => bail!("misbehave: {call} fails as asked"),
+            Mode::Slow => {
+                // Busy for 300 ms of the monotonic clock, then behaves.
+                let start = std::time::Instant::now();
+                while start.elapsed() < std::time::Duration::from_millis(300) {
+                    black_box(start);
+                }
+                Ok(())
+            }
             _ => Ok(()),
         }
     }
@@ -164,7 +178,17 @@ impl Trainer for Misbehave {
 
 impl Predictor for Misbehave {
     fn predict(config: &Config, params: &Params, x: Tensor) -> Result<Tensor> {
-        let mode = Mode::of(config)?;
+        // With `only_above`, misbehave only for inputs holding a larger value:
+        // a data-dependent bug that a warm-up on ordinary rows does not catch.
+        let triggered = match config.get("only_above").and_then(|v| v.as_f64()) {
+            Some(limit) => x.to_vec().iter().any(|&v| f64::from(v) > limit),
+            None => true,
+        };
+        let mode = if triggered {
+            Mode::of(config)?
+        } else {
+            Mode::Ok
+        };
         mode.act("predict")?;
         let probs = logits(params, &x)?.softmax(1)?;
         match mode {

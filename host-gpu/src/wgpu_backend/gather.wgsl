@@ -1,0 +1,31 @@
+// Rows of a [rows, row_len] tensor picked by u32 indices, in their order.
+
+struct Params {
+    v: array<vec4<u32>, 16>,
+}
+
+@group(0) @binding(0) var<uniform> P: Params;
+@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+@group(0) @binding(2) var<storage, read> a: array<f32>;
+@group(0) @binding(3) var<storage, read> idx: array<u32>;
+
+fn flat(li: u32, wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
+    return (wid.y * nwg.x + wid.x) * 256u + li;
+}
+
+// Params: v[0] = (row length, output elements, -, -).
+@compute @workgroup_size(256, 1, 1)
+fn gather(
+    @builtin(local_invocation_index) li: u32,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let row_len = P.v[0].x;
+    let n = P.v[0].y;
+    let i = flat(li, wid, nwg);
+    if i >= n {
+        return;
+    }
+    let r = i / row_len;
+    out[i] = a[idx[r] * row_len + i % row_len];
+}

@@ -1,0 +1,84 @@
+use std::path::PathBuf;
+
+/// Errors of the registry. Messages are sentences for people: they name the
+/// artifact, the key and the reason, and say what to do where there is
+/// something to do.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RegistryError {
+    /// A reference, name, version, alias or key name is malformed.
+    #[error("{0}")]
+    Invalid(String),
+    /// Nothing matches a reference.
+    #[error("{0}")]
+    NotFound(String),
+    /// The version exists already; versions are immutable.
+    #[error(
+        "{artifact} is already published (manifest {digest}); versions are immutable, so \
+         publish a new version instead"
+    )]
+    AlreadyExists {
+        /// `ns/name@version`.
+        artifact: String,
+        /// The manifest digest of the existing version.
+        digest: String,
+    },
+    /// Verification refused an artifact: unsigned, tampered, untrusted key or
+    /// a key outside its namespace.
+    #[error("refusing {artifact} (key {key_id}): {reason}")]
+    Refused {
+        /// `ns/name@version` (or what is known of it).
+        artifact: String,
+        /// The signing key's id, or `none`.
+        key_id: String,
+        /// Why.
+        reason: String,
+    },
+    /// A key file is missing, malformed or exists already.
+    #[error("{0}")]
+    Key(String),
+    /// The audit log failed verification.
+    #[error("audit log: {0}")]
+    Audit(String),
+    /// SQLite failed.
+    #[error("registry database {}: {source}", .path.display())]
+    Database {
+        /// The database file.
+        path: PathBuf,
+        /// The SQLite error.
+        source: rusqlite::Error,
+    },
+    /// A file could not be read or written.
+    #[error("{}: {source}", .path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A remote registry could not be reached or answered with an error.
+    #[error("remote registry {url}: {message}")]
+    Remote {
+        /// The registry's base URL.
+        url: String,
+        /// What happened.
+        message: String,
+    },
+}
+
+impl RegistryError {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        RegistryError::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// Whether the error is a refusal by verification (signature, trust, digests).
+    pub fn is_refusal(&self) -> bool {
+        matches!(self, RegistryError::Refused { .. })
+    }
+}
+
+/// Result alias of this crate.
+pub type Result<T, E = RegistryError> = std::result::Result<T, E>;

@@ -1,0 +1,1056 @@
+//! The registry store: SQLite (WAL, `synchronous=FULL`, versioned migrations)
+//! for the index, the trust policy and the audit log; blob files named by
+//! digest under `blobs/sha256/`.
+//!
+//! Crash safety: a blob is written to a temporary file, fsynced and renamed
+//! into place (and its directory fsynced) before the transaction that refers
+//! to it commits; the index row, its blob rows and its audit entry commit in
+//! one `BEGIN IMMEDIATE` transaction, so a publish is either wholly there or
+//! not at all, and concurrent writers (threads or processes) serialise.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::audit::{self, AuditEntry, AuditReport};
+use crate::error::{RegistryError, Result};
+use crate::keys::{KeyPair, KeyStore, NODE_KEY, PublicKey, check_key_name};
+use crate::manifest::{COMPONENT, Kind, Manifest, SignedManifest, digest};
+use crate::reference::{Reference, Selector, check_alias, check_name, check_version};
+use crate::time::now_rfc3339;
+use crate::verified::{Provenance, VerifiedArtifact, VerifiedComponent};
+
+/// Schema migrations, applied in order; `PRAGMA user_version` records how
+/// many have run. Never edit one that has shipped: append a new one.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE blobs (
+    digest  TEXT PRIMARY KEY,
+    size    INTEGER NOT NULL,
+    created TEXT NOT NULL
+);
+CREATE TABLE artifacts (
+    id        INTEGER PRIMARY KEY,
+    namespace TEXT NOT NULL,
+    name      TEXT NOT NULL,
+    version   TEXT NOT NULL,
+    kind      TEXT NOT NULL,
+    digest    TEXT NOT NULL UNIQUE,
+    manifest  TEXT NOT NULL,
+    key_id    TEXT NOT NULL,
+    yanked    INTEGER NOT NULL DEFAULT 0,
+    created   TEXT NOT NULL,
+    UNIQUE (namespace, name, version)
+);
+CREATE TABLE artifact_blobs (
+    artifact_id INTEGER NOT NULL REFERENCES artifacts(id),
+    role        TEXT NOT NULL,
+    digest      TEXT NOT NULL REFERENCES blobs(digest),
+    PRIMARY KEY (artifact_id, role)
+);
+CREATE INDEX artifact_blobs_by_digest ON artifact_blobs(digest);
+CREATE TABLE aliases (
+    namespace TEXT NOT NULL,
+    name      TEXT NOT NULL,
+    alias     TEXT NOT NULL,
+    version   TEXT NOT NULL,
+    PRIMARY KEY (namespace, name, alias)
+);
+CREATE TABLE trust (
+    key_id     TEXT PRIMARY KEY,
+    public_key TEXT NOT NULL,
+    namespaces TEXT NOT NULL,
+    added      TEXT NOT NULL
+);
+CREATE TABLE audit (
+    seq       INTEGER PRIMARY KEY,
+    time      TEXT NOT NULL,
+    action    TEXT NOT NULL,
+    subject   TEXT NOT NULL,
+    detail    TEXT NOT NULL,
+    prev_hash TEXT NOT NULL,
+    hash      TEXT NOT NULL,
+    signature TEXT NOT NULL
+);
+CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
+    BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
+    BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+"#];
+
+/// One artifact version, as listed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ArtifactSummary {
+    /// `namespace/name`.
+    pub name: String,
+    /// Semantic version.
+    pub version: String,
+    /// Kind.
+    pub kind: Kind,
+    /// Manifest digest.
+    pub digest: String,
+    /// Signer's key id.
+    pub key_id: String,
+    /// Whether the version is yanked.
+    pub yanked: bool,
+    /// When it was published here (UTC).
+    pub created: String,
+    /// Aliases pointing at this version.
+    pub aliases: Vec<String>,
+}
+
+impl ArtifactSummary {
+    /// `ns/name@version`.
+    pub fn reference(&self) -> String {
+        format!("{}@{}", self.name, self.version)
+    }
+}
+
+/// A trust policy entry: a key and the namespaces it may publish.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrustEntry {
+    /// Key id.
+    pub key_id: String,
+    /// `ed25519:<hex>`.
+    pub public_key: String,
+    /// Namespaces; `*` means every namespace.
+    pub namespaces: Vec<String>,
+    /// When it was added (UTC).
+    pub added: String,
+}
+
+/// The result of a publish.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Published {
+    /// `ns/name@version`.
+    pub reference: String,
+    /// Manifest digest.
+    pub digest: String,
+    /// Signer's key id.
+    pub key_id: String,
+}
+
+struct Row {
+    summary: ArtifactSummary,
+    manifest: String,
+}
+
+/// The registry in a `$TENSORLET_HOME`: database, blobs, keys, trust policy,
+/// audit log. Cheap to share behind an `Arc`; methods take `&self`.
+pub struct Registry {
+    home: PathBuf,
+    db_path: PathBuf,
+    conn: Mutex<Connection>,
+    keys: KeyStore,
+    node: KeyPair,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Registry({})", self.home.display())
+    }
+}
+
+fn split_name(name: &str) -> (&str, &str) {
+    name.split_once('/').expect("names are checked")
+}
+
+impl Registry {
+    /// Opens (creating and migrating as needed) the registry in `home`.
+    pub fn open(home: &Path) -> Result<Self> {
+        std::fs::create_dir_all(home.join("blobs").join("sha256"))
+            .map_err(|e| RegistryError::io(home, e))?;
+        let db_path = home.join("registry.db");
+        let db_err = |source| RegistryError::Database {
+            path: db_path.clone(),
+            source,
+        };
+        let mut conn = Connection::open(&db_path).map_err(db_err)?;
+        conn.busy_timeout(Duration::from_secs(60)).map_err(db_err)?;
+        // WAL: readers never block the writer. FULL: a commit is on disk when
+        // it returns (an acknowledged publish survives power loss, not only a
+        // killed process).
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(db_err)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(db_err)?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(db_err)?;
+        migrate(&mut conn).map_err(db_err)?;
+        let keys = KeyStore::new(home.join("keys"));
+        let node = keys.load_or_create(NODE_KEY)?;
+        let reg = Registry {
+            home: home.to_path_buf(),
+            db_path,
+            conn: Mutex::new(conn),
+            keys,
+            node,
+        };
+        // A fresh log gets a checkpoint of its empty head at once, so that a
+        // log whose checkpoint file is missing is always an error.
+        if !reg.checkpoint_path().exists() {
+            let conn = reg.lock();
+            if audit::head(&conn).map_err(|e| reg.db(e))?.is_none() {
+                audit::write_checkpoint(&reg.checkpoint_path(), &reg.node, 0, audit::GENESIS)?;
+            }
+        }
+        Ok(reg)
+    }
+
+    /// The state directory.
+    pub fn home(&self) -> &Path {
+        &self.home
+    }
+
+    /// The key store (`keys/`).
+    pub fn keys(&self) -> &KeyStore {
+        &self.keys
+    }
+
+    /// The file the signed audit checkpoint is written to (outside the database).
+    pub fn checkpoint_path(&self) -> PathBuf {
+        self.home.join("audit.checkpoint")
+    }
+
+    /// The database file.
+    pub fn database_path(&self) -> &Path {
+        &self.db_path
+    }
+
+    fn db(&self, source: rusqlite::Error) -> RegistryError {
+        RegistryError::Database {
+            path: self.db_path.clone(),
+            source,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs `f` in one immediate transaction and commits; then advances the
+    /// audit checkpoint to the new head.
+    fn write<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
+        let mut conn = self.lock();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| self.db(e))?;
+        let out = f(&tx)?;
+        let head = audit::head(&tx).map_err(|e| self.db(e))?;
+        tx.commit().map_err(|e| self.db(e))?;
+        drop(conn);
+        if let Some((seq, hash)) = head {
+            audit::write_checkpoint(&self.checkpoint_path(), &self.node, seq, &hash)?;
+        }
+        Ok(out)
+    }
+
+    fn append(
+        &self,
+        tx: &Transaction<'_>,
+        action: &str,
+        subject: &str,
+        detail: Value,
+    ) -> Result<()> {
+        audit::append(tx, &self.node, action, subject, detail).map_err(|e| self.db(e))
+    }
+
+    /// Appends an audit entry on its own (training runs, model loads, …).
+    pub fn record(&self, action: &str, subject: &str, detail: Value) -> Result<()> {
+        self.write(|tx| self.append(tx, action, subject, detail))
+    }
+
+    // ----- keys and trust -------------------------------------------------
+
+    /// Creates a named signing key in `keys/` (mode 0600) and audits it.
+    pub fn keygen(&self, name: &str) -> Result<KeyPair> {
+        check_key_name(name)?;
+        if name == NODE_KEY {
+            return Err(RegistryError::Invalid(format!(
+                "`{NODE_KEY}` is reserved for the key that signs audit checkpoints; choose another name"
+            )));
+        }
+        let key = self.keys.create(name)?;
+        self.record(
+            "key.create",
+            name,
+            json!({"key_id": key.key_id(), "public_key": key.public().to_string()}),
+        )?;
+        Ok(key)
+    }
+
+    /// Loads a named signing key.
+    pub fn key(&self, name: &str) -> Result<KeyPair> {
+        self.keys.load(name)
+    }
+
+    /// The node key's public half (it signs audit entries and checkpoints).
+    pub fn node_key(&self) -> PublicKey {
+        self.node.public()
+    }
+
+    /// Allows `key` to publish in `namespaces` (added to any it had).
+    pub fn trust_add(&self, key: &PublicKey, namespaces: &[String]) -> Result<TrustEntry> {
+        if namespaces.is_empty() {
+            return Err(RegistryError::Invalid(
+                "name at least one namespace the key may publish (`--namespace acme`, or `*` for all)"
+                    .into(),
+            ));
+        }
+        for ns in namespaces {
+            if ns != "*" {
+                check_name(&format!("{ns}/x")).map_err(|_| {
+                    RegistryError::Invalid(format!(
+                        "`{ns}` is not a namespace; use lowercase letters, digits, `-`, `_`, `.` (or `*`)"
+                    ))
+                })?;
+            }
+        }
+        let key_id = key.key_id();
+        self.write(|tx| {
+            let existing: Option<String> = tx
+                .query_row(
+                    "SELECT namespaces FROM trust WHERE key_id = ?1",
+                    [&key_id],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(|e| self.db(e))?;
+            let mut all: Vec<String> = existing
+                .map(|s| serde_json::from_str(&s).unwrap_or_default())
+                .unwrap_or_default();
+            for ns in namespaces {
+                if !all.contains(ns) {
+                    all.push(ns.clone());
+                }
+            }
+            all.sort();
+            let added = now_rfc3339();
+            tx.execute(
+                "INSERT INTO trust (key_id, public_key, namespaces, added) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(key_id) DO UPDATE SET namespaces = excluded.namespaces",
+                params![
+                    key_id,
+                    key.to_string(),
+                    serde_json::to_string(&all).unwrap(),
+                    added
+                ],
+            )
+            .map_err(|e| self.db(e))?;
+            self.append(
+                tx,
+                "trust.add",
+                &key_id,
+                json!({"public_key": key.to_string(), "namespaces": namespaces}),
+            )?;
+            Ok(TrustEntry {
+                key_id: key_id.clone(),
+                public_key: key.to_string(),
+                namespaces: all,
+                added,
+            })
+        })
+    }
+
+    /// Removes a key (by key id or public key) from the trust policy.
+    pub fn trust_remove(&self, key: &str) -> Result<TrustEntry> {
+        let key_id = match PublicKey::parse(key) {
+            Ok(k) => k.key_id(),
+            Err(_) => key.trim().to_string(),
+        };
+        self.write(|tx| {
+            let entry = trust_entry(tx, &key_id).map_err(|e| self.db(e))?.ok_or_else(|| {
+                RegistryError::NotFound(format!(
+                    "key {key_id} is not in the trust policy; `tensorlet trust list` shows the trusted keys"
+                ))
+            })?;
+            tx.execute("DELETE FROM trust WHERE key_id = ?1", [&key_id])
+                .map_err(|e| self.db(e))?;
+            self.append(tx, "trust.remove", &key_id, json!({"namespaces": entry.namespaces}))?;
+            Ok(entry)
+        })
+    }
+
+    /// The trust policy, by key id.
+    pub fn trust_list(&self) -> Result<Vec<TrustEntry>> {
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare("SELECT key_id, public_key, namespaces, added FROM trust ORDER BY key_id")
+            .map_err(|e| self.db(e))?;
+        let rows = stmt
+            .query_map([], trust_row)
+            .and_then(|r| r.collect::<rusqlite::Result<Vec<_>>>())
+            .map_err(|e| self.db(e))?;
+        Ok(rows)
+    }
+
+    // ----- verification ---------------------------------------------------
+
+    /// Checks a signed manifest: signed, the key id matches the key, the
+    /// signature verifies (`verify_strict`) over the canonical manifest, and
+    /// the trust policy allows the key for the manifest's namespace.
+    /// Returns the key id.
+    fn check_signed(&self, conn: &Connection, signed: &SignedManifest) -> Result<String> {
+        let m = &signed.manifest;
+        let refuse = |key_id: &str, reason: String| RegistryError::Refused {
+            artifact: m.reference(),
+            key_id: key_id.to_string(),
+            reason,
+        };
+        let Some(sig) = &signed.signature else {
+            return Err(refuse(
+                "none",
+                "it is unsigned; publish it with `tensorlet publish … --key <name>` (only \
+                 `--allow-unsigned`, for local development, runs unsigned code)"
+                    .into(),
+            ));
+        };
+        let key = PublicKey::parse(&sig.public_key).map_err(|_| {
+            refuse(
+                &sig.key_id,
+                "its signature carries a malformed public key".into(),
+            )
+        })?;
+        if key.key_id() != sig.key_id {
+            return Err(refuse(
+                &sig.key_id,
+                format!(
+                    "the signature's key id does not match its public key (which has id {})",
+                    key.key_id()
+                ),
+            ));
+        }
+        if !key.verify(&m.canonical_bytes(), &sig.signature) {
+            return Err(refuse(
+                &sig.key_id,
+                "the signature does not verify over the manifest: the manifest or its signature \
+                 was altered"
+                    .into(),
+            ));
+        }
+        let entry = trust_entry(conn, &sig.key_id).map_err(|e| self.db(e))?;
+        let ns = m.namespace();
+        match entry {
+            None => Err(refuse(
+                &sig.key_id,
+                format!(
+                    "the key is not in this trust policy; if you trust it, run `tensorlet trust add \
+                     {} --namespace {ns}`",
+                    sig.public_key
+                ),
+            )),
+            Some(e) if e.public_key != key.to_string() => Err(refuse(
+                &sig.key_id,
+                "the trust policy holds a different public key under this key id".into(),
+            )),
+            Some(e) if !e.namespaces.iter().any(|n| n == ns || n == "*") => Err(refuse(
+                &sig.key_id,
+                format!(
+                    "the key is trusted only for namespace(s) {}, not for `{ns}`",
+                    e.namespaces.join(", ")
+                ),
+            )),
+            Some(_) => Ok(sig.key_id.clone()),
+        }
+    }
+
+    /// Audits a refusal, then returns it.
+    fn refused(&self, e: RegistryError, action: &str) -> RegistryError {
+        if let RegistryError::Refused {
+            artifact,
+            key_id,
+            reason,
+        } = &e
+            && let Err(audit_err) = self.record(
+                action,
+                artifact,
+                json!({"key_id": key_id, "reason": reason}),
+            )
+        {
+            tracing::warn!("cannot audit a refusal: {audit_err}");
+        }
+        e
+    }
+
+    /// Resolves a reference and verifies the artifact: its index row matches
+    /// its manifest, the manifest digest is what was published, the signature
+    /// verifies and is trusted for the namespace, and every blob hashes to its
+    /// pinned digest. Refusals are audited.
+    pub fn verify(&self, reference: &Reference) -> Result<VerifiedArtifact> {
+        let row = self.resolve_row(reference)?;
+        self.verify_row(row)
+            .map_err(|e| self.refused(e, "verify.failed"))
+    }
+
+    /// [`Registry::verify`] of a reference string.
+    pub fn verify_str(&self, reference: &str) -> Result<VerifiedArtifact> {
+        self.verify(&Reference::parse(reference)?)
+    }
+
+    fn verify_row(&self, row: Row) -> Result<VerifiedArtifact> {
+        let s = &row.summary;
+        let refuse = |reason: String| RegistryError::Refused {
+            artifact: s.reference(),
+            key_id: s.key_id.clone(),
+            reason,
+        };
+        let signed = SignedManifest::parse(row.manifest.as_bytes())
+            .map_err(|e| refuse(format!("its stored manifest is damaged ({e})")))?;
+        let m = &signed.manifest;
+        let got = m.digest();
+        if got != s.digest {
+            return Err(refuse(format!(
+                "its manifest was modified: it hashes to {got}, but it was published as {}",
+                s.digest
+            )));
+        }
+        if m.name != s.name || m.version != s.version || m.kind != s.kind {
+            return Err(refuse(format!(
+                "the registry index says {} ({}) but the signed manifest is {} ({})",
+                s.reference(),
+                s.kind,
+                m.reference(),
+                m.kind
+            )));
+        }
+        m.validate().map_err(|e| refuse(e.to_string()))?;
+        let key_id = {
+            let conn = self.lock();
+            self.check_signed(&conn, &signed)?
+        };
+        let mut blobs = BTreeMap::new();
+        for (role, d) in &m.blobs {
+            let bytes = self.read_blob(d).map_err(|_| {
+                refuse(format!(
+                    "blob `{role}` ({d}) is missing from the blob store"
+                ))
+            })?;
+            let got = digest(&bytes);
+            if &got != d {
+                return Err(refuse(format!(
+                    "blob `{role}` was modified: it hashes to {got} but the manifest pins {d}"
+                )));
+            }
+            blobs.insert(role.clone(), Arc::new(bytes));
+        }
+        Ok(VerifiedArtifact::new(
+            signed.manifest,
+            s.digest.clone(),
+            key_id,
+            s.yanked,
+            blobs,
+        ))
+    }
+
+    /// Verifies a dependency by its pinned digest.
+    pub fn verify_pin(&self, pin: &crate::manifest::Pin) -> Result<VerifiedArtifact> {
+        let name = pin
+            .reference
+            .split_once('@')
+            .map_or(pin.reference.as_str(), |(n, _)| n);
+        self.verify(&Reference {
+            name: name.to_string(),
+            selector: Selector::Digest(pin.digest.clone()),
+        })
+    }
+
+    /// A verified, non-yanked plugin artifact whose component has this
+    /// digest, if the registry holds one.
+    pub fn component_by_digest(&self, component_digest: &str) -> Result<Option<VerifiedComponent>> {
+        let found: Option<(String, String)> = {
+            let conn = self.lock();
+            conn.query_row(
+                "SELECT a.namespace || '/' || a.name, a.digest FROM artifact_blobs b
+                 JOIN artifacts a ON a.id = b.artifact_id
+                 WHERE b.role = ?1 AND b.digest = ?2 ORDER BY a.yanked, a.id LIMIT 1",
+                params![COMPONENT, component_digest],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(|e| self.db(e))?
+        };
+        match found {
+            None => Ok(None),
+            Some((name, d)) => {
+                let a = self.verify(&Reference {
+                    name,
+                    selector: Selector::Digest(d),
+                })?;
+                Ok(a.component())
+            }
+        }
+    }
+
+    /// The development-only escape hatch: wraps component bytes that passed
+    /// no verification so the runtime will load them. Loud (a warning in the
+    /// log) and audited (`load.unsigned`). Never use it for anything that
+    /// came from outside your own build.
+    pub fn allow_unsigned(&self, name: &str, bytes: Vec<u8>) -> Result<VerifiedComponent> {
+        let d = digest(&bytes);
+        tracing::info!("loading `{name}` ({d}) WITHOUT signature verification (--allow-unsigned)");
+        self.record("load.unsigned", name, json!({"digest": d}))?;
+        Ok(VerifiedComponent::new(
+            name.to_string(),
+            d,
+            Arc::new(bytes),
+            Provenance::Unsigned,
+        ))
+    }
+
+    // ----- publishing -----------------------------------------------------
+
+    /// Publishes a signed artifact with its blobs (in any order). Accepted
+    /// only when the manifest is well formed, signed by a key that the trust
+    /// policy allows for its namespace, every pinned blob is given and hashes
+    /// right, every dependency is present, and the version is new.
+    pub fn publish(&self, signed: &SignedManifest, blobs: &[Vec<u8>]) -> Result<Published> {
+        self.store(signed, blobs, "publish", json!({}))
+            .map_err(|e| self.refused(e, "publish.refused"))
+    }
+
+    /// Stores an artifact pulled from a remote registry after verifying it
+    /// against this registry's own trust policy (audited as `pull`).
+    pub fn import(
+        &self,
+        signed: &SignedManifest,
+        blobs: &[Vec<u8>],
+        origin: &str,
+    ) -> Result<Published> {
+        self.store(signed, blobs, "pull", json!({"from": origin}))
+            .map_err(|e| self.refused(e, "pull.refused"))
+    }
+
+    fn store(
+        &self,
+        signed: &SignedManifest,
+        blobs: &[Vec<u8>],
+        action: &str,
+        mut detail: Value,
+    ) -> Result<Published> {
+        let m = &signed.manifest;
+        m.validate()?;
+        let key_id = {
+            let conn = self.lock();
+            self.check_signed(&conn, signed)?
+        };
+        let given: BTreeMap<String, &Vec<u8>> = blobs.iter().map(|b| (digest(b), b)).collect();
+        for (role, d) in &m.blobs {
+            if !given.contains_key(d) {
+                return Err(RegistryError::Refused {
+                    artifact: m.reference(),
+                    key_id: key_id.clone(),
+                    reason: format!(
+                        "blob `{role}` ({d}) was not supplied, or its bytes do not hash to the pinned digest"
+                    ),
+                });
+            }
+        }
+        for d in m.blobs.values() {
+            self.write_blob(d, given[d])?;
+        }
+        let manifest_digest = m.digest();
+        let envelope = String::from_utf8(signed.to_canonical()).expect("JSON is UTF-8");
+        let (ns, name) = split_name(&m.name);
+        let reference = m.reference();
+        self.write(|tx| {
+            let existing: Option<String> = tx
+                .query_row(
+                    "SELECT digest FROM artifacts WHERE namespace = ?1 AND name = ?2 AND version = ?3",
+                    params![ns, name, m.version],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(|e| self.db(e))?;
+            if let Some(digest) = existing {
+                return Err(RegistryError::AlreadyExists {
+                    artifact: reference.clone(),
+                    digest,
+                });
+            }
+            for (role, pin) in &m.depends {
+                let present: Option<i64> = tx
+                    .query_row("SELECT id FROM artifacts WHERE digest = ?1", [&pin.digest], |r| {
+                        r.get(0)
+                    })
+                    .optional()
+                    .map_err(|e| self.db(e))?;
+                if present.is_none() {
+                    return Err(RegistryError::NotFound(format!(
+                        "{reference} depends on {} ({}) as its {role}, which is not in this \
+                         registry; publish that first",
+                        pin.reference, pin.digest
+                    )));
+                }
+            }
+            let now = now_rfc3339();
+            for d in m.blobs.values() {
+                tx.execute(
+                    "INSERT OR IGNORE INTO blobs (digest, size, created) VALUES (?1, ?2, ?3)",
+                    params![d, given[d].len() as i64, now],
+                )
+                .map_err(|e| self.db(e))?;
+            }
+            tx.execute(
+                "INSERT INTO artifacts (namespace, name, version, kind, digest, manifest, key_id, created)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![ns, name, m.version, m.kind.as_str(), manifest_digest, envelope, key_id, now],
+            )
+            .map_err(|e| self.db(e))?;
+            let id = tx.last_insert_rowid();
+            for (role, d) in &m.blobs {
+                tx.execute(
+                    "INSERT INTO artifact_blobs (artifact_id, role, digest) VALUES (?1, ?2, ?3)",
+                    params![id, role, d],
+                )
+                .map_err(|e| self.db(e))?;
+            }
+            if let Value::Object(o) = &mut detail {
+                o.insert("digest".into(), json!(manifest_digest));
+                o.insert("kind".into(), json!(m.kind));
+                o.insert("key_id".into(), json!(key_id));
+            }
+            self.append(tx, action, &reference, detail)?;
+            Ok(Published {
+                reference: reference.clone(),
+                digest: manifest_digest.clone(),
+                key_id: key_id.clone(),
+            })
+        })
+    }
+
+    fn blob_path(&self, d: &str) -> PathBuf {
+        self.home
+            .join("blobs")
+            .join("sha256")
+            .join(d.trim_start_matches("sha256:"))
+    }
+
+    /// Writes a blob durably: temporary file, fsync, rename, fsync of the
+    /// directory. A blob already present with the right content is kept.
+    fn write_blob(&self, d: &str, bytes: &[u8]) -> Result<()> {
+        let path = self.blob_path(d);
+        if let Ok(existing) = std::fs::read(&path)
+            && digest(&existing) == d
+        {
+            return Ok(());
+        }
+        let dir = path.parent().expect("blob path has a parent");
+        let tmp = dir.join(format!(
+            ".{}.{}.{:?}.tmp",
+            d.trim_start_matches("sha256:"),
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let io = |e| RegistryError::io(&tmp, e);
+        let mut f = std::fs::File::create(&tmp).map_err(io)?;
+        f.write_all(bytes).map_err(io)?;
+        f.sync_all().map_err(io)?;
+        drop(f);
+        std::fs::rename(&tmp, &path).map_err(|e| RegistryError::io(&path, e))?;
+        sync_dir(dir);
+        Ok(())
+    }
+
+    fn read_blob(&self, d: &str) -> Result<Vec<u8>> {
+        let path = self.blob_path(d);
+        std::fs::read(&path).map_err(|e| RegistryError::io(path, e))
+    }
+
+    /// A blob's bytes, checked against its digest.
+    pub fn blob(&self, d: &str) -> Result<Vec<u8>> {
+        crate::manifest::check_digest(d)?;
+        let bytes = self
+            .read_blob(d)
+            .map_err(|_| RegistryError::NotFound(format!("blob {d} is not in this registry")))?;
+        if digest(&bytes) != d {
+            return Err(RegistryError::Refused {
+                artifact: d.to_string(),
+                key_id: "none".into(),
+                reason: "the blob file was modified".into(),
+            });
+        }
+        Ok(bytes)
+    }
+
+    // ----- queries --------------------------------------------------------
+
+    fn rows(
+        &self,
+        conn: &Connection,
+        filter: &str,
+        args: &[&dyn rusqlite::ToSql],
+    ) -> Result<Vec<Row>> {
+        let sql = format!(
+            "SELECT a.namespace || '/' || a.name, a.version, a.kind, a.digest, a.key_id,
+                    a.yanked, a.created, a.manifest,
+                    (SELECT group_concat(alias, ',') FROM (SELECT alias FROM aliases l
+                       WHERE l.namespace = a.namespace AND l.name = a.name AND l.version = a.version
+                       ORDER BY alias))
+             FROM artifacts a {filter}"
+        );
+        let mut stmt = conn.prepare(&sql).map_err(|e| self.db(e))?;
+        let rows = stmt
+            .query_map(args, |r| {
+                let kind: String = r.get(2)?;
+                let aliases: Option<String> = r.get(8)?;
+                Ok(Row {
+                    summary: ArtifactSummary {
+                        name: r.get(0)?,
+                        version: r.get(1)?,
+                        kind: kind.parse().unwrap_or(Kind::Model),
+                        digest: r.get(3)?,
+                        key_id: r.get(4)?,
+                        yanked: r.get::<_, i64>(5)? != 0,
+                        created: r.get(6)?,
+                        aliases: aliases
+                            .map(|a| a.split(',').map(str::to_string).collect())
+                            .unwrap_or_default(),
+                    },
+                    manifest: r.get(7)?,
+                })
+            })
+            .and_then(|r| r.collect::<rusqlite::Result<Vec<_>>>())
+            .map_err(|e| self.db(e))?;
+        Ok(rows)
+    }
+
+    fn resolve_row(&self, reference: &Reference) -> Result<Row> {
+        let conn = self.lock();
+        let (ns, name) = split_name(&reference.name);
+        let missing = |what: String| {
+            RegistryError::NotFound(format!(
+                "{what} is not in the registry; `tensorlet list` shows what is there"
+            ))
+        };
+        let mut rows = match &reference.selector {
+            Selector::Version(v) => self.rows(
+                &conn,
+                "WHERE a.namespace = ?1 AND a.name = ?2 AND a.version = ?3",
+                &[&ns, &name, &v.to_string()],
+            )?,
+            Selector::Digest(d) => self.rows(
+                &conn,
+                "WHERE a.namespace = ?1 AND a.name = ?2 AND a.digest = ?3",
+                &[&ns, &name, d],
+            )?,
+            Selector::Alias(alias) => {
+                let version: Option<String> = conn
+                    .query_row(
+                        "SELECT version FROM aliases WHERE namespace = ?1 AND name = ?2 AND alias = ?3",
+                        params![ns, name, alias],
+                        |r| r.get(0),
+                    )
+                    .optional()
+                    .map_err(|e| self.db(e))?;
+                let Some(version) = version else {
+                    return Err(missing(format!("alias `{alias}` of {}", reference.name)));
+                };
+                self.rows(
+                    &conn,
+                    "WHERE a.namespace = ?1 AND a.name = ?2 AND a.version = ?3",
+                    &[&ns, &name, &version],
+                )?
+            }
+            Selector::Latest => {
+                let all = self.rows(
+                    &conn,
+                    "WHERE a.namespace = ?1 AND a.name = ?2",
+                    &[&ns, &name],
+                )?;
+                if !all.is_empty() && all.iter().all(|r| r.summary.yanked) {
+                    return Err(RegistryError::NotFound(format!(
+                        "every version of {} is yanked; name a version exactly \
+                         (`{}@<version>`) to use a yanked one",
+                        reference.name, reference.name
+                    )));
+                }
+                let best = all
+                    .into_iter()
+                    .filter(|r| !r.summary.yanked)
+                    .filter_map(|r| {
+                        semver::Version::parse(&r.summary.version)
+                            .ok()
+                            .map(|v| (v, r))
+                    })
+                    .max_by(|a, b| a.0.cmp(&b.0))
+                    .map(|(_, r)| r);
+                best.into_iter().collect()
+            }
+        };
+        rows.pop().ok_or_else(|| missing(reference.to_string()))
+    }
+
+    /// Resolves a reference to its version's summary (no verification).
+    pub fn resolve(&self, reference: &Reference) -> Result<ArtifactSummary> {
+        self.resolve_row(reference).map(|r| r.summary)
+    }
+
+    /// A resolved summary with its stored signed manifest (canonical JSON),
+    /// unverified: what a remote registry serves; the client verifies.
+    pub fn resolve_envelope(&self, reference: &Reference) -> Result<(ArtifactSummary, String)> {
+        self.resolve_row(reference).map(|r| (r.summary, r.manifest))
+    }
+
+    /// Every artifact version, sorted by name then version.
+    pub fn list(&self) -> Result<Vec<ArtifactSummary>> {
+        let conn = self.lock();
+        let mut all: Vec<ArtifactSummary> = self
+            .rows(&conn, "", &[])?
+            .into_iter()
+            .map(|r| r.summary)
+            .collect();
+        all.sort_by(|a, b| {
+            a.name.cmp(&b.name).then_with(|| {
+                match (
+                    semver::Version::parse(&a.version),
+                    semver::Version::parse(&b.version),
+                ) {
+                    (Ok(x), Ok(y)) => x.cmp(&y),
+                    _ => a.version.cmp(&b.version),
+                }
+            })
+        });
+        Ok(all)
+    }
+
+    /// Versions of `ns/name` (yanked included), ascending.
+    pub fn versions(&self, name: &str) -> Result<Vec<semver::Version>> {
+        check_name(name)?;
+        let mut v: Vec<semver::Version> = self
+            .list()?
+            .into_iter()
+            .filter(|s| s.name == name)
+            .filter_map(|s| semver::Version::parse(&s.version).ok())
+            .collect();
+        v.sort();
+        Ok(v)
+    }
+
+    /// The summary and the signed manifest of a reference (unverified; use
+    /// [`Registry::verify`] before trusting it).
+    pub fn show(&self, reference: &Reference) -> Result<(ArtifactSummary, SignedManifest)> {
+        let row = self.resolve_row(reference)?;
+        let signed = SignedManifest::parse(row.manifest.as_bytes())?;
+        Ok((row.summary, signed))
+    }
+
+    /// Yanks a version: it stays loadable when named exactly, but is never
+    /// chosen as the latest. Audited.
+    pub fn yank(&self, reference: &Reference) -> Result<ArtifactSummary> {
+        let row = self.resolve_row(reference)?;
+        let (ns, name) = split_name(&row.summary.name);
+        self.write(|tx| {
+            tx.execute(
+                "UPDATE artifacts SET yanked = 1 WHERE namespace = ?1 AND name = ?2 AND version = ?3",
+                params![ns, name, row.summary.version],
+            )
+            .map_err(|e| self.db(e))?;
+            self.append(
+                tx,
+                "yank",
+                &row.summary.reference(),
+                json!({"digest": row.summary.digest}),
+            )
+        })?;
+        let mut s = row.summary;
+        s.yanked = true;
+        Ok(s)
+    }
+
+    /// Points `alias` of `ns/name` at `version`; returns the version it
+    /// pointed at before. Audited.
+    pub fn alias_set(&self, name: &str, alias: &str, version: &str) -> Result<Option<String>> {
+        check_name(name)?;
+        check_alias(alias)?;
+        let v = check_version(version)?;
+        let (ns, n) = split_name(name);
+        let target = self.resolve_row(&Reference {
+            name: name.to_string(),
+            selector: Selector::Version(v),
+        })?;
+        self.write(|tx| {
+            let previous: Option<String> = tx
+                .query_row(
+                    "SELECT version FROM aliases WHERE namespace = ?1 AND name = ?2 AND alias = ?3",
+                    params![ns, n, alias],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(|e| self.db(e))?;
+            tx.execute(
+                "INSERT INTO aliases (namespace, name, alias, version) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(namespace, name, alias) DO UPDATE SET version = excluded.version",
+                params![ns, n, alias, target.summary.version],
+            )
+            .map_err(|e| self.db(e))?;
+            self.append(
+                tx,
+                "alias.set",
+                &format!("{name}@{alias}"),
+                json!({"from": previous, "to": target.summary.version, "digest": target.summary.digest}),
+            )?;
+            Ok(previous)
+        })
+    }
+
+    // ----- audit ----------------------------------------------------------
+
+    /// Every audit entry, oldest first.
+    pub fn audit_log(&self) -> Result<Vec<AuditEntry>> {
+        let conn = self.lock();
+        audit::entries(&conn).map_err(|e| self.db(e))
+    }
+
+    /// Verifies the hash chain, every entry's node signature and the signed
+    /// checkpoint; the error names the first bad entry or the truncation.
+    pub fn audit_verify(&self) -> Result<AuditReport> {
+        let entries = self.audit_log()?;
+        audit::verify(&entries, &self.node.public(), &self.checkpoint_path())
+    }
+
+    /// Signs a manifest with the named key (convenience for callers).
+    pub fn sign(&self, manifest: Manifest, key: &str) -> Result<SignedManifest> {
+        Ok(manifest.sign(&self.keys.load(key)?))
+    }
+}
+
+fn trust_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TrustEntry> {
+    let ns: String = r.get(2)?;
+    Ok(TrustEntry {
+        key_id: r.get(0)?,
+        public_key: r.get(1)?,
+        namespaces: serde_json::from_str(&ns).unwrap_or_default(),
+        added: r.get(3)?,
+    })
+}
+
+fn trust_entry(conn: &Connection, key_id: &str) -> rusqlite::Result<Option<TrustEntry>> {
+    conn.query_row(
+        "SELECT key_id, public_key, namespaces, added FROM trust WHERE key_id = ?1",
+        [key_id],
+        trust_row,
+    )
+    .optional()
+}
+
+fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let done: usize = tx.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))? as usize;
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(done) {
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+    }
+    tx.commit()
+}
+
+/// Fsyncs a directory so a rename in it is durable (best effort).
+pub(crate) fn sync_dir(dir: &Path) {
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+}

@@ -1,0 +1,329 @@
+//! Plugins, pipelines and models as registry artifacts.
+//!
+//! | kind | blobs | depends |
+//! |---|---|---|
+//! | preprocessor / trainer / predictor | `component` | — |
+//! | pipeline | `pipeline.toml` (every stage a `ref`) | `preprocessor`, `trainer`, `predictor` |
+//! | model | `model.json`, `params.safetensors`, `preprocessor.safetensors` | the three plugins, and `pipeline` when it came from the registry |
+//!
+//! A model's lineage records the pipeline reference, the dataset digest,
+//! the seed and a run id. Loading goes through [`Registry::verify`] for the
+//! artifact and every pin, so a model runs only if it and everything it was
+//! built from verify against the local trust policy.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{Value, json};
+use tensorlet_registry::{
+    COMPONENT, Kind, Manifest, Pin, Provenance, Registry, VerifiedArtifact, VerifiedComponent,
+    digest,
+};
+
+use crate::error::{Result, RuntimeError};
+use crate::model::{self, META, Model, ModelMeta, PARAMS, STATE};
+use crate::train::PipelinePlugins;
+use crate::{Pipeline, Runtime};
+
+/// The blob role of a pipeline's TOML.
+pub const PIPELINE_TOML: &str = "pipeline.toml";
+
+/// The pipeline sections, in order.
+pub const STAGES: [&str; 3] = ["preprocessor", "trainer", "predictor"];
+
+/// The interface (without version) a plugin kind or a pipeline section needs.
+pub fn required_interface(kind_or_section: &str) -> Option<&'static str> {
+    match kind_or_section {
+        "preprocessor" => Some("tensorlet:ml/preprocess"),
+        "trainer" => Some("tensorlet:ml/train"),
+        "predictor" => Some("tensorlet:ml/predict"),
+        _ => None,
+    }
+}
+
+fn exports_interface(exports: &[String], iface: &str) -> bool {
+    exports
+        .iter()
+        .any(|e| e == iface || e.strip_prefix(iface).is_some_and(|v| v.starts_with('@')))
+}
+
+/// Checks that `bytes` is a component that exports the world `kind` names and
+/// imports nothing the runtime does not provide, and returns an unsigned
+/// manifest pinning it.
+pub fn plugin_manifest(
+    rt: &Runtime,
+    name: &str,
+    version: &str,
+    kind: Kind,
+    bytes: &[u8],
+) -> Result<Manifest> {
+    let mut m = Manifest::new(name, version, kind)?;
+    let label = m.reference();
+    let Some(iface) = required_interface(kind.as_str()) else {
+        return Err(RuntimeError::Load {
+            plugin: label,
+            message: format!(
+                "a .wasm component is published as a preprocessor, trainer or predictor, not as a {kind}"
+            ),
+        });
+    };
+    let info = rt.inspect(&label, bytes)?;
+    if let Some(why) = info.unprovided {
+        return Err(RuntimeError::Load {
+            plugin: label,
+            message: format!(
+                "it imports something tensorlet does not provide ({why}); plugins may import only \
+                 tensorlet:ml/tensor, wasi:nn and WASI 0.2"
+            ),
+        });
+    }
+    if !exports_interface(&info.exports, iface) {
+        return Err(RuntimeError::Load {
+            plugin: label,
+            message: format!(
+                "it is published as a {kind} but does not export {iface} (it exports: {}); build it \
+                 for the {kind} world or publish it with the --kind it implements",
+                if info.exports.is_empty() {
+                    "nothing".to_string()
+                } else {
+                    info.exports.join(", ")
+                }
+            ),
+        });
+    }
+    m.blobs.insert(COMPONENT.into(), info.digest);
+    m.config = json!({"exports": info.exports, "imports": info.imports});
+    Ok(m)
+}
+
+/// Builds a pipeline manifest and its TOML blob. Every stage must be a `ref`;
+/// each is verified, checked to export its section's interface, and pinned
+/// by manifest digest (the TOML names the exact version).
+pub fn pipeline_manifest(
+    rt: &Runtime,
+    reg: &Registry,
+    pipeline: &Pipeline,
+    name: &str,
+    version: &str,
+) -> Result<(Manifest, Vec<u8>)> {
+    let mut m = Manifest::new(name, version, Kind::Pipeline)?;
+    let mut normalized = pipeline.clone();
+    let origin = PathBuf::from(m.reference());
+    for section in STAGES {
+        let stage = stage_mut(&mut normalized, section);
+        let Some(r) = stage.reference.clone() else {
+            return Err(RuntimeError::Pipeline {
+                path: origin,
+                message: format!(
+                    "[{section}] uses `path` or `bundled`, which only local development may run; \
+                     publish the plugin (`tensorlet publish plugin.wasm --name ns/x --version 1.0.0 \
+                     --kind {section} --key <key>`) and name it with `ref = \"ns/x@1.0.0\"`"
+                ),
+            });
+        };
+        let a = reg.verify_str(&r)?;
+        let iface = required_interface(section).expect("a stage");
+        let component = a.component().ok_or_else(|| RuntimeError::Pipeline {
+            path: origin.clone(),
+            message: format!("[{section}] ref `{r}` is a {}, not a plugin", a.kind()),
+        })?;
+        let info = rt.inspect(component.name(), component.bytes())?;
+        if !exports_interface(&info.exports, iface) {
+            return Err(RuntimeError::Pipeline {
+                path: origin,
+                message: format!(
+                    "[{section}] ref `{r}` ({}) does not export {iface}",
+                    a.reference()
+                ),
+            });
+        }
+        stage.reference = Some(a.reference());
+        m.depends.insert(
+            section.to_string(),
+            Pin {
+                reference: a.reference(),
+                digest: a.digest().to_string(),
+            },
+        );
+    }
+    let text = toml::to_string(&normalized).map_err(|e| RuntimeError::Pipeline {
+        path: origin,
+        message: format!("cannot write the pipeline as TOML: {e}"),
+    })?;
+    m.blobs
+        .insert(PIPELINE_TOML.into(), digest(text.as_bytes()));
+    m.config = json!({
+        "description": pipeline.pipeline.description,
+        "training": pipeline.training,
+    });
+    Ok((m, text.into_bytes()))
+}
+
+fn stage_mut<'p>(p: &'p mut Pipeline, section: &str) -> &'p mut crate::pipeline::Stage {
+    match section {
+        "preprocessor" => &mut p.preprocessor,
+        "trainer" => &mut p.trainer,
+        _ => &mut p.predictor,
+    }
+}
+
+/// Reads a verified pipeline artifact. Each stage's `ref` is replaced by its
+/// pin (`ns/name@sha256:…`), so loading gets exactly the plugins that were
+/// pinned when the pipeline was signed.
+pub fn load_pipeline(artifact: &VerifiedArtifact) -> Result<Pipeline> {
+    let origin = PathBuf::from(artifact.reference());
+    let bad = |message: String| RuntimeError::Pipeline {
+        path: origin.clone(),
+        message,
+    };
+    if artifact.kind() != Kind::Pipeline {
+        return Err(bad(format!("it is a {}, not a pipeline", artifact.kind())));
+    }
+    let text = artifact
+        .blob(PIPELINE_TOML)
+        .and_then(|b| std::str::from_utf8(b).ok())
+        .ok_or_else(|| bad(format!("it has no `{PIPELINE_TOML}` blob")))?;
+    let mut p = Pipeline::parse(text, Path::new("."), &origin)?;
+    for section in STAGES {
+        let pin = artifact
+            .manifest()
+            .depends
+            .get(section)
+            .ok_or_else(|| bad(format!("it does not pin its {section}")))?;
+        let name = pin
+            .reference
+            .split_once('@')
+            .map_or(&*pin.reference, |(n, _)| n);
+        let stage = stage_mut(&mut p, section);
+        stage.reference = Some(format!("{name}@{}", pin.digest));
+        stage.path = None;
+        stage.bundled = None;
+    }
+    Ok(p)
+}
+
+/// The next version for a new model of `name`: `0.1.0` for the first, then
+/// the highest existing version with its patch number raised.
+pub fn next_version(reg: &Registry, name: &str) -> Result<String> {
+    Ok(match reg.versions(name)?.pop() {
+        None => "0.1.0".into(),
+        Some(v) => semver::Version::new(v.major, v.minor, v.patch + 1).to_string(),
+    })
+}
+
+/// Builds a model manifest and its blobs from a saved model directory and
+/// the plugins it was trained with (which must be signed artifacts).
+pub fn model_manifest(
+    name: &str,
+    version: &str,
+    dir: &Path,
+    plugins: &PipelinePlugins,
+    pipeline: Option<&VerifiedArtifact>,
+    lineage: Value,
+) -> Result<(Manifest, Vec<Vec<u8>>)> {
+    let mut m = Manifest::new(name, version, Kind::Model)?;
+    for (section, s) in [
+        ("preprocessor", &plugins.preprocessor),
+        ("trainer", &plugins.trainer),
+        ("predictor", &plugins.predictor),
+    ] {
+        match s.component.provenance() {
+            Provenance::Signed {
+                artifact,
+                manifest_digest,
+                ..
+            } => {
+                m.depends.insert(
+                    section.to_string(),
+                    Pin {
+                        reference: artifact.clone(),
+                        digest: manifest_digest.clone(),
+                    },
+                );
+            }
+            _ => {
+                return Err(RuntimeError::Model {
+                    path: PathBuf::from(m.reference()),
+                    message: format!(
+                        "its {section} `{}` was loaded unsigned (--allow-unsigned), so the model \
+                         cannot be published; publish the plugins and name them with `ref`",
+                        s.component.name()
+                    ),
+                });
+            }
+        }
+    }
+    if let Some(p) = pipeline {
+        m.depends.insert(
+            "pipeline".into(),
+            Pin {
+                reference: p.reference(),
+                digest: p.digest().to_string(),
+            },
+        );
+    }
+    let mut blobs = Vec::new();
+    for file in [META, PARAMS, STATE] {
+        let path = dir.join(file);
+        let bytes = std::fs::read(&path).map_err(|e| RuntimeError::io(path, e))?;
+        m.blobs.insert(file.to_string(), digest(&bytes));
+        blobs.push(bytes);
+    }
+    let meta = model::parse_meta(&blobs[0]).map_err(|message| RuntimeError::Model {
+        path: dir.to_path_buf(),
+        message,
+    })?;
+    m.config = json!({
+        "features": meta.feature_names,
+        "classes": meta.classes,
+        "class_names": meta.class_names,
+        "val_accuracy": meta.val_accuracy(),
+        "training": meta.training,
+    });
+    m.lineage = lineage;
+    Ok((m, blobs))
+}
+
+/// Loads a verified model artifact: its metadata, params and state, and the
+/// preprocessor and predictor it pins, each verified in `reg`. Audited as
+/// `model.load`.
+pub fn load_model(rt: &Runtime, reg: &Registry, artifact: &VerifiedArtifact) -> Result<Model> {
+    let origin = PathBuf::from(artifact.reference());
+    let bad = |message: String| RuntimeError::Model {
+        path: origin.clone(),
+        message,
+    };
+    if artifact.kind() != Kind::Model {
+        return Err(bad(format!("it is a {}, not a model", artifact.kind())));
+    }
+    let blob = |role: &str| {
+        artifact
+            .blob(role)
+            .ok_or_else(|| bad(format!("it has no `{role}` blob")))
+    };
+    let meta: ModelMeta = model::parse_meta(blob(META)?).map_err(&bad)?;
+    let component = |section: &str| -> Result<VerifiedComponent> {
+        let pin = artifact
+            .manifest()
+            .depends
+            .get(section)
+            .ok_or_else(|| bad(format!("it does not pin its {section}")))?;
+        reg.verify_pin(pin)?
+            .component()
+            .ok_or_else(|| bad(format!("its {section} {} is not a plugin", pin.reference)))
+    };
+    let model = Model::from_parts(
+        rt,
+        origin.clone(),
+        meta,
+        blob(PARAMS)?,
+        blob(STATE)?,
+        component("preprocessor")?,
+        component("predictor")?,
+    )?;
+    reg.record(
+        "model.load",
+        &artifact.reference(),
+        json!({"digest": artifact.digest(), "key_id": artifact.key_id()}),
+    )?;
+    Ok(model)
+}

@@ -1,0 +1,240 @@
+//! Server metrics in the Prometheus text exposition format.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Latency histogram bucket bounds, in seconds.
+const BUCKETS: [f64; 12] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0,
+];
+
+#[derive(Default)]
+struct Histogram {
+    counts: [u64; BUCKETS.len()],
+    sum: f64,
+    count: u64,
+}
+
+/// Counters and histograms of one server.
+#[derive(Default)]
+pub struct Metrics {
+    /// (model, version, status) -> requests
+    requests: Mutex<BTreeMap<(String, String, u16), u64>>,
+    /// (model, version) -> latency of successful requests
+    latency: Mutex<BTreeMap<(String, String), Histogram>>,
+    in_flight: AtomicI64,
+    shed: AtomicU64,
+    /// (model, version) -> drift score, set by the server.
+    drift: Mutex<BTreeMap<(String, String), f64>>,
+}
+
+/// Decrements the in-flight gauge when dropped.
+pub struct InFlight<'a>(&'a Metrics);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+impl Metrics {
+    /// Counts a request as in flight until the guard drops.
+    pub fn in_flight(&self) -> InFlight<'_> {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(self)
+    }
+
+    /// Records a finished request.
+    pub fn record(&self, model: &str, version: &str, status: u16, elapsed: Duration) {
+        *self
+            .requests
+            .lock()
+            .expect("metrics lock")
+            .entry((model.to_string(), version.to_string(), status))
+            .or_default() += 1;
+        if status == 200 {
+            let mut lat = self.latency.lock().expect("metrics lock");
+            let h = lat
+                .entry((model.to_string(), version.to_string()))
+                .or_default();
+            let s = elapsed.as_secs_f64();
+            for (i, b) in BUCKETS.iter().enumerate() {
+                if s <= *b {
+                    h.counts[i] += 1;
+                }
+            }
+            h.sum += s;
+            h.count += 1;
+        }
+    }
+
+    /// Counts a request refused for lack of capacity.
+    pub fn shed(&self) {
+        self.shed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Sets the drift score of a model version.
+    pub fn set_drift(&self, model: &str, version: &str, score: f64) {
+        self.drift
+            .lock()
+            .expect("metrics lock")
+            .insert((model.to_string(), version.to_string()), score);
+    }
+
+    /// Requests answered with `status` for a model (any version).
+    pub fn count(&self, model: &str, status: u16) -> u64 {
+        self.requests
+            .lock()
+            .expect("metrics lock")
+            .iter()
+            .filter(|((m, _, s), _)| m == model && *s == status)
+            .map(|(_, n)| n)
+            .sum()
+    }
+
+    /// The exposition text; `instances` is the runtime's instance counter.
+    pub fn render(&self, instances: u64) -> String {
+        let mut out = String::new();
+        let w = &mut out;
+        let _ = writeln!(
+            w,
+            "# HELP tensorlet_requests_total Inference requests by model, version and HTTP status."
+        );
+        let _ = writeln!(w, "# TYPE tensorlet_requests_total counter");
+        let requests = self.requests.lock().expect("metrics lock");
+        for ((m, v, s), n) in requests.iter() {
+            let _ = writeln!(
+                w,
+                "tensorlet_requests_total{{model=\"{}\",version=\"{}\",status=\"{s}\"}} {n}",
+                escape(m),
+                escape(v)
+            );
+        }
+        let _ = writeln!(
+            w,
+            "# HELP tensorlet_request_errors_total Inference requests answered with an error status."
+        );
+        let _ = writeln!(w, "# TYPE tensorlet_request_errors_total counter");
+        for ((m, v, s), n) in requests.iter().filter(|((_, _, s), _)| *s >= 400) {
+            let _ = writeln!(
+                w,
+                "tensorlet_request_errors_total{{model=\"{}\",version=\"{}\",status=\"{s}\"}} {n}",
+                escape(m),
+                escape(v)
+            );
+        }
+        drop(requests);
+        let _ = writeln!(
+            w,
+            "# HELP tensorlet_request_duration_seconds Latency of successful inference requests."
+        );
+        let _ = writeln!(w, "# TYPE tensorlet_request_duration_seconds histogram");
+        for ((m, v), h) in self.latency.lock().expect("metrics lock").iter() {
+            let labels = format!("model=\"{}\",version=\"{}\"", escape(m), escape(v));
+            for (b, c) in BUCKETS.iter().zip(h.counts) {
+                let _ = writeln!(
+                    w,
+                    "tensorlet_request_duration_seconds_bucket{{{labels},le=\"{b}\"}} {c}"
+                );
+            }
+            let _ = writeln!(
+                w,
+                "tensorlet_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}",
+                h.count
+            );
+            let _ = writeln!(
+                w,
+                "tensorlet_request_duration_seconds_sum{{{labels}}} {}",
+                h.sum
+            );
+            let _ = writeln!(
+                w,
+                "tensorlet_request_duration_seconds_count{{{labels}}} {}",
+                h.count
+            );
+        }
+        let _ = writeln!(
+            w,
+            "# HELP tensorlet_requests_in_flight Inference requests being processed."
+        );
+        let _ = writeln!(w, "# TYPE tensorlet_requests_in_flight gauge");
+        let _ = writeln!(
+            w,
+            "tensorlet_requests_in_flight {}",
+            self.in_flight.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            w,
+            "# HELP tensorlet_requests_shed_total Requests refused with 503 because the server was at capacity."
+        );
+        let _ = writeln!(w, "# TYPE tensorlet_requests_shed_total counter");
+        let _ = writeln!(
+            w,
+            "tensorlet_requests_shed_total {}",
+            self.shed.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            w,
+            "# HELP tensorlet_instances_created_total Wasm instances created (one per plugin call)."
+        );
+        let _ = writeln!(w, "# TYPE tensorlet_instances_created_total counter");
+        let _ = writeln!(w, "tensorlet_instances_created_total {instances}");
+        let drift = self.drift.lock().expect("metrics lock");
+        if !drift.is_empty() {
+            let _ = writeln!(
+                w,
+                "# HELP tensorlet_model_drift_score Mean absolute z-score shift of served inputs against the training data, per model."
+            );
+            let _ = writeln!(w, "# TYPE tensorlet_model_drift_score gauge");
+            for ((m, v), d) in drift.iter() {
+                let _ = writeln!(
+                    w,
+                    "tensorlet_model_drift_score{{model=\"{}\",version=\"{}\"}} {d}",
+                    escape(m),
+                    escape(v)
+                );
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_and_histograms() {
+        let m = Metrics::default();
+        m.record("iris", "1.0.0", 200, Duration::from_micros(300));
+        m.record("iris", "1.0.0", 200, Duration::from_millis(3));
+        m.record("iris", "1.0.0", 400, Duration::from_millis(1));
+        m.shed();
+        let _g = m.in_flight();
+        let text = m.render(7);
+        assert!(text.contains(
+            "tensorlet_requests_total{model=\"iris\",version=\"1.0.0\",status=\"200\"} 2"
+        ));
+        assert!(text.contains(
+            "tensorlet_request_errors_total{model=\"iris\",version=\"1.0.0\",status=\"400\"} 1"
+        ));
+        assert!(text.contains("le=\"0.0005\"} 1"));
+        assert!(text.contains("le=\"0.005\"} 2"));
+        assert!(text.contains(
+            "tensorlet_request_duration_seconds_count{model=\"iris\",version=\"1.0.0\"} 2"
+        ));
+        assert!(text.contains("tensorlet_requests_in_flight 1"));
+        assert!(text.contains("tensorlet_requests_shed_total 1"));
+        assert!(text.contains("tensorlet_instances_created_total 7"));
+        assert_eq!(m.count("iris", 200), 2);
+    }
+}

@@ -1,0 +1,809 @@
+//! Serving models over HTTP in the Open Inference Protocol (KServe V2).
+//!
+//! [`Server`] holds the deployed model versions in an atomically swapped map:
+//! a deploy loads and warms the new version first, then swaps it in; requests
+//! already running keep their `Arc` to the old one and finish on it. Each
+//! request runs the model's preprocessor and predictor in fresh instances
+//! (via [`Model::predict`]) on a blocking thread, under the runtime's deadline
+//! and memory cap, so a plugin that traps or loops fails only that request.
+//! [`app`] is the public router, [`admin_app`] the deploy endpoint meant for
+//! loopback, [`run`] serves both with graceful shutdown.
+//!
+//! Routes: `GET /v2/health/live`, `GET /v2/health/ready`, `GET /v2`,
+//! `GET /v2/models`, `GET /v2/models/{m}[/versions/{v}]`,
+//! `GET /v2/models/{m}[/versions/{v}]/ready`,
+//! `POST /v2/models/{m}[/versions/{v}]/infer`, `GET /metrics`.
+
+pub mod metrics;
+pub mod oip;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Router, body};
+use serde_json::{Value, json};
+use tensorlet_gpu::Device;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+use crate::model::Model;
+use metrics::Metrics;
+use oip::{BadRequest, InputSpec};
+
+/// Server settings, with their defaults.
+#[derive(Clone, Debug)]
+pub struct ServeConfig {
+    /// Largest request body (default 4 MiB); larger bodies get 413.
+    pub max_body_bytes: usize,
+    /// Largest batch in one request (default 1024 rows); larger gets 400.
+    pub max_batch: usize,
+    /// Requests computed at once (default 64); more get 503 with `Retry-After`.
+    pub max_concurrency: usize,
+    /// How long readiness reports 503 before the listener closes on shutdown
+    /// (default 0; give load balancers time to notice in production).
+    pub drain: Duration,
+    /// How often invocation counts are handed to [`ServeEvents::invocations`]
+    /// (default 60 s).
+    pub events_interval: Duration,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        ServeConfig {
+            max_body_bytes: 4 << 20,
+            max_batch: 1024,
+            max_concurrency: 64,
+            drain: Duration::ZERO,
+            events_interval: Duration::from_secs(60),
+        }
+    }
+}
+
+/// What a server reports to the outside world (the audit log, the log).
+/// Every method has a do-nothing default.
+pub trait ServeEvents: Send + Sync {
+    /// A model version was deployed.
+    fn loaded(&self, _name: &str, _version: &str, _reference: &str) {}
+    /// A model version stopped being served.
+    fn unloaded(&self, _name: &str, _version: &str, _reference: &str) {}
+    /// A deploy failed; the previous version (if any) keeps serving.
+    fn deploy_failed(&self, _name: &str, _reference: &str, _error: &str) {}
+    /// Invocations since the last report, per (model, version).
+    fn invocations(&self, _counts: &[(String, String, u64)]) {}
+}
+
+/// Events that go nowhere.
+pub struct NoEvents;
+
+impl ServeEvents for NoEvents {}
+
+/// Loads a model version for the admin deploy endpoint (verification included).
+pub trait ModelSource: Send + Sync {
+    /// Loads `reference` (a registry reference or a path) as a deployment named `name`.
+    fn load(&self, name: &str, reference: &str) -> Result<Deployment, String>;
+}
+
+/// Running per-feature mean of served inputs (for drift).
+#[derive(Default)]
+struct Running {
+    n: u64,
+    sum: Vec<f64>,
+}
+
+/// A model version being served.
+pub struct Deployment {
+    /// The name clients use in URLs.
+    pub name: String,
+    /// The version clients see.
+    pub version: String,
+    /// Where it was loaded from (a registry reference or a path).
+    pub reference: String,
+    /// The model.
+    pub model: Model,
+    train_stats: Option<Vec<(f64, f64)>>,
+    served: Mutex<Running>,
+    invocations: AtomicU64,
+    reported: AtomicU64,
+}
+
+impl Deployment {
+    /// A deployment of `model`.
+    pub fn new(name: &str, version: &str, reference: &str, model: Model) -> Self {
+        let train_stats = model.meta.feature_stats.as_ref().map(|s| {
+            s.iter()
+                .map(|f| (f64::from(f.mean), f64::from(f.std)))
+                .collect()
+        });
+        Deployment {
+            name: name.to_string(),
+            version: version.to_string(),
+            reference: reference.to_string(),
+            model,
+            train_stats,
+            served: Mutex::new(Running::default()),
+            invocations: AtomicU64::new(0),
+            reported: AtomicU64::new(0),
+        }
+    }
+
+    fn features(&self) -> usize {
+        self.model.meta.feature_names.len()
+    }
+
+    fn observe(&self, x: &[f32]) {
+        let f = self.features();
+        let mut r = self.served.lock().expect("drift lock");
+        if r.sum.len() != f {
+            r.sum = vec![0.0; f];
+        }
+        for row in x.chunks(f) {
+            for (s, v) in r.sum.iter_mut().zip(row) {
+                *s += f64::from(*v);
+            }
+            r.n += 1;
+        }
+    }
+
+    /// Mean over features of |served mean − training mean| / training std;
+    /// `None` before any input or without training statistics.
+    pub fn drift(&self) -> Option<f64> {
+        let stats = self.train_stats.as_ref()?;
+        let r = self.served.lock().expect("drift lock");
+        if r.n == 0 || stats.is_empty() {
+            return None;
+        }
+        let total: f64 = stats
+            .iter()
+            .zip(&r.sum)
+            .map(|((mean, std), sum)| (sum / r.n as f64 - mean).abs() / std.max(1e-12))
+            .sum();
+        Some(total / stats.len() as f64)
+    }
+
+    /// Requests this deployment has answered.
+    pub fn invocations(&self) -> u64 {
+        self.invocations.load(Ordering::Relaxed)
+    }
+}
+
+/// The serving state: deployed models, metrics, capacity.
+pub struct Server {
+    models: ArcSwap<BTreeMap<String, Arc<Deployment>>>,
+    deploy_errors: Mutex<BTreeMap<String, String>>,
+    deploy_lock: Mutex<()>,
+    metrics: Metrics,
+    config: ServeConfig,
+    permits: Arc<Semaphore>,
+    stopping: AtomicBool,
+    device: Device,
+    events: Arc<dyn ServeEvents>,
+    source: Option<Arc<dyn ModelSource>>,
+}
+
+impl Server {
+    /// An empty server.
+    pub fn new(device: Device, config: ServeConfig, events: Arc<dyn ServeEvents>) -> Self {
+        Server {
+            models: ArcSwap::from_pointee(BTreeMap::new()),
+            deploy_errors: Mutex::new(BTreeMap::new()),
+            deploy_lock: Mutex::new(()),
+            metrics: Metrics::default(),
+            permits: Arc::new(Semaphore::new(config.max_concurrency.max(1))),
+            config,
+            stopping: AtomicBool::new(false),
+            device,
+            events,
+            source: None,
+        }
+    }
+
+    /// Lets the admin endpoint load models from `source`.
+    pub fn with_source(mut self, source: Arc<dyn ModelSource>) -> Self {
+        self.source = Some(source);
+        self
+    }
+
+    /// The metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Served (name, version) pairs.
+    pub fn deployed(&self) -> Vec<(String, String)> {
+        self.models
+            .load()
+            .values()
+            .map(|d| (d.name.clone(), d.version.clone()))
+            .collect()
+    }
+
+    /// The deployment serving `name`.
+    pub fn get(&self, name: &str) -> Option<Arc<Deployment>> {
+        self.models.load().get(name).cloned()
+    }
+
+    /// Warms `d` with a one-row prediction, then swaps it in atomically. On
+    /// failure the previous version keeps serving and the error is kept for
+    /// the model's ready endpoint. Blocking: call off the async runtime.
+    pub fn deploy(&self, d: Deployment) -> Result<(), String> {
+        let _one_at_a_time = self.deploy_lock.lock().expect("deploy lock");
+        let warm = vec![0.0f32; d.features()];
+        if let Err(e) = d.model.predict(&self.device, warm, 1) {
+            let msg = format!("warm-up of {} failed: {e}", d.reference);
+            self.record_failure(&d.name, &d.reference, &msg);
+            return Err(msg);
+        }
+        let d = Arc::new(d);
+        let mut next = (**self.models.load()).clone();
+        let old = next.insert(d.name.clone(), d.clone());
+        self.models.store(Arc::new(next));
+        self.deploy_errors
+            .lock()
+            .expect("errors lock")
+            .remove(&d.name);
+        if let Some(old) = old {
+            self.report_invocations(&old);
+            self.events
+                .unloaded(&old.name, &old.version, &old.reference);
+        }
+        tracing::info!(model = %d.name, version = %d.version, reference = %d.reference, "deployed");
+        self.events.loaded(&d.name, &d.version, &d.reference);
+        Ok(())
+    }
+
+    /// Records a failed deploy (verification or load) of `name`.
+    pub fn record_failure(&self, name: &str, reference: &str, error: &str) {
+        tracing::error!(model = %name, reference = %reference, "deploy failed: {error}");
+        self.deploy_errors
+            .lock()
+            .expect("errors lock")
+            .insert(name.to_string(), error.to_string());
+        self.events.deploy_failed(name, reference, error);
+    }
+
+    /// Stops serving `name`; `false` if it was not served.
+    pub fn undeploy(&self, name: &str) -> bool {
+        let _one_at_a_time = self.deploy_lock.lock().expect("deploy lock");
+        let mut next = (**self.models.load()).clone();
+        let Some(old) = next.remove(name) else {
+            return false;
+        };
+        self.models.store(Arc::new(next));
+        self.report_invocations(&old);
+        self.events
+            .unloaded(&old.name, &old.version, &old.reference);
+        true
+    }
+
+    /// Turns readiness off: the first step of a graceful shutdown.
+    pub fn begin_shutdown(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+    }
+
+    fn report_invocations(&self, d: &Deployment) {
+        let now = d.invocations.load(Ordering::Relaxed);
+        let before = d.reported.swap(now, Ordering::Relaxed);
+        if now > before {
+            self.events
+                .invocations(&[(d.name.clone(), d.version.clone(), now - before)]);
+        }
+    }
+
+    /// Hands invocation counts since the last report to the events sink.
+    pub fn flush_invocations(&self) {
+        let mut counts = Vec::new();
+        for d in self.models.load().values() {
+            let now = d.invocations.load(Ordering::Relaxed);
+            let before = d.reported.swap(now, Ordering::Relaxed);
+            if now > before {
+                counts.push((d.name.clone(), d.version.clone(), now - before));
+            }
+        }
+        if !counts.is_empty() {
+            self.events.invocations(&counts);
+        }
+    }
+
+    fn find(&self, name: &str, version: Option<&str>) -> Result<Arc<Deployment>, Refusal> {
+        let Some(d) = self.get(name) else {
+            let served: Vec<String> = self.models.load().keys().cloned().collect();
+            return Err(Refusal(
+                StatusCode::NOT_FOUND,
+                format!(
+                    "no model `{name}` is served here; served models: {}",
+                    if served.is_empty() {
+                        "none".into()
+                    } else {
+                        served.join(", ")
+                    }
+                ),
+            ));
+        };
+        match version {
+            Some(v) if v != d.version => Err(Refusal(
+                StatusCode::NOT_FOUND,
+                format!(
+                    "model `{name}` has no version `{v}` here; it serves version {}",
+                    d.version
+                ),
+            )),
+            _ => Ok(d),
+        }
+    }
+}
+
+/// A refusal to answer, turned into an error response at the edge.
+struct Refusal(StatusCode, String);
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        error(self.0, self.1)
+    }
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, axum::Json(json!({ "error": message.into() }))).into_response()
+}
+
+fn ok(value: Value) -> Response {
+    (StatusCode::OK, axum::Json(value)).into_response()
+}
+
+type Shared = State<Arc<Server>>;
+
+/// The public OIP router.
+pub fn app(server: Arc<Server>) -> Router {
+    Router::new()
+        .route(
+            "/v2/health/live",
+            get(|| async { ok(json!({ "live": true })) }),
+        )
+        .route("/v2/health/ready", get(ready))
+        .route("/v2", get(server_metadata))
+        .route("/v2/models", get(list_models))
+        .route("/v2/models/{model}", get(model_metadata))
+        .route(
+            "/v2/models/{model}/versions/{version}",
+            get(model_metadata_v),
+        )
+        .route("/v2/models/{model}/ready", get(model_ready))
+        .route(
+            "/v2/models/{model}/versions/{version}/ready",
+            get(model_ready_v),
+        )
+        .route("/v2/models/{model}/infer", post(infer))
+        .route("/v2/models/{model}/versions/{version}/infer", post(infer_v))
+        .route("/metrics", get(render_metrics))
+        .fallback(|| async {
+            error(
+                StatusCode::NOT_FOUND,
+                "no such endpoint; see /v2, /v2/models, /v2/models/{model}/infer, /metrics",
+            )
+        })
+        .with_state(server)
+}
+
+async fn ready(State(s): Shared) -> Response {
+    if s.stopping.load(Ordering::SeqCst) {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(json!({ "ready": false, "reason": "shutting down" })),
+        )
+            .into_response();
+    }
+    ok(json!({ "ready": true }))
+}
+
+async fn server_metadata() -> Response {
+    ok(json!({
+        "name": "tensorlet",
+        "version": env!("CARGO_PKG_VERSION"),
+        "extensions": ["binary_tensor_data", "model_repository_list"],
+    }))
+}
+
+async fn list_models(State(s): Shared) -> Response {
+    let errors = s.deploy_errors.lock().expect("errors lock").clone();
+    let models: Vec<Value> = s
+        .models
+        .load()
+        .values()
+        .map(|d| {
+            json!({
+                "name": d.name,
+                "versions": [d.version],
+                "platform": "tensorlet",
+                "reference": d.reference,
+                "ready": true,
+                "deploy_error": errors.get(&d.name),
+            })
+        })
+        .collect();
+    ok(json!({ "models": models }))
+}
+
+fn metadata(d: &Deployment) -> Value {
+    let m = &d.model.meta;
+    json!({
+        "name": d.name,
+        "versions": [d.version],
+        "platform": "tensorlet",
+        "inputs": [{
+            "name": oip::INPUT,
+            "datatype": "FP32",
+            "shape": [-1, m.feature_names.len()],
+            "parameters": { "features": m.feature_names },
+        }],
+        "outputs": [
+            { "name": oip::LABEL, "datatype": "INT64", "shape": [-1] },
+            {
+                "name": oip::PROBABILITIES,
+                "datatype": "FP32",
+                "shape": [-1, m.classes],
+                "parameters": { "classes": m.class_names },
+            },
+        ],
+    })
+}
+
+async fn model_metadata(State(s): Shared, Path(model): Path<String>) -> Response {
+    match s.find(&model, None) {
+        Ok(d) => ok(metadata(&d)),
+        Err(r) => r.into_response(),
+    }
+}
+
+async fn model_metadata_v(
+    State(s): Shared,
+    Path((model, version)): Path<(String, String)>,
+) -> Response {
+    match s.find(&model, Some(&version)) {
+        Ok(d) => ok(metadata(&d)),
+        Err(r) => r.into_response(),
+    }
+}
+
+fn ready_body(s: &Server, d: &Deployment) -> Response {
+    let err = s
+        .deploy_errors
+        .lock()
+        .expect("errors lock")
+        .get(&d.name)
+        .cloned();
+    ok(json!({ "name": d.name, "version": d.version, "ready": true, "deploy_error": err }))
+}
+
+async fn model_ready(State(s): Shared, Path(model): Path<String>) -> Response {
+    match s.find(&model, None) {
+        Ok(d) => ready_body(&s, &d),
+        Err(r) => r.into_response(),
+    }
+}
+
+async fn model_ready_v(
+    State(s): Shared,
+    Path((model, version)): Path<(String, String)>,
+) -> Response {
+    match s.find(&model, Some(&version)) {
+        Ok(d) => ready_body(&s, &d),
+        Err(r) => r.into_response(),
+    }
+}
+
+async fn render_metrics(State(s): Shared) -> Response {
+    for d in s.models.load().values() {
+        if let Some(score) = d.drift() {
+            s.metrics.set_drift(&d.name, &d.version, score);
+        }
+    }
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        s.metrics.render(crate::plugin::instances_created()),
+    )
+        .into_response()
+}
+
+async fn infer(
+    State(s): Shared,
+    Path(model): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    infer_inner(s, model, None, headers, body).await
+}
+
+async fn infer_v(
+    State(s): Shared,
+    Path((model, version)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    infer_inner(s, model, Some(version), headers, body).await
+}
+
+async fn infer_inner(
+    s: Arc<Server>,
+    model: String,
+    version: Option<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let started = Instant::now();
+    let _in_flight = s.metrics.in_flight();
+    let d = match s.find(&model, version.as_deref()) {
+        Ok(d) => d,
+        Err(r) => {
+            s.metrics.record("", "", 404, started.elapsed());
+            return r.into_response();
+        }
+    };
+    let response = infer_model(&s, &d, headers, body).await;
+    let status = response.status().as_u16();
+    let elapsed = started.elapsed();
+    s.metrics.record(&d.name, &d.version, status, elapsed);
+    tracing::debug!(
+        model = %d.name,
+        version = %d.version,
+        status,
+        micros = elapsed.as_micros() as u64,
+        "infer"
+    );
+    if status == 200 {
+        d.invocations.fetch_add(1, Ordering::Relaxed);
+    }
+    response
+}
+
+async fn infer_model(
+    s: &Arc<Server>,
+    d: &Arc<Deployment>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let Ok(_permit) = s.permits.clone().try_acquire_owned() else {
+        s.metrics.shed();
+        let mut r = error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the server is at capacity; retry shortly",
+        );
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return r;
+    };
+    let limit = s.config.max_body_bytes;
+    let bytes: Bytes = match body::to_bytes(body, limit).await {
+        Ok(b) => b,
+        Err(_) => {
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the request body is over this server's limit of {limit} bytes"),
+            );
+        }
+    };
+    let header_len = headers
+        .get("inference-header-content-length")
+        .and_then(|v| v.to_str().ok());
+    let spec = InputSpec {
+        features: d.features(),
+        max_batch: s.config.max_batch,
+    };
+    let req = match oip::split_body(&bytes, header_len)
+        .and_then(|(json, bin)| oip::parse_request(json, bin, spec))
+    {
+        Ok(r) => r,
+        Err(BadRequest(m)) => return error(StatusCode::BAD_REQUEST, m),
+    };
+    d.observe(&req.x);
+    // The plugins run synchronously (wasmtime's epoch deadline bounds them).
+    // `block_in_place` runs them on this worker while tokio hands the
+    // worker's other tasks to another thread, so a slow or looping plugin never
+    // stalls the server, and the common fast request pays no thread handoff.
+    // On a current-thread runtime (where block_in_place would panic) the
+    // work goes to the blocking pool instead.
+    let (x, rows) = (req.x.clone(), req.rows);
+    let multi_thread = tokio::runtime::Handle::current().runtime_flavor()
+        == tokio::runtime::RuntimeFlavor::MultiThread;
+    let predicted = if multi_thread {
+        Ok(tokio::task::block_in_place(|| {
+            d.model.predict(&s.device, x, rows)
+        }))
+    } else {
+        let (device, dep) = (s.device.clone(), d.clone());
+        tokio::task::spawn_blocking(move || dep.model.predict(&device, x, rows)).await
+    };
+    let p = match predicted {
+        Ok(Ok(p)) => p,
+        Ok(Err(e)) => {
+            tracing::warn!(model = %d.name, version = %d.version, "inference failed: {e}");
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("inference failed: {e}"),
+            );
+        }
+        Err(_) => {
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "inference failed: the worker stopped unexpectedly",
+            );
+        }
+    };
+    let enc = oip::encode_response(&d.name, &d.version, &req, &p.labels, &p.probabilities);
+    if enc.binary.is_empty() {
+        return (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            enc.json,
+        )
+            .into_response();
+    }
+    let header_len = enc.json.len().to_string();
+    let mut body = enc.json;
+    body.extend_from_slice(&enc.binary);
+    (
+        StatusCode::OK,
+        [
+            (header::CONTENT_TYPE, "application/octet-stream".to_string()),
+            (
+                header::HeaderName::from_static("inference-header-content-length"),
+                header_len,
+            ),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// The admin router: `GET /admin/models`, `POST /admin/deploy`
+/// (`{"model": name, "reference": ref}`), `DELETE /admin/models/{model}`.
+/// Bind it to loopback.
+pub fn admin_app(server: Arc<Server>) -> Router {
+    Router::new()
+        .route("/admin/models", get(list_models))
+        .route("/admin/deploy", post(admin_deploy))
+        .route(
+            "/admin/models/{model}",
+            axum::routing::delete(admin_undeploy),
+        )
+        .with_state(server)
+}
+
+async fn admin_deploy(State(s): Shared, body: Bytes) -> Response {
+    let Ok(req) = serde_json::from_slice::<Value>(&body) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "expected {\"model\": name, \"reference\": ref}",
+        );
+    };
+    let (Some(name), Some(reference)) = (
+        req.get("model").and_then(Value::as_str).map(str::to_string),
+        req.get("reference")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+    ) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "expected {\"model\": name, \"reference\": ref}",
+        );
+    };
+    let Some(source) = s.source.clone() else {
+        return error(
+            StatusCode::NOT_IMPLEMENTED,
+            "this server has no model source to deploy from",
+        );
+    };
+    let server = s.clone();
+    let outcome = tokio::task::spawn_blocking(move || {
+        let d = source.load(&name, &reference).inspect_err(|e| {
+            server.record_failure(&name, &reference, e);
+        })?;
+        let version = d.version.clone();
+        server.deploy(d).map(|()| (name, version))
+    })
+    .await;
+    match outcome {
+        Ok(Ok((name, version))) => {
+            ok(json!({ "model": name, "version": version, "deployed": true }))
+        }
+        Ok(Err(e)) => error(StatusCode::UNPROCESSABLE_ENTITY, e),
+        Err(_) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the deploy worker stopped unexpectedly",
+        ),
+    }
+}
+
+async fn admin_undeploy(State(s): Shared, Path(model): Path<String>) -> Response {
+    if s.undeploy(&model) {
+        ok(json!({ "model": model, "deployed": false }))
+    } else {
+        error(
+            StatusCode::NOT_FOUND,
+            format!("no model `{model}` is served here"),
+        )
+    }
+}
+
+/// Serves `app` on `listener` (and `admin_app` on `admin`, if given) until
+/// `shutdown` completes; then readiness turns 503, the server waits
+/// `config.drain`, stops accepting, and lets requests in flight finish.
+pub async fn run(
+    server: Arc<Server>,
+    listener: TcpListener,
+    admin: Option<TcpListener>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let flusher = {
+        let server = server.clone();
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(server.config.events_interval);
+            tick.tick().await;
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => server.flush_invocations(),
+                    _ = stop.changed() => break,
+                }
+            }
+        })
+    };
+    let admin_task = admin.map(|l| {
+        let app = admin_app(server.clone());
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            axum::serve(l, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stop.changed().await;
+                })
+                .await
+        })
+    });
+    let s = server.clone();
+    let drain = server.config.drain;
+    axum::serve(listener, app(server.clone()))
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            tracing::info!("shutting down: readiness off, finishing requests in flight");
+            s.begin_shutdown();
+            tokio::time::sleep(drain).await;
+            let _ = stop_tx.send(true);
+        })
+        .await?;
+    let _ = flusher.await;
+    if let Some(t) = admin_task {
+        let _ = t.await;
+    }
+    server.flush_invocations();
+    Ok(())
+}
+
+/// Completes on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

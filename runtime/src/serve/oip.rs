@@ -1,0 +1,560 @@
+//! Open Inference Protocol (KServe V2) request parsing and response encoding.
+//!
+//! Pure functions over bytes, so every caller mistake is a [`BadRequest`]
+//! with a sentence, tested without a server. Supports JSON tensors (flat or
+//! nested, row-major) and Triton's binary tensor data extension (a JSON header
+//! of `Inference-Header-Content-Length` bytes followed by raw little-endian
+//! tensors, `parameters.binary_data_size` per input, `binary_data` per output).
+
+use serde_json::{Map, Value, json};
+
+/// The one input a tensorlet model takes.
+pub const INPUT: &str = "input";
+/// Output: class index per row (INT64, `[batch]`).
+pub const LABEL: &str = "label";
+/// Output: class probabilities (FP32, `[batch, classes]`).
+pub const PROBABILITIES: &str = "probabilities";
+
+/// A caller mistake: answered with 400 and this message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadRequest(pub String);
+
+fn bad<T>(message: impl Into<String>) -> Result<T, BadRequest> {
+    Err(BadRequest(message.into()))
+}
+
+/// What a model accepts.
+#[derive(Clone, Copy, Debug)]
+pub struct InputSpec {
+    /// Features per row.
+    pub features: usize,
+    /// Largest batch accepted.
+    pub max_batch: usize,
+}
+
+/// One requested output and whether it goes back as binary data.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Wanted {
+    /// `label` or `probabilities`.
+    pub name: &'static str,
+    /// Raw little-endian bytes after the JSON header instead of JSON data.
+    pub binary: bool,
+}
+
+/// A parsed, validated inference request.
+#[derive(Clone, Debug, PartialEq)]
+pub struct InferRequest {
+    /// The caller's request id, echoed back.
+    pub id: Option<String>,
+    /// Rows in the batch.
+    pub rows: usize,
+    /// Row-major features, converted to f32.
+    pub x: Vec<f32>,
+    /// Outputs to return, in order.
+    pub outputs: Vec<Wanted>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum DType {
+    F32,
+    F64,
+    I8,
+    I16,
+    I32,
+    I64,
+    U8,
+    U16,
+    U32,
+    U64,
+}
+
+impl DType {
+    fn parse(s: &str) -> Result<DType, BadRequest> {
+        Ok(match s {
+            "FP32" => DType::F32,
+            "FP64" => DType::F64,
+            "INT8" => DType::I8,
+            "INT16" => DType::I16,
+            "INT32" => DType::I32,
+            "INT64" => DType::I64,
+            "UINT8" => DType::U8,
+            "UINT16" => DType::U16,
+            "UINT32" => DType::U32,
+            "UINT64" => DType::U64,
+            "BOOL" | "FP16" | "BF16" | "BYTES" => {
+                return bad(format!(
+                    "datatype {s} is not supported for input `{INPUT}`; send FP32, FP64 or an integer type"
+                ));
+            }
+            other => {
+                return bad(format!(
+                    "unknown datatype `{other}`; the Open Inference Protocol datatypes are BOOL, \
+                     UINT8..UINT64, INT8..INT64, FP16, FP32, FP64, BYTES"
+                ));
+            }
+        })
+    }
+
+    fn size(self) -> usize {
+        match self {
+            DType::I8 | DType::U8 => 1,
+            DType::I16 | DType::U16 => 2,
+            DType::F32 | DType::I32 | DType::U32 => 4,
+            DType::F64 | DType::I64 | DType::U64 => 8,
+        }
+    }
+
+    fn is_integer(self) -> bool {
+        !matches!(self, DType::F32 | DType::F64)
+    }
+
+    /// Decodes one little-endian element.
+    fn decode(self, b: &[u8]) -> f64 {
+        match self {
+            DType::F32 => f64::from(f32::from_le_bytes(b.try_into().expect("4"))),
+            DType::F64 => f64::from_le_bytes(b.try_into().expect("8")),
+            DType::I8 => f64::from(b[0] as i8),
+            DType::I16 => f64::from(i16::from_le_bytes(b.try_into().expect("2"))),
+            DType::I32 => f64::from(i32::from_le_bytes(b.try_into().expect("4"))),
+            DType::I64 => i64::from_le_bytes(b.try_into().expect("8")) as f64,
+            DType::U8 => f64::from(b[0]),
+            DType::U16 => f64::from(u16::from_le_bytes(b.try_into().expect("2"))),
+            DType::U32 => f64::from(u32::from_le_bytes(b.try_into().expect("4"))),
+            DType::U64 => u64::from_le_bytes(b.try_into().expect("8")) as f64,
+        }
+    }
+}
+
+/// Splits a body into its JSON header and the binary tail, using the
+/// `Inference-Header-Content-Length` header when present.
+pub fn split_body<'a>(
+    body: &'a [u8],
+    header_len: Option<&str>,
+) -> Result<(&'a [u8], &'a [u8]), BadRequest> {
+    match header_len {
+        None => Ok((body, &[])),
+        Some(h) => {
+            let n: usize = h.trim().parse().map_err(|_| {
+                BadRequest(format!(
+                    "Inference-Header-Content-Length `{h}` is not a byte count"
+                ))
+            })?;
+            if n > body.len() {
+                return bad(format!(
+                    "Inference-Header-Content-Length is {n} but the body has only {} bytes",
+                    body.len()
+                ));
+            }
+            Ok(body.split_at(n))
+        }
+    }
+}
+
+fn flatten(v: &Value, out: &mut Vec<f64>, integer: bool) -> Result<(), BadRequest> {
+    match v {
+        Value::Array(items) => {
+            for item in items {
+                flatten(item, out, integer)?;
+            }
+            Ok(())
+        }
+        Value::Number(n) => {
+            let f = n
+                .as_f64()
+                .ok_or_else(|| BadRequest(format!("`{n}` is not a number")))?;
+            if integer && f.fract() != 0.0 {
+                return bad(format!("`{n}` is not an integer, as the datatype says"));
+            }
+            out.push(f);
+            Ok(())
+        }
+        other => bad(format!(
+            "input `{INPUT}` data holds `{other}`; only numbers (flat or nested arrays) are accepted"
+        )),
+    }
+}
+
+fn shape_of(v: Option<&Value>) -> Result<Vec<usize>, BadRequest> {
+    let Some(Value::Array(dims)) = v else {
+        return bad(format!("input `{INPUT}` needs a `shape` array"));
+    };
+    dims.iter()
+        .map(|d| {
+            d.as_u64().map(|d| d as usize).ok_or_else(|| {
+                BadRequest(format!(
+                    "shape dimension `{d}` is not a non-negative integer"
+                ))
+            })
+        })
+        .collect()
+}
+
+fn binary_flag(params: Option<&Value>, key: &str) -> bool {
+    params
+        .and_then(|p| p.get(key))
+        .and_then(Value::as_bool)
+        .unwrap_or(false)
+}
+
+/// Parses and validates a request body against a model's input.
+pub fn parse_request(
+    json: &[u8],
+    mut binary: &[u8],
+    spec: InputSpec,
+) -> Result<InferRequest, BadRequest> {
+    let doc: Value = serde_json::from_slice(json)
+        .map_err(|e| BadRequest(format!("the request body is not valid JSON: {e}")))?;
+    let Value::Object(doc) = doc else {
+        return bad("the request body must be a JSON object with an `inputs` array");
+    };
+    let id = match doc.get("id") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(other) => return bad(format!("`id` must be a string, got `{other}`")),
+    };
+    let Some(Value::Array(inputs)) = doc.get("inputs") else {
+        return bad("the request needs an `inputs` array");
+    };
+    let [input] = inputs.as_slice() else {
+        return bad(format!(
+            "the model takes exactly one input, `{INPUT}`, but the request has {}",
+            inputs.len()
+        ));
+    };
+    let Value::Object(input) = input else {
+        return bad("each input must be an object with name, shape, datatype and data");
+    };
+    match input.get("name").and_then(Value::as_str) {
+        Some(INPUT) => {}
+        Some(other) => {
+            return bad(format!(
+                "unknown input `{other}`; the model's input is `{INPUT}`"
+            ));
+        }
+        None => {
+            return bad(format!(
+                "input needs a `name` (the model's input is `{INPUT}`)"
+            ));
+        }
+    }
+    let shape = shape_of(input.get("shape"))?;
+    let [rows, features] = shape[..] else {
+        return bad(format!(
+            "input `{INPUT}` has shape {shape:?}; expected [batch, {}]",
+            spec.features
+        ));
+    };
+    if features != spec.features {
+        return bad(format!(
+            "input `{INPUT}` has shape {shape:?}; the model takes {} features per row: [batch, {}]",
+            spec.features, spec.features
+        ));
+    }
+    if rows == 0 {
+        return bad("the batch is empty");
+    }
+    if rows > spec.max_batch {
+        return bad(format!(
+            "the batch has {rows} rows; this server accepts at most {}",
+            spec.max_batch
+        ));
+    }
+    let dtype = DType::parse(
+        input
+            .get("datatype")
+            .and_then(Value::as_str)
+            .ok_or_else(|| BadRequest(format!("input `{INPUT}` needs a `datatype`")))?,
+    )?;
+    let want = rows * features;
+    let binary_size = input
+        .get("parameters")
+        .and_then(|p| p.get("binary_data_size"))
+        .and_then(Value::as_u64);
+    let values: Vec<f64> = match (binary_size, input.get("data")) {
+        (Some(n), _) => {
+            let n = n as usize;
+            if n > binary.len() {
+                return bad(format!(
+                    "binary_data_size is {n} but only {} bytes follow the JSON header",
+                    binary.len()
+                ));
+            }
+            if n != want * dtype.size() {
+                return bad(format!(
+                    "binary_data_size is {n} bytes; shape {shape:?} of {} needs {}",
+                    input["datatype"],
+                    want * dtype.size()
+                ));
+            }
+            let (mine, rest) = binary.split_at(n);
+            binary = rest;
+            mine.chunks_exact(dtype.size())
+                .map(|c| dtype.decode(c))
+                .collect()
+        }
+        (None, Some(data)) => {
+            let mut v = Vec::with_capacity(want);
+            flatten(data, &mut v, dtype.is_integer())?;
+            v
+        }
+        (None, None) => return bad(format!("input `{INPUT}` has no `data`")),
+    };
+    if !binary.is_empty() {
+        return bad(format!(
+            "{} bytes follow the JSON header that no input claims",
+            binary.len()
+        ));
+    }
+    if values.len() != want {
+        return bad(format!(
+            "input `{INPUT}` has {} values; shape {shape:?} needs {want}",
+            values.len()
+        ));
+    }
+    let mut x = Vec::with_capacity(want);
+    for (i, v) in values.into_iter().enumerate() {
+        let f = v as f32;
+        if !f.is_finite() {
+            return bad(format!(
+                "input `{INPUT}` value {i} (row {}, column {}) is not a finite number",
+                i / features,
+                i % features
+            ));
+        }
+        x.push(f);
+    }
+
+    let all_binary = binary_flag(doc.get("parameters"), "binary_data_output");
+    let outputs = match doc.get("outputs") {
+        None | Some(Value::Null) => vec![
+            Wanted { name: LABEL, binary: all_binary },
+            Wanted { name: PROBABILITIES, binary: all_binary },
+        ],
+        Some(Value::Array(list)) => list
+            .iter()
+            .map(|o| {
+                let name = match o.get("name").and_then(Value::as_str) {
+                    Some(LABEL) => LABEL,
+                    Some(PROBABILITIES) => PROBABILITIES,
+                    Some(other) => {
+                        return bad(format!(
+                            "unknown output `{other}`; the model's outputs are `{LABEL}` and `{PROBABILITIES}`"
+                        ));
+                    }
+                    None => return bad("each requested output needs a `name`"),
+                };
+                Ok(Wanted {
+                    name,
+                    binary: all_binary || binary_flag(o.get("parameters"), "binary_data"),
+                })
+            })
+            .collect::<Result<_, _>>()?,
+        Some(other) => return bad(format!("`outputs` must be an array, got `{other}`")),
+    };
+    Ok(InferRequest {
+        id,
+        rows,
+        x,
+        outputs,
+    })
+}
+
+/// An encoded response: the JSON document and, when any output is binary,
+/// the bytes that follow it (the caller sets `Inference-Header-Content-Length`).
+pub struct Encoded {
+    /// The JSON header (the whole body when `binary` is empty).
+    pub json: Vec<u8>,
+    /// Binary output data, in output order.
+    pub binary: Vec<u8>,
+}
+
+/// Encodes the outputs of a prediction.
+pub fn encode_response(
+    model: &str,
+    version: &str,
+    req: &InferRequest,
+    labels: &[u32],
+    probabilities: &[Vec<f32>],
+) -> Encoded {
+    let classes = probabilities.first().map_or(0, Vec::len);
+    let mut binary = Vec::new();
+    let outputs: Vec<Value> = req
+        .outputs
+        .iter()
+        .map(|w| {
+            let (datatype, shape, bytes, data): (&str, Vec<usize>, Vec<u8>, Value) = match w.name {
+                LABEL => (
+                    "INT64",
+                    vec![labels.len()],
+                    labels
+                        .iter()
+                        .flat_map(|&l| i64::from(l).to_le_bytes())
+                        .collect(),
+                    json!(labels),
+                ),
+                _ => (
+                    "FP32",
+                    vec![probabilities.len(), classes],
+                    probabilities
+                        .iter()
+                        .flatten()
+                        .flat_map(|p| p.to_le_bytes())
+                        .collect(),
+                    json!(probabilities.iter().flatten().collect::<Vec<_>>()),
+                ),
+            };
+            let mut out = Map::new();
+            out.insert("name".into(), json!(w.name));
+            out.insert("datatype".into(), json!(datatype));
+            out.insert("shape".into(), json!(shape));
+            if w.binary {
+                out.insert(
+                    "parameters".into(),
+                    json!({ "binary_data_size": bytes.len() }),
+                );
+                binary.extend_from_slice(&bytes);
+            } else {
+                out.insert("data".into(), data);
+            }
+            Value::Object(out)
+        })
+        .collect();
+    let mut doc = json!({
+        "model_name": model,
+        "model_version": version,
+        "outputs": outputs,
+    });
+    if let Some(id) = &req.id {
+        doc["id"] = json!(id);
+    }
+    Encoded {
+        json: serde_json::to_vec(&doc).expect("response serialises"),
+        binary,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SPEC: InputSpec = InputSpec {
+        features: 2,
+        max_batch: 4,
+    };
+
+    fn parse(body: &str) -> Result<InferRequest, BadRequest> {
+        parse_request(body.as_bytes(), &[], SPEC)
+    }
+
+    fn err(body: &str) -> String {
+        parse(body).unwrap_err().0
+    }
+
+    #[test]
+    fn flat_nested_and_integer_data() {
+        let flat = parse(
+            r#"{"inputs":[{"name":"input","shape":[2,2],"datatype":"FP32","data":[1,2,3,4]}]}"#,
+        )
+        .unwrap();
+        let nested = parse(
+            r#"{"id":"r1","inputs":[{"name":"input","shape":[2,2],"datatype":"INT64","data":[[1,2],[3,4]]}]}"#,
+        )
+        .unwrap();
+        assert_eq!(flat.x, vec![1.0, 2.0, 3.0, 4.0]);
+        assert_eq!(nested.x, flat.x);
+        assert_eq!(nested.id.as_deref(), Some("r1"));
+        assert_eq!(flat.rows, 2);
+        assert_eq!(flat.outputs.len(), 2);
+    }
+
+    #[test]
+    fn caller_mistakes_are_sentences() {
+        assert!(err("{").starts_with("the request body is not valid JSON"));
+        assert_eq!(
+            err("[]"),
+            "the request body must be a JSON object with an `inputs` array"
+        );
+        assert_eq!(
+            err(r#"{"inputs":[{"name":"x","shape":[1,2],"datatype":"FP32","data":[1,2]}]}"#),
+            "unknown input `x`; the model's input is `input`"
+        );
+        assert_eq!(
+            err(r#"{"inputs":[{"name":"input","shape":[1,3],"datatype":"FP32","data":[1,2,3]}]}"#),
+            "input `input` has shape [1, 3]; the model takes 2 features per row: [batch, 2]"
+        );
+        assert_eq!(
+            err(r#"{"inputs":[{"name":"input","shape":[1,2],"datatype":"FP32","data":[1]}]}"#),
+            "input `input` has 1 values; shape [1, 2] needs 2"
+        );
+        assert!(
+            err(r#"{"inputs":[{"name":"input","shape":[1,2],"datatype":"FLOAT","data":[1,2]}]}"#)
+                .starts_with("unknown datatype `FLOAT`")
+        );
+        assert!(
+            err(r#"{"inputs":[{"name":"input","shape":[1,2],"datatype":"BYTES","data":[1,2]}]}"#)
+                .starts_with("datatype BYTES is not supported")
+        );
+        assert_eq!(
+            err(
+                r#"{"inputs":[{"name":"input","shape":[5,2],"datatype":"FP32","data":[1,2,3,4,5,6,7,8,9,0]}]}"#
+            ),
+            "the batch has 5 rows; this server accepts at most 4"
+        );
+        assert!(
+            err(r#"{"inputs":[{"name":"input","shape":[1,2],"datatype":"INT32","data":[1.5,2]}]}"#)
+                .contains("is not an integer")
+        );
+        assert!(
+            err(
+                r#"{"inputs":[{"name":"input","shape":[1,2],"datatype":"FP64","data":[1e300,2]}]}"#
+            )
+            .contains("is not a finite number")
+        );
+        assert!(
+            err(r#"{"inputs":[{"name":"input","shape":[1,2],"datatype":"FP32","data":["a",2]}]}"#)
+                .contains("only numbers")
+        );
+        assert!(
+            err(r#"{"inputs":[{"name":"input","shape":[1,2],"datatype":"FP32","data":[1,2]}],"outputs":[{"name":"logits"}]}"#)
+                .starts_with("unknown output `logits`")
+        );
+    }
+
+    #[test]
+    fn binary_tensor_data_extension() {
+        let header = r#"{"inputs":[{"name":"input","shape":[1,2],"datatype":"FP64","parameters":{"binary_data_size":16}}],"outputs":[{"name":"probabilities","parameters":{"binary_data":true}}]}"#;
+        let mut body = header.as_bytes().to_vec();
+        body.extend_from_slice(&1.5f64.to_le_bytes());
+        body.extend_from_slice(&(-2.0f64).to_le_bytes());
+        let len = header.len().to_string();
+        let (json, bin) = split_body(&body, Some(&len)).unwrap();
+        let req = parse_request(json, bin, SPEC).unwrap();
+        assert_eq!(req.x, vec![1.5, -2.0]);
+        assert_eq!(
+            req.outputs,
+            vec![Wanted {
+                name: PROBABILITIES,
+                binary: true
+            }]
+        );
+
+        let enc = encode_response("m", "1", &req, &[1], &[vec![0.25, 0.75]]);
+        let doc: Value = serde_json::from_slice(&enc.json).unwrap();
+        assert_eq!(doc["outputs"][0]["parameters"]["binary_data_size"], 8);
+        assert_eq!(enc.binary.len(), 8);
+        assert_eq!(
+            f32::from_le_bytes(enc.binary[4..8].try_into().unwrap()),
+            0.75
+        );
+
+        let short = &body[..body.len() - 1];
+        let (json, bin) = split_body(short, Some(&len)).unwrap();
+        assert!(
+            parse_request(json, bin, SPEC)
+                .unwrap_err()
+                .0
+                .contains("only 15 bytes follow")
+        );
+        assert!(split_body(&body, Some("9999")).is_err());
+    }
+}

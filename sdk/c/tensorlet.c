@@ -1,0 +1,495 @@
+/* tensorlet.c: the implementation of tensorlet.h. Compile it with your plugin. */
+#include "tensorlet.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- the call's arena and errors ---- */
+
+static char error_message[1024];
+static bool failed;
+
+static int32_t *arena;
+static size_t arena_len, arena_cap;
+
+static tl_tensor track(tl_tensor t) {
+    if (t.__handle == 0) {
+        return t;
+    }
+    if (arena_len == arena_cap) {
+        size_t cap = arena_cap ? arena_cap * 2 : 64;
+        int32_t *grown = realloc(arena, cap * sizeof *grown);
+        if (!grown) {
+            tl_fail("out of memory tracking tensors");
+            return t;
+        }
+        arena = grown;
+        arena_cap = cap;
+    }
+    arena[arena_len++] = t.__handle;
+    return t;
+}
+
+/* Drops every tracked handle except those in `keep`. */
+static void release(const tl_tensor *keep, size_t n_keep) {
+    for (size_t i = 0; i < arena_len; i++) {
+        bool kept = false;
+        for (size_t k = 0; k < n_keep; k++) {
+            kept = kept || keep[k].__handle == arena[i];
+        }
+        /* The same handle is never tracked twice, except by a careless adopt. */
+        for (size_t j = 0; j < i && !kept; j++) {
+            kept = arena[j] == arena[i];
+        }
+        if (!kept) {
+            tensorlet_ml_tensor_tensor_drop_own((tl_tensor){arena[i]});
+        }
+    }
+    arena_len = 0;
+}
+
+void tl_begin(tl_tensor x) {
+    failed = false;
+    error_message[0] = '\0';
+    arena_len = 0;
+    track(x);
+}
+
+tl_params tl_params_from(const tl_named_tensor *entries, size_t len) {
+    for (size_t i = 0; i < len; i++) {
+        track(entries[i].value);
+    }
+    return (tl_params){entries, len};
+}
+
+bool tl_ok(void) { return !failed; }
+
+const char *tl_error(void) { return failed ? error_message : NULL; }
+
+void tl_fail(const char *fmt, ...) {
+    if (failed) {
+        return;
+    }
+    failed = true;
+    va_list args;
+    va_start(args, fmt);
+    vsnprintf(error_message, sizeof error_message, fmt, args);
+    va_end(args);
+}
+
+bool tl_finish(tl_tensor result, tl_tensor *ret, plugin_string_t *err) {
+    if (!failed && result.__handle == 0) {
+        tl_fail("the plugin returned no tensor");
+    }
+    if (failed) {
+        release(NULL, 0);
+        plugin_string_dup(err, error_message);
+        return false;
+    }
+    release(&result, 1);
+    *ret = result;
+    return true;
+}
+
+bool tl_finish_named(size_t n, const char *const *names, const tl_tensor *values,
+                     tl_named_tensor **out_ptr, size_t *out_len, plugin_string_t *err) {
+    for (size_t i = 0; i < n && !failed; i++) {
+        if (values[i].__handle == 0) {
+            tl_fail("no tensor for `%s`", names[i]);
+        }
+    }
+    tl_named_tensor *entries = NULL;
+    if (!failed && n > 0) {
+        entries = calloc(n, sizeof *entries);
+        if (!entries) {
+            tl_fail("out of memory returning %zu tensors", n);
+        }
+    }
+    if (failed) {
+        release(NULL, 0);
+        plugin_string_dup(err, error_message);
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        plugin_string_dup(&entries[i].name, names[i]);
+        entries[i].value = values[i];
+    }
+    release(values, n);
+    *out_ptr = entries;
+    *out_len = n;
+    return true;
+}
+
+/* ---- named tensors ---- */
+
+static bool name_is(const plugin_string_t *s, const char *name) {
+    size_t n = strlen(name);
+    return s->len == n && memcmp(s->ptr, name, n) == 0;
+}
+
+bool tl_has_param(const tl_params *p, const char *name) {
+    for (size_t i = 0; i < p->len; i++) {
+        if (name_is(&p->entries[i].name, name)) {
+            return true;
+        }
+    }
+    return false;
+}
+
+tl_tensor tl_param(const tl_params *p, const char *name) {
+    for (size_t i = 0; i < p->len; i++) {
+        if (name_is(&p->entries[i].name, name)) {
+            return p->entries[i].value;
+        }
+    }
+    char present[512] = "";
+    size_t used = 0;
+    for (size_t i = 0; i < p->len && used + 1 < sizeof present; i++) {
+        int w = snprintf(present + used, sizeof present - used, "%s`%.*s`", i ? ", " : "",
+                         (int)p->entries[i].name.len, (const char *)p->entries[i].name.ptr);
+        used += w > 0 ? (size_t)w : 0;
+    }
+    tl_fail("no tensor named `%s` (present: %s)", name, p->len ? present : "none");
+    return TL_NONE;
+}
+
+/* ---- calling the host ---- */
+
+#define BORROW(t) tensorlet_ml_tensor_borrow_tensor(t)
+
+/* Turns a fallible host call's outcome into a tracked tensor or a recorded error. */
+static tl_tensor checked(bool ok, tl_tensor out, plugin_string_t *err) {
+    if (!ok) {
+        if (!failed) {
+            tl_fail("%.*s", (int)err->len, (const char *)err->ptr);
+        }
+        plugin_string_free(err);
+        return TL_NONE;
+    }
+    return track(out);
+}
+
+static bool live(tl_tensor a) { return !failed && a.__handle != 0; }
+
+static tensorlet_ml_tensor_shape_t shape_arg(const uint32_t *shape, size_t ndim) {
+    return (tensorlet_ml_tensor_shape_t){(uint32_t *)shape, ndim};
+}
+
+/* ---- constructors ---- */
+
+tl_tensor tl_from_list(const uint32_t *shape, size_t ndim, const float *data, size_t n) {
+    if (failed) return TL_NONE;
+    tensorlet_ml_tensor_shape_t s = shape_arg(shape, ndim);
+    plugin_list_f32_t d = {(float *)data, n};
+    tl_tensor out;
+    plugin_string_t err;
+    bool ok = tensorlet_ml_tensor_static_tensor_from_list(&s, &d, &out, &err);
+    return checked(ok, out, &err);
+}
+
+tl_tensor tl_zeros(const uint32_t *shape, size_t ndim) {
+    if (failed) return TL_NONE;
+    tensorlet_ml_tensor_shape_t s = shape_arg(shape, ndim);
+    tl_tensor out;
+    plugin_string_t err;
+    bool ok = tensorlet_ml_tensor_static_tensor_zeros(&s, &out, &err);
+    return checked(ok, out, &err);
+}
+
+tl_tensor tl_fill(const uint32_t *shape, size_t ndim, float value) {
+    if (failed) return TL_NONE;
+    tensorlet_ml_tensor_shape_t s = shape_arg(shape, ndim);
+    tl_tensor out;
+    plugin_string_t err;
+    bool ok = tensorlet_ml_tensor_static_tensor_fill(&s, value, &out, &err);
+    return checked(ok, out, &err);
+}
+
+tl_tensor tl_randn(const uint32_t *shape, size_t ndim, float mean, float std, uint64_t seed) {
+    if (failed) return TL_NONE;
+    tensorlet_ml_tensor_shape_t s = shape_arg(shape, ndim);
+    tl_tensor out;
+    plugin_string_t err;
+    bool ok = tensorlet_ml_tensor_static_tensor_random_normal(&s, mean, std, seed, &out, &err);
+    return checked(ok, out, &err);
+}
+
+tl_tensor tl_rand(const uint32_t *shape, size_t ndim, float low, float high, uint64_t seed) {
+    if (failed) return TL_NONE;
+    tensorlet_ml_tensor_shape_t s = shape_arg(shape, ndim);
+    tl_tensor out;
+    plugin_string_t err;
+    bool ok = tensorlet_ml_tensor_static_tensor_random_uniform(&s, low, high, seed, &out, &err);
+    return checked(ok, out, &err);
+}
+
+/* ---- shape and data ---- */
+
+size_t tl_shape(tl_tensor t, uint32_t *dims, size_t max) {
+    if (t.__handle == 0) return 0;
+    tensorlet_ml_tensor_shape_t s;
+    tensorlet_ml_tensor_method_tensor_shape(BORROW(t), &s);
+    for (size_t i = 0; i < s.len && i < max; i++) {
+        dims[i] = s.ptr[i];
+    }
+    size_t ndim = s.len;
+    tensorlet_ml_tensor_shape_free(&s);
+    return ndim;
+}
+
+uint32_t tl_dim(tl_tensor t, size_t axis) {
+    if (!live(t)) return 0;
+    uint32_t dims[8];
+    size_t ndim = tl_shape(t, dims, 8);
+    if (axis >= ndim || axis >= 8) {
+        tl_fail("axis %zu is out of range for a tensor with %zu dimensions", axis, ndim);
+        return 0;
+    }
+    return dims[axis];
+}
+
+uint32_t tl_numel(tl_tensor t) {
+    if (t.__handle == 0) return 0;
+    return tensorlet_ml_tensor_method_tensor_numel(BORROW(t));
+}
+
+float *tl_to_list(tl_tensor t, size_t *n) {
+    *n = 0;
+    if (!live(t)) return NULL;
+    plugin_list_f32_t out;
+    tensorlet_ml_tensor_method_tensor_to_list(BORROW(t), &out);
+    *n = out.len;
+    return out.ptr;
+}
+
+/* ---- ops ---- */
+
+#define BINARY(fn, method)                                                              \
+    tl_tensor fn(tl_tensor a, tl_tensor b) {                                            \
+        if (!live(a) || !live(b)) return TL_NONE;                                       \
+        tl_tensor out;                                                                  \
+        plugin_string_t err;                                                            \
+        bool ok = tensorlet_ml_tensor_method_tensor_##method(BORROW(a), BORROW(b), &out, \
+                                                             &err);                     \
+        return checked(ok, out, &err);                                                  \
+    }
+
+BINARY(tl_matmul, matmul)
+BINARY(tl_add, add)
+BINARY(tl_sub, sub)
+BINARY(tl_mul, mul)
+BINARY(tl_div, div)
+
+tl_tensor tl_transpose(tl_tensor a) {
+    if (!live(a)) return TL_NONE;
+    tl_tensor out;
+    plugin_string_t err;
+    bool ok = tensorlet_ml_tensor_method_tensor_transpose(BORROW(a), &out, &err);
+    return checked(ok, out, &err);
+}
+
+tl_tensor tl_reshape(tl_tensor a, const uint32_t *shape, size_t ndim) {
+    if (!live(a)) return TL_NONE;
+    tensorlet_ml_tensor_shape_t s = shape_arg(shape, ndim);
+    tl_tensor out;
+    plugin_string_t err;
+    bool ok = tensorlet_ml_tensor_method_tensor_reshape(BORROW(a), &s, &out, &err);
+    return checked(ok, out, &err);
+}
+
+tl_tensor tl_add_scalar(tl_tensor a, float v) {
+    if (!live(a)) return TL_NONE;
+    return track(tensorlet_ml_tensor_method_tensor_add_scalar(BORROW(a), v));
+}
+
+tl_tensor tl_mul_scalar(tl_tensor a, float v) {
+    if (!live(a)) return TL_NONE;
+    return track(tensorlet_ml_tensor_method_tensor_mul_scalar(BORROW(a), v));
+}
+
+tl_tensor tl_map(tl_tensor a, tensorlet_ml_tensor_unary_op_t op) {
+    if (!live(a)) return TL_NONE;
+    return track(tensorlet_ml_tensor_method_tensor_map(BORROW(a), op));
+}
+
+tl_tensor tl_relu(tl_tensor a) { return tl_map(a, TENSORLET_ML_TENSOR_UNARY_OP_RELU); }
+tl_tensor tl_exp(tl_tensor a) { return tl_map(a, TENSORLET_ML_TENSOR_UNARY_OP_EXP); }
+tl_tensor tl_log(tl_tensor a) { return tl_map(a, TENSORLET_ML_TENSOR_UNARY_OP_LOG); }
+tl_tensor tl_sqrt(tl_tensor a) { return tl_map(a, TENSORLET_ML_TENSOR_UNARY_OP_SQRT); }
+tl_tensor tl_square(tl_tensor a) { return tl_map(a, TENSORLET_ML_TENSOR_UNARY_OP_SQUARE); }
+tl_tensor tl_neg(tl_tensor a) { return tl_map(a, TENSORLET_ML_TENSOR_UNARY_OP_NEG); }
+
+static tl_tensor reduce(tl_tensor a, tensorlet_ml_tensor_reduce_op_t op, uint32_t axis,
+                        bool keepdims) {
+    if (!live(a)) return TL_NONE;
+    tl_tensor out;
+    plugin_string_t err;
+    bool ok = tensorlet_ml_tensor_method_tensor_reduce(BORROW(a), op, axis, keepdims, &out, &err);
+    return checked(ok, out, &err);
+}
+
+tl_tensor tl_sum(tl_tensor a, uint32_t axis, bool keepdims) {
+    return reduce(a, TENSORLET_ML_TENSOR_REDUCE_OP_SUM, axis, keepdims);
+}
+tl_tensor tl_mean(tl_tensor a, uint32_t axis, bool keepdims) {
+    return reduce(a, TENSORLET_ML_TENSOR_REDUCE_OP_MEAN, axis, keepdims);
+}
+tl_tensor tl_max(tl_tensor a, uint32_t axis, bool keepdims) {
+    return reduce(a, TENSORLET_ML_TENSOR_REDUCE_OP_MAX, axis, keepdims);
+}
+tl_tensor tl_min(tl_tensor a, uint32_t axis, bool keepdims) {
+    return reduce(a, TENSORLET_ML_TENSOR_REDUCE_OP_MIN, axis, keepdims);
+}
+
+tl_tensor tl_argmax(tl_tensor a, uint32_t axis, bool keepdims) {
+    if (!live(a)) return TL_NONE;
+    tl_tensor out;
+    plugin_string_t err;
+    bool ok = tensorlet_ml_tensor_method_tensor_argmax(BORROW(a), axis, keepdims, &out, &err);
+    return checked(ok, out, &err);
+}
+
+tl_tensor tl_softmax(tl_tensor a, uint32_t axis) {
+    if (!live(a)) return TL_NONE;
+    tl_tensor out;
+    plugin_string_t err;
+    bool ok = tensorlet_ml_tensor_method_tensor_softmax(BORROW(a), axis, &out, &err);
+    return checked(ok, out, &err);
+}
+
+tl_tensor tl_log_softmax(tl_tensor a, uint32_t axis) {
+    if (!live(a)) return TL_NONE;
+    tl_tensor out;
+    plugin_string_t err;
+    bool ok = tensorlet_ml_tensor_method_tensor_log_softmax(BORROW(a), axis, &out, &err);
+    return checked(ok, out, &err);
+}
+
+tl_tensor tl_one_hot(tl_tensor a, uint32_t classes) {
+    if (!live(a)) return TL_NONE;
+    tl_tensor out;
+    plugin_string_t err;
+    bool ok = tensorlet_ml_tensor_method_tensor_one_hot(BORROW(a), classes, &out, &err);
+    return checked(ok, out, &err);
+}
+
+tl_tensor tl_slice_rows(tl_tensor a, uint32_t start, uint32_t end) {
+    if (!live(a)) return TL_NONE;
+    tl_tensor out;
+    plugin_string_t err;
+    bool ok = tensorlet_ml_tensor_method_tensor_slice_rows(BORROW(a), start, end, &out, &err);
+    return checked(ok, out, &err);
+}
+
+tl_tensor tl_gather_rows(tl_tensor a, const uint32_t *indices, size_t n) {
+    if (!live(a)) return TL_NONE;
+    plugin_list_u32_t idx = {(uint32_t *)indices, n};
+    tl_tensor out;
+    plugin_string_t err;
+    bool ok = tensorlet_ml_tensor_method_tensor_gather_rows(BORROW(a), &idx, &out, &err);
+    return checked(ok, out, &err);
+}
+
+tl_tensor tl_concat(tl_tensor a, tl_tensor b, uint32_t axis) {
+    if (!live(a) || !live(b)) return TL_NONE;
+    tl_tensor out;
+    plugin_string_t err;
+    bool ok = tensorlet_ml_tensor_method_tensor_concat(BORROW(a), BORROW(b), axis, &out, &err);
+    return checked(ok, out, &err);
+}
+
+/* ---- configuration: a small reader for the top level of a JSON object ---- */
+
+typedef struct {
+    const char *p, *end;
+} cursor;
+
+static void skip_ws(cursor *c) {
+    while (c->p < c->end && (*c->p == ' ' || *c->p == '\t' || *c->p == '\n' || *c->p == '\r')) {
+        c->p++;
+    }
+}
+
+/* Skips a string starting at its opening quote; false when unterminated. */
+static bool skip_string(cursor *c) {
+    for (c->p++; c->p < c->end; c->p++) {
+        if (*c->p == '\\') {
+            c->p++;
+        } else if (*c->p == '"') {
+            c->p++;
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Skips one value (nested objects and arrays included). */
+static bool skip_value(cursor *c) {
+    int depth = 0;
+    do {
+        skip_ws(c);
+        if (c->p >= c->end) return false;
+        char ch = *c->p;
+        if (ch == '"') {
+            if (!skip_string(c)) return false;
+        } else if (ch == '{' || ch == '[') {
+            depth++;
+            c->p++;
+        } else if (ch == '}' || ch == ']') {
+            depth--;
+            c->p++;
+        } else if (ch == ',' || ch == ':') {
+            c->p++;
+        } else {
+            while (c->p < c->end && !strchr(",:]} \t\r\n", *c->p)) c->p++;
+        }
+    } while (depth > 0);
+    return depth == 0;
+}
+
+double tl_config_number(const plugin_string_t *config, const char *key, double fallback) {
+    cursor c = {(const char *)config->ptr, (const char *)config->ptr + config->len};
+    size_t key_len = strlen(key);
+    skip_ws(&c);
+    if (c.p >= c.end) return fallback; /* an empty config is an empty object */
+    if (*c.p != '{') {
+        tl_fail("config is not a JSON object");
+        return fallback;
+    }
+    c.p++;
+    for (;;) {
+        skip_ws(&c);
+        if (c.p < c.end && *c.p == '}') return fallback;
+        if (c.p >= c.end || *c.p != '"') break;
+        const char *name = c.p + 1;
+        if (!skip_string(&c)) break;
+        bool match = (size_t)(c.p - 1 - name) == key_len && memcmp(name, key, key_len) == 0;
+        skip_ws(&c);
+        if (c.p >= c.end || *c.p != ':') break;
+        c.p++;
+        skip_ws(&c);
+        if (match) {
+            char buf[64];
+            size_t n = 0;
+            while (c.p + n < c.end && n + 1 < sizeof buf && strchr("+-.0123456789eE", c.p[n])) {
+                buf[n] = c.p[n];
+                n++;
+            }
+            buf[n] = '\0';
+            char *stop;
+            double v = strtod(buf, &stop);
+            if (n == 0 || *stop != '\0') {
+                tl_fail("config `%s` must be a number", key);
+                return fallback;
+            }
+            return v;
+        }
+        if (!skip_value(&c)) break;
+        skip_ws(&c);
+        if (c.p < c.end && *c.p == ',') c.p++;
+    }
+    tl_fail("config is not valid JSON");
+    return fallback;
+}

@@ -1,0 +1,488 @@
+"""Idiomatic Python over tensorlet's WIT ABI (``tensorlet:ml@0.1.0``).
+
+Build a plugin with componentize-py; this module wraps the bindings it generates
+(``wit_world``), so it only imports inside such a build:
+
+* ``Tensor`` wraps the host ``tensor`` resource: NumPy-style operators that
+  broadcast (``a + b``, ``x @ w``, ``-t``, ``t * 0.5``), ``shape``, reductions,
+  softmax and the rest. Every op runs on the host; only ``Tensor.from_list`` and
+  ``Tensor.tolist`` copy data across the component boundary.
+* Errors are exceptions. A host ``result`` error (a bad shape, say) raises
+  ``TensorletError``; any exception that escapes ``fit``, ``transform``,
+  ``init``, ``step`` or ``predict`` becomes the plugin's WIT ``result`` error,
+  so the host reports its message instead of trapping.
+* ``Params`` is the host-owned state (fitted statistics, model parameters) as
+  ordered named tensors. ``config`` arrives as a ``dict`` parsed from JSON.
+* ``export_preprocessor`` / ``export_trainer`` / ``export_predictor`` turn a class
+  written against these types into the export class componentize-py looks for.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+
+from componentize_py_types import Err
+from wit_world.imports import tensor as _wit
+
+__all__ = [
+    "TensorletError",
+    "Tensor",
+    "Params",
+    "DataSpec",
+    "StepOutput",
+    "Preprocessor",
+    "Trainer",
+    "Predictor",
+    "export_preprocessor",
+    "export_trainer",
+    "export_predictor",
+]
+
+Number = Union[int, float]
+
+
+class TensorletError(Exception):
+    """A plugin error: a host op refused its inputs, or the plugin gave up."""
+
+
+def _call(f, *args):
+    """Calls a WIT function that returns ``result<_, string>``; raises on error."""
+    try:
+        return f(*args)
+    except Err as e:
+        raise TensorletError(str(e.value)) from None
+
+
+def _shape(shape: Union[int, Sequence[int]]) -> List[int]:
+    if isinstance(shape, int):
+        return [shape]
+    return [int(d) for d in shape]
+
+
+def _flatten(data: Any) -> Tuple[List[float], List[int]]:
+    """Flattens nested lists row-major and infers their shape."""
+    if not isinstance(data, (list, tuple)):
+        return [float(data)], []
+    if not data:
+        return [], [0]
+    parts = [_flatten(d) for d in data]
+    inner = parts[0][1]
+    if any(s != inner for _, s in parts):
+        raise TensorletError("Tensor.from_list: nested lists are ragged")
+    return [v for flat, _ in parts for v in flat], [len(data)] + inner
+
+
+class Tensor:
+    """An immutable f32 tensor held by the host. Every op returns a new tensor."""
+
+    __slots__ = ("handle",)
+
+    def __init__(self, handle: _wit.Tensor):
+        #: The raw WIT resource, for calling the bindings directly.
+        self.handle = handle
+
+    # Constructors -------------------------------------------------------
+
+    @staticmethod
+    def from_list(data: Any, shape: Optional[Sequence[int]] = None) -> "Tensor":
+        """A tensor from nested lists (shape inferred) or a flat list and ``shape``."""
+        if shape is None:
+            flat, inferred = _flatten(data)
+            shape = inferred
+        else:
+            flat = [float(v) for v in data]
+        return Tensor(_call(_wit.Tensor.from_list, _shape(shape), flat))
+
+    @staticmethod
+    def scalar(value: Number) -> "Tensor":
+        """A tensor of shape ``[1]``."""
+        return Tensor.full([1], value)
+
+    @staticmethod
+    def zeros(shape: Union[int, Sequence[int]]) -> "Tensor":
+        return Tensor(_call(_wit.Tensor.zeros, _shape(shape)))
+
+    @staticmethod
+    def ones(shape: Union[int, Sequence[int]]) -> "Tensor":
+        return Tensor.full(shape, 1.0)
+
+    @staticmethod
+    def full(shape: Union[int, Sequence[int]], value: Number) -> "Tensor":
+        return Tensor(_call(_wit.Tensor.fill, _shape(shape), float(value)))
+
+    @staticmethod
+    def randn(shape: Union[int, Sequence[int]], mean: Number = 0.0, std: Number = 1.0, seed: int = 0) -> "Tensor":
+        """Normal samples; the same seed gives the same tensor on every host."""
+        return Tensor(_call(_wit.Tensor.random_normal, _shape(shape), float(mean), float(std), int(seed)))
+
+    @staticmethod
+    def rand(shape: Union[int, Sequence[int]], low: Number = 0.0, high: Number = 1.0, seed: int = 0) -> "Tensor":
+        """Uniform samples in ``[low, high)``."""
+        return Tensor(_call(_wit.Tensor.random_uniform, _shape(shape), float(low), float(high), int(seed)))
+
+    # Shape and data ------------------------------------------------------
+
+    @property
+    def shape(self) -> Tuple[int, ...]:
+        return tuple(self.handle.shape())
+
+    @property
+    def ndim(self) -> int:
+        return len(self.handle.shape())
+
+    @property
+    def size(self) -> int:
+        """Number of elements."""
+        return self.handle.numel()
+
+    def __len__(self) -> int:
+        shape = self.handle.shape()
+        if not shape:
+            raise TypeError("len() of a 0-d tensor")
+        return shape[0]
+
+    def tolist(self) -> List[float]:
+        """The data, flat and row-major (copies it out of the host)."""
+        return self.handle.to_list()
+
+    def item(self) -> float:
+        """The value of a one-element tensor."""
+        data = self.handle.to_list()
+        if len(data) != 1:
+            raise TensorletError(f"item() needs exactly one element; shape is {list(self.shape)}")
+        return data[0]
+
+    def __repr__(self) -> str:
+        return f"Tensor(shape={list(self.shape)})"
+
+    # Linear algebra and layout -------------------------------------------
+
+    def matmul(self, rhs: "Tensor") -> "Tensor":
+        return Tensor(_call(self.handle.matmul, rhs.handle))
+
+    def __matmul__(self, rhs: "Tensor") -> "Tensor":
+        return self.matmul(rhs)
+
+    @property
+    def T(self) -> "Tensor":
+        """Transpose of a 2-D tensor."""
+        return Tensor(_call(self.handle.transpose))
+
+    def reshape(self, *shape: Union[int, Sequence[int]]) -> "Tensor":
+        dims = _shape(shape[0]) if len(shape) == 1 else _shape(shape)  # type: ignore[arg-type]
+        return Tensor(_call(self.handle.reshape, dims))
+
+    # Arithmetic (tensors broadcast like NumPy; numbers apply to every element)
+
+    def _binary(self, op: str, rhs: Union["Tensor", Number]) -> "Tensor":
+        if isinstance(rhs, Tensor):
+            return Tensor(_call(getattr(self.handle, op), rhs.handle))
+        if not isinstance(rhs, (int, float)):
+            return NotImplemented  # type: ignore[return-value]
+        v = float(rhs)
+        if op == "add":
+            return Tensor(self.handle.add_scalar(v))
+        if op == "sub":
+            return Tensor(self.handle.add_scalar(-v))
+        if op == "mul":
+            return Tensor(self.handle.mul_scalar(v))
+        return Tensor(self.handle.mul_scalar(1.0 / v))
+
+    def __add__(self, rhs):
+        return self._binary("add", rhs)
+
+    def __sub__(self, rhs):
+        return self._binary("sub", rhs)
+
+    def __mul__(self, rhs):
+        return self._binary("mul", rhs)
+
+    def __truediv__(self, rhs):
+        return self._binary("div", rhs)
+
+    def __radd__(self, lhs):
+        return self._binary("add", lhs)
+
+    def __rmul__(self, lhs):
+        return self._binary("mul", lhs)
+
+    def __rsub__(self, lhs):
+        if not isinstance(lhs, (int, float)):
+            return NotImplemented
+        return Tensor(self.handle.map(_wit.UnaryOp.NEG).add_scalar(float(lhs)))
+
+    def __rtruediv__(self, lhs):
+        if not isinstance(lhs, (int, float)):
+            return NotImplemented
+        return Tensor.full(list(self.shape), lhs) / self
+
+    def __neg__(self) -> "Tensor":
+        return self.map(_wit.UnaryOp.NEG)
+
+    def __abs__(self) -> "Tensor":
+        return self.map(_wit.UnaryOp.ABS)
+
+    # Element-wise maps ----------------------------------------------------
+
+    def map(self, op: _wit.UnaryOp) -> "Tensor":
+        return Tensor(self.handle.map(op))
+
+    def relu(self) -> "Tensor":
+        return self.map(_wit.UnaryOp.RELU)
+
+    def relu_mask(self) -> "Tensor":
+        """1 where the input is > 0, else 0 (the gradient mask of ``relu``)."""
+        return self.map(_wit.UnaryOp.RELU_MASK)
+
+    def sigmoid(self) -> "Tensor":
+        return self.map(_wit.UnaryOp.SIGMOID)
+
+    def tanh(self) -> "Tensor":
+        return self.map(_wit.UnaryOp.TANH)
+
+    def exp(self) -> "Tensor":
+        return self.map(_wit.UnaryOp.EXP)
+
+    def log(self) -> "Tensor":
+        """Natural logarithm."""
+        return self.map(_wit.UnaryOp.LOG)
+
+    def sqrt(self) -> "Tensor":
+        return self.map(_wit.UnaryOp.SQRT)
+
+    def square(self) -> "Tensor":
+        return self.map(_wit.UnaryOp.SQUARE)
+
+    # Reductions and the rest ---------------------------------------------
+
+    def _reduce(self, op: _wit.ReduceOp, axis: int, keepdims: bool) -> "Tensor":
+        return Tensor(_call(self.handle.reduce, op, axis, keepdims))
+
+    def sum(self, axis: int, keepdims: bool = False) -> "Tensor":
+        return self._reduce(_wit.ReduceOp.SUM, axis, keepdims)
+
+    def mean(self, axis: int, keepdims: bool = False) -> "Tensor":
+        return self._reduce(_wit.ReduceOp.MEAN, axis, keepdims)
+
+    def max(self, axis: int, keepdims: bool = False) -> "Tensor":
+        return self._reduce(_wit.ReduceOp.MAX, axis, keepdims)
+
+    def min(self, axis: int, keepdims: bool = False) -> "Tensor":
+        return self._reduce(_wit.ReduceOp.MIN, axis, keepdims)
+
+    def argmax(self, axis: int, keepdims: bool = False) -> "Tensor":
+        """Index of the largest element along ``axis``, as f32 (first one on ties)."""
+        return Tensor(_call(self.handle.argmax, axis, keepdims))
+
+    def softmax(self, axis: int) -> "Tensor":
+        return Tensor(_call(self.handle.softmax, axis))
+
+    def log_softmax(self, axis: int) -> "Tensor":
+        return Tensor(_call(self.handle.log_softmax, axis))
+
+    def one_hot(self, classes: int) -> "Tensor":
+        """``[n]`` class indices -> ``[n, classes]``."""
+        return Tensor(_call(self.handle.one_hot, classes))
+
+    def concat(self, rhs: "Tensor", axis: int = 0) -> "Tensor":
+        return Tensor(_call(self.handle.concat, rhs.handle, axis))
+
+    def __getitem__(self, rows: Union[slice, Sequence[int]]) -> "Tensor":
+        """Rows: ``t[a:b]`` (a contiguous slice) or ``t[[3, 1, 2]]`` (gathered)."""
+        if isinstance(rows, slice):
+            start, stop, step = rows.indices(len(self))
+            if step != 1:
+                raise TensorletError("row slices take no step; gather rows with a list of indices")
+            return Tensor(_call(self.handle.slice_rows, start, max(start, stop)))
+        if isinstance(rows, int):
+            raise TensorletError("index rows with a slice (t[i:i+1]) or a list of indices")
+        return Tensor(_call(self.handle.gather_rows, [int(i) for i in rows]))
+
+
+class Params(Mapping[str, Tensor]):
+    """Named tensors in order: a preprocessor's fitted state or a model's parameters.
+
+    ``Params(mean=m, std=s)`` or ``Params({"w0": w, ...})``; ``params["w"]`` raises
+    ``TensorletError`` naming the missing entry and the ones present.
+    """
+
+    def __init__(self, entries: Union[Mapping[str, Tensor], Iterable[Tuple[str, Tensor]], None] = None, **named: Tensor):
+        self._entries: Dict[str, Tensor] = dict(entries or {})
+        self._entries.update(named)
+
+    @staticmethod
+    def from_wit(named: List[_wit.NamedTensor]) -> "Params":
+        return Params((n.name, Tensor(n.value)) for n in named)
+
+    def to_wit(self) -> List[_wit.NamedTensor]:
+        for name, value in self._entries.items():
+            if not isinstance(value, Tensor):
+                raise TensorletError(f"`{name}` is a {type(value).__name__}, not a Tensor")
+        return [_wit.NamedTensor(name, value.handle) for name, value in self._entries.items()]
+
+    def __getitem__(self, name: str) -> Tensor:
+        try:
+            return self._entries[name]
+        except KeyError:
+            present = ", ".join(f"`{n}`" for n in self._entries) or "none"
+            raise TensorletError(f"no tensor named `{name}` (present: {present})") from None
+
+    def __setitem__(self, name: str, value: Tensor) -> None:
+        self._entries[name] = value
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{n}={list(t.shape)}" for n, t in self._entries.items())
+        return f"Params({inner})"
+
+
+class DataSpec:
+    """What the host tells a trainer before training."""
+
+    __slots__ = ("features", "classes", "seed")
+
+    def __init__(self, features: int, classes: int, seed: int):
+        self.features, self.classes, self.seed = features, classes, seed
+
+
+class StepOutput:
+    """A training step's result: the complete new state and the batch loss."""
+
+    __slots__ = ("params", "loss")
+
+    def __init__(self, params: Union[Params, Mapping[str, Tensor]], loss: float):
+        self.params = params if isinstance(params, Params) else Params(params)
+        self.loss = float(loss)
+
+
+class Preprocessor:
+    """Base class of a preprocessor: override ``fit`` and ``transform``."""
+
+    def fit(self, config: Dict[str, Any], x: Tensor) -> Params:
+        raise NotImplementedError
+
+    def transform(self, config: Dict[str, Any], state: Params, x: Tensor) -> Tensor:
+        raise NotImplementedError
+
+
+class Trainer:
+    """Base class of a trainer: override ``init`` and ``step``."""
+
+    def init(self, config: Dict[str, Any], spec: DataSpec) -> Params:
+        raise NotImplementedError
+
+    def step(self, config: Dict[str, Any], params: Params, x: Tensor, y: Tensor, step: int) -> StepOutput:
+        raise NotImplementedError
+
+
+class Predictor:
+    """Base class of a predictor: override ``predict`` (class probabilities)."""
+
+    def predict(self, config: Dict[str, Any], params: Params, x: Tensor) -> Tensor:
+        raise NotImplementedError
+
+
+def _config(text: str) -> Dict[str, Any]:
+    value = json.loads(text) if text else {}
+    if not isinstance(value, dict):
+        raise TensorletError(f"config must be a JSON object, got {text!r}")
+    return value
+
+
+def _guard(name: str, f, *args):
+    """Runs plugin code; any exception becomes the WIT result error."""
+    try:
+        return f(*args)
+    except Err:
+        raise
+    except TensorletError as e:
+        raise Err(str(e)) from None
+    except Exception as e:  # noqa: BLE001 - every plugin failure must reach the host as a message
+        raise Err(f"{name}: {type(e).__name__}: {e}") from None
+
+
+def _params(value: Any, what: str) -> Params:
+    if isinstance(value, Params):
+        return value
+    if isinstance(value, Mapping):
+        return Params(value)
+    raise TensorletError(f"{what} must return Params or a dict of tensors, got {type(value).__name__}")
+
+
+def _tensor(value: Any, what: str) -> _wit.Tensor:
+    if not isinstance(value, Tensor):
+        raise TensorletError(f"{what} must return a Tensor, got {type(value).__name__}")
+    return value.handle
+
+
+def export_preprocessor(cls):
+    """The class componentize-py exports as ``tensorlet:ml/preprocess``.
+
+    In the app module: ``Preprocess = tensorlet.export_preprocessor(MyPreprocessor)``.
+    """
+    impl = cls()
+    name = cls.__name__
+
+    class Preprocess:
+        def fit(self, config: str, x: _wit.Tensor) -> List[_wit.NamedTensor]:
+            return _guard(name, lambda: _params(impl.fit(_config(config), Tensor(x)), "fit").to_wit())
+
+        def transform(self, config: str, state: List[_wit.NamedTensor], x: _wit.Tensor) -> _wit.Tensor:
+            return _guard(
+                name,
+                lambda: _tensor(impl.transform(_config(config), Params.from_wit(state), Tensor(x)), "transform"),
+            )
+
+    return Preprocess
+
+
+def export_trainer(cls):
+    """The class componentize-py exports as ``tensorlet:ml/train``: ``Train = export_trainer(T)``."""
+    from wit_world.imports import types as _types
+
+    impl = cls()
+    name = cls.__name__
+
+    class Train:
+        def init(self, config: str, spec) -> List[_wit.NamedTensor]:
+            return _guard(
+                name,
+                lambda: _params(
+                    impl.init(_config(config), DataSpec(spec.features, spec.classes, spec.seed)), "init"
+                ).to_wit(),
+            )
+
+        def step(self, config: str, params, x, y, step: int):
+            def run():
+                out = impl.step(_config(config), Params.from_wit(params), Tensor(x), Tensor(y), step)
+                if not isinstance(out, StepOutput):
+                    raise TensorletError(f"step must return a StepOutput, got {type(out).__name__}")
+                if not math.isfinite(out.loss):
+                    raise TensorletError(f"step computed a non-finite loss ({out.loss})")
+                return _types.StepOutput(out.params.to_wit(), out.loss)
+
+            return _guard(name, run)
+
+    return Train
+
+
+def export_predictor(cls):
+    """The class componentize-py exports as ``tensorlet:ml/predict``: ``Predict = export_predictor(P)``."""
+    impl = cls()
+    name = cls.__name__
+
+    class Predict:
+        def predict(self, config: str, params: List[_wit.NamedTensor], x: _wit.Tensor) -> _wit.Tensor:
+            return _guard(
+                name,
+                lambda: _tensor(impl.predict(_config(config), Params.from_wit(params), Tensor(x)), "predict"),
+            )
+
+    return Predict

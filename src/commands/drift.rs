@@ -1,0 +1,66 @@
+//! `tensorlet drift <model-ref> --server <url>`
+
+use anyhow::{Context, Result, bail};
+
+use super::serve::served_name;
+
+/// Show how far a served model's inputs have drifted from its training data.
+///
+/// The score is the mean over features of |mean of served inputs − training
+/// mean| / training standard deviation: 0 when served inputs look like the
+/// training data, about 1 when features are off by a standard deviation.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The model (`ns/name@alias` or its served name).
+    pub model: String,
+    /// The server's base URL.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    pub server: String,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn execute(args: Args) -> Result<()> {
+    let url = format!("{}/metrics", args.server.trim_end_matches('/'));
+    let text = ureq::get(&url)
+        .call()
+        .with_context(|| format!("cannot reach {url}"))?
+        .into_string()
+        .context("cannot read the metrics")?;
+    let name = served_name(&args.model);
+    let prefix = format!("tensorlet_model_drift_score{{model=\"{name}\",version=\"");
+    let scores: Vec<(String, f64)> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix(&prefix))
+        .filter_map(|rest| {
+            let (version, value) = rest.split_once("\"} ")?;
+            Some((version.to_string(), value.trim().parse().ok()?))
+        })
+        .collect();
+    if scores.is_empty() {
+        bail!(
+            "{} reports no drift score for `{name}`: it is not served there, has answered no \
+             request yet, or its model carries no training statistics",
+            args.server
+        );
+    }
+    for (version, score) in scores {
+        if args.json {
+            println!(
+                "{}",
+                serde_json::json!({ "model": name, "version": version, "drift": score })
+            );
+        } else {
+            let verdict = if score < 0.25 {
+                "inputs look like the training data"
+            } else if score < 1.0 {
+                "inputs have shifted"
+            } else {
+                "inputs have drifted far from the training data"
+            };
+            println!("{name} {version}: drift {score:.3} ({verdict})");
+        }
+    }
+    Ok(())
+}

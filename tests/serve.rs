@@ -1,0 +1,711 @@
+#![recursion_limit = "256"]
+//! The Open Inference Protocol server over real sockets: every endpoint, every
+//! class of bad input, isolation of misbehaving plugins under concurrent load,
+//! hot swap under load, graceful shutdown and overload.
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use common::*;
+use serde_json::{Value, json};
+use tensorlet_runtime::model::Model;
+use tensorlet_runtime::pipeline::PluginSource;
+use tensorlet_runtime::serve::{Deployment, NoEvents, ServeConfig, Server};
+use tensorlet_runtime::{Pipeline, Runtime, data, model, train};
+
+/// Trains iris with `trainer` and `predictor` (plugin stems) into `out`.
+fn train_iris(rt: &Runtime, trainer: &str, predictor: &str, epochs: u32, out: &Path) {
+    let dir = out.parent().unwrap();
+    let text = format!(
+        "[pipeline]\nname = \"iris\"\n[data]\nlabel = \"species\"\n\
+         [preprocessor]\npath = {:?}\n[trainer]\npath = {:?}\n[predictor]\npath = {:?}\n\
+         [training]\nepochs = {epochs}\nbatch_size = 16\nlearning_rate = 0.1\n",
+        plugin_path("standardize").display().to_string(),
+        plugin_path(trainer).display().to_string(),
+        plugin_path(predictor).display().to_string(),
+    );
+    let file = dir.join(format!(
+        "{}.toml",
+        out.file_name().unwrap().to_string_lossy()
+    ));
+    std::fs::write(&file, text).unwrap();
+    let pipeline = Pipeline::load(&file).unwrap();
+    let ds = data::load_labeled(&data("iris.csv"), Some("species")).unwrap();
+    let resolve = |s: &PluginSource| match s {
+        PluginSource::Path(p) => Ok((
+            p.file_stem().unwrap().to_string_lossy().into_owned(),
+            std::fs::read(p).unwrap(),
+        )),
+        other => panic!("unexpected {other:?}"),
+    };
+    let plugins = pipeline
+        .load_plugins(rt, &unsigned_resolver(resolve))
+        .unwrap();
+    let trained = train::train(rt.device(), &plugins, &ds, &pipeline.training, 3, &mut ()).unwrap();
+    model::save(out, rt.device(), &pipeline, &plugins, &ds, &trained).unwrap();
+}
+
+fn load_model(rt: &Runtime, dir: &Path) -> Model {
+    Model::load(rt, dir, &unsigned_component).unwrap()
+}
+
+struct Models {
+    _tmp: tempfile::TempDir,
+    good: PathBuf,
+    other: PathBuf,
+    misbehave: PathBuf,
+}
+
+fn models(rt: &Runtime) -> Models {
+    let tmp = tempfile::tempdir().unwrap();
+    let good = tmp.path().join("good");
+    let other = tmp.path().join("other");
+    let misbehave = tmp.path().join("misbehave");
+    train_iris(rt, "softmax_regression", "softmax_regression", 30, &good);
+    train_iris(rt, "softmax_regression", "softmax_regression", 5, &other);
+    train_iris(rt, "misbehave", "misbehave", 3, &misbehave);
+    Models {
+        _tmp: tmp,
+        good,
+        other,
+        misbehave,
+    }
+}
+
+/// A running server on an ephemeral loopback port.
+struct Running {
+    addr: SocketAddr,
+    server: Arc<Server>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    done: std::sync::mpsc::Receiver<()>,
+    _rt: tokio::runtime::Runtime,
+}
+
+impl Running {
+    fn start(server: Server) -> Running {
+        let server = Arc::new(server);
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let (done_tx, done) = std::sync::mpsc::channel();
+        let s = server.clone();
+        rt.spawn(async move {
+            tensorlet_runtime::serve::run(s, listener, None, async {
+                let _ = stop_rx.await;
+            })
+            .await
+            .unwrap();
+            let _ = done_tx.send(());
+        });
+        Running {
+            addr,
+            server,
+            stop: Some(stop_tx),
+            done,
+            _rt: rt,
+        }
+    }
+
+    fn shutdown(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+    }
+}
+
+struct Reply {
+    status: u16,
+    headers: HashMap<String, String>,
+    body: Vec<u8>,
+}
+
+impl Reply {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+}
+
+/// A minimal HTTP/1.1 client (one request per connection).
+fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Reply {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    s.write_all(body).unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("header end");
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut lines = head.lines();
+    let status: u16 = lines
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    Reply {
+        status,
+        headers,
+        body: raw[split + 4..].to_vec(),
+    }
+}
+
+fn get(addr: SocketAddr, path: &str) -> Reply {
+    http(addr, "GET", path, &[], b"")
+}
+
+fn infer(addr: SocketAddr, model: &str, body: &Value) -> Reply {
+    http(
+        addr,
+        "POST",
+        &format!("/v2/models/{model}/infer"),
+        &[("Content-Type", "application/json")],
+        &serde_json::to_vec(body).unwrap(),
+    )
+}
+
+const ROWS: [[f32; 4]; 3] = [
+    [5.1, 3.5, 1.4, 0.2],
+    [6.0, 2.7, 5.1, 1.6],
+    [6.7, 3.0, 5.2, 2.3],
+];
+
+fn iris_request() -> Value {
+    json!({
+        "id": "req-1",
+        "inputs": [{ "name": "input", "shape": [3, 4], "datatype": "FP32", "data": ROWS }],
+    })
+}
+
+fn server(rt: &Runtime, config: ServeConfig) -> Server {
+    Server::new(rt.device().clone(), config, Arc::new(NoEvents))
+}
+
+#[test]
+fn endpoints_answer_as_the_protocol_says() {
+    let rt = Runtime::new(Default::default()).unwrap();
+    let m = models(&rt);
+    let s = server(&rt, ServeConfig::default());
+    s.deploy(Deployment::new(
+        "iris",
+        "1.0.0",
+        "good",
+        load_model(&rt, &m.good),
+    ))
+    .unwrap();
+    let direct = load_model(&rt, &m.good)
+        .predict(rt.device(), ROWS.concat(), 3)
+        .unwrap();
+    let mut run = Running::start(s);
+    let a = run.addr;
+
+    assert_eq!(get(a, "/v2/health/live").json(), json!({ "live": true }));
+    assert_eq!(get(a, "/v2/health/ready").json(), json!({ "ready": true }));
+    assert_eq!(get(a, "/v2").json()["name"], "tensorlet");
+    let list = get(a, "/v2/models").json();
+    assert_eq!(list["models"][0]["name"], "iris");
+    let meta = get(a, "/v2/models/iris").json();
+    assert_eq!(meta["versions"], json!(["1.0.0"]));
+    assert_eq!(meta["inputs"][0]["shape"], json!([-1, 4]));
+    assert_eq!(meta["outputs"][1]["shape"], json!([-1, 3]));
+    assert_eq!(get(a, "/v2/models/iris/versions/1.0.0").status, 200);
+    assert_eq!(get(a, "/v2/models/iris/ready").json()["ready"], true);
+    assert_eq!(
+        get(a, "/v2/models/iris/versions/1.0.0/ready").json()["ready"],
+        true
+    );
+
+    let r = infer(a, "iris", &iris_request());
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let out = r.json();
+    assert_eq!(out["model_name"], "iris");
+    assert_eq!(out["model_version"], "1.0.0");
+    assert_eq!(out["id"], "req-1");
+    let labels: Vec<u32> = serde_json::from_value(out["outputs"][0]["data"].clone()).unwrap();
+    let probs: Vec<f32> = serde_json::from_value(out["outputs"][1]["data"].clone()).unwrap();
+    assert_eq!(labels, direct.labels);
+    assert_eq!(labels, [0, 1, 2]);
+    assert_eq!(probs, direct.probabilities.concat());
+
+    let versioned = http(
+        a,
+        "POST",
+        "/v2/models/iris/versions/1.0.0/infer",
+        &[],
+        &serde_json::to_vec(&iris_request()).unwrap(),
+    );
+    assert_eq!(
+        versioned.status, 200,
+        "no Content-Type, as tritonclient sends it"
+    );
+
+    // Triton's binary tensor data extension, both ways.
+    let header = serde_json::to_vec(&json!({
+        "inputs": [{ "name": "input", "shape": [3, 4], "datatype": "FP32",
+                     "parameters": { "binary_data_size": 48 } }],
+        "outputs": [{ "name": "probabilities", "parameters": { "binary_data": true } }],
+    }))
+    .unwrap();
+    let mut body = header.clone();
+    body.extend(ROWS.concat().iter().flat_map(|v| v.to_le_bytes()));
+    let len = header.len().to_string();
+    let r = http(
+        a,
+        "POST",
+        "/v2/models/iris/infer",
+        &[("Inference-Header-Content-Length", &len)],
+        &body,
+    );
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let hlen: usize = r.headers["inference-header-content-length"]
+        .parse()
+        .unwrap();
+    let doc: Value = serde_json::from_slice(&r.body[..hlen]).unwrap();
+    assert_eq!(doc["outputs"][0]["parameters"]["binary_data_size"], 36);
+    let bin: Vec<f32> = r.body[hlen..]
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+        .collect();
+    assert_eq!(bin, direct.probabilities.concat());
+
+    // Unknown model, unknown version, unknown route: 404 with an error body.
+    for path in ["/v2/models/nope", "/v2/models/iris/versions/9.9.9", "/v3"] {
+        let r = get(a, path);
+        assert_eq!(r.status, 404, "{path}");
+        assert!(r.json()["error"].is_string(), "{path}");
+    }
+    assert_eq!(infer(a, "nope", &iris_request()).status, 404);
+
+    let metrics = String::from_utf8(get(a, "/metrics").body).unwrap();
+    assert!(
+        metrics.contains(
+            "tensorlet_requests_total{model=\"iris\",version=\"1.0.0\",status=\"200\"} 3"
+        ),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(
+            "tensorlet_request_duration_seconds_count{model=\"iris\",version=\"1.0.0\"} 3"
+        )
+    );
+    assert!(metrics.contains("tensorlet_instances_created_total"));
+    assert!(metrics.contains("tensorlet_model_drift_score{model=\"iris\",version=\"1.0.0\"}"));
+
+    run.shutdown();
+    run.done.recv_timeout(Duration::from_secs(10)).unwrap();
+}
+
+#[test]
+fn caller_mistakes_get_4xx_with_a_sentence_never_5xx() {
+    let rt = Runtime::new(Default::default()).unwrap();
+    let m = models(&rt);
+    let s = server(
+        &rt,
+        ServeConfig {
+            max_body_bytes: 2048,
+            max_batch: 8,
+            ..ServeConfig::default()
+        },
+    );
+    s.deploy(Deployment::new(
+        "iris",
+        "1.0.0",
+        "good",
+        load_model(&rt, &m.good),
+    ))
+    .unwrap();
+    let mut run = Running::start(s);
+    let a = run.addr;
+    let post = |body: &[u8]| http(a, "POST", "/v2/models/iris/infer", &[], body);
+    let input = |name: &str, shape: Value, dtype: &str, data: Value| {
+        serde_json::to_vec(&json!({
+            "inputs": [{ "name": name, "shape": shape, "datatype": dtype, "data": data }]
+        }))
+        .unwrap()
+    };
+    let cases: Vec<(&str, Vec<u8>, u16, &str)> = vec![
+        (
+            "malformed JSON",
+            b"{\"inputs\": [".to_vec(),
+            400,
+            "not valid JSON",
+        ),
+        (
+            "wrong shape",
+            input("input", json!([1, 3]), "FP32", json!([1, 2, 3])),
+            400,
+            "4 features per row",
+        ),
+        (
+            "wrong count",
+            input("input", json!([1, 4]), "FP32", json!([1, 2, 3])),
+            400,
+            "needs 4",
+        ),
+        (
+            "unknown datatype",
+            input("input", json!([1, 4]), "FLOAT32", json!([1, 2, 3, 4])),
+            400,
+            "unknown datatype",
+        ),
+        (
+            "unsupported datatype",
+            input("input", json!([1, 4]), "BYTES", json!([1, 2, 3, 4])),
+            400,
+            "not supported",
+        ),
+        (
+            "unknown input",
+            input("x", json!([1, 4]), "FP32", json!([1, 2, 3, 4])),
+            400,
+            "unknown input `x`",
+        ),
+        (
+            "too large a batch",
+            input("input", json!([9, 4]), "FP32", json!(vec![1.0; 36])),
+            400,
+            "at most 8",
+        ),
+        (
+            "not numbers",
+            input("input", json!([1, 4]), "FP32", json!(["a", 2, 3, 4])),
+            400,
+            "only numbers",
+        ),
+        (
+            "body too large",
+            vec![b' '; 4096],
+            413,
+            "over this server's limit",
+        ),
+    ];
+    for (what, body, status, needle) in cases {
+        let r = post(&body);
+        assert_eq!(
+            r.status,
+            status,
+            "{what}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        let msg = r.json()["error"].as_str().unwrap().to_string();
+        assert!(msg.contains(needle), "{what}: {msg}");
+    }
+    // A NaN can only arrive in binary data.
+    let header = br#"{"inputs":[{"name":"input","shape":[1,4],"datatype":"FP32","parameters":{"binary_data_size":16}}]}"#;
+    let mut body = header.to_vec();
+    for v in [1.0f32, f32::NAN, 3.0, 4.0] {
+        body.extend_from_slice(&v.to_le_bytes());
+    }
+    let len = header.len().to_string();
+    let r = http(
+        a,
+        "POST",
+        "/v2/models/iris/infer",
+        &[("Inference-Header-Content-Length", &len)],
+        &body,
+    );
+    assert_eq!(r.status, 400);
+    assert!(
+        r.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("not a finite number")
+    );
+    run.shutdown();
+}
+
+/// A copy of the misbehave model whose predictor runs with `config`.
+fn misbehaving(m: &Models, name: &str, config: Value) -> PathBuf {
+    let dir = m.misbehave.with_file_name(name);
+    copy_dir(&m.misbehave, &dir);
+    let path = dir.join("model.json");
+    let mut meta: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    meta["plugins"]["predictor"]["config"] = config;
+    std::fs::write(&path, serde_json::to_vec(&meta).unwrap()).unwrap();
+    dir
+}
+
+fn huge_request() -> Value {
+    json!({ "inputs": [{ "name": "input", "shape": [1, 4], "datatype": "FP32",
+                         "data": [1.0e6, 1.0, 1.0, 1.0] }] })
+}
+
+#[test]
+fn a_misbehaving_model_fails_its_own_requests_while_others_keep_succeeding() {
+    let rt = Runtime::new(tensorlet_runtime::RuntimeConfig {
+        limits: tensorlet_runtime::Limits {
+            deadline: Duration::from_millis(300),
+            max_memory_bytes: 64 << 20,
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .unwrap();
+    let m = models(&rt);
+    let s = server(&rt, ServeConfig::default());
+    s.deploy(Deployment::new(
+        "iris",
+        "1.0.0",
+        "good",
+        load_model(&rt, &m.good),
+    ))
+    .unwrap();
+    // Each passes its warm-up (ordinary rows) and misbehaves on huge inputs.
+    let bad = [
+        ("bad-panic", "panic", "trapped"),
+        ("bad-loop", "loop", "ran past its deadline"),
+        ("bad-memory", "memory", "hit the memory limit"),
+    ];
+    for (name, mode, _) in bad {
+        let dir = misbehaving(&m, name, json!({ "mode": mode, "only_above": 1000.0 }));
+        s.deploy(Deployment::new(name, "1", name, load_model(&rt, &dir)))
+            .unwrap();
+    }
+    let mut run = Running::start(s);
+    let a = run.addr;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let ok_count = Arc::new(AtomicUsize::new(0));
+    let good_clients: Vec<_> = (0..3)
+        .map(|_| {
+            let (stop, ok_count) = (stop.clone(), ok_count.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let r = infer(a, "iris", &iris_request());
+                    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+                    ok_count.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    let bad_clients: Vec<_> = bad
+        .iter()
+        .map(|&(name, _, needle)| {
+            std::thread::spawn(move || {
+                for _ in 0..3 {
+                    let r = infer(a, name, &huge_request());
+                    assert_eq!(r.status, 500, "{name}");
+                    let msg = r.json()["error"].as_str().unwrap().to_string();
+                    assert!(msg.contains(needle), "{name}: {msg}");
+                    assert!(msg.contains("plugin `misbehave`"), "{name}: {msg}");
+                    // Ordinary requests to the same model still succeed.
+                    assert_eq!(infer(a, name, &iris_request()).status, 200, "{name}");
+                }
+            })
+        })
+        .collect();
+    for c in bad_clients {
+        c.join().unwrap();
+    }
+    stop.store(true, Ordering::Relaxed);
+    for c in good_clients {
+        c.join().unwrap();
+    }
+    assert!(
+        ok_count.load(Ordering::Relaxed) >= 10,
+        "{}",
+        ok_count.load(Ordering::Relaxed)
+    );
+    assert_eq!(get(a, "/v2/health/ready").status, 200);
+    run.shutdown();
+    run.done.recv_timeout(Duration::from_secs(10)).unwrap();
+}
+
+#[test]
+fn a_version_that_fails_warm_up_leaves_the_old_one_serving() {
+    let rt = Runtime::new(Default::default()).unwrap();
+    let m = models(&rt);
+    let s = server(&rt, ServeConfig::default());
+    s.deploy(Deployment::new(
+        "iris",
+        "1.0.0",
+        "good",
+        load_model(&rt, &m.good),
+    ))
+    .unwrap();
+    let broken = misbehaving(&m, "broken", json!({ "mode": "panic" }));
+    let e = s
+        .deploy(Deployment::new(
+            "iris",
+            "2.0.0",
+            "broken",
+            load_model(&rt, &broken),
+        ))
+        .unwrap_err();
+    assert!(e.contains("warm-up of broken failed"), "{e}");
+    let mut run = Running::start(s);
+    let ready = get(run.addr, "/v2/models/iris/ready").json();
+    assert_eq!(ready["version"], "1.0.0");
+    assert!(
+        ready["deploy_error"]
+            .as_str()
+            .unwrap()
+            .contains("panics as asked"),
+        "{ready}"
+    );
+    let r = infer(run.addr, "iris", &iris_request());
+    assert_eq!(r.json()["model_version"], "1.0.0");
+    run.shutdown();
+}
+
+#[test]
+fn hot_swap_under_load_drops_no_request() {
+    let rt = Runtime::new(Default::default()).unwrap();
+    let m = models(&rt);
+    let s = server(&rt, ServeConfig::default());
+    s.deploy(Deployment::new(
+        "iris",
+        "1.0.0",
+        "good",
+        load_model(&rt, &m.good),
+    ))
+    .unwrap();
+    let mut run = Running::start(s);
+    let a = run.addr;
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients: Vec<_> = (0..4)
+        .map(|_| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut versions = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    let r = infer(a, "iris", &iris_request());
+                    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+                    versions.push(r.json()["model_version"].as_str().unwrap().to_string());
+                }
+                versions
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    run.server
+        .deploy(Deployment::new(
+            "iris",
+            "2.0.0",
+            "other",
+            load_model(&rt, &m.other),
+        ))
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    run.server
+        .deploy(Deployment::new(
+            "iris",
+            "1.0.0",
+            "good",
+            load_model(&rt, &m.good),
+        ))
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    stop.store(true, Ordering::Relaxed);
+    let seen: Vec<String> = clients
+        .into_iter()
+        .flat_map(|c| c.join().unwrap())
+        .collect();
+    assert!(seen.iter().any(|v| v == "2.0.0"), "the new version served");
+    assert_eq!(seen.last().map(String::as_str), Some("1.0.0"));
+    run.shutdown();
+}
+
+#[test]
+fn graceful_shutdown_finishes_requests_in_flight_and_overload_sheds() {
+    let rt = Runtime::new(Default::default()).unwrap();
+    let m = models(&rt);
+    let slow = misbehaving(&m, "slow", json!({ "mode": "slow" }));
+    let s = server(
+        &rt,
+        ServeConfig {
+            max_concurrency: 2,
+            drain: Duration::from_millis(300),
+            ..ServeConfig::default()
+        },
+    );
+    s.deploy(Deployment::new("slow", "1", "slow", load_model(&rt, &slow)))
+        .unwrap();
+    let mut run = Running::start(s);
+    let a = run.addr;
+
+    // Overload: 6 concurrent slow requests against 2 slots.
+    let burst: Vec<_> = (0..6)
+        .map(|_| std::thread::spawn(move || infer(a, "slow", &iris_request())))
+        .collect();
+    let replies: Vec<Reply> = burst.into_iter().map(|t| t.join().unwrap()).collect();
+    let ok = replies.iter().filter(|r| r.status == 200).count();
+    let shed: Vec<&Reply> = replies.iter().filter(|r| r.status == 503).collect();
+    assert_eq!(ok + shed.len(), 6, "only 200s and 503s under overload");
+    assert!(ok >= 2 && !shed.is_empty(), "{ok} ok, {} shed", shed.len());
+    for r in &shed {
+        assert_eq!(r.headers["retry-after"], "1");
+        assert!(r.json()["error"].as_str().unwrap().contains("at capacity"));
+    }
+    let metrics = String::from_utf8(get(a, "/metrics").body).unwrap();
+    assert!(metrics.contains(&format!("tensorlet_requests_shed_total {}", shed.len())));
+
+    // Shutdown with a request in flight: it completes; readiness turns 503 first.
+    let in_flight = std::thread::spawn(move || infer(a, "slow", &iris_request()));
+    std::thread::sleep(Duration::from_millis(100));
+    run.shutdown();
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(get(a, "/v2/health/ready").status, 503);
+    let r = in_flight.join().unwrap();
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    run.done.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert!(TcpStream::connect(a).is_err(), "the listener is closed");
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to.join("components")).unwrap();
+    for entry in walk(from) {
+        let rel = entry.strip_prefix(from).unwrap();
+        std::fs::copy(&entry, to.join(rel)).unwrap();
+    }
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
