@@ -59,6 +59,17 @@ fn demo_reaches_the_target_accuracies() {
         "{stdout}"
     );
     assert!(stdout.contains("audit log OK"), "{stdout}");
+    // The demo serves the published models and answers real OIP requests:
+    // first and last rows of iris are a setosa and a virginica.
+    assert!(
+        stdout.contains("serving them at http://127.0.0.1:"),
+        "{stdout}"
+    );
+    let iris = stdout
+        .lines()
+        .find(|l| l.contains("POST /v2/models/iris-model/infer"))
+        .unwrap_or_else(|| panic!("no iris request in:\n{stdout}"));
+    assert!(iris.contains("-> labels [0,2]"), "{iris}");
     assert!(!home.path().join("registry.db").exists());
     // The compiled components were cached under TENSORLET_HOME: one per
     // published plugin (everything published but the two pipelines).
