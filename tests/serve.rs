@@ -218,18 +218,20 @@ fn server(rt: &Runtime, config: ServeConfig) -> Server {
     Server::new(rt.device().clone(), config, Arc::new(NoEvents))
 }
 
+/// A server with the well-trained iris model deployed as `iris` 1.0.0.
+fn iris_server(rt: &Runtime, m: &Models, config: ServeConfig) -> Server {
+    let s = server(rt, config);
+    let model = load_model(rt, &m.good);
+    s.deploy(Deployment::new("iris", "1.0.0", "good", model))
+        .unwrap();
+    s
+}
+
 #[test]
 fn endpoints_answer_as_the_protocol_says() {
     let rt = Runtime::new(Default::default()).unwrap();
     let m = models(&rt);
-    let s = server(&rt, ServeConfig::default());
-    s.deploy(Deployment::new(
-        "iris",
-        "1.0.0",
-        "good",
-        load_model(&rt, &m.good),
-    ))
-    .unwrap();
+    let s = iris_server(&rt, &m, ServeConfig::default());
     let direct = load_model(&rt, &m.good)
         .predict(rt.device(), ROWS.concat(), 3)
         .unwrap();
@@ -336,21 +338,15 @@ fn endpoints_answer_as_the_protocol_says() {
 fn caller_mistakes_get_4xx_with_a_sentence_never_5xx() {
     let rt = Runtime::new(Default::default()).unwrap();
     let m = models(&rt);
-    let s = server(
+    let s = iris_server(
         &rt,
+        &m,
         ServeConfig {
             max_body_bytes: 2048,
             max_batch: 8,
             ..ServeConfig::default()
         },
     );
-    s.deploy(Deployment::new(
-        "iris",
-        "1.0.0",
-        "good",
-        load_model(&rt, &m.good),
-    ))
-    .unwrap();
     let mut run = Running::start(s);
     let a = run.addr;
     let post = |body: &[u8]| http(a, "POST", "/v2/models/iris/infer", &[], body);
@@ -479,14 +475,7 @@ fn a_misbehaving_model_fails_its_own_requests_while_others_keep_succeeding() {
     })
     .unwrap();
     let m = models(&rt);
-    let s = server(&rt, ServeConfig::default());
-    s.deploy(Deployment::new(
-        "iris",
-        "1.0.0",
-        "good",
-        load_model(&rt, &m.good),
-    ))
-    .unwrap();
+    let s = iris_server(&rt, &m, ServeConfig::default());
     // Each passes its warm-up (ordinary rows) and misbehaves on huge inputs.
     let bad = [
         ("bad-panic", "panic", "trapped"),
@@ -552,14 +541,7 @@ fn a_misbehaving_model_fails_its_own_requests_while_others_keep_succeeding() {
 fn a_version_that_fails_warm_up_leaves_the_old_one_serving() {
     let rt = Runtime::new(Default::default()).unwrap();
     let m = models(&rt);
-    let s = server(&rt, ServeConfig::default());
-    s.deploy(Deployment::new(
-        "iris",
-        "1.0.0",
-        "good",
-        load_model(&rt, &m.good),
-    ))
-    .unwrap();
+    let s = iris_server(&rt, &m, ServeConfig::default());
     let broken = misbehaving(&m, "broken", json!({ "mode": "panic" }));
     let e = s
         .deploy(Deployment::new(
@@ -589,14 +571,7 @@ fn a_version_that_fails_warm_up_leaves_the_old_one_serving() {
 fn hot_swap_under_load_drops_no_request() {
     let rt = Runtime::new(Default::default()).unwrap();
     let m = models(&rt);
-    let s = server(&rt, ServeConfig::default());
-    s.deploy(Deployment::new(
-        "iris",
-        "1.0.0",
-        "good",
-        load_model(&rt, &m.good),
-    ))
-    .unwrap();
+    let s = iris_server(&rt, &m, ServeConfig::default());
     let mut run = Running::start(s);
     let a = run.addr;
     let stop = Arc::new(AtomicBool::new(false));
