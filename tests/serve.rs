@@ -17,7 +17,7 @@ use common::*;
 use serde_json::{Value, json};
 use tensorlet_runtime::model::Model;
 use tensorlet_runtime::pipeline::PluginSource;
-use tensorlet_runtime::serve::{Deployment, NoEvents, ServeConfig, Server};
+use tensorlet_runtime::serve::{Deployment, ModelSource, NoEvents, ServeConfig, Server};
 use tensorlet_runtime::{Pipeline, Runtime, data, model, train};
 
 /// Trains iris with `trainer` and `predictor` (plugin stems) into `out`.
@@ -82,6 +82,7 @@ fn models(rt: &Runtime) -> Models {
 /// A running server on an ephemeral loopback port.
 struct Running {
     addr: SocketAddr,
+    admin_addr: SocketAddr,
     server: Arc<Server>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     done: std::sync::mpsc::Receiver<()>,
@@ -96,15 +97,18 @@ impl Running {
             .enable_all()
             .build()
             .unwrap();
-        let listener = rt
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .unwrap();
+        let bind = || {
+            rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+                .unwrap()
+        };
+        let (listener, admin) = (bind(), bind());
         let addr = listener.local_addr().unwrap();
+        let admin_addr = admin.local_addr().unwrap();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let (done_tx, done) = std::sync::mpsc::channel();
         let s = server.clone();
         rt.spawn(async move {
-            tensorlet_runtime::serve::run(s, listener, None, async {
+            tensorlet_runtime::serve::run(s, listener, Some(admin), async {
                 let _ = stop_rx.await;
             })
             .await
@@ -113,6 +117,7 @@ impl Running {
         });
         Running {
             addr,
+            admin_addr,
             server,
             stop: Some(stop_tx),
             done,
@@ -683,4 +688,70 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
         }
     }
     out
+}
+
+/// Loads model directories by path (the CLI's source loads registry artifacts).
+struct Dirs(Arc<Runtime>);
+
+impl ModelSource for Dirs {
+    fn load(&self, name: &str, reference: &str) -> Result<Deployment, String> {
+        let model = Model::load(&self.0, Path::new(reference), &unsigned_component)
+            .map_err(|e| e.to_string())?;
+        let version = format!("dir-{}", model.meta.metrics.len());
+        Ok(Deployment::new(name, &version, reference, model))
+    }
+}
+
+#[test]
+fn the_admin_endpoint_deploys_refuses_and_undeploys() {
+    let rt = Arc::new(Runtime::new(Default::default()).unwrap());
+    let m = models(&rt);
+    let s = iris_server(&rt, &m, ServeConfig::default()).with_source(Arc::new(Dirs(rt.clone())));
+    let mut run = Running::start(s);
+    let (a, admin) = (run.addr, run.admin_addr);
+    let deploy = |reference: &Path| {
+        let body = json!({ "model": "iris", "reference": reference.display().to_string() });
+        http(
+            admin,
+            "POST",
+            "/admin/deploy",
+            &[],
+            &serde_json::to_vec(&body).unwrap(),
+        )
+    };
+
+    // `other` was trained for 5 epochs: served as version "dir-5".
+    let r = deploy(&m.other);
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json()["version"], "dir-5");
+    assert_eq!(
+        infer(a, "iris", &iris_request()).json()["model_version"],
+        "dir-5"
+    );
+
+    // A reference that does not load is refused; the deployed version stays.
+    let r = deploy(&m.other.with_file_name("missing"));
+    assert_eq!(r.status, 422);
+    assert!(r.json()["error"].as_str().unwrap().contains("model.json"));
+    let ready = get(a, "/v2/models/iris/ready").json();
+    assert_eq!(ready["version"], "dir-5");
+    assert!(
+        ready["deploy_error"]
+            .as_str()
+            .unwrap()
+            .contains("model.json"),
+        "{ready}"
+    );
+
+    // The public port has no admin routes.
+    assert_eq!(http(a, "POST", "/admin/deploy", &[], b"{}").status, 404);
+
+    let r = http(admin, "DELETE", "/admin/models/iris", &[], b"");
+    assert_eq!(r.status, 200);
+    assert_eq!(infer(a, "iris", &iris_request()).status, 404);
+    assert_eq!(
+        http(admin, "DELETE", "/admin/models/iris", &[], b"").status,
+        404
+    );
+    run.shutdown();
 }
