@@ -2,39 +2,7 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::{Command, Output};
-
 use common::*;
-
-fn tensorlet(home: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tensorlet"))
-        .args(args)
-        .env("TENSORLET_HOME", home)
-        .env_remove("TENSORLET_DEVICE")
-        .output()
-        .expect("run tensorlet")
-}
-
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "tensorlet failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout.clone()).unwrap()
-}
-
-fn fails(out: &Output) -> String {
-    assert!(!out.status.success(), "expected failure, got success");
-    assert_eq!(out.status.code(), Some(1));
-    String::from_utf8(out.stderr.clone()).unwrap()
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
 
 #[test]
 fn demo_reaches_the_target_accuracies() {

@@ -10,47 +10,6 @@ use std::process::{Child, Command, Output, Stdio};
 
 use common::*;
 
-fn tensorlet_env(home: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tensorlet"));
-    cmd.args(args)
-        .env("TENSORLET_HOME", home)
-        .env_remove("TENSORLET_DEVICE")
-        .env_remove("TENSORLET_REGISTRY")
-        .env_remove("TENSORLET_KEY");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.output().expect("run tensorlet")
-}
-
-fn tensorlet(home: &Path, args: &[&str]) -> Output {
-    tensorlet_env(home, args, &[])
-}
-
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "tensorlet failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout.clone()).unwrap()
-}
-
-fn fails(out: &Output) -> String {
-    assert!(
-        !out.status.success(),
-        "expected failure, got success: {}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    assert_eq!(out.status.code(), Some(1));
-    String::from_utf8(out.stderr.clone()).unwrap()
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
 /// Creates key `name`; returns (key id, public key).
 fn keygen(home: &Path, name: &str) -> (String, String) {
     let out = ok(&tensorlet(home, &["keygen", name]));

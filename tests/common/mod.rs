@@ -2,6 +2,7 @@
 #![allow(dead_code, reason = "each test binary uses a different subset")]
 
 use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
 use std::time::Duration;
 
 use std::sync::OnceLock;
@@ -105,4 +106,51 @@ pub fn pipeline(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("plugins/pipelines")
         .join(format!("{name}.toml"))
+}
+
+/// Runs the `tensorlet` binary with `home` as its state and no `TENSORLET_*`
+/// settings from the environment, plus `env`.
+pub fn tensorlet_env(home: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tensorlet"));
+    cmd.args(args)
+        .env("TENSORLET_HOME", home)
+        .env_remove("TENSORLET_DEVICE")
+        .env_remove("TENSORLET_REGISTRY")
+        .env_remove("TENSORLET_KEY");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run tensorlet")
+}
+
+/// [`tensorlet_env`] without extra variables.
+pub fn tensorlet(home: &Path, args: &[&str]) -> Output {
+    tensorlet_env(home, args, &[])
+}
+
+/// Asserts success; returns stdout.
+pub fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "tensorlet failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+/// Asserts failure with exit code 1; returns stderr.
+pub fn fails(out: &Output) -> String {
+    assert!(
+        !out.status.success(),
+        "expected failure, got success: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(out.status.code(), Some(1));
+    String::from_utf8(out.stderr.clone()).unwrap()
+}
+
+/// A path as `&str`, for argument lists.
+pub fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
 }
