@@ -9,6 +9,7 @@ mod artifacts;
 mod bundled;
 mod commands;
 mod common;
+mod fleet;
 
 /// Run machine-learning pipelines made of WebAssembly components.
 #[derive(Parser)]
@@ -22,7 +23,7 @@ struct Cli {
 enum Command {
     /// Train the bundled iris and digits pipelines, then predict a few rows.
     Demo(commands::demo::Args),
-    /// Train a pipeline; sign and publish the model (or save it as a directory).
+    /// Train a pipeline as a recorded run; sign and publish the model (or save it as a directory).
     Train(commands::train::Args),
     /// Predict with a model from the registry (or a model directory).
     Predict(commands::predict::Args),
@@ -44,10 +45,24 @@ enum Command {
     Yank(commands::yank::Args),
     /// Point aliases (production, staging, …) at versions.
     Alias(commands::alias::Args),
+    /// Verify a model version and point an alias (staging, production, …) at it.
+    Promote(commands::promote::PromoteArgs),
+    /// Move an alias back to the version it pointed at before.
+    Rollback(commands::promote::RollbackArgs),
+    /// Inspect, compare and plot training runs.
+    Runs(commands::runs::Args),
+    /// Register datasets by digest.
+    Dataset(commands::dataset::Args),
     /// Read and verify the audit log.
     Audit(commands::audit::Args),
     /// Serve the registry over HTTP.
     Registry(commands::registry::Args),
+    /// Push an artifact (and what it pins) to an OCI registry.
+    Push(commands::push::Args),
+    /// Pull an artifact from an OCI registry (or a tensorlet registry) and verify it.
+    Pull(commands::pull::Args),
+    /// Cache what aliases point at in a central registry, for serving offline.
+    Sync(commands::sync::Args),
     /// List the GPU adapters and which one `--device auto` picks.
     Devices(commands::devices::Args),
     /// Measure the tensor backends (matmul GFLOP/s, training epoch time).
@@ -80,8 +95,15 @@ fn main() -> ExitCode {
         Command::Verify(args) => commands::verify::execute(args),
         Command::Yank(args) => commands::yank::execute(args),
         Command::Alias(args) => commands::alias::execute(args),
+        Command::Promote(args) => commands::promote::promote(args),
+        Command::Rollback(args) => commands::promote::rollback(args),
+        Command::Runs(args) => commands::runs::execute(args),
+        Command::Dataset(args) => commands::dataset::execute(args),
         Command::Audit(args) => commands::audit::execute(args),
         Command::Registry(args) => commands::registry::execute(args),
+        Command::Push(args) => commands::push::execute(args),
+        Command::Pull(args) => commands::pull::execute(args),
+        Command::Sync(args) => commands::sync::execute(args),
         Command::Devices(args) => commands::devices::execute(args),
         Command::Bench(args) => commands::bench::execute(args),
         Command::Serve(args) => commands::serve::execute(args),

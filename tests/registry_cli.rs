@@ -6,81 +6,9 @@ mod common;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 
 use common::*;
-
-/// Creates key `name`; returns (key id, public key).
-fn keygen(home: &Path, name: &str) -> (String, String) {
-    let out = ok(&tensorlet(home, &["keygen", name]));
-    let public = out.lines().last().unwrap().to_string();
-    let id = out
-        .lines()
-        .find_map(|l| l.strip_prefix("key id "))
-        .unwrap()
-        .to_string();
-    (id, public)
-}
-
-fn publish_plugin(home: &Path, stem: &str, name: &str, kind: &str, key: &str) -> Output {
-    tensorlet(
-        home,
-        &[
-            "publish",
-            s(&plugin_path(stem)),
-            "--name",
-            name,
-            "--version",
-            "1.0.0",
-            "--kind",
-            kind,
-            "--key",
-            key,
-        ],
-    )
-}
-
-/// A home with key `alice` trusted for `acme`, the three plugins published
-/// and the iris pipeline published as `acme/iris@1.0.0`.
-fn published_home() -> (tempfile::TempDir, String) {
-    let home = tempfile::tempdir().unwrap();
-    let h = home.path();
-    let (id, public) = keygen(h, "alice");
-    ok(&tensorlet(
-        h,
-        &["trust", "add", &public, "--namespace", "acme"],
-    ));
-    ok(&publish_plugin(
-        h,
-        "standardize",
-        "acme/standardize",
-        "preprocessor",
-        "alice",
-    ));
-    ok(&publish_plugin(
-        h,
-        "softmax_regression",
-        "acme/softmax",
-        "trainer",
-        "alice",
-    ));
-    let p = h.join("iris.toml");
-    std::fs::write(
-        &p,
-        "[pipeline]\nname = \"iris\"\nnamespace = \"acme\"\nversion = \"1.0.0\"\n\
-         [data]\nlabel = \"species\"\nclass_names = [\"setosa\", \"versicolor\", \"virginica\"]\n\
-         [preprocessor]\nref = \"acme/standardize@1.0.0\"\n\
-         [trainer]\nref = \"acme/softmax\"\n[predictor]\nref = \"acme/softmax@1.0.0\"\n\
-         [training]\nepochs = 30\nbatch_size = 16\nlearning_rate = 0.1\n",
-    )
-    .unwrap();
-    let out = ok(&tensorlet(h, &["publish", s(&p), "--key", "alice"]));
-    assert!(
-        out.contains("published acme/iris@1.0.0 (pipeline)"),
-        "{out}"
-    );
-    (home, id)
-}
 
 #[test]
 fn keygen_writes_a_private_key_with_mode_0600_and_exports_the_public_key() {

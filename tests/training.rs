@@ -136,3 +136,127 @@ fn the_compile_cache_is_used_and_survives_corruption() {
     assert_eq!(run(&Runtime::new(config()).unwrap()), want);
     assert!(std::fs::read(&files[0]).unwrap().len() > 1000);
 }
+
+/// Stops after `stop_after` epochs and keeps every checkpoint, like the
+/// CLI's run recorder.
+struct Checkpoints {
+    stop_after: u32,
+    state: Option<Vec<u8>>,
+    params: Vec<(u32, Vec<u8>)>,
+    history: Vec<train::EpochMetrics>,
+    dev: tensorlet_runtime::gpu::Device,
+}
+
+impl train::Observer for Checkpoints {
+    fn fitted(&mut self, state: &tensorlet_runtime::NamedTensors) -> tensorlet_runtime::Result<()> {
+        self.state = Some(model::to_safetensors(&self.dev, state));
+        Ok(())
+    }
+    fn checkpoint(
+        &mut self,
+        m: &train::EpochMetrics,
+        params: &tensorlet_runtime::NamedTensors,
+    ) -> tensorlet_runtime::Result<()> {
+        self.params
+            .push((m.epoch, model::to_safetensors(&self.dev, params)));
+        self.history.push(m.clone());
+        Ok(())
+    }
+    fn interrupted(&self) -> bool {
+        self.params.len() as u32 >= self.stop_after
+    }
+}
+
+#[test]
+fn a_resumed_run_ends_with_the_params_of_an_uninterrupted_one() {
+    let rt = Runtime::new(RuntimeConfig::default()).unwrap();
+    let dev = rt.device().clone();
+    for (name, keep) in [("iris", "best"), ("digits", "last")] {
+        let mut pipeline = Pipeline::load(&pipeline(name)).unwrap();
+        pipeline.training.epochs = 12;
+        pipeline.training.keep = keep.parse().unwrap();
+        let ds = data::load_labeled(
+            &data(&format!("{name}.csv")),
+            pipeline.data.label.as_deref(),
+        )
+        .unwrap();
+        let plugins = pipeline
+            .load_plugins(&rt, &unsigned_resolver(resolve))
+            .unwrap();
+        let run = |obs: &mut Checkpoints, resume| {
+            train::train_from(
+                &dev,
+                &plugins,
+                &ds,
+                &pipeline.training,
+                ds.classes(),
+                obs,
+                resume,
+            )
+        };
+        let observer = |stop_after| Checkpoints {
+            stop_after,
+            state: None,
+            params: Vec::new(),
+            history: Vec::new(),
+            dev: dev.clone(),
+        };
+        let mut whole = observer(u32::MAX);
+        let uninterrupted = run(&mut whole, None).unwrap();
+        assert_eq!(whole.params.len(), 12);
+
+        let mut first = observer(5);
+        let e = run(&mut first, None).unwrap_err();
+        assert!(
+            matches!(e, tensorlet_runtime::RuntimeError::Interrupted),
+            "{e}"
+        );
+        assert_eq!(first.params.len(), 5);
+        // The checkpoints so far are those of the uninterrupted run.
+        assert_eq!(first.params, whole.params[..5]);
+
+        let from = |bytes: &[u8]| model::from_safetensors(&dev, bytes).unwrap();
+        let best = train::best_epoch(&first.history)
+            .filter(|&e| e != 5)
+            .map(|e| (e, from(&first.params[e as usize - 1].1)));
+        let resume = train::Resume {
+            state: from(first.state.as_ref().unwrap()),
+            params: from(&first.params[4].1),
+            history: first.history.clone(),
+            best,
+        };
+        let mut second = observer(u32::MAX);
+        let resumed = run(&mut second, Some(resume)).unwrap();
+        assert_eq!(
+            second.params,
+            whole.params[5..],
+            "{name}: checkpoints differ"
+        );
+        assert!(second.state.is_none(), "a resumed run does not fit again");
+        assert_eq!(resumed.epoch, uninterrupted.epoch, "{name}: kept epoch");
+        assert_eq!(
+            model::to_safetensors(&dev, &resumed.params),
+            model::to_safetensors(&dev, &uninterrupted.params),
+            "{name}: kept params differ"
+        );
+        assert_eq!(
+            model::to_safetensors(&dev, &resumed.last_params),
+            whole.params[11].1,
+            "{name}: final params differ"
+        );
+        let losses = |h: &[train::EpochMetrics]| -> Vec<_> {
+            h.iter()
+                .map(|m| (m.epoch, m.train_loss, m.val_loss, m.val_accuracy))
+                .collect()
+        };
+        assert_eq!(losses(&resumed.history), losses(&uninterrupted.history));
+        if keep == "last" {
+            assert_eq!(resumed.epoch, 12);
+        } else {
+            assert_eq!(
+                Some(resumed.epoch),
+                train::best_epoch(&uninterrupted.history)
+            );
+        }
+    }
+}

@@ -52,6 +52,26 @@ mod tests {
     use super::*;
 
     #[test]
+    fn floats_survive_a_round_trip_exactly() {
+        // Metrics such as a validation accuracy of 14/15 as f32 widened to
+        // f64: parsing must give back the same bits, or a manifest would
+        // hash differently when it is read back and verified.
+        for x in [
+            0.9333333373069763f64,
+            f64::from(14.0f32 / 15.0),
+            0.10000000149011612,
+            1e-300,
+            123456.789e10,
+        ] {
+            let v = serde_json::json!({ "x": x });
+            let text = String::from_utf8(of(&v)).unwrap();
+            let back: Value = serde_json::from_str(&text).unwrap();
+            assert_eq!(back["x"].as_f64().unwrap().to_bits(), x.to_bits(), "{text}");
+            assert_eq!(of(&back), of(&v));
+        }
+    }
+
+    #[test]
     fn sorts_keys_and_drops_whitespace() {
         let v: Value =
             serde_json::from_str(r#"{ "b": [1, 2.5, "x\n"], "a": {"d": null, "c": true} }"#)

@@ -11,7 +11,8 @@
 //! audit log is hash-chained, signed by the node key and checkpointed outside
 //! the database. [`server`] serves a registry over HTTP and [`client`] talks
 //! to one; pulled artifacts are verified against the local trust policy
-//! before they are cached.
+//! before they are cached. [`oci`] pushes artifacts to and pulls them from
+//! OCI registries (CNCF Wasm layout for plugins), verifying the same way.
 //!
 //! ```no_run
 //! use tensorlet_registry::{Kind, Manifest, Registry};
@@ -33,7 +34,9 @@ pub mod client;
 mod error;
 mod keys;
 mod manifest;
+pub mod oci;
 mod reference;
+mod runs;
 pub mod server;
 mod store;
 mod time;
@@ -45,6 +48,7 @@ pub use keys::{KeyPair, KeyStore, NODE_KEY, PublicKey};
 pub use manifest::{
     COMPONENT, FORMAT, Kind, Manifest, Pin, Signature, SignedManifest, check_digest, digest,
 };
+pub use runs::{AliasMove, Checkpoint, Dataset, RunRecord, RunStatus, new_run_id};
 pub use reference::{Reference, Selector, check_alias, check_name, check_version};
 pub use store::{ArtifactSummary, Published, Registry, TrustEntry};
 pub use verified::{Provenance, VerifiedArtifact, VerifiedComponent};

@@ -18,7 +18,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -124,7 +124,48 @@ async fn blob(State(reg): State<Arc<Registry>>, Path(digest): Path<String>) -> R
     }
 }
 
-async fn publish(State(reg): State<Arc<Registry>>, body: Bytes) -> Response {
+/// Reads a request body of at most `max` bytes. A larger body is still read
+/// (up to four times `max`) before the 413 goes out, so that a client that
+/// writes its whole request before reading the answer sees the 413 instead of
+/// a connection reset.
+async fn read_limited(body: Body, max: usize) -> std::result::Result<Vec<u8>, Response> {
+    use http_body_util::BodyExt;
+    let mut body = body;
+    let mut buf = Vec::new();
+    let mut seen = 0usize;
+    while let Some(frame) = body.frame().await {
+        let Ok(frame) = frame else {
+            return Err(error_response(RegistryError::Invalid(
+                "the request body could not be read".into(),
+            )));
+        };
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        seen = seen.saturating_add(data.len());
+        if seen <= max {
+            buf.extend_from_slice(&data);
+        } else if seen > max.saturating_mul(4) {
+            break;
+        }
+    }
+    if seen > max {
+        return Err(json_response(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &serde_json::json!({"error": format!(
+                "the request is larger than this registry accepts ({max} bytes; the server's \
+                 --max-body-bytes)"
+            )}),
+        ));
+    }
+    Ok(buf)
+}
+
+async fn publish(State(reg): State<Arc<Registry>>, body: Body, max: usize) -> Response {
+    let body = match read_limited(body, max).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
     let r = blocking(move || {
         let bad = |m: &str| RegistryError::Invalid(format!("malformed publish request: {m}"));
         let nl = body
@@ -160,7 +201,13 @@ pub fn app(registry: Arc<Registry>, config: &ServerConfig) -> Router {
         .route("/v1/artifacts", get(list))
         .route("/v1/resolve", get(resolve))
         .route("/v1/blobs/{digest}", get(blob))
-        .route("/v1/publish", post(publish))
+        .route(
+            "/v1/publish",
+            post({
+                let max = config.max_body_bytes;
+                move |state, body| publish(state, body, max)
+            }),
+        )
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
         .with_state(registry)
 }

@@ -28,7 +28,8 @@ use crate::verified::{Provenance, VerifiedArtifact, VerifiedComponent};
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how
 /// many have run. Never edit one that has shipped: append a new one.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE blobs (
     digest  TEXT PRIMARY KEY,
     size    INTEGER NOT NULL,
@@ -81,7 +82,9 @@ CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
     BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
     BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
-"#];
+"#,
+    crate::runs::SCHEMA,
+];
 
 /// One artifact version, as listed.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -135,9 +138,9 @@ pub struct Published {
     pub key_id: String,
 }
 
-struct Row {
-    summary: ArtifactSummary,
-    manifest: String,
+pub(crate) struct Row {
+    pub(crate) summary: ArtifactSummary,
+    pub(crate) manifest: String,
 }
 
 /// The registry in a `$TENSORLET_HOME`: database, blobs, keys, trust policy,
@@ -156,7 +159,7 @@ impl std::fmt::Debug for Registry {
     }
 }
 
-fn split_name(name: &str) -> (&str, &str) {
+pub(crate) fn split_name(name: &str) -> (&str, &str) {
     name.split_once('/').expect("names are checked")
 }
 
@@ -222,20 +225,20 @@ impl Registry {
         &self.db_path
     }
 
-    fn db(&self, source: rusqlite::Error) -> RegistryError {
+    pub(crate) fn db(&self, source: rusqlite::Error) -> RegistryError {
         RegistryError::Database {
             path: self.db_path.clone(),
             source,
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
+    pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Runs `f` in one immediate transaction and commits; then advances the
     /// audit checkpoint to the new head.
-    fn write<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
+    pub(crate) fn write<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
         let mut conn = self.lock();
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -250,7 +253,7 @@ impl Registry {
         Ok(out)
     }
 
-    fn append(
+    pub(crate) fn append(
         &self,
         tx: &Transaction<'_>,
         action: &str,
@@ -732,7 +735,13 @@ impl Registry {
 
     /// Writes a blob durably: temporary file, fsync, rename, fsync of the
     /// directory. A blob already present with the right content is kept.
-    fn write_blob(&self, d: &str, bytes: &[u8]) -> Result<()> {
+    pub(crate) fn write_blob(&self, d: &str, bytes: &[u8]) -> Result<()> {
+        self.write_blob_with(d, bytes, true)
+    }
+
+    /// [`Registry::write_blob`], optionally without the fsyncs: still atomic
+    /// (rename), but a power loss may leave the file empty or missing.
+    pub(crate) fn write_blob_with(&self, d: &str, bytes: &[u8], sync: bool) -> Result<()> {
         let path = self.blob_path(d);
         if let Ok(existing) = std::fs::read(&path)
             && digest(&existing) == d
@@ -749,10 +758,14 @@ impl Registry {
         let io = |e| RegistryError::io(&tmp, e);
         let mut f = std::fs::File::create(&tmp).map_err(io)?;
         f.write_all(bytes).map_err(io)?;
-        f.sync_all().map_err(io)?;
+        if sync {
+            f.sync_all().map_err(io)?;
+        }
         drop(f);
         std::fs::rename(&tmp, &path).map_err(|e| RegistryError::io(&path, e))?;
-        sync_dir(dir);
+        if sync {
+            sync_dir(dir);
+        }
         Ok(())
     }
 
@@ -819,7 +832,7 @@ impl Registry {
         Ok(rows)
     }
 
-    fn resolve_row(&self, reference: &Reference) -> Result<Row> {
+    pub(crate) fn resolve_row(&self, reference: &Reference) -> Result<Row> {
         let conn = self.lock();
         let (ns, name) = split_name(&reference.name);
         let missing = |what: String| {
@@ -988,6 +1001,10 @@ impl Registry {
                 params![ns, n, alias, target.summary.version],
             )
             .map_err(|e| self.db(e))?;
+            if previous.as_deref() != Some(target.summary.version.as_str()) {
+                crate::runs::push_alias_history(tx, ns, n, alias, &target.summary.version)
+                    .map_err(|e| self.db(e))?;
+            }
             self.append(
                 tx,
                 "alias.set",

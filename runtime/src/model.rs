@@ -112,6 +112,9 @@ pub struct ModelMeta {
     pub split: (usize, usize),
     /// Metrics per epoch.
     pub metrics: Vec<EpochMetrics>,
+    /// The epoch whose checkpoint the model is (absent: the last one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<u32>,
     /// Mean and standard deviation of each input feature in the training
     /// data, for drift detection when serving.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -123,9 +126,17 @@ pub struct ModelMeta {
 }
 
 impl ModelMeta {
-    /// The last epoch's validation accuracy.
+    /// The metrics of the epoch the model was taken from.
+    pub fn kept_metrics(&self) -> Option<&EpochMetrics> {
+        match self.epoch {
+            Some(e) => self.metrics.iter().find(|m| m.epoch == e),
+            None => self.metrics.last(),
+        }
+    }
+
+    /// The validation accuracy of the epoch the model was taken from.
     pub fn val_accuracy(&self) -> Option<f32> {
-        self.metrics.last().and_then(|m| m.val_accuracy)
+        self.kept_metrics().and_then(|m| m.val_accuracy)
     }
 }
 
@@ -235,6 +246,7 @@ pub fn save(
         training: pipeline.training.clone(),
         split: trained.split,
         metrics: trained.history.clone(),
+        epoch: Some(trained.epoch),
         feature_stats: Some(feature_stats(&data.x, data.features())),
         params_digest: digest(&params),
         state_digest: digest(&state),

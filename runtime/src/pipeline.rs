@@ -25,6 +25,7 @@
 //! learning_rate = 0.1
 //! seed = 42
 //! validation_fraction = 0.2
+//! keep = "best"              # or "last": which epoch becomes the model
 //! ```
 //!
 //! Unknown keys are errors, so a typo never turns into a silent default.
@@ -147,6 +148,41 @@ pub struct TrainingConfig {
     pub seed: u64,
     /// Share of rows held out for validation, in [0, 1).
     pub validation_fraction: f32,
+    /// Which epoch's checkpoint becomes the model: `best` (lowest validation
+    /// loss, the earliest on ties; the last without a validation split) or
+    /// `last`.
+    #[serde(skip_serializing_if = "Keep::is_best")]
+    pub keep: Keep,
+}
+
+/// Which checkpoint of a run becomes the model.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Keep {
+    /// The epoch with the lowest validation loss.
+    #[default]
+    Best,
+    /// The final epoch.
+    Last,
+}
+
+impl Keep {
+    fn is_best(&self) -> bool {
+        *self == Keep::Best
+    }
+}
+
+impl std::str::FromStr for Keep {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "best" => Ok(Keep::Best),
+            "last" => Ok(Keep::Last),
+            _ => Err(format!(
+                "`{s}` is not a checkpoint choice; use `best` or `last`"
+            )),
+        }
+    }
 }
 
 impl Default for TrainingConfig {
@@ -157,6 +193,7 @@ impl Default for TrainingConfig {
             learning_rate: 0.01,
             seed: 0,
             validation_fraction: 0.2,
+            keep: Keep::Best,
         }
     }
 }

@@ -13,7 +13,7 @@ use tensorlet_registry::VerifiedComponent;
 
 use crate::data::Dataset;
 use crate::error::{PluginFailure, Result, RuntimeError};
-use crate::pipeline::{PluginSource, TrainingConfig};
+use crate::pipeline::{Keep, PluginSource, TrainingConfig};
 use crate::plugin::{DataSpec, NamedTensors, Plugin};
 use crate::{Pipeline, Runtime};
 
@@ -109,10 +109,22 @@ pub struct EpochMetrics {
 pub trait Observer {
     /// Training starts.
     fn start(&mut self, _epochs: u32, _steps_per_epoch: u64) {}
+    /// Training continues after these completed epochs.
+    fn resumed(&mut self, _completed: &[EpochMetrics]) {}
     /// A step finished with this batch loss.
     fn step(&mut self, _epoch: u32, _loss: f32) {}
     /// An epoch finished.
     fn epoch(&mut self, _metrics: &EpochMetrics) {}
+    /// The preprocessor was fitted (not called when resuming). An error
+    /// stops training.
+    fn fitted(&mut self, _state: &NamedTensors) -> Result<()> {
+        Ok(())
+    }
+    /// The params after an epoch, with its metrics: store a checkpoint here.
+    /// Called after [`Observer::epoch`]; an error stops training.
+    fn checkpoint(&mut self, _metrics: &EpochMetrics, _params: &NamedTensors) -> Result<()> {
+        Ok(())
+    }
     /// Polled between steps; `true` stops training with [`RuntimeError::Interrupted`].
     fn interrupted(&self) -> bool {
         false
@@ -126,8 +138,13 @@ impl Observer for () {}
 pub struct TrainedModel {
     /// The preprocessor's fitted state.
     pub state: NamedTensors,
-    /// The trainer's final parameters (and optimizer state).
+    /// The kept checkpoint's parameters (and optimizer state): see
+    /// [`TrainingConfig::keep`].
     pub params: NamedTensors,
+    /// The epoch whose parameters `params` are.
+    pub epoch: u32,
+    /// The final epoch's parameters.
+    pub last_params: NamedTensors,
     /// Metrics per epoch.
     pub history: Vec<EpochMetrics>,
     /// Features per row after preprocessing.
@@ -253,6 +270,35 @@ fn check_finite_params(
     Ok(())
 }
 
+/// Where an interrupted run left off: the state it fitted and the params,
+/// metrics and kept checkpoint of its completed epochs.
+#[derive(Debug)]
+pub struct Resume {
+    /// The fitted preprocessor state.
+    pub state: NamedTensors,
+    /// The params after the last completed epoch.
+    pub params: NamedTensors,
+    /// Metrics of the completed epochs, in order (epochs 1..=n).
+    pub history: Vec<EpochMetrics>,
+    /// The params of the epoch with the lowest validation loss so far, if
+    /// that is not the last one; `None` means the last one.
+    pub best: Option<(u32, NamedTensors)>,
+}
+
+/// The epoch with the lowest validation loss (the earliest on ties), or
+/// `None` when no epoch has one.
+pub fn best_epoch(history: &[EpochMetrics]) -> Option<u32> {
+    let mut best: Option<(u32, f32)> = None;
+    for m in history {
+        if let Some(l) = m.val_loss
+            && best.is_none_or(|(_, b)| l < b)
+        {
+            best = Some((m.epoch, l));
+        }
+    }
+    best.map(|(e, _)| e)
+}
+
 /// Trains a pipeline on a dataset.
 pub fn train(
     device: &Device,
@@ -261,6 +307,22 @@ pub fn train(
     cfg: &TrainingConfig,
     classes: u32,
     observer: &mut dyn Observer,
+) -> Result<TrainedModel> {
+    train_from(device, plugins, data, cfg, classes, observer, None)
+}
+
+/// Trains a pipeline on a dataset, from scratch or continuing after the
+/// completed epochs of `resume`. A resumed run ends with exactly the params
+/// an uninterrupted one would have: the split, each epoch's shuffle and the
+/// step counter depend only on the seed and the epoch number.
+pub fn train_from(
+    device: &Device,
+    plugins: &PipelinePlugins,
+    data: &Dataset,
+    cfg: &TrainingConfig,
+    classes: u32,
+    observer: &mut dyn Observer,
+    resume: Option<Resume>,
 ) -> Result<TrainedModel> {
     cfg.validate().map_err(|m| RuntimeError::Data {
         path: data.path.clone(),
@@ -293,7 +355,14 @@ pub fn train(
     let y_val: Vec<u32> = val_idx.iter().map(|&i| data.y[i as usize]).collect();
 
     let pre = &plugins.preprocessor;
-    let state = pre.plugin.fit(&pre.config, &x_train_raw)?;
+    let (state, resumed) = match resume {
+        Some(r) => (r.state.clone(), Some(r)),
+        None => {
+            let state = pre.plugin.fit(&pre.config, &x_train_raw)?;
+            observer.fitted(&state)?;
+            (state, None)
+        }
+    };
     let x_train = transform(pre, &state, &x_train_raw)?;
     let x_val = if val_n > 0 {
         Some(transform(pre, &state, &x_val_raw)?)
@@ -303,22 +372,60 @@ pub fn train(
     let features = x_train.shape().dims()[1] as u32;
 
     let tr = &plugins.trainer;
-    let mut params = tr.plugin.init(
-        &tr.config,
-        DataSpec {
-            features,
-            classes,
-            seed: cfg.seed,
-        },
-    )?;
-
     let train_n = train_idx.len();
     let bs = cfg.batch_size as usize;
     let steps_per_epoch = train_n.div_ceil(bs) as u64;
+    let (mut params, mut history, mut best) = match resumed {
+        Some(r) => {
+            if r.history.len() > cfg.epochs as usize {
+                return Err(RuntimeError::Data {
+                    path: data.path.clone(),
+                    line: None,
+                    column: None,
+                    message: format!(
+                        "the run already completed {} epochs, more than the {} it is configured for",
+                        r.history.len(),
+                        cfg.epochs
+                    ),
+                });
+            }
+            let last = r.history.last().map_or(0, |m| m.epoch);
+            let best = match (best_epoch(&r.history), r.best) {
+                (Some(e), Some((be, p))) if e == be => Some((e, p)),
+                (Some(e), _) if e == last => Some((e, r.params.clone())),
+                (Some(e), _) => {
+                    return Err(RuntimeError::Data {
+                        path: data.path.clone(),
+                        line: None,
+                        column: None,
+                        message: format!(
+                            "resuming needs the params of epoch {e}, the best so far, and they were not given"
+                        ),
+                    });
+                }
+                (None, _) => None,
+            };
+            (r.params, r.history, best)
+        }
+        None => {
+            let params = tr.plugin.init(
+                &tr.config,
+                DataSpec {
+                    features,
+                    classes,
+                    seed: cfg.seed,
+                },
+            )?;
+            (params, Vec::with_capacity(cfg.epochs as usize), None)
+        }
+    };
+    let done = history.len() as u32;
     observer.start(cfg.epochs, steps_per_epoch);
-    let mut history = Vec::with_capacity(cfg.epochs as usize);
-    let mut global_step = 0u64;
-    for epoch in 1..=cfg.epochs {
+    if done > 0 {
+        observer.resumed(&history);
+    }
+    let mut global_step = u64::from(done) * steps_per_epoch;
+    for epoch in done + 1..=cfg.epochs {
         let started = Instant::now();
         let perm = permutation(train_n, epoch_stream(cfg.seed, epoch));
         let mut loss_sum = 0.0f64;
@@ -361,11 +468,25 @@ pub fn train(
             seconds: started.elapsed().as_secs_f64(),
         };
         observer.epoch(&m);
+        observer.checkpoint(&m, &params)?;
+        if let Some(l) = m.val_loss
+            && best_epoch(&history)
+                .is_none_or(|b| l < history[b as usize - 1].val_loss.unwrap_or(f32::INFINITY))
+        {
+            best = Some((epoch, params.clone()));
+        }
         history.push(m);
     }
+    let last_epoch = history.last().map_or(0, |m| m.epoch);
+    let (epoch, kept) = match (cfg.keep, best) {
+        (Keep::Best, Some((e, p))) => (e, p),
+        _ => (last_epoch, params.clone()),
+    };
     Ok(TrainedModel {
         state,
-        params,
+        params: kept,
+        epoch,
+        last_params: params,
         history,
         features,
         classes,

@@ -12,7 +12,7 @@ use tensorlet_runtime::{Runtime, data};
 
 use crate::artifacts::RegistryArgs;
 use crate::bundled::{BUNDLED, EXAMPLES};
-use crate::commands::train::{PublishAs, Run};
+use crate::commands::train::{DataSource, PublishAs, Run};
 use crate::common::{self, DeviceArgs};
 
 /// The namespace the demo publishes under.
@@ -121,7 +121,8 @@ pub fn execute(args: Args) -> Result<()> {
         let model_name = format!("{NS}/{}-model", ex.name);
         let publish = PublishAs {
             key: reg.key("demo")?,
-            version: artifacts::next_version(&reg, &model_name)?,
+            key_name: "demo".into(),
+            version: None,
             name: model_name,
         };
         let run = Run {
@@ -131,10 +132,12 @@ pub fn execute(args: Args) -> Result<()> {
             unsigned: false,
             origin: &pipeline_ref,
             artifact: artifact.as_ref(),
+            stop: None,
         };
-        let out = tmp.path().join(format!("{}-model", ex.name));
         let started = Instant::now();
-        let (meta, p) = run.train(&pipeline, &data_path, &out, Some(&publish), true)?;
+        let data = DataSource::file(&data_path)?;
+        let outcome = run.record(&pipeline, &data, None, Some(&publish), true, None)?;
+        let (meta, p) = (outcome.meta, outcome.published);
         let t = &meta.training;
         println!(
             "{:<7} validation accuracy {:.4}  ({} held-out rows; {} + {}; {} epochs in {:.2} s)",

@@ -32,6 +32,12 @@ pub struct Args {
     /// loaded, verified, warmed and swapped in without dropping requests.
     #[arg(long, default_value_t = 2.0)]
     pub poll: f64,
+    /// Follow a central registry (`http://host:7070` or `oci://host:5000[/prefix]`):
+    /// each poll asks it where the served aliases point (one small request),
+    /// pulls and verifies against the local trust policy only what moved, and
+    /// swaps it in; what this node does not trust is refused and reported.
+    #[arg(long, conflicts_with = "registry")]
+    pub follow: Option<String>,
     /// Largest batch per request.
     #[arg(long, default_value_t = 1024)]
     pub max_batch: usize,
@@ -172,8 +178,18 @@ fn production_models(reg: &Registry) -> Result<Vec<String>> {
 
 pub fn execute(args: Args) -> Result<()> {
     let reg = artifacts::open()?;
+    let follower = match &args.follow {
+        Some(u) => Some(Arc::new(crate::fleet::Follower::new(
+            crate::fleet::Upstream::parse(u)?,
+            artifacts::open()?,
+        ))),
+        None => None,
+    };
     let targets = if args.models.is_empty() {
-        let found = production_models(&reg)?;
+        let found = match &follower {
+            Some(f) => f.upstream().production_models()?,
+            None => production_models(&reg)?,
+        };
         if found.is_empty() {
             bail!(
                 "no model has a `production` alias; name models with --model ns/name@alias, \
@@ -214,6 +230,11 @@ pub fn execute(args: Args) -> Result<()> {
     };
     let server = Arc::new(Server::new(device, config, events.clone()).with_source(source.clone()));
 
+    if let Some(f) = &follower {
+        for reference in by_name.values() {
+            crate::fleet::report_initial(f, reference);
+        }
+    }
     let mut deployed: BTreeMap<String, String> = BTreeMap::new();
     for (name, reference) in &by_name {
         match deploy(&server, &source, name, reference) {
@@ -268,8 +289,18 @@ pub fn execute(args: Args) -> Result<()> {
     let watcher = (!follow.is_empty()).then(|| {
         let (server, source, stop) = (server.clone(), source.clone(), stop.clone());
         let poll = Duration::from_secs_f64(args.poll.max(0.05));
+        let follower = follower.clone();
         std::thread::spawn(move || {
-            watch(&server, &source, &follow, &mut deployed, poll, &stop);
+            let follower = follower.as_deref();
+            watch(
+                &server,
+                &source,
+                follower,
+                &follow,
+                &mut deployed,
+                poll,
+                &stop,
+            );
         })
     });
 
@@ -313,6 +344,7 @@ fn deploy(
 fn watch(
     server: &Server,
     source: &RegistrySource,
+    follower: Option<&crate::fleet::Follower>,
     follow: &[(String, String)],
     deployed: &mut BTreeMap<String, String>,
     poll: Duration,
@@ -329,6 +361,20 @@ fn watch(
         }
         let mut trouble = false;
         for (name, reference) in follow {
+            if let Some(f) = follower {
+                match f.poll(reference) {
+                    Ok(crate::fleet::Followed::Refused(e)) => {
+                        // Logged and audited (serve.deploy_failed); the
+                        // current version keeps serving.
+                        server.record_failure(name, reference, &e);
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!("cannot follow {reference}: {e}");
+                        trouble = true;
+                    }
+                }
+            }
             let digest = match source.current(reference) {
                 Ok(d) => d,
                 Err(e) => {

@@ -1,4 +1,4 @@
-//! `tensorlet show <ref> [--json]`
+//! `tensorlet show <ref> [--json] [--lineage]`
 
 use anyhow::Result;
 use tensorlet_runtime::registry::Reference;
@@ -14,11 +14,20 @@ pub struct Args {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+    /// Print where a model came from, each link verified: model → run →
+    /// pipeline → plugins (digest, signer) → dataset digest.
+    #[arg(long)]
+    pub lineage: bool,
     #[command(flatten)]
     pub registry: RegistryArgs,
 }
 
 pub fn execute(args: Args) -> Result<()> {
+    if args.lineage {
+        let reg = crate::artifacts::open()?;
+        let artifact = args.registry.fetch(&reg, &args.reference)?;
+        return super::lineage::print(&reg, &artifact, args.json);
+    }
     let r = Reference::parse(&args.reference)?;
     let (summary, signed) = match args.registry.remote()? {
         Some(remote) => remote.resolve(&r)?,

@@ -1,31 +1,52 @@
-//! `tensorlet train <pipeline-ref|pipeline.toml> --data <csv> [--key <key>] [--out <dir>]`
+//! `tensorlet train <pipeline> --data <csv|dataset> [--key <key>] [--out <dir>]`
+//! and `tensorlet train --resume <run>`.
+//!
+//! Every invocation is a recorded run (see `tensorlet runs`): the params
+//! after each epoch are a checkpoint in the registry's blob store, the best
+//! (or last) checkpoint becomes the model, and Ctrl-C or SIGTERM stops at the
+//! next step, records the run as `interrupted` and keeps its checkpoints.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
-use serde_json::json;
+use serde_json::{Value, json};
 use tensorlet_runtime::artifacts;
 use tensorlet_runtime::data::{self, Dataset};
 use tensorlet_runtime::model::{self, ModelMeta};
-use tensorlet_runtime::registry::{KeyPair, Published, Registry, VerifiedArtifact, digest};
-use tensorlet_runtime::train::{self, EpochMetrics, Observer};
-use tensorlet_runtime::{Pipeline, Runtime};
+use tensorlet_runtime::pipeline::{Keep, TrainingConfig};
+use tensorlet_runtime::registry::{
+    KeyPair, Provenance, Published, Registry, RunRecord, RunStatus, VerifiedArtifact, digest,
+    new_run_id,
+};
+use tensorlet_runtime::train::{self, EpochMetrics, Observer, PipelinePlugins, Resume};
+use tensorlet_runtime::{NamedTensors, Pipeline, Runtime, RuntimeError};
 
 use crate::artifacts::{RegistryArgs, UnsignedArgs};
 use crate::common::{self, DeviceArgs};
 
-/// Train a pipeline on a CSV file; sign and publish the model to the
-/// registry (`--key`), and/or save it as a directory (`--out`).
+/// Train a pipeline on a CSV file or a registered dataset; record the run;
+/// sign and publish the model to the registry (`--key`), and/or save it as a
+/// directory (`--out`).
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The pipeline: a registry reference (`ns/name[@version|@alias]`) or a
     /// pipeline file (TOML).
-    pub pipeline: String,
-    /// Training data: CSV with a header row, label in the last column (or `[data] label`).
-    #[arg(long)]
-    pub data: PathBuf,
+    #[arg(required_unless_present = "resume")]
+    pub pipeline: Option<String>,
+    /// Training data: a CSV file with a header row (label in the last column,
+    /// or `[data] label`), or a dataset registered with `tensorlet dataset
+    /// add` (`name` or `name@sha256:…`).
+    #[arg(long, required_unless_present = "resume")]
+    pub data: Option<String>,
+    /// Continue an interrupted (or failed) run from its last checkpoint, with
+    /// its recorded pipeline, data and options; it ends with exactly the
+    /// params an uninterrupted run would have.
+    #[arg(long, value_name = "RUN", conflicts_with_all = ["pipeline", "data"])]
+    pub resume: Option<String>,
     /// Sign the model with this key and publish it to the registry.
     #[arg(long, env = "TENSORLET_KEY")]
     pub key: Option<String>,
@@ -50,6 +71,10 @@ pub struct Args {
     /// Override `[training] seed`.
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Override `[training] keep`: which checkpoint becomes the model, `best`
+    /// (lowest validation loss) or `last`.
+    #[arg(long)]
+    pub keep: Option<Keep>,
     #[command(flatten)]
     pub device: DeviceArgs,
     #[command(flatten)]
@@ -58,61 +83,40 @@ pub struct Args {
     pub unsigned: UnsignedArgs,
 }
 
+/// Exit status of an interrupted run (128 + SIGINT, as shells report Ctrl-C).
+const EXIT_INTERRUPTED: i32 = 130;
+
 pub fn execute(args: Args) -> Result<()> {
     let reg = crate::artifacts::open()?;
-    let (mut pipeline, artifact) = load_pipeline(&reg, &args.registry, &args.pipeline)?;
-    let t = &mut pipeline.training;
-    t.epochs = args.epochs.unwrap_or(t.epochs);
-    t.batch_size = args.batch_size.unwrap_or(t.batch_size);
-    t.learning_rate = args.lr.unwrap_or(t.learning_rate);
-    t.seed = args.seed.unwrap_or(t.seed);
-    t.validate()
-        .map_err(anyhow::Error::msg)
-        .context("invalid training options")?;
-    let publish = match &args.key {
-        Some(key) => {
-            let key = reg.key(key)?;
-            let name = match &args.model {
-                Some(n) => n.clone(),
-                None => default_model_name(&pipeline, artifact.as_ref())?,
-            };
-            let version = match &args.version {
-                Some(v) => v.clone(),
-                None => artifacts::next_version(&reg, &name)?,
-            };
-            Some(PublishAs { key, name, version })
-        }
-        None if args.out.is_none() => bail!(
-            "nowhere to put the model: pass --key <name> to sign it and publish it to the \
-             registry, and/or --out <dir> to save it as a directory"
-        ),
-        None => None,
-    };
-    let rt = common::runtime(args.device.open()?)?;
+    let stop = interrupt_flag()?;
     let started = Instant::now();
-    let tmp = tempfile::tempdir().context("cannot create a temporary directory")?;
-    let out = args.out.clone().unwrap_or_else(|| tmp.path().join("model"));
-    let run = Run {
-        rt: &rt,
-        reg: &reg,
-        registry: &args.registry,
-        unsigned: args.unsigned.allow_unsigned,
-        origin: &args.pipeline,
-        artifact: artifact.as_ref(),
+    let outcome = match &args.resume {
+        Some(id) => resume(&reg, &args, id, &stop),
+        None => fresh(&reg, &args, &stop),
     };
-    let (meta, published) = run.train(&pipeline, &args.data, &out, publish.as_ref(), true)?;
+    let outcome = match outcome {
+        Err(e) if is_interrupted(&e) => {
+            eprintln!("{e:#}");
+            std::process::exit(EXIT_INTERRUPTED);
+        }
+        other => other?,
+    };
+    let meta = &outcome.meta;
     println!(
-        "trained {}: validation accuracy {} in {:.1} s",
+        "trained {}: validation accuracy {} (epoch {} of {} kept; run {}) in {:.1} s",
         meta.name,
         meta.val_accuracy()
             .map_or("n/a (no validation split)".into(), |a| format!("{a:.4}")),
+        meta.epoch.unwrap_or(meta.metrics.len() as u32),
+        meta.metrics.len(),
+        outcome.run_id,
         started.elapsed().as_secs_f64()
     );
     println!("params {}", meta.params_digest);
     if let Some(dir) = &args.out {
         println!("model saved to {}", dir.display());
     }
-    if let Some(p) = published {
+    if let Some(p) = outcome.published {
         println!(
             "published {} ({}) signed by key {}",
             p.reference, p.digest, p.key_id
@@ -121,14 +125,218 @@ pub fn execute(args: Args) -> Result<()> {
     Ok(())
 }
 
+fn fresh(reg: &Registry, args: &Args, stop: &Arc<AtomicBool>) -> Result<Outcome> {
+    if args.resume.is_none() && (args.pipeline.is_none() || args.data.is_none()) {
+        bail!("pass a pipeline and --data, or --resume <run>");
+    }
+    let origin = args.pipeline.as_deref().expect("checked");
+    let (mut pipeline, artifact) = load_pipeline(reg, &args.registry, origin)?;
+    let t = &mut pipeline.training;
+    t.epochs = args.epochs.unwrap_or(t.epochs);
+    t.batch_size = args.batch_size.unwrap_or(t.batch_size);
+    t.learning_rate = args.lr.unwrap_or(t.learning_rate);
+    t.seed = args.seed.unwrap_or(t.seed);
+    t.keep = args.keep.unwrap_or(t.keep);
+    t.validate()
+        .map_err(anyhow::Error::msg)
+        .context("invalid training options")?;
+    let publish = publish_target(reg, args, &pipeline, artifact.as_ref(), None)?;
+    let data = DataSource::open(reg, args.data.as_deref().expect("checked"))?;
+    let rt = common::runtime(args.device.open()?)?;
+    let run = Run {
+        rt: &rt,
+        reg,
+        registry: &args.registry,
+        unsigned: args.unsigned.allow_unsigned,
+        origin,
+        artifact: artifact.as_ref(),
+        stop: Some(stop.clone()),
+    };
+    run.record(
+        &pipeline,
+        &data,
+        args.out.as_deref(),
+        publish.as_ref(),
+        true,
+        None,
+    )
+}
+
+fn resume(reg: &Registry, args: &Args, id: &str, stop: &Arc<AtomicBool>) -> Result<Outcome> {
+    let record = reg.run(id)?;
+    match record.status {
+        RunStatus::Completed => bail!(
+            "run {} already completed{}; there is nothing to resume",
+            record.id,
+            record
+                .model
+                .as_ref()
+                .map_or(String::new(), |m| format!(" (model {m})"))
+        ),
+        RunStatus::Running if process_alive(&record.record) => bail!(
+            "run {} is still running (process {} on this host); stop it first",
+            record.id,
+            record.record["host"]["pid"]
+        ),
+        _ => {}
+    }
+    for (flag, given) in [
+        ("--epochs", args.epochs.is_some()),
+        ("--batch-size", args.batch_size.is_some()),
+        ("--lr", args.lr.is_some()),
+        ("--seed", args.seed.is_some()),
+        ("--keep", args.keep.is_some()),
+    ] {
+        if given {
+            bail!(
+                "{flag} cannot be combined with --resume: a resumed run keeps its recorded options \
+                 so that it ends exactly as an uninterrupted run would; start a new run instead"
+            );
+        }
+    }
+    let rec = &record.record;
+    let origin = rec["pipeline"]["origin"]
+        .as_str()
+        .context("the run's record does not name its pipeline")?
+        .to_string();
+    let (mut pipeline, artifact) = match rec["pipeline"]["reference"].as_str() {
+        Some(pinned) => {
+            let (p, a) = load_pipeline(reg, &args.registry, pinned)?;
+            (p, a)
+        }
+        None => {
+            let path = PathBuf::from(&origin);
+            let bytes = std::fs::read(&path).with_context(|| {
+                format!(
+                    "cannot read the run's pipeline file {}; resuming needs it unchanged",
+                    path.display()
+                )
+            })?;
+            let want = rec["pipeline"]["digest"].as_str().unwrap_or_default();
+            if digest(&bytes) != want {
+                bail!(
+                    "the pipeline file {} changed since run {} started (now {}, recorded {want}); \
+                     a resumed run must use the same pipeline",
+                    path.display(),
+                    record.id,
+                    digest(&bytes)
+                );
+            }
+            (Pipeline::load(&path)?, None)
+        }
+    };
+    pipeline.training = serde_json::from_value::<TrainingConfig>(rec["config"].clone())
+        .context("the run's recorded training options are unreadable")?;
+    let publish = publish_target(reg, args, &pipeline, artifact.as_ref(), Some(rec))?;
+    let data = DataSource::from_record(reg, &rec["dataset"])?;
+    let out = args
+        .out
+        .clone()
+        .or_else(|| rec["out"].as_str().map(PathBuf::from));
+    let rt = common::runtime(args.device.open()?)?;
+    let run = Run {
+        rt: &rt,
+        reg,
+        registry: &args.registry,
+        unsigned: args.unsigned.allow_unsigned || rec["allow_unsigned"] == json!(true),
+        origin: &origin,
+        artifact: artifact.as_ref(),
+        stop: Some(stop.clone()),
+    };
+    run.record(
+        &pipeline,
+        &data,
+        out.as_deref(),
+        publish.as_ref(),
+        true,
+        Some(&record),
+    )
+}
+
+/// Where the model goes: `--key` (or, when resuming, the recorded key).
+fn publish_target(
+    reg: &Registry,
+    args: &Args,
+    pipeline: &Pipeline,
+    artifact: Option<&VerifiedArtifact>,
+    recorded: Option<&Value>,
+) -> Result<Option<PublishAs>> {
+    let rec = recorded.map(|r| &r["publish"]);
+    let key = args
+        .key
+        .clone()
+        .or_else(|| rec.and_then(|p| p["key"].as_str().map(String::from)));
+    let Some(key) = key else {
+        let has_out = args.out.is_some() || recorded.is_some_and(|r| r["out"].as_str().is_some());
+        if !has_out {
+            bail!(
+                "nowhere to put the model: pass --key <name> to sign it and publish it to the \
+                 registry, and/or --out <dir> to save it as a directory"
+            );
+        }
+        return Ok(None);
+    };
+    let name = match args
+        .model
+        .clone()
+        .or_else(|| rec.and_then(|p| p["name"].as_str().map(String::from)))
+    {
+        Some(n) => n,
+        None => default_model_name(pipeline, artifact)?,
+    };
+    let version = args
+        .version
+        .clone()
+        .or_else(|| rec.and_then(|p| p["version"].as_str().map(String::from)));
+    Ok(Some(PublishAs {
+        key: reg.key(&key)?,
+        key_name: key,
+        name,
+        version,
+    }))
+}
+
+/// Ctrl-C and SIGTERM set the flag; training stops at the next step. A
+/// second Ctrl-C exits at once.
+fn interrupt_flag() -> Result<Arc<AtomicBool>> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let flag = Arc::new(AtomicBool::new(false));
+    for sig in [SIGINT, SIGTERM] {
+        signal_hook::flag::register_conditional_shutdown(sig, EXIT_INTERRUPTED, flag.clone())
+            .context("cannot install the signal handler")?;
+        signal_hook::flag::register(sig, flag.clone())
+            .context("cannot install the signal handler")?;
+    }
+    Ok(flag)
+}
+
+fn is_interrupted(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        matches!(
+            c.downcast_ref::<RuntimeError>(),
+            Some(RuntimeError::Interrupted)
+        )
+    })
+}
+
+fn process_alive(rec: &Value) -> bool {
+    let same_host = rec["host"]["hostname"].as_str() == Some(hostname().as_str());
+    match rec["host"]["pid"].as_u64() {
+        Some(pid) if same_host => Path::new(&format!("/proc/{pid}")).exists(),
+        _ => false,
+    }
+}
+
 /// Where a trained model is published.
 pub struct PublishAs {
     /// The signing key.
     pub key: KeyPair,
+    /// Its name (recorded so that a resumed run publishes the same way).
+    pub key_name: String,
     /// `ns/name`.
     pub name: String,
-    /// Semantic version.
-    pub version: String,
+    /// Semantic version; `None` takes the next patch version when publishing.
+    pub version: Option<String>,
 }
 
 /// A pipeline file, or a registry reference verified and read.
@@ -161,11 +369,135 @@ fn default_model_name(pipeline: &Pipeline, artifact: Option<&VerifiedArtifact>) 
     Ok(format!("{ns}/{}-model", pipeline.pipeline.name))
 }
 
+/// The training data of a run: a CSV file, or a registered dataset's
+/// snapshot.
+pub struct DataSource {
+    /// The file to read.
+    pub path: PathBuf,
+    /// `sha256:` of its bytes.
+    pub digest: String,
+    /// The registered dataset, when named by one.
+    pub dataset: Option<tensorlet_runtime::registry::Dataset>,
+    _snapshot: Option<tempfile::TempDir>,
+}
+
+impl DataSource {
+    /// A CSV path, or else a dataset name (`name` or `name@sha256:…`).
+    pub fn open(reg: &Registry, arg: &str) -> Result<Self> {
+        let path = Path::new(arg);
+        if path.is_file() {
+            return DataSource::file(path);
+        }
+        if arg.contains(['/', '\\', '.']) && !arg.contains("@sha256:") {
+            bail!(
+                "{arg}: no such file; --data takes a CSV file or the name of a dataset registered \
+                 with `tensorlet dataset add`"
+            );
+        }
+        DataSource::dataset(reg, arg)
+    }
+
+    /// A CSV file as it is now.
+    pub fn file(path: &Path) -> Result<Self> {
+        let bytes =
+            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        Ok(DataSource {
+            path: std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf()),
+            digest: digest(&bytes),
+            dataset: None,
+            _snapshot: None,
+        })
+    }
+
+    /// A registered dataset: its snapshot, after checking that the file it
+    /// was registered from has not changed since (when named without a digest).
+    pub fn dataset(reg: &Registry, spec: &str) -> Result<Self> {
+        let ds = reg.dataset(spec)?;
+        if !spec.contains('@')
+            && let Ok(now) = std::fs::read(&ds.path)
+            && digest(&now) != ds.digest
+        {
+            bail!(
+                "dataset `{}` changed since it was registered: {} now has digest {}, but `{}` was \
+                 registered as {}; register the new contents with `tensorlet dataset add {} {}`, \
+                 or train on the registered snapshot with `--data {}`",
+                ds.name,
+                ds.path,
+                digest(&now),
+                ds.name,
+                ds.digest,
+                ds.name,
+                ds.path,
+                ds.reference()
+            );
+        }
+        let bytes = reg
+            .blob(&ds.digest)
+            .with_context(|| format!("the snapshot of dataset {} is missing", ds.reference()))?;
+        let dir = tempfile::tempdir().context("cannot create a temporary directory")?;
+        let name = Path::new(&ds.path).file_name().map_or_else(
+            || format!("{}.csv", ds.name),
+            |n| n.to_string_lossy().into(),
+        );
+        let path = dir.path().join(name);
+        std::fs::write(&path, &bytes)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        Ok(DataSource {
+            path,
+            digest: ds.digest.clone(),
+            dataset: Some(ds),
+            _snapshot: Some(dir),
+        })
+    }
+
+    /// The data a run recorded: the same dataset snapshot, or the same file
+    /// with the same digest.
+    pub fn from_record(reg: &Registry, rec: &Value) -> Result<Self> {
+        let want = rec["digest"]
+            .as_str()
+            .context("the run's record has no dataset digest")?;
+        if let Some(name) = rec["name"].as_str() {
+            return DataSource::dataset(reg, &format!("{name}@{want}"));
+        }
+        let path = rec["path"]
+            .as_str()
+            .context("the run's record has no data path")?;
+        let d = DataSource::file(Path::new(path))?;
+        if d.digest != want {
+            bail!(
+                "{path} changed since the run started (now {}, recorded {want}); a resumed run \
+                 must train on the same data. Register data with `tensorlet dataset add` to keep \
+                 a snapshot of it",
+                d.digest
+            );
+        }
+        Ok(d)
+    }
+
+    fn record(&self) -> Value {
+        json!({
+            "digest": self.digest,
+            "name": self.dataset.as_ref().map(|d| d.name.clone()),
+            "path": self.dataset.as_ref().map_or_else(|| self.path.display().to_string(), |d| d.path.clone()),
+        })
+    }
+}
+
+/// What a run produced.
+pub struct Outcome {
+    /// The run's id.
+    pub run_id: String,
+    /// The saved model's metadata.
+    pub meta: ModelMeta,
+    /// The published model, when one was published.
+    pub published: Option<Published>,
+}
+
 /// One training run and what it needs.
 pub struct Run<'a> {
     /// The runtime.
     pub rt: &'a Runtime,
-    /// The local registry (verification, audit, publishing).
+    /// The local registry (verification, runs, audit, publishing).
     pub reg: &'a Registry,
     /// The remote, if any.
     pub registry: &'a RegistryArgs,
@@ -175,19 +507,25 @@ pub struct Run<'a> {
     pub origin: &'a str,
     /// The pipeline artifact, when it came from the registry.
     pub artifact: Option<&'a VerifiedArtifact>,
+    /// Set by Ctrl-C / SIGTERM.
+    pub stop: Option<Arc<AtomicBool>>,
 }
 
 impl Run<'_> {
-    /// Loads data and verified plugins, trains with a progress bar, saves the
-    /// model to `out`, and publishes it when asked. Audited as `train.run`.
-    pub fn train(
+    /// Loads data and verified plugins and trains as a recorded run (or
+    /// continues `resume`) with a progress bar; saves the kept checkpoint as
+    /// a model in `out` (or a temporary directory) and publishes it when
+    /// asked. Audited as `train.start` / `train.resume` and `train.run`.
+    pub fn record(
         &self,
         pipeline: &Pipeline,
-        data_path: &Path,
-        out: &Path,
+        data_source: &DataSource,
+        out: Option<&Path>,
         publish: Option<&PublishAs>,
         progress: bool,
-    ) -> Result<(ModelMeta, Option<Published>)> {
+        resume: Option<&RunRecord>,
+    ) -> Result<Outcome> {
+        let data_path = &data_source.path;
         let data: Dataset = data::load_labeled(data_path, pipeline.data.label.as_deref())?;
         let named = pipeline
             .data
@@ -205,70 +543,371 @@ impl Run<'_> {
         let resolve =
             |s: &_| crate::artifacts::resolve_stage(self.reg, self.registry, self.unsigned, s);
         let plugins = pipeline.load_plugins(self.rt, &resolve)?;
-        let mut bar = Progress::new(&pipeline.pipeline.name, progress);
-        let trained = train::train(
-            self.rt.device(),
+        let plugin_record = plugins_record(&plugins);
+        let pipeline_label = self.artifact.map_or_else(
+            || self.origin.to_string(),
+            |a| format!("{}@{}", a.manifest().name, a.digest()),
+        );
+
+        let device = self.rt.device();
+        let (run_id, from) = match resume {
+            Some(r) => {
+                if r.record["plugins"] != plugin_record {
+                    bail!(
+                        "the plugins of run {} changed since it started (recorded {}, now {}); a \
+                         resumed run must use the same components",
+                        r.id,
+                        r.record["plugins"],
+                        plugin_record
+                    );
+                }
+                let from = self.resume_point(r)?;
+                let done = from.as_ref().map_or(0, |f| f.history.len() as u32);
+                self.reg.run_resume(&r.id, done)?;
+                if progress {
+                    eprintln!(
+                        "resuming run {} after epoch {done} of {}",
+                        r.id, pipeline.training.epochs
+                    );
+                }
+                (r.id.clone(), from)
+            }
+            None => {
+                let id = new_run_id();
+                let record = json!({
+                    "pipeline": {
+                        "origin": self.origin,
+                        "reference": self.artifact.map(|a| format!("{}@{}", a.manifest().name, a.digest())),
+                        "version": self.artifact.map(|a| a.reference()),
+                        "digest": match self.artifact {
+                            Some(a) => a.digest().to_string(),
+                            None => std::fs::read(self.origin).map(|b| digest(&b)).unwrap_or_default(),
+                        },
+                    },
+                    "host": host_record(self.rt),
+                    "tensorlet_version": env!("CARGO_PKG_VERSION"),
+                    "plugins": plugin_record,
+                    "config": pipeline.training,
+                    "dataset": data_source.record(),
+                    "seed": pipeline.training.seed,
+                    "classes": classes,
+                    "rows": data.rows(),
+                    "publish": publish.map(|p| json!({"name": p.name, "version": p.version, "key": p.key_name})),
+                    "out": out.map(|o| std::path::absolute(o).unwrap_or_else(|_| o.to_path_buf()).display().to_string()),
+                    "allow_unsigned": self.unsigned,
+                });
+                self.reg.run_start(&id, &pipeline_label, &record)?;
+                if progress {
+                    eprintln!("run {id}");
+                }
+                (id, None)
+            }
+        };
+
+        let mut recorder = Recorder {
+            reg: self.reg,
+            run_id: &run_id,
+            device,
+            bar: Progress::new(&pipeline.pipeline.name, progress),
+            stop: self.stop.clone(),
+        };
+        let trained = train::train_from(
+            device,
             &plugins,
             &data,
             &pipeline.training,
             classes,
-            &mut bar,
-        )?;
-        bar.finish();
-        let meta = model::save(out, self.rt.device(), pipeline, &plugins, &data, &trained)
-            .with_context(|| format!("cannot save the model to {}", out.display()))?;
-        let dataset = digest(
-            &std::fs::read(data_path)
-                .with_context(|| format!("cannot read {}", data_path.display()))?,
+            &mut recorder,
+            from,
         );
-        let run_id = format!(
-            "{}-{}",
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_millis(),
-            std::process::id()
+        recorder.bar.finish();
+        let trained = match trained {
+            Ok(t) => t,
+            Err(RuntimeError::Interrupted) => {
+                let done = self.reg.checkpoints(&run_id)?.len();
+                self.reg
+                    .run_end(&run_id, RunStatus::Interrupted, None, None, json!({}))?;
+                return Err(anyhow::Error::new(RuntimeError::Interrupted).context(format!(
+                    "run {run_id} interrupted after {done} of {} epochs; its checkpoints are kept. \
+                     Continue it with `tensorlet train --resume {run_id}`",
+                    pipeline.training.epochs
+                )));
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                self.reg
+                    .run_end(&run_id, RunStatus::Failed, None, Some(&msg), json!({}))?;
+                return Err(anyhow::Error::new(e).context(format!("run {run_id} failed")));
+            }
+        };
+        let result = self.finish(
+            pipeline,
+            &plugins,
+            &data,
+            data_source,
+            &trained,
+            &run_id,
+            out,
+            publish,
         );
-        let pipeline_ref = self
-            .artifact
-            .map_or_else(|| self.origin.to_string(), |a| a.reference());
-        let mut published = None;
-        if let Some(p) = publish {
-            let lineage = json!({
-                "pipeline": pipeline_ref,
-                "dataset": dataset,
-                "run_id": run_id,
-                "seed": pipeline.training.seed,
-                "parent": null,
-            });
-            let (manifest, blobs) = artifacts::model_manifest(
-                &p.name,
-                &p.version,
-                out,
-                &plugins,
-                self.artifact,
-                lineage,
-            )?;
-            let signed = manifest.sign(&p.key);
-            published = Some(match self.registry.remote()? {
-                Some(remote) => remote.publish(&signed, &blobs)?,
-                None => self.reg.publish(&signed, &blobs)?,
-            });
+        match result {
+            Ok((meta, published)) => {
+                self.reg.run_end(
+                    &run_id,
+                    RunStatus::Completed,
+                    published.as_ref().map(|p| p.reference.as_str()),
+                    None,
+                    json!({
+                        "dataset": data_source.digest,
+                        "seed": pipeline.training.seed,
+                        "epochs": pipeline.training.epochs,
+                        "epoch": trained.epoch,
+                        "val_accuracy": meta.val_accuracy(),
+                        "params": meta.params_digest,
+                    }),
+                )?;
+                Ok(Outcome {
+                    run_id,
+                    meta,
+                    published,
+                })
+            }
+            Err(e) => {
+                let msg = format!("{e:#}");
+                self.reg
+                    .run_end(&run_id, RunStatus::Failed, None, Some(&msg), json!({}))?;
+                Err(e.context(format!("run {run_id} failed")))
+            }
         }
-        self.reg.record(
-            "train.run",
-            &pipeline_ref,
-            json!({
-                "run_id": run_id,
-                "dataset": dataset,
-                "seed": pipeline.training.seed,
-                "epochs": pipeline.training.epochs,
-                "val_accuracy": meta.val_accuracy(),
-                "params": meta.params_digest,
-                "model": published.as_ref().map(|p| p.reference.clone()),
-            }),
+    }
+
+    /// Saves the model and publishes it with its lineage.
+    #[allow(clippy::too_many_arguments)]
+    fn finish(
+        &self,
+        pipeline: &Pipeline,
+        plugins: &PipelinePlugins,
+        data: &Dataset,
+        data_source: &DataSource,
+        trained: &train::TrainedModel,
+        run_id: &str,
+        out: Option<&Path>,
+        publish: Option<&PublishAs>,
+    ) -> Result<(ModelMeta, Option<Published>)> {
+        let tmp = tempfile::tempdir().context("cannot create a temporary directory")?;
+        let dir = out.map_or_else(|| tmp.path().join("model"), Path::to_path_buf);
+        let meta = model::save(&dir, self.rt.device(), pipeline, plugins, data, trained)
+            .with_context(|| format!("cannot save the model to {}", dir.display()))?;
+        let Some(p) = publish else {
+            return Ok((meta, None));
+        };
+        let version = match &p.version {
+            Some(v) => v.clone(),
+            None => artifacts::next_version(self.reg, &p.name)?,
+        };
+        let lineage = json!({
+            "run_id": run_id,
+            "pipeline": self.artifact.map_or_else(|| self.origin.to_string(), |a| a.reference()),
+            "pipeline_digest": self.artifact.map(|a| a.digest().to_string()),
+            "dataset": data_source.digest,
+            "dataset_name": data_source.dataset.as_ref().map(|d| d.name.clone()),
+            "seed": pipeline.training.seed,
+            "epoch": trained.epoch,
+            "params": meta.params_digest,
+            "parent": null,
+        });
+        let (manifest, blobs) =
+            artifacts::model_manifest(&p.name, &version, &dir, plugins, self.artifact, lineage)?;
+        let signed = manifest.sign(&p.key);
+        let published = match self.registry.remote()? {
+            Some(remote) => remote.publish(&signed, &blobs)?,
+            None => self.reg.publish(&signed, &blobs)?,
+        };
+        Ok((meta, Some(published)))
+    }
+
+    /// The checkpoints of `run` as a point to continue from (`None`: it
+    /// never got past fitting, so it starts over).
+    fn resume_point(&self, run: &RunRecord) -> Result<Option<Resume>> {
+        let device = self.rt.device();
+        let checkpoints = self.reg.checkpoints(&run.id)?;
+        let Some(state_digest) = &run.state else {
+            return Ok(None);
+        };
+        let load = |d: &str, what: &str| -> Result<NamedTensors> {
+            let bytes = self.reg.blob(d)?;
+            model::from_safetensors(device, &bytes)
+                .map_err(anyhow::Error::msg)
+                .with_context(|| format!("run {}: cannot read its {what} ({d})", run.id))
+        };
+        let state = load(state_digest, "preprocessor state")?;
+        let mut history = Vec::with_capacity(checkpoints.len());
+        for (i, c) in checkpoints.iter().enumerate() {
+            if c.epoch as usize != i + 1 {
+                bail!(
+                    "run {} has no checkpoint for epoch {}; it cannot be resumed",
+                    run.id,
+                    i + 1
+                );
+            }
+            let m: EpochMetrics = serde_json::from_value(c.metrics.clone()).with_context(|| {
+                format!("run {}: epoch {} metrics are unreadable", run.id, c.epoch)
+            })?;
+            history.push(m);
+        }
+        // Continue after the newest checkpoint whose blobs are intact: after
+        // a power loss the newest ones may not be (they are written without
+        // fsync), and training is deterministic, so the epochs after it are
+        // recomputed exactly. With none, start over (fitting again gives the
+        // same state).
+        for k in (1..=history.len()).rev() {
+            let kept = &history[..k];
+            let Ok(params) = load(&checkpoints[k - 1].params, &format!("epoch {k} checkpoint"))
+            else {
+                continue;
+            };
+            let best = match train::best_epoch(kept) {
+                Some(e) if e as usize != k => {
+                    match load(
+                        &checkpoints[e as usize - 1].params,
+                        &format!("epoch {e} checkpoint"),
+                    ) {
+                        Ok(p) => Some((e, p)),
+                        Err(_) => continue,
+                    }
+                }
+                _ => None,
+            };
+            if k < history.len() {
+                eprintln!(
+                    "warning: run {}: the checkpoints after epoch {k} are damaged; continuing \
+                     after epoch {k}",
+                    run.id
+                );
+            }
+            return Ok(Some(Resume {
+                state,
+                params,
+                history: kept.to_vec(),
+                best,
+            }));
+        }
+        Ok(None)
+    }
+}
+
+fn plugins_record(p: &PipelinePlugins) -> Value {
+    let stage = |s: &train::StagePlugin| {
+        let (artifact, manifest, key_id) = match s.component.provenance() {
+            Provenance::Signed {
+                artifact,
+                manifest_digest,
+                key_id,
+            } => (
+                Some(artifact.clone()),
+                Some(manifest_digest.clone()),
+                Some(key_id.clone()),
+            ),
+            _ => (None, None, None),
+        };
+        json!({
+            "name": s.component.name(),
+            "digest": s.plugin.digest(),
+            "artifact": artifact,
+            "manifest": manifest,
+            "key_id": key_id,
+        })
+    };
+    json!({
+        "preprocessor": stage(&p.preprocessor),
+        "trainer": stage(&p.trainer),
+        "predictor": stage(&p.predictor),
+    })
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+fn cpu_model() -> String {
+    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    for key in ["model name", "Model", "Hardware", "cpu model"] {
+        if let Some(v) = info.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            (k.trim() == key).then(|| v.trim().to_string())
+        }) {
+            return v;
+        }
+    }
+    "unknown".into()
+}
+
+fn host_record(rt: &Runtime) -> Value {
+    json!({
+        "hostname": hostname(),
+        "os": std::env::consts::OS,
+        "arch": std::env::consts::ARCH,
+        "cpu": cpu_model(),
+        "cpus": std::thread::available_parallelism().map_or(1, |n| n.get()),
+        "device": rt.device().info().to_string(),
+        "pid": std::process::id(),
+    })
+}
+
+/// Stores a checkpoint per epoch and drives the progress bar.
+struct Recorder<'a> {
+    reg: &'a Registry,
+    run_id: &'a str,
+    device: &'a tensorlet_runtime::gpu::Device,
+    bar: Progress,
+    stop: Option<Arc<AtomicBool>>,
+}
+
+impl Observer for Recorder<'_> {
+    fn start(&mut self, epochs: u32, steps_per_epoch: u64) {
+        self.bar.start(epochs, steps_per_epoch);
+    }
+
+    fn resumed(&mut self, completed: &[EpochMetrics]) {
+        self.bar.resumed(completed);
+    }
+
+    fn step(&mut self, epoch: u32, loss: f32) {
+        self.bar.step(epoch, loss);
+    }
+
+    fn epoch(&mut self, m: &EpochMetrics) {
+        self.bar.epoch(m);
+    }
+
+    fn fitted(&mut self, state: &NamedTensors) -> tensorlet_runtime::Result<()> {
+        self.reg
+            .run_state(self.run_id, &model::to_safetensors(self.device, state))?;
+        Ok(())
+    }
+
+    fn checkpoint(
+        &mut self,
+        m: &EpochMetrics,
+        params: &NamedTensors,
+    ) -> tensorlet_runtime::Result<()> {
+        let metrics = serde_json::to_value(m).expect("metrics serialise");
+        self.reg.run_checkpoint(
+            self.run_id,
+            m.epoch,
+            &model::to_safetensors(self.device, params),
+            &metrics,
         )?;
-        Ok((meta, published))
+        Ok(())
+    }
+
+    fn interrupted(&self) -> bool {
+        self.stop
+            .as_ref()
+            .is_some_and(|s| s.load(Ordering::Relaxed))
     }
 }
 
@@ -276,6 +915,7 @@ impl Run<'_> {
 struct Progress {
     bar: ProgressBar,
     epochs: u32,
+    steps_per_epoch: u64,
 }
 
 impl Progress {
@@ -294,18 +934,29 @@ impl Progress {
         );
         bar.set_prefix(name.to_string());
         bar.enable_steady_tick(Duration::from_millis(200));
-        Progress { bar, epochs: 0 }
+        Progress {
+            bar,
+            epochs: 0,
+            steps_per_epoch: 0,
+        }
     }
 
     fn finish(&self) {
         self.bar.finish_and_clear();
     }
-}
 
-impl Observer for Progress {
     fn start(&mut self, epochs: u32, steps_per_epoch: u64) {
         self.epochs = epochs;
+        self.steps_per_epoch = steps_per_epoch;
         self.bar.set_length(u64::from(epochs) * steps_per_epoch);
+    }
+
+    fn resumed(&mut self, completed: &[EpochMetrics]) {
+        self.bar
+            .set_position(completed.len() as u64 * self.steps_per_epoch);
+        if let Some(m) = completed.last() {
+            self.epoch(m);
+        }
     }
 
     fn step(&mut self, _epoch: u32, _loss: f32) {

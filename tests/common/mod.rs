@@ -154,3 +154,75 @@ pub fn fails(out: &Output) -> String {
 pub fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
+
+/// Creates key `name`; returns (key id, public key).
+pub fn keygen(home: &Path, name: &str) -> (String, String) {
+    let out = ok(&tensorlet(home, &["keygen", name]));
+    let public = out.lines().last().unwrap().to_string();
+    let id = out
+        .lines()
+        .find_map(|l| l.strip_prefix("key id "))
+        .unwrap()
+        .to_string();
+    (id, public)
+}
+
+pub fn publish_plugin(home: &Path, stem: &str, name: &str, kind: &str, key: &str) -> Output {
+    tensorlet(
+        home,
+        &[
+            "publish",
+            s(&plugin_path(stem)),
+            "--name",
+            name,
+            "--version",
+            "1.0.0",
+            "--kind",
+            kind,
+            "--key",
+            key,
+        ],
+    )
+}
+
+/// A home with key `alice` trusted for `acme`, the three plugins published
+/// and the iris pipeline published as `acme/iris@1.0.0`.
+pub fn published_home() -> (tempfile::TempDir, String) {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let (id, public) = keygen(h, "alice");
+    ok(&tensorlet(
+        h,
+        &["trust", "add", &public, "--namespace", "acme"],
+    ));
+    ok(&publish_plugin(
+        h,
+        "standardize",
+        "acme/standardize",
+        "preprocessor",
+        "alice",
+    ));
+    ok(&publish_plugin(
+        h,
+        "softmax_regression",
+        "acme/softmax",
+        "trainer",
+        "alice",
+    ));
+    let p = h.join("iris.toml");
+    std::fs::write(
+        &p,
+        "[pipeline]\nname = \"iris\"\nnamespace = \"acme\"\nversion = \"1.0.0\"\n\
+         [data]\nlabel = \"species\"\nclass_names = [\"setosa\", \"versicolor\", \"virginica\"]\n\
+         [preprocessor]\nref = \"acme/standardize@1.0.0\"\n\
+         [trainer]\nref = \"acme/softmax\"\n[predictor]\nref = \"acme/softmax@1.0.0\"\n\
+         [training]\nepochs = 30\nbatch_size = 16\nlearning_rate = 0.1\n",
+    )
+    .unwrap();
+    let out = ok(&tensorlet(h, &["publish", s(&p), "--key", "alice"]));
+    assert!(
+        out.contains("published acme/iris@1.0.0 (pipeline)"),
+        "{out}"
+    );
+    (home, id)
+}

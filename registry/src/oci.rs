@@ -1,0 +1,1049 @@
+//! Artifacts through OCI registries (the OCI distribution API), so they
+//! travel through infrastructure that already scales: any registry that
+//! stores OCI image manifests (the CNCF distribution registry, Harbor, Zot,
+//! cloud registries).
+//!
+//! # Layout
+//!
+//! The artifact `ns/name@version` lives in repository `[prefix/]ns/name`
+//! under the tag `version` (a semantic version, as Wasm package tooling
+//! expects); an alias (`production`) is a tag that moves. Every artifact is
+//! an OCI image manifest (`application/vnd.oci.image.manifest.v1+json`):
+//!
+//! - a **plugin** follows the CNCF Wasm OCI artifact layout: config
+//!   `application/vnd.wasm.config.v0+json` (`architecture: wasm`,
+//!   `os: wasip2`, `layerDigests`, the component's imports and exports) and
+//!   one `application/wasm` layer, the component, so other Wasm tools can
+//!   fetch it; its tensorlet manifest rides in the annotation
+//!   `dev.tensorlet.manifest`;
+//! - a **pipeline** or **model** has config
+//!   `application/vnd.tensorlet.config.v1+json` and layers: first its
+//!   tensorlet manifest (`application/vnd.tensorlet.manifest.v1+json`, whose
+//!   layer digest *is* the artifact's digest), then each blob
+//!   (`application/vnd.tensorlet.blob.v1`, or
+//!   `application/vnd.tensorlet.safetensors.v1` for weights), titled with its
+//!   role in `org.opencontainers.image.title`.
+//!
+//! The ed25519 signature travels in the annotation `dev.tensorlet.signature`
+//! (the JSON of [`Signature`]); `dev.tensorlet.depends` maps each dependency
+//! role to the OCI manifest digest it was pushed as, so a pull fetches
+//! dependencies by immutable digest. Annotations only *locate* things: a pull
+//! checks the signature against the local trust policy and every digest the
+//! signed manifest pins, exactly as [`crate::client::pull`] does, so a
+//! registry (or anyone who can write to it) cannot make a node run anything
+//! its trust policy does not accept.
+//!
+//! The client is a small blocking client over `ureq` (the same HTTP stack as
+//! [`crate::client`]); it speaks plain HTTP, for registries on a trusted
+//! network (loopback, a cluster-internal service).
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::error::{RegistryError, Result};
+use crate::manifest::{COMPONENT, Manifest, Signature, SignedManifest, check_digest, digest};
+use crate::reference::{Reference, Selector, check_alias, check_name, check_version};
+use crate::store::Registry;
+use crate::verified::VerifiedArtifact;
+
+/// The media type of every manifest tensorlet pushes.
+pub const IMAGE_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+/// Config of a Wasm component (CNCF Wasm OCI artifact layout).
+pub const WASM_CONFIG: &str = "application/vnd.wasm.config.v0+json";
+/// A Wasm component layer (CNCF Wasm OCI artifact layout).
+pub const WASM_LAYER: &str = "application/wasm";
+/// Config of a pipeline or model.
+pub const TENSORLET_CONFIG: &str = "application/vnd.tensorlet.config.v1+json";
+/// The layer holding a pipeline's or model's tensorlet manifest (canonical JSON).
+pub const MANIFEST_LAYER: &str = "application/vnd.tensorlet.manifest.v1+json";
+/// A blob layer.
+pub const BLOB_LAYER: &str = "application/vnd.tensorlet.blob.v1";
+/// A weights layer (safetensors).
+pub const SAFETENSORS_LAYER: &str = "application/vnd.tensorlet.safetensors.v1";
+/// Annotation: a plugin's tensorlet manifest (canonical JSON).
+pub const ANNOTATION_MANIFEST: &str = "dev.tensorlet.manifest";
+/// Annotation: the JSON of the manifest's [`Signature`].
+pub const ANNOTATION_SIGNATURE: &str = "dev.tensorlet.signature";
+/// Annotation: `{role: OCI manifest digest}` of the dependencies.
+pub const ANNOTATION_DEPENDS: &str = "dev.tensorlet.depends";
+/// Standard annotation naming a layer (its role) or the artifact.
+pub const ANNOTATION_TITLE: &str = "org.opencontainers.image.title";
+/// Standard annotation carrying the version.
+pub const ANNOTATION_VERSION: &str = "org.opencontainers.image.version";
+
+/// A content descriptor.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Descriptor {
+    /// Media type of the content.
+    pub media_type: String,
+    /// `sha256:` of the content.
+    pub digest: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Annotations (the title of a layer).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+impl Descriptor {
+    fn of(media_type: &str, bytes: &[u8]) -> Self {
+        Descriptor {
+            media_type: media_type.to_string(),
+            digest: digest(bytes),
+            size: bytes.len() as u64,
+            annotations: BTreeMap::new(),
+        }
+    }
+}
+
+/// An OCI image manifest (the fields tensorlet reads and writes).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ImageManifest {
+    /// Always 2.
+    pub schema_version: u32,
+    /// [`IMAGE_MANIFEST`].
+    #[serde(default)]
+    pub media_type: Option<String>,
+    /// The config blob.
+    pub config: Descriptor,
+    /// The layers, in order.
+    #[serde(default)]
+    pub layers: Vec<Descriptor>,
+    /// Manifest annotations.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// An OCI location: `oci://host[:port][/prefix]`. Artifact `ns/name` lives
+/// in repository `[prefix/]ns/name`.
+pub struct OciRemote {
+    host: String,
+    prefix: String,
+    agent: ureq::Agent,
+}
+
+impl std::fmt::Debug for OciRemote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "OciRemote({})", self.url())
+    }
+}
+
+/// What an OCI reference selects in a repository.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OciSelector {
+    /// A tag: a semantic version or an alias.
+    Tag(String),
+    /// An OCI manifest digest.
+    Digest(String),
+}
+
+impl std::fmt::Display for OciSelector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OciSelector::Tag(t) => write!(f, ":{t}"),
+            OciSelector::Digest(d) => write!(f, "@{d}"),
+        }
+    }
+}
+
+impl OciSelector {
+    fn as_str(&self) -> &str {
+        match self {
+            OciSelector::Tag(t) | OciSelector::Digest(t) => t,
+        }
+    }
+}
+
+/// A parsed `oci://host[:port][/prefix]/ns/name[:tag|@sha256:…]`.
+#[derive(Debug)]
+pub struct OciReference {
+    /// The registry and prefix.
+    pub remote: OciRemote,
+    /// The tensorlet artifact name, `ns/name` (the repository's last two segments).
+    pub name: String,
+    /// The tag or digest, when one was given.
+    pub selector: Option<OciSelector>,
+}
+
+fn path_segment_ok(s: &str) -> bool {
+    // OCI distribution: [a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b[0].is_ascii_alphanumeric()
+        && b[b.len() - 1].is_ascii_alphanumeric()
+        && s.bytes().all(|c| {
+            c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'.' | b'_' | b'-')
+        })
+        && !s.contains("..")
+        && !s.contains("___")
+}
+
+fn host_ok(h: &str) -> bool {
+    !h.is_empty()
+        && h.bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-' | b':' | b'[' | b']'))
+}
+
+/// A tag as OCI allows it: `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
+fn tag_ok(t: &str) -> bool {
+    t.len() <= 128
+        && t.as_bytes()
+            .first()
+            .is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'_')
+        && t.bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
+}
+
+fn bad_location(s: &str, why: &str) -> RegistryError {
+    RegistryError::Invalid(format!(
+        "`{s}` is not an OCI location: {why}; write it like `oci://registry.local:5000/acme` \
+         (an artifact: `oci://registry.local:5000/acme/iris-model:1.2.0`)"
+    ))
+}
+
+impl OciRemote {
+    /// A client for `oci://host[:port][/prefix]`.
+    pub fn new(location: &str) -> Result<Self> {
+        let rest = location
+            .strip_prefix("oci://")
+            .ok_or_else(|| bad_location(location, "it does not start with `oci://`"))?;
+        let rest = rest.trim_end_matches('/');
+        let (host, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if !host_ok(host) {
+            return Err(bad_location(
+                location,
+                "the registry host is missing or malformed",
+            ));
+        }
+        if !prefix.is_empty() && !prefix.split('/').all(path_segment_ok) {
+            return Err(bad_location(
+                location,
+                "repository path segments are lowercase letters, digits, `.`, `_` and `-`",
+            ));
+        }
+        let agent = ureq::AgentBuilder::new()
+            .timeout_connect(Duration::from_secs(5))
+            .timeout(Duration::from_secs(300))
+            .build();
+        Ok(OciRemote {
+            host: host.to_string(),
+            prefix: prefix.to_string(),
+            agent,
+        })
+    }
+
+    /// `oci://host[/prefix]`.
+    pub fn url(&self) -> String {
+        if self.prefix.is_empty() {
+            format!("oci://{}", self.host)
+        } else {
+            format!("oci://{}/{}", self.host, self.prefix)
+        }
+    }
+
+    /// The repository that holds artifact `ns/name`.
+    pub fn repository(&self, name: &str) -> String {
+        if self.prefix.is_empty() {
+            name.to_string()
+        } else {
+            format!("{}/{name}", self.prefix)
+        }
+    }
+
+    /// `oci://host/repository` of artifact `ns/name`, for messages.
+    pub fn location(&self, name: &str) -> String {
+        format!("oci://{}/{}", self.host, self.repository(name))
+    }
+
+    fn endpoint(&self, repo: &str, kind: &str, reference: &str) -> String {
+        format!("http://{}/v2/{repo}/{kind}/{reference}", self.host)
+    }
+
+    fn err(&self, what: &str, e: ureq::Error) -> RegistryError {
+        match e {
+            ureq::Error::Status(code, resp) => {
+                let body = resp.into_string().unwrap_or_default();
+                // Distribution errors: {"errors": [{"code": …, "message": …}]}.
+                let message = serde_json::from_str::<Value>(&body)
+                    .ok()
+                    .and_then(|v| {
+                        let e = &v["errors"][0];
+                        let code = e["code"].as_str()?;
+                        let msg = e["message"].as_str().unwrap_or("");
+                        Some(format!("{code}: {msg}"))
+                    })
+                    .unwrap_or(body);
+                if code == 404 {
+                    RegistryError::NotFound(format!(
+                        "{what} is not in the OCI registry {} ({message})",
+                        self.host
+                    ))
+                } else if code == 401 || code == 403 {
+                    RegistryError::Remote {
+                        url: self.url(),
+                        message: format!(
+                            "{what}: HTTP {code} {message}; tensorlet talks to registries that \
+                             allow anonymous access over plain HTTP (loopback or a cluster \
+                             network)"
+                        ),
+                    }
+                } else {
+                    RegistryError::Remote {
+                        url: self.url(),
+                        message: format!("{what}: HTTP {code} {message}"),
+                    }
+                }
+            }
+            ureq::Error::Transport(t) => RegistryError::Remote {
+                url: self.url(),
+                message: format!("cannot reach it: {t}"),
+            },
+        }
+    }
+
+    fn read_body(&self, what: &str, resp: ureq::Response) -> Result<Vec<u8>> {
+        let mut bytes = Vec::new();
+        resp.into_reader()
+            .read_to_end(&mut bytes)
+            .map_err(|e| RegistryError::Remote {
+                url: self.url(),
+                message: format!("reading {what}: {e}"),
+            })?;
+        Ok(bytes)
+    }
+
+    /// Checks that the registry speaks the OCI distribution API.
+    pub fn ping(&self) -> Result<()> {
+        self.agent
+            .get(&format!("http://{}/v2/", self.host))
+            .call()
+            .map_err(|e| self.err("the API root /v2/", e))?;
+        Ok(())
+    }
+
+    /// The OCI manifest digest a tag (or digest) of `ns/name` resolves to,
+    /// or `None` when the repository has no such tag. One `HEAD` request: this
+    /// is how followers notice that an alias moved.
+    pub fn head(&self, name: &str, selector: &OciSelector) -> Result<Option<String>> {
+        let repo = self.repository(name);
+        let what = format!("{}{selector}", self.location(name));
+        match self
+            .agent
+            .head(&self.endpoint(&repo, "manifests", selector.as_str()))
+            .set("Accept", IMAGE_MANIFEST)
+            .call()
+        {
+            Ok(resp) => match resp.header("Docker-Content-Digest") {
+                Some(d) if check_digest(d).is_ok() => Ok(Some(d.to_string())),
+                _ => {
+                    // Registries should answer with the digest; without it, fetch.
+                    let (d, _) = self.manifest(name, selector)?;
+                    Ok(Some(d))
+                }
+            },
+            Err(ureq::Error::Status(404, _)) => Ok(None),
+            Err(e) => Err(self.err(&what, e)),
+        }
+    }
+
+    /// An OCI manifest of `ns/name` by tag or digest: (digest, bytes).
+    fn manifest(&self, name: &str, selector: &OciSelector) -> Result<(String, Vec<u8>)> {
+        let repo = self.repository(name);
+        let what = format!("{}{selector}", self.location(name));
+        let resp = self
+            .agent
+            .get(&self.endpoint(&repo, "manifests", selector.as_str()))
+            .set("Accept", IMAGE_MANIFEST)
+            .call()
+            .map_err(|e| self.err(&what, e))?;
+        let bytes = self.read_body(&what, resp)?;
+        let d = digest(&bytes);
+        if let OciSelector::Digest(want) = selector
+            && &d != want
+        {
+            return Err(RegistryError::Refused {
+                artifact: what,
+                key_id: "none".into(),
+                reason: format!("the registry served a manifest that hashes to {d}"),
+            });
+        }
+        Ok((d, bytes))
+    }
+
+    fn parse_manifest(&self, what: &str, bytes: &[u8]) -> Result<ImageManifest> {
+        let m: ImageManifest = serde_json::from_slice(bytes).map_err(|e| {
+            RegistryError::Invalid(format!(
+                "{what} is not an OCI image manifest ({e}); was it pushed by `tensorlet push`?"
+            ))
+        })?;
+        if m.schema_version != 2 || m.media_type.as_deref().is_some_and(|t| t != IMAGE_MANIFEST) {
+            return Err(RegistryError::Invalid(format!(
+                "{what} is not an OCI image manifest (media type {:?}, schema {})",
+                m.media_type, m.schema_version
+            )));
+        }
+        Ok(m)
+    }
+
+    /// A blob of `ns/name`, checked against its digest.
+    pub fn blob(&self, name: &str, d: &str) -> Result<Vec<u8>> {
+        check_digest(d)?;
+        let repo = self.repository(name);
+        let what = format!("blob {d} of {}", self.location(name));
+        let resp = self
+            .agent
+            .get(&self.endpoint(&repo, "blobs", d))
+            .call()
+            .map_err(|e| self.err(&what, e))?;
+        let bytes = self.read_body(&what, resp)?;
+        if digest(&bytes) != d {
+            return Err(RegistryError::Refused {
+                artifact: what,
+                key_id: "none".into(),
+                reason: format!(
+                    "{} served bytes that do not hash to the digest asked for",
+                    self.host
+                ),
+            });
+        }
+        Ok(bytes)
+    }
+
+    /// Uploads a blob to the repository of `ns/name` unless it is there.
+    /// Returns whether it was uploaded.
+    fn put_blob(&self, name: &str, bytes: &[u8]) -> Result<bool> {
+        let repo = self.repository(name);
+        let d = digest(bytes);
+        let what = format!("blob {d} of {}", self.location(name));
+        match self.agent.head(&self.endpoint(&repo, "blobs", &d)).call() {
+            Ok(_) => return Ok(false),
+            Err(ureq::Error::Status(404, _)) => {}
+            Err(e) => return Err(self.err(&what, e)),
+        }
+        let start = self
+            .agent
+            .post(&format!("http://{}/v2/{repo}/blobs/uploads/", self.host))
+            .set("Content-Length", "0")
+            .call()
+            .map_err(|e| self.err(&what, e))?;
+        let location = start
+            .header("Location")
+            .ok_or_else(|| RegistryError::Remote {
+                url: self.url(),
+                message: format!(
+                    "{what}: the upload was accepted without a Location to send it to"
+                ),
+            })?;
+        let location = if location.starts_with("http://") || location.starts_with("https://") {
+            location.to_string()
+        } else {
+            format!("http://{}{location}", self.host)
+        };
+        self.agent
+            .put(&location)
+            .query("digest", &d)
+            .set("Content-Type", "application/octet-stream")
+            .send_bytes(bytes)
+            .map_err(|e| self.err(&what, e))?;
+        Ok(true)
+    }
+
+    fn put_manifest(&self, name: &str, tag: &str, bytes: &[u8]) -> Result<()> {
+        let repo = self.repository(name);
+        let what = format!("{}:{tag}", self.location(name));
+        self.agent
+            .put(&self.endpoint(&repo, "manifests", tag))
+            .set("Content-Type", IMAGE_MANIFEST)
+            .send_bytes(bytes)
+            .map_err(|e| self.err(&what, e))?;
+        Ok(())
+    }
+}
+
+impl OciReference {
+    /// Parses `oci://host[:port][/prefix]/ns/name[:tag|@sha256:…]`. The last
+    /// two path segments are the artifact's `ns/name`.
+    pub fn parse(s: &str) -> Result<Self> {
+        let rest = s
+            .strip_prefix("oci://")
+            .ok_or_else(|| bad_location(s, "it does not start with `oci://`"))?;
+        let (path, selector) = if let Some((p, d)) = rest.split_once('@') {
+            check_digest(d).map_err(|_| bad_location(s, "the part after `@` is not a digest"))?;
+            (p, Some(OciSelector::Digest(d.to_string())))
+        } else {
+            let last_slash = rest.rfind('/').unwrap_or(0);
+            match rest[last_slash..].rfind(':') {
+                Some(i) => {
+                    let tag = &rest[last_slash + i + 1..];
+                    if !tag_ok(tag) {
+                        return Err(bad_location(s, "the tag is malformed"));
+                    }
+                    (
+                        &rest[..last_slash + i],
+                        Some(OciSelector::Tag(tag.to_string())),
+                    )
+                }
+                None => (rest, None),
+            }
+        };
+        let segments: Vec<&str> = path.split('/').collect();
+        if segments.len() < 3 {
+            return Err(bad_location(
+                s,
+                "it names no repository `ns/name` after the registry host",
+            ));
+        }
+        let name = segments[segments.len() - 2..].join("/");
+        check_name(&name).map_err(|_| {
+            bad_location(
+                s,
+                &format!(
+                    "the repository must end in a tensorlet artifact name, and `{name}` is not one"
+                ),
+            )
+        })?;
+        let base = segments[..segments.len() - 2].join("/");
+        let remote = OciRemote::new(&format!("oci://{base}"))?;
+        Ok(OciReference {
+            remote,
+            name,
+            selector,
+        })
+    }
+}
+
+impl std::fmt::Display for OciReference {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.remote.location(&self.name))?;
+        if let Some(s) = &self.selector {
+            write!(f, "{s}")?;
+        }
+        Ok(())
+    }
+}
+
+/// What a push did.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Pushed {
+    /// `ns/name@version`.
+    pub reference: String,
+    /// `oci://host/repo:version`.
+    pub location: String,
+    /// The OCI manifest digest.
+    pub oci_digest: String,
+    /// The tensorlet manifest digest.
+    pub digest: String,
+    /// Tags pointed at it (the version and any aliases).
+    pub tags: Vec<String>,
+    /// Every artifact pushed or found already present, dependencies first:
+    /// `(oci://… location, uploaded?)`.
+    pub artifacts: Vec<(String, bool)>,
+}
+
+/// The imports and exports a component declares at its top level, as
+/// interface names (`wasi:cli/environment@0.2.0`), for the Wasm config.
+fn component_world(bytes: &[u8]) -> Option<(Vec<String>, Vec<String>)> {
+    use wasmparser::{ComponentExternalKind, ComponentTypeRef, Parser, Payload};
+    let (mut imports, mut exports) = (Vec::new(), Vec::new());
+    let mut depth = 0usize;
+    let mut is_component = false;
+    for payload in Parser::new(0).parse_all(bytes) {
+        match payload.ok()? {
+            Payload::Version { encoding, .. } => {
+                depth += 1;
+                if depth == 1 {
+                    is_component = encoding == wasmparser::Encoding::Component;
+                }
+            }
+            Payload::End(_) => depth = depth.saturating_sub(1),
+            Payload::ComponentImportSection(r) if depth == 1 => {
+                for i in r {
+                    let i = i.ok()?;
+                    if matches!(
+                        i.ty,
+                        ComponentTypeRef::Instance(_) | ComponentTypeRef::Func(_)
+                    ) {
+                        imports.push(i.name.name.to_string());
+                    }
+                }
+            }
+            Payload::ComponentExportSection(r) if depth == 1 => {
+                for e in r {
+                    let e = e.ok()?;
+                    if matches!(
+                        e.kind,
+                        ComponentExternalKind::Instance | ComponentExternalKind::Func
+                    ) {
+                        exports.push(e.name.name.to_string());
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    is_component.then_some((imports, exports))
+}
+
+fn layer_type(role: &str) -> &'static str {
+    if role.ends_with(".safetensors") {
+        SAFETENSORS_LAYER
+    } else {
+        BLOB_LAYER
+    }
+}
+
+/// Builds the OCI manifest of a verified artifact, returning it with the
+/// config and layer contents to upload (in upload order).
+fn build(
+    artifact: &VerifiedArtifact,
+    signature: &Signature,
+    created: &str,
+    depends: &BTreeMap<String, String>,
+) -> Result<(Vec<u8>, Vec<Vec<u8>>)> {
+    let m = artifact.manifest();
+    let manifest_bytes = m.canonical_bytes();
+    let mut annotations = BTreeMap::new();
+    annotations.insert(ANNOTATION_TITLE.to_string(), m.name.clone());
+    annotations.insert(ANNOTATION_VERSION.to_string(), m.version.clone());
+    annotations.insert(
+        "org.opencontainers.image.created".to_string(),
+        created.to_string(),
+    );
+    annotations.insert(
+        ANNOTATION_SIGNATURE.to_string(),
+        serde_json::to_string(signature).expect("JSON"),
+    );
+    if !depends.is_empty() {
+        annotations.insert(
+            ANNOTATION_DEPENDS.to_string(),
+            serde_json::to_string(depends).expect("JSON"),
+        );
+    }
+    let blob = |role: &str| -> Result<Vec<u8>> {
+        artifact.blob(role).map(<[u8]>::to_vec).ok_or_else(|| {
+            RegistryError::Invalid(format!("{} has no blob `{role}`", m.reference()))
+        })
+    };
+    let mut contents: Vec<Vec<u8>> = Vec::new();
+    let mut layers = Vec::new();
+    let config_bytes;
+    let config_type;
+    if m.kind.is_plugin() {
+        // CNCF Wasm OCI artifact: the component first (and only, for plugins
+        // this registry publishes), the tensorlet manifest as an annotation.
+        let component = blob(COMPONENT)?;
+        let (imports, exports) = component_world(&component).ok_or_else(|| {
+            RegistryError::Invalid(format!(
+                "{}'s `{COMPONENT}` blob is not a WebAssembly component",
+                m.reference()
+            ))
+        })?;
+        let mut d = Descriptor::of(WASM_LAYER, &component);
+        d.annotations
+            .insert(ANNOTATION_TITLE.to_string(), COMPONENT.to_string());
+        layers.push(d);
+        contents.push(component);
+        for role in m.blobs.keys().filter(|r| *r != COMPONENT) {
+            let bytes = blob(role)?;
+            let mut d = Descriptor::of(layer_type(role), &bytes);
+            d.annotations
+                .insert(ANNOTATION_TITLE.to_string(), role.clone());
+            layers.push(d);
+            contents.push(bytes);
+        }
+        annotations.insert(
+            ANNOTATION_MANIFEST.to_string(),
+            String::from_utf8(manifest_bytes).expect("JSON is UTF-8"),
+        );
+        config_type = WASM_CONFIG;
+        config_bytes = crate::canonical::of(&json!({
+            "created": created,
+            "architecture": "wasm",
+            "os": "wasip2",
+            "layerDigests": layers.iter().map(|l| l.digest.clone()).collect::<Vec<_>>(),
+            "component": {"imports": imports, "exports": exports, "target": null},
+        }));
+    } else {
+        let mut d = Descriptor::of(MANIFEST_LAYER, &manifest_bytes);
+        d.annotations
+            .insert(ANNOTATION_TITLE.to_string(), "manifest.json".to_string());
+        layers.push(d);
+        contents.push(manifest_bytes);
+        for role in m.blobs.keys() {
+            let bytes = blob(role)?;
+            let mut d = Descriptor::of(layer_type(role), &bytes);
+            d.annotations
+                .insert(ANNOTATION_TITLE.to_string(), role.clone());
+            layers.push(d);
+            contents.push(bytes);
+        }
+        config_type = TENSORLET_CONFIG;
+        config_bytes = crate::canonical::of(&json!({
+            "name": m.name, "version": m.version, "kind": m.kind, "digest": artifact.digest(),
+        }));
+    }
+    let oci = ImageManifest {
+        schema_version: 2,
+        media_type: Some(IMAGE_MANIFEST.to_string()),
+        config: Descriptor::of(config_type, &config_bytes),
+        layers,
+        annotations,
+    };
+    contents.insert(0, config_bytes);
+    Ok((serde_json::to_vec(&oci).expect("JSON"), contents))
+}
+
+/// The signed tensorlet manifest an OCI manifest carries (unverified).
+fn signed_of(
+    remote: &OciRemote,
+    name: &str,
+    what: &str,
+    oci: &ImageManifest,
+) -> Result<SignedManifest> {
+    let manifest_bytes = match oci.annotations.get(ANNOTATION_MANIFEST) {
+        Some(m) => m.as_bytes().to_vec(),
+        None => {
+            let layer = oci
+                .layers
+                .iter()
+                .find(|l| l.media_type == MANIFEST_LAYER)
+                .ok_or_else(|| {
+                    RegistryError::Invalid(format!(
+                        "{what} carries no tensorlet manifest (neither a `{ANNOTATION_MANIFEST}` \
+                         annotation nor a `{MANIFEST_LAYER}` layer); push it with `tensorlet push`"
+                    ))
+                })?;
+            remote.blob(name, &layer.digest)?
+        }
+    };
+    let manifest: Manifest = serde_json::from_slice(&manifest_bytes).map_err(|e| {
+        RegistryError::Invalid(format!(
+            "{what} carries a malformed tensorlet manifest: {e}"
+        ))
+    })?;
+    let signature = match oci.annotations.get(ANNOTATION_SIGNATURE) {
+        None => None,
+        Some(s) => Some(serde_json::from_str::<Signature>(s).map_err(|e| {
+            RegistryError::Invalid(format!("{what} carries a malformed signature: {e}"))
+        })?),
+    };
+    Ok(SignedManifest {
+        manifest,
+        signature,
+    })
+}
+
+/// Pushes `reference` from `local` (verified first; everything it pins is
+/// pushed too, each to its own repository) to `remote`, tagged with its
+/// version and with each of `aliases`. A version tag that already holds the
+/// same artifact is left alone; one that holds a different artifact is
+/// refused (versions are immutable). Audited in `local` as `oci.push`.
+pub fn push(
+    local: &Registry,
+    remote: &OciRemote,
+    reference: &Reference,
+    aliases: &[String],
+) -> Result<Pushed> {
+    for a in aliases {
+        check_alias(a)?;
+    }
+    let mut done = Vec::new();
+    let mut pushed = BTreeMap::new();
+    let (oci_digest, artifact) = push_one(local, remote, reference, &mut done, &mut pushed)?;
+    let m = artifact.manifest();
+    let mut tags = vec![m.version.clone()];
+    if !aliases.is_empty() {
+        let (_, bytes) = remote.manifest(&m.name, &OciSelector::Digest(oci_digest.clone()))?;
+        for a in aliases {
+            remote.put_manifest(&m.name, a, &bytes)?;
+            tags.push(a.clone());
+        }
+    }
+    local.record(
+        "oci.push",
+        &m.reference(),
+        json!({"to": remote.location(&m.name), "oci_digest": oci_digest,
+               "digest": artifact.digest(), "tags": tags}),
+    )?;
+    Ok(Pushed {
+        reference: m.reference(),
+        location: format!("{}:{}", remote.location(&m.name), m.version),
+        oci_digest,
+        digest: artifact.digest().to_string(),
+        tags,
+        artifacts: done,
+    })
+}
+
+fn push_one(
+    local: &Registry,
+    remote: &OciRemote,
+    reference: &Reference,
+    done: &mut Vec<(String, bool)>,
+    pushed: &mut BTreeMap<String, String>,
+) -> Result<(String, VerifiedArtifact)> {
+    let artifact = local.verify(reference)?;
+    if let Some(oci_digest) = pushed.get(artifact.digest()) {
+        // Pinned twice (by a model and by its pipeline): handled already.
+        return Ok((oci_digest.clone(), artifact));
+    }
+    let m = artifact.manifest().clone();
+    let pinned = Reference {
+        name: m.name.clone(),
+        selector: Selector::Digest(artifact.digest().to_string()),
+    };
+    let (summary, signed) = local.show(&pinned)?;
+    let signature = signed.signature.ok_or_else(|| RegistryError::Refused {
+        artifact: m.reference(),
+        key_id: "none".into(),
+        reason: "it is unsigned".into(),
+    })?;
+    let mut depends = BTreeMap::new();
+    for (role, pin) in &m.depends {
+        let name = pin
+            .reference
+            .split_once('@')
+            .map_or(pin.reference.as_str(), |(n, _)| n);
+        let dep = Reference {
+            name: name.to_string(),
+            selector: Selector::Digest(pin.digest.clone()),
+        };
+        let (d, _) = push_one(local, remote, &dep, done, pushed)?;
+        depends.insert(role.clone(), d);
+    }
+    let location = format!("{}:{}", remote.location(&m.name), m.version);
+    let tag = OciSelector::Tag(m.version.clone());
+    if let Some(existing) = remote.head(&m.name, &tag)? {
+        let (_, bytes) = remote.manifest(&m.name, &OciSelector::Digest(existing.clone()))?;
+        let held = remote
+            .parse_manifest(&location, &bytes)
+            .and_then(|oci| signed_of(remote, &m.name, &location, &oci));
+        match held {
+            Ok(s) if s.manifest.digest() == artifact.digest() => {
+                done.push((location, false));
+                pushed.insert(artifact.digest().to_string(), existing.clone());
+                return Ok((existing, artifact));
+            }
+            Ok(s) => {
+                return Err(RegistryError::AlreadyExists {
+                    artifact: format!("{location} (tensorlet manifest {})", s.manifest.digest()),
+                    digest: s.manifest.digest(),
+                });
+            }
+            Err(e) => {
+                return Err(RegistryError::Invalid(format!(
+                    "{location} already holds something that is not this artifact ({e}); \
+                     versions are immutable, so push a new version"
+                )));
+            }
+        }
+    }
+    let (oci_bytes, contents) = build(&artifact, &signature, &summary.created, &depends)?;
+    for c in &contents {
+        remote.put_blob(&m.name, c)?;
+    }
+    remote.put_manifest(&m.name, &m.version, &oci_bytes)?;
+    done.push((location, true));
+    let oci_digest = digest(&oci_bytes);
+    pushed.insert(artifact.digest().to_string(), oci_digest.clone());
+    Ok((oci_digest, artifact))
+}
+
+/// Fetches `ns/name` at `selector` (a semver tag, an alias tag or an OCI
+/// manifest digest) and everything it pins from `remote`, verifies it against
+/// `local`'s trust policy exactly as [`crate::client::pull`] does, caches it
+/// in `local`, and returns the locally verified artifact. An artifact already
+/// cached is not downloaded again. Audited as `pull` (or `pull.refused`).
+pub fn pull(
+    local: &Registry,
+    remote: &OciRemote,
+    name: &str,
+    selector: &OciSelector,
+) -> Result<VerifiedArtifact> {
+    check_name(name)?;
+    if let OciSelector::Tag(t) = selector
+        && !tag_ok(t)
+    {
+        return Err(RegistryError::Invalid(format!("`{t}` is not an OCI tag")));
+    }
+    let what = format!("{}{selector}", remote.location(name));
+    let (_, bytes) = remote.manifest(name, selector)?;
+    let oci = remote.parse_manifest(&what, &bytes)?;
+    let signed = signed_of(remote, name, &what, &oci)?;
+    let m = &signed.manifest;
+    let d = m.digest();
+    let refuse = |reason: String| {
+        let e = RegistryError::Refused {
+            artifact: what.clone(),
+            key_id: signed.key_id(),
+            reason,
+        };
+        if let Err(audit) = local.record(
+            "pull.refused",
+            &what,
+            json!({"key_id": signed.key_id(), "reason": e.to_string()}),
+        ) {
+            tracing::warn!("cannot audit a refusal: {audit}");
+        }
+        e
+    };
+    if m.name != name {
+        return Err(refuse(format!(
+            "the repository for {name} holds a manifest for {}",
+            m.name
+        )));
+    }
+    if let OciSelector::Tag(t) = selector
+        && t.as_bytes()[0].is_ascii_digit()
+        && *t != m.version
+    {
+        return Err(refuse(format!(
+            "the version tag `{t}` holds version {} of {name}",
+            m.version
+        )));
+    }
+    let pinned = Reference {
+        name: m.name.clone(),
+        selector: Selector::Digest(d.clone()),
+    };
+    if local.resolve(&pinned).is_ok() {
+        return local.verify(&pinned);
+    }
+    let located: BTreeMap<String, String> = match oci.annotations.get(ANNOTATION_DEPENDS) {
+        Some(s) => serde_json::from_str(s).map_err(|e| {
+            RegistryError::Invalid(format!(
+                "{what} has a malformed `{ANNOTATION_DEPENDS}`: {e}"
+            ))
+        })?,
+        None => BTreeMap::new(),
+    };
+    for (role, pin) in &m.depends {
+        let (dep_name, dep_version) = pin
+            .reference
+            .split_once('@')
+            .unwrap_or((pin.reference.as_str(), ""));
+        let sel = match located.get(role) {
+            Some(od) => OciSelector::Digest(od.clone()),
+            None => OciSelector::Tag(dep_version.to_string()),
+        };
+        let dep = pull(local, remote, dep_name, &sel)?;
+        if dep.digest() != pin.digest {
+            return Err(refuse(format!(
+                "its {role} {} is pinned as {}, but the registry's copy is {}",
+                pin.reference,
+                pin.digest,
+                dep.digest()
+            )));
+        }
+    }
+    let mut blobs = Vec::new();
+    for (role, bd) in &m.blobs {
+        if !oci.layers.iter().any(|l| &l.digest == bd) {
+            return Err(refuse(format!(
+                "its blob `{role}` ({bd}) is not among the OCI manifest's layers"
+            )));
+        }
+        blobs.push(remote.blob(name, bd)?);
+    }
+    match local.import(&signed, &blobs, &what) {
+        Ok(_) => {}
+        Err(RegistryError::AlreadyExists { artifact, digest }) => {
+            return Err(RegistryError::Refused {
+                artifact,
+                key_id: signed.key_id(),
+                reason: format!(
+                    "{what} holds manifest {d} for it, but this machine already holds that \
+                     version as {digest}; versions are immutable, so one of them is not genuine"
+                ),
+            });
+        }
+        Err(e) => return Err(e),
+    }
+    local.verify(&pinned)
+}
+
+/// Checks that a push destination tag is the artifact's semantic version.
+pub fn check_version_tag(tag: &str, version: &str) -> Result<()> {
+    check_version(tag).map_err(|_| {
+        RegistryError::Invalid(format!(
+            "the tag `{tag}` is not a semantic version; tensorlet tags artifacts with their \
+             version (as Wasm package tooling expects) and moves aliases with `--alias {tag}`"
+        ))
+    })?;
+    if tag != version {
+        return Err(RegistryError::Invalid(format!(
+            "the tag `{tag}` is not the artifact's version {version}; an artifact is tagged with \
+             its own version"
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_locations_and_references() {
+        let r = OciReference::parse("oci://127.0.0.1:5000/acme/iris-model:1.2.0").unwrap();
+        assert_eq!(r.name, "acme/iris-model");
+        assert_eq!(r.selector, Some(OciSelector::Tag("1.2.0".into())));
+        assert_eq!(r.remote.repository(&r.name), "acme/iris-model");
+        assert_eq!(r.to_string(), "oci://127.0.0.1:5000/acme/iris-model:1.2.0");
+
+        let d = format!("sha256:{}", "b".repeat(64));
+        let r = OciReference::parse(&format!("oci://reg.local/team/ml/acme/iris@{d}")).unwrap();
+        assert_eq!(r.name, "acme/iris");
+        assert_eq!(r.selector, Some(OciSelector::Digest(d)));
+        assert_eq!(r.remote.repository(&r.name), "team/ml/acme/iris");
+        assert_eq!(r.remote.url(), "oci://reg.local/team/ml");
+
+        let r = OciReference::parse("oci://reg.local:5000/acme/iris").unwrap();
+        assert_eq!(r.selector, None);
+
+        for bad in [
+            "http://reg/acme/iris:1.0.0",
+            "oci://reg/iris:1.0.0",
+            "oci://reg/Acme/iris:1.0.0",
+            "oci://reg/acme/iris:bad tag",
+            "oci://reg/acme/iris@sha256:abc",
+            "oci:///acme/iris",
+        ] {
+            assert!(OciReference::parse(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            OciRemote::new("oci://reg.local:5000/").unwrap().url(),
+            "oci://reg.local:5000"
+        );
+    }
+
+    #[test]
+    fn tags_must_be_the_semantic_version() {
+        assert!(check_version_tag("1.2.0", "1.2.0").is_ok());
+        let e = check_version_tag("production", "1.2.0")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("not a semantic version") && e.contains("--alias"),
+            "{e}"
+        );
+        let e = check_version_tag("1.3.0", "1.2.0").unwrap_err().to_string();
+        assert!(e.contains("not the artifact's version"), "{e}");
+    }
+
+    #[test]
+    fn reads_the_world_of_a_component_and_refuses_a_core_module() {
+        // A minimal component exporting nothing, and a core module.
+        let component = [0x00, 0x61, 0x73, 0x6d, 0x0d, 0x00, 0x01, 0x00];
+        assert_eq!(component_world(&component), Some((vec![], vec![])));
+        let module = [0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00];
+        assert_eq!(component_world(&module), None);
+        assert_eq!(component_world(b"not wasm"), None);
+    }
+}

@@ -1,0 +1,74 @@
+//! `tensorlet promote <model-ref> --to <alias>` and
+//! `tensorlet rollback <ns/name> --alias <alias>`.
+
+use anyhow::{Context, Result};
+use tensorlet_runtime::registry::{AliasMove, Reference, Selector};
+
+/// Point an alias (`staging`, `production`, …) at a model version, after
+/// verifying it.
+#[derive(Debug, clap::Args)]
+pub struct PromoteArgs {
+    /// The version to promote: `ns/name@1.2.0`, `ns/name@alias`,
+    /// `ns/name@sha256:…` (a bare `ns/name` means its latest version).
+    pub reference: String,
+    /// The alias to move, e.g. `staging` or `production`.
+    #[arg(long)]
+    pub to: String,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Move an alias back to the version it pointed at before its latest move.
+#[derive(Debug, clap::Args)]
+pub struct RollbackArgs {
+    /// `ns/name`.
+    pub name: String,
+    /// The alias to move back.
+    #[arg(long)]
+    pub alias: String,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn report(m: &AliasMove, json: bool, verb: &str) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(m)?);
+        return Ok(());
+    }
+    match &m.from {
+        Some(from) if from == &m.to => {
+            println!("{}@{} already points at {}", m.name, m.alias, m.to)
+        }
+        Some(from) => println!(
+            "{verb} {}@{}: {from} -> {} ({})",
+            m.name, m.alias, m.to, m.digest
+        ),
+        None => println!(
+            "{verb} {}@{}: (unset) -> {} ({})",
+            m.name, m.alias, m.to, m.digest
+        ),
+    }
+    Ok(())
+}
+
+pub fn promote(args: PromoteArgs) -> Result<()> {
+    let reg = crate::artifacts::open()?;
+    // Only what verifies against this node's trust policy is promoted.
+    let artifact = reg
+        .verify_str(&args.reference)
+        .with_context(|| format!("cannot promote {}", args.reference))?;
+    let exact = Reference {
+        name: artifact.manifest().name.clone(),
+        selector: Selector::Digest(artifact.digest().to_string()),
+    };
+    let m = reg.promote(&exact, &args.to)?;
+    report(&m, args.json, "promoted")
+}
+
+pub fn rollback(args: RollbackArgs) -> Result<()> {
+    let reg = crate::artifacts::open()?;
+    let m = reg.rollback(&args.name, &args.alias)?;
+    report(&m, args.json, "rolled back")
+}

@@ -1,0 +1,463 @@
+//! Training runs through the `tensorlet` binary: recorded runs with a
+//! checkpoint per epoch, determinism, datasets by digest, comparison,
+//! plots, lineage, SIGTERM and `--resume`, promotion and rollback.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::Value;
+
+fn json(out: &str) -> Value {
+    serde_json::from_str(out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
+}
+
+/// The run id `tensorlet train` announced on stderr.
+fn run_id(out: &std::process::Output) -> String {
+    let err = String::from_utf8_lossy(&out.stderr);
+    err.lines()
+        .find_map(|l| l.strip_prefix("run "))
+        .map(|l| l.split_whitespace().next().unwrap().to_string())
+        .unwrap_or_else(|| panic!("no run id in: {err}"))
+}
+
+fn show(home: &Path, id: &str) -> Value {
+    json(&ok(&tensorlet(home, &["runs", "show", id, "--json"])))
+}
+
+fn checkpoint_digests(run: &Value) -> Vec<String> {
+    run["checkpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["params"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn train(home: &Path, args: &[&str]) -> (String, String) {
+    let mut all = vec!["train", "acme/iris", "--key", "alice", "--device", "cpu"];
+    all.extend_from_slice(args);
+    let out = tensorlet(home, &all);
+    let stdout = ok(&out);
+    (run_id(&out), stdout)
+}
+
+#[test]
+fn runs_are_recorded_reproducible_comparable_plottable_and_traced() {
+    let (home, alice) = published_home();
+    let h = home.path();
+    let csv = h.join("iris.csv");
+    std::fs::copy(data("iris.csv"), &csv).unwrap();
+    let out = ok(&tensorlet(h, &["dataset", "add", "iris", s(&csv)]));
+    assert!(out.contains("registered dataset iris@sha256:"), "{out}");
+    assert!(out.contains("150 rows, 4 features"), "{out}");
+    let again = ok(&tensorlet(h, &["dataset", "add", "iris", s(&csv)]));
+    assert!(again.contains("already registered"), "{again}");
+    let file_digest = tensorlet_runtime::digest(&std::fs::read(&csv).unwrap());
+
+    let common = ["--data", "iris", "--epochs", "12", "--seed", "3"];
+    let (a, out_a) = train(h, &common);
+    assert!(out_a.contains("published acme/iris-model@0.1.0"), "{out_a}");
+    assert!(
+        out_a.contains("trained iris: validation accuracy"),
+        "{out_a}"
+    );
+    let (b, _) = train(h, &common);
+    let (c, _) = train(h, &["--data", "iris", "--epochs", "12", "--seed", "4"]);
+
+    // A checkpoint per epoch; same inputs give the same params, a new seed not.
+    let (ra, rb, rc) = (show(h, &a), show(h, &b), show(h, &c));
+    assert_eq!(ra["status"], "completed");
+    assert_eq!(checkpoint_digests(&ra).len(), 12);
+    assert_eq!(checkpoint_digests(&ra), checkpoint_digests(&rb));
+    assert_ne!(
+        checkpoint_digests(&ra).last(),
+        checkpoint_digests(&rc).last()
+    );
+    let rec = &ra["record"];
+    assert_eq!(rec["dataset"]["digest"], file_digest.as_str());
+    assert_eq!(rec["dataset"]["name"], "iris");
+    assert_eq!(rec["seed"], 3);
+    assert_eq!(rec["config"]["epochs"], 12);
+    assert_eq!(rec["host"]["arch"], std::env::consts::ARCH);
+    assert!(rec["host"]["device"].as_str().unwrap().starts_with("cpu"));
+    assert!(rec["tensorlet_version"].is_string());
+    for stage in ["preprocessor", "trainer", "predictor"] {
+        let p = &rec["plugins"][stage];
+        assert!(p["digest"].as_str().unwrap().starts_with("sha256:"), "{p}");
+        assert_eq!(p["key_id"], alice.as_str());
+    }
+    for m in ra["checkpoints"].as_array().unwrap() {
+        assert!(
+            m["train_loss"].is_number() && m["val_loss"].is_number(),
+            "{m}"
+        );
+        assert!(m["val_accuracy"].is_number(), "{m}");
+    }
+
+    // The model is the best checkpoint, and its params are that checkpoint's.
+    let best = ra["best"]["epoch"].as_u64().unwrap() as usize;
+    let model = json(&ok(&tensorlet(
+        h,
+        &["show", "acme/iris-model@0.1.0", "--json"],
+    )));
+    let lineage = &model["manifest"]["manifest"]["lineage"];
+    assert_eq!(lineage["run_id"], a.as_str());
+    assert_eq!(lineage["epoch"], best as u64);
+    assert_eq!(
+        lineage["params"],
+        checkpoint_digests(&ra)[best - 1].as_str()
+    );
+    assert_eq!(
+        model["manifest"]["manifest"]["blobs"]["params.safetensors"],
+        lineage["params"]
+    );
+
+    // Lineage names every digest, verified.
+    let l = json(&ok(&tensorlet(
+        h,
+        &["show", "acme/iris-model@0.1.0", "--lineage", "--json"],
+    )));
+    assert_eq!(l["run"]["id"], a.as_str());
+    assert_eq!(l["run"]["status"], "completed");
+    assert_eq!(l["pipeline"]["reference"], "acme/iris@1.0.0");
+    assert!(
+        l["pipeline"]["digest"]
+            .as_str()
+            .unwrap()
+            .starts_with("sha256:")
+    );
+    assert_eq!(l["pipeline"]["signer"], alice.as_str());
+    for stage in ["preprocessor", "trainer", "predictor"] {
+        let p = &l["plugins"][stage];
+        assert_eq!(p["signer"], alice.as_str(), "{stage}");
+        assert_eq!(p["component"], rec["plugins"][stage]["digest"], "{stage}");
+    }
+    assert_eq!(l["dataset"]["digest"], file_digest.as_str());
+    let tree = ok(&tensorlet(
+        h,
+        &["show", "acme/iris-model@0.1.0", "--lineage"],
+    ));
+    for needle in [
+        a.as_str(),
+        "acme/iris@1.0.0",
+        "acme/standardize@1.0.0",
+        &file_digest,
+    ] {
+        assert!(tree.contains(needle), "{needle} missing from:\n{tree}");
+    }
+
+    // list, show, compare.
+    let list = json(&ok(&tensorlet(h, &["runs", "list", "--json"])));
+    let ids: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 3);
+    assert!(ids.contains(&a.as_str()) && ids.contains(&c.as_str()));
+    let table = ok(&tensorlet(h, &["runs", "list"]));
+    assert!(table.contains(&a) && table.contains("completed"), "{table}");
+    let epochs = ok(&tensorlet(h, &["runs", "show", &a]));
+    assert_eq!(
+        epochs
+            .lines()
+            .filter(|l| l
+                .trim_start_matches('*')
+                .split_whitespace()
+                .next()
+                .is_some_and(|w| w.parse::<u32>().is_ok()))
+            .count(),
+        12,
+        "{epochs}"
+    );
+    let cmp = ok(&tensorlet(h, &["runs", "compare", &a, &c]));
+    let row = |label: &str| {
+        cmp.lines()
+            .find(|l| l[1..].trim_start().starts_with(label))
+            .unwrap_or_else(|| panic!("no {label} row in:\n{cmp}"))
+            .to_string()
+    };
+    assert!(row("config.seed ").starts_with('*'), "{cmp}");
+    assert!(row("config.epochs ").starts_with(' '), "{cmp}");
+    assert!(row("dataset ").starts_with(' '), "{cmp}");
+    let cmp = json(&ok(&tensorlet(h, &["runs", "compare", &a, &b, "--json"])));
+    let differs: Vec<&str> = cmp["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["differs"] == true)
+        .map(|f| f["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        differs,
+        ["model"],
+        "identical runs differ only in their model"
+    );
+
+    // Plots.
+    let png = h.join("curves.png");
+    let svg = h.join("curves.svg");
+    ok(&tensorlet(h, &["runs", "plot", &a, &c, "--out", s(&png)]));
+    ok(&tensorlet(h, &["runs", "plot", &a, "--out", s(&svg)]));
+    let bytes = std::fs::read(&png).unwrap();
+    assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");
+    assert!(bytes.len() > 10_000, "{} bytes", bytes.len());
+    let text = std::fs::read_to_string(&svg).unwrap();
+    assert!(
+        text.contains("<svg") && text.contains(&a),
+        "no run id in the SVG"
+    );
+    let err = fails(&tensorlet(h, &["runs", "plot", &a, "--out", "x.gif"]));
+    assert!(err.contains("use .png or .svg"), "{err}");
+
+    // A registered dataset that changed is refused, its snapshot still trains.
+    std::fs::write(
+        &csv,
+        std::fs::read_to_string(&csv).unwrap() + "5.0,3.0,1.5,0.2,0\n",
+    )
+    .unwrap();
+    let err = fails(&tensorlet(
+        h,
+        &["train", "acme/iris", "--data", "iris", "--key", "alice"],
+    ));
+    assert!(
+        err.contains("dataset `iris` changed since it was registered"),
+        "{err}"
+    );
+    let pinned = format!("iris@{file_digest}");
+    let (d, _) = train(h, &["--data", &pinned, "--epochs", "12", "--seed", "3"]);
+    assert_eq!(checkpoint_digests(&show(h, &d)), checkpoint_digests(&ra));
+    let err = fails(&tensorlet(h, &["runs", "show", "nope"]));
+    assert!(err.contains("no run `nope`"), "{err}");
+}
+
+#[test]
+fn sigterm_interrupts_a_run_and_resume_finishes_it_identically() {
+    let (home, _) = published_home();
+    let h = home.path();
+    let iris = data("iris.csv");
+    // Long enough to be stopped part-way.
+    let args = [
+        "train",
+        "acme/iris",
+        "--data",
+        s(&iris),
+        "--key",
+        "alice",
+        "--device",
+        "cpu",
+        "--epochs",
+        "400",
+        "--seed",
+        "9",
+    ];
+    let child = Command::new(env!("CARGO_BIN_EXE_tensorlet"))
+        .args(args)
+        .env("TENSORLET_HOME", h)
+        .env_remove("TENSORLET_DEVICE")
+        .env_remove("TENSORLET_REGISTRY")
+        .env_remove("TENSORLET_KEY")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait for a few checkpoints, then SIGTERM.
+    let started = Instant::now();
+    let id = loop {
+        let list = json(&ok(&tensorlet(h, &["runs", "list", "--json"])));
+        if let Some(r) = list.as_array().unwrap().first()
+            && r["epochs_done"].as_u64().unwrap() >= 3
+        {
+            break r["id"].as_str().unwrap().to_string();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no checkpoints"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    assert!(
+        err.contains(&format!("tensorlet train --resume {id}")),
+        "{err}"
+    );
+    let run = show(h, &id);
+    assert_eq!(run["status"], "interrupted");
+    let done = checkpoint_digests(&run).len();
+    assert!((3..400).contains(&done), "{done} epochs");
+    let audit = ok(&tensorlet(h, &["audit", "log", "--json"]));
+    assert!(audit.contains("\"interrupted\""), "{audit}");
+
+    // Resuming refuses new options, then finishes the run.
+    let err = fails(&tensorlet(h, &["train", "--resume", &id, "--epochs", "5"]));
+    assert!(
+        err.contains("--epochs cannot be combined with --resume"),
+        "{err}"
+    );
+    // Damage the newest checkpoint, as a power loss could: the run goes on
+    // from the one before it.
+    let newest = checkpoint_digests(&run).pop().unwrap();
+    let blob = h
+        .join("blobs/sha256")
+        .join(newest.trim_start_matches("sha256:"));
+    std::fs::write(&blob, b"").unwrap();
+    let resumed = tensorlet(h, &["train", "--resume", &id[..12]]);
+    let out = ok(&resumed);
+    assert!(out.contains("published acme/iris-model@0.1.0"), "{out}");
+    let err = String::from_utf8_lossy(&resumed.stderr);
+    assert!(
+        err.contains(&format!(
+            "the checkpoints after epoch {} are damaged",
+            done - 1
+        )),
+        "{err}"
+    );
+    let resumed = show(h, &id);
+    assert_eq!(resumed["status"], "completed");
+    assert_eq!(checkpoint_digests(&resumed).len(), 400);
+    let err = fails(&tensorlet(h, &["train", "--resume", &id]));
+    assert!(err.contains("already completed"), "{err}");
+
+    // An uninterrupted run with the same inputs ends with the same params.
+    let whole = tensorlet(h, &args[..]);
+    ok(&whole);
+    let whole = show(h, &run_id(&whole));
+    assert_eq!(checkpoint_digests(&whole), checkpoint_digests(&resumed));
+    let model = |v: &str| {
+        json(&ok(&tensorlet(
+            h,
+            &["show", &format!("acme/iris-model@{v}"), "--json"],
+        )))["manifest"]["manifest"]["blobs"]["params.safetensors"]
+            .clone()
+    };
+    assert_eq!(model("0.1.0"), model("0.1.1"));
+}
+
+#[test]
+fn promote_and_rollback_move_aliases_and_are_audited() {
+    let (home, _) = published_home();
+    let h = home.path();
+    let iris = data("iris.csv");
+    for seed in ["1", "2", "3"] {
+        ok(&tensorlet(
+            h,
+            &[
+                "train",
+                "acme/iris",
+                "--data",
+                s(&iris),
+                "--key",
+                "alice",
+                "--epochs",
+                "3",
+                "--seed",
+                seed,
+            ],
+        ));
+    }
+    let target = |alias: &str| {
+        json(&ok(&tensorlet(
+            h,
+            &["show", &format!("acme/iris-model@{alias}"), "--json"],
+        )))["summary"]["version"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let out = ok(&tensorlet(
+        h,
+        &["promote", "acme/iris-model@0.1.0", "--to", "production"],
+    ));
+    assert!(
+        out.contains("promoted acme/iris-model@production: (unset) -> 0.1.0"),
+        "{out}"
+    );
+    ok(&tensorlet(
+        h,
+        &["promote", "acme/iris-model@0.1.1", "--to", "staging"],
+    ));
+    ok(&tensorlet(
+        h,
+        &["promote", "acme/iris-model@0.1.1", "--to", "production"],
+    ));
+    let out = ok(&tensorlet(
+        h,
+        &["promote", "acme/iris-model@0.1.2", "--to", "production"],
+    ));
+    assert!(out.contains("0.1.1 -> 0.1.2"), "{out}");
+    assert_eq!(target("production"), "0.1.2");
+    assert_eq!(target("staging"), "0.1.1");
+
+    let out = ok(&tensorlet(
+        h,
+        &["rollback", "acme/iris-model", "--alias", "production"],
+    ));
+    assert!(
+        out.contains("rolled back acme/iris-model@production: 0.1.2 -> 0.1.1"),
+        "{out}"
+    );
+    assert_eq!(target("production"), "0.1.1");
+    ok(&tensorlet(
+        h,
+        &["rollback", "acme/iris-model", "--alias", "production"],
+    ));
+    assert_eq!(target("production"), "0.1.0");
+    let err = fails(&tensorlet(
+        h,
+        &["rollback", "acme/iris-model", "--alias", "production"],
+    ));
+    assert!(err.contains("no earlier version to roll back to"), "{err}");
+    assert_eq!(target("staging"), "0.1.1", "other aliases do not move");
+
+    // Promotion verifies first: a tampered version is refused, nothing moves.
+    let err = fails(&tensorlet(
+        h,
+        &["promote", "acme/iris-model@9.9.9", "--to", "production"],
+    ));
+    assert!(err.contains("acme/iris-model@9.9.9"), "{err}");
+    let err = fails(&tensorlet(
+        h,
+        &["promote", "acme/iris-model@0.1.2", "--to", "Prod!"],
+    ));
+    assert!(err.contains("Prod!"), "{err}");
+    assert_eq!(target("production"), "0.1.0");
+
+    let log = json(&ok(&tensorlet(h, &["audit", "log", "--json"])));
+    let actions: Vec<(String, String)> = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap().to_string(),
+                e["subject"].as_str().unwrap().to_string(),
+            )
+        })
+        .filter(|(a, _)| a == "promote" || a == "rollback")
+        .collect();
+    let subject = "acme/iris-model@production".to_string();
+    assert_eq!(
+        actions,
+        [
+            ("promote".into(), subject.clone()),
+            ("promote".into(), "acme/iris-model@staging".into()),
+            ("promote".into(), subject.clone()),
+            ("promote".into(), subject.clone()),
+            ("rollback".into(), subject.clone()),
+            ("rollback".into(), subject),
+        ]
+    );
+    ok(&tensorlet(h, &["audit", "verify"]));
+}
