@@ -18,6 +18,11 @@ const BUNDLED: &[(&str, &str)] = &[
 /// Test-only plugins, built but not embedded.
 const TEST_ONLY: &[&str] = &["misbehave"];
 
+/// What `tensorlet export --wasi-http` composes with a model, embedded in the
+/// binary: (name, crate's wasm file stem). `tensor-cpu` compiles the host's CPU
+/// backend; `http-front` includes the serving code's OIP module.
+const EXPORT_PARTS: &[(&str, &str)] = &[("http-front", "http_front"), ("tensor-cpu", "tensor_cpu")];
+
 fn main() {
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
     let out = PathBuf::from(std::env::var("OUT_DIR").unwrap());
@@ -36,16 +41,23 @@ fn main() {
         .iter()
         .map(|(_, s)| *s)
         .chain(TEST_ONLY.iter().copied())
+        .chain(EXPORT_PARTS.iter().map(|(_, s)| *s))
     {
         let dir = stem.replace('_', "-");
         println!("cargo:rerun-if-changed=plugins/{dir}/src");
         println!("cargo:rerun-if-changed=plugins/{dir}/Cargo.toml");
     }
 
-    // <target>/<profile>/build/<pkg>-<hash>/out -> <target>/wasm-plugins
+    // <target>/[<triple>/]<profile>/build/<pkg>-<hash>/out -> <target>/wasm-plugins:
+    // a cross build (`--target aarch64-…`) shares the native build's plugins.
+    let triple = std::env::var("TARGET").unwrap_or_default();
     let target_dir = out
         .ancestors()
         .nth(4)
+        .map(|t| match t.parent() {
+            Some(up) if t.file_name().is_some_and(|n| n == triple.as_str()) => up,
+            _ => t,
+        })
         .map(|t| t.join("wasm-plugins"))
         .unwrap_or_else(|| out.join("wasm-plugins"));
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
@@ -98,6 +110,23 @@ fn main() {
     table.push_str("];\n");
     for stem in TEST_ONLY {
         copy(&built, &out, stem);
+    }
+    let mut parts = String::from("pub static EXPORT_PARTS: &[(&str, &[u8])] = &[\n");
+    for (name, stem) in EXPORT_PARTS {
+        let dest = copy(&built, &out, stem);
+        parts.push_str(&format!(
+            "    ({name:?}, include_bytes!({:?})),\n",
+            dest.display().to_string()
+        ));
+    }
+    parts.push_str("];\n");
+    std::fs::write(out.join("export_parts.rs"), parts).unwrap();
+    for p in [
+        "host-gpu/src",
+        "host-gpu/Cargo.toml",
+        "runtime/src/serve/oip.rs",
+    ] {
+        println!("cargo:rerun-if-changed={p}");
     }
     std::fs::write(out.join("bundled.rs"), table).unwrap();
     println!("cargo:rustc-env=TENSORLET_PLUGIN_DIR={}", out.display());

@@ -2,6 +2,7 @@
 //! `build.rs`), the bundled pipelines and their data sets.
 
 include!(concat!(env!("OUT_DIR"), "/bundled.rs"));
+include!(concat!(env!("OUT_DIR"), "/export_parts.rs"));
 
 /// A pipeline that ships with tensorlet, with its data.
 pub struct Example {
@@ -39,4 +40,13 @@ pub fn plugin(name: &str) -> Option<&'static [u8]> {
 /// Names of the bundled plugins, for messages.
 pub fn plugin_names() -> Vec<&'static str> {
     BUNDLED.iter().map(|(n, _)| *n).collect()
+}
+
+/// The bytes of a component that `tensorlet export` composes with a model
+/// (`http-front`, `tensor-cpu`).
+pub fn export_part(name: &str) -> Option<&'static [u8]> {
+    EXPORT_PARTS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, b)| *b)
 }

@@ -69,6 +69,10 @@ enum Command {
     Bench(commands::bench::Args),
     /// Serve models over HTTP (Open Inference Protocol V2).
     Serve(commands::serve::Args),
+    /// Export a model as one standard wasi:http component for other Wasm hosts.
+    Export(commands::export::Args),
+    /// Serve a wasi:http component (e.g. an export) with wasmtime-wasi-http.
+    ServeWasiHttp(commands::serve_wasi_http::Args),
     /// Show how far a served model's inputs drifted from its training data.
     Drift(commands::drift::Args),
 }
@@ -107,6 +111,8 @@ fn main() -> ExitCode {
         Command::Devices(args) => commands::devices::execute(args),
         Command::Bench(args) => commands::bench::execute(args),
         Command::Serve(args) => commands::serve::execute(args),
+        Command::Export(args) => commands::export::execute(args),
+        Command::ServeWasiHttp(args) => commands::serve_wasi_http::execute(args),
         Command::Drift(args) => commands::drift::execute(args),
     };
     match result {

@@ -48,7 +48,7 @@ pub use keys::{KeyPair, KeyStore, NODE_KEY, PublicKey};
 pub use manifest::{
     COMPONENT, FORMAT, Kind, Manifest, Pin, Signature, SignedManifest, check_digest, digest,
 };
-pub use runs::{AliasMove, Checkpoint, Dataset, RunRecord, RunStatus, new_run_id};
 pub use reference::{Reference, Selector, check_alias, check_name, check_version};
+pub use runs::{AliasMove, Checkpoint, Dataset, RunRecord, RunStatus, new_run_id};
 pub use store::{ArtifactSummary, Published, Registry, TrustEntry};
 pub use verified::{Provenance, VerifiedArtifact, VerifiedComponent};

@@ -29,6 +29,7 @@ pub mod artifacts;
 pub mod data;
 mod engine;
 mod error;
+pub mod export;
 mod host;
 mod limits;
 pub mod model;

@@ -1,0 +1,145 @@
+//! Wires the five components of an export together with `wac-graph`.
+
+use wac_graph::types::{ItemKind, Package};
+use wac_graph::{CompositionGraph, EncodeOptions, NodeId, PackageId};
+
+const TENSOR: &str = "tensorlet:ml/tensor@0.1.0";
+/// Records only; learner plugins (trainer + predictor in one) import it.
+const TYPES: &str = "tensorlet:ml/types@0.1.0";
+const PREPROCESS: &str = "tensorlet:ml/preprocess@0.1.0";
+const PREDICT: &str = "tensorlet:ml/predict@0.1.0";
+const MODEL_DATA: &str = "tensorlet:exported/model-data@0.1.0";
+const HANDLER_PREFIX: &str = "wasi:http/incoming-handler@0.2";
+
+/// The components to compose.
+pub(crate) struct Inputs<'a> {
+    pub tensor: &'a [u8],
+    pub preprocessor: &'a [u8],
+    pub predictor: &'a [u8],
+    pub data: &'a [u8],
+    pub front: &'a [u8],
+}
+
+/// A plugin that cannot be composed (told to the user), or anything else.
+pub(crate) enum Error {
+    Plugin(String),
+    Other(anyhow::Error),
+}
+
+impl From<anyhow::Error> for Error {
+    fn from(e: anyhow::Error) -> Self {
+        Error::Other(e)
+    }
+}
+
+fn other(e: impl Into<anyhow::Error>) -> Error {
+    Error::Other(e.into())
+}
+
+fn register(graph: &mut CompositionGraph, name: &str, bytes: &[u8]) -> Result<PackageId, Error> {
+    let pkg = Package::from_bytes(name, None, bytes.to_vec(), graph.types_mut()).map_err(other)?;
+    graph.register_package(pkg).map_err(other)
+}
+
+/// Names of a package's imports.
+fn imports(graph: &CompositionGraph, pkg: PackageId) -> Vec<String> {
+    let ty = graph[pkg].ty();
+    graph.types()[ty].imports.keys().cloned().collect()
+}
+
+/// Refuses a plugin whose imports a `wasi:http` host would not provide:
+/// anything but `tensorlet:ml/tensor` (and its `types`) and WASI 0.2 (wasi:nn is not part of it).
+fn check_plugin(graph: &CompositionGraph, pkg: PackageId, stage: &str) -> Result<(), Error> {
+    for name in imports(graph, pkg) {
+        let portable = name == TENSOR
+            || name == TYPES
+            || (name.starts_with("wasi:")
+                && !name.starts_with("wasi:nn/")
+                && name.contains("@0.2"));
+        if !portable {
+            return Err(Error::Plugin(format!(
+                "its {stage} imports `{name}`, which a wasi:http host does not provide; only \
+                 plugins that import tensorlet:ml/tensor and WASI 0.2 can be exported (a wasi:nn \
+                 predictor cannot)"
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn instantiate(
+    graph: &mut CompositionGraph,
+    pkg: PackageId,
+    args: &[(&str, NodeId)],
+) -> Result<NodeId, Error> {
+    let inst = graph.instantiate(pkg);
+    for (name, node) in args {
+        // A component that does not import an interface simply does not get it.
+        if imports(graph, pkg).iter().any(|i| i == name) {
+            graph
+                .set_instantiation_argument(inst, name, *node)
+                .map_err(other)?;
+        }
+    }
+    Ok(inst)
+}
+
+fn alias(
+    graph: &mut CompositionGraph,
+    inst: NodeId,
+    name: &str,
+    what: &str,
+) -> Result<NodeId, Error> {
+    graph
+        .alias_instance_export(inst, name)
+        .map_err(|e| Error::Plugin(format!("its {what} does not export {name}: {e}")))
+}
+
+/// One component: `wasi:http/incoming-handler` from the front, every other
+/// import of the parts (WASI 0.2) left as an import of the whole.
+pub(crate) fn compose(inputs: &Inputs<'_>) -> Result<Vec<u8>, Error> {
+    let mut graph = CompositionGraph::new();
+    let tensor = register(&mut graph, "tensorlet:tensor-cpu", inputs.tensor)?;
+    let pre = register(&mut graph, "tensorlet:preprocessor", inputs.preprocessor)?;
+    let pred = register(&mut graph, "tensorlet:predictor", inputs.predictor)?;
+    let data = register(&mut graph, "tensorlet:model-store", inputs.data)?;
+    let front = register(&mut graph, "tensorlet:http-front", inputs.front)?;
+    check_plugin(&graph, pre, "preprocessor")?;
+    check_plugin(&graph, pred, "predictor")?;
+
+    let tensor_inst = instantiate(&mut graph, tensor, &[])?;
+    let tensor_iface = alias(&mut graph, tensor_inst, TENSOR, "tensor component")?;
+    let types_iface = alias(&mut graph, tensor_inst, TYPES, "tensor component")?;
+    let plugin_args = [(TENSOR, tensor_iface), (TYPES, types_iface)];
+    let pre_inst = instantiate(&mut graph, pre, &plugin_args)?;
+    let preprocess = alias(&mut graph, pre_inst, PREPROCESS, "preprocessor")?;
+    let pred_inst = instantiate(&mut graph, pred, &plugin_args)?;
+    let predict = alias(&mut graph, pred_inst, PREDICT, "predictor")?;
+    let data_inst = instantiate(&mut graph, data, &[])?;
+    let model_data = alias(&mut graph, data_inst, MODEL_DATA, "model-store")?;
+    let front_inst = instantiate(
+        &mut graph,
+        front,
+        &[
+            (TENSOR, tensor_iface),
+            (PREPROCESS, preprocess),
+            (PREDICT, predict),
+            (MODEL_DATA, model_data),
+        ],
+    )?;
+    let handler = graph.types()[graph[front].ty()]
+        .exports
+        .iter()
+        .find(|(name, kind)| {
+            name.starts_with(HANDLER_PREFIX) && matches!(kind, ItemKind::Instance(_))
+        })
+        .map(|(name, _)| name.clone())
+        .ok_or_else(|| {
+            other(anyhow::anyhow!(
+                "the front does not export {HANDLER_PREFIX}.x"
+            ))
+        })?;
+    let handler_node = alias(&mut graph, front_inst, &handler, "front")?;
+    graph.export(handler_node, &handler).map_err(other)?;
+    graph.encode(EncodeOptions::default()).map_err(other)
+}

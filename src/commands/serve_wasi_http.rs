@@ -1,0 +1,77 @@
+//! `tensorlet serve-wasi-http <component.wasm> [--addr 127.0.0.1:8080]`
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use tensorlet_runtime::export::{self, host::HostLimits, host::WasiHttpHost};
+
+/// Serve a wasi:http component (such as one made by `tensorlet export
+/// --wasi-http`) with wasmtime and wasmtime-wasi-http, as `wasmtime serve` does.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The component.
+    pub component: PathBuf,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub addr: String,
+    /// Wall-clock budget of one request, in seconds.
+    #[arg(long, default_value_t = 10.0)]
+    pub deadline: f64,
+    /// Refuse a component that is not a tensorlet export signed by a key.
+    #[arg(long)]
+    pub require_signed: bool,
+}
+
+pub fn execute(args: Args) -> Result<()> {
+    let bytes = std::fs::read(&args.component)
+        .with_context(|| format!("cannot read {}", args.component.display()))?;
+    let inspection = export::inspect(&bytes);
+    if args.require_signed {
+        match &inspection {
+            Err(e) => anyhow::bail!(
+                "{} is refused (--require-signed): {e}",
+                args.component.display()
+            ),
+            Ok(i) if i.signed_by.is_none() => anyhow::bail!(
+                "{} is not signed and --require-signed is set; export it with `--key <name>`",
+                args.component.display()
+            ),
+            Ok(_) => {}
+        }
+    }
+    let what = match inspection {
+        Ok(i) => format!(
+            "{} (model manifest {}), {}",
+            i.meta.model,
+            i.meta.manifest_digest,
+            match &i.signed_by {
+                Some(k) => format!("signed by key {}", k.key_id()),
+                None => "unsigned".into(),
+            }
+        ),
+        Err(_) => "a wasi:http component that is not a tensorlet export".into(),
+    };
+    let limits = HostLimits {
+        deadline: Duration::from_secs_f64(args.deadline.max(0.01)),
+        ..HostLimits::default()
+    };
+    let host = WasiHttpHost::new(&bytes, limits)
+        .with_context(|| format!("cannot serve {}", args.component.display()))?;
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let listener = tokio
+        .block_on(tokio::net::TcpListener::bind(&args.addr))
+        .with_context(|| format!("cannot listen on {}", args.addr))?;
+    println!(
+        "serving {} ({what}) at http://{}",
+        args.component.display(),
+        listener.local_addr()?
+    );
+    tokio.block_on(host.serve(listener, async {
+        let _ = tokio::signal::ctrl_c().await;
+    }))?;
+    Ok(())
+}

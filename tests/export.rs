@@ -1,0 +1,488 @@
+//! `tensorlet export <model> --wasi-http`: the exported component, served by
+//! hosts other than `tensorlet serve`, answers like `tensorlet serve`.
+//!
+//! The demo trains and publishes the iris model; it is exported (signed), then
+//! served by tensorlet's own wasmtime + wasmtime-wasi-http host
+//! (`tensorlet serve-wasi-http`) and by `jco serve` (Node.js, from npm: a host
+//! this project did not write), next to `tensorlet serve`. Labels must be
+//! identical and probabilities within 1e-5; the error cases must answer with
+//! the same status and `{"error": ...}` as `tensorlet serve`.
+//!
+//! The jco test needs node and `plugins/js/node_modules` (`bash
+//! plugins/build-polyglot.sh` installs them); without them it fails when `CI` or
+//! `TENSORLET_REQUIRE_POLYGLOT` is set and otherwise skips with that message.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::LazyLock;
+use std::time::{Duration, Instant};
+
+use common::{fails, ok, s, tensorlet};
+use serde_json::{Value, json};
+use tensorlet_runtime::export;
+
+/// A home with the demo's signed iris model and its export.
+struct Fixture {
+    _tmp: tempfile::TempDir,
+    home: PathBuf,
+    export: PathBuf,
+}
+
+static FIXTURE: LazyLock<Fixture> = LazyLock::new(|| {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().to_path_buf();
+    ok(&tensorlet(
+        &home,
+        &["demo", "--device", "cpu", "--out", s(&home)],
+    ));
+    let export = home.join("iris.wasm");
+    let out = ok(&tensorlet(
+        &home,
+        &[
+            "export",
+            "tensorlet/iris-model@0.1.0",
+            "--wasi-http",
+            "-o",
+            s(&export),
+            "--key",
+            "demo",
+        ],
+    ));
+    assert!(out.contains("signed by key"), "{out}");
+    Fixture {
+        _tmp: tmp,
+        home,
+        export,
+    }
+});
+
+/// A server process, killed on drop.
+struct Server {
+    child: Child,
+    addr: String,
+}
+
+impl Drop for Server {
+    /// Stops the server's whole process group (`jco serve` runs the
+    /// component in a child `node` process).
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-s", "TERM", "--", &format!("-{}", self.child.id())])
+            .status();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `cmd` and waits until `addr` answers `/v2/health/live`.
+fn start(mut cmd: Command, addr: String) -> Server {
+    let child = cmd
+        .process_group(0)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
+    let server = Server { child, addr };
+    let started = Instant::now();
+    loop {
+        if TcpStream::connect(&server.addr).is_ok() && get(&server.addr, "/v2/health/live").0 == 200
+        {
+            return server;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "{cmd:?} did not answer on {} within 120 s",
+            server.addr
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn free_addr() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().to_string()
+}
+
+/// `tensorlet serve` of the same model.
+fn tensorlet_serve(home: &Path) -> Server {
+    let addr = free_addr();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tensorlet"));
+    cmd.args([
+        "serve",
+        "--addr",
+        &addr,
+        "--admin-addr",
+        "off",
+        "--model",
+        "tensorlet/iris-model@0.1.0",
+        "--device",
+        "cpu",
+    ])
+    .env("TENSORLET_HOME", home);
+    start(cmd, addr)
+}
+
+fn serve_wasi_http(home: &Path, component: &Path) -> Server {
+    let addr = free_addr();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tensorlet"));
+    cmd.args(["serve-wasi-http", s(component), "--addr", &addr])
+        .env("TENSORLET_HOME", home);
+    start(cmd, addr)
+}
+
+fn request(method: &str, addr: &str, path: &str, body: &[u8], headers: &str) -> (u16, Vec<u8>) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: {}\r\n{headers}\r\n",
+        body.len()
+    )
+    .unwrap();
+    s.write_all(body).unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("an HTTP response");
+    let head = String::from_utf8_lossy(&raw[..split]).to_string();
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let mut body = raw[split + 4..].to_vec();
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        body = dechunk(&body);
+    }
+    (status, body)
+}
+
+fn dechunk(mut b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let line_end = b.windows(2).position(|w| w == b"\r\n").unwrap();
+        let size =
+            usize::from_str_radix(std::str::from_utf8(&b[..line_end]).unwrap().trim(), 16).unwrap();
+        if size == 0 {
+            return out;
+        }
+        out.extend_from_slice(&b[line_end + 2..line_end + 2 + size]);
+        b = &b[line_end + 2 + size + 2..];
+    }
+}
+
+fn json_of(body: &[u8]) -> Value {
+    serde_json::from_slice(body)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(body)))
+}
+
+fn get(addr: &str, path: &str) -> (u16, Value) {
+    let (status, body) = request("GET", addr, path, b"", "");
+    (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+}
+
+fn post(addr: &str, path: &str, body: &[u8]) -> (u16, Value) {
+    let (status, body) = request("POST", addr, path, body, "");
+    (status, json_of(&body))
+}
+
+/// 150 iris rows, in batches of 30, as OIP requests.
+fn iris_batches() -> Vec<Vec<u8>> {
+    let csv = std::fs::read_to_string(common::data("iris.csv")).unwrap();
+    let rows: Vec<Vec<f64>> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').take(4).map(|v| v.parse().unwrap()).collect())
+        .collect();
+    assert_eq!(rows.len(), 150);
+    rows.chunks(30)
+        .map(|chunk| {
+            serde_json::to_vec(&json!({
+                "id": "batch",
+                "inputs": [{ "name": "input", "shape": [chunk.len(), 4], "datatype": "FP64",
+                             "data": chunk }],
+            }))
+            .unwrap()
+        })
+        .collect()
+}
+
+/// (labels, probabilities) of every batch.
+fn predictions(addr: &str) -> Vec<(Vec<u64>, Vec<f64>)> {
+    iris_batches()
+        .iter()
+        .map(|b| {
+            let (status, out) = post(addr, "/v2/models/iris-model/infer", b);
+            assert_eq!(status, 200, "{out}");
+            assert_eq!(out["id"], "batch");
+            assert_eq!(out["model_name"], "iris-model");
+            assert_eq!(out["model_version"], "0.1.0");
+            let labels = out["outputs"][0]["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_u64().unwrap())
+                .collect();
+            let probs = out["outputs"][1]["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap())
+                .collect();
+            (labels, probs)
+        })
+        .collect()
+}
+
+/// The requests that must fail, and how.
+fn error_cases() -> Vec<(&'static str, &'static str, Vec<u8>)> {
+    let req = |v: Value| serde_json::to_vec(&v).unwrap();
+    vec![
+        (
+            "bad JSON",
+            "/v2/models/iris-model/infer",
+            b"{\"inputs\": [".to_vec(),
+        ),
+        (
+            "wrong shape",
+            "/v2/models/iris-model/infer",
+            req(
+                json!({ "inputs": [{ "name": "input", "shape": [1, 3], "datatype": "FP32",
+                                     "data": [1, 2, 3] }] }),
+            ),
+        ),
+        (
+            "too few values",
+            "/v2/models/iris-model/infer",
+            req(
+                json!({ "inputs": [{ "name": "input", "shape": [2, 4], "datatype": "FP32",
+                                     "data": [1, 2, 3, 4] }] }),
+            ),
+        ),
+        (
+            "unknown model",
+            "/v2/models/no-such-model/infer",
+            req(
+                json!({ "inputs": [{ "name": "input", "shape": [1, 4], "datatype": "FP32",
+                                     "data": [1, 2, 3, 4] }] }),
+            ),
+        ),
+        (
+            "unknown version",
+            "/v2/models/iris-model/versions/9.9.9/infer",
+            req(
+                json!({ "inputs": [{ "name": "input", "shape": [1, 4], "datatype": "FP32",
+                                     "data": [1, 2, 3, 4] }] }),
+            ),
+        ),
+    ]
+}
+
+/// Checks `export` against `reference` (tensorlet serve): predictions,
+/// health and metadata endpoints, error cases and the binary extension.
+fn assert_answers_like(export: &str, reference: &str) {
+    let (want, got) = (predictions(reference), predictions(export));
+    for ((wl, wp), (gl, gp)) in want.iter().zip(&got) {
+        assert_eq!(gl, wl, "labels differ from tensorlet serve's");
+        assert_eq!(gp.len(), wp.len());
+        for (g, w) in gp.iter().zip(wp) {
+            assert!(
+                (g - w).abs() <= 1e-5,
+                "probability {g} vs tensorlet serve's {w}"
+            );
+        }
+    }
+    // Not vacuous: the model separates the three classes.
+    let labels: Vec<u64> = got.iter().flat_map(|(l, _)| l.clone()).collect();
+    for class in 0..3 {
+        assert!(labels.iter().filter(|&&l| l == class).count() > 40);
+    }
+
+    assert_eq!(
+        get(export, "/v2/health/live"),
+        (200, json!({ "live": true }))
+    );
+    assert_eq!(
+        get(export, "/v2/health/ready"),
+        (200, json!({ "ready": true }))
+    );
+    assert_eq!(
+        get(export, "/v2/models/iris-model"),
+        get(reference, "/v2/models/iris-model")
+    );
+    let (status, ready) = get(export, "/v2/models/iris-model/ready");
+    assert_eq!((status, &ready["ready"]), (200, &json!(true)));
+
+    for (what, path, body) in error_cases() {
+        let (ws, wb) = post(reference, path, &body);
+        let (gs, gb) = post(export, path, &body);
+        assert!(ws >= 400, "{what}: tensorlet serve answered {ws}");
+        assert_eq!(
+            gs, ws,
+            "{what}: status {gs} vs tensorlet serve's {ws}: {gb}"
+        );
+        assert_eq!(gb, wb, "{what}: body differs from tensorlet serve's");
+    }
+    let (status, body) = get(export, "/no/such/endpoint");
+    assert_eq!(status, 404);
+    assert!(body["error"].as_str().unwrap().contains("no such endpoint"));
+
+    // Triton's binary tensor extension: FP32 rows in, binary probabilities out.
+    let header = br#"{"inputs":[{"name":"input","shape":[1,4],"datatype":"FP32","parameters":{"binary_data_size":16}}],"outputs":[{"name":"probabilities","parameters":{"binary_data":true}}]}"#;
+    let mut body = header.to_vec();
+    for v in [6.7f32, 3.0, 5.2, 2.3] {
+        body.extend_from_slice(&v.to_le_bytes());
+    }
+    let extra = format!("Inference-Header-Content-Length: {}\r\n", header.len());
+    let (ws, wb) = request(
+        "POST",
+        reference,
+        "/v2/models/iris-model/infer",
+        &body,
+        &extra,
+    );
+    let (gs, gb) = request("POST", export, "/v2/models/iris-model/infer", &body, &extra);
+    assert_eq!((gs, ws), (200, 200));
+    assert_eq!(gb.len(), wb.len());
+    let tail = |b: &[u8]| -> Vec<f32> {
+        b[b.len() - 12..]
+            .chunks(4)
+            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+            .collect()
+    };
+    for (g, w) in tail(&gb).iter().zip(tail(&wb)) {
+        assert!((g - w).abs() <= 1e-5, "binary probability {g} vs {w}");
+    }
+}
+
+#[test]
+fn the_export_is_one_signed_component_that_names_its_model() {
+    let f = &*FIXTURE;
+    let bytes = std::fs::read(&f.export).unwrap();
+    let info = export::inspect(&bytes).unwrap();
+    assert_eq!(info.meta.model, "tensorlet/iris-model@0.1.0");
+    assert_eq!(info.meta.served_name, "iris-model");
+    // The lineage is the model's signed manifest digest, as the registry has it.
+    let show = ok(&tensorlet(
+        &f.home,
+        &["verify", "tensorlet/iris-model@0.1.0"],
+    ));
+    assert!(
+        show.contains(&info.meta.manifest_digest),
+        "{show} does not name {}",
+        info.meta.manifest_digest
+    );
+    let demo_key = ok(&tensorlet(&f.home, &["key", "export", "demo"]));
+    let signer = info.signed_by.expect("signed with --key demo");
+    assert!(demo_key.contains(&signer.to_string()), "{demo_key}");
+
+    // One flipped byte anywhere before the signature is detected.
+    let mut tampered = bytes.clone();
+    let at = bytes.len() / 2;
+    tampered[at] ^= 1;
+    let err = export::inspect(&tampered).unwrap_err().to_string();
+    assert!(
+        err.contains("does not verify") || err.contains("section"),
+        "{err}"
+    );
+    // Unsigned export: metadata only.
+    let unsigned = f.home.join("unsigned.wasm");
+    ok(&tensorlet(
+        &f.home,
+        &[
+            "export",
+            "tensorlet/iris-model",
+            "--wasi-http",
+            "-o",
+            s(&unsigned),
+        ],
+    ));
+    let u = export::inspect(&std::fs::read(&unsigned).unwrap()).unwrap();
+    assert_eq!(u.signed_by, None);
+    assert_eq!(u.meta.manifest_digest, info.meta.manifest_digest);
+    let err = fails(&tensorlet(
+        &f.home,
+        &["serve-wasi-http", s(&unsigned), "--require-signed"],
+    ));
+    assert!(err.contains("not signed"), "{err}");
+}
+
+#[test]
+fn export_refuses_what_is_not_a_model() {
+    let f = &*FIXTURE;
+    let out = f.home.join("x.wasm");
+    let err = fails(&tensorlet(
+        &f.home,
+        &[
+            "export",
+            "tensorlet/standardize@0.1.0",
+            "--wasi-http",
+            "-o",
+            s(&out),
+        ],
+    ));
+    assert!(err.contains("not a model"), "{err}");
+    let err = fails(&tensorlet(
+        &f.home,
+        &["export", "tensorlet/iris-model", "-o", s(&out)],
+    ));
+    assert!(err.contains("--wasi-http"), "{err}");
+    assert!(!out.exists());
+}
+
+#[test]
+fn wasmtime_wasi_http_serves_the_export_like_tensorlet_serve() {
+    let f = &*FIXTURE;
+    let reference = tensorlet_serve(&f.home);
+    let exported = serve_wasi_http(&f.home, &f.export);
+    assert_answers_like(&exported.addr, &reference.addr);
+}
+
+/// `jco` from `plugins/js/node_modules`, or why it cannot run.
+fn jco() -> Result<PathBuf, String> {
+    let jco = Path::new(env!("CARGO_MANIFEST_DIR")).join("plugins/js/node_modules/.bin/jco");
+    if Command::new("node").arg("--version").output().is_err() {
+        return Err("node is not installed".into());
+    }
+    if !jco.exists() {
+        return Err(format!(
+            "{} is missing; run `bash plugins/build-polyglot.sh` (npm installs jco)",
+            jco.display()
+        ));
+    }
+    Ok(jco)
+}
+
+#[test]
+fn jco_serve_serves_the_export_like_tensorlet_serve() {
+    let jco = match jco() {
+        Ok(j) => j,
+        Err(why) => {
+            let required = ["CI", "TENSORLET_REQUIRE_POLYGLOT"]
+                .iter()
+                .any(|v| std::env::var_os(v).is_some_and(|s| !s.is_empty()));
+            assert!(
+                !required,
+                "{why} (required: CI or TENSORLET_REQUIRE_POLYGLOT is set)"
+            );
+            eprintln!("SKIPPED: {why}");
+            return;
+        }
+    };
+    let f = &*FIXTURE;
+    let reference = tensorlet_serve(&f.home);
+    let port = free_addr().rsplit(':').next().unwrap().to_string();
+    let mut cmd = Command::new(jco);
+    cmd.args(["serve", "--port", &port, "--host", "127.0.0.1"])
+        .arg("--jco-dir")
+        .arg(f.home.join("jco-out"))
+        .arg(&f.export);
+    let exported = start(cmd, format!("127.0.0.1:{port}"));
+    assert_answers_like(&exported.addr, &reference.addr);
+}
