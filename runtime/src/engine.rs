@@ -95,8 +95,16 @@ impl Hasher for StableHasher {
     }
 }
 
-fn engine_config(limits: &Limits) -> Config {
+/// The engine's settings. With `compact`, each pooled linear memory reserves
+/// only its maximum size (bounds are then checked explicitly) instead of the
+/// default 4 GiB, so the pool fits a small virtual address space: arm64
+/// kernels built with 39-bit addresses give a process 512 GiB, less than the
+/// default pool's ~2 TiB.
+fn engine_config(limits: &Limits, compact: bool) -> Config {
     let mut config = Config::new();
+    if compact {
+        config.memory_reservation(limits.max_memory_bytes as u64);
+    }
     config.wasm_component_model(true);
     config.epoch_interruption(true);
     config.max_wasm_stack(limits.max_wasm_stack_bytes);
@@ -121,8 +129,16 @@ impl Runtime {
     /// Builds the engine, links WASI (granting nothing) and the tensor
     /// interface, and starts the epoch ticker.
     pub fn new(config: RuntimeConfig) -> Result<Self> {
-        let engine = Engine::new(&engine_config(&config.limits))
-            .map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
+        let engine = match Engine::new(&engine_config(&config.limits, false)) {
+            Ok(engine) => engine,
+            // The default pool did not fit the address space: reserve less.
+            Err(e) if config.limits.pooling => {
+                tracing::info!("{e:#}; reserving only each memory's maximum size");
+                Engine::new(&engine_config(&config.limits, true))
+                    .map_err(|e| RuntimeError::Engine(format!("{e:#}")))?
+            }
+            Err(e) => return Err(RuntimeError::Engine(format!("{e:#}"))),
+        };
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
             .map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
