@@ -411,6 +411,17 @@ fn the_export_is_one_signed_component_that_names_its_model() {
         &["serve-wasi-http", s(&unsigned), "--require-signed"],
     ));
     assert!(err.contains("not signed"), "{err}");
+    // A signed export is refused by a node whose trust policy does not
+    // list the signer.
+    let stranger = tempfile::tempdir().unwrap();
+    let err = fails(&tensorlet(
+        stranger.path(),
+        &["serve-wasi-http", s(&f.export), "--require-signed"],
+    ));
+    assert!(
+        err.contains("which this node's trust policy does not list"),
+        "{err}"
+    );
 }
 
 #[test]

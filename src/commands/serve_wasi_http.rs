@@ -18,7 +18,8 @@ pub struct Args {
     /// Wall-clock budget of one request, in seconds.
     #[arg(long, default_value_t = 10.0)]
     pub deadline: f64,
-    /// Refuse a component that is not a tensorlet export signed by a key.
+    /// Refuse a component that is not a tensorlet export signed by a key that
+    /// this node's trust policy allows for the model's namespace.
     #[arg(long)]
     pub require_signed: bool,
 }
@@ -37,7 +38,12 @@ pub fn execute(args: Args) -> Result<()> {
                 "{} is not signed and --require-signed is set; export it with `--key <name>`",
                 args.component.display()
             ),
-            Ok(_) => {}
+            Ok(i) => {
+                let key = i.signed_by.as_ref().expect("checked");
+                check_trusted(key.key_id().as_str(), &i.meta.model).with_context(|| {
+                    format!("{} is refused (--require-signed)", args.component.display())
+                })?;
+            }
         }
     }
     let what = match inspection {
@@ -73,5 +79,25 @@ pub fn execute(args: Args) -> Result<()> {
     tokio.block_on(host.serve(listener, async {
         let _ = tokio::signal::ctrl_c().await;
     }))?;
+    Ok(())
+}
+
+/// Whether the local trust policy lets `key_id` publish `model`'s namespace.
+fn check_trusted(key_id: &str, model: &str) -> Result<()> {
+    let reg = crate::artifacts::open()?;
+    let ns = model.split('/').next().unwrap_or_default();
+    let Some(entry) = reg.trust_list()?.into_iter().find(|t| t.key_id == key_id) else {
+        anyhow::bail!(
+            "it is signed by key {key_id}, which this node's trust policy does not list; \
+             `tensorlet trust add <public key> --namespace {ns}` trusts it"
+        );
+    };
+    if !entry.namespaces.iter().any(|n| n == "*" || n == ns) {
+        anyhow::bail!(
+            "it is signed by key {key_id}, which this node trusts only for {}, not for `{ns}` \
+             (the namespace of {model})",
+            entry.namespaces.join(", ")
+        );
+    }
     Ok(())
 }
