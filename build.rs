@@ -10,6 +10,7 @@ use std::process::Command;
 /// Plugins embedded in the binary: (name in pipelines, crate's wasm file stem).
 const BUNDLED: &[(&str, &str)] = &[
     ("standardize", "standardize"),
+    ("passthrough", "passthrough"),
     ("softmax-regression", "softmax_regression"),
     ("mlp", "mlp"),
     ("onnx-predict", "onnx_predict"),

@@ -99,3 +99,238 @@ fn wasi_nn_errors_are_clear() {
         "{e}"
     );
 }
+
+/// POSTs JSON over a real socket; returns (status, body).
+fn post(addr: &str, path: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
+    use std::io::{Read, Write};
+    let body = serde_json::to_vec(body).unwrap();
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    s.write_all(&body).unwrap();
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).unwrap();
+    let status = reply[9..12].parse().unwrap();
+    let json = reply.split("\r\n\r\n").nth(1).unwrap();
+    (status, serde_json::from_str(json).unwrap())
+}
+
+#[test]
+fn an_onnx_model_in_a_signed_plugin_artifact_is_trained_on_published_and_served() {
+    use std::io::BufRead;
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let (_, public) = keygen(h, "alice");
+    ok(&tensorlet(
+        h,
+        &["trust", "add", &public, "--namespace", "acme"],
+    ));
+    let onnx = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/iris-logreg.onnx");
+    let graph = format!("model={}", s(&onnx));
+    let publish = |stem: &str, name: &str, kind: &str, extra: &[&str]| {
+        let path = plugin_path(stem);
+        let mut args = vec![
+            "publish",
+            s(&path),
+            "--name",
+            name,
+            "--version",
+            "1.0.0",
+            "--kind",
+            kind,
+            "--key",
+            "alice",
+        ];
+        args.extend_from_slice(extra);
+        tensorlet(h, &args)
+    };
+    ok(&publish(
+        "passthrough",
+        "acme/passthrough",
+        "preprocessor",
+        &[],
+    ));
+    // The model is a blob of the predictor's signed artifact.
+    let out = ok(&publish(
+        "onnx_predict",
+        "acme/iris-logreg",
+        "predictor",
+        &["--graph", &graph],
+    ));
+    assert!(out.contains("published acme/iris-logreg@1.0.0"), "{out}");
+    let shown = ok(&tensorlet(h, &["show", "acme/iris-logreg@1.0.0", "--json"]));
+    let m: serde_json::Value = serde_json::from_str(&shown).unwrap();
+    let onnx_digest = tensorlet_runtime::digest(&std::fs::read(&onnx).unwrap());
+    assert_eq!(
+        m["manifest"]["manifest"]["blobs"]["graph:model"],
+        onnx_digest.as_str()
+    );
+
+    // Refusals: a plugin that cannot open models, a file that is not ONNX.
+    let err = fails(&publish(
+        "standardize",
+        "acme/std",
+        "preprocessor",
+        &["--graph", &graph],
+    ));
+    assert!(err.contains("does not import wasi:nn"), "{err}");
+    let csv = data("iris.csv");
+    let not_onnx = format!("model={}", s(&csv));
+    let err = fails(&publish(
+        "onnx_predict",
+        "acme/bad",
+        "predictor",
+        &["--graph", &not_onnx],
+    ));
+    assert!(
+        err.contains("graph `model` is not a usable ONNX model"),
+        "{err}"
+    );
+    let err = fails(&publish(
+        "onnx_predict",
+        "acme/bad",
+        "predictor",
+        &["--graph", "model"],
+    ));
+    assert!(err.contains("--graph takes NAME=FILE"), "{err}");
+
+    // A pipeline without a trainer: the predictor brings its own weights.
+    let p = h.join("iris-onnx.toml");
+    std::fs::write(
+        &p,
+        "[pipeline]\nname = \"iris-onnx\"\nnamespace = \"acme\"\nversion = \"1.0.0\"\n\
+         [data]\nlabel = \"species\"\n\
+         [preprocessor]\nref = \"acme/passthrough@1.0.0\"\n\
+         [predictor]\nref = \"acme/iris-logreg@1.0.0\"\n",
+    )
+    .unwrap();
+    ok(&tensorlet(h, &["publish", s(&p), "--key", "alice"]));
+    let out = ok(&tensorlet(
+        h,
+        &[
+            "train",
+            "acme/iris-onnx",
+            "--data",
+            s(&csv),
+            "--key",
+            "alice",
+        ],
+    ));
+    assert!(
+        out.contains("published acme/iris-onnx-model@0.1.0"),
+        "{out}"
+    );
+    let acc: f64 = out
+        .split("validation accuracy ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(acc >= 0.9, "{out}");
+    let lineage = ok(&tensorlet(
+        h,
+        &["show", "acme/iris-onnx-model@0.1.0", "--lineage", "--json"],
+    ));
+    let l: serde_json::Value = serde_json::from_str(&lineage).unwrap();
+    assert_eq!(
+        l["plugins"]["predictor"]["reference"],
+        "acme/iris-logreg@1.0.0"
+    );
+    assert!(l["plugins"]["trainer"].is_null(), "{l}");
+
+    // predict and serve answer with the reference outputs.
+    let expected: serde_json::Value =
+        serde_json::from_slice(&data_file("iris-logreg.expected.json")).unwrap();
+    let inputs: Vec<Vec<f32>> = serde_json::from_value(expected["inputs"].clone()).unwrap();
+    let want: Vec<Vec<f64>> = serde_json::from_value(expected["probabilities"].clone()).unwrap();
+    let rows = h.join("rows.json");
+    std::fs::write(&rows, serde_json::to_vec(&inputs).unwrap()).unwrap();
+    let out = ok(&tensorlet(
+        h,
+        &[
+            "predict",
+            "acme/iris-onnx-model",
+            "--input",
+            s(&rows),
+            "--json",
+        ],
+    ));
+    let got: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let close = |got: &[f64]| {
+        for (r, w) in want.iter().enumerate() {
+            for c in 0..3 {
+                let g = got[r * 3 + c];
+                assert!(
+                    (g - w[c]).abs() < 1e-5,
+                    "row {r} class {c}: {g} vs {}",
+                    w[c]
+                );
+            }
+        }
+    };
+    let flat: Vec<f64> = got
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| {
+            r["probabilities"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    close(&flat);
+
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tensorlet"))
+        .args([
+            "serve",
+            "--model",
+            "acme/iris-onnx-model@0.1.0",
+            "--addr",
+            "127.0.0.1:0",
+            "--admin-addr",
+            "off",
+        ])
+        .env("TENSORLET_HOME", h)
+        .env("TENSORLET_DEVICE", "cpu")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let first = std::io::BufReader::new(child.stdout.take().unwrap())
+        .lines()
+        .next()
+        .unwrap()
+        .unwrap();
+    let addr = first
+        .split("http://")
+        .nth(1)
+        .and_then(|r| r.split('/').next())
+        .unwrap_or_else(|| panic!("unexpected first line: {first}"))
+        .to_string();
+    let body = serde_json::json!({"inputs": [{
+        "name": "input", "shape": [inputs.len(), 4], "datatype": "FP32", "data": inputs.concat(),
+    }]});
+    let (status, reply) = post(&addr, "/v2/models/iris-onnx-model/infer", &body);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(status, 200, "{reply}");
+    let outputs = reply["outputs"].as_array().unwrap();
+    let probs = outputs
+        .iter()
+        .find(|o| o["name"] == "probabilities")
+        .unwrap_or_else(|| panic!("no probabilities in {reply}"));
+    let flat: Vec<f64> = probs["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    close(&flat);
+}

@@ -51,4 +51,4 @@ pub use manifest::{
 pub use reference::{Reference, Selector, check_alias, check_name, check_version};
 pub use runs::{AliasMove, Checkpoint, Dataset, RunRecord, RunStatus, new_run_id};
 pub use store::{ArtifactSummary, Published, Registry, TrustEntry};
-pub use verified::{Provenance, VerifiedArtifact, VerifiedComponent};
+pub use verified::{GRAPH_PREFIX, Provenance, VerifiedArtifact, VerifiedComponent};

@@ -96,10 +96,16 @@ impl VerifiedArtifact {
             return None;
         }
         let bytes = self.blobs.get(COMPONENT)?.clone();
+        let graphs = self
+            .blobs
+            .iter()
+            .filter_map(|(role, b)| Some((role.strip_prefix(GRAPH_PREFIX)?.to_string(), b.clone())))
+            .collect();
         Some(VerifiedComponent {
             name: self.reference(),
             digest: self.manifest.blobs[COMPONENT].clone(),
             bytes,
+            graphs,
             provenance: Provenance::Signed {
                 artifact: self.reference(),
                 manifest_digest: self.digest.clone(),
@@ -116,8 +122,13 @@ pub struct VerifiedComponent {
     name: String,
     digest: String,
     bytes: Arc<Vec<u8>>,
+    graphs: Vec<(String, Arc<Vec<u8>>)>,
     provenance: Provenance,
 }
+
+/// The blob-role prefix of a plugin artifact's models: the blob
+/// `graph:<name>` is offered to the plugin through `wasi:nn` as graph `<name>`.
+pub const GRAPH_PREFIX: &str = "graph:";
 
 impl VerifiedComponent {
     pub(crate) fn new(
@@ -130,6 +141,7 @@ impl VerifiedComponent {
             name,
             digest,
             bytes,
+            graphs: Vec::new(),
             provenance,
         }
     }
@@ -147,6 +159,12 @@ impl VerifiedComponent {
     /// The component bytes.
     pub fn bytes(&self) -> &[u8] {
         &self.bytes
+    }
+
+    /// The models (e.g. ONNX) that came with it as blobs of its artifact,
+    /// by name, verified like the component.
+    pub fn graphs(&self) -> &[(String, Arc<Vec<u8>>)] {
+        &self.graphs
     }
 
     /// How it was trusted.

@@ -2,7 +2,7 @@
 //!
 //! | kind | blobs | depends |
 //! |---|---|---|
-//! | preprocessor / trainer / predictor | `component` | — |
+//! | preprocessor / trainer / predictor | `component` (and `graph:<name>`: ONNX models offered through `wasi:nn`) | — |
 //! | pipeline | `pipeline.toml` (every stage a `ref`) | `preprocessor`, `trainer`, `predictor` |
 //! | model | `model.json`, `params.safetensors`, `preprocessor.safetensors` | the three plugins, and `pipeline` when it came from the registry |
 //!
@@ -15,8 +15,8 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 use tensorlet_registry::{
-    COMPONENT, Kind, Manifest, Pin, Provenance, Registry, VerifiedArtifact, VerifiedComponent,
-    digest,
+    COMPONENT, GRAPH_PREFIX, Kind, Manifest, Pin, Provenance, Registry, VerifiedArtifact,
+    VerifiedComponent, digest,
 };
 
 use crate::error::{Result, RuntimeError};
@@ -95,6 +95,58 @@ pub fn plugin_manifest(
     Ok(m)
 }
 
+/// Adds models (`name`, ONNX bytes) to a plugin manifest as blobs
+/// `graph:<name>`, pinned by digest like the component: the plugin opens them
+/// through `wasi:nn` by name wherever the verified artifact is loaded. Each
+/// must parse as an ONNX model, and the component must import `wasi:nn`.
+/// Returns the blobs to publish, in order.
+pub fn add_graphs(m: &mut Manifest, graphs: &[(String, Vec<u8>)]) -> Result<Vec<Vec<u8>>> {
+    let label = m.reference();
+    let bad = |message: String| RuntimeError::Load {
+        plugin: label.clone(),
+        message,
+    };
+    if graphs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let imports_nn = m.config["imports"].as_array().is_some_and(|i| {
+        i.iter()
+            .any(|v| v.as_str().is_some_and(|s| s.starts_with("wasi:nn/")))
+    });
+    if !imports_nn {
+        return Err(bad(
+            "it is published with --graph, but it does not import wasi:nn, so it could never \
+             open the model; build it against the wasi:nn bindings (world nn-predictor)"
+                .into(),
+        ));
+    }
+    let mut names = Vec::new();
+    let mut blobs = Vec::new();
+    for (name, bytes) in graphs {
+        let ok = !name.is_empty()
+            && name.len() <= 64
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if !ok {
+            return Err(bad(format!(
+                "`{name}` is not a valid graph name: use letters, digits, `-` and `_`"
+            )));
+        }
+        if names.contains(name) {
+            return Err(bad(format!("graph `{name}` is given twice")));
+        }
+        crate::nn::load_onnx(bytes)
+            .map_err(|e| bad(format!("graph `{name}` is not a usable ONNX model: {e}")))?;
+        m.blobs
+            .insert(format!("{GRAPH_PREFIX}{name}"), digest(bytes));
+        names.push(name.clone());
+        blobs.push(bytes.clone());
+    }
+    m.config["graphs"] = json!(names);
+    Ok(blobs)
+}
+
 /// Builds a pipeline manifest and its TOML blob. Every stage must be a `ref`;
 /// each is verified, checked to export its section's interface, and pinned
 /// by manifest digest (the TOML names the exact version).
@@ -108,8 +160,7 @@ pub fn pipeline_manifest(
     let mut m = Manifest::new(name, version, Kind::Pipeline)?;
     let mut normalized = pipeline.clone();
     let origin = PathBuf::from(m.reference());
-    for section in STAGES {
-        let stage = stage_mut(&mut normalized, section);
+    for (section, stage) in normalized.stages_mut() {
         let Some(r) = stage.reference.clone() else {
             return Err(RuntimeError::Pipeline {
                 path: origin,
@@ -158,14 +209,6 @@ pub fn pipeline_manifest(
     Ok((m, text.into_bytes()))
 }
 
-fn stage_mut<'p>(p: &'p mut Pipeline, section: &str) -> &'p mut crate::pipeline::Stage {
-    match section {
-        "preprocessor" => &mut p.preprocessor,
-        "trainer" => &mut p.trainer,
-        _ => &mut p.predictor,
-    }
-}
-
 /// Reads a verified pipeline artifact. Each stage's `ref` is replaced by its
 /// pin (`ns/name@sha256:…`), so loading gets exactly the plugins that were
 /// pinned when the pipeline was signed.
@@ -183,7 +226,7 @@ pub fn load_pipeline(artifact: &VerifiedArtifact) -> Result<Pipeline> {
         .and_then(|b| std::str::from_utf8(b).ok())
         .ok_or_else(|| bad(format!("it has no `{PIPELINE_TOML}` blob")))?;
     let mut p = Pipeline::parse(text, Path::new("."), &origin)?;
-    for section in STAGES {
+    for (section, stage) in p.stages_mut() {
         let pin = artifact
             .manifest()
             .depends
@@ -193,7 +236,6 @@ pub fn load_pipeline(artifact: &VerifiedArtifact) -> Result<Pipeline> {
             .reference
             .split_once('@')
             .map_or(&*pin.reference, |(n, _)| n);
-        let stage = stage_mut(&mut p, section);
         stage.reference = Some(format!("{name}@{}", pin.digest));
         stage.path = None;
         stage.bundled = None;
@@ -222,10 +264,11 @@ pub fn model_manifest(
 ) -> Result<(Manifest, Vec<Vec<u8>>)> {
     let mut m = Manifest::new(name, version, Kind::Model)?;
     for (section, s) in [
-        ("preprocessor", &plugins.preprocessor),
-        ("trainer", &plugins.trainer),
-        ("predictor", &plugins.predictor),
+        ("preprocessor", Some(&plugins.preprocessor)),
+        ("trainer", plugins.trainer.as_ref()),
+        ("predictor", Some(&plugins.predictor)),
     ] {
+        let Some(s) = s else { continue };
         match s.component.provenance() {
             Provenance::Signed {
                 artifact,

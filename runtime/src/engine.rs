@@ -191,6 +191,7 @@ impl Runtime {
     /// its loud, audited `allow_unsigned`) can make. The digest is computed
     /// again here, over the bytes that are compiled.
     pub fn load(&self, component: &VerifiedComponent) -> Result<Plugin> {
+        let verified = component;
         let (name, bytes) = (component.name(), component.bytes());
         let digest = digest(bytes);
         let component = self.compile(name, &digest, bytes)?;
@@ -204,7 +205,16 @@ impl Runtime {
                      only tensorlet:ml/tensor, wasi:nn and WASI 0.2"
                 ),
             })?;
-        Plugin::new(self.shared.clone(), name, digest, pre)
+        let plugin = Plugin::new(self.shared.clone(), name, digest, pre)?;
+        if verified.graphs().is_empty() {
+            return Ok(plugin);
+        }
+        let graphs: Vec<(String, Vec<u8>)> = verified
+            .graphs()
+            .iter()
+            .map(|(n, b)| (n.clone(), b.to_vec()))
+            .collect();
+        plugin.with_graphs(&graphs)
     }
 
     /// Compiles a component only to describe it: the interfaces it exports

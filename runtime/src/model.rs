@@ -50,8 +50,9 @@ pub struct StageMeta {
 pub struct Stages {
     /// Preprocessor.
     pub preprocessor: StageMeta,
-    /// Trainer.
-    pub trainer: StageMeta,
+    /// Trainer (absent when the predictor brings its own weights).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trainer: Option<StageMeta>,
     /// Predictor.
     pub predictor: StageMeta,
 }
@@ -221,7 +222,14 @@ pub fn save(
 ) -> Result<ModelMeta> {
     let components = dir.join("components");
     std::fs::create_dir_all(&components).map_err(|e| RuntimeError::io(&components, e))?;
-    for s in [&plugins.preprocessor, &plugins.trainer, &plugins.predictor] {
+    for s in [
+        Some(&plugins.preprocessor),
+        plugins.trainer.as_ref(),
+        Some(&plugins.predictor),
+    ]
+    .into_iter()
+    .flatten()
+    {
         let hex = s.plugin.digest().trim_start_matches("sha256:");
         write(&components.join(format!("{hex}.wasm")), s.component.bytes())?;
     }
@@ -240,7 +248,7 @@ pub fn save(
         class_names: pipeline.data.class_names.clone(),
         plugins: Stages {
             preprocessor: stage_meta(&plugins.preprocessor),
-            trainer: stage_meta(&plugins.trainer),
+            trainer: plugins.trainer.as_ref().map(stage_meta),
             predictor: stage_meta(&plugins.predictor),
         },
         training: pipeline.training.clone(),

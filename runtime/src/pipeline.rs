@@ -47,8 +47,11 @@ pub struct Pipeline {
     pub data: DataConfig,
     /// The preprocessing plugin.
     pub preprocessor: Stage,
-    /// The training plugin.
-    pub trainer: Stage,
+    /// The training plugin. Absent for a predictor that brings its own
+    /// weights (an ONNX model through `wasi:nn`): training then only fits the
+    /// preprocessor and evaluates the predictor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trainer: Option<Stage>,
     /// The prediction plugin.
     pub predictor: Stage,
     /// Training hyper-parameters.
@@ -224,6 +227,26 @@ impl TrainingConfig {
 }
 
 impl Pipeline {
+    /// The stages it has, in order, with their section names.
+    pub fn stages(&self) -> Vec<(&'static str, &Stage)> {
+        let mut v = vec![("preprocessor", &self.preprocessor)];
+        if let Some(t) = &self.trainer {
+            v.push(("trainer", t));
+        }
+        v.push(("predictor", &self.predictor));
+        v
+    }
+
+    /// [`Pipeline::stages`], mutable.
+    pub fn stages_mut(&mut self) -> Vec<(&'static str, &mut Stage)> {
+        let mut v = vec![("preprocessor", &mut self.preprocessor)];
+        if let Some(t) = &mut self.trainer {
+            v.push(("trainer", t));
+        }
+        v.push(("predictor", &mut self.predictor));
+        v
+    }
+
     /// Reads and validates a pipeline file; `path` stages resolve against its directory.
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| RuntimeError::io(path, e))?;
@@ -238,11 +261,7 @@ impl Pipeline {
             message,
         };
         let mut p: Pipeline = toml::from_str(text).map_err(|e| err(e.to_string()))?;
-        for (section, stage) in [
-            ("preprocessor", &mut p.preprocessor),
-            ("trainer", &mut p.trainer),
-            ("predictor", &mut p.predictor),
-        ] {
+        for (section, stage) in p.stages_mut() {
             let given = [
                 stage.reference.is_some(),
                 stage.path.is_some(),
@@ -279,6 +298,10 @@ impl Pipeline {
             return Err(err("[pipeline] name must not be empty".into()));
         }
         p.training.validate().map_err(err)?;
+        if p.trainer.is_none() {
+            // Without a trainer, training is one evaluation pass.
+            p.training.epochs = 1;
+        }
         Ok(p)
     }
 }
@@ -302,13 +325,16 @@ mod tests {
     #[test]
     fn parses_and_resolves_paths() {
         let p = Pipeline::parse(MINIMAL, Path::new("/x"), Path::new("p.toml")).unwrap();
-        assert_eq!(p.trainer.source(), PluginSource::Path("/x/m.wasm".into()));
+        assert_eq!(
+            p.trainer.as_ref().unwrap().source(),
+            PluginSource::Path("/x/m.wasm".into())
+        );
         assert_eq!(
             p.preprocessor.source(),
             PluginSource::Bundled("standardize".into())
         );
         assert_eq!(
-            p.trainer.config_json(),
+            p.trainer.as_ref().unwrap().config_json(),
             r#"{"hidden":[8,4],"optimizer":"adam"}"#
         );
         assert_eq!(p.training, TrainingConfig::default());

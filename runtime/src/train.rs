@@ -36,14 +36,15 @@ pub type Resolver<'a> = dyn Fn(&PluginSource) -> Result<VerifiedComponent> + 'a;
 pub struct PipelinePlugins {
     /// Fits and transforms features.
     pub preprocessor: StagePlugin,
-    /// Initialises and steps parameters.
-    pub trainer: StagePlugin,
+    /// Initialises and steps parameters; absent when the predictor brings
+    /// its own weights.
+    pub trainer: Option<StagePlugin>,
     /// Predicts class probabilities.
     pub predictor: StagePlugin,
 }
 
 impl Pipeline {
-    /// Loads the three plugins; `resolve` turns a source into a verified component.
+    /// Loads the plugins (two without a trainer); `resolve` turns a source into a verified component.
     /// The trainer's config gets the pipeline's `learning_rate`.
     pub fn load_plugins(&self, rt: &Runtime, resolve: &Resolver<'_>) -> Result<PipelinePlugins> {
         let stage = |section: &str, s: &crate::pipeline::Stage, config: String| {
@@ -69,22 +70,28 @@ impl Pipeline {
                 config,
             })
         };
-        let mut trainer_config = self.trainer.config.clone();
-        trainer_config.insert(
-            "learning_rate".into(),
-            toml::Value::Float(f64::from(self.training.learning_rate)),
-        );
+        let trainer = match &self.trainer {
+            None => None,
+            Some(t) => {
+                let mut trainer_config = t.config.clone();
+                trainer_config.insert(
+                    "learning_rate".into(),
+                    toml::Value::Float(f64::from(self.training.learning_rate)),
+                );
+                Some(stage(
+                    "trainer",
+                    t,
+                    serde_json::to_string(&trainer_config).expect("TOML table is JSON"),
+                )?)
+            }
+        };
         Ok(PipelinePlugins {
             preprocessor: stage(
                 "preprocessor",
                 &self.preprocessor,
                 self.preprocessor.config_json(),
             )?,
-            trainer: stage(
-                "trainer",
-                &self.trainer,
-                serde_json::to_string(&trainer_config).expect("TOML table is JSON"),
-            )?,
+            trainer,
             predictor: stage("predictor", &self.predictor, self.predictor.config_json())?,
         })
     }
@@ -371,7 +378,16 @@ pub fn train_from(
     };
     let features = x_train.shape().dims()[1] as u32;
 
-    let tr = &plugins.trainer;
+    let Some(tr) = &plugins.trainer else {
+        return evaluate_only(
+            device,
+            plugins,
+            state,
+            (&x_train, &y_train, x_val.as_ref(), &y_val),
+            classes,
+            observer,
+        );
+    };
     let train_n = train_idx.len();
     let bs = cfg.batch_size as usize;
     let steps_per_epoch = train_n.div_ceil(bs) as u64;
@@ -491,6 +507,59 @@ pub fn train_from(
         features,
         classes,
         split: (train_n, val_n),
+    })
+}
+
+/// A pipeline without a trainer: its predictor brings its own weights, so
+/// "training" fits the preprocessor (done by the caller) and evaluates the
+/// predictor once, as epoch 1 with empty params.
+fn evaluate_only(
+    device: &Device,
+    plugins: &PipelinePlugins,
+    state: NamedTensors,
+    (x_train, y_train, x_val, y_val): (&Tensor, &Tensor, Option<&Tensor>, &[u32]),
+    classes: u32,
+    observer: &mut dyn Observer,
+) -> Result<TrainedModel> {
+    let started = Instant::now();
+    observer.start(1, 1);
+    let params: NamedTensors = Vec::new();
+    let y_train: Vec<u32> = device.to_vec(y_train).iter().map(|&v| v as u32).collect();
+    let (train_loss, _) = evaluate(
+        device,
+        &plugins.predictor,
+        &params,
+        x_train,
+        &y_train,
+        classes,
+    )?;
+    let (val_loss, val_accuracy) = match x_val {
+        Some(xv) => {
+            let (l, a) = evaluate(device, &plugins.predictor, &params, xv, y_val, classes)?;
+            (Some(l), Some(a))
+        }
+        None => (None, None),
+    };
+    let m = EpochMetrics {
+        epoch: 1,
+        train_loss,
+        val_loss,
+        val_accuracy,
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    observer.step(1, train_loss);
+    observer.epoch(&m);
+    observer.checkpoint(&m, &params)?;
+    let features = x_train.shape().dims()[1] as u32;
+    Ok(TrainedModel {
+        state,
+        params: params.clone(),
+        epoch: 1,
+        last_params: params,
+        history: vec![m],
+        features,
+        classes,
+        split: (y_train.len(), y_val.len()),
     })
 }
 

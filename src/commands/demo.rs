@@ -84,7 +84,7 @@ pub fn execute(args: Args) -> Result<()> {
     for ex in EXAMPLES {
         let origin = std::path::PathBuf::from(format!("<bundled {}.toml>", ex.name));
         let mut p = tensorlet_runtime::Pipeline::parse(ex.pipeline, &home, &origin)?;
-        for stage in [&mut p.preprocessor, &mut p.trainer, &mut p.predictor] {
+        for (_, stage) in p.stages_mut() {
             if let Some(b) = stage.bundled.take() {
                 stage.reference = Some(format!("{NS}/{b}@{version}"));
             }
@@ -144,7 +144,10 @@ pub fn execute(args: Args) -> Result<()> {
             meta.name,
             meta.val_accuracy().unwrap_or(f32::NAN),
             meta.split.1,
-            meta.plugins.trainer.name,
+            meta.plugins
+                .trainer
+                .as_ref()
+                .map_or("no trainer", |t| t.name.as_str()),
             meta.plugins.preprocessor.name,
             t.epochs,
             started.elapsed().as_secs_f64(),

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
-use tensorlet_runtime::artifacts::{self, STAGES};
+use tensorlet_runtime::artifacts;
 use tensorlet_runtime::registry::Kind;
 use tensorlet_runtime::{Pipeline, Runtime, RuntimeConfig};
 
@@ -24,6 +24,11 @@ pub struct Args {
     /// preprocessor, trainer or predictor (pipelines: pipeline).
     #[arg(long)]
     pub kind: Option<Kind>,
+    /// A model that ships with a predictor component, as `NAME=FILE.onnx`
+    /// (repeatable): pinned by digest in the plugin's artifact and offered to
+    /// it through `wasi:nn` as graph NAME.
+    #[arg(long = "graph", value_name = "NAME=FILE")]
+    pub graphs: Vec<String>,
     /// The signing key (see `tensorlet keygen`).
     #[arg(long, env = "TENSORLET_KEY")]
     pub key: String,
@@ -41,6 +46,9 @@ pub fn execute(args: Args) -> Result<()> {
     })
     .context("cannot start the wasm runtime")?;
     let is_toml = args.file.extension().is_some_and(|e| e == "toml");
+    if is_toml && !args.graphs.is_empty() {
+        bail!("--graph belongs to a plugin component (.wasm), not to a pipeline file");
+    }
     let (manifest, blobs) = if is_toml {
         if args.kind.is_some_and(|k| k != Kind::Pipeline) {
             bail!(
@@ -64,12 +72,7 @@ pub fn execute(args: Args) -> Result<()> {
             );
         };
         // Pull the plugins it names from the remote first, verifying them.
-        for section in STAGES {
-            let stage = match section {
-                "preprocessor" => &pipeline.preprocessor,
-                "trainer" => &pipeline.trainer,
-                _ => &pipeline.predictor,
-            };
+        for (_, stage) in pipeline.stages() {
             if let Some(r) = &stage.reference {
                 args.registry.fetch(&reg, r)?;
             }
@@ -85,8 +88,19 @@ pub fn execute(args: Args) -> Result<()> {
         };
         let bytes = std::fs::read(&args.file)
             .with_context(|| format!("cannot read {}", args.file.display()))?;
-        let m = artifacts::plugin_manifest(&rt, name, version, kind, &bytes)?;
-        (m, vec![bytes])
+        let mut m = artifacts::plugin_manifest(&rt, name, version, kind, &bytes)?;
+        let mut graphs = Vec::new();
+        for g in &args.graphs {
+            let Some((gname, file)) = g.split_once('=') else {
+                bail!("--graph takes NAME=FILE (for example --graph model=iris.onnx), not `{g}`");
+            };
+            let gbytes =
+                std::fs::read(file).with_context(|| format!("cannot read graph file {file}"))?;
+            graphs.push((gname.to_string(), gbytes));
+        }
+        let mut blobs = vec![bytes];
+        blobs.extend(artifacts::add_graphs(&mut m, &graphs)?);
+        (m, blobs)
     };
     let kind = manifest.kind;
     let signed = manifest.sign(&key);

@@ -820,7 +820,7 @@ fn plugins_record(p: &PipelinePlugins) -> Value {
     };
     json!({
         "preprocessor": stage(&p.preprocessor),
-        "trainer": stage(&p.trainer),
+        "trainer": p.trainer.as_ref().map(stage),
         "predictor": stage(&p.predictor),
     })
 }

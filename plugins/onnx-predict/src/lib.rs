@@ -1,9 +1,10 @@
 //! Predictor: runs a standard ONNX model through `wasi:nn` (world
 //! `tensorlet:ml/nn-predictor`).
 //!
-//! The model is not compiled into the plugin: it is a blob of the pipeline's
-//! artifact, pinned by digest, that the host offers by name; this plugin opens
-//! it with `wasi:nn/graph.load-by-name`. Config (all optional):
+//! The model is not compiled into the plugin: it is a blob of the plugin's
+//! signed artifact (`tensorlet publish … --graph model=file.onnx`), pinned by
+//! digest, that the host offers by name; this plugin opens it with
+//! `wasi:nn/graph.load-by-name`. Config (all optional):
 //! - `graph`: the graph's name, default `"model"`;
 //! - `input`: the model's input tensor, default `"input"` (FP32 `[batch, features]`);
 //! - `output`: the output tensor, default `"probabilities"` (`[batch, classes]`);

@@ -1,0 +1,32 @@
+//! Preprocessor: passes rows through unchanged.
+//!
+//! For pipelines whose predictor does its own preprocessing, such as an ONNX
+//! model that standardizes its inputs inside the graph. Config: none. State:
+//! none. `transform` checks that every batch has as many features as the
+//! training rows had (recorded at fit time as `features`, shape `[1]`).
+
+use tensorlet_sdk::{Config, Params, Preprocessor, Result, Tensor, bail};
+
+struct Passthrough;
+
+impl Preprocessor for Passthrough {
+    fn fit(_config: &Config, x: Tensor) -> Result<Params> {
+        let shape = x.shape();
+        let [_, features] = shape[..] else {
+            bail!("passthrough: x must be [rows, features], got shape {shape:?}");
+        };
+        let features = Tensor::from_list(&[1], &[features as f32])?;
+        Ok(Params::new().with("features", features))
+    }
+
+    fn transform(_config: &Config, state: &Params, x: Tensor) -> Result<Tensor> {
+        let want = state.get("features")?.to_vec()[0] as u32;
+        let shape = x.shape();
+        if shape.len() != 2 || shape[1] != want {
+            bail!("passthrough: fitted on [rows, {want}] but got x of shape {shape:?}");
+        }
+        Ok(x)
+    }
+}
+
+tensorlet_sdk::export_preprocessor!(Passthrough);
