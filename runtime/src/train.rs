@@ -70,6 +70,11 @@ impl Pipeline {
                 config,
             })
         };
+        let preprocessor = stage(
+            "preprocessor",
+            &self.preprocessor,
+            self.preprocessor.config_json(),
+        )?;
         let trainer = match &self.trainer {
             None => None,
             Some(t) => {
@@ -86,11 +91,7 @@ impl Pipeline {
             }
         };
         Ok(PipelinePlugins {
-            preprocessor: stage(
-                "preprocessor",
-                &self.preprocessor,
-                self.preprocessor.config_json(),
-            )?,
+            preprocessor,
             trainer,
             predictor: stage("predictor", &self.predictor, self.predictor.config_json())?,
         })
