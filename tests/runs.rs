@@ -346,6 +346,53 @@ fn sigterm_interrupts_a_run_and_resume_finishes_it_identically() {
 }
 
 #[test]
+fn a_killed_run_shows_as_lost_and_resumes() {
+    let (home, _) = published_home();
+    let h = home.path();
+    let iris = data("iris.csv");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tensorlet"))
+        .args([
+            "train",
+            "acme/iris",
+            "--data",
+            s(&iris),
+            "--key",
+            "alice",
+            "--device",
+            "cpu",
+            "--epochs",
+            "400",
+        ])
+        .env("TENSORLET_HOME", h)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    let id = loop {
+        let list = json(&ok(&tensorlet(h, &["runs", "list", "--json"])));
+        if let Some(r) = list.as_array().unwrap().first()
+            && r["epochs_done"].as_u64().unwrap() >= 2
+        {
+            break r["id"].as_str().unwrap().to_string();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no checkpoints"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    child.kill().unwrap(); // SIGKILL: no chance to record anything
+    child.wait().unwrap();
+    let list = json(&ok(&tensorlet(h, &["runs", "list", "--json"])));
+    assert_eq!(list[0]["id"], id.as_str());
+    assert_eq!(list[0]["status"], "lost", "{list}");
+    let out = ok(&tensorlet(h, &["train", "--resume", &id]));
+    assert!(out.contains("published acme/iris-model@0.1.0"), "{out}");
+    assert_eq!(show(h, &id)["status"], "completed");
+}
+
+#[test]
 fn promote_and_rollback_move_aliases_and_are_audited() {
     let (home, _) = published_home();
     let h = home.path();

@@ -104,7 +104,7 @@ impl LoadedRun {
         json!({
             "id": r.id,
             "pipeline": r.pipeline,
-            "status": r.status,
+            "status": super::train::shown_status(r),
             "started": r.started,
             "ended": r.ended,
             "epochs_done": self.history.len(),
@@ -182,7 +182,7 @@ fn list(reg: &Registry, json: bool) -> Result<()> {
             "{:<20} {:<32} {:<11} {:>7} {:<26} {}",
             r.record.id,
             pipeline_name(&r.record),
-            r.record.status.as_str(),
+            super::train::shown_status(&r.record),
             format!("{}/{}", r.history.len(), r.epochs()),
             best,
             r.record.started
@@ -218,7 +218,11 @@ fn show(reg: &Registry, id: &str, json: bool) -> Result<()> {
         return Ok(());
     }
     let rec = &r.record.record;
-    println!("run {} ({})", r.record.id, r.record.status);
+    println!(
+        "run {} ({})",
+        r.record.id,
+        super::train::shown_status(&r.record)
+    );
     println!("  pipeline  {}", pipeline_name(&r.record));
     println!("  started   {}", r.record.started);
     if let Some(e) = &r.record.ended {
@@ -300,7 +304,9 @@ fn comparison(runs: &[LoadedRun]) -> Vec<(String, Vec<String>)> {
         Value::Null => "-".into(),
         other => other.to_string(),
     };
-    add("status", &|r| r.record.status.to_string());
+    add("status", &|r| {
+        super::train::shown_status(&r.record).to_string()
+    });
     add("pipeline", &|r| pipeline_name(&r.record));
     add("dataset", &|r| text(&r.record.record["dataset"]["digest"]));
     let mut keys: BTreeMap<String, ()> = BTreeMap::new();

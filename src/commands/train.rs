@@ -327,6 +327,17 @@ fn process_alive(rec: &Value) -> bool {
     }
 }
 
+/// A run's status for people: `lost` for one recorded as running whose
+/// process on this host is gone (killed or crashed; `--resume` continues it).
+pub fn shown_status(run: &RunRecord) -> &'static str {
+    let same_host = run.record["host"]["hostname"].as_str() == Some(hostname().as_str());
+    if run.status == RunStatus::Running && same_host && !process_alive(&run.record) {
+        "lost"
+    } else {
+        run.status.as_str()
+    }
+}
+
 /// Where a trained model is published.
 pub struct PublishAs {
     /// The signing key.
