@@ -45,6 +45,40 @@ fn train(home: &Path, args: &[&str]) -> (String, String) {
     (run_id(&out), stdout)
 }
 
+/// Starts `tensorlet train` in `home` and waits until its run has stored
+/// `epochs` checkpoints; returns the process and the run id.
+#[allow(
+    clippy::zombie_processes,
+    reason = "the caller waits for the child it gets"
+)]
+fn start_run(home: &Path, args: &[&str], epochs: u64) -> (std::process::Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tensorlet"))
+        .args(args)
+        .env("TENSORLET_HOME", home)
+        .env_remove("TENSORLET_DEVICE")
+        .env_remove("TENSORLET_REGISTRY")
+        .env_remove("TENSORLET_KEY")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    loop {
+        let list = json(&ok(&tensorlet(home, &["runs", "list", "--json"])));
+        if let Some(r) = list.as_array().unwrap().first()
+            && r["epochs_done"].as_u64().unwrap() >= epochs
+        {
+            return (child, r["id"].as_str().unwrap().to_string());
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("no checkpoints after 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 #[test]
 fn runs_are_recorded_reproducible_comparable_plottable_and_traced() {
     let (home, alice) = published_home();
@@ -256,31 +290,8 @@ fn sigterm_interrupts_a_run_and_resume_finishes_it_identically() {
         "--seed",
         "9",
     ];
-    let child = Command::new(env!("CARGO_BIN_EXE_tensorlet"))
-        .args(args)
-        .env("TENSORLET_HOME", h)
-        .env_remove("TENSORLET_DEVICE")
-        .env_remove("TENSORLET_REGISTRY")
-        .env_remove("TENSORLET_KEY")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
     // Wait for a few checkpoints, then SIGTERM.
-    let started = Instant::now();
-    let id = loop {
-        let list = json(&ok(&tensorlet(h, &["runs", "list", "--json"])));
-        if let Some(r) = list.as_array().unwrap().first()
-            && r["epochs_done"].as_u64().unwrap() >= 3
-        {
-            break r["id"].as_str().unwrap().to_string();
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "no checkpoints"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let (child, id) = start_run(h, &args, 3);
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -350,8 +361,9 @@ fn a_killed_run_shows_as_lost_and_resumes() {
     let (home, _) = published_home();
     let h = home.path();
     let iris = data("iris.csv");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tensorlet"))
-        .args([
+    let (mut child, id) = start_run(
+        h,
+        &[
             "train",
             "acme/iris",
             "--data",
@@ -362,26 +374,9 @@ fn a_killed_run_shows_as_lost_and_resumes() {
             "cpu",
             "--epochs",
             "400",
-        ])
-        .env("TENSORLET_HOME", h)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    let id = loop {
-        let list = json(&ok(&tensorlet(h, &["runs", "list", "--json"])));
-        if let Some(r) = list.as_array().unwrap().first()
-            && r["epochs_done"].as_u64().unwrap() >= 2
-        {
-            break r["id"].as_str().unwrap().to_string();
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "no checkpoints"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+        ],
+        2,
+    );
     child.kill().unwrap(); // SIGKILL: no chance to record anything
     child.wait().unwrap();
     let list = json(&ok(&tensorlet(h, &["runs", "list", "--json"])));

@@ -121,7 +121,6 @@ fn post(addr: &str, path: &str, body: &serde_json::Value) -> (u16, serde_json::V
 
 #[test]
 fn an_onnx_model_in_a_signed_plugin_artifact_is_trained_on_published_and_served() {
-    use std::io::BufRead;
     let home = tempfile::tempdir().unwrap();
     let h = home.path();
     let (_, public) = keygen(h, "alice");
@@ -303,17 +302,7 @@ fn an_onnx_model_in_a_signed_plugin_artifact_is_trained_on_published_and_served(
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let first = std::io::BufReader::new(child.stdout.take().unwrap())
-        .lines()
-        .next()
-        .unwrap()
-        .unwrap();
-    let addr = first
-        .split("http://")
-        .nth(1)
-        .and_then(|r| r.split('/').next())
-        .unwrap_or_else(|| panic!("unexpected first line: {first}"))
-        .to_string();
+    let addr = served_addr(&mut child);
     let body = serde_json::json!({"inputs": [{
         "name": "input", "shape": [inputs.len(), 4], "datatype": "FP32", "data": inputs.concat(),
     }]});

@@ -226,3 +226,19 @@ pub fn published_home() -> (tempfile::TempDir, String) {
     );
     (home, id)
 }
+
+/// The address a `tensorlet serve` child announces on its first stdout line
+/// ("serving … at http://127.0.0.1:PORT/v2/…"); the rest of its stdout is
+/// drained in the background.
+pub fn served_addr(child: &mut std::process::Child) -> String {
+    use std::io::BufRead;
+    let mut lines = std::io::BufReader::new(child.stdout.take().expect("piped stdout")).lines();
+    let first = lines.next().expect("a first line").expect("utf-8");
+    std::thread::spawn(move || for _ in lines {});
+    first
+        .split("http://")
+        .nth(1)
+        .and_then(|r| r.split('/').next())
+        .unwrap_or_else(|| panic!("unexpected first line: {first}"))
+        .to_string()
+}
