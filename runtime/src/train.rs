@@ -436,6 +436,10 @@ pub fn train_from(
             (params, Vec::with_capacity(cfg.epochs as usize), None)
         }
     };
+    let mut best_loss = best
+        .as_ref()
+        .and_then(|(e, _)| history[*e as usize - 1].val_loss)
+        .unwrap_or(f32::INFINITY);
     let done = history.len() as u32;
     observer.start(cfg.epochs, steps_per_epoch);
     if done > 0 {
@@ -486,10 +490,11 @@ pub fn train_from(
         };
         observer.epoch(&m);
         observer.checkpoint(&m, &params)?;
+        // Strictly lower: the earliest epoch wins ties, as in `best_epoch`.
         if let Some(l) = m.val_loss
-            && best_epoch(&history)
-                .is_none_or(|b| l < history[b as usize - 1].val_loss.unwrap_or(f32::INFINITY))
+            && l < best_loss
         {
+            best_loss = l;
             best = Some((epoch, params.clone()));
         }
         history.push(m);

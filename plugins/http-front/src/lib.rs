@@ -280,26 +280,13 @@ fn find(m: &Model, name: &str, version: Option<&str>) -> Result<(), Reply> {
 }
 
 fn metadata(m: &Model) -> Value {
-    json!({
-        "name": m.name,
-        "versions": [m.version],
-        "platform": "tensorlet",
-        "inputs": [{
-            "name": oip::INPUT,
-            "datatype": "FP32",
-            "shape": [-1, m.features.len()],
-            "parameters": { "features": m.features },
-        }],
-        "outputs": [
-            { "name": oip::LABEL, "datatype": "INT64", "shape": [-1] },
-            {
-                "name": oip::PROBABILITIES,
-                "datatype": "FP32",
-                "shape": [-1, m.classes],
-                "parameters": { "classes": m.class_names },
-            },
-        ],
-    })
+    oip::model_metadata(
+        &m.name,
+        &m.version,
+        &m.features,
+        m.classes,
+        m.class_names.clone(),
+    )
 }
 
 fn infer(m: &Model, req: &IncomingRequest) -> Reply {

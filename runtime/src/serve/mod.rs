@@ -433,26 +433,13 @@ async fn list_models(State(s): Shared) -> Response {
 
 fn metadata(d: &Deployment) -> Value {
     let m = &d.model.meta;
-    json!({
-        "name": d.name,
-        "versions": [d.version],
-        "platform": "tensorlet",
-        "inputs": [{
-            "name": oip::INPUT,
-            "datatype": "FP32",
-            "shape": [-1, m.feature_names.len()],
-            "parameters": { "features": m.feature_names },
-        }],
-        "outputs": [
-            { "name": oip::LABEL, "datatype": "INT64", "shape": [-1] },
-            {
-                "name": oip::PROBABILITIES,
-                "datatype": "FP32",
-                "shape": [-1, m.classes],
-                "parameters": { "classes": m.class_names },
-            },
-        ],
-    })
+    oip::model_metadata(
+        &d.name,
+        &d.version,
+        &m.feature_names,
+        m.classes as usize,
+        json!(m.class_names),
+    )
 }
 
 async fn model_metadata(State(s): Shared, Path(model): Path<String>) -> Response {

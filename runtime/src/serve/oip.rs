@@ -125,6 +125,37 @@ impl DType {
     }
 }
 
+/// The model metadata answer (`GET /v2/models/{m}`): one FP32 input of
+/// `[-1, features]` and the label and probability outputs.
+pub fn model_metadata(
+    name: &str,
+    version: &str,
+    features: &[String],
+    classes: usize,
+    class_names: Value,
+) -> Value {
+    json!({
+        "name": name,
+        "versions": [version],
+        "platform": "tensorlet",
+        "inputs": [{
+            "name": INPUT,
+            "datatype": "FP32",
+            "shape": [-1, features.len()],
+            "parameters": { "features": features },
+        }],
+        "outputs": [
+            { "name": LABEL, "datatype": "INT64", "shape": [-1] },
+            {
+                "name": PROBABILITIES,
+                "datatype": "FP32",
+                "shape": [-1, classes],
+                "parameters": { "classes": class_names },
+            },
+        ],
+    })
+}
+
 /// Splits a body into its JSON header and the binary tail, using the
 /// `Inference-Header-Content-Length` header when present.
 pub fn split_body<'a>(
