@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{ok, s, tensorlet};
+use common::{RegistryServer, ok, s, tensorlet};
 use serde_json::{Value, json};
 
 /// Where Debian's `libc6-dev-arm64-cross` puts the arm64 loader and libc.
@@ -540,39 +540,6 @@ fn arm64_trains_publishes_and_serves_the_bundled_pipelines() {
     assert!(reply["error"].is_string(), "{reply}");
 }
 
-/// `tensorlet registry serve` (x86-64) on a free loopback port; killed when dropped.
-struct Central {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Central {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn central(home: &Path) -> Central {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tensorlet"))
-        .args(["registry", "serve", "--addr", "127.0.0.1:0"])
-        .env("TENSORLET_HOME", home)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .unwrap_or_else(|| panic!("no URL in {line:?}"))
-        .to_string();
-    Central { child, url }
-}
-
 #[test]
 fn an_arm64_device_pulls_verified_models_and_serves_them_offline() {
     let Some(arm) = Arm64::find() else {
@@ -591,7 +558,7 @@ fn an_arm64_device_pulls_verified_models_and_serves_them_offline() {
         .last()
         .unwrap()
         .to_string();
-    let server = central(&hub);
+    let server = RegistryServer::start(&hub, &[]);
     let model = "tensorlet/iris-model@0.1.0";
 
     // A device that trusts nobody refuses what the registry sends.

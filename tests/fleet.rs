@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use tensorlet_runtime::registry::digest;
 
-use common::{fails, ok, s};
+use common::{RegistryServer, fails, ok, s};
 
 const REGISTRY_BIN: &str = "/usr/bin/docker-registry";
 const MODEL: &str = "tensorlet/iris-model";
@@ -252,40 +252,6 @@ fn oci_put_blob(port: u16, repo: &str, bytes: &[u8]) -> String {
     .unwrap();
     assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
     d
-}
-
-/// `tensorlet registry serve` on a free port.
-struct HttpRegistry {
-    child: Child,
-    url: String,
-}
-
-impl Drop for HttpRegistry {
-    fn drop(&mut self) {
-        kill(&mut self.child);
-    }
-}
-
-impl HttpRegistry {
-    fn start(home: &Path) -> HttpRegistry {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tensorlet"))
-            .args(["registry", "serve", "--addr", "127.0.0.1:0"])
-            .env("TENSORLET_HOME", home)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let first = lines.next().unwrap().unwrap();
-        let url = first
-            .split(" on ")
-            .nth(1)
-            .and_then(|r| r.split_whitespace().next())
-            .unwrap_or_else(|| panic!("unexpected first line: {first}"))
-            .to_string();
-        std::thread::spawn(move || for _ in lines {});
-        HttpRegistry { child, url }
-    }
 }
 
 /// `tensorlet serve` as a process; its address, and its stderr collected.
@@ -582,7 +548,7 @@ fn sync_caches_an_alias_so_a_device_serves_and_predicts_offline() {
     // From a tensorlet registry: sync, stop the registry, serve.
     let device = trusting(&[(pub_home, "demo")]);
     {
-        let central = HttpRegistry::start(pub_home);
+        let central = RegistryServer::start(pub_home, &[]);
         let out = ok(&run(
             device.path(),
             &["sync", "--from", &central.url, &reference],
@@ -597,7 +563,7 @@ fn sync_caches_an_alias_so_a_device_serves_and_predicts_offline() {
     drop(server);
 
     // Naming an alias the central registry lacks is an error that says so.
-    let central = HttpRegistry::start(pub_home);
+    let central = RegistryServer::start(pub_home, &[]);
     let e = fails(&run(
         device.path(),
         &["sync", "--from", &central.url, &format!("{MODEL}@canary")],
@@ -640,7 +606,7 @@ fn sync_caches_an_alias_so_a_device_serves_and_predicts_offline() {
 
 /// How the central registry moves `production`.
 enum Central {
-    Http(HttpRegistry),
+    Http(RegistryServer),
     Oci(OciRegistry),
 }
 
@@ -711,7 +677,7 @@ fn fleet_converges(oci: bool) {
         };
         Central::Oci(r)
     } else {
-        Central::Http(HttpRegistry::start(home))
+        Central::Http(RegistryServer::start(home, &[]))
     };
     central.promote(home, "0.1.0");
 

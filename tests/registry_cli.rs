@@ -4,10 +4,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-
 use common::*;
 
 #[test]
@@ -402,48 +398,12 @@ fn audit_verify_names_the_entry_edited_through_sql() {
     );
 }
 
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// `tensorlet registry serve` on a free loopback port; returns its URL.
-fn serve(home: &Path, max_body: &str) -> (Server, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tensorlet"))
-        .args([
-            "registry",
-            "serve",
-            "--addr",
-            "127.0.0.1:0",
-            "--max-body-bytes",
-            max_body,
-        ])
-        .env("TENSORLET_HOME", home)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .unwrap_or_else(|| panic!("no URL in {line:?}"))
-        .to_string();
-    (Server(child), url)
-}
-
 #[test]
 fn a_remote_registry_serves_signed_artifacts_and_clients_verify_them() {
     // The server's home: alice trusted for acme, plugins and pipeline published.
     let (server_home, alice_id) = published_home();
-    let (server, url) = serve(server_home.path(), "2000000");
+    let server = RegistryServer::start(server_home.path(), &["--max-body-bytes", "2000000"]);
+    let url = server.url.clone();
     let alice_pub = ok(&tensorlet(server_home.path(), &["key", "export", "alice"]))
         .lines()
         .last()

@@ -131,21 +131,7 @@ fn an_onnx_model_in_a_signed_plugin_artifact_is_trained_on_published_and_served(
     let onnx = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/iris-logreg.onnx");
     let graph = format!("model={}", s(&onnx));
     let publish = |stem: &str, name: &str, kind: &str, extra: &[&str]| {
-        let path = plugin_path(stem);
-        let mut args = vec![
-            "publish",
-            s(&path),
-            "--name",
-            name,
-            "--version",
-            "1.0.0",
-            "--kind",
-            kind,
-            "--key",
-            "alice",
-        ];
-        args.extend_from_slice(extra);
-        tensorlet(h, &args)
+        publish_plugin_with(h, stem, name, kind, "alice", extra)
     };
     ok(&publish(
         "passthrough",

@@ -168,21 +168,33 @@ pub fn keygen(home: &Path, name: &str) -> (String, String) {
 }
 
 pub fn publish_plugin(home: &Path, stem: &str, name: &str, kind: &str, key: &str) -> Output {
-    tensorlet(
-        home,
-        &[
-            "publish",
-            s(&plugin_path(stem)),
-            "--name",
-            name,
-            "--version",
-            "1.0.0",
-            "--kind",
-            kind,
-            "--key",
-            key,
-        ],
-    )
+    publish_plugin_with(home, stem, name, kind, key, &[])
+}
+
+/// [`publish_plugin`] with more arguments (e.g. `--graph model=x.onnx`).
+pub fn publish_plugin_with(
+    home: &Path,
+    stem: &str,
+    name: &str,
+    kind: &str,
+    key: &str,
+    extra: &[&str],
+) -> Output {
+    let path = plugin_path(stem);
+    let mut args = vec![
+        "publish",
+        s(&path),
+        "--name",
+        name,
+        "--version",
+        "1.0.0",
+        "--kind",
+        kind,
+        "--key",
+        key,
+    ];
+    args.extend_from_slice(extra);
+    tensorlet(home, &args)
 }
 
 /// A home with key `alice` trusted for `acme`, the three plugins published
@@ -241,4 +253,43 @@ pub fn served_addr(child: &mut std::process::Child) -> String {
         .and_then(|r| r.split('/').next())
         .unwrap_or_else(|| panic!("unexpected first line: {first}"))
         .to_string()
+}
+
+/// `tensorlet registry serve` (the x86-64 binary) on a free loopback port,
+/// plus `extra`; killed when dropped.
+pub struct RegistryServer {
+    child: std::process::Child,
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+}
+
+impl RegistryServer {
+    pub fn start(home: &Path, extra: &[&str]) -> RegistryServer {
+        use std::io::BufRead;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tensorlet"))
+            .args(["registry", "serve", "--addr", "127.0.0.1:0"])
+            .args(extra)
+            .env("TENSORLET_HOME", home)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let url = line
+            .split_whitespace()
+            .find(|w| w.starts_with("http://"))
+            .unwrap_or_else(|| panic!("no URL in {line:?}"))
+            .to_string();
+        RegistryServer { child, url }
+    }
+}
+
+impl Drop for RegistryServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
