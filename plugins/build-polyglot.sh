@@ -61,6 +61,12 @@ COMPONENTIZE_PY="$VENV/bin/componentize-py"
 # writes and `npm ci` then refuses it; `--no-save` installs the locked versions and
 # leaves the lock file alone.
 JS="$ROOT/plugins/js"
+if ! command -v npm >/dev/null || ! command -v node >/dev/null; then
+    SUDO=""
+    [[ "$(id -u)" -eq 0 ]] || SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends nodejs npm
+fi
 if ! fresh "$JS/node_modules/.package-lock.json" "$JS/package-lock.json" "$JS/package.json"; then
     (cd "$JS" && npm install --no-save --no-audit --no-fund --loglevel=error)
 fi
