@@ -21,14 +21,14 @@ pub enum Upstream {
     /// `http://host:port`: a `tensorlet registry serve`.
     Http(Remote),
     /// `oci://host[:port][/prefix]`: an OCI registry.
-    Oci(OciRemote),
+    Oci(Box<OciRemote>),
 }
 
 impl Upstream {
     /// Parses `http://…` or `oci://…`.
     pub fn parse(s: &str) -> Result<Self> {
         if s.starts_with("oci://") {
-            Ok(Upstream::Oci(OciRemote::new(s)?))
+            Ok(Upstream::Oci(Box::new(OciRemote::new(s)?)))
         } else if s.starts_with("http://") || s.starts_with("https://") {
             Ok(Upstream::Http(Remote::new(s)?))
         } else {
@@ -130,7 +130,8 @@ pub enum Followed {
     /// It moved; the new target is verified and cached (`ns/name@version`).
     Synced(String),
     /// It moved to something this node refuses (the reason); it stays
-    /// refused until the reference moves again.
+    /// refused until the reference moves again or this node's trust policy
+    /// changes (`tensorlet trust add`), when it is tried again.
     Refused(String),
 }
 
@@ -138,7 +139,27 @@ pub enum Followed {
 pub struct Follower {
     upstream: Upstream,
     reg: Mutex<Registry>,
-    seen: Mutex<BTreeMap<String, String>>,
+    seen: Mutex<BTreeMap<String, Seen>>,
+}
+
+/// What the last poll of a reference found.
+struct Seen {
+    /// The upstream's token for it.
+    token: String,
+    /// For a refused target: the trust policy it was refused under.
+    refused_under: Option<String>,
+}
+
+/// The local trust policy, as a value that changes when it does.
+fn trust_fingerprint(reg: &Registry) -> String {
+    match reg.trust_list() {
+        Ok(entries) => entries
+            .iter()
+            .map(|e| format!("{}={}", e.key_id, e.namespaces.join(",")))
+            .collect::<Vec<_>>()
+            .join(";"),
+        Err(e) => format!("unreadable: {e}"),
+    }
 }
 
 impl Follower {
@@ -163,16 +184,27 @@ impl Follower {
     pub fn poll(&self, reference: &str) -> Result<Followed, RegistryError> {
         let r = Reference::parse(reference)?;
         let token = self.upstream.head(&r)?;
-        if self.seen.lock().expect("seen lock").get(reference) == Some(&token) {
-            return Ok(Followed::Unchanged);
-        }
         let reg = self.reg.lock().expect("registry lock");
+        if let Some(seen) = self.seen.lock().expect("seen lock").get(reference)
+            && seen.token == token
+        {
+            // A refused target is tried again once the trust policy changed.
+            match &seen.refused_under {
+                None => return Ok(Followed::Unchanged),
+                Some(policy) if *policy == trust_fingerprint(&reg) => {
+                    return Ok(Followed::Unchanged);
+                }
+                Some(_) => {}
+            }
+        }
         let result = self.upstream.sync(&reg, &r);
+        let mut refused_under = None;
         let followed = match result {
             Ok(a) => Followed::Synced(a.reference()),
             Err(e @ RegistryError::Remote { .. }) => return Err(e),
             Err(e) => {
                 let reason = e.to_string();
+                refused_under = Some(trust_fingerprint(&reg));
                 if let Err(audit) = reg.record(
                     "follow.refused",
                     reference,
@@ -186,10 +218,13 @@ impl Follower {
                 ))
             }
         };
-        self.seen
-            .lock()
-            .expect("seen lock")
-            .insert(reference.to_string(), token);
+        self.seen.lock().expect("seen lock").insert(
+            reference.to_string(),
+            Seen {
+                token,
+                refused_under,
+            },
+        );
         Ok(followed)
     }
 }

@@ -59,6 +59,130 @@ fn kill(child: &mut Child) {
     let _ = child.wait();
 }
 
+/// A certificate for 127.0.0.1 from a private CA (made with `openssl`) and
+/// an htpasswd file with the login `ci` / `s3cret`.
+struct Secured {
+    dir: tempfile::TempDir,
+    /// The CA that signed `cert`.
+    ca: std::path::PathBuf,
+    cert: std::path::PathBuf,
+    key: std::path::PathBuf,
+    htpasswd: std::path::PathBuf,
+}
+
+impl Secured {
+    fn new() -> Secured {
+        let dir = tempfile::tempdir().unwrap();
+        let path = |f: &str| dir.path().join(f);
+        let (cert, key) = (path("cert.pem"), path("key.pem"));
+        let openssl = |args: &[&str]| {
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(dir.path())
+                .output()
+                .expect("run openssl (apt-get install openssl; .ci/run does)");
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        // A private CA, and the registry's certificate signed by it.
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        let mut ca = vec![
+            "req",
+            "-x509",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=tensorlet test CA",
+        ];
+        ca.extend(ec);
+        ca.extend(["-keyout", "ca.key", "-out", "ca.pem"]);
+        openssl(&ca);
+        let mut csr = vec!["req", "-new", "-subj", "/CN=127.0.0.1"];
+        csr.extend(ec);
+        csr.extend(["-keyout", "key.pem", "-out", "cert.csr"]);
+        openssl(&csr);
+        std::fs::write(
+            path("ext.cnf"),
+            "basicConstraints=critical,CA:FALSE\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n",
+        )
+        .unwrap();
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "cert.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "ext.cnf",
+            "-out",
+            "cert.pem",
+        ]);
+        // bcrypt (cost 5) of `s3cret`, as `htpasswd -B` writes it.
+        let htpasswd = dir.path().join("htpasswd");
+        std::fs::write(
+            &htpasswd,
+            "ci:$2b$05$oCLZWnuItMRvNvaXX9k/rugHVBv5wA.i.yG8PridZB10YoXYKl4IO\n",
+        )
+        .unwrap();
+        Secured {
+            ca: dir.path().join("ca.pem"),
+            dir,
+            cert,
+            key,
+            htpasswd,
+        }
+    }
+
+    /// A Docker client configuration holding `user:password` for `host`.
+    fn docker_config(&self, host: &str, user: &str, password: &str) -> std::path::PathBuf {
+        let dir = self.dir.path().join(format!("docker-{user}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let auth = base64(format!("{user}:{password}").as_bytes());
+        std::fs::write(
+            dir.join("config.json"),
+            json!({"auths": {host: {"auth": auth}}}).to_string(),
+        )
+        .unwrap();
+        dir
+    }
+}
+
+fn base64(bytes: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
 /// The CNCF distribution registry on a free loopback port.
 struct OciRegistry {
     child: Child,
@@ -76,6 +200,16 @@ impl OciRegistry {
     /// Starts one, or returns `None` (with a message) where it is not
     /// installed; under `CI` a missing registry fails the test.
     fn start() -> Option<OciRegistry> {
+        Self::start_with(None)
+    }
+
+    /// Starts one that serves HTTPS with `tls`'s certificate and key and asks
+    /// for `tls`'s htpasswd logins.
+    fn start_secured(tls: &Secured) -> Option<OciRegistry> {
+        Self::start_with(Some(tls))
+    }
+
+    fn start_with(secured: Option<&Secured>) -> Option<OciRegistry> {
         if !Path::new(REGISTRY_BIN).exists() {
             assert!(
                 std::env::var_os("CI").is_none()
@@ -93,16 +227,22 @@ impl OciRegistry {
                 .unwrap()
                 .port();
             let config = storage.path().join("config.yml");
-            std::fs::write(
-                &config,
-                format!(
-                    "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\n\
-                     storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n\
-                     http:\n  addr: 127.0.0.1:{port}\n",
-                    storage.path().join("data").display()
-                ),
-            )
-            .unwrap();
+            let mut yaml = format!(
+                "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\n\
+                 storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n\
+                 http:\n  addr: 127.0.0.1:{port}\n",
+                storage.path().join("data").display()
+            );
+            if let Some(t) = secured {
+                yaml.push_str(&format!(
+                    "  tls:\n    certificate: {}\n    key: {}\n\
+                     auth:\n  htpasswd:\n    realm: tensorlet-test\n    path: {}\n",
+                    t.cert.display(),
+                    t.key.display(),
+                    t.htpasswd.display()
+                ));
+            }
+            std::fs::write(&config, yaml).unwrap();
             let mut child = Command::new(REGISTRY_BIN)
                 .arg("serve")
                 .arg(&config)
@@ -116,7 +256,12 @@ impl OciRegistry {
                 if let Ok(Some(_)) = child.try_wait() {
                     break; // the port was taken meanwhile: try another
                 }
-                if http("GET", port, "/v2/", &[], &[]).is_some_and(|(st, _, _)| st == 200) {
+                let up = match secured {
+                    // A TLS listener: accepting connections is enough.
+                    Some(_) => std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(),
+                    None => http("GET", port, "/v2/", &[], &[]).is_some_and(|(st, _, _)| st == 200),
+                };
+                if up {
                     return Some(OciRegistry {
                         child,
                         port,
@@ -536,6 +681,102 @@ fn oci_push_uses_the_wasm_layout_and_pull_verifies_against_local_trust() {
 }
 
 #[test]
+fn oci_over_tls_with_a_login_and_clear_errors_for_each_missing_piece() {
+    let tls = Secured::new();
+    let Some(oci) = OciRegistry::start_secured(&tls) else {
+        return;
+    };
+    let publ = publisher();
+    let pub_home = publ.path();
+    let host = format!("127.0.0.1:{}", oci.port);
+    let dest = format!("oci://{host}/secure/{MODEL}:0.1.0");
+    let ca = s(&tls.ca).to_string();
+    // Loopback is plain HTTP unless told otherwise; this registry speaks TLS.
+    let tls_env = [
+        ("TENSORLET_OCI_PLAIN_HTTP", "none"),
+        ("HOME", s(tls.dir.path())),
+    ];
+    let push = |env: &[(&str, &str)]| {
+        let mut all = tls_env.to_vec();
+        all.extend_from_slice(env);
+        common::tensorlet_env(pub_home, &["push", &format!("{MODEL}@0.1.0"), &dest], &all)
+    };
+
+    // A certificate from an unknown CA: say how to trust it.
+    let e = fails(&push(&[]));
+    assert!(e.contains("TENSORLET_OCI_CA_FILE"), "{e}");
+    // Trusted, but no login: say how to log in.
+    let e = fails(&push(&[("TENSORLET_OCI_CA_FILE", &ca)]));
+    assert!(
+        e.contains("refused access") && e.contains("docker login") && e.contains("no credentials"),
+        "{e}"
+    );
+    // A wrong password is named as such.
+    let e = fails(&push(&[
+        ("TENSORLET_OCI_CA_FILE", &ca),
+        ("TENSORLET_OCI_USERNAME", "ci"),
+        ("TENSORLET_OCI_PASSWORD", "wrong"),
+    ]));
+    assert!(e.contains("refused access") && e.contains("(ci)"), "{e}");
+    // Plain HTTP to a TLS registry, and TLS to a plain one, are named too.
+    let e = fails(&common::tensorlet_env(
+        pub_home,
+        &["push", MODEL, &dest],
+        &[("HOME", s(tls.dir.path()))],
+    ));
+    assert!(
+        e.contains("it speaks TLS") && e.contains("TENSORLET_OCI_PLAIN_HTTP=none"),
+        "{e}"
+    );
+    if let Some(plain) = OciRegistry::start() {
+        let e = fails(&common::tensorlet_env(
+            pub_home,
+            &["push", MODEL, &format!("{}/{MODEL}:0.1.0", plain.base())],
+            &tls_env,
+        ));
+        assert!(
+            e.contains("does not seem to speak TLS") && e.contains("TENSORLET_OCI_PLAIN_HTTP"),
+            "{e}"
+        );
+    }
+
+    // With the CA and a login from the environment, the push lands.
+    let out = ok(&push(&[
+        ("TENSORLET_OCI_CA_FILE", &ca),
+        ("TENSORLET_OCI_USERNAME", "ci"),
+        ("TENSORLET_OCI_PASSWORD", "s3cret"),
+    ]));
+    assert!(out.contains(&format!("{MODEL}:0.1.0")), "{out}");
+
+    // A device pulls with `docker login`'s credentials and verifies as ever.
+    let device = trusting(&[(pub_home, "demo")]);
+    let docker = tls.docker_config(&host, "ci", "s3cret");
+    let pull_env = [
+        ("TENSORLET_OCI_PLAIN_HTTP", "none"),
+        ("TENSORLET_OCI_CA_FILE", ca.as_str()),
+        ("DOCKER_CONFIG", s(&docker)),
+    ];
+    let out = ok(&common::tensorlet_env(
+        device.path(),
+        &["pull", &dest],
+        &pull_env,
+    ));
+    assert!(out.contains(&format!("{MODEL}@0.1.0")), "{out}");
+    assert_eq!(
+        show_digest(device.path(), &format!("{MODEL}@0.1.0")),
+        show_digest(pub_home, &format!("{MODEL}@0.1.0"))
+    );
+    // A device that does not trust the publisher still refuses, over TLS too.
+    let stranger = tempfile::tempdir().unwrap();
+    let e = fails(&common::tensorlet_env(
+        stranger.path(),
+        &["pull", &dest],
+        &pull_env,
+    ));
+    assert!(e.contains("not in this trust policy"), "{e}");
+}
+
+#[test]
 fn sync_caches_an_alias_so_a_device_serves_and_predicts_offline() {
     let publ = publisher();
     let pub_home = publ.path();
@@ -625,16 +866,14 @@ impl Central {
                 ok(&run(home, &["promote", &model, "--to", "production"]));
             }
             Central::Oci(o) => {
+                // Push the version, then move the alias tag with `promote`.
+                let tagged = format!("{}/{MODEL}:{version}", o.base());
                 ok(&run(
                     home,
-                    &[
-                        "push",
-                        &format!("{MODEL}@{version}"),
-                        &format!("{}/{MODEL}:{version}", o.base()),
-                        "--alias",
-                        "production",
-                    ],
+                    &["push", &format!("{MODEL}@{version}"), &tagged],
                 ));
+                let out = ok(&run(home, &["promote", &tagged, "--to", "production"]));
+                assert!(out.contains(&format!("-> {version}")), "{out}");
             }
         }
     }
@@ -756,6 +995,25 @@ fn fleet_converges(oci: bool) {
     assert!(log.contains("pull.refused"), "{log}");
     assert!(!audit_log(a_home.path()).contains("follow.refused"));
     ok(&run(b_home.path(), &["audit", "verify"]));
+
+    // Once b's operator trusts mallory, b takes the target it refused
+    // without waiting for the alias to move again.
+    ok(&run(
+        b_home.path(),
+        &["trust", "add", mallory, "--namespace", "tensorlet"],
+    ));
+    wait_for("0.1.2 on replica b after its trust policy changed", || {
+        infer(&b.addr).1["model_version"] == "0.1.2"
+    });
+
+    if let Central::Oci(o) = &central {
+        let model = format!("{}/{MODEL}", o.base());
+        let e = fails(&run(home, &["rollback", &model, "--alias", "production"]));
+        assert!(
+            e.contains("keeps no history") && e.contains(":<version>"),
+            "{e}"
+        );
+    }
 
     // The replicas keep what they synced: a restart serves with no registry.
     drop(a);

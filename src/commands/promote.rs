@@ -2,6 +2,7 @@
 //! `tensorlet rollback <ns/name> --alias <alias>`.
 
 use anyhow::{Context, Result};
+use tensorlet_runtime::registry::oci::{self, OciReference};
 use tensorlet_runtime::registry::{AliasMove, Reference, Selector};
 
 /// Point an alias (`staging`, `production`, …) at a model version, after
@@ -9,7 +10,9 @@ use tensorlet_runtime::registry::{AliasMove, Reference, Selector};
 #[derive(Debug, clap::Args)]
 pub struct PromoteArgs {
     /// The version to promote: `ns/name@1.2.0`, `ns/name@alias`,
-    /// `ns/name@sha256:…` (a bare `ns/name` means its latest version).
+    /// `ns/name@sha256:…` (a bare `ns/name` means its latest version); or a
+    /// version in an OCI registry, `oci://host[/prefix]/ns/name:1.2.0`,
+    /// whose alias tag then moves there.
     pub reference: String,
     /// The alias to move, e.g. `staging` or `production`.
     #[arg(long)]
@@ -55,6 +58,18 @@ fn report(m: &AliasMove, json: bool, verb: &str) -> Result<()> {
 
 pub fn promote(args: PromoteArgs) -> Result<()> {
     let reg = crate::artifacts::open()?;
+    if args.reference.starts_with("oci://") {
+        let r = OciReference::parse(&args.reference)?;
+        let Some(selector) = &r.selector else {
+            anyhow::bail!(
+                "`{}` names no version; promote a version tag, e.g. `{r}:1.2.0`",
+                args.reference
+            );
+        };
+        let m = oci::promote(&reg, &r.remote, &r.name, selector, &args.to)
+            .with_context(|| format!("cannot promote {}", args.reference))?;
+        return report(&m, args.json, &format!("promoted at {}", r.remote.url()));
+    }
     // Only what verifies against this node's trust policy is promoted.
     let artifact = reg
         .verify_str(&args.reference)
@@ -68,6 +83,15 @@ pub fn promote(args: PromoteArgs) -> Result<()> {
 }
 
 pub fn rollback(args: RollbackArgs) -> Result<()> {
+    if args.name.starts_with("oci://") {
+        anyhow::bail!(
+            "an OCI registry keeps no history of a tag, so there is nothing to roll back to; \
+             promote the earlier version instead: `tensorlet promote {}:<version> --to {}` \
+             (the audit log's `oci.promote` entries say what the tag pointed at)",
+            args.name.trim_end_matches('/'),
+            args.alias
+        );
+    }
     let reg = crate::artifacts::open()?;
     let m = reg.rollback(&args.name, &args.alias)?;
     report(&m, args.json, "rolled back")

@@ -33,16 +33,22 @@
 //! registry (or anyone who can write to it) cannot make a node run anything
 //! its trust policy does not accept.
 //!
-//! The client is a small blocking client over `ureq` (the same HTTP stack as
-//! [`crate::client`]); it speaks plain HTTP, for registries on a trusted
-//! network (loopback, a cluster-internal service).
+//! The wire is the `oci-client` crate (reqwest over rustls): HTTPS with the
+//! system's roots plus an optional private CA, plain HTTP for registries on a
+//! trusted network (loopback by default; [`ENV_PLAIN_HTTP`] names others),
+//! anonymous, basic or bearer-token access (credentials from
+//! `TENSORLET_OCI_USERNAME`/`_PASSWORD` or Docker's `config.json`), and
+//! blob redirects to object stores. See [`OciSettings`].
+
+mod transport;
 
 use std::collections::BTreeMap;
-use std::io::Read;
-use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::json;
+
+use transport::Transport;
+pub use transport::{ENV_CA_FILE, ENV_PASSWORD, ENV_PLAIN_HTTP, ENV_USERNAME, OciSettings};
 
 use crate::error::{RegistryError, Result};
 use crate::manifest::{COMPONENT, Manifest, Signature, SignedManifest, check_digest, digest};
@@ -125,7 +131,7 @@ pub struct ImageManifest {
 pub struct OciRemote {
     host: String,
     prefix: String,
-    agent: ureq::Agent,
+    transport: Transport,
 }
 
 impl std::fmt::Debug for OciRemote {
@@ -208,8 +214,14 @@ fn bad_location(s: &str, why: &str) -> RegistryError {
 }
 
 impl OciRemote {
-    /// A client for `oci://host[:port][/prefix]`.
+    /// A client for `oci://host[:port][/prefix]`, configured from the
+    /// environment ([`OciSettings::from_env`]).
     pub fn new(location: &str) -> Result<Self> {
+        Self::with_settings(location, &OciSettings::from_env())
+    }
+
+    /// A client for `oci://host[:port][/prefix]` with explicit settings.
+    pub fn with_settings(location: &str, settings: &OciSettings) -> Result<Self> {
         let rest = location
             .strip_prefix("oci://")
             .ok_or_else(|| bad_location(location, "it does not start with `oci://`"))?;
@@ -227,14 +239,10 @@ impl OciRemote {
                 "repository path segments are lowercase letters, digits, `.`, `_` and `-`",
             ));
         }
-        let agent = ureq::AgentBuilder::new()
-            .timeout_connect(Duration::from_secs(5))
-            .timeout(Duration::from_secs(300))
-            .build();
         Ok(OciRemote {
             host: host.to_string(),
             prefix: prefix.to_string(),
-            agent,
+            transport: Transport::new(host, settings)?,
         })
     }
 
@@ -245,6 +253,11 @@ impl OciRemote {
         } else {
             format!("oci://{}/{}", self.host, self.prefix)
         }
+    }
+
+    /// `http` or `https`: how this registry is reached.
+    pub fn scheme(&self) -> &'static str {
+        self.transport.scheme()
     }
 
     /// The repository that holds artifact `ns/name`.
@@ -261,108 +274,29 @@ impl OciRemote {
         format!("oci://{}/{}", self.host, self.repository(name))
     }
 
-    fn endpoint(&self, repo: &str, kind: &str, reference: &str) -> String {
-        format!("http://{}/v2/{repo}/{kind}/{reference}", self.host)
-    }
-
-    fn err(&self, what: &str, e: ureq::Error) -> RegistryError {
-        match e {
-            ureq::Error::Status(code, resp) => {
-                let body = resp.into_string().unwrap_or_default();
-                // Distribution errors: {"errors": [{"code": …, "message": …}]}.
-                let message = serde_json::from_str::<Value>(&body)
-                    .ok()
-                    .and_then(|v| {
-                        let e = &v["errors"][0];
-                        let code = e["code"].as_str()?;
-                        let msg = e["message"].as_str().unwrap_or("");
-                        Some(format!("{code}: {msg}"))
-                    })
-                    .unwrap_or(body);
-                if code == 404 {
-                    RegistryError::NotFound(format!(
-                        "{what} is not in the OCI registry {} ({message})",
-                        self.host
-                    ))
-                } else if code == 401 || code == 403 {
-                    RegistryError::Remote {
-                        url: self.url(),
-                        message: format!(
-                            "{what}: HTTP {code} {message}; tensorlet talks to registries that \
-                             allow anonymous access over plain HTTP (loopback or a cluster \
-                             network)"
-                        ),
-                    }
-                } else {
-                    RegistryError::Remote {
-                        url: self.url(),
-                        message: format!("{what}: HTTP {code} {message}"),
-                    }
-                }
-            }
-            ureq::Error::Transport(t) => RegistryError::Remote {
-                url: self.url(),
-                message: format!("cannot reach it: {t}"),
-            },
-        }
-    }
-
-    fn read_body(&self, what: &str, resp: ureq::Response) -> Result<Vec<u8>> {
-        let mut bytes = Vec::new();
-        resp.into_reader()
-            .read_to_end(&mut bytes)
-            .map_err(|e| RegistryError::Remote {
-                url: self.url(),
-                message: format!("reading {what}: {e}"),
-            })?;
-        Ok(bytes)
-    }
-
-    /// Checks that the registry speaks the OCI distribution API.
-    pub fn ping(&self) -> Result<()> {
-        self.agent
-            .get(&format!("http://{}/v2/", self.host))
-            .call()
-            .map_err(|e| self.err("the API root /v2/", e))?;
-        Ok(())
-    }
-
     /// The OCI manifest digest a tag (or digest) of `ns/name` resolves to,
     /// or `None` when the repository has no such tag. One `HEAD` request: this
     /// is how followers notice that an alias moved.
     pub fn head(&self, name: &str, selector: &OciSelector) -> Result<Option<String>> {
-        let repo = self.repository(name);
         let what = format!("{}{selector}", self.location(name));
-        match self
-            .agent
-            .head(&self.endpoint(&repo, "manifests", selector.as_str()))
-            .set("Accept", IMAGE_MANIFEST)
-            .call()
-        {
-            Ok(resp) => match resp.header("Docker-Content-Digest") {
-                Some(d) if check_digest(d).is_ok() => Ok(Some(d.to_string())),
-                _ => {
-                    // Registries should answer with the digest; without it, fetch.
-                    let (d, _) = self.manifest(name, selector)?;
-                    Ok(Some(d))
-                }
-            },
-            Err(ureq::Error::Status(404, _)) => Ok(None),
-            Err(e) => Err(self.err(&what, e)),
+        let d = self
+            .transport
+            .head(&what, &self.repository(name), selector.as_str())?;
+        match d {
+            Some(d) if check_digest(&d).is_err() => Err(RegistryError::Remote {
+                url: self.url(),
+                message: format!("{what}: the registry answered with a malformed digest `{d}`"),
+            }),
+            d => Ok(d),
         }
     }
 
     /// An OCI manifest of `ns/name` by tag or digest: (digest, bytes).
     fn manifest(&self, name: &str, selector: &OciSelector) -> Result<(String, Vec<u8>)> {
-        let repo = self.repository(name);
         let what = format!("{}{selector}", self.location(name));
-        let resp = self
-            .agent
-            .get(&self.endpoint(&repo, "manifests", selector.as_str()))
-            .set("Accept", IMAGE_MANIFEST)
-            .call()
-            .map_err(|e| self.err(&what, e))?;
-        let bytes = self.read_body(&what, resp)?;
+        let bytes = self
+            .transport
+            .manifest(&what, &self.repository(name), selector.as_str())?;
         let d = digest(&bytes);
         if let OciSelector::Digest(want) = selector
             && &d != want
@@ -394,14 +328,8 @@ impl OciRemote {
     /// A blob of `ns/name`, checked against its digest.
     pub fn blob(&self, name: &str, d: &str) -> Result<Vec<u8>> {
         check_digest(d)?;
-        let repo = self.repository(name);
         let what = format!("blob {d} of {}", self.location(name));
-        let resp = self
-            .agent
-            .get(&self.endpoint(&repo, "blobs", d))
-            .call()
-            .map_err(|e| self.err(&what, e))?;
-        let bytes = self.read_body(&what, resp)?;
+        let bytes = self.transport.blob(&what, &self.repository(name), d)?;
         if digest(&bytes) != d {
             return Err(RegistryError::Refused {
                 artifact: what,
@@ -421,48 +349,17 @@ impl OciRemote {
         let repo = self.repository(name);
         let d = digest(bytes);
         let what = format!("blob {d} of {}", self.location(name));
-        match self.agent.head(&self.endpoint(&repo, "blobs", &d)).call() {
-            Ok(_) => return Ok(false),
-            Err(ureq::Error::Status(404, _)) => {}
-            Err(e) => return Err(self.err(&what, e)),
+        if self.transport.blob_exists(&what, &repo, &d)? {
+            return Ok(false);
         }
-        let start = self
-            .agent
-            .post(&format!("http://{}/v2/{repo}/blobs/uploads/", self.host))
-            .set("Content-Length", "0")
-            .call()
-            .map_err(|e| self.err(&what, e))?;
-        let location = start
-            .header("Location")
-            .ok_or_else(|| RegistryError::Remote {
-                url: self.url(),
-                message: format!(
-                    "{what}: the upload was accepted without a Location to send it to"
-                ),
-            })?;
-        let location = if location.starts_with("http://") || location.starts_with("https://") {
-            location.to_string()
-        } else {
-            format!("http://{}{location}", self.host)
-        };
-        self.agent
-            .put(&location)
-            .query("digest", &d)
-            .set("Content-Type", "application/octet-stream")
-            .send_bytes(bytes)
-            .map_err(|e| self.err(&what, e))?;
+        self.transport.put_blob(&what, &repo, &d, bytes)?;
         Ok(true)
     }
 
     fn put_manifest(&self, name: &str, tag: &str, bytes: &[u8]) -> Result<()> {
-        let repo = self.repository(name);
         let what = format!("{}:{tag}", self.location(name));
-        self.agent
-            .put(&self.endpoint(&repo, "manifests", tag))
-            .set("Content-Type", IMAGE_MANIFEST)
-            .send_bytes(bytes)
-            .map_err(|e| self.err(&what, e))?;
-        Ok(())
+        self.transport
+            .put_manifest(&what, &self.repository(name), tag, bytes)
     }
 }
 
@@ -966,6 +863,54 @@ pub fn pull(
         Err(e) => return Err(e),
     }
     local.verify(&pinned)
+}
+
+/// Moves the alias tag `alias` of `ns/name` in `remote` to what `selector`
+/// names there (usually a version tag), after pulling and verifying that
+/// against `local`'s trust policy exactly as [`pull`] does: a node promotes
+/// only what it would run itself. The manifest is re-tagged, nothing is
+/// uploaded. Audited in `local` as `oci.promote`. An OCI registry keeps no
+/// history of a tag; `from` (and the audit entry) say what it pointed at.
+pub fn promote(
+    local: &Registry,
+    remote: &OciRemote,
+    name: &str,
+    selector: &OciSelector,
+    alias: &str,
+) -> Result<crate::AliasMove> {
+    check_alias(alias)?;
+    let artifact = pull(local, remote, name, selector)?;
+    let (oci_digest, bytes) = remote.manifest(name, selector)?;
+    let tag = OciSelector::Tag(alias.to_string());
+    let from = match remote.head(name, &tag)? {
+        None => None,
+        Some(previous) => {
+            let what = format!("{}{tag}", remote.location(name));
+            let (_, held) = remote.manifest(name, &OciSelector::Digest(previous))?;
+            let version = remote
+                .parse_manifest(&what, &held)
+                .ok()
+                .and_then(|m| m.annotations.get(ANNOTATION_VERSION).cloned());
+            Some(version.unwrap_or_else(|| "(not a tensorlet artifact)".to_string()))
+        }
+    };
+    let m = artifact.manifest();
+    if from.as_deref() != Some(m.version.as_str()) {
+        remote.put_manifest(name, alias, &bytes)?;
+    }
+    local.record(
+        "oci.promote",
+        &m.reference(),
+        json!({"at": remote.location(name), "alias": alias, "from": from,
+               "oci_digest": oci_digest, "digest": artifact.digest()}),
+    )?;
+    Ok(crate::AliasMove {
+        name: m.name.clone(),
+        alias: alias.to_string(),
+        from,
+        to: m.version.clone(),
+        digest: artifact.digest().to_string(),
+    })
 }
 
 /// Checks that a push destination tag is the artifact's semantic version.
