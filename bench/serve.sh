@@ -98,7 +98,8 @@ for name, n, est in (("iris", 4, LogisticRegression(max_iter=1000)),
     json.dump({"name": f"{name}-model", "implementation": "mlserver_sklearn.SKLearnModel",
                "parameters": {"uri": "./model.joblib"}}, open(f"{d}/model-settings.json", "w"))
 PY
-  (cd "$work/mls" && taskset -c 0 "$VENV/bin/mlserver" start . > "$work/mls.log" 2>&1) &
+  # exec: $! is then MLServer itself, which the cleanup stops with its workers.
+  (cd "$work/mls" && exec taskset -c 0 "$VENV/bin/mlserver" start . > "$work/mls.log" 2>&1) &
   pids+=($!)
   wait_ready http://127.0.0.1:18490/v2/models/digits-model/ready
   wait_ready http://127.0.0.1:18490/v2/models/iris-model/ready
