@@ -108,3 +108,22 @@ pub fn resolve(source: &PluginSource) -> Result<(String, Vec<u8>), RuntimeError>
         },
     }
 }
+
+/// The multi-threaded async runtime an HTTP server runs on.
+pub fn server_runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+/// A listener on `addr`, bound on `runtime`; `what` names it in the error.
+pub fn listen(
+    runtime: &tokio::runtime::Runtime,
+    addr: &str,
+    what: &str,
+) -> Result<tokio::net::TcpListener> {
+    runtime
+        .block_on(tokio::net::TcpListener::bind(addr))
+        .with_context(|| format!("cannot listen on {addr}{what}"))
+}

@@ -189,37 +189,11 @@ pub fn pull(local: &Registry, remote: &Remote, reference: &Reference) -> Result<
         return local.verify(&pinned);
     }
     for pin in m.depends.values() {
-        let name = pin
-            .reference
-            .split_once('@')
-            .map_or(pin.reference.as_str(), |(n, _)| n);
-        pull(
-            local,
-            remote,
-            &Reference {
-                name: name.to_string(),
-                selector: Selector::Digest(pin.digest.clone()),
-            },
-        )?;
+        pull(local, remote, &pin.exact())?;
     }
     let mut blobs = Vec::new();
     for bd in m.blobs.values() {
         blobs.push(remote.blob(bd)?);
     }
-    match local.import(&signed, &blobs, remote.url()) {
-        Ok(_) => {}
-        Err(RegistryError::AlreadyExists { artifact, digest }) => {
-            return Err(RegistryError::Refused {
-                artifact,
-                key_id: signed.key_id(),
-                reason: format!(
-                    "{} serves manifest {d} for it, but this machine already holds that version \
-                     as {digest}; versions are immutable, so one of them is not genuine",
-                    remote.url()
-                ),
-            });
-        }
-        Err(e) => return Err(e),
-    }
-    local.verify(&pinned)
+    local.import_pulled(&signed, &blobs, remote.url())
 }

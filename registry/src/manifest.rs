@@ -104,6 +104,23 @@ pub struct Pin {
     pub digest: String,
 }
 
+impl Pin {
+    /// `ns/name` of the pinned artifact.
+    pub fn name(&self) -> &str {
+        self.reference
+            .split_once('@')
+            .map_or(self.reference.as_str(), |(n, _)| n)
+    }
+
+    /// The reference that names exactly the pinned artifact: `ns/name@sha256:…`.
+    pub fn exact(&self) -> crate::reference::Reference {
+        crate::reference::Reference {
+            name: self.name().to_string(),
+            selector: crate::reference::Selector::Digest(self.digest.clone()),
+        }
+    }
+}
+
 /// The signed part of an artifact.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -552,13 +552,40 @@ impl Registry {
 
     /// Verifies a dependency by its pinned digest.
     pub fn verify_pin(&self, pin: &crate::manifest::Pin) -> Result<VerifiedArtifact> {
-        let name = pin
-            .reference
-            .split_once('@')
-            .map_or(pin.reference.as_str(), |(n, _)| n);
+        self.verify(&pin.exact())
+    }
+
+    /// Caches what a pull fetched (a signed manifest and its blobs, whose
+    /// dependencies are already cached) after checking it against the trust
+    /// policy, and returns it verified. `source` names where it came from,
+    /// for the audit log and messages. A different artifact under the same
+    /// version is refused: versions are immutable, so one of them is not
+    /// genuine.
+    pub fn import_pulled(
+        &self,
+        signed: &SignedManifest,
+        blobs: &[Vec<u8>],
+        source: &str,
+    ) -> Result<VerifiedArtifact> {
+        match self.import(signed, blobs, source) {
+            Ok(_) => {}
+            Err(RegistryError::AlreadyExists { artifact, digest }) => {
+                return Err(RegistryError::Refused {
+                    artifact,
+                    key_id: signed.key_id(),
+                    reason: format!(
+                        "{source} serves manifest {} for it, but this machine already holds \
+                         that version as {digest}; versions are immutable, so one of them is \
+                         not genuine",
+                        signed.manifest.digest()
+                    ),
+                });
+            }
+            Err(e) => return Err(e),
+        }
         self.verify(&Reference {
-            name: name.to_string(),
-            selector: Selector::Digest(pin.digest.clone()),
+            name: signed.manifest.name.clone(),
+            selector: Selector::Digest(signed.manifest.digest()),
         })
     }
 

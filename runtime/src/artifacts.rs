@@ -232,11 +232,7 @@ pub fn load_pipeline(artifact: &VerifiedArtifact) -> Result<Pipeline> {
             .depends
             .get(section)
             .ok_or_else(|| bad(format!("it does not pin its {section}")))?;
-        let name = pin
-            .reference
-            .split_once('@')
-            .map_or(&*pin.reference, |(n, _)| n);
-        stage.reference = Some(format!("{name}@{}", pin.digest));
+        stage.reference = Some(pin.exact().to_string());
         stage.path = None;
         stage.bundled = None;
     }

@@ -45,9 +45,7 @@ pub fn run(
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let listener = tokio
-        .block_on(tokio::net::TcpListener::bind(addr))
-        .with_context(|| format!("cannot listen on {addr}"))?;
+    let listener = crate::common::listen(&tokio, addr, "")?;
     let local = listener.local_addr()?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio.spawn(tensorlet_runtime::serve::run(

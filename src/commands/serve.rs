@@ -248,21 +248,12 @@ pub fn execute(args: Args) -> Result<()> {
         bail!("none of the models could be loaded (see the errors above)");
     }
 
-    let tokio = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    let listener = tokio
-        .block_on(tokio::net::TcpListener::bind(&args.addr))
-        .with_context(|| format!("cannot listen on {}", args.addr))?;
+    let tokio = crate::common::server_runtime()?;
+    let listener = crate::common::listen(&tokio, &args.addr, "")?;
     let admin = if args.admin_addr == "off" {
         None
     } else {
-        Some(
-            tokio
-                .block_on(tokio::net::TcpListener::bind(&args.admin_addr))
-                .with_context(|| format!("cannot listen on {} (admin)", args.admin_addr))?,
-        )
+        Some(crate::common::listen(&tokio, &args.admin_addr, " (admin)")?)
     };
     let addr = listener.local_addr()?;
     events.record(

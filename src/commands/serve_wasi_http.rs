@@ -64,13 +64,8 @@ pub fn execute(args: Args) -> Result<()> {
     };
     let host = WasiHttpHost::new(&bytes, limits)
         .with_context(|| format!("cannot serve {}", args.component.display()))?;
-    let tokio = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    let listener = tokio
-        .block_on(tokio::net::TcpListener::bind(&args.addr))
-        .with_context(|| format!("cannot listen on {}", args.addr))?;
+    let tokio = crate::common::server_runtime()?;
+    let listener = crate::common::listen(&tokio, &args.addr, "")?;
     println!(
         "serving {} ({what}) at http://{}",
         args.component.display(),

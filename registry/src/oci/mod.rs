@@ -703,15 +703,7 @@ fn push_one(
     })?;
     let mut depends = BTreeMap::new();
     for (role, pin) in &m.depends {
-        let name = pin
-            .reference
-            .split_once('@')
-            .map_or(pin.reference.as_str(), |(n, _)| n);
-        let dep = Reference {
-            name: name.to_string(),
-            selector: Selector::Digest(pin.digest.clone()),
-        };
-        let (d, _) = push_one(local, remote, &dep, done, pushed)?;
+        let (d, _) = push_one(local, remote, &pin.exact(), done, pushed)?;
         depends.insert(role.clone(), d);
     }
     let location = format!("{}:{}", remote.location(&m.name), m.version);
@@ -821,15 +813,16 @@ pub fn pull(
         None => BTreeMap::new(),
     };
     for (role, pin) in &m.depends {
-        let (dep_name, dep_version) = pin
-            .reference
-            .split_once('@')
-            .unwrap_or((pin.reference.as_str(), ""));
         let sel = match located.get(role) {
             Some(od) => OciSelector::Digest(od.clone()),
-            None => OciSelector::Tag(dep_version.to_string()),
+            None => OciSelector::Tag(
+                pin.reference
+                    .split_once('@')
+                    .map_or("", |(_, v)| v)
+                    .to_string(),
+            ),
         };
-        let dep = pull(local, remote, dep_name, &sel)?;
+        let dep = pull(local, remote, pin.name(), &sel)?;
         if dep.digest() != pin.digest {
             return Err(refuse(format!(
                 "its {role} {} is pinned as {}, but the registry's copy is {}",
@@ -848,21 +841,7 @@ pub fn pull(
         }
         blobs.push(remote.blob(name, bd)?);
     }
-    match local.import(&signed, &blobs, &what) {
-        Ok(_) => {}
-        Err(RegistryError::AlreadyExists { artifact, digest }) => {
-            return Err(RegistryError::Refused {
-                artifact,
-                key_id: signed.key_id(),
-                reason: format!(
-                    "{what} holds manifest {d} for it, but this machine already holds that \
-                     version as {digest}; versions are immutable, so one of them is not genuine"
-                ),
-            });
-        }
-        Err(e) => return Err(e),
-    }
-    local.verify(&pinned)
+    local.import_pulled(&signed, &blobs, &what)
 }
 
 /// Moves the alias tag `alias` of `ns/name` in `remote` to what `selector`
