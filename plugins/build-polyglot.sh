@@ -31,6 +31,10 @@ cd "$ROOT"
 
 step() { printf '== %s\n' "$*"; }
 
+# apt-get as root, or through sudo.
+SUDO=""
+[[ "$(id -u)" -eq 0 ]] || SUDO="sudo"
+
 # True when $1 exists and is newer than every file under the other arguments.
 fresh() {
     local out="$1"
@@ -46,10 +50,19 @@ step "toolchains"
 # Python: componentize-py in a virtualenv (Debian's python3 refuses global pip installs).
 VENV="$TOOLS/venv"
 if [[ "$("$VENV/bin/componentize-py" --version 2>/dev/null)" != "componentize-py $COMPONENTIZE_PY_VERSION" ]]; then
-    python3 -m venv "$VENV" || {
-        echo "error: python3 -m venv failed; install Python 3 with venv support (Debian: apt-get install python3-venv)" >&2
-        exit 1
-    }
+    rm -rf "$VENV"
+    if ! python3 -m venv "$VENV" >/dev/null 2>&1; then
+        # Debian splits venv (and ensurepip) out of python3.
+        step "installing python3 and python3-venv (apt)"
+        $SUDO apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
+            python3 python3-venv
+        rm -rf "$VENV"
+        python3 -m venv "$VENV" || {
+            echo "error: python3 -m venv failed; install Python 3 with venv support (Debian: apt-get install python3-venv)" >&2
+            exit 1
+        }
+    fi
     "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
         "componentize-py==$COMPONENTIZE_PY_VERSION"
 fi
@@ -62,8 +75,6 @@ COMPONENTIZE_PY="$VENV/bin/componentize-py"
 # leaves the lock file alone.
 JS="$ROOT/plugins/js"
 if ! command -v npm >/dev/null || ! command -v node >/dev/null; then
-    SUDO=""
-    [[ "$(id -u)" -eq 0 ]] || SUDO="sudo"
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends nodejs npm
 fi
@@ -77,8 +88,6 @@ echo "jco $("$JCO" --version)"
 if ! command -v clang-19 >/dev/null || ! command -v wasm-ld-19 >/dev/null ||
     [[ ! -f /usr/lib/wasm32-wasi/libc.a ]] ||
     [[ ! -f /usr/lib/llvm-19/lib/clang/19/lib/wasi/libclang_rt.builtins-wasm32.a ]]; then
-    SUDO=""
-    [[ "$(id -u)" -eq 0 ]] || SUDO="sudo"
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${APT_PACKAGES[@]}"
 fi
