@@ -11,7 +11,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::{Value, json};
@@ -91,9 +91,14 @@ struct Running {
 
 impl Running {
     fn start(server: Server) -> Running {
+        Running::with_workers(server, 2)
+    }
+
+    /// A server whose async runtime has `workers` worker threads.
+    fn with_workers(server: Server, workers: usize) -> Running {
         let server = Arc::new(server);
         let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
+            .worker_threads(workers)
             .enable_all()
             .build()
             .unwrap();
@@ -463,6 +468,15 @@ fn misbehaving(m: &Models, name: &str, config: Value) -> PathBuf {
     dir
 }
 
+/// The value of an unlabelled metric on `/metrics`.
+fn metric(a: SocketAddr, name: &str) -> f64 {
+    let r = get(a, "/metrics");
+    let text = String::from_utf8_lossy(&r.body).into_owned();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no metric {name} in:\n{text}"))
+}
+
 fn huge_request() -> Value {
     json!({ "inputs": [{ "name": "input", "shape": [1, 4], "datatype": "FP32",
                          "data": [1.0e6, 1.0, 1.0, 1.0] }] })
@@ -541,6 +555,75 @@ fn a_misbehaving_model_fails_its_own_requests_while_others_keep_succeeding() {
         ok_count.load(Ordering::Relaxed)
     );
     assert_eq!(get(a, "/v2/health/ready").status, 200);
+    run.shutdown();
+    run.done.recv_timeout(Duration::from_secs(10)).unwrap();
+}
+
+/// Predictions run inline on the async workers, on fibers that yield at
+/// every epoch tick: with a single worker thread, a plugin looping until its
+/// deadline must still leave that thread to everyone else's requests.
+#[test]
+fn a_looping_plugin_does_not_hold_the_only_worker() {
+    let rt = Runtime::new(tensorlet_runtime::RuntimeConfig {
+        limits: tensorlet_runtime::Limits {
+            deadline: Duration::from_secs(4),
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .unwrap();
+    let m = models(&rt);
+    let s = iris_server(&rt, &m, ServeConfig::default());
+    let dir = misbehaving(
+        &m,
+        "bad-loop",
+        json!({ "mode": "loop", "only_above": 1000.0 }),
+    );
+    s.deploy(Deployment::new(
+        "bad-loop",
+        "1",
+        "bad-loop",
+        load_model(&rt, &dir),
+    ))
+    .unwrap();
+    let mut run = Running::with_workers(s, 1);
+    let a = run.addr;
+
+    let looped = Arc::new(AtomicBool::new(false));
+    let bad: Vec<_> = (0..2)
+        .map(|_| {
+            let looped = looped.clone();
+            std::thread::spawn(move || {
+                let r = infer(a, "bad-loop", &huge_request());
+                looped.store(true, Ordering::SeqCst);
+                r
+            })
+        })
+        .collect();
+    // Wait until both looping requests are running (each holds an instance).
+    let t0 = Instant::now();
+    while metric(a, "tensorlet_requests_in_flight") < 2.0 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(3),
+            "the looping requests never started"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    for _ in 0..20 {
+        let r = infer(a, "iris", &iris_request());
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    }
+    assert_eq!(get(a, "/v2/health/ready").status, 200);
+    assert!(
+        !looped.load(Ordering::SeqCst),
+        "ordinary requests waited for the looping ones to hit their deadline"
+    );
+    for b in bad {
+        let r = b.join().unwrap();
+        assert_eq!(r.status, 500);
+        let msg = r.json()["error"].as_str().unwrap().to_string();
+        assert!(msg.contains("ran past its deadline"), "{msg}");
+    }
     run.shutdown();
     run.done.recv_timeout(Duration::from_secs(10)).unwrap();
 }

@@ -52,12 +52,17 @@ impl Drop for Ticker {
     }
 }
 
-/// The plugin host: one engine, one linker, a compile cache.
+/// The plugin host: one engine, its linkers, a compile cache.
 ///
 /// Create one per process and load every plugin through it.
 pub struct Runtime {
     shared: Arc<Shared>,
+    /// WASI bound synchronously: for calls made on plain threads.
     linker: Linker<Ctx>,
+    /// WASI bound asynchronously: for calls driven by an async executor
+    /// (`Plugin::predict_async`), where the sync WASI bindings would try to
+    /// start a second tokio runtime inside the executor's.
+    linker_async: Linker<Ctx>,
     cache_dir: Option<PathBuf>,
     compiled: Mutex<HashMap<String, Component>>,
     _ticker: Ticker,
@@ -96,7 +101,7 @@ impl Hasher for StableHasher {
 }
 
 /// Bytes of each pooled linear memory and table kept resident between instances.
-const KEEP_RESIDENT: usize = 64 << 10;
+const KEEP_RESIDENT: usize = 1 << 20;
 
 /// The engine's settings. With `compact`, each pooled linear memory reserves
 /// only its maximum size (bounds are then checked explicitly) instead of the
@@ -129,7 +134,8 @@ fn engine_config(limits: &Limits, compact: bool) -> Config {
         // and no TLB shootdowns. `tensorlet bench instances` measured 15-16 µs
         // per instance without it and 8-9 µs with it.
         pool.linear_memory_keep_resident(KEEP_RESIDENT)
-            .table_keep_resident(KEEP_RESIDENT);
+            .table_keep_resident(KEEP_RESIDENT)
+            .pagemap_scan(wasmtime::Enabled::Auto);
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     }
     config
@@ -149,13 +155,8 @@ impl Runtime {
             }
             Err(e) => return Err(RuntimeError::Engine(format!("{e:#}"))),
         };
-        let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
-            .map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
-        wit_tensor::add_to_linker::<Ctx, HasSelf<Ctx>>(&mut linker, |c| c)
-            .map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
-        wasmtime_wasi_nn::wit::add_to_linker(&mut linker, |c: &mut Ctx| c.nn_view())
-            .map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
+        let linker = host_linker(&engine, false)?;
+        let linker_async = host_linker(&engine, true)?;
 
         let stop = Arc::new(AtomicBool::new(false));
         {
@@ -177,6 +178,7 @@ impl Runtime {
                 device: config.device,
             }),
             linker,
+            linker_async,
             cache_dir: config.cache_dir,
             compiled: Mutex::new(HashMap::new()),
             _ticker: Ticker { stop },
@@ -205,17 +207,19 @@ impl Runtime {
         let (name, bytes) = (component.name(), component.bytes());
         let digest = digest(bytes);
         let component = self.compile(name, &digest, bytes)?;
-        let pre = self
-            .linker
-            .instantiate_pre(&component)
-            .map_err(|e| RuntimeError::Load {
-                plugin: name.to_string(),
-                message: format!(
-                    "it needs an import tensorlet does not provide: {e:#}; plugins may import \
-                     only tensorlet:ml/tensor, wasi:nn and WASI 0.2"
-                ),
-            })?;
-        let plugin = Plugin::new(self.shared.clone(), name, digest, pre)?;
+        let link = |linker: &Linker<Ctx>| {
+            linker
+                .instantiate_pre(&component)
+                .map_err(|e| RuntimeError::Load {
+                    plugin: name.to_string(),
+                    message: format!(
+                        "it needs an import tensorlet does not provide: {e:#}; plugins may \
+                         import only tensorlet:ml/tensor, wasi:nn and WASI 0.2"
+                    ),
+                })
+        };
+        let (pre, pre_async) = (link(&self.linker)?, link(&self.linker_async)?);
+        let plugin = Plugin::new(self.shared.clone(), name, digest, pre, pre_async)?;
         if verified.graphs().is_empty() {
             return Ok(plugin);
         }
@@ -303,6 +307,22 @@ impl Runtime {
             .insert(digest.to_string(), component.clone());
         Ok(component)
     }
+}
+
+/// A linker with the host's imports: WASI 0.2 (sync or async bindings), the
+/// tensor interface and `wasi:nn`. The tensor and `wasi:nn` functions are
+/// synchronous either way; an async call runs them on its fiber.
+fn host_linker(engine: &Engine, async_wasi: bool) -> Result<Linker<Ctx>> {
+    let err = |e: wasmtime::Error| RuntimeError::Engine(format!("{e:#}"));
+    let mut linker = Linker::new(engine);
+    if async_wasi {
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(err)?;
+    } else {
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(err)?;
+    }
+    wit_tensor::add_to_linker::<Ctx, HasSelf<Ctx>>(&mut linker, |c| c).map_err(err)?;
+    wasmtime_wasi_nn::wit::add_to_linker(&mut linker, |c: &mut Ctx| c.nn_view()).map_err(err)?;
+    Ok(linker)
 }
 
 /// Writes atomically: a temporary file renamed into place.

@@ -68,5 +68,28 @@ mod bindings {
         imports: { default: trappable },
     });
 
-    pub(crate) use tensorlet::ml::{tensor, types};
+    pub use tensorlet::ml::{tensor, types};
+}
+
+/// The same world with async exports, for calls that run on an async
+/// executor (`call_async`, epoch yields); the imported interfaces are shared
+/// with [`bindings`], so one host implementation serves both.
+mod bindings_async {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        inline: "
+            package tensorlet:host;
+
+            world host {
+                import tensorlet:ml/tensor@0.1.0;
+                export tensorlet:ml/preprocess@0.1.0;
+                export tensorlet:ml/predict@0.1.0;
+            }
+        ",
+        world: "tensorlet:host/host",
+        with: {
+            "tensorlet:ml/tensor": crate::bindings::tensor,
+        },
+        exports: { default: async },
+    });
 }

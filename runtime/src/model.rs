@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 use serde::{Deserialize, Serialize};
-use tensorlet_gpu::Device;
+use tensorlet_gpu::{Device, Tensor};
 use tensorlet_registry::VerifiedComponent;
 
 use crate::error::{Result, RuntimeError};
@@ -384,6 +384,44 @@ impl Model {
 
     /// Predicts `rows` rows of raw features (row-major).
     pub fn predict(&self, device: &Device, x: Vec<f32>, rows: usize) -> Result<Predictions> {
+        let x = self.input(device, x, rows)?;
+        let xt = train::transform(&self.preprocessor, &self.state, &x)?;
+        let probs = self
+            .predictor
+            .plugin
+            .predict(&self.predictor.config, &self.params, &xt)?;
+        self.predictions(device, &probs, rows)
+    }
+
+    /// [`Model::predict`] with the plugins driven by an async executor
+    /// ([`Plugin::transform_async`](crate::Plugin::transform_async)): the
+    /// same instances, limits and checks; must be polled inside a tokio
+    /// runtime. The host tensor ops run inline on the polling thread, so use
+    /// it where they do not wait on a GPU.
+    pub async fn predict_async(
+        &self,
+        device: &Device,
+        x: Vec<f32>,
+        rows: usize,
+    ) -> Result<Predictions> {
+        let x = self.input(device, x, rows)?;
+        let stage = &self.preprocessor;
+        let out = stage
+            .plugin
+            .transform_async(&stage.config, &self.state, &x)
+            .await?;
+        let xt = train::check_transformed(stage, &x, out)?;
+        let probs = self
+            .predictor
+            .plugin
+            .predict_async(&self.predictor.config, &self.params, &xt)
+            .await?;
+        self.predictions(device, &probs, rows)
+    }
+
+    /// The raw features as a `[rows, features]` tensor, checked against the
+    /// model's feature count.
+    fn input(&self, device: &Device, x: Vec<f32>, rows: usize) -> Result<Tensor> {
         let want = self.meta.feature_names.len();
         if rows == 0 || x.len() != rows * want {
             return Err(RuntimeError::Model {
@@ -395,14 +433,13 @@ impl Model {
                 ),
             });
         }
-        let x = device.from_vec(&[rows as u32, want as u32], x)?;
-        let xt = train::transform(&self.preprocessor, &self.state, &x)?;
-        let probs = self
-            .predictor
-            .plugin
-            .predict(&self.predictor.config, &self.params, &xt)?;
+        Ok(device.from_vec(&[rows as u32, want as u32], x)?)
+    }
+
+    /// Labels and per-class probabilities from the predictor's output.
+    fn predictions(&self, device: &Device, probs: &Tensor, rows: usize) -> Result<Predictions> {
         let classes = self.meta.classes;
-        let p = train::check_probabilities(&self.predictor.plugin, device, &probs, rows, classes)?;
+        let p = train::check_probabilities(&self.predictor.plugin, device, probs, rows, classes)?;
         let probabilities: Vec<Vec<f32>> =
             p.chunks(classes as usize).map(<[f32]>::to_vec).collect();
         Ok(Predictions {

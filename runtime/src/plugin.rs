@@ -4,16 +4,20 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 use tensorlet_gpu::{Device, Tensor};
 use wasmtime::component::{Instance, InstancePre};
-use wasmtime::{Engine, Store, Trap};
+use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 use wasmtime_wasi_nn::Graph;
 
 use crate::Limits;
 use crate::bindings::exports::tensorlet::ml::{predict, preprocess, train};
 use crate::bindings::tensor::NamedTensor;
 use crate::bindings::types;
+use crate::bindings_async::exports::tensorlet::ml::{
+    predict as predict_async, preprocess as preprocess_async,
+};
 use crate::error::{PluginFailure, Result, RuntimeError};
 use crate::host::{Ctx, HostTensorLimit};
 
@@ -64,6 +68,10 @@ pub struct Plugin {
     preprocess: Option<preprocess::GuestIndices>,
     train: Option<train::GuestIndices>,
     predict: Option<predict::GuestIndices>,
+    /// The same component linked with async WASI, for the `*_async` calls.
+    pre_async: InstancePre<Ctx>,
+    preprocess_async: Option<preprocess_async::GuestIndices>,
+    predict_async: Option<predict_async::GuestIndices>,
     graphs: Vec<(String, Graph)>,
 }
 
@@ -77,16 +85,20 @@ impl Plugin {
         name: &str,
         digest: String,
         pre: InstancePre<Ctx>,
+        pre_async: InstancePre<Ctx>,
     ) -> Result<Self> {
         let plugin = Plugin {
             preprocess: preprocess::GuestIndices::new(&pre).ok(),
             train: train::GuestIndices::new(&pre).ok(),
             predict: predict::GuestIndices::new(&pre).ok(),
+            preprocess_async: preprocess_async::GuestIndices::new(&pre_async).ok(),
+            predict_async: predict_async::GuestIndices::new(&pre_async).ok(),
             graphs: Vec::new(),
             shared,
             name: name.to_string(),
             digest,
             pre,
+            pre_async,
         };
         if plugin.preprocess.is_none() && plugin.train.is_none() && plugin.predict.is_none() {
             return Err(RuntimeError::Load {
@@ -151,6 +163,19 @@ impl Plugin {
         }
     }
 
+    /// A fresh store with the sandbox's memory cap (the caller sets the
+    /// deadline), counted as one instance.
+    fn store(&self) -> Store<Ctx> {
+        let limits = &self.shared.limits;
+        let mut store = Store::new(
+            &self.shared.engine,
+            Ctx::new(self.shared.device.clone(), limits, &self.graphs),
+        );
+        store.limiter(|c| c.limiter());
+        INSTANCES.fetch_add(1, Ordering::Relaxed);
+        store
+    }
+
     /// Runs `f` in a fresh instance with the sandbox limits, turning traps and
     /// limits into [`PluginFailure`]s.
     fn run<R>(
@@ -158,22 +183,46 @@ impl Plugin {
         call: &'static str,
         f: impl FnOnce(&mut Store<Ctx>, &Instance) -> wasmtime::Result<Result<R, PluginFailure>>,
     ) -> Result<R> {
-        let limits = &self.shared.limits;
-        let mut store = Store::new(
-            &self.shared.engine,
-            Ctx::new(self.shared.device.clone(), limits, &self.graphs),
-        );
-        store.limiter(|c| c.limiter());
-        store.set_epoch_deadline(limits.deadline_ticks());
-        INSTANCES.fetch_add(1, Ordering::Relaxed);
+        let mut store = self.store();
+        store.set_epoch_deadline(self.shared.limits.deadline_ticks());
         let outcome = self
             .pre
             .instantiate(&mut store)
             .and_then(|instance| f(&mut store, &instance));
+        self.finish(call, outcome, &mut store)
+    }
+
+    /// A fresh instance for an async call. Instead of trapping at the first
+    /// epoch tick past a fixed count, the guest yields to the executor at
+    /// every tick (so a looping plugin shares its thread with other requests
+    /// instead of holding it) and is interrupted once the wall-clock deadline
+    /// has passed.
+    async fn instantiate_async(&self) -> (Store<Ctx>, wasmtime::Result<Instance>) {
+        let mut store = self.store();
+        let deadline = Instant::now() + self.shared.limits.deadline;
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            Ok(if Instant::now() >= deadline {
+                UpdateDeadline::Interrupt
+            } else {
+                UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now()))
+            })
+        });
+        let instance = self.pre_async.instantiate_async(&mut store).await;
+        (store, instance)
+    }
+
+    /// The result of a call, with traps and limits named.
+    fn finish<R>(
+        &self,
+        call: &'static str,
+        outcome: wasmtime::Result<Result<R, PluginFailure>>,
+        store: &mut Store<Ctx>,
+    ) -> Result<R> {
         match outcome {
             Ok(Ok(r)) => Ok(r),
             Ok(Err(failure)) => Err(self.fail(call, failure)),
-            Err(e) => Err(self.fail(call, classify(&e, &mut store, limits))),
+            Err(e) => Err(self.fail(call, classify(&e, store, &self.shared.limits))),
         }
     }
 
@@ -282,6 +331,70 @@ impl Plugin {
                 Err(e) => Ok(Err(PluginFailure::Error(e))),
             }
         })
+    }
+}
+
+/// Calls driven by an async executor. Each runs in a fresh instance with the
+/// same limits as its synchronous twin, but the guest runs on a fiber and
+/// yields at every epoch tick, so an async worker thread can run it inline
+/// without a slow or looping plugin stalling the worker's other tasks. WASI
+/// is bound asynchronously here, so these must be polled inside a tokio
+/// runtime.
+impl Plugin {
+    /// `preprocess.transform`, async.
+    pub async fn transform_async(
+        &self,
+        config: &str,
+        state: &NamedTensors,
+        x: &Tensor,
+    ) -> Result<Tensor> {
+        let call = "transform";
+        let idx = self
+            .preprocess_async
+            .as_ref()
+            .ok_or_else(|| self.fail(call, PluginFailure::MissingExport(PREPROCESS)))?;
+        let (mut store, instance) = self.instantiate_async().await;
+        let outcome = async {
+            let guest = idx.load(&mut store, &instance?)?;
+            let state = push_named(&mut store, state)?;
+            let x = store.data_mut().push(x.clone())?;
+            Ok(
+                match guest.call_transform(&mut store, config, &state, x).await? {
+                    Ok(out) => Ok(store.data_mut().take(out)?),
+                    Err(e) => Err(PluginFailure::Error(e)),
+                },
+            )
+        }
+        .await;
+        self.finish(call, outcome, &mut store)
+    }
+
+    /// `predict.predict`, async.
+    pub async fn predict_async(
+        &self,
+        config: &str,
+        params: &NamedTensors,
+        x: &Tensor,
+    ) -> Result<Tensor> {
+        let call = "predict";
+        let idx = self
+            .predict_async
+            .as_ref()
+            .ok_or_else(|| self.fail(call, PluginFailure::MissingExport(PREDICT)))?;
+        let (mut store, instance) = self.instantiate_async().await;
+        let outcome = async {
+            let guest = idx.load(&mut store, &instance?)?;
+            let params = push_named(&mut store, params)?;
+            let x = store.data_mut().push(x.clone())?;
+            Ok(
+                match guest.call_predict(&mut store, config, &params, x).await? {
+                    Ok(out) => Ok(store.data_mut().take(out)?),
+                    Err(e) => Err(PluginFailure::Error(e)),
+                },
+            )
+        }
+        .await;
+        self.finish(call, outcome, &mut store)
     }
 }
 

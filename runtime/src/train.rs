@@ -242,6 +242,11 @@ pub fn check_probabilities(
 /// Runs the preprocessor's transform and checks it kept the rows.
 pub fn transform(stage: &StagePlugin, state: &NamedTensors, x: &Tensor) -> Result<Tensor> {
     let out = stage.plugin.transform(&stage.config, state, x)?;
+    check_transformed(stage, x, out)
+}
+
+/// A transform's output, checked to keep one row per input row.
+pub fn check_transformed(stage: &StagePlugin, x: &Tensor, out: Tensor) -> Result<Tensor> {
     let rows = x.shape().dims()[0];
     match out.shape().dims() {
         [r, _] if *r == rows => Ok(out),

@@ -31,7 +31,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Router, body};
 use serde_json::{Value, json};
-use tensorlet_gpu::Device;
+use tensorlet_gpu::{Device, DeviceKind};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
@@ -590,16 +590,21 @@ async fn infer_model(
         Err(BadRequest(m)) => return error(StatusCode::BAD_REQUEST, m),
     };
     d.observe(&req.x);
-    // The plugins run synchronously, bounded by wasmtime's epoch deadline,
-    // on the blocking pool: a slow or looping plugin occupies a pool thread,
-    // never an async worker, so the rest of the server keeps answering.
-    // (Measured on one pinned core: this keeps p99 near 8 ms under load;
-    // `block_in_place` was 10x worse at p99, and running inline ~40% faster
-    // but lets one looping request stall a worker until its deadline.)
-    // The rows move to the worker; the response needs only the rest of `req`.
+    // On the CPU the plugins run right here, on the async worker: each runs
+    // on a wasmtime fiber that yields at every epoch tick, so a slow or
+    // looping plugin shares the worker with other requests until its
+    // deadline instead of stalling them, and a request pays no thread
+    // hand-off (on one pinned core the hand-off to the blocking pool cost
+    // more than the two instances). On a GPU the host tensor ops wait for
+    // the device, which must not block a worker: the blocking pool runs them.
+    // The rows move to the plugins; the response needs only the rest of `req`.
     let (x, rows) = (std::mem::take(&mut req.x), req.rows);
-    let (device, dep) = (s.device.clone(), d.clone());
-    let predicted = tokio::task::spawn_blocking(move || dep.model.predict(&device, x, rows)).await;
+    let predicted = if s.device.info().kind == DeviceKind::Cpu {
+        Ok(d.model.predict_async(&s.device, x, rows).await)
+    } else {
+        let (device, dep) = (s.device.clone(), d.clone());
+        tokio::task::spawn_blocking(move || dep.model.predict(&device, x, rows)).await
+    };
     let p = match predicted {
         Ok(Ok(p)) => p,
         Ok(Err(e)) => {
