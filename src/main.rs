@@ -5,12 +5,6 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-/// mimalloc instead of the system allocator: serving allocates and frees
-/// small buffers from many tasks on few threads, where glibc's malloc spent
-/// a tenth of the server's time (`bench/serve.sh`).
-#[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 mod artifacts;
 mod bundled;
 mod commands;

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use tensorlet_gpu::{Device, Tensor};
-use wasmtime::component::{Instance, InstancePre};
+use wasmtime::component::{Instance, InstancePre, Resource};
 use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 use wasmtime_wasi_nn::Graph;
 
@@ -192,12 +192,17 @@ impl Plugin {
         self.finish(call, outcome, &mut store)
     }
 
-    /// A fresh instance for an async call. Instead of trapping at the first
-    /// epoch tick past a fixed count, the guest yields to the executor at
-    /// every tick (so a looping plugin shares its thread with other requests
-    /// instead of holding it) and is interrupted once the wall-clock deadline
-    /// has passed.
-    async fn instantiate_async(&self) -> (Store<Ctx>, wasmtime::Result<Instance>) {
+    /// Runs `f` in a fresh instance for an async call, turning traps and
+    /// limits into [`PluginFailure`]s. Instead of trapping at the first epoch
+    /// tick past a fixed count, the guest yields to the executor at every tick
+    /// (so a looping plugin shares its thread with other requests instead of
+    /// holding it) and is interrupted once the wall-clock deadline has passed.
+    /// `f` gets the store by value and hands it back with its outcome.
+    async fn run_async<R, F, Fut>(&self, call: &'static str, f: F) -> Result<R>
+    where
+        F: FnOnce(Store<Ctx>, Instance) -> Fut,
+        Fut: Future<Output = (Store<Ctx>, wasmtime::Result<Result<R, PluginFailure>>)>,
+    {
         let mut store = self.store();
         let deadline = Instant::now() + self.shared.limits.deadline;
         store.set_epoch_deadline(1);
@@ -208,8 +213,11 @@ impl Plugin {
                 UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now()))
             })
         });
-        let instance = self.pre_async.instantiate_async(&mut store).await;
-        (store, instance)
+        let (mut store, outcome) = match self.pre_async.instantiate_async(&mut store).await {
+            Ok(instance) => f(store, instance).await,
+            Err(e) => (store, Err(e)),
+        };
+        self.finish(call, outcome, &mut store)
     }
 
     /// The result of a call, with traps and limits named.
@@ -258,10 +266,8 @@ impl Plugin {
             let guest = idx.load(&mut *store, instance)?;
             let state = push_named(store, state)?;
             let x = store.data_mut().push(x.clone())?;
-            match guest.call_transform(&mut *store, config, &state, x)? {
-                Ok(out) => Ok(Ok(store.data_mut().take(out)?)),
-                Err(e) => Ok(Err(PluginFailure::Error(e))),
-            }
+            let out = guest.call_transform(&mut *store, config, &state, x)?;
+            take_output(store, out)
         })
     }
 
@@ -326,10 +332,8 @@ impl Plugin {
             let guest = idx.load(&mut *store, instance)?;
             let params = push_named(store, params)?;
             let x = store.data_mut().push(x.clone())?;
-            match guest.call_predict(&mut *store, config, &params, x)? {
-                Ok(out) => Ok(Ok(store.data_mut().take(out)?)),
-                Err(e) => Ok(Err(PluginFailure::Error(e))),
-            }
+            let out = guest.call_predict(&mut *store, config, &params, x)?;
+            take_output(store, out)
         })
     }
 }
@@ -348,25 +352,22 @@ impl Plugin {
         state: &NamedTensors,
         x: &Tensor,
     ) -> Result<Tensor> {
-        let call = "transform";
         let idx = self
             .preprocess_async
             .as_ref()
-            .ok_or_else(|| self.fail(call, PluginFailure::MissingExport(PREPROCESS)))?;
-        let (mut store, instance) = self.instantiate_async().await;
-        let outcome = async {
-            let guest = idx.load(&mut store, &instance?)?;
-            let state = push_named(&mut store, state)?;
-            let x = store.data_mut().push(x.clone())?;
-            Ok(
-                match guest.call_transform(&mut store, config, &state, x).await? {
-                    Ok(out) => Ok(store.data_mut().take(out)?),
-                    Err(e) => Err(PluginFailure::Error(e)),
-                },
-            )
-        }
-        .await;
-        self.finish(call, outcome, &mut store)
+            .ok_or_else(|| self.fail("transform", PluginFailure::MissingExport(PREPROCESS)))?;
+        self.run_async("transform", async |mut store, instance| {
+            let outcome = async {
+                let guest = idx.load(&mut store, &instance)?;
+                let state = push_named(&mut store, state)?;
+                let x = store.data_mut().push(x.clone())?;
+                let out = guest.call_transform(&mut store, config, &state, x).await?;
+                take_output(&mut store, out)
+            }
+            .await;
+            (store, outcome)
+        })
+        .await
     }
 
     /// `predict.predict`, async.
@@ -376,26 +377,34 @@ impl Plugin {
         params: &NamedTensors,
         x: &Tensor,
     ) -> Result<Tensor> {
-        let call = "predict";
         let idx = self
             .predict_async
             .as_ref()
-            .ok_or_else(|| self.fail(call, PluginFailure::MissingExport(PREDICT)))?;
-        let (mut store, instance) = self.instantiate_async().await;
-        let outcome = async {
-            let guest = idx.load(&mut store, &instance?)?;
-            let params = push_named(&mut store, params)?;
-            let x = store.data_mut().push(x.clone())?;
-            Ok(
-                match guest.call_predict(&mut store, config, &params, x).await? {
-                    Ok(out) => Ok(store.data_mut().take(out)?),
-                    Err(e) => Err(PluginFailure::Error(e)),
-                },
-            )
-        }
-        .await;
-        self.finish(call, outcome, &mut store)
+            .ok_or_else(|| self.fail("predict", PluginFailure::MissingExport(PREDICT)))?;
+        self.run_async("predict", async |mut store, instance| {
+            let outcome = async {
+                let guest = idx.load(&mut store, &instance)?;
+                let params = push_named(&mut store, params)?;
+                let x = store.data_mut().push(x.clone())?;
+                let out = guest.call_predict(&mut store, config, &params, x).await?;
+                take_output(&mut store, out)
+            }
+            .await;
+            (store, outcome)
+        })
+        .await
     }
+}
+
+/// A tensor a plugin returned, taken out of its table, or its error.
+fn take_output(
+    store: &mut Store<Ctx>,
+    out: Result<Resource<Tensor>, String>,
+) -> wasmtime::Result<Result<Tensor, PluginFailure>> {
+    Ok(match out {
+        Ok(t) => Ok(store.data_mut().take(t)?),
+        Err(e) => Err(PluginFailure::Error(e)),
+    })
 }
 
 fn push_named(store: &mut Store<Ctx>, named: &NamedTensors) -> wasmtime::Result<Vec<NamedTensor>> {
