@@ -755,15 +755,32 @@ pub fn pull(
     name: &str,
     selector: &OciSelector,
 ) -> Result<VerifiedArtifact> {
-    check_name(name)?;
-    if let OciSelector::Tag(t) = selector
-        && !tag_ok(t)
-    {
-        return Err(RegistryError::Invalid(format!("`{t}` is not an OCI tag")));
-    }
-    let what = format!("{}{selector}", remote.location(name));
+    check_source(name, selector)?;
     let (_, bytes) = remote.manifest(name, selector)?;
-    let oci = remote.parse_manifest(&what, &bytes)?;
+    pull_manifest(local, remote, name, selector, &bytes)
+}
+
+/// Checks what is about to be fetched: an artifact name and a valid tag.
+fn check_source(name: &str, selector: &OciSelector) -> Result<()> {
+    check_name(name)?;
+    match selector {
+        OciSelector::Tag(t) if !tag_ok(t) => {
+            Err(RegistryError::Invalid(format!("`{t}` is not an OCI tag")))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// [`pull`] of the manifest `bytes` that `selector` named in `remote`.
+fn pull_manifest(
+    local: &Registry,
+    remote: &OciRemote,
+    name: &str,
+    selector: &OciSelector,
+    bytes: &[u8],
+) -> Result<VerifiedArtifact> {
+    let what = format!("{}{selector}", remote.location(name));
+    let oci = remote.parse_manifest(&what, bytes)?;
     let signed = signed_of(remote, name, &what, &oci)?;
     let m = &signed.manifest;
     let d = m.digest();
@@ -858,8 +875,11 @@ pub fn promote(
     alias: &str,
 ) -> Result<crate::AliasMove> {
     check_alias(alias)?;
-    let artifact = pull(local, remote, name, selector)?;
+    check_source(name, selector)?;
+    // One fetch: the manifest that is verified is the one that is re-tagged,
+    // even if `selector`'s tag moves meanwhile.
     let (oci_digest, bytes) = remote.manifest(name, selector)?;
+    let artifact = pull_manifest(local, remote, name, selector, &bytes)?;
     let tag = OciSelector::Tag(alias.to_string());
     let from = match remote.head(name, &tag)? {
         None => None,
