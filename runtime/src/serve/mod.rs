@@ -185,6 +185,9 @@ pub struct Server {
     permits: Arc<Semaphore>,
     stopping: AtomicBool,
     device: Device,
+    /// Whether predictions run inline on the async workers (the CPU device)
+    /// rather than on the blocking pool (a GPU, whose host ops wait on it).
+    inline: bool,
     events: Arc<dyn ServeEvents>,
     source: Option<Arc<dyn ModelSource>>,
 }
@@ -200,6 +203,7 @@ impl Server {
             permits: Arc::new(Semaphore::new(config.max_concurrency.max(1))),
             config,
             stopping: AtomicBool::new(false),
+            inline: device.info().kind == DeviceKind::Cpu,
             device,
             events,
             source: None,
@@ -599,7 +603,7 @@ async fn infer_model(
     // the device, which must not block a worker: the blocking pool runs them.
     // The rows move to the plugins; the response needs only the rest of `req`.
     let (x, rows) = (std::mem::take(&mut req.x), req.rows);
-    let predicted = if s.device.info().kind == DeviceKind::Cpu {
+    let predicted = if s.inline {
         Ok(d.model.predict_async(&s.device, x, rows).await)
     } else {
         let (device, dep) = (s.device.clone(), d.clone());
