@@ -1,6 +1,7 @@
-//! Builds the example plugins (the separate `plugins/` workspace) for
-//! `wasm32-wasip2`, so that `cargo build` yields the components with no manual
-//! step. The bundled ones are embedded in the binary (`src/bundled.rs`); all of
+//! Builds the example plugins (the separate `plugins/` workspace) as
+//! components, so that `cargo build` yields them with no manual step: the
+//! bundled and test plugins for `wasm32-unknown-unknown` (no WASI), the export
+//! parts for `wasm32-wasip2`. The bundled ones are embedded in the binary (`src/bundled.rs`); all of
 //! them, test plugins included, are copied to `$OUT_DIR`, whose path reaches the
 //! tests as `TENSORLET_PLUGIN_DIR`.
 
@@ -15,6 +16,11 @@ const BUNDLED: &[(&str, &str)] = &[
     ("mlp", "mlp"),
     ("onnx-predict", "onnx_predict"),
 ];
+
+/// The target of the bundled and test plugins: no WASI.
+const BARE_TARGET: &str = "wasm32-unknown-unknown";
+/// The target of the export parts.
+const WASI_TARGET: &str = "wasm32-wasip2";
 
 /// Test-only plugins, built but not embedded.
 const TEST_ONLY: &[&str] = &["misbehave"];
@@ -35,6 +41,7 @@ fn main() {
         "sdk/Cargo.toml",
         "plugins/Cargo.toml",
         "plugins/Cargo.lock",
+        "plugins/.cargo/config.toml",
     ] {
         println!("cargo:rerun-if-changed={p}");
     }
@@ -61,48 +68,24 @@ fn main() {
         })
         .map(|t| t.join("wasm-plugins"))
         .unwrap_or_else(|| out.join("wasm-plugins"));
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut cmd = Command::new(cargo);
-    cmd.current_dir(&plugins)
-        .args([
-            "build",
-            "--release",
-            "--target",
-            "wasm32-wasip2",
-            "--target-dir",
-        ])
-        .arg(&target_dir);
-    // Settings of the outer build that must not leak into the guest build.
-    for var in [
-        "RUSTFLAGS",
-        "CARGO_ENCODED_RUSTFLAGS",
-        "CARGO_TARGET_DIR",
-        "CARGO_BUILD_TARGET",
-        "RUSTC_WORKSPACE_WRAPPER",
-        "CARGO_PROFILE_RELEASE_DEBUG",
-        "CARGO_PROFILE_RELEASE_INCREMENTAL",
-    ] {
-        cmd.env_remove(var);
-    }
-    let output = cmd.output().expect("cannot run cargo to build the plugins");
-    if !output.status.success() {
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        let hint =
-            if stderr.contains("wasm32-wasip2") && stderr.contains("target may not be installed") {
-                "\nhint: run `rustup target add wasm32-wasip2` (rust-toolchain.toml lists it)\n"
-            } else {
-                ""
-            };
-        panic!(
-            "building the plugins in {} failed:\n{stderr}{hint}",
-            plugins.display()
-        );
-    }
+    // The bundled and test plugins are built without WASI (they import only
+    // tensorlet:ml, and wasi:cli/stderr for panic messages), which makes their
+    // per-call instances cheaper; the export parts run under other Wasm hosts,
+    // as wasm32-wasip2 components.
+    let bare: Vec<&str> = BUNDLED
+        .iter()
+        .map(|(_, s)| *s)
+        .chain(TEST_ONLY.iter().copied())
+        .collect();
+    let wasi: Vec<&str> = EXPORT_PARTS.iter().map(|(_, s)| *s).collect();
+    build_plugins(&plugins, &target_dir, BARE_TARGET, &bare);
+    build_plugins(&plugins, &target_dir, WASI_TARGET, &wasi);
 
-    let built = target_dir.join("wasm32-wasip2").join("release");
+    let built_bare = target_dir.join(BARE_TARGET).join("release");
+    let built_wasi = target_dir.join(WASI_TARGET).join("release");
     let mut table = String::from("pub static BUNDLED: &[(&str, &[u8])] = &[\n");
     for (name, stem) in BUNDLED {
-        let dest = copy(&built, &out, stem);
+        let dest = copy(&built_bare, &out, stem);
         table.push_str(&format!(
             "    ({name:?}, include_bytes!({:?})),\n",
             dest.display().to_string()
@@ -110,11 +93,11 @@ fn main() {
     }
     table.push_str("];\n");
     for stem in TEST_ONLY {
-        copy(&built, &out, stem);
+        copy(&built_bare, &out, stem);
     }
     let mut parts = String::from("pub static EXPORT_PARTS: &[(&str, &[u8])] = &[\n");
     for (name, stem) in EXPORT_PARTS {
-        let dest = copy(&built, &out, stem);
+        let dest = copy(&built_wasi, &out, stem);
         parts.push_str(&format!(
             "    ({name:?}, include_bytes!({:?})),\n",
             dest.display().to_string()
@@ -131,6 +114,44 @@ fn main() {
     }
     std::fs::write(out.join("bundled.rs"), table).unwrap();
     println!("cargo:rustc-env=TENSORLET_PLUGIN_DIR={}", out.display());
+}
+
+/// Builds the plugin crates `stems` (file stems: `_` for `-`) of the plugins
+/// workspace for `target`, in release.
+fn build_plugins(plugins: &Path, target_dir: &Path, target: &str, stems: &[&str]) {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(plugins)
+        .args(["build", "--release", "--target", target, "--target-dir"])
+        .arg(target_dir);
+    for stem in stems {
+        cmd.args(["-p", &stem.replace('_', "-")]);
+    }
+    // Settings of the outer build that must not leak into the guest build.
+    for var in [
+        "RUSTFLAGS",
+        "CARGO_ENCODED_RUSTFLAGS",
+        "CARGO_TARGET_DIR",
+        "CARGO_BUILD_TARGET",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "CARGO_PROFILE_RELEASE_DEBUG",
+        "CARGO_PROFILE_RELEASE_INCREMENTAL",
+    ] {
+        cmd.env_remove(var);
+    }
+    let output = cmd.output().expect("cannot run cargo to build the plugins");
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let hint = if stderr.contains(target) && stderr.contains("target may not be installed") {
+            format!("\nhint: run `rustup target add {target}` (rust-toolchain.toml lists it)\n")
+        } else {
+            String::new()
+        };
+        panic!(
+            "building the plugins in {} for {target} failed:\n{stderr}{hint}",
+            plugins.display()
+        );
+    }
 }
 
 fn copy(from: &Path, to: &Path, stem: &str) -> PathBuf {

@@ -132,8 +132,46 @@ fn panic_traps_and_reports_the_panic_message() {
         stderr.contains("misbehave: predict panics as asked"),
         "{stderr}"
     );
+    // The SDK's panic hook (the plugin is built without WASI's standard
+    // library) reports where, as the standard library's hook does.
+    assert!(stderr.contains("panicked at"), "{stderr}");
     assert!(e.to_string().contains("trapped"), "{e}");
     still_works(&rt);
+}
+
+/// The bundled plugins are built for `wasm32-unknown-unknown`: besides
+/// tensorlet:ml (and wasi:nn for the ONNX predictor) they import only what
+/// the SDK's panic hook writes with, not the WASI command-line world that a
+/// `wasm32-wasip2` standard library links, which each per-call instance would
+/// pay for.
+#[test]
+fn bundled_plugins_import_no_wasi_cli_world() {
+    let rt = tight_runtime();
+    for stem in [
+        "standardize",
+        "passthrough",
+        "softmax_regression",
+        "mlp",
+        "onnx_predict",
+    ] {
+        let info = rt.inspect(stem, &plugin_bytes(stem)).unwrap();
+        let allowed = |i: &str| {
+            i.starts_with("tensorlet:ml/")
+                || i.starts_with("wasi:nn/")
+                || i.starts_with("wasi:cli/stderr@")
+                || i.starts_with("wasi:io/")
+        };
+        let extra: Vec<&String> = info.imports.iter().filter(|i| !allowed(i)).collect();
+        assert!(extra.is_empty(), "{stem} imports {extra:?}");
+        assert!(
+            info.imports
+                .iter()
+                .any(|i| i.starts_with("tensorlet:ml/tensor@")),
+            "{stem}: {:?}",
+            info.imports
+        );
+        assert!(info.unprovided.is_none(), "{stem}: {:?}", info.unprovided);
+    }
 }
 
 #[test]

@@ -1,5 +1,7 @@
 //! The host side of `tensorlet:ml/tensor`, and the per-call store state.
 
+use std::sync::Arc;
+
 use tensorlet_gpu::{
     BinaryOp, Device, Distribution, ReduceOp, ScalarOp, Tensor, TensorError, UnaryOp,
 };
@@ -30,15 +32,34 @@ impl std::error::Error for HostTensorLimit {}
 
 /// Store state of one plugin call: its resource table, a WASI context that
 /// grants nothing, its limits, and the device its tensors live on.
+///
+/// The WASI and `wasi:nn` contexts are built on a plugin's first call into
+/// them: a plugin that imports neither (the bundled ones) pays nothing for
+/// them on its per-request instance.
 pub(crate) struct Ctx {
     table: ResourceTable,
-    wasi: WasiCtx,
-    nn: WasiNnCtx,
-    stderr: MemoryOutputPipe,
+    wasi: Option<Wasi>,
+    nn: Option<WasiNnCtx>,
+    graphs: Arc<[(String, Graph)]>,
     limiter: MemoryLimiter,
     device: Device,
     tensor_bytes: usize,
     max_tensor_bytes: usize,
+}
+
+/// The WASI side of a [`Ctx`]: grants nothing, discards stdout and keeps
+/// stderr for error reports.
+struct Wasi {
+    ctx: WasiCtx,
+    stderr: MemoryOutputPipe,
+}
+
+impl Wasi {
+    fn new() -> Self {
+        let stderr = MemoryOutputPipe::new(STDERR_CAPACITY);
+        let ctx = WasiCtxBuilder::new().stderr(stderr.clone()).build();
+        Wasi { ctx, stderr }
+    }
 }
 
 /// StoreLimits that also remembers whether it refused a memory growth, so a
@@ -74,18 +95,16 @@ impl Ctx {
     /// A context with no filesystem, network, environment or arguments; the
     /// plugin's stdout is discarded and its stderr kept for error reports.
     /// `graphs` are the models the plugin may open with `wasi:nn` by name.
-    pub(crate) fn new(device: Device, limits: &Limits, graphs: &[(String, Graph)]) -> Self {
-        let stderr = MemoryOutputPipe::new(STDERR_CAPACITY);
-        let wasi = WasiCtxBuilder::new().stderr(stderr.clone()).build();
+    pub(crate) fn new(device: Device, limits: &Limits, graphs: Arc<[(String, Graph)]>) -> Self {
         let inner = StoreLimitsBuilder::new()
             .memory_size(limits.max_memory_bytes)
             .instances(64)
             .build();
         Ctx {
             table: ResourceTable::new(),
-            wasi,
-            nn: crate::nn::context(graphs),
-            stderr,
+            wasi: None,
+            nn: None,
+            graphs,
             limiter: MemoryLimiter {
                 inner,
                 refused: false,
@@ -98,7 +117,9 @@ impl Ctx {
 
     /// The `wasi:nn` view of this context, for the linker.
     pub(crate) fn nn_view(&mut self) -> WasiNnView<'_> {
-        WasiNnView::new(&mut self.table, &mut self.nn)
+        let graphs = &self.graphs;
+        let nn = self.nn.get_or_insert_with(|| crate::nn::context(graphs));
+        WasiNnView::new(&mut self.table, nn)
     }
 
     pub(crate) fn limiter(&mut self) -> &mut MemoryLimiter {
@@ -107,7 +128,9 @@ impl Ctx {
 
     /// What the plugin wrote to stderr, lossily decoded.
     pub(crate) fn stderr(&self) -> String {
-        String::from_utf8_lossy(&self.stderr.contents()).into_owned()
+        self.wasi.as_ref().map_or_else(String::new, |w| {
+            String::from_utf8_lossy(&w.stderr.contents()).into_owned()
+        })
     }
 
     /// Puts a tensor in the table, charging it to the call's tensor budget.
@@ -155,8 +178,9 @@ impl Ctx {
 
 impl WasiView for Ctx {
     fn ctx(&mut self) -> WasiCtxView<'_> {
+        let wasi = self.wasi.get_or_insert_with(Wasi::new);
         WasiCtxView {
-            ctx: &mut self.wasi,
+            ctx: &mut wasi.ctx,
             table: &mut self.table,
         }
     }

@@ -72,7 +72,7 @@ pub struct Plugin {
     pre_async: InstancePre<Ctx>,
     preprocess_async: Option<preprocess_async::GuestIndices>,
     predict_async: Option<predict_async::GuestIndices>,
-    graphs: Vec<(String, Graph)>,
+    graphs: Arc<[(String, Graph)]>,
 }
 
 const PREPROCESS: &str = "tensorlet:ml/preprocess@0.1.0";
@@ -93,7 +93,7 @@ impl Plugin {
             predict: predict::GuestIndices::new(&pre).ok(),
             preprocess_async: preprocess_async::GuestIndices::new(&pre_async).ok(),
             predict_async: predict_async::GuestIndices::new(&pre_async).ok(),
-            graphs: Vec::new(),
+            graphs: Arc::new([]),
             shared,
             name: name.to_string(),
             digest,
@@ -115,13 +115,15 @@ impl Plugin {
     /// Offers ONNX models to the plugin's `wasi:nn/graph.load-by-name`, each
     /// under its name. Models are parsed here, once, not on every call.
     pub fn with_graphs(mut self, graphs: &[(String, Vec<u8>)]) -> Result<Self> {
+        let mut loaded = self.graphs.to_vec();
         for (name, bytes) in graphs {
             let graph = crate::nn::load_onnx(bytes).map_err(|e| RuntimeError::Load {
                 plugin: self.name.clone(),
                 message: format!("graph `{name}` is not a usable ONNX model: {e}"),
             })?;
-            self.graphs.push((name.clone(), graph));
+            loaded.push((name.clone(), graph));
         }
+        self.graphs = loaded.into();
         Ok(self)
     }
 
@@ -169,7 +171,7 @@ impl Plugin {
         let limits = &self.shared.limits;
         let mut store = Store::new(
             &self.shared.engine,
-            Ctx::new(self.shared.device.clone(), limits, &self.graphs),
+            Ctx::new(self.shared.device.clone(), limits, self.graphs.clone()),
         );
         store.limiter(|c| c.limiter());
         INSTANCES.fetch_add(1, Ordering::Relaxed);

@@ -69,12 +69,20 @@ use trainer::tensorlet::ml::types;
 /// the export macros hand `Adapter<YourType>` to wit-bindgen's export macros.
 pub struct Adapter<T>(PhantomData<fn() -> T>);
 
+/// Called on entry to every export: on `wasm32-unknown-unknown`, routes panic
+/// messages to stderr (see `bare`); elsewhere the standard library does.
+fn entered() {
+    #[cfg(all(target_family = "wasm", target_os = "unknown"))]
+    crate::bare::install_panic_hook();
+}
+
 fn parse(config: &str) -> Result<Config, String> {
     Config::parse(config).map_err(String::from)
 }
 
 impl<T: crate::Preprocessor> preprocess::Guest for Adapter<T> {
     fn fit(config: String, x: RawTensor) -> Result<Vec<NamedTensor>, String> {
+        entered();
         let state = T::fit(&parse(&config)?, Tensor::from_raw(x))?;
         Ok(state.into())
     }
@@ -84,6 +92,7 @@ impl<T: crate::Preprocessor> preprocess::Guest for Adapter<T> {
         state: Vec<NamedTensor>,
         x: RawTensor,
     ) -> Result<RawTensor, String> {
+        entered();
         let state = Params::from(state);
         let out = T::transform(&parse(&config)?, &state, Tensor::from_raw(x))?;
         Ok(out.into_raw())
@@ -92,6 +101,7 @@ impl<T: crate::Preprocessor> preprocess::Guest for Adapter<T> {
 
 impl<T: crate::Trainer> train::Guest for Adapter<T> {
     fn init(config: String, spec: types::DataSpec) -> Result<Vec<NamedTensor>, String> {
+        entered();
         let spec = crate::DataSpec {
             features: spec.features,
             classes: spec.classes,
@@ -107,6 +117,7 @@ impl<T: crate::Trainer> train::Guest for Adapter<T> {
         y: RawTensor,
         step: u64,
     ) -> Result<types::StepOutput, String> {
+        entered();
         let config = parse(&config)?;
         let (x, y) = (Tensor::from_raw(x), Tensor::from_raw(y));
         let out = T::step(&config, params.into(), x, y, step)?;
@@ -123,6 +134,7 @@ impl<T: crate::Predictor> predict::Guest for Adapter<T> {
         params: Vec<NamedTensor>,
         x: RawTensor,
     ) -> Result<RawTensor, String> {
+        entered();
         let params = Params::from(params);
         let out = T::predict(&parse(&config)?, &params, Tensor::from_raw(x))?;
         Ok(out.into_raw())

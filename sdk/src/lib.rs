@@ -1,6 +1,7 @@
 //! Write tensorlet machine-learning plugins in Rust.
 //!
-//! A tensorlet plugin is a WebAssembly component (`wasm32-wasip2`) that implements one
+//! A tensorlet plugin is a WebAssembly component (built for `wasm32-unknown-unknown`
+//! with `wasm-component-ld` as the linker, or for `wasm32-wasip2`) that implements one
 //! or more stages of a pipeline: a [`Preprocessor`], a [`Trainer`], a [`Predictor`].
 //! It is a pure function of its inputs: the host keeps every piece of state (fitted
 //! statistics, parameters, optimizer moments) as [`Params`] and hands it back on each
@@ -9,7 +10,7 @@
 //!
 //! Implement the traits on a type and call the matching export macros once in the
 //! plugin crate (`crate-type = ["cdylib"]`, built with
-//! `cargo build --release --target wasm32-wasip2`). This is a complete plugin, a
+//! `cargo build --release --target wasm32-unknown-unknown`). This is a complete plugin, a
 //! softmax regression trained by gradient descent:
 //!
 //! ```no_run
@@ -52,12 +53,19 @@
 //! tensorlet_sdk::export_predictor!(SoftmaxRegression);
 //! ```
 //!
+//! On `wasm32-unknown-unknown` the SDK brings what WASI's standard library would: a
+//! global allocator (dlmalloc, starting in the module's initial memory; the default
+//! `allocator` feature, off to bring your own) and a panic hook that writes the panic
+//! message to `wasi:cli/stderr`, where the host finds it for its error report.
+//!
 //! Errors are [`Error`]s: a message for people that the host reports as the plugin's
 //! error; a panic traps the component instead. The raw wit-bindgen bindings are in
 //! [`raw`] for anything the wrappers do not cover.
 
 #![deny(missing_docs)]
 
+#[cfg(all(target_family = "wasm", target_os = "unknown"))]
+mod bare;
 mod bindings;
 mod config;
 mod error;

@@ -77,9 +77,12 @@ impl Mode {
             Mode::Panic => panic!("misbehave: {call} panics as asked"),
             Mode::Error => bail!("misbehave: {call} fails as asked"),
             Mode::Slow => {
-                // Busy for 300 ms of the monotonic clock, then behaves.
-                let start = std::time::Instant::now();
-                while start.elapsed() < std::time::Duration::from_millis(300) {
+                // Busy for 300 ms of the host's monotonic clock (wasi:clocks, which
+                // a plugin built without WASI's standard library can still import),
+                // then behaves.
+                use wasip2::clocks::monotonic_clock::now;
+                let start = now();
+                while now() - start < 300_000_000 {
                     black_box(start);
                 }
                 Ok(())
