@@ -115,6 +115,15 @@ impl Ctx {
         }
     }
 
+    /// Makes `graphs` the ones `wasi:nn` offers from now on (a store shared
+    /// by the calls of one request serves plugins with different graphs).
+    pub(crate) fn offer_graphs(&mut self, graphs: &Arc<[(String, Graph)]>) {
+        if !Arc::ptr_eq(&self.graphs, graphs) {
+            self.graphs = graphs.clone();
+            self.nn = None;
+        }
+    }
+
     /// The `wasi:nn` view of this context, for the linker.
     pub(crate) fn nn_view(&mut self) -> WasiNnView<'_> {
         let graphs = &self.graphs;

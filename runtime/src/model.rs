@@ -405,16 +405,19 @@ impl Model {
         rows: usize,
     ) -> Result<Predictions> {
         let x = self.input(device, x, rows)?;
+        // One store for the request: the preprocessor's and the predictor's
+        // instances are both fresh, but share the store's set-up.
         let stage = &self.preprocessor;
+        let mut store = stage.plugin.store();
         let out = stage
             .plugin
-            .transform_async(&stage.config, &self.state, &x)
+            .transform_in(&mut store, &stage.config, &self.state, &x)
             .await?;
         let xt = train::check_transformed(stage, &x, out)?;
         let probs = self
             .predictor
             .plugin
-            .predict_async(&self.predictor.config, &self.params, &xt)
+            .predict_in(&mut store, &self.predictor.config, &self.params, &xt)
             .await?;
         self.predictions(device, &probs, rows)
     }

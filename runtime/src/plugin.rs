@@ -1,6 +1,8 @@
 //! A loaded plugin and the typed calls into it. Every call runs in a fresh
-//! instance from the plugin's `InstancePre`, with its own store, deadline and
-//! memory cap, so nothing a call does outlives it.
+//! instance from the plugin's `InstancePre`, with its own memory, deadline and
+//! memory cap, so nothing a call does outlives it. A call has its own store,
+//! except that a served request's transform and predict share one (two fresh
+//! instances in one store, which costs less to set up than two stores).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -166,15 +168,14 @@ impl Plugin {
     }
 
     /// A fresh store with the sandbox's memory cap (the caller sets the
-    /// deadline), counted as one instance.
-    fn store(&self) -> Store<Ctx> {
+    /// deadline).
+    pub(crate) fn store(&self) -> Store<Ctx> {
         let limits = &self.shared.limits;
         let mut store = Store::new(
             &self.shared.engine,
             Ctx::new(self.shared.device.clone(), limits, self.graphs.clone()),
         );
         store.limiter(|c| c.limiter());
-        INSTANCES.fetch_add(1, Ordering::Relaxed);
         store
     }
 
@@ -186,6 +187,7 @@ impl Plugin {
         f: impl FnOnce(&mut Store<Ctx>, &Instance) -> wasmtime::Result<Result<R, PluginFailure>>,
     ) -> Result<R> {
         let mut store = self.store();
+        INSTANCES.fetch_add(1, Ordering::Relaxed);
         store.set_epoch_deadline(self.shared.limits.deadline_ticks());
         let outcome = self
             .pre
@@ -194,19 +196,15 @@ impl Plugin {
         self.finish(call, outcome, &mut store)
     }
 
-    /// Runs `f` in a fresh instance for an async call, turning traps and
-    /// limits into [`PluginFailure`]s. Instead of trapping at the first epoch
-    /// tick past a fixed count, the guest yields to the executor at every tick
-    /// (so a looping plugin shares its thread with other requests instead of
-    /// holding it) and is interrupted once the wall-clock deadline has passed.
-    /// `f` gets the store by value and hands it back with its outcome.
-    async fn run_async<R, F, Fut>(&self, call: &'static str, f: F) -> Result<R>
-    where
-        F: FnOnce(Store<Ctx>, Instance) -> Fut,
-        Fut: Future<Output = (Store<Ctx>, wasmtime::Result<Result<R, PluginFailure>>)>,
-    {
-        let mut store = self.store();
+    /// Arms `store` for an async call of this plugin: instead of trapping at
+    /// the first epoch tick past a fixed count, the guest yields to the
+    /// executor at every tick (so a looping plugin shares its thread with
+    /// other requests instead of holding it) and is interrupted once the
+    /// wall-clock deadline, counted from now, has passed. The plugin's
+    /// `wasi:nn` graphs become the store's.
+    fn arm_async(&self, store: &mut Store<Ctx>) {
         let deadline = Instant::now() + self.shared.limits.deadline;
+        store.data_mut().offer_graphs(&self.graphs);
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |_| {
             Ok(if Instant::now() >= deadline {
@@ -215,11 +213,12 @@ impl Plugin {
                 UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now()))
             })
         });
-        let (mut store, outcome) = match self.pre_async.instantiate_async(&mut store).await {
-            Ok(instance) => f(store, instance).await,
-            Err(e) => (store, Err(e)),
-        };
-        self.finish(call, outcome, &mut store)
+    }
+
+    /// A fresh instance of this plugin in `store`, for an async call.
+    async fn instantiate_async(&self, store: &mut Store<Ctx>) -> wasmtime::Result<Instance> {
+        INSTANCES.fetch_add(1, Ordering::Relaxed);
+        self.pre_async.instantiate_async(store).await
     }
 
     /// The result of a call, with traps and limits named.
@@ -354,22 +353,7 @@ impl Plugin {
         state: &NamedTensors,
         x: &Tensor,
     ) -> Result<Tensor> {
-        let idx = self
-            .preprocess_async
-            .as_ref()
-            .ok_or_else(|| self.fail("transform", PluginFailure::MissingExport(PREPROCESS)))?;
-        self.run_async("transform", async |mut store, instance| {
-            let outcome = async {
-                let guest = idx.load(&mut store, &instance)?;
-                let state = push_named(&mut store, state)?;
-                let x = store.data_mut().push(x.clone())?;
-                let out = guest.call_transform(&mut store, config, &state, x).await?;
-                take_output(&mut store, out)
-            }
-            .await;
-            (store, outcome)
-        })
-        .await
+        self.transform_in(&mut self.store(), config, state, x).await
     }
 
     /// `predict.predict`, async.
@@ -379,22 +363,61 @@ impl Plugin {
         params: &NamedTensors,
         x: &Tensor,
     ) -> Result<Tensor> {
+        self.predict_in(&mut self.store(), config, params, x).await
+    }
+
+    /// `preprocess.transform` in a fresh instance in `store`, which may hold
+    /// the finished instances of the same request's earlier calls (one store
+    /// per request instead of one per call; each call still gets its own
+    /// instance, memory and deadline).
+    pub(crate) async fn transform_in(
+        &self,
+        store: &mut Store<Ctx>,
+        config: &str,
+        state: &NamedTensors,
+        x: &Tensor,
+    ) -> Result<Tensor> {
+        let idx = self
+            .preprocess_async
+            .as_ref()
+            .ok_or_else(|| self.fail("transform", PluginFailure::MissingExport(PREPROCESS)))?;
+        self.arm_async(store);
+        let outcome = async {
+            let instance = self.instantiate_async(store).await?;
+            let guest = idx.load(&mut *store, &instance)?;
+            let state = push_named(store, state)?;
+            let x = store.data_mut().push(x.clone())?;
+            let out = guest.call_transform(&mut *store, config, &state, x).await?;
+            take_output(store, out)
+        }
+        .await;
+        self.finish("transform", outcome, store)
+    }
+
+    /// `predict.predict` in a fresh instance in `store` (see
+    /// [`Plugin::transform_in`]).
+    pub(crate) async fn predict_in(
+        &self,
+        store: &mut Store<Ctx>,
+        config: &str,
+        params: &NamedTensors,
+        x: &Tensor,
+    ) -> Result<Tensor> {
         let idx = self
             .predict_async
             .as_ref()
             .ok_or_else(|| self.fail("predict", PluginFailure::MissingExport(PREDICT)))?;
-        self.run_async("predict", async |mut store, instance| {
-            let outcome = async {
-                let guest = idx.load(&mut store, &instance)?;
-                let params = push_named(&mut store, params)?;
-                let x = store.data_mut().push(x.clone())?;
-                let out = guest.call_predict(&mut store, config, &params, x).await?;
-                take_output(&mut store, out)
-            }
-            .await;
-            (store, outcome)
-        })
-        .await
+        self.arm_async(store);
+        let outcome = async {
+            let instance = self.instantiate_async(store).await?;
+            let guest = idx.load(&mut *store, &instance)?;
+            let params = push_named(store, params)?;
+            let x = store.data_mut().push(x.clone())?;
+            let out = guest.call_predict(&mut *store, config, &params, x).await?;
+            take_output(store, out)
+        }
+        .await;
+        self.finish("predict", outcome, store)
     }
 }
 
