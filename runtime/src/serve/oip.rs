@@ -181,6 +181,130 @@ pub fn split_body<'a>(
     }
 }
 
+/// The typed form of a request that [`parse_typed`] reads.
+mod typed {
+    use std::fmt;
+
+    use serde::Deserialize;
+    use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+    use serde_json::{Map, Value};
+
+    /// A request: `inputs` typed, every other member as JSON.
+    pub struct Doc {
+        pub rest: Map<String, Value>,
+        pub inputs: Option<Vec<Input>>,
+    }
+
+    /// One input: `data` as numbers, every other member as JSON.
+    #[derive(Default)]
+    pub struct Input {
+        pub rest: Map<String, Value>,
+        pub data: Option<Numbers>,
+    }
+
+    /// Numbers, flat or in nested arrays, in row-major order.
+    pub struct Numbers(pub Vec<f64>);
+
+    /// An object's members other than the typed one, as JSON, and that one.
+    type Members<T> = (Map<String, Value>, Option<T>);
+
+    /// Reads an object, deserialising member `typed` as `T` and keeping the
+    /// others as JSON (the last of repeated keys wins, as in a JSON value).
+    fn members<'de, A: MapAccess<'de>, T: Deserialize<'de>>(
+        mut map: A,
+        typed: &str,
+    ) -> Result<Members<T>, A::Error> {
+        let (mut rest, mut value) = (Map::new(), None);
+        while let Some(key) = map.next_key::<String>()? {
+            if key == typed {
+                value = Some(map.next_value()?);
+            } else {
+                rest.insert(key, map.next_value()?);
+            }
+        }
+        Ok((rest, value))
+    }
+
+    /// A visitor for an object, by what it builds.
+    struct Object<T>(std::marker::PhantomData<T>);
+
+    impl<'de> Visitor<'de> for Object<Doc> {
+        type Value = Doc;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("an inference request object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Doc, A::Error> {
+            let (rest, inputs) = members(map, "inputs")?;
+            Ok(Doc { rest, inputs })
+        }
+    }
+
+    impl<'de> Visitor<'de> for Object<Input> {
+        type Value = Input;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("an input object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Input, A::Error> {
+            let (rest, data) = members(map, "data")?;
+            Ok(Input { rest, data })
+        }
+    }
+
+    impl<'de> Deserialize<'de> for Doc {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            d.deserialize_map(Object::<Doc>(std::marker::PhantomData))
+        }
+    }
+
+    impl<'de> Deserialize<'de> for Input {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            d.deserialize_map(Object::<Input>(std::marker::PhantomData))
+        }
+    }
+
+    impl<'de> Deserialize<'de> for Numbers {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            let mut out = Vec::new();
+            Collect(&mut out).deserialize(d)?;
+            Ok(Numbers(out))
+        }
+    }
+
+    /// Appends a number, or the numbers of nested arrays, to a vector; fails
+    /// on anything else.
+    struct Collect<'a>(&'a mut Vec<f64>);
+
+    impl<'de> DeserializeSeed<'de> for Collect<'_> {
+        type Value = ();
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Collect<'_> {
+        type Value = ();
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("numbers, flat or in nested arrays")
+        }
+        fn visit_f64<E>(self, v: f64) -> Result<(), E> {
+            self.0.push(v);
+            Ok(())
+        }
+        fn visit_u64<E>(self, v: u64) -> Result<(), E> {
+            self.0.push(v as f64);
+            Ok(())
+        }
+        fn visit_i64<E>(self, v: i64) -> Result<(), E> {
+            self.0.push(v as f64);
+            Ok(())
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            while seq.next_element_seed(Collect(&mut *self.0))?.is_some() {}
+            Ok(())
+        }
+    }
+}
+
 fn flatten(v: &Value, out: &mut Vec<f64>, integer: bool) -> Result<(), BadRequest> {
     match v {
         Value::Array(items) => {
@@ -230,18 +354,51 @@ fn binary_flag(params: Option<&Value>, key: &str) -> bool {
 /// Parses and validates a request body against a model's input.
 pub fn parse_request(
     json: &[u8],
-    mut binary: &[u8],
+    binary: &[u8],
     spec: InputSpec,
 ) -> Result<InferRequest, BadRequest> {
+    parse_typed(json, binary, spec).unwrap_or_else(|| parse_value(json, binary, spec))
+}
+
+/// The common case, parsed without building a JSON value for every number:
+/// the one input's `data` goes straight into a `Vec<f64>`. `None` when the
+/// document is anything but a well-formed single-input request with numeric
+/// data, so that [`parse_value`] says precisely what is wrong.
+fn parse_typed(
+    json: &[u8],
+    binary: &[u8],
+    spec: InputSpec,
+) -> Option<Result<InferRequest, BadRequest>> {
+    let mut doc: typed::Doc = serde_json::from_slice(json).ok()?;
+    let input = match doc.inputs.as_deref_mut() {
+        Some([input]) => std::mem::take(input),
+        _ => return None,
+    };
+    let data = match input.data {
+        Some(typed::Numbers(v)) => {
+            let integer = input
+                .rest
+                .get("datatype")
+                .and_then(Value::as_str)
+                .map(DType::parse);
+            if matches!(integer, Some(Ok(d)) if d.is_integer())
+                && v.iter().any(|f| f.fract() != 0.0)
+            {
+                return None;
+            }
+            Data::Parsed(v)
+        }
+        None => Data::Json(None),
+    };
+    Some(parse_input(&doc.rest, &input.rest, data, binary, spec))
+}
+
+/// Any request, through a JSON value, with a message for every mistake.
+fn parse_value(json: &[u8], binary: &[u8], spec: InputSpec) -> Result<InferRequest, BadRequest> {
     let doc: Value = serde_json::from_slice(json)
         .map_err(|e| BadRequest(format!("the request body is not valid JSON: {e}")))?;
     let Value::Object(doc) = doc else {
         return bad("the request body must be a JSON object with an `inputs` array");
-    };
-    let id = match doc.get("id") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) => Some(s.clone()),
-        Some(other) => return bad(format!("`id` must be a string, got `{other}`")),
     };
     let Some(Value::Array(inputs)) = doc.get("inputs") else {
         return bad("the request needs an `inputs` array");
@@ -254,6 +411,29 @@ pub fn parse_request(
     };
     let Value::Object(input) = input else {
         return bad("each input must be an object with name, shape, datatype and data");
+    };
+    parse_input(&doc, input, Data::Json(input.get("data")), binary, spec)
+}
+
+/// An input's `data`: as JSON, or already flattened by [`parse_typed`].
+enum Data<'a> {
+    Json(Option<&'a Value>),
+    Parsed(Vec<f64>),
+}
+
+/// Checks the request `doc` with its one `input` (whose `data` is `data`)
+/// against the model.
+fn parse_input(
+    doc: &Map<String, Value>,
+    input: &Map<String, Value>,
+    data: Data<'_>,
+    mut binary: &[u8],
+    spec: InputSpec,
+) -> Result<InferRequest, BadRequest> {
+    let id = match doc.get("id") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(other) => return bad(format!("`id` must be a string, got `{other}`")),
     };
     match input.get("name").and_then(Value::as_str) {
         Some(INPUT) => {}
@@ -301,7 +481,7 @@ pub fn parse_request(
         .get("parameters")
         .and_then(|p| p.get("binary_data_size"))
         .and_then(Value::as_u64);
-    let values: Vec<f64> = match (binary_size, input.get("data")) {
+    let values: Vec<f64> = match (binary_size, data) {
         (Some(n), _) => {
             let n = n as usize;
             if n > binary.len() {
@@ -323,12 +503,13 @@ pub fn parse_request(
                 .map(|c| dtype.decode(c))
                 .collect()
         }
-        (None, Some(data)) => {
+        (None, Data::Parsed(v)) => v,
+        (None, Data::Json(Some(data))) => {
             let mut v = Vec::with_capacity(want);
             flatten(data, &mut v, dtype.is_integer())?;
             v
         }
-        (None, None) => return bad(format!("input `{INPUT}` has no `data`")),
+        (None, Data::Json(None)) => return bad(format!("input `{INPUT}` has no `data`")),
     };
     if !binary.is_empty() {
         return bad(format!(
@@ -549,6 +730,55 @@ mod tests {
             err(r#"{"inputs":[{"name":"input","shape":[1,2],"datatype":"FP32","data":[1,2]}],"outputs":[{"name":"logits"}]}"#)
                 .starts_with("unknown output `logits`")
         );
+    }
+
+    #[test]
+    fn the_typed_parse_agrees_with_the_json_value_parse() {
+        let input = |rest: &str| {
+            format!(r#"{{"inputs":[{{"name":"input","shape":[2,2],"datatype":"FP32"{rest}}}]}}"#)
+        };
+        let docs = [
+            input(r#","data":[1,2,3,4]"#),
+            input(r#","data":[[1.5,-2],[3e-3,4]]"#),
+            input(r#","data":[[[1],[2]],[[3],[4]]]"#),
+            input(r#","data":[1,2,3]"#),
+            input(r#","data":[1,2,3,1e300]"#),
+            input(r#","data":null"#),
+            input(r#","data":5"#),
+            input(r#","data":[1,"2",3,4]"#),
+            input(r#","data":[1,2,3,{}]"#),
+            input(r#","data":[1,2],"data":[5,6,7,8]"#),
+            input(r#","extra":{"a":[1]},"data":[1,2,3,4]"#),
+            input(r#""#),
+            r#"{"id":"r1","parameters":{"binary_data_output":true},"inputs":[{"name":"input","shape":[2,2],"datatype":"FP64","data":[1,2,3,4]}],"outputs":[{"name":"label"}]}"#.to_string(),
+            r#"{"id":7,"inputs":[{"name":"input","shape":[2,2],"datatype":"FP32","data":[1,2,3,4]}]}"#.to_string(),
+            r#"{"inputs":[{"name":"input","shape":[2,2],"datatype":"INT32","data":[1,2,3,4.5]}]}"#.to_string(),
+            r#"{"inputs":[{"name":"input","shape":[2,2],"datatype":"INT32","data":[1,2,3,4]}]}"#.to_string(),
+            r#"{"inputs":[{"name":"other","shape":[2,2],"datatype":"FP32","data":[1,2,3,4]}]}"#.to_string(),
+            r#"{"inputs":[]}"#.to_string(),
+            r#"{"inputs":null}"#.to_string(),
+            r#"{"inputs":[1]}"#.to_string(),
+            r#"{}"#.to_string(),
+        ];
+        let mut typed = 0;
+        for doc in &docs {
+            let by_value = parse_value(doc.as_bytes(), &[], SPEC);
+            if let Some(t) = parse_typed(doc.as_bytes(), &[], SPEC) {
+                assert_eq!(t, by_value, "{doc}");
+                typed += 1;
+            }
+            assert_eq!(parse(doc), by_value, "{doc}");
+        }
+        // Well-formed requests take the typed path; odd `data` does not.
+        assert!(typed >= 10, "{typed}");
+        assert!(parse_typed(docs[0].as_bytes(), &[], SPEC).is_some());
+        for odd in [5, 7, 8, 14] {
+            assert!(
+                parse_typed(docs[odd].as_bytes(), &[], SPEC).is_none(),
+                "{}",
+                docs[odd]
+            );
+        }
     }
 
     #[test]
