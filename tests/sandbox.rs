@@ -359,4 +359,24 @@ fn garbage_is_not_a_component() {
             .starts_with("plugin `junk` cannot be loaded: it is not a valid WebAssembly component"),
         "{e}"
     );
+    assert!(!e.to_string().contains("core module"), "{e}");
+}
+
+/// A valid core module (say, built for wasm32-unknown-unknown without the
+/// component linker) is refused with how to make it a component.
+#[test]
+fn a_core_module_is_refused_with_how_to_build_a_component() {
+    let rt = tight_runtime();
+    let e = load_bytes(&rt, "core", b"\0asm\x01\0\0\0".to_vec())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.starts_with(
+            "plugin `core` cannot be loaded: it is not a valid WebAssembly component: it is a \
+             core module"
+        ),
+        "{e}"
+    );
+    assert!(e.contains("wasm-component-ld"), "{e}");
 }

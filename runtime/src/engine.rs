@@ -301,7 +301,17 @@ impl Runtime {
             None => {
                 let load_err = |e: wasmtime::Error| RuntimeError::Load {
                     plugin: name.to_string(),
-                    message: format!("it is not a valid WebAssembly component: {e:#}"),
+                    message: if wasmparser::Parser::is_core_wasm(bytes)
+                        && wasmparser::Validator::new().validate_all(bytes).is_ok()
+                    {
+                        "it is not a valid WebAssembly component: it is a core module. Build \
+                         it as a component: for wasm32-wasip2, or for wasm32-unknown-unknown \
+                         with `linker = \"wasm-component-ld\"` (sdk/README.md), or wrap it \
+                         with `wasm-tools component new`"
+                            .to_string()
+                    } else {
+                        format!("it is not a valid WebAssembly component: {e:#}")
+                    },
                 };
                 let precompiled = engine.precompile_component(bytes).map_err(load_err)?;
                 if let Some(p) = &path
