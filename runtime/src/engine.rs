@@ -60,7 +60,7 @@ pub struct Runtime {
     /// WASI bound synchronously: for calls made on plain threads.
     linker: Linker<Ctx>,
     /// WASI bound asynchronously: for calls driven by an async executor
-    /// (`Plugin::predict_async`), where the sync WASI bindings would try to
+    /// (`Plugin::predict_in`), where the sync WASI bindings would try to
     /// start a second tokio runtime inside the executor's.
     linker_async: Linker<Ctx>,
     cache_dir: Option<PathBuf>,

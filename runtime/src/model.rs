@@ -394,7 +394,7 @@ impl Model {
     }
 
     /// [`Model::predict`] with the plugins driven by an async executor
-    /// ([`Plugin::transform_async`](crate::Plugin::transform_async)): the
+    /// (`Plugin::transform_in` and `Plugin::predict_in`, in one store): the
     /// same instances, limits and checks; must be polled inside a tokio
     /// runtime. The host tensor ops run inline on the polling thread, so use
     /// it where they do not wait on a GPU.

@@ -346,26 +346,6 @@ impl Plugin {
 /// is bound asynchronously here, so these must be polled inside a tokio
 /// runtime.
 impl Plugin {
-    /// `preprocess.transform`, async.
-    pub async fn transform_async(
-        &self,
-        config: &str,
-        state: &NamedTensors,
-        x: &Tensor,
-    ) -> Result<Tensor> {
-        self.transform_in(&mut self.store(), config, state, x).await
-    }
-
-    /// `predict.predict`, async.
-    pub async fn predict_async(
-        &self,
-        config: &str,
-        params: &NamedTensors,
-        x: &Tensor,
-    ) -> Result<Tensor> {
-        self.predict_in(&mut self.store(), config, params, x).await
-    }
-
     /// `preprocess.transform` in a fresh instance in `store`, which may hold
     /// the finished instances of the same request's earlier calls (one store
     /// per request instead of one per call; each call still gets its own
