@@ -841,3 +841,110 @@ fn the_admin_endpoint_deploys_refuses_and_undeploys() {
     );
     run.shutdown();
 }
+
+/// Reads one HTTP/1.1 response (with a Content-Length) off a kept-alive
+/// connection.
+fn read_reply(r: &mut impl std::io::BufRead) -> Reply {
+    let mut status = 0;
+    let mut headers = HashMap::new();
+    loop {
+        let mut line = String::new();
+        assert!(r.read_line(&mut line).unwrap() > 0, "connection closed");
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        if status == 0 {
+            status = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+        } else if let Some((k, v)) = line.split_once(':') {
+            headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
+        }
+    }
+    let len: usize = headers["content-length"].parse().unwrap();
+    let mut body = vec![0; len];
+    r.read_exact(&mut body).unwrap();
+    Reply {
+        status,
+        headers,
+        body,
+    }
+}
+
+fn infer_bytes(id: &str, rows: usize) -> Vec<u8> {
+    let data: Vec<[f32; 4]> = (0..rows).map(|i| ROWS[i % ROWS.len()]).collect();
+    let body = serde_json::to_vec(&json!({
+        "id": id,
+        "inputs": [{ "name": "input", "shape": [rows, 4], "datatype": "FP32", "data": data }],
+    }))
+    .unwrap();
+    let mut req = format!(
+        "POST /v2/models/iris/infer HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    req.extend_from_slice(&body);
+    req
+}
+
+#[test]
+fn responses_arrive_whole_and_in_order_with_batched_writes_or_without() {
+    let rt = Runtime::new(Default::default()).unwrap();
+    let m = models(&rt);
+    for batch_writes in [true, false] {
+        let config = ServeConfig {
+            batch_writes,
+            ..ServeConfig::default()
+        };
+        let mut run = Running::start(iris_server(&rt, &m, config));
+        let a = run.addr;
+
+        // Pipelined on one kept-alive connection, read only after a pause: a
+        // large response (1024 rows) between two small ones, in order, whole.
+        let mut s = TcpStream::connect(a).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let mut pipelined = infer_bytes("first", 1);
+        pipelined.extend(infer_bytes("large", 1024));
+        pipelined.extend(infer_bytes("last", 2));
+        s.write_all(&pipelined).unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        let mut r = std::io::BufReader::new(s);
+        for (id, rows) in [("first", 1), ("large", 1024), ("last", 2)] {
+            let reply = read_reply(&mut r);
+            assert_eq!(
+                reply.status,
+                200,
+                "{}",
+                String::from_utf8_lossy(&reply.body)
+            );
+            let v = reply.json();
+            assert_eq!(v["id"], id, "batch_writes={batch_writes}");
+            let labels = &v["outputs"][0];
+            assert_eq!(labels["shape"], json!([rows]), "{labels}");
+            assert_eq!(labels["data"].as_array().unwrap().len(), rows);
+        }
+
+        // Many kept-alive connections at once, each answered with its own id.
+        let clients: Vec<_> = (0..16)
+            .map(|c| {
+                std::thread::spawn(move || {
+                    let s = TcpStream::connect(a).unwrap();
+                    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+                    let mut w = s.try_clone().unwrap();
+                    let mut r = std::io::BufReader::new(s);
+                    for i in 0..25 {
+                        let id = format!("c{c}-{i}");
+                        w.write_all(&infer_bytes(&id, 1 + i % 3)).unwrap();
+                        let reply = read_reply(&mut r);
+                        assert_eq!(reply.status, 200);
+                        assert_eq!(reply.json()["id"], id.as_str());
+                    }
+                })
+            })
+            .collect();
+        for c in clients {
+            c.join().unwrap();
+        }
+        run.shutdown();
+        run.done.recv_timeout(Duration::from_secs(10)).unwrap();
+    }
+}

@@ -47,6 +47,11 @@ pub struct Args {
     /// Largest request body in bytes.
     #[arg(long, default_value_t = 4 << 20)]
     pub max_body: usize,
+    /// Send a finished response after the other requests ready on the same
+    /// worker, back to back with theirs: under load this wakes a client once
+    /// per round instead of once per response. `false` sends each at once.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub batch_writes: bool,
     #[command(flatten)]
     pub registry: RegistryArgs,
     #[command(flatten)]
@@ -226,6 +231,7 @@ pub fn execute(args: Args) -> Result<()> {
         max_batch: args.max_batch,
         max_concurrency: args.max_concurrency,
         drain: Duration::from_millis(500),
+        batch_writes: args.batch_writes,
         ..ServeConfig::default()
     };
     let server = Arc::new(Server::new(device, config, events.clone()).with_source(source.clone()));

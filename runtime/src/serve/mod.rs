@@ -14,6 +14,7 @@
 //! `GET /v2/models/{m}[/versions/{v}]/ready`,
 //! `POST /v2/models/{m}[/versions/{v}]/infer`, `GET /metrics`.
 
+pub mod batch;
 pub mod metrics;
 pub mod oip;
 
@@ -54,6 +55,10 @@ pub struct ServeConfig {
     /// How often invocation counts are handed to [`ServeEvents::invocations`]
     /// (default 60 s).
     pub events_interval: Duration,
+    /// Whether a finished response waits for the other ready requests of
+    /// its worker, to be sent back to back with theirs (default on; see
+    /// [`batch`]).
+    pub batch_writes: bool,
 }
 
 impl Default for ServeConfig {
@@ -64,6 +69,7 @@ impl Default for ServeConfig {
             max_concurrency: 64,
             drain: Duration::ZERO,
             events_interval: Duration::from_secs(60),
+            batch_writes: true,
         }
     }
 }
@@ -758,6 +764,7 @@ pub async fn run(
     });
     let s = server.clone();
     let drain = server.config.drain;
+    let listener = batch::BatchedListener::new(listener, server.config.batch_writes);
     axum::serve(listener, app(server.clone()))
         .with_graceful_shutdown(async move {
             shutdown.await;
