@@ -59,6 +59,37 @@ fn binary_scalar(op: BinaryOp, x: f32, y: f32) -> f32 {
     }
 }
 
+/// Whether `small`, broadcast against `full`, repeats whole along the
+/// leading dimensions: without its leading 1s, it is a suffix of `full`
+/// (a bias `[n]` against `[rows, n]`, say).
+fn repeats_along_rows(small: &[usize], full: &[usize]) -> bool {
+    let first = small.iter().position(|&d| d != 1).unwrap_or(small.len());
+    full.ends_with(&small[first..])
+}
+
+/// `op` over `full`, with `small` repeated along its leading dimensions
+/// (see [`repeats_along_rows`]); `small_first` says which is the left operand.
+fn binary_rows(op: BinaryOp, full: &[f32], small: &[f32], small_first: bool) -> Vec<f32> {
+    let mut out = Vec::with_capacity(full.len());
+    for row in full.chunks(small.len()) {
+        if small_first {
+            out.extend(
+                small
+                    .iter()
+                    .zip(row)
+                    .map(|(&x, &y)| binary_scalar(op, x, y)),
+            );
+        } else {
+            out.extend(
+                row.iter()
+                    .zip(small)
+                    .map(|(&x, &y)| binary_scalar(op, x, y)),
+            );
+        }
+    }
+    out
+}
+
 /// Row-major strides of `shape`, with 0 where the dimension is 1 (broadcast).
 fn broadcast_strides(shape: &[usize]) -> Vec<usize> {
     let mut strides = vec![0; shape.len()];
@@ -167,6 +198,13 @@ impl Backend for CpuBackend {
         if b.len() == 1 {
             let y = b[0];
             return store(a.iter().map(|&x| binary_scalar(op, x, y)).collect());
+        }
+        // A row broadcast (a bias, a feature mean): whole rows at a time.
+        if a_shape == out_shape && !b.is_empty() && repeats_along_rows(b_shape, out_shape) {
+            return store(binary_rows(op, &a, &b, false));
+        }
+        if b_shape == out_shape && !a.is_empty() && repeats_along_rows(a_shape, out_shape) {
+            return store(binary_rows(op, &b, &a, true));
         }
         // General case: walk the output with an odometer, carrying both offsets.
         let (sa, sb) = (broadcast_strides(a_shape), broadcast_strides(b_shape));

@@ -171,6 +171,20 @@ fn broadcasting_arithmetic() {
             &[2, 3],
             &[11.0, 22.0, 33.0, 14.0, 25.0, 36.0],
         );
+        // The row on the left, and a row with a leading 1.
+        check(
+            &dev,
+            &dev.binary(BinaryOp::Sub, &row, &a).unwrap(),
+            &[2, 3],
+            &[9.0, 18.0, 27.0, 6.0, 15.0, 24.0],
+        );
+        let row2 = t(&dev, &[1, 3], &[1.0, 4.0, 2.0]);
+        check(
+            &dev,
+            &dev.binary(BinaryOp::Div, &a, &row2).unwrap(),
+            &[2, 3],
+            &[1.0, 0.5, 1.5, 4.0, 1.25, 3.0],
+        );
         check(
             &dev,
             &dev.binary(BinaryOp::Sub, &a, &col).unwrap(),
