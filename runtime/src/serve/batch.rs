@@ -7,8 +7,8 @@
 //! sockets by the time the next one is ready, and waking it (an
 //! inter-processor interrupt, costly in a VM) is a large share of a small
 //! request. Sent back to back, the responses of one round wake it once. On
-//! serving one core this took iris from 22k to 26k requests/s and digits
-//! from 15k to 19k (`bench/serve.sh`).
+//! serving one core this took iris from about 21k to 26k requests/s and digits
+//! from about 15k to 19k (`bench/serve.sh`).
 //!
 //! The deferral is tokio's yield: the connection's task is woken again after
 //! the worker has polled its other ready tasks and checked for I/O, which it
