@@ -25,9 +25,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use axum::body::{Body, Bytes};
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::body::Bytes;
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Router, body};
@@ -509,30 +509,25 @@ async fn render_metrics(State(s): Shared) -> Response {
         .into_response()
 }
 
-async fn infer(
-    State(s): Shared,
-    Path(model): Path<String>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    infer_inner(s, model, None, headers, body).await
+// The request is taken whole (not as `HeaderMap` and `Body`, whose
+// extractor copies the headers): the handler reads one header and the body.
+async fn infer(State(s): Shared, Path(model): Path<String>, req: Request) -> Response {
+    infer_inner(s, model, None, req).await
 }
 
 async fn infer_v(
     State(s): Shared,
     Path((model, version)): Path<(String, String)>,
-    headers: HeaderMap,
-    body: Body,
+    req: Request,
 ) -> Response {
-    infer_inner(s, model, Some(version), headers, body).await
+    infer_inner(s, model, Some(version), req).await
 }
 
 async fn infer_inner(
     s: Arc<Server>,
     model: String,
     version: Option<String>,
-    headers: HeaderMap,
-    body: Body,
+    req: Request,
 ) -> Response {
     let started = Instant::now();
     let _in_flight = s.metrics.in_flight();
@@ -543,7 +538,7 @@ async fn infer_inner(
             return r.into_response();
         }
     };
-    let response = infer_model(&s, &d, headers, body).await;
+    let response = infer_model(&s, &d, req).await;
     let status = response.status().as_u16();
     let elapsed = started.elapsed();
     s.metrics.record(&d.name, &d.version, status, elapsed);
@@ -560,12 +555,8 @@ async fn infer_inner(
     response
 }
 
-async fn infer_model(
-    s: &Arc<Server>,
-    d: &Arc<Deployment>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
+async fn infer_model(s: &Arc<Server>, d: &Arc<Deployment>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
     let Ok(_permit) = s.permits.clone().try_acquire_owned() else {
         s.metrics.shed();
         let mut r = error(
@@ -586,7 +577,8 @@ async fn infer_model(
             );
         }
     };
-    let header_len = headers
+    let header_len = parts
+        .headers
         .get("inference-header-content-length")
         .and_then(|v| v.to_str().ok());
     let spec = InputSpec {

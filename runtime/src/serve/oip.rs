@@ -580,7 +580,8 @@ pub struct Encoded {
     pub binary: Vec<u8>,
 }
 
-/// Encodes the outputs of a prediction.
+/// Encodes the outputs of a prediction. Probabilities are written as the
+/// shortest decimal that reads back as the same `f32`.
 pub fn encode_response(
     model: &str,
     version: &str,
@@ -590,58 +591,97 @@ pub fn encode_response(
 ) -> Encoded {
     let classes = probabilities.first().map_or(0, Vec::len);
     let mut binary = Vec::new();
-    let outputs: Vec<Value> = req
+    let outputs: Vec<Output<'_>> = req
         .outputs
         .iter()
         .map(|w| {
-            let (datatype, shape, bytes, data): (&str, Vec<usize>, Vec<u8>, Value) = match w.name {
-                LABEL => (
-                    "INT64",
-                    vec![labels.len()],
-                    labels
-                        .iter()
-                        .flat_map(|&l| i64::from(l).to_le_bytes())
-                        .collect(),
-                    json!(labels),
-                ),
+            let (datatype, shape, data) = match w.name {
+                LABEL => ("INT64", vec![labels.len()], OutputData::Labels(labels)),
                 _ => (
                     "FP32",
                     vec![probabilities.len(), classes],
-                    probabilities
-                        .iter()
-                        .flatten()
-                        .flat_map(|p| p.to_le_bytes())
-                        .collect(),
-                    json!(probabilities.iter().flatten().collect::<Vec<_>>()),
+                    OutputData::Probabilities(probabilities),
                 ),
             };
-            let mut out = Map::new();
-            out.insert("name".into(), json!(w.name));
-            out.insert("datatype".into(), json!(datatype));
-            out.insert("shape".into(), json!(shape));
-            if w.binary {
-                out.insert(
-                    "parameters".into(),
-                    json!({ "binary_data_size": bytes.len() }),
-                );
-                binary.extend_from_slice(&bytes);
-            } else {
-                out.insert("data".into(), data);
+            if !w.binary {
+                return Output {
+                    name: w.name,
+                    datatype,
+                    shape,
+                    parameters: None,
+                    data: Some(data),
+                };
             }
-            Value::Object(out)
+            let before = binary.len();
+            match data {
+                OutputData::Labels(l) => {
+                    binary.extend(l.iter().flat_map(|&l| i64::from(l).to_le_bytes()));
+                }
+                OutputData::Probabilities(p) => {
+                    binary.extend(p.iter().flatten().flat_map(|p| p.to_le_bytes()));
+                }
+            }
+            Output {
+                name: w.name,
+                datatype,
+                shape,
+                parameters: Some(BinaryParameters {
+                    binary_data_size: binary.len() - before,
+                }),
+                data: None,
+            }
         })
         .collect();
-    let mut doc = json!({
-        "model_name": model,
-        "model_version": version,
-        "outputs": outputs,
-    });
-    if let Some(id) = &req.id {
-        doc["id"] = json!(id);
-    }
+    let doc = ResponseDoc {
+        model_name: model,
+        model_version: version,
+        id: req.id.as_deref(),
+        outputs,
+    };
     Encoded {
         json: serde_json::to_vec(&doc).expect("response serialises"),
         binary,
+    }
+}
+
+/// An inference response's JSON, written straight from the prediction.
+#[derive(serde::Serialize)]
+struct ResponseDoc<'a> {
+    model_name: &'a str,
+    model_version: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<&'a str>,
+    outputs: Vec<Output<'a>>,
+}
+
+#[derive(serde::Serialize)]
+struct Output<'a> {
+    name: &'static str,
+    datatype: &'static str,
+    shape: Vec<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parameters: Option<BinaryParameters>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<OutputData<'a>>,
+}
+
+#[derive(serde::Serialize)]
+struct BinaryParameters {
+    binary_data_size: usize,
+}
+
+/// An output's values, flat and row-major.
+enum OutputData<'a> {
+    Labels(&'a [u32]),
+    Probabilities(&'a [Vec<f32>]),
+}
+
+impl serde::Serialize for OutputData<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            OutputData::Labels(l) => s.collect_seq(l.iter()),
+            OutputData::Probabilities(p) => s.collect_seq(p.iter().flatten()),
+        }
     }
 }
 
@@ -817,5 +857,31 @@ mod tests {
                 .contains("only 15 bytes follow")
         );
         assert!(split_body(&body, Some("9999")).is_err());
+    }
+
+    #[test]
+    fn responses_carry_the_shortest_f32_text_and_echo_the_id() {
+        let mut req = parse(r#"{"id":"r7","inputs":[{"name":"input","shape":[2,2],"datatype":"FP32","data":[1,2,3,4]}]}"#).unwrap();
+        let probs = [vec![0.1f32, 0.9], vec![1.0 / 3.0, 2.0 / 3.0]];
+        let enc = encode_response("m", "1", &req, &[1, 1], &probs);
+        assert!(enc.binary.is_empty());
+        let text = String::from_utf8(enc.json.clone()).unwrap();
+        assert!(text.contains("[0.1,0.9,0.33333334,0.6666667]"), "{text}");
+        let doc: Value = serde_json::from_slice(&enc.json).unwrap();
+        assert_eq!(doc["model_name"], "m");
+        assert_eq!(doc["model_version"], "1");
+        assert_eq!(doc["id"], "r7");
+        assert_eq!(doc["outputs"][0]["name"], "label");
+        assert_eq!(doc["outputs"][0]["datatype"], "INT64");
+        assert_eq!(doc["outputs"][0]["shape"], json!([2]));
+        assert_eq!(doc["outputs"][0]["data"], json!([1, 1]));
+        assert_eq!(doc["outputs"][1]["shape"], json!([2, 2]));
+        let read: Vec<f32> = serde_json::from_value(doc["outputs"][1]["data"].clone()).unwrap();
+        assert_eq!(read, probs.concat());
+
+        req.id = None;
+        let doc: Value =
+            serde_json::from_slice(&encode_response("m", "1", &req, &[1, 1], &probs).json).unwrap();
+        assert!(doc.get("id").is_none(), "{doc}");
     }
 }
