@@ -263,16 +263,115 @@ mod typed {
     }
 
     impl<'de> Deserialize<'de> for Numbers {
+        /// The member's text is scanned by [`fast_numbers`]; what that does
+        /// not take goes through serde_json's own number parser.
         fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            let raw = <&serde_json::value::RawValue>::deserialize(d)?;
+            if let Some(v) = fast_numbers(raw.get()) {
+                return Ok(Numbers(v));
+            }
             let mut out = Vec::new();
-            Collect(&mut out).deserialize(d)?;
+            let mut de = serde_json::Deserializer::from_str(raw.get());
+            Collect(&mut out)
+                .deserialize(&mut de)
+                .map_err(serde::de::Error::custom)?;
             Ok(Numbers(out))
         }
     }
 
+    /// Exact powers of ten, as f64.
+    const POW10: [f64; 23] = [
+        1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
+        1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+    ];
+
+    /// The numbers of a JSON text made only of numbers, arrays, commas and
+    /// whitespace, in text order (row-major, for nested arrays), each exactly
+    /// as [`Collect`] reads it from serde_json. `None` for anything else, or
+    /// for a number outside the exact fast path below; the caller then uses
+    /// serde_json. `text` must be valid JSON (serde_json has checked it).
+    pub(super) fn fast_numbers(text: &str) -> Option<Vec<f64>> {
+        let b = text.as_bytes();
+        let mut out = Vec::with_capacity(b.len() / 4);
+        let mut i = 0;
+        while i < b.len() {
+            match b[i] {
+                b'[' | b']' | b',' | b' ' | b'\n' | b'\r' | b'\t' => i += 1,
+                b'-' | b'0'..=b'9' => {
+                    let (v, next) = number(b, i)?;
+                    out.push(v);
+                    i = next;
+                }
+                _ => return None,
+            }
+        }
+        Some(out)
+    }
+
+    /// One JSON number starting at `b[i]`, and where it ends. Integers (up to
+    /// 19 digits) become `u64 as f64`, negated, as serde_json's integers do;
+    /// others only when the significand is at most 2^53 and the power of ten
+    /// at most 22 either way, where one correctly rounded multiplication or
+    /// division gives the correctly rounded value (Clinger's fast path).
+    fn number(b: &[u8], mut i: usize) -> Option<(f64, usize)> {
+        let negative = b[i] == b'-';
+        i += usize::from(negative);
+        let (mut significand, mut digits, mut exp10) = (0u64, 0u32, 0i32);
+        let mut integer = true;
+        let digit = |i: usize| b.get(i).filter(|c| c.is_ascii_digit()).map(|c| c - b'0');
+        while let Some(d) = digit(i) {
+            if digits == 19 {
+                return None;
+            }
+            significand = significand * 10 + u64::from(d);
+            digits += 1;
+            i += 1;
+        }
+        if b.get(i) == Some(&b'.') {
+            integer = false;
+            i += 1;
+            while let Some(d) = digit(i) {
+                if digits == 19 {
+                    return None;
+                }
+                significand = significand * 10 + u64::from(d);
+                digits += 1;
+                exp10 -= 1;
+                i += 1;
+            }
+        }
+        if matches!(b.get(i), Some(b'e' | b'E')) {
+            integer = false;
+            i += 1;
+            let negative_exp = b.get(i) == Some(&b'-');
+            i += usize::from(matches!(b.get(i), Some(b'+' | b'-')));
+            let mut e = 0i32;
+            while let Some(d) = digit(i) {
+                if e > 1000 {
+                    return None;
+                }
+                e = e * 10 + i32::from(d);
+                i += 1;
+            }
+            exp10 += if negative_exp { -e } else { e };
+        }
+        let magnitude = if integer {
+            significand as f64
+        } else if significand == 0 {
+            0.0
+        } else if significand > 1 << 53 || !(-22..=22).contains(&exp10) {
+            return None;
+        } else if exp10 < 0 {
+            significand as f64 / POW10[(-exp10) as usize]
+        } else {
+            significand as f64 * POW10[exp10 as usize]
+        };
+        Some((if negative { -magnitude } else { magnitude }, i))
+    }
+
     /// Appends a number, or the numbers of nested arrays, to a vector; fails
     /// on anything else.
-    struct Collect<'a>(&'a mut Vec<f64>);
+    pub(super) struct Collect<'a>(pub(super) &'a mut Vec<f64>);
 
     impl<'de> DeserializeSeed<'de> for Collect<'_> {
         type Value = ();
@@ -883,5 +982,95 @@ mod tests {
         let doc: Value =
             serde_json::from_slice(&encode_response("m", "1", &req, &[1, 1], &probs).json).unwrap();
         assert!(doc.get("id").is_none(), "{doc}");
+    }
+
+    /// serde_json's reading of `text`, through the same visitor as requests.
+    fn slow_numbers(text: &str) -> Vec<f64> {
+        use serde::de::DeserializeSeed;
+        let mut out = Vec::new();
+        let mut de = serde_json::Deserializer::from_str(text);
+        typed::Collect(&mut out).deserialize(&mut de).unwrap();
+        out
+    }
+
+    #[test]
+    fn the_fast_number_scan_reads_exactly_what_serde_json_reads() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let mut texts: Vec<String> = [
+            "0",
+            "-0",
+            "0.0",
+            "-0.0",
+            "1",
+            "-1",
+            "5.1",
+            "13.0",
+            "1e5",
+            "1E5",
+            "1e-7",
+            "-2.5E+3",
+            "0.000001",
+            "123456789012345678",
+            "9999999999999999999",
+            "18446744073709551615",
+            "9007199254740993",
+            "9007199254740993.0",
+            "0.1e23",
+            "1e22",
+            "1e23",
+            "4.35",
+            "3.4028235e38",
+            "1.17549435e-38",
+            "0.30000000000000004",
+            "100000000000000000000",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        for _ in 0..20_000 {
+            let r = next();
+            let x = f64::from_bits(r);
+            let text = match r % 6 {
+                0 if x.is_finite() => format!("{x}"),
+                1 => format!("{}", (r >> 11) as f64 / (1u64 << (r % 40)) as f64),
+                2 => format!("{}", f32::from_bits((r >> 32) as u32 & 0x7f7f_ffff)),
+                3 => format!("{:e}", (r % 100_000) as f64 / 1000.0),
+                4 => format!("-{}", r % 1_000_000_000),
+                _ => format!("{}.{:03}", (r >> 20) % 1000, r % 1000),
+            };
+            texts.push(text);
+        }
+        let mut fast = 0;
+        for t in &texts {
+            let slow = slow_numbers(t);
+            if let Some(v) = typed::fast_numbers(t) {
+                fast += 1;
+                assert_eq!(v.len(), 1, "{t}");
+                assert_eq!(
+                    v[0].to_bits(),
+                    slow[0].to_bits(),
+                    "{t}: {} vs {}",
+                    v[0],
+                    slow[0]
+                );
+            }
+        }
+        assert!(
+            fast > texts.len() / 2,
+            "only {fast} of {} took the fast path",
+            texts.len()
+        );
+
+        let nested = "[[1, 2.5 ,-3e2],\n [4,\t5,6.25]]";
+        assert_eq!(typed::fast_numbers(nested).unwrap(), slow_numbers(nested));
+        for other in [r#"[1, "2"]"#, "[1, null]", "[true]", r#"{"a": 1}"#] {
+            assert_eq!(typed::fast_numbers(other), None, "{other}");
+        }
     }
 }
