@@ -42,6 +42,8 @@ fn main() {
         "plugins/Cargo.toml",
         "plugins/Cargo.lock",
         "plugins/.cargo/config.toml",
+        // http-front compiles the server's OIP parser and encoder into the guest.
+        "runtime/src/serve/oip.rs",
     ] {
         println!("cargo:rerun-if-changed={p}");
     }
