@@ -361,17 +361,17 @@ impl Plugin {
             .preprocess_async
             .as_ref()
             .ok_or_else(|| self.fail("transform", PluginFailure::MissingExport(PREPROCESS)))?;
-        self.arm_async(store);
-        let outcome = async {
-            let instance = self.instantiate_async(store).await?;
-            let guest = idx.load(&mut *store, &instance)?;
-            let state = push_named(store, state)?;
-            let x = store.data_mut().push(x.clone())?;
-            let out = guest.call_transform(&mut *store, config, &state, x).await?;
-            take_output(store, out)
-        }
-        .await;
-        self.finish("transform", outcome, store)
+        self.call_in(
+            store,
+            "transform",
+            state,
+            x,
+            async |store, instance, state, x| {
+                let guest = idx.load(&mut *store, instance)?;
+                guest.call_transform(store, config, &state, x).await
+            },
+        )
+        .await
     }
 
     /// `predict.predict` in a fresh instance in `store` (see
@@ -387,17 +387,46 @@ impl Plugin {
             .predict_async
             .as_ref()
             .ok_or_else(|| self.fail("predict", PluginFailure::MissingExport(PREDICT)))?;
+        self.call_in(
+            store,
+            "predict",
+            params,
+            x,
+            async |store, instance, params, x| {
+                let guest = idx.load(&mut *store, instance)?;
+                guest.call_predict(store, config, &params, x).await
+            },
+        )
+        .await
+    }
+
+    /// One async call in a fresh instance in `store`: arms the deadline, hands
+    /// `named` and `x` to the instance's table, lets `guest` make the call,
+    /// and takes out the tensor it returned.
+    async fn call_in(
+        &self,
+        store: &mut Store<Ctx>,
+        call: &'static str,
+        named: &NamedTensors,
+        x: &Tensor,
+        guest: impl AsyncFnOnce(
+            &mut Store<Ctx>,
+            &Instance,
+            Vec<NamedTensor>,
+            Resource<Tensor>,
+        )
+            -> wasmtime::Result<std::result::Result<Resource<Tensor>, String>>,
+    ) -> Result<Tensor> {
         self.arm_async(store);
         let outcome = async {
             let instance = self.instantiate_async(store).await?;
-            let guest = idx.load(&mut *store, &instance)?;
-            let params = push_named(store, params)?;
+            let named = push_named(store, named)?;
             let x = store.data_mut().push(x.clone())?;
-            let out = guest.call_predict(&mut *store, config, &params, x).await?;
+            let out = guest(store, &instance, named, x).await?;
             take_output(store, out)
         }
         .await;
-        self.finish("predict", outcome, store)
+        self.finish(call, outcome, store)
     }
 }
 

@@ -3,9 +3,11 @@
 //! [`Server`] holds the deployed model versions in an atomically swapped map:
 //! a deploy loads and warms the new version first, then swaps it in; requests
 //! already running keep their `Arc` to the old one and finish on it. Each
-//! request runs the model's preprocessor and predictor in fresh instances
-//! (via [`Model::predict`]) on a blocking thread, under the runtime's deadline
-//! and memory cap, so a plugin that traps or loops fails only that request.
+//! request runs the model's preprocessor and predictor in fresh instances,
+//! under the runtime's deadline and memory cap, so a plugin that traps or
+//! loops fails only that request: on the CPU inline on the async worker
+//! ([`Model::predict_async`], fibers that yield at every epoch tick), on a GPU
+//! on the blocking pool ([`Model::predict`]). [`batch`] sends the responses.
 //! [`app`] is the public router, [`admin_app`] the deploy endpoint meant for
 //! loopback, [`run`] serves both with graceful shutdown.
 //!
