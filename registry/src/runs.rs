@@ -268,15 +268,31 @@ impl Registry {
 
     // ----- runs -------------------------------------------------------------
 
-    /// Records a new run as `running`. Audited as `train.start`.
-    pub fn run_start(&self, id: &str, pipeline: &str, record: &Value) -> Result<()> {
+    /// Records a new run as `running` under a fresh id ([`new_run_id`]) and
+    /// returns the id; an id already taken (two runs started in the same
+    /// second whose 16 bits collide) is drawn again. Audited as `train.start`.
+    pub fn run_start(&self, pipeline: &str, record: &Value) -> Result<String> {
         self.write(|tx| {
-            tx.execute(
-                "INSERT INTO runs (id, pipeline, status, started, record) VALUES (?1, ?2, 'running', ?3, ?4)",
-                params![id, pipeline, now_rfc3339(), record.to_string()],
-            )
-            .map_err(|e| self.db(e))?;
-            self.append(tx, "train.start", pipeline, json!({"run_id": id}))
+            let record = record.to_string();
+            let insert = |verb: &str, id: &str| {
+                tx.execute(
+                    &format!("{verb} INTO runs (id, pipeline, status, started, record) VALUES (?1, ?2, 'running', ?3, ?4)"),
+                    params![id, pipeline, now_rfc3339(), record],
+                )
+                .map_err(|e| self.db(e))
+            };
+            let mut draws = 0;
+            let id = loop {
+                let id = new_run_id();
+                draws += 1;
+                // After 64 draws, a plain insert reports the constraint it breaks.
+                let verb = if draws < 64 { "INSERT OR IGNORE" } else { "INSERT" };
+                if insert(verb, &id)? == 1 {
+                    break id;
+                }
+            };
+            self.append(tx, "train.start", pipeline, json!({"run_id": id}))?;
+            Ok(id)
         })
     }
 
@@ -665,6 +681,22 @@ fn current_alias(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn runs_started_together_get_distinct_ids() {
+        let dir = tempfile::tempdir().unwrap();
+        let reg = Registry::open(dir.path()).unwrap();
+        // A thousand runs within a second or two: some of their 16-bit
+        // suffixes collide, and each is drawn again instead of failing.
+        let ids: Vec<String> = (0..1000)
+            .map(|i| reg.run_start("p", &json!({ "n": i })).unwrap())
+            .collect();
+        let distinct: std::collections::BTreeSet<&String> = ids.iter().collect();
+        assert_eq!(distinct.len(), ids.len());
+        for id in &ids {
+            assert_eq!(reg.run(id).unwrap().id, *id);
+        }
+    }
 
     #[test]
     fn run_ids_are_sortable_and_distinct() {

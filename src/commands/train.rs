@@ -20,7 +20,6 @@ use tensorlet_runtime::model::{self, ModelMeta};
 use tensorlet_runtime::pipeline::{Keep, TrainingConfig};
 use tensorlet_runtime::registry::{
     KeyPair, Provenance, Published, Registry, RunRecord, RunStatus, VerifiedArtifact, digest,
-    new_run_id,
 };
 use tensorlet_runtime::train::{self, EpochMetrics, Observer, PipelinePlugins, Resume};
 use tensorlet_runtime::{NamedTensors, Pipeline, Runtime, RuntimeError};
@@ -584,7 +583,6 @@ impl Run<'_> {
                 (r.id.clone(), from)
             }
             None => {
-                let id = new_run_id();
                 let record = json!({
                     "pipeline": {
                         "origin": self.origin,
@@ -607,7 +605,7 @@ impl Run<'_> {
                     "out": out.map(|o| std::path::absolute(o).unwrap_or_else(|_| o.to_path_buf()).display().to_string()),
                     "allow_unsigned": self.unsigned,
                 });
-                self.reg.run_start(&id, &pipeline_label, &record)?;
+                let id = self.reg.run_start(&pipeline_label, &record)?;
                 if progress {
                     eprintln!("run {id}");
                 }
