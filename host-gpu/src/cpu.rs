@@ -1,4 +1,5 @@
-//! The CPU reference backend: plain loops, and sgemm from `matrixmultiply`.
+//! The CPU reference backend: plain loops, and sgemm from `matrixmultiply`
+//! (for products with a few rows, the same sums without its packing).
 //!
 //! Single-threaded on purpose: results are bit-for-bit reproducible, which is
 //! what makes a training run's params digest depend only on its inputs.
@@ -136,6 +137,9 @@ impl Backend for CpuBackend {
         if m > 0 && n > 0 && k > 0 {
             let (a, b) = (host(a), host(b));
             assert!(a.len() == m * k && b.len() == k * n, "matmul storage sizes");
+            if few_rows::fits(m, k) && few_rows::matmul(&a, &b, k, n, &mut c) {
+                return store(c);
+            }
             // SAFETY: the slices hold exactly m*k, k*n and m*n elements (checked
             // above), and the row-major strides below stay within them.
             unsafe {
@@ -336,5 +340,94 @@ impl Backend for CpuBackend {
             out.extend_from_slice(&b[o * b_inner..(o + 1) * b_inner]);
         }
         store(out)
+    }
+}
+
+/// Products with a few rows of `A` (a served request's batch) and at most one
+/// sgemm depth block, computed without sgemm's packing.
+///
+/// The result is bit-for-bit sgemm's: where `matrixmultiply` picks a fused
+/// multiply-add kernel (x86-64 with FMA and AVX2, including its AVX-512
+/// kernel; every aarch64), each element of `C` is one chain
+/// `acc = fma(a[i][p], b[p][j], acc)` over `p` in order from `acc = 0`, and so
+/// is this loop. Elsewhere sgemm rounds the product and the sum separately,
+/// and `few_rows::matmul` declines so that sgemm runs. Training runs'
+/// parameter digests depend on this equality; `tests/ops.rs`
+/// (`few_row_products_are_sgemm_to_the_bit`) checks it.
+mod few_rows {
+    /// At most this many rows take this path.
+    const MAX_ROWS: usize = 8;
+    /// sgemm's depth block for f32 (`matrixmultiply`'s `S_KC`): a deeper
+    /// product is summed block by block there, in another order.
+    const MAX_DEPTH: usize = 256;
+
+    pub(super) fn fits(m: usize, k: usize) -> bool {
+        m <= MAX_ROWS && k <= MAX_DEPTH
+    }
+
+    /// `c += a·b` for row-major `a` (m×k), `b` (k×n), `c` (m×n) when sgemm
+    /// would use fused multiply-adds; `false`, leaving `c` alone, otherwise.
+    pub(super) fn matmul(a: &[f32], b: &[f32], k: usize, n: usize, c: &mut [f32]) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::is_x86_feature_detected!("fma") && std::is_x86_feature_detected!("avx2") {
+                // SAFETY: the CPU has the features the function is built for.
+                unsafe { fused_x86(a, b, k, n, c) };
+                return true;
+            }
+            false
+        }
+        #[cfg(target_arch = "aarch64")]
+        {
+            // `f32::mul_add` is one `fmadd` on every aarch64, as sgemm's
+            // NEON kernel's `fmla` is.
+            fused(a, b, k, n, c);
+            true
+        }
+        #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+        {
+            let _ = (a, b, k, n, c);
+            false
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    fn fused_x86(a: &[f32], b: &[f32], k: usize, n: usize, c: &mut [f32]) {
+        fused(a, b, k, n, c);
+    }
+
+    #[inline(always)]
+    fn fused(a: &[f32], b: &[f32], k: usize, n: usize, c: &mut [f32]) {
+        for (a_row, c_row) in a.chunks_exact(k).zip(c.chunks_exact_mut(n)) {
+            let mut j = 0;
+            while n - j >= 32 {
+                columns::<32>(a_row, b, n, j, c_row);
+                j += 32;
+            }
+            while n - j >= 8 {
+                columns::<8>(a_row, b, n, j, c_row);
+                j += 8;
+            }
+            while j < n {
+                columns::<1>(a_row, b, n, j, c_row);
+                j += 1;
+            }
+        }
+    }
+
+    /// Columns `j..j + W` of one row of `C`, each summed in a register over
+    /// the whole depth.
+    #[inline(always)]
+    fn columns<const W: usize>(a_row: &[f32], b: &[f32], n: usize, j: usize, c_row: &mut [f32]) {
+        let out = &mut c_row[j..j + W];
+        let mut acc: [f32; W] = (&*out).try_into().expect("W columns");
+        for (p, &x) in a_row.iter().enumerate() {
+            let y = &b[p * n + j..][..W];
+            for (acc, &y) in acc.iter_mut().zip(y) {
+                *acc = x.mul_add(y, *acc);
+            }
+        }
+        out.copy_from_slice(&acc);
     }
 }

@@ -141,6 +141,67 @@ fn matmul_matches_a_naive_product_on_awkward_sizes() {
     }
 }
 
+/// The CPU backend computes products with a few rows itself (a served
+/// request's batch) instead of calling sgemm; training parameter digests need
+/// those products to be sgemm's to the bit.
+#[test]
+fn few_row_products_are_sgemm_to_the_bit() {
+    let dev = Device::cpu();
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut value = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        // Mixed signs and magnitudes, so that rounding differs between a
+        // fused multiply-add and a separate multiply and add.
+        let unit = (seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5;
+        unit * [0.01, 1.0, 37.0][(seed % 3) as usize]
+    };
+    let mut fused_vs_separate_differ = false;
+    for m in [1usize, 2, 3, 4, 8, 9] {
+        for k in [1usize, 2, 4, 7, 64, 255, 256, 257] {
+            for n in [1usize, 3, 10, 16, 17, 64] {
+                let a: Vec<f32> = (0..m * k).map(|_| value()).collect();
+                let b: Vec<f32> = (0..k * n).map(|_| value()).collect();
+                let mut want = vec![0.0f32; m * n];
+                // SAFETY: row-major m×k, k×n and m×n buffers of exactly those sizes.
+                unsafe {
+                    matrixmultiply::sgemm(
+                        m,
+                        k,
+                        n,
+                        1.0,
+                        a.as_ptr(),
+                        k as isize,
+                        1,
+                        b.as_ptr(),
+                        n as isize,
+                        1,
+                        0.0,
+                        want.as_mut_ptr(),
+                        n as isize,
+                        1,
+                    );
+                }
+                let got = dev.to_vec(
+                    &dev.matmul(
+                        &t(&dev, &[m as u32, k as u32], &a),
+                        &t(&dev, &[k as u32, n as u32], &b),
+                    )
+                    .unwrap(),
+                );
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&got), bits(&want), "{m}x{k} · {k}x{n}");
+                let separate: f32 = (0..k).fold(0.0, |acc, p| acc + a[p] * b[p * n]);
+                let fused: f32 = (0..k).fold(0.0, |acc, p| a[p].mul_add(b[p * n], acc));
+                fused_vs_separate_differ |= separate.to_bits() != fused.to_bits();
+            }
+        }
+    }
+    // Otherwise the inputs could not tell the two roundings apart.
+    assert!(fused_vs_separate_differ);
+}
+
 #[test]
 fn reshape_shares_and_checks() {
     for dev in devices() {
