@@ -90,6 +90,10 @@ fn serve(home: &Path) -> Serving {
             "off",
             "--poll",
             "0.2",
+            // Each response written at once: the other tests that start
+            // `tensorlet serve` keep the default, batched writes.
+            "--batch-writes",
+            "false",
         ])
         .env("TENSORLET_HOME", home)
         .env("TENSORLET_DEVICE", "cpu")

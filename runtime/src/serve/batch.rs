@@ -133,3 +133,68 @@ impl axum::serve::Listener for BatchedListener {
         self.listener.local_addr()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::task::Waker;
+
+    use tokio::io::AsyncReadExt;
+
+    use super::*;
+
+    /// One accepted connection of a fresh listener, and its client end.
+    async fn connection(batch: bool) -> (BatchedStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut listener = BatchedListener::new(listener, batch);
+        let (client, (server, _)) = tokio::join!(
+            TcpStream::connect(addr),
+            axum::serve::Listener::accept(&mut listener)
+        );
+        (server, client.unwrap())
+    }
+
+    fn write(s: &mut BatchedStream, bytes: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(s).poll_write(&mut Context::from_waker(Waker::noop()), bytes)
+    }
+
+    fn written(p: Poll<io::Result<usize>>) -> usize {
+        match p {
+            Poll::Ready(Ok(n)) => n,
+            other => panic!("expected a completed write, got {other:?}"),
+        }
+    }
+
+    /// With batching, a response's first write waits for one round of the
+    /// worker (the task yields once); its later writes and the flush go
+    /// straight through, and the flush arms the next response. Without
+    /// batching nothing waits. Either way the bytes arrive in order.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_response_waits_one_round_only_when_batching() {
+        for batch in [true, false] {
+            let (mut server, mut client) = connection(batch).await;
+            for response in [&b"first"[..], b"second"] {
+                let start = write(&mut server, &response[..2]);
+                let n = if batch {
+                    assert!(start.is_pending(), "batching, a response starts by waiting");
+                    tokio::task::yield_now().await;
+                    written(write(&mut server, &response[..2]))
+                } else {
+                    written(start)
+                };
+                assert_eq!(n, 2);
+                assert_eq!(
+                    written(write(&mut server, &response[2..])),
+                    response.len() - 2
+                );
+                let flush =
+                    Pin::new(&mut server).poll_flush(&mut Context::from_waker(Waker::noop()));
+                assert!(matches!(flush, Poll::Ready(Ok(()))), "batch={batch}");
+            }
+            drop(server);
+            let mut got = Vec::new();
+            client.read_to_end(&mut got).await.unwrap();
+            assert_eq!(got, b"firstsecond", "batch={batch}");
+        }
+    }
+}
