@@ -18,13 +18,32 @@ struct Histogram {
     count: u64,
 }
 
+/// model -> version -> `V`. Keyed by level, unlike a map keyed by
+/// `(model, version)` tuples, so that recording a request looks the labels up
+/// as `&str` and allocates nothing once they are known.
+type ByVersion<V> = BTreeMap<String, BTreeMap<String, V>>;
+
+/// The entry of `key` in `map`, inserted as the default on first use.
+fn entry<'m, V: Default>(map: &'m mut BTreeMap<String, V>, key: &str) -> &'m mut V {
+    if !map.contains_key(key) {
+        map.insert(key.to_string(), V::default());
+    }
+    map.get_mut(key).expect("inserted above")
+}
+
+/// Every `(model, version, value)` of `map`, in label order.
+fn labelled<V>(map: &ByVersion<V>) -> impl Iterator<Item = (&str, &str, &V)> {
+    map.iter()
+        .flat_map(|(m, vs)| vs.iter().map(move |(v, x)| (m.as_str(), v.as_str(), x)))
+}
+
 /// Counters and histograms of one server.
 #[derive(Default)]
 pub struct Metrics {
-    /// (model, version, status) -> requests
-    requests: Mutex<BTreeMap<(String, String, u16), u64>>,
-    /// (model, version) -> latency of successful requests
-    latency: Mutex<BTreeMap<(String, String), Histogram>>,
+    /// model -> version -> status -> requests
+    requests: Mutex<ByVersion<BTreeMap<u16, u64>>>,
+    /// model -> version -> latency of successful requests
+    latency: Mutex<ByVersion<Histogram>>,
     in_flight: AtomicI64,
     shed: AtomicU64,
     /// (model, version) -> drift score, set by the server.
@@ -55,17 +74,14 @@ impl Metrics {
 
     /// Records a finished request.
     pub fn record(&self, model: &str, version: &str, status: u16, elapsed: Duration) {
-        *self
-            .requests
-            .lock()
-            .expect("metrics lock")
-            .entry((model.to_string(), version.to_string(), status))
-            .or_default() += 1;
+        {
+            let mut requests = self.requests.lock().expect("metrics lock");
+            let by_status = entry(entry(&mut requests, model), version);
+            *by_status.entry(status).or_default() += 1;
+        }
         if status == 200 {
             let mut lat = self.latency.lock().expect("metrics lock");
-            let h = lat
-                .entry((model.to_string(), version.to_string()))
-                .or_default();
+            let h = entry(entry(&mut lat, model), version);
             let s = elapsed.as_secs_f64();
             for (i, b) in BUCKETS.iter().enumerate() {
                 if s <= *b {
@@ -95,10 +111,13 @@ impl Metrics {
         self.requests
             .lock()
             .expect("metrics lock")
-            .iter()
-            .filter(|((m, _, s), _)| m == model && *s == status)
-            .map(|(_, n)| n)
-            .sum()
+            .get(model)
+            .map_or(0, |versions| {
+                versions
+                    .values()
+                    .filter_map(|by_status| by_status.get(&status))
+                    .sum()
+            })
     }
 
     /// The exposition text; `instances` is the runtime's instance counter.
@@ -111,7 +130,11 @@ impl Metrics {
         );
         let _ = writeln!(w, "# TYPE tensorlet_requests_total counter");
         let requests = self.requests.lock().expect("metrics lock");
-        for ((m, v, s), n) in requests.iter() {
+        let counts = || {
+            labelled(&requests)
+                .flat_map(|(m, v, by_status)| by_status.iter().map(move |(s, n)| (m, v, *s, n)))
+        };
+        for (m, v, s, n) in counts() {
             let _ = writeln!(
                 w,
                 "tensorlet_requests_total{{model=\"{}\",version=\"{}\",status=\"{s}\"}} {n}",
@@ -124,7 +147,7 @@ impl Metrics {
             "# HELP tensorlet_request_errors_total Inference requests answered with an error status."
         );
         let _ = writeln!(w, "# TYPE tensorlet_request_errors_total counter");
-        for ((m, v, s), n) in requests.iter().filter(|((_, _, s), _)| *s >= 400) {
+        for (m, v, s, n) in counts().filter(|&(_, _, s, _)| s >= 400) {
             let _ = writeln!(
                 w,
                 "tensorlet_request_errors_total{{model=\"{}\",version=\"{}\",status=\"{s}\"}} {n}",
@@ -138,7 +161,8 @@ impl Metrics {
             "# HELP tensorlet_request_duration_seconds Latency of successful inference requests."
         );
         let _ = writeln!(w, "# TYPE tensorlet_request_duration_seconds histogram");
-        for ((m, v), h) in self.latency.lock().expect("metrics lock").iter() {
+        let latency = self.latency.lock().expect("metrics lock");
+        for (m, v, h) in labelled(&latency) {
             let labels = format!("model=\"{}\",version=\"{}\"", escape(m), escape(v));
             for (b, c) in BUCKETS.iter().zip(h.counts) {
                 let _ = writeln!(
@@ -162,6 +186,7 @@ impl Metrics {
                 h.count
             );
         }
+        drop(latency);
         let _ = writeln!(
             w,
             "# HELP tensorlet_requests_in_flight Inference requests being processed."
@@ -236,5 +261,50 @@ mod tests {
         assert!(text.contains("tensorlet_requests_shed_total 1"));
         assert!(text.contains("tensorlet_instances_created_total 7"));
         assert_eq!(m.count("iris", 200), 2);
+    }
+
+    #[test]
+    fn keeps_models_versions_and_statuses_apart_in_label_order() {
+        let m = Metrics::default();
+        for (model, version, status) in [
+            ("iris", "2.0.0", 200),
+            ("digits", "1.0.0", 500),
+            ("iris", "1.0.0", 200),
+            ("iris", "2.0.0", 200),
+            ("digits", "1.0.0", 200),
+            ("iris", "2.0.0", 400),
+        ] {
+            m.record(model, version, status, Duration::from_millis(1));
+        }
+        assert_eq!(m.count("iris", 200), 3);
+        assert_eq!(m.count("iris", 400), 1);
+        assert_eq!(m.count("digits", 500), 1);
+        assert_eq!(m.count("mnist", 200), 0);
+        let text = m.render(0);
+        let lines: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("tensorlet_requests_total{"))
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                r#"tensorlet_requests_total{model="digits",version="1.0.0",status="200"} 1"#,
+                r#"tensorlet_requests_total{model="digits",version="1.0.0",status="500"} 1"#,
+                r#"tensorlet_requests_total{model="iris",version="1.0.0",status="200"} 1"#,
+                r#"tensorlet_requests_total{model="iris",version="2.0.0",status="200"} 2"#,
+                r#"tensorlet_requests_total{model="iris",version="2.0.0",status="400"} 1"#,
+            ]
+        );
+        let errors = text
+            .lines()
+            .filter(|l| l.starts_with("tensorlet_request_errors_total{"))
+            .count();
+        assert_eq!(errors, 2);
+        assert!(text.contains(
+            r#"tensorlet_request_duration_seconds_count{model="iris",version="2.0.0"} 2"#
+        ));
+        assert!(text.contains(
+            r#"tensorlet_request_duration_seconds_count{model="digits",version="1.0.0"} 1"#
+        ));
     }
 }
