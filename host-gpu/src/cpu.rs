@@ -137,7 +137,7 @@ impl Backend for CpuBackend {
         if m > 0 && n > 0 && k > 0 {
             let (a, b) = (host(a), host(b));
             assert!(a.len() == m * k && b.len() == k * n, "matmul storage sizes");
-            if few_rows::fits(m, k) && few_rows::matmul(&a, &b, k, n, &mut c) {
+            if few_rows::fits(m, k, n) && few_rows::matmul(&a, &b, k, n, &mut c) {
                 return store(c);
             }
             // SAFETY: the slices hold exactly m*k, k*n and m*n elements (checked
@@ -360,9 +360,12 @@ mod few_rows {
     /// sgemm's depth block for f32 (`matrixmultiply`'s `S_KC`): a deeper
     /// product is summed block by block there, in another order.
     const MAX_DEPTH: usize = 256;
+    /// Each row of `A` walks all of `B`, unpacked: past a few MiB of `B`,
+    /// sgemm's one packed pass is cheaper.
+    const MAX_B: usize = 1 << 20;
 
-    pub(super) fn fits(m: usize, k: usize) -> bool {
-        m <= MAX_ROWS && k <= MAX_DEPTH
+    pub(super) fn fits(m: usize, k: usize, n: usize) -> bool {
+        m <= MAX_ROWS && k <= MAX_DEPTH && k * n <= MAX_B
     }
 
     /// `c += a·b` for row-major `a` (m×k), `b` (k×n), `c` (m×n) when sgemm
