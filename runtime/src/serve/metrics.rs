@@ -23,6 +23,16 @@ struct Histogram {
 /// as `&str` and allocates nothing once they are known.
 type ByVersion<V> = BTreeMap<String, BTreeMap<String, V>>;
 
+/// What a model version's requests have counted: one entry, so a request
+/// takes one lock and one lookup.
+#[derive(Default)]
+struct Counts {
+    /// status -> requests
+    by_status: BTreeMap<u16, u64>,
+    /// Latency of successful requests.
+    latency: Histogram,
+}
+
 /// The entry of `key` in `map`, inserted as the default on first use.
 fn entry<'m, V: Default>(map: &'m mut BTreeMap<String, V>, key: &str) -> &'m mut V {
     if !map.contains_key(key) {
@@ -40,10 +50,8 @@ fn labelled<V>(map: &ByVersion<V>) -> impl Iterator<Item = (&str, &str, &V)> {
 /// Counters and histograms of one server.
 #[derive(Default)]
 pub struct Metrics {
-    /// model -> version -> status -> requests
-    requests: Mutex<ByVersion<BTreeMap<u16, u64>>>,
-    /// model -> version -> latency of successful requests
-    latency: Mutex<ByVersion<Histogram>>,
+    /// model -> version -> requests and latency
+    requests: Mutex<ByVersion<Counts>>,
     in_flight: AtomicI64,
     shed: AtomicU64,
     /// (model, version) -> drift score, set by the server.
@@ -74,14 +82,11 @@ impl Metrics {
 
     /// Records a finished request.
     pub fn record(&self, model: &str, version: &str, status: u16, elapsed: Duration) {
-        {
-            let mut requests = self.requests.lock().expect("metrics lock");
-            let by_status = entry(entry(&mut requests, model), version);
-            *by_status.entry(status).or_default() += 1;
-        }
+        let mut requests = self.requests.lock().expect("metrics lock");
+        let counts = entry(entry(&mut requests, model), version);
+        *counts.by_status.entry(status).or_default() += 1;
         if status == 200 {
-            let mut lat = self.latency.lock().expect("metrics lock");
-            let h = entry(entry(&mut lat, model), version);
+            let h = &mut counts.latency;
             let s = elapsed.as_secs_f64();
             for (i, b) in BUCKETS.iter().enumerate() {
                 if s <= *b {
@@ -115,7 +120,7 @@ impl Metrics {
             .map_or(0, |versions| {
                 versions
                     .values()
-                    .filter_map(|by_status| by_status.get(&status))
+                    .filter_map(|c| c.by_status.get(&status))
                     .sum()
             })
     }
@@ -132,7 +137,7 @@ impl Metrics {
         let requests = self.requests.lock().expect("metrics lock");
         let counts = || {
             labelled(&requests)
-                .flat_map(|(m, v, by_status)| by_status.iter().map(move |(s, n)| (m, v, *s, n)))
+                .flat_map(|(m, v, c)| c.by_status.iter().map(move |(s, n)| (m, v, *s, n)))
         };
         for (m, v, s, n) in counts() {
             let _ = writeln!(
@@ -155,14 +160,16 @@ impl Metrics {
                 escape(v)
             );
         }
-        drop(requests);
         let _ = writeln!(
             w,
             "# HELP tensorlet_request_duration_seconds Latency of successful inference requests."
         );
         let _ = writeln!(w, "# TYPE tensorlet_request_duration_seconds histogram");
-        let latency = self.latency.lock().expect("metrics lock");
-        for (m, v, h) in labelled(&latency) {
+        // A version has a histogram once one of its requests has succeeded.
+        let histograms = labelled(&requests)
+            .map(|(m, v, c)| (m, v, &c.latency))
+            .filter(|(_, _, h)| h.count > 0);
+        for (m, v, h) in histograms {
             let labels = format!("model=\"{}\",version=\"{}\"", escape(m), escape(v));
             for (b, c) in BUCKETS.iter().zip(h.counts) {
                 let _ = writeln!(
@@ -186,7 +193,7 @@ impl Metrics {
                 h.count
             );
         }
-        drop(latency);
+        drop(requests);
         let _ = writeln!(
             w,
             "# HELP tensorlet_requests_in_flight Inference requests being processed."
@@ -273,6 +280,7 @@ mod tests {
             ("iris", "2.0.0", 200),
             ("digits", "1.0.0", 200),
             ("iris", "2.0.0", 400),
+            ("iris", "3.0.0", 503),
         ] {
             m.record(model, version, status, Duration::from_millis(1));
         }
@@ -293,18 +301,26 @@ mod tests {
                 r#"tensorlet_requests_total{model="iris",version="1.0.0",status="200"} 1"#,
                 r#"tensorlet_requests_total{model="iris",version="2.0.0",status="200"} 2"#,
                 r#"tensorlet_requests_total{model="iris",version="2.0.0",status="400"} 1"#,
+                r#"tensorlet_requests_total{model="iris",version="3.0.0",status="503"} 1"#,
             ]
         );
         let errors = text
             .lines()
             .filter(|l| l.starts_with("tensorlet_request_errors_total{"))
             .count();
-        assert_eq!(errors, 2);
+        assert_eq!(errors, 3);
         assert!(text.contains(
             r#"tensorlet_request_duration_seconds_count{model="iris",version="2.0.0"} 2"#
         ));
         assert!(text.contains(
             r#"tensorlet_request_duration_seconds_count{model="digits",version="1.0.0"} 1"#
         ));
+        // No latency histogram for a version none of whose requests succeeded.
+        assert!(
+            !text
+                .lines()
+                .any(|l| l.starts_with("tensorlet_request_duration") && l.contains("3.0.0")),
+            "{text}"
+        );
     }
 }
