@@ -1,9 +1,9 @@
 //! Builds the example plugins (the separate `plugins/` workspace) as
 //! components, so that `cargo build` yields them with no manual step: the
 //! bundled and test plugins for `wasm32-unknown-unknown` (no WASI), the export
-//! parts for `wasm32-wasip2`. The bundled ones are embedded in the binary (`src/bundled.rs`); all of
-//! them, test plugins included, are copied to `$OUT_DIR`, whose path reaches the
-//! tests as `TENSORLET_PLUGIN_DIR`.
+//! parts for `wasm32-wasip2`. The bundled ones are embedded in the binary
+//! (`src/bundled.rs`); all of them, test plugins included, are copied to
+//! `$OUT_DIR`, whose path reaches the tests as `TENSORLET_PLUGIN_DIR`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
