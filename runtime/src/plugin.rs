@@ -41,6 +41,19 @@ pub fn instances_created() -> u64 {
 /// Named tensors in order: fitted state, or parameters.
 pub type NamedTensors = Vec<(String, Tensor)>;
 
+/// The name prefix of optimizer state among a trainer's params (Adam's
+/// moments, SGD's velocity): `train.step` receives and returns those entries,
+/// `predict.predict` does not (see `wit/tensorlet.wit`).
+pub const OPTIMIZER_PREFIX: &str = "opt.";
+
+/// The entries of a trainer's `params` that a predictor receives: all but the
+/// optimizer state, in order.
+pub fn model_params(params: &NamedTensors) -> impl Iterator<Item = &(String, Tensor)> {
+    params
+        .iter()
+        .filter(|(name, _)| !name.starts_with(OPTIMIZER_PREFIX))
+}
+
 /// What a trainer learns about the data before training.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DataSpec {
@@ -331,7 +344,7 @@ impl Plugin {
             .ok_or_else(|| self.fail("predict", PluginFailure::MissingExport(PREDICT)))?;
         self.run("predict", |store, instance| {
             let guest = idx.load(&mut *store, instance)?;
-            let params = push_named(store, params)?;
+            let params = push_named(store, model_params(params))?;
             let x = store.data_mut().push(x.clone())?;
             let out = guest.call_predict(&mut *store, config, &params, x)?;
             take_output(store, out)
@@ -390,7 +403,7 @@ impl Plugin {
         self.call_in(
             store,
             "predict",
-            params,
+            model_params(params),
             x,
             async |store, instance, params, x| {
                 let guest = idx.load(&mut *store, instance)?;
@@ -403,11 +416,11 @@ impl Plugin {
     /// One async call in a fresh instance in `store`: arms the deadline, hands
     /// `named` and `x` to the instance's table, lets `guest` make the call,
     /// and takes out the tensor it returned.
-    async fn call_in(
+    async fn call_in<'a>(
         &self,
         store: &mut Store<Ctx>,
         call: &'static str,
-        named: &NamedTensors,
+        named: impl IntoIterator<Item = &'a (String, Tensor)>,
         x: &Tensor,
         guest: impl AsyncFnOnce(
             &mut Store<Ctx>,
@@ -441,9 +454,12 @@ fn take_output(
     })
 }
 
-fn push_named(store: &mut Store<Ctx>, named: &NamedTensors) -> wasmtime::Result<Vec<NamedTensor>> {
+fn push_named<'a>(
+    store: &mut Store<Ctx>,
+    named: impl IntoIterator<Item = &'a (String, Tensor)>,
+) -> wasmtime::Result<Vec<NamedTensor>> {
     named
-        .iter()
+        .into_iter()
         .map(|(name, t)| {
             Ok(NamedTensor {
                 name: name.clone(),

@@ -19,6 +19,8 @@ pub trait Preprocessor {
 /// Export an implementation with [`export_trainer!`](crate::export_trainer).
 pub trait Trainer {
     /// Initial parameters, and optimizer state if any, for data described by `spec`.
+    /// Name optimizer state `opt.…` (Adam's `opt.m.w0`, say): the host passes those
+    /// entries back to [`Trainer::step`] but not to [`Predictor::predict`].
     fn init(config: &Config, spec: DataSpec) -> Result<Params>;
 
     /// One step on a mini-batch: `x` is `[batch, features]`, `y` is `[batch]` class
@@ -32,7 +34,8 @@ pub trait Trainer {
 /// implementation with [`export_predictor!`](crate::export_predictor).
 pub trait Predictor {
     /// Class probabilities `[batch, classes]` for `x` (`[batch, features]`), each row
-    /// summing to 1. `params` is the trainer's state; ignore entries you do not need.
+    /// summing to 1. `params` is the trainer's state without the optimizer's `opt.…`
+    /// entries; ignore entries you do not need.
     fn predict(config: &Config, params: &Params, x: Tensor) -> Result<Tensor>;
 }
 

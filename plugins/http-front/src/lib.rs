@@ -113,7 +113,12 @@ fn load() -> Result<Model, String> {
         preprocessor_config: meta["plugins"]["preprocessor"]["config"].to_string(),
         predictor_config: meta["plugins"]["predictor"]["config"].to_string(),
         state: decode_tensors("preprocessor state", &model_data::state())?,
-        params: decode_tensors("params", &model_data::params())?,
+        // The predictor gets the parameters without the optimizer's `opt.` state,
+        // as in the host (see the WIT `predict` interface).
+        params: decode_tensors("params", &model_data::params())?
+            .into_iter()
+            .filter(|(name, _, _)| !name.starts_with("opt."))
+            .collect(),
     })
 }
 

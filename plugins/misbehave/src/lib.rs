@@ -4,7 +4,10 @@
 //! Every call reads `mode` from its own config table:
 //! - absent or `"ok"`: behaves: a tiny softmax regression (params `w` `[features,
 //!   classes]`, zeros at first, and `b` `[classes]`; `learning_rate` default 0.1) and
-//!   an identity preprocessor (no state), so a test can check the host still works;
+//!   an identity preprocessor (no state), so a test can check the host still works.
+//!   The trainer also keeps optimizer state, `opt.steps` (`[1]`, the steps taken), and
+//!   `predict` fails if it is handed any `opt.` entry: the host must pass a predictor
+//!   only the model's parameters;
 //! - `"loop"`: never returns;
 //! - `"memory"`: allocates and fills 1 MiB blocks until memory runs out;
 //! - `"host-memory"`: creates 4 MiB host tensors and holds them, without end;
@@ -132,6 +135,9 @@ fn dive(depth: u64) -> u64 {
 
 struct Misbehave;
 
+/// The trainer's optimizer state: how many steps it has taken.
+const STEPS: &str = "opt.steps";
+
 /// `x·w + b` for the tiny softmax regression.
 fn logits(params: &Params, x: &Tensor) -> Result<Tensor> {
     x.matmul(params.get("w")?)? + params.get("b")?
@@ -144,7 +150,10 @@ impl Trainer for Misbehave {
         }
         let w = Tensor::zeros(&[spec.features, spec.classes])?;
         let b = Tensor::zeros(&[spec.classes])?;
-        Ok(Params::new().with("w", w).with("b", b))
+        Ok(Params::new()
+            .with("w", w)
+            .with("b", b)
+            .with(STEPS, Tensor::zeros(&[1])?))
     }
 
     fn step(config: &Config, p: Params, x: Tensor, y: Tensor, _step: u64) -> Result<StepOutput> {
@@ -172,8 +181,9 @@ impl Trainer for Misbehave {
             w = w.concat(&Tensor::zeros(&[w.dim(0)?, 1])?, 1)?;
         }
         let loss = if mode == Mode::Nan { f32::NAN } else { loss };
+        let steps = p.get(STEPS)?.add_scalar(1.0);
         Ok(StepOutput::new(
-            Params::new().with("w", w).with("b", b),
+            Params::new().with("w", w).with("b", b).with(STEPS, steps),
             loss,
         ))
     }
@@ -193,6 +203,9 @@ impl Predictor for Misbehave {
             Mode::Ok
         };
         mode.act("predict")?;
+        if let Some(name) = params.names().find(|n| n.starts_with("opt.")) {
+            bail!("misbehave: predict was handed optimizer state `{name}`");
+        }
         let probs = logits(params, &x)?.softmax(1)?;
         match mode {
             Mode::BadShape => probs.concat(&Tensor::zeros(&[probs.dim(0)?, 1])?, 1),
