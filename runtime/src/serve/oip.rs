@@ -181,102 +181,213 @@ pub fn split_body<'a>(
     }
 }
 
-/// The typed form of a request that [`parse_typed`] reads.
-mod typed {
-    use std::fmt;
-
-    use serde::Deserialize;
-    use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+/// The usual request read in one pass over its bytes: the members are found
+/// by a hand-written scanner, and the one input's `data` goes straight into a
+/// `Vec<f64>` without building a JSON value for each number. Members other
+/// than `data` are parsed by serde_json, one value at a time, into the same
+/// maps that [`parse_value`] reads.
+mod scan {
     use serde_json::{Map, Value};
 
-    /// A request: `inputs` typed, every other member as JSON.
-    pub struct Doc {
-        pub rest: Map<String, Value>,
-        pub inputs: Option<Vec<Input>>,
+    /// A request's members, its one input's members, and that input's data.
+    pub struct Members {
+        pub doc: Map<String, Value>,
+        pub input: Map<String, Value>,
+        pub data: Option<Vec<f64>>,
     }
 
-    /// One input: `data` as numbers, every other member as JSON.
-    #[derive(Default)]
-    pub struct Input {
-        pub rest: Map<String, Value>,
-        pub data: Option<Numbers>,
+    /// Deepest nesting of `data` arrays read here (serde_json stops at 128).
+    const MAX_DEPTH: usize = 64;
+
+    /// The members of a request with exactly one input whose `data` is
+    /// numbers in (nested) arrays. `None` for anything else: invalid JSON,
+    /// other shapes of request, a key written with escapes, a number outside
+    /// the exact fast path of [`number`]. The caller then
+    /// parses the request as a JSON value, which says what is wrong.
+    pub fn request(b: &[u8]) -> Option<Members> {
+        let mut c = Cursor { b, i: 0 };
+        let (mut doc, mut input, mut data) = (Map::new(), None, None);
+        c.object(
+            |c, key| {
+                if key == "inputs" {
+                    c.byte(b'[')?;
+                    let mut members = Map::new();
+                    c.object(
+                        |c, key| {
+                            if key == "data" {
+                                let mut v = Vec::with_capacity(c.b.len() / 4);
+                                c.numbers(&mut v)?;
+                                data = Some(v);
+                                Some(None)
+                            } else {
+                                c.value().map(Some)
+                            }
+                        },
+                        &mut members,
+                    )?;
+                    input = Some(members);
+                    c.byte(b']')?;
+                    Some(None)
+                } else {
+                    c.value().map(Some)
+                }
+            },
+            &mut doc,
+        )?;
+        c.ws();
+        if c.i != b.len() {
+            return None;
+        }
+        Some(Members {
+            doc,
+            input: input?,
+            data,
+        })
     }
 
-    /// Numbers, flat or in nested arrays, in row-major order.
-    pub struct Numbers(pub Vec<f64>);
+    struct Cursor<'a> {
+        b: &'a [u8],
+        i: usize,
+    }
 
-    /// An object's members other than the typed one, as JSON, and that one.
-    type Members<T> = (Map<String, Value>, Option<T>);
-
-    /// Reads an object, deserialising member `typed` as `T` and keeping the
-    /// others as JSON (the last of repeated keys wins, as in a JSON value).
-    fn members<'de, A: MapAccess<'de>, T: Deserialize<'de>>(
-        mut map: A,
-        typed: &str,
-    ) -> Result<Members<T>, A::Error> {
-        let (mut rest, mut value) = (Map::new(), None);
-        while let Some(key) = map.next_key::<String>()? {
-            if key == typed {
-                value = Some(map.next_value()?);
-            } else {
-                rest.insert(key, map.next_value()?);
+    impl<'a> Cursor<'a> {
+        fn ws(&mut self) {
+            while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.b.get(self.i) {
+                self.i += 1;
             }
         }
-        Ok((rest, value))
-    }
 
-    /// A visitor for an object, by what it builds.
-    struct Object<T>(std::marker::PhantomData<T>);
+        /// Skips whitespace and then `want`.
+        fn byte(&mut self, want: u8) -> Option<()> {
+            self.ws();
+            (self.b.get(self.i) == Some(&want)).then(|| self.i += 1)
+        }
 
-    impl<'de> Visitor<'de> for Object<Doc> {
-        type Value = Doc;
-        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-            f.write_str("an inference request object")
-        }
-        fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Doc, A::Error> {
-            let (rest, inputs) = members(map, "inputs")?;
-            Ok(Doc { rest, inputs })
-        }
-    }
-
-    impl<'de> Visitor<'de> for Object<Input> {
-        type Value = Input;
-        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-            f.write_str("an input object")
-        }
-        fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Input, A::Error> {
-            let (rest, data) = members(map, "data")?;
-            Ok(Input { rest, data })
-        }
-    }
-
-    impl<'de> Deserialize<'de> for Doc {
-        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-            d.deserialize_map(Object::<Doc>(std::marker::PhantomData))
-        }
-    }
-
-    impl<'de> Deserialize<'de> for Input {
-        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-            d.deserialize_map(Object::<Input>(std::marker::PhantomData))
-        }
-    }
-
-    impl<'de> Deserialize<'de> for Numbers {
-        /// The member's text is scanned by [`fast_numbers`]; what that does
-        /// not take goes through serde_json's own number parser.
-        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-            let raw = <&serde_json::value::RawValue>::deserialize(d)?;
-            if let Some(v) = fast_numbers(raw.get()) {
-                return Ok(Numbers(v));
+        /// An object: each member's value is read by `member`, which returns
+        /// the value to keep in the map, or `None` when it kept the value
+        /// itself. Of a key given twice the last value counts, as in a JSON
+        /// value.
+        fn object(
+            &mut self,
+            mut member: impl FnMut(&mut Self, &str) -> Option<Option<Value>>,
+            map: &mut Map<String, Value>,
+        ) -> Option<()> {
+            self.byte(b'{')?;
+            self.ws();
+            if self.b.get(self.i) == Some(&b'}') {
+                self.i += 1;
+                return Some(());
             }
-            let mut out = Vec::new();
-            let mut de = serde_json::Deserializer::from_str(raw.get());
-            Collect(&mut out)
-                .deserialize(&mut de)
-                .map_err(serde::de::Error::custom)?;
-            Ok(Numbers(out))
+            loop {
+                let key = self.plain_string()?;
+                self.byte(b':')?;
+                self.ws();
+                if let Some(v) = member(self, key)? {
+                    map.insert(key.to_owned(), v);
+                }
+                self.ws();
+                match self.b.get(self.i)? {
+                    b',' => self.i += 1,
+                    b'}' => {
+                        self.i += 1;
+                        return Some(());
+                    }
+                    _ => return None,
+                }
+                self.ws();
+            }
         }
+
+        /// A string without escapes, at the cursor.
+        fn plain_string(&mut self) -> Option<&'a str> {
+            self.ws();
+            if self.b.get(self.i) != Some(&b'"') {
+                return None;
+            }
+            let start = self.i + 1;
+            let len = self.b[start..]
+                .iter()
+                .position(|&c| c == b'"' || c == b'\\' || c < 0x20)?;
+            if self.b[start + len] != b'"' {
+                return None;
+            }
+            self.i = start + len + 1;
+            std::str::from_utf8(&self.b[start..start + len]).ok()
+        }
+
+        /// Any JSON value at the cursor: a plain string directly, anything
+        /// else through serde_json.
+        fn value(&mut self) -> Option<Value> {
+            if self.b.get(self.i) == Some(&b'"') {
+                let at = self.i;
+                if let Some(s) = self.plain_string() {
+                    return Some(Value::String(s.to_owned()));
+                }
+                self.i = at;
+            }
+            let mut values =
+                serde_json::Deserializer::from_slice(&self.b[self.i..]).into_iter::<Value>();
+            let v = values.next()?.ok()?;
+            self.i += values.byte_offset();
+            Some(v)
+        }
+
+        /// A number, or numbers in nested arrays, appended in text order.
+        fn numbers(&mut self, out: &mut Vec<f64>) -> Option<()> {
+            let mut depth = 0;
+            loop {
+                // A value: open arrays, then a number or an empty array.
+                self.ws();
+                let mut opened = false;
+                while self.b.get(self.i) == Some(&b'[') {
+                    depth += 1;
+                    if depth > MAX_DEPTH {
+                        return None;
+                    }
+                    opened = true;
+                    self.i += 1;
+                    self.ws();
+                }
+                if opened && self.b.get(self.i) == Some(&b']') {
+                    self.i += 1;
+                    depth -= 1;
+                } else {
+                    let (v, next) = number(self.b, self.i)?;
+                    out.push(v);
+                    self.i = next;
+                }
+                // What follows it: closes, then a comma or the end.
+                loop {
+                    self.ws();
+                    if depth == 0 {
+                        return Some(());
+                    }
+                    match self.b.get(self.i)? {
+                        b']' => {
+                            self.i += 1;
+                            depth -= 1;
+                        }
+                        b',' => {
+                            self.i += 1;
+                            break;
+                        }
+                        _ => return None,
+                    }
+                }
+            }
+        }
+    }
+
+    /// The numbers of `text`, all of it, as a request's `data` reads them.
+    #[cfg(test)]
+    pub fn numbers(text: &str) -> Option<Vec<f64>> {
+        let mut c = Cursor {
+            b: text.as_bytes(),
+            i: 0,
+        };
+        let mut out = Vec::new();
+        c.numbers(&mut out)?;
+        (c.i == text.len()).then_some(out)
     }
 
     /// Exact powers of ten, as f64.
@@ -285,40 +396,21 @@ mod typed {
         1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
     ];
 
-    /// The numbers of a JSON text made only of numbers, arrays, commas and
-    /// whitespace, in text order (row-major, for nested arrays), each exactly
-    /// as [`Collect`] reads it from serde_json. `None` for anything else, or
-    /// for a number outside the exact fast path below; the caller then uses
-    /// serde_json. `text` must be valid JSON (serde_json has checked it).
-    pub(super) fn fast_numbers(text: &str) -> Option<Vec<f64>> {
-        let b = text.as_bytes();
-        let mut out = Vec::with_capacity(b.len() / 4);
-        let mut i = 0;
-        while i < b.len() {
-            match b[i] {
-                b'[' | b']' | b',' | b' ' | b'\n' | b'\r' | b'\t' => i += 1,
-                b'-' | b'0'..=b'9' => {
-                    let (v, next) = number(b, i)?;
-                    out.push(v);
-                    i = next;
-                }
-                _ => return None,
-            }
-        }
-        Some(out)
-    }
-
-    /// One JSON number starting at `b[i]`, and where it ends. Integers (up to
-    /// 19 digits) become `u64 as f64`, negated, as serde_json's integers do;
-    /// others only when the significand is at most 2^53 and the power of ten
-    /// at most 22 either way, where one correctly rounded multiplication or
-    /// division gives the correctly rounded value (Clinger's fast path).
-    fn number(b: &[u8], mut i: usize) -> Option<(f64, usize)> {
-        let negative = b[i] == b'-';
+    /// The JSON number starting at `b[i]`, and where it ends, exactly as
+    /// serde_json reads it. Integers (up to 19 digits) become `u64 as f64`,
+    /// negated, as serde_json's integers do; others only when the significand
+    /// is at most 2^53 and the power of ten at most 22 either way, where one
+    /// correctly rounded multiplication or division gives the correctly
+    /// rounded value (Clinger's fast path). `None` for anything else, and for
+    /// text that is not a JSON number.
+    pub(super) fn number(b: &[u8], mut i: usize) -> Option<(f64, usize)> {
+        let negative = b.get(i) == Some(&b'-');
         i += usize::from(negative);
         let (mut significand, mut digits, mut exp10) = (0u64, 0u32, 0i32);
         let mut integer = true;
         let digit = |i: usize| b.get(i).filter(|c| c.is_ascii_digit()).map(|c| c - b'0');
+        // JSON: `0`, or a nonzero digit and more digits.
+        let leading_zero = digit(i)? == 0;
         while let Some(d) = digit(i) {
             if digits == 19 {
                 return None;
@@ -327,9 +419,13 @@ mod typed {
             digits += 1;
             i += 1;
         }
+        if leading_zero && digits > 1 {
+            return None;
+        }
         if b.get(i) == Some(&b'.') {
             integer = false;
             i += 1;
+            digit(i)?;
             while let Some(d) = digit(i) {
                 if digits == 19 {
                     return None;
@@ -345,6 +441,7 @@ mod typed {
             i += 1;
             let negative_exp = b.get(i) == Some(&b'-');
             i += usize::from(matches!(b.get(i), Some(b'+' | b'-')));
+            digit(i)?;
             let mut e = 0i32;
             while let Some(d) = digit(i) {
                 if e > 1000 {
@@ -367,40 +464,6 @@ mod typed {
             significand as f64 * POW10[exp10 as usize]
         };
         Some((if negative { -magnitude } else { magnitude }, i))
-    }
-
-    /// Appends a number, or the numbers of nested arrays, to a vector; fails
-    /// on anything else.
-    pub(super) struct Collect<'a>(pub(super) &'a mut Vec<f64>);
-
-    impl<'de> DeserializeSeed<'de> for Collect<'_> {
-        type Value = ();
-        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-            d.deserialize_any(self)
-        }
-    }
-
-    impl<'de> Visitor<'de> for Collect<'_> {
-        type Value = ();
-        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-            f.write_str("numbers, flat or in nested arrays")
-        }
-        fn visit_f64<E>(self, v: f64) -> Result<(), E> {
-            self.0.push(v);
-            Ok(())
-        }
-        fn visit_u64<E>(self, v: u64) -> Result<(), E> {
-            self.0.push(v as f64);
-            Ok(())
-        }
-        fn visit_i64<E>(self, v: i64) -> Result<(), E> {
-            self.0.push(v as f64);
-            Ok(())
-        }
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-            while seq.next_element_seed(Collect(&mut *self.0))?.is_some() {}
-            Ok(())
-        }
     }
 }
 
@@ -459,8 +522,7 @@ pub fn parse_request(
     parse_typed(json, binary, spec).unwrap_or_else(|| parse_value(json, binary, spec))
 }
 
-/// The common case, parsed without building a JSON value for every number:
-/// the one input's `data` goes straight into a `Vec<f64>`. `None` when the
+/// The common case, parsed in one pass (see [`scan`]). `None` when the
 /// document is anything but a well-formed single-input request with numeric
 /// data, so that [`parse_value`] says precisely what is wrong.
 fn parse_typed(
@@ -468,15 +530,10 @@ fn parse_typed(
     binary: &[u8],
     spec: InputSpec,
 ) -> Option<Result<InferRequest, BadRequest>> {
-    let mut doc: typed::Doc = serde_json::from_slice(json).ok()?;
-    let input = match doc.inputs.as_deref_mut() {
-        Some([input]) => std::mem::take(input),
-        _ => return None,
-    };
-    let data = match input.data {
-        Some(typed::Numbers(v)) => {
+    let scan::Members { doc, input, data } = scan::request(json)?;
+    let data = match data {
+        Some(v) => {
             let integer = input
-                .rest
                 .get("datatype")
                 .and_then(Value::as_str)
                 .map(DType::parse);
@@ -489,7 +546,7 @@ fn parse_typed(
         }
         None => Data::Json(None),
     };
-    Some(parse_input(&doc.rest, &input.rest, data, binary, spec))
+    Some(parse_input(&doc, &input, data, binary, spec))
 }
 
 /// Any request, through a JSON value, with a message for every mistake.
@@ -737,10 +794,11 @@ pub fn encode_response(
         id: req.id.as_deref(),
         outputs,
     };
-    Encoded {
-        json: serde_json::to_vec(&doc).expect("response serialises"),
-        binary,
-    }
+    // Sized for the usual answer (~16 bytes a probability) so that writing
+    // it does not reallocate.
+    let mut json = Vec::with_capacity(256 + 16 * (labels.len() + probabilities.len() * classes));
+    serde_json::to_writer(&mut json, &doc).expect("response serialises");
+    Encoded { json, binary }
 }
 
 /// An inference response's JSON, written straight from the prediction.
@@ -984,13 +1042,13 @@ mod tests {
         assert!(doc.get("id").is_none(), "{doc}");
     }
 
-    /// serde_json's reading of `text`, through the same visitor as requests.
-    fn slow_numbers(text: &str) -> Vec<f64> {
-        use serde::de::DeserializeSeed;
+    /// serde_json's reading of `text` (`None` where it is not JSON numbers),
+    /// as [`parse_value`] reads `data`.
+    fn slow_numbers(text: &str) -> Option<Vec<f64>> {
+        let v: Value = serde_json::from_str(text).ok()?;
         let mut out = Vec::new();
-        let mut de = serde_json::Deserializer::from_str(text);
-        typed::Collect(&mut out).deserialize(&mut de).unwrap();
-        out
+        flatten(&v, &mut out, false).ok()?;
+        Some(out)
     }
 
     #[test]
@@ -1048,8 +1106,8 @@ mod tests {
         }
         let mut fast = 0;
         for t in &texts {
-            let slow = slow_numbers(t);
-            if let Some(v) = typed::fast_numbers(t) {
+            let slow = slow_numbers(t).unwrap();
+            if let Some(v) = scan::numbers(t) {
                 fast += 1;
                 assert_eq!(v.len(), 1, "{t}");
                 assert_eq!(
@@ -1068,9 +1126,105 @@ mod tests {
         );
 
         let nested = "[[1, 2.5 ,-3e2],\n [4,\t5,6.25]]";
-        assert_eq!(typed::fast_numbers(nested).unwrap(), slow_numbers(nested));
+        assert_eq!(scan::numbers(nested), slow_numbers(nested));
         for other in [r#"[1, "2"]"#, "[1, null]", "[true]", r#"{"a": 1}"#] {
-            assert_eq!(typed::fast_numbers(other), None, "{other}");
+            assert_eq!(scan::numbers(other), None, "{other}");
         }
+    }
+
+    #[test]
+    fn the_number_scan_takes_only_json() {
+        let valid = [
+            "[]",
+            "[ ]",
+            "[[]]",
+            "[[], [1]]",
+            "[1,[2,[3]]]",
+            " [ 1 , 2 ] ",
+            "7",
+            "-0.5e-3",
+        ];
+        for t in valid {
+            assert_eq!(scan::numbers(t), slow_numbers(t), "{t}");
+            assert!(scan::numbers(t).is_some(), "{t}");
+        }
+        let invalid = [
+            "[1,]",
+            "[,1]",
+            "[01]",
+            "[-01]",
+            "[1.]",
+            "[.5]",
+            "[-]",
+            "[1e]",
+            "[1e+]",
+            "[+1]",
+            "[1 2]",
+            "[[1]",
+            "[1]]",
+            "[",
+            "]",
+            "",
+            "[1,,2]",
+            "[[1][2]]",
+            "[1]x",
+            "[0x1]",
+            "[Infinity]",
+            "[NaN]",
+            "[1.5.2]",
+            "[--1]",
+        ];
+        for t in invalid {
+            assert_eq!(slow_numbers(t), None, "{t} is not JSON numbers");
+            assert_eq!(scan::numbers(t), None, "{t}");
+        }
+        let deep = format!("{}1{}", "[".repeat(100), "]".repeat(100));
+        assert_eq!(scan::numbers(&deep), None, "deeper than the scan goes");
+    }
+
+    /// Every request the one-pass scan accepts, mangled one edit at a time,
+    /// parses exactly as its JSON value does: the scan never takes a document
+    /// that is not JSON, and never reads one differently.
+    #[test]
+    fn the_scan_agrees_with_the_json_value_parse_on_mangled_requests() {
+        let docs = [
+            r#"{"inputs":[{"name":"input","shape":[2,2],"datatype":"FP32","data":[[1,2.5],[-3e2,4]]}]}"#,
+            r#"{ "id" : "r1" , "inputs" : [ { "name" : "input" , "shape" : [ 2 , 2 ] , "datatype" : "INT64" , "data" : [ 1 , 2 , 3 , 4 ] } ] }"#,
+            r#"{"parameters":{"binary_data_output":true},"inputs":[{"datatype":"FP64","shape":[1,2],"name":"input","data":[0.5,1]}],"outputs":[{"name":"label"}]}"#,
+        ];
+        let edits = b"[]{},:\" 0-.e1\\x";
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move |n: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n as u64) as usize
+        };
+        let mut scanned = 0;
+        for doc in docs {
+            assert!(parse_typed(doc.as_bytes(), &[], SPEC).is_some(), "{doc}");
+            for _ in 0..3000 {
+                let mut b = doc.as_bytes().to_vec();
+                for _ in 0..1 + next(2) {
+                    let at = next(b.len());
+                    match next(3) {
+                        0 => {
+                            b.remove(at);
+                        }
+                        1 => b.insert(at, edits[next(edits.len())]),
+                        _ => b[at] = edits[next(edits.len())],
+                    }
+                }
+                let by_value = parse_value(&b, &[], SPEC);
+                if let Some(t) = parse_typed(&b, &[], SPEC) {
+                    scanned += 1;
+                    assert_eq!(t, by_value, "{}", String::from_utf8_lossy(&b));
+                }
+            }
+        }
+        assert!(
+            scanned > 100,
+            "only {scanned} mangled requests were scanned"
+        );
     }
 }
