@@ -28,9 +28,35 @@ fn b(i: usize) -> String {
     format!("b{i}")
 }
 
+/// Whether `name` is `{kind}{i}` (`w0`, `b12`, …), checked without formatting
+/// it: a prediction looks up every layer's parameters.
+fn is_param(name: &str, kind: u8, i: usize) -> bool {
+    let mut digits = [0u8; 20];
+    let (mut at, mut v) = (digits.len(), i);
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    name.as_bytes().split_first() == Some((&kind, &digits[at..]))
+}
+
+/// Parameter `{kind}{i}`; a missing one is named in the error.
+fn param(params: &Params, kind: u8, i: usize) -> Result<&Tensor> {
+    match params.iter().find(|(n, _)| is_param(n, kind, i)) {
+        Some((_, t)) => Ok(t),
+        None => params.get(&format!("{}{i}", kind as char)),
+    }
+}
+
 /// Number of layers: how many of `w0, w1, …` there are.
 fn depth(params: &Params) -> Result<usize> {
-    let n = (0..).take_while(|&i| params.contains(&w(i))).count();
+    let n = (0..)
+        .take_while(|&i| params.names().any(|n| is_param(n, b'w', i)))
+        .count();
     ensure!(
         n > 0,
         "mlp: the params have no `w0`; were they made by the mlp trainer?"
@@ -40,7 +66,7 @@ fn depth(params: &Params) -> Result<usize> {
 
 /// `ai·wi + bi`: `[batch, fan_in] x [fan_in, fan_out] + [fan_out] -> [batch, fan_out]`.
 fn layer(params: &Params, i: usize, a: &Tensor) -> Result<Tensor> {
-    a.matmul(params.get(&w(i))?)? + params.get(&b(i))?
+    a.matmul(param(params, b'w', i)?)? + param(params, b'b', i)?
 }
 
 /// The input of every layer (`a0 = x`, `a(i+1) = relu(zi)` with `zi = layer i of ai`)
@@ -218,7 +244,7 @@ impl Trainer for Mlp {
             let db = delta.sum(0, false)?; // dL/dbi = Σ_rows δi [fan_out]
             if i > 0 {
                 // δ(i-1) = (δi·wiᵀ) ⊙ relu'(z(i-1)), and relu'(z(i-1)) = [ai > 0]
-                delta = (&delta.matmul(&p.get(&w(i))?.t()?)? * &a.relu_mask())?;
+                delta = (&delta.matmul(&param(&p, b'w', i)?.t()?)? * &a.relu_mask())?;
             }
             grads.push((i, dw, db));
         }
