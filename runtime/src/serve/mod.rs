@@ -557,6 +557,11 @@ async fn infer_inner(
     response
 }
 
+/// The binary tensor extension's header: how many bytes of the body are JSON.
+/// A constant, so that looking it up does not parse the name on every request.
+const INFERENCE_HEADER_CONTENT_LENGTH: header::HeaderName =
+    header::HeaderName::from_static("inference-header-content-length");
+
 async fn infer_model(s: &Arc<Server>, d: &Arc<Deployment>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     let Ok(_permit) = s.permits.clone().try_acquire_owned() else {
@@ -581,7 +586,7 @@ async fn infer_model(s: &Arc<Server>, d: &Arc<Deployment>, req: Request) -> Resp
     };
     let header_len = parts
         .headers
-        .get("inference-header-content-length")
+        .get(&INFERENCE_HEADER_CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok());
     let spec = InputSpec {
         features: d.features(),
@@ -641,10 +646,7 @@ async fn infer_model(s: &Arc<Server>, d: &Arc<Deployment>, req: Request) -> Resp
         StatusCode::OK,
         [
             (header::CONTENT_TYPE, "application/octet-stream".to_string()),
-            (
-                header::HeaderName::from_static("inference-header-content-length"),
-                header_len,
-            ),
+            (INFERENCE_HEADER_CONTENT_LENGTH, header_len),
         ],
         body,
     )
