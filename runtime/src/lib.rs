@@ -43,9 +43,7 @@ pub use engine::{ComponentInfo, Runtime, RuntimeConfig, digest};
 pub use error::{PluginFailure, Result, RuntimeError};
 pub use limits::{Limits, human_bytes};
 pub use pipeline::Pipeline;
-pub use plugin::{
-    DataSpec, NamedTensors, OPTIMIZER_PREFIX, Plugin, StepOutput, instances_created, model_params,
-};
+pub use plugin::{DataSpec, NamedTensors, Plugin, StepOutput, instances_created};
 pub use tensorlet_gpu as gpu;
 pub use tensorlet_registry as registry;
 

@@ -44,11 +44,11 @@ pub type NamedTensors = Vec<(String, Tensor)>;
 /// The name prefix of optimizer state among a trainer's params (Adam's
 /// moments, SGD's velocity): `train.step` receives and returns those entries,
 /// `predict.predict` does not (see `wit/tensorlet.wit`).
-pub const OPTIMIZER_PREFIX: &str = "opt.";
+pub(crate) const OPTIMIZER_PREFIX: &str = "opt.";
 
 /// The entries of a trainer's `params` that a predictor receives: all but the
 /// optimizer state, in order.
-pub fn model_params(params: &NamedTensors) -> impl Iterator<Item = &(String, Tensor)> {
+pub(crate) fn model_params(params: &NamedTensors) -> impl Iterator<Item = &(String, Tensor)> {
     params
         .iter()
         .filter(|(name, _)| !name.starts_with(OPTIMIZER_PREFIX))

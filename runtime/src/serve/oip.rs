@@ -403,7 +403,7 @@ mod scan {
     /// correctly rounded multiplication or division gives the correctly
     /// rounded value (Clinger's fast path). `None` for anything else, and for
     /// text that is not a JSON number.
-    pub(super) fn number(b: &[u8], mut i: usize) -> Option<(f64, usize)> {
+    fn number(b: &[u8], mut i: usize) -> Option<(f64, usize)> {
         let negative = b.get(i) == Some(&b'-');
         i += usize::from(negative);
         let (mut significand, mut digits, mut exp10) = (0u64, 0u32, 0i32);
@@ -519,13 +519,13 @@ pub fn parse_request(
     binary: &[u8],
     spec: InputSpec,
 ) -> Result<InferRequest, BadRequest> {
-    parse_typed(json, binary, spec).unwrap_or_else(|| parse_value(json, binary, spec))
+    parse_scanned(json, binary, spec).unwrap_or_else(|| parse_value(json, binary, spec))
 }
 
 /// The common case, parsed in one pass (see [`scan`]). `None` when the
 /// document is anything but a well-formed single-input request with numeric
 /// data, so that [`parse_value`] says precisely what is wrong.
-fn parse_typed(
+fn parse_scanned(
     json: &[u8],
     binary: &[u8],
     spec: InputSpec,
@@ -571,7 +571,7 @@ fn parse_value(json: &[u8], binary: &[u8], spec: InputSpec) -> Result<InferReque
     parse_input(&doc, input, Data::Json(input.get("data")), binary, spec)
 }
 
-/// An input's `data`: as JSON, or already flattened by [`parse_typed`].
+/// An input's `data`: as JSON, or already flattened by [`parse_scanned`].
 enum Data<'a> {
     Json(Option<&'a Value>),
     Parsed(Vec<f64>),
@@ -930,7 +930,7 @@ mod tests {
     }
 
     #[test]
-    fn the_typed_parse_agrees_with_the_json_value_parse() {
+    fn the_scanned_parse_agrees_with_the_json_value_parse() {
         let input = |rest: &str| {
             format!(r#"{{"inputs":[{{"name":"input","shape":[2,2],"datatype":"FP32"{rest}}}]}}"#)
         };
@@ -957,21 +957,21 @@ mod tests {
             r#"{"inputs":[1]}"#.to_string(),
             r#"{}"#.to_string(),
         ];
-        let mut typed = 0;
+        let mut scanned = 0;
         for doc in &docs {
             let by_value = parse_value(doc.as_bytes(), &[], SPEC);
-            if let Some(t) = parse_typed(doc.as_bytes(), &[], SPEC) {
+            if let Some(t) = parse_scanned(doc.as_bytes(), &[], SPEC) {
                 assert_eq!(t, by_value, "{doc}");
-                typed += 1;
+                scanned += 1;
             }
             assert_eq!(parse(doc), by_value, "{doc}");
         }
-        // Well-formed requests take the typed path; odd `data` does not.
-        assert!(typed >= 10, "{typed}");
-        assert!(parse_typed(docs[0].as_bytes(), &[], SPEC).is_some());
+        // Well-formed requests take the scanned path; odd `data` does not.
+        assert!(scanned >= 10, "{scanned}");
+        assert!(parse_scanned(docs[0].as_bytes(), &[], SPEC).is_some());
         for odd in [5, 7, 8, 14] {
             assert!(
-                parse_typed(docs[odd].as_bytes(), &[], SPEC).is_none(),
+                parse_scanned(docs[odd].as_bytes(), &[], SPEC).is_none(),
                 "{}",
                 docs[odd]
             );
@@ -1182,7 +1182,7 @@ mod tests {
         assert_eq!(scan::numbers(&deep), None, "deeper than the scan goes");
     }
 
-    /// Every request the one-pass scan accepts, mangled one edit at a time,
+    /// Every request the one-pass scan accepts, mangled by one or two edits,
     /// parses exactly as its JSON value does: the scan never takes a document
     /// that is not JSON, and never reads one differently.
     #[test]
@@ -1202,7 +1202,7 @@ mod tests {
         };
         let mut scanned = 0;
         for doc in docs {
-            assert!(parse_typed(doc.as_bytes(), &[], SPEC).is_some(), "{doc}");
+            assert!(parse_scanned(doc.as_bytes(), &[], SPEC).is_some(), "{doc}");
             for _ in 0..3000 {
                 let mut b = doc.as_bytes().to_vec();
                 for _ in 0..1 + next(2) {
@@ -1216,7 +1216,7 @@ mod tests {
                     }
                 }
                 let by_value = parse_value(&b, &[], SPEC);
-                if let Some(t) = parse_typed(&b, &[], SPEC) {
+                if let Some(t) = parse_scanned(&b, &[], SPEC) {
                     scanned += 1;
                     assert_eq!(t, by_value, "{}", String::from_utf8_lossy(&b));
                 }
