@@ -321,6 +321,26 @@ impl Backend for CpuBackend {
         store(out)
     }
 
+    fn scatter_add_rows(
+        &self,
+        g: &Storage,
+        row_len: usize,
+        indices: &[u32],
+        rows: usize,
+    ) -> Storage {
+        let g = host(g);
+        let mut out = vec![0.0f32; rows * row_len];
+        if row_len > 0 {
+            for (&i, src) in indices.iter().zip(g.chunks_exact(row_len)) {
+                let i = i as usize;
+                for (o, &x) in out[i * row_len..(i + 1) * row_len].iter_mut().zip(src) {
+                    *o += x;
+                }
+            }
+        }
+        store(out)
+    }
+
     fn slice_rows(&self, a: &Storage, row_len: usize, start: usize, end: usize) -> Storage {
         store(host(a)[start * row_len..end * row_len].to_vec())
     }

@@ -402,6 +402,41 @@ impl Device {
         Ok(self.make(shape, s))
     }
 
+    /// The reverse of [`Device::gather_rows`] (its gradient): `g` holds one row
+    /// per index; the result has `rows` rows, row `r` being the sum of the rows
+    /// of `g` whose index is `r`, added in index order (zero where none is).
+    pub fn scatter_add_rows(
+        &self,
+        g: &Tensor,
+        indices: &[u32],
+        rows: u32,
+    ) -> Result<Tensor, TensorError> {
+        let (n, row_len) = rows_of("scatter-add-rows", g)?;
+        if n != indices.len() {
+            return Err(TensorError::shape(
+                "scatter-add-rows",
+                format!(
+                    "shape {} has {n} rows but {} indices were given",
+                    g.shape,
+                    indices.len()
+                ),
+            ));
+        }
+        if let Some(&bad) = indices.iter().find(|&&i| i >= rows) {
+            return Err(TensorError::argument(
+                "scatter-add-rows",
+                format!("row index {bad} is out of range for {rows} rows"),
+            ));
+        }
+        let mut dims = g.shape.dims().to_vec();
+        dims[0] = rows as usize;
+        let shape = Shape::new("scatter-add-rows", dims)?;
+        let s = self
+            .backend
+            .scatter_add_rows(&g.storage, row_len, indices, rows as usize);
+        Ok(self.make(shape, s))
+    }
+
     /// Concatenation along `axis`; all other dimensions must match.
     pub fn concat(&self, a: &Tensor, b: &Tensor, axis: u32) -> Result<Tensor, TensorError> {
         let axis = axis_of("concat", &a.shape, axis)?;

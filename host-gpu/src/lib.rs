@@ -220,6 +220,17 @@ pub trait Backend: Send + Sync + 'static {
     fn one_hot(&self, a: &Storage, n: usize, classes: usize) -> Storage;
     /// Rows `indices` (each < rows) of a [rows, row_len] tensor.
     fn gather_rows(&self, a: &Storage, row_len: usize, indices: &[u32]) -> Storage;
+    /// The reverse of `gather_rows`: a [rows, row_len] tensor whose row `r` is
+    /// the sum of the rows `k` of `g` ([indices.len(), row_len]) with
+    /// `indices[k] == r`, added in `k` order starting from 0 (zero where no
+    /// index points). Each index is < rows.
+    fn scatter_add_rows(
+        &self,
+        g: &Storage,
+        row_len: usize,
+        indices: &[u32],
+        rows: usize,
+    ) -> Storage;
     /// Rows `start..end` of a [rows, row_len] tensor.
     fn slice_rows(&self, a: &Storage, row_len: usize, start: usize, end: usize) -> Storage;
     /// Concatenation of [outer, a_inner] and [outer, b_inner] to [outer, a_inner + b_inner].

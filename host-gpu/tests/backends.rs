@@ -351,6 +351,28 @@ fn data_movement_is_exact() {
             );
         }
     }
+    // Scatter-add of rows (gather's gradient): repeated indices sum in index
+    // order, on both backends the same additions in the same order.
+    for (shape, rows) in [
+        (vec![7usize, 3], 5usize),
+        (vec![300, 1], 4),
+        (vec![129, 2, 3], 200),
+        (vec![65, 17], 1),
+        (vec![0, 4], 3),
+        (vec![3, 0], 2),
+    ] {
+        let x = r.vec(shape.iter().product(), -1.0, 1.0);
+        let idx: Vec<u32> = (0..shape[0]).map(|_| r.below(rows) as u32).collect();
+        assert_exact(
+            &format!("scatter-add {shape:?} into {rows} rows"),
+            &cpu.scatter_add_rows(&on(&cpu, &shape, &x), &idx, rows as u32)
+                .unwrap(),
+            &gpu.scatter_add_rows(&on(&gpu, &shape, &x), &idx, rows as u32)
+                .unwrap(),
+            &cpu,
+            &gpu,
+        );
+    }
     // Concatenation along each axis, including empty parts.
     for (sa, sb, axis) in [
         (vec![3usize, 4], vec![2usize, 4], 0u32),
@@ -505,12 +527,24 @@ fn tensors_past_the_binding_limit_run_on_the_cpu() {
         let s = dev.softmax(&h, 1, true).unwrap(); // 50 elements: GPU
         let t = dev.transpose(&on(dev, &[10, 30], &x)).unwrap(); // CPU
         let g = dev.gather_rows(&t, &[3, 0, 29]).unwrap(); // CPU (input too big)
-        (s, g)
+        let idx: Vec<u32> = (0..30).map(|i| (i * 7) % 12).collect();
+        let sc = dev.scatter_add_rows(&t, &idx, 12).unwrap(); // CPU (input too big)
+        let small = dev.slice_rows(&sc, 0, 3).unwrap(); // 30 elements: GPU
+        let sg = dev.scatter_add_rows(&small, &[1, 1, 0], 2).unwrap(); // GPU
+        (s, g, sc, sg)
     };
-    let (cs, cg) = run(&cpu);
-    let (gs, gg) = run(&gpu);
+    let (cs, cg, csc, csg) = run(&cpu);
+    let (gs, gg, gsc, gsg) = run(&gpu);
     assert_close("softmax after a CPU matmul", &cs, &gs, &cpu, &gpu, 1e-5);
     assert_exact("gather after a CPU transpose", &cg, &gg, &cpu, &gpu);
+    assert_exact("scatter-add of a large tensor", &csc, &gsc, &cpu, &gpu);
+    assert_exact(
+        "scatter-add after a CPU scatter-add",
+        &csg,
+        &gsg,
+        &cpu,
+        &gpu,
+    );
 }
 
 #[test]

@@ -467,3 +467,47 @@ fn rows_slicing_gathering_and_concat() {
         );
     }
 }
+
+#[test]
+fn scatter_add_rows_sums_repeated_indices() {
+    for dev in devices() {
+        let g = t(&dev, &[4, 2], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 0.5, 0.25]);
+        // Rows 0 and 2 of g go to row 3, row 1 to row 0, row 3 to row 1;
+        // row 2 of the result gets nothing.
+        check(
+            &dev,
+            &dev.scatter_add_rows(&g, &[3, 0, 3, 1], 5).unwrap(),
+            &[5, 2],
+            &[3.0, 4.0, 0.5, 0.25, 0.0, 0.0, 6.0, 8.0, 0.0, 0.0],
+        );
+        // The reverse of gather: scatter(gather(a, idx), idx) sums a's rows
+        // as often as idx names them.
+        let a = t(&dev, &[3, 1, 2], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+        let picked = dev.gather_rows(&a, &[2, 2, 0]).unwrap();
+        check(
+            &dev,
+            &dev.scatter_add_rows(&picked, &[2, 2, 0], 3).unwrap(),
+            &[3, 1, 2],
+            &[1.0, 2.0, 0.0, 0.0, 10.0, 12.0],
+        );
+        let none = dev.from_vec(&[0, 3], vec![]).unwrap();
+        check(
+            &dev,
+            &dev.scatter_add_rows(&none, &[], 2).unwrap(),
+            &[2, 3],
+            &[0.0; 6],
+        );
+        assert_eq!(
+            dev.scatter_add_rows(&g, &[0, 1, 5, 1], 5)
+                .unwrap_err()
+                .to_string(),
+            "scatter-add-rows: row index 5 is out of range for 5 rows"
+        );
+        assert_eq!(
+            dev.scatter_add_rows(&g, &[0, 1], 5)
+                .unwrap_err()
+                .to_string(),
+            "scatter-add-rows: shape [4, 2] has 4 rows but 2 indices were given"
+        );
+    }
+}

@@ -69,9 +69,10 @@ pub(crate) enum Kernel {
     Concat,
     OneHot,
     Gather,
+    ScatterAdd,
 }
 
-const KERNELS: usize = 14;
+const KERNELS: usize = 15;
 
 impl Kernel {
     /// Module, entry point and number of inputs.
@@ -91,6 +92,7 @@ impl Kernel {
             Kernel::Concat => (Module::Layout, "concat", 2),
             Kernel::OneHot => (Module::Layout, "one_hot", 1),
             Kernel::Gather => (Module::Gather, "gather", 2),
+            Kernel::ScatterAdd => (Module::Gather, "scatter_add", 2),
         }
     }
 }
@@ -689,6 +691,55 @@ impl Backend for WgpuBackend {
             Kernel::Gather,
             &[row_len as u32, len as u32, 0, 0],
             &[ab.buffer(), ib.buffer()],
+            len,
+        )
+    }
+
+    fn scatter_add_rows(
+        &self,
+        g: &Storage,
+        row_len: usize,
+        indices: &[u32],
+        rows: usize,
+    ) -> Storage {
+        let (g_len, len) = (indices.len() * row_len, rows * row_len);
+        // Per output row, the positions in `indices` that point at it, in
+        // order (CSR): offsets into `csr` itself, then the positions. Each
+        // thread sums its element over its row's list, so the order of the
+        // additions is fixed and matches the CPU backend's.
+        let csr_len = rows + 1 + indices.len();
+        if self.too_big(&[g_len, len, csr_len]) {
+            return CpuBackend.scatter_add_rows(g, row_len, indices, rows);
+        }
+        if len == 0 {
+            return self.wrap(self.output(0), 0);
+        }
+        if g_len == 0 {
+            return self.fill_value(len, 0.0);
+        }
+        let mut csr = vec![0u32; csr_len];
+        for &i in indices {
+            csr[i as usize + 1] += 1;
+        }
+        // csr[r + 1] holds row r's count: an inclusive scan from the first
+        // position turns the counts into start offsets.
+        let mut at = (rows + 1) as u32;
+        for c in &mut csr[..=rows] {
+            at += *c;
+            *c = at;
+        }
+        let mut next = csr[..rows].to_vec();
+        for (k, &i) in indices.iter().enumerate() {
+            let slot = &mut next[i as usize];
+            csr[*slot as usize] = k as u32;
+            *slot += 1;
+        }
+        let gb = self.resident(g, g_len);
+        let cb = self.ctx.upload_words(bytemuck::cast_slice(&csr));
+        self.map_kernel(
+            Kernel::ScatterAdd,
+            &[row_len as u32, len as u32, 0, 0],
+            &[gb.buffer(), cb.buffer()],
             len,
         )
     }
