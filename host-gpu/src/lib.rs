@@ -11,6 +11,13 @@
 //! WGSL compute shader and keeps tensors on the GPU between ops;
 //! [`Device::open`] picks a backend the way `--device auto|cpu|gpu` asks.
 //!
+//! Training on the host: an [`autodiff::Tape`] (one per plugin call) records
+//! the ops that depend on its watched leaves, the parameters, and
+//! [`autodiff::Tape::grad`] computes their gradients of a one-element loss by
+//! reverse-mode differentiation. It is made of `Device` ops, so it runs on
+//! whichever backend the device is, GPU-resident on wgpu, and gives the same
+//! bits run to run on the CPU.
+//!
 //! ```
 //! use tensorlet_gpu::{Device, UnaryOp};
 //! let dev = Device::cpu();
@@ -19,8 +26,10 @@
 //! assert_eq!(dev.to_vec(&b), vec![1.0, 0.0, 3.0, 0.0]);
 //! ```
 
+pub mod autodiff;
 pub mod bench;
 pub mod cpu;
+
 mod device;
 mod error;
 pub mod rng;
