@@ -12,10 +12,12 @@
 //! [`Device::open`] picks a backend the way `--device auto|cpu|gpu` asks.
 //!
 //! Training on the host: an [`autodiff::Tape`] (one per plugin call) records
-//! the ops that depend on its watched leaves, the parameters, and
+//! the ops that depend on its watched leaves (the parameters), and
 //! [`autodiff::Tape::grad`] computes their gradients of a one-element loss by
-//! reverse-mode differentiation. It is made of `Device` ops, so it runs on
-//! whichever backend the device is, GPU-resident on wgpu, and gives the same
+//! reverse-mode differentiation. [`optim::Optimizer`] then applies SGD, Adam
+//! or AdamW (with weight decay and gradient clipping) at the learning rate an
+//! [`optim::LrSchedule`] gives. Both are made of `Device` ops, so they run on
+//! whichever backend the device is, GPU-resident on wgpu, and give the same
 //! bits run to run on the CPU.
 //!
 //! ```
@@ -32,6 +34,7 @@ pub mod cpu;
 
 mod device;
 mod error;
+pub mod optim;
 pub mod rng;
 mod shape;
 #[cfg(feature = "wgpu")]
