@@ -25,10 +25,20 @@ const WASI_TARGET: &str = "wasm32-wasip2";
 /// Test-only plugins, built but not embedded.
 const TEST_ONLY: &[&str] = &["misbehave"];
 
+/// Plugins built for the previous plugin ABI (0.1) from today's sources, in
+/// the separate workspace `plugins/legacy`: (name, crate's wasm file stem).
+/// Embedded for `tensorlet bench train` (the hand-written MLP that autodiff
+/// is compared with) and copied for the compatibility tests.
+const LEGACY: &[(&str, &str)] = &[("mlp-v0.1", "mlp_v01")];
+
 /// What `tensorlet export --wasi-http` composes with a model, embedded in the
 /// binary: (name, crate's wasm file stem). `tensor-cpu` compiles the host's CPU
 /// backend; `http-front` includes the serving code's OIP module.
-const EXPORT_PARTS: &[(&str, &str)] = &[("http-front", "http_front"), ("tensor-cpu", "tensor_cpu")];
+const EXPORT_PARTS: &[(&str, &str)] = &[
+    ("http-front", "http_front"),
+    ("tensor-cpu", "tensor_cpu"),
+    ("forward-predict", "forward_predict"),
+];
 
 fn main() {
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
@@ -42,6 +52,8 @@ fn main() {
         "plugins/Cargo.toml",
         "plugins/Cargo.lock",
         "plugins/.cargo/config.toml",
+        "plugins/legacy/Cargo.toml",
+        "plugins/legacy/Cargo.lock",
         // http-front compiles the server's OIP parser and encoder into the guest.
         "runtime/src/serve/oip.rs",
     ] {
@@ -56,6 +68,11 @@ fn main() {
         let dir = stem.replace('_', "-");
         println!("cargo:rerun-if-changed=plugins/{dir}/src");
         println!("cargo:rerun-if-changed=plugins/{dir}/Cargo.toml");
+    }
+    for (_, stem) in LEGACY {
+        let dir = stem.replace('_', "-");
+        println!("cargo:rerun-if-changed=plugins/legacy/{dir}/src");
+        println!("cargo:rerun-if-changed=plugins/legacy/{dir}/Cargo.toml");
     }
 
     // <target>/[<triple>/]<profile>/build/<pkg>-<hash>/out -> <target>/wasm-plugins:
@@ -82,6 +99,9 @@ fn main() {
     let wasi: Vec<&str> = EXPORT_PARTS.iter().map(|(_, s)| *s).collect();
     build_plugins(&plugins, &target_dir, BARE_TARGET, &bare);
     build_plugins(&plugins, &target_dir, WASI_TARGET, &wasi);
+    let legacy: Vec<&str> = LEGACY.iter().map(|(_, s)| *s).collect();
+    let legacy_dir = target_dir.join("legacy");
+    build_plugins(&plugins.join("legacy"), &legacy_dir, BARE_TARGET, &legacy);
 
     let built_bare = target_dir.join(BARE_TARGET).join("release");
     let built_wasi = target_dir.join(WASI_TARGET).join("release");
@@ -97,6 +117,15 @@ fn main() {
     for stem in TEST_ONLY {
         copy(&built_bare, &out, stem);
     }
+    table.push_str("pub static LEGACY: &[(&str, &[u8])] = &[\n");
+    for (name, stem) in LEGACY {
+        let dest = copy(&legacy_dir.join(BARE_TARGET).join("release"), &out, stem);
+        table.push_str(&format!(
+            "    ({name:?}, include_bytes!({:?})),\n",
+            dest.display().to_string()
+        ));
+    }
+    table.push_str("];\n");
     let mut parts = String::from("pub static EXPORT_PARTS: &[(&str, &[u8])] = &[\n");
     for (name, stem) in EXPORT_PARTS {
         let dest = copy(&built_wasi, &out, stem);

@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use tensorlet_runtime::{DataSpec, PluginFailure, Runtime, RuntimeError};
+use tensorlet_runtime::{DataSpec, PluginFailure, Runtime, RuntimeError, Task};
 
 fn config(mode: &str) -> String {
     format!(r#"{{"mode":"{mode}"}}"#)
@@ -19,7 +19,8 @@ fn predict_failure(rt: &Runtime, mode: &str) -> RuntimeError {
             "{}",
             DataSpec {
                 features: 3,
-                classes: 2,
+                outputs: 2,
+                task: Task::Classification,
                 seed: 1,
             },
         )
@@ -37,7 +38,8 @@ fn still_works(rt: &Runtime) {
             "{}",
             DataSpec {
                 features: 3,
-                classes: 2,
+                outputs: 2,
+                task: Task::Classification,
                 seed: 1,
             },
         )
@@ -189,7 +191,8 @@ fn plugin_errors_are_reported_as_errors() {
             &config("init-error"),
             DataSpec {
                 features: 3,
-                classes: 2,
+                outputs: 2,
+                task: Task::Classification,
                 seed: 1,
             },
         )
@@ -210,7 +213,8 @@ fn tensor_op_errors_reach_the_plugin_as_results() {
             r#"{"hidden":[4]}"#,
             DataSpec {
                 features: 3,
-                classes: 2,
+                outputs: 2,
+                task: Task::Classification,
                 seed: 1,
             },
         )
@@ -379,4 +383,55 @@ fn a_core_module_is_refused_with_how_to_build_a_component() {
         "{e}"
     );
     assert!(e.contains("wasm-component-ld"), "{e}");
+}
+
+/// The error a `step` in `mode` returns (a grad request the host refused,
+/// passed on by the plugin as its own error).
+fn grad_refusal(mode: &str) -> String {
+    let rt = tight_runtime();
+    let p = load(&rt, "misbehave");
+    let spec = DataSpec {
+        features: 4,
+        outputs: 3,
+        task: Task::Classification,
+        seed: 1,
+    };
+    let params = p.init("{}", spec).unwrap();
+    let (x, y) = batch(rt.device(), 9, 4, 3);
+    let e = p.step(&config(mode), &params, &x, &y, 0).unwrap_err();
+    assert!(matches!(plugin_failure(&e), PluginFailure::Error(_)), "{e}");
+    let message = e.to_string();
+    assert!(
+        message.starts_with("plugin `misbehave` returned an error: grad: "),
+        "{message}"
+    );
+    still_works(&rt);
+    message
+}
+
+#[test]
+fn a_gradient_of_a_tensor_with_many_elements_is_refused() {
+    let m = grad_refusal("grad-not-scalar");
+    assert!(m.contains("[9, 3]") && m.contains("one element"), "{m}");
+}
+
+#[test]
+fn a_gradient_with_respect_to_an_unwatched_name_is_refused() {
+    let m = grad_refusal("grad-unknown");
+    assert!(
+        m.contains("`nope`") && m.contains("w") && m.contains("b"),
+        "{m}"
+    );
+}
+
+#[test]
+fn a_gradient_only_through_argmax_is_refused_naming_the_op() {
+    let m = grad_refusal("grad-argmax");
+    assert!(m.contains("argmax") && m.contains("`w`"), "{m}");
+}
+
+#[test]
+fn a_gradient_of_a_loss_that_ignores_the_params_is_refused() {
+    let m = grad_refusal("grad-unrelated");
+    assert!(m.contains("does not depend"), "{m}");
 }

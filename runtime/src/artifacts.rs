@@ -30,20 +30,25 @@ pub const PIPELINE_TOML: &str = "pipeline.toml";
 /// The pipeline sections, in order.
 pub const STAGES: [&str; 3] = ["preprocessor", "trainer", "predictor"];
 
-/// The interface (without version) a plugin kind or a pipeline section needs.
-pub fn required_interface(kind_or_section: &str) -> Option<&'static str> {
+/// The interfaces (without version) of which a plugin kind or a pipeline
+/// section needs one: a `model` plugin (`tensorlet:ml/forward`) trains and
+/// predicts, so it may be published as a trainer or a predictor.
+pub fn required_interface(kind_or_section: &str) -> Option<&'static [&'static str]> {
     match kind_or_section {
-        "preprocessor" => Some("tensorlet:ml/preprocess"),
-        "trainer" => Some("tensorlet:ml/train"),
-        "predictor" => Some("tensorlet:ml/predict"),
+        "preprocessor" => Some(&["tensorlet:ml/preprocess"]),
+        "trainer" => Some(&["tensorlet:ml/train", "tensorlet:ml/forward"]),
+        "predictor" => Some(&["tensorlet:ml/predict", "tensorlet:ml/forward"]),
+        "model" => Some(&["tensorlet:ml/forward"]),
         _ => None,
     }
 }
 
-fn exports_interface(exports: &[String], iface: &str) -> bool {
-    exports
-        .iter()
-        .any(|e| e == iface || e.strip_prefix(iface).is_some_and(|v| v.starts_with('@')))
+fn exports_interface(exports: &[String], ifaces: &[&str]) -> bool {
+    exports.iter().any(|e| {
+        ifaces
+            .iter()
+            .any(|i| e == i || e.strip_prefix(i).is_some_and(|v| v.starts_with('@')))
+    })
 }
 
 /// Checks that `bytes` is a component that exports the world `kind` names and
@@ -80,8 +85,9 @@ pub fn plugin_manifest(
         return Err(RuntimeError::Load {
             plugin: label,
             message: format!(
-                "it is published as a {kind} but does not export {iface} (it exports: {}); build it \
+                "it is published as a {kind} but does not export {} (it exports: {}); build it \
                  for the {kind} world or publish it with the --kind it implements",
+                iface.join(" or "),
                 if info.exports.is_empty() {
                     "nothing".to_string()
                 } else {
@@ -182,8 +188,9 @@ pub fn pipeline_manifest(
             return Err(RuntimeError::Pipeline {
                 path: origin,
                 message: format!(
-                    "[{section}] ref `{r}` ({}) does not export {iface}",
-                    a.reference()
+                    "[{section}] ref `{r}` ({}) does not export {}",
+                    a.reference(),
+                    iface.join(" or ")
                 ),
             });
         }

@@ -15,6 +15,7 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 
 use crate::Limits;
 use crate::bindings::tensor as wit_tensor;
+use crate::bindings_v01::tensor as wit_tensor_v01;
 use crate::error::{Result, RuntimeError};
 use crate::host::Ctx;
 use crate::plugin::{Plugin, Shared};
@@ -78,7 +79,7 @@ pub fn digest(bytes: &[u8]) -> String {
 pub struct ComponentInfo {
     /// `sha256:` of the bytes.
     pub digest: String,
-    /// Exported interface names (`tensorlet:ml/predict@0.1.0`, …).
+    /// Exported interface names (`tensorlet:ml/predict@0.2.0`, …).
     pub exports: Vec<String>,
     /// Imported interface names.
     pub imports: Vec<String>,
@@ -226,7 +227,7 @@ impl Runtime {
                     plugin: name.to_string(),
                     message: format!(
                         "it needs an import tensorlet does not provide: {e:#}; plugins may \
-                         import only tensorlet:ml/tensor, wasi:nn and WASI 0.2"
+                         import only tensorlet:ml/tensor (ABI 0.2 or 0.1), wasi:nn and WASI 0.2"
                     ),
                 })
         };
@@ -332,7 +333,7 @@ impl Runtime {
 }
 
 /// A linker with the host's imports: WASI 0.2 (sync or async bindings), the
-/// tensor interface and `wasi:nn`. The tensor and `wasi:nn` functions are
+/// tensor interface of ABI 0.2 and 0.1, and `wasi:nn`. The tensor and `wasi:nn` functions are
 /// synchronous either way; an async call runs them on its fiber.
 fn host_linker(engine: &Engine, async_wasi: bool) -> Result<Linker<Ctx>> {
     let err = |e: wasmtime::Error| RuntimeError::Engine(format!("{e:#}"));
@@ -343,6 +344,7 @@ fn host_linker(engine: &Engine, async_wasi: bool) -> Result<Linker<Ctx>> {
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(err)?;
     }
     wit_tensor::add_to_linker::<Ctx, HasSelf<Ctx>>(&mut linker, |c| c).map_err(err)?;
+    wit_tensor_v01::add_to_linker::<Ctx, HasSelf<Ctx>>(&mut linker, |c| c).map_err(err)?;
     wasmtime_wasi_nn::wit::add_to_linker(&mut linker, |c: &mut Ctx| c.nn_view()).map_err(err)?;
     Ok(linker)
 }

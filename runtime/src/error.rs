@@ -35,7 +35,7 @@ pub enum PluginFailure {
     BadOutput(String),
     /// The component does not export an interface the call needs.
     #[error("does not export `{0}`")]
-    MissingExport(&'static str),
+    MissingExport(String),
 }
 
 fn stderr_suffix(stderr: &str) -> String {

@@ -1,7 +1,15 @@
-//! The host side of `tensorlet:ml/tensor`, and the per-call store state.
+//! The host side of `tensorlet:ml/tensor` (versions 0.2 and 0.1), and the
+//! per-call store state.
+//!
+//! Every op of a call goes through the call's [`Tape`], which records it only
+//! when an input depends on a watched tensor (a parameter the host passed in,
+//! or one the plugin watched); otherwise it is the plain device op. The tape
+//! lives in the call's store and is dropped with it, so no gradient state
+//! outlives a call or is shared between calls.
 
 use std::sync::Arc;
 
+use tensorlet_gpu::autodiff::{GradError, Tape, Var};
 use tensorlet_gpu::{
     BinaryOp, Device, Distribution, ReduceOp, ScalarOp, Tensor, TensorError, UnaryOp,
 };
@@ -13,7 +21,8 @@ use wasmtime_wasi_nn::Graph;
 use wasmtime_wasi_nn::wit::{WasiNnCtx, WasiNnView};
 
 use crate::Limits;
-use crate::bindings::tensor::{self as wit, HostTensor};
+use crate::bindings::tensor as wit;
+use crate::bindings_v01::tensor as wit_v01;
 
 /// How much of a plugin's stderr is kept for error messages.
 const STDERR_CAPACITY: usize = 16 << 10;
@@ -42,7 +51,7 @@ pub(crate) struct Ctx {
     nn: Option<WasiNnCtx>,
     graphs: Arc<[(String, Graph)]>,
     limiter: MemoryLimiter,
-    device: Device,
+    tape: Tape,
     tensor_bytes: usize,
     max_tensor_bytes: usize,
 }
@@ -109,7 +118,7 @@ impl Ctx {
                 inner,
                 refused: false,
             },
-            device,
+            tape: Tape::new(device),
             tensor_bytes: 0,
             max_tensor_bytes: limits.max_host_tensor_bytes,
         }
@@ -142,46 +151,116 @@ impl Ctx {
         })
     }
 
-    /// Puts a tensor in the table, charging it to the call's tensor budget.
-    pub(crate) fn push(&mut self, t: Tensor) -> wasmtime::Result<Resource<Tensor>> {
-        self.tensor_bytes += t.byte_len();
-        if self.tensor_bytes > self.max_tensor_bytes {
+    /// The call's tape: the host records and differentiates through it.
+    pub(crate) fn tape(&mut self) -> &mut Tape {
+        &mut self.tape
+    }
+
+    /// The device the call's tensors live on.
+    pub(crate) fn device(&self) -> &Device {
+        self.tape.device()
+    }
+
+    /// Puts a tensor that depends on nothing watched in the table.
+    pub(crate) fn push(&mut self, t: Tensor) -> wasmtime::Result<Handle> {
+        self.push_var(Var::constant(t))
+    }
+
+    /// Puts a tensor in the table, charging it (and what the tape keeps for
+    /// the backward pass) to the call's tensor budget.
+    pub(crate) fn push_var(&mut self, v: Var) -> wasmtime::Result<Handle> {
+        self.tensor_bytes += v.value().byte_len();
+        if self.tensor_bytes + self.tape.saved_bytes() > self.max_tensor_bytes {
             return Err(wasmtime::Error::new(HostTensorLimit(self.max_tensor_bytes)));
         }
-        Ok(self.table.push(t)?)
+        Ok(self.table.push(v)?)
     }
 
     /// The tensor behind a handle (a cheap clone sharing storage).
-    pub(crate) fn get(&self, r: &Resource<Tensor>) -> wasmtime::Result<Tensor> {
+    pub(crate) fn get(&self, r: &Handle) -> wasmtime::Result<Var> {
         Ok(self.table.get(r)?.clone())
     }
 
-    /// Removes an owned handle returned by the plugin, giving back its tensor.
-    pub(crate) fn take(&mut self, r: Resource<Tensor>) -> wasmtime::Result<Tensor> {
-        let t = self.table.delete(r)?;
-        self.tensor_bytes = self.tensor_bytes.saturating_sub(t.byte_len());
-        Ok(t)
+    /// Removes an owned handle returned by the plugin, giving back its tensor
+    /// (with its tape node: the host may differentiate through it).
+    pub(crate) fn take(&mut self, r: Handle) -> wasmtime::Result<Var> {
+        let v = self.table.delete(r)?;
+        self.tensor_bytes = self.tensor_bytes.saturating_sub(v.value().byte_len());
+        Ok(v)
     }
 
-    fn result(
-        &mut self,
-        r: Result<Tensor, TensorError>,
-    ) -> wasmtime::Result<Result<Resource<Tensor>, String>> {
+    fn result(&mut self, r: Result<Var, TensorError>) -> OpResult {
         match r {
-            Ok(t) => Ok(Ok(self.push(t)?)),
+            Ok(v) => Ok(Ok(self.push_var(v)?)),
             Err(e) => Ok(Err(e.to_string())),
         }
     }
 
-    fn binary(
-        &mut self,
-        op: BinaryOp,
-        a: Resource<Tensor>,
-        b: Resource<Tensor>,
-    ) -> wasmtime::Result<Result<Resource<Tensor>, String>> {
+    fn made(&mut self, r: Result<Tensor, TensorError>) -> OpResult {
+        self.result(r.map(Var::constant))
+    }
+
+    fn binary(&mut self, op: BinaryOp, a: Handle, b: Handle) -> OpResult {
         let (a, b) = (self.get(&a)?, self.get(&b)?);
-        let r = self.device.binary(op, &a, &b);
+        let r = self.tape.binary(op, &a, &b);
         self.result(r)
+    }
+
+    fn unary1(
+        &mut self,
+        this: Handle,
+        f: impl FnOnce(&mut Tape, &Var) -> Result<Var, TensorError>,
+    ) -> OpResult {
+        let a = self.get(&this)?;
+        let r = f(&mut self.tape, &a);
+        self.result(r)
+    }
+
+    fn total(
+        &mut self,
+        this: Handle,
+        f: impl FnOnce(&mut Tape, &Var) -> Var,
+    ) -> wasmtime::Result<Handle> {
+        let a = self.get(&this)?;
+        let v = f(&mut self.tape, &a);
+        self.push_var(v)
+    }
+
+    /// `watch`: a watched copy of the tensor under `name`.
+    fn watch_tensor(&mut self, this: Handle, name: String) -> OpResult {
+        let a = self.get(&this)?;
+        match self.tape.leaf(&name, a.into_value()) {
+            Ok(v) => Ok(Ok(self.push_var(v)?)),
+            Err(GradError::DuplicateLeaf { name }) => Ok(Err(format!(
+                "watch: a tensor named `{name}` is already watched in this call"
+            ))),
+            Err(e) => Ok(Err(e.to_string())),
+        }
+    }
+
+    /// `grad`: the gradients of a one-element tensor with respect to the
+    /// watched tensors `names` (all of them when empty), as (name, handle).
+    fn grad_of(
+        &mut self,
+        this: Handle,
+        names: Vec<String>,
+    ) -> wasmtime::Result<Result<Vec<(String, Handle)>, String>> {
+        let loss = self.get(&this)?;
+        let names: Vec<String> = if names.is_empty() {
+            self.tape.leaf_names().map(str::to_string).collect()
+        } else {
+            names
+        };
+        let wrt: Vec<&str> = names.iter().map(String::as_str).collect();
+        let grads = match self.tape.grad(&loss, &wrt) {
+            Ok(g) => g,
+            Err(e) => return Ok(Err(e.to_string())),
+        };
+        let mut out = Vec::with_capacity(grads.len());
+        for (name, g) in names.into_iter().zip(grads) {
+            out.push((name, self.push(g)?));
+        }
+        Ok(Ok(out))
     }
 }
 
@@ -195,184 +274,202 @@ impl WasiView for Ctx {
     }
 }
 
-impl From<wit::UnaryOp> for UnaryOp {
-    fn from(op: wit::UnaryOp) -> Self {
-        match op {
-            wit::UnaryOp::Relu => UnaryOp::Relu,
-            wit::UnaryOp::Sigmoid => UnaryOp::Sigmoid,
-            wit::UnaryOp::Tanh => UnaryOp::Tanh,
-            wit::UnaryOp::Exp => UnaryOp::Exp,
-            wit::UnaryOp::Log => UnaryOp::Log,
-            wit::UnaryOp::Sqrt => UnaryOp::Sqrt,
-            wit::UnaryOp::Neg => UnaryOp::Neg,
-            wit::UnaryOp::Abs => UnaryOp::Abs,
-            wit::UnaryOp::Square => UnaryOp::Square,
-            wit::UnaryOp::ReluMask => UnaryOp::ReluMask,
-        }
-    }
-}
-
-impl From<wit::ReduceOp> for ReduceOp {
-    fn from(op: wit::ReduceOp) -> Self {
-        match op {
-            wit::ReduceOp::Sum => ReduceOp::Sum,
-            wit::ReduceOp::Mean => ReduceOp::Mean,
-            wit::ReduceOp::Max => ReduceOp::Max,
-            wit::ReduceOp::Min => ReduceOp::Min,
-        }
-    }
-}
-
-type Handle = Resource<Tensor>;
+/// A tensor handle: the table holds a [`Var`], a tensor and its tape node.
+pub(crate) type Handle = Resource<Var>;
 type OpResult = wasmtime::Result<Result<Handle, String>>;
 
-impl wit::Host for Ctx {}
+/// The WIT enums of both ABI versions map onto the device's.
+macro_rules! wit_enums {
+    ($wit:ident) => {
+        impl From<$wit::UnaryOp> for UnaryOp {
+            fn from(op: $wit::UnaryOp) -> Self {
+                match op {
+                    $wit::UnaryOp::Relu => UnaryOp::Relu,
+                    $wit::UnaryOp::Sigmoid => UnaryOp::Sigmoid,
+                    $wit::UnaryOp::Tanh => UnaryOp::Tanh,
+                    $wit::UnaryOp::Exp => UnaryOp::Exp,
+                    $wit::UnaryOp::Log => UnaryOp::Log,
+                    $wit::UnaryOp::Sqrt => UnaryOp::Sqrt,
+                    $wit::UnaryOp::Neg => UnaryOp::Neg,
+                    $wit::UnaryOp::Abs => UnaryOp::Abs,
+                    $wit::UnaryOp::Square => UnaryOp::Square,
+                    $wit::UnaryOp::ReluMask => UnaryOp::ReluMask,
+                }
+            }
+        }
 
-impl HostTensor for Ctx {
-    fn from_list(&mut self, shape: Vec<u32>, data: Vec<f32>) -> OpResult {
-        let r = self.device.from_vec(&shape, data);
-        self.result(r)
+        impl From<$wit::ReduceOp> for ReduceOp {
+            fn from(op: $wit::ReduceOp) -> Self {
+                match op {
+                    $wit::ReduceOp::Sum => ReduceOp::Sum,
+                    $wit::ReduceOp::Mean => ReduceOp::Mean,
+                    $wit::ReduceOp::Max => ReduceOp::Max,
+                    $wit::ReduceOp::Min => ReduceOp::Min,
+                }
+            }
+        }
+
+        impl $wit::Host for Ctx {}
+    };
+}
+
+wit_enums!(wit);
+wit_enums!(wit_v01);
+
+/// The methods `tensor` has in every ABI version, each one line over the
+/// [`Ctx`] helpers, for the `HostTensor` trait of the version `$wit`.
+macro_rules! tensor_methods {
+    ($wit:ident) => {
+        fn from_list(&mut self, shape: Vec<u32>, data: Vec<f32>) -> OpResult {
+            let r = self.device().from_vec(&shape, data);
+            self.made(r)
+        }
+
+        fn zeros(&mut self, shape: Vec<u32>) -> OpResult {
+            let r = self.device().fill(&shape, 0.0);
+            self.made(r)
+        }
+
+        fn fill(&mut self, shape: Vec<u32>, value: f32) -> OpResult {
+            let r = self.device().fill(&shape, value);
+            self.made(r)
+        }
+
+        fn random_normal(&mut self, shape: Vec<u32>, mean: f32, std: f32, seed: u64) -> OpResult {
+            let r = self
+                .device()
+                .random(&shape, Distribution::Normal { mean, std }, seed);
+            self.made(r)
+        }
+
+        fn random_uniform(&mut self, shape: Vec<u32>, low: f32, high: f32, seed: u64) -> OpResult {
+            let r = self
+                .device()
+                .random(&shape, Distribution::Uniform { low, high }, seed);
+            self.made(r)
+        }
+
+        fn shape(&mut self, this: Handle) -> wasmtime::Result<Vec<u32>> {
+            Ok(self.table.get(&this)?.value().shape().to_u32())
+        }
+
+        fn numel(&mut self, this: Handle) -> wasmtime::Result<u32> {
+            Ok(self.table.get(&this)?.value().numel() as u32)
+        }
+
+        fn to_list(&mut self, this: Handle) -> wasmtime::Result<Vec<f32>> {
+            let v = self.get(&this)?;
+            Ok(self.device().to_vec(v.value()))
+        }
+
+        fn matmul(&mut self, this: Handle, rhs: Handle) -> OpResult {
+            let b = self.get(&rhs)?;
+            self.unary1(this, |t, a| t.matmul(a, &b))
+        }
+
+        fn transpose(&mut self, this: Handle) -> OpResult {
+            self.unary1(this, |t, a| t.transpose(a))
+        }
+
+        fn reshape(&mut self, this: Handle, shape: Vec<u32>) -> OpResult {
+            self.unary1(this, |t, a| t.reshape(a, &shape))
+        }
+
+        fn add(&mut self, this: Handle, rhs: Handle) -> OpResult {
+            self.binary(BinaryOp::Add, this, rhs)
+        }
+
+        fn sub(&mut self, this: Handle, rhs: Handle) -> OpResult {
+            self.binary(BinaryOp::Sub, this, rhs)
+        }
+
+        fn mul(&mut self, this: Handle, rhs: Handle) -> OpResult {
+            self.binary(BinaryOp::Mul, this, rhs)
+        }
+
+        fn div(&mut self, this: Handle, rhs: Handle) -> OpResult {
+            self.binary(BinaryOp::Div, this, rhs)
+        }
+
+        fn add_scalar(&mut self, this: Handle, value: f32) -> wasmtime::Result<Handle> {
+            self.total(this, |t, a| t.scalar(ScalarOp::Add, a, value))
+        }
+
+        fn mul_scalar(&mut self, this: Handle, value: f32) -> wasmtime::Result<Handle> {
+            self.total(this, |t, a| t.scalar(ScalarOp::Mul, a, value))
+        }
+
+        fn map(&mut self, this: Handle, op: $wit::UnaryOp) -> wasmtime::Result<Handle> {
+            self.total(this, |t, a| t.unary(op.into(), a))
+        }
+
+        fn reduce(
+            &mut self,
+            this: Handle,
+            op: $wit::ReduceOp,
+            axis: u32,
+            keepdims: bool,
+        ) -> OpResult {
+            self.unary1(this, |t, a| t.reduce(op.into(), a, axis, keepdims))
+        }
+
+        fn argmax(&mut self, this: Handle, axis: u32, keepdims: bool) -> OpResult {
+            self.unary1(this, |t, a| t.reduce(ReduceOp::ArgMax, a, axis, keepdims))
+        }
+
+        fn softmax(&mut self, this: Handle, axis: u32) -> OpResult {
+            self.unary1(this, |t, a| t.softmax(a, axis, false))
+        }
+
+        fn log_softmax(&mut self, this: Handle, axis: u32) -> OpResult {
+            self.unary1(this, |t, a| t.softmax(a, axis, true))
+        }
+
+        fn one_hot(&mut self, this: Handle, classes: u32) -> OpResult {
+            self.unary1(this, |t, a| t.one_hot(a, classes))
+        }
+
+        fn slice_rows(&mut self, this: Handle, start: u32, end: u32) -> OpResult {
+            self.unary1(this, |t, a| t.slice_rows(a, start, end))
+        }
+
+        fn gather_rows(&mut self, this: Handle, indices: Vec<u32>) -> OpResult {
+            self.unary1(this, |t, a| t.gather_rows(a, &indices))
+        }
+
+        fn concat(&mut self, this: Handle, rhs: Handle, axis: u32) -> OpResult {
+            let b = self.get(&rhs)?;
+            self.unary1(this, |t, a| t.concat(a, &b, axis))
+        }
+
+        fn drop(&mut self, rep: Handle) -> wasmtime::Result<()> {
+            self.take(rep)?;
+            Ok(())
+        }
+    };
+}
+
+impl wit::HostTensor for Ctx {
+    tensor_methods!(wit);
+
+    fn watch(&mut self, this: Handle, name: String) -> OpResult {
+        self.watch_tensor(this, name)
     }
 
-    fn zeros(&mut self, shape: Vec<u32>) -> OpResult {
-        let r = self.device.fill(&shape, 0.0);
-        self.result(r)
+    fn grad(
+        &mut self,
+        this: Handle,
+        names: Vec<String>,
+    ) -> wasmtime::Result<Result<Vec<wit::NamedTensor>, String>> {
+        Ok(self.grad_of(this, names)?.map(|grads| {
+            grads
+                .into_iter()
+                .map(|(name, value)| wit::NamedTensor { name, value })
+                .collect()
+        }))
     }
+}
 
-    fn fill(&mut self, shape: Vec<u32>, value: f32) -> OpResult {
-        let r = self.device.fill(&shape, value);
-        self.result(r)
-    }
-
-    fn random_normal(&mut self, shape: Vec<u32>, mean: f32, std: f32, seed: u64) -> OpResult {
-        let r = self
-            .device
-            .random(&shape, Distribution::Normal { mean, std }, seed);
-        self.result(r)
-    }
-
-    fn random_uniform(&mut self, shape: Vec<u32>, low: f32, high: f32, seed: u64) -> OpResult {
-        let r = self
-            .device
-            .random(&shape, Distribution::Uniform { low, high }, seed);
-        self.result(r)
-    }
-
-    fn shape(&mut self, this: Handle) -> wasmtime::Result<Vec<u32>> {
-        Ok(self.table.get(&this)?.shape().to_u32())
-    }
-
-    fn numel(&mut self, this: Handle) -> wasmtime::Result<u32> {
-        Ok(self.table.get(&this)?.numel() as u32)
-    }
-
-    fn to_list(&mut self, this: Handle) -> wasmtime::Result<Vec<f32>> {
-        let t = self.get(&this)?;
-        Ok(self.device.to_vec(&t))
-    }
-
-    fn matmul(&mut self, this: Handle, rhs: Handle) -> OpResult {
-        let (a, b) = (self.get(&this)?, self.get(&rhs)?);
-        let r = self.device.matmul(&a, &b);
-        self.result(r)
-    }
-
-    fn transpose(&mut self, this: Handle) -> OpResult {
-        let a = self.get(&this)?;
-        let r = self.device.transpose(&a);
-        self.result(r)
-    }
-
-    fn reshape(&mut self, this: Handle, shape: Vec<u32>) -> OpResult {
-        let a = self.get(&this)?;
-        let r = self.device.reshape(&a, &shape);
-        self.result(r)
-    }
-
-    fn add(&mut self, this: Handle, rhs: Handle) -> OpResult {
-        self.binary(BinaryOp::Add, this, rhs)
-    }
-
-    fn sub(&mut self, this: Handle, rhs: Handle) -> OpResult {
-        self.binary(BinaryOp::Sub, this, rhs)
-    }
-
-    fn mul(&mut self, this: Handle, rhs: Handle) -> OpResult {
-        self.binary(BinaryOp::Mul, this, rhs)
-    }
-
-    fn div(&mut self, this: Handle, rhs: Handle) -> OpResult {
-        self.binary(BinaryOp::Div, this, rhs)
-    }
-
-    fn add_scalar(&mut self, this: Handle, value: f32) -> wasmtime::Result<Handle> {
-        let a = self.get(&this)?;
-        let t = self.device.scalar(ScalarOp::Add, &a, value);
-        self.push(t)
-    }
-
-    fn mul_scalar(&mut self, this: Handle, value: f32) -> wasmtime::Result<Handle> {
-        let a = self.get(&this)?;
-        let t = self.device.scalar(ScalarOp::Mul, &a, value);
-        self.push(t)
-    }
-
-    fn map(&mut self, this: Handle, op: wit::UnaryOp) -> wasmtime::Result<Handle> {
-        let a = self.get(&this)?;
-        let t = self.device.unary(op.into(), &a);
-        self.push(t)
-    }
-
-    fn reduce(&mut self, this: Handle, op: wit::ReduceOp, axis: u32, keepdims: bool) -> OpResult {
-        let a = self.get(&this)?;
-        let r = self.device.reduce(op.into(), &a, axis, keepdims);
-        self.result(r)
-    }
-
-    fn argmax(&mut self, this: Handle, axis: u32, keepdims: bool) -> OpResult {
-        let a = self.get(&this)?;
-        let r = self.device.reduce(ReduceOp::ArgMax, &a, axis, keepdims);
-        self.result(r)
-    }
-
-    fn softmax(&mut self, this: Handle, axis: u32) -> OpResult {
-        let a = self.get(&this)?;
-        let r = self.device.softmax(&a, axis, false);
-        self.result(r)
-    }
-
-    fn log_softmax(&mut self, this: Handle, axis: u32) -> OpResult {
-        let a = self.get(&this)?;
-        let r = self.device.softmax(&a, axis, true);
-        self.result(r)
-    }
-
-    fn one_hot(&mut self, this: Handle, classes: u32) -> OpResult {
-        let a = self.get(&this)?;
-        let r = self.device.one_hot(&a, classes);
-        self.result(r)
-    }
-
-    fn slice_rows(&mut self, this: Handle, start: u32, end: u32) -> OpResult {
-        let a = self.get(&this)?;
-        let r = self.device.slice_rows(&a, start, end);
-        self.result(r)
-    }
-
-    fn gather_rows(&mut self, this: Handle, indices: Vec<u32>) -> OpResult {
-        let a = self.get(&this)?;
-        let r = self.device.gather_rows(&a, &indices);
-        self.result(r)
-    }
-
-    fn concat(&mut self, this: Handle, rhs: Handle, axis: u32) -> OpResult {
-        let (a, b) = (self.get(&this)?, self.get(&rhs)?);
-        let r = self.device.concat(&a, &b, axis);
-        self.result(r)
-    }
-
-    fn drop(&mut self, rep: Handle) -> wasmtime::Result<()> {
-        self.take(rep)?;
-        Ok(())
-    }
+impl wit_v01::HostTensor for Ctx {
+    tensor_methods!(wit_v01);
 }

@@ -43,13 +43,18 @@ pub use engine::{ComponentInfo, Runtime, RuntimeConfig, digest};
 pub use error::{PluginFailure, Result, RuntimeError};
 pub use limits::{Limits, human_bytes};
 pub use pipeline::Pipeline;
-pub use plugin::{DataSpec, NamedTensors, Plugin, StepOutput, instances_created};
+pub use plugin::{
+    Abi, DataSpec, HostTraining, Mode, NamedTensors, Plugin, StepOutput, Task, instances_created,
+};
 pub use tensorlet_gpu as gpu;
 pub use tensorlet_registry as registry;
 
-/// Generated bindings, kept private: the host world imports the tensor
-/// interface and exports all three plugin interfaces, so one set of bindings
-/// calls any plugin; a plugin exports the subset its kind needs.
+/// Generated bindings of the tensor interface, kept private. The host
+/// implements `tensorlet:ml/tensor` of ABI 0.2 and of ABI 0.1 (for plugins
+/// built before 0.2); both map the `tensor` resource to the same host type,
+/// so one table and one tape serve either. The plugin interfaces a component
+/// exports are called through typed functions found by name (`plugin.rs`),
+/// one code path for both versions.
 mod bindings {
     wasmtime::component::bindgen!({
         path: "../wit",
@@ -57,39 +62,32 @@ mod bindings {
             package tensorlet:host;
 
             world host {
-                import tensorlet:ml/tensor@0.1.0;
-                export tensorlet:ml/preprocess@0.1.0;
-                export tensorlet:ml/train@0.1.0;
-                export tensorlet:ml/predict@0.1.0;
+                import tensorlet:ml/tensor@0.2.0;
             }
         ",
         world: "tensorlet:host/host",
-        with: { "tensorlet:ml/tensor.tensor": tensorlet_gpu::Tensor },
+        with: { "tensorlet:ml/tensor.tensor": tensorlet_gpu::autodiff::Var },
         imports: { default: trappable },
     });
 
-    pub use tensorlet::ml::{tensor, types};
+    pub use tensorlet::ml::tensor;
 }
 
-/// The same world with async exports, for calls that run on an async
-/// executor (`call_async`, epoch yields); the imported interfaces are shared
-/// with [`bindings`], so one host implementation serves both.
-mod bindings_async {
+/// `tensorlet:ml/tensor@0.1.0`, as plugins built for ABI 0.1 import it.
+mod bindings_v01 {
     wasmtime::component::bindgen!({
-        path: "../wit",
+        path: "../wit/v0.1.0",
         inline: "
             package tensorlet:host;
 
             world host {
                 import tensorlet:ml/tensor@0.1.0;
-                export tensorlet:ml/preprocess@0.1.0;
-                export tensorlet:ml/predict@0.1.0;
             }
         ",
         world: "tensorlet:host/host",
-        with: {
-            "tensorlet:ml/tensor": crate::bindings::tensor,
-        },
-        exports: { default: async },
+        with: { "tensorlet:ml/tensor.tensor": tensorlet_gpu::autodiff::Var },
+        imports: { default: trappable },
     });
+
+    pub use tensorlet::ml::tensor;
 }

@@ -28,13 +28,30 @@
 //! keep = "best"              # or "last": which epoch becomes the model
 //! ```
 //!
+//! A `model` plugin (only its forward pass; ABI 0.2) replaces `[trainer]` and
+//! `[predictor]` with one `[model]` section, and the host trains it with the
+//! optimizer and learning-rate schedule of `[training]`:
+//!
+//! ```toml
+//! [model]
+//! bundled = "mlp"
+//! config = { hidden = [64] }
+//!
+//! [training]
+//! learning_rate = 0.005
+//! optimizer = "adam"           # or a table: [training.optimizer] name = "sgd", momentum = 0.9
+//! schedule = "cosine"          # or a table: [training.schedule] name = "step", every_epochs = 10
+//! ```
+//!
 //! Unknown keys are errors, so a typo never turns into a silent default.
 
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
+use tensorlet_gpu::optim::{LrSchedule, Optimizer, Rule, Schedule};
 
 use crate::error::{Result, RuntimeError};
+use crate::plugin::HostTraining;
 
 /// A parsed, validated pipeline.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -52,8 +69,14 @@ pub struct Pipeline {
     /// preprocessor and evaluates the predictor.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trainer: Option<Stage>,
-    /// The prediction plugin.
-    pub predictor: Stage,
+    /// The prediction plugin (absent when `model` is given).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub predictor: Option<Stage>,
+    /// A `model` plugin, both trainer and predictor: the host differentiates
+    /// its forward pass and applies `[training]`'s optimizer. Excludes
+    /// `trainer` and `predictor`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<Stage>,
     /// Training hyper-parameters.
     #[serde(default)]
     pub training: TrainingConfig,
@@ -156,6 +179,169 @@ pub struct TrainingConfig {
     /// `last`.
     #[serde(skip_serializing_if = "Keep::is_best")]
     pub keep: Keep,
+    /// The host's optimizer, for a `[model]` (default: Adam).
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "name_or_table"
+    )]
+    pub optimizer: Option<OptimizerConfig>,
+    /// The learning-rate schedule, for a `[model]` (default: constant).
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "name_or_table"
+    )]
+    pub schedule: Option<ScheduleConfig>,
+}
+
+/// `[training.optimizer]`, or `optimizer = "<name>"` with every default.
+///
+/// ```toml
+/// [training.optimizer]
+/// name = "sgd"            # sgd | adam (default) | adamw
+/// momentum = 0.9          # sgd: default 0 (plain gradient descent)
+/// nesterov = true         # sgd: default false
+/// beta1 = 0.9             # adam, adamw: defaults 0.9, 0.999, 1e-8
+/// beta2 = 0.999
+/// eps = 1e-8
+/// weight_decay = 1e-4     # default 0 (adamw: 0.01); L2 for sgd and adam, decoupled for adamw
+/// clip_grad_norm = 1.0    # scale gradients to at most this global L2 norm (default: off)
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OptimizerConfig {
+    /// `sgd`, `adam` or `adamw`.
+    pub name: OptimizerName,
+    /// SGD momentum.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub momentum: Option<f32>,
+    /// SGD with Nesterov momentum.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nesterov: Option<bool>,
+    /// Adam's first-moment decay.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub beta1: Option<f32>,
+    /// Adam's second-moment decay.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub beta2: Option<f32>,
+    /// Adam's denominator term.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eps: Option<f32>,
+    /// Weight decay.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight_decay: Option<f32>,
+    /// The largest global gradient norm; larger gradients are scaled down.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clip_grad_norm: Option<f32>,
+}
+
+/// The host's update rules.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OptimizerName {
+    /// Stochastic gradient descent, with optional (Nesterov) momentum.
+    Sgd,
+    /// Adam.
+    #[default]
+    Adam,
+    /// Adam with decoupled weight decay.
+    #[serde(rename = "adamw")]
+    AdamW,
+}
+
+/// `[training.schedule]`, or `schedule = "<name>"` with every default.
+///
+/// ```toml
+/// [training.schedule]
+/// name = "cosine"         # constant (default) | step | cosine
+/// warmup_epochs = 1       # linear warm-up over these epochs (or warmup_steps); default 0
+/// every_epochs = 10       # step: multiply the rate by gamma every this many epochs
+/// gamma = 0.1             # step: default 0.1
+/// min_lr = 0.0            # cosine: the rate it ends at (default 0)
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleConfig {
+    /// `constant`, `step` or `cosine`.
+    pub name: ScheduleName,
+    /// Linear warm-up, in epochs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warmup_epochs: Option<u32>,
+    /// Linear warm-up, in steps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warmup_steps: Option<u64>,
+    /// Step decay period, in epochs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub every_epochs: Option<u32>,
+    /// Step decay factor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gamma: Option<f32>,
+    /// Cosine's final learning rate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_lr: Option<f32>,
+}
+
+/// The learning-rate schedules.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ScheduleName {
+    /// The same rate every step.
+    #[default]
+    Constant,
+    /// Multiplied by `gamma` every `every_epochs`.
+    Step,
+    /// Cosine annealing from the rate to `min_lr` over the run.
+    Cosine,
+}
+
+/// A `[training]` entry written either as a name (`optimizer = "sgd"`) or as
+/// a table with `name` and settings.
+trait NameOrTable: for<'de> Deserialize<'de> + Default {
+    type Name: for<'de> Deserialize<'de>;
+    /// Every default, with this name.
+    fn named(name: Self::Name) -> Self;
+}
+
+impl NameOrTable for OptimizerConfig {
+    type Name = OptimizerName;
+    fn named(name: OptimizerName) -> Self {
+        OptimizerConfig {
+            name,
+            ..Default::default()
+        }
+    }
+}
+
+impl NameOrTable for ScheduleConfig {
+    type Name = ScheduleName;
+    fn named(name: ScheduleName) -> Self {
+        ScheduleConfig {
+            name,
+            ..Default::default()
+        }
+    }
+}
+
+fn name_or_table<'de, D: Deserializer<'de>, T: NameOrTable>(
+    d: D,
+) -> std::result::Result<Option<T>, D::Error> {
+    struct Visit<T>(std::marker::PhantomData<T>);
+    impl<'de, T: NameOrTable> serde::de::Visitor<'de> for Visit<T> {
+        type Value = T;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a name, or a table with `name` and settings")
+        }
+        fn visit_str<E: serde::de::Error>(self, s: &str) -> std::result::Result<T, E> {
+            let name = T::Name::deserialize(serde::de::value::StrDeserializer::<E>::new(s))?;
+            Ok(T::named(name))
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            map: A,
+        ) -> std::result::Result<T, A::Error> {
+            T::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+        }
+    }
+    d.deserialize_any(Visit(std::marker::PhantomData)).map(Some)
 }
 
 /// Which checkpoint of a run becomes the model.
@@ -197,7 +383,170 @@ impl Default for TrainingConfig {
             seed: 0,
             validation_fraction: 0.2,
             keep: Keep::Best,
+            optimizer: None,
+            schedule: None,
         }
+    }
+}
+
+impl OptimizerConfig {
+    /// The optimizer, with defaults filled in; a setting that does not apply
+    /// to the rule, or a value out of range, is an error naming the key.
+    pub fn resolve(&self) -> Result<Optimizer, String> {
+        let key = |k: &str| format!("training.optimizer.{k}");
+        let not_for = |k: &str, given: bool| {
+            if given {
+                Err(format!(
+                    "{} does not apply to the `{}` optimizer",
+                    key(k),
+                    self.name.as_str()
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        let rule = match self.name {
+            OptimizerName::Sgd => {
+                not_for("beta1", self.beta1.is_some())?;
+                not_for("beta2", self.beta2.is_some())?;
+                not_for("eps", self.eps.is_some())?;
+                Rule::Sgd {
+                    momentum: self.momentum.unwrap_or(0.0),
+                    nesterov: self.nesterov.unwrap_or(false),
+                }
+            }
+            OptimizerName::Adam | OptimizerName::AdamW => {
+                not_for("momentum", self.momentum.is_some())?;
+                not_for("nesterov", self.nesterov.is_some())?;
+                let (beta1, beta2, eps) = (
+                    self.beta1.unwrap_or(0.9),
+                    self.beta2.unwrap_or(0.999),
+                    self.eps.unwrap_or(1e-8),
+                );
+                if self.name == OptimizerName::Adam {
+                    Rule::Adam { beta1, beta2, eps }
+                } else {
+                    Rule::AdamW { beta1, beta2, eps }
+                }
+            }
+        };
+        if self.nesterov == Some(true) && self.momentum.unwrap_or(0.0) == 0.0 {
+            return Err(format!("{} needs a momentum above 0", key("nesterov")));
+        }
+        let default_decay = if self.name == OptimizerName::AdamW {
+            0.01
+        } else {
+            0.0
+        };
+        let optimizer = Optimizer {
+            rule,
+            weight_decay: self.weight_decay.unwrap_or(default_decay),
+            clip_grad_norm: self.clip_grad_norm,
+        };
+        optimizer
+            .validate()
+            .map_err(|e| format!("training.optimizer: {e}"))?;
+        Ok(optimizer)
+    }
+}
+
+impl OptimizerName {
+    /// The name as written in a pipeline.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OptimizerName::Sgd => "sgd",
+            OptimizerName::Adam => "adam",
+            OptimizerName::AdamW => "adamw",
+        }
+    }
+}
+
+impl ScheduleConfig {
+    /// The schedule for a run of `epochs` epochs of `steps_per_epoch` steps
+    /// from `base`; a setting that does not apply, or is out of range, is an
+    /// error naming the key.
+    pub fn resolve(
+        &self,
+        base: f32,
+        epochs: u32,
+        steps_per_epoch: u64,
+    ) -> Result<LrSchedule, String> {
+        let key = |k: &str| format!("training.schedule.{k}");
+        let name = match self.name {
+            ScheduleName::Constant => "constant",
+            ScheduleName::Step => "step",
+            ScheduleName::Cosine => "cosine",
+        };
+        let not_for = |k: &str, given: bool| {
+            if given {
+                Err(format!(
+                    "{} does not apply to the `{name}` schedule",
+                    key(k)
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        let warmup_steps = match (self.warmup_epochs, self.warmup_steps) {
+            (Some(_), Some(_)) => {
+                return Err(format!(
+                    "give {} or {}, not both",
+                    key("warmup_epochs"),
+                    key("warmup_steps")
+                ));
+            }
+            (Some(e), None) => u64::from(e) * steps_per_epoch,
+            (None, Some(s)) => s,
+            (None, None) => 0,
+        };
+        let schedule = match self.name {
+            ScheduleName::Constant => {
+                not_for("every_epochs", self.every_epochs.is_some())?;
+                not_for("gamma", self.gamma.is_some())?;
+                not_for("min_lr", self.min_lr.is_some())?;
+                Schedule::Constant
+            }
+            ScheduleName::Step => {
+                not_for("min_lr", self.min_lr.is_some())?;
+                let every = self
+                    .every_epochs
+                    .ok_or_else(|| format!("the `step` schedule needs {}", key("every_epochs")))?;
+                if every == 0 {
+                    return Err(format!("{} must be at least 1", key("every_epochs")));
+                }
+                let gamma = self.gamma.unwrap_or(0.1);
+                if !(gamma.is_finite() && gamma > 0.0) {
+                    return Err(format!(
+                        "{} must be a positive number, got {gamma}",
+                        key("gamma")
+                    ));
+                }
+                Schedule::Step {
+                    every_steps: u64::from(every) * steps_per_epoch,
+                    gamma,
+                }
+            }
+            ScheduleName::Cosine => {
+                not_for("every_epochs", self.every_epochs.is_some())?;
+                not_for("gamma", self.gamma.is_some())?;
+                let min_lr = self.min_lr.unwrap_or(0.0);
+                if !(min_lr.is_finite() && (0.0..=base).contains(&min_lr)) {
+                    return Err(format!(
+                        "{} must be in [0, learning_rate = {base}], got {min_lr}",
+                        key("min_lr")
+                    ));
+                }
+                Schedule::Cosine {
+                    total_steps: u64::from(epochs) * steps_per_epoch,
+                    min_lr,
+                }
+            }
+        };
+        Ok(LrSchedule {
+            base,
+            schedule,
+            warmup_steps,
+        })
     }
 }
 
@@ -222,7 +571,29 @@ impl TrainingConfig {
                 self.validation_fraction
             ));
         }
+        if let Some(o) = &self.optimizer {
+            o.resolve()?;
+        }
+        if let Some(s) = &self.schedule {
+            s.resolve(self.learning_rate, self.epochs, 1)?;
+        }
         Ok(())
+    }
+
+    /// How the host trains a `[model]` for a run with `steps_per_epoch`
+    /// steps per epoch: the optimizer (Adam by default) and the schedule
+    /// (constant by default) from `learning_rate`.
+    pub fn host_training(&self, steps_per_epoch: u64) -> Result<HostTraining, String> {
+        let optimizer = self.optimizer.clone().unwrap_or_default().resolve()?;
+        let schedule = self.schedule.clone().unwrap_or_default().resolve(
+            self.learning_rate,
+            self.epochs,
+            steps_per_epoch,
+        )?;
+        Ok(HostTraining {
+            optimizer,
+            schedule,
+        })
     }
 }
 
@@ -233,7 +604,12 @@ impl Pipeline {
         if let Some(t) = &self.trainer {
             v.push(("trainer", t));
         }
-        v.push(("predictor", &self.predictor));
+        if let Some(p) = &self.predictor {
+            v.push(("predictor", p));
+        }
+        if let Some(m) = &self.model {
+            v.push(("model", m));
+        }
         v
     }
 
@@ -243,8 +619,26 @@ impl Pipeline {
         if let Some(t) = &mut self.trainer {
             v.push(("trainer", t));
         }
-        v.push(("predictor", &mut self.predictor));
+        if let Some(p) = &mut self.predictor {
+            v.push(("predictor", p));
+        }
+        if let Some(m) = &mut self.model {
+            v.push(("model", m));
+        }
         v
+    }
+
+    /// The stage that trains: `[trainer]`, or the `[model]`.
+    pub fn trainer_stage(&self) -> Option<&Stage> {
+        self.trainer.as_ref().or(self.model.as_ref())
+    }
+
+    /// The stage that predicts: `[predictor]`, or the `[model]`.
+    pub fn predictor_stage(&self) -> &Stage {
+        self.predictor
+            .as_ref()
+            .or(self.model.as_ref())
+            .expect("validated by Pipeline::parse: [predictor] or [model]")
     }
 
     /// Reads and validates a pipeline file; `path` stages resolve against its directory.
@@ -261,6 +655,21 @@ impl Pipeline {
             message,
         };
         let mut p: Pipeline = toml::from_str(text).map_err(|e| err(e.to_string()))?;
+        match (&p.model, &p.trainer, &p.predictor) {
+            (Some(_), Some(_), _) | (Some(_), _, Some(_)) => {
+                return Err(err(
+                    "[model] is both the trainer and the predictor; remove [trainer] and \
+                     [predictor], or replace [model] with them"
+                        .into(),
+                ));
+            }
+            (None, _, None) => {
+                return Err(err(
+                    "needs a [predictor] (with an optional [trainer]), or a [model]".into(),
+                ));
+            }
+            _ => {}
+        }
         for (section, stage) in p.stages_mut() {
             let given = [
                 stage.reference.is_some(),
@@ -298,7 +707,7 @@ impl Pipeline {
             return Err(err("[pipeline] name must not be empty".into()));
         }
         p.training.validate().map_err(err)?;
-        if p.trainer.is_none() {
+        if p.trainer_stage().is_none() {
             // Without a trainer, training is one evaluation pass.
             p.training.epochs = 1;
         }
@@ -345,7 +754,7 @@ mod tests {
         let text = MINIMAL.replace("bundled = \"mlp\"", "ref = \"acme/mlp@1.0.0\"");
         let p = Pipeline::parse(&text, Path::new("."), Path::new("p.toml")).unwrap();
         assert_eq!(
-            p.predictor.source(),
+            p.predictor_stage().source(),
             PluginSource::Registry("acme/mlp@1.0.0".into())
         );
         let both = MINIMAL.replace("bundled = \"mlp\"", "bundled = \"mlp\"\nref = \"acme/mlp\"");

@@ -3,25 +3,34 @@
 //! memory cap, so nothing a call does outlives it. A call has its own store,
 //! except that a served request's transform and predict share one (two fresh
 //! instances in one store, which costs less to set up than two stores).
+//!
+//! A component exports the plugin interfaces of ABI 0.2 or of ABI 0.1
+//! (`wit/v0.1.0/`). Their functions have the same shapes in both versions
+//! (only `data-spec` differs), so each call looks its function up by name in
+//! the version the component was built for and calls it through one typed
+//! signature; the `tensor` resource of both versions is the host's [`Var`].
+//!
+//! A `model` plugin (ABI 0.2, `forward`) is trained by the host:
+//! [`Plugin::learn`] runs `forward` in training mode with the parameters
+//! watched, computes the loss on the call's tape, differentiates it and
+//! applies the optimizer, all before the call's store (and tape) is dropped.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
+use tensorlet_gpu::autodiff::Var;
+use tensorlet_gpu::optim::{LrSchedule, Optimizer};
 use tensorlet_gpu::{Device, Tensor};
-use wasmtime::component::{Instance, InstancePre, Resource};
+use wasmtime::component::{
+    Component, ComponentExportIndex, ComponentType, Instance, InstancePre, Lift, Lower, Resource,
+};
 use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 use wasmtime_wasi_nn::Graph;
 
 use crate::Limits;
-use crate::bindings::exports::tensorlet::ml::{predict, preprocess, train};
-use crate::bindings::tensor::NamedTensor;
-use crate::bindings::types;
-use crate::bindings_async::exports::tensorlet::ml::{
-    predict as predict_async, preprocess as preprocess_async,
-};
 use crate::error::{PluginFailure, Result, RuntimeError};
-use crate::host::{Ctx, HostTensorLimit};
+use crate::host::{Ctx, Handle, HostTensorLimit};
 
 /// State shared by a runtime and the plugins it loaded.
 pub(crate) struct Shared {
@@ -54,13 +63,26 @@ pub(crate) fn model_params(params: &NamedTensors) -> impl Iterator<Item = &(Stri
         .filter(|(name, _)| !name.starts_with(OPTIMIZER_PREFIX))
 }
 
+/// What is learned from the labels.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Task {
+    /// A class per row.
+    #[default]
+    Classification,
+    /// Continuous targets.
+    Regression,
+}
+
 /// What a trainer learns about the data before training.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DataSpec {
     /// Input features per row (after preprocessing).
     pub features: u32,
-    /// Number of classes.
-    pub classes: u32,
+    /// Classification: the number of classes; regression: of targets.
+    pub outputs: u32,
+    /// What the labels are.
+    pub task: Task,
     /// Initialisation seed.
     pub seed: u64,
 }
@@ -72,6 +94,152 @@ pub struct StepOutput {
     pub params: NamedTensors,
     /// The batch loss before the update.
     pub loss: f32,
+    /// The global L2 norm of the gradients (before clipping), when the host
+    /// computed them (a `model` plugin).
+    pub grad_norm: Option<f32>,
+}
+
+/// How the host trains a `model` plugin: the `[training]` optimizer and
+/// learning-rate schedule.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct HostTraining {
+    /// The update rule, weight decay and clipping.
+    pub optimizer: Optimizer,
+    /// The learning rate of each step.
+    pub schedule: LrSchedule,
+}
+
+/// The plugin ABI a component was built for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Abi {
+    /// `tensorlet:ml@0.1.0`: preprocessor, trainer, predictor, learner.
+    V0_1,
+    /// `tensorlet:ml@0.2.0`: adds gradients and the `model` world.
+    V0_2,
+}
+
+impl Abi {
+    /// The WIT package version.
+    pub fn version(self) -> &'static str {
+        match self {
+            Abi::V0_1 => "0.1.0",
+            Abi::V0_2 => "0.2.0",
+        }
+    }
+}
+
+/// Whether `forward` runs for training or for prediction (WIT `forward.mode`).
+#[derive(ComponentType, Lower, Clone, Copy, Debug, PartialEq, Eq)]
+#[component(enum)]
+#[repr(u8)]
+pub enum Mode {
+    /// Training: parameters watched, the loss differentiated.
+    #[component(name = "train")]
+    Train,
+    /// Prediction.
+    #[component(name = "eval")]
+    Eval,
+}
+
+/// WIT `named-tensor` (both ABI versions).
+#[derive(ComponentType, Lift, Lower)]
+#[component(record)]
+struct NamedTensor {
+    name: String,
+    value: Resource<Var>,
+}
+
+/// WIT `types.data-spec` of ABI 0.1.
+#[derive(ComponentType, Lower, Clone, Copy)]
+#[component(record)]
+struct DataSpecV01 {
+    features: u32,
+    classes: u32,
+    seed: u64,
+}
+
+/// WIT `types.task` of ABI 0.2.
+#[derive(ComponentType, Lower, Clone, Copy)]
+#[component(enum)]
+#[repr(u8)]
+enum WitTask {
+    #[component(name = "classification")]
+    Classification,
+    #[component(name = "regression")]
+    Regression,
+}
+
+/// WIT `types.data-spec` of ABI 0.2.
+#[derive(ComponentType, Lower, Clone, Copy)]
+#[component(record)]
+struct DataSpecV02 {
+    features: u32,
+    outputs: u32,
+    task: WitTask,
+    seed: u64,
+}
+
+/// WIT `types.step-output` (both ABI versions).
+#[derive(ComponentType, Lift)]
+#[component(record)]
+struct WitStepOutput {
+    params: Vec<NamedTensor>,
+    loss: f32,
+}
+
+type TensorOut = (std::result::Result<Handle, String>,);
+type NamedOut = (std::result::Result<Vec<NamedTensor>, String>,);
+
+/// The plugin functions a component exports, found once at load.
+#[derive(Clone, Debug)]
+struct Exports {
+    abi: Abi,
+    fit: Option<ComponentExportIndex>,
+    transform: Option<ComponentExportIndex>,
+    init: Option<ComponentExportIndex>,
+    step: Option<ComponentExportIndex>,
+    predict: Option<ComponentExportIndex>,
+    model_init: Option<ComponentExportIndex>,
+    forward: Option<ComponentExportIndex>,
+}
+
+impl Exports {
+    /// The functions of the newest ABI version the component exports anything of.
+    fn find(component: &Component) -> Exports {
+        let of = |abi: Abi| {
+            let func = |iface: &str, name: &str| {
+                let i = component
+                    .get_export_index(None, &format!("tensorlet:ml/{iface}@{}", abi.version()))?;
+                component.get_export_index(Some(&i), name)
+            };
+            Exports {
+                abi,
+                fit: func("preprocess", "fit"),
+                transform: func("preprocess", "transform"),
+                init: func("train", "init"),
+                step: func("train", "step"),
+                predict: func("predict", "predict"),
+                model_init: func("forward", "init"),
+                forward: func("forward", "forward"),
+            }
+        };
+        let v2 = of(Abi::V0_2);
+        if v2.any() { v2 } else { of(Abi::V0_1) }
+    }
+
+    fn any(&self) -> bool {
+        [
+            &self.fit,
+            &self.transform,
+            &self.init,
+            &self.step,
+            &self.predict,
+            &self.model_init,
+            &self.forward,
+        ]
+        .iter()
+        .any(|f| f.is_some())
+    }
 }
 
 /// A compiled, linked plugin. Cheap to share; calls take `&self`.
@@ -80,19 +248,15 @@ pub struct Plugin {
     name: String,
     digest: String,
     pre: InstancePre<Ctx>,
-    preprocess: Option<preprocess::GuestIndices>,
-    train: Option<train::GuestIndices>,
-    predict: Option<predict::GuestIndices>,
-    /// The same component linked with async WASI, for the `*_async` calls.
+    exports: Exports,
+    /// The same component linked with async WASI, for the `*_in` calls.
     pre_async: InstancePre<Ctx>,
-    preprocess_async: Option<preprocess_async::GuestIndices>,
-    predict_async: Option<predict_async::GuestIndices>,
     graphs: Arc<[(String, Graph)]>,
 }
 
-const PREPROCESS: &str = "tensorlet:ml/preprocess@0.1.0";
-const TRAIN: &str = "tensorlet:ml/train@0.1.0";
-const PREDICT: &str = "tensorlet:ml/predict@0.1.0";
+/// The interfaces a plugin may export, for messages.
+const INTERFACES: &str = "tensorlet:ml/preprocess, train, predict or forward (ABI 0.2.0), or \
+                          tensorlet:ml/preprocess, train or predict (ABI 0.1.0)";
 
 impl Plugin {
     pub(crate) fn new(
@@ -102,29 +266,32 @@ impl Plugin {
         pre: InstancePre<Ctx>,
         pre_async: InstancePre<Ctx>,
     ) -> Result<Self> {
-        let plugin = Plugin {
-            preprocess: preprocess::GuestIndices::new(&pre).ok(),
-            train: train::GuestIndices::new(&pre).ok(),
-            predict: predict::GuestIndices::new(&pre).ok(),
-            preprocess_async: preprocess_async::GuestIndices::new(&pre_async).ok(),
-            predict_async: predict_async::GuestIndices::new(&pre_async).ok(),
+        let exports = Exports::find(pre.component());
+        if !exports.any() {
+            return Err(RuntimeError::Load {
+                plugin: name.to_string(),
+                message: format!(
+                    "it exports none of {INTERFACES}; build it for one of the worlds \
+                     preprocessor, trainer, predictor, learner or model"
+                ),
+            });
+        }
+        if exports.model_init.is_some() != exports.forward.is_some() {
+            return Err(RuntimeError::Load {
+                plugin: name.to_string(),
+                message: "it exports tensorlet:ml/forward without both `init` and `forward`"
+                    .to_string(),
+            });
+        }
+        Ok(Plugin {
+            exports,
             graphs: Arc::new([]),
             shared,
             name: name.to_string(),
             digest,
             pre,
             pre_async,
-        };
-        if plugin.preprocess.is_none() && plugin.train.is_none() && plugin.predict.is_none() {
-            return Err(RuntimeError::Load {
-                plugin: name.to_string(),
-                message: format!(
-                    "it exports none of {PREPROCESS}, {TRAIN}, {PREDICT}; build it for one of \
-                     the worlds preprocessor, trainer, predictor or learner"
-                ),
-            });
-        }
-        Ok(plugin)
+        })
     }
 
     /// Offers ONNX models to the plugin's `wasi:nn/graph.load-by-name`, each
@@ -157,19 +324,32 @@ impl Plugin {
         &self.digest
     }
 
+    /// The ABI version the component was built for.
+    pub fn abi(&self) -> Abi {
+        self.exports.abi
+    }
+
     /// Whether the plugin exports `tensorlet:ml/preprocess`.
     pub fn is_preprocessor(&self) -> bool {
-        self.preprocess.is_some()
+        self.exports.fit.is_some() && self.exports.transform.is_some()
     }
 
-    /// Whether the plugin exports `tensorlet:ml/train`.
+    /// Whether the plugin can train: it exports `tensorlet:ml/train`, or it
+    /// is a `model` (the host trains it).
     pub fn is_trainer(&self) -> bool {
-        self.train.is_some()
+        (self.exports.init.is_some() && self.exports.step.is_some()) || self.is_model()
     }
 
-    /// Whether the plugin exports `tensorlet:ml/predict`.
+    /// Whether the plugin can predict: it exports `tensorlet:ml/predict`, or
+    /// it is a `model` (softmax of its `eval` outputs).
     pub fn is_predictor(&self) -> bool {
-        self.predict.is_some()
+        self.exports.predict.is_some() || self.is_model()
+    }
+
+    /// Whether the plugin is a `model` (ABI 0.2 `forward`): only its forward
+    /// pass, trained by the host.
+    pub fn is_model(&self) -> bool {
+        self.exports.forward.is_some()
     }
 
     fn fail(&self, call: &'static str, failure: PluginFailure) -> RuntimeError {
@@ -178,6 +358,23 @@ impl Plugin {
             call,
             failure,
         }
+    }
+
+    fn export(
+        &self,
+        call: &'static str,
+        f: Option<&ComponentExportIndex>,
+        iface: &str,
+    ) -> Result<ComponentExportIndex> {
+        f.cloned().ok_or_else(|| {
+            self.fail(
+                call,
+                PluginFailure::MissingExport(format!(
+                    "tensorlet:ml/{iface}@{}",
+                    self.exports.abi.version()
+                )),
+            )
+        })
     }
 
     /// A fresh store with the sandbox's memory cap (the caller sets the
@@ -256,56 +453,85 @@ impl Plugin {
 
     /// `preprocess.fit`.
     pub fn fit(&self, config: &str, x: &Tensor) -> Result<NamedTensors> {
-        let idx = self
-            .preprocess
-            .as_ref()
-            .ok_or_else(|| self.fail("fit", PluginFailure::MissingExport(PREPROCESS)))?;
+        let idx = self.export("fit", self.exports.fit.as_ref(), "preprocess")?;
         self.run("fit", |store, instance| {
-            let guest = idx.load(&mut *store, instance)?;
+            let f = instance.get_typed_func::<(&str, Handle), NamedOut>(&mut *store, &idx)?;
             let x = store.data_mut().push(x.clone())?;
-            match guest.call_fit(&mut *store, config, x)? {
-                Ok(state) => Ok(Ok(take_named(store, state)?)),
-                Err(e) => Ok(Err(PluginFailure::Error(e))),
-            }
+            let (out,) = f.call(&mut *store, (config, x))?;
+            take_named_output(store, out)
         })
     }
 
     /// `preprocess.transform`.
     pub fn transform(&self, config: &str, state: &NamedTensors, x: &Tensor) -> Result<Tensor> {
-        let idx = self
-            .preprocess
-            .as_ref()
-            .ok_or_else(|| self.fail("transform", PluginFailure::MissingExport(PREPROCESS)))?;
+        let idx = self.export("transform", self.exports.transform.as_ref(), "preprocess")?;
         self.run("transform", |store, instance| {
-            let guest = idx.load(&mut *store, instance)?;
+            let f = instance
+                .get_typed_func::<(&str, Vec<NamedTensor>, Handle), TensorOut>(&mut *store, &idx)?;
             let state = push_named(store, state)?;
             let x = store.data_mut().push(x.clone())?;
-            let out = guest.call_transform(&mut *store, config, &state, x)?;
+            let (out,) = f.call(&mut *store, (config, state, x))?;
             take_output(store, out)
         })
     }
 
-    /// `train.init`.
+    /// Initial parameters: `train.init`, or for a `model`, `forward.init`
+    /// (the host adds the optimizer's state; see [`Plugin::learn`]).
     pub fn init(&self, config: &str, spec: DataSpec) -> Result<NamedTensors> {
-        let idx = self
-            .train
-            .as_ref()
-            .ok_or_else(|| self.fail("init", PluginFailure::MissingExport(TRAIN)))?;
-        self.run("init", |store, instance| {
-            let guest = idx.load(&mut *store, instance)?;
-            let spec = types::DataSpec {
-                features: spec.features,
-                classes: spec.classes,
-                seed: spec.seed,
+        let (idx, iface) = match &self.exports.model_init {
+            Some(i) => (i.clone(), "forward"),
+            None => (
+                self.export("init", self.exports.init.as_ref(), "train")?,
+                "train",
+            ),
+        };
+        let abi = self.exports.abi;
+        let params = self.run("init", |store, instance| {
+            let (out,) = match abi {
+                Abi::V0_1 => {
+                    let f = instance
+                        .get_typed_func::<(&str, DataSpecV01), NamedOut>(&mut *store, &idx)?;
+                    let spec = DataSpecV01 {
+                        features: spec.features,
+                        classes: spec.outputs,
+                        seed: spec.seed,
+                    };
+                    f.call(&mut *store, (config, spec))?
+                }
+                Abi::V0_2 => {
+                    let f = instance
+                        .get_typed_func::<(&str, DataSpecV02), NamedOut>(&mut *store, &idx)?;
+                    let spec = DataSpecV02 {
+                        features: spec.features,
+                        outputs: spec.outputs,
+                        task: match spec.task {
+                            Task::Classification => WitTask::Classification,
+                            Task::Regression => WitTask::Regression,
+                        },
+                        seed: spec.seed,
+                    };
+                    f.call(&mut *store, (config, spec))?
+                }
             };
-            match guest.call_init(&mut *store, config, spec)? {
-                Ok(params) => Ok(Ok(take_named(store, params)?)),
-                Err(e) => Ok(Err(PluginFailure::Error(e))),
-            }
-        })
+            take_named_output(store, out)
+        })?;
+        if iface == "forward"
+            && let Some((name, _)) = params.iter().find(|(n, _)| n.starts_with(OPTIMIZER_PREFIX))
+        {
+            return Err(self.fail(
+                "init",
+                PluginFailure::BadOutput(format!(
+                    "returned a parameter named `{name}`; names starting with \
+                     `{OPTIMIZER_PREFIX}` belong to the host's optimizer state"
+                )),
+            ));
+        }
+        Ok(params)
     }
 
-    /// `train.step`.
+    /// `train.step`: the plugin's own update. The parameters (not the
+    /// optimizer state) are watched, so the plugin may ask for their
+    /// gradients.
     pub fn step(
         &self,
         config: &str,
@@ -314,21 +540,30 @@ impl Plugin {
         y: &Tensor,
         step: u64,
     ) -> Result<StepOutput> {
-        let idx = self
-            .train
-            .as_ref()
-            .ok_or_else(|| self.fail("step", PluginFailure::MissingExport(TRAIN)))?;
+        let idx = self.export("step", self.exports.step.as_ref(), "train")?;
+        let watch = self.exports.abi == Abi::V0_2;
         self.run("step", |store, instance| {
-            let guest = idx.load(&mut *store, instance)?;
-            let params = push_named(store, params)?;
+            let f = instance.get_typed_func::<
+                (&str, Vec<NamedTensor>, Handle, Handle, u64),
+                (std::result::Result<WitStepOutput, String>,),
+            >(&mut *store, &idx)?;
+            let params = if watch {
+                match push_watched(store, params)? {
+                    Ok(p) => p,
+                    Err(failure) => return Ok(Err(failure)),
+                }
+            } else {
+                push_named(store, params)?
+            };
             let x = store.data_mut().push(x.clone())?;
             let y = store.data_mut().push(y.clone())?;
-            match guest.call_step(&mut *store, config, &params, x, y, step)? {
+            match f.call(&mut *store, (config, params, x, y, step))?.0 {
                 Ok(out) => {
                     let params = take_named(store, out.params)?;
                     Ok(Ok(StepOutput {
                         params,
                         loss: out.loss,
+                        grad_norm: None,
                     }))
                 }
                 Err(e) => Ok(Err(PluginFailure::Error(e))),
@@ -336,19 +571,124 @@ impl Plugin {
         })
     }
 
-    /// `predict.predict`.
+    /// One host-driven training step of a `model` plugin: `forward` in
+    /// training mode with the model's parameters watched, the mean
+    /// cross-entropy of its outputs against the class indices `y`, its
+    /// gradients, and the optimizer's update at `step` (0-based, across the
+    /// run). `params` holds the model's parameters and the optimizer's
+    /// `opt.*` state; the result holds both, updated, in the same order.
+    pub fn learn(
+        &self,
+        config: &str,
+        params: &NamedTensors,
+        x: &Tensor,
+        y: &Tensor,
+        step: u64,
+        training: &HostTraining,
+    ) -> Result<StepOutput> {
+        let idx = self.export("forward", self.exports.forward.as_ref(), "forward")?;
+        let (model, state): (NamedTensors, NamedTensors) = params
+            .iter()
+            .cloned()
+            .partition(|(n, _)| !n.starts_with(OPTIMIZER_PREFIX));
+        self.run("forward", |store, instance| {
+            let f = instance.get_typed_func::<(&str, Vec<NamedTensor>, Handle, Mode), TensorOut>(
+                &mut *store,
+                &idx,
+            )?;
+            let named = match push_watched(store, &model)? {
+                Ok(n) => n,
+                Err(failure) => return Ok(Err(failure)),
+            };
+            let xh = store.data_mut().push(x.clone())?;
+            let (out,) = f.call(&mut *store, (config, named, xh, Mode::Train))?;
+            let logits = match out {
+                Ok(h) => store.data_mut().take(h)?,
+                Err(e) => return Ok(Err(PluginFailure::Error(e))),
+            };
+            let rows = x.shape().dims()[0];
+            if logits.value().shape().rank() != 2 || logits.value().shape().dims()[0] != rows {
+                return Ok(Err(PluginFailure::BadOutput(format!(
+                    "forward returned shape {} for {rows} rows; expected [{rows}, classes]",
+                    logits.value().shape()
+                ))));
+            }
+            let ctx = store.data_mut();
+            let tape = ctx.tape();
+            let loss = match tape.cross_entropy(&logits, y) {
+                Ok(l) => l,
+                Err(e) => {
+                    return Ok(Err(PluginFailure::BadOutput(format!(
+                        "forward's outputs: {e}"
+                    ))));
+                }
+            };
+            let names: Vec<&str> = model.iter().map(|(n, _)| n.as_str()).collect();
+            let grads = match tape.grad(&loss, &names) {
+                Ok(g) => g,
+                Err(e) => return Ok(Err(PluginFailure::Error(e.to_string()))),
+            };
+            let device = tape.device().clone();
+            let lr = training.schedule.lr(step);
+            let update = match training
+                .optimizer
+                .step(&device, lr, step, &model, &grads, &state)
+            {
+                Ok(u) => u,
+                Err(e) => return Ok(Err(PluginFailure::Error(format!("optimizer: {e}")))),
+            };
+            let loss = device.to_vec(loss.value())[0];
+            let grad_norm = device.to_vec(&update.grad_norm)[0];
+            let mut params = update.params;
+            params.extend(update.state);
+            Ok(Ok(StepOutput {
+                params,
+                loss,
+                grad_norm: Some(grad_norm),
+            }))
+        })
+    }
+
+    /// Class probabilities: `predict.predict`, or for a `model`, the softmax
+    /// of `forward` in `eval` mode.
     pub fn predict(&self, config: &str, params: &NamedTensors, x: &Tensor) -> Result<Tensor> {
-        let idx = self
-            .predict
-            .as_ref()
-            .ok_or_else(|| self.fail("predict", PluginFailure::MissingExport(PREDICT)))?;
+        if let Some(idx) = &self.exports.forward {
+            let out = self.run("forward", |store, instance| {
+                let f = instance
+                    .get_typed_func::<(&str, Vec<NamedTensor>, Handle, Mode), TensorOut>(
+                        &mut *store,
+                        idx,
+                    )?;
+                let params = push_named(store, model_params(params))?;
+                let x = store.data_mut().push(x.clone())?;
+                let (out,) = f.call(&mut *store, (config, params, x, Mode::Eval))?;
+                take_output(store, out)
+            })?;
+            return self.probabilities(out);
+        }
+        let idx = self.export("predict", self.exports.predict.as_ref(), "predict")?;
         self.run("predict", |store, instance| {
-            let guest = idx.load(&mut *store, instance)?;
+            let f = instance
+                .get_typed_func::<(&str, Vec<NamedTensor>, Handle), TensorOut>(&mut *store, &idx)?;
             let params = push_named(store, model_params(params))?;
             let x = store.data_mut().push(x.clone())?;
-            let out = guest.call_predict(&mut *store, config, &params, x)?;
+            let (out,) = f.call(&mut *store, (config, params, x))?;
             take_output(store, out)
         })
+    }
+
+    /// The softmax over classes of a `model`'s `eval` outputs.
+    fn probabilities(&self, logits: Tensor) -> Result<Tensor> {
+        if logits.shape().rank() != 2 {
+            return Err(self.fail(
+                "forward",
+                PluginFailure::BadOutput(format!(
+                    "forward returned shape {}; expected [rows, classes]",
+                    logits.shape()
+                )),
+            ));
+        }
+        Ok(self.shared.device.softmax(&logits, 1, false)?)
     }
 }
 
@@ -370,25 +710,25 @@ impl Plugin {
         state: &NamedTensors,
         x: &Tensor,
     ) -> Result<Tensor> {
-        let idx = self
-            .preprocess_async
-            .as_ref()
-            .ok_or_else(|| self.fail("transform", PluginFailure::MissingExport(PREPROCESS)))?;
+        let idx = self.export("transform", self.exports.transform.as_ref(), "preprocess")?;
         self.call_in(
             store,
             "transform",
             state,
             x,
             async |store, instance, state, x| {
-                let guest = idx.load(&mut *store, instance)?;
-                guest.call_transform(store, config, &state, x).await
+                let f = instance.get_typed_func::<(&str, Vec<NamedTensor>, Handle), TensorOut>(
+                    &mut *store,
+                    &idx,
+                )?;
+                Ok(f.call_async(store, (config, state, x)).await?.0)
             },
         )
         .await
     }
 
-    /// `predict.predict` in a fresh instance in `store` (see
-    /// [`Plugin::transform_in`]).
+    /// Class probabilities in a fresh instance in `store` (see
+    /// [`Plugin::transform_in`]): `predict.predict`, or a `model`'s softmax.
     pub(crate) async fn predict_in(
         &self,
         store: &mut Store<Ctx>,
@@ -396,18 +736,39 @@ impl Plugin {
         params: &NamedTensors,
         x: &Tensor,
     ) -> Result<Tensor> {
-        let idx = self
-            .predict_async
-            .as_ref()
-            .ok_or_else(|| self.fail("predict", PluginFailure::MissingExport(PREDICT)))?;
+        if let Some(idx) = &self.exports.forward {
+            let out = self
+                .call_in(
+                    store,
+                    "forward",
+                    model_params(params),
+                    x,
+                    async |store, instance, params, x| {
+                        let f = instance
+                            .get_typed_func::<(&str, Vec<NamedTensor>, Handle, Mode), TensorOut>(
+                                &mut *store,
+                                idx,
+                            )?;
+                        Ok(f.call_async(store, (config, params, x, Mode::Eval))
+                            .await?
+                            .0)
+                    },
+                )
+                .await?;
+            return self.probabilities(out);
+        }
+        let idx = self.export("predict", self.exports.predict.as_ref(), "predict")?;
         self.call_in(
             store,
             "predict",
             model_params(params),
             x,
             async |store, instance, params, x| {
-                let guest = idx.load(&mut *store, instance)?;
-                guest.call_predict(store, config, &params, x).await
+                let f = instance.get_typed_func::<(&str, Vec<NamedTensor>, Handle), TensorOut>(
+                    &mut *store,
+                    &idx,
+                )?;
+                Ok(f.call_async(store, (config, params, x)).await?.0)
             },
         )
         .await
@@ -426,9 +787,8 @@ impl Plugin {
             &mut Store<Ctx>,
             &Instance,
             Vec<NamedTensor>,
-            Resource<Tensor>,
-        )
-            -> wasmtime::Result<std::result::Result<Resource<Tensor>, String>>,
+            Handle,
+        ) -> wasmtime::Result<std::result::Result<Handle, String>>,
     ) -> Result<Tensor> {
         self.arm_async(store);
         let outcome = async {
@@ -446,10 +806,21 @@ impl Plugin {
 /// A tensor a plugin returned, taken out of its table, or its error.
 fn take_output(
     store: &mut Store<Ctx>,
-    out: Result<Resource<Tensor>, String>,
+    out: std::result::Result<Handle, String>,
 ) -> wasmtime::Result<Result<Tensor, PluginFailure>> {
     Ok(match out {
-        Ok(t) => Ok(store.data_mut().take(t)?),
+        Ok(t) => Ok(store.data_mut().take(t)?.into_value()),
+        Err(e) => Err(PluginFailure::Error(e)),
+    })
+}
+
+/// Named tensors a plugin returned, taken out of its table, or its error.
+fn take_named_output(
+    store: &mut Store<Ctx>,
+    out: std::result::Result<Vec<NamedTensor>, String>,
+) -> wasmtime::Result<Result<NamedTensors, PluginFailure>> {
+    Ok(match out {
+        Ok(named) => Ok(take_named(store, named)?),
         Err(e) => Err(PluginFailure::Error(e)),
     })
 }
@@ -469,10 +840,39 @@ fn push_named<'a>(
         .collect()
 }
 
+/// Like [`push_named`], with each model parameter (not the `opt.*` state)
+/// watched on the call's tape under its name.
+fn push_watched(
+    store: &mut Store<Ctx>,
+    named: &NamedTensors,
+) -> wasmtime::Result<Result<Vec<NamedTensor>, PluginFailure>> {
+    let mut out = Vec::with_capacity(named.len());
+    for (name, t) in named {
+        let ctx = store.data_mut();
+        let value = if name.starts_with(OPTIMIZER_PREFIX) {
+            ctx.push(t.clone())?
+        } else {
+            match ctx.tape().leaf(name, t.clone()) {
+                Ok(v) => ctx.push_var(v)?,
+                Err(_) => {
+                    return Ok(Err(PluginFailure::BadOutput(format!(
+                        "has two parameters named `{name}`"
+                    ))));
+                }
+            }
+        };
+        out.push(NamedTensor {
+            name: name.clone(),
+            value,
+        });
+    }
+    Ok(Ok(out))
+}
+
 fn take_named(store: &mut Store<Ctx>, named: Vec<NamedTensor>) -> wasmtime::Result<NamedTensors> {
     named
         .into_iter()
-        .map(|n| Ok((n.name, store.data_mut().take(n.value)?)))
+        .map(|n| Ok((n.name, store.data_mut().take(n.value)?.into_value())))
         .collect()
 }
 

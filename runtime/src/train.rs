@@ -14,7 +14,7 @@ use tensorlet_registry::VerifiedComponent;
 use crate::data::Dataset;
 use crate::error::{PluginFailure, Result, RuntimeError};
 use crate::pipeline::{Keep, PluginSource, TrainingConfig};
-use crate::plugin::{DataSpec, NamedTensors, Plugin};
+use crate::plugin::{DataSpec, NamedTensors, Plugin, Task};
 use crate::{Pipeline, Runtime};
 
 /// One stage's loaded plugin, its verified component and its JSON config.
@@ -44,8 +44,10 @@ pub struct PipelinePlugins {
 }
 
 impl Pipeline {
-    /// Loads the plugins (two without a trainer); `resolve` turns a source into a verified component.
-    /// The trainer's config gets the pipeline's `learning_rate`.
+    /// Loads the plugins (two without a trainer; a `[model]` is loaded as both
+    /// trainer and predictor); `resolve` turns a source into a verified
+    /// component. A trainer plugin's config gets the pipeline's
+    /// `learning_rate` (a `model`'s does not: the host applies it).
     pub fn load_plugins(&self, rt: &Runtime, resolve: &Resolver<'_>) -> Result<PipelinePlugins> {
         let stage = |section: &str, s: &crate::pipeline::Stage, config: String| {
             let component = resolve(&s.source())?;
@@ -53,8 +55,18 @@ impl Pipeline {
             let name = component.name().to_string();
             let (ok, iface) = match section {
                 "preprocessor" => (plugin.is_preprocessor(), "tensorlet:ml/preprocess"),
-                "trainer" => (plugin.is_trainer(), "tensorlet:ml/train"),
-                _ => (plugin.is_predictor(), "tensorlet:ml/predict"),
+                "trainer" => (
+                    plugin.is_trainer(),
+                    "tensorlet:ml/train (or tensorlet:ml/forward)",
+                ),
+                "model" => (
+                    plugin.is_model(),
+                    "tensorlet:ml/forward@0.2.0 (world `model`)",
+                ),
+                _ => (
+                    plugin.is_predictor(),
+                    "tensorlet:ml/predict (or tensorlet:ml/forward)",
+                ),
             };
             if !ok {
                 return Err(RuntimeError::Load {
@@ -75,25 +87,39 @@ impl Pipeline {
             &self.preprocessor,
             self.preprocessor.config_json(),
         )?;
+        if let Some(m) = &self.model {
+            let trainer = stage("model", m, m.config_json())?;
+            let predictor = stage("model", m, m.config_json())?;
+            return Ok(PipelinePlugins {
+                preprocessor,
+                trainer: Some(trainer),
+                predictor,
+            });
+        }
         let trainer = match &self.trainer {
             None => None,
             Some(t) => {
-                let mut trainer_config = t.config.clone();
-                trainer_config.insert(
-                    "learning_rate".into(),
-                    toml::Value::Float(f64::from(self.training.learning_rate)),
-                );
-                Some(stage(
-                    "trainer",
-                    t,
-                    serde_json::to_string(&trainer_config).expect("TOML table is JSON"),
-                )?)
+                let loaded = stage("trainer", t, t.config_json())?;
+                if loaded.plugin.is_model() {
+                    Some(loaded)
+                } else {
+                    let mut trainer_config = t.config.clone();
+                    trainer_config.insert(
+                        "learning_rate".into(),
+                        toml::Value::Float(f64::from(self.training.learning_rate)),
+                    );
+                    Some(StagePlugin {
+                        config: serde_json::to_string(&trainer_config).expect("TOML table is JSON"),
+                        ..loaded
+                    })
+                }
             }
         };
+        let predictor = self.predictor_stage();
         Ok(PipelinePlugins {
             preprocessor,
             trainer,
-            predictor: stage("predictor", &self.predictor, self.predictor.config_json())?,
+            predictor: stage("predictor", predictor, predictor.config_json())?,
         })
     }
 }
@@ -397,6 +423,27 @@ pub fn train_from(
     let train_n = train_idx.len();
     let bs = cfg.batch_size as usize;
     let steps_per_epoch = train_n.div_ceil(bs) as u64;
+    let config_error = |message: String| RuntimeError::Data {
+        path: data.path.clone(),
+        line: None,
+        column: None,
+        message,
+    };
+    // A `model` plugin is trained by the host, with [training]'s optimizer;
+    // a trainer plugin brings its own update.
+    let host = if tr.plugin.is_model() {
+        Some(cfg.host_training(steps_per_epoch).map_err(config_error)?)
+    } else {
+        if cfg.optimizer.is_some() || cfg.schedule.is_some() {
+            return Err(config_error(format!(
+                "[training] optimizer and schedule configure how the host trains a model \
+                 plugin, but the trainer `{}` writes its own updates; remove them, or set \
+                 the trainer's own settings in its config",
+                tr.plugin.name()
+            )));
+        }
+        None
+    };
     let (mut params, mut history, mut best) = match resumed {
         Some(r) => {
             if r.history.len() > cfg.epochs as usize {
@@ -430,14 +477,19 @@ pub fn train_from(
             (r.params, r.history, best)
         }
         None => {
-            let params = tr.plugin.init(
+            let mut params = tr.plugin.init(
                 &tr.config,
                 DataSpec {
                     features,
-                    classes,
+                    outputs: classes,
+                    task: Task::Classification,
                     seed: cfg.seed,
                 },
             )?;
+            if let Some(h) = &host {
+                let state = h.optimizer.init_state(device, &params)?;
+                params.extend(state);
+            }
             (params, Vec::with_capacity(cfg.epochs as usize), None)
         }
     };
@@ -461,7 +513,25 @@ pub fn train_from(
             }
             let xb = device.gather_rows(&x_train, batch)?;
             let yb = device.gather_rows(&y_train, batch)?;
-            let out = tr.plugin.step(&tr.config, &params, &xb, &yb, global_step)?;
+            let out = match &host {
+                Some(h) => tr
+                    .plugin
+                    .learn(&tr.config, &params, &xb, &yb, global_step, h)?,
+                None => tr.plugin.step(&tr.config, &params, &xb, &yb, global_step)?,
+            };
+            if let Some(norm) = out.grad_norm
+                && !norm.is_finite()
+            {
+                return Err(RuntimeError::Plugin {
+                    plugin: tr.plugin.name().to_string(),
+                    call: "forward",
+                    failure: PluginFailure::BadOutput(format!(
+                        "gave non-finite gradients (global norm {norm}) at epoch {epoch}, step \
+                         {global_step}; try a lower learning rate, or [training.optimizer] \
+                         clip_grad_norm"
+                    )),
+                });
+            }
             if !out.loss.is_finite() {
                 return Err(RuntimeError::Plugin {
                     plugin: tr.plugin.name().to_string(),

@@ -12,54 +12,105 @@ use std::marker::PhantomData;
 
 use crate::{Config, Params, Tensor};
 
-/// The `tensor` interface, shared by all worlds.
-pub mod imports {
-    wit_bindgen::generate!({
-        path: "../wit",
-        inline: "package tensorlet:sdk; world imports { import tensorlet:ml/tensor@0.1.0; }",
-        world: "tensorlet:sdk/imports",
-        generate_all,
-    });
+/// The WIT the bindings are generated from: ABI 0.2 (`../wit`), or with the
+/// `abi-v0-1` feature the 0.1 ABI (`../wit/v0.1.0`) that plugins built before
+/// 0.2 use (tensorlet still loads them; its compatibility tests build one).
+macro_rules! wit_bindings {
+    (
+        path: $path:tt,
+        imports: $imports:tt,
+        tensor: $tensor:tt,
+        preprocessor: $preprocessor:tt,
+        trainer: $trainer:tt,
+        predictor: $predictor:tt $(,)?
+    ) => {
+        /// The `tensor` interface, shared by all worlds.
+        pub mod imports {
+            wit_bindgen::generate!({
+                path: $path,
+                inline: $imports,
+                world: "tensorlet:sdk/imports",
+                generate_all,
+            });
+        }
+
+        /// The `preprocessor` world: exports `preprocess`.
+        pub mod preprocessor {
+            wit_bindgen::generate!({
+                path: $path,
+                world: $preprocessor,
+                with: { $tensor: crate::bindings::imports::tensorlet::ml::tensor },
+                pub_export_macro: true,
+                export_macro_name: "export_world",
+                default_bindings_module: "tensorlet_sdk::__private::preprocessor",
+            });
+        }
+
+        /// The `trainer` world: exports `train` (and generates the `types` records).
+        pub mod trainer {
+            wit_bindgen::generate!({
+                path: $path,
+                world: $trainer,
+                with: { $tensor: crate::bindings::imports::tensorlet::ml::tensor },
+                generate_all,
+                pub_export_macro: true,
+                export_macro_name: "export_world",
+                default_bindings_module: "tensorlet_sdk::__private::trainer",
+            });
+        }
+
+        /// The `predictor` world: exports `predict`.
+        pub mod predictor {
+            wit_bindgen::generate!({
+                path: $path,
+                world: $predictor,
+                with: { $tensor: crate::bindings::imports::tensorlet::ml::tensor },
+                pub_export_macro: true,
+                export_macro_name: "export_world",
+                default_bindings_module: "tensorlet_sdk::__private::predictor",
+            });
+        }
+    };
 }
 
-/// The `preprocessor` world: exports `preprocess`.
-pub mod preprocessor {
-    wit_bindgen::generate!({
-        path: "../wit",
-        world: "tensorlet:ml/preprocessor@0.1.0",
-        with: { "tensorlet:ml/tensor@0.1.0": crate::bindings::imports::tensorlet::ml::tensor },
-        pub_export_macro: true,
-        export_macro_name: "export_world",
-        default_bindings_module: "tensorlet_sdk::__private::preprocessor",
-    });
+#[cfg(not(feature = "abi-v0-1"))]
+wit_bindings! {
+    path: "../wit",
+    imports: "package tensorlet:sdk; world imports { import tensorlet:ml/tensor@0.2.0; }",
+    tensor: "tensorlet:ml/tensor@0.2.0",
+    preprocessor: "tensorlet:ml/preprocessor@0.2.0",
+    trainer: "tensorlet:ml/trainer@0.2.0",
+    predictor: "tensorlet:ml/predictor@0.2.0",
+}
+#[cfg(feature = "abi-v0-1")]
+wit_bindings! {
+    path: "../wit/v0.1.0",
+    imports: "package tensorlet:sdk; world imports { import tensorlet:ml/tensor@0.1.0; }",
+    tensor: "tensorlet:ml/tensor@0.1.0",
+    preprocessor: "tensorlet:ml/preprocessor@0.1.0",
+    trainer: "tensorlet:ml/trainer@0.1.0",
+    predictor: "tensorlet:ml/predictor@0.1.0",
 }
 
-/// The `trainer` world: exports `train` (and generates the `types` records).
-pub mod trainer {
+/// The `model` world (ABI 0.2): exports `forward`.
+#[cfg(not(feature = "abi-v0-1"))]
+pub mod model {
     wit_bindgen::generate!({
         path: "../wit",
-        world: "tensorlet:ml/trainer@0.1.0",
-        with: { "tensorlet:ml/tensor@0.1.0": crate::bindings::imports::tensorlet::ml::tensor },
-        generate_all,
+        world: "tensorlet:ml/model@0.2.0",
+        with: {
+            "tensorlet:ml/tensor@0.2.0": crate::bindings::imports::tensorlet::ml::tensor,
+            "tensorlet:ml/types@0.2.0": crate::bindings::trainer::tensorlet::ml::types,
+        },
         pub_export_macro: true,
         export_macro_name: "export_world",
-        default_bindings_module: "tensorlet_sdk::__private::trainer",
-    });
-}
-
-/// The `predictor` world: exports `predict`.
-pub mod predictor {
-    wit_bindgen::generate!({
-        path: "../wit",
-        world: "tensorlet:ml/predictor@0.1.0",
-        with: { "tensorlet:ml/tensor@0.1.0": crate::bindings::imports::tensorlet::ml::tensor },
-        pub_export_macro: true,
-        export_macro_name: "export_world",
-        default_bindings_module: "tensorlet_sdk::__private::predictor",
+        default_bindings_module: "tensorlet_sdk::__private::model",
     });
 }
 
 use imports::tensorlet::ml::tensor::{NamedTensor, Tensor as RawTensor};
+#[cfg(not(feature = "abi-v0-1"))]
+use model::exports::tensorlet::ml::forward;
 use predictor::exports::tensorlet::ml::predict;
 use preprocessor::exports::tensorlet::ml::preprocess;
 use trainer::exports::tensorlet::ml::train;
@@ -99,15 +150,34 @@ impl<T: crate::Preprocessor> preprocess::Guest for Adapter<T> {
     }
 }
 
+/// The SDK's [`DataSpec`](crate::DataSpec) from the WIT record of either ABI.
+#[cfg(not(feature = "abi-v0-1"))]
+fn data_spec(spec: types::DataSpec) -> crate::DataSpec {
+    crate::DataSpec {
+        features: spec.features,
+        outputs: spec.outputs,
+        task: match spec.task {
+            types::Task::Classification => crate::Task::Classification,
+            types::Task::Regression => crate::Task::Regression,
+        },
+        seed: spec.seed,
+    }
+}
+
+#[cfg(feature = "abi-v0-1")]
+fn data_spec(spec: types::DataSpec) -> crate::DataSpec {
+    crate::DataSpec {
+        features: spec.features,
+        outputs: spec.classes,
+        task: crate::Task::Classification,
+        seed: spec.seed,
+    }
+}
+
 impl<T: crate::Trainer> train::Guest for Adapter<T> {
     fn init(config: String, spec: types::DataSpec) -> Result<Vec<NamedTensor>, String> {
         entered();
-        let spec = crate::DataSpec {
-            features: spec.features,
-            classes: spec.classes,
-            seed: spec.seed,
-        };
-        Ok(T::init(&parse(&config)?, spec)?.into())
+        Ok(T::init(&parse(&config)?, data_spec(spec))?.into())
     }
 
     fn step(
@@ -137,6 +207,30 @@ impl<T: crate::Predictor> predict::Guest for Adapter<T> {
         entered();
         let params = Params::from(params);
         let out = T::predict(&parse(&config)?, &params, Tensor::from_raw(x))?;
+        Ok(out.into_raw())
+    }
+}
+
+#[cfg(not(feature = "abi-v0-1"))]
+impl<T: crate::Model> forward::Guest for Adapter<T> {
+    fn init(config: String, spec: types::DataSpec) -> Result<Vec<NamedTensor>, String> {
+        entered();
+        Ok(T::init(&parse(&config)?, data_spec(spec))?.into())
+    }
+
+    fn forward(
+        config: String,
+        params: Vec<NamedTensor>,
+        x: RawTensor,
+        mode: forward::Mode,
+    ) -> Result<RawTensor, String> {
+        entered();
+        let params = Params::from(params);
+        let mode = match mode {
+            forward::Mode::Train => crate::Mode::Train,
+            forward::Mode::Eval => crate::Mode::Eval,
+        };
+        let out = T::forward(&parse(&config)?, &params, Tensor::from_raw(x), mode)?;
         Ok(out.into_raw())
     }
 }

@@ -2,7 +2,9 @@
 //!
 //! A tensorlet plugin is a WebAssembly component (built for `wasm32-unknown-unknown`
 //! with `wasm-component-ld` as the linker, or for `wasm32-wasip2`) that implements one
-//! or more stages of a pipeline: a [`Preprocessor`], a [`Trainer`], a [`Predictor`].
+//! or more stages of a pipeline: a [`Preprocessor`], a [`Model`] (its forward pass
+//! only: the host differentiates it and applies the optimizer), or a [`Trainer`] that
+//! writes its own update and a [`Predictor`].
 //! It is a pure function of its inputs: the host keeps every piece of state (fitted
 //! statistics, parameters, optimizer moments) as [`Params`] and hands it back on each
 //! call, and every [`Tensor`] lives on the host (CPU or GPU), so a plugin only
@@ -11,46 +13,46 @@
 //! Implement the traits on a type and call the matching export macros once in the
 //! plugin crate (`crate-type = ["cdylib"]`, built with
 //! `cargo build --release --target wasm32-unknown-unknown`). This is a complete plugin, a
-//! softmax regression trained by gradient descent:
+//! softmax regression: its forward pass is all there is, because the host computes the
+//! cross-entropy, its gradients and the optimizer's update (`[training]` in the
+//! pipeline), and predicts with the softmax of the same forward pass:
 //!
 //! ```no_run
-//! use tensorlet_sdk::{Config, DataSpec, Params, Predictor, Result, StepOutput, Tensor, Trainer};
+//! use tensorlet_sdk::{Config, DataSpec, Mode, Model, Params, Result, Tensor};
 //!
 //! struct SoftmaxRegression;
 //!
-//! impl Trainer for SoftmaxRegression {
+//! impl Model for SoftmaxRegression {
 //!     fn init(_config: &Config, spec: DataSpec) -> Result<Params> {
-//!         let w = Tensor::randn(&[spec.features, spec.classes], 0.0, 0.01, spec.seed)?;
-//!         let b = Tensor::zeros(&[spec.classes])?;
+//!         let w = Tensor::randn(&[spec.features, spec.outputs], 0.0, 0.01, spec.seed)?;
+//!         let b = Tensor::zeros(&[spec.outputs])?;
 //!         Ok(Params::new().with("w", w).with("b", b))
 //!     }
 //!
-//!     fn step(config: &Config, p: Params, x: Tensor, y: Tensor, _step: u64) -> Result<StepOutput> {
-//!         let lr = config.f32_or("learning_rate", 0.1)?;
-//!         let (w, b) = (p.get("w")?, p.get("b")?);
-//!         let logits = (&x.matmul(w)? + b)?; // [batch, classes]
-//!         let onehot = y.one_hot(b.dim(0)?)?;
-//!         // L = -mean_i sum_j onehot_ij * log_softmax(logits)_ij
-//!         let loss = (&onehot * &logits.log_softmax(1)?)?.sum(1, false)?.mean(0, true)?;
-//!         // dL/dlogits = (softmax - onehot) / batch
-//!         let dz = (&logits.softmax(1)? - &onehot)? * (1.0 / x.dim(0)? as f32);
-//!         let dw = x.t()?.matmul(&dz)?;
-//!         let db = dz.sum(0, false)?;
-//!         let params = Params::new()
-//!             .with("w", (w - &(&dw * lr))?)
-//!             .with("b", (b - &(&db * lr))?);
-//!         Ok(StepOutput::new(params, -loss.item()?))
+//!     fn forward(_config: &Config, p: &Params, x: Tensor, _mode: Mode) -> Result<Tensor> {
+//!         &x.matmul(p.get("w")?)? + p.get("b")? // logits [batch, classes]
 //!     }
 //! }
 //!
-//! impl Predictor for SoftmaxRegression {
-//!     fn predict(_config: &Config, p: &Params, x: Tensor) -> Result<Tensor> {
-//!         (&x.matmul(p.get("w")?)? + p.get("b")?)?.softmax(1)
-//!     }
-//! }
+//! tensorlet_sdk::export_model!(SoftmaxRegression);
+//! ```
 //!
-//! tensorlet_sdk::export_trainer!(SoftmaxRegression);
-//! tensorlet_sdk::export_predictor!(SoftmaxRegression);
+//! A [`Trainer`] that writes its own update still gets its gradients from the host:
+//!
+//! ```no_run
+//! # use tensorlet_sdk::{Config, Params, Result, StepOutput, Tensor};
+//! # fn step(config: &Config, p: Params, x: Tensor, y: Tensor) -> Result<StepOutput> {
+//! let lr = config.f32_or("learning_rate", 0.1)?;
+//! let logits = (&x.matmul(p.get("w")?)? + p.get("b")?)?;
+//! let onehot = y.one_hot(logits.dim(1)?)?;
+//! let loss = -(&onehot * &logits.log_softmax(1)?)?.sum(1, false)?.mean(0, true)?;
+//! let grads = loss.grad(&p)?; // dloss/dw and dloss/db, computed by the host
+//! let mut next = Params::new();
+//! for (name, value) in p.iter() {
+//!     next.insert(name, (value - &(grads.get(name)? * lr))?);
+//! }
+//! Ok(StepOutput::new(next, loss.item()?))
+//! # }
 //! ```
 //!
 //! On `wasm32-unknown-unknown` the SDK brings what WASI's standard library would: a
@@ -76,7 +78,9 @@ mod tensor;
 pub use config::Config;
 pub use error::{Error, Result};
 pub use params::{Params, ParamsIter};
-pub use plugin::{DataSpec, Predictor, Preprocessor, StepOutput, Trainer};
+#[cfg(not(feature = "abi-v0-1"))]
+pub use plugin::Model;
+pub use plugin::{DataSpec, Mode, Predictor, Preprocessor, StepOutput, Task, Trainer};
 pub use serde_json;
 pub use tensor::{ReduceOp, Tensor, UnaryOp};
 
@@ -182,8 +186,27 @@ macro_rules! export_predictor {
     };
 }
 
+/// Exports a [`Model`] implementation as the plugin's `tensorlet:ml/forward`
+/// interface (world `model`). Call it once, at the top level of the plugin crate.
+///
+/// See the crate documentation for a complete model.
+#[cfg(not(feature = "abi-v0-1"))]
+#[macro_export]
+macro_rules! export_model {
+    ($ty:ty) => {
+        const _: () = {
+            type __TensorletModel = $crate::__private::Adapter<$ty>;
+            $crate::__private::model::export_world!(
+                __TensorletModel with_types_in $crate::__private::model
+            );
+        };
+    };
+}
+
 /// What the export macros expand to; not part of the API.
 #[doc(hidden)]
 pub mod __private {
+    #[cfg(not(feature = "abi-v0-1"))]
+    pub use crate::bindings::model;
     pub use crate::bindings::{Adapter, predictor, preprocessor, trainer};
 }

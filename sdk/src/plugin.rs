@@ -15,8 +15,36 @@ pub trait Preprocessor {
     fn transform(config: &Config, state: &Params, x: Tensor) -> Result<Tensor>;
 }
 
-/// Initialises parameters and takes optimisation steps (the WIT `train` interface).
-/// Export an implementation with [`export_trainer!`](crate::export_trainer).
+/// A model that is only its forward pass (the WIT `forward` interface, world
+/// `model`): the host computes the loss of its outputs, the gradients with
+/// respect to its parameters and the optimizer's update, and the same forward
+/// pass predicts. Export an implementation with
+/// [`export_model!`](crate::export_model); a pipeline names it as `[model]`.
+pub trait Model {
+    /// Initial parameters for data described by `spec`. Names must not start with
+    /// `opt.` (the host optimizer's state).
+    fn init(config: &Config, spec: DataSpec) -> Result<Params>;
+
+    /// The outputs for a batch `x` (`[batch, features]`): for classification one
+    /// logit per class, `[batch, spec.outputs]` (the host applies softmax); for
+    /// regression the predictions. In [`Mode::Train`] the host differentiates
+    /// the loss of what this returns with respect to `params`.
+    fn forward(config: &Config, params: &Params, x: Tensor, mode: Mode) -> Result<Tensor>;
+}
+
+/// Whether [`Model::forward`] runs for training or for prediction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Training: the parameters are watched and the loss differentiated.
+    Train,
+    /// Prediction.
+    Eval,
+}
+
+/// Initialises parameters and takes optimisation steps (the WIT `train` interface):
+/// a trainer that writes its own update (its parameters are watched, so
+/// [`Tensor::grad`](crate::Tensor::grad) gives their gradients). Export an
+/// implementation with [`export_trainer!`](crate::export_trainer).
 pub trait Trainer {
     /// Initial parameters, and optimizer state if any, for data described by `spec`.
     /// Name optimizer state `opt.…` (Adam's `opt.m.w0`, say): the host passes those
@@ -24,8 +52,9 @@ pub trait Trainer {
     fn init(config: &Config, spec: DataSpec) -> Result<Params>;
 
     /// One step on a mini-batch: `x` is `[batch, features]`, `y` is `[batch]` class
-    /// indices as f32, `step` counts steps from 0 across the whole run. Returns the
-    /// complete new state and the mean loss of the batch at the incoming `params`.
+    /// indices as f32 (classification) or `[batch, outputs]` targets (regression),
+    /// `step` counts steps from 0 across the whole run. Returns the complete new
+    /// state and the mean loss of the batch at the incoming `params`.
     fn step(config: &Config, params: Params, x: Tensor, y: Tensor, step: u64)
     -> Result<StepOutput>;
 }
@@ -39,15 +68,27 @@ pub trait Predictor {
     fn predict(config: &Config, params: &Params, x: Tensor) -> Result<Tensor>;
 }
 
-/// What the host tells a trainer about the data before training.
+/// What the host tells a trainer or model about the data before training.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DataSpec {
     /// Number of input features per row (after preprocessing).
     pub features: u32,
-    /// Number of classes; labels are `0..classes`.
-    pub classes: u32,
+    /// Classification: the number of classes (labels are `0..outputs`);
+    /// regression: the number of targets.
+    pub outputs: u32,
+    /// What the labels are.
+    pub task: Task,
     /// Seed for parameter initialisation.
     pub seed: u64,
+}
+
+/// What is learned from the labels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Task {
+    /// A class per row.
+    Classification,
+    /// Continuous targets.
+    Regression,
 }
 
 /// The result of one [`Trainer::step`].

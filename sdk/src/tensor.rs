@@ -314,6 +314,55 @@ impl Tensor {
     }
 }
 
+/// Gradients, computed by the host in reverse mode (ABI 0.2).
+///
+/// Each plugin call has its own tape on the host, freed when the call returns.
+/// The host watches the parameters it passes to [`Trainer::step`](crate::Trainer::step)
+/// (not the `opt.…` state) and, in training, to [`Model::forward`](crate::Model::forward);
+/// [`Tensor::watch`] watches any other tensor.
+#[cfg(not(feature = "abi-v0-1"))]
+impl Tensor {
+    /// A watched copy of this tensor, named `name`: [`Tensor::grad_of`] can
+    /// differentiate with respect to it. Fails when `name` is already watched.
+    pub fn watch(&self, name: &str) -> Result<Tensor> {
+        Tensor::wrap(self.raw.watch(name))
+    }
+
+    /// The gradients of this one-element tensor (a loss) with respect to each
+    /// entry of `params` that the host watches (the parameters it passed in), as
+    /// params with the same names and shapes. Entries named `opt.…` (optimizer
+    /// state) are skipped. Fails, naming the entries, when the loss does not
+    /// depend on one of them or only through an op without a gradient
+    /// (`argmax`, `one_hot`, `relu_mask`).
+    ///
+    /// ```no_run
+    /// # fn demo(loss: &tensorlet_sdk::Tensor, params: &tensorlet_sdk::Params) -> tensorlet_sdk::Result<()> {
+    /// let grads = loss.grad(params)?;
+    /// let dw = grads.get("w")?; // same shape as params.get("w")?
+    /// # let _ = dw; Ok(()) }
+    /// ```
+    pub fn grad(&self, params: &crate::Params) -> Result<crate::Params> {
+        let names: Vec<&str> = params.names().filter(|n| !n.starts_with("opt.")).collect();
+        if names.is_empty() {
+            return Err(Error::msg(
+                "grad: no parameters to differentiate with respect to (every entry is `opt.…` \
+                 state, or there are none)",
+            ));
+        }
+        self.grad_of(&names)
+    }
+
+    /// The gradients of this one-element tensor with respect to the watched
+    /// tensors named `names` (every watched tensor when empty), in that order.
+    pub fn grad_of(&self, names: &[&str]) -> Result<crate::Params> {
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        self.raw
+            .grad(&names)
+            .map(crate::Params::from)
+            .map_err(Error::from)
+    }
+}
+
 /// Shows the shape (asking the host), never the data.
 impl fmt::Debug for Tensor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

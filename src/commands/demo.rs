@@ -40,13 +40,16 @@ pub struct Args {
 fn kind_of(rt: &Runtime, name: &str, bytes: &[u8]) -> Result<Kind> {
     let info = rt.inspect(name, bytes)?;
     let has = |i: &str| info.exports.iter().any(|e| e.starts_with(i));
-    Ok(if has("tensorlet:ml/train@") {
-        Kind::Trainer
-    } else if has("tensorlet:ml/preprocess@") {
-        Kind::Preprocessor
-    } else {
-        Kind::Predictor
-    })
+    // A `model` (tensorlet:ml/forward) trains and predicts: published as a trainer.
+    Ok(
+        if has("tensorlet:ml/train@") || has("tensorlet:ml/forward@") {
+            Kind::Trainer
+        } else if has("tensorlet:ml/preprocess@") {
+            Kind::Preprocessor
+        } else {
+            Kind::Predictor
+        },
+    )
 }
 
 pub fn execute(args: Args) -> Result<()> {

@@ -71,6 +71,7 @@ pub fn execute(args: Args) -> Result<()> {
     let parts = Parts {
         front: crate::bundled::export_part("http-front").expect("built by build.rs"),
         tensor: crate::bundled::export_part("tensor-cpu").expect("built by build.rs"),
+        forward_predict: crate::bundled::export_part("forward-predict").expect("built by build.rs"),
     };
     let bytes = export::export_wasi_http(
         &ExportInput {

@@ -293,3 +293,69 @@ impl Drop for RegistryServer {
         let _ = self.child.wait();
     }
 }
+
+/// One HTTP/1.1 request over a fresh connection (`Connection: close`);
+/// returns the status and the body parsed as JSON (`null` if it is not).
+pub fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: Option<&serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    use std::io::{Read, Write};
+    let body = body
+        .map(|b| serde_json::to_vec(b).unwrap())
+        .unwrap_or_default();
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    s.write_all(&body).unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8_lossy(&raw);
+    let (head, rest) = text.split_once("\r\n\r\n").expect("an HTTP response");
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (
+        status,
+        serde_json::from_str(rest).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+/// `tensorlet serve` of `models` (all of the registry's production aliases
+/// when empty) on a free loopback port; killed when dropped.
+pub struct Server {
+    child: std::process::Child,
+    /// `127.0.0.1:PORT`.
+    pub addr: String,
+}
+
+impl Server {
+    pub fn start(home: &Path, models: &[&str]) -> Server {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tensorlet"));
+        cmd.args(["serve", "--addr", "127.0.0.1:0", "--admin-addr", "off"]);
+        for m in models {
+            cmd.args(["--model", m]);
+        }
+        let mut child = cmd
+            .env("TENSORLET_HOME", home)
+            .env("TENSORLET_DEVICE", "cpu")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let addr = served_addr(&mut child);
+        Server { child, addr }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

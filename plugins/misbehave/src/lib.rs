@@ -23,6 +23,18 @@
 //! - `"nan"`: `predict` and `transform` return NaNs, `step` a NaN loss;
 //! - `"init-error"`: `init` returns an error; every other call behaves.
 //!
+//! `step` also has modes that exercise the host's gradients (ABI 0.2):
+//! - `"grad"`: behaves as `"ok"`, but takes `w`'s and `b`'s gradients from the host
+//!   (`loss.grad(&params)`) instead of writing them out;
+//! - `"grad-not-scalar"`: asks for the gradient of the `[batch, classes]` logits;
+//! - `"grad-unknown"`: asks for the gradient with respect to `nope`, which is not watched;
+//! - `"grad-argmax"`: asks for the gradient of a loss that depends on `w` only through
+//!   `argmax`;
+//! - `"grad-unrelated"`: asks for the gradient of a loss computed from `x` alone.
+//!
+//! Each failing grad request is returned as the plugin's own error, so the host's
+//! message reaches the test unchanged.
+//!
 //! `init` honours only `"init-error"`; `fit` honours the modes that never return or
 //! fail (`loop`, `memory`, `stack`, `panic`, `error`); `step`, `predict` and
 //! `transform` honour them all.
@@ -47,6 +59,11 @@ enum Mode {
     BadShape,
     Nan,
     InitError,
+    Grad,
+    GradNotScalar,
+    GradUnknown,
+    GradArgmax,
+    GradUnrelated,
 }
 
 impl Mode {
@@ -63,9 +80,15 @@ impl Mode {
             "nan" => Mode::Nan,
             "slow" => Mode::Slow,
             "init-error" => Mode::InitError,
+            "grad" => Mode::Grad,
+            "grad-not-scalar" => Mode::GradNotScalar,
+            "grad-unknown" => Mode::GradUnknown,
+            "grad-argmax" => Mode::GradArgmax,
+            "grad-unrelated" => Mode::GradUnrelated,
             other => bail!(
                 "misbehave: unknown mode `{other}` (expected ok, loop, memory, stack, panic, \
-                 error, bad-shape, nan, init-error, host-memory or slow)"
+                 error, bad-shape, nan, init-error, host-memory, slow, grad, grad-not-scalar, \
+                 grad-unknown, grad-argmax or grad-unrelated)"
             ),
         })
     }
@@ -135,6 +158,15 @@ fn dive(depth: u64) -> u64 {
 
 struct Misbehave;
 
+/// The host's refusal of a grad request, returned as this plugin's error; a
+/// request the host granted is a failure of the test.
+fn refused(r: Result<Params>) -> Result<StepOutput> {
+    match r {
+        Ok(_) => bail!("misbehave: the host computed a gradient it should have refused"),
+        Err(e) => Err(e),
+    }
+}
+
 /// The trainer's optimizer state: how many steps it has taken.
 const STEPS: &str = "opt.steps";
 
@@ -148,8 +180,8 @@ impl Trainer for Misbehave {
         if Mode::of(config)? == Mode::InitError {
             bail!("misbehave: init fails as asked");
         }
-        let w = Tensor::zeros(&[spec.features, spec.classes])?;
-        let b = Tensor::zeros(&[spec.classes])?;
+        let w = Tensor::zeros(&[spec.features, spec.outputs])?;
+        let b = Tensor::zeros(&[spec.outputs])?;
         Ok(Params::new()
             .with("w", w)
             .with("b", b)
@@ -167,16 +199,35 @@ impl Trainer for Misbehave {
             "y has shape {:?}, want [{batch}]",
             y.shape()
         );
-        // The same maths as the softmax-regression plugin, without l2.
+        // Softmax regression on the mean cross-entropy, without l2.
         let z = logits(&p, &x)?;
         let onehot = y.one_hot(w.dim(1)?)?;
-        let loss = -(&onehot * &z.log_softmax(1)?)?
+        let loss_t = -(&onehot * &z.log_softmax(1)?)?
             .sum(1, false)?
-            .mean(0, true)?
-            .item()?;
-        let dz = (&z.softmax(1)? - &onehot)? * (1.0 / batch as f32);
-        let mut w = (w - &(x.t()?.matmul(&dz)? * lr))?;
-        let b = (b - &(dz.sum(0, false)? * lr))?;
+            .mean(0, true)?;
+        let loss = loss_t.item()?;
+        let (dw, db) = match mode {
+            Mode::Grad => {
+                let mut g = loss_t.grad(&p)?;
+                (g.take("w")?, g.take("b")?)
+            }
+            Mode::GradNotScalar => return refused(z.grad(&p)),
+            Mode::GradUnknown => return refused(loss_t.grad_of(&["nope"])),
+            Mode::GradArgmax => {
+                let through_argmax = z.argmax(1, false)?.sum(0, true)?;
+                return refused(through_argmax.grad_of(&["w"]));
+            }
+            Mode::GradUnrelated => {
+                let unrelated = x.square().sum(1, false)?.mean(0, true)?;
+                return refused(unrelated.grad(&p));
+            }
+            _ => {
+                let dz = (&z.softmax(1)? - &onehot)? * (1.0 / batch as f32);
+                (x.t()?.matmul(&dz)?, dz.sum(0, false)?)
+            }
+        };
+        let mut w = (w - &(dw * lr))?;
+        let b = (b - &(db * lr))?;
         if mode == Mode::BadShape {
             w = w.concat(&Tensor::zeros(&[w.dim(0)?, 1])?, 1)?;
         }

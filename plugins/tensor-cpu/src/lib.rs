@@ -4,7 +4,8 @@
 //! `wasm32-wasip2` and exported as the `tensor` resource, so a model's plugins can
 //! be composed with it into one component that needs no tensorlet host
 //! (`tensorlet export --wasi-http`). Validation and kernels are the host's own
-//! code, so results and error messages match `tensorlet serve` on the CPU.
+//! code, so results and error messages match `tensorlet serve` on the CPU. The
+//! forward ops only: an exported model predicts, so `watch` and `grad` fail.
 
 use std::sync::OnceLock;
 
@@ -182,6 +183,18 @@ impl GuestTensor for CpuTensor {
     fn concat(&self, rhs: TensorBorrow<'_>, axis: u32) -> Result<Handle, String> {
         wrap(device().concat(&self.0, inner(&rhs), axis))
     }
+
+    fn watch(&self, _name: String) -> Result<Handle, String> {
+        Err(NO_GRADIENTS.to_string())
+    }
+
+    fn grad(&self, _names: Vec<String>) -> Result<Vec<wit::NamedTensor>, String> {
+        Err(NO_GRADIENTS.to_string())
+    }
 }
+
+/// An exported model only predicts: its tensors record no tape.
+const NO_GRADIENTS: &str = "gradients are not available in an exported model, which only predicts; \
+                            train with tensorlet";
 
 export!(Provider);

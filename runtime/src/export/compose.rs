@@ -3,11 +3,15 @@
 use wac_graph::types::{ItemKind, Package};
 use wac_graph::{CompositionGraph, EncodeOptions, NodeId, PackageId};
 
-const TENSOR: &str = "tensorlet:ml/tensor@0.1.0";
-/// Records only; learner plugins (trainer + predictor in one) import it.
-const TYPES: &str = "tensorlet:ml/types@0.1.0";
-const PREPROCESS: &str = "tensorlet:ml/preprocess@0.1.0";
-const PREDICT: &str = "tensorlet:ml/predict@0.1.0";
+const TENSOR: &str = "tensorlet:ml/tensor@0.2.0";
+/// Records only; learner and model plugins import it.
+const TYPES: &str = "tensorlet:ml/types@0.2.0";
+const PREPROCESS: &str = "tensorlet:ml/preprocess@0.2.0";
+const PREDICT: &str = "tensorlet:ml/predict@0.2.0";
+/// What a `model` plugin exports instead of `predict`.
+const FORWARD: &str = "tensorlet:ml/forward@0.2.0";
+/// Plugins built for the previous ABI import this; the export parts speak 0.2.
+const TENSOR_V01: &str = "tensorlet:ml/tensor@0.1.0";
 const MODEL_DATA: &str = "tensorlet:exported/model-data@0.1.0";
 const HANDLER_PREFIX: &str = "wasi:http/incoming-handler@0.2";
 
@@ -18,6 +22,8 @@ pub(crate) struct Inputs<'a> {
     pub predictor: &'a [u8],
     pub data: &'a [u8],
     pub front: &'a [u8],
+    /// Put between a `model` predictor and the front.
+    pub forward_predict: &'a [u8],
 }
 
 /// A plugin that cannot be composed (told to the user), or anything else.
@@ -51,6 +57,14 @@ fn imports(graph: &CompositionGraph, pkg: PackageId) -> Vec<String> {
 /// anything but `tensorlet:ml/tensor` (and its `types`) and WASI 0.2 (wasi:nn is not part of it).
 fn check_plugin(graph: &CompositionGraph, pkg: PackageId, stage: &str) -> Result<(), Error> {
     for name in imports(graph, pkg) {
+        if name == TENSOR_V01 {
+            return Err(Error::Plugin(format!(
+                "its {stage} was built for tensorlet's previous plugin ABI (it imports \
+                 `{TENSOR_V01}`), and exported models compose plugins of ABI 0.2; rebuild it \
+                 with the current SDK and publish it again (it still trains, predicts and \
+                 serves in tensorlet as it is)"
+            )));
+        }
         let portable = name == TENSOR
             || name == TYPES
             || (name.starts_with("wasi:")
@@ -114,7 +128,31 @@ pub(crate) fn compose(inputs: &Inputs<'_>) -> Result<Vec<u8>, Error> {
     let pre_inst = instantiate(&mut graph, pre, &plugin_args)?;
     let preprocess = alias(&mut graph, pre_inst, PREPROCESS, "preprocessor")?;
     let pred_inst = instantiate(&mut graph, pred, &plugin_args)?;
-    let predict = alias(&mut graph, pred_inst, PREDICT, "predictor")?;
+    let is_model = graph.types()[graph[pred].ty()]
+        .exports
+        .keys()
+        .any(|name| name == FORWARD);
+    let predict = if is_model {
+        // A `model` plugin: the adapter turns its `forward` into `predict`.
+        let forward = alias(&mut graph, pred_inst, FORWARD, "predictor")?;
+        let adapter = register(
+            &mut graph,
+            "tensorlet:forward-predict",
+            inputs.forward_predict,
+        )?;
+        let adapter_inst = instantiate(
+            &mut graph,
+            adapter,
+            &[
+                (TENSOR, tensor_iface),
+                (TYPES, types_iface),
+                (FORWARD, forward),
+            ],
+        )?;
+        alias(&mut graph, adapter_inst, PREDICT, "forward-predict adapter")?
+    } else {
+        alias(&mut graph, pred_inst, PREDICT, "predictor")?
+    };
     let data_inst = instantiate(&mut graph, data, &[])?;
     let model_data = alias(&mut graph, data_inst, MODEL_DATA, "model-store")?;
     let front_inst = instantiate(

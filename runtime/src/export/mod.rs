@@ -12,6 +12,12 @@
 //!  model-store (generated: model.json, params, state) ─model-data──┘
 //! ```
 //!
+//! When the predictor is a `model` plugin (ABI 0.2 `forward`), the bundled
+//! `forward-predict` adapter sits between it and the front, turning `forward`
+//! in `eval` mode into class probabilities as the host does. The parts speak
+//! ABI 0.2; a model whose plugins were built for 0.1 is refused with a message
+//! that says to rebuild them.
+//!
 //! `tensor-cpu` is the CPU backend of `tensorlet-gpu` compiled for
 //! `wasm32-wasip2`; the preprocessor and predictor are the model's own signed
 //! components, byte for byte; `model-store` is generated here (a core module
@@ -72,6 +78,8 @@ pub struct Parts<'a> {
     pub front: &'a [u8],
     /// `tensor-cpu`: `tensorlet:ml/tensor` in pure Wasm.
     pub tensor: &'a [u8],
+    /// `forward-predict`: `predict` over a `model` plugin's `forward`.
+    pub forward_predict: &'a [u8],
 }
 
 /// The verified inputs of one export.
@@ -162,6 +170,7 @@ pub fn export_wasi_http(
         predictor: input.predictor,
         data: &data,
         front: parts.front,
+        forward_predict: parts.forward_predict,
     })
     .map_err(|e| match e {
         compose::Error::Plugin(message) => ExportError::Model {
