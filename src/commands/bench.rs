@@ -1,14 +1,16 @@
-//! `tensorlet bench matmul|train|instances`: GFLOP/s of square matmuls and the
-//! time of a digits training epoch, per device (`instances` is in
-//! `bench_instances.rs`).
+//! `tensorlet bench matmul|train|instances`: GFLOP/s of square matmuls; the
+//! time of a digits training epoch with the host's autodiff, with the
+//! hand-written 0.1 trainer and (optionally) with PyTorch; the memory of a long
+//! run (`instances` is in `bench_instances.rs`).
 
+use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use tensorlet_runtime::gpu::{Device, DeviceKind, bench};
 
-use crate::bundled::EXAMPLES;
+use crate::bundled::{EXAMPLES, LEGACY};
 use crate::common::DeviceChoice;
 
 /// Measure the tensor backends.
@@ -22,7 +24,8 @@ pub struct Args {
 pub enum What {
     /// GFLOP/s of square f32 matmuls: CPU backend, GPU backend, and the sgemm crate.
     Matmul(MatmulArgs),
-    /// Seconds per epoch of the bundled digits MLP.
+    /// Seconds per epoch of the bundled digits MLP: host autodiff, the
+    /// hand-written ABI 0.1 trainer, and PyTorch (with --python).
     Train(TrainArgs),
     /// Cost of the fresh sandbox every request gets: store + instance creation.
     Instances(super::bench_instances::Args),
@@ -70,8 +73,17 @@ pub struct TrainArgs {
     #[command(flatten)]
     pub devices: Devices,
     /// Epochs to train; the first one includes warm-up (shader compilation).
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 5)]
     pub epochs: u32,
+    /// A Python with PyTorch installed (`pip install torch`): the same MLP is
+    /// also trained in PyTorch on the CPU, with one thread and with all of them.
+    #[arg(long)]
+    pub python: Option<PathBuf>,
+    /// Also train the autodiff MLP on the CPU for this many steps while
+    /// sampling the process's resident memory (the tape of each step must be
+    /// freed when the step ends, so it stays flat).
+    #[arg(long)]
+    pub rss_steps: Option<u64>,
 }
 
 pub fn execute(args: Args) -> Result<()> {
@@ -145,8 +157,241 @@ fn matmul(args: MatmulArgs) -> Result<()> {
     Ok(())
 }
 
-/// Runs `tensorlet train` on the bundled digits pipeline in a throwaway home,
-/// as a user would, and reads the per-epoch times from the saved model.
+/// The PyTorch twin of the bundled digits pipeline.
+const TORCH_MLP: &str = include_str!("../../bench/torch_mlp.py");
+
+/// The digits pipeline with the hand-written 0.1 MLP as trainer and predictor
+/// in place of the `[model]`: the same layers, Adam settings and training.
+fn hand_written_pipeline(bundled: &str, wasm: &Path) -> Result<String> {
+    let mut p: toml::Table = toml::from_str(bundled).context("the bundled digits pipeline")?;
+    let model = p
+        .remove("model")
+        .context("the digits pipeline has a [model]")?;
+    let mut config = model
+        .get("config")
+        .and_then(|c| c.as_table())
+        .cloned()
+        .unwrap_or_default();
+    let training = p
+        .get_mut("training")
+        .and_then(|t| t.as_table_mut())
+        .context("the digits pipeline has [training]")?;
+    let optimizer = training
+        .remove("optimizer")
+        .and_then(|o| o.as_str().map(str::to_string))
+        .unwrap_or_else(|| "adam".into());
+    config.insert("optimizer".into(), optimizer.into());
+    let stage = |config: Option<&toml::Table>| {
+        let mut t = toml::Table::new();
+        t.insert("path".into(), wasm.display().to_string().into());
+        if let Some(c) = config {
+            t.insert("config".into(), c.clone().into());
+        }
+        toml::Value::Table(t)
+    };
+    p.insert("trainer".into(), stage(Some(&config)));
+    p.insert("predictor".into(), stage(None));
+    Ok(toml::to_string(&p)?)
+}
+
+/// One measured training run: seconds of each epoch and the last validation accuracy.
+struct Timing {
+    seconds: Vec<f64>,
+    accuracy: f64,
+}
+
+impl Timing {
+    /// Mean seconds per epoch after the first (which includes warm-up).
+    fn steady(&self) -> f64 {
+        if self.seconds.len() > 1 {
+            self.seconds[1..].iter().sum::<f64>() / (self.seconds.len() - 1) as f64
+        } else {
+            self.seconds[0]
+        }
+    }
+}
+
+/// `tensorlet train <pipeline>` in `home`, as a user runs it; the timings come
+/// from the saved model's per-epoch metrics.
+fn train_run(
+    pipeline: &Path,
+    data: &Path,
+    home: &Path,
+    device: &str,
+    epochs: u32,
+) -> Result<Timing> {
+    let out = home.join(format!(
+        "model-{}",
+        pipeline.file_stem().unwrap_or_default().to_string_lossy()
+    ));
+    let _ = std::fs::remove_dir_all(&out);
+    let exe = std::env::current_exe().context("cannot find the tensorlet executable")?;
+    let run = Command::new(&exe)
+        .arg("train")
+        .arg(pipeline)
+        .arg("--data")
+        .arg(data)
+        .arg("--out")
+        .arg(&out)
+        .args([
+            "--epochs",
+            &epochs.to_string(),
+            "--device",
+            device,
+            "--allow-unsigned",
+        ])
+        .env("TENSORLET_HOME", home.join("home"))
+        .output()
+        .context("cannot run tensorlet train")?;
+    anyhow::ensure!(
+        run.status.success(),
+        "tensorlet train {} on {device} failed:\n{}",
+        pipeline.display(),
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let meta_path = out.join("model.json");
+    let meta: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(&meta_path)
+            .with_context(|| format!("cannot read {}", meta_path.display()))?,
+    )?;
+    let metrics = meta["metrics"]
+        .as_array()
+        .context("model.json has metrics")?;
+    let seconds: Vec<f64> = metrics
+        .iter()
+        .filter_map(|m| m["seconds"].as_f64())
+        .collect();
+    anyhow::ensure!(!seconds.is_empty(), "model.json has no epoch times");
+    let accuracy = metrics
+        .last()
+        .and_then(|m| m["val_accuracy"].as_f64())
+        .unwrap_or(f64::NAN);
+    Ok(Timing { seconds, accuracy })
+}
+
+/// The PyTorch twin with `threads` threads; also returns torch's version.
+fn torch_run(
+    python: &Path,
+    script: &Path,
+    data: &Path,
+    epochs: u32,
+    threads: usize,
+) -> Result<(Timing, String)> {
+    let run = Command::new(python)
+        .arg(script)
+        .arg("--data")
+        .arg(data)
+        .args([
+            "--epochs",
+            &epochs.to_string(),
+            "--threads",
+            &threads.to_string(),
+        ])
+        .output()
+        .with_context(|| format!("cannot run {}", python.display()))?;
+    anyhow::ensure!(
+        run.status.success(),
+        "the PyTorch MLP failed ({} needs `pip install torch numpy`):\n{}",
+        python.display(),
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let v: serde_json::Value =
+        serde_json::from_slice(&run.stdout).context("the PyTorch MLP's output")?;
+    let seconds: Vec<f64> = v["seconds"]
+        .as_array()
+        .context("seconds")?
+        .iter()
+        .filter_map(|s| s.as_f64())
+        .collect();
+    anyhow::ensure!(!seconds.is_empty(), "the PyTorch MLP timed no epoch");
+    let timing = Timing {
+        seconds,
+        accuracy: v["val_accuracy"].as_f64().unwrap_or(f64::NAN),
+    };
+    Ok((timing, v["torch"].as_str().unwrap_or("?").to_string()))
+}
+
+/// Resident memory of a process, from /proc (Linux), in bytes.
+fn rss_of(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    Some(kib * 1024)
+}
+
+/// Trains the autodiff MLP on the CPU for at least `steps` steps, sampling the
+/// child's RSS every 100 ms, and prints it at a few points of the run.
+fn rss_run(pipeline: &Path, data: &Path, home: &Path, steps: u64) -> Result<()> {
+    let ds = tensorlet_runtime::data::load_labeled(data, Some("digit"))?;
+    let (val, train) = tensorlet_runtime::train::stratified_split(&ds.y, 0.2, 0);
+    let per_epoch = (train.len() as u64).div_ceil(32);
+    let epochs = steps.div_ceil(per_epoch);
+    let _ = val;
+    let exe = std::env::current_exe().context("cannot find the tensorlet executable")?;
+    let mut child = Command::new(&exe)
+        .arg("train")
+        .arg(pipeline)
+        .arg("--data")
+        .arg(data)
+        .args([
+            "--epochs",
+            &epochs.to_string(),
+            "--device",
+            "cpu",
+            "--allow-unsigned",
+        ])
+        .args(["--batch-size", "32"])
+        .env("TENSORLET_HOME", home.join("home"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .context("cannot run tensorlet train")?;
+    let started = Instant::now();
+    let mut samples: Vec<(f64, u64)> = Vec::new();
+    loop {
+        if let Some(status) = child.try_wait()? {
+            anyhow::ensure!(status.success(), "the long training run failed");
+            break;
+        }
+        if let Some(rss) = rss_of(child.id()) {
+            samples.push((started.elapsed().as_secs_f64(), rss));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    anyhow::ensure!(samples.len() >= 4, "the run was too short to sample");
+    let mib = |b: u64| b as f64 / (1 << 20) as f64;
+    let at = |f: f64| samples[((samples.len() - 1) as f64 * f) as usize];
+    let peak = samples.iter().map(|s| s.1).max().unwrap_or(0);
+    println!(
+        "\nresident memory of `tensorlet train` over {} steps ({epochs} epochs x {per_epoch}), host autodiff on the cpu:",
+        epochs * per_epoch
+    );
+    for f in [0.1, 0.25, 0.5, 0.75, 1.0] {
+        let (t, rss) = at(f);
+        println!(
+            "  at {t:>6.1} s ({:>3.0} % of the run): {:>7.1} MiB",
+            f * 100.0,
+            mib(rss)
+        );
+    }
+    let (first, last) = (at(0.1).1, at(1.0).1);
+    println!(
+        "  peak {:.1} MiB; from 10 % to the end of the run: {:+.1} MiB",
+        mib(peak),
+        mib(last) - mib(first)
+    );
+    Ok(())
+}
+
+/// Trains the bundled digits MLP as a user would (`tensorlet train` in a
+/// throwaway home) with the host's autodiff and with the hand-written 0.1
+/// trainer on each device, and with PyTorch when `--python` is given; prints
+/// the seconds per epoch and the validation accuracy of each.
 fn train(args: TrainArgs) -> Result<()> {
     anyhow::ensure!(args.epochs >= 1, "--epochs must be at least 1");
     let ex = EXAMPLES
@@ -154,73 +399,100 @@ fn train(args: TrainArgs) -> Result<()> {
         .find(|e| e.name == "digits")
         .context("the digits example is bundled")?;
     let tmp = tempfile::tempdir().context("cannot create a temporary directory")?;
-    let data = tmp.path().join(ex.data_file);
-    let pipeline = tmp.path().join("digits.toml");
+    let dir = tmp.path();
+    let data = dir.join(ex.data_file);
     std::fs::write(&data, ex.data).with_context(|| format!("cannot write {}", data.display()))?;
-    std::fs::write(&pipeline, ex.pipeline)
-        .with_context(|| format!("cannot write {}", pipeline.display()))?;
-    let exe = std::env::current_exe().context("cannot find the tensorlet executable")?;
-    let help = Command::new(&exe).args(["train", "--help"]).output()?;
-    // Bundled plugins are unsigned: builds with signature checks need the flag.
-    let unsigned = String::from_utf8_lossy(&help.stdout).contains("--allow-unsigned");
+    let autodiff = dir.join("autodiff.toml");
+    std::fs::write(&autodiff, ex.pipeline)?;
+    let (_, legacy) = LEGACY
+        .iter()
+        .find(|(n, _)| *n == "mlp-v0.1")
+        .context("the hand-written MLP is bundled")?;
+    let wasm = dir.join("mlp-v01.wasm");
+    std::fs::write(&wasm, legacy)?;
+    let hand = dir.join("hand-written.toml");
+    std::fs::write(&hand, hand_written_pipeline(ex.pipeline, &wasm)?)?;
     let devices: Vec<Device> = args.devices.open()?;
+
     println!(
-        "digits MLP (bundled pipeline), {} epochs; seconds per epoch, validation included",
+        "digits MLP 64-64-10 (bundled pipeline: Adam, lr 0.005, batch 32), {} epochs; seconds \
+         per epoch after the first (which includes warm-up), validation included",
         args.epochs
     );
-    for device in devices {
+    println!(
+        "{:<44} {:<40} {:>9} {:>9} {:>8}",
+        "trainer", "device", "1st (s)", "s/epoch", "val acc"
+    );
+    let row = |what: &str, device: &str, t: &Timing| {
+        println!(
+            "{what:<44} {device:<40} {:>9.4} {:>9.4} {:>8.4}",
+            t.seconds[0],
+            t.steady(),
+            t.accuracy
+        );
+    };
+    let mut cpu: Option<(f64, f64)> = None;
+    for device in &devices {
         let info = device.info();
         let choice = match info.kind {
             DeviceKind::Cpu => "cpu",
             DeviceKind::Gpu => "gpu",
         };
-        let out = tmp.path().join(format!("model-{choice}"));
-        let epochs = args.epochs.to_string();
-        let mut cmd = Command::new(&exe);
-        cmd.arg("train")
-            .arg(&pipeline)
-            .arg("--data")
-            .arg(&data)
-            .arg("--out")
-            .arg(&out)
-            .args(["--epochs", &epochs, "--device", choice])
-            .env("TENSORLET_HOME", tmp.path().join("home"));
-        if unsigned {
-            cmd.arg("--allow-unsigned");
+        let a = train_run(&autodiff, &data, dir, choice, args.epochs)?;
+        row(
+            "tensorlet: model + host autodiff (ABI 0.2)",
+            &info.to_string(),
+            &a,
+        );
+        let h = train_run(&hand, &data, dir, choice, args.epochs)?;
+        row(
+            "tensorlet: hand-written trainer (ABI 0.1)",
+            &info.to_string(),
+            &h,
+        );
+        if info.kind == DeviceKind::Cpu {
+            cpu = Some((a.steady(), h.steady()));
         }
-        let run = cmd.output().context("cannot run tensorlet train")?;
-        anyhow::ensure!(
-            run.status.success(),
-            "tensorlet train on {info} failed:\n{}",
-            String::from_utf8_lossy(&run.stderr)
-        );
-        let meta_path = out.join("model.json");
-        let meta: serde_json::Value = serde_json::from_slice(
-            &std::fs::read(&meta_path)
-                .with_context(|| format!("cannot read {}", meta_path.display()))?,
-        )?;
-        let metrics = meta["metrics"]
-            .as_array()
-            .context("model.json has metrics")?;
-        let secs: Vec<f64> = metrics
-            .iter()
-            .filter_map(|m| m["seconds"].as_f64())
-            .collect();
-        let accuracy = metrics
-            .last()
-            .and_then(|m| m["val_accuracy"].as_f64())
-            .unwrap_or(f64::NAN);
-        anyhow::ensure!(!secs.is_empty(), "model.json has no epoch times");
-        let steady = if secs.len() > 1 {
-            secs[1..].iter().sum::<f64>() / (secs.len() - 1) as f64
-        } else {
-            secs[0]
-        };
+    }
+    let mut torch_one = None;
+    if let Some(python) = &args.python {
+        let script = dir.join("torch_mlp.py");
+        std::fs::write(&script, TORCH_MLP)?;
+        let all = std::thread::available_parallelism().map_or(1, |n| n.get());
+        for threads in [1, all] {
+            let (t, version) = torch_run(python, &script, &data, args.epochs, threads)?;
+            row(
+                &format!(
+                    "PyTorch {version}, {threads} thread{}",
+                    if threads == 1 { "" } else { "s" }
+                ),
+                "cpu",
+                &t,
+            );
+            if threads == 1 {
+                torch_one = Some(t.steady());
+            }
+            if all == 1 {
+                break;
+            }
+        }
+    } else {
+        println!("(PyTorch not measured: pass --python <a python with torch>, see bench/train.sh)");
+    }
+    if let Some((a, h)) = cpu {
         println!(
-            "{info}: first epoch {:.3} s (includes warm-up), then {steady:.3} s per epoch; \
-             validation accuracy {accuracy:.4}",
-            secs[0]
+            "on the cpu: host autodiff takes {:.2}x the hand-written trainer's epoch time",
+            a / h
         );
+        if let Some(t) = torch_one {
+            println!(
+                "on the cpu: host autodiff takes {:.2}x PyTorch's one-thread epoch time",
+                a / t
+            );
+        }
+    }
+    if let Some(steps) = args.rss_steps {
+        rss_run(&autodiff, &data, dir, steps)?;
     }
     Ok(())
 }
