@@ -503,3 +503,50 @@ fn promote_and_rollback_move_aliases_and_are_audited() {
     );
     ok(&tensorlet(h, &["audit", "verify"]));
 }
+
+/// A model whose gradients turn non-finite stops its run, which is recorded
+/// as failed with the epoch and step and keeps the checkpoints it had: here
+/// the step schedule multiplies the learning rate by 1e33 after epoch 1.
+#[test]
+fn a_run_with_non_finite_gradients_fails_and_keeps_its_checkpoints() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path();
+    let pipeline = home.join("diverges.toml");
+    std::fs::write(
+        &pipeline,
+        "[pipeline]\nname = \"diverges\"\n[data]\nlabel = \"digit\"\n\
+         [preprocessor]\nbundled = \"standardize\"\n\
+         [model]\nbundled = \"mlp\"\n\
+         [training]\nepochs = 4\nbatch_size = 32\nlearning_rate = 0.01\noptimizer = \"sgd\"\n\
+         [training.schedule]\nname = \"step\"\nevery_epochs = 1\ngamma = 1e33\n",
+    )
+    .unwrap();
+    let out = tensorlet(
+        home,
+        &[
+            "train",
+            s(&pipeline),
+            "--data",
+            s(&data("digits.csv")),
+            "--out",
+            s(&home.join("model")),
+            "--allow-unsigned",
+            "--device",
+            "cpu",
+        ],
+    );
+    let err = fails(&out);
+    assert!(!home.join("model").exists(), "a failed run saves no model");
+    assert!(
+        err.contains("non-finite") && err.contains("epoch 2, step"),
+        "{err}"
+    );
+    let id = run_id(&out);
+    let run = show(home, &id);
+    assert_eq!(run["status"], "failed", "{run}");
+    assert!(
+        run["error"].as_str().unwrap_or_default().contains("non-finite"),
+        "{run}"
+    );
+    assert_eq!(checkpoint_digests(&run).len(), 1, "{run}");
+}

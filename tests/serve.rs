@@ -20,13 +20,19 @@ use tensorlet_runtime::pipeline::PluginSource;
 use tensorlet_runtime::serve::{Deployment, ModelSource, NoEvents, ServeConfig, Server};
 use tensorlet_runtime::{Pipeline, Runtime, data, model, train};
 
-/// Trains iris with `trainer` and `predictor` (plugin stems) into `out`.
+/// Trains iris with `trainer` and `predictor` (plugin stems) into `out`; a
+/// model plugin as trainer is trained by the host with plain SGD.
 fn train_iris(rt: &Runtime, trainer: &str, predictor: &str, epochs: u32, out: &Path) {
     let dir = out.parent().unwrap();
+    let optimizer = if trainer == "misbehave" {
+        ""
+    } else {
+        "optimizer = \"sgd\"\n"
+    };
     let text = format!(
         "[pipeline]\nname = \"iris\"\n[data]\nlabel = \"species\"\n\
          [preprocessor]\npath = {:?}\n[trainer]\npath = {:?}\n[predictor]\npath = {:?}\n\
-         [training]\nepochs = {epochs}\nbatch_size = 16\nlearning_rate = 0.1\n",
+         [training]\nepochs = {epochs}\nbatch_size = 16\nlearning_rate = 0.1\n{optimizer}",
         plugin_path("standardize").display().to_string(),
         plugin_path(trainer).display().to_string(),
         plugin_path(predictor).display().to_string(),

@@ -20,6 +20,7 @@ pub trait Preprocessor {
 /// respect to its parameters and the optimizer's update, and the same forward
 /// pass predicts. Export an implementation with
 /// [`export_model!`](crate::export_model); a pipeline names it as `[model]`.
+#[cfg(not(feature = "abi-v0-1"))]
 pub trait Model {
     /// Initial parameters for data described by `spec`. Names must not start with
     /// `opt.` (the host optimizer's state).
