@@ -18,7 +18,7 @@ use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::audit::{self, AuditEntry, AuditReport};
+use crate::audit::{self, AuditCheckpoint, AuditEntry, AuditReport};
 use crate::error::{RegistryError, Result};
 use crate::keys::{KeyPair, KeyStore, NODE_KEY, PublicKey, check_key_name};
 use crate::manifest::{COMPONENT, Kind, Manifest, SignedManifest, digest};
@@ -84,6 +84,7 @@ CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
     BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 "#,
     crate::runs::SCHEMA,
+    crate::audit::ORIGIN_SCHEMA,
 ];
 
 /// One artifact version, as listed.
@@ -194,15 +195,35 @@ impl Registry {
             keys,
             node,
         };
-        // A fresh log gets a checkpoint of its empty head at once, so that a
-        // log whose checkpoint file is missing is always an error.
-        if !reg.checkpoint_path().exists() {
-            let conn = reg.lock();
-            if audit::head(&conn).map_err(|e| reg.db(e))?.is_none() {
-                audit::write_checkpoint(&reg.checkpoint_path(), &reg.node, 0, audit::GENESIS)?;
-            }
-        }
+        reg.first_checkpoint()?;
         Ok(reg)
+    }
+
+    /// A new registry gets a checkpoint of its empty log at once, so that a
+    /// log whose checkpoint file is missing is always an error. Only a
+    /// registry with no history at all is new: no entries, no index rows,
+    /// and no checkpoint file ever written (the origin record says), so a
+    /// wiped log is not mistaken for a fresh one.
+    fn first_checkpoint(&self) -> Result<()> {
+        let path = self.checkpoint_path();
+        let conn = self.lock();
+        let Some(origin) = audit::origin(&conn).map_err(|e| self.db(e))? else {
+            // Deleted: verification says so; nothing is written on its word.
+            return Ok(());
+        };
+        if origin.checkpointed {
+            return Ok(());
+        }
+        if !path.exists() {
+            let fresh = audit::head(&conn).map_err(|e| self.db(e))?.is_none()
+                && origin.first_hash.is_none()
+                && !audit::has_history(&conn).map_err(|e| self.db(e))?;
+            if !fresh {
+                return Ok(());
+            }
+            audit::write_checkpoint(&path, &self.node, &audit::Head::genesis())?;
+        }
+        audit::mark_checkpointed(&conn).map_err(|e| self.db(e))
     }
 
     /// The state directory.
@@ -244,11 +265,11 @@ impl Registry {
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(|e| self.db(e))?;
         let out = f(&tx)?;
-        let head = audit::head(&tx).map_err(|e| self.db(e))?;
+        let head = audit::full_head(&tx).map_err(|e| self.db(e))?;
         tx.commit().map_err(|e| self.db(e))?;
         drop(conn);
-        if let Some((seq, hash)) = head {
-            audit::write_checkpoint(&self.checkpoint_path(), &self.node, seq, &hash)?;
+        if let Some(head) = head {
+            audit::write_checkpoint(&self.checkpoint_path(), &self.node, &head)?;
         }
         Ok(out)
     }
@@ -1050,11 +1071,64 @@ impl Registry {
         audit::entries(&conn).map_err(|e| self.db(e))
     }
 
-    /// Verifies the hash chain, every entry's node signature and the signed
-    /// checkpoint; the error names the first bad entry or the truncation.
+    /// Verifies the hash chain, every entry's node signature, the origin
+    /// record, the signed checkpoint, and that the log accounts for every
+    /// index row (artifact, yank, alias, run, dataset, trusted key); the
+    /// error names the first bad entry, the truncation, or what is
+    /// inconsistent (an emptied or restarted log, a missing checkpoint).
     pub fn audit_verify(&self) -> Result<AuditReport> {
-        let entries = self.audit_log()?;
-        audit::verify(&entries, &self.node.public(), &self.checkpoint_path())
+        self.audit_verify_with(&[])
+    }
+
+    /// [`Registry::audit_verify`], and checks the log against checkpoints
+    /// kept elsewhere (files written by [`Registry::audit_checkpoint`]): a
+    /// log shorter than one of them, restarted, or with another entry at its
+    /// position fails, naming the entry.
+    pub fn audit_verify_with(&self, external: &[&Path]) -> Result<AuditReport> {
+        // The checkpoint file first: it is written after each commit, so
+        // the snapshot read next holds at least what it records.
+        let checkpoint = self.checkpoint_path();
+        let local = std::fs::read(&checkpoint);
+        let (entries, origin, index) = {
+            let mut conn = self.lock();
+            let mut read = || -> rusqlite::Result<_> {
+                // One read transaction: one snapshot of log and index.
+                let tx = conn.transaction()?;
+                Ok((
+                    audit::entries(&tx)?,
+                    audit::origin(&tx)?,
+                    audit::index(&tx)?,
+                ))
+            };
+            read().map_err(|e| self.db(e))?
+        };
+        audit::verify(
+            &entries,
+            &audit::Evidence {
+                node: self.node.public(),
+                checkpoint: &checkpoint,
+                local,
+                origin,
+                index,
+                external,
+            },
+        )
+    }
+
+    /// A signed checkpoint of the log's head now, to keep off this machine
+    /// (`tensorlet audit checkpoint --out`, or fetched from the registry
+    /// server); [`Registry::audit_verify_with`] checks the log against it
+    /// later. Only a log that verifies gets one.
+    pub fn audit_checkpoint(&self) -> Result<AuditCheckpoint> {
+        let head = {
+            let conn = self.lock();
+            audit::full_head(&conn).map_err(|e| self.db(e))?
+        };
+        self.audit_verify()?;
+        Ok(audit::export(
+            &self.node,
+            &head.unwrap_or_else(audit::Head::genesis),
+        ))
     }
 
     /// Signs a manifest with the named key (convenience for callers).
