@@ -451,6 +451,33 @@ fn an_emptied_audit_log_fails_verification_and_an_exported_checkpoint_is_checked
 }
 
 #[test]
+fn alias_set_refuses_a_version_that_no_longer_verifies() {
+    let (home, alice_id) = published_home();
+    let h = home.path();
+    ok(&tensorlet(h, &["trust", "remove", &alice_id]));
+    let err = fails(&tensorlet(
+        h,
+        &["alias", "set", "acme/standardize", "production", "1.0.0"],
+    ));
+    assert!(
+        err.contains("cannot point acme/standardize@production at 1.0.0"),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "refusing acme/standardize@1.0.0 (key {alice_id}): the key is not in this trust policy"
+        )),
+        "{err}"
+    );
+    let list = ok(&tensorlet(h, &["list", "--json"]));
+    assert!(!list.contains("production"), "{list}");
+    let log = ok(&tensorlet(h, &["audit", "log"]));
+    assert!(log.contains("alias.refused"), "{log}");
+    assert!(!log.contains("alias.set"), "{log}");
+    ok(&tensorlet(h, &["audit", "verify"]));
+}
+
+#[test]
 fn a_remote_registry_serves_signed_artifacts_and_clients_verify_them() {
     // The server's home: alice trusted for acme, plugins and pipeline published.
     let (server_home, alice_id) = published_home();

@@ -484,7 +484,7 @@ impl Registry {
     }
 
     /// Audits a refusal, then returns it.
-    fn refused(&self, e: RegistryError, action: &str) -> RegistryError {
+    pub(crate) fn refused(&self, e: RegistryError, action: &str) -> RegistryError {
         if let RegistryError::Refused {
             artifact,
             key_id,
@@ -517,6 +517,29 @@ impl Registry {
     }
 
     fn verify_row(&self, row: Row) -> Result<VerifiedArtifact> {
+        self.verify_row_with(row, |signed| self.check_signed(&self.lock(), signed))
+    }
+
+    /// Resolves `reference` on `conn` (the caller's transaction) and
+    /// verifies it there: what an alias may be pointed at. Returns its summary.
+    pub(crate) fn alias_target_in(
+        &self,
+        conn: &Connection,
+        reference: &Reference,
+    ) -> Result<ArtifactSummary> {
+        let row = self.resolve_row_in(conn, reference)?;
+        let summary = row.summary.clone();
+        self.verify_row_with(row, |signed| self.check_signed(conn, signed))?;
+        Ok(summary)
+    }
+
+    /// Verifies a row, with `check_signed` checking the signature against
+    /// the trust policy.
+    fn verify_row_with(
+        &self,
+        row: Row,
+        check_signed: impl FnOnce(&SignedManifest) -> Result<String>,
+    ) -> Result<VerifiedArtifact> {
         let s = &row.summary;
         let refuse = |reason: String| RegistryError::Refused {
             artifact: s.reference(),
@@ -543,10 +566,7 @@ impl Registry {
             )));
         }
         m.validate().map_err(|e| refuse(e.to_string()))?;
-        let key_id = {
-            let conn = self.lock();
-            self.check_signed(&conn, &signed)?
-        };
+        let key_id = check_signed(&signed)?;
         let mut blobs = BTreeMap::new();
         for (role, d) in &m.blobs {
             let bytes = self.read_blob(d).map_err(|_| {
@@ -881,7 +901,12 @@ impl Registry {
     }
 
     pub(crate) fn resolve_row(&self, reference: &Reference) -> Result<Row> {
-        let conn = self.lock();
+        self.resolve_row_in(&self.lock(), reference)
+    }
+
+    /// [`Registry::resolve_row`] on a connection the caller holds (inside
+    /// its transaction).
+    fn resolve_row_in(&self, conn: &Connection, reference: &Reference) -> Result<Row> {
         let (ns, name) = split_name(&reference.name);
         let missing = |what: String| {
             RegistryError::NotFound(format!(
@@ -890,12 +915,12 @@ impl Registry {
         };
         let mut rows = match &reference.selector {
             Selector::Version(v) => self.rows(
-                &conn,
+                conn,
                 "WHERE a.namespace = ?1 AND a.name = ?2 AND a.version = ?3",
                 &[&ns, &name, &v.to_string()],
             )?,
             Selector::Digest(d) => self.rows(
-                &conn,
+                conn,
                 "WHERE a.namespace = ?1 AND a.name = ?2 AND a.digest = ?3",
                 &[&ns, &name, d],
             )?,
@@ -912,14 +937,14 @@ impl Registry {
                     return Err(missing(format!("alias `{alias}` of {}", reference.name)));
                 };
                 self.rows(
-                    &conn,
+                    conn,
                     "WHERE a.namespace = ?1 AND a.name = ?2 AND a.version = ?3",
                     &[&ns, &name, &version],
                 )?
             }
             Selector::Latest => {
                 let all = self.rows(
-                    &conn,
+                    conn,
                     "WHERE a.namespace = ?1 AND a.name = ?2",
                     &[&ns, &name],
                 )?;
@@ -1024,17 +1049,20 @@ impl Registry {
     }
 
     /// Points `alias` of `ns/name` at `version`; returns the version it
-    /// pointed at before. Audited.
+    /// pointed at before. The version must verify against the trust policy
+    /// (as it would have to when served); a refusal is audited as
+    /// `alias.refused` and moves nothing. Audited as `alias.set`.
     pub fn alias_set(&self, name: &str, alias: &str, version: &str) -> Result<Option<String>> {
         check_name(name)?;
         check_alias(alias)?;
         let v = check_version(version)?;
         let (ns, n) = split_name(name);
-        let target = self.resolve_row(&Reference {
+        let reference = Reference {
             name: name.to_string(),
             selector: Selector::Version(v),
-        })?;
+        };
         self.write(|tx| {
+            let target = self.alias_target_in(tx, &reference)?;
             let previous: Option<String> = tx
                 .query_row(
                     "SELECT version FROM aliases WHERE namespace = ?1 AND name = ?2 AND alias = ?3",
@@ -1046,21 +1074,22 @@ impl Registry {
             tx.execute(
                 "INSERT INTO aliases (namespace, name, alias, version) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT(namespace, name, alias) DO UPDATE SET version = excluded.version",
-                params![ns, n, alias, target.summary.version],
+                params![ns, n, alias, target.version],
             )
             .map_err(|e| self.db(e))?;
-            if previous.as_deref() != Some(target.summary.version.as_str()) {
-                crate::runs::push_alias_history(tx, ns, n, alias, &target.summary.version)
+            if previous.as_deref() != Some(target.version.as_str()) {
+                crate::runs::push_alias_history(tx, ns, n, alias, &target.version)
                     .map_err(|e| self.db(e))?;
             }
             self.append(
                 tx,
                 "alias.set",
                 &format!("{name}@{alias}"),
-                json!({"from": previous, "to": target.summary.version, "digest": target.summary.digest}),
+                json!({"from": previous, "to": target.version, "digest": target.digest}),
             )?;
             Ok(previous)
         })
+        .map_err(|e| self.refused(e, "alias.refused"))
     }
 
     // ----- audit ----------------------------------------------------------
