@@ -1,7 +1,9 @@
 //! `tensorlet serve` as a process: serves the `production` alias from the
-//! registry, follows alias moves with zero failed requests, refuses a
-//! promotion to a tampered artifact (the old version keeps serving, the
-//! failure is reported), and stops gracefully on SIGTERM.
+//! registry, follows alias moves with zero failed requests, never gets an
+//! alias moved to a tampered artifact (`alias set` refuses it), refuses to
+//! deploy one when the alias is moved behind the registry's back (the old
+//! version keeps serving, the failure is reported), and stops gracefully on
+//! SIGTERM.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -214,7 +216,7 @@ fn serve_follows_the_production_alias_and_refuses_tampered_versions() {
         "requests failed during the swap"
     );
 
-    // A promotion to a version whose stored blobs were tampered with is refused.
+    // A version whose stored blobs were tampered with cannot be aliased.
     let before = SystemTime::now();
     std::thread::sleep(Duration::from_millis(20));
     tensorlet(
@@ -238,15 +240,52 @@ fn serve_follows_the_production_alias_and_refuses_tampered_versions() {
         bytes[mid] ^= 0x01;
         std::fs::write(f, bytes).unwrap();
     }
-    tensorlet(
-        home,
-        &[
+    let refused = Command::new(env!("CARGO_BIN_EXE_tensorlet"))
+        .args([
             "alias",
             "set",
             "tensorlet/iris-model",
             "production",
             "0.1.2",
-        ],
+        ])
+        .env("TENSORLET_HOME", home)
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        err.contains("refusing tensorlet/iris-model@0.1.2") && err.contains("was modified"),
+        "{err}"
+    );
+    std::thread::sleep(Duration::from_millis(600));
+    let (_, ready) = get(&addr, "/v2/models/iris-model/ready");
+    assert_eq!(ready["version"], "0.1.1", "{ready}");
+    assert!(ready["deploy_error"].is_null(), "{ready}");
+
+    // Moved behind the registry's back (an edit of the database): the server
+    // refuses to deploy it, and the audit log does not account for the move.
+    let db = rusqlite::Connection::open(home.join("registry.db")).unwrap();
+    let point_at = |version: &str| {
+        db.execute(
+            "UPDATE aliases SET version = ?1 WHERE name = 'iris-model' AND alias = 'production'",
+            [version],
+        )
+        .unwrap()
+    };
+    point_at("0.1.2");
+    let verify = Command::new(env!("CARGO_BIN_EXE_tensorlet"))
+        .args(["audit", "verify"])
+        .env("TENSORLET_HOME", home)
+        .output()
+        .unwrap();
+    assert!(!verify.status.success());
+    assert!(
+        String::from_utf8_lossy(&verify.stderr).contains(
+            "the index points tensorlet/iris-model@production at 0.1.2, but the audit log last \
+             moved it to 0.1.1"
+        ),
+        "{}",
+        String::from_utf8_lossy(&verify.stderr)
     );
     wait_for("the deploy error", || {
         get(&addr, "/v2/models/iris-model/ready").1["deploy_error"].is_string()
@@ -261,8 +300,10 @@ fn serve_follows_the_production_alias_and_refuses_tampered_versions() {
         200
     );
     let log = String::from_utf8(tensorlet(home, &["audit", "log"]).stdout).unwrap();
+    assert!(log.contains("alias.refused"), "{log}");
     assert!(log.contains("serve.deploy_failed"), "{log}");
     assert!(log.contains("serve.deploy"), "{log}");
+    point_at("0.1.1");
 
     // Graceful stop on SIGTERM.
     let mut server = server;

@@ -399,6 +399,85 @@ fn audit_verify_names_the_entry_edited_through_sql() {
 }
 
 #[test]
+fn an_emptied_audit_log_fails_verification_and_an_exported_checkpoint_is_checked() {
+    let (home, _) = published_home();
+    let h = home.path();
+    let outside = tempfile::tempdir().unwrap();
+    let kept = outside.path().join("kept.json");
+    let out = ok(&tensorlet(h, &["audit", "checkpoint", "--out", s(&kept)]));
+    assert!(
+        out.starts_with("wrote the checkpoint at entry 5 (key "),
+        "{out}"
+    );
+    let printed: serde_json::Value =
+        serde_json::from_str(&ok(&tensorlet(h, &["audit", "checkpoint"]))).unwrap();
+    assert_eq!(printed["seq"], 5);
+    let out = ok(&tensorlet(
+        h,
+        &["audit", "verify", "--checkpoint", s(&kept)],
+    ));
+    assert!(out.starts_with("OK 5 entries"), "{out}");
+    assert!(
+        out.contains(&format!(
+            "OK the log holds the checkpoint {} (entry 5)",
+            s(&kept)
+        )),
+        "{out}"
+    );
+
+    // Every row deleted and the checkpoint file removed: no longer "OK 0
+    // entries", and the next action does not start a chain that verifies.
+    let c = rusqlite::Connection::open(h.join("registry.db")).unwrap();
+    c.execute_batch("DROP TRIGGER audit_no_delete; DELETE FROM audit;")
+        .unwrap();
+    std::fs::remove_file(h.join("audit.checkpoint")).unwrap();
+    let err = fails(&tensorlet(h, &["audit", "verify"]));
+    assert!(
+        err.contains(
+            "audit log: the log is empty, but the index holds 3 artifacts and 1 trust entry; \
+             the origin record names the log's first entry: entries were deleted"
+        ),
+        "{err}"
+    );
+    keygen(h, "bob");
+    let err = fails(&tensorlet(h, &["audit", "verify"]));
+    assert!(
+        err.contains("audit log: the log was restarted from genesis: its entry 1 (key.create bob)"),
+        "{err}"
+    );
+    // The log is never exported once it fails.
+    let err = fails(&tensorlet(h, &["audit", "checkpoint"]));
+    assert!(err.contains("restarted from genesis"), "{err}");
+}
+
+#[test]
+fn alias_set_refuses_a_version_that_no_longer_verifies() {
+    let (home, alice_id) = published_home();
+    let h = home.path();
+    ok(&tensorlet(h, &["trust", "remove", &alice_id]));
+    let err = fails(&tensorlet(
+        h,
+        &["alias", "set", "acme/standardize", "production", "1.0.0"],
+    ));
+    assert!(
+        err.contains("cannot point acme/standardize@production at 1.0.0"),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "refusing acme/standardize@1.0.0 (key {alice_id}): the key is not in this trust policy"
+        )),
+        "{err}"
+    );
+    let list = ok(&tensorlet(h, &["list", "--json"]));
+    assert!(!list.contains("production"), "{list}");
+    let log = ok(&tensorlet(h, &["audit", "log"]));
+    assert!(log.contains("alias.refused"), "{log}");
+    assert!(!log.contains("alias.set"), "{log}");
+    ok(&tensorlet(h, &["audit", "verify"]));
+}
+
+#[test]
 fn a_remote_registry_serves_signed_artifacts_and_clients_verify_them() {
     // The server's home: alice trusted for acme, plugins and pipeline published.
     let (server_home, alice_id) = published_home();
@@ -443,6 +522,32 @@ fn a_remote_registry_serves_signed_artifacts_and_clients_verify_them() {
     assert!(out.contains("published acme/iris-model@0.1.0"), "{out}");
     let served = ok(&tensorlet(server_home.path(), &["list", "--json"]));
     assert!(served.contains("acme/iris-model"), "{served}");
+
+    // A witness keeps the server's audit checkpoint; the server's log is
+    // later checked against it.
+    let witness = c.join("server-audit.json");
+    let out = ok(&tensorlet(
+        c,
+        &[
+            "audit",
+            "checkpoint",
+            "--registry",
+            &url,
+            "--out",
+            s(&witness),
+        ],
+    ));
+    assert!(out.starts_with("wrote the checkpoint at entry "), "{out}");
+    let out = ok(&tensorlet(
+        server_home.path(),
+        &["audit", "verify", "--checkpoint", s(&witness)],
+    ));
+    assert!(out.contains("OK the log holds the checkpoint"), "{out}");
+    let err = fails(&tensorlet(
+        c,
+        &["audit", "verify", "--checkpoint", s(&witness)],
+    ));
+    assert!(err.contains("it comes from another registry"), "{err}");
 
     // Another edge device pulls the model, verifying everything locally.
     let edge = tempfile::tempdir().unwrap();

@@ -422,6 +422,31 @@ fn caller_mistakes_get_4xx_with_a_sentence_never_5xx() {
             "only numbers",
         ),
         (
+            "ragged rows whose count adds up",
+            input(
+                "input",
+                json!([2, 4]),
+                "FP32",
+                json!([[5.1, 3.5, 1.4, 0.2, 6.7], [3.0, 5.2, 2.3]]),
+            ),
+            400,
+            "input `input` row 0 has 5 values; shape [2, 4] needs 4 in every row",
+        ),
+        (
+            // `\u0064ata` is `data` written with an escape: the one-pass
+            // scan leaves such a request to the JSON value parse.
+            "ragged rows, read through a JSON value",
+            br#"{"inputs":[{"name":"input","shape":[2,4],"datatype":"FP32","\u0064ata":[[5.1,3.5,1.4,0.2],[6.7,3.0,5.2],[2.3]]}]}"#.to_vec(),
+            400,
+            "input `input` row 1 has 3 values; shape [2, 4] needs 4 in every row",
+        ),
+        (
+            "numbers beside rows",
+            input("input", json!([2, 4]), "FP32", json!([[1, 2, 3, 4], 5, 6, 7, 8])),
+            400,
+            "input `input` data mixes numbers and rows",
+        ),
+        (
             "body too large",
             vec![b' '; 4096],
             413,

@@ -3,11 +3,21 @@
 //! Entry *n* stores `hash = sha256(prev_hash ‖ "\n" ‖ canonical({time, action,
 //! subject, detail}))`, where `prev_hash` is entry *n−1*'s hash (64 zeros for
 //! the first), and the node key's signature over that hash. After every
-//! commit the head (`seq`, `hash`) is signed and written to
-//! `$TENSORLET_HOME/audit.checkpoint`, outside the database, so deleting the
-//! newest entries (truncation) is caught too. Triggers refuse `UPDATE` and
-//! `DELETE` on the table; verification catches what gets past them.
+//! commit the head (`seq`, `hash`, and entry 1's hash) is signed and written
+//! to `$TENSORLET_HOME/audit.checkpoint`, outside the database, so deleting
+//! the newest entries (truncation) is caught too; the same signed
+//! [`AuditCheckpoint`] can be exported and kept elsewhere, and verification
+//! checks the log against such copies. Triggers refuse `UPDATE` and `DELETE`
+//! on the table; verification catches what gets past them.
+//!
+//! The log also knows that it has history: the `audit_origin` row, written
+//! when the database is created, records entry 1's hash and that a checkpoint
+//! file was written; and every row of the index (artifacts, yanks, aliases,
+//! runs, datasets, trust entries) must be accounted for by an entry. So an
+//! emptied log, a log restarted from genesis, or a checkpoint file that went
+//! missing is a failure even when the rows and the file are gone.
 
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::io::Write;
 use std::path::Path;
 
@@ -22,6 +32,25 @@ use crate::time::now_rfc3339;
 
 /// The `prev_hash` of the first entry.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// Migration 3: the record that the log has begun, and its guards.
+pub(crate) const ORIGIN_SCHEMA: &str = r#"
+CREATE TABLE audit_origin (
+    id           INTEGER PRIMARY KEY CHECK (id = 1),
+    created      TEXT NOT NULL,
+    first_hash   TEXT,
+    checkpointed INTEGER NOT NULL DEFAULT 0
+);
+INSERT INTO audit_origin (id, created, first_hash, checkpointed)
+    VALUES (1, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), (SELECT hash FROM audit WHERE seq = 1), 0);
+CREATE TRIGGER audit_origin_no_delete BEFORE DELETE ON audit_origin
+    BEGIN SELECT RAISE(ABORT, 'the audit origin record is permanent'); END;
+CREATE TRIGGER audit_origin_set_once BEFORE UPDATE ON audit_origin
+    WHEN NEW.id IS NOT OLD.id OR NEW.created IS NOT OLD.created
+      OR (OLD.first_hash IS NOT NULL AND NEW.first_hash IS NOT OLD.first_hash)
+      OR NEW.checkpointed < OLD.checkpointed
+    BEGIN SELECT RAISE(ABORT, 'the audit origin record is written once'); END;
+"#;
 
 /// One audit entry.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -51,6 +80,77 @@ pub struct AuditReport {
     pub entries: u64,
     /// The entry count recorded by the signed checkpoint.
     pub checkpoint: u64,
+    /// The entry count recorded by each external checkpoint checked, in the
+    /// order given.
+    pub external: Vec<u64>,
+}
+
+/// A signed statement of the log's head: how many entries it had, the
+/// newest one's hash and entry 1's hash. The node writes one to
+/// `audit.checkpoint` after every commit; `tensorlet audit checkpoint`
+/// exports one to keep elsewhere, which verification then checks the log
+/// against: a log shorter than it, or with other entries, fails.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditCheckpoint {
+    /// Entries in the log (0 for an empty log).
+    pub seq: i64,
+    /// The hash of entry `seq` ([`GENESIS`] for an empty log).
+    pub hash: String,
+    /// The hash of entry 1, once there is one: a log restarted from genesis
+    /// has another.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first: Option<String>,
+    /// In `audit.checkpoint` only: the entry count when the file was
+    /// started. 0 when it was written with the log; more when the file was
+    /// missing (or damaged) and the next commit wrote it again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<i64>,
+    /// The id of the node key that signed it.
+    pub key_id: String,
+    /// The node key's signature over the canonical JSON of the other fields.
+    pub signature: String,
+}
+
+impl AuditCheckpoint {
+    fn message(&self) -> Vec<u8> {
+        let mut m = json!({"seq": self.seq, "hash": self.hash});
+        if let Some(first) = &self.first {
+            m["first"] = json!(first);
+        }
+        if let Some(since) = self.since {
+            m["since"] = json!(since);
+        }
+        crate::canonical::to_vec(&m)
+    }
+
+    fn signed(node: &KeyPair, head: &Head, since: Option<i64>) -> Self {
+        let mut cp = AuditCheckpoint {
+            seq: head.seq,
+            hash: head.hash.clone(),
+            first: head.first.clone(),
+            since,
+            key_id: node.key_id(),
+            signature: String::new(),
+        };
+        cp.signature = node.sign(&cp.message());
+        cp
+    }
+
+    /// Whether `key` signed it.
+    pub fn is_signed_by(&self, key: &PublicKey) -> bool {
+        self.key_id == key.key_id() && key.verify(&self.message(), &self.signature)
+    }
+
+    /// Parses a checkpoint (JSON).
+    pub fn parse(bytes: &[u8]) -> std::result::Result<Self, serde_json::Error> {
+        serde_json::from_slice(bytes)
+    }
+
+    /// The canonical JSON form, as written to files.
+    pub fn to_canonical(&self) -> Vec<u8> {
+        crate::canonical::of(self)
+    }
 }
 
 /// The hash of an entry's content chained to `prev_hash`.
@@ -81,6 +181,36 @@ pub(crate) fn head(conn: &Connection) -> rusqlite::Result<Option<(i64, String)>>
     .optional()
 }
 
+/// What a checkpoint records of the log.
+#[derive(Clone, Debug)]
+pub(crate) struct Head {
+    pub(crate) seq: i64,
+    pub(crate) hash: String,
+    pub(crate) first: Option<String>,
+}
+
+impl Head {
+    /// The head of an empty log.
+    pub(crate) fn genesis() -> Self {
+        Head {
+            seq: 0,
+            hash: GENESIS.to_string(),
+            first: None,
+        }
+    }
+}
+
+/// The log's head with entry 1's hash; `None` for an empty log.
+pub(crate) fn full_head(conn: &Connection) -> rusqlite::Result<Option<Head>> {
+    let Some((seq, hash)) = head(conn)? else {
+        return Ok(None);
+    };
+    let first = conn
+        .query_row("SELECT hash FROM audit WHERE seq = 1", [], |r| r.get(0))
+        .optional()?;
+    Ok(Some(Head { seq, hash, first }))
+}
+
 /// Appends an entry inside the caller's (immediate) transaction.
 pub(crate) fn append(
     conn: &Connection,
@@ -107,6 +237,14 @@ pub(crate) fn append(
             signature
         ],
     )?;
+    if seq == 0 {
+        // The origin record keeps entry 1 for good: a log emptied and begun
+        // again has another entry 1.
+        conn.execute(
+            "UPDATE audit_origin SET first_hash = ?1 WHERE id = 1 AND first_hash IS NULL",
+            [&hash],
+        )?;
+    }
     Ok(())
 }
 
@@ -133,22 +271,192 @@ pub(crate) fn entries(conn: &Connection) -> rusqlite::Result<Vec<AuditEntry>> {
     .collect()
 }
 
-#[derive(Serialize, Deserialize)]
-struct Checkpoint {
-    seq: i64,
-    hash: String,
-    key_id: String,
-    signature: String,
+// ----- what the database holds besides the log ----------------------------
+
+/// The `audit_origin` row.
+#[derive(Clone, Debug)]
+pub(crate) struct Origin {
+    /// Entry 1's hash, once written.
+    pub(crate) first_hash: Option<String>,
+    /// Whether a checkpoint file was written for this database.
+    pub(crate) checkpointed: bool,
 }
 
-fn checkpoint_message(seq: i64, hash: &str) -> Vec<u8> {
-    crate::canonical::to_vec(&json!({"seq": seq, "hash": hash}))
+/// The origin row; `None` when it was deleted.
+pub(crate) fn origin(conn: &Connection) -> rusqlite::Result<Option<Origin>> {
+    conn.query_row(
+        "SELECT first_hash, checkpointed FROM audit_origin WHERE id = 1",
+        [],
+        |r| {
+            Ok(Origin {
+                first_hash: r.get(0)?,
+                checkpointed: r.get::<_, i64>(1)? != 0,
+            })
+        },
+    )
+    .optional()
 }
 
-/// Advances the signed checkpoint to (`seq`, `hash`) unless it is already
-/// there or further (concurrent writers may finish out of order): a lock
-/// file serialises writers, the file is replaced atomically.
-pub(crate) fn write_checkpoint(path: &Path, node: &KeyPair, seq: i64, hash: &str) -> Result<()> {
+/// Records that a checkpoint file exists for this database.
+pub(crate) fn mark_checkpointed(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE audit_origin SET checkpointed = 1 WHERE id = 1 AND checkpointed = 0",
+        [],
+    )
+    .map(drop)
+}
+
+/// One artifact version in the index.
+#[derive(Clone, Debug)]
+pub(crate) struct IndexedArtifact {
+    reference: String,
+    digest: String,
+    yanked: bool,
+}
+
+/// The index rows that only an audited action writes.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Index {
+    artifacts: Vec<IndexedArtifact>,
+    /// (`ns/name@alias`, version).
+    aliases: Vec<(String, String)>,
+    runs: Vec<String>,
+    /// (name, digest).
+    datasets: Vec<(String, String)>,
+    /// (key id, public key, namespaces).
+    trust: Vec<(String, String, Vec<String>)>,
+}
+
+impl Index {
+    fn is_empty(&self) -> bool {
+        self.artifacts.is_empty()
+            && self.aliases.is_empty()
+            && self.runs.is_empty()
+            && self.datasets.is_empty()
+            && self.trust.is_empty()
+    }
+
+    /// "9 artifacts, 2 aliases and 1 trust entry".
+    fn counts(&self) -> String {
+        let plural = |n: usize, one: &str, many: &str| {
+            (n > 0).then(|| format!("{n} {}", if n == 1 { one } else { many }))
+        };
+        let parts: Vec<String> = [
+            plural(self.artifacts.len(), "artifact", "artifacts"),
+            plural(self.aliases.len(), "alias", "aliases"),
+            plural(self.runs.len(), "run", "runs"),
+            plural(self.datasets.len(), "dataset", "datasets"),
+            plural(self.trust.len(), "trust entry", "trust entries"),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        join_and(&parts)
+    }
+}
+
+/// "a", "a and b", "a, b and c".
+fn join_and(parts: &[String]) -> String {
+    match parts {
+        [] => String::new(),
+        [one] => one.clone(),
+        [init @ .., last] => format!("{} and {last}", init.join(", ")),
+    }
+}
+
+/// Reads the index rows that the log must account for.
+pub(crate) fn index(conn: &Connection) -> rusqlite::Result<Index> {
+    fn all<T>(
+        conn: &Connection,
+        sql: &str,
+        row: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    ) -> rusqlite::Result<Vec<T>> {
+        conn.prepare(sql)?.query_map([], row)?.collect()
+    }
+    Ok(Index {
+        artifacts: all(
+            conn,
+            "SELECT namespace || '/' || name || '@' || version, digest, yanked FROM artifacts ORDER BY id",
+            |r| {
+                Ok(IndexedArtifact {
+                    reference: r.get(0)?,
+                    digest: r.get(1)?,
+                    yanked: r.get::<_, i64>(2)? != 0,
+                })
+            },
+        )?,
+        aliases: all(
+            conn,
+            "SELECT namespace || '/' || name || '@' || alias, version FROM aliases
+             ORDER BY namespace, name, alias",
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?,
+        runs: all(conn, "SELECT id FROM runs ORDER BY started, id", |r| {
+            r.get(0)
+        })?,
+        datasets: all(
+            conn,
+            "SELECT name, digest FROM datasets ORDER BY added, rowid",
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?,
+        trust: all(
+            conn,
+            "SELECT key_id, public_key, namespaces FROM trust ORDER BY key_id",
+            |r| {
+                let ns: String = r.get(2)?;
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    serde_json::from_str(&ns).unwrap_or_default(),
+                ))
+            },
+        )?,
+    })
+}
+
+/// Whether the index holds anything that an audited action wrote.
+pub(crate) fn has_history(conn: &Connection) -> rusqlite::Result<bool> {
+    conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM artifacts) OR EXISTS (SELECT 1 FROM aliases)
+             OR EXISTS (SELECT 1 FROM runs) OR EXISTS (SELECT 1 FROM datasets)
+             OR EXISTS (SELECT 1 FROM trust)",
+        [],
+        |r| r.get(0),
+    )
+}
+
+// ----- the checkpoint file --------------------------------------------------
+
+/// The checkpoint in `path` if it parses and `node` signed it.
+fn read_own(path: &Path, node: &PublicKey) -> Option<AuditCheckpoint> {
+    let bytes = std::fs::read(path).ok()?;
+    AuditCheckpoint::parse(&bytes)
+        .ok()
+        .filter(|cp| cp.is_signed_by(node))
+}
+
+/// Writes `cp` to `path` atomically (temporary file, fsync, rename, fsync of
+/// the directory).
+pub(crate) fn write_file(path: &Path, cp: &AuditCheckpoint) -> Result<()> {
+    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
+    let io = |e| RegistryError::io(&tmp, e);
+    let mut f = std::fs::File::create(&tmp).map_err(io)?;
+    f.write_all(&cp.to_canonical()).map_err(io)?;
+    f.sync_all().map_err(io)?;
+    drop(f);
+    std::fs::rename(&tmp, path).map_err(|e| RegistryError::io(path, e))?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        crate::store::sync_dir(dir);
+    }
+    Ok(())
+}
+
+/// Advances the signed checkpoint to `head` unless it is already there or
+/// further (concurrent writers may finish out of order): a lock file
+/// serialises writers, the file is replaced atomically. A file that is
+/// missing, damaged or not signed by this node is replaced by one whose
+/// `since` says from which entry on it guards the log.
+pub(crate) fn write_checkpoint(path: &Path, node: &KeyPair, head: &Head) -> Result<()> {
     let lock_path = path.with_extension("lock");
     let lock = std::fs::OpenOptions::new()
         .create(true)
@@ -157,35 +465,174 @@ pub(crate) fn write_checkpoint(path: &Path, node: &KeyPair, seq: i64, hash: &str
         .open(&lock_path)
         .map_err(|e| RegistryError::io(&lock_path, e))?;
     lock.lock().map_err(|e| RegistryError::io(&lock_path, e))?;
-    if let Ok(bytes) = std::fs::read(path)
-        && let Ok(current) = serde_json::from_slice::<Checkpoint>(&bytes)
-        && current.seq >= seq
-    {
-        return Ok(());
-    }
-    let cp = Checkpoint {
-        seq,
-        hash: hash.to_string(),
-        key_id: node.key_id(),
-        signature: node.sign(&checkpoint_message(seq, hash)),
+    let since = match read_own(path, &node.public()) {
+        Some(current) if current.seq >= head.seq => return Ok(()),
+        Some(current) => current.since,
+        None => Some(head.seq),
     };
-    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
-    let io = |e| RegistryError::io(&tmp, e);
-    let mut f = std::fs::File::create(&tmp).map_err(io)?;
-    f.write_all(&crate::canonical::of(&cp)).map_err(io)?;
-    f.sync_all().map_err(io)?;
-    drop(f);
-    std::fs::rename(&tmp, path).map_err(|e| RegistryError::io(path, e))?;
-    if let Some(dir) = path.parent() {
-        crate::store::sync_dir(dir);
-    }
-    Ok(())
+    write_file(path, &AuditCheckpoint::signed(node, head, since))
 }
 
-/// Verifies entries (by seq) against the chain, the node key and the
-/// checkpoint file. The error names the first bad entry.
-pub fn verify(entries: &[AuditEntry], node: &PublicKey, checkpoint: &Path) -> Result<AuditReport> {
-    let fail = |m: String| Err(RegistryError::Audit(m));
+/// A fresh checkpoint of `head` for keeping elsewhere.
+pub(crate) fn export(node: &KeyPair, head: &Head) -> AuditCheckpoint {
+    AuditCheckpoint::signed(node, head, None)
+}
+
+// ----- verification -----------------------------------------------------------
+
+/// What verification checks the log against, besides the log itself.
+pub(crate) struct Evidence<'a> {
+    /// The node key.
+    pub(crate) node: PublicKey,
+    /// `audit.checkpoint`.
+    pub(crate) checkpoint: &'a Path,
+    /// Its contents, read before the log.
+    pub(crate) local: std::io::Result<Vec<u8>>,
+    /// The origin row (`None`: deleted).
+    pub(crate) origin: Option<Origin>,
+    /// The index.
+    pub(crate) index: Index,
+    /// Checkpoints kept elsewhere.
+    pub(crate) external: &'a [&'a Path],
+}
+
+fn fail<T>(m: String) -> Result<T> {
+    Err(RegistryError::Audit(m))
+}
+
+/// Verifies entries (by seq) against the chain, the node key, the origin
+/// record, the checkpoint file, external checkpoints and the index. The
+/// error names the first bad entry, or what is inconsistent.
+pub(crate) fn verify(entries: &[AuditEntry], ev: &Evidence<'_>) -> Result<AuditReport> {
+    verify_chain(entries, &ev.node)?;
+    let local_cp = ev
+        .local
+        .as_ref()
+        .ok()
+        .and_then(|b| AuditCheckpoint::parse(b).ok())
+        .filter(|cp| cp.is_signed_by(&ev.node));
+
+    if entries.is_empty() {
+        let mut history = Vec::new();
+        if !ev.index.is_empty() {
+            history.push(format!("the index holds {}", ev.index.counts()));
+        }
+        if let Some(cp) = local_cp.as_ref().filter(|cp| cp.seq > 0) {
+            history.push(format!("the signed checkpoint records {} entries", cp.seq));
+        }
+        if ev.origin.as_ref().is_some_and(|o| o.first_hash.is_some()) {
+            history.push("the origin record names the log's first entry".into());
+        }
+        if !history.is_empty() {
+            return fail(format!(
+                "the log is empty, but {}: entries were deleted",
+                history.join("; ")
+            ));
+        }
+    }
+
+    match &ev.origin {
+        None => {
+            return fail(
+                "the audit origin record was deleted (the database writes it when it is \
+                 created and never removes it): the log may have been emptied or restarted"
+                    .into(),
+            );
+        }
+        Some(o) => match (&o.first_hash, entries.first()) {
+            (Some(first), Some(e)) if &e.hash != first => {
+                return fail(format!(
+                    "the log was restarted from genesis: its entry 1 ({} {}) is not the entry 1 \
+                     this registry wrote first (the origin record keeps that one's hash)",
+                    e.action, e.subject
+                ));
+            }
+            (None, Some(_)) => {
+                return fail(
+                    "the audit origin record does not name entry 1 although the log has \
+                     entries: the record was rewritten"
+                        .into(),
+                );
+            }
+            _ => {}
+        },
+    }
+
+    let path = ev.checkpoint.display();
+    let bytes = match &ev.local {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return fail(format!(
+                "the checkpoint file {path} is missing, so truncation cannot be ruled out"
+            ));
+        }
+        Err(e) => {
+            return Err(RegistryError::io(
+                ev.checkpoint,
+                std::io::Error::new(e.kind(), e.to_string()),
+            ));
+        }
+    };
+    let cp = AuditCheckpoint::parse(bytes)
+        .map_err(|e| RegistryError::Audit(format!("the checkpoint file {path} is damaged: {e}")))?;
+    if !cp.is_signed_by(&ev.node) {
+        return fail(format!(
+            "the checkpoint file {path} is not signed by this node's key{}",
+            if cp.key_id != ev.node.key_id() {
+                format!(
+                    " ({} signed it, not {}): it comes from another registry, or was forged",
+                    cp.key_id,
+                    ev.node.key_id()
+                )
+            } else {
+                String::new()
+            }
+        ));
+    }
+    let n = entries.len() as i64;
+    if let Some(since) = cp.since.filter(|&s| s > 0) {
+        return fail(format!(
+            "the checkpoint file {path} went missing (or was damaged) and was written again \
+             at entry {since}: entries deleted before then cannot be ruled out; restore the \
+             file from a copy, or check the log against an exported checkpoint"
+        ));
+    }
+    if let Some(e) = first_mismatch(entries, &cp) {
+        return fail(format!(
+            "the log was restarted from genesis: its entry 1 ({} {}) is not the entry 1 the \
+             signed checkpoint records",
+            e.action, e.subject
+        ));
+    }
+    if cp.seq > n {
+        return fail(format!(
+            "the log was truncated after entry {n}: the signed checkpoint records {} entries",
+            cp.seq
+        ));
+    }
+    if cp.seq > 0 && entries[(cp.seq - 1) as usize].hash != cp.hash {
+        return fail(format!(
+            "entry {} does not match the signed checkpoint: the log was rewritten up to there",
+            cp.seq
+        ));
+    }
+
+    let mut external = Vec::new();
+    for p in ev.external {
+        external.push(verify_external(entries, &ev.node, p)? as u64);
+    }
+
+    check_index(entries, &ev.index)?;
+
+    Ok(AuditReport {
+        entries: n as u64,
+        checkpoint: cp.seq as u64,
+        external,
+    })
+}
+
+/// The hash chain and every entry's node signature.
+fn verify_chain(entries: &[AuditEntry], node: &PublicKey) -> Result<()> {
     let mut prev = GENESIS.to_string();
     for (i, e) in entries.iter().enumerate() {
         let expected = i as i64 + 1;
@@ -229,45 +676,254 @@ pub fn verify(entries: &[AuditEntry], node: &PublicKey, checkpoint: &Path) -> Re
         }
         prev = e.hash.clone();
     }
-    let bytes = match std::fs::read(checkpoint) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return fail(format!(
-                "the checkpoint file {} is missing, so truncation cannot be ruled out",
-                checkpoint.display()
-            ));
-        }
-        Err(e) => return Err(RegistryError::io(checkpoint, e)),
-    };
-    let cp: Checkpoint = serde_json::from_slice(&bytes).map_err(|e| {
-        RegistryError::Audit(format!(
-            "the checkpoint file {} is damaged: {e}",
-            checkpoint.display()
-        ))
+    Ok(())
+}
+
+/// The log's entry 1, when it is not the one `cp` records.
+fn first_mismatch<'e>(entries: &'e [AuditEntry], cp: &AuditCheckpoint) -> Option<&'e AuditEntry> {
+    let (first, e) = (cp.first.as_ref()?, entries.first()?);
+    (&e.hash != first).then_some(e)
+}
+
+/// Checks the log against a checkpoint kept elsewhere; returns its entry count.
+fn verify_external(entries: &[AuditEntry], node: &PublicKey, path: &Path) -> Result<i64> {
+    let shown = path.display();
+    let bytes = std::fs::read(path).map_err(|e| RegistryError::io(path, e))?;
+    let cp = AuditCheckpoint::parse(&bytes).map_err(|e| {
+        RegistryError::Audit(format!("the checkpoint {shown} is not a checkpoint: {e}"))
     })?;
-    if cp.key_id != node.key_id()
-        || !node.verify(&checkpoint_message(cp.seq, &cp.hash), &cp.signature)
-    {
+    if cp.key_id != node.key_id() {
         return fail(format!(
-            "the checkpoint file {} is not signed by this node's key",
-            checkpoint.display()
+            "the checkpoint {shown} was signed by key {}, not by this node's key {}: it comes \
+             from another registry",
+            cp.key_id,
+            node.key_id()
+        ));
+    }
+    if !cp.is_signed_by(node) {
+        return fail(format!(
+            "the checkpoint {shown} does not verify with this node's key: it was altered"
         ));
     }
     let n = entries.len() as i64;
+    if let Some(e) = first_mismatch(entries, &cp) {
+        return fail(format!(
+            "the log was restarted from genesis: its entry 1 ({} {}) is not the entry 1 the \
+             checkpoint {shown} records",
+            e.action, e.subject
+        ));
+    }
     if cp.seq > n {
-        return fail(format!(
-            "the log was truncated after entry {n}: the signed checkpoint records {} entries",
-            cp.seq
-        ));
+        return fail(if n == 0 {
+            format!(
+                "the log is empty, but the checkpoint {shown} records {} entries: entries \
+                 were deleted",
+                cp.seq
+            )
+        } else {
+            format!(
+                "the log is shorter than the checkpoint {shown}: it ends at entry {n}, the \
+                 checkpoint records {} entries; {} deleted",
+                cp.seq,
+                if cp.seq == n + 1 {
+                    format!("entry {} was", cp.seq)
+                } else {
+                    format!("entries {} to {} were", n + 1, cp.seq)
+                }
+            )
+        });
     }
-    if cp.seq > 0 && entries[(cp.seq - 1) as usize].hash != cp.hash {
-        return fail(format!(
-            "entry {} does not match the signed checkpoint: the log was rewritten up to there",
-            cp.seq
-        ));
+    if cp.seq > 0 {
+        let e = &entries[(cp.seq - 1) as usize];
+        if e.hash != cp.hash {
+            return fail(format!(
+                "entry {} ({} {}) diverges from the checkpoint {shown}: the log was rewritten \
+                 at or before entry {}",
+                e.seq, e.action, e.subject, e.seq
+            ));
+        }
     }
-    Ok(AuditReport {
-        entries: n as u64,
-        checkpoint: cp.seq as u64,
-    })
+    Ok(cp.seq)
+}
+
+/// Every index row must be accounted for by the log: an artifact by its
+/// `publish` or `pull` (and a yank by its `yank`), an alias by the latest
+/// entry that moved it, a run by its `train.start`, a dataset by its
+/// `dataset.add`, a trusted key by its `trust.add`s since its last
+/// `trust.remove`.
+fn check_index(entries: &[AuditEntry], index: &Index) -> Result<()> {
+    let s = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
+    let mut stored: HashSet<(&str, String)> = HashSet::new();
+    let mut yanked: HashSet<&str> = HashSet::new();
+    let mut alias_to: HashMap<&str, Option<String>> = HashMap::new();
+    let mut runs: HashSet<String> = HashSet::new();
+    let mut datasets: HashSet<(&str, String)> = HashSet::new();
+    let mut trust: HashMap<&str, (Option<String>, BTreeSet<String>)> = HashMap::new();
+    for e in entries {
+        let (subject, d) = (e.subject.as_str(), &e.detail);
+        match e.action.as_str() {
+            "publish" | "pull" => {
+                stored.insert((subject, s(d, "digest").unwrap_or_default()));
+            }
+            "yank" => {
+                yanked.insert(subject);
+            }
+            "alias.set" | "promote" | "rollback" => {
+                alias_to.insert(subject, s(d, "to"));
+            }
+            "train.start" => {
+                runs.extend(s(d, "run_id"));
+            }
+            "dataset.add" => {
+                datasets.insert((subject, s(d, "digest").unwrap_or_default()));
+            }
+            "trust.add" => {
+                let t = trust.entry(subject).or_default();
+                t.0 = s(d, "public_key");
+                if let Some(Value::Array(ns)) = d.get("namespaces") {
+                    t.1.extend(ns.iter().filter_map(Value::as_str).map(str::to_string));
+                }
+            }
+            "trust.remove" => {
+                trust.remove(subject);
+            }
+            _ => {}
+        }
+    }
+
+    let mut problems: Vec<String> = Vec::new();
+    for a in &index.artifacts {
+        if !stored.contains(&(a.reference.as_str(), a.digest.clone())) {
+            problems.push(format!(
+                "the index holds {} ({}), but no `publish` or `pull` entry records it",
+                a.reference, a.digest
+            ));
+        } else if a.yanked && !yanked.contains(a.reference.as_str()) {
+            problems.push(format!(
+                "the index marks {} yanked, but no `yank` entry records it",
+                a.reference
+            ));
+        }
+    }
+    for (alias, version) in &index.aliases {
+        match alias_to.get(alias.as_str()) {
+            None => problems.push(format!(
+                "the index points {alias} at {version}, but no `alias.set`, `promote` or \
+                 `rollback` entry records it"
+            )),
+            Some(to) if to.as_deref() != Some(version.as_str()) => problems.push(format!(
+                "the index points {alias} at {version}, but the audit log last moved it to {}",
+                to.as_deref().unwrap_or("nothing")
+            )),
+            Some(_) => {}
+        }
+    }
+    for id in &index.runs {
+        if !runs.contains(id) {
+            problems.push(format!(
+                "the index holds run {id}, but no `train.start` entry records it"
+            ));
+        }
+    }
+    for (name, digest) in &index.datasets {
+        if !datasets.contains(&(name.as_str(), digest.clone())) {
+            problems.push(format!(
+                "the index holds dataset {name}@{digest}, but no `dataset.add` entry records it"
+            ));
+        }
+    }
+    for (key_id, public_key, namespaces) in &index.trust {
+        let row: BTreeSet<String> = namespaces.iter().cloned().collect();
+        match trust.get(key_id.as_str()) {
+            None => problems.push(format!(
+                "the trust policy holds key {key_id} (namespaces {}), but no `trust.add` entry \
+                 since its last removal records it",
+                namespaces.join(", ")
+            )),
+            Some((pk, _)) if pk.as_deref() != Some(public_key.as_str()) => problems.push(format!(
+                "the trust policy holds key {key_id} as {public_key}, but the audit log \
+                     added {}",
+                pk.as_deref().unwrap_or("no public key")
+            )),
+            Some((_, granted)) if granted != &row => problems.push(format!(
+                "the trust policy lets key {key_id} publish in {}, but the audit log granted \
+                 {}",
+                namespaces.join(", "),
+                granted.iter().cloned().collect::<Vec<_>>().join(", ")
+            )),
+            Some(_) => {}
+        }
+    }
+    match problems.len() {
+        0 => Ok(()),
+        1 => fail(format!(
+            "{}: entries were deleted, or the index was edited behind the registry's back",
+            problems[0]
+        )),
+        n => fail(format!(
+            "{n} index rows are not accounted for by the log; the first: {}: entries were \
+             deleted, or the index was edited behind the registry's back",
+            problems[0]
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_checkpoint_without_the_new_fields_signs_as_before() {
+        let node = KeyPair::generate("node").unwrap();
+        // The form written before `first` and `since` existed.
+        let old = json!({"seq": 3, "hash": "ab"});
+        let legacy = json!({
+            "seq": 3, "hash": "ab", "key_id": node.key_id(),
+            "signature": node.sign(&crate::canonical::to_vec(&old)),
+        });
+        let cp = AuditCheckpoint::parse(legacy.to_string().as_bytes()).unwrap();
+        assert!(cp.is_signed_by(&node.public()));
+        // Each field is covered by the signature.
+        let head = Head {
+            seq: 3,
+            hash: "ab".into(),
+            first: Some("cd".into()),
+        };
+        let cp = AuditCheckpoint::signed(&node, &head, Some(0));
+        assert!(cp.is_signed_by(&node.public()));
+        for tamper in [
+            |c: &mut AuditCheckpoint| c.seq = 4,
+            |c: &mut AuditCheckpoint| c.hash = "ac".into(),
+            |c: &mut AuditCheckpoint| c.first = None,
+            |c: &mut AuditCheckpoint| c.since = Some(2),
+        ] {
+            let mut t = cp.clone();
+            tamper(&mut t);
+            assert!(!t.is_signed_by(&node.public()), "{t:?}");
+        }
+        let other = KeyPair::generate("other").unwrap();
+        assert!(!cp.is_signed_by(&other.public()));
+        // Unknown keys are refused.
+        let mut v = serde_json::to_value(&cp).unwrap();
+        v["extra"] = json!(1);
+        assert!(AuditCheckpoint::parse(v.to_string().as_bytes()).is_err());
+    }
+
+    #[test]
+    fn counts_read_as_a_sentence() {
+        let mut index = Index::default();
+        assert_eq!(index.counts(), "");
+        index.trust.push(("k".into(), "p".into(), vec![]));
+        assert_eq!(index.counts(), "1 trust entry");
+        for i in 0..9 {
+            index.artifacts.push(IndexedArtifact {
+                reference: format!("a/b@1.0.{i}"),
+                digest: String::new(),
+                yanked: false,
+            });
+        }
+        index.aliases.push(("a/b@x".into(), "1.0.0".into()));
+        index.aliases.push(("a/b@y".into(), "1.0.0".into()));
+        assert_eq!(index.counts(), "9 artifacts, 2 aliases and 1 trust entry");
+    }
 }

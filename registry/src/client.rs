@@ -6,6 +6,7 @@
 use std::io::Read;
 use std::time::Duration;
 
+use crate::audit::AuditCheckpoint;
 use crate::error::{RegistryError, Result};
 use crate::manifest::{SignedManifest, digest};
 use crate::reference::{Reference, Selector};
@@ -96,6 +97,13 @@ impl Remote {
     /// Every version the remote holds.
     pub fn list(&self) -> Result<Vec<ArtifactSummary>> {
         self.get_json("/v1/artifacts", &[])
+    }
+
+    /// The remote's signed audit checkpoint now, to keep as a witness of its
+    /// log (it is signed by the remote's node key, which only the remote can
+    /// check it against: `tensorlet audit verify --checkpoint` there).
+    pub fn audit_checkpoint(&self) -> Result<AuditCheckpoint> {
+        self.get_json("/v1/audit/checkpoint", &[])
     }
 
     /// Resolves a reference remotely: the summary and the (unverified) signed manifest.

@@ -9,7 +9,9 @@
 //! [`VerifiedComponent`], which is the only thing the runtime compiles (the
 //! development-only [`Registry::allow_unsigned`] is loud and audited). The
 //! audit log is hash-chained, signed by the node key and checkpointed outside
-//! the database. [`server`] serves a registry over HTTP and [`client`] talks
+//! the database; it must account for every index row, so an emptied or
+//! restarted log fails verification, and [`AuditCheckpoint`]s exported
+//! elsewhere check it later. [`server`] serves a registry over HTTP and [`client`] talks
 //! to one; pulled artifacts are verified against the local trust policy
 //! before they are cached. [`oci`] pushes artifacts to and pulls them from
 //! OCI registries (CNCF Wasm layout for plugins), verifying the same way.
@@ -42,7 +44,7 @@ mod store;
 mod time;
 mod verified;
 
-pub use audit::{AuditEntry, AuditReport, GENESIS, entry_hash};
+pub use audit::{AuditCheckpoint, AuditEntry, AuditReport, GENESIS, entry_hash};
 pub use error::{RegistryError, Result};
 pub use keys::{KeyPair, KeyStore, NODE_KEY, PublicKey};
 pub use manifest::{

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use crate::error::{RegistryError, Result};
 use crate::manifest::digest;
-use crate::reference::{Reference, Selector, check_alias, check_name};
+use crate::reference::{Reference, Selector, check_alias, check_name, check_version};
 use crate::store::{Registry, split_name};
 use crate::time::now_rfc3339;
 
@@ -546,31 +546,31 @@ impl Registry {
 
     // ----- promotion ------------------------------------------------------------
 
-    /// Points `alias` at the version `reference` names (which must resolve;
-    /// pass a verified reference). Audited as `promote`.
+    /// Points `alias` at the version `reference` names, once it verifies
+    /// against the trust policy (a refusal is audited as `promote.refused`
+    /// and moves nothing). Audited as `promote`.
     pub fn promote(&self, reference: &Reference, alias: &str) -> Result<AliasMove> {
         check_alias(alias)?;
-        let target = self.resolve_row(reference)?;
-        let name = target.summary.name.clone();
-        let (ns, n) = split_name(&name);
         self.write(|tx| {
+            let target = self.alias_target_in(tx, reference)?;
+            let name = target.name.clone();
+            let (ns, n) = split_name(&name);
             let from = current_alias(tx, ns, n, alias).map_err(|e| self.db(e))?;
             tx.execute(
                 "INSERT INTO aliases (namespace, name, alias, version) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT(namespace, name, alias) DO UPDATE SET version = excluded.version",
-                params![ns, n, alias, target.summary.version],
+                params![ns, n, alias, target.version],
             )
             .map_err(|e| self.db(e))?;
-            if from.as_deref() != Some(target.summary.version.as_str()) {
-                push_alias_history(tx, ns, n, alias, &target.summary.version)
-                    .map_err(|e| self.db(e))?;
+            if from.as_deref() != Some(target.version.as_str()) {
+                push_alias_history(tx, ns, n, alias, &target.version).map_err(|e| self.db(e))?;
             }
             let m = AliasMove {
                 name: name.clone(),
                 alias: alias.to_string(),
                 from,
-                to: target.summary.version.clone(),
-                digest: target.summary.digest.clone(),
+                to: target.version,
+                digest: target.digest,
             };
             self.append(
                 tx,
@@ -580,11 +580,13 @@ impl Registry {
             )?;
             Ok(m)
         })
+        .map_err(|e| self.refused(e, "promote.refused"))
     }
 
     /// Moves `alias` of `name` back to the version it pointed at before its
-    /// latest move; rolling back again goes further back. Audited as
-    /// `rollback`.
+    /// latest move; rolling back again goes further back. That version must
+    /// still verify against the trust policy (a refusal is audited as
+    /// `rollback.refused` and moves nothing). Audited as `rollback`.
     pub fn rollback(&self, name: &str, alias: &str) -> Result<AliasMove> {
         check_name(name)?;
         check_alias(alias)?;
@@ -615,13 +617,16 @@ impl Registry {
                      to roll back to"
                 )));
             };
-            let digest: String = tx
-                .query_row(
-                    "SELECT digest FROM artifacts WHERE namespace = ?1 AND name = ?2 AND version = ?3",
-                    params![ns, n, previous],
-                    |r| r.get(0),
-                )
-                .map_err(|e| self.db(e))?;
+            let semver = check_version(previous)?;
+            let digest = self
+                .alias_target_in(
+                    tx,
+                    &Reference {
+                        name: name.to_string(),
+                        selector: Selector::Version(semver),
+                    },
+                )?
+                .digest;
             tx.execute(
                 "UPDATE alias_history SET rolled_back = 1 WHERE id = ?1",
                 [latest],
@@ -646,7 +651,8 @@ impl Registry {
                 json!({"from": m.from, "to": m.to, "digest": m.digest}),
             )?;
             Ok(m)
-        })?;
+        })
+        .map_err(|e| self.refused(e, "rollback.refused"))?;
         Ok(m)
     }
 

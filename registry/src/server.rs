@@ -6,6 +6,7 @@
 //! | `GET /v1/resolve?ref=ns/name@sel` | `{"summary": …, "manifest": <signed manifest>}` |
 //! | `GET /v1/blobs/{digest}` | the blob's bytes |
 //! | `POST /v1/publish` | one line of JSON `{"manifest": <signed manifest>, "sizes": [n, …]}`, then the blobs' bytes back to back |
+//! | `GET /v1/audit/checkpoint` | a signed checkpoint of the server's audit log now, for a witness to keep |
 //!
 //! A publish is accepted only when the manifest is signed by a key that this
 //! server's trust policy allows for the namespace (the same rule as a local
@@ -124,6 +125,17 @@ async fn blob(State(reg): State<Arc<Registry>>, Path(digest): Path<String>) -> R
     }
 }
 
+/// The server's audit log verifies, and this is its signed head: a client
+/// keeps it, and `tensorlet audit verify --checkpoint` on the server later
+/// proves the log was not cut back or rewritten since. A log that does not
+/// verify gets a 500 (the reason is in the server's log, not the answer).
+async fn audit_checkpoint(State(reg): State<Arc<Registry>>) -> Response {
+    match blocking(move || reg.audit_checkpoint()).await {
+        Ok(cp) => json_response(StatusCode::OK, &cp),
+        Err(e) => error_response(e),
+    }
+}
+
 /// Reads a request body of at most `max` bytes. A larger body is still read
 /// (up to four times `max`) before the 413 goes out, so that a client that
 /// writes its whole request before reading the answer sees the 413 instead of
@@ -201,6 +213,7 @@ pub fn app(registry: Arc<Registry>, config: &ServerConfig) -> Router {
         .route("/v1/artifacts", get(list))
         .route("/v1/resolve", get(resolve))
         .route("/v1/blobs/{digest}", get(blob))
+        .route("/v1/audit/checkpoint", get(audit_checkpoint))
         .route(
             "/v1/publish",
             post({

@@ -18,7 +18,7 @@ use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::audit::{self, AuditEntry, AuditReport};
+use crate::audit::{self, AuditCheckpoint, AuditEntry, AuditReport};
 use crate::error::{RegistryError, Result};
 use crate::keys::{KeyPair, KeyStore, NODE_KEY, PublicKey, check_key_name};
 use crate::manifest::{COMPONENT, Kind, Manifest, SignedManifest, digest};
@@ -84,6 +84,7 @@ CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
     BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 "#,
     crate::runs::SCHEMA,
+    crate::audit::ORIGIN_SCHEMA,
 ];
 
 /// One artifact version, as listed.
@@ -194,15 +195,35 @@ impl Registry {
             keys,
             node,
         };
-        // A fresh log gets a checkpoint of its empty head at once, so that a
-        // log whose checkpoint file is missing is always an error.
-        if !reg.checkpoint_path().exists() {
-            let conn = reg.lock();
-            if audit::head(&conn).map_err(|e| reg.db(e))?.is_none() {
-                audit::write_checkpoint(&reg.checkpoint_path(), &reg.node, 0, audit::GENESIS)?;
-            }
-        }
+        reg.first_checkpoint()?;
         Ok(reg)
+    }
+
+    /// A new registry gets a checkpoint of its empty log at once, so that a
+    /// log whose checkpoint file is missing is always an error. Only a
+    /// registry with no history at all is new: no entries, no index rows,
+    /// and no checkpoint file ever written (the origin record says), so a
+    /// wiped log is not mistaken for a fresh one.
+    fn first_checkpoint(&self) -> Result<()> {
+        let path = self.checkpoint_path();
+        let conn = self.lock();
+        let Some(origin) = audit::origin(&conn).map_err(|e| self.db(e))? else {
+            // Deleted: verification says so; nothing is written on its word.
+            return Ok(());
+        };
+        if origin.checkpointed {
+            return Ok(());
+        }
+        if !path.exists() {
+            let fresh = audit::head(&conn).map_err(|e| self.db(e))?.is_none()
+                && origin.first_hash.is_none()
+                && !audit::has_history(&conn).map_err(|e| self.db(e))?;
+            if !fresh {
+                return Ok(());
+            }
+            audit::write_checkpoint(&path, &self.node, &audit::Head::genesis())?;
+        }
+        audit::mark_checkpointed(&conn).map_err(|e| self.db(e))
     }
 
     /// The state directory.
@@ -244,11 +265,11 @@ impl Registry {
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(|e| self.db(e))?;
         let out = f(&tx)?;
-        let head = audit::head(&tx).map_err(|e| self.db(e))?;
+        let head = audit::full_head(&tx).map_err(|e| self.db(e))?;
         tx.commit().map_err(|e| self.db(e))?;
         drop(conn);
-        if let Some((seq, hash)) = head {
-            audit::write_checkpoint(&self.checkpoint_path(), &self.node, seq, &hash)?;
+        if let Some(head) = head {
+            audit::write_checkpoint(&self.checkpoint_path(), &self.node, &head)?;
         }
         Ok(out)
     }
@@ -463,7 +484,7 @@ impl Registry {
     }
 
     /// Audits a refusal, then returns it.
-    fn refused(&self, e: RegistryError, action: &str) -> RegistryError {
+    pub(crate) fn refused(&self, e: RegistryError, action: &str) -> RegistryError {
         if let RegistryError::Refused {
             artifact,
             key_id,
@@ -496,6 +517,29 @@ impl Registry {
     }
 
     fn verify_row(&self, row: Row) -> Result<VerifiedArtifact> {
+        self.verify_row_with(row, |signed| self.check_signed(&self.lock(), signed))
+    }
+
+    /// Resolves `reference` on `conn` (the caller's transaction) and
+    /// verifies it there: what an alias may be pointed at. Returns its summary.
+    pub(crate) fn alias_target_in(
+        &self,
+        conn: &Connection,
+        reference: &Reference,
+    ) -> Result<ArtifactSummary> {
+        let row = self.resolve_row_in(conn, reference)?;
+        let summary = row.summary.clone();
+        self.verify_row_with(row, |signed| self.check_signed(conn, signed))?;
+        Ok(summary)
+    }
+
+    /// Verifies a row, with `check_signed` checking the signature against
+    /// the trust policy.
+    fn verify_row_with(
+        &self,
+        row: Row,
+        check_signed: impl FnOnce(&SignedManifest) -> Result<String>,
+    ) -> Result<VerifiedArtifact> {
         let s = &row.summary;
         let refuse = |reason: String| RegistryError::Refused {
             artifact: s.reference(),
@@ -522,10 +566,7 @@ impl Registry {
             )));
         }
         m.validate().map_err(|e| refuse(e.to_string()))?;
-        let key_id = {
-            let conn = self.lock();
-            self.check_signed(&conn, &signed)?
-        };
+        let key_id = check_signed(&signed)?;
         let mut blobs = BTreeMap::new();
         for (role, d) in &m.blobs {
             let bytes = self.read_blob(d).map_err(|_| {
@@ -860,7 +901,12 @@ impl Registry {
     }
 
     pub(crate) fn resolve_row(&self, reference: &Reference) -> Result<Row> {
-        let conn = self.lock();
+        self.resolve_row_in(&self.lock(), reference)
+    }
+
+    /// [`Registry::resolve_row`] on a connection the caller holds (inside
+    /// its transaction).
+    fn resolve_row_in(&self, conn: &Connection, reference: &Reference) -> Result<Row> {
         let (ns, name) = split_name(&reference.name);
         let missing = |what: String| {
             RegistryError::NotFound(format!(
@@ -869,12 +915,12 @@ impl Registry {
         };
         let mut rows = match &reference.selector {
             Selector::Version(v) => self.rows(
-                &conn,
+                conn,
                 "WHERE a.namespace = ?1 AND a.name = ?2 AND a.version = ?3",
                 &[&ns, &name, &v.to_string()],
             )?,
             Selector::Digest(d) => self.rows(
-                &conn,
+                conn,
                 "WHERE a.namespace = ?1 AND a.name = ?2 AND a.digest = ?3",
                 &[&ns, &name, d],
             )?,
@@ -891,14 +937,14 @@ impl Registry {
                     return Err(missing(format!("alias `{alias}` of {}", reference.name)));
                 };
                 self.rows(
-                    &conn,
+                    conn,
                     "WHERE a.namespace = ?1 AND a.name = ?2 AND a.version = ?3",
                     &[&ns, &name, &version],
                 )?
             }
             Selector::Latest => {
                 let all = self.rows(
-                    &conn,
+                    conn,
                     "WHERE a.namespace = ?1 AND a.name = ?2",
                     &[&ns, &name],
                 )?;
@@ -1003,17 +1049,20 @@ impl Registry {
     }
 
     /// Points `alias` of `ns/name` at `version`; returns the version it
-    /// pointed at before. Audited.
+    /// pointed at before. The version must verify against the trust policy
+    /// (as it would have to when served); a refusal is audited as
+    /// `alias.refused` and moves nothing. Audited as `alias.set`.
     pub fn alias_set(&self, name: &str, alias: &str, version: &str) -> Result<Option<String>> {
         check_name(name)?;
         check_alias(alias)?;
         let v = check_version(version)?;
         let (ns, n) = split_name(name);
-        let target = self.resolve_row(&Reference {
+        let reference = Reference {
             name: name.to_string(),
             selector: Selector::Version(v),
-        })?;
+        };
         self.write(|tx| {
+            let target = self.alias_target_in(tx, &reference)?;
             let previous: Option<String> = tx
                 .query_row(
                     "SELECT version FROM aliases WHERE namespace = ?1 AND name = ?2 AND alias = ?3",
@@ -1025,21 +1074,22 @@ impl Registry {
             tx.execute(
                 "INSERT INTO aliases (namespace, name, alias, version) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT(namespace, name, alias) DO UPDATE SET version = excluded.version",
-                params![ns, n, alias, target.summary.version],
+                params![ns, n, alias, target.version],
             )
             .map_err(|e| self.db(e))?;
-            if previous.as_deref() != Some(target.summary.version.as_str()) {
-                crate::runs::push_alias_history(tx, ns, n, alias, &target.summary.version)
+            if previous.as_deref() != Some(target.version.as_str()) {
+                crate::runs::push_alias_history(tx, ns, n, alias, &target.version)
                     .map_err(|e| self.db(e))?;
             }
             self.append(
                 tx,
                 "alias.set",
                 &format!("{name}@{alias}"),
-                json!({"from": previous, "to": target.summary.version, "digest": target.summary.digest}),
+                json!({"from": previous, "to": target.version, "digest": target.digest}),
             )?;
             Ok(previous)
         })
+        .map_err(|e| self.refused(e, "alias.refused"))
     }
 
     // ----- audit ----------------------------------------------------------
@@ -1050,11 +1100,64 @@ impl Registry {
         audit::entries(&conn).map_err(|e| self.db(e))
     }
 
-    /// Verifies the hash chain, every entry's node signature and the signed
-    /// checkpoint; the error names the first bad entry or the truncation.
+    /// Verifies the hash chain, every entry's node signature, the origin
+    /// record, the signed checkpoint, and that the log accounts for every
+    /// index row (artifact, yank, alias, run, dataset, trusted key); the
+    /// error names the first bad entry, the truncation, or what is
+    /// inconsistent (an emptied or restarted log, a missing checkpoint).
     pub fn audit_verify(&self) -> Result<AuditReport> {
-        let entries = self.audit_log()?;
-        audit::verify(&entries, &self.node.public(), &self.checkpoint_path())
+        self.audit_verify_with(&[])
+    }
+
+    /// [`Registry::audit_verify`], and checks the log against checkpoints
+    /// kept elsewhere (files written by [`Registry::audit_checkpoint`]): a
+    /// log shorter than one of them, restarted, or with another entry at its
+    /// position fails, naming the entry.
+    pub fn audit_verify_with(&self, external: &[&Path]) -> Result<AuditReport> {
+        // The checkpoint file first: it is written after each commit, so
+        // the snapshot read next holds at least what it records.
+        let checkpoint = self.checkpoint_path();
+        let local = std::fs::read(&checkpoint);
+        let (entries, origin, index) = {
+            let mut conn = self.lock();
+            let mut read = || -> rusqlite::Result<_> {
+                // One read transaction: one snapshot of log and index.
+                let tx = conn.transaction()?;
+                Ok((
+                    audit::entries(&tx)?,
+                    audit::origin(&tx)?,
+                    audit::index(&tx)?,
+                ))
+            };
+            read().map_err(|e| self.db(e))?
+        };
+        audit::verify(
+            &entries,
+            &audit::Evidence {
+                node: self.node.public(),
+                checkpoint: &checkpoint,
+                local,
+                origin,
+                index,
+                external,
+            },
+        )
+    }
+
+    /// A signed checkpoint of the log's head now, to keep off this machine
+    /// (`tensorlet audit checkpoint --out`, or fetched from the registry
+    /// server); [`Registry::audit_verify_with`] checks the log against it
+    /// later. Only a log that verifies gets one.
+    pub fn audit_checkpoint(&self) -> Result<AuditCheckpoint> {
+        let head = {
+            let conn = self.lock();
+            audit::full_head(&conn).map_err(|e| self.db(e))?
+        };
+        self.audit_verify()?;
+        Ok(audit::export(
+            &self.node,
+            &head.unwrap_or_else(audit::Head::genesis),
+        ))
     }
 
     /// Signs a manifest with the named key (convenience for callers).

@@ -344,6 +344,72 @@ fn aliases_point_at_versions_and_moves_are_audited() {
     assert_eq!(moves, ["1.0.0", "1.1.0"]);
 }
 
+/// An alias never points at a version that would be refused when served:
+/// `alias_set`, `promote` and `rollback` verify the target in the
+/// transaction that moves the alias, and audit the refusal.
+#[test]
+fn aliases_move_only_to_versions_that_verify() {
+    let (home, reg, key) = setup();
+    publish(&reg, &key, "acme/scale", "1.0.0", b"a");
+    publish(&reg, &key, "acme/scale", "1.1.0", b"b");
+    reg.alias_set("acme/scale", "production", "1.0.0").unwrap();
+    reg.promote(&r("acme/scale@1.1.0"), "production").unwrap();
+    // 1.0.0's component is modified on disk: moving an alias back to it, in
+    // any of the three ways, is refused and leaves the alias where it was.
+    let hex = digest(b"a").trim_start_matches("sha256:").to_string();
+    std::fs::write(home.path().join("blobs/sha256").join(hex), b"evil").unwrap();
+    let (artifact, key_id, reason) = refusal(
+        reg.alias_set("acme/scale", "production", "1.0.0")
+            .unwrap_err(),
+    );
+    assert_eq!(
+        (artifact.as_str(), key_id.as_str()),
+        ("acme/scale@1.0.0", key.key_id().as_str())
+    );
+    assert!(
+        reason.starts_with("blob `component` was modified"),
+        "{reason}"
+    );
+    let (_, _, reason) = refusal(
+        reg.promote(&r("acme/scale@1.0.0"), "production")
+            .unwrap_err(),
+    );
+    assert!(
+        reason.starts_with("blob `component` was modified"),
+        "{reason}"
+    );
+    let (_, _, reason) = refusal(reg.rollback("acme/scale", "production").unwrap_err());
+    assert!(
+        reason.starts_with("blob `component` was modified"),
+        "{reason}"
+    );
+    assert_eq!(
+        reg.resolve(&r("acme/scale@production")).unwrap().version,
+        "1.1.0"
+    );
+    let refusals: Vec<String> = reg
+        .audit_log()
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.action.ends_with(".refused"))
+        .map(|e| format!("{} {}", e.action, e.subject))
+        .collect();
+    assert_eq!(
+        refusals,
+        [
+            "alias.refused acme/scale@1.0.0",
+            "promote.refused acme/scale@1.0.0",
+            "rollback.refused acme/scale@1.0.0"
+        ]
+    );
+    // A key no longer trusted: refused with that reason.
+    reg.trust_remove(&key.key_id()).unwrap();
+    let (_, _, reason) = refusal(reg.alias_set("acme/scale", "staging", "1.1.0").unwrap_err());
+    assert!(reason.contains("not in this trust policy"), "{reason}");
+    assert!(reg.resolve(&r("acme/scale@staging")).is_err());
+    reg.audit_verify().unwrap();
+}
+
 /// A registry whose log has 7 entries.
 fn busy() -> (tempfile::TempDir, Registry) {
     let (home, reg, key) = setup();

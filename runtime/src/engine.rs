@@ -4,8 +4,9 @@ use std::collections::HashMap;
 use std::hash::Hasher;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use tensorlet_gpu::Device;
@@ -170,6 +171,9 @@ impl Runtime {
         };
         let linker = host_linker(&engine, false)?;
         let linker_async = host_linker(&engine, true)?;
+        if let Some(dir) = &config.cache_dir {
+            sweep_stale_temporaries(dir, STALE_TEMPORARY_AGE);
+        }
 
         let stop = Arc::new(AtomicBool::new(false));
         {
@@ -349,17 +353,204 @@ fn host_linker(engine: &Engine, async_wasi: bool) -> Result<Linker<Ctx>> {
     Ok(linker)
 }
 
-/// Writes atomically: a temporary file renamed into place.
+/// A cache write's temporary file older than this is removed even when a
+/// process with its writer's pid is running (pids are reused); a compile
+/// and its write take well under a minute.
+const STALE_TEMPORARY_AGE: Duration = Duration::from_secs(3600);
+
+/// Writes atomically: a temporary file `.<name>.<pid>.<n>.tmp` (unique per
+/// process and write), renamed into place. A writer killed before the rename
+/// leaves its temporary file behind; the next runtime on the directory, or
+/// the next write into it, removes it ([`sweep_stale_temporaries`]). Reads
+/// open only final `.cwasm` names, so a temporary file is never read.
 fn store_precompiled(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    static WRITES: AtomicU64 = AtomicU64::new(0);
     let dir = path.parent().expect("cache path has a parent");
     std::fs::create_dir_all(dir)?;
+    sweep_stale_temporaries(dir, STALE_TEMPORARY_AGE);
     let tmp = dir.join(format!(
-        ".{}.{}.tmp",
+        ".{}.{}.{}.tmp",
         path.file_name().and_then(|n| n.to_str()).unwrap_or("cwasm"),
-        std::process::id()
+        std::process::id(),
+        WRITES.fetch_add(1, Ordering::Relaxed)
     ));
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)
+    let written = std::fs::File::create(&tmp).and_then(|mut f| {
+        f.write_all(bytes)?;
+        f.sync_all()
+    });
+    let renamed = written.and_then(|()| std::fs::rename(&tmp, path));
+    if renamed.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    renamed
+}
+
+/// The writer's pid in the name of a cache write's temporary file
+/// (`.<hex>-<hash>.cwasm.<pid>[.<n>].tmp`); `None` for any other name.
+fn temporary_writer(name: &str) -> Option<u32> {
+    let inner = name.strip_prefix('.')?.strip_suffix(".tmp")?;
+    let (_, tail) = inner.split_once(".cwasm.")?;
+    tail.split('.').next()?.parse().ok()
+}
+
+/// Whether process `pid` may still be writing: `Some(false)` only when it
+/// is known to be gone (Linux: no `/proc/<pid>`); `None` where that cannot
+/// be told.
+fn process_alive(pid: u32) -> Option<bool> {
+    if pid == std::process::id() {
+        return Some(true);
+    }
+    let proc = Path::new("/proc");
+    proc.join("self")
+        .exists()
+        .then(|| proc.join(pid.to_string()).exists())
+}
+
+/// Removes the temporary files of cache writes in `dir` whose writer is gone
+/// (killed mid-write), or that are older than `max_age` whatever their pid
+/// says. Best effort: a file that cannot be inspected or removed stays.
+fn sweep_stale_temporaries(dir: &Path, max_age: Duration) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(temporary_writer) else {
+            continue;
+        };
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > max_age);
+        if old || process_alive(pid) == Some(false) {
+            match std::fs::remove_file(entry.path()) {
+                Ok(()) => tracing::info!(
+                    "removed {}, left by an interrupted cache write",
+                    entry.path().display()
+                ),
+                Err(e) => tracing::debug!("cannot remove {}: {e}", entry.path().display()),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::SystemTime;
+
+    #[test]
+    fn temporary_file_names_are_told_from_cache_entries() {
+        let hex = "ab".repeat(32);
+        let name = |s: &str| s.replace("HEX", &hex);
+        assert_eq!(
+            temporary_writer(&name(".HEX-00ff.cwasm.4242.tmp")),
+            Some(4242)
+        );
+        assert_eq!(
+            temporary_writer(&name(".HEX-00ff.cwasm.4242.7.tmp")),
+            Some(4242)
+        );
+        for other in [
+            "HEX-00ff.cwasm",
+            ".HEX-00ff.cwasm",
+            "HEX-00ff.cwasm.4242.tmp",
+            ".HEX-00ff.cwasm.x.tmp",
+            ".HEX.4242.tmp",
+            ".HEX-00ff.cwasm.4242.tmp.keep",
+        ] {
+            assert_eq!(temporary_writer(&name(other)), None, "{other}");
+        }
+    }
+
+    /// What a writer SIGKILLed between create and rename leaves: its
+    /// temporary file, named with its pid.
+    fn leftover(dir: &Path, pid: u32, n: u32) -> PathBuf {
+        let p = dir.join(format!(".{}-00ff.cwasm.{pid}.{n}.tmp", "cd".repeat(32)));
+        std::fs::write(&p, b"half a component").unwrap();
+        p
+    }
+
+    #[test]
+    fn temporary_files_of_dead_writers_are_swept_and_live_ones_kept() {
+        if !Path::new("/proc/self").exists() {
+            eprintln!("SKIPPED: no /proc, so a writer's pid cannot be checked here");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let mut done = std::process::Command::new("true").spawn().unwrap();
+        let dead_pid = done.id();
+        done.wait().unwrap();
+        let mut running = std::process::Command::new("sleep")
+            .arg("60")
+            .spawn()
+            .unwrap();
+        let dead = leftover(d, dead_pid, 0);
+        let live = leftover(d, running.id(), 0);
+        let mine = leftover(d, std::process::id(), 1_000_000);
+        let old = leftover(d, std::process::id(), 1_000_001);
+        let two_hours_ago = SystemTime::now() - Duration::from_secs(7200);
+        std::fs::File::options()
+            .write(true)
+            .open(&old)
+            .unwrap()
+            .set_modified(two_hours_ago)
+            .unwrap();
+        let entry = d.join(format!("{}-00ff.cwasm", "cd".repeat(32)));
+        let unrelated = d.join(".notes.tmp");
+        std::fs::write(&entry, b"x").unwrap();
+        std::fs::write(&unrelated, b"x").unwrap();
+
+        sweep_stale_temporaries(d, STALE_TEMPORARY_AGE);
+        assert!(!dead.exists(), "a dead writer's file stays");
+        assert!(!old.exists(), "a file older than the limit stays");
+        assert!(live.exists(), "a running writer's file was removed");
+        assert!(mine.exists(), "this process's own write was removed");
+        assert!(entry.exists() && unrelated.exists());
+
+        running.kill().unwrap();
+        running.wait().unwrap();
+        sweep_stale_temporaries(d, STALE_TEMPORARY_AGE);
+        assert!(!live.exists(), "the killed writer's file stays");
+        assert!(mine.exists());
+    }
+
+    #[test]
+    fn a_runtime_sweeps_its_cache_directory_and_writes_unique_temporaries() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().join("components");
+        std::fs::create_dir_all(&d).unwrap();
+        let stale = leftover(&d, std::process::id(), 2_000_000);
+        std::fs::File::options()
+            .write(true)
+            .open(&stale)
+            .unwrap()
+            .set_modified(SystemTime::now() - Duration::from_secs(7200))
+            .unwrap();
+        let _rt = Runtime::new(RuntimeConfig {
+            cache_dir: Some(d.clone()),
+            ..RuntimeConfig::default()
+        })
+        .unwrap();
+        assert!(!stale.exists(), "Runtime::new left {}", stale.display());
+
+        // Writes from many threads of one process to one path: each has its
+        // own temporary file, the result is whole, and none is left.
+        let target = d.join("entry.cwasm");
+        let payload: Vec<u8> = (0..1 << 20).map(|i| (i % 251) as u8).collect();
+        std::thread::scope(|s| {
+            for _ in 0..8 {
+                s.spawn(|| store_precompiled(&target, &payload).unwrap());
+            }
+        });
+        assert_eq!(std::fs::read(&target).unwrap(), payload);
+        let names: Vec<String> = std::fs::read_dir(&d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["entry.cwasm"], "{names:?}");
+    }
 }

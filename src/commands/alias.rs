@@ -1,6 +1,6 @@
 //! `tensorlet alias set <ns/name> <alias> <version>`
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 /// Manage aliases (`production`, `staging`, …) that point at versions.
 #[derive(Debug, clap::Args)]
@@ -11,7 +11,8 @@ pub struct Args {
 
 #[derive(Debug, clap::Subcommand)]
 pub enum AliasCommand {
-    /// Point an alias at a version (moving it if it exists).
+    /// Point an alias at a version (moving it if it exists), once the version
+    /// verifies against the trust policy.
     Set {
         /// `namespace/name`.
         name: String,
@@ -30,7 +31,11 @@ pub fn execute(args: Args) -> Result<()> {
             alias,
             version,
         } => {
-            let previous = reg.alias_set(&name, &alias, &version)?;
+            // The version must verify against the trust policy, as it will
+            // have to when it is served.
+            let previous = reg
+                .alias_set(&name, &alias, &version)
+                .with_context(|| format!("cannot point {name}@{alias} at {version}"))?;
             match previous {
                 Some(p) if p != version => {
                     println!("moved {name}@{alias} from {p} to {version}")

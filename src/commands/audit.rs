@@ -1,6 +1,11 @@
-//! `tensorlet audit log [--json]`, `tensorlet audit verify`
+//! `tensorlet audit log [--json]`, `tensorlet audit verify [--checkpoint <file>]`,
+//! `tensorlet audit checkpoint [--out <file>] [--registry <url>]`
 
-use anyhow::Result;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use tensorlet_runtime::registry::AuditCheckpoint;
+use tensorlet_runtime::registry::client::Remote;
 
 /// Read and verify the audit log.
 #[derive(Debug, clap::Args)]
@@ -17,16 +22,34 @@ pub enum AuditCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Verify the hash chain, the node signatures and the signed checkpoint;
-    /// exits non-zero naming the first bad entry.
-    Verify,
+    /// Verify the hash chain, the node signatures, the signed checkpoint and
+    /// that the log accounts for every index row; exits non-zero naming the
+    /// first bad entry or what is inconsistent.
+    Verify {
+        /// Also check the log against a checkpoint kept elsewhere (written by
+        /// `tensorlet audit checkpoint`): a log shorter than it, restarted,
+        /// or with another entry at its position fails. Repeatable.
+        #[arg(long, value_name = "FILE")]
+        checkpoint: Vec<PathBuf>,
+    },
+    /// Print (or write) a signed checkpoint of the log's head, to keep off
+    /// this machine; `audit verify --checkpoint` checks the log against it
+    /// later. Only a log that verifies gets one.
+    Checkpoint {
+        /// Write it to this file (atomically) instead of printing it.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// Fetch the checkpoint of this registry server's log instead
+        /// (`http://host:port`), to witness it.
+        #[arg(long, value_name = "URL")]
+        registry: Option<String>,
+    },
 }
 
 pub fn execute(args: Args) -> Result<()> {
-    let reg = crate::artifacts::open()?;
     match args.command {
         AuditCommand::Log { json } => {
-            let log = reg.audit_log()?;
+            let log = crate::artifacts::open()?.audit_log()?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&log)?);
             } else {
@@ -38,13 +61,55 @@ pub fn execute(args: Args) -> Result<()> {
                 }
             }
         }
-        AuditCommand::Verify => {
-            let r = reg.audit_verify()?;
+        AuditCommand::Verify { checkpoint } => {
+            let reg = crate::artifacts::open()?;
+            let external: Vec<&Path> = checkpoint.iter().map(PathBuf::as_path).collect();
+            let r = reg.audit_verify_with(&external)?;
             println!(
                 "OK {} entries; hash chain, node signatures and the checkpoint at entry {} verify",
                 r.entries, r.checkpoint
             );
+            for (path, seq) in checkpoint.iter().zip(&r.external) {
+                println!(
+                    "OK the log holds the checkpoint {} (entry {seq})",
+                    path.display()
+                );
+            }
+        }
+        AuditCommand::Checkpoint { out, registry } => {
+            let cp = match registry.as_deref().filter(|r| !r.is_empty()) {
+                Some(url) => Remote::new(url)?
+                    .audit_checkpoint()
+                    .with_context(|| format!("cannot fetch the audit checkpoint of {url}"))?,
+                None => crate::artifacts::open()?.audit_checkpoint()?,
+            };
+            match out {
+                None => println!("{}", String::from_utf8(cp.to_canonical())?),
+                Some(path) => {
+                    write_atomically(&path, &cp)?;
+                    println!(
+                        "wrote the checkpoint at entry {} (key {}) to {}",
+                        cp.seq,
+                        cp.key_id,
+                        path.display()
+                    );
+                }
+            }
         }
     }
     Ok(())
+}
+
+/// A temporary file beside `path`, renamed over it.
+fn write_atomically(path: &Path, cp: &AuditCheckpoint) -> Result<()> {
+    let name = path
+        .file_name()
+        .with_context(|| format!("{} names no file", path.display()))?;
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(name);
+    tmp_name.push(format!(".{}.tmp", std::process::id()));
+    let tmp = path.with_file_name(tmp_name);
+    std::fs::write(&tmp, cp.to_canonical())
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
 }

@@ -3,7 +3,7 @@
 
 use anyhow::{Context, Result};
 use tensorlet_runtime::registry::oci::{self, OciReference};
-use tensorlet_runtime::registry::{AliasMove, Reference, Selector};
+use tensorlet_runtime::registry::{AliasMove, Reference};
 
 /// Point an alias (`staging`, `production`, …) at a model version, after
 /// verifying it.
@@ -70,15 +70,11 @@ pub fn promote(args: PromoteArgs) -> Result<()> {
             .with_context(|| format!("cannot promote {}", args.reference))?;
         return report(&m, args.json, &format!("promoted at {}", r.remote.url()));
     }
-    // Only what verifies against this node's trust policy is promoted.
-    let artifact = reg
-        .verify_str(&args.reference)
+    // Only what verifies against this node's trust policy is promoted: the
+    // registry verifies the version in the transaction that moves the alias.
+    let m = Reference::parse(&args.reference)
+        .and_then(|r| reg.promote(&r, &args.to))
         .with_context(|| format!("cannot promote {}", args.reference))?;
-    let exact = Reference {
-        name: artifact.manifest().name.clone(),
-        selector: Selector::Digest(artifact.digest().to_string()),
-    };
-    let m = reg.promote(&exact, &args.to)?;
     report(&m, args.json, "promoted")
 }
 

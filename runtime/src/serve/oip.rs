@@ -187,13 +187,16 @@ pub fn split_body<'a>(
 /// than `data` are parsed by serde_json, one value at a time, into the same
 /// maps that [`parse_value`] reads.
 mod scan {
+    use super::Nesting;
     use serde_json::{Map, Value};
 
     /// A request's members, its one input's members, and that input's data.
     pub struct Members {
         pub doc: Map<String, Value>,
         pub input: Map<String, Value>,
-        pub data: Option<Vec<f64>>,
+        /// The input's numbers, and how they nest (`None`: neither flat nor
+        /// one array per row, which `parse_value` words).
+        pub data: Option<(Vec<f64>, Option<Nesting>)>,
     }
 
     /// Deepest nesting of `data` arrays read here (serde_json stops at 128).
@@ -216,8 +219,14 @@ mod scan {
                         |c, key| {
                             if key == "data" {
                                 let mut v = Vec::with_capacity(c.b.len() / 4);
-                                c.numbers(&mut v)?;
-                                data = Some(v);
+                                let mut rows = Vec::new();
+                                let regular = c.numbers(&mut v, &mut rows)?;
+                                let nesting = if rows.is_empty() {
+                                    Nesting::Flat
+                                } else {
+                                    Nesting::Rows(rows)
+                                };
+                                data = Some((v, regular.then_some(nesting)));
                                 Some(None)
                             } else {
                                 c.value().map(Some)
@@ -332,8 +341,13 @@ mod scan {
             Some(v)
         }
 
-        /// A number, or numbers in nested arrays, appended in text order.
-        fn numbers(&mut self, out: &mut Vec<f64>) -> Option<()> {
+        /// A number, or numbers in nested arrays, appended in text order;
+        /// the length of each array at depth 2 (a row) goes to `rows`.
+        /// Returns whether the nesting is regular: flat, or every value in
+        /// a row and no array deeper than the rows.
+        fn numbers(&mut self, out: &mut Vec<f64>, rows: &mut Vec<usize>) -> Option<bool> {
+            let (start, mut in_rows, mut row_start) = (out.len(), 0, 0);
+            let mut deeper = false;
             let mut depth = 0;
             loop {
                 // A value: open arrays, then a number or an empty array.
@@ -344,12 +358,19 @@ mod scan {
                     if depth > MAX_DEPTH {
                         return None;
                     }
+                    if depth == 2 {
+                        row_start = out.len();
+                    }
+                    deeper |= depth > 2;
                     opened = true;
                     self.i += 1;
                     self.ws();
                 }
                 if opened && self.b.get(self.i) == Some(&b']') {
                     self.i += 1;
+                    if depth == 2 {
+                        rows.push(0);
+                    }
                     depth -= 1;
                 } else {
                     let (v, next) = number(self.b, self.i)?;
@@ -360,11 +381,16 @@ mod scan {
                 loop {
                     self.ws();
                     if depth == 0 {
-                        return Some(());
+                        let flat_or_rows = rows.is_empty() || in_rows == out.len() - start;
+                        return Some(!deeper && flat_or_rows);
                     }
                     match self.b.get(self.i)? {
                         b']' => {
                             self.i += 1;
+                            if depth == 2 {
+                                rows.push(out.len() - row_start);
+                                in_rows += out.len() - row_start;
+                            }
                             depth -= 1;
                         }
                         b',' => {
@@ -386,7 +412,7 @@ mod scan {
             i: 0,
         };
         let mut out = Vec::new();
-        c.numbers(&mut out)?;
+        c.numbers(&mut out, &mut Vec::new())?;
         (c.i == text.len()).then_some(out)
     }
 
@@ -491,6 +517,58 @@ fn flatten(v: &Value, out: &mut Vec<f64>, integer: bool) -> Result<(), BadReques
     }
 }
 
+/// How an input's `data` nests: flat (row-major numbers, or one number), or
+/// one array per row.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Nesting {
+    Flat,
+    /// How many values each row holds.
+    Rows(Vec<usize>),
+}
+
+/// The nesting of `data` (whose leaves [`flatten`] found to be numbers):
+/// numbers beside arrays, or arrays inside rows, are mistakes.
+fn nesting(data: &Value) -> Result<Nesting, BadRequest> {
+    let Value::Array(items) = data else {
+        return Ok(Nesting::Flat);
+    };
+    let Some(array) = items.iter().position(Value::is_array) else {
+        return Ok(Nesting::Flat);
+    };
+    if let Some(number) = items.iter().position(|v| !v.is_array()) {
+        return bad(format!(
+            "input `{INPUT}` data mixes numbers and rows: item {number} is a number but item \
+             {array} is an array; send the values flat (row-major) or as one array per row"
+        ));
+    }
+    let mut rows = Vec::with_capacity(items.len());
+    for (i, row) in items.iter().enumerate() {
+        let row = row.as_array().expect("every item is an array");
+        if row.iter().any(Value::is_array) {
+            return bad(format!(
+                "input `{INPUT}` row {i} holds an array; a row is an array of numbers"
+            ));
+        }
+        rows.push(row.len());
+    }
+    Ok(Nesting::Rows(rows))
+}
+
+/// Nested data must have the shape it declares: every row `features` long,
+/// so that values never shift from one row into another.
+fn check_rows(nesting: &Nesting, shape: &[usize], features: usize) -> Result<(), BadRequest> {
+    let Nesting::Rows(rows) = nesting else {
+        return Ok(());
+    };
+    match rows.iter().position(|&n| n != features) {
+        Some(i) => bad(format!(
+            "input `{INPUT}` row {i} has {} values; shape {shape:?} needs {features} in every row",
+            rows[i]
+        )),
+        None => Ok(()),
+    }
+}
+
 fn shape_of(v: Option<&Value>) -> Result<Vec<usize>, BadRequest> {
     let Some(Value::Array(dims)) = v else {
         return bad(format!("input `{INPUT}` needs a `shape` array"));
@@ -532,7 +610,7 @@ fn parse_scanned(
 ) -> Option<Result<InferRequest, BadRequest>> {
     let scan::Members { doc, input, data } = scan::request(json)?;
     let data = match data {
-        Some(v) => {
+        Some((v, nesting)) => {
             let integer = input
                 .get("datatype")
                 .and_then(Value::as_str)
@@ -542,7 +620,7 @@ fn parse_scanned(
             {
                 return None;
             }
-            Data::Parsed(v)
+            Data::Parsed(v, nesting?)
         }
         None => Data::Json(None),
     };
@@ -574,7 +652,7 @@ fn parse_value(json: &[u8], binary: &[u8], spec: InputSpec) -> Result<InferReque
 /// An input's `data`: as JSON, or already flattened by [`parse_scanned`].
 enum Data<'a> {
     Json(Option<&'a Value>),
-    Parsed(Vec<f64>),
+    Parsed(Vec<f64>, Nesting),
 }
 
 /// Checks the request `doc` with its one `input` (whose `data` is `data`)
@@ -659,10 +737,14 @@ fn parse_input(
                 .map(|c| dtype.decode(c))
                 .collect()
         }
-        (None, Data::Parsed(v)) => v,
+        (None, Data::Parsed(v, nesting)) => {
+            check_rows(&nesting, &shape, features)?;
+            v
+        }
         (None, Data::Json(Some(data))) => {
             let mut v = Vec::with_capacity(want);
             flatten(data, &mut v, dtype.is_integer())?;
+            check_rows(&nesting(data)?, &shape, features)?;
             v
         }
         (None, Data::Json(None)) => return bad(format!("input `{INPUT}` has no `data`")),
@@ -976,6 +1058,90 @@ mod tests {
                 docs[odd]
             );
         }
+    }
+
+    /// Nested data must nest as its shape says. Ragged rows whose values
+    /// add up to the right count would otherwise shift values from one row
+    /// into the next; both parses refuse them with the same sentence.
+    #[test]
+    fn ragged_or_mixed_nested_data_is_refused_by_both_parses() {
+        let doc = |shape: &str, data: &str| {
+            format!(
+                r#"{{"inputs":[{{"name":"input","shape":{shape},"datatype":"FP32","data":{data}}}]}}"#
+            )
+        };
+        let cases = [
+            (
+                doc("[2,2]", "[[1,2,3],[4]]"),
+                "input `input` row 0 has 3 values; shape [2, 2] needs 2 in every row",
+            ),
+            (
+                doc("[2,2]", "[[1,2],[3]]"),
+                "input `input` row 1 has 1 values; shape [2, 2] needs 2 in every row",
+            ),
+            (
+                doc("[3,2]", "[[1,2],[3],[4,5,6]]"),
+                "input `input` row 1 has 1 values; shape [3, 2] needs 2 in every row",
+            ),
+            (
+                doc("[2,2]", "[[1,2,3,4]]"),
+                "input `input` row 0 has 4 values; shape [2, 2] needs 2 in every row",
+            ),
+            (
+                doc("[2,2]", "[[],[1,2,3,4]]"),
+                "input `input` row 0 has 0 values; shape [2, 2] needs 2 in every row",
+            ),
+            (
+                doc("[2,2]", "[[1,2],3,4]"),
+                "input `input` data mixes numbers and rows: item 1 is a number but item 0 is an \
+                 array; send the values flat (row-major) or as one array per row",
+            ),
+            (
+                doc("[2,2]", "[1,2,[3,4]]"),
+                "input `input` data mixes numbers and rows: item 0 is a number but item 2 is an \
+                 array; send the values flat (row-major) or as one array per row",
+            ),
+            (
+                doc("[2,2]", "[[1,2],[[3],4]]"),
+                "input `input` row 1 holds an array; a row is an array of numbers",
+            ),
+            (
+                doc("[2,2]", "[[[1],[2]],[[3],[4]]]"),
+                "input `input` row 0 holds an array; a row is an array of numbers",
+            ),
+        ];
+        for (body, want) in &cases {
+            assert_eq!(err(body), *want, "{body}");
+            assert_eq!(
+                parse_value(body.as_bytes(), &[], SPEC).unwrap_err().0,
+                *want,
+                "{body}"
+            );
+            if let Some(scanned) = parse_scanned(body.as_bytes(), &[], SPEC) {
+                assert_eq!(scanned.unwrap_err().0, *want, "{body}");
+            }
+        }
+        // Ragged rows are read by the one-pass scan and refused there.
+        for (body, _) in &cases[..5] {
+            assert!(
+                parse_scanned(body.as_bytes(), &[], SPEC).is_some(),
+                "{body}"
+            );
+        }
+        // Rows of the declared shape, and flat data, still parse both ways.
+        for data in ["[[1,2],[3,4]]", "[ [ 1 , 2 ] , [ 3 , 4 ] ]", "[1,2,3,4]"] {
+            let body = doc("[2,2]", data);
+            let scanned = parse_scanned(body.as_bytes(), &[], SPEC).unwrap().unwrap();
+            assert_eq!(scanned, parse_value(body.as_bytes(), &[], SPEC).unwrap());
+            assert_eq!(scanned.x, [1.0, 2.0, 3.0, 4.0]);
+        }
+        // With binary data, `data` is not read.
+        let header = r#"{"inputs":[{"name":"input","shape":[1,2],"datatype":"FP32","data":[[1],[2,3]],"parameters":{"binary_data_size":8}}]}"#;
+        let bin: Vec<u8> = [1.0f32, 2.0].iter().flat_map(|f| f.to_le_bytes()).collect();
+        assert_eq!(
+            parse_request(header.as_bytes(), &bin, SPEC).unwrap().x,
+            [1.0, 2.0]
+        );
     }
 
     #[test]
