@@ -461,6 +461,12 @@ fn promote_and_rollback_move_aliases_and_are_audited() {
         &["rollback", "acme/iris-model", "--alias", "production"],
     ));
     assert!(err.contains("no earlier version to roll back to"), "{err}");
+    // It names the versions it was rolled back from, not only the one it is at.
+    assert!(
+        err.contains("is at 0.1.0, the first version it pointed at"),
+        "{err}"
+    );
+    assert!(err.contains("(to 0.1.1, 0.1.2)"), "{err}");
     assert_eq!(target("staging"), "0.1.1", "other aliases do not move");
 
     // Promotion verifies first: a tampered version is refused, nothing moves.
