@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::ValueEnum;
 use tensorlet_runtime::gpu::{Device, Preference};
-use tensorlet_runtime::pipeline::PluginSource;
+use tensorlet_runtime::pipeline::{PluginSource, TrainingConfig};
 use tensorlet_runtime::{Runtime, RuntimeConfig, RuntimeError};
 
 use crate::bundled;
@@ -107,6 +107,16 @@ pub fn resolve(source: &PluginSource) -> Result<(String, Vec<u8>), RuntimeError>
             }),
         },
     }
+}
+
+/// Recorded training options (a run's `config`, a manifest's `training`) for
+/// showing, each `f32` in its shortest form (`0.1`). Records and manifests
+/// written by earlier versions hold them widened to `f64`
+/// (`0.10000000149011612`); anything that is not a training config is shown
+/// as it is.
+pub fn training_options(recorded: &serde_json::Value) -> serde_json::Value {
+    serde_json::from_value::<TrainingConfig>(recorded.clone())
+        .map_or_else(|_| recorded.clone(), |c| c.to_json())
 }
 
 /// The multi-threaded async runtime an HTTP server runs on.

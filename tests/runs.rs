@@ -388,6 +388,75 @@ fn a_killed_run_shows_as_lost_and_resumes() {
 }
 
 #[test]
+fn run_options_show_the_learning_rate_as_given() {
+    let (home, _) = published_home();
+    let h = home.path();
+    // The published pipeline says `learning_rate = 0.1`; the other run overrides it.
+    let (a, _) = train(h, &["--data", s(&data("iris.csv")), "--epochs", "2"]);
+    let (b, _) = train(
+        h,
+        &[
+            "--data",
+            s(&data("iris.csv")),
+            "--epochs",
+            "2",
+            "--lr",
+            "0.05",
+        ],
+    );
+    let widened = "0.10000000149011612";
+    let check = |what: &str| {
+        let text = ok(&tensorlet(h, &["runs", "show", &a]));
+        assert!(text.contains(r#""learning_rate":0.1,"#), "{what}: {text}");
+        assert!(
+            text.contains(r#""validation_fraction":0.2"#),
+            "{what}: {text}"
+        );
+        let json_out = ok(&tensorlet(h, &["runs", "show", &a, "--json"]));
+        assert!(
+            json_out.contains(r#""learning_rate": 0.1,"#),
+            "{what}: {json_out}"
+        );
+        let cmp = ok(&tensorlet(h, &["runs", "compare", &a, &b]));
+        let row = cmp
+            .lines()
+            .find(|l| l.contains("config.learning_rate"))
+            .unwrap_or_else(|| panic!("{what}: no learning rate row in {cmp}"));
+        assert_eq!(
+            row.split_whitespace().collect::<Vec<_>>(),
+            ["*", "config.learning_rate", "0.1", "0.05"],
+            "{what}: {cmp}"
+        );
+        let cmp_json = ok(&tensorlet(h, &["runs", "compare", &a, &b, "--json"]));
+        let model = ok(&tensorlet(h, &["show", "acme/iris-model@0.1.0"]));
+        for out in [&text, &json_out, &cmp, &cmp_json, &model] {
+            assert!(!out.contains(widened), "{what}: {out}");
+            assert!(!out.contains("0.05000000074505806"), "{what}: {out}");
+        }
+    };
+    check("as recorded");
+    // Records written before the options were kept in their f32 form hold
+    // them widened to f64; they are shown the same way.
+    let db = rusqlite::Connection::open(h.join("registry.db")).unwrap();
+    let changed = db
+        .execute(
+            "UPDATE runs SET record = replace(record, '\"learning_rate\":0.1,', ?1) WHERE id = ?2",
+            [&format!(r#""learning_rate":{widened},"#), &a],
+        )
+        .unwrap();
+    assert_eq!(changed, 1);
+    let stored: String = db
+        .query_row("SELECT record FROM runs WHERE id = ?1", [&a], |r| r.get(0))
+        .unwrap();
+    assert!(stored.contains(widened), "{stored}");
+    drop(db);
+    assert!(
+        ok(&tensorlet(h, &["runs", "show", &a, "--json"])).contains(r#""learning_rate": 0.1,"#)
+    );
+    check("as an older version recorded them");
+}
+
+#[test]
 fn promote_and_rollback_move_aliases_and_are_audited() {
     let (home, _) = published_home();
     let h = home.path();

@@ -596,7 +596,7 @@ impl Run<'_> {
                     "host": host_record(self.rt),
                     "tensorlet_version": env!("CARGO_PKG_VERSION"),
                     "plugins": plugin_record,
-                    "config": pipeline.training,
+                    "config": pipeline.training.to_json(),
                     "dataset": data_source.record(),
                     "seed": pipeline.training.seed,
                     "classes": classes,
