@@ -388,6 +388,124 @@ fn a_killed_run_shows_as_lost_and_resumes() {
 }
 
 #[test]
+fn train_fails_before_the_first_epoch_when_the_model_cannot_be_published() {
+    let (home, _) = published_home();
+    let h = home.path();
+    let iris = data("iris.csv");
+    keygen(h, "mallory");
+    let (_, bob) = keygen(h, "bob");
+    ok(&tensorlet(
+        h,
+        &["trust", "add", &bob, "--namespace", "other"],
+    ));
+    let registry = || ok(&tensorlet(h, &["list", "--json"]));
+    let audit_entries = || {
+        json(&ok(&tensorlet(h, &["audit", "log", "--json"])))
+            .as_array()
+            .unwrap()
+            .len()
+    };
+    let before = registry();
+    let entries = audit_entries();
+    // So many epochs that a run which trained first would not end within
+    // the test's lifetime: each case must fail before training starts.
+    let train = |extra: &[&str]| {
+        let mut args = vec![
+            "train",
+            "acme/iris",
+            "--data",
+            s(&iris),
+            "--epochs",
+            "1000000",
+            "--device",
+            "cpu",
+        ];
+        args.extend_from_slice(extra);
+        fails(&tensorlet(h, &args))
+    };
+    for (extra, why) in [
+        (
+            &["--key", "mallory"][..],
+            "the key is not in this trust policy",
+        ),
+        (
+            &["--key", "bob"][..],
+            "trusted only for namespace(s) other, not for `acme`",
+        ),
+        (&["--key", "nobody"][..], "nobody"),
+        (
+            &["--key", "alice", "--model", "Acme/Iris"][..],
+            "`Acme/Iris` is not an artifact name",
+        ),
+        (
+            &["--key", "alice", "--version", "1.0"][..],
+            "`1.0` is not a semantic version",
+        ),
+        // The pipeline itself is acme/iris@1.0.0: that version is taken.
+        (
+            &[
+                "--key",
+                "alice",
+                "--model",
+                "acme/iris",
+                "--version",
+                "1.0.0",
+            ][..],
+            "acme/iris@1.0.0 is already published",
+        ),
+    ] {
+        let err = train(extra);
+        assert!(err.contains(why), "{extra:?}: {err}");
+        assert!(!err.contains("\nrun "), "{extra:?} started a run: {err}");
+        if extra[1] != "nobody" {
+            assert!(
+                err.contains("so training did not start"),
+                "{extra:?}: {err}"
+            );
+        }
+    }
+    // A pipeline with local stages trains only into a directory.
+    let err = train_local(
+        h,
+        &[
+            "--key",
+            "alice",
+            "--model",
+            "acme/local-iris",
+            "--allow-unsigned",
+        ],
+    );
+    assert!(err.contains("local `path`/`bundled` plugin"), "{err}");
+    let file = h.join("a-file");
+    std::fs::write(&file, "").unwrap();
+    let err = train(&["--out", s(&file)]);
+    assert!(err.contains("is a file, not a directory"), "{err}");
+
+    let runs = json(&ok(&tensorlet(h, &["runs", "list", "--json"])));
+    assert_eq!(runs, serde_json::json!([]), "no run was recorded");
+    assert_eq!(registry(), before, "nothing was published");
+    assert_eq!(audit_entries(), entries, "nothing was audited");
+}
+
+/// `train` of the bundled iris pipeline file (local stages) with `extra`; its stderr.
+fn train_local(home: &Path, extra: &[&str]) -> String {
+    let iris = data("iris.csv");
+    let p = pipeline("iris");
+    let mut args = vec![
+        "train",
+        s(&p),
+        "--data",
+        s(&iris),
+        "--epochs",
+        "1000000",
+        "--device",
+        "cpu",
+    ];
+    args.extend_from_slice(extra);
+    fails(&tensorlet(home, &args))
+}
+
+#[test]
 fn run_options_show_the_learning_rate_as_given() {
     let (home, _) = published_home();
     let h = home.path();
