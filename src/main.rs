@@ -5,6 +5,10 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+// First, so that its `println!` and `print!` replace std's in every module.
+#[macro_use]
+mod output;
+
 mod artifacts;
 mod bundled;
 mod commands;
