@@ -88,6 +88,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    common::quiet_gpu_probe();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {

@@ -334,3 +334,54 @@ fn printing_commands_end_quietly_when_the_reader_of_stdout_goes() {
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert_eq!(stderr, "");
 }
+
+#[test]
+fn commands_on_the_cpu_print_no_gpu_driver_noise() {
+    // Mesa (lavapipe, llvmpipe) complains on stderr during an adapter probe
+    // when XDG_RUNTIME_DIR is unset, as it is under cron, systemd services
+    // and `env -i`. `--device auto` probes; `cpu` must not.
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let model = h.join("iris-model");
+    let run = |args: &[&str]| {
+        let out = command(h, args)
+            .env_remove("XDG_RUNTIME_DIR")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{args:?}: {stderr}");
+        assert!(!stderr.contains("XDG_RUNTIME_DIR"), "{args:?}: {stderr}");
+        stderr
+    };
+    let stderr = run(&["bench", "instances", "--iterations", "10"]);
+    assert_eq!(stderr, "");
+    let stderr = run(&[
+        "bench",
+        "instances",
+        "--iterations",
+        "10",
+        "--device",
+        "cpu",
+    ]);
+    assert_eq!(stderr, "");
+    run(&[
+        "train",
+        s(&pipeline("iris")),
+        "--data",
+        s(&data("iris.csv")),
+        "--out",
+        s(&model),
+        "--epochs",
+        "2",
+        "--allow-unsigned",
+    ]);
+    run(&[
+        "predict",
+        s(&model),
+        "--input",
+        s(&data("iris.csv")),
+        "--allow-unsigned",
+    ]);
+    let stderr = run(&["devices"]);
+    assert_eq!(stderr, "");
+}
