@@ -4,6 +4,18 @@
 //! parts for `wasm32-wasip2`. The bundled ones are embedded in the binary
 //! (`src/bundled.rs`); all of them, test plugins included, are copied to
 //! `$OUT_DIR`, whose path reaches the tests as `TENSORLET_PLUGIN_DIR`.
+//!
+//! It first makes sure the toolchain has the two wasm targets, adding them
+//! with rustup where they are missing (see [`ensure_targets`]). It cannot
+//! check them before the long part of a fresh build: cargo starts the ready
+//! unit with the most units waiting on it, and only this package's binary
+//! and tests wait on this script, so it comes near the end. On a fresh clone
+//! (two cores shared with other builds, 628 units) it was compiled as unit
+//! 618, 84 % into the build, 600 s after the one unit it waits for (the
+//! build script of `libmimalloc-sys`, which has a `links` key) had run.
+//! Cargo has no hook that runs before the dependencies, so where rustup is
+//! there this script repairs the toolchain instead of failing, and only
+//! without rustup does it stop, with the command to run.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -21,6 +33,9 @@ const BUNDLED: &[(&str, &str)] = &[
 const BARE_TARGET: &str = "wasm32-unknown-unknown";
 /// The target of the export parts.
 const WASI_TARGET: &str = "wasm32-wasip2";
+
+/// Every target the plugins are built for; `rust-toolchain.toml` lists them.
+const TARGETS: [&str; 2] = [BARE_TARGET, WASI_TARGET];
 
 /// Test-only plugins, built but not embedded.
 const TEST_ONLY: &[&str] = &["misbehave"];
@@ -74,6 +89,8 @@ fn main() {
         println!("cargo:rerun-if-changed=plugins/legacy/{dir}/src");
         println!("cargo:rerun-if-changed=plugins/legacy/{dir}/Cargo.toml");
     }
+
+    ensure_targets();
 
     // <target>/[<triple>/]<profile>/build/<pkg>-<hash>/out -> <target>/wasm-plugins:
     // a cross build (`--target aarch64-…`) shares the native build's plugins.
@@ -145,6 +162,104 @@ fn main() {
     }
     std::fs::write(out.join("bundled.rs"), table).unwrap();
     println!("cargo:rustc-env=TENSORLET_PLUGIN_DIR={}", out.display());
+}
+
+/// Makes sure the compiler of this build has the standard library of every
+/// target in [`TARGETS`] before the plugins are built with it.
+///
+/// rustup adds the targets `rust-toolchain.toml` lists only when it installs
+/// the toolchain itself: with a toolchain that was installed already, or
+/// with `RUSTUP_AUTO_INSTALL=0`, they are missing and the plugin build fails
+/// with "can't find crate for `core`". Under rustup (its proxies set
+/// `RUSTUP_TOOLCHAIN` to the active toolchain, the one `rust-toolchain.toml`
+/// names) the missing targets are added to that toolchain; without rustup
+/// the build stops here, before the plugins, with the command to run. When
+/// the targets are there, this costs one `rustc --print sysroot`.
+fn ensure_targets() {
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let sysroot = Command::new(&rustc)
+        .args(["--print", "sysroot"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()))
+        .unwrap_or_else(|| stop(&format!("cannot run `{rustc} --print sysroot`")));
+    let missing = |sysroot: &Path| -> Vec<&str> {
+        TARGETS
+            .into_iter()
+            .filter(|t| !has_std(sysroot, t))
+            .collect()
+    };
+    let absent = missing(&sysroot);
+    if absent.is_empty() {
+        return;
+    }
+    let list = absent.join(" ");
+    let names = absent.join(" and ");
+    let Some(toolchain) = std::env::var("RUSTUP_TOOLCHAIN")
+        .ok()
+        .filter(|t| !t.is_empty())
+    else {
+        stop(&format!(
+            "the plugins are built for {names}, whose standard library is not installed \
+             for this compiler ({rustc}, sysroot {}). With rustup, run\n\n    \
+             rustup target add {list}\n\nWithout rustup, install your distribution's \
+             package of the standard library for {names}, or install Rust with rustup \
+             (https://rustup.rs), which reads rust-toolchain.toml",
+            sysroot.display()
+        ));
+    };
+    println!(
+        "cargo:warning=adding the targets the plugins are built for to toolchain {toolchain}: \
+         rustup target add --toolchain {toolchain} {list}"
+    );
+    let rustup = rustup();
+    let added = Command::new(&rustup)
+        .args(["target", "add", "--toolchain", &toolchain])
+        .args(&absent)
+        .output();
+    let failure = match added {
+        Ok(o) if o.status.success() => None,
+        Ok(o) => Some(String::from_utf8_lossy(&o.stderr).into_owned()),
+        Err(e) => Some(format!("cannot run {}: {e}", rustup.display())),
+    };
+    if failure.is_some() || !missing(&sysroot).is_empty() {
+        stop(&format!(
+            "the plugins are built for {names}, which toolchain {toolchain} lacks, and \
+             `rustup target add --toolchain {toolchain} {list}` did not add them; run it \
+             yourself and build again{}",
+            failure.map_or_else(String::new, |f| format!(". rustup said:\n{}", f.trim_end()))
+        ));
+    }
+}
+
+/// Whether `sysroot` holds the standard library for `target` (its `core`).
+fn has_std(sysroot: &Path, target: &str) -> bool {
+    let lib = sysroot.join("lib/rustlib").join(target).join("lib");
+    std::fs::read_dir(lib).is_ok_and(|entries| {
+        entries.flatten().any(|e| {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            name.starts_with("libcore-") && name.ends_with(".rlib")
+        })
+    })
+}
+
+/// The `rustup` beside the proxies that started this build (`$CARGO_HOME/bin`),
+/// else the one on `PATH`.
+fn rustup() -> PathBuf {
+    let exe = format!("rustup{}", std::env::consts::EXE_SUFFIX);
+    std::env::var_os("CARGO_HOME")
+        .map(|home| PathBuf::from(home).join("bin").join(&exe))
+        .filter(|p| p.is_file())
+        .unwrap_or_else(|| PathBuf::from(exe))
+}
+
+/// Ends the build script with `message`, which cargo shows under the
+/// failed build command.
+fn stop(message: &str) -> ! {
+    eprintln!("error: {message}");
+    std::process::exit(1);
 }
 
 /// Builds the plugin crates `stems` (file stems: `_` for `-`) of the plugins

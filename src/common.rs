@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::ValueEnum;
 use tensorlet_runtime::gpu::{Device, Preference};
-use tensorlet_runtime::pipeline::PluginSource;
+use tensorlet_runtime::pipeline::{PluginSource, TrainingConfig};
 use tensorlet_runtime::{Runtime, RuntimeConfig, RuntimeError};
 
 use crate::bundled;
@@ -52,6 +52,30 @@ impl DeviceArgs {
     /// Opens the chosen device.
     pub fn open(&self) -> Result<Device> {
         self.device.open()
+    }
+}
+
+/// Keeps GPU driver noise out of every command's output; call it first in
+/// `main`, before any thread starts.
+///
+/// Mesa's Vulkan drivers (lavapipe among them) connect to Wayland while wgpu
+/// looks for adapters, and libwayland prints "error: XDG_RUNTIME_DIR is
+/// invalid or not set in the environment." when that variable is unset or
+/// not an absolute path, as under cron, systemd services, containers and
+/// `env -i`: `--device auto` on a machine without a GPU would print it on
+/// every run. Pointing it at the temporary directory (only when it is unset
+/// or invalid) lets that connection fail quietly, as it does on any machine
+/// without a Wayland session; nothing else in tensorlet reads it.
+pub fn quiet_gpu_probe() {
+    #[cfg(all(unix, feature = "gpu"))]
+    {
+        let valid = std::env::var_os("XDG_RUNTIME_DIR")
+            .is_some_and(|d| std::path::Path::new(&d).is_absolute());
+        if !valid {
+            // SAFETY: called at the start of `main`, before any thread
+            // exists that could read the environment concurrently.
+            unsafe { std::env::set_var("XDG_RUNTIME_DIR", std::env::temp_dir()) };
+        }
     }
 }
 
@@ -107,6 +131,16 @@ pub fn resolve(source: &PluginSource) -> Result<(String, Vec<u8>), RuntimeError>
             }),
         },
     }
+}
+
+/// Recorded training options (a run's `config`, a manifest's `training`) for
+/// showing, each `f32` in its shortest form (`0.1`). Records and manifests
+/// written by earlier versions hold them widened to `f64`
+/// (`0.10000000149011612`); anything that is not a training config is shown
+/// as it is.
+pub fn training_options(recorded: &serde_json::Value) -> serde_json::Value {
+    serde_json::from_value::<TrainingConfig>(recorded.clone())
+        .map_or_else(|_| recorded.clone(), |c| c.to_json())
 }
 
 /// The multi-threaded async runtime an HTTP server runs on.

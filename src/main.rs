@@ -5,6 +5,10 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+// First, so that its `println!` and `print!` replace std's in every module.
+#[macro_use]
+mod output;
+
 mod artifacts;
 mod bundled;
 mod commands;
@@ -84,6 +88,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    common::quiet_gpu_probe();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {

@@ -2,6 +2,10 @@
 
 mod common;
 
+use std::io::BufRead;
+use std::path::Path;
+use std::process::{Output, Stdio};
+
 use common::*;
 
 #[test]
@@ -232,4 +236,152 @@ fn bad_input_gets_a_clear_error() {
         "{err}"
     );
     // `--device gpu` without an adapter: tests/gpu.rs.
+}
+
+/// Runs `tensorlet` with stdout a pipe whose reader has gone, as `tensorlet …
+/// | head` leaves it once `head` has taken its lines and exited.
+fn with_stdout_closed(home: &Path, args: &[&str]) -> Output {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    command(home, args).stdout(writer).output().unwrap()
+}
+
+#[test]
+fn printing_commands_end_quietly_when_the_reader_of_stdout_goes() {
+    let (home, _) = published_home();
+    let h = home.path();
+    let iris = data("iris.csv");
+    let out = command(
+        h,
+        &[
+            "train",
+            "acme/iris",
+            "--data",
+            s(&iris),
+            "--key",
+            "alice",
+            "--epochs",
+            "2",
+            "--device",
+            "cpu",
+        ],
+    )
+    .output()
+    .unwrap();
+    ok(&out);
+    // Enough rows that their labels overflow a pipe's buffer many times.
+    let text = std::fs::read_to_string(&iris).unwrap();
+    let (header, rows) = text.split_once('\n').unwrap();
+    let big = h.join("big.csv");
+    std::fs::write(&big, format!("{header}\n{}", rows.repeat(150))).unwrap();
+
+    for args in [
+        &[
+            "predict",
+            "acme/iris-model",
+            "--input",
+            s(&big),
+            "--device",
+            "cpu",
+        ][..],
+        &[
+            "predict",
+            "acme/iris-model",
+            "--input",
+            s(&big),
+            "--json",
+            "--device",
+            "cpu",
+        ],
+        &["list"],
+        &["list", "--json"],
+        &["show", "acme/iris-model"],
+        &["runs", "list"],
+        &["trust", "list"],
+        &["audit", "log"],
+        &["audit", "verify"],
+        &["--help"],
+    ] {
+        let out = with_stdout_closed(h, args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
+        assert_eq!(stderr, "", "{args:?} is not quiet");
+    }
+
+    // As `| head -1` does it: one line read, then the pipe closed.
+    let mut child = command(
+        h,
+        &[
+            "predict",
+            "acme/iris-model",
+            "--input",
+            s(&big),
+            "--device",
+            "cpu",
+        ],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert_eq!(first, "setosa\n");
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(stderr, "");
+}
+
+#[test]
+fn commands_on_the_cpu_print_no_gpu_driver_noise() {
+    // Mesa (lavapipe, llvmpipe) complains on stderr during an adapter probe
+    // when XDG_RUNTIME_DIR is unset, as it is under cron, systemd services
+    // and `env -i`. `--device auto` probes; `cpu` must not.
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let model = h.join("iris-model");
+    let run = |args: &[&str]| {
+        let out = command(h, args)
+            .env_remove("XDG_RUNTIME_DIR")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{args:?}: {stderr}");
+        assert!(!stderr.contains("XDG_RUNTIME_DIR"), "{args:?}: {stderr}");
+        stderr
+    };
+    let stderr = run(&["bench", "instances", "--iterations", "10"]);
+    assert_eq!(stderr, "");
+    let stderr = run(&[
+        "bench",
+        "instances",
+        "--iterations",
+        "10",
+        "--device",
+        "cpu",
+    ]);
+    assert_eq!(stderr, "");
+    run(&[
+        "train",
+        s(&pipeline("iris")),
+        "--data",
+        s(&data("iris.csv")),
+        "--out",
+        s(&model),
+        "--epochs",
+        "2",
+        "--allow-unsigned",
+    ]);
+    run(&[
+        "predict",
+        s(&model),
+        "--input",
+        s(&data("iris.csv")),
+        "--allow-unsigned",
+    ]);
+    let stderr = run(&["devices"]);
+    assert_eq!(stderr, "");
 }

@@ -1,6 +1,8 @@
 //! The CLI on the GPU backend: `devices`, the demo on the GPU (training accuracy
-//! against the CPU), `TENSORLET_DEVICE`, and `auto` skipping software devices. Without a hardware GPU these run on
-//! lavapipe; without any adapter they skip loudly, or fail when `CI` is set.
+//! against the CPU), `TENSORLET_DEVICE`, and `auto` skipping software devices.
+//! Without a hardware GPU these run on lavapipe. The ones that need an adapter
+//! are ignored by default (`cargo test … -- --ignored` runs them) and fail,
+//! saying what to install, when run without one. See `docs/testing.md`.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -12,9 +14,6 @@ fn tensorlet(home: &Path, args: &[&str], device_env: Option<&str>) -> Output {
         .env_remove("TENSORLET_DEVICE");
     if let Some(d) = device_env {
         cmd.env("TENSORLET_DEVICE", d);
-    }
-    if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
-        cmd.env("XDG_RUNTIME_DIR", std::env::temp_dir());
     }
     cmd.output().expect("run tensorlet")
 }
@@ -29,25 +28,18 @@ fn ok(out: &Output) -> String {
     String::from_utf8(out.stdout.clone()).unwrap()
 }
 
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0" && v != "false")
-}
-
-/// `tensorlet devices --json`, or `None` (after a loud skip; a failure in CI)
-/// when there is no adapter at all.
-fn adapters(home: &Path) -> Option<serde_json::Value> {
+/// `tensorlet devices --json`; a test that runs where there is no adapter at
+/// all fails with what to install.
+fn adapters(home: &Path) -> serde_json::Value {
     let json: serde_json::Value =
         serde_json::from_str(&ok(&tensorlet(home, &["devices", "--json"], None))).unwrap();
     let found = json["adapters"].as_array().is_some_and(|a| !a.is_empty());
-    if !found {
-        assert!(
-            !in_ci(),
-            "CI is set but no GPU adapter was found (is mesa-vulkan-drivers installed?): {json}"
-        );
-        eprintln!("SKIPPED: no GPU adapter (install mesa-vulkan-drivers libvulkan1 for lavapipe)");
-        return None;
-    }
-    Some(json)
+    assert!(
+        found,
+        "no GPU adapter: install a Vulkan driver (`apt-get install mesa-vulkan-drivers \
+         libvulkan1` gives the lavapipe software device; see docs/testing.md): {json}"
+    );
+    json
 }
 
 /// The validation accuracy of each example on a demo's output.
@@ -63,11 +55,10 @@ fn accuracies(stdout: &str) -> Vec<(String, f32)> {
 }
 
 #[test]
+#[ignore = "needs a GPU adapter: apt-get install mesa-vulkan-drivers libvulkan1"]
 fn devices_lists_the_adapters_and_the_auto_choice() {
     let home = tempfile::tempdir().unwrap();
-    let Some(json) = adapters(home.path()) else {
-        return;
-    };
+    let json = adapters(home.path());
     let list = json["adapters"].as_array().unwrap();
     for a in list {
         assert!(!a["name"].as_str().unwrap().is_empty(), "{a}");
@@ -93,11 +84,10 @@ fn devices_lists_the_adapters_and_the_auto_choice() {
 }
 
 #[test]
+#[ignore = "needs a GPU adapter: apt-get install mesa-vulkan-drivers libvulkan1"]
 fn demo_on_the_gpu_matches_the_cpu_accuracy() {
     let home = tempfile::tempdir().unwrap();
-    let Some(json) = adapters(home.path()) else {
-        return;
-    };
+    let json = adapters(home.path());
     // TENSORLET_DEVICE=gpu is the same as --device gpu.
     let gpu = ok(&tensorlet(home.path(), &["demo"], Some("gpu")));
     assert!(gpu.starts_with("tensorlet demo on gpu ("), "{gpu}");
@@ -122,11 +112,10 @@ fn demo_on_the_gpu_matches_the_cpu_accuracy() {
 }
 
 #[test]
+#[ignore = "needs a GPU adapter: apt-get install mesa-vulkan-drivers libvulkan1"]
 fn auto_never_picks_a_software_gpu() {
     let home = tempfile::tempdir().unwrap();
-    let Some(json) = adapters(home.path()) else {
-        return;
-    };
+    let json = adapters(home.path());
     if json["auto_adapter"].is_null() {
         let out = ok(&tensorlet(
             home.path(),

@@ -388,6 +388,193 @@ fn a_killed_run_shows_as_lost_and_resumes() {
 }
 
 #[test]
+fn train_fails_before_the_first_epoch_when_the_model_cannot_be_published() {
+    let (home, _) = published_home();
+    let h = home.path();
+    let iris = data("iris.csv");
+    keygen(h, "mallory");
+    let (_, bob) = keygen(h, "bob");
+    ok(&tensorlet(
+        h,
+        &["trust", "add", &bob, "--namespace", "other"],
+    ));
+    let registry = || ok(&tensorlet(h, &["list", "--json"]));
+    let audit_entries = || {
+        json(&ok(&tensorlet(h, &["audit", "log", "--json"])))
+            .as_array()
+            .unwrap()
+            .len()
+    };
+    let before = registry();
+    let entries = audit_entries();
+    // So many epochs that a run which trained first would not end within
+    // the test's lifetime: each case must fail before training starts.
+    let train = |extra: &[&str]| {
+        let mut args = vec![
+            "train",
+            "acme/iris",
+            "--data",
+            s(&iris),
+            "--epochs",
+            "1000000",
+            "--device",
+            "cpu",
+        ];
+        args.extend_from_slice(extra);
+        fails(&tensorlet(h, &args))
+    };
+    for (extra, why) in [
+        (
+            &["--key", "mallory"][..],
+            "the key is not in this trust policy",
+        ),
+        (
+            &["--key", "bob"][..],
+            "trusted only for namespace(s) other, not for `acme`",
+        ),
+        (&["--key", "nobody"][..], "nobody"),
+        (
+            &["--key", "alice", "--model", "Acme/Iris"][..],
+            "`Acme/Iris` is not an artifact name",
+        ),
+        (
+            &["--key", "alice", "--version", "1.0"][..],
+            "`1.0` is not a semantic version",
+        ),
+        // The pipeline itself is acme/iris@1.0.0: that version is taken.
+        (
+            &[
+                "--key",
+                "alice",
+                "--model",
+                "acme/iris",
+                "--version",
+                "1.0.0",
+            ][..],
+            "acme/iris@1.0.0 is already published",
+        ),
+    ] {
+        let err = train(extra);
+        assert!(err.contains(why), "{extra:?}: {err}");
+        assert!(!err.contains("\nrun "), "{extra:?} started a run: {err}");
+        if extra[1] != "nobody" {
+            assert!(
+                err.contains("so training did not start"),
+                "{extra:?}: {err}"
+            );
+        }
+    }
+    // A pipeline with local stages trains only into a directory.
+    let err = train_local(
+        h,
+        &[
+            "--key",
+            "alice",
+            "--model",
+            "acme/local-iris",
+            "--allow-unsigned",
+        ],
+    );
+    assert!(err.contains("local `path`/`bundled` plugin"), "{err}");
+    let file = h.join("a-file");
+    std::fs::write(&file, "").unwrap();
+    let err = train(&["--out", s(&file)]);
+    assert!(err.contains("is a file, not a directory"), "{err}");
+
+    let runs = json(&ok(&tensorlet(h, &["runs", "list", "--json"])));
+    assert_eq!(runs, serde_json::json!([]), "no run was recorded");
+    assert_eq!(registry(), before, "nothing was published");
+    assert_eq!(audit_entries(), entries, "nothing was audited");
+}
+
+/// `train` of the bundled iris pipeline file (local stages) with `extra`; its stderr.
+fn train_local(home: &Path, extra: &[&str]) -> String {
+    let iris = data("iris.csv");
+    let p = pipeline("iris");
+    let mut args = vec![
+        "train",
+        s(&p),
+        "--data",
+        s(&iris),
+        "--epochs",
+        "1000000",
+        "--device",
+        "cpu",
+    ];
+    args.extend_from_slice(extra);
+    fails(&tensorlet(home, &args))
+}
+
+#[test]
+fn run_options_show_the_learning_rate_as_given() {
+    let (home, _) = published_home();
+    let h = home.path();
+    // The published pipeline says `learning_rate = 0.1`; the other run overrides it.
+    let (a, _) = train(h, &["--data", s(&data("iris.csv")), "--epochs", "2"]);
+    let (b, _) = train(
+        h,
+        &[
+            "--data",
+            s(&data("iris.csv")),
+            "--epochs",
+            "2",
+            "--lr",
+            "0.05",
+        ],
+    );
+    let widened = "0.10000000149011612";
+    let check = |what: &str| {
+        let text = ok(&tensorlet(h, &["runs", "show", &a]));
+        assert!(text.contains(r#""learning_rate":0.1,"#), "{what}: {text}");
+        assert!(
+            text.contains(r#""validation_fraction":0.2"#),
+            "{what}: {text}"
+        );
+        let json_out = ok(&tensorlet(h, &["runs", "show", &a, "--json"]));
+        assert!(
+            json_out.contains(r#""learning_rate": 0.1,"#),
+            "{what}: {json_out}"
+        );
+        let cmp = ok(&tensorlet(h, &["runs", "compare", &a, &b]));
+        let row = cmp
+            .lines()
+            .find(|l| l.contains("config.learning_rate"))
+            .unwrap_or_else(|| panic!("{what}: no learning rate row in {cmp}"));
+        assert_eq!(
+            row.split_whitespace().collect::<Vec<_>>(),
+            ["*", "config.learning_rate", "0.1", "0.05"],
+            "{what}: {cmp}"
+        );
+        let cmp_json = ok(&tensorlet(h, &["runs", "compare", &a, &b, "--json"]));
+        let model = ok(&tensorlet(h, &["show", "acme/iris-model@0.1.0"]));
+        for out in [&text, &json_out, &cmp, &cmp_json, &model] {
+            assert!(!out.contains(widened), "{what}: {out}");
+            assert!(!out.contains("0.05000000074505806"), "{what}: {out}");
+        }
+    };
+    check("as recorded");
+    // Records written before the options were kept in their f32 form hold
+    // them widened to f64; they are shown the same way.
+    let db = rusqlite::Connection::open(h.join("registry.db")).unwrap();
+    let changed = db
+        .execute(
+            "UPDATE runs SET record = replace(record, '\"learning_rate\":0.1,', ?1) WHERE id = ?2",
+            [&format!(r#""learning_rate":{widened},"#), &a],
+        )
+        .unwrap();
+    assert_eq!(changed, 1);
+    let stored: String = db
+        .query_row("SELECT record FROM runs WHERE id = ?1", [&a], |r| r.get(0))
+        .unwrap();
+    assert!(stored.contains(widened), "{stored}");
+    drop(db);
+    assert!(
+        ok(&tensorlet(h, &["runs", "show", &a, "--json"])).contains(r#""learning_rate": 0.1,"#)
+    );
+    check("as an older version recorded them");
+}
+
+#[test]
 fn promote_and_rollback_move_aliases_and_are_audited() {
     let (home, _) = published_home();
     let h = home.path();
@@ -461,6 +648,12 @@ fn promote_and_rollback_move_aliases_and_are_audited() {
         &["rollback", "acme/iris-model", "--alias", "production"],
     ));
     assert!(err.contains("no earlier version to roll back to"), "{err}");
+    // It names the versions it was rolled back from, not only the one it is at.
+    assert!(
+        err.contains("is at 0.1.0, the first version it pointed at"),
+        "{err}"
+    );
+    assert!(err.contains("(to 0.1.1, 0.1.2)"), "{err}");
     assert_eq!(target("staging"), "0.1.1", "other aliases do not move");
 
     // Promotion verifies first: a tampered version is refused, nothing moves.
@@ -545,7 +738,10 @@ fn a_run_with_non_finite_gradients_fails_and_keeps_its_checkpoints() {
     let run = show(home, &id);
     assert_eq!(run["status"], "failed", "{run}");
     assert!(
-        run["error"].as_str().unwrap_or_default().contains("non-finite"),
+        run["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("non-finite"),
         "{run}"
     );
     assert_eq!(checkpoint_digests(&run).len(), 1, "{run}");

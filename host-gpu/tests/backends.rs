@@ -4,6 +4,8 @@
 //!
 //! Arithmetic is compared with a relative tolerance (1e-4 at most, measured
 //! against max(|expected|, 1)); ops that only move data must match exactly.
+//! Every test here needs a GPU adapter (lavapipe will do), so each is ignored
+//! by default; `cargo test … -- --ignored` runs them, as CI does.
 
 mod common;
 
@@ -39,11 +41,11 @@ impl Rand {
 
 const AWKWARD: &[usize] = &[1, 2, 3, 17, 63, 64, 65, 129];
 
-/// The pair of devices, or `None` after a loud skip (a failure in CI).
-fn pair() -> Option<(Device, Device)> {
-    let gpu = common::gpu()?;
+/// The pair of devices: the CPU reference and the GPU.
+fn pair() -> (Device, Device) {
+    let gpu = common::gpu();
     assert_eq!(gpu.info().kind, DeviceKind::Gpu, "{}", gpu.info());
-    Some((Device::cpu(), gpu))
+    (Device::cpu(), gpu)
 }
 
 fn on(dev: &Device, shape: &[usize], data: &[f32]) -> Tensor {
@@ -79,8 +81,9 @@ fn assert_exact(what: &str, want: &Tensor, got: &Tensor, cpu: &Device, gpu: &Dev
 }
 
 #[test]
+#[ignore = "needs a GPU adapter: apt-get install mesa-vulkan-drivers libvulkan1"]
 fn matmul_on_awkward_sizes() {
-    let Some((cpu, gpu)) = pair() else { return };
+    let (cpu, gpu) = pair();
     let mut r = Rand(1);
     let mut cases: Vec<(usize, usize, usize)> = vec![
         (1, 1, 1),
@@ -132,8 +135,9 @@ fn broadcast_pair(r: &mut Rand) -> (Vec<usize>, Vec<usize>) {
 }
 
 #[test]
+#[ignore = "needs a GPU adapter: apt-get install mesa-vulkan-drivers libvulkan1"]
 fn broadcasting_binary_ops() {
-    let Some((cpu, gpu)) = pair() else { return };
+    let (cpu, gpu) = pair();
     let mut r = Rand(2);
     let mut cases: Vec<(Vec<usize>, Vec<usize>)> =
         (0..60).map(|_| broadcast_pair(&mut r)).collect();
@@ -175,8 +179,9 @@ fn broadcasting_binary_ops() {
 }
 
 #[test]
+#[ignore = "needs a GPU adapter: apt-get install mesa-vulkan-drivers libvulkan1"]
 fn unary_and_scalar_maps() {
-    let Some((cpu, gpu)) = pair() else { return };
+    let (cpu, gpu) = pair();
     let mut r = Rand(3);
     let ops = [
         UnaryOp::Relu,
@@ -221,8 +226,9 @@ fn unary_and_scalar_maps() {
 }
 
 #[test]
+#[ignore = "needs a GPU adapter: apt-get install mesa-vulkan-drivers libvulkan1"]
 fn reductions_along_every_axis() {
-    let Some((cpu, gpu)) = pair() else { return };
+    let (cpu, gpu) = pair();
     let mut r = Rand(4);
     let mut shapes: Vec<Vec<usize>> = vec![
         vec![1],
@@ -272,8 +278,9 @@ fn reductions_along_every_axis() {
 }
 
 #[test]
+#[ignore = "needs a GPU adapter: apt-get install mesa-vulkan-drivers libvulkan1"]
 fn softmax_and_log_softmax_along_every_axis() {
-    let Some((cpu, gpu)) = pair() else { return };
+    let (cpu, gpu) = pair();
     let mut r = Rand(5);
     let shapes: Vec<Vec<usize>> = vec![
         vec![1],
@@ -307,8 +314,9 @@ fn softmax_and_log_softmax_along_every_axis() {
 }
 
 #[test]
+#[ignore = "needs a GPU adapter: apt-get install mesa-vulkan-drivers libvulkan1"]
 fn data_movement_is_exact() {
-    let Some((cpu, gpu)) = pair() else { return };
+    let (cpu, gpu) = pair();
     let mut r = Rand(6);
     // Transpose.
     for (rows, cols) in [
@@ -419,8 +427,9 @@ fn data_movement_is_exact() {
 }
 
 #[test]
+#[ignore = "needs a GPU adapter: apt-get install mesa-vulkan-drivers libvulkan1"]
 fn random_fills_match_the_cpu_generator() {
-    let Some((cpu, gpu)) = pair() else { return };
+    let (cpu, gpu) = pair();
     for seed in [0u64, 7, (1 << 40) | 3, u64::MAX] {
         for n in [1u32, 257, 5000] {
             let u = Distribution::Uniform {
@@ -456,8 +465,9 @@ fn random_fills_match_the_cpu_generator() {
 }
 
 #[test]
+#[ignore = "needs a GPU adapter: apt-get install mesa-vulkan-drivers libvulkan1"]
 fn a_chain_of_ops_stays_on_the_gpu_and_matches() {
-    let Some((cpu, gpu)) = pair() else { return };
+    let (cpu, gpu) = pair();
     let mut r = Rand(7);
     // One MLP training step's worth of ops, as a plugin issues them.
     let x = r.vec(37 * 20, -1.0, 1.0);
@@ -490,8 +500,9 @@ fn a_chain_of_ops_stays_on_the_gpu_and_matches() {
 }
 
 #[test]
+#[ignore = "needs a GPU adapter: apt-get install mesa-vulkan-drivers libvulkan1"]
 fn storage_crosses_between_backends() {
-    let Some((cpu, gpu)) = pair() else { return };
+    let (cpu, gpu) = pair();
     let a = on(&cpu, &[2, 2], &[1.0, 2.0, 3.0, 4.0]);
     let b = on(&gpu, &[2, 2], &[5.0, 6.0, 7.0, 8.0]);
     // A host tensor used on the GPU, and a GPU tensor used on the CPU.
@@ -504,12 +515,11 @@ fn storage_crosses_between_backends() {
 
 #[cfg(feature = "wgpu")]
 #[test]
+#[ignore = "needs a GPU adapter: apt-get install mesa-vulkan-drivers libvulkan1"]
 fn tensors_past_the_binding_limit_run_on_the_cpu() {
     use std::sync::Arc;
     use tensorlet_gpu::wgpu_backend::{AdapterPolicy, WgpuBackend};
-    if common::gpu().is_none() {
-        return;
-    }
+    common::gpu();
     let cpu = Device::cpu();
     // 64 elements at most on the GPU: bigger ops take the CPU path, and their
     // results feed GPU ops again.
@@ -548,8 +558,9 @@ fn tensors_past_the_binding_limit_run_on_the_cpu() {
 }
 
 #[test]
+#[ignore = "needs a GPU adapter: apt-get install mesa-vulkan-drivers libvulkan1"]
 fn uploads_between_queued_ops_do_not_clobber_their_inputs() {
-    let Some((_, gpu)) = pair() else { return };
+    let (_, gpu) = pair();
     // Ops are recorded in batches; an input dropped right after its op must
     // not have its buffer refilled by the next upload before the op has run.
     let mut outs = Vec::new();

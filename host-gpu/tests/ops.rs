@@ -1,14 +1,37 @@
-//! Every op against hand-computed values. Written against `&Device`, so each
-//! backend runs the same suite: the CPU reference and the wgpu backend (on
-//! lavapipe where there is no GPU; see `common::gpu` for what happens without
-//! any adapter).
+//! Every op against hand-computed values. Written against a `Device`, so each
+//! backend runs the same suite: every test is a module with a `cpu` test (the
+//! reference backend) and a `gpu` test (the wgpu backend, on lavapipe where
+//! there is no GPU), which is ignored by default as it needs an adapter.
 
 mod common;
 
-use common::devices;
 use tensorlet_gpu::{
     BinaryOp, Device, Distribution, ReduceOp, ScalarOp, Tensor, TensorError, UnaryOp,
 };
+
+/// `mod $name` with a `cpu` test that runs the body on the CPU reference
+/// backend and a `gpu` test, ignored by default as it needs an adapter, that
+/// runs the same body on the wgpu backend.
+macro_rules! on_each_backend {
+    (fn $name:ident($dev:ident) $body:block) => {
+        mod $name {
+            use super::*;
+
+            fn run($dev: Device) $body
+
+            #[test]
+            fn cpu() {
+                run(Device::cpu());
+            }
+
+            #[test]
+            #[ignore = "needs a GPU adapter: apt-get install mesa-vulkan-drivers libvulkan1"]
+            fn gpu() {
+                run(crate::common::gpu());
+            }
+        }
+    };
+}
 
 fn t(dev: &Device, shape: &[u32], data: &[f32]) -> Tensor {
     dev.from_vec(shape, data.to_vec()).unwrap()
@@ -27,9 +50,8 @@ fn check(dev: &Device, t: &Tensor, shape: &[usize], want: &[f32]) {
     close(&dev.to_vec(t), want);
 }
 
-#[test]
-fn constructors() {
-    for dev in devices() {
+on_each_backend! {
+    fn constructors(dev) {
         let a = t(&dev, &[2, 2], &[1.0, 2.0, 3.0, 4.0]);
         check(&dev, &a, &[2, 2], &[1.0, 2.0, 3.0, 4.0]);
         let z = dev.fill(&[3], 0.0).unwrap();
@@ -46,9 +68,8 @@ fn constructors() {
     }
 }
 
-#[test]
-fn random_is_seeded_and_backend_independent() {
-    for dev in devices() {
+on_each_backend! {
+    fn random_is_seeded_and_backend_independent(dev) {
         let n = Distribution::Normal {
             mean: 0.0,
             std: 1.0,
@@ -82,9 +103,8 @@ fn random_is_seeded_and_backend_independent() {
     }
 }
 
-#[test]
-fn matmul_and_transpose() {
-    for dev in devices() {
+on_each_backend! {
+    fn matmul_and_transpose(dev) {
         let a = t(&dev, &[2, 3], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
         let b = t(&dev, &[3, 2], &[7.0, 8.0, 9.0, 10.0, 11.0, 12.0]);
         // [1 2 3; 4 5 6] x [7 8; 9 10; 11 12] = [58 64; 139 154]
@@ -118,9 +138,8 @@ fn matmul_and_transpose() {
     }
 }
 
-#[test]
-fn matmul_matches_a_naive_product_on_awkward_sizes() {
-    for dev in devices() {
+on_each_backend! {
+    fn matmul_matches_a_naive_product_on_awkward_sizes(dev) {
         for &(m, k, n) in &[(1, 1, 1), (17, 33, 5), (64, 1, 65), (3, 129, 7)] {
             let a: Vec<f32> = (0..m * k).map(|i| ((i * 7) % 11) as f32 - 5.0).collect();
             let b: Vec<f32> = (0..k * n).map(|i| ((i * 5) % 13) as f32 - 6.0).collect();
@@ -202,9 +221,8 @@ fn few_row_products_are_sgemm_to_the_bit() {
     assert!(fused_vs_separate_differ);
 }
 
-#[test]
-fn reshape_shares_and_checks() {
-    for dev in devices() {
+on_each_backend! {
+    fn reshape_shares_and_checks(dev) {
         let a = t(&dev, &[2, 3], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
         check(
             &dev,
@@ -220,9 +238,8 @@ fn reshape_shares_and_checks() {
     }
 }
 
-#[test]
-fn broadcasting_arithmetic() {
-    for dev in devices() {
+on_each_backend! {
+    fn broadcasting_arithmetic(dev) {
         let a = t(&dev, &[2, 3], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
         let row = t(&dev, &[3], &[10.0, 20.0, 30.0]);
         let col = t(&dev, &[2, 1], &[1.0, 2.0]);
@@ -297,9 +314,8 @@ fn broadcasting_arithmetic() {
     }
 }
 
-#[test]
-fn unary_maps() {
-    for dev in devices() {
+on_each_backend! {
+    fn unary_maps(dev) {
         let a = t(&dev, &[4], &[-1.0, 0.0, 1.0, 4.0]);
         let cases: &[(UnaryOp, [f32; 4])] = &[
             (UnaryOp::Relu, [0.0, 0.0, 1.0, 4.0]),
@@ -328,9 +344,8 @@ fn unary_maps() {
     }
 }
 
-#[test]
-fn reductions() {
-    for dev in devices() {
+on_each_backend! {
+    fn reductions(dev) {
         let a = t(&dev, &[2, 3], &[1.0, 5.0, 3.0, 4.0, 2.0, 6.0]);
         let r = |op, axis, keep| dev.reduce(op, &a, axis, keep).unwrap();
         check(&dev, &r(ReduceOp::Sum, 0, false), &[3], &[5.0, 7.0, 9.0]);
@@ -372,9 +387,8 @@ fn reductions() {
     }
 }
 
-#[test]
-fn softmax_and_log_softmax() {
-    for dev in devices() {
+on_each_backend! {
+    fn softmax_and_log_softmax(dev) {
         let a = t(&dev, &[2, 3], &[1.0, 2.0, 3.0, 1000.0, 1000.0, 1000.0]);
         let s = dev.softmax(&a, 1, false).unwrap();
         check(
@@ -411,9 +425,8 @@ fn softmax_and_log_softmax() {
     }
 }
 
-#[test]
-fn one_hot_rows() {
-    for dev in devices() {
+on_each_backend! {
+    fn one_hot_rows(dev) {
         let y = t(&dev, &[3], &[2.0, 0.0, 7.0]);
         check(
             &dev,
@@ -425,9 +438,8 @@ fn one_hot_rows() {
     }
 }
 
-#[test]
-fn rows_slicing_gathering_and_concat() {
-    for dev in devices() {
+on_each_backend! {
+    fn rows_slicing_gathering_and_concat(dev) {
         let a = t(&dev, &[3, 2], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
         check(
             &dev,
@@ -468,9 +480,8 @@ fn rows_slicing_gathering_and_concat() {
     }
 }
 
-#[test]
-fn scatter_add_rows_sums_repeated_indices() {
-    for dev in devices() {
+on_each_backend! {
+    fn scatter_add_rows_sums_repeated_indices(dev) {
         let g = t(&dev, &[4, 2], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 0.5, 0.25]);
         // Rows 0 and 2 of g go to row 3, row 1 to row 0, row 3 to row 1;
         // row 2 of the result gets nothing.

@@ -601,23 +601,29 @@ impl Registry {
             };
             let mut stmt = tx
                 .prepare(
-                    "SELECT id, version FROM alias_history
-                     WHERE namespace = ?1 AND name = ?2 AND alias = ?3 AND rolled_back = 0
-                     ORDER BY id DESC LIMIT 2",
+                    "SELECT id, version, rolled_back FROM alias_history
+                     WHERE namespace = ?1 AND name = ?2 AND alias = ?3
+                     ORDER BY id",
                 )
                 .map_err(|e| self.db(e))?;
-            let history: Vec<(i64, String)> = stmt
-                .query_map(params![ns, n, alias], |r| Ok((r.get(0)?, r.get(1)?)))
+            let history: Vec<(i64, String, bool)> = stmt
+                .query_map(params![ns, n, alias], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })
                 .and_then(Iterator::collect)
                 .map_err(|e| self.db(e))?;
             drop(stmt);
-            let [(latest, _), (_, previous)] = history.as_slice() else {
-                return Err(RegistryError::NotFound(format!(
-                    "{name}@{alias} has pointed only at {from}, so there is no earlier version \
-                     to roll back to"
+            // The moves still in effect, oldest first: the latest is where the
+            // alias points now, the one before it is where it goes back to.
+            let standing: Vec<&(i64, String, bool)> =
+                history.iter().filter(|(_, _, undone)| !undone).collect();
+            let [.., before, now] = standing.as_slice() else {
+                return Err(RegistryError::NotFound(no_earlier_version(
+                    name, alias, &from, &history,
                 )));
             };
-            let semver = check_version(previous)?;
+            let (latest, previous) = (now.0, before.1.clone());
+            let semver = check_version(&previous)?;
             let digest = self
                 .alias_target_in(
                     tx,
@@ -668,6 +674,34 @@ impl Registry {
             Err(e) => Err(e),
         }
     }
+}
+
+/// Why `name@alias`, now at `current`, cannot be rolled back, from its whole
+/// history (moves since rolled back included).
+fn no_earlier_version(
+    name: &str,
+    alias: &str,
+    current: &str,
+    history: &[(i64, String, bool)],
+) -> String {
+    let mut others: Vec<&str> = Vec::new();
+    for (_, version, _) in history {
+        if version != current && !others.contains(&version.as_str()) {
+            others.push(version);
+        }
+    }
+    if others.is_empty() {
+        return format!(
+            "{name}@{alias} has pointed only at {current}, so there is no earlier version to \
+             roll back to"
+        );
+    }
+    format!(
+        "{name}@{alias} is at {current}, the first version it pointed at; its later moves (to \
+         {}) have been rolled back, so there is no earlier version to roll back to. Point it \
+         forward again with `tensorlet promote {name}@<version> --to {alias}`",
+        others.join(", ")
+    )
 }
 
 fn current_alias(

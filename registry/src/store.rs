@@ -457,30 +457,73 @@ impl Registry {
                     .into(),
             ));
         }
-        let entry = trust_entry(conn, &sig.key_id).map_err(|e| self.db(e))?;
-        let ns = m.namespace();
-        match entry {
-            None => Err(refuse(
-                &sig.key_id,
-                format!(
-                    "the key is not in this trust policy; if you trust it, run `tensorlet trust add \
-                     {} --namespace {ns}`",
-                    sig.public_key
-                ),
-            )),
+        self.check_trusted(conn, &m.reference(), &key, m.namespace())
+    }
+
+    /// Checks that the trust policy allows `key` to sign artifacts in `ns`;
+    /// `artifact` names what is refused. Returns the key id.
+    fn check_trusted(
+        &self,
+        conn: &Connection,
+        artifact: &str,
+        key: &PublicKey,
+        ns: &str,
+    ) -> Result<String> {
+        let key_id = key.key_id();
+        let refuse = |reason: String| RegistryError::Refused {
+            artifact: artifact.to_string(),
+            key_id: key_id.clone(),
+            reason,
+        };
+        match trust_entry(conn, &key_id).map_err(|e| self.db(e))? {
+            None => Err(refuse(format!(
+                "the key is not in this trust policy; if you trust it, run `tensorlet trust add \
+                 {key} --namespace {ns}`"
+            ))),
             Some(e) if e.public_key != key.to_string() => Err(refuse(
-                &sig.key_id,
                 "the trust policy holds a different public key under this key id".into(),
             )),
-            Some(e) if !e.namespaces.iter().any(|n| n == ns || n == "*") => Err(refuse(
-                &sig.key_id,
-                format!(
-                    "the key is trusted only for namespace(s) {}, not for `{ns}`",
-                    e.namespaces.join(", ")
-                ),
-            )),
-            Some(_) => Ok(sig.key_id.clone()),
+            Some(e) if !e.namespaces.iter().any(|n| n == ns || n == "*") => Err(refuse(format!(
+                "the key is trusted only for namespace(s) {}, not for `{ns}`",
+                e.namespaces.join(", ")
+            ))),
+            Some(_) => Ok(key_id.clone()),
         }
+    }
+
+    /// Checks, before any long work, what [`Registry::publish`] would check
+    /// of `name@version` signed by `key`: the name and version are well
+    /// formed, the trust policy allows the key for the namespace, and the
+    /// version is not published yet (`None` stands for the next version,
+    /// new by construction). A command that trains for minutes and then
+    /// publishes calls this first, so that it fails before the first epoch.
+    /// Records nothing; publishing checks all of it again, and the rest.
+    pub fn check_publish(&self, key: &PublicKey, name: &str, version: Option<&str>) -> Result<()> {
+        check_name(name)?;
+        let artifact = match version {
+            Some(v) => {
+                check_version(v)?;
+                format!("{name}@{v}")
+            }
+            None => name.to_string(),
+        };
+        let (ns, n) = split_name(name);
+        let conn = self.lock();
+        self.check_trusted(&conn, &artifact, key, ns)?;
+        if let Some(v) = version {
+            let existing: Option<String> = conn
+                .query_row(
+                    "SELECT digest FROM artifacts WHERE namespace = ?1 AND name = ?2 AND version = ?3",
+                    params![ns, n, v],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(|e| self.db(e))?;
+            if let Some(digest) = existing {
+                return Err(RegistryError::AlreadyExists { artifact, digest });
+            }
+        }
+        Ok(())
     }
 
     /// Audits a refusal, then returns it.

@@ -410,6 +410,44 @@ fn aliases_move_only_to_versions_that_verify() {
     reg.audit_verify().unwrap();
 }
 
+#[test]
+fn a_second_rollback_names_every_version_the_alias_pointed_at() {
+    let (_home, reg, key) = setup();
+    publish(&reg, &key, "acme/scale", "0.1.0", b"a");
+    publish(&reg, &key, "acme/scale", "0.1.1", b"b");
+    reg.alias_set("acme/scale", "production", "0.1.0").unwrap();
+    reg.alias_set("acme/scale", "production", "0.1.1").unwrap();
+    let m = reg.rollback("acme/scale", "production").unwrap();
+    assert_eq!((m.from.as_deref(), m.to.as_str()), (Some("0.1.1"), "0.1.0"));
+    let e = reg.rollback("acme/scale", "production").unwrap_err();
+    assert!(matches!(e, RegistryError::NotFound(_)), "{e}");
+    let e = e.to_string();
+    assert!(
+        e.contains("acme/scale@production is at 0.1.0, the first version it pointed at"),
+        "{e}"
+    );
+    assert!(e.contains("(to 0.1.1) have been rolled back"), "{e}");
+    assert!(!e.contains("pointed only at"), "{e}");
+    assert_eq!(
+        reg.resolve(&r("acme/scale@production")).unwrap().version,
+        "0.1.0",
+        "a refused rollback moves nothing"
+    );
+
+    // Moved forward again, it rolls back to 0.1.0 once more.
+    reg.alias_set("acme/scale", "production", "0.1.1").unwrap();
+    let m = reg.rollback("acme/scale", "production").unwrap();
+    assert_eq!(m.to, "0.1.0");
+
+    // An alias that never moved says so.
+    reg.alias_set("acme/scale", "staging", "0.1.1").unwrap();
+    let e = reg
+        .rollback("acme/scale", "staging")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("has pointed only at 0.1.1"), "{e}");
+}
+
 /// A registry whose log has 7 entries.
 fn busy() -> (tempfile::TempDir, Registry) {
     let (home, reg, key) = setup();

@@ -211,7 +211,7 @@ pub fn pipeline_manifest(
         .insert(PIPELINE_TOML.into(), digest(text.as_bytes()));
     m.config = json!({
         "description": pipeline.pipeline.description,
-        "training": pipeline.training,
+        "training": pipeline.training.to_json(),
     });
     Ok((m, text.into_bytes()))
 }
@@ -323,7 +323,7 @@ pub fn model_manifest(
         "classes": meta.classes,
         "class_names": meta.class_names,
         "val_accuracy": meta.val_accuracy(),
-        "training": meta.training,
+        "training": meta.training.to_json(),
     });
     m.lineage = lineage;
     Ok((m, blobs))

@@ -551,6 +551,14 @@ impl ScheduleConfig {
 }
 
 impl TrainingConfig {
+    /// As a JSON value whose `f32`s keep their shortest form (`0.1`).
+    /// `serde_json::to_value` widens an `f32` to the `f64` nearest it
+    /// (`0.10000000149011612`); writing the text first keeps what was given.
+    pub fn to_json(&self) -> serde_json::Value {
+        let text = serde_json::to_string(self).expect("a training config serialises");
+        serde_json::from_str(&text).expect("serde_json reads what it wrote")
+    }
+
     /// Checks ranges; the message names the key.
     pub fn validate(&self) -> Result<(), String> {
         if self.epochs == 0 {
@@ -718,6 +726,27 @@ impl Pipeline {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn training_json_keeps_the_shortest_f32_form() {
+        let t = TrainingConfig {
+            learning_rate: 0.1,
+            validation_fraction: 0.3,
+            ..TrainingConfig::default()
+        };
+        let v = t.to_json();
+        assert_eq!(v["learning_rate"].to_string(), "0.1");
+        assert_eq!(v["validation_fraction"].to_string(), "0.3");
+        // What the plain conversion gives, and what the record used to hold.
+        let widened = serde_json::to_value(&t).unwrap();
+        assert_eq!(widened["learning_rate"].to_string(), "0.10000000149011612");
+        // Either form reads back as the same config.
+        assert_eq!(serde_json::from_value::<TrainingConfig>(v).unwrap(), t);
+        assert_eq!(
+            serde_json::from_value::<TrainingConfig>(widened).unwrap(),
+            t
+        );
+    }
 
     const MINIMAL: &str = r#"
         [pipeline]

@@ -1,7 +1,7 @@
 //! `tensorlet devices`: the GPU adapters wgpu finds, and what `--device auto` picks.
 
 use anyhow::Result;
-use tensorlet_runtime::gpu::{Device, Preference};
+use tensorlet_runtime::gpu::Device;
 
 /// List the GPU adapters (name, backend, device type) and which one `auto` picks.
 #[derive(Debug, clap::Args)]
@@ -40,6 +40,21 @@ fn adapters() -> (Vec<Row>, Option<usize>) {
 #[cfg(not(feature = "gpu"))]
 fn adapters() -> (Vec<Row>, Option<usize>) {
     (Vec::new(), None)
+}
+
+/// What `--device gpu` answers when the listing found no adapter, without
+/// probing the drivers a second time.
+#[cfg(feature = "gpu")]
+fn no_adapter() -> String {
+    tensorlet_runtime::gpu::wgpu_backend::GpuError::NoAdapter {
+        software: Vec::new(),
+    }
+    .to_string()
+}
+
+#[cfg(not(feature = "gpu"))]
+fn no_adapter() -> String {
+    tensorlet_runtime::gpu::OpenError::NoGpuBackend.to_string()
 }
 
 pub fn execute(args: Args) -> Result<()> {
@@ -88,12 +103,7 @@ pub fn execute(args: Args) -> Result<()> {
     println!("--device auto -> {auto_pick}");
     match gpu_pick {
         Some(name) => println!("--device gpu  -> {name}"),
-        None => println!(
-            "--device gpu  -> unavailable: {}",
-            Device::open(Preference::Gpu)
-                .err()
-                .map_or_else(|| "no adapter".to_string(), |e| e.to_string())
-        ),
+        None => println!("--device gpu  -> unavailable: {}", no_adapter()),
     }
     println!("--device cpu  -> {}", Device::cpu().info().name);
     Ok(())

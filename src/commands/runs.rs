@@ -8,6 +8,8 @@ use serde_json::{Value, json};
 use tensorlet_runtime::registry::{Registry, RunRecord};
 use tensorlet_runtime::train::{self, EpochMetrics};
 
+use crate::common;
+
 /// Inspect, compare and plot training runs.
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -203,6 +205,7 @@ fn show(reg: &Registry, id: &str, json: bool) -> Result<()> {
     if json {
         let mut v = r.summary();
         v["record"] = r.record.record.clone();
+        v["record"]["config"] = common::training_options(&r.record.record["config"]);
         v["state"] = json!(r.record.state);
         v["checkpoints"] = r
             .history
@@ -250,7 +253,7 @@ fn show(reg: &Registry, id: &str, json: bool) -> Result<()> {
             |n| format!(" (dataset `{n}`)")
         )
     );
-    println!("  config    {}", rec["config"]);
+    println!("  config    {}", common::training_options(&rec["config"]));
     for stage in ["preprocessor", "trainer", "predictor"] {
         let p = &rec["plugins"][stage];
         println!(
@@ -309,16 +312,15 @@ fn comparison(runs: &[LoadedRun]) -> Vec<(String, Vec<String>)> {
     });
     add("pipeline", &|r| pipeline_name(&r.record));
     add("dataset", &|r| text(&r.record.record["dataset"]["digest"]));
+    let options = |r: &LoadedRun| common::training_options(&r.record.record["config"]);
     let mut keys: BTreeMap<String, ()> = BTreeMap::new();
     for r in runs {
-        if let Value::Object(o) = &r.record.record["config"] {
+        if let Value::Object(o) = options(r) {
             keys.extend(o.keys().map(|k| (k.clone(), ())));
         }
     }
     for k in keys.keys() {
-        add(&format!("config.{k}"), &|r| {
-            text(&r.record.record["config"][k])
-        });
+        add(&format!("config.{k}"), &|r| text(&options(r)[k]));
     }
     for stage in ["preprocessor", "trainer", "predictor"] {
         add(stage, &|r| {

@@ -59,7 +59,11 @@ pub fn execute(args: Args) -> Result<()> {
     for (role, pin) in &m.depends {
         println!("  depends  {role} {} {}", pin.reference, pin.digest);
     }
-    println!("  config   {}", m.config);
+    let mut config = m.config.clone();
+    if config.get("training").is_some() {
+        config["training"] = crate::common::training_options(&config["training"]);
+    }
+    println!("  config   {config}");
     println!("  lineage  {}", m.lineage);
     println!(
         "(not verified here; run `tensorlet verify {}`)",

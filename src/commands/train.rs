@@ -17,9 +17,10 @@ use serde_json::{Value, json};
 use tensorlet_runtime::artifacts;
 use tensorlet_runtime::data::{self, Dataset};
 use tensorlet_runtime::model::{self, ModelMeta};
-use tensorlet_runtime::pipeline::{Keep, TrainingConfig};
+use tensorlet_runtime::pipeline::{Keep, PluginSource, TrainingConfig};
 use tensorlet_runtime::registry::{
-    KeyPair, Provenance, Published, Registry, RunRecord, RunStatus, VerifiedArtifact, digest,
+    KeyPair, Provenance, Published, Reference, Registry, RegistryError, RunRecord, RunStatus,
+    Selector, VerifiedArtifact, check_name, check_version, digest,
 };
 use tensorlet_runtime::train::{self, EpochMetrics, Observer, PipelinePlugins, Resume};
 use tensorlet_runtime::{NamedTensors, Pipeline, Runtime, RuntimeError};
@@ -253,6 +254,11 @@ fn resume(reg: &Registry, args: &Args, id: &str, stop: &Arc<AtomicBool>) -> Resu
 }
 
 /// Where the model goes: `--key` (or, when resuming, the recorded key).
+/// Everything about it that can be checked before training is checked here,
+/// so that a run that could not keep its model fails before the first epoch:
+/// the output directory, the key, the model's name and version, that the
+/// version is free, that the key may publish in the namespace, and that
+/// every stage is a signed registry artifact.
 fn publish_target(
     reg: &Registry,
     args: &Args,
@@ -261,13 +267,25 @@ fn publish_target(
     recorded: Option<&Value>,
 ) -> Result<Option<PublishAs>> {
     let rec = recorded.map(|r| &r["publish"]);
+    let out = args
+        .out
+        .clone()
+        .or_else(|| recorded.and_then(|r| r["out"].as_str().map(PathBuf::from)));
+    if let Some(out) = &out
+        && out.exists()
+        && !out.is_dir()
+    {
+        bail!(
+            "--out {} is a file, not a directory; the model is saved as a directory",
+            out.display()
+        );
+    }
     let key = args
         .key
         .clone()
         .or_else(|| rec.and_then(|p| p["key"].as_str().map(String::from)));
     let Some(key) = key else {
-        let has_out = args.out.is_some() || recorded.is_some_and(|r| r["out"].as_str().is_some());
-        if !has_out {
+        if out.is_none() {
             bail!(
                 "nowhere to put the model: pass --key <name> to sign it and publish it to the \
                  registry, and/or --out <dir> to save it as a directory"
@@ -287,12 +305,73 @@ fn publish_target(
         .version
         .clone()
         .or_else(|| rec.and_then(|p| p["version"].as_str().map(String::from)));
+    let key_pair = reg.key(&key)?;
+    let target = format!("{name}@{}", version.as_deref().unwrap_or("<next version>"));
+    check_publishable(
+        reg,
+        &args.registry,
+        pipeline,
+        &key_pair,
+        &name,
+        version.as_deref(),
+    )
+    .with_context(|| {
+        format!(
+            "cannot publish the model as {target} with key `{key}`, so training did not \
+                 start"
+        )
+    })?;
     Ok(Some(PublishAs {
-        key: reg.key(&key)?,
+        key: key_pair,
         key_name: key,
         name,
         version,
     }))
+}
+
+/// What publishing `name@version` signed by `key` will check, checked before
+/// training: the registry's own checks (name, version, trust, a free version)
+/// for the local registry; for a remote one, which applies its own trust
+/// policy, the name, the version and that the version is free there. A model
+/// pins its plugins, so every stage must be a signed registry artifact.
+fn check_publishable(
+    reg: &Registry,
+    registry: &RegistryArgs,
+    pipeline: &Pipeline,
+    key: &KeyPair,
+    name: &str,
+    version: Option<&str>,
+) -> Result<()> {
+    for (section, stage) in pipeline.stages() {
+        if !matches!(stage.source(), PluginSource::Registry(_)) {
+            bail!(
+                "its {section} is a local `path`/`bundled` plugin, which a published model cannot \
+                 pin; publish the plugins and name them with `ref`, or save the model with --out \
+                 only"
+            );
+        }
+    }
+    let Some(remote) = registry.remote()? else {
+        reg.check_publish(&key.public(), name, version)?;
+        return Ok(());
+    };
+    check_name(name)?;
+    let Some(version) = version else {
+        return Ok(());
+    };
+    let exact = Reference {
+        name: name.to_string(),
+        selector: Selector::Version(check_version(version)?),
+    };
+    match remote.resolve(&exact) {
+        Ok((summary, _)) => Err(RegistryError::AlreadyExists {
+            artifact: summary.reference(),
+            digest: summary.digest,
+        }
+        .into()),
+        Err(RegistryError::NotFound(_)) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Ctrl-C and SIGTERM set the flag; training stops at the next step. A
@@ -596,7 +675,7 @@ impl Run<'_> {
                     "host": host_record(self.rt),
                     "tensorlet_version": env!("CARGO_PKG_VERSION"),
                     "plugins": plugin_record,
-                    "config": pipeline.training,
+                    "config": pipeline.training.to_json(),
                     "dataset": data_source.record(),
                     "seed": pipeline.training.seed,
                     "classes": classes,

@@ -108,15 +108,21 @@ pub fn pipeline(name: &str) -> PathBuf {
         .join(format!("{name}.toml"))
 }
 
-/// Runs the `tensorlet` binary with `home` as its state and no `TENSORLET_*`
-/// settings from the environment, plus `env`.
-pub fn tensorlet_env(home: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+/// The `tensorlet` binary with `home` as its state and no `TENSORLET_*`
+/// settings from the environment.
+pub fn command(home: &Path, args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_tensorlet"));
     cmd.args(args)
         .env("TENSORLET_HOME", home)
         .env_remove("TENSORLET_DEVICE")
         .env_remove("TENSORLET_REGISTRY")
         .env_remove("TENSORLET_KEY");
+    cmd
+}
+
+/// Runs [`command`] plus `env`.
+pub fn tensorlet_env(home: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = command(home, args);
     for (k, v) in env {
         cmd.env(k, v);
     }
