@@ -209,7 +209,7 @@ impl Exports {
         let of = |abi: Abi| {
             let func = |iface: &str, name: &str| {
                 let i = component
-                    .get_export_index(None, &format!("tensorlet:ml/{iface}@{}", abi.version()))?;
+                    .get_export_index(None, format!("tensorlet:ml/{iface}@{}", abi.version()))?;
                 component.get_export_index(Some(&i), name)
             };
             Exports {
@@ -479,7 +479,7 @@ impl Plugin {
     /// (the host adds the optimizer's state; see [`Plugin::learn`]).
     pub fn init(&self, config: &str, spec: DataSpec) -> Result<NamedTensors> {
         let (idx, iface) = match &self.exports.model_init {
-            Some(i) => (i.clone(), "forward"),
+            Some(i) => (*i, "forward"),
             None => (
                 self.export("init", self.exports.init.as_ref(), "train")?,
                 "train",
