@@ -38,7 +38,7 @@ const WASI_TARGET: &str = "wasm32-wasip2";
 const TARGETS: [&str; 2] = [BARE_TARGET, WASI_TARGET];
 
 /// Test-only plugins, built but not embedded.
-const TEST_ONLY: &[&str] = &["misbehave"];
+const TEST_ONLY: &[&str] = &["misbehave", "misbehave_model"];
 
 /// Plugins built for the previous plugin ABI (0.1) from today's sources, in
 /// the separate workspace `plugins/legacy`: (name, crate's wasm file stem).

@@ -626,7 +626,14 @@ impl Plugin {
             let names: Vec<&str> = model.iter().map(|(n, _)| n.as_str()).collect();
             let grads = match tape.grad(&loss, &names) {
                 Ok(g) => g,
-                Err(e) => return Ok(Err(PluginFailure::Error(e.to_string()))),
+                // The host differentiates here, not the plugin: what it cannot
+                // differentiate is wrong with the model's outputs or params.
+                Err(e) => {
+                    return Ok(Err(PluginFailure::BadOutput(format!(
+                        "{e} (the host differentiates the loss of forward's outputs with \
+                         respect to every parameter init returned)"
+                    ))));
+                }
             };
             let device = tape.device().clone();
             let lr = training.schedule.lr(step);
