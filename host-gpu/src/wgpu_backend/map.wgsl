@@ -51,6 +51,13 @@ fn pow_f(x: f32, y: f32) -> f32 {
     if x != x || y != y {
         return nan();
     }
+    // An odd integral exponent keeps the sign of the base (and of a zero).
+    let odd = y == floor(y) && abs(y) % 2.0 == 1.0;
+    let negative = (bitcast<u32>(x) >> 31u) == 1u;
+    if x == 0.0 {
+        let r = select(0.0, bitcast<f32>(0x7f800000u | (P.v[15].w & 0u)), y < 0.0);
+        return select(r, -r, negative && odd);
+    }
     let r = exp2(y * log2(abs(x)));
     if x >= 0.0 {
         return r;
@@ -58,8 +65,7 @@ fn pow_f(x: f32, y: f32) -> f32 {
     if y != floor(y) {
         return nan();
     }
-    // An odd integral exponent keeps the sign.
-    return select(r, -r, abs(y) % 2.0 == 1.0);
+    return select(r, -r, odd);
 }
 
 // √(2/π) and 1/√(2π).
