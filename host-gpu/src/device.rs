@@ -347,7 +347,7 @@ impl Device {
         Ok(self.make(a.shape.clone(), s))
     }
 
-    /// [n] class indices -> [n, classes].
+    /// `[n]` class indices -> `[n, classes]`.
     pub fn one_hot(&self, a: &Tensor, classes: u32) -> Result<Tensor, TensorError> {
         need_f32("one-hot", a)?;
         let &[n] = a.shape.dims() else {

@@ -1,15 +1,17 @@
 //! tensorlet's tensors and the kernels that compute on them.
 //!
-//! A [`Device`] is the one entry point: it validates shapes and arguments for
-//! every op (so every backend reports errors the same way) and then hands the
-//! work to a [`Backend`]. The CPU backend in [`cpu`] is the reference; other
-//! backends (the wgpu backend) implement the same trait and are tested against
-//! it. [`Tensor`]s are immutable and cheap to clone: an op returns a new tensor,
-//! and `reshape` shares the storage of its input.
+//! A [`Device`] is the one entry point: it validates shapes, element types
+//! and arguments for every op (so every backend reports errors the same way,
+//! as a [`TensorError`] naming the op and the offending shapes or values) and
+//! then hands the work to a [`Backend`]. The CPU backend in [`cpu`] is the
+//! reference; other backends (the wgpu backend) implement the same trait and
+//! are tested against it. [`Tensor`]s are immutable and cheap to clone: an op
+//! returns a new tensor, and the reshapes share the storage of their input.
 //!
 //! With the `wgpu` feature (on by default), [`wgpu_backend`] runs every op as a
 //! WGSL compute shader and keeps tensors on the GPU between ops;
-//! [`Device::open`] picks a backend the way `--device auto|cpu|gpu` asks.
+//! [`Device::open`] picks a backend the way `--device auto|cpu|gpu` asks. A
+//! tensor too large for one storage binding is computed on the CPU instead.
 //!
 //! Training on the host: an [`autodiff::Tape`] (one per plugin call) records
 //! the ops that depend on its watched leaves (the parameters), and
@@ -20,12 +22,77 @@
 //! whichever backend the device is, GPU-resident on wgpu, and give the same
 //! bits run to run on the CPU.
 //!
+//! ## Element types
+//!
+//! A tensor is [`DType::F32`] or [`DType::I64`] (class indices, token ids,
+//! gather indices). Ops that move elements take either; ops that compute take
+//! f32, and an i64 operand is a [`TensorError::DType`]. [`Device::from_i64`]
+//! and [`Device::to_i64_vec`] cross to the host; [`Device::to_f32`] rounds to
+//! nearest and [`Device::to_i64`] refuses (naming the element) any value that
+//! is not an integer in range. On the GPU an i64 element is two 32-bit words,
+//! low word first, so every value round-trips bit for bit; kernels read only
+//! the low word of an index, after `Device` has checked every index against
+//! its bound on the host (see [`wgpu_backend::GpuI64Storage`] for how the
+//! values are kept there without waiting for the GPU). Integer tensors have no
+//! gradient: the tape refuses to watch one.
+//!
+//! ## Ops
+//!
+//! All of them broadcast as NumPy does where two or more operands meet.
+//!
+//! | family | `Device` methods |
+//! |---|---|
+//! | data movement (f32 and i64) | `reshape`, `permute`, `transpose`, `slice`, `slice_rows`, `concat`, `concat_many`, `pad`, `flatten`, `squeeze`, `unsqueeze`, `broadcast_to`, `index_select`, `embedding`, `gather`, `gather_rows` |
+//! | the gathers' reverses (their gradients) | `index_add`, `scatter_add`, `scatter_add_rows` |
+//! | element-wise | `unary` ([`UnaryOp`]: relu, sigmoid, tanh, exp, log, sqrt, gelu in erf and tanh forms, silu, softplus, …), `scalar` ([`ScalarOp`]: add, mul, pow, max, min, leaky relu), `binary` ([`BinaryOp`]: arithmetic, maximum, minimum, pow, and comparisons giving 0/1 masks), `clamp`, `where_`, `masked_fill` |
+//! | reductions and scans | `reduce`, `softmax`, `cumsum`, `one_hot` |
+//! | products | `matmul` (2-D, or batched over broadcast leading dimensions), `matmul_transposed` |
+//! | convolution and pooling (NCHW) | `conv1d`, `conv2d` (stride, padding, dilation, groups), `max_pool2d`, `max_pool2d_with_indices`, `avg_pool2d`, `global_avg_pool` |
+//! | normalization | `layer_norm`, `batch_norm` (training returns the updated running statistics) |
+//! | randomness | `random`, `dropout`, `dropout_mask` (from [`rng`]: a seed gives the same mask on every backend) |
+//!
+//! The tape has each of these, plus the losses
+//! ([`autodiff::Tape::cross_entropy_with`] with class weights, label smoothing,
+//! an ignored class and any class axis, against class indices or
+//! probabilities; `bce_with_logits`, `mse_loss`, `l1_loss`, `huber_loss`).
+//!
+//! Most ops are one kernel on each backend. On the GPU, one strided-copy
+//! kernel serves permute, slice, pad, concat and broadcast (contiguous runs
+//! are plain buffer copies); the broadcasting binary kernel does the
+//! comparisons, maximum, minimum and pow; `where` is a ternary kernel;
+//! convolution is im2col, a batched-matmul kernel and, for its input
+//! gradient, col2im. Composed of other ops (on every backend): the bias of a
+//! convolution, masked fill (a `where`), global pooling (a mean), dropout (a
+//! mask times the input), layer and batch norm, and the losses, whose
+//! gradients are then their parts'. Sums happen in a fixed order everywhere
+//! (scatters gather through index lists rather than atomics), and the CPU
+//! backend is single-threaded: the same inputs give the same bits.
+//!
 //! ```
 //! use tensorlet_gpu::{Device, UnaryOp};
 //! let dev = Device::cpu();
 //! let a = dev.from_vec(&[2, 2], vec![1.0, -2.0, 3.0, -4.0]).unwrap();
 //! let b = dev.unary(UnaryOp::Relu, &a).unwrap();
 //! assert_eq!(dev.to_vec(&b), vec![1.0, 0.0, 3.0, 0.0]);
+//! ```
+//!
+//! A convolution, pooled, scored with cross-entropy against i64 labels, and
+//! its gradient:
+//!
+//! ```
+//! use tensorlet_gpu::autodiff::{CrossEntropy, Tape, Var};
+//! use tensorlet_gpu::{Conv2d, Device, Distribution};
+//! let dev = Device::cpu();
+//! let normal = Distribution::Normal { mean: 0.0, std: 1.0 };
+//! let images = Var::constant(dev.random(&[2, 1, 8, 8], normal, 1).unwrap());
+//! let labels = Var::constant(dev.from_i64(&[2], vec![3, 0]).unwrap());
+//! let mut tape = Tape::new(dev.clone());
+//! let w = tape.leaf("w", dev.random(&[4, 1, 3, 3], normal, 2).unwrap()).unwrap();
+//! let y = tape.conv2d(&images, &w, None, &Conv2d::default()).unwrap(); // [2, 4, 6, 6]
+//! let logits = tape.global_avg_pool(&y).unwrap(); // [2, 4]
+//! let loss = tape.cross_entropy_with(&logits, &labels, &CrossEntropy::default()).unwrap();
+//! let grads = tape.grad(&loss, &["w"]).unwrap();
+//! assert_eq!(grads[0].shape().dims(), [4, 1, 3, 3]);
 //! ```
 
 pub mod autodiff;
@@ -372,7 +439,7 @@ pub trait Backend: Send + Sync + 'static {
     -> Storage;
     /// Softmax (or log-softmax) of a tensor viewed as [outer, axis, inner], along axis.
     fn softmax(&self, a: &Storage, outer: usize, axis: usize, inner: usize, log: bool) -> Storage;
-    /// [n] class indices -> [n, classes] one-hot rows; an index that is not an
+    /// `[n]` class indices -> `[n, classes]` one-hot rows; an index that is not an
     /// integer in 0..classes gives a row of zeros.
     fn one_hot(&self, a: &Storage, n: usize, classes: usize) -> Storage;
     /// Rows `indices` (each < rows) of a [rows, row_len] tensor.
