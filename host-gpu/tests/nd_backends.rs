@@ -7,9 +7,6 @@
 
 mod common;
 
-use std::sync::Arc;
-
-use tensorlet_gpu::wgpu_backend::{AdapterPolicy, WgpuBackend};
 use tensorlet_gpu::{
     BinaryOp, Conv2d, DType, Device, DeviceKind, Pool2d, ScalarOp, Storage, Tensor, UnaryOp,
 };
@@ -463,11 +460,32 @@ fn conv_cases(r: &mut Rand) -> Vec<(Vec<usize>, Vec<usize>, Conv2d)> {
 /// unfold a few images at a time, and larger tensors go to the CPU.
 fn small_gpu(bytes: u64) -> Device {
     let _ = common::gpu();
-    Device::new(Arc::new(
-        WgpuBackend::open(AdapterPolicy::Any)
-            .unwrap()
-            .with_max_tensor_bytes(bytes),
-    ))
+    #[cfg(feature = "wgpu")]
+    {
+        use tensorlet_gpu::wgpu_backend::{AdapterPolicy, WgpuBackend};
+        Device::new(std::sync::Arc::new(
+            WgpuBackend::open(AdapterPolicy::Any)
+                .unwrap()
+                .with_max_tensor_bytes(bytes),
+        ))
+    }
+    #[cfg(not(feature = "wgpu"))]
+    {
+        unreachable!("common::gpu() fails without the wgpu feature ({bytes} bytes)")
+    }
+}
+
+/// Whether `t` was computed on the GPU (it is in GPU memory).
+fn on_gpu(t: &Tensor) -> bool {
+    #[cfg(feature = "wgpu")]
+    {
+        matches!(t.storage(), Storage::Gpu(_) | Storage::GpuI64(_))
+    }
+    #[cfg(not(feature = "wgpu"))]
+    {
+        let _ = t;
+        false
+    }
 }
 
 #[test]
@@ -505,10 +523,7 @@ fn convolutions_and_their_gradients_match() {
                 dev,
                 1e-4,
             );
-            assert!(
-                matches!(got.storage(), Storage::Gpu(_)),
-                "computed on the GPU"
-            );
+            assert!(on_gpu(&got), "computed on the GPU");
         }
         // The gradients, through the tape.
         let grads = |dev: &Device| {
@@ -775,11 +790,23 @@ fn tensors_too_large_for_a_binding_run_on_the_cpu() {
     // 2000 elements (8000 bytes) do not fit a 4096-byte binding.
     let x = r.vec(2000, -1.0, 1.0);
     let (a, b) = (on(&cpu, &[40, 50], &x), on(&small, &[40, 50], &x));
-    let moved = small.permute(&b, &[1, 0]).unwrap();
+    // A resident input whose result does not fit: computed on the CPU.
+    let col = r.vec(40, -1.0, 1.0);
+    let (c40, g40) = (on(&cpu, &[40, 1], &col), on(&small, &[40, 1], &col));
+    assert!(on_gpu(&g40), "a small tensor stays on the GPU");
+    let wide = small.broadcast_to(&g40, &[40, 50]).unwrap();
     assert!(
-        matches!(moved.storage(), Storage::Host(_)),
+        matches!(wide.storage(), Storage::Host(_)),
         "computed on the CPU"
     );
+    exact(
+        "broadcast",
+        &cpu.broadcast_to(&c40, &[40, 50]).unwrap(),
+        &wide,
+        &cpu,
+        &small,
+    );
+    let moved = small.permute(&b, &[1, 0]).unwrap();
     exact(
         "permute",
         &cpu.permute(&a, &[1, 0]).unwrap(),
