@@ -159,7 +159,7 @@ impl PoolGeometry {
 const AXES_2D: [&str; 2] = ["height", "width"];
 
 /// Output size along one axis, or an error when the (dilated) kernel is
-/// larger than the padded input.
+/// larger than the padded input. Computed in u64: `usize` may be 32 bits.
 fn out_size(
     op: &'static str,
     axis: &str,
@@ -169,8 +169,21 @@ fn out_size(
     padding: usize,
     dilation: usize,
 ) -> Result<usize, TensorError> {
+    let [input, kernel, stride, padding, dilation] =
+        [input, kernel, stride, padding, dilation].map(|v| v as u64);
     let span = dilation * (kernel - 1) + 1;
     let padded = input + 2 * padding;
+    // Kernels index the padded input with 32-bit signed integers.
+    let limit = i32::MAX as u64;
+    if padded > limit || span > limit {
+        return Err(TensorError::too_large(
+            op,
+            format!(
+                "the padded input ({input} + 2·{padding}) or the kernel's span ({span}) along \
+                 {axis} is more than {limit}"
+            ),
+        ));
+    }
     if span > padded {
         let dilated = if dilation > 1 {
             format!(" (dilated: {span})")
@@ -185,7 +198,7 @@ fn out_size(
             ),
         ));
     }
-    Ok((padded - span) / stride + 1)
+    Ok(((padded - span) / stride + 1) as usize)
 }
 
 fn at_least_one(op: &'static str, what: &str, v: &[u32]) -> Result<(), TensorError> {
@@ -259,7 +272,8 @@ fn conv_geometry(
     let ho = out_size(op, axes[0], h, kh, s[0], pd[0], d[0])?;
     let wo = out_size(op, axes[1], wd, kw, s[1], pd[1], d[1])?;
     Shape::new(op, vec![n, o, ho, wo])?;
-    Shape::new(op, vec![n, c / g * kh * kw, ho * wo])?;
+    // One image's unfolded input (im2col), even when there are no images.
+    Shape::new(op, vec![c / g * kh * kw, ho, wo])?;
     Ok(ConvGeometry {
         n,
         c,
@@ -307,6 +321,7 @@ fn pool_geometry(op: &'static str, x: &Shape, p: &Pool2d) -> Result<PoolGeometry
     let ho = out_size(op, AXES_2D[0], h, k[0], s[0], pd[0], 1)?;
     let wo = out_size(op, AXES_2D[1], w, k[1], s[1], pd[1], 1)?;
     Shape::new(op, vec![n, c, ho, wo])?;
+    Shape::new(op, vec![ho, wo])?;
     Ok(PoolGeometry {
         n,
         c,

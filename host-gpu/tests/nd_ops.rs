@@ -676,6 +676,20 @@ on_each_backend! {
             err(dev.conv2d(&x, &w, Some(&bias), &Conv2d::default())),
             "conv2d: bias of shape [2] does not fit 1 output channels"
         );
+        assert_eq!(
+            e(Conv2d { padding: [1 << 30, 0], ..Conv2d::default() }, &x, &w),
+            "conv2d: the padded input (4 + 2·1073741824) or the kernel's span (2) along height \
+             is more than 2147483647"
+        );
+        // No input channels: only the bias; no images: an empty result.
+        let none = dev.fill(&[2, 0, 3, 3], 1.0).unwrap();
+        check(&dev, &dev.conv2d(&none, &dev.fill(&[2, 0, 2, 2], 1.0).unwrap(), Some(&bias),
+            &Conv2d::default()).unwrap(), &[2, 2, 2, 2], &[
+            0.5, 0.5, 0.5, 0.5, -1.0, -1.0, -1.0, -1.0, 0.5, 0.5, 0.5, 0.5, -1.0, -1.0, -1.0, -1.0,
+        ]);
+        let empty = dev.conv2d(&dev.fill(&[0, 1, 4, 4], 1.0).unwrap(), &w, None,
+            &Conv2d::default()).unwrap();
+        check(&dev, &empty, &[0, 1, 3, 3], &[]);
     }
 }
 
