@@ -3,7 +3,7 @@
 //! (flatten, squeeze, unsqueeze), and the index-driven gathers with their
 //! reverses (index-add, scatter-add), which are the gathers' gradients.
 //!
-//! All of the first group are one backend primitive, [`Backend::copy_nd`]: an
+//! All of the first group are one backend primitive, [`crate::Backend::copy_nd`]: an
 //! N-D strided copy of parts into an output that may first be filled.
 
 use std::sync::Arc;
@@ -13,10 +13,7 @@ use crate::dtype::{need_f32, need_i64};
 use crate::shape::broadcast;
 use crate::{DType, Device, Shape, Storage, Tensor, TensorError};
 
-#[allow(unused_imports, reason = "named in doc links")]
-use crate::Backend;
-
-/// One block of a [`Backend::copy_nd`]: for every coordinate `c` of `dims`,
+/// One block of a [`crate::Backend::copy_nd`]: for every coordinate `c` of `dims`,
 /// `out[dst_offset + Σ c·dst_strides] = src[src_offset + Σ c·src_strides]`.
 /// Offsets and strides count elements (not bytes); a stride may be 0.
 #[derive(Clone, Debug)]

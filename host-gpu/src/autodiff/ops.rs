@@ -7,9 +7,6 @@ use super::{Rule, Tape, Var};
 use crate::conv::check_bias;
 use crate::{BinaryOp, Conv1d, Conv2d, DType, Device, Pool2d, ReduceOp, Tensor, TensorError};
 
-#[allow(unused_imports, reason = "named in doc links")]
-use super::GradError;
-
 impl Tape {
     /// `a` as f32 (see [`Device::to_f32`]). An integer has no gradient, so
     /// the result is a constant unless `a` came from a watched value through
