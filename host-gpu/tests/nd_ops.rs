@@ -344,6 +344,7 @@ on_each_backend! {
         check(&dev, &dev.gather(&a, 0, &ti(&dev, &[3, 2], &[1, 0, 0, 1, 1, 1])).unwrap(),
             &[3, 2], &[3.0, 1.0, 0.0, 4.0, 3.0, 4.0]);
         check_i64(&dev, &dev.gather(&ids, 0, &ti(&dev, &[2], &[0, 0])).unwrap(), &[2], &[-5, -5]);
+        check_i64(&dev, &dev.gather_rows(&ids, &[2, 0]).unwrap(), &[2], &[9, -5]);
         assert_eq!(
             err(dev.embedding(&table, &ti(&dev, &[3], &[0, 1, 4]))),
             "embedding: index 4 (element 2 of the indices) is out of range for axis 0 of shape \
