@@ -37,9 +37,7 @@ fn wrap(r: Result<Tensor, TensorError>) -> Result<Handle, String> {
 /// An op the interface declares infallible: every tensor of this interface
 /// is f32, which the element-wise maps take, so an error is a bug (a trap).
 fn total(r: Result<Tensor, TensorError>) -> Handle {
-    Handle::new(CpuTensor(
-        r.expect("every tensor of this interface is f32"),
-    ))
+    Handle::new(CpuTensor(r.expect("every tensor of this interface is f32")))
 }
 
 fn inner<'a>(b: &'a TensorBorrow<'_>) -> &'a Tensor {
