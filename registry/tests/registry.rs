@@ -731,7 +731,16 @@ fn serve(reg: Registry, max_body_bytes: usize) -> String {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let reg = Arc::new(reg);
-    std::thread::spawn(move || serve_listener(reg, listener, ServerConfig { max_body_bytes }));
+    std::thread::spawn(move || {
+        serve_listener(
+            reg,
+            listener,
+            ServerConfig {
+                max_body_bytes,
+                ..ServerConfig::default()
+            },
+        )
+    });
     url
 }
 
