@@ -21,6 +21,7 @@ use tensorlet_runtime::registry::digest;
 
 use common::http::{json_or_null, request, try_request};
 use common::oci::{OciRegistry, Secured};
+use common::tls::Ca;
 use common::{RegistryServer, fails, ok, s};
 
 const MODEL: &str = "tensorlet/iris-model";
@@ -127,6 +128,11 @@ impl Drop for Serving {
 }
 
 fn serve(home: &Path, extra: &[&str]) -> Serving {
+    serve_env(home, extra, &[])
+}
+
+/// [`serve`] with more environment variables.
+fn serve_env(home: &Path, extra: &[&str], env: &[(&str, &str)]) -> Serving {
     let mut child = Command::new(env!("CARGO_BIN_EXE_tensorlet"))
         .args([
             "serve",
@@ -142,6 +148,7 @@ fn serve(home: &Path, extra: &[&str]) -> Serving {
         .env("TENSORLET_DEVICE", "cpu")
         .env_remove("TENSORLET_REGISTRY")
         .env_remove("TENSORLET_CA_FILE")
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -758,3 +765,263 @@ fn two_followers_of_an_oci_registry_converge_and_refuse_untrusted_models() {
     fleet_converges(true);
 }
 
+/// Runs `tensorlet` with `env`, which must exit within 60 s (a server that
+/// should refuse to start but serves instead fails the test, not hangs it).
+fn run_bounded(home: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = common::command(home, args);
+    let mut child = cmd
+        .envs(env.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > Duration::from_secs(60) {
+            kill(&mut child);
+            panic!("tensorlet {args:?} did not exit within 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// A home holding `from`'s key `key` (to sign with), trusting it for
+/// namespace `tensorlet`.
+fn with_key(from: &Path, key: &str) -> tempfile::TempDir {
+    let home = trusting(&[(from, key)]);
+    std::fs::create_dir_all(home.path().join("keys")).unwrap();
+    for f in [format!("{key}.key"), format!("{key}.pub")] {
+        std::fs::copy(
+            from.join("keys").join(&f),
+            home.path().join("keys").join(&f),
+        )
+        .unwrap();
+    }
+    home
+}
+
+/// `tensorlet registry serve --tls-cert/--tls-key` with a certificate from a
+/// private CA: publish, pull, verify, sync, audit checkpoint and follow work
+/// over https with `TENSORLET_CA_FILE`; without the CA, with another CA, with
+/// a certificate for another name and with an expired one, each command
+/// fails naming the cause, and never falls back to its cache; plain HTTP
+/// still works, and mixing up the two is named.
+#[test]
+fn a_tensorlet_registry_over_https_with_a_private_ca() {
+    let publ = publisher();
+    let home = publ.path();
+    ok(&run(home, &["alias", "set", MODEL, "production", "0.1.0"]));
+    let pki = tempfile::tempdir().unwrap();
+    let ca = Ca::new("tensorlet test CA");
+    let ca_file = ca.write(pki.path(), "ca");
+    let (cert, key) = ca
+        .issue(&["localhost", "127.0.0.1"])
+        .write(pki.path(), "registry");
+    let central = RegistryServer::start_tls(home, &cert, &key);
+    let url = central.url.clone();
+    let with_ca = [
+        ("TENSORLET_DEVICE", "cpu"),
+        ("TENSORLET_CA_FILE", s(&ca_file)),
+    ];
+    let device = with_key(home, "demo");
+    let d = device.path();
+    let tls = |args: &[&str]| common::tensorlet_env(d, args, &with_ca);
+
+    // Publish: the server checks the signature against its own policy.
+    let plugin = common::plugin_path("standardize");
+    let out = ok(&tls(&[
+        "publish",
+        s(&plugin),
+        "--name",
+        "tensorlet/scale",
+        "--version",
+        "1.0.0",
+        "--kind",
+        "preprocessor",
+        "--key",
+        "demo",
+        "--registry",
+        &url,
+    ]));
+    assert!(out.contains("published tensorlet/scale@1.0.0"), "{out}");
+    assert!(ok(&run(home, &["list"])).contains("tensorlet/scale"));
+    let listed = ok(&tls(&["list", "--registry", &url]));
+    assert!(
+        listed.contains("tensorlet/scale") && listed.contains(MODEL),
+        "{listed}"
+    );
+
+    // Pull and verify, by IP address and by host name.
+    let out = ok(&tls(&[
+        "pull",
+        &format!("{MODEL}@0.1.0"),
+        "--registry",
+        &url,
+    ]));
+    assert!(
+        out.contains("verified against the local trust policy"),
+        "{out}"
+    );
+    let by_name = central.url_as("localhost");
+    ok(&tls(&[
+        "verify",
+        "tensorlet/scale@1.0.0",
+        "--registry",
+        &by_name,
+    ]));
+    assert!(ok(&run(d, &["list"])).contains("tensorlet/scale"));
+
+    // Sync an alias, and keep the server's audit checkpoint.
+    let reference = format!("{MODEL}@production");
+    let out = ok(&tls(&["sync", "--from", &url, &reference]));
+    assert!(out.contains(&format!("{MODEL}@0.1.0")), "{out}");
+    let out = ok(&tls(&["audit", "checkpoint", "--registry", &url]));
+    assert!(out.contains("\"key_id\""), "{out}");
+
+    // Follow: a replica takes a promotion made on the https registry.
+    let replica = trusting(&[(home, "demo")]);
+    let follower = serve_env(
+        replica.path(),
+        &["--follow", &url, "--poll", "0.2"],
+        &with_ca[1..],
+    );
+    assert_eq!(infer(&follower.addr).1["model_version"], "0.1.0");
+    train(home, "demo", "5");
+    ok(&run(
+        home,
+        &["promote", &format!("{MODEL}@0.1.1"), "--to", "production"],
+    ));
+    wait_for("0.1.1 on the follower over https", || {
+        infer(&follower.addr).1["model_version"] == "0.1.1"
+    });
+    drop(follower);
+
+    // Without the CA the issuer is unknown: the message says so and what to
+    // do, and predict does not fall back to the copy it has cached.
+    let cpu = [("TENSORLET_DEVICE", "cpu")];
+    let pinned = format!("{MODEL}@0.1.0");
+    let e = fails(&common::tensorlet_env(
+        d,
+        &["pull", &pinned, "--registry", &url],
+        &cpu,
+    ));
+    assert!(
+        e.contains("unknown issuer") && e.contains("TENSORLET_CA_FILE"),
+        "{e}"
+    );
+    let csv = home.join("iris.csv");
+    let predict = ["predict", &pinned, "--input", s(&csv), "--registry", &url];
+    let e = fails(&common::tensorlet_env(d, &predict, &cpu));
+    assert!(e.contains("unknown issuer"), "{e}");
+    assert!(
+        !e.contains("local cache"),
+        "a TLS failure is not an outage: {e}"
+    );
+    // ... while with no server at all the cache answers, saying why.
+    let dead = format!(
+        "https://127.0.0.1:{}",
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    );
+    let offline = common::tensorlet_env(
+        d,
+        &["predict", &pinned, "--input", s(&csv), "--registry", &dead],
+        &cpu,
+    );
+    assert_eq!(ok(&offline).lines().count(), 150);
+    let warning = String::from_utf8_lossy(&offline.stderr);
+    assert!(
+        warning.contains("unreachable") && warning.contains("connection refused"),
+        "{warning}"
+    );
+
+    // Another CA: named, with the file that was trusted instead.
+    let other = Ca::new("another CA").write(pki.path(), "other");
+    let e = fails(&common::tensorlet_env(
+        d,
+        &["pull", &pinned, "--registry", &url],
+        &[("TENSORLET_CA_FILE", s(&other))],
+    ));
+    assert!(e.contains("unknown issuer") && e.contains(s(&other)), "{e}");
+    // A follower that meets a TLS error at start stops with it.
+    let out = run_bounded(
+        replica.path(),
+        &[
+            "serve",
+            "--addr",
+            "127.0.0.1:0",
+            "--admin-addr",
+            "off",
+            "--model",
+            &reference,
+            "--follow",
+            &url,
+        ],
+        &[
+            ("TENSORLET_CA_FILE", s(&other)),
+            ("TENSORLET_DEVICE", "cpu"),
+        ],
+    );
+    let e = fails(&out);
+    assert!(
+        e.contains("cannot follow") && e.contains("unknown issuer"),
+        "{e}"
+    );
+
+    // A certificate for another name, and an expired one.
+    let (named_cert, named_key) = ca.issue(&["registry.example"]).write(pki.path(), "named");
+    let misnamed = RegistryServer::start_tls(home, &named_cert, &named_key);
+    let e = fails(&tls(&["pull", &pinned, "--registry", &misnamed.url]));
+    assert!(
+        e.contains("another host name") && e.contains("registry.example"),
+        "{e}"
+    );
+    let (old_cert, old_key) = ca
+        .issue_expired(&["127.0.0.1"])
+        .write(pki.path(), "expired");
+    let expired = RegistryServer::start_tls(home, &old_cert, &old_key);
+    let e = fails(&tls(&["sync", "--from", &expired.url, &reference]));
+    assert!(e.contains("expired on 2001-01-01"), "{e}");
+
+    // Plain HTTP still works; http:// to the https server and https:// to a
+    // plain one are named.
+    let plain = RegistryServer::start(home, &[]);
+    let out = ok(&tls(&["sync", "--from", &plain.url, &reference]));
+    assert!(out.contains(&format!("{MODEL}@0.1.1")), "{out}");
+    let e = fails(&tls(&[
+        "pull",
+        &pinned,
+        "--registry",
+        &central.url.replacen("https://", "http://", 1),
+    ]));
+    assert!(e.contains("use an https:// URL"), "{e}");
+    let e = fails(&tls(&[
+        "pull",
+        &pinned,
+        "--registry",
+        &plain.url.replacen("http://", "https://", 1),
+    ]));
+    assert!(e.contains("does not speak TLS"), "{e}");
+
+    // The server checks its key and certificate before it serves.
+    let (_, stray_key) = ca.issue(&["127.0.0.1"]).write(pki.path(), "stray");
+    let e = fails(&run_bounded(
+        home,
+        &[
+            "registry",
+            "serve",
+            "--addr",
+            "127.0.0.1:0",
+            "--tls-cert",
+            s(&cert),
+            "--tls-key",
+            s(&stray_key),
+        ],
+        &[],
+    ));
+    assert!(e.contains("does not belong to the certificate"), "{e}");
+}
