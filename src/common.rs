@@ -100,7 +100,7 @@ pub fn http_client() -> Result<HttpClient> {
     CLIENT
         .get_or_init(|| HttpClient::new(&HttpSettings::from_env()).map_err(|e| e.to_string()))
         .clone()
-        .map_err(|e| anyhow::anyhow!("{e} ({ENV_CA_FILE})"))
+        .map_err(|e| anyhow::anyhow!("{ENV_CA_FILE}: {e}"))
 }
 
 /// The runtime, with the compiled-component cache under the state directory.
