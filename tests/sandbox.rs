@@ -453,6 +453,7 @@ fn sgd() -> tensorlet_runtime::HostTraining {
             schedule: Schedule::Constant,
             warmup_steps: 0,
         },
+        task: tensorlet_runtime::Task::Classification,
     }
 }
 
