@@ -9,7 +9,7 @@
 //!
 //! `cargo bench -p tensorlet-oip [-- <case>]` (std only: no benchmark
 //! framework). Each case runs every path for about `TENSORLET_BENCH_SECS`
-//! seconds (default 1) in rounds of ~10 ms and prints the median time per
+//! seconds (default 1) in alternating rounds of ~10 ms and prints the median time per
 //! request as a Markdown table.
 
 use std::hint::black_box;
@@ -304,30 +304,44 @@ fn body(rows: usize, features: usize, data: &str) -> String {
     )
 }
 
-/// Median time of one call of `f`, over rounds of about 10 ms each.
-fn time(budget: Duration, mut f: impl FnMut()) -> Duration {
+/// Median time of one call of each of `fs`, over rounds of about 10 ms
+/// each. The rounds of the paths alternate, so that other work on the
+/// machine slows each of them alike.
+fn time(budget: Duration, fs: &[&dyn Fn()]) -> Vec<Duration> {
+    let per_round: Vec<u32> = fs
+        .iter()
+        .map(|f| {
+            let mut n = 1u32;
+            loop {
+                let t = Instant::now();
+                for _ in 0..n {
+                    f();
+                }
+                if t.elapsed() >= Duration::from_millis(10) || n >= 1 << 20 {
+                    return n;
+                }
+                n *= 2;
+            }
+        })
+        .collect();
+    let mut samples = vec![Vec::new(); fs.len()];
     let start = Instant::now();
-    let mut per_round = 1u32;
-    loop {
-        let t = Instant::now();
-        for _ in 0..per_round {
-            f();
+    while start.elapsed() < budget || samples[0].len() < 5 {
+        for ((f, &n), samples) in fs.iter().zip(&per_round).zip(&mut samples) {
+            let t = Instant::now();
+            for _ in 0..n {
+                f();
+            }
+            samples.push(t.elapsed() / n);
         }
-        if t.elapsed() >= Duration::from_millis(10) || per_round >= 1 << 20 {
-            break;
-        }
-        per_round *= 2;
     }
-    let mut samples = Vec::new();
-    while start.elapsed() < budget || samples.len() < 5 {
-        let t = Instant::now();
-        for _ in 0..per_round {
-            f();
-        }
-        samples.push(t.elapsed() / per_round);
-    }
-    samples.sort();
-    samples[samples.len() / 2]
+    samples
+        .into_iter()
+        .map(|mut s| {
+            s.sort();
+            s[s.len() / 2]
+        })
+        .collect()
 }
 
 fn main() {
@@ -368,15 +382,19 @@ fn main() {
             ("serde seed", &|| seeded(json, spec).map(|r| r.unwrap())),
             ("serde Value", &|| Some(paths::value(json, spec).unwrap())),
         ];
-        for (path, parse) in parses {
+        for (path, parse) in &parses {
             assert_eq!(
                 parse().as_ref(),
                 Some(&want),
                 "{path} reads {name} differently"
             );
-            let t = time(budget, || {
-                black_box(parse());
-            });
+        }
+        let runs: Vec<Box<dyn Fn()>> = parses
+            .iter()
+            .map(|(_, parse)| Box::new(move || drop(black_box(parse()))) as Box<dyn Fn()>)
+            .collect();
+        let runs: Vec<&dyn Fn()> = runs.iter().map(|f| f.as_ref()).collect();
+        for ((path, _), t) in parses.iter().zip(time(budget, &runs)) {
             let mb_s = json.len() as f64 / t.as_secs_f64() / 1e6;
             println!(
                 "| {name} | {} | {path} | {} | {mb_s:.0} |",
