@@ -196,6 +196,24 @@ optimizer = "adam"
         "{right}/{}",
         truth.len()
     );
+    // `eval` counts the same rows right, on the diagonal of its confusion matrix.
+    let model = home.path().join("model");
+    let eval = |extra: &[&str]| {
+        let mut a = vec!["eval", s(&model), "--data", s(&data("breast_cancer.csv"))];
+        a.extend_from_slice(extra);
+        a.push("--allow-unsigned");
+        ok(&tensorlet(home.path(), &a))
+    };
+    let table = eval(&[]);
+    assert!(
+        table.contains("(569 rows, classification)") && table.contains("auc"),
+        "{table}"
+    );
+    let e: Value = serde_json::from_str(&eval(&["--json"])).unwrap();
+    assert_eq!(e["classes"], serde_json::json!(["benign", "malignant"]));
+    let cm: Vec<Vec<u64>> = serde_json::from_value(e["confusion"].clone()).unwrap();
+    assert_eq!(cm[0][0] + cm[1][1], right as u64, "{e}");
+    assert_eq!(cm.iter().flatten().sum::<u64>(), 569);
 }
 
 /// Iris as people download it: species as text, a quoted free-text column

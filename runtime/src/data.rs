@@ -816,6 +816,61 @@ pub fn load_features(
     })
 }
 
+/// The labels of a table for a trained model: column `label` read as the
+/// model's task says, text classes by `class_names` (or class indices), and
+/// regression targets as numbers. For `tensorlet eval`.
+pub fn load_labels(
+    path: &Path,
+    label: &str,
+    task: Task,
+    class_names: Option<&[String]>,
+) -> Result<crate::train::Labels> {
+    let (mut reader, header) = open_csv(path, delimiter_for(path, None))?;
+    let col = column_index(path, &header, label, "label")?;
+    let by_name: HashMap<&str, u32> = class_names
+        .into_iter()
+        .flatten()
+        .map(String::as_str)
+        .zip(0u32..)
+        .collect();
+    let classes = class_names.map_or(0, <[String]>::len);
+    let (mut y, mut t) = (Vec::new(), Vec::new());
+    each_row(&mut reader, path, header.len(), |line, rec| {
+        let f = &rec[col];
+        let at = |m: String| data_err(path, Some(line), Some(col + 1), m);
+        if is_missing(f) {
+            return Err(at(format!("the label column `{label}` has a missing value")));
+        }
+        match task {
+            Task::Regression => t.push(number(path, line, col, label, f)?),
+            Task::Classification => match by_name.get(f) {
+                Some(&i) => y.push(i),
+                None => match f.parse::<u32>() {
+                    Ok(i) if classes == 0 || (i as usize) < classes => y.push(i),
+                    _ => {
+                        let known: Vec<&str> = by_name.keys().copied().collect();
+                        return Err(at(format!(
+                            "label `{f}` in column `{label}` is not a class of the model{}",
+                            if known.is_empty() {
+                                String::new()
+                            } else {
+                                let mut k = known;
+                                k.sort_by_key(|n| by_name[n]);
+                                format!(" ({})", k.join(", "))
+                            }
+                        )));
+                    }
+                },
+            },
+        }
+        Ok(())
+    })?;
+    Ok(match task {
+        Task::Classification => crate::train::Labels::Classes(y),
+        Task::Regression => crate::train::Labels::Targets(t),
+    })
+}
+
 /// One field of a prediction input as its column was encoded in training:
 /// missing → NaN, an unknown category → -1.
 pub fn encode(
