@@ -27,6 +27,11 @@ const BUNDLED: &[(&str, &str)] = &[
     ("softmax-regression", "softmax_regression"),
     ("mlp", "mlp"),
     ("onnx-predict", "onnx_predict"),
+    ("imputer", "imputer"),
+    ("one-hot", "one_hot"),
+    ("ordinal", "ordinal"),
+    ("min-max", "min_max"),
+    ("robust", "robust"),
 ];
 
 /// The target of the bundled and test plugins: no WASI.
@@ -69,6 +74,9 @@ fn main() {
         "plugins/.cargo/config.toml",
         "plugins/legacy/Cargo.toml",
         "plugins/legacy/Cargo.lock",
+        // The tabular preprocessors' shared crate.
+        "plugins/tabular/src",
+        "plugins/tabular/Cargo.toml",
         // http-front depends on the OIP crate, as the server does.
         "oip/src",
         "oip/Cargo.toml",

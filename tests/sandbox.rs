@@ -155,6 +155,11 @@ fn bundled_plugins_import_no_wasi_cli_world() {
         "softmax_regression",
         "mlp",
         "onnx_predict",
+        "imputer",
+        "one_hot",
+        "ordinal",
+        "min_max",
+        "robust",
     ] {
         let info = rt.inspect(stem, &plugin_bytes(stem)).unwrap();
         let allowed = |i: &str| {
