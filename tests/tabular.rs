@@ -198,8 +198,9 @@ optimizer = "adam"
     );
     // `eval` counts the same rows right, on the diagonal of its confusion matrix.
     let model = home.path().join("model");
+    let csv = data("breast_cancer.csv");
     let eval = |extra: &[&str]| {
-        let mut a = vec!["eval", s(&model), "--data", s(&data("breast_cancer.csv"))];
+        let mut a = vec!["eval", s(&model), "--data", s(&csv)];
         a.extend_from_slice(extra);
         a.push("--allow-unsigned");
         ok(&tensorlet(home.path(), &a))
