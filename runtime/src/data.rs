@@ -317,7 +317,7 @@ impl Seen {
             return;
         }
         self.present += 1;
-        if !parse_bool(field).is_some() {
+        if parse_bool(field).is_none() {
             self.not_bool = true;
         }
         match field.parse::<f64>() {
@@ -839,7 +839,9 @@ pub fn load_labels(
         let f = &rec[col];
         let at = |m: String| data_err(path, Some(line), Some(col + 1), m);
         if is_missing(f) {
-            return Err(at(format!("the label column `{label}` has a missing value")));
+            return Err(at(format!(
+                "the label column `{label}` has a missing value"
+            )));
         }
         match task {
             Task::Regression => t.push(number(path, line, col, label, f)?),
