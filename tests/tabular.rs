@@ -329,3 +329,63 @@ fn text_features_and_missing_values_are_refused_with_what_to_do() {
         "{err}"
     );
 }
+
+#[test]
+fn promote_require_gates_on_recorded_or_fresh_metrics() {
+    let (home, _) = published_home();
+    let h = home.path();
+    let iris = data("iris.csv");
+    ok(&tensorlet(
+        h,
+        &["train", "acme/iris", "--data", s(&iris), "--key", "alice"],
+    ));
+    let promote = |extra: &[&str]| {
+        let mut a = vec!["promote", "acme/iris-model@0.1.0", "--to", "production"];
+        a.extend_from_slice(extra);
+        tensorlet(h, &a)
+    };
+    // A gate it cannot meet: refused, the alias not set, the refusal audited.
+    let err = fails(&promote(&[
+        "--require",
+        "accuracy>=0.5",
+        "--require",
+        "f1_macro>1",
+    ]));
+    assert!(
+        err.contains("not promoting acme/iris-model@0.1.0 to production: f1_macro is ")
+            && err.contains("and f1_macro>1 is required (metrics recorded with the version)"),
+        "{err}"
+    );
+    let err = fails(&promote(&["--require", "r2>=0"]));
+    assert!(
+        err.contains("`r2` is not among the metrics: accuracy, f1_macro"),
+        "{err}"
+    );
+    // A malformed requirement is a usage error (exit 2), before anything runs.
+    let out = promote(&["--require", "accuracy=0.9"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("`accuracy=0.9` is not a requirement"), "{err}");
+    let shown = fails(&tensorlet(h, &["show", "acme/iris-model@production"]));
+    assert!(!shown.is_empty());
+    let log = ok(&tensorlet(h, &["audit", "log", "--json"]));
+    assert!(
+        log.contains("promote.refused") && log.contains("f1_macro>1"),
+        "{log}"
+    );
+
+    // Met, on the recorded metrics and on a fresh evaluation.
+    let out = ok(&promote(&["--require", "val_accuracy>=0.8"]));
+    assert!(out.contains("promoted acme/iris-model@production"), "{out}");
+    ok(&promote(&[
+        "--require",
+        "accuracy>=0.8",
+        "--data",
+        s(&iris),
+    ]));
+    let log = ok(&tensorlet(h, &["audit", "log", "--json"]));
+    assert!(
+        log.contains("promote.gate") && log.contains("evaluated on"),
+        "{log}"
+    );
+}

@@ -145,6 +145,111 @@ pub fn regression(pred: &[f32], target: &[f32]) -> Metrics {
     m
 }
 
+/// A promotion gate: `metric OP value`, e.g. `r2>=0.45` or `rmse < 60`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Requirement {
+    /// The metric's name (`accuracy`, `r2`, `val_loss`, …).
+    pub metric: String,
+    /// The comparison.
+    pub op: Comparison,
+    /// The threshold.
+    pub value: f64,
+}
+
+/// How a [`Requirement`] compares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Comparison {
+    /// `>=`
+    AtLeast,
+    /// `>`
+    Above,
+    /// `<=`
+    AtMost,
+    /// `<`
+    Below,
+}
+
+impl Comparison {
+    fn symbol(self) -> &'static str {
+        match self {
+            Comparison::AtLeast => ">=",
+            Comparison::Above => ">",
+            Comparison::AtMost => "<=",
+            Comparison::Below => "<",
+        }
+    }
+}
+
+impl std::fmt::Display for Requirement {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}{}{}", self.metric, self.op.symbol(), self.value)
+    }
+}
+
+impl std::str::FromStr for Requirement {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let bad = || {
+            format!(
+                "`{text}` is not a requirement; write `metric>=value`, `metric<value` and the \
+                 like, e.g. `r2>=0.45` or `rmse<60`"
+            )
+        };
+        let (at, op, len) = [
+            (">=", Comparison::AtLeast),
+            ("<=", Comparison::AtMost),
+            (">", Comparison::Above),
+            ("<", Comparison::Below),
+        ]
+        .iter()
+        .find_map(|(sym, op)| text.find(sym).map(|at| (at, *op, sym.len())))
+        .ok_or_else(bad)?;
+        let metric = text[..at].trim();
+        let value: f64 = text[at + len..].trim().parse().map_err(|_| bad())?;
+        if metric.is_empty()
+            || !metric
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_')
+            || !value.is_finite()
+        {
+            return Err(bad());
+        }
+        Ok(Requirement {
+            metric: metric.to_string(),
+            op,
+            value,
+        })
+    }
+}
+
+impl Requirement {
+    /// Checks the requirement against `metrics`: `Ok(value)` when met, or a
+    /// message saying why not (missed, or no such metric).
+    pub fn check(&self, metrics: &Metrics) -> Result<f32, String> {
+        let Some(&v) = metrics.get(&self.metric) else {
+            let known: Vec<&str> = metrics.keys().map(String::as_str).collect();
+            return Err(format!(
+                "`{}` is not among the metrics: {}",
+                self.metric,
+                known.join(", ")
+            ));
+        };
+        let x = f64::from(v);
+        let met = match self.op {
+            Comparison::AtLeast => x >= self.value,
+            Comparison::Above => x > self.value,
+            Comparison::AtMost => x <= self.value,
+            Comparison::Below => x < self.value,
+        };
+        if met {
+            Ok(v)
+        } else {
+            Err(format!("{} is {v}, and {self} is required", self.metric))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -207,6 +312,33 @@ mod tests {
         assert_eq!(
             confusion(&[0, 1, 1, 2], &[0, 1, 2, 2], 3),
             [[1, 0, 0], [0, 1, 1], [0, 0, 1]]
+        );
+    }
+
+    #[test]
+    fn requirements_parse_and_check() {
+        let r: Requirement = "r2>=0.45".parse().unwrap();
+        assert_eq!(
+            (r.metric.as_str(), r.op, r.value),
+            ("r2", Comparison::AtLeast, 0.45)
+        );
+        let rmse: Requirement = " rmse < 60 ".parse().unwrap();
+        assert_eq!(rmse.op, Comparison::Below);
+        assert_eq!(rmse.to_string(), "rmse<60");
+        for bad in ["r2", "r2>=", ">=1", "r2=0.4", "r 2>=1", "r2>=nan"] {
+            assert!(bad.parse::<Requirement>().is_err(), "{bad}");
+        }
+        let m = regression(&[2.5, 0.0, 2.0, 8.0], &[3.0, -0.5, 2.0, 7.0]);
+        assert!(r.check(&m).is_ok());
+        let strict: Requirement = "r2>0.99".parse().unwrap();
+        assert_eq!(
+            strict.check(&m).unwrap_err(),
+            format!("r2 is {}, and r2>0.99 is required", m["r2"])
+        );
+        let unknown: Requirement = "auc>=0.9".parse().unwrap();
+        assert_eq!(
+            unknown.check(&m).unwrap_err(),
+            "`auc` is not among the metrics: mae, mse, r2, rmse"
         );
     }
 }

@@ -1,12 +1,13 @@
 //! `tensorlet eval <model> --data <csv>`: the task's metrics of a model on a
 //! labelled table it did not train on.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Result, bail};
 use serde_json::json;
+use tensorlet_runtime::model::Model;
 use tensorlet_runtime::train::Labels;
-use tensorlet_runtime::{Task, data, metrics};
+use tensorlet_runtime::{Runtime, Task, data, metrics};
 
 use crate::artifacts::{RegistryArgs, UnsignedArgs};
 use crate::common::{self, DeviceArgs};
@@ -34,6 +35,49 @@ pub struct Args {
     pub unsigned: UnsignedArgs,
 }
 
+/// A model's metrics on a labelled table.
+pub struct Scores {
+    /// Rows scored.
+    pub rows: usize,
+    /// The task's metrics by name.
+    pub metrics: metrics::Metrics,
+    /// Classification: counts by actual (rows) and predicted (columns) class.
+    pub confusion: Option<Vec<Vec<u64>>>,
+}
+
+/// Predicts the rows of `path` (features by the model's schema, labels by its
+/// task and class names) and scores the predictions.
+pub fn score(rt: &Runtime, model: &Model, path: &Path) -> Result<Scores> {
+    let meta = &model.meta;
+    let input = data::load_features(path, Some(&meta.label), meta.schema.as_deref())?;
+    let labels = data::load_labels(path, &meta.label, meta.task, meta.class_names.as_deref())?;
+    if labels.len() != input.rows {
+        bail!(
+            "{}: read {} rows of features but {} labels",
+            path.display(),
+            input.rows,
+            labels.len()
+        );
+    }
+    let rows = input.rows;
+    let p = model.predict(rt.device(), input.x, rows)?;
+    Ok(match &labels {
+        Labels::Classes(y) => {
+            let classes = meta.classes as usize;
+            Scores {
+                rows,
+                metrics: metrics::classification(&p.probabilities.concat(), y, classes),
+                confusion: Some(metrics::confusion(y, &p.labels, classes)),
+            }
+        }
+        Labels::Targets(t) => Scores {
+            rows,
+            metrics: metrics::regression(&p.values.concat(), t),
+            confusion: None,
+        },
+    })
+}
+
 pub fn execute(args: Args) -> Result<()> {
     let reg = crate::artifacts::open()?;
     let rt = common::runtime(args.device.open()?)?;
@@ -45,37 +89,17 @@ pub fn execute(args: Args) -> Result<()> {
         &args.model,
     )?;
     let meta = &model.meta;
-    let input = data::load_features(&args.data, Some(&meta.label), meta.schema.as_deref())?;
-    let labels = data::load_labels(
-        &args.data,
-        &meta.label,
-        meta.task,
-        meta.class_names.as_deref(),
-    )?;
-    if labels.len() != input.rows {
-        bail!(
-            "{}: read {} rows of features but {} labels",
-            args.data.display(),
-            input.rows,
-            labels.len()
-        );
-    }
-    let p = model.predict(rt.device(), input.x, input.rows)?;
-    let (scores, confusion) = match &labels {
-        Labels::Classes(y) => {
-            let classes = meta.classes as usize;
-            let flat: Vec<f32> = p.probabilities.concat();
-            let cm = metrics::confusion(y, &p.labels, classes);
-            (metrics::classification(&flat, y, classes), Some(cm))
-        }
-        Labels::Targets(t) => (metrics::regression(&p.values.concat(), t), None),
-    };
+    let Scores {
+        rows,
+        metrics: scores,
+        confusion,
+    } = score(&rt, &model, &args.data)?;
     let names: Vec<String> = (0..meta.classes).map(|c| model.class_name(c)).collect();
     if args.json {
         let mut out = json!({
             "model": args.model,
             "data": args.data.display().to_string(),
-            "rows": input.rows,
+            "rows": rows,
             "task": meta.task,
             "metrics": scores,
         });
@@ -94,7 +118,7 @@ pub fn execute(args: Args) -> Result<()> {
         "{} on {} ({} rows, {task})",
         args.model,
         args.data.display(),
-        input.rows
+        rows
     );
     for (k, v) in &scores {
         println!("  {k:<9} {v:.4}");
