@@ -48,7 +48,7 @@ fn still_works(rt: &Runtime) {
     let probs = p.predict("{}", &params, &x).unwrap();
     assert_eq!(probs.shape().dims(), &[4, 2]);
     // Zero-initialised softmax regression: every class equally likely.
-    for v in dev.to_vec(&probs) {
+    for v in dev.to_vec(&probs).unwrap() {
         assert!((v - 0.5).abs() < 1e-6, "{v}");
     }
 }

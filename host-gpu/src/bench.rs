@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::{Device, Distribution};
+use crate::{Device, DeviceError, Distribution};
 
 /// How long one measurement ran.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -23,18 +23,21 @@ impl Timing {
 
 /// Doubles the number of runs until a batch takes at least `min_time`;
 /// `batch(runs)` must finish all its work before it returns.
-fn measure(min_time: Duration, mut batch: impl FnMut(u32)) -> Timing {
-    batch(1); // warm-up: shader compilation, pool, caches
+fn measure<E>(
+    min_time: Duration,
+    mut batch: impl FnMut(u32) -> Result<(), E>,
+) -> Result<Timing, E> {
+    batch(1)?; // warm-up: shader compilation, pool, caches
     let mut runs = 1;
     loop {
         let started = Instant::now();
-        batch(runs);
+        batch(runs)?;
         let elapsed = started.elapsed();
         if elapsed >= min_time || runs >= 1 << 16 {
-            return Timing {
+            return Ok(Timing {
                 runs,
                 seconds: elapsed.as_secs_f64() / f64::from(runs),
-            };
+            });
         }
         runs *= 2;
     }
@@ -42,7 +45,8 @@ fn measure(min_time: Duration, mut batch: impl FnMut(u32)) -> Timing {
 
 /// Square `n`-by-`n` matmuls of resident tensors on `dev` (inputs uploaded
 /// once, outputs never read back; the device is synchronized after each batch).
-pub fn matmul(dev: &Device, n: usize, min_time: Duration) -> Timing {
+/// Fails when the device does.
+pub fn matmul(dev: &Device, n: usize, min_time: Duration) -> Result<Timing, DeviceError> {
     let dist = Distribution::Uniform {
         low: -1.0,
         high: 1.0,
@@ -54,7 +58,7 @@ pub fn matmul(dev: &Device, n: usize, min_time: Duration) -> Timing {
         for _ in 0..runs {
             drop(dev.matmul(&a, &b).expect("square shapes"));
         }
-        dev.synchronize();
+        dev.synchronize()
     })
 }
 
@@ -64,7 +68,7 @@ pub fn reference_sgemm(n: usize, min_time: Duration) -> Timing {
     let a: Vec<f32> = (0..n * n).map(|i| (i % 13) as f32 - 6.0).collect();
     let b: Vec<f32> = (0..n * n).map(|i| (i % 7) as f32 - 3.0).collect();
     let mut c = vec![0.0f32; n * n];
-    measure(min_time, |runs| {
+    let timing = measure(min_time, |runs| {
         for _ in 0..runs {
             // SAFETY: a, b and c hold n*n elements each, and the row-major
             // strides (n, 1) stay within them.
@@ -87,5 +91,10 @@ pub fn reference_sgemm(n: usize, min_time: Duration) -> Timing {
                 );
             }
         }
-    })
+        Ok::<(), std::convert::Infallible>(())
+    });
+    match timing {
+        Ok(t) => t,
+        Err(never) => match never {},
+    }
 }

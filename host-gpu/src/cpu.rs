@@ -8,21 +8,33 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 use crate::{
-    Backend, BinaryOp, DeviceInfo, DeviceKind, Distribution, ReduceOp, ScalarOp, Storage, UnaryOp,
-    rng,
+    Backend, BinaryOp, DeviceError, DeviceInfo, DeviceKind, Distribution, ReduceOp, ScalarOp,
+    Storage, UnaryOp, rng,
 };
 
 /// The CPU backend. Stateless.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct CpuBackend;
 
-/// The elements of `s` in host memory; GPU storage is downloaded.
-fn host(s: &Storage) -> Cow<'_, [f32]> {
+/// The elements of `s` in host memory; GPU storage is downloaded. Fails when
+/// `s` is (or lives on) a failed device.
+fn host(s: &Storage) -> Result<Cow<'_, [f32]>, Arc<DeviceError>> {
     match s {
-        Storage::Host(v) => Cow::Borrowed(v),
+        Storage::Host(v) => Ok(Cow::Borrowed(v)),
         #[cfg(feature = "wgpu")]
-        Storage::Gpu(g) => Cow::Owned(g.to_vec()),
+        Storage::Gpu(g) => g.to_vec().map(Cow::Owned).map_err(Arc::new),
+        Storage::Failed(e) => Err(e.clone()),
     }
+}
+
+/// `host(s)`, or else return the failure as the op's output.
+macro_rules! host {
+    ($s:expr) => {
+        match host($s) {
+            Ok(v) => v,
+            Err(e) => return Storage::Failed(e),
+        }
+    };
 }
 
 fn store(v: Vec<f32>) -> Storage {
@@ -114,10 +126,10 @@ impl Backend for CpuBackend {
         Storage::Host(Arc::from(data))
     }
 
-    fn download(&self, s: &Storage, len: usize) -> Vec<f32> {
-        let v = host(s);
+    fn download(&self, s: &Storage, len: usize) -> Result<Vec<f32>, DeviceError> {
+        let v = host(s).map_err(|e| (*e).clone())?;
         debug_assert_eq!(v.len(), len);
-        v.into_owned()
+        Ok(v.into_owned())
     }
 
     fn fill(&self, len: usize, value: f32) -> Storage {
@@ -135,7 +147,7 @@ impl Backend for CpuBackend {
     fn matmul(&self, a: &Storage, b: &Storage, m: usize, k: usize, n: usize) -> Storage {
         let mut c = vec![0.0f32; m * n];
         if m > 0 && n > 0 && k > 0 {
-            let (a, b) = (host(a), host(b));
+            let (a, b) = (host!(a), host!(b));
             assert!(a.len() == m * k && b.len() == k * n, "matmul storage sizes");
             if few_rows::fits(m, k, n) && few_rows::matmul(&a, &b, k, n, &mut c) {
                 return store(c);
@@ -165,7 +177,7 @@ impl Backend for CpuBackend {
     }
 
     fn transpose(&self, a: &Storage, rows: usize, cols: usize) -> Storage {
-        let a = host(a);
+        let a = host!(a);
         let mut out = vec![0.0f32; rows * cols];
         const B: usize = 32;
         for r0 in (0..rows).step_by(B) {
@@ -189,7 +201,7 @@ impl Backend for CpuBackend {
         b_shape: &[usize],
         out_shape: &[usize],
     ) -> Storage {
-        let (a, b) = (host(a), host(b));
+        let (a, b) = (host!(a), host!(b));
         let n: usize = out_shape.iter().product();
         if a_shape == b_shape {
             return store(
@@ -234,7 +246,7 @@ impl Backend for CpuBackend {
     }
 
     fn scalar(&self, op: ScalarOp, a: &Storage, _len: usize, value: f32) -> Storage {
-        let a = host(a);
+        let a = host!(a);
         store(match op {
             ScalarOp::Add => a.iter().map(|&x| x + value).collect(),
             ScalarOp::Mul => a.iter().map(|&x| x * value).collect(),
@@ -242,7 +254,7 @@ impl Backend for CpuBackend {
     }
 
     fn unary(&self, op: UnaryOp, a: &Storage, _len: usize) -> Storage {
-        store(host(a).iter().map(|&x| unary_scalar(op, x)).collect())
+        store(host!(a).iter().map(|&x| unary_scalar(op, x)).collect())
     }
 
     fn reduce(
@@ -253,7 +265,7 @@ impl Backend for CpuBackend {
         axis: usize,
         inner: usize,
     ) -> Storage {
-        let a = host(a);
+        let a = host!(a);
         let mut out = Vec::with_capacity(outer * inner);
         for o in 0..outer {
             let base = o * axis * inner;
@@ -281,7 +293,7 @@ impl Backend for CpuBackend {
     }
 
     fn softmax(&self, a: &Storage, outer: usize, axis: usize, inner: usize, log: bool) -> Storage {
-        let a = host(a);
+        let a = host!(a);
         let mut out = vec![0.0f32; a.len()];
         for o in 0..outer {
             let base = o * axis * inner;
@@ -301,7 +313,7 @@ impl Backend for CpuBackend {
     }
 
     fn one_hot(&self, a: &Storage, n: usize, classes: usize) -> Storage {
-        let a = host(a);
+        let a = host!(a);
         let mut out = vec![0.0f32; n * classes];
         for (r, &label) in a.iter().enumerate() {
             if label >= 0.0 && label.fract() == 0.0 && (label as usize) < classes {
@@ -312,7 +324,7 @@ impl Backend for CpuBackend {
     }
 
     fn gather_rows(&self, a: &Storage, row_len: usize, indices: &[u32]) -> Storage {
-        let a = host(a);
+        let a = host!(a);
         let mut out = Vec::with_capacity(indices.len() * row_len);
         for &i in indices {
             let i = i as usize;
@@ -328,7 +340,7 @@ impl Backend for CpuBackend {
         indices: &[u32],
         rows: usize,
     ) -> Storage {
-        let g = host(g);
+        let g = host!(g);
         let mut out = vec![0.0f32; rows * row_len];
         if row_len > 0 {
             for (&i, src) in indices.iter().zip(g.chunks_exact(row_len)) {
@@ -342,7 +354,7 @@ impl Backend for CpuBackend {
     }
 
     fn slice_rows(&self, a: &Storage, row_len: usize, start: usize, end: usize) -> Storage {
-        store(host(a)[start * row_len..end * row_len].to_vec())
+        store(host!(a)[start * row_len..end * row_len].to_vec())
     }
 
     fn concat(
@@ -353,7 +365,7 @@ impl Backend for CpuBackend {
         a_inner: usize,
         b_inner: usize,
     ) -> Storage {
-        let (a, b) = (host(a), host(b));
+        let (a, b) = (host!(a), host!(b));
         let mut out = Vec::with_capacity(outer * (a_inner + b_inner));
         for o in 0..outer {
             out.extend_from_slice(&a[o * a_inner..(o + 1) * a_inner]);

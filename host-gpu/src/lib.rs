@@ -25,8 +25,14 @@
 //! let dev = Device::cpu();
 //! let a = dev.from_vec(&[2, 2], vec![1.0, -2.0, 3.0, -4.0]).unwrap();
 //! let b = dev.unary(UnaryOp::Relu, &a);
-//! assert_eq!(dev.to_vec(&b), vec![1.0, 0.0, 3.0, 0.0]);
+//! assert_eq!(dev.to_vec(&b).unwrap(), vec![1.0, 0.0, 3.0, 0.0]);
 //! ```
+//!
+//! A GPU can fail after it was opened (the driver resets it, it runs out of
+//! memory). Ops then still return tensors, which carry the failure; reads
+//! ([`Device::to_vec`], [`Device::synchronize`]) return it as a
+//! [`DeviceError`] that names the adapter, and [`Device::recover`] opens the
+//! device again. See `docs/gpu.md`.
 
 pub mod autodiff;
 pub mod bench;
@@ -43,7 +49,7 @@ pub mod wgpu_backend;
 use std::sync::Arc;
 
 pub use device::{Device, DeviceInfo, DeviceKind, OpenError, Preference};
-pub use error::TensorError;
+pub use error::{DeviceError, TensorError};
 pub use shape::Shape;
 
 /// Largest number of dimensions a tensor may have.
@@ -144,6 +150,9 @@ pub enum Storage {
     /// A buffer on the GPU, row-major.
     #[cfg(feature = "wgpu")]
     Gpu(wgpu_backend::GpuStorage),
+    /// No elements: the device failed before or while this tensor was
+    /// computed. Reading it returns the error; ops on it give it again.
+    Failed(Arc<DeviceError>),
 }
 
 /// An immutable f32 tensor: a shape and the storage of its elements.
@@ -183,17 +192,39 @@ impl Tensor {
 /// The work a backend does once a [`Device`] has validated the arguments.
 ///
 /// Every method receives storages that hold exactly the number of elements the
-/// dimensions describe; shapes are already checked. Implementations must give
-/// the same results as the CPU backend within f32 rounding.
+/// dimensions describe, or [`Storage::Failed`], which an op passes on as its
+/// output; shapes are already checked. Implementations must give the same
+/// results as the CPU backend within f32 rounding. Ops never fail: a device
+/// that fails records it, and its reads ([`Backend::download`],
+/// [`Backend::synchronize`]) return the [`DeviceError`].
 pub trait Backend: Send + Sync + 'static {
     /// What this backend runs on.
     fn info(&self) -> DeviceInfo;
     /// Storage holding a copy of `data`.
     fn upload(&self, data: &[f32]) -> Storage;
-    /// The elements of `s`, row-major.
-    fn download(&self, s: &Storage, len: usize) -> Vec<f32>;
+    /// The elements of `s`, row-major, or how the device that computed them
+    /// failed.
+    fn download(&self, s: &Storage, len: usize) -> Result<Vec<f32>, DeviceError>;
     /// Waits until all work submitted so far has finished (for timing).
-    fn synchronize(&self) {}
+    fn synchronize(&self) -> Result<(), DeviceError> {
+        Ok(())
+    }
+    /// How the device has failed, if it has (a cheap check, no waiting).
+    fn check(&self) -> Result<(), DeviceError> {
+        Ok(())
+    }
+    /// Opens the device again after a failure, so that new ops work; tensors
+    /// computed before stay failed. Does nothing on a device that has not failed.
+    fn recover(&self) -> Result<(), OpenError> {
+        Ok(())
+    }
+    /// Test hook: loses the device (as a driver reset would) at the
+    /// `at_wait`-th wait for the GPU from now, or at once when 0. Returns
+    /// whether the backend has a device to lose.
+    #[doc(hidden)]
+    fn lose_device(&self, _at_wait: u64) -> bool {
+        false
+    }
     /// Whether this is a software emulation of a GPU (lavapipe and the like).
     fn is_software(&self) -> bool {
         false

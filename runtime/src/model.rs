@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 use serde::{Deserialize, Serialize};
-use tensorlet_gpu::{Device, Tensor};
+use tensorlet_gpu::{Device, DeviceError, Tensor};
 use tensorlet_registry::VerifiedComponent;
 
 use crate::error::{Result, RuntimeError};
@@ -155,25 +155,26 @@ pub fn parse_meta(bytes: &[u8]) -> Result<ModelMeta, String> {
 }
 
 /// Serialises named tensors as safetensors, sorted by name (deterministic).
-pub fn to_safetensors(device: &Device, named: &NamedTensors) -> Vec<u8> {
-    let data: Vec<(String, Vec<usize>, Vec<u8>)> = named
+/// Fails when the device that holds them has failed.
+pub fn to_safetensors(device: &Device, named: &NamedTensors) -> Result<Vec<u8>, DeviceError> {
+    let data = named
         .iter()
         .map(|(n, t)| {
             let bytes = device
-                .to_vec(t)
+                .to_vec(t)?
                 .iter()
                 .flat_map(|v| v.to_le_bytes())
                 .collect();
-            (n.clone(), t.shape().dims().to_vec(), bytes)
+            Ok((n.clone(), t.shape().dims().to_vec(), bytes))
         })
-        .collect();
+        .collect::<Result<Vec<(String, Vec<usize>, Vec<u8>)>, DeviceError>>()?;
     let views = data.iter().map(|(n, shape, bytes)| {
         (
             n.as_str(),
             TensorView::new(Dtype::F32, shape.clone(), bytes).expect("sizes match"),
         )
     });
-    safetensors::serialize(views, None).expect("f32 tensors serialise")
+    Ok(safetensors::serialize(views, None).expect("f32 tensors serialise"))
 }
 
 /// Reads safetensors written by [`to_safetensors`], sorted by name.
@@ -233,8 +234,8 @@ pub fn save(
         let hex = s.plugin.digest().trim_start_matches("sha256:");
         write(&components.join(format!("{hex}.wasm")), s.component.bytes())?;
     }
-    let params = to_safetensors(device, &trained.params);
-    let state = to_safetensors(device, &trained.state);
+    let params = to_safetensors(device, &trained.params)?;
+    let state = to_safetensors(device, &trained.state)?;
     write(&dir.join(PARAMS), &params)?;
     write(&dir.join(STATE), &state)?;
     let meta = ModelMeta {

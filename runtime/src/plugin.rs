@@ -21,7 +21,7 @@ use std::time::Instant;
 
 use tensorlet_gpu::autodiff::Var;
 use tensorlet_gpu::optim::{LrSchedule, Optimizer};
-use tensorlet_gpu::{Device, Tensor};
+use tensorlet_gpu::{Device, DeviceError, Tensor};
 use wasmtime::component::{
     Component, ComponentExportIndex, ComponentType, Instance, InstancePre, Lift, Lower, Resource,
 };
@@ -441,7 +441,11 @@ impl Plugin {
         match outcome {
             Ok(Ok(r)) => Ok(r),
             Ok(Err(failure)) => Err(self.fail(call, failure)),
-            Err(e) => Err(self.fail(call, classify(&e, store, &self.shared.limits))),
+            Err(e) => match e.downcast_ref::<DeviceError>() {
+                // The device failed under the call: not the plugin's doing.
+                Some(d) => Err(RuntimeError::Device(d.clone())),
+                None => Err(self.fail(call, classify(&e, store, &self.shared.limits))),
+            },
         }
     }
 
@@ -618,6 +622,10 @@ impl Plugin {
             let loss = match tape.cross_entropy(&logits, y) {
                 Ok(l) => l,
                 Err(e) => {
+                    // Reading the labels can find the device failed.
+                    if let Some(d) = e.device_error() {
+                        return Err(wasmtime::Error::new(d.clone()));
+                    }
                     return Ok(Err(PluginFailure::BadOutput(format!(
                         "forward's outputs: {e}"
                     ))));
@@ -637,8 +645,8 @@ impl Plugin {
                 Ok(u) => u,
                 Err(e) => return Ok(Err(PluginFailure::Error(format!("optimizer: {e}")))),
             };
-            let loss = device.to_vec(loss.value())[0];
-            let grad_norm = device.to_vec(&update.grad_norm)[0];
+            let loss = device.to_vec(loss.value())?[0];
+            let grad_norm = device.to_vec(&update.grad_norm)?[0];
             let mut params = update.params;
             params.extend(update.state);
             Ok(Ok(StepOutput {

@@ -254,7 +254,7 @@ pub fn check_probabilities(
             probs.shape()
         )));
     }
-    let v = device.to_vec(probs);
+    let v = device.to_vec(probs)?;
     if let Some(i) = v.iter().position(|p| !p.is_finite()) {
         return Err(bad(format!(
             "returned a non-finite probability ({}) in row {}",
@@ -295,7 +295,7 @@ fn check_finite_params(
     epoch: u32,
 ) -> Result<()> {
     for (name, t) in params {
-        if device.to_vec(t).iter().any(|v| !v.is_finite()) {
+        if device.to_vec(t)?.iter().any(|v| !v.is_finite()) {
             return Err(RuntimeError::Plugin {
                 plugin: plugin.name().to_string(),
                 call: "step",
@@ -605,7 +605,7 @@ fn evaluate_only(
     let started = Instant::now();
     observer.start(1, 1);
     let params: NamedTensors = Vec::new();
-    let y_train: Vec<u32> = device.to_vec(y_train).iter().map(|&v| v as u32).collect();
+    let y_train: Vec<u32> = device.to_vec(y_train)?.iter().map(|&v| v as u32).collect();
     let (train_loss, _) = evaluate(
         device,
         &plugins.predictor,
