@@ -9,12 +9,17 @@
 //!
 //! Loading recomputes every digest and refuses a directory whose files do not
 //! match its metadata. The params file is byte-identical for identical runs.
+//!
+//! A loaded [`Model`] keeps its state and params on the runtime's device; on
+//! a GPU it also keeps a host copy, so that [`Model::rebind`] can upload them
+//! again after the GPU failed and was recovered.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, PoisonError, RwLock};
 
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 use serde::{Deserialize, Serialize};
-use tensorlet_gpu::{Device, DeviceError, Tensor};
+use tensorlet_gpu::{Device, DeviceError, DeviceKind, Tensor};
 use tensorlet_registry::VerifiedComponent;
 
 use crate::error::{Result, RuntimeError};
@@ -271,12 +276,21 @@ pub struct Model {
     pub dir: PathBuf,
     /// Its metadata.
     pub meta: ModelMeta,
-    /// Fitted preprocessor state.
-    pub state: NamedTensors,
-    /// Trained parameters.
-    pub params: NamedTensors,
+    /// The fitted state and trained params on the device, replaced by
+    /// [`Model::rebind`].
+    tensors: RwLock<Arc<Tensors>>,
+    /// Host copies of them when the device is a GPU (on the CPU the tensors
+    /// are host memory already).
+    host: Option<Tensors>,
     preprocessor: StagePlugin,
     predictor: StagePlugin,
+}
+
+/// A model's fitted state and trained params.
+#[derive(Clone)]
+struct Tensors {
+    state: NamedTensors,
+    params: NamedTensors,
 }
 
 /// Predictions for a batch of rows.
@@ -363,9 +377,19 @@ impl Model {
                 )));
             }
         }
+        let load = |device: &Device| -> Result<Tensors> {
+            Ok(Tensors {
+                params: from_safetensors(device, params)
+                    .map_err(|e| bad(format!("{PARAMS}: {e}")))?,
+                state: from_safetensors(device, state).map_err(|e| bad(format!("{STATE}: {e}")))?,
+            })
+        };
         let device = rt.device();
-        let params = from_safetensors(device, params).map_err(|e| bad(format!("{PARAMS}: {e}")))?;
-        let state = from_safetensors(device, state).map_err(|e| bad(format!("{STATE}: {e}")))?;
+        let tensors = load(device)?;
+        let host = match device.info().kind {
+            DeviceKind::Cpu => None,
+            DeviceKind::Gpu => Some(load(&Device::cpu())?),
+        };
         let stage = |s: &StageMeta, component: VerifiedComponent| -> Result<StagePlugin> {
             Ok(StagePlugin {
                 plugin: rt.load(&component)?,
@@ -378,19 +402,62 @@ impl Model {
             predictor: stage(&meta.plugins.predictor, predictor)?,
             dir: origin,
             meta,
-            state,
-            params,
+            tensors: RwLock::new(Arc::new(tensors)),
+            host,
         })
+    }
+
+    fn tensors(&self) -> Arc<Tensors> {
+        self.tensors
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The preprocessor's fitted state, on the device.
+    pub fn state(&self) -> NamedTensors {
+        self.tensors().state.clone()
+    }
+
+    /// The trained parameters, on the device.
+    pub fn params(&self) -> NamedTensors {
+        self.tensors().params.clone()
+    }
+
+    /// Uploads the state and params to `device` again, from the host copies
+    /// the model keeps when it was loaded on a GPU: after that GPU failed and
+    /// `device` was recovered, the old ones are gone. Nothing to do for a
+    /// model loaded on the CPU, whose tensors are host memory.
+    pub fn rebind(&self, device: &Device) -> Result<()> {
+        let Some(from) = &self.host else {
+            return Ok(());
+        };
+        let upload = |named: &NamedTensors| -> Result<NamedTensors> {
+            named
+                .iter()
+                .map(|(name, t)| {
+                    let data = device.to_vec(t)?;
+                    Ok((name.clone(), device.from_vec(&t.shape().to_u32(), data)?))
+                })
+                .collect()
+        };
+        let fresh = Tensors {
+            state: upload(&from.state)?,
+            params: upload(&from.params)?,
+        };
+        *self.tensors.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(fresh);
+        Ok(())
     }
 
     /// Predicts `rows` rows of raw features (row-major).
     pub fn predict(&self, device: &Device, x: Vec<f32>, rows: usize) -> Result<Predictions> {
+        let t = self.tensors();
         let x = self.input(device, x, rows)?;
-        let xt = train::transform(&self.preprocessor, &self.state, &x)?;
+        let xt = train::transform(&self.preprocessor, &t.state, &x)?;
         let probs = self
             .predictor
             .plugin
-            .predict(&self.predictor.config, &self.params, &xt)?;
+            .predict(&self.predictor.config, &t.params, &xt)?;
         self.predictions(device, &probs, rows)
     }
 
@@ -405,6 +472,7 @@ impl Model {
         x: Vec<f32>,
         rows: usize,
     ) -> Result<Predictions> {
+        let t = self.tensors();
         let x = self.input(device, x, rows)?;
         // One store for the request: the preprocessor's and the predictor's
         // instances are both fresh, but share the store's set-up.
@@ -412,13 +480,13 @@ impl Model {
         let mut store = stage.plugin.store();
         let out = stage
             .plugin
-            .transform_in(&mut store, &stage.config, &self.state, &x)
+            .transform_in(&mut store, &stage.config, &t.state, &x)
             .await?;
         let xt = train::check_transformed(stage, &x, out)?;
         let probs = self
             .predictor
             .plugin
-            .predict_in(&mut store, &self.predictor.config, &self.params, &xt)
+            .predict_in(&mut store, &self.predictor.config, &t.params, &xt)
             .await?;
         self.predictions(device, &probs, rows)
     }
