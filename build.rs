@@ -38,7 +38,7 @@ const WASI_TARGET: &str = "wasm32-wasip2";
 const TARGETS: [&str; 2] = [BARE_TARGET, WASI_TARGET];
 
 /// Test-only plugins, built but not embedded.
-const TEST_ONLY: &[&str] = &["misbehave"];
+const TEST_ONLY: &[&str] = &["misbehave", "misbehave_model"];
 
 /// Plugins built for the previous plugin ABI (0.1) from today's sources, in
 /// the separate workspace `plugins/legacy`: (name, crate's wasm file stem).
@@ -69,8 +69,9 @@ fn main() {
         "plugins/.cargo/config.toml",
         "plugins/legacy/Cargo.toml",
         "plugins/legacy/Cargo.lock",
-        // http-front compiles the server's OIP parser and encoder into the guest.
-        "runtime/src/serve/oip.rs",
+        // http-front depends on the OIP crate, as the server does.
+        "oip/src",
+        "oip/Cargo.toml",
     ] {
         println!("cargo:rerun-if-changed={p}");
     }
@@ -153,11 +154,7 @@ fn main() {
     }
     parts.push_str("];\n");
     std::fs::write(out.join("export_parts.rs"), parts).unwrap();
-    for p in [
-        "host-gpu/src",
-        "host-gpu/Cargo.toml",
-        "runtime/src/serve/oip.rs",
-    ] {
+    for p in ["host-gpu/src", "host-gpu/Cargo.toml"] {
         println!("cargo:rerun-if-changed={p}");
     }
     std::fs::write(out.join("bundled.rs"), table).unwrap();

@@ -90,7 +90,8 @@ if [ -z "${SKIP_TESTS:-}" ]; then
   if command -v cargo >/dev/null; then
     echo "the GPU test suite" >&2
     if (cd "$root" && cargo test --release --workspace --test backends --test pool --test ops \
-          --test device_loss --test gpu -- --ignored) > "$OUT/tests.txt" 2>&1; then ok=1; else ok=0; fi
+          --test nd_ops --test nd_backends --test gradcheck --test device_loss --test gpu \
+          -- --ignored) > "$OUT/tests.txt" 2>&1; then ok=1; else ok=0; fi
     tests=$(awk '/^test result:/ {p+=$4; f+=$6} END {printf "%d passed, %d failed", p, f}' "$OUT/tests.txt")
     [ "$ok" = 1 ] || { tests="$tests (FAILED: see $OUT/tests.txt)"; failed+=("GPU tests"); }
   else

@@ -9,9 +9,15 @@
 #               preview-1 reactor adapter from crates.io)
 #
 # Outputs, in $TENSORLET_POLYGLOT_DIR (default plugins/out/):
-#   standardize-py.wasm          preprocessor  plugins/python/standardize/app.py
-#   softmax-regression-js.wasm   predictor     plugins/js/softmax-regression.js
-#   mlp-c.wasm                   predictor     plugins/c/mlp.c
+#   standardize-py.wasm                preprocessor  plugins/python/standardize/app.py
+#   mlp-model-py.wasm                  model         plugins/python/mlp/app.py
+#   softmax-sgd-py.wasm                trainer       plugins/python/softmax-sgd/app.py
+#   softmax-regression-js.wasm         predictor     plugins/js/softmax-regression.js
+#   softmax-regression-model-js.wasm   model         plugins/js/softmax-regression-model.js
+#   softmax-sgd-js.wasm                trainer       plugins/js/softmax-sgd.js
+#   mlp-c.wasm                         predictor     plugins/c/mlp.c
+#   softmax-regression-model-c.wasm    model         plugins/c/softmax-regression.c
+#   softmax-sgd-c.wasm                 trainer       plugins/c/softmax-sgd.c
 #
 # Idempotent: tools already installed are kept, and a component newer than its
 # sources is not rebuilt. Tools live under $CARGO_TARGET_DIR/polyglot-tools
@@ -102,43 +108,59 @@ COMPONENTIZE_C="$TOOLS/cargo/release/componentize-c"
 
 built=()
 
-# Python preprocessor: componentize-py bundles CPython, the app and sdk/python.
-out="$OUT/standardize-py.wasm"
-if ! fresh "$out" wit sdk/python plugins/python/standardize "$COMPONENTIZE_PY"; then
-    step "python: $out"
-    "$COMPONENTIZE_PY" -d wit -w preprocessor componentize \
-        -p sdk/python -p plugins/python/standardize app -o "$out.tmp"
-    mv "$out.tmp" "$out"
-fi
-built+=("$out preprocessor")
+# Python: componentize-py bundles CPython, the app module and sdk/python.
+python_component() {
+    local out="$OUT/$1" world="$2" dir="$3"
+    if ! fresh "$out" wit sdk/python "$dir" "$COMPONENTIZE_PY"; then
+        step "python: $out"
+        "$COMPONENTIZE_PY" -d wit -w "$world" componentize -p sdk/python -p "$dir" app -o "$out.tmp"
+        mv "$out.tmp" "$out"
+    fi
+    built+=("$out $world")
+}
 
-# JavaScript predictor: jco with the QuickJS engine, synchronous exports, and the
-# SDK module bundled in.
-out="$OUT/softmax-regression-js.wasm"
-if ! fresh "$out" wit sdk/js plugins/js/softmax-regression.js "$JS/package-lock.json"; then
-    step "javascript: $out"
-    (cd "$JS" && "$JCO" componentize softmax-regression.js --wit ../../wit --world-name predictor \
-        --backend quickjs --backend-qjs-disable-async \
-        --bundle --bundle-config ../../sdk/js/bundle.config.js -o "$out.tmp")
-    mv "$out.tmp" "$out"
-fi
-built+=("$out predictor")
+# JavaScript: jco with the QuickJS engine, synchronous exports, and the SDK module
+# bundled in.
+js_component() {
+    local out="$OUT/$1" world="$2" src="$3"
+    if ! fresh "$out" wit sdk/js "plugins/js/$src" "$JS/package-lock.json"; then
+        step "javascript: $out"
+        (cd "$JS" && "$JCO" componentize "$src" --wit ../../wit --world-name "$world" \
+            --backend quickjs --backend-qjs-disable-async \
+            --bundle --bundle-config ../../sdk/js/bundle.config.js -o "$out.tmp")
+        mv "$out.tmp" "$out"
+    fi
+    built+=("$out $world")
+}
 
-# C predictor: bindings, clang for wasm32-wasi (a reactor: no main), then the core
-# module becomes a component with the WASI preview-1 adapter.
-out="$OUT/mlp-c.wasm"
-if ! fresh "$out" wit sdk/c/tensorlet.h sdk/c/tensorlet.c plugins/c/mlp.c "$COMPONENTIZE_C"; then
-    step "c: $out"
-    gen="$TOOLS/c-bindings/predictor"
-    "$COMPONENTIZE_C" bindings wit predictor "$gen" >/dev/null
-    clang-19 --target=wasm32-wasi -mexec-model=reactor -O2 -std=c11 -Wall -Wextra -Werror \
-        -Wl,--strip-debug -I sdk/c -I "$gen" \
-        plugins/c/mlp.c sdk/c/tensorlet.c "$gen/plugin.c" "$gen/plugin_component_type.o" \
-        -o "$TOOLS/mlp-c.core.wasm"
-    "$COMPONENTIZE_C" new "$TOOLS/mlp-c.core.wasm" "$out.tmp" >/dev/null
-    mv "$out.tmp" "$out"
-fi
-built+=("$out predictor")
+# C: bindings for the world, clang for wasm32-wasi (a reactor: no main), then the
+# core module becomes a component with the WASI preview-1 adapter.
+c_component() {
+    local out="$OUT/$1" world="$2" src="$3"
+    if ! fresh "$out" wit sdk/c/tensorlet.h sdk/c/tensorlet.c "$src" "$COMPONENTIZE_C"; then
+        step "c: $out"
+        local gen="$TOOLS/c-bindings/$world" core="$TOOLS/${1%.wasm}.core.wasm"
+        "$COMPONENTIZE_C" bindings wit "$world" "$gen" >/dev/null
+        clang-19 --target=wasm32-wasi -mexec-model=reactor -O2 -std=c11 -Wall -Wextra -Werror \
+            -Wl,--strip-debug -I sdk/c -I "$gen" \
+            "$src" sdk/c/tensorlet.c "$gen/plugin.c" "$gen/plugin_component_type.o" -o "$core"
+        "$COMPONENTIZE_C" new "$core" "$out.tmp" >/dev/null
+        mv "$out.tmp" "$out"
+    fi
+    built+=("$out $world")
+}
+
+python_component standardize-py.wasm preprocessor plugins/python/standardize
+python_component mlp-model-py.wasm model plugins/python/mlp
+python_component softmax-sgd-py.wasm trainer plugins/python/softmax-sgd
+
+js_component softmax-regression-js.wasm predictor softmax-regression.js
+js_component softmax-regression-model-js.wasm model softmax-regression-model.js
+js_component softmax-sgd-js.wasm trainer softmax-sgd.js
+
+c_component mlp-c.wasm predictor plugins/c/mlp.c
+c_component softmax-regression-model-c.wasm model plugins/c/softmax-regression.c
+c_component softmax-sgd-c.wasm trainer plugins/c/softmax-sgd.c
 
 step "built"
 for entry in "${built[@]}"; do

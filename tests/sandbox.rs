@@ -435,3 +435,117 @@ fn a_gradient_of_a_loss_that_ignores_the_params_is_refused() {
     let m = grad_refusal("grad-unrelated");
     assert!(m.contains("does not depend"), "{m}");
 }
+
+/// Plain gradient descent, for the host-trained model tests.
+fn sgd() -> tensorlet_runtime::HostTraining {
+    use tensorlet_runtime::gpu::optim::{LrSchedule, Optimizer, Rule, Schedule};
+    tensorlet_runtime::HostTraining {
+        optimizer: Optimizer {
+            rule: Rule::Sgd {
+                momentum: 0.0,
+                nesterov: false,
+            },
+            weight_decay: 0.0,
+            clip_grad_norm: None,
+        },
+        schedule: LrSchedule {
+            base: 0.1,
+            schedule: Schedule::Constant,
+            warmup_steps: 0,
+        },
+    }
+}
+
+/// One host-trained step of `misbehave_model` in `mode`: its failure, or
+/// `None` when it succeeded (and the plugin still works after a failure).
+fn model_step(mode: &str) -> Option<RuntimeError> {
+    let rt = tight_runtime();
+    let p = load(&rt, "misbehave_model");
+    assert!(p.is_model());
+    let spec = DataSpec {
+        features: 4,
+        outputs: 3,
+        task: Task::Classification,
+        seed: 1,
+    };
+    let params = p.init(&config(mode), spec).unwrap();
+    let (x, y) = batch(rt.device(), 9, 4, 3);
+    let outcome = p.learn(&config(mode), &params, &x, &y, 0, &sgd()).err();
+    let ok = p.init("{}", spec).unwrap();
+    let out = p.learn("{}", &ok, &x, &y, 0, &sgd()).unwrap();
+    assert!(out.loss.is_finite() && out.grad_norm.is_some_and(f32::is_finite));
+    let probs = rt
+        .device()
+        .to_vec(&p.predict("{}", &out.params, &x).unwrap())
+        .unwrap();
+    for row in probs.chunks(3) {
+        assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-5, "{row:?}");
+    }
+    outcome
+}
+
+#[test]
+fn a_model_parameter_that_forward_never_uses_is_named() {
+    let e = model_step("unused-param").expect("refused");
+    assert!(
+        matches!(
+            plugin_failure_of(&e, "misbehave_model"),
+            PluginFailure::BadOutput(_)
+        ),
+        "{e}"
+    );
+    let m = e.to_string();
+    assert!(m.contains("does not depend on `unused`"), "{m}");
+}
+
+#[test]
+fn a_model_output_only_through_argmax_is_refused_naming_the_op() {
+    let m = model_step("argmax").expect("refused").to_string();
+    assert!(m.contains("argmax") && m.contains("`w`"), "{m}");
+}
+
+#[test]
+fn a_model_output_with_the_wrong_rows_is_refused() {
+    let m = model_step("bad-shape").expect("refused").to_string();
+    assert!(m.contains("for 9 rows") && m.contains("[10, 3]"), "{m}");
+}
+
+#[test]
+fn a_model_error_is_reported_as_its_own() {
+    let e = model_step("error").expect("refused");
+    assert!(
+        matches!(plugin_failure_of(&e, "misbehave_model"), PluginFailure::Error(m) if m.contains("misbehave-model: forward fails")),
+        "{e}"
+    );
+    assert!(model_step("ok").is_none());
+}
+
+#[test]
+fn a_model_may_not_name_a_parameter_as_optimizer_state() {
+    let rt = tight_runtime();
+    let p = load(&rt, "misbehave_model");
+    let spec = DataSpec {
+        features: 4,
+        outputs: 3,
+        task: Task::Classification,
+        seed: 1,
+    };
+    let e = p.init(&config("opt-param"), spec).unwrap_err();
+    let m = e.to_string();
+    assert!(
+        m.contains("`opt.x`") && m.contains("host's optimizer state"),
+        "{m}"
+    );
+}
+
+fn plugin_failure_of<'a>(e: &'a RuntimeError, name: &str) -> &'a PluginFailure {
+    match e {
+        RuntimeError::Plugin {
+            plugin, failure, ..
+        } => {
+            assert_eq!(plugin, name);
+            failure
+        }
+        other => panic!("expected a plugin failure, got {other}"),
+    }
+}

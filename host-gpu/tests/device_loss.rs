@@ -11,7 +11,7 @@
 mod common;
 
 use tensorlet_gpu::autodiff::Tape;
-use tensorlet_gpu::{BinaryOp, Device, DeviceError, TensorError, UnaryOp};
+use tensorlet_gpu::{BinaryOp, Conv2d, DType, Device, DeviceError, Pool2d, TensorError, UnaryOp};
 
 fn matrix(dev: &Device) -> tensorlet_gpu::Tensor {
     dev.from_vec(&[2, 2], vec![1.0, 2.0, 3.0, 4.0]).unwrap()
@@ -24,6 +24,15 @@ fn assert_failed(dev: &Device, t: &tensorlet_gpu::Tensor, err: &DeviceError) {
     assert_eq!(dev.check().as_ref(), Err(err));
     assert_eq!(dev.to_vec(t).as_ref(), Err(err));
     assert_eq!(dev.synchronize().as_ref(), Err(err));
+}
+
+/// The device failure of an op that had to read its operands.
+fn device_error<T>(r: Result<T, TensorError>) -> Option<DeviceError> {
+    match r {
+        Err(e @ TensorError::Device { .. }) => e.device_error().cloned(),
+        Err(e) => panic!("a lost device should be a device error, got {e}"),
+        Ok(_) => panic!("a read on a lost device succeeded"),
+    }
 }
 
 #[test]
@@ -63,7 +72,8 @@ fn a_lost_gpu_fails_every_read_and_recovers() {
     assert_eq!(after.shape().dims(), [2, 2]);
     assert_failed(&dev, &after, &err);
     assert_eq!(
-        dev.to_vec(&dev.unary(UnaryOp::Relu, &after)).as_ref(),
+        dev.to_vec(&dev.unary(UnaryOp::Relu, &after).unwrap())
+            .as_ref(),
         Err(&err)
     );
     // An op that reads its operand to check it says so as a TensorError.
@@ -78,7 +88,8 @@ fn a_lost_gpu_fails_every_read_and_recovers() {
     let cpu = Device::cpu();
     assert_eq!(cpu.to_vec(&before).as_ref(), Err(&err));
     assert_eq!(
-        cpu.to_vec(&cpu.unary(UnaryOp::Neg, &before)).as_ref(),
+        cpu.to_vec(&cpu.unary(UnaryOp::Neg, &before).unwrap())
+            .as_ref(),
         Err(&err)
     );
     cpu.check().unwrap();
@@ -105,6 +116,63 @@ fn a_lost_gpu_fails_every_read_and_recovers() {
     dev.recover().unwrap();
     let t = dev.fill(&[3], 1.0).unwrap();
     assert_eq!(dev.to_vec(&t).unwrap(), [1.0; 3]);
+
+    // i64 tensors and the N-D ops: the same, each failed tensor keeping its
+    // element type.
+    let idx = dev.from_i64(&[2], vec![1, 0]).unwrap();
+    let img = dev.fill(&[1, 1, 4, 4], 1.0).unwrap();
+    assert_eq!(dev.to_i64_vec(&idx).unwrap(), [1, 0]);
+    assert!(dev.lose_device(0));
+    let err = dev.check().unwrap_err();
+    // Read back: even the host copy of indices made before the loss.
+    assert_eq!(dev.to_vec(&idx).as_ref(), Err(&err));
+    assert_eq!(device_error(dev.to_i64_vec(&idx)), Some(err.clone()));
+    let made = dev.from_i64(&[2], vec![0, 1]).unwrap();
+    assert_eq!(made.dtype(), DType::I64);
+    assert_eq!(device_error(dev.to_i64_vec(&made)), Some(err.clone()));
+    assert_eq!(
+        device_error(Device::cpu().to_i64_vec(&made)),
+        Some(err.clone())
+    );
+    // Ops that check their indices on the host cannot read them.
+    let x = matrix(&dev);
+    assert_eq!(
+        device_error(dev.index_select(&x, 0, &idx)),
+        Some(err.clone())
+    );
+    assert_eq!(
+        device_error(dev.gather(&x, 1, &dev.from_i64(&[2, 1], vec![0, 1]).unwrap())),
+        Some(err.clone())
+    );
+    // The others give failed tensors of their element types.
+    let pool = Pool2d {
+        kernel: [2, 2],
+        stride: [2, 2],
+        padding: [0, 0],
+    };
+    let (maxima, at) = dev.max_pool2d_with_indices(&img, &pool).unwrap();
+    assert_eq!((maxima.dtype(), at.dtype()), (DType::F32, DType::I64));
+    assert_failed(&dev, &maxima, &err);
+    assert_eq!(dev.to_vec(&at).as_ref(), Err(&err));
+    let conv = dev
+        .conv2d(
+            &img,
+            &dev.fill(&[2, 1, 3, 3], 0.5).unwrap(),
+            None,
+            &Conv2d::default(),
+        )
+        .unwrap();
+    assert_eq!(conv.shape().dims(), [1, 2, 2, 2]);
+    assert_failed(&dev, &conv, &err);
+    let as_i64 = dev.to_i64(&x).unwrap();
+    assert_eq!(as_i64.dtype(), DType::I64);
+    assert_eq!(device_error(dev.to_i64_vec(&as_i64)), Some(err.clone()));
+    let sums = dev.cumsum(&dev.to_f32(&idx), 0, false).unwrap();
+    assert_failed(&dev, &sums, &err);
+    dev.recover().unwrap();
+    let idx = dev.from_i64(&[2], vec![1, 0]).unwrap();
+    let picked = dev.index_select(&matrix(&dev), 0, &idx).unwrap();
+    assert_eq!(dev.to_vec(&picked).unwrap(), [3.0, 4.0, 1.0, 2.0]);
 }
 
 #[test]
@@ -116,4 +184,7 @@ fn the_cpu_has_no_device_to_lose() {
     cpu.check().unwrap();
     cpu.synchronize().unwrap();
     cpu.recover().unwrap();
+    let idx = cpu.from_i64(&[2], vec![1, 0]).unwrap();
+    assert_eq!(cpu.to_vec(&idx).unwrap(), [1.0, 0.0]);
+    assert_eq!(cpu.to_i64_vec(&idx).unwrap(), [1, 0]);
 }

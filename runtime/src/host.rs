@@ -222,13 +222,19 @@ impl Ctx {
         self.result(r)
     }
 
+    /// An op the interface declares infallible: every tensor a guest can
+    /// make is f32, which these ops take, so an error is a host bug and traps
+    /// (a failed device traps as in [`Ctx::result`]).
     fn total(
         &mut self,
         this: Handle,
-        f: impl FnOnce(&mut Tape, &Var) -> Var,
+        f: impl FnOnce(&mut Tape, &Var) -> Result<Var, TensorError>,
     ) -> wasmtime::Result<Handle> {
         let a = self.get(&this)?;
-        let v = f(&mut self.tape, &a);
+        let v = f(&mut self.tape, &a).map_err(|e| match e.device_error() {
+            Some(d) => wasmtime::Error::new(d.clone()),
+            None => wasmtime::format_err!("{e}"),
+        })?;
         self.push_var(v)
     }
 

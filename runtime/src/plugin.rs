@@ -634,7 +634,18 @@ impl Plugin {
             let names: Vec<&str> = model.iter().map(|(n, _)| n.as_str()).collect();
             let grads = match tape.grad(&loss, &names) {
                 Ok(g) => g,
-                Err(e) => return Ok(Err(PluginFailure::Error(e.to_string()))),
+                // The host differentiates here, not the plugin: what it cannot
+                // differentiate is wrong with the model's outputs or params
+                // (unless the device failed while reading indices).
+                Err(e) => {
+                    if let Some(d) = e.device_error() {
+                        return Err(wasmtime::Error::new(d.clone()));
+                    }
+                    return Ok(Err(PluginFailure::BadOutput(format!(
+                        "{e} (the host differentiates the loss of forward's outputs with \
+                         respect to every parameter init returned)"
+                    ))));
+                }
             };
             let device = tape.device().clone();
             let lr = training.schedule.lr(step);
@@ -643,7 +654,12 @@ impl Plugin {
                 .step(&device, lr, step, &model, &grads, &state)
             {
                 Ok(u) => u,
-                Err(e) => return Ok(Err(PluginFailure::Error(format!("optimizer: {e}")))),
+                Err(e) => {
+                    if let Some(d) = e.device_error() {
+                        return Err(wasmtime::Error::new(d.clone()));
+                    }
+                    return Ok(Err(PluginFailure::Error(format!("optimizer: {e}"))));
+                }
             };
             let loss = device.to_vec(loss.value())?[0];
             let grad_norm = device.to_vec(&update.grad_norm)?[0];

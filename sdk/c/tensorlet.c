@@ -1,6 +1,7 @@
 /* tensorlet.c: the implementation of tensorlet.h. Compile it with your plugin. */
 #include "tensorlet.h"
 
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +14,11 @@ static bool failed;
 
 static int32_t *arena;
 static size_t arena_len, arena_cap;
+
+/* Lists the host returned (gradients): their entries and names are freed by
+ * tl_finish(), their tensors are in the arena. */
+static tensorlet_ml_tensor_list_named_tensor_t *lists;
+static size_t lists_len, lists_cap;
 
 static tl_tensor track(tl_tensor t) {
     if (t.__handle == 0) {
@@ -32,7 +38,32 @@ static tl_tensor track(tl_tensor t) {
     return t;
 }
 
-/* Drops every tracked handle except those in `keep`. */
+/* Keeps `list` for release(); false (the list freed) when out of memory. */
+static bool keep_list(tensorlet_ml_tensor_list_named_tensor_t list) {
+    if (lists_len == lists_cap) {
+        size_t cap = lists_cap ? lists_cap * 2 : 8;
+        tensorlet_ml_tensor_list_named_tensor_t *grown = realloc(lists, cap * sizeof *grown);
+        if (!grown) {
+            tl_fail("out of memory tracking lists");
+            return false;
+        }
+        lists = grown;
+        lists_cap = cap;
+    }
+    lists[lists_len++] = list;
+    return true;
+}
+
+static void free_list_entries(tensorlet_ml_tensor_list_named_tensor_t *list) {
+    for (size_t i = 0; i < list->len; i++) {
+        plugin_string_free(&list->ptr[i].name);
+    }
+    free(list->ptr);
+    list->ptr = NULL;
+    list->len = 0;
+}
+
+/* Drops every tracked handle except those in `keep`, and frees the lists. */
 static void release(const tl_tensor *keep, size_t n_keep) {
     for (size_t i = 0; i < arena_len; i++) {
         bool kept = false;
@@ -48,14 +79,21 @@ static void release(const tl_tensor *keep, size_t n_keep) {
         }
     }
     arena_len = 0;
+    for (size_t i = 0; i < lists_len; i++) {
+        free_list_entries(&lists[i]);
+    }
+    lists_len = 0;
 }
 
 void tl_begin(tl_tensor x) {
     failed = false;
     error_message[0] = '\0';
     arena_len = 0;
+    lists_len = 0;
     track(x);
 }
+
+tl_tensor tl_adopt(tl_tensor t) { return track(t); }
 
 tl_params tl_params_from(const tl_named_tensor *entries, size_t len) {
     for (size_t i = 0; i < len; i++) {
@@ -264,6 +302,17 @@ float *tl_to_list(tl_tensor t, size_t *n) {
     return out.ptr;
 }
 
+float tl_item(tl_tensor t) {
+    size_t n;
+    float *data = tl_to_list(t, &n);
+    float v = n == 1 ? data[0] : NAN;
+    if (data && n != 1) {
+        tl_fail("item: the tensor has %zu elements, not one", n);
+    }
+    free(data);
+    return v;
+}
+
 /* ---- ops ---- */
 
 #define BINARY(fn, method)                                                              \
@@ -398,6 +447,94 @@ tl_tensor tl_concat(tl_tensor a, tl_tensor b, uint32_t axis) {
     plugin_string_t err;
     bool ok = tensorlet_ml_tensor_method_tensor_concat(BORROW(a), BORROW(b), axis, &out, &err);
     return checked(ok, out, &err);
+}
+
+/* ---- gradients ---- */
+
+tl_tensor tl_watch(tl_tensor t, const char *name) {
+    if (!live(t)) return TL_NONE;
+    plugin_string_t n = {(uint8_t *)name, strlen(name)};
+    tl_tensor out;
+    plugin_string_t err;
+    bool ok = tensorlet_ml_tensor_method_tensor_watch(BORROW(t), &n, &out, &err);
+    return checked(ok, out, &err);
+}
+
+bool tl_grad_of(tl_tensor loss, const char *const *names, size_t n, tl_params *grads) {
+    *grads = (tl_params){NULL, 0};
+    if (!live(loss)) return false;
+    plugin_string_t *wanted = n ? calloc(n, sizeof *wanted) : NULL;
+    if (n && !wanted) {
+        tl_fail("out of memory asking for %zu gradients", n);
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        wanted[i] = (plugin_string_t){(uint8_t *)names[i], strlen(names[i])};
+    }
+    plugin_list_string_t list = {wanted, n};
+    tensorlet_ml_tensor_list_named_tensor_t out;
+    plugin_string_t err;
+    bool ok = tensorlet_ml_tensor_method_tensor_grad(BORROW(loss), &list, &out, &err);
+    free(wanted);
+    if (!ok) {
+        tl_fail("%.*s", (int)err.len, (const char *)err.ptr);
+        plugin_string_free(&err);
+        return false;
+    }
+    for (size_t i = 0; i < out.len; i++) {
+        track(out.ptr[i].value);
+    }
+    if (!keep_list(out)) {
+        free_list_entries(&out);
+        return false;
+    }
+    *grads = (tl_params){out.ptr, out.len};
+    return true;
+}
+
+bool tl_grad(tl_tensor loss, const tl_params *params, tl_params *grads) {
+    *grads = (tl_params){NULL, 0};
+    if (!live(loss)) return false;
+    const char **names = params->len ? calloc(params->len, sizeof *names) : NULL;
+    char *text = NULL;
+    size_t n = 0, bytes = 0;
+    for (size_t i = 0; i < params->len; i++) {
+        bytes += params->entries[i].name.len + 1;
+    }
+    if (params->len && (!names || !(text = malloc(bytes)))) {
+        free(names);
+        tl_fail("out of memory asking for %zu gradients", params->len);
+        return false;
+    }
+    /* The names of the bindings' strings are not NUL-terminated: copy them. */
+    char *at = text;
+    for (size_t i = 0; i < params->len; i++) {
+        const plugin_string_t *name = &params->entries[i].name;
+        if (name->len >= 4 && memcmp(name->ptr, "opt.", 4) == 0) continue;
+        memcpy(at, name->ptr, name->len);
+        at[name->len] = '\0';
+        names[n++] = at;
+        at += name->len + 1;
+    }
+    bool ok = n > 0;
+    if (ok) {
+        ok = tl_grad_of(loss, names, n, grads);
+    } else {
+        tl_fail("grad: no parameters to differentiate with respect to (every entry is `opt.…` "
+                "state, or there are none)");
+    }
+    free(names);
+    free(text);
+    return ok;
+}
+
+/* ---- seeds ---- */
+
+uint64_t tl_derive_seed(uint64_t seed, uint64_t stream) {
+    uint64_t z = seed + (stream + 1) * 0x9E3779B97F4A7C15ull;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
 }
 
 /* ---- configuration: a small reader for the top level of a JSON object ---- */

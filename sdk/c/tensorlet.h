@@ -1,9 +1,9 @@
 /*
- * tensorlet.h: a small C layer over the wit-bindgen bindings of tensorlet:ml@0.1.0.
+ * tensorlet.h: a small C layer over the wit-bindgen bindings of tensorlet:ml@0.2.0.
  *
  * `componentize-c bindings <wit> <world> <dir>` writes plugin.h / plugin.c for any
- * world (preprocessor, trainer, predictor, learner); this header wraps their tensor
- * import so that plugin code reads like the maths:
+ * world (preprocessor, trainer, predictor, learner, model); this header wraps their
+ * tensor import so that plugin code reads like the maths:
  *
  *     tl_tensor z = tl_add(tl_matmul(x, w), b);
  *     tl_tensor p = tl_softmax(z, 1);
@@ -15,8 +15,13 @@
  *    calling the host. Check once, at the end: tl_finish() turns the first error into
  *    the export's `result` error. tl_fail() records an error of your own.
  *  - One arena per call. Every tensor the helpers create, and the inputs adopted with
- *    tl_begin() / tl_params_from(), is dropped by tl_finish() except the tensors it
- *    returns. No tl_free calls in plugin code.
+ *    tl_begin() / tl_adopt() / tl_params_from(), is dropped by tl_finish() except the
+ *    tensors it returns; so is every list the helpers hand out (the gradients of
+ *    tl_grad()). No tl_free calls in plugin code.
+ *
+ * Gradients are the host's: tl_grad(loss, &params, &grads) asks the host for
+ * d loss / d p of each parameter it watches (those it passed to `step` or, in
+ * training mode, to `forward`); tl_watch() watches any other tensor.
  *
  * A call runs in a fresh instance, so nothing here outlives one export call.
  */
@@ -48,8 +53,11 @@ typedef struct tl_params {
 
 /* ---- the call's arena and errors ---- */
 
-/* Starts an export call: clears the error and the arena, adopts `x`. */
+/* Starts an export call: clears the error and the arena, adopts `x` (pass
+ * TL_NONE when the export has no tensor argument, as `init`). */
 void tl_begin(tl_tensor x);
+/* Adopts another tensor argument (a trainer's `y`) into the arena; returns it. */
+tl_tensor tl_adopt(tl_tensor t);
 /* Views a list<named-tensor> argument and adopts its tensors:
  * `tl_params p = tl_params_from(params->ptr, params->len);` */
 tl_params tl_params_from(const tl_named_tensor *entries, size_t len);
@@ -63,8 +71,9 @@ void tl_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
  * and returns true; otherwise stores the error message in `*err` and returns
  * false. Drops every other tensor of the arena. */
 bool tl_finish(tl_tensor result, tl_tensor *ret, plugin_string_t *err);
-/* Ends an export that returns named tensors (fit, init): fills `*out_ptr` /
- * `*out_len` with `n` entries (names copied) and returns true, or sets `*err`. */
+/* Ends an export that returns named tensors (fit, init, a step's params): fills
+ * `*out_ptr` / `*out_len` with `n` entries (names copied) and returns true, or
+ * sets `*err`. */
 bool tl_finish_named(size_t n, const char *const *names, const tl_tensor *values,
                      tl_named_tensor **out_ptr, size_t *out_len, plugin_string_t *err);
 
@@ -94,6 +103,8 @@ uint32_t tl_numel(tl_tensor t);
 /* Copies the data out (row-major) into a malloc'd array the caller frees;
  * `*n` receives its length. NULL for TL_NONE. */
 float *tl_to_list(tl_tensor t, size_t *n);
+/* The value of a one-element tensor (a loss), or NaN and an error otherwise. */
+float tl_item(tl_tensor t);
 
 /* ---- ops (each returns a new tensor, or TL_NONE after an error) ---- */
 
@@ -127,6 +138,29 @@ tl_tensor tl_one_hot(tl_tensor a, uint32_t classes);
 tl_tensor tl_slice_rows(tl_tensor a, uint32_t start, uint32_t end);
 tl_tensor tl_gather_rows(tl_tensor a, const uint32_t *indices, size_t n);
 tl_tensor tl_concat(tl_tensor a, tl_tensor b, uint32_t axis);
+
+/* ---- gradients (computed by the host) ---- */
+
+/* A watched copy of `t`, named `name`: tl_grad_of() can differentiate with
+ * respect to it. An error when `name` is already watched in this call. */
+tl_tensor tl_watch(tl_tensor t, const char *name);
+/* The gradients of the one-element tensor `loss` with respect to each entry of
+ * `params` that the host watches, skipping optimizer state (`opt.…`): `*grads`
+ * gets the same names, each gradient with its parameter's shape, valid until
+ * tl_finish(). Returns false, with `*grads` empty and the host's refusal recorded
+ * as the call's error (the loss does not depend on an entry, or only through an
+ * op without a gradient: argmax, one-hot, relu-mask), or after an earlier error. */
+bool tl_grad(tl_tensor loss, const tl_params *params, tl_params *grads);
+/* As tl_grad(), with respect to the watched tensors `names` (n of them), in that
+ * order; every watched tensor when n is 0. */
+bool tl_grad_of(tl_tensor loss, const char *const *names, size_t n, tl_params *grads);
+
+/* ---- seeds ---- */
+
+/* An independent seed for stream `stream` from `seed` (SplitMix64), so that each
+ * layer's initial weights get their own seed from one data-spec seed: the Rust
+ * SDK's derive_seed, bit for bit. */
+uint64_t tl_derive_seed(uint64_t seed, uint64_t stream);
 
 /* ---- configuration (the stage's config table as a JSON object) ---- */
 

@@ -1,4 +1,4 @@
-// tensorlet.js: idiomatic JavaScript over tensorlet's WIT ABI (tensorlet:ml@0.1.0).
+// tensorlet.js: idiomatic JavaScript over tensorlet's WIT ABI (tensorlet:ml@0.2.0).
 //
 // Build a plugin with `jco componentize --backend quickjs --bundle` (see README.md);
 // this module imports the host's `tensor` resource, so it only runs inside such a
@@ -8,16 +8,24 @@
 //   `add`/`sub`/`mul`/`div` take a tensor (NumPy broadcasting) or a number. Every op
 //   runs on the host; only `Tensor.fromList` and `toArray` copy data.
 // - Errors are exceptions: a host `result` error (a bad shape, say) throws a
-//   `TensorletError`, and anything thrown out of `fit`, `transform`, `init`, `step`
-//   or `predict` becomes the plugin's WIT `result` error, reported by the host.
+//   `TensorletError`, and anything thrown out of `fit`, `transform`, `init`, `step`,
+//   `predict` or `forward` becomes the plugin's WIT `result` error, reported by the
+//   host.
 // - `Params` holds the host-owned state (fitted statistics, model parameters) as
 //   ordered named tensors; `config` arrives as an object parsed from JSON.
-// - `exportPreprocessor` / `exportTrainer` / `exportPredictor` turn an object written
-//   against these types into the export the component needs:
+// - Gradients are the host's: `loss.grad(params)` returns `Params` holding
+//   d loss / d p for each parameter the host watches (those it passed to `step`
+//   or, in training mode, to `forward`); `t.watch(name)` watches any other tensor.
+//   A refusal throws a `TensorletError` with the host's message.
+// - `exportPreprocessor` / `exportTrainer` / `exportPredictor` / `exportModel` turn
+//   an object written against these types into the export the component needs:
 //
-//       export const predict = exportPredictor({ predict(config, params, x) { … } });
+//       export const forward = exportModel({ init(config, spec) { … }, forward(config, params, x, mode) { … } });
 
-import { Tensor as RawTensor } from 'tensorlet:ml/tensor@0.1.0';
+import { Tensor as RawTensor } from 'tensorlet:ml/tensor@0.2.0';
+
+/** The name prefix of optimizer state among a trainer's params. */
+const OPTIMIZER_PREFIX = 'opt.';
 
 /** A plugin error: a host op refused its inputs, or the plugin gave up. */
 export class TensorletError extends Error {
@@ -36,6 +44,19 @@ function call(f) {
     const message = e && e.payload !== undefined ? e.payload : e && e.message !== undefined ? e.message : e;
     throw new TensorletError(String(message));
   }
+}
+
+/**
+ * A seed as the bindings carry a WIT u64: a Number (anything else is converted with
+ * `Number`), exact up to 2^53. A negative, fractional or too large seed would trap the component inside
+ * the bindings, so it throws a TensorletError here instead.
+ */
+function u64(seed, what) {
+  const n = Number(seed);
+  if (!Number.isInteger(n) || n < 0 || n >= 2 ** 64) {
+    throw new TensorletError(`${what}: the seed must be a whole number in [0, 2^64), got ${String(seed)}`);
+  }
+  return n;
 }
 
 const dims = (shape) => (typeof shape === 'number' ? [shape] : Array.from(shape, Number));
@@ -80,11 +101,13 @@ export class Tensor {
    * bindings carry a WIT u64 as a Number, so seeds are exact up to 2^53.
    */
   static randn(shape, mean = 0, std = 1, seed = 0) {
-    return new Tensor(call(() => RawTensor.randomNormal(dims(shape), mean, std, Number(seed))));
+    const s = u64(seed, 'randn');
+    return new Tensor(call(() => RawTensor.randomNormal(dims(shape), mean, std, s)));
   }
   /** Uniform samples in [low, high). */
   static rand(shape, low = 0, high = 1, seed = 0) {
-    return new Tensor(call(() => RawTensor.randomUniform(dims(shape), low, high, Number(seed))));
+    const s = u64(seed, 'rand');
+    return new Tensor(call(() => RawTensor.randomUniform(dims(shape), low, high, s)));
   }
 
   // Shape and data -------------------------------------------------------
@@ -234,6 +257,41 @@ export class Tensor {
     return new Tensor(call(() => this.handle.concat(rhs.handle, axis)));
   }
 
+  // Gradients (computed by the host) -------------------------------------
+
+  /**
+   * A watched copy of this tensor, named `name`: `gradOf` can differentiate with
+   * respect to it. Throws when `name` is already watched in this call.
+   */
+  watch(name) {
+    return new Tensor(call(() => this.handle.watch(String(name))));
+  }
+  /**
+   * The gradients of this one-element tensor (a loss) with respect to each entry
+   * of `params` (a `Params`, or an iterable of names) that the host watches (the
+   * parameters it passed in), as `Params` with the same names and shapes. Entries
+   * named `opt.…` (optimizer state) are skipped. Throws a `TensorletError` with the
+   * host's message when the loss does not depend on an entry, or only through an
+   * op without a gradient (`argmax`, `oneHot`, `reluMask`).
+   */
+  grad(params) {
+    const all = params instanceof Params ? [...params.keys()] : Array.from(params, String);
+    const names = all.filter((n) => !n.startsWith(OPTIMIZER_PREFIX));
+    if (names.length === 0) {
+      throw new TensorletError(
+        'grad: no parameters to differentiate with respect to (every entry is `opt.…` state, or there are none)',
+      );
+    }
+    return this.gradOf(names);
+  }
+  /**
+   * The gradients of this one-element tensor with respect to the watched tensors
+   * `names`, in that order (every watched tensor when empty).
+   */
+  gradOf(names = []) {
+    return Params.fromWit(call(() => this.handle.grad(Array.from(names, String))));
+  }
+
   toString() {
     return `Tensor([${this.shape}])`;
   }
@@ -322,14 +380,21 @@ export function exportPreprocessor(impl) {
 }
 
 /**
+ * What the host tells a trainer or model about the data: `{ features, outputs,
+ * task, seed }`, `task` being 'classification' or 'regression'; `classes` is
+ * `outputs`, the name ABI 0.1 used.
+ */
+const dataSpec = ({ features, outputs, task, seed }) => ({ features, outputs, task, seed, classes: outputs });
+
+/**
  * The `train` export: `export const train = exportTrainer({ init, step })`.
- * `init(config, { features, classes, seed })` returns params; `step(config, params,
- * x, y, step)` returns `{ params, loss }`.
+ * `init(config, { features, outputs, task, seed })` returns params;
+ * `step(config, params, x, y, step)` returns `{ params, loss }`.
  */
 export function exportTrainer(impl) {
   return {
     init: (config, spec) =>
-      guard(() => asParams(impl.init(parseConfig(config), spec), 'init').toWit()),
+      guard(() => asParams(impl.init(parseConfig(config), dataSpec(spec)), 'init').toWit()),
     step: (config, params, x, y, step) =>
       guard(() => {
         const out = impl.step(parseConfig(config), Params.fromWit(params), new Tensor(x), new Tensor(y), step);
@@ -345,5 +410,24 @@ export function exportPredictor(impl) {
   return {
     predict: (config, params, x) =>
       guard(() => asHandle(impl.predict(parseConfig(config), Params.fromWit(params), new Tensor(x)), 'predict')),
+  };
+}
+
+/**
+ * The `forward` export of a model that is only its forward pass (world `model`):
+ * `export const forward = exportModel({ init, forward })`. `init(config, { features,
+ * outputs, task, seed })` returns params; `forward(config, params, x, mode)` returns
+ * the outputs (one logit per class for classification), `mode` being 'train' or
+ * 'eval'. The host computes the loss, its gradients and the optimizer's update, and
+ * predicts with the softmax of `forward` in 'eval' mode.
+ */
+export function exportModel(impl) {
+  return {
+    init: (config, spec) =>
+      guard(() => asParams(impl.init(parseConfig(config), dataSpec(spec)), 'init').toWit()),
+    forward: (config, params, x, mode) =>
+      guard(() =>
+        asHandle(impl.forward(parseConfig(config), Params.fromWit(params), new Tensor(x), mode), 'forward'),
+      ),
   };
 }

@@ -1,4 +1,4 @@
-"""Idiomatic Python over tensorlet's WIT ABI (``tensorlet:ml@0.1.0``).
+"""Idiomatic Python over tensorlet's WIT ABI (``tensorlet:ml@0.2.0``).
 
 Build a plugin with componentize-py; this module wraps the bindings it generates
 (``wit_world``), so it only imports inside such a build:
@@ -9,18 +9,29 @@ Build a plugin with componentize-py; this module wraps the bindings it generates
   ``Tensor.tolist`` copy data across the component boundary.
 * Errors are exceptions. A host ``result`` error (a bad shape, say) raises
   ``TensorletError``; any exception that escapes ``fit``, ``transform``,
-  ``init``, ``step`` or ``predict`` becomes the plugin's WIT ``result`` error,
+  ``init``, ``step``, ``predict`` or ``forward`` becomes the plugin's WIT ``result`` error,
   so the host reports its message instead of trapping.
 * ``Params`` is the host-owned state (fitted statistics, model parameters) as
   ordered named tensors. ``config`` arrives as a ``dict`` parsed from JSON.
-* ``export_preprocessor`` / ``export_trainer`` / ``export_predictor`` turn a class
-  written against these types into the export class componentize-py looks for.
+* Gradients are the host's: ``loss.grad(params)`` returns ``Params`` holding
+  d loss / d p for each parameter the host watches (those it passed to ``step``
+  or, in training mode, to ``forward``); ``t.watch(name)`` watches any other
+  tensor. A refusal (the loss does not depend on a parameter, say) raises
+  ``TensorletError`` with the host's message.
+* ``Model`` is a model that is only its forward pass: the host computes the loss,
+  its gradients and the optimizer's update, and predicts with the softmax of the
+  same ``forward``.
+* ``export_preprocessor`` / ``export_trainer`` / ``export_predictor`` /
+  ``export_model`` turn a class written against these types into the export class
+  componentize-py looks for.
 """
 
 from __future__ import annotations
 
+import enum
 import json
 import math
+import struct
 from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 from componentize_py_types import Err
@@ -31,13 +42,19 @@ __all__ = [
     "Tensor",
     "Params",
     "DataSpec",
+    "Task",
+    "Mode",
     "StepOutput",
     "Preprocessor",
     "Trainer",
     "Predictor",
+    "Model",
     "export_preprocessor",
     "export_trainer",
     "export_predictor",
+    "export_model",
+    "derive_seed",
+    "f32",
 ]
 
 Number = Union[int, float]
@@ -300,6 +317,33 @@ class Tensor:
             raise TensorletError("index rows with a slice (t[i:i+1]) or a list of indices")
         return Tensor(_call(self.handle.gather_rows, [int(i) for i in rows]))
 
+    # Gradients (computed by the host) -------------------------------------
+
+    def watch(self, name: str) -> "Tensor":
+        """A watched copy of this tensor, named ``name``: ``grad_of`` can
+        differentiate with respect to it. Raises when ``name`` is already watched."""
+        return Tensor(_call(self.handle.watch, name))
+
+    def grad(self, params: Union["Params", Iterable[str]]) -> "Params":
+        """The gradients of this one-element tensor (a loss) with respect to each
+        entry of ``params`` the host watches (the parameters it passed in), as
+        ``Params`` with the same names and shapes. Entries named ``opt.…``
+        (optimizer state) are skipped. Raises ``TensorletError`` with the host's
+        message when the loss does not depend on an entry, or only through an op
+        without a gradient (``argmax``, ``one_hot``, ``relu_mask``)."""
+        names = [n for n in params if not n.startswith(_OPTIMIZER_PREFIX)]
+        if not names:
+            raise TensorletError(
+                "grad: no parameters to differentiate with respect to (every entry is "
+                "`opt.…` state, or there are none)"
+            )
+        return self.grad_of(names)
+
+    def grad_of(self, names: Iterable[str] = ()) -> "Params":
+        """The gradients of this one-element tensor with respect to the watched
+        tensors ``names``, in that order (every watched tensor when empty)."""
+        return Params.from_wit(_call(self.handle.grad, [str(n) for n in names]))
+
 
 class Params(Mapping[str, Tensor]):
     """Named tensors in order: a preprocessor's fitted state or a model's parameters.
@@ -329,6 +373,14 @@ class Params(Mapping[str, Tensor]):
             present = ", ".join(f"`{n}`" for n in self._entries) or "none"
             raise TensorletError(f"no tensor named `{name}` (present: {present})") from None
 
+    # `in` and `get` look the entries up directly: Mapping's versions expect a
+    # KeyError from __getitem__, which raises TensorletError instead.
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def get(self, name: str, default: Optional[Tensor] = None) -> Optional[Tensor]:
+        return self._entries.get(name, default)
+
     def __setitem__(self, name: str, value: Tensor) -> None:
         self._entries[name] = value
 
@@ -343,13 +395,50 @@ class Params(Mapping[str, Tensor]):
         return f"Params({inner})"
 
 
+class Task(enum.Enum):
+    """What is learned from the labels (``DataSpec.task``)."""
+
+    #: A class per row: labels are ``0..outputs-1``.
+    CLASSIFICATION = "classification"
+    #: ``outputs`` continuous targets per row.
+    REGRESSION = "regression"
+
+
+class Mode(enum.Enum):
+    """Whether ``Model.forward`` runs for training or for prediction."""
+
+    #: Training: the parameters are watched and the loss differentiated.
+    TRAIN = "train"
+    #: Prediction.
+    EVAL = "eval"
+
+
 class DataSpec:
-    """What the host tells a trainer before training."""
+    """What the host tells a trainer or model about the data before training.
 
-    __slots__ = ("features", "classes", "seed")
+    ``features`` per row (after preprocessing); ``outputs``: the number of classes
+    (classification) or of targets (regression); ``task``; ``seed`` for
+    parameter initialisation. ``classes`` is ``outputs``, the name ABI 0.1 used.
+    """
 
-    def __init__(self, features: int, classes: int, seed: int):
-        self.features, self.classes, self.seed = features, classes, seed
+    __slots__ = ("features", "outputs", "seed", "task")
+
+    def __init__(self, features: int, outputs: int, seed: int = 0, task: Task = Task.CLASSIFICATION):
+        self.features, self.outputs, self.seed, self.task = features, outputs, seed, task
+
+    @property
+    def classes(self) -> int:
+        return self.outputs
+
+    @staticmethod
+    def from_wit(spec) -> "DataSpec":
+        return DataSpec(spec.features, spec.outputs, spec.seed, Task[spec.task.name])
+
+    def __repr__(self) -> str:
+        return (
+            f"DataSpec(features={self.features}, outputs={self.outputs}, "
+            f"seed={self.seed}, task={self.task})"
+        )
 
 
 class StepOutput:
@@ -387,6 +476,46 @@ class Predictor:
 
     def predict(self, config: Dict[str, Any], params: Params, x: Tensor) -> Tensor:
         raise NotImplementedError
+
+
+class Model:
+    """Base class of a model that is only its forward pass: override ``init`` and
+    ``forward``. The host computes the loss of the outputs, their gradients with
+    respect to the parameters and the optimizer's update (the pipeline's
+    ``[training]``), and predicts with the softmax of ``forward`` in ``EVAL`` mode."""
+
+    def init(self, config: Dict[str, Any], spec: DataSpec) -> Params:
+        """Initial parameters; names must not start with ``opt.`` (the host
+        optimizer's state)."""
+        raise NotImplementedError
+
+    def forward(self, config: Dict[str, Any], params: Params, x: Tensor, mode: Mode) -> Tensor:
+        """The outputs for ``x`` ([batch, features]): one logit per class,
+        [batch, outputs], for classification; the predictions for regression."""
+        raise NotImplementedError
+
+
+#: The name prefix of optimizer state among a trainer's params.
+_OPTIMIZER_PREFIX = "opt."
+
+_MASK64 = (1 << 64) - 1
+
+
+def derive_seed(seed: int, stream: int) -> int:
+    """An independent seed for stream ``stream`` from ``seed`` (SplitMix64), so that,
+    say, each layer's initial weights get their own seed from one ``DataSpec.seed``.
+    The same function as the Rust SDK's ``derive_seed``: equal inputs give equal seeds."""
+    z = (seed + ((stream + 1) * 0x9E3779B97F4A7C15 & _MASK64)) & _MASK64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return z ^ (z >> 31)
+
+
+def f32(value: Number) -> float:
+    """``value`` rounded to the nearest f32, the precision of the host's tensors and
+    of every float a WIT call carries: compute a scalar as the host (or a Rust
+    plugin) would, e.g. ``f32(math.sqrt(f32(2.0 / fan_in)))``."""
+    return struct.unpack("f", struct.pack("f", float(value)))[0]
 
 
 def _config(text: str) -> Dict[str, Any]:
@@ -454,9 +583,7 @@ def export_trainer(cls):
         def init(self, config: str, spec) -> List[_wit.NamedTensor]:
             return _guard(
                 name,
-                lambda: _params(
-                    impl.init(_config(config), DataSpec(spec.features, spec.classes, spec.seed)), "init"
-                ).to_wit(),
+                lambda: _params(impl.init(_config(config), DataSpec.from_wit(spec)), "init").to_wit(),
             )
 
         def step(self, config: str, params, x, y, step: int):
@@ -486,3 +613,27 @@ def export_predictor(cls):
             )
 
     return Predict
+
+
+def export_model(cls):
+    """The class componentize-py exports as ``tensorlet:ml/forward`` (world ``model``):
+    ``Forward = export_model(M)``."""
+    from wit_world.exports import forward as _forward
+
+    impl = cls()
+    name = cls.__name__
+
+    class Forward:
+        def init(self, config: str, spec) -> List[_wit.NamedTensor]:
+            return _guard(
+                name, lambda: _params(impl.init(_config(config), DataSpec.from_wit(spec)), "init").to_wit()
+            )
+
+        def forward(self, config: str, params: List[_wit.NamedTensor], x: _wit.Tensor, mode) -> _wit.Tensor:
+            m = Mode.TRAIN if mode == _forward.Mode.TRAIN else Mode.EVAL
+            return _guard(
+                name,
+                lambda: _tensor(impl.forward(_config(config), Params.from_wit(params), Tensor(x), m), "forward"),
+            )
+
+    return Forward

@@ -13,7 +13,23 @@
 //! returns the [`DeviceError`]; [`WgpuBackend`] opens a fresh context on
 //! [`crate::Backend::recover`].
 
+/// The value of a `Result<_, Arc<DeviceError>>`, or else return the failure
+/// as the op's output: f32 storage, or storage of the element type given
+/// second.
+macro_rules! ok_or_failed {
+    ($r:expr) => {
+        ok_or_failed!($r, $crate::DType::F32)
+    };
+    ($r:expr, $out:expr) => {
+        match $r {
+            Ok(v) => v,
+            Err(e) => return $crate::Storage::failed($out, e),
+        }
+    };
+}
+
 mod kernels;
+mod nd;
 mod pool;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -21,11 +37,15 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 
 use kernels::ContextBackend;
+pub use nd::{GpuI64Storage, MIRROR_MAX};
 pub use pool::PoolStats;
 use pool::{Allocator, Kind, Pool, PooledBuffer};
 
 use crate::{Backend, DeviceError, Distribution, OpenError, Storage};
-use crate::{BinaryOp, DeviceInfo, ReduceOp, ScalarOp, UnaryOp};
+use crate::{
+    BinaryOp, ConvGeometry, CopyPart, DType, DeviceInfo, MatmulGeometry, PoolGeometry, ReduceOp,
+    ScalarOp, UnaryOp,
+};
 
 /// Free buffers the pool keeps, at most (it also stays under a quarter of the
 /// device's largest buffer times eight).
@@ -257,6 +277,8 @@ pub struct Context {
     queue: wgpu::Queue,
     alloc: Arc<Allocator>,
     kernels: kernels::Kernels,
+    /// The N-D kernels (nd.rs).
+    nd: nd::NdKernels,
     /// Largest storage binding, in bytes.
     max_binding: u64,
     max_groups: u32,
@@ -335,6 +357,7 @@ impl Context {
                 pool: Mutex::new(Pool::new(cap)),
             }),
             kernels,
+            nd: nd::NdKernels::default(),
             max_binding,
             max_groups: limits.max_compute_workgroups_per_dimension,
             batch: Mutex::new(Batch {
@@ -501,7 +524,8 @@ impl std::fmt::Debug for GpuStorage {
 }
 
 impl GpuStorage {
-    /// Number of f32 elements.
+    /// Number of f32 elements (32-bit words: an i64 tensor's words are two
+    /// per element, see [`GpuI64Storage`]).
     pub fn len(&self) -> usize {
         self.len
     }
@@ -565,13 +589,18 @@ impl WgpuBackend {
         }
     }
 
-    /// Runs `op` on the current context, or gives its failure without
-    /// touching the GPU when the device has failed.
+    /// Runs `op` (whose output is f32) on the current context, or gives its
+    /// failure without touching the GPU when the device has failed.
     fn run(&self, op: impl FnOnce(&ContextBackend) -> Storage) -> Storage {
+        self.run_typed(DType::F32, op)
+    }
+
+    /// [`WgpuBackend::run`] for an op whose output is of `dtype`.
+    fn run_typed(&self, dtype: DType, op: impl FnOnce(&ContextBackend) -> Storage) -> Storage {
         let b = self.ops();
         match b.ctx.health.check() {
             Ok(()) => op(&b),
-            Err(e) => Storage::Failed(Arc::new(e)),
+            Err(e) => Storage::failed(dtype, Arc::new(e)),
         }
     }
 }
@@ -703,5 +732,154 @@ impl Backend for WgpuBackend {
         b_inner: usize,
     ) -> Storage {
         self.run(|g| g.concat(a, b, outer, a_inner, b_inner))
+    }
+
+    fn upload_i64(&self, data: &[i64]) -> Storage {
+        self.run_typed(DType::I64, |b| b.upload_i64(data))
+    }
+
+    fn download_i64(&self, s: &Storage, len: usize) -> Result<Arc<[i64]>, DeviceError> {
+        self.ops().download_i64(s, len)
+    }
+
+    fn i64_to_f32(&self, a: &Storage, len: usize) -> Storage {
+        self.run(|b| b.i64_to_f32(a, len))
+    }
+
+    fn f32_to_i64(&self, a: &Storage, len: usize) -> Result<Storage, usize> {
+        let b = self.ops();
+        match b.ctx.health.check() {
+            Ok(()) => b.f32_to_i64(a, len),
+            Err(e) => Ok(Storage::FailedI64(Arc::new(e))),
+        }
+    }
+
+    fn copy_nd(
+        &self,
+        dtype: DType,
+        out_len: usize,
+        fill: Option<f64>,
+        parts: &[CopyPart<'_>],
+    ) -> Storage {
+        self.run_typed(dtype, |b| b.copy_nd(dtype, out_len, fill, parts))
+    }
+
+    fn index_select(
+        &self,
+        dtype: DType,
+        a: &Storage,
+        outer: usize,
+        n: usize,
+        inner: usize,
+        idx: &Storage,
+        m: usize,
+    ) -> Storage {
+        self.run_typed(dtype, |b| b.index_select(dtype, a, outer, n, inner, idx, m))
+    }
+
+    fn gather(
+        &self,
+        dtype: DType,
+        a: &Storage,
+        a_dims: &[usize],
+        axis: usize,
+        idx: &Storage,
+        idx_dims: &[usize],
+    ) -> Storage {
+        self.run_typed(dtype, |b| b.gather(dtype, a, a_dims, axis, idx, idx_dims))
+    }
+
+    fn index_add(
+        &self,
+        g: &Storage,
+        outer: usize,
+        m: usize,
+        inner: usize,
+        idx: &[i64],
+        n: usize,
+    ) -> Storage {
+        self.run(|b| b.index_add(g, outer, m, inner, idx, n))
+    }
+
+    fn scatter_add(
+        &self,
+        src: &Storage,
+        idx: &Storage,
+        idx_dims: &[usize],
+        axis: usize,
+        out_dims: &[usize],
+    ) -> Storage {
+        self.run(|b| b.scatter_add(src, idx, idx_dims, axis, out_dims))
+    }
+
+    fn clamp(&self, a: &Storage, len: usize, lo: f32, hi: f32) -> Storage {
+        self.run(|b| b.clamp(a, len, lo, hi))
+    }
+
+    fn where_select(
+        &self,
+        cond: &Storage,
+        cond_shape: &[usize],
+        a: &Storage,
+        a_shape: &[usize],
+        b: &Storage,
+        b_shape: &[usize],
+        out: &[usize],
+    ) -> Storage {
+        self.run(|g| g.where_select(cond, cond_shape, a, a_shape, b, b_shape, out))
+    }
+
+    fn cumsum(
+        &self,
+        a: &Storage,
+        outer: usize,
+        len: usize,
+        inner: usize,
+        reverse: bool,
+    ) -> Storage {
+        self.run(|b| b.cumsum(a, outer, len, inner, reverse))
+    }
+
+    fn dropout_mask(&self, len: usize, p: f32, scale: f32, seed: u64) -> Storage {
+        self.run(|b| b.dropout_mask(len, p, scale, seed))
+    }
+
+    fn batched_matmul(&self, a: &Storage, b: &Storage, g: &MatmulGeometry) -> Storage {
+        self.run(|ops| ops.batched_matmul(a, b, g))
+    }
+
+    fn conv2d(&self, x: &Storage, w: &Storage, g: &ConvGeometry) -> Storage {
+        self.run(|b| b.conv2d(x, w, g))
+    }
+
+    fn conv2d_grad_input(&self, dy: &Storage, w: &Storage, g: &ConvGeometry) -> Storage {
+        self.run(|b| b.conv2d_grad_input(dy, w, g))
+    }
+
+    fn conv2d_grad_weight(&self, x: &Storage, dy: &Storage, g: &ConvGeometry) -> Storage {
+        self.run(|b| b.conv2d_grad_weight(x, dy, g))
+    }
+
+    fn max_pool2d(&self, x: &Storage, g: &PoolGeometry) -> (Storage, Storage) {
+        let b = self.ops();
+        match b.ctx.health.check() {
+            Ok(()) => b.max_pool2d(x, g),
+            Err(e) => {
+                let e = Arc::new(e);
+                (Storage::Failed(e.clone()), Storage::FailedI64(e))
+            }
+        }
+    }
+
+    fn max_pool2d_grad(&self, dy: &Storage, idx: &Storage, g: &PoolGeometry) -> Storage {
+        self.run(|b| b.max_pool2d_grad(dy, idx, g))
+    }
+
+    fn avg_pool2d(&self, x: &Storage, g: &PoolGeometry) -> Storage {
+        self.run(|b| b.avg_pool2d(x, g))
+    }
+
+    fn avg_pool2d_grad(&self, dy: &Storage, g: &PoolGeometry) -> Storage {
+        self.run(|b| b.avg_pool2d_grad(dy, g))
     }
 }

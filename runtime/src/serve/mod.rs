@@ -33,7 +33,6 @@
 
 pub mod batch;
 pub mod metrics;
-pub mod oip;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -56,6 +55,7 @@ use tokio::sync::Semaphore;
 use crate::model::Model;
 use metrics::Metrics;
 use oip::{BadRequest, InputSpec};
+use tensorlet_oip as oip;
 
 /// Server settings, with their defaults.
 #[derive(Clone, Debug)]

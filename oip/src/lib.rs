@@ -1,5 +1,10 @@
 //! Open Inference Protocol (KServe V2) request parsing and response encoding.
 //!
+//! One crate for everything that reads or writes the protocol's documents:
+//! `tensorlet serve` (the runtime's axum server) and the `http-front`
+//! component of an exported model (built for `wasm32-wasip2`) both depend on
+//! it, so both answer alike.
+//!
 //! Pure functions over bytes, so every caller mistake is a [`BadRequest`]
 //! with a sentence, tested without a server. Supports JSON tensors (flat or
 //! nested, row-major) and Triton's binary tensor data extension (a JSON header
