@@ -23,6 +23,11 @@ pub enum DeviceChoice {
     Gpu,
 }
 
+/// Fault injection for tensorlet's own tests (`tests/device_loss.rs`), not a
+/// setting: with it set to N, the GPU is lost as a driver reset would lose
+/// it, at its N-th wait (0: at once).
+const LOSE_GPU_AT_WAIT: &str = "__TENSORLET_TEST_LOSE_GPU_AT_WAIT";
+
 /// The `--device` option of every command that computes.
 #[derive(Clone, Debug, clap::Args)]
 pub struct DeviceArgs {
@@ -45,8 +50,15 @@ impl DeviceChoice {
     /// with what to install when there is no adapter.
     pub fn open(self) -> Result<Device> {
         let name = self.to_possible_value().map(|v| v.get_name().to_string());
-        Device::open(self.preference())
-            .with_context(|| format!("--device {}", name.unwrap_or_default()))
+        let device = Device::open(self.preference())
+            .with_context(|| format!("--device {}", name.unwrap_or_default()))?;
+        if let Some(at_wait) = std::env::var(LOSE_GPU_AT_WAIT)
+            .ok()
+            .and_then(|v| v.parse().ok())
+        {
+            device.lose_device(at_wait);
+        }
+        Ok(device)
     }
 }
 

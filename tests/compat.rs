@@ -50,7 +50,9 @@ fn a_0_1_trainer_steps_and_predicts_through_the_host() {
         last = out.loss;
     }
     assert!(last < first * 0.8, "loss {first} -> {last}");
-    let probs = dev.to_vec(&p.predict(config, &params, &x).unwrap());
+    let probs = dev
+        .to_vec(&p.predict(config, &params, &x).unwrap())
+        .unwrap();
     assert_eq!(probs.len(), 24 * 3);
     for row in probs.chunks(3) {
         assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-5, "{row:?}");

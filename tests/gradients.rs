@@ -68,7 +68,7 @@ fn with_entry(
             if n != name {
                 return (n.clone(), t.clone());
             }
-            let mut v = rt.device().to_vec(t);
+            let mut v = rt.device().to_vec(t).unwrap();
             v[i] += delta;
             (
                 n.clone(),
@@ -106,8 +106,10 @@ fn check_gradients(stem: &str, config: &str, checked: impl Fn(&str) -> bool) {
         if !checked(name) {
             continue;
         }
-        let before = dev.to_vec(t);
-        let after = dev.to_vec(&updated.iter().find(|(n, _)| n == name).unwrap().1);
+        let before = dev.to_vec(t).unwrap();
+        let after = dev
+            .to_vec(&updated.iter().find(|(n, _)| n == name).unwrap().1)
+            .unwrap();
         for i in 0..before.len() {
             let analytic = f64::from(before[i] - after[i]); // lr = 1
             let plus = loss(&p, config, &with_entry(&rt, &params, name, i, eps), &x, &y);

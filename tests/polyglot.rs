@@ -155,7 +155,7 @@ struct Outcome {
 fn values(rt: &Runtime, named: &NamedTensors) -> Vec<(String, Vec<f32>)> {
     named
         .iter()
-        .map(|(n, t)| (n.clone(), rt.device().to_vec(t)))
+        .map(|(n, t)| (n.clone(), rt.device().to_vec(t).unwrap()))
         .collect()
 }
 
@@ -304,10 +304,16 @@ fn python_standardize_fits_and_transforms_like_rust() {
         &values(&p.rt, &rust.fit("{}", &x).unwrap()),
         0.0,
     );
-    let std = dev.to_vec(&state[1].1);
+    let std = dev.to_vec(&state[1].1).unwrap();
     assert_eq!(std[2], 1.0, "constant column");
-    let y = dev.to_vec(&python.transform("{}", &state, &x).unwrap());
-    assert_eq!(y, dev.to_vec(&rust.transform("{}", &state, &x).unwrap()));
+    let y = dev
+        .to_vec(&python.transform("{}", &state, &x).unwrap())
+        .unwrap();
+    assert_eq!(
+        y,
+        dev.to_vec(&rust.transform("{}", &state, &x).unwrap())
+            .unwrap()
+    );
     // Row 2 is [6, 2, 7]: column 0 has mean 3 and population std sqrt(14/3).
     assert!((y[6] - 3.0 / (14.0f32 / 3.0).sqrt()).abs() < 1e-6, "{y:?}");
     assert_eq!(&y[7..9], &[0.0, 0.0], "{y:?}");
@@ -551,7 +557,10 @@ fn trainers_step_with_the_hosts_gradients_like_the_rust_trainer() {
         // Not vacuous: the parameters moved and the loss went down.
         assert!(losses[0] > losses[3], "{file}: {losses:?}");
         assert!(
-            dev.to_vec(&got[0].1).iter().any(|v| v.abs() > 1e-3),
+            dev.to_vec(&got[0].1)
+                .unwrap()
+                .iter()
+                .any(|v| v.abs() > 1e-3),
             "{file}"
         );
     }

@@ -70,7 +70,7 @@ impl Host {
             .plugin(name)
             .transform(config, state, &self.table(rows))
             .map_err(|e| e.to_string())?;
-        Ok((out.shape().to_u32(), self.rt.device().to_vec(&out)))
+        Ok((out.shape().to_u32(), self.rt.device().to_vec(&out).unwrap()))
     }
 
     /// The error of fitting `name` on `rows`.
@@ -87,7 +87,7 @@ impl Host {
             .iter()
             .find(|(n, _)| n == key)
             .unwrap_or_else(|| panic!("no state entry `{key}`"));
-        self.rt.device().to_vec(t)
+        self.rt.device().to_vec(t).unwrap()
     }
 }
 

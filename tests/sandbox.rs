@@ -48,7 +48,7 @@ fn still_works(rt: &Runtime) {
     let probs = p.predict("{}", &params, &x).unwrap();
     assert_eq!(probs.shape().dims(), &[4, 2]);
     // Zero-initialised softmax regression: every class equally likely.
-    for v in dev.to_vec(&probs) {
+    for v in dev.to_vec(&probs).unwrap() {
         assert!((v - 0.5).abs() < 1e-6, "{v}");
     }
 }
@@ -482,7 +482,8 @@ fn model_step(mode: &str) -> Option<RuntimeError> {
     assert!(out.loss.is_finite() && out.grad_norm.is_some_and(f32::is_finite));
     let probs = rt
         .device()
-        .to_vec(&p.predict("{}", &out.params, &x).unwrap());
+        .to_vec(&p.predict("{}", &out.params, &x).unwrap())
+        .unwrap();
     for row in probs.chunks(3) {
         assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-5, "{row:?}");
     }

@@ -115,7 +115,9 @@ fn the_compile_cache_is_used_and_survives_corruption() {
     let run = |rt: &Runtime| {
         let p = load_bytes(rt, "standardize", bytes.clone()).unwrap();
         let state = p.fit("{}", &x).unwrap();
-        rt.device().to_vec(&p.transform("{}", &state, &x).unwrap())
+        rt.device()
+            .to_vec(&p.transform("{}", &state, &x).unwrap())
+            .unwrap()
     };
     let want = vec![-1.0, -1.0, 1.0, 1.0];
     assert_eq!(run(&Runtime::new(config()).unwrap()), want);
@@ -149,7 +151,7 @@ struct Checkpoints {
 
 impl train::Observer for Checkpoints {
     fn fitted(&mut self, state: &tensorlet_runtime::NamedTensors) -> tensorlet_runtime::Result<()> {
-        self.state = Some(model::to_safetensors(&self.dev, state));
+        self.state = Some(model::to_safetensors(&self.dev, state).unwrap());
         Ok(())
     }
     fn checkpoint(
@@ -158,7 +160,7 @@ impl train::Observer for Checkpoints {
         params: &tensorlet_runtime::NamedTensors,
     ) -> tensorlet_runtime::Result<()> {
         self.params
-            .push((m.epoch, model::to_safetensors(&self.dev, params)));
+            .push((m.epoch, model::to_safetensors(&self.dev, params).unwrap()));
         self.history.push(m.clone());
         Ok(())
     }
@@ -235,12 +237,12 @@ fn a_resumed_run_ends_with_the_params_of_an_uninterrupted_one() {
         assert!(second.state.is_none(), "a resumed run does not fit again");
         assert_eq!(resumed.epoch, uninterrupted.epoch, "{name}: kept epoch");
         assert_eq!(
-            model::to_safetensors(&dev, &resumed.params),
-            model::to_safetensors(&dev, &uninterrupted.params),
+            model::to_safetensors(&dev, &resumed.params).unwrap(),
+            model::to_safetensors(&dev, &uninterrupted.params).unwrap(),
             "{name}: kept params differ"
         );
         assert_eq!(
-            model::to_safetensors(&dev, &resumed.last_params),
+            model::to_safetensors(&dev, &resumed.last_params).unwrap(),
             whole.params[11].1,
             "{name}: final params differ"
         );

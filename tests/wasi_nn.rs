@@ -40,7 +40,7 @@ fn onnx_predictions_match_the_reference() {
 
     // The whole batch, then single rows (a new input shape for the backend).
     let x = tensor(dev, &[inputs.len() as u32, 4], inputs.concat());
-    let probs = dev.to_vec(&p.predict("{}", &vec![], &x).unwrap());
+    let probs = dev.to_vec(&p.predict("{}", &vec![], &x).unwrap()).unwrap();
     for (r, row) in probs.chunks(3).enumerate() {
         for (c, &v) in row.iter().enumerate() {
             assert!(
@@ -53,7 +53,9 @@ fn onnx_predictions_match_the_reference() {
     }
     for (r, input) in inputs.iter().enumerate().take(3) {
         let one = tensor(dev, &[1, 4], input.clone());
-        let got = dev.to_vec(&p.predict("{}", &vec![], &one).unwrap());
+        let got = dev
+            .to_vec(&p.predict("{}", &vec![], &one).unwrap())
+            .unwrap();
         assert_eq!(
             got,
             probs[r * 3..r * 3 + 3],

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::{Conv2d, ConvGeometry, Device, Distribution, Tensor, TensorError};
+use crate::{Conv2d, ConvGeometry, Device, DeviceError, Distribution, Tensor, TensorError};
 
 /// How long one measurement ran.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -87,8 +87,8 @@ pub fn batched_matmul(
         for _ in 0..runs {
             drop(dev.matmul(&a, &w));
         }
-        dev.synchronize();
-    });
+        synchronized(dev, "batched-matmul")
+    })?;
     Ok(OpRate {
         op: "batched-matmul",
         shapes: format!("[{batch}, {m}, {k}] x [{batch}, {k}, {n}]"),
@@ -109,7 +109,7 @@ pub fn reference_batched_sgemm(
     let a: Vec<f32> = (0..batch * m * k).map(|i| (i % 13) as f32 - 6.0).collect();
     let b: Vec<f32> = (0..batch * k * n).map(|i| (i % 7) as f32 - 3.0).collect();
     let mut c = vec![0.0f32; batch * m * n];
-    let timing = measure(min_time, |runs| {
+    let timing = measure_infallible(min_time, |runs| {
         for _ in 0..runs {
             for i in 0..batch {
                 // SAFETY: product i reads m·k and k·n elements at offsets
@@ -160,8 +160,8 @@ pub fn conv2d(
         for _ in 0..runs {
             drop(dev.conv2d(&xt, &wt, None, p));
         }
-        dev.synchronize();
-    });
+        synchronized(dev, "conv2d")
+    })?;
     let mut shapes = format!("{x:?} * {w:?}");
     if p != &Conv2d::default() {
         shapes.push_str(&format!(
@@ -206,26 +206,48 @@ pub fn ops(dev: &Device, min_time: Duration) -> Result<Vec<OpRate>, TensorError>
 
 /// Doubles the number of runs until a batch takes at least `min_time`;
 /// `batch(runs)` must finish all its work before it returns.
-fn measure(min_time: Duration, mut batch: impl FnMut(u32)) -> Timing {
-    batch(1); // warm-up: shader compilation, pool, caches
+fn measure<E>(
+    min_time: Duration,
+    mut batch: impl FnMut(u32) -> Result<(), E>,
+) -> Result<Timing, E> {
+    batch(1)?; // warm-up: shader compilation, pool, caches
     let mut runs = 1;
     loop {
         let started = Instant::now();
-        batch(runs);
+        batch(runs)?;
         let elapsed = started.elapsed();
         if elapsed >= min_time || runs >= 1 << 16 {
-            return Timing {
+            return Ok(Timing {
                 runs,
                 seconds: elapsed.as_secs_f64() / f64::from(runs),
-            };
+            });
         }
         runs *= 2;
     }
 }
 
+/// [`measure`] of work that cannot fail (the CPU references).
+fn measure_infallible(min_time: Duration, mut batch: impl FnMut(u32)) -> Timing {
+    let timing = measure(min_time, |runs| {
+        batch(runs);
+        Ok::<(), std::convert::Infallible>(())
+    });
+    match timing {
+        Ok(t) => t,
+        Err(never) => match never {},
+    }
+}
+
+/// Waits for `dev`; a failed device is `op`'s error.
+fn synchronized(dev: &Device, op: &'static str) -> Result<(), TensorError> {
+    dev.synchronize()
+        .map_err(|error| TensorError::Device { op, error })
+}
+
 /// Square `n`-by-`n` matmuls of resident tensors on `dev` (inputs uploaded
 /// once, outputs never read back; the device is synchronized after each batch).
-pub fn matmul(dev: &Device, n: usize, min_time: Duration) -> Timing {
+/// Fails when the device does.
+pub fn matmul(dev: &Device, n: usize, min_time: Duration) -> Result<Timing, DeviceError> {
     let dist = Distribution::Uniform {
         low: -1.0,
         high: 1.0,
@@ -237,7 +259,7 @@ pub fn matmul(dev: &Device, n: usize, min_time: Duration) -> Timing {
         for _ in 0..runs {
             drop(dev.matmul(&a, &b).expect("square shapes"));
         }
-        dev.synchronize();
+        dev.synchronize()
     })
 }
 
@@ -247,7 +269,7 @@ pub fn reference_sgemm(n: usize, min_time: Duration) -> Timing {
     let a: Vec<f32> = (0..n * n).map(|i| (i % 13) as f32 - 6.0).collect();
     let b: Vec<f32> = (0..n * n).map(|i| (i % 7) as f32 - 3.0).collect();
     let mut c = vec![0.0f32; n * n];
-    measure(min_time, |runs| {
+    measure_infallible(min_time, |runs| {
         for _ in 0..runs {
             // SAFETY: a, b and c hold n*n elements each, and the row-major
             // strides (n, 1) stay within them.

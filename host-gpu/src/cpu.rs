@@ -4,47 +4,93 @@
 //! Single-threaded on purpose: results are bit-for-bit reproducible, which is
 //! what makes a training run's params digest depend only on its inputs.
 
-mod conv;
-mod nd;
-
 use std::borrow::Cow;
 use std::sync::Arc;
 
 use crate::{
-    Backend, BinaryOp, ConvGeometry, CopyPart, DType, DeviceInfo, DeviceKind, Distribution,
-    MatmulGeometry, PoolGeometry, ReduceOp, ScalarOp, Storage, UnaryOp, rng,
+    Backend, BinaryOp, ConvGeometry, CopyPart, DType, DeviceError, DeviceInfo, DeviceKind,
+    Distribution, MatmulGeometry, PoolGeometry, ReduceOp, ScalarOp, Storage, UnaryOp, rng,
 };
 
 /// The CPU backend. Stateless.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct CpuBackend;
 
+/// How a storage's device failed.
+type Failure = Arc<DeviceError>;
+
 /// The f32 elements of `s` in host memory; GPU storage is downloaded. (An
-/// i64 storage, which `Device` never passes here, is converted.)
-fn host(s: &Storage) -> Cow<'_, [f32]> {
+/// i64 storage, which `Device` never passes here, is converted.) Fails when
+/// `s` is (or lives on) a failed device.
+fn host(s: &Storage) -> Result<Cow<'_, [f32]>, Failure> {
     match s {
-        Storage::Host(v) => Cow::Borrowed(v),
-        Storage::HostI64(v) => Cow::Owned(v.iter().map(|&x| x as f32).collect()),
+        Storage::Host(v) => Ok(Cow::Borrowed(v)),
+        Storage::HostI64(v) => Ok(Cow::Owned(v.iter().map(|&x| x as f32).collect())),
         #[cfg(feature = "wgpu")]
-        Storage::Gpu(g) => Cow::Owned(g.to_vec()),
+        Storage::Gpu(g) => g.to_vec().map(Cow::Owned).map_err(Arc::new),
         #[cfg(feature = "wgpu")]
-        Storage::GpuI64(g) => Cow::Owned(g.to_i64().iter().map(|&x| x as f32).collect()),
+        Storage::GpuI64(g) => Ok(Cow::Owned(
+            g.to_i64()
+                .map_err(Arc::new)?
+                .iter()
+                .map(|&x| x as f32)
+                .collect(),
+        )),
+        Storage::Failed(e) | Storage::FailedI64(e) => Err(e.clone()),
     }
 }
 
 /// The i64 elements of `s` in host memory; GPU storage is downloaded (or
 /// its host copy shared). (An f32 storage, which `Device` never passes
-/// here, is truncated.)
-fn host_i64(s: &Storage) -> Arc<[i64]> {
+/// here, is truncated.) Fails as [`host`] does.
+fn host_i64(s: &Storage) -> Result<Arc<[i64]>, Failure> {
     match s {
-        Storage::HostI64(v) => v.clone(),
-        Storage::Host(v) => v.iter().map(|&x| x as i64).collect(),
+        Storage::HostI64(v) => Ok(v.clone()),
+        Storage::Host(v) => Ok(v.iter().map(|&x| x as i64).collect()),
         #[cfg(feature = "wgpu")]
-        Storage::Gpu(g) => g.to_vec().iter().map(|&x| x as i64).collect(),
+        Storage::Gpu(g) => Ok(g
+            .to_vec()
+            .map_err(Arc::new)?
+            .iter()
+            .map(|&x| x as i64)
+            .collect()),
         #[cfg(feature = "wgpu")]
-        Storage::GpuI64(g) => g.to_i64(),
+        Storage::GpuI64(g) => g.to_i64().map_err(Arc::new),
+        Storage::Failed(e) | Storage::FailedI64(e) => Err(e.clone()),
     }
 }
+
+/// `host(s)`, or else return the failure as the op's output: f32 storage,
+/// or storage of the element type given second.
+macro_rules! host {
+    ($s:expr) => {
+        host!($s, $crate::DType::F32)
+    };
+    ($s:expr, $out:expr) => {
+        match host($s) {
+            Ok(v) => v,
+            Err(e) => return Storage::failed($out, e),
+        }
+    };
+}
+
+/// `host_i64(s)`, or else return the failure as the op's output, as
+/// [`host!`] does.
+macro_rules! host_i64 {
+    ($s:expr) => {
+        host_i64!($s, $crate::DType::F32)
+    };
+    ($s:expr, $out:expr) => {
+        match host_i64($s) {
+            Ok(v) => v,
+            Err(e) => return Storage::failed($out, e),
+        }
+    };
+}
+
+// After the macros, which they use.
+mod conv;
+mod nd;
 
 fn store_i64(v: Vec<i64>) -> Storage {
     Storage::HostI64(Arc::from(v))
@@ -234,10 +280,10 @@ impl Backend for CpuBackend {
         Storage::Host(Arc::from(data))
     }
 
-    fn download(&self, s: &Storage, len: usize) -> Vec<f32> {
-        let v = host(s);
+    fn download(&self, s: &Storage, len: usize) -> Result<Vec<f32>, DeviceError> {
+        let v = host(s).map_err(|e| (*e).clone())?;
         debug_assert_eq!(v.len(), len);
-        v.into_owned()
+        Ok(v.into_owned())
     }
 
     fn fill(&self, len: usize, value: f32) -> Storage {
@@ -255,7 +301,7 @@ impl Backend for CpuBackend {
     fn matmul(&self, a: &Storage, b: &Storage, m: usize, k: usize, n: usize) -> Storage {
         let mut c = vec![0.0f32; m * n];
         if m > 0 && n > 0 && k > 0 {
-            let (a, b) = (host(a), host(b));
+            let (a, b) = (host!(a), host!(b));
             assert!(a.len() == m * k && b.len() == k * n, "matmul storage sizes");
             if few_rows::fits(m, k, n) && few_rows::matmul(&a, &b, k, n, &mut c) {
                 return store(c);
@@ -285,7 +331,7 @@ impl Backend for CpuBackend {
     }
 
     fn transpose(&self, a: &Storage, rows: usize, cols: usize) -> Storage {
-        let a = host(a);
+        let a = host!(a);
         let mut out = vec![0.0f32; rows * cols];
         const B: usize = 32;
         for r0 in (0..rows).step_by(B) {
@@ -309,7 +355,7 @@ impl Backend for CpuBackend {
         b_shape: &[usize],
         out_shape: &[usize],
     ) -> Storage {
-        let (a, b) = (host(a), host(b));
+        let (a, b) = (host!(a), host!(b));
         let n: usize = out_shape.iter().product();
         if a_shape == b_shape {
             return store(
@@ -354,7 +400,7 @@ impl Backend for CpuBackend {
     }
 
     fn scalar(&self, op: ScalarOp, a: &Storage, _len: usize, value: f32) -> Storage {
-        let a = host(a);
+        let a = host!(a);
         store(match op {
             ScalarOp::Add => a.iter().map(|&x| x + value).collect(),
             ScalarOp::Mul => a.iter().map(|&x| x * value).collect(),
@@ -363,7 +409,7 @@ impl Backend for CpuBackend {
     }
 
     fn unary(&self, op: UnaryOp, a: &Storage, _len: usize) -> Storage {
-        store(host(a).iter().map(|&x| unary_scalar(op, x)).collect())
+        store(host!(a).iter().map(|&x| unary_scalar(op, x)).collect())
     }
 
     fn reduce(
@@ -374,7 +420,7 @@ impl Backend for CpuBackend {
         axis: usize,
         inner: usize,
     ) -> Storage {
-        let a = host(a);
+        let a = host!(a);
         let mut out = Vec::with_capacity(outer * inner);
         for o in 0..outer {
             let base = o * axis * inner;
@@ -402,7 +448,7 @@ impl Backend for CpuBackend {
     }
 
     fn softmax(&self, a: &Storage, outer: usize, axis: usize, inner: usize, log: bool) -> Storage {
-        let a = host(a);
+        let a = host!(a);
         let mut out = vec![0.0f32; a.len()];
         for o in 0..outer {
             let base = o * axis * inner;
@@ -422,7 +468,7 @@ impl Backend for CpuBackend {
     }
 
     fn one_hot(&self, a: &Storage, n: usize, classes: usize) -> Storage {
-        let a = host(a);
+        let a = host!(a);
         let mut out = vec![0.0f32; n * classes];
         for (r, &label) in a.iter().enumerate() {
             if label >= 0.0 && label.fract() == 0.0 && (label as usize) < classes {
@@ -433,7 +479,7 @@ impl Backend for CpuBackend {
     }
 
     fn gather_rows(&self, a: &Storage, row_len: usize, indices: &[u32]) -> Storage {
-        let a = host(a);
+        let a = host!(a);
         let mut out = Vec::with_capacity(indices.len() * row_len);
         for &i in indices {
             let i = i as usize;
@@ -449,7 +495,7 @@ impl Backend for CpuBackend {
         indices: &[u32],
         rows: usize,
     ) -> Storage {
-        let g = host(g);
+        let g = host!(g);
         let mut out = vec![0.0f32; rows * row_len];
         if row_len > 0 {
             for (&i, src) in indices.iter().zip(g.chunks_exact(row_len)) {
@@ -463,7 +509,7 @@ impl Backend for CpuBackend {
     }
 
     fn slice_rows(&self, a: &Storage, row_len: usize, start: usize, end: usize) -> Storage {
-        store(host(a)[start * row_len..end * row_len].to_vec())
+        store(host!(a)[start * row_len..end * row_len].to_vec())
     }
 
     fn concat(
@@ -474,7 +520,7 @@ impl Backend for CpuBackend {
         a_inner: usize,
         b_inner: usize,
     ) -> Storage {
-        let (a, b) = (host(a), host(b));
+        let (a, b) = (host!(a), host!(b));
         let mut out = Vec::with_capacity(outer * (a_inner + b_inner));
         for o in 0..outer {
             out.extend_from_slice(&a[o * a_inner..(o + 1) * a_inner]);
@@ -487,18 +533,21 @@ impl Backend for CpuBackend {
         Storage::HostI64(Arc::from(data))
     }
 
-    fn download_i64(&self, s: &Storage, len: usize) -> Arc<[i64]> {
-        let v = host_i64(s);
+    fn download_i64(&self, s: &Storage, len: usize) -> Result<Arc<[i64]>, DeviceError> {
+        let v = host_i64(s).map_err(|e| (*e).clone())?;
         debug_assert_eq!(v.len(), len);
-        v
+        Ok(v)
     }
 
     fn i64_to_f32(&self, a: &Storage, _len: usize) -> Storage {
-        store(host_i64(a).iter().map(|&x| x as f32).collect())
+        store(host_i64!(a).iter().map(|&x| x as f32).collect())
     }
 
     fn f32_to_i64(&self, a: &Storage, _len: usize) -> Result<Storage, usize> {
-        let a = host(a);
+        let a = match host(a) {
+            Ok(a) => a,
+            Err(e) => return Ok(Storage::FailedI64(e)),
+        };
         let mut out = Vec::with_capacity(a.len());
         for (i, &x) in a.iter().enumerate() {
             // -2^63 is exact in f32; 2^63 is the first value out of range.
@@ -569,7 +618,7 @@ impl Backend for CpuBackend {
     }
 
     fn clamp(&self, a: &Storage, _len: usize, lo: f32, hi: f32) -> Storage {
-        store(host(a).iter().map(|&x| clamp_value(x, lo, hi)).collect())
+        store(host!(a).iter().map(|&x| clamp_value(x, lo, hi)).collect())
     }
 
     fn where_select(

@@ -4,7 +4,8 @@ use std::sync::Arc;
 use crate::dtype::need_f32;
 use crate::shape::broadcast;
 use crate::{
-    Backend, BinaryOp, DType, Distribution, ReduceOp, ScalarOp, Shape, Tensor, TensorError, UnaryOp,
+    Backend, BinaryOp, DType, DeviceError, Distribution, ReduceOp, ScalarOp, Shape, Tensor,
+    TensorError, UnaryOp,
 };
 
 /// The kind of hardware a device computes on.
@@ -149,9 +150,34 @@ impl Device {
     }
 
     /// Waits until every op issued so far has finished (GPU work is queued;
-    /// results are otherwise awaited only when read). For timing.
-    pub fn synchronize(&self) {
-        self.backend.synchronize();
+    /// results are otherwise awaited only when read). For timing. Fails as
+    /// [`Device::to_vec`] does.
+    pub fn synchronize(&self) -> Result<(), DeviceError> {
+        self.backend.synchronize()
+    }
+
+    /// How the device has failed since it was opened (or last recovered), if
+    /// it has: a cheap check that waits for nothing. A GPU that fails while
+    /// work is queued is noticed at the next read or synchronize.
+    pub fn check(&self) -> Result<(), DeviceError> {
+        self.backend.check()
+    }
+
+    /// Opens a failed device again (a GPU: a fresh context on the adapter the
+    /// device was opened with), for this handle and all its clones. Tensors
+    /// computed before stay failed: upload their data again. Does nothing
+    /// when the device has not failed, and nothing on the CPU.
+    pub fn recover(&self) -> Result<(), OpenError> {
+        self.backend.recover()
+    }
+
+    /// Test hook: makes the GPU lost as a driver reset would (wgpu's
+    /// `Device::destroy`), at the `at_wait`-th wait for it from now (reads
+    /// and synchronizes wait), or at once when 0. Returns false on a device
+    /// with no GPU to lose.
+    #[doc(hidden)]
+    pub fn lose_device(&self, at_wait: u64) -> bool {
+        self.backend.lose_device(at_wait)
     }
 
     /// What this device computes on.
@@ -180,16 +206,18 @@ impl Device {
     }
 
     /// The elements, row-major; an i64 tensor's converted to f32 (exact up
-    /// to 2^24 in magnitude).
-    pub fn to_vec(&self, t: &Tensor) -> Vec<f32> {
+    /// to 2^24 in magnitude). On a GPU, waits for the work that computes
+    /// them. Fails when the device failed before they were read (see
+    /// [`DeviceError`]); never on the CPU backend with tensors of its own.
+    pub fn to_vec(&self, t: &Tensor) -> Result<Vec<f32>, DeviceError> {
         match t.dtype() {
-            crate::DType::F32 => self.backend.download(&t.storage, t.numel()),
-            crate::DType::I64 => self
+            DType::F32 => self.backend.download(&t.storage, t.numel()),
+            DType::I64 => Ok(self
                 .backend
-                .download_i64(&t.storage, t.numel())
+                .download_i64(&t.storage, t.numel())?
                 .iter()
                 .map(|&x| x as f32)
-                .collect(),
+                .collect()),
         }
     }
 

@@ -92,16 +92,24 @@ impl Device {
     }
 
     /// The elements as i64, row-major. An f32 tensor's elements must be
-    /// integers in the range of i64 (see [`Device::to_i64`]).
+    /// integers in the range of i64 (see [`Device::to_i64`]). A device that
+    /// failed before they were read is a [`TensorError::Device`].
     pub fn to_i64_vec(&self, t: &Tensor) -> Result<Vec<i64>, TensorError> {
         let t = self.to_i64(t)?;
-        Ok(self.i64_values(&t).to_vec())
+        Ok(self.i64_values("to-i64", &t)?.to_vec())
     }
 
-    /// The i64 elements of `t`, shared (the backend may keep them).
-    pub(crate) fn i64_values(&self, t: &Tensor) -> Arc<[i64]> {
+    /// The i64 elements of `t`, shared (the backend may keep them); a failed
+    /// device is `op`'s [`TensorError::Device`].
+    pub(crate) fn i64_values(
+        &self,
+        op: &'static str,
+        t: &Tensor,
+    ) -> Result<Arc<[i64]>, TensorError> {
         debug_assert_eq!(t.dtype(), DType::I64);
-        self.backend.download_i64(t.storage(), t.numel())
+        self.backend
+            .download_i64(t.storage(), t.numel())
+            .map_err(|error| TensorError::Device { op, error })
     }
 
     /// `t` as f32: i64 elements rounded to the nearest f32 (exact up to 2^24
@@ -118,14 +126,23 @@ impl Device {
 
     /// `t` as i64. Every f32 element must be an integer in the range of i64;
     /// the first that is not is an error naming its position and value. An
-    /// i64 tensor is returned as it is. On a GPU this waits for the check.
+    /// i64 tensor is returned as it is. On a GPU this waits for the check; a
+    /// device that fails meanwhile gives a tensor that holds the failure (or,
+    /// when the failing element's value cannot be read, a
+    /// [`TensorError::Device`]).
     pub fn to_i64(&self, t: &Tensor) -> Result<Tensor, TensorError> {
         match t.dtype() {
             DType::I64 => Ok(t.clone()),
             DType::F32 => match self.backend.f32_to_i64(t.storage(), t.numel()) {
                 Ok(s) => Ok(self.make(t.shape().clone(), s)),
                 Err(i) => {
-                    let value = self.backend.download(t.storage(), t.numel())[i];
+                    let value = self
+                        .backend
+                        .download(t.storage(), t.numel())
+                        .map_err(|error| TensorError::Device {
+                            op: "to-i64",
+                            error,
+                        })?[i];
                     Err(TensorError::argument(
                         "to-i64",
                         format!(

@@ -1,5 +1,69 @@
 use std::fmt;
 
+/// Why work on a device failed after the device was opened: the GPU was
+/// lost, ran out of memory, or rejected work.
+///
+/// Ops on a failed device do not fail: they give tensors that hold this
+/// error, and reading one ([`crate::Device::to_vec`]) returns it, so a failure
+/// surfaces where results are read. It is sticky: every later read on the
+/// device fails the same way until [`crate::Device::recover`] opens it again.
+/// The CPU backend never fails.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DeviceError {
+    /// The device was lost: the driver reset it (after a hang or a timeout),
+    /// the GPU fell off the bus, or the device was destroyed.
+    #[error(
+        "the GPU device `{adapter}` was lost ({reason}); the tensors on it are gone. Retry; \
+         if it happens again, use --device cpu"
+    )]
+    Lost {
+        /// The adapter's name.
+        adapter: String,
+        /// Why, as the driver or wgpu put it.
+        reason: String,
+    },
+    /// The device ran out of memory.
+    #[error(
+        "the GPU device `{adapter}` ran out of memory ({message}); use smaller batches or \
+         --device cpu"
+    )]
+    OutOfMemory {
+        /// The adapter's name.
+        adapter: String,
+        /// wgpu's message.
+        message: String,
+    },
+    /// wgpu or the driver rejected work: a bug in tensorlet's GPU backend or
+    /// in the driver.
+    #[error(
+        "the GPU device `{adapter}` rejected work ({message}); this is a bug in tensorlet's \
+         GPU backend or in the driver, please report it; use --device cpu meanwhile"
+    )]
+    Rejected {
+        /// The adapter's name.
+        adapter: String,
+        /// wgpu's or the driver's message.
+        message: String,
+    },
+}
+
+impl DeviceError {
+    /// The name of the adapter that failed.
+    pub fn adapter(&self) -> &str {
+        match self {
+            DeviceError::Lost { adapter, .. }
+            | DeviceError::OutOfMemory { adapter, .. }
+            | DeviceError::Rejected { adapter, .. } => adapter,
+        }
+    }
+
+    /// Whether the device was lost (rather than failing one piece of work).
+    pub fn is_lost(&self) -> bool {
+        matches!(self, DeviceError::Lost { .. })
+    }
+}
+
 /// Why an op refused its arguments. The message names the op and the shapes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -32,6 +96,13 @@ pub enum TensorError {
         op: &'static str,
         /// What was wrong.
         message: String,
+    },
+    /// The op had to read an operand (to check it) and the device has failed.
+    Device {
+        /// The op that could not read its operand.
+        op: &'static str,
+        /// How the device failed.
+        error: DeviceError,
     },
 }
 
@@ -70,7 +141,17 @@ impl TensorError {
             TensorError::Shape { op, .. }
             | TensorError::Argument { op, .. }
             | TensorError::DType { op, .. }
-            | TensorError::TooLarge { op, .. } => op,
+            | TensorError::TooLarge { op, .. }
+            | TensorError::Device { op, .. } => op,
+        }
+    }
+
+    /// The device failure behind this error, when a failed device (not the
+    /// arguments) is the reason.
+    pub fn device_error(&self) -> Option<&DeviceError> {
+        match self {
+            TensorError::Device { error, .. } => Some(error),
+            _ => None,
         }
     }
 }
@@ -82,6 +163,7 @@ impl fmt::Display for TensorError {
             | TensorError::Argument { op, message }
             | TensorError::DType { op, message }
             | TensorError::TooLarge { op, message } => write!(f, "{op}: {message}"),
+            TensorError::Device { op, error } => write!(f, "{op}: {error}"),
         }
     }
 }

@@ -73,7 +73,7 @@
 //! let dev = Device::cpu();
 //! let a = dev.from_vec(&[2, 2], vec![1.0, -2.0, 3.0, -4.0]).unwrap();
 //! let b = dev.unary(UnaryOp::Relu, &a).unwrap();
-//! assert_eq!(dev.to_vec(&b), vec![1.0, 0.0, 3.0, 0.0]);
+//! assert_eq!(dev.to_vec(&b).unwrap(), vec![1.0, 0.0, 3.0, 0.0]);
 //! ```
 //!
 //! A convolution, pooled, scored with cross-entropy against i64 labels, and
@@ -94,6 +94,14 @@
 //! let grads = tape.grad(&loss, &["w"]).unwrap();
 //! assert_eq!(grads[0].shape().dims(), [4, 1, 3, 3]);
 //! ```
+//!
+//! A GPU can fail after it was opened (the driver resets it, it runs out of
+//! memory). Ops then still return tensors, which carry the failure; reads
+//! ([`Device::to_vec`], [`Device::to_i64_vec`], [`Device::synchronize`])
+//! return it as a [`DeviceError`] that names the adapter (ops that must read
+//! an operand to check it, such as the bounds of `gather`'s indices, return
+//! it as [`TensorError::Device`]), and [`Device::recover`] opens the device
+//! again. See `docs/gpu.md`.
 
 pub mod autodiff;
 pub mod bench;
@@ -116,7 +124,7 @@ use std::sync::Arc;
 pub use conv::{Conv1d, Conv2d, ConvGeometry, Pool2d, PoolGeometry};
 pub use device::{Device, DeviceInfo, DeviceKind, OpenError, Preference};
 pub use dtype::DType;
-pub use error::TensorError;
+pub use error::{DeviceError, TensorError};
 pub use math::MatmulGeometry;
 pub use nd::CopyPart;
 pub use shape::Shape;
@@ -335,6 +343,11 @@ pub enum Storage {
     /// i64 elements on the GPU, two 32-bit words each (see [`wgpu_backend::GpuI64Storage`]).
     #[cfg(feature = "wgpu")]
     GpuI64(wgpu_backend::GpuI64Storage),
+    /// No f32 elements: the device failed before or while this tensor was
+    /// computed. Reading it returns the error; ops on it give it again.
+    Failed(Arc<DeviceError>),
+    /// No i64 elements, as [`Storage::Failed`] for f32.
+    FailedI64(Arc<DeviceError>),
 }
 
 impl Storage {
@@ -347,6 +360,16 @@ impl Storage {
             Storage::Gpu(_) => DType::F32,
             #[cfg(feature = "wgpu")]
             Storage::GpuI64(_) => DType::I64,
+            Storage::Failed(_) => DType::F32,
+            Storage::FailedI64(_) => DType::I64,
+        }
+    }
+
+    /// Storage of `dtype` that holds the failure `e` (see [`Storage::Failed`]).
+    pub fn failed(dtype: DType, e: Arc<DeviceError>) -> Self {
+        match dtype {
+            DType::F32 => Storage::Failed(e),
+            DType::I64 => Storage::FailedI64(e),
         }
     }
 }
@@ -395,17 +418,40 @@ impl Tensor {
 /// The work a backend does once a [`Device`] has validated the arguments.
 ///
 /// Every method receives storages that hold exactly the number of elements the
-/// dimensions describe; shapes are already checked. Implementations must give
-/// the same results as the CPU backend within f32 rounding.
+/// dimensions describe, or [`Storage::Failed`] (or [`Storage::FailedI64`]),
+/// which an op passes on as its output (of the output's element type);
+/// shapes are already checked. Implementations must give the same
+/// results as the CPU backend within f32 rounding. Ops never fail: a device
+/// that fails records it, and its reads ([`Backend::download`],
+/// [`Backend::synchronize`]) return the [`DeviceError`].
 pub trait Backend: Send + Sync + 'static {
     /// What this backend runs on.
     fn info(&self) -> DeviceInfo;
     /// Storage holding a copy of `data`.
     fn upload(&self, data: &[f32]) -> Storage;
-    /// The elements of `s`, row-major.
-    fn download(&self, s: &Storage, len: usize) -> Vec<f32>;
+    /// The elements of `s`, row-major, or how the device that computed them
+    /// failed.
+    fn download(&self, s: &Storage, len: usize) -> Result<Vec<f32>, DeviceError>;
     /// Waits until all work submitted so far has finished (for timing).
-    fn synchronize(&self) {}
+    fn synchronize(&self) -> Result<(), DeviceError> {
+        Ok(())
+    }
+    /// How the device has failed, if it has (a cheap check, no waiting).
+    fn check(&self) -> Result<(), DeviceError> {
+        Ok(())
+    }
+    /// Opens the device again after a failure, so that new ops work; tensors
+    /// computed before stay failed. Does nothing on a device that has not failed.
+    fn recover(&self) -> Result<(), OpenError> {
+        Ok(())
+    }
+    /// Test hook: loses the device (as a driver reset would) at the
+    /// `at_wait`-th wait for the GPU from now, or at once when 0. Returns
+    /// whether the backend has a device to lose.
+    #[doc(hidden)]
+    fn lose_device(&self, _at_wait: u64) -> bool {
+        false
+    }
     /// Whether this is a software emulation of a GPU (lavapipe and the like).
     fn is_software(&self) -> bool {
         false
@@ -471,13 +517,15 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Storage holding a copy of the i64 `data`.
     fn upload_i64(&self, data: &[i64]) -> Storage;
-    /// The elements of an i64 storage `s` (`len` of them), row-major. Backends
-    /// that keep a host copy of i64 tensors return it without waiting.
-    fn download_i64(&self, s: &Storage, len: usize) -> Arc<[i64]>;
+    /// The elements of an i64 storage `s` (`len` of them), row-major, or how
+    /// the device that computed them failed. Backends that keep a host copy
+    /// of i64 tensors return it without waiting.
+    fn download_i64(&self, s: &Storage, len: usize) -> Result<Arc<[i64]>, DeviceError>;
     /// The i64 elements of `a` converted to f32 (rounded to nearest, ties to even).
     fn i64_to_f32(&self, a: &Storage, len: usize) -> Storage;
     /// The f32 elements of `a` as i64, or `Err(i)` with the first element that
     /// is not an integer in the range of i64 (NaN and infinities included).
+    /// A device that fails meanwhile gives `Ok` of [`Storage::FailedI64`].
     fn f32_to_i64(&self, a: &Storage, len: usize) -> Result<Storage, usize>;
 
     // --- data movement (both element types) ----------------------------------

@@ -93,7 +93,7 @@ pub(crate) fn checked_indices(
     bound: usize,
     place: impl Fn() -> String,
 ) -> Result<Arc<[i64]>, TensorError> {
-    let values = dev.i64_values(t);
+    let values = dev.i64_values(op, t)?;
     if let Some((p, &v)) = values
         .iter()
         .enumerate()

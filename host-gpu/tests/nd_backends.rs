@@ -67,7 +67,7 @@ fn on_i64(dev: &Device, shape: &[usize], data: &[i64]) -> Tensor {
 fn close(what: &str, want: &Tensor, got: &Tensor, cpu: &Device, gpu: &Device, rel: f32) {
     assert_eq!(got.shape(), want.shape(), "{what}: shapes");
     assert_eq!(got.dtype(), want.dtype(), "{what}: element types");
-    let (w, g) = (cpu.to_vec(want), gpu.to_vec(got));
+    let (w, g) = (cpu.to_vec(want).unwrap(), gpu.to_vec(got).unwrap());
     for (i, (&w, &g)) in w.iter().zip(&g).enumerate() {
         let ok = if w.is_nan() || g.is_nan() {
             w.is_nan() && g.is_nan()
@@ -92,7 +92,11 @@ fn exact(what: &str, want: &Tensor, got: &Tensor, cpu: &Device, gpu: &Device) {
         ),
         DType::F32 => {
             let bits = |v: Vec<f32>| v.into_iter().map(f32::to_bits).collect::<Vec<_>>();
-            assert_eq!(bits(gpu.to_vec(got)), bits(cpu.to_vec(want)), "{what}");
+            assert_eq!(
+                bits(gpu.to_vec(got).unwrap()),
+                bits(cpu.to_vec(want).unwrap()),
+                "{what}"
+            );
         }
     }
 }

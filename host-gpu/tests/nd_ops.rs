@@ -63,7 +63,7 @@ fn close(got: &[f32], want: &[f32]) {
 fn check(dev: &Device, t: &Tensor, shape: &[usize], want: &[f32]) {
     assert_eq!(t.shape().dims(), shape, "shape");
     assert_eq!(t.dtype(), DType::F32);
-    close(&dev.to_vec(t), want);
+    close(&dev.to_vec(t).unwrap(), want);
 }
 
 fn check_i64(dev: &Device, t: &Tensor, shape: &[usize], want: &[i64]) {
@@ -90,9 +90,9 @@ on_each_backend! {
         let want: Vec<f32> = values.iter().map(|&x| x as f32).collect();
         assert_eq!(want[6], 16_777_216.0);
         assert_eq!(want[7], 16_777_220.0);
-        assert_eq!(dev.to_vec(&f), want);
+        assert_eq!(dev.to_vec(&f).unwrap(), want);
         // to_vec of an i64 tensor converts too.
-        assert_eq!(dev.to_vec(&a), want);
+        assert_eq!(dev.to_vec(&a).unwrap(), want);
 
         let x = t(&dev, &[5], &[3.0, -2.0, 1e10, -9.223_372e18, 0.0]);
         let i = dev.to_i64(&x).unwrap();
@@ -477,7 +477,7 @@ on_each_backend! {
         check(&dev, &masked, &[3, 3], &[0.0, -1e9, -1e9, 3.0, 4.0, -1e9, 6.0, 7.0, 8.0]);
         let p = dev.softmax(&masked, 1, false).unwrap();
         let row1 = [1.0 / (1.0 + (-1.0f32).exp()), 0.0];
-        let got = dev.to_vec(&p);
+        let got = dev.to_vec(&p).unwrap();
         close(&got[..3], &[1.0, 0.0, 0.0]);
         close(&got[4..6], &[row1[0], row1[1]]);
         // A row mask broadcasts over the rows.
@@ -503,7 +503,7 @@ on_each_backend! {
                 [0.048_587_352, 0.313_261_7, std::f32::consts::LN_2, 0.974_077, 2.126_928, 30.0]),
         ];
         for (op, want) in cases {
-            let got = dev.to_vec(&dev.unary(op, &x).unwrap());
+            let got = dev.to_vec(&dev.unary(op, &x).unwrap()).unwrap();
             for (i, (g, w)) in got.iter().zip(want).enumerate() {
                 // erf and exp in f32: a few ulps, absolute near zero.
                 assert!((g - w).abs() <= 2e-6 * w.abs().max(1.0), "{op:?}[{i}]: {g} vs {w}");
@@ -517,10 +517,10 @@ on_each_backend! {
             (UnaryOp::GeluTanh, UnaryOp::GeluTanhGrad),
             (UnaryOp::Silu, UnaryOp::SiluGrad),
         ] {
-            let d = dev.to_vec(&dev.unary(grad, &xs).unwrap());
+            let d = dev.to_vec(&dev.unary(grad, &xs).unwrap()).unwrap();
             let h = 1e-2f32;
-            let up = dev.to_vec(&dev.unary(op, &t(&dev, &[5], &pts.map(|p| p + h))).unwrap());
-            let down = dev.to_vec(&dev.unary(op, &t(&dev, &[5], &pts.map(|p| p - h))).unwrap());
+            let up = dev.to_vec(&dev.unary(op, &t(&dev, &[5], &pts.map(|p| p + h))).unwrap()).unwrap();
+            let down = dev.to_vec(&dev.unary(op, &t(&dev, &[5], &pts.map(|p| p - h))).unwrap()).unwrap();
             for i in 0..5 {
                 let numeric = (up[i] - down[i]) / (2.0 * h);
                 assert!((d[i] - numeric).abs() < 2e-3, "{grad:?}[{i}]: {} vs {numeric}", d[i]);
@@ -593,7 +593,7 @@ on_each_backend! {
     fn dropout_masks_follow_the_generator(dev) {
         let p = 0.3f32;
         let mask = dev.dropout_mask(&[10, 30], p, 77).unwrap();
-        let got = dev.to_vec(&mask);
+        let got = dev.to_vec(&mask).unwrap();
         let scale = 1.0 / (1.0 - p);
         // Element i keeps (times 1/(1-p)) exactly where the uniform sample
         // for element i is at least p: the same on every backend.
@@ -603,12 +603,12 @@ on_each_backend! {
         assert_eq!(got, want);
         let kept = got.iter().filter(|&&x| x > 0.0).count();
         assert!((150..270).contains(&kept), "{kept} of 300 kept");
-        assert_ne!(dev.to_vec(&dev.dropout_mask(&[10, 30], p, 78).unwrap()), got);
+        assert_ne!(dev.to_vec(&dev.dropout_mask(&[10, 30], p, 78).unwrap()).unwrap(), got);
         let x = dev.fill(&[10, 30], 2.0).unwrap();
-        let y = dev.to_vec(&dev.dropout(&x, p, 77).unwrap());
+        let y = dev.to_vec(&dev.dropout(&x, p, 77).unwrap()).unwrap();
         assert_eq!(y, want.iter().map(|m| 2.0 * m).collect::<Vec<_>>());
-        assert_eq!(dev.to_vec(&dev.dropout_mask(&[4], 0.0, 1).unwrap()), vec![1.0; 4]);
-        assert_eq!(dev.to_vec(&dev.dropout_mask(&[4], 1.0, 1).unwrap()), vec![0.0; 4]);
+        assert_eq!(dev.to_vec(&dev.dropout_mask(&[4], 0.0, 1).unwrap()).unwrap(), vec![1.0; 4]);
+        assert_eq!(dev.to_vec(&dev.dropout_mask(&[4], 1.0, 1).unwrap()).unwrap(), vec![0.0; 4]);
         assert_eq!(err(dev.dropout_mask(&[4], 1.5, 1)), "dropout: probability 1.5 is not in 0..=1");
     }
 }
@@ -635,7 +635,7 @@ on_each_backend! {
             &[12.5, 16.5, 24.5, 28.5, -3.0, -3.0, -3.0, -3.0]);
         // Two images give each its own output.
         let xx = dev.concat(&x, &dev.scalar(ScalarOp::Mul, &x, -1.0).unwrap(), 0).unwrap();
-        let y = dev.to_vec(&dev.conv2d(&xx, &w, None, &Conv2d::default()).unwrap());
+        let y = dev.to_vec(&dev.conv2d(&xx, &w, None, &Conv2d::default()).unwrap()).unwrap();
         close(&y[9..], &[1.0, -1.0, -3.0, -7.0, -9.0, -11.0, -15.0, -17.0, -19.0]);
 
         let e = |p: Conv2d, x: &Tensor, w: &Tensor| err(dev.conv2d(x, w, None, &p));
@@ -768,7 +768,7 @@ on_each_backend! {
             -0.313_594_72,
         ]);
         // Over both dimensions, no affine: mean 1.5, and unit variance after.
-        let all = dev.to_vec(&dev.layer_norm(&x, 2, None, None, 0.0).unwrap());
+        let all = dev.to_vec(&dev.layer_norm(&x, 2, None, None, 0.0).unwrap()).unwrap();
         let mean: f32 = all.iter().sum::<f32>() / 6.0;
         let var: f32 = all.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / 6.0;
         assert!(mean.abs() < 1e-6 && (var - 1.0).abs() < 1e-5, "{mean} {var}");
@@ -819,7 +819,7 @@ on_each_backend! {
 
 fn loss(dev: &Device, f: impl FnOnce(&mut Tape) -> Result<Var, TensorError>) -> Vec<f32> {
     let mut tape = Tape::new(dev.clone());
-    dev.to_vec(f(&mut tape).unwrap().value())
+    dev.to_vec(f(&mut tape).unwrap().value()).unwrap()
 }
 
 on_each_backend! {

@@ -47,7 +47,7 @@ fn close(got: &[f32], want: &[f32]) {
 
 fn check(dev: &Device, t: &Tensor, shape: &[usize], want: &[f32]) {
     assert_eq!(t.shape().dims(), shape);
-    close(&dev.to_vec(t), want);
+    close(&dev.to_vec(t).unwrap(), want);
 }
 
 on_each_backend! {
@@ -74,9 +74,9 @@ on_each_backend! {
             mean: 0.0,
             std: 1.0,
         };
-        let a = dev.to_vec(&dev.random(&[4, 5], n, 3).unwrap());
-        let b = dev.to_vec(&dev.random(&[4, 5], n, 3).unwrap());
-        let c = dev.to_vec(&dev.random(&[4, 5], n, 4).unwrap());
+        let a = dev.to_vec(&dev.random(&[4, 5], n, 3).unwrap()).unwrap();
+        let b = dev.to_vec(&dev.random(&[4, 5], n, 3).unwrap()).unwrap();
+        let c = dev.to_vec(&dev.random(&[4, 5], n, 4).unwrap()).unwrap();
         assert_eq!(a, b);
         assert_ne!(a, c);
         let want: Vec<f32> = (0..20)
@@ -87,7 +87,7 @@ on_each_backend! {
             low: 2.0,
             high: 3.0,
         };
-        let v = dev.to_vec(&dev.random(&[100], u, 9).unwrap());
+        let v = dev.to_vec(&dev.random(&[100], u, 9).unwrap()).unwrap();
         assert!(v.iter().all(|x| (2.0..3.0).contains(x)));
         assert!(
             dev.random(
@@ -202,13 +202,15 @@ fn few_row_products_are_sgemm_to_the_bit() {
                         1,
                     );
                 }
-                let got = dev.to_vec(
-                    &dev.matmul(
-                        &t(&dev, &[m as u32, k as u32], &a),
-                        &t(&dev, &[k as u32, n as u32], &b),
+                let got = dev
+                    .to_vec(
+                        &dev.matmul(
+                            &t(&dev, &[m as u32, k as u32], &a),
+                            &t(&dev, &[k as u32, n as u32], &b),
+                        )
+                        .unwrap(),
                     )
-                    .unwrap(),
-                );
+                    .unwrap();
                 let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
                 assert_eq!(bits(&got), bits(&want), "{m}x{k} · {k}x{n}");
                 let separate: f32 = (0..k).fold(0.0, |acc, p| acc + a[p] * b[p * n]);

@@ -135,10 +135,13 @@ fn run(
             .step(dev, lrs[step], step as u64, &p, &tensors(dev, g), &state)
             .unwrap();
         assert_eq!(u.grad_norm.shape().dims(), [1]);
-        let norm = dev.to_vec(&u.grad_norm)[0];
+        let norm = dev.to_vec(&u.grad_norm).unwrap()[0];
         p = u.params;
         state = u.state;
-        out.push((p.iter().map(|(_, t)| dev.to_vec(t)).collect(), norm));
+        out.push((
+            p.iter().map(|(_, t)| dev.to_vec(t).unwrap()).collect(),
+            norm,
+        ));
     }
     out
 }
@@ -435,14 +438,14 @@ fn host_updates_are_the_mlp_trainers_to_the_bit() {
             host = u.params;
             state = u.state;
             for (i, ((name, h), m)) in host.iter().zip(&mine).enumerate() {
-                let (h, m) = (dev.to_vec(h), dev.to_vec(m));
+                let (h, m) = (dev.to_vec(h).unwrap(), dev.to_vec(m).unwrap());
                 let hb: Vec<u32> = h.iter().map(|x| x.to_bits()).collect();
                 let mb: Vec<u32> = m.iter().map(|x| x.to_bits()).collect();
                 assert_eq!(hb, mb, "{rule:?} step {step}, `{name}`: {h:?} vs {m:?}");
                 for (k, (_, s)) in state[i * per_param..(i + 1) * per_param].iter().enumerate() {
                     assert_eq!(
-                        dev.to_vec(s),
-                        dev.to_vec(&mine_state[i][k]),
+                        dev.to_vec(s).unwrap(),
+                        dev.to_vec(&mine_state[i][k]).unwrap(),
                         "{rule:?} step {step}, state {k} of `{name}`"
                     );
                 }
@@ -466,7 +469,7 @@ fn state_is_named_as_trainer_plugins_name_it() {
         };
         let state = opt.init_state(&dev, &params).unwrap();
         for (name, t) in &state {
-            assert!(dev.to_vec(t).iter().all(|&x| x == 0.0), "{name}");
+            assert!(dev.to_vec(t).unwrap().iter().all(|&x| x == 0.0), "{name}");
         }
         let shapes: Vec<Vec<usize>> = state
             .iter()

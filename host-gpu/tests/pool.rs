@@ -22,7 +22,7 @@ fn repeated_ops_reuse_pooled_buffers() {
         let z = dev.matmul(&x, &w).unwrap();
         let a = dev.unary(UnaryOp::Relu, &z).unwrap();
         let s = dev.binary(BinaryOp::Add, &a, &z).unwrap();
-        dev.to_vec(&s)
+        dev.to_vec(&s).unwrap()
     };
     // Warm up: the first steps create what the loop needs.
     for _ in 0..3 {

@@ -111,6 +111,11 @@ pub enum RuntimeError {
     /// A tensor op on the host failed (a host-side bug or bad input data).
     #[error(transparent)]
     Tensor(#[from] tensorlet_gpu::TensorError),
+    /// The device failed (a GPU was lost, ran out of memory or rejected
+    /// work): the call that noticed it and any after it fail until
+    /// [`tensorlet_gpu::Device::recover`].
+    #[error(transparent)]
+    Device(#[from] tensorlet_gpu::DeviceError),
     /// The registry refused or failed (verification, lookup, storage).
     #[error(transparent)]
     Registry(#[from] tensorlet_registry::RegistryError),
@@ -128,6 +133,16 @@ fn location(line: Option<usize>, column: Option<usize>) -> String {
 }
 
 impl RuntimeError {
+    /// The device failure behind this error, if a failed device (rather than
+    /// a plugin, the data or a file) is why it happened.
+    pub fn device_error(&self) -> Option<&tensorlet_gpu::DeviceError> {
+        match self {
+            RuntimeError::Device(e) => Some(e),
+            RuntimeError::Tensor(e) => e.device_error(),
+            _ => None,
+        }
+    }
+
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         RuntimeError::Io {
             path: path.into(),

@@ -189,10 +189,16 @@ impl Ctx {
         Ok(v)
     }
 
+    /// An op's tensor for the plugin, or its error: the plugin's mistake as
+    /// a value it sees, a failed device as a trap (the host's problem, which
+    /// the plugin cannot handle).
     fn result(&mut self, r: Result<Var, TensorError>) -> OpResult {
         match r {
             Ok(v) => Ok(Ok(self.push_var(v)?)),
-            Err(e) => Ok(Err(e.to_string())),
+            Err(e) => match e.device_error() {
+                Some(d) => Err(wasmtime::Error::new(d.clone())),
+                None => Ok(Err(e.to_string())),
+            },
         }
     }
 
@@ -217,14 +223,18 @@ impl Ctx {
     }
 
     /// An op the interface declares infallible: every tensor a guest can
-    /// make is f32, which these ops take, so an error is a host bug and traps.
+    /// make is f32, which these ops take, so an error is a host bug and traps
+    /// (a failed device traps as in [`Ctx::result`]).
     fn total(
         &mut self,
         this: Handle,
         f: impl FnOnce(&mut Tape, &Var) -> Result<Var, TensorError>,
     ) -> wasmtime::Result<Handle> {
         let a = self.get(&this)?;
-        let v = f(&mut self.tape, &a).map_err(|e| wasmtime::format_err!("{e}"))?;
+        let v = f(&mut self.tape, &a).map_err(|e| match e.device_error() {
+            Some(d) => wasmtime::Error::new(d.clone()),
+            None => wasmtime::format_err!("{e}"),
+        })?;
         self.push_var(v)
     }
 
@@ -361,7 +371,8 @@ macro_rules! tensor_methods {
 
         fn to_list(&mut self, this: Handle) -> wasmtime::Result<Vec<f32>> {
             let v = self.get(&this)?;
-            Ok(self.device().to_vec(v.value()))
+            // A failed device traps the call; `Plugin` reports the failure.
+            Ok(self.device().to_vec(v.value())?)
         }
 
         fn matmul(&mut self, this: Handle, rhs: Handle) -> OpResult {

@@ -9,12 +9,17 @@
 //!
 //! Loading recomputes every digest and refuses a directory whose files do not
 //! match its metadata. The params file is byte-identical for identical runs.
+//!
+//! A loaded [`Model`] keeps its state and params on the runtime's device; on
+//! a GPU it also keeps a host copy, so that [`Model::rebind`] can upload them
+//! again after the GPU failed and was recovered.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, PoisonError, RwLock};
 
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 use serde::{Deserialize, Serialize};
-use tensorlet_gpu::{Device, Tensor};
+use tensorlet_gpu::{Device, DeviceError, DeviceKind, Tensor};
 use tensorlet_registry::VerifiedComponent;
 
 use crate::data::Column;
@@ -169,25 +174,26 @@ pub fn parse_meta(bytes: &[u8]) -> Result<ModelMeta, String> {
 }
 
 /// Serialises named tensors as safetensors, sorted by name (deterministic).
-pub fn to_safetensors(device: &Device, named: &NamedTensors) -> Vec<u8> {
-    let data: Vec<(String, Vec<usize>, Vec<u8>)> = named
+/// Fails when the device that holds them has failed.
+pub fn to_safetensors(device: &Device, named: &NamedTensors) -> Result<Vec<u8>, DeviceError> {
+    let data = named
         .iter()
         .map(|(n, t)| {
             let bytes = device
-                .to_vec(t)
+                .to_vec(t)?
                 .iter()
                 .flat_map(|v| v.to_le_bytes())
                 .collect();
-            (n.clone(), t.shape().dims().to_vec(), bytes)
+            Ok((n.clone(), t.shape().dims().to_vec(), bytes))
         })
-        .collect();
+        .collect::<Result<Vec<(String, Vec<usize>, Vec<u8>)>, DeviceError>>()?;
     let views = data.iter().map(|(n, shape, bytes)| {
         (
             n.as_str(),
             TensorView::new(Dtype::F32, shape.clone(), bytes).expect("sizes match"),
         )
     });
-    safetensors::serialize(views, None).expect("f32 tensors serialise")
+    Ok(safetensors::serialize(views, None).expect("f32 tensors serialise"))
 }
 
 /// Reads safetensors written by [`to_safetensors`], sorted by name.
@@ -247,8 +253,8 @@ pub fn save(
         let hex = s.plugin.digest().trim_start_matches("sha256:");
         write(&components.join(format!("{hex}.wasm")), s.component.bytes())?;
     }
-    let params = to_safetensors(device, &trained.params);
-    let state = to_safetensors(device, &trained.state);
+    let params = to_safetensors(device, &trained.params)?;
+    let state = to_safetensors(device, &trained.state)?;
     write(&dir.join(PARAMS), &params)?;
     write(&dir.join(STATE), &state)?;
     let meta = ModelMeta {
@@ -286,12 +292,21 @@ pub struct Model {
     pub dir: PathBuf,
     /// Its metadata.
     pub meta: ModelMeta,
-    /// Fitted preprocessor state.
-    pub state: NamedTensors,
-    /// Trained parameters.
-    pub params: NamedTensors,
+    /// The fitted state and trained params on the device, replaced by
+    /// [`Model::rebind`].
+    tensors: RwLock<Arc<Tensors>>,
+    /// Host copies of them when the device is a GPU (on the CPU the tensors
+    /// are host memory already).
+    host: Option<Tensors>,
     preprocessor: StagePlugin,
     predictor: StagePlugin,
+}
+
+/// A model's fitted state and trained params.
+#[derive(Clone)]
+struct Tensors {
+    state: NamedTensors,
+    params: NamedTensors,
 }
 
 /// Predictions for a batch of rows: classes with their probabilities, or
@@ -382,9 +397,19 @@ impl Model {
                 )));
             }
         }
+        let load = |device: &Device| -> Result<Tensors> {
+            Ok(Tensors {
+                params: from_safetensors(device, params)
+                    .map_err(|e| bad(format!("{PARAMS}: {e}")))?,
+                state: from_safetensors(device, state).map_err(|e| bad(format!("{STATE}: {e}")))?,
+            })
+        };
         let device = rt.device();
-        let params = from_safetensors(device, params).map_err(|e| bad(format!("{PARAMS}: {e}")))?;
-        let state = from_safetensors(device, state).map_err(|e| bad(format!("{STATE}: {e}")))?;
+        let tensors = load(device)?;
+        let host = match device.info().kind {
+            DeviceKind::Cpu => None,
+            DeviceKind::Gpu => Some(load(&Device::cpu())?),
+        };
         let stage = |s: &StageMeta, component: VerifiedComponent| -> Result<StagePlugin> {
             Ok(StagePlugin {
                 plugin: rt.load(&component)?,
@@ -397,18 +422,61 @@ impl Model {
             predictor: stage(&meta.plugins.predictor, predictor)?,
             dir: origin,
             meta,
-            state,
-            params,
+            tensors: RwLock::new(Arc::new(tensors)),
+            host,
         })
+    }
+
+    fn tensors(&self) -> Arc<Tensors> {
+        self.tensors
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The preprocessor's fitted state, on the device.
+    pub fn state(&self) -> NamedTensors {
+        self.tensors().state.clone()
+    }
+
+    /// The trained parameters, on the device.
+    pub fn params(&self) -> NamedTensors {
+        self.tensors().params.clone()
+    }
+
+    /// Uploads the state and params to `device` again, from the host copies
+    /// the model keeps when it was loaded on a GPU: after that GPU failed and
+    /// `device` was recovered, the old ones are gone. Nothing to do for a
+    /// model loaded on the CPU, whose tensors are host memory.
+    pub fn rebind(&self, device: &Device) -> Result<()> {
+        let Some(from) = &self.host else {
+            return Ok(());
+        };
+        let upload = |named: &NamedTensors| -> Result<NamedTensors> {
+            named
+                .iter()
+                .map(|(name, t)| {
+                    let data = device.to_vec(t)?;
+                    Ok((name.clone(), device.from_vec(&t.shape().to_u32(), data)?))
+                })
+                .collect()
+        };
+        let fresh = Tensors {
+            state: upload(&from.state)?,
+            params: upload(&from.params)?,
+        };
+        *self.tensors.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(fresh);
+        Ok(())
     }
 
     /// Predicts `rows` rows of raw features (row-major).
     pub fn predict(&self, device: &Device, x: Vec<f32>, rows: usize) -> Result<Predictions> {
+        let t = self.tensors();
         let x = self.input(device, x, rows)?;
-        let xt = train::transform(&self.preprocessor, &self.state, &x)?;
+        let xt = train::transform(&self.preprocessor, &t.state, &x)?;
         let probs = self.predictor.plugin.predict_as(
             &self.predictor.config,
-            &self.params,
+            &t.params,
             &xt,
             self.meta.task,
         )?;
@@ -426,6 +494,7 @@ impl Model {
         x: Vec<f32>,
         rows: usize,
     ) -> Result<Predictions> {
+        let t = self.tensors();
         let x = self.input(device, x, rows)?;
         // One store for the request: the preprocessor's and the predictor's
         // instances are both fresh, but share the store's set-up.
@@ -433,7 +502,7 @@ impl Model {
         let mut store = stage.plugin.store();
         let out = stage
             .plugin
-            .transform_in(&mut store, &stage.config, &self.state, &x)
+            .transform_in(&mut store, &stage.config, &t.state, &x)
             .await?;
         let xt = train::check_transformed(stage, &x, out)?;
         let probs = self
@@ -442,7 +511,7 @@ impl Model {
             .predict_in(
                 &mut store,
                 &self.predictor.config,
-                &self.params,
+                &t.params,
                 &xt,
                 self.meta.task,
             )

@@ -21,7 +21,7 @@ use std::time::Instant;
 
 use tensorlet_gpu::autodiff::Var;
 use tensorlet_gpu::optim::{LrSchedule, Optimizer};
-use tensorlet_gpu::{Device, Tensor};
+use tensorlet_gpu::{Device, DeviceError, Tensor};
 use wasmtime::component::{
     Component, ComponentExportIndex, ComponentType, Instance, InstancePre, Lift, Lower, Resource,
 };
@@ -444,7 +444,11 @@ impl Plugin {
         match outcome {
             Ok(Ok(r)) => Ok(r),
             Ok(Err(failure)) => Err(self.fail(call, failure)),
-            Err(e) => Err(self.fail(call, classify(&e, store, &self.shared.limits))),
+            Err(e) => match e.downcast_ref::<DeviceError>() {
+                // The device failed under the call: not the plugin's doing.
+                Some(d) => Err(RuntimeError::Device(d.clone())),
+                None => Err(self.fail(call, classify(&e, store, &self.shared.limits))),
+            },
         }
     }
 
@@ -638,6 +642,10 @@ impl Plugin {
             let loss = match loss {
                 Ok(l) => l,
                 Err(e) => {
+                    // Reading the labels can find the device failed.
+                    if let Some(d) = e.device_error() {
+                        return Err(wasmtime::Error::new(d.clone()));
+                    }
                     return Ok(Err(PluginFailure::BadOutput(format!(
                         "forward's outputs: {e}"
                     ))));
@@ -647,8 +655,12 @@ impl Plugin {
             let grads = match tape.grad(&loss, &names) {
                 Ok(g) => g,
                 // The host differentiates here, not the plugin: what it cannot
-                // differentiate is wrong with the model's outputs or params.
+                // differentiate is wrong with the model's outputs or params
+                // (unless the device failed while reading indices).
                 Err(e) => {
+                    if let Some(d) = e.device_error() {
+                        return Err(wasmtime::Error::new(d.clone()));
+                    }
                     return Ok(Err(PluginFailure::BadOutput(format!(
                         "{e} (the host differentiates the loss of forward's outputs with \
                          respect to every parameter init returned)"
@@ -662,10 +674,15 @@ impl Plugin {
                 .step(&device, lr, step, &model, &grads, &state)
             {
                 Ok(u) => u,
-                Err(e) => return Ok(Err(PluginFailure::Error(format!("optimizer: {e}")))),
+                Err(e) => {
+                    if let Some(d) = e.device_error() {
+                        return Err(wasmtime::Error::new(d.clone()));
+                    }
+                    return Ok(Err(PluginFailure::Error(format!("optimizer: {e}"))));
+                }
             };
-            let loss = device.to_vec(loss.value())[0];
-            let grad_norm = device.to_vec(&update.grad_norm)[0];
+            let loss = device.to_vec(loss.value())?[0];
+            let grad_norm = device.to_vec(&update.grad_norm)?[0];
             let mut params = update.params;
             params.extend(update.state);
             Ok(Ok(StepOutput {

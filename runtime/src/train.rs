@@ -264,7 +264,7 @@ pub fn check_probabilities(
             probs.shape()
         )));
     }
-    let v = device.to_vec(probs);
+    let v = device.to_vec(probs)?;
     if let Some(i) = v.iter().position(|p| !p.is_finite()) {
         return Err(bad(format!(
             "returned a non-finite probability ({}) in row {}",
@@ -305,7 +305,7 @@ fn check_finite_params(
     epoch: u32,
 ) -> Result<()> {
     for (name, t) in params {
-        if device.to_vec(t).iter().any(|v| !v.is_finite()) {
+        if device.to_vec(t)?.iter().any(|v| !v.is_finite()) {
             return Err(RuntimeError::Plugin {
                 plugin: plugin.name().to_string(),
                 call: "step",
@@ -642,7 +642,7 @@ fn evaluate_only(
     observer.start(1, 1);
     let params: NamedTensors = Vec::new();
     let task = y_val.task();
-    let y_train = Labels::pick(task, &device.to_vec(y_train), &all_rows(x_train));
+    let y_train = Labels::pick(task, &device.to_vec(y_train)?, &all_rows(x_train));
     let train_loss = evaluate(
         device,
         &plugins.predictor,
@@ -813,7 +813,7 @@ pub fn check_predictions(
             out.shape()
         )));
     }
-    let v = device.to_vec(out);
+    let v = device.to_vec(out)?;
     if let Some(i) = v.iter().position(|p| !p.is_finite()) {
         return Err(bad(format!(
             "returned a non-finite prediction ({}) in row {}; try a lower learning rate",
@@ -862,7 +862,7 @@ fn check_finite_features(
     x: &Tensor,
 ) -> Result<()> {
     let width = x.shape().dims()[1];
-    let v = device.to_vec(x);
+    let v = device.to_vec(x)?;
     let Some(i) = v.iter().position(|f| !f.is_finite()) else {
         return Ok(());
     };

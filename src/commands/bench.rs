@@ -132,7 +132,7 @@ fn matmul(args: MatmulArgs) -> Result<()> {
                 print!(" {:>12}", "skipped");
                 continue;
             }
-            let g = bench::matmul(d, n, min_time).gflops(n);
+            let g = bench::matmul(d, n, min_time)?.gflops(n);
             match d.info().kind {
                 DeviceKind::Cpu => cpu_gflops = Some(g),
                 DeviceKind::Gpu => {

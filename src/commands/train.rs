@@ -739,6 +739,17 @@ impl Run<'_> {
                 let msg = e.to_string();
                 self.reg
                     .run_end(&run_id, RunStatus::Failed, None, Some(&msg), json!({}))?;
+                if e.device_error().is_some() {
+                    // The device, not the pipeline: the epochs done are good.
+                    let done = self.reg.checkpoints(&run_id)?.len();
+                    return Err(anyhow::Error::new(e).context(format!(
+                        "run {run_id} failed after {done} of {} epochs on {}; its checkpoints \
+                         are kept. Continue it on the CPU with `tensorlet train --resume \
+                         {run_id} --device cpu`",
+                        pipeline.training.epochs,
+                        device.info()
+                    )));
+                }
                 return Err(anyhow::Error::new(e).context(format!("run {run_id} failed")));
             }
         };
@@ -987,7 +998,7 @@ impl Observer for Recorder<'_> {
 
     fn fitted(&mut self, state: &NamedTensors) -> tensorlet_runtime::Result<()> {
         self.reg
-            .run_state(self.run_id, &model::to_safetensors(self.device, state))?;
+            .run_state(self.run_id, &model::to_safetensors(self.device, state)?)?;
         Ok(())
     }
 
@@ -1000,7 +1011,7 @@ impl Observer for Recorder<'_> {
         self.reg.run_checkpoint(
             self.run_id,
             m.epoch,
-            &model::to_safetensors(self.device, params),
+            &model::to_safetensors(self.device, params)?,
             &metrics,
         )?;
         Ok(())

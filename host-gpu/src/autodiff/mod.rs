@@ -16,7 +16,7 @@
 //! let y = tape.matmul(&tensorlet_gpu::autodiff::Var::constant(x), &w).unwrap();
 //! let loss = tape.reduce(ReduceOp::Sum, &y, 0, false).unwrap();
 //! let grads = tape.grad(&loss, &["w"]).unwrap();
-//! assert_eq!(dev.to_vec(&grads[0]), vec![9.0, 12.0]); // column sums of x
+//! assert_eq!(dev.to_vec(&grads[0]).unwrap(), vec![9.0, 12.0]); // column sums of x
 //! ```
 
 mod backward;
@@ -149,6 +149,17 @@ pub enum GradError {
     /// An op of the backward pass failed.
     #[error("grad: {0}")]
     Tensor(#[from] TensorError),
+}
+
+impl GradError {
+    /// The device failure behind this error, when the backward pass found
+    /// the device failed (see [`TensorError::device_error`]).
+    pub fn device_error(&self) -> Option<&crate::DeviceError> {
+        match self {
+            GradError::Tensor(e) => e.device_error(),
+            _ => None,
+        }
+    }
 }
 
 fn quoted(names: &[String]) -> String {
@@ -718,7 +729,11 @@ impl Tape {
         }
         // Where each row's label points in the flattened log-probabilities.
         let mut picks = Vec::with_capacity(n);
-        for (row, &label) in self.device.to_vec(labels).iter().enumerate() {
+        let labels_host = self
+            .device
+            .to_vec(labels)
+            .map_err(|error| TensorError::Device { op: OP, error })?;
+        for (row, &label) in labels_host.iter().enumerate() {
             if !(label >= 0.0 && label.fract() == 0.0 && (label as usize) < classes) {
                 return Err(TensorError::argument(
                     OP,

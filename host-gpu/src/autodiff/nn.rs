@@ -487,12 +487,13 @@ impl Tape {
         }
         let labels = match target.value().dtype() {
             DType::I64 => target.value().clone(),
-            DType::F32 => dev
-                .to_i64(target.value())
-                .map_err(|e| TensorError::argument(OP, format!("class indices: {e}")))?,
+            DType::F32 => dev.to_i64(target.value()).map_err(|e| match e {
+                TensorError::Device { error, .. } => TensorError::Device { op: OP, error },
+                e => TensorError::argument(OP, format!("class indices: {e}")),
+            })?,
         };
         need_i64(OP, "class indices", &labels)?;
-        let values = dev.i64_values(&labels);
+        let values = dev.i64_values(OP, &labels)?;
         let mut picks = Vec::with_capacity(values.len());
         let mut valid = Vec::with_capacity(values.len());
         for (p, &v) in values.iter().enumerate() {

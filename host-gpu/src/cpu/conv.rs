@@ -116,7 +116,7 @@ fn gemm(
 }
 
 pub(super) fn conv2d(x: &Storage, w: &Storage, g: &ConvGeometry) -> Storage {
-    let (x, w) = (host(x), host(w));
+    let (x, w) = (host!(x), host!(w));
     let (_, _, out_len) = g.lens();
     let mut out = vec![0.0f32; out_len];
     let (kk, p, og) = (g.patch(), g.positions(), g.o / g.groups);
@@ -133,7 +133,7 @@ pub(super) fn conv2d(x: &Storage, w: &Storage, g: &ConvGeometry) -> Storage {
 }
 
 pub(super) fn conv2d_grad_input(dy: &Storage, w: &Storage, g: &ConvGeometry) -> Storage {
-    let (dy, w) = (host(dy), host(w));
+    let (dy, w) = (host!(dy), host!(w));
     let (x_len, _, _) = g.lens();
     let mut dx = vec![0.0f32; x_len];
     let (kk, p, og) = (g.patch(), g.positions(), g.o / g.groups);
@@ -151,7 +151,7 @@ pub(super) fn conv2d_grad_input(dy: &Storage, w: &Storage, g: &ConvGeometry) -> 
 }
 
 pub(super) fn conv2d_grad_weight(x: &Storage, dy: &Storage, g: &ConvGeometry) -> Storage {
-    let (x, dy) = (host(x), host(dy));
+    let (x, dy) = (host!(x), host!(dy));
     let (_, w_len, _) = g.lens();
     let mut dw = vec![0.0f32; w_len];
     let (kk, p, og) = (g.patch(), g.positions(), g.o / g.groups);
@@ -185,7 +185,10 @@ pub(crate) fn windows_containing(
 }
 
 pub(super) fn max_pool2d(x: &Storage, g: &PoolGeometry) -> (Storage, Storage) {
-    let x = host(x);
+    let x = match host(x) {
+        Ok(x) => x,
+        Err(e) => return (Storage::Failed(e.clone()), Storage::FailedI64(e)),
+    };
     let (_, out_len) = g.lens();
     let (mut vals, mut idx) = (Vec::with_capacity(out_len), Vec::with_capacity(out_len));
     for plane in x.chunks_exact(g.h * g.w).take(g.n * g.c) {
@@ -220,7 +223,7 @@ pub(super) fn max_pool2d(x: &Storage, g: &PoolGeometry) -> (Storage, Storage) {
 }
 
 pub(super) fn max_pool2d_grad(dy: &Storage, idx: &Storage, g: &PoolGeometry) -> Storage {
-    let (dy, idx) = (host(dy), host_i64(idx));
+    let (dy, idx) = (host!(dy), host_i64!(idx));
     let (x_len, _) = g.lens();
     let mut dx = vec![0.0f32; x_len];
     let per = g.ho * g.wo;
@@ -231,7 +234,7 @@ pub(super) fn max_pool2d_grad(dy: &Storage, idx: &Storage, g: &PoolGeometry) -> 
 }
 
 pub(super) fn avg_pool2d(x: &Storage, g: &PoolGeometry) -> Storage {
-    let x = host(x);
+    let x = host!(x);
     let (_, out_len) = g.lens();
     let div = (g.kernel[0] * g.kernel[1]) as f32;
     let mut out = Vec::with_capacity(out_len);
@@ -259,7 +262,7 @@ pub(super) fn avg_pool2d(x: &Storage, g: &PoolGeometry) -> Storage {
 }
 
 pub(super) fn avg_pool2d_grad(dy: &Storage, g: &PoolGeometry) -> Storage {
-    let dy = host(dy);
+    let dy = host!(dy);
     let (x_len, _) = g.lens();
     let div = (g.kernel[0] * g.kernel[1]) as f32;
     let mut dx = Vec::with_capacity(x_len);

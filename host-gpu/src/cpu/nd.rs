@@ -50,14 +50,14 @@ pub(super) fn copy_nd(
         DType::F32 => {
             let mut out = vec![fill.map_or(0.0, |v| v as f32); out_len];
             for p in parts {
-                copy_part(&mut out, &host(p.src), p);
+                copy_part(&mut out, &host!(p.src), p);
             }
             store(out)
         }
         DType::I64 => {
             let mut out = vec![fill.map_or(0, |v| v as i64); out_len];
             for p in parts {
-                copy_part(&mut out, &host_i64(p.src), p);
+                copy_part(&mut out, &host_i64!(p.src, DType::I64), p);
             }
             store_i64(out)
         }
@@ -83,10 +83,10 @@ pub(super) fn index_select(
     inner: usize,
     idx: &Storage,
 ) -> Storage {
-    let idx = host_i64(idx);
+    let idx = host_i64!(idx, dtype);
     match dtype {
-        DType::F32 => store(take(&host(a), outer, n, inner, &idx)),
-        DType::I64 => store_i64(take(&host_i64(a), outer, n, inner, &idx)),
+        DType::F32 => store(take(&host!(a), outer, n, inner, &idx)),
+        DType::I64 => store_i64(take(&host_i64!(a, dtype), outer, n, inner, &idx)),
     }
 }
 
@@ -143,10 +143,16 @@ pub(super) fn gather(
     idx: &Storage,
     idx_dims: &[usize],
 ) -> Storage {
-    let idx = host_i64(idx);
+    let idx = host_i64!(idx, dtype);
     match dtype {
-        DType::F32 => store(gather_typed(&host(a), a_dims, axis, &idx, idx_dims)),
-        DType::I64 => store_i64(gather_typed(&host_i64(a), a_dims, axis, &idx, idx_dims)),
+        DType::F32 => store(gather_typed(&host!(a), a_dims, axis, &idx, idx_dims)),
+        DType::I64 => store_i64(gather_typed(
+            &host_i64!(a, dtype),
+            a_dims,
+            axis,
+            &idx,
+            idx_dims,
+        )),
     }
 }
 
@@ -158,7 +164,7 @@ pub(super) fn index_add(
     idx: &[i64],
     n: usize,
 ) -> Storage {
-    let g = host(g);
+    let g = host!(g);
     let mut out = vec![0.0f32; outer * n * inner];
     for o in 0..outer {
         for (j, &r) in idx.iter().enumerate() {
@@ -179,7 +185,7 @@ pub(super) fn scatter_add(
     axis: usize,
     out_dims: &[usize],
 ) -> Storage {
-    let (src, idx) = (host(src), host_i64(idx));
+    let (src, idx) = (host!(src), host_i64!(idx));
     let st = crate::nd::strides(out_dims);
     let mut out = vec![0.0f32; out_dims.iter().product()];
     // Row-major order visits each output element's contributions in
@@ -199,7 +205,7 @@ pub(super) fn where_select(
     bs: &[usize],
     out: &[usize],
 ) -> Storage {
-    let (c, a, b) = (host(cond), host(a), host(b));
+    let (c, a, b) = (host!(cond), host!(a), host!(b));
     let n: usize = out.iter().product();
     let st = [cs, as_, bs].map(broadcast_strides);
     let rank = out.len();
@@ -236,7 +242,7 @@ pub(super) fn cumsum(
     inner: usize,
     reverse: bool,
 ) -> Storage {
-    let a = host(a);
+    let a = host!(a);
     let mut out = vec![0.0f32; a.len()];
     for o in 0..outer {
         for i in 0..inner {
@@ -272,7 +278,7 @@ pub(super) fn batched_matmul(a: &Storage, b: &Storage, g: &MatmulGeometry) -> St
     if m == 0 || n == 0 || k == 0 {
         return store(c);
     }
-    let (a, b) = (host(a), host(b));
+    let (a, b) = (host!(a), host!(b));
     let (la, lb, _) = g.lens();
     assert!(
         a.len() >= la && b.len() >= lb,

@@ -1,4 +1,5 @@
-//! The compute pipelines, and the `Backend` implementation that dispatches them.
+//! The compute pipelines, and the `Backend` implementation that dispatches
+//! them on one context ([`ContextBackend`]).
 //!
 //! Every kernel binds the same way: binding 0 is a 256-byte uniform block of
 //! parameters, binding 1 the output, bindings 2 and 3 the inputs. Pipelines are
@@ -6,13 +7,14 @@
 
 use std::borrow::Cow;
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use super::pool::{Kind, PooledBuffer};
-use super::{Context, GpuStorage, WgpuBackend};
+use super::{Context, GpuStorage};
 use crate::cpu::CpuBackend;
 use crate::{
-    Backend, BinaryOp, ConvGeometry, CopyPart, DType, DeviceInfo, Distribution, MatmulGeometry,
-    PoolGeometry, ReduceOp, ScalarOp, Storage, UnaryOp,
+    Backend, BinaryOp, ConvGeometry, CopyPart, DType, DeviceError, DeviceInfo, DeviceKind,
+    Distribution, MatmulGeometry, PoolGeometry, ReduceOp, ScalarOp, Storage, UnaryOp,
 };
 
 /// Threads per workgroup of the one-dimensional kernels.
@@ -30,6 +32,9 @@ const TRANSPOSE_TILE: usize = 16;
 const WIDE_AXIS: usize = 256;
 /// Bytes of the parameter block; the shaders read it as `array<vec4<u32>, 16>`.
 const PARAMS_BYTES: u64 = 256;
+/// How long a readback waits for its mapping once the GPU has finished (the
+/// callback may run on another thread's poll): far more than it ever takes.
+const MAP_GRACE: Duration = Duration::from_secs(60);
 
 #[derive(Clone, Copy, Debug)]
 enum Module {
@@ -189,10 +194,12 @@ impl Context {
         buf
     }
 
-    /// Reads `len` f32 from the start of `buf` through a pooled staging buffer.
-    pub(super) fn read(&self, buf: &wgpu::Buffer, len: usize) -> Vec<f32> {
+    /// Reads `len` f32 from the start of `buf` through a pooled staging
+    /// buffer; fails when the device has failed (before or during the read).
+    pub(super) fn read(&self, buf: &wgpu::Buffer, len: usize) -> Result<Vec<f32>, DeviceError> {
+        self.health.check()?;
         if len == 0 {
-            return Vec::new();
+            return Ok(Vec::new());
         }
         let bytes = (len * 4) as u64;
         let staging = self.buffer(Kind::Staging, bytes);
@@ -204,19 +211,36 @@ impl Context {
             .map_async(wgpu::MapMode::Read, 0..bytes, move |r| {
                 let _ = tx.send(r);
             });
-        self.wait();
-        rx.recv()
-            .expect("map_async callback ran")
-            .expect("mapping a staging buffer");
-        let out = {
+        self.wait()?;
+        // The GPU has finished: the mapping is done, or its callback is
+        // about to run on whichever thread's poll saw it finish.
+        let mapped = match rx.recv_timeout(MAP_GRACE) {
+            Ok(r) => r.map_err(|e| e.to_string()),
+            Err(e) => Err(format!("the mapping never completed ({e})")),
+        };
+        let out = mapped.and_then(|()| {
             let view = staging
                 .buffer()
                 .get_mapped_range(0..bytes)
-                .expect("mapped range");
-            bytemuck::pod_collect_to_vec::<u8, f32>(&view)
-        };
+                .map_err(|e| e.to_string())?;
+            Ok(bytemuck::pod_collect_to_vec::<u8, f32>(&view))
+        });
         staging.buffer().unmap();
-        out
+        match out {
+            Ok(v) => {
+                // A loss after the copy finished leaves good data, but the
+                // device's other tensors are gone: report it here already.
+                self.health.check()?;
+                Ok(v)
+            }
+            Err(message) => {
+                self.health.check()?;
+                Err(self.health.fail(DeviceError::Rejected {
+                    adapter: self.info.name.clone(),
+                    message: format!("reading a result back failed: {message}"),
+                }))
+            }
+        }
     }
 
     /// Records `kernel` over `groups` workgroups (spread over x and y when
@@ -363,30 +387,56 @@ fn reduce_code(op: ReduceOp) -> u32 {
     }
 }
 
-impl WgpuBackend {
+/// The ops on one [`Context`]. [`super::WgpuBackend`] hands every op to the
+/// one on its current context.
+#[derive(Clone, Debug)]
+pub(super) struct ContextBackend {
+    pub(super) ctx: Arc<Context>,
+    /// Tensors larger than this many bytes are computed on the CPU.
+    pub(super) max_tensor_bytes: u64,
+}
+
+/// The length of storage an op reads whole, or its failure.
+fn storage_len(s: &Storage) -> Result<usize, Arc<DeviceError>> {
+    match s {
+        Storage::Gpu(g) => Ok(g.len),
+        Storage::Host(v) => Ok(v.len()),
+        Storage::HostI64(v) => Ok(v.len()),
+        Storage::GpuI64(g) => Ok(g.len()),
+        Storage::Failed(e) | Storage::FailedI64(e) => Err(e.clone()),
+    }
+}
+
+impl ContextBackend {
     /// Whether an op touching tensors of these element counts must go to the CPU.
     fn too_big(&self, lens: &[usize]) -> bool {
         lens.iter()
             .any(|&l| (l as u64).saturating_mul(4) > self.max_tensor_bytes)
     }
 
-    /// The GPU buffer holding `s`, uploading host (or foreign) storage first.
-    fn resident(&self, s: &Storage, len: usize) -> Arc<PooledBuffer> {
+    /// The GPU buffer holding `s`, uploading host (or another context's)
+    /// storage first; fails when `s` is, or lives on, a failed device.
+    fn resident(&self, s: &Storage, len: usize) -> Result<Arc<PooledBuffer>, Arc<DeviceError>> {
         match s {
-            Storage::Gpu(g) if Arc::ptr_eq(&g.ctx, &self.ctx) => g.buf.clone(),
-            Storage::Gpu(g) => Arc::new(self.ctx.upload_words(bytemuck::cast_slice(&g.to_vec()))),
+            Storage::Gpu(g) if Arc::ptr_eq(&g.ctx, &self.ctx) => Ok(g.buf.clone()),
+            Storage::Gpu(g) => {
+                let v = g.to_vec().map_err(Arc::new)?;
+                Ok(Arc::new(self.ctx.upload_words(bytemuck::cast_slice(&v))))
+            }
             Storage::Host(v) => {
                 debug_assert_eq!(v.len(), len);
-                Arc::new(self.ctx.upload_words(bytemuck::cast_slice(v)))
+                Ok(Arc::new(self.ctx.upload_words(bytemuck::cast_slice(v))))
             }
+            Storage::Failed(e) | Storage::FailedI64(e) => Err(e.clone()),
             // `Device` passes f32 storage only; an i64 one is converted.
             other => {
                 let v: Vec<f32> = CpuBackend
                     .download_i64(other, len)
+                    .map_err(Arc::new)?
                     .iter()
                     .map(|&x| x as f32)
                     .collect();
-                Arc::new(self.ctx.upload_words(bytemuck::cast_slice(&v)))
+                Ok(Arc::new(self.ctx.upload_words(bytemuck::cast_slice(&v))))
             }
         }
     }
@@ -436,9 +486,18 @@ impl WgpuBackend {
     }
 }
 
-impl Backend for WgpuBackend {
+impl Backend for ContextBackend {
     fn info(&self) -> DeviceInfo {
-        WgpuBackend::info(self)
+        let a = self.ctx.adapter();
+        DeviceInfo {
+            kind: DeviceKind::Gpu,
+            name: format!(
+                "{} via {}{}",
+                a.name,
+                a.backend,
+                if a.software { ", software" } else { "" }
+            ),
+        }
     }
 
     fn upload(&self, data: &[f32]) -> Storage {
@@ -449,19 +508,24 @@ impl Backend for WgpuBackend {
         self.wrap(buf, data.len())
     }
 
-    fn download(&self, s: &Storage, len: usize) -> Vec<f32> {
+    fn download(&self, s: &Storage, len: usize) -> Result<Vec<f32>, DeviceError> {
         match s {
             Storage::Gpu(g) => {
                 debug_assert_eq!(g.len, len);
                 g.to_vec()
             }
-            Storage::Host(v) => v.to_vec(),
+            Storage::Host(v) => Ok(v.to_vec()),
+            Storage::Failed(e) | Storage::FailedI64(e) => Err((**e).clone()),
             other => CpuBackend.download(other, len),
         }
     }
 
-    fn synchronize(&self) {
-        self.ctx.wait();
+    fn synchronize(&self) -> Result<(), DeviceError> {
+        self.ctx.wait()
+    }
+
+    fn check(&self) -> Result<(), DeviceError> {
+        self.ctx.check()
     }
 
     fn is_software(&self) -> bool {
@@ -502,7 +566,10 @@ impl Backend for WgpuBackend {
         if m * n == 0 || k == 0 {
             return self.fill_value(m * n, 0.0);
         }
-        let (ab, bb) = (self.resident(a, m * k), self.resident(b, k * n));
+        let (ab, bb) = (
+            ok_or_failed!(self.resident(a, m * k)),
+            ok_or_failed!(self.resident(b, k * n)),
+        );
         let large =
             m.div_ceil(MATMUL_LARGE_TILE) * n.div_ceil(MATMUL_LARGE_TILE) >= MATMUL_LARGE_MIN_TILES;
         let (kernel, tile) = if large {
@@ -531,7 +598,7 @@ impl Backend for WgpuBackend {
         if len == 0 {
             return self.wrap(self.output(0), 0);
         }
-        let ab = self.resident(a, len);
+        let ab = ok_or_failed!(self.resident(a, len));
         let tiles_c = cols.div_ceil(TRANSPOSE_TILE);
         let groups = rows.div_ceil(TRANSPOSE_TILE) * tiles_c;
         let out = self.output(len);
@@ -562,7 +629,10 @@ impl Backend for WgpuBackend {
         if n == 0 {
             return self.wrap(self.output(0), 0);
         }
-        let (ab, bb) = (self.resident(a, na), self.resident(b, nb));
+        let (ab, bb) = (
+            ok_or_failed!(self.resident(a, na)),
+            ok_or_failed!(self.resident(b, nb)),
+        );
         let (dims, sa, sb) = collapse(out_shape, a_shape, b_shape);
         let code = match op {
             BinaryOp::Add => 0,
@@ -598,7 +668,7 @@ impl Backend for WgpuBackend {
         if len == 0 {
             return self.wrap(self.output(0), 0);
         }
-        let ab = self.resident(a, len);
+        let ab = ok_or_failed!(self.resident(a, len));
         let code = scalar_code(op);
         self.map_kernel(
             Kernel::Unary,
@@ -615,7 +685,7 @@ impl Backend for WgpuBackend {
         if len == 0 {
             return self.wrap(self.output(0), 0);
         }
-        let ab = self.resident(a, len);
+        let ab = ok_or_failed!(self.resident(a, len));
         self.map_kernel(
             Kernel::Unary,
             &[unary_code(op), len as u32, 0, 0],
@@ -643,7 +713,7 @@ impl Backend for WgpuBackend {
             // Only Sum reaches here with an empty axis (Device checks).
             return self.fill_value(out_len, 0.0);
         }
-        let ab = self.resident(a, len);
+        let ab = ok_or_failed!(self.resident(a, len));
         let params = [reduce_code(op), outer as u32, axis as u32, inner as u32];
         if inner == 1 && axis >= WIDE_AXIS {
             let out = self.output(out_len);
@@ -668,7 +738,7 @@ impl Backend for WgpuBackend {
         if len == 0 {
             return self.wrap(self.output(0), 0);
         }
-        let ab = self.resident(a, len);
+        let ab = ok_or_failed!(self.resident(a, len));
         let params = [u32::from(log), outer as u32, axis as u32, inner as u32];
         let out = self.output(len);
         if inner == 1 && axis >= WIDE_AXIS {
@@ -699,7 +769,7 @@ impl Backend for WgpuBackend {
         if len == 0 {
             return self.wrap(self.output(0), 0);
         }
-        let ab = self.resident(a, n);
+        let ab = ok_or_failed!(self.resident(a, n));
         self.map_kernel(
             Kernel::OneHot,
             &[classes as u32, len as u32, 0, 0],
@@ -711,12 +781,7 @@ impl Backend for WgpuBackend {
     fn gather_rows(&self, a: &Storage, row_len: usize, indices: &[u32]) -> Storage {
         let rows = indices.iter().map(|&i| i as usize + 1).max().unwrap_or(0);
         let len = indices.len() * row_len;
-        let a_len = match a {
-            Storage::Gpu(g) => g.len,
-            Storage::Host(v) => v.len(),
-            Storage::HostI64(v) => v.len(),
-            Storage::GpuI64(g) => g.len(),
-        };
+        let a_len = ok_or_failed!(storage_len(a));
         if self.too_big(&[a_len, len, indices.len()]) {
             return CpuBackend.gather_rows(a, row_len, indices);
         }
@@ -724,7 +789,7 @@ impl Backend for WgpuBackend {
             return self.wrap(self.output(0), 0);
         }
         debug_assert!(rows * row_len <= a_len);
-        let ab = self.resident(a, a_len);
+        let ab = ok_or_failed!(self.resident(a, a_len));
         let ib = self.ctx.upload_words(bytemuck::cast_slice(indices));
         self.map_kernel(
             Kernel::Gather,
@@ -773,7 +838,7 @@ impl Backend for WgpuBackend {
             csr[*slot as usize] = k as u32;
             *slot += 1;
         }
-        let gb = self.resident(g, g_len);
+        let gb = ok_or_failed!(self.resident(g, g_len));
         let cb = self.ctx.upload_words(bytemuck::cast_slice(&csr));
         self.map_kernel(
             Kernel::ScatterAdd,
@@ -784,12 +849,7 @@ impl Backend for WgpuBackend {
     }
 
     fn slice_rows(&self, a: &Storage, row_len: usize, start: usize, end: usize) -> Storage {
-        let a_len = match a {
-            Storage::Gpu(g) => g.len,
-            Storage::Host(v) => v.len(),
-            Storage::HostI64(v) => v.len(),
-            Storage::GpuI64(g) => g.len(),
-        };
+        let a_len = ok_or_failed!(storage_len(a));
         let len = (end - start) * row_len;
         if self.too_big(&[a_len]) {
             return CpuBackend.slice_rows(a, row_len, start, end);
@@ -797,7 +857,7 @@ impl Backend for WgpuBackend {
         if len == 0 {
             return self.wrap(self.output(0), 0);
         }
-        let ab = self.resident(a, a_len);
+        let ab = ok_or_failed!(self.resident(a, a_len));
         self.copy_ranges(
             &[(ab.buffer(), (start * row_len * 4) as u64, (len * 4) as u64)],
             len,
@@ -820,7 +880,10 @@ impl Backend for WgpuBackend {
         if len == 0 {
             return self.wrap(self.output(0), 0);
         }
-        let (ab, bb) = (self.resident(a, na), self.resident(b, nb));
+        let (ab, bb) = (
+            ok_or_failed!(self.resident(a, na)),
+            ok_or_failed!(self.resident(b, nb)),
+        );
         if outer == 1 || na == 0 || nb == 0 {
             // Whole blocks one after the other: two copies, no kernel.
             return self.copy_ranges(
@@ -845,7 +908,7 @@ impl Backend for WgpuBackend {
         self.nd_upload_i64(data)
     }
 
-    fn download_i64(&self, s: &Storage, len: usize) -> Arc<[i64]> {
+    fn download_i64(&self, s: &Storage, len: usize) -> Result<Arc<[i64]>, DeviceError> {
         self.nd_download_i64(s, len)
     }
 

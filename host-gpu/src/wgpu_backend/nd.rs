@@ -22,11 +22,14 @@
 use std::borrow::Cow;
 use std::sync::{Arc, OnceLock};
 
+use super::kernels::ContextBackend;
 use super::pool::{Kind, PooledBuffer};
-use super::{Context, GpuStorage, WgpuBackend};
+use super::{Context, GpuStorage};
 use crate::cpu::CpuBackend;
 use crate::nd::strides;
-use crate::{Backend, ConvGeometry, CopyPart, DType, MatmulGeometry, PoolGeometry, Storage};
+use crate::{
+    Backend, ConvGeometry, CopyPart, DType, DeviceError, MatmulGeometry, PoolGeometry, Storage,
+};
 
 /// Threads per workgroup of the one-dimensional kernels.
 const GROUP: usize = 256;
@@ -79,17 +82,20 @@ impl GpuI64Storage {
     }
 
     /// The elements: the host copy, read back from the GPU (waiting for it)
-    /// the first time when there is none.
-    pub fn to_i64(&self) -> Arc<[i64]> {
-        self.host
-            .get_or_init(|| {
-                let words: Vec<u32> = self.words.to_vec().iter().map(|x| x.to_bits()).collect();
-                words
-                    .chunks_exact(2)
-                    .map(|w| (u64::from(w[0]) | (u64::from(w[1]) << 32)) as i64)
-                    .collect()
-            })
-            .clone()
+    /// the first time when there is none. Fails, as every read on a failed
+    /// device does, once the device has failed (even with a host copy).
+    pub fn to_i64(&self) -> Result<Arc<[i64]>, DeviceError> {
+        self.words.ctx.check()?;
+        if let Some(h) = self.host.get() {
+            return Ok(h.clone());
+        }
+        let words: Vec<u32> = self.words.to_vec()?.iter().map(|x| x.to_bits()).collect();
+        let values: Arc<[i64]> = words
+            .chunks_exact(2)
+            .map(|w| (u64::from(w[0]) | (u64::from(w[1]) << 32)) as i64)
+            .collect();
+        // Another thread may have read them meanwhile: the same values.
+        Ok(self.host.get_or_init(|| values).clone())
     }
 
     fn mirror(&self) -> Option<Arc<[i64]>> {
@@ -369,7 +375,7 @@ struct Operands<'a> {
     out_offset: usize,
 }
 
-impl WgpuBackend {
+impl ContextBackend {
     fn nd_too_big(&self, words: &[usize]) -> bool {
         words
             .iter()
@@ -387,18 +393,23 @@ impl WgpuBackend {
     }
 
     /// The GPU buffer holding `s` as words (one per f32, two per i64),
-    /// uploading host (or another context's) storage first.
-    fn words_of(&self, s: &Storage) -> Arc<PooledBuffer> {
-        match s {
+    /// uploading host (or another context's) storage first; fails when `s`
+    /// is, or lives on, a failed device.
+    fn words_of(&self, s: &Storage) -> Result<Arc<PooledBuffer>, Arc<DeviceError>> {
+        Ok(match s {
             Storage::Gpu(g) if Arc::ptr_eq(&g.ctx, &self.ctx) => g.buf.clone(),
             Storage::GpuI64(g) if Arc::ptr_eq(&g.words.ctx, &self.ctx) => g.words.buf.clone(),
-            Storage::Gpu(g) => Arc::new(
-                self.upload_u32(&g.to_vec().iter().map(|x| x.to_bits()).collect::<Vec<_>>()),
-            ),
-            Storage::GpuI64(g) => Arc::new(self.upload_u32(&to_words(&g.to_i64()))),
+            Storage::Gpu(g) => {
+                let v = g.to_vec().map_err(Arc::new)?;
+                Arc::new(self.upload_u32(&v.iter().map(|x| x.to_bits()).collect::<Vec<_>>()))
+            }
+            Storage::GpuI64(g) => {
+                Arc::new(self.upload_u32(&to_words(&g.to_i64().map_err(Arc::new)?)))
+            }
             Storage::Host(v) => Arc::new(self.upload_u32(bytemuck::cast_slice(v))),
             Storage::HostI64(v) => Arc::new(self.upload_u32(&to_words(v))),
-        }
+            Storage::Failed(e) | Storage::FailedI64(e) => return Err(e.clone()),
+        })
     }
 
     fn out_words(&self, words: usize) -> PooledBuffer {
@@ -493,7 +504,11 @@ impl WgpuBackend {
         self.wrap_i64(buf, data.len(), host)
     }
 
-    pub(super) fn nd_download_i64(&self, s: &Storage, len: usize) -> Arc<[i64]> {
+    pub(super) fn nd_download_i64(
+        &self,
+        s: &Storage,
+        len: usize,
+    ) -> Result<Arc<[i64]>, DeviceError> {
         match s {
             Storage::GpuI64(g) => {
                 debug_assert_eq!(g.len(), len);
@@ -507,7 +522,7 @@ impl WgpuBackend {
         if self.nd_too_big(&[2 * len]) {
             return CpuBackend.i64_to_f32(a, len);
         }
-        let ab = self.words_of(a);
+        let ab = ok_or_failed!(self.words_of(a));
         let out = self.out_words(len);
         self.ctx.nd_dispatch(
             NdKernel::ToF32,
@@ -526,7 +541,10 @@ impl WgpuBackend {
         if len == 0 {
             return Ok(self.wrap_i64(self.out_words(0), 0, Some(Arc::from(Vec::new()))));
         }
-        let ab = self.words_of(a);
+        let ab = match self.words_of(a) {
+            Ok(ab) => ab,
+            Err(e) => return Ok(Storage::FailedI64(e)),
+        };
         let out = self.out_words(2 * len);
         let bad = self.upload_u32(&[u32::MAX]);
         self.ctx.nd_dispatch(
@@ -536,7 +554,11 @@ impl WgpuBackend {
             &[ab.buffer()],
             groups(len),
         );
-        let first_bad = self.ctx.read(bad.buffer(), 1)[0].to_bits();
+        // A device that fails here gives the failure as the output.
+        let first_bad = match self.ctx.read(bad.buffer(), 1) {
+            Ok(v) => v[0].to_bits(),
+            Err(e) => return Ok(Storage::FailedI64(Arc::new(e))),
+        };
         if first_bad != u32::MAX {
             return Err(first_bad as usize);
         }
@@ -561,7 +583,7 @@ impl WgpuBackend {
             None => self.out_words(out_len * w),
         };
         for p in parts.iter().filter(|p| p.numel() > 0) {
-            let src = self.words_of(p.src);
+            let src = ok_or_failed!(self.words_of(p.src), dtype);
             // The copy in words: strides and offsets scaled, and (for i64)
             // a trailing dimension of two words.
             let mut part = CopyPart {
@@ -650,7 +672,10 @@ impl WgpuBackend {
         if len == 0 {
             return self.wrap_typed(dtype, self.out_words(0), 0, Some(Arc::from(Vec::new())));
         }
-        let (ab, ib) = (self.words_of(a), self.words_of(idx));
+        let (ab, ib) = (
+            ok_or_failed!(self.words_of(a), dtype),
+            ok_or_failed!(self.words_of(idx), dtype),
+        );
         let out = self.out_words(len * w);
         self.ctx.nd_dispatch(
             NdKernel::IndexSelect,
@@ -686,7 +711,10 @@ impl WgpuBackend {
         if len == 0 {
             return self.wrap_typed(dtype, self.out_words(0), 0, Some(Arc::from(Vec::new())));
         }
-        let (ab, ib) = (self.words_of(a), self.words_of(idx));
+        let (ab, ib) = (
+            ok_or_failed!(self.words_of(a), dtype),
+            ok_or_failed!(self.words_of(idx), dtype),
+        );
         let out = self.out_words(len * w);
         let mut params = vec![0u32; 20];
         params[0] = a_dims.len() as u32;
@@ -753,7 +781,7 @@ impl WgpuBackend {
             csr[*slot as usize] = k as u32;
             *slot += 1;
         }
-        let gb = self.words_of(g);
+        let gb = ok_or_failed!(self.words_of(g));
         let cb = self.upload_u32(&csr);
         let out = self.out_words(len);
         self.ctx.nd_dispatch(
@@ -784,7 +812,10 @@ impl WgpuBackend {
         if n_src == 0 {
             return self.wrap_f32(self.nd_fill(DType::F32, len, 0.0), len);
         }
-        let (sb, ib) = (self.words_of(src), self.words_of(idx));
+        let (sb, ib) = (
+            ok_or_failed!(self.words_of(src)),
+            ok_or_failed!(self.words_of(idx)),
+        );
         let out = self.out_words(len);
         let mut params = vec![0u32; 20];
         params[0] = out_dims.len() as u32;
@@ -808,7 +839,7 @@ impl WgpuBackend {
         if self.nd_too_big(&[len]) {
             return CpuBackend.clamp(a, len, lo, hi);
         }
-        let ab = self.words_of(a);
+        let ab = ok_or_failed!(self.words_of(a));
         let out = self.out_words(len);
         self.ctx.nd_dispatch(
             NdKernel::Clamp,
@@ -842,7 +873,11 @@ impl WgpuBackend {
         if len == 0 {
             return self.wrap_f32(self.out_words(0), 0);
         }
-        let bufs = [cond, a, b].map(|s| self.words_of(s));
+        let bufs = [
+            ok_or_failed!(self.words_of(cond)),
+            ok_or_failed!(self.words_of(a)),
+            ok_or_failed!(self.words_of(b)),
+        ];
         let out = self.out_words(len);
         let broadcast = |s: &[usize]| {
             let st = strides(s);
@@ -887,7 +922,7 @@ impl WgpuBackend {
         if n == 0 {
             return self.wrap_f32(self.out_words(0), 0);
         }
-        let ab = self.words_of(a);
+        let ab = ok_or_failed!(self.words_of(a));
         let out = self.out_words(n);
         self.ctx.nd_dispatch(
             NdKernel::Cumsum,
@@ -973,7 +1008,10 @@ impl WgpuBackend {
         if g.k == 0 {
             return self.wrap_f32(self.nd_fill(DType::F32, lc, 0.0), lc);
         }
-        let (ab, bb) = (self.words_of(a), self.words_of(b));
+        let (ab, bb) = (
+            ok_or_failed!(self.words_of(a)),
+            ok_or_failed!(self.words_of(b)),
+        );
         let out = self.out_words(lc);
         self.bmm_into(
             g,
@@ -1075,7 +1113,10 @@ impl WgpuBackend {
             return self.wrap_f32(self.nd_fill(DType::F32, ly, 0.0), ly);
         }
         let chunk = chunk.expect("checked above");
-        let (xb, wb) = (self.words_of(x), self.words_of(w));
+        let (xb, wb) = (
+            ok_or_failed!(self.words_of(x)),
+            ok_or_failed!(self.words_of(w)),
+        );
         let (kk, p, og) = (g.patch(), g.positions(), g.o / g.groups);
         let out = self.out_words(ly);
         let cols = self.out_words(chunk * g.groups * kk * p);
@@ -1126,7 +1167,10 @@ impl WgpuBackend {
             return self.wrap_f32(self.nd_fill(DType::F32, lx, 0.0), lx);
         }
         let chunk = chunk.expect("checked above");
-        let (dyb, wb) = (self.words_of(dy), self.words_of(w));
+        let (dyb, wb) = (
+            ok_or_failed!(self.words_of(dy)),
+            ok_or_failed!(self.words_of(w)),
+        );
         let (kk, p, og) = (g.patch(), g.positions(), g.o / g.groups);
         let dx = self.out_words(lx);
         let cols = self.out_words(chunk * g.groups * kk * p);
@@ -1185,7 +1229,10 @@ impl WgpuBackend {
             return self.wrap_f32(self.nd_fill(DType::F32, lw, 0.0), lw);
         }
         let chunk = chunk.expect("checked above");
-        let (xb, dyb) = (self.words_of(x), self.words_of(dy));
+        let (xb, dyb) = (
+            ok_or_failed!(self.words_of(x)),
+            ok_or_failed!(self.words_of(dy)),
+        );
         let (kk, p, og) = (g.patch(), g.positions(), g.o / g.groups);
         let dw = self.out_words(lw);
         let cols = self.out_words(chunk * g.groups * kk * p);
@@ -1255,7 +1302,10 @@ impl WgpuBackend {
                 self.wrap_i64(self.out_words(0), 0, Some(Arc::from(Vec::new()))),
             );
         }
-        let xb = self.words_of(x);
+        let xb = match self.words_of(x) {
+            Ok(xb) => xb,
+            Err(e) => return (Storage::Failed(e.clone()), Storage::FailedI64(e)),
+        };
         let (vals, idx) = (self.out_words(ly), self.out_words(2 * ly));
         for (mode, out, threads) in [(0, &vals, ly), (1, &idx, 2 * ly)] {
             self.ctx.nd_dispatch(
@@ -1282,7 +1332,10 @@ impl WgpuBackend {
         if lx == 0 {
             return self.wrap_f32(self.out_words(0), 0);
         }
-        let (db, ib) = (self.words_of(dy), self.words_of(idx));
+        let (db, ib) = (
+            ok_or_failed!(self.words_of(dy)),
+            ok_or_failed!(self.words_of(idx)),
+        );
         let out = self.out_words(lx);
         self.ctx.nd_dispatch(
             NdKernel::MaxPoolGrad,
@@ -1302,7 +1355,7 @@ impl WgpuBackend {
         if ly == 0 {
             return self.wrap_f32(self.out_words(0), 0);
         }
-        let xb = self.words_of(x);
+        let xb = ok_or_failed!(self.words_of(x));
         let out = self.out_words(ly);
         self.ctx.nd_dispatch(
             NdKernel::AvgPool,
@@ -1322,7 +1375,7 @@ impl WgpuBackend {
         if lx == 0 {
             return self.wrap_f32(self.out_words(0), 0);
         }
-        let db = self.words_of(dy);
+        let db = ok_or_failed!(self.words_of(dy));
         let out = self.out_words(lx);
         self.ctx.nd_dispatch(
             NdKernel::AvgPoolGrad,

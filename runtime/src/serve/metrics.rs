@@ -54,6 +54,8 @@ pub struct Metrics {
     requests: Mutex<ByVersion<Counts>>,
     in_flight: AtomicI64,
     shed: AtomicU64,
+    device_failures: AtomicU64,
+    device_recoveries: AtomicU64,
     /// (model, version) -> drift score, set by the server.
     drift: Mutex<BTreeMap<(String, String), f64>>,
 }
@@ -101,6 +103,16 @@ impl Metrics {
     /// Counts a request refused for lack of capacity.
     pub fn shed(&self) {
         self.shed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a failure of the device (each starts a recovery).
+    pub fn device_failed(&self) {
+        self.device_failures.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a finished recovery of the device.
+    pub fn device_recovered(&self) {
+        self.device_recoveries.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Sets the drift score of a model version.
@@ -213,6 +225,26 @@ impl Metrics {
             w,
             "tensorlet_requests_shed_total {}",
             self.shed.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            w,
+            "# HELP tensorlet_device_failures_total Times the GPU failed (lost, out of memory, work rejected)."
+        );
+        let _ = writeln!(w, "# TYPE tensorlet_device_failures_total counter");
+        let _ = writeln!(
+            w,
+            "tensorlet_device_failures_total {}",
+            self.device_failures.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            w,
+            "# HELP tensorlet_device_recoveries_total Times the server reopened the failed GPU and redeployed its models on it."
+        );
+        let _ = writeln!(w, "# TYPE tensorlet_device_recoveries_total counter");
+        let _ = writeln!(
+            w,
+            "tensorlet_device_recoveries_total {}",
+            self.device_recoveries.load(Ordering::Relaxed)
         );
         let _ = writeln!(
             w,

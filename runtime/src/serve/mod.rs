@@ -11,6 +11,21 @@
 //! [`app`] is the public router, [`admin_app`] the deploy endpoint meant for
 //! loopback, [`run`] serves both with graceful shutdown.
 //!
+//! A GPU that fails (lost, out of memory, work rejected; see
+//! [`tensorlet_gpu::DeviceError`]) fails the requests that were using it with
+//! 503 and a message naming the device, and turns readiness off. After
+//! [`ServeConfig::reopen_delay`] the server recreates the device context on
+//! the same adapter ([`Device::recover`]), uploads every deployed model's
+//! tensors to it again ([`Model::rebind`]), warms each model with one row,
+//! and turns readiness back on; until then requests get 503 with
+//! `Retry-After`, and an attempt that fails (the adapter is gone) is retried
+//! with backoff up to every 30 s.
+//! It does not fall back to the CPU: an operator who asked for the GPU sized
+//! the deployment for its speed, and a replica that is not ready is taken out
+//! of rotation by its load balancer, where one silently many times slower
+//! would take its full share of traffic and time it out (restart it with
+//! `--device cpu` to serve on the CPU on purpose).
+//!
 //! Routes: `GET /v2/health/live`, `GET /v2/health/ready`, `GET /v2`,
 //! `GET /v2/models`, `GET /v2/models/{m}[/versions/{v}]`,
 //! `GET /v2/models/{m}[/versions/{v}]/ready`,
@@ -33,7 +48,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Router, body};
 use serde_json::{Value, json};
-use tensorlet_gpu::{Device, DeviceKind};
+use tensorlet_gpu::{Device, DeviceError, DeviceKind};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
@@ -61,6 +76,10 @@ pub struct ServeConfig {
     /// its worker, to be sent back to back with theirs (default on; see
     /// [`batch`]).
     pub batch_writes: bool,
+    /// How long after a device failure the server first tries to reopen the
+    /// device (default 1 s; doubled after each failed try, up to 30 s): a
+    /// GPU that the driver is still resetting refuses to open.
+    pub reopen_delay: Duration,
 }
 
 impl Default for ServeConfig {
@@ -72,6 +91,7 @@ impl Default for ServeConfig {
             drain: Duration::ZERO,
             events_interval: Duration::from_secs(60),
             batch_writes: true,
+            reopen_delay: Duration::from_secs(1),
         }
     }
 }
@@ -192,6 +212,11 @@ pub struct Server {
     config: ServeConfig,
     permits: Arc<Semaphore>,
     stopping: AtomicBool,
+    /// Set from a device failure until the device is recovered and the
+    /// models are on it again.
+    recovering: AtomicBool,
+    /// The failure being recovered from.
+    device_failure: Mutex<Option<DeviceError>>,
     device: Device,
     /// Whether predictions run inline on the async workers (the CPU device)
     /// rather than on the blocking pool (a GPU, whose host ops wait on it).
@@ -211,6 +236,8 @@ impl Server {
             permits: Arc::new(Semaphore::new(config.max_concurrency.max(1))),
             config,
             stopping: AtomicBool::new(false),
+            recovering: AtomicBool::new(false),
+            device_failure: Mutex::new(None),
             inline: device.info().kind == DeviceKind::Cpu,
             device,
             events,
@@ -310,6 +337,103 @@ impl Server {
         self.stopping.store(true, Ordering::SeqCst);
     }
 
+    /// Whether the server is recovering from a device failure (readiness is
+    /// off and requests get 503 meanwhile).
+    pub fn recovering(&self) -> bool {
+        self.recovering.load(Ordering::SeqCst)
+    }
+
+    /// The device failure being recovered from, if any.
+    fn device_failure(&self) -> Option<DeviceError> {
+        self.device_failure
+            .lock()
+            .expect("device failure lock")
+            .clone()
+    }
+
+    /// Notes that the device failed: turns readiness off and starts the
+    /// recovery, once. A failure of a context that was already replaced
+    /// (a request that began before the last recovery) starts nothing.
+    fn device_failed(self: &Arc<Self>, e: &DeviceError) {
+        if self.device.check().is_ok() {
+            return;
+        }
+        if self
+            .recovering
+            .compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst)
+            .is_err()
+        {
+            return;
+        }
+        *self.device_failure.lock().expect("device failure lock") = Some(e.clone());
+        self.metrics.device_failed();
+        tracing::error!(device = %e.adapter(), "the device failed, reopening it: {e}");
+        tokio::spawn(self.clone().recover());
+    }
+
+    /// Recovers from a device failure: reopens the device and redeploys the
+    /// models on it, retrying with backoff until that works or the server
+    /// stops; then turns readiness back on.
+    async fn recover(self: Arc<Self>) {
+        let mut delay = self.config.reopen_delay;
+        loop {
+            tokio::time::sleep(delay).await;
+            if self.stopping.load(Ordering::SeqCst) {
+                return;
+            }
+            let s = self.clone();
+            let next = (delay * 2).clamp(Duration::from_millis(100), Duration::from_secs(30));
+            match tokio::task::spawn_blocking(move || s.reopen_device()).await {
+                Ok(Ok(())) => {
+                    *self.device_failure.lock().expect("device failure lock") = None;
+                    self.recovering.store(false, Ordering::SeqCst);
+                    self.metrics.device_recovered();
+                    tracing::info!(device = %self.device.info(), "the device is back, serving again");
+                    return;
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!("cannot reopen the device yet, retrying in {next:?}: {e}");
+                }
+                Err(_) => {
+                    tracing::warn!(
+                        "the device recovery stopped unexpectedly, retrying in {next:?}"
+                    );
+                }
+            }
+            delay = next;
+        }
+    }
+
+    /// One recovery attempt: a fresh device context, then every deployed
+    /// model's tensors uploaded to it and a one-row prediction to warm it.
+    /// Blocking; deploys wait for it.
+    fn reopen_device(&self) -> Result<(), String> {
+        self.device.recover().map_err(|e| e.to_string())?;
+        let _one_at_a_time = self.deploy_lock.lock().expect("deploy lock");
+        for d in self.models.load().values() {
+            d.model
+                .rebind(&self.device)
+                .map_err(|e| format!("model `{}`: {e}", d.name))?;
+            d.model
+                .predict(&self.device, vec![0.0; d.features()], 1)
+                .map_err(|e| format!("warm-up of model `{}`: {e}", d.name))?;
+        }
+        self.device.check().map_err(|e| e.to_string())
+    }
+
+    /// The 503 for a request while the device is being recovered.
+    fn recovering_refusal(&self) -> Option<Response> {
+        if !self.recovering() {
+            return None;
+        }
+        let device = self
+            .device_failure()
+            .map_or_else(|| self.device.info().name, |e| e.adapter().to_string());
+        Some(device_unavailable(format!(
+            "the GPU device `{device}` failed and the server is reopening it; retry shortly"
+        )))
+    }
+
     fn report_invocations(&self, d: &Deployment) {
         let now = d.invocations.load(Ordering::Relaxed);
         let before = d.reported.swap(now, Ordering::Relaxed);
@@ -379,6 +503,23 @@ fn ok(value: Value) -> Response {
     (StatusCode::OK, axum::Json(value)).into_response()
 }
 
+/// 503 with `Retry-After`: the device is failed or being reopened.
+fn device_unavailable(message: String) -> Response {
+    let mut r = error(StatusCode::SERVICE_UNAVAILABLE, message);
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    r
+}
+
+/// What happened to a device, for a sentence: "was lost", ...
+fn what_happened(e: &DeviceError) -> &'static str {
+    match e {
+        DeviceError::Lost { .. } => "was lost",
+        DeviceError::OutOfMemory { .. } => "ran out of memory",
+        _ => "failed",
+    }
+}
+
 type Shared = State<Arc<Server>>;
 
 /// The public OIP router.
@@ -414,12 +555,26 @@ pub fn app(server: Arc<Server>) -> Router {
 }
 
 async fn ready(State(s): Shared) -> Response {
-    if s.stopping.load(Ordering::SeqCst) {
-        return (
+    let unready = |reason: String| {
+        (
             StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(json!({ "ready": false, "reason": "shutting down" })),
+            axum::Json(json!({ "ready": false, "reason": reason })),
         )
-            .into_response();
+            .into_response()
+    };
+    if s.stopping.load(Ordering::SeqCst) {
+        return unready("shutting down".into());
+    }
+    // A probe notices a failure that no request has run into yet.
+    if let Err(e) = s.device.check() {
+        s.device_failed(&e);
+    }
+    if s.recovering() {
+        let reason = s.device_failure().map_or_else(
+            || "the device failed; reopening it".to_string(),
+            |e| format!("{e} (reopening the device)"),
+        );
+        return unready(reason);
     }
     ok(json!({ "ready": true }))
 }
@@ -444,7 +599,7 @@ async fn list_models(State(s): Shared) -> Response {
                 "versions": [d.version],
                 "platform": "tensorlet",
                 "reference": d.reference,
-                "ready": true,
+                "ready": !s.recovering(),
                 "deploy_error": errors.get(&d.name),
             })
         })
@@ -487,7 +642,8 @@ fn ready_body(s: &Server, d: &Deployment) -> Response {
         .expect("errors lock")
         .get(&d.name)
         .cloned();
-    ok(json!({ "name": d.name, "version": d.version, "ready": true, "deploy_error": err }))
+    let ready = !s.recovering();
+    ok(json!({ "name": d.name, "version": d.version, "ready": ready, "deploy_error": err }))
 }
 
 async fn model_ready(State(s): Shared, Path(model): Path<String>) -> Response {
@@ -583,6 +739,14 @@ async fn infer_model(s: &Arc<Server>, d: &Arc<Deployment>, req: Request) -> Resp
             .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         return r;
     };
+    if !s.inline {
+        if let Err(e) = s.device.check() {
+            s.device_failed(&e);
+        }
+        if let Some(r) = s.recovering_refusal() {
+            return r;
+        }
+    }
     let limit = s.config.max_body_bytes;
     let bytes: Bytes = match body::to_bytes(body, limit).await {
         Ok(b) => b,
@@ -627,6 +791,15 @@ async fn infer_model(s: &Arc<Server>, d: &Arc<Deployment>, req: Request) -> Resp
         Ok(Ok(p)) => p,
         Ok(Err(e)) => {
             tracing::warn!(model = %d.name, version = %d.version, "inference failed: {e}");
+            if let Some(dev) = e.device_error() {
+                s.device_failed(dev);
+                return device_unavailable(format!(
+                    "inference failed: the GPU device `{}` {}; the server is reopening it, \
+                     retry shortly",
+                    dev.adapter(),
+                    what_happened(dev)
+                ));
+            }
             return error(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 format!("inference failed: {e}"),
