@@ -27,6 +27,11 @@ const BUNDLED: &[(&str, &str)] = &[
     ("softmax-regression", "softmax_regression"),
     ("mlp", "mlp"),
     ("onnx-predict", "onnx_predict"),
+    ("imputer", "imputer"),
+    ("one-hot", "one_hot"),
+    ("ordinal", "ordinal"),
+    ("min-max", "min_max"),
+    ("robust", "robust"),
 ];
 
 /// The target of the bundled and test plugins: no WASI.
@@ -69,8 +74,12 @@ fn main() {
         "plugins/.cargo/config.toml",
         "plugins/legacy/Cargo.toml",
         "plugins/legacy/Cargo.lock",
-        // http-front compiles the server's OIP parser and encoder into the guest.
-        "runtime/src/serve/oip.rs",
+        // The tabular preprocessors' shared crate.
+        "plugins/tabular/src",
+        "plugins/tabular/Cargo.toml",
+        // http-front depends on the OIP crate, as the server does.
+        "oip/src",
+        "oip/Cargo.toml",
     ] {
         println!("cargo:rerun-if-changed={p}");
     }
@@ -153,11 +162,7 @@ fn main() {
     }
     parts.push_str("];\n");
     std::fs::write(out.join("export_parts.rs"), parts).unwrap();
-    for p in [
-        "host-gpu/src",
-        "host-gpu/Cargo.toml",
-        "runtime/src/serve/oip.rs",
-    ] {
+    for p in ["host-gpu/src", "host-gpu/Cargo.toml"] {
         println!("cargo:rerun-if-changed={p}");
     }
     std::fs::write(out.join("bundled.rs"), table).unwrap();

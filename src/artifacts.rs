@@ -18,12 +18,20 @@ pub fn open() -> Result<Registry> {
     Registry::open(&home).with_context(|| format!("cannot open the registry in {}", home.display()))
 }
 
+/// A client for the tensorlet registry at `url` (`http://…` or `https://…`),
+/// through the process's HTTP client (so `TENSORLET_CA_FILE` applies).
+pub fn remote(url: &str) -> Result<Remote> {
+    Ok(Remote::with_client(url, common::http_client()?)?)
+}
+
 /// `--registry`: use a remote registry as well as the local one.
 #[derive(Clone, Debug, Default, clap::Args)]
 pub struct RegistryArgs {
-    /// A remote registry (`http://host:port`). Artifacts pulled from it are
-    /// verified against the local trust policy and cached locally by digest;
-    /// when it cannot be reached the local cache answers.
+    /// A remote registry (`https://host:port`, or `http://` on a trusted
+    /// network). Artifacts pulled from it are verified against the local
+    /// trust policy and cached locally by digest; when no connection to it
+    /// can be made the local cache answers (a TLS or HTTP error is an error).
+    /// A private CA's certificate goes in `TENSORLET_CA_FILE`.
     #[arg(long, env = "TENSORLET_REGISTRY")]
     pub registry: Option<String>,
 }
@@ -33,12 +41,14 @@ impl RegistryArgs {
     pub fn remote(&self) -> Result<Option<Remote>> {
         match self.registry.as_deref().filter(|r| !r.is_empty()) {
             None => Ok(None),
-            Some(url) => Ok(Some(Remote::new(url)?)),
+            Some(url) => Ok(Some(remote(url)?)),
         }
     }
 
     /// Verifies a reference, pulling it (and what it pins) from the remote
-    /// first when one is set. Warns about yanked versions.
+    /// first when one is set; the local cache answers only when no
+    /// connection to the remote can be made (it says so). Warns about
+    /// yanked versions.
     pub fn fetch(
         &self,
         reg: &Registry,
@@ -51,7 +61,7 @@ impl RegistryArgs {
         let artifact = match remote {
             None => reg.verify(&r)?,
             Some(remote) => match client::pull(reg, &remote, &r) {
-                Err(RegistryError::Remote { url, message }) => {
+                Err(RegistryError::Unreachable { url, message }) => {
                     eprintln!(
                         "warning: registry {url} is unreachable ({message}); using the local cache"
                     );

@@ -1,11 +1,13 @@
 //! What several commands share: device choice, the state directory, the runtime.
 
 use std::path::PathBuf;
+use std::sync::OnceLock;
 
 use anyhow::{Context, Result};
 use clap::ValueEnum;
 use tensorlet_runtime::gpu::{Device, Preference};
 use tensorlet_runtime::pipeline::{PluginSource, TrainingConfig};
+use tensorlet_runtime::registry::http::{ENV_CA_FILE, HttpClient, HttpSettings};
 use tensorlet_runtime::{Runtime, RuntimeConfig, RuntimeError};
 
 use crate::bundled;
@@ -88,6 +90,17 @@ pub fn home() -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(std::env::temp_dir)
         .join(".tensorlet")
+}
+
+/// The process's HTTP client (built once): the system's root certificates
+/// plus the private CA in `TENSORLET_CA_FILE`. Every `http://` and
+/// `https://` request of the CLI goes through it.
+pub fn http_client() -> Result<HttpClient> {
+    static CLIENT: OnceLock<Result<HttpClient, String>> = OnceLock::new();
+    CLIENT
+        .get_or_init(|| HttpClient::new(&HttpSettings::from_env()).map_err(|e| e.to_string()))
+        .clone()
+        .map_err(|e| anyhow::anyhow!("{ENV_CA_FILE}: {e}"))
 }
 
 /// The runtime, with the compiled-component cache under the state directory.

@@ -18,23 +18,23 @@ use tensorlet_runtime::registry::{
 /// A central registry to pull from.
 #[derive(Debug)]
 pub enum Upstream {
-    /// `http://host:port`: a `tensorlet registry serve`.
+    /// `https://host:port` (or `http://`): a `tensorlet registry serve`.
     Http(Remote),
     /// `oci://host[:port][/prefix]`: an OCI registry.
     Oci(Box<OciRemote>),
 }
 
 impl Upstream {
-    /// Parses `http://…` or `oci://…`.
+    /// Parses `https://…`, `http://…` or `oci://…`.
     pub fn parse(s: &str) -> Result<Self> {
         if s.starts_with("oci://") {
             Ok(Upstream::Oci(Box::new(OciRemote::new(s)?)))
         } else if s.starts_with("http://") || s.starts_with("https://") {
-            Ok(Upstream::Http(Remote::new(s)?))
+            Ok(Upstream::Http(crate::artifacts::remote(s)?))
         } else {
             bail!(
-                "`{s}` is not a registry; name a tensorlet registry (`http://host:7070`) or an \
-                 OCI registry (`oci://host:5000[/prefix]`)"
+                "`{s}` is not a registry; name a tensorlet registry (`https://host:7070`, or \
+                 `http://` on a trusted network) or an OCI registry (`oci://host:5000[/prefix]`)"
             )
         }
     }
@@ -179,8 +179,9 @@ impl Follower {
 
     /// Asks the upstream where `reference` points; when that changed since
     /// the last poll, pulls, verifies and caches it. A refusal is reported
-    /// once (audited as `follow.refused`); an unreachable upstream is an
-    /// error, to be retried with backoff.
+    /// once (audited as `follow.refused`); an upstream that cannot be
+    /// reached, or that fails over TLS or HTTP, is an error, to be retried
+    /// with backoff.
     pub fn poll(&self, reference: &str) -> Result<Followed, RegistryError> {
         let r = Reference::parse(reference)?;
         let token = self.upstream.head(&r)?;
@@ -201,7 +202,9 @@ impl Follower {
         let mut refused_under = None;
         let followed = match result {
             Ok(a) => Followed::Synced(a.reference()),
-            Err(e @ RegistryError::Remote { .. }) => return Err(e),
+            Err(e @ (RegistryError::Remote { .. } | RegistryError::Unreachable { .. })) => {
+                return Err(e);
+            }
             Err(e) => {
                 let reason = e.to_string();
                 refused_under = Some(trust_fingerprint(&reg));
@@ -230,18 +233,21 @@ impl Follower {
 }
 
 /// The first poll of `reference` when a follower starts: reports on stderr
-/// what it synced, refused, or why it serves the local cache.
-pub fn report_initial(f: &Follower, reference: &str) {
+/// what it synced or refused, or, when no connection to the upstream can be
+/// made, that it serves the local cache and retries. Any other failure (TLS,
+/// an HTTP error, a reference the upstream does not have) is an error.
+pub fn report_initial(f: &Follower, reference: &str) -> Result<()> {
     match f.poll(reference) {
         Ok(Followed::Synced(v)) => {
             eprintln!("following {reference} at {}: {v}", f.upstream().url());
         }
         Ok(Followed::Unchanged) => {}
         Ok(Followed::Refused(e)) => eprintln!("{e}; serving the local cache"),
-        Err(e) => eprintln!(
-            "warning: cannot follow {reference} at {} ({e}); serving the local cache and \
-             retrying with backoff",
-            f.upstream().url()
+        Err(e @ RegistryError::Unreachable { .. }) => eprintln!(
+            "warning: cannot follow {reference}: {e}; serving the local cache and retrying \
+             with backoff"
         ),
+        Err(e) => bail!("cannot follow {reference}: {e}"),
     }
+    Ok(())
 }

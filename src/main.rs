@@ -37,6 +37,8 @@ enum Command {
     Train(commands::train::Args),
     /// Predict with a model from the registry (or a model directory).
     Predict(commands::predict::Args),
+    /// Evaluate a model on labelled data: the task's metrics and a confusion matrix.
+    Eval(commands::eval::Args),
     /// Create a signing key.
     Keygen(commands::keygen::Args),
     /// Export or list signing keys.
@@ -106,6 +108,7 @@ fn main() -> ExitCode {
         Command::Demo(args) => commands::demo::execute(args),
         Command::Train(args) => commands::train::execute(args),
         Command::Predict(args) => commands::predict::execute(args),
+        Command::Eval(args) => commands::eval::execute(args),
         Command::Keygen(args) => commands::keygen::execute(args),
         Command::Key(args) => commands::key::execute(args),
         Command::Trust(args) => commands::trust::execute(args),

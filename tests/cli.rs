@@ -385,3 +385,44 @@ fn commands_on_the_cpu_print_no_gpu_driver_noise() {
     let stderr = run(&["devices"]);
     assert_eq!(stderr, "");
 }
+
+/// A misspelled key in a stage's `config` fails `train`, naming the key and the
+/// ones the plugin knows, instead of training with the default (`hiden = [128]`
+/// used to train `hidden = [64]`).
+#[test]
+fn a_misspelled_config_key_fails_train() {
+    let home = tempfile::tempdir().unwrap();
+    let dir = home.path();
+    let digits = std::fs::read_to_string(pipeline("digits")).unwrap();
+    assert!(digits.contains("config = { hidden = [64] }"), "{digits}");
+    for (text, says) in [
+        (
+            digits.replace("config = { hidden = [64] }", "config = { hiden = [128] }"),
+            "unknown config key `hiden`; the known keys are: hidden",
+        ),
+        (
+            digits.replace(
+                "bundled = \"standardize\"",
+                "bundled = \"standardize\"\nconfig = { with_mean = false }",
+            ),
+            "unknown config key `with_mean`; this plugin takes no config keys",
+        ),
+    ] {
+        let p = dir.join("digits.toml");
+        std::fs::write(&p, &text).unwrap();
+        let err = fails(&tensorlet(
+            dir,
+            &[
+                "train",
+                s(&p),
+                "--data",
+                s(&data("digits.csv")),
+                "--out",
+                s(&dir.join("m")),
+                "--allow-unsigned",
+            ],
+        ));
+        assert!(err.contains(says), "{err}");
+        assert!(!dir.join("m").exists(), "a model was written: {err}");
+    }
+}

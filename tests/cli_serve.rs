@@ -5,14 +5,16 @@
 //! version keeps serving, the failure is reported), and stops gracefully on
 //! SIGTERM.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+mod common;
+
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
+use common::http;
 use serde_json::{Value, json};
 
 fn tensorlet(home: &Path, args: &[&str]) -> Output {
@@ -31,39 +33,15 @@ fn tensorlet(home: &Path, args: &[&str]) -> Output {
     out
 }
 
-/// POSTs `body` and returns (status, JSON).
+/// POSTs `body` (JSON, sent without a Content-Type, as tritonclient does)
+/// and returns (status, JSON).
 fn post(addr: &str, path: &str, body: &Value) -> (u16, Value) {
-    let body = serde_json::to_vec(body).unwrap();
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    write!(
-        s,
-        "POST {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    )
-    .unwrap();
-    s.write_all(&body).unwrap();
-    read_reply(s)
+    let r = http::request("POST", addr, path, &[], &serde_json::to_vec(body).unwrap());
+    (r.status, http::json_or_null(&r))
 }
 
 fn get(addr: &str, path: &str) -> (u16, Value) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    read_reply(s)
-}
-
-fn read_reply(mut s: TcpStream) -> (u16, Value) {
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).unwrap();
-    let text = String::from_utf8_lossy(&raw);
-    let (head, body) = text.split_once("\r\n\r\n").unwrap();
-    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+    http::get(addr, path)
 }
 
 fn request() -> Value {

@@ -907,8 +907,8 @@ impl fantoccini::wd::WebDriverCompatibleCommand for BrowserLog {
         base.join(&format!("session/{}/se/log", session.unwrap_or("")))
     }
 
-    fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
-        (http::Method::POST, Some(r#"{"type":"browser"}"#.into()))
+    fn method_and_body(&self, _: &url::Url) -> (::http::Method, Option<String>) {
+        (::http::Method::POST, Some(r#"{"type":"browser"}"#.into()))
     }
 }
 

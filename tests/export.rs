@@ -15,8 +15,6 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -91,8 +89,8 @@ fn start(mut cmd: Command, addr: String) -> Server {
     let server = Server { child, addr };
     let started = Instant::now();
     loop {
-        if TcpStream::connect(&server.addr).is_ok() && get(&server.addr, "/v2/health/live").0 == 200
-        {
+        let live = common::http::try_request("GET", &server.addr, "/v2/health/live", &[], b"");
+        if live.is_ok_and(|r| r.status == 200) {
             return server;
         }
         assert!(
@@ -136,46 +134,15 @@ fn serve_wasi_http(home: &Path, component: &Path) -> Server {
     start(cmd, addr)
 }
 
-fn request(method: &str, addr: &str, path: &str, body: &[u8], headers: &str) -> (u16, Vec<u8>) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: {}\r\n{headers}\r\n",
-        body.len()
-    )
-    .unwrap();
-    s.write_all(body).unwrap();
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).unwrap();
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("an HTTP response");
-    let head = String::from_utf8_lossy(&raw[..split]).to_string();
-    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-    let mut body = raw[split + 4..].to_vec();
-    if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        body = dechunk(&body);
-    }
-    (status, body)
-}
-
-fn dechunk(mut b: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    loop {
-        let line_end = b.windows(2).position(|w| w == b"\r\n").unwrap();
-        let size =
-            usize::from_str_radix(std::str::from_utf8(&b[..line_end]).unwrap().trim(), 16).unwrap();
-        if size == 0 {
-            return out;
-        }
-        out.extend_from_slice(&b[line_end + 2..line_end + 2 + size]);
-        b = &b[line_end + 2 + size + 2..];
-    }
+fn request(
+    method: &str,
+    addr: &str,
+    path: &str,
+    body: &[u8],
+    headers: &[(&str, &str)],
+) -> (u16, Vec<u8>) {
+    let r = common::http::request(method, addr, path, headers, body);
+    (r.status, r.body)
 }
 
 fn json_of(body: &[u8]) -> Value {
@@ -184,12 +151,12 @@ fn json_of(body: &[u8]) -> Value {
 }
 
 fn get(addr: &str, path: &str) -> (u16, Value) {
-    let (status, body) = request("GET", addr, path, b"", "");
+    let (status, body) = request("GET", addr, path, b"", &[]);
     (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
 }
 
 fn post(addr: &str, path: &str, body: &[u8]) -> (u16, Value) {
-    let (status, body) = request("POST", addr, path, body, "");
+    let (status, body) = request("POST", addr, path, body, &[]);
     (status, json_of(&body))
 }
 
@@ -340,7 +307,8 @@ fn assert_answers_like(export: &str, reference: &str) {
     for v in [6.7f32, 3.0, 5.2, 2.3] {
         body.extend_from_slice(&v.to_le_bytes());
     }
-    let extra = format!("Inference-Header-Content-Length: {}\r\n", header.len());
+    let len = header.len().to_string();
+    let extra = [("Inference-Header-Content-Length", len.as_str())];
     let (ws, wb) = request(
         "POST",
         reference,

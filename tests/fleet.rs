@@ -9,8 +9,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::Arc;
@@ -20,9 +19,11 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use tensorlet_runtime::registry::digest;
 
+use common::http::{json_or_null, request, try_request};
+use common::oci::{OciRegistry, Secured};
+use common::tls::Ca;
 use common::{RegistryServer, fails, ok, s};
 
-const REGISTRY_BIN: &str = "/usr/bin/docker-registry";
 const MODEL: &str = "tensorlet/iris-model";
 
 fn run(home: &Path, args: &[&str]) -> Output {
@@ -59,338 +60,57 @@ fn kill(child: &mut Child) {
     let _ = child.wait();
 }
 
-/// A certificate for 127.0.0.1 from a private CA (made with `openssl`) and
-/// an htpasswd file with the login `ci` / `s3cret`.
-struct Secured {
-    dir: tempfile::TempDir,
-    /// The CA that signed `cert`.
-    ca: std::path::PathBuf,
-    cert: std::path::PathBuf,
-    key: std::path::PathBuf,
-    htpasswd: std::path::PathBuf,
-}
-
-impl Secured {
-    fn new() -> Secured {
-        let dir = tempfile::tempdir().unwrap();
-        let path = |f: &str| dir.path().join(f);
-        let (cert, key) = (path("cert.pem"), path("key.pem"));
-        let openssl = |args: &[&str]| {
-            let out = Command::new("openssl")
-                .args(args)
-                .current_dir(dir.path())
-                .output()
-                .expect("run openssl (apt-get install openssl; .ci/run does)");
-            assert!(
-                out.status.success(),
-                "openssl {args:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        };
-        // A private CA, and the registry's certificate signed by it.
-        let ec = [
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-        ];
-        let mut ca = vec![
-            "req",
-            "-x509",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=tensorlet test CA",
-        ];
-        ca.extend(ec);
-        ca.extend(["-keyout", "ca.key", "-out", "ca.pem"]);
-        openssl(&ca);
-        let mut csr = vec!["req", "-new", "-subj", "/CN=127.0.0.1"];
-        csr.extend(ec);
-        csr.extend(["-keyout", "key.pem", "-out", "cert.csr"]);
-        openssl(&csr);
-        std::fs::write(
-            path("ext.cnf"),
-            "basicConstraints=critical,CA:FALSE\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n",
-        )
-        .unwrap();
-        openssl(&[
-            "x509",
-            "-req",
-            "-in",
-            "cert.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-extfile",
-            "ext.cnf",
-            "-out",
-            "cert.pem",
-        ]);
-        // bcrypt (cost 5) of `s3cret`, as `htpasswd -B` writes it.
-        let htpasswd = dir.path().join("htpasswd");
-        std::fs::write(
-            &htpasswd,
-            "ci:$2b$05$oCLZWnuItMRvNvaXX9k/rugHVBv5wA.i.yG8PridZB10YoXYKl4IO\n",
-        )
-        .unwrap();
-        Secured {
-            ca: dir.path().join("ca.pem"),
-            dir,
-            cert,
-            key,
-            htpasswd,
-        }
-    }
-
-    /// A Docker client configuration holding `user:password` for `host`.
-    fn docker_config(&self, host: &str, user: &str, password: &str) -> std::path::PathBuf {
-        let dir = self.dir.path().join(format!("docker-{user}"));
-        std::fs::create_dir_all(&dir).unwrap();
-        let auth = base64(format!("{user}:{password}").as_bytes());
-        std::fs::write(
-            dir.join("config.json"),
-            json!({"auths": {host: {"auth": auth}}}).to_string(),
-        )
-        .unwrap();
-        dir
-    }
-}
-
-fn base64(bytes: &[u8]) -> String {
-    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
-/// The CNCF distribution registry on a free loopback port.
-struct OciRegistry {
-    child: Child,
-    port: u16,
-    _storage: tempfile::TempDir,
-}
-
-impl Drop for OciRegistry {
-    fn drop(&mut self) {
-        kill(&mut self.child);
-    }
-}
-
-impl OciRegistry {
-    /// Starts one; a test that runs where it is not installed fails with
-    /// what to install.
-    fn start() -> OciRegistry {
-        Self::start_with(None)
-    }
-
-    /// Starts one that serves HTTPS with `tls`'s certificate and key and asks
-    /// for `tls`'s htpasswd logins.
-    fn start_secured(tls: &Secured) -> OciRegistry {
-        Self::start_with(Some(tls))
-    }
-
-    fn start_with(secured: Option<&Secured>) -> OciRegistry {
-        assert!(
-            Path::new(REGISTRY_BIN).exists(),
-            "{REGISTRY_BIN} is missing: apt-get install docker-registry (see docs/testing.md)"
-        );
-        let storage = tempfile::tempdir().unwrap();
-        for _ in 0..5 {
-            let port = std::net::TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port();
-            let config = storage.path().join("config.yml");
-            let mut yaml = format!(
-                "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\n\
-                 storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n\
-                 http:\n  addr: 127.0.0.1:{port}\n",
-                storage.path().join("data").display()
-            );
-            if let Some(t) = secured {
-                yaml.push_str(&format!(
-                    "  tls:\n    certificate: {}\n    key: {}\n\
-                     auth:\n  htpasswd:\n    realm: tensorlet-test\n    path: {}\n",
-                    t.cert.display(),
-                    t.key.display(),
-                    t.htpasswd.display()
-                ));
-            }
-            std::fs::write(&config, yaml).unwrap();
-            let mut child = Command::new(REGISTRY_BIN)
-                .arg("serve")
-                .arg(&config)
-                .stdout(Stdio::null())
-                // It logs every 404 as an error; keep its log for failures.
-                .stderr(std::fs::File::create(storage.path().join("registry.log")).unwrap())
-                .spawn()
-                .expect("start docker-registry");
-            let start = Instant::now();
-            while start.elapsed() < Duration::from_secs(10) {
-                if let Ok(Some(_)) = child.try_wait() {
-                    break; // the port was taken meanwhile: try another
-                }
-                let up = match secured {
-                    // A TLS listener: accepting connections is enough.
-                    Some(_) => std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(),
-                    None => http("GET", port, "/v2/", &[], &[]).is_some_and(|(st, _, _)| st == 200),
-                };
-                if up {
-                    return OciRegistry {
-                        child,
-                        port,
-                        _storage: storage,
-                    };
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            kill(&mut child);
-        }
-        panic!(
-            "docker-registry did not start: {}",
-            std::fs::read_to_string(storage.path().join("registry.log")).unwrap_or_default()
-        );
-    }
-
-    fn base(&self) -> String {
-        format!("oci://127.0.0.1:{}/fleet", self.port)
-    }
-}
-
-/// Status, headers (names in lowercase) and body of an HTTP answer.
-type Reply = (u16, Vec<(String, String)>, Vec<u8>);
-
-/// A minimal HTTP/1.1 exchange.
-fn http(
-    method: &str,
-    port: u16,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> Option<Reply> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\
-         Content-Length: {}\r\n",
-        body.len()
-    );
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    s.write_all(req.as_bytes()).ok()?;
-    s.write_all(body).ok()?;
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).ok()?;
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
-    let head = String::from_utf8_lossy(&raw[..split]).to_string();
-    let mut lines = head.lines();
-    let status = lines.next()?.split_whitespace().nth(1)?.parse().ok()?;
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    let mut body = raw[split + 4..].to_vec();
-    if headers
-        .iter()
-        .any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"))
-    {
-        body = dechunk(&body);
-    }
-    Some((status, headers, body))
-}
-
-fn dechunk(mut b: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    loop {
-        let Some(nl) = b.windows(2).position(|w| w == b"\r\n") else {
-            return out;
-        };
-        let n = usize::from_str_radix(String::from_utf8_lossy(&b[..nl]).trim(), 16).unwrap_or(0);
-        if n == 0 {
-            return out;
-        }
-        out.extend_from_slice(&b[nl + 2..nl + 2 + n]);
-        b = &b[nl + 2 + n + 2..];
-    }
-}
-
 /// GETs an OCI manifest (as the Wasm tools do) and returns it with its digest.
-fn oci_manifest(port: u16, repo: &str, reference: &str) -> (Value, String) {
-    let (status, headers, body) = http(
+fn oci_manifest(oci: &OciRegistry, repo: &str, reference: &str) -> (Value, String) {
+    let r = request(
         "GET",
-        port,
+        oci.addr(),
         &format!("/v2/{repo}/manifests/{reference}"),
         &[("Accept", "application/vnd.oci.image.manifest.v1+json")],
         &[],
-    )
-    .unwrap();
-    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
-    let d = headers
-        .iter()
-        .find(|(k, _)| k == "docker-content-digest")
-        .map(|(_, v)| v.clone())
-        .unwrap();
-    assert_eq!(d, digest(&body));
-    (serde_json::from_slice(&body).unwrap(), d)
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let d = r.header("docker-content-digest").unwrap().to_string();
+    assert_eq!(d, digest(&r.body));
+    (serde_json::from_slice(&r.body).unwrap(), d)
 }
 
-fn oci_blob(port: u16, repo: &str, d: &str) -> Vec<u8> {
-    let (status, _, body) = http("GET", port, &format!("/v2/{repo}/blobs/{d}"), &[], &[]).unwrap();
-    assert_eq!(status, 200);
-    assert_eq!(digest(&body), d);
-    body
+fn oci_blob(oci: &OciRegistry, repo: &str, d: &str) -> Vec<u8> {
+    let r = request(
+        "GET",
+        oci.addr(),
+        &format!("/v2/{repo}/blobs/{d}"),
+        &[],
+        &[],
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(digest(&r.body), d);
+    r.body
 }
 
-fn oci_put_blob(port: u16, repo: &str, bytes: &[u8]) -> String {
-    let (status, headers, _) = http(
+fn oci_put_blob(oci: &OciRegistry, repo: &str, bytes: &[u8]) -> String {
+    let r = request(
         "POST",
-        port,
+        oci.addr(),
         &format!("/v2/{repo}/blobs/uploads/"),
         &[],
         &[],
-    )
-    .unwrap();
-    assert_eq!(status, 202);
-    let location = &headers.iter().find(|(k, _)| k == "location").unwrap().1;
+    );
+    assert_eq!(r.status, 202);
+    let location = r.header("location").unwrap();
     let path = location
         .split_once("://")
-        .map_or(location.as_str(), |(_, rest)| {
-            &rest[rest.find('/').unwrap()..]
-        });
+        .map_or(location, |(_, rest)| &rest[rest.find('/').unwrap()..]);
     let d = digest(bytes);
     let sep = if path.contains('?') { '&' } else { '?' };
-    let (status, _, body) = http(
+    let r = request(
         "PUT",
-        port,
+        oci.addr(),
         &format!("{path}{sep}digest={d}"),
         &[("Content-Type", "application/octet-stream")],
         bytes,
-    )
-    .unwrap();
-    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
     d
 }
 
@@ -408,6 +128,11 @@ impl Drop for Serving {
 }
 
 fn serve(home: &Path, extra: &[&str]) -> Serving {
+    serve_env(home, extra, &[])
+}
+
+/// [`serve`] with more environment variables.
+fn serve_env(home: &Path, extra: &[&str], env: &[(&str, &str)]) -> Serving {
     let mut child = Command::new(env!("CARGO_BIN_EXE_tensorlet"))
         .args([
             "serve",
@@ -422,6 +147,8 @@ fn serve(home: &Path, extra: &[&str]) -> Serving {
         .env("TENSORLET_HOME", home)
         .env("TENSORLET_DEVICE", "cpu")
         .env_remove("TENSORLET_REGISTRY")
+        .env_remove("TENSORLET_CA_FILE")
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -462,24 +189,28 @@ fn serve(home: &Path, extra: &[&str]) -> Serving {
 }
 
 fn infer(addr: &str) -> (u16, Value) {
-    let port = addr.rsplit(':').next().unwrap().parse().unwrap();
     let body = json!({ "inputs": [{ "name": "input", "shape": [2, 4], "datatype": "FP64",
                        "data": [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]] }] });
-    let (status, _, body) = http(
+    match try_request(
         "POST",
-        port,
+        addr,
         "/v2/models/iris-model/infer",
         &[("Content-Type", "application/json")],
         &serde_json::to_vec(&body).unwrap(),
-    )
-    .unwrap_or((0, vec![], vec![]));
-    (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+    ) {
+        Ok(r) => (r.status, json_or_null(&r)),
+        Err(_) => (0, Value::Null),
+    }
 }
 
 fn ready(addr: &str) -> Value {
-    let port = addr.rsplit(':').next().unwrap().parse().unwrap();
-    let (_, _, body) = http("GET", port, "/v2/models/iris-model/ready", &[], &[]).unwrap();
-    serde_json::from_slice(&body).unwrap_or(Value::Null)
+    json_or_null(&request(
+        "GET",
+        addr,
+        "/v2/models/iris-model/ready",
+        &[],
+        &[],
+    ))
 }
 
 fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
@@ -541,7 +272,7 @@ fn oci_push_uses_the_wasm_layout_and_pull_verifies_against_local_trust() {
         let path = location.split_once("/fleet/").unwrap().1;
         let (repo_tail, tag) = path.rsplit_once(':').unwrap();
         let repo = format!("fleet/{repo_tail}");
-        let (m, _) = oci_manifest(oci.port, &repo, tag);
+        let (m, _) = oci_manifest(&oci, &repo, tag);
         assert_eq!(m["mediaType"], "application/vnd.oci.image.manifest.v1+json");
         assert!(
             m["annotations"]["dev.tensorlet.signature"].is_string(),
@@ -555,7 +286,7 @@ fn oci_push_uses_the_wasm_layout_and_pull_verifies_against_local_trust() {
         assert_eq!(layers.len(), 1, "{m}");
         assert_eq!(layers[0]["mediaType"], "application/wasm");
         let config: Value = serde_json::from_slice(&oci_blob(
-            oci.port,
+            &oci,
             &repo,
             m["config"]["digest"].as_str().unwrap(),
         ))
@@ -570,7 +301,7 @@ fn oci_push_uses_the_wasm_layout_and_pull_verifies_against_local_trust() {
                 .any(|e| e.as_str().unwrap().starts_with("tensorlet:ml/")),
             "{config}"
         );
-        let wasm = oci_blob(oci.port, &repo, layers[0]["digest"].as_str().unwrap());
+        let wasm = oci_blob(&oci, &repo, layers[0]["digest"].as_str().unwrap());
         assert_eq!(&wasm[..8], b"\0asm\x0d\x00\x01\x00", "a component");
         // Its tensorlet manifest pins exactly these bytes.
         let tm: Value =
@@ -583,7 +314,7 @@ fn oci_push_uses_the_wasm_layout_and_pull_verifies_against_local_trust() {
     // The model is an image manifest whose first layer is its tensorlet
     // manifest: that layer's digest is the artifact's digest.
     let model_repo = format!("fleet/{MODEL}");
-    let (m, model_oci_digest) = oci_manifest(oci.port, &model_repo, "0.1.0");
+    let (m, model_oci_digest) = oci_manifest(&oci, &model_repo, "0.1.0");
     assert_eq!(
         m["config"]["mediaType"],
         "application/vnd.tensorlet.config.v1+json"
@@ -650,22 +381,21 @@ fn oci_push_uses_the_wasm_layout_and_pull_verifies_against_local_trust() {
     // Someone with write access to the registry swaps the model's manifest
     // layer for an altered one: the signature no longer verifies.
     let layer0 = m["layers"][0]["digest"].as_str().unwrap();
-    let mut tm: Value = serde_json::from_slice(&oci_blob(oci.port, &model_repo, layer0)).unwrap();
+    let mut tm: Value = serde_json::from_slice(&oci_blob(&oci, &model_repo, layer0)).unwrap();
     tm["config"]["tampered"] = json!(true);
     let altered = serde_json::to_vec(&tm).unwrap();
-    let altered_digest = oci_put_blob(oci.port, &model_repo, &altered);
+    let altered_digest = oci_put_blob(&oci, &model_repo, &altered);
     let mut forged = m.clone();
     forged["layers"][0]["digest"] = json!(altered_digest);
     forged["layers"][0]["size"] = json!(altered.len());
-    let (status, _, body) = http(
+    let r = request(
         "PUT",
-        oci.port,
+        oci.addr(),
         &format!("/v2/{model_repo}/manifests/0.1.0"),
         &[("Content-Type", "application/vnd.oci.image.manifest.v1+json")],
         &serde_json::to_vec(&forged).unwrap(),
-    )
-    .unwrap();
-    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
     let fresh = trusting(&[(pub_home, "demo")]);
     let e = fails(&run(fresh.path(), &["pull", &dest]));
     assert!(e.contains("signature does not verify"), "{e}");
@@ -695,10 +425,13 @@ fn oci_over_tls_with_a_login_and_clear_errors_for_each_missing_piece() {
         common::tensorlet_env(pub_home, &["push", &format!("{MODEL}@0.1.0"), &dest], &all)
     };
 
-    // A certificate from an unknown CA: say how to trust it.
+    // A certificate from an unknown CA: say so, and how to trust it.
     let e = fails(&push(&[]));
-    assert!(e.contains("TENSORLET_OCI_CA_FILE"), "{e}");
-    // Trusted, but no login: say how to log in.
+    assert!(
+        e.contains("unknown issuer") && e.contains("TENSORLET_CA_FILE"),
+        "{e}"
+    );
+    // Trusted (through the OCI-only variable), but no login: say how to log in.
     let e = fails(&push(&[("TENSORLET_OCI_CA_FILE", &ca)]));
     assert!(
         e.contains("refused access") && e.contains("docker login") && e.contains("no credentials"),
@@ -741,12 +474,13 @@ fn oci_over_tls_with_a_login_and_clear_errors_for_each_missing_piece() {
     ]));
     assert!(out.contains(&format!("{MODEL}:0.1.0")), "{out}");
 
-    // A device pulls with `docker login`'s credentials and verifies as ever.
+    // A device pulls with `docker login`'s credentials and verifies as ever;
+    // it trusts the CA through the variable every https:// URL honours.
     let device = trusting(&[(pub_home, "demo")]);
     let docker = tls.docker_config(&host, "ci", "s3cret");
     let pull_env = [
         ("TENSORLET_OCI_PLAIN_HTTP", "none"),
-        ("TENSORLET_OCI_CA_FILE", ca.as_str()),
+        ("TENSORLET_CA_FILE", ca.as_str()),
         ("DOCKER_CONFIG", s(&docker)),
     ];
     let out = ok(&common::tensorlet_env(
@@ -1029,4 +763,265 @@ fn two_followers_of_a_tensorlet_registry_converge_and_refuse_untrusted_models() 
 #[ignore = "needs docker-registry: apt-get install docker-registry"]
 fn two_followers_of_an_oci_registry_converge_and_refuse_untrusted_models() {
     fleet_converges(true);
+}
+
+/// Runs `tensorlet` with `env`, which must exit within 60 s (a server that
+/// should refuse to start but serves instead fails the test, not hangs it).
+fn run_bounded(home: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = common::command(home, args);
+    let mut child = cmd
+        .envs(env.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > Duration::from_secs(60) {
+            kill(&mut child);
+            panic!("tensorlet {args:?} did not exit within 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// A home holding `from`'s key `key` (to sign with), trusting it for
+/// namespace `tensorlet`.
+fn with_key(from: &Path, key: &str) -> tempfile::TempDir {
+    let home = trusting(&[(from, key)]);
+    std::fs::create_dir_all(home.path().join("keys")).unwrap();
+    for f in [format!("{key}.key"), format!("{key}.pub")] {
+        std::fs::copy(
+            from.join("keys").join(&f),
+            home.path().join("keys").join(&f),
+        )
+        .unwrap();
+    }
+    home
+}
+
+/// `tensorlet registry serve --tls-cert/--tls-key` with a certificate from a
+/// private CA: publish, pull, verify, sync, audit checkpoint and follow work
+/// over https with `TENSORLET_CA_FILE`; without the CA, with another CA, with
+/// a certificate for another name and with an expired one, each command
+/// fails naming the cause, and never falls back to its cache; plain HTTP
+/// still works, and mixing up the two is named.
+#[test]
+fn a_tensorlet_registry_over_https_with_a_private_ca() {
+    let publ = publisher();
+    let home = publ.path();
+    ok(&run(home, &["alias", "set", MODEL, "production", "0.1.0"]));
+    let pki = tempfile::tempdir().unwrap();
+    let ca = Ca::new("tensorlet test CA");
+    let ca_file = ca.write(pki.path(), "ca");
+    let (cert, key) = ca
+        .issue(&["localhost", "127.0.0.1"])
+        .write(pki.path(), "registry");
+    let central = RegistryServer::start_tls(home, &cert, &key);
+    let url = central.url.clone();
+    let with_ca = [
+        ("TENSORLET_DEVICE", "cpu"),
+        ("TENSORLET_CA_FILE", s(&ca_file)),
+    ];
+    let device = with_key(home, "demo");
+    let d = device.path();
+    let tls = |args: &[&str]| common::tensorlet_env(d, args, &with_ca);
+
+    // Publish: the server checks the signature against its own policy.
+    let plugin = common::plugin_path("standardize");
+    let out = ok(&tls(&[
+        "publish",
+        s(&plugin),
+        "--name",
+        "tensorlet/scale",
+        "--version",
+        "1.0.0",
+        "--kind",
+        "preprocessor",
+        "--key",
+        "demo",
+        "--registry",
+        &url,
+    ]));
+    assert!(out.contains("published tensorlet/scale@1.0.0"), "{out}");
+    assert!(ok(&run(home, &["list"])).contains("tensorlet/scale"));
+    let listed = ok(&tls(&["list", "--registry", &url]));
+    assert!(
+        listed.contains("tensorlet/scale") && listed.contains(MODEL),
+        "{listed}"
+    );
+
+    // Pull and verify, by IP address and by host name.
+    let out = ok(&tls(&[
+        "pull",
+        &format!("{MODEL}@0.1.0"),
+        "--registry",
+        &url,
+    ]));
+    assert!(
+        out.contains("verified against the local trust policy"),
+        "{out}"
+    );
+    let by_name = central.url_as("localhost");
+    ok(&tls(&[
+        "verify",
+        "tensorlet/scale@1.0.0",
+        "--registry",
+        &by_name,
+    ]));
+    assert!(ok(&run(d, &["list"])).contains("tensorlet/scale"));
+
+    // Sync an alias, and keep the server's audit checkpoint.
+    let reference = format!("{MODEL}@production");
+    let out = ok(&tls(&["sync", "--from", &url, &reference]));
+    assert!(out.contains(&format!("{MODEL}@0.1.0")), "{out}");
+    let out = ok(&tls(&["audit", "checkpoint", "--registry", &url]));
+    assert!(out.contains("\"key_id\""), "{out}");
+
+    // Follow: a replica takes a promotion made on the https registry.
+    let replica = trusting(&[(home, "demo")]);
+    let follower = serve_env(
+        replica.path(),
+        &["--follow", &url, "--poll", "0.2"],
+        &with_ca[1..],
+    );
+    assert_eq!(infer(&follower.addr).1["model_version"], "0.1.0");
+    train(home, "demo", "5");
+    ok(&run(
+        home,
+        &["promote", &format!("{MODEL}@0.1.1"), "--to", "production"],
+    ));
+    wait_for("0.1.1 on the follower over https", || {
+        infer(&follower.addr).1["model_version"] == "0.1.1"
+    });
+    drop(follower);
+
+    // Without the CA the issuer is unknown: the message says so and what to
+    // do, and predict does not fall back to the copy it has cached.
+    let cpu = [("TENSORLET_DEVICE", "cpu")];
+    let pinned = format!("{MODEL}@0.1.0");
+    let e = fails(&common::tensorlet_env(
+        d,
+        &["pull", &pinned, "--registry", &url],
+        &cpu,
+    ));
+    assert!(
+        e.contains("unknown issuer") && e.contains("TENSORLET_CA_FILE"),
+        "{e}"
+    );
+    let csv = home.join("iris.csv");
+    let predict = ["predict", &pinned, "--input", s(&csv), "--registry", &url];
+    let e = fails(&common::tensorlet_env(d, &predict, &cpu));
+    assert!(e.contains("unknown issuer"), "{e}");
+    assert!(
+        !e.contains("local cache"),
+        "a TLS failure is not an outage: {e}"
+    );
+    // ... while with no server at all the cache answers, saying why.
+    let dead = format!(
+        "https://127.0.0.1:{}",
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    );
+    let offline = common::tensorlet_env(
+        d,
+        &["predict", &pinned, "--input", s(&csv), "--registry", &dead],
+        &cpu,
+    );
+    assert_eq!(ok(&offline).lines().count(), 150);
+    let warning = String::from_utf8_lossy(&offline.stderr);
+    assert!(
+        warning.contains("unreachable") && warning.contains("connection refused"),
+        "{warning}"
+    );
+
+    // Another CA: named, with the file that was trusted instead.
+    let other = Ca::new("another CA").write(pki.path(), "other");
+    let e = fails(&common::tensorlet_env(
+        d,
+        &["pull", &pinned, "--registry", &url],
+        &[("TENSORLET_CA_FILE", s(&other))],
+    ));
+    assert!(e.contains("unknown issuer") && e.contains(s(&other)), "{e}");
+    // A follower that meets a TLS error at start stops with it.
+    let out = run_bounded(
+        replica.path(),
+        &[
+            "serve",
+            "--addr",
+            "127.0.0.1:0",
+            "--admin-addr",
+            "off",
+            "--model",
+            &reference,
+            "--follow",
+            &url,
+        ],
+        &[
+            ("TENSORLET_CA_FILE", s(&other)),
+            ("TENSORLET_DEVICE", "cpu"),
+        ],
+    );
+    let e = fails(&out);
+    assert!(
+        e.contains("cannot follow") && e.contains("unknown issuer"),
+        "{e}"
+    );
+
+    // A certificate for another name, and an expired one.
+    let (named_cert, named_key) = ca.issue(&["registry.example"]).write(pki.path(), "named");
+    let misnamed = RegistryServer::start_tls(home, &named_cert, &named_key);
+    let e = fails(&tls(&["pull", &pinned, "--registry", &misnamed.url]));
+    assert!(
+        e.contains("another host name") && e.contains("registry.example"),
+        "{e}"
+    );
+    let (old_cert, old_key) = ca
+        .issue_expired(&["127.0.0.1"])
+        .write(pki.path(), "expired");
+    let expired = RegistryServer::start_tls(home, &old_cert, &old_key);
+    let e = fails(&tls(&["sync", "--from", &expired.url, &reference]));
+    assert!(e.contains("expired on 2001-01-01"), "{e}");
+
+    // Plain HTTP still works; http:// to the https server and https:// to a
+    // plain one are named.
+    let plain = RegistryServer::start(home, &[]);
+    let out = ok(&tls(&["sync", "--from", &plain.url, &reference]));
+    assert!(out.contains(&format!("{MODEL}@0.1.1")), "{out}");
+    let e = fails(&tls(&[
+        "pull",
+        &pinned,
+        "--registry",
+        &central.url.replacen("https://", "http://", 1),
+    ]));
+    assert!(e.contains("use an https:// URL"), "{e}");
+    let e = fails(&tls(&[
+        "pull",
+        &pinned,
+        "--registry",
+        &plain.url.replacen("http://", "https://", 1),
+    ]));
+    assert!(e.contains("does not speak TLS"), "{e}");
+
+    // The server checks its key and certificate before it serves.
+    let (_, stray_key) = ca.issue(&["127.0.0.1"]).write(pki.path(), "stray");
+    let e = fails(&run_bounded(
+        home,
+        &[
+            "registry",
+            "serve",
+            "--addr",
+            "127.0.0.1:0",
+            "--tls-cert",
+            s(&cert),
+            "--tls-key",
+            s(&stray_key),
+        ],
+        &[],
+    ));
+    assert!(e.contains("does not belong to the certificate"), "{e}");
 }

@@ -30,6 +30,7 @@ fn sgd(lr: f32) -> HostTraining {
             schedule: Schedule::Constant,
             warmup_steps: 0,
         },
+        task: tensorlet_runtime::Task::Classification,
     }
 }
 

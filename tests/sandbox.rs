@@ -155,6 +155,11 @@ fn bundled_plugins_import_no_wasi_cli_world() {
         "softmax_regression",
         "mlp",
         "onnx_predict",
+        "imputer",
+        "one_hot",
+        "ordinal",
+        "min_max",
+        "robust",
     ] {
         let info = rt.inspect(stem, &plugin_bytes(stem)).unwrap();
         let allowed = |i: &str| {
@@ -453,6 +458,7 @@ fn sgd() -> tensorlet_runtime::HostTraining {
             schedule: Schedule::Constant,
             warmup_steps: 0,
         },
+        task: tensorlet_runtime::Task::Classification,
     }
 }
 

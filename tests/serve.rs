@@ -6,7 +6,7 @@
 mod common;
 
 use std::collections::HashMap;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -156,7 +156,7 @@ impl Reply {
     }
 }
 
-/// A minimal HTTP/1.1 client (one request per connection).
+/// One request on a connection of its own (through `common::http`).
 fn http(
     addr: SocketAddr,
     method: &str,
@@ -164,42 +164,11 @@ fn http(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> Reply {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    s.write_all(req.as_bytes()).unwrap();
-    s.write_all(body).unwrap();
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).unwrap();
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("header end");
-    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
-    let mut lines = head.lines();
-    let status: u16 = lines
-        .next()
-        .unwrap()
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
+    let r = common::http::request(method, addr, path, headers, body);
     Reply {
-        status,
-        headers,
-        body: raw[split + 4..].to_vec(),
+        status: r.status,
+        headers: r.headers.into_iter().collect(),
+        body: r.body,
     }
 }
 
@@ -874,7 +843,8 @@ fn the_admin_endpoint_deploys_refuses_and_undeploys() {
 }
 
 /// Reads one HTTP/1.1 response (with a Content-Length) off a kept-alive
-/// connection.
+/// connection. Raw on purpose: the test that uses it pipelines requests on
+/// one connection, which no HTTP client library does.
 fn read_reply(r: &mut impl std::io::BufRead) -> Reply {
     let mut status = 0;
     let mut headers = HashMap::new();

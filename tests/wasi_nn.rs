@@ -102,21 +102,14 @@ fn wasi_nn_errors_are_clear() {
 
 /// POSTs JSON over a real socket; returns (status, body).
 fn post(addr: &str, path: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
-    use std::io::{Read, Write};
-    let body = serde_json::to_vec(body).unwrap();
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    write!(
-        s,
-        "POST {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    )
-    .unwrap();
-    s.write_all(&body).unwrap();
-    let mut reply = String::new();
-    s.read_to_string(&mut reply).unwrap();
-    let status = reply[9..12].parse().unwrap();
-    let json = reply.split("\r\n\r\n").nth(1).unwrap();
-    (status, serde_json::from_str(json).unwrap())
+    let r = common::http::request(
+        "POST",
+        addr,
+        path,
+        &[("content-type", "application/json")],
+        &serde_json::to_vec(body).unwrap(),
+    );
+    (r.status, common::http::json(&r))
 }
 
 #[test]

@@ -228,6 +228,7 @@ mod tests {
                 train_loss: 1.0 / e as f32,
                 val_loss: Some(if e == n / 3 { 9.0 } else { 1.0 / e as f32 }),
                 val_accuracy: Some(e as f32 / n as f32),
+                val_metrics: Default::default(),
                 seconds: 0.01,
             })
             .collect()

@@ -59,7 +59,9 @@ impl From<RegistryError> for ConsoleError {
             RegistryError::NotFound(m) => ConsoleError::NotFound(m),
             RegistryError::Invalid(m) => ConsoleError::BadRequest(m),
             e @ RegistryError::Refused { .. } => ConsoleError::Refused(e.to_string()),
-            e @ RegistryError::Remote { .. } => ConsoleError::Remote(e.to_string()),
+            e @ (RegistryError::Remote { .. } | RegistryError::Unreachable { .. }) => {
+                ConsoleError::Remote(e.to_string())
+            }
             other => ConsoleError::Internal(other.to_string()),
         }
     }

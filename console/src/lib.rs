@@ -40,13 +40,15 @@ mod svg;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
 use axum::Router;
 use axum::response::Redirect;
 use axum::routing::{get, post};
 use tensorlet_runtime::registry::Registry;
 use tensorlet_runtime::registry::client::Remote;
+use tensorlet_runtime::registry::http::{HttpClient, HttpSettings};
 
 pub use error::ConsoleError;
 use error::Result;
@@ -68,6 +70,11 @@ pub struct ConsoleConfig {
     /// A `tensorlet serve` admin address (`http://127.0.0.1:8081`) whose
     /// serving state the Serving page shows. Default: none.
     pub serving_url: Option<String>,
+    /// How the remote registry and the serving address are reached: the
+    /// CAs trusted besides the system's, and the timeouts (the serving
+    /// page waits at most 5 s whatever these say). Default:
+    /// `HttpSettings::default()`.
+    pub http: HttpSettings,
 }
 
 impl ConsoleConfig {
@@ -79,6 +86,7 @@ impl ConsoleConfig {
             remote: None,
             allow_remote_actions: false,
             serving_url: None,
+            http: HttpSettings::default(),
         }
     }
 }
@@ -91,6 +99,9 @@ pub struct Console {
     token: String,
     /// Schema and row count of dataset snapshots, by digest (immutable).
     dataset_info: Mutex<HashMap<String, Arc<pages::datasets::DatasetInfo>>>,
+    /// HTTP clients, made on first use: (for the remote registry, for the
+    /// serving address), or why they could not be.
+    http: OnceLock<std::result::Result<(HttpClient, HttpClient), String>>,
 }
 
 impl std::fmt::Debug for Console {
@@ -107,6 +118,7 @@ impl Console {
             registry: Mutex::new(None),
             token: security::new_token(),
             dataset_info: Mutex::new(HashMap::new()),
+            http: OnceLock::new(),
         })
     }
 
@@ -131,11 +143,35 @@ impl Console {
         Ok(reg)
     }
 
+    /// The HTTP clients: (for the remote registry, for the serving address).
+    fn http(&self) -> Result<&(HttpClient, HttpClient)> {
+        self.http
+            .get_or_init(|| {
+                let settings = &self.config.http;
+                let serving = HttpSettings {
+                    connect_timeout: settings.connect_timeout.min(Duration::from_secs(5)),
+                    timeout: settings.timeout.min(Duration::from_secs(5)),
+                    ..settings.clone()
+                };
+                Ok((
+                    HttpClient::new(settings).map_err(|e| e.to_string())?,
+                    HttpClient::new(&serving).map_err(|e| e.to_string())?,
+                ))
+            })
+            .as_ref()
+            .map_err(|e| ConsoleError::Remote(format!("cannot set up the HTTP client: {e}")))
+    }
+
+    /// The client for the serving address (short timeouts).
+    pub(crate) fn serving_client(&self) -> Result<&HttpClient> {
+        Ok(&self.http()?.1)
+    }
+
     /// The remote registry the Artifacts pages show, when one is set.
     pub(crate) fn remote(&self) -> Result<Option<Remote>> {
         match self.config.remote.as_deref() {
             None => Ok(None),
-            Some(url) => Remote::new(url)
+            Some(url) => Remote::with_client(url, self.http()?.0.clone())
                 .map(Some)
                 .map_err(|e| ConsoleError::Remote(e.to_string())),
         }

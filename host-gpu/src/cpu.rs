@@ -4,25 +4,50 @@
 //! Single-threaded on purpose: results are bit-for-bit reproducible, which is
 //! what makes a training run's params digest depend only on its inputs.
 
+mod conv;
+mod nd;
+
 use std::borrow::Cow;
 use std::sync::Arc;
 
 use crate::{
-    Backend, BinaryOp, DeviceInfo, DeviceKind, Distribution, ReduceOp, ScalarOp, Storage, UnaryOp,
-    rng,
+    Backend, BinaryOp, ConvGeometry, CopyPart, DType, DeviceInfo, DeviceKind, Distribution,
+    MatmulGeometry, PoolGeometry, ReduceOp, ScalarOp, Storage, UnaryOp, rng,
 };
 
 /// The CPU backend. Stateless.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct CpuBackend;
 
-/// The elements of `s` in host memory; GPU storage is downloaded.
+/// The f32 elements of `s` in host memory; GPU storage is downloaded. (An
+/// i64 storage, which `Device` never passes here, is converted.)
 fn host(s: &Storage) -> Cow<'_, [f32]> {
     match s {
         Storage::Host(v) => Cow::Borrowed(v),
+        Storage::HostI64(v) => Cow::Owned(v.iter().map(|&x| x as f32).collect()),
         #[cfg(feature = "wgpu")]
         Storage::Gpu(g) => Cow::Owned(g.to_vec()),
+        #[cfg(feature = "wgpu")]
+        Storage::GpuI64(g) => Cow::Owned(g.to_i64().iter().map(|&x| x as f32).collect()),
     }
+}
+
+/// The i64 elements of `s` in host memory; GPU storage is downloaded (or
+/// its host copy shared). (An f32 storage, which `Device` never passes
+/// here, is truncated.)
+fn host_i64(s: &Storage) -> Arc<[i64]> {
+    match s {
+        Storage::HostI64(v) => v.clone(),
+        Storage::Host(v) => v.iter().map(|&x| x as i64).collect(),
+        #[cfg(feature = "wgpu")]
+        Storage::Gpu(g) => g.to_vec().iter().map(|&x| x as i64).collect(),
+        #[cfg(feature = "wgpu")]
+        Storage::GpuI64(g) => g.to_i64(),
+    }
+}
+
+fn store_i64(v: Vec<i64>) -> Storage {
+    Storage::HostI64(Arc::from(v))
 }
 
 fn store(v: Vec<f32>) -> Storage {
@@ -48,7 +73,58 @@ pub fn unary_scalar(op: UnaryOp, x: f32) -> f32 {
                 0.0
             }
         }
+        UnaryOp::Gelu => 0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2)),
+        UnaryOp::GeluTanh => 0.5 * x * (1.0 + (GELU_C * (x + 0.044_715 * x * x * x)).tanh()),
+        UnaryOp::Silu => x / (1.0 + (-x).exp()),
+        // max(x, 0) + ln(1 + e^-|x|): no overflow for large |x|.
+        UnaryOp::Softplus => x.max(0.0) + (-x.abs()).exp().ln_1p(),
+        UnaryOp::GeluGrad => {
+            let cdf = 0.5 * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2));
+            let pdf = (-0.5 * x * x).exp() * INV_SQRT_2PI;
+            cdf + x * pdf
+        }
+        UnaryOp::GeluTanhGrad => {
+            let u = GELU_C * (x + 0.044_715 * x * x * x);
+            let t = u.tanh();
+            let du = GELU_C * (1.0 + 3.0 * 0.044_715 * x * x);
+            0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du
+        }
+        UnaryOp::SiluGrad => {
+            let s = 1.0 / (1.0 + (-x).exp());
+            s * (1.0 + x * (1.0 - s))
+        }
     }
+}
+
+/// √(2/π), GELU's tanh-form constant.
+const GELU_C: f32 = 0.797_884_6;
+/// 1/√(2π).
+const INV_SQRT_2PI: f32 = 0.398_942_3;
+
+/// The error function, within about 1.2e-7 everywhere: Numerical Recipes'
+/// `erfc` (a Chebyshev fit of t·e^(-z² + P(t)), t = 1/(1 + z/2)). The WGSL
+/// kernels compute the same expression.
+#[allow(
+    clippy::excessive_precision,
+    reason = "the published coefficients, as written"
+)]
+pub(crate) fn erf(x: f32) -> f32 {
+    let z = x.abs();
+    let t = 1.0 / (1.0 + 0.5 * z);
+    let poly = -z * z - 1.265_512_2
+        + t * (1.000_023_7
+            + t * (0.374_091_96
+                + t * (0.096_784_18
+                    + t * (-0.186_288_06
+                        + t * (0.278_868_07
+                            + t * (-1.135_203_9
+                                + t * (1.488_515_9 + t * (-0.822_152_23 + t * 0.170_872_77))))))));
+    let erfc = t * poly.exp();
+    if x >= 0.0 { 1.0 - erfc } else { erfc - 1.0 }
+}
+
+fn mask(b: bool) -> f32 {
+    if b { 1.0 } else { 0.0 }
 }
 
 fn binary_scalar(op: BinaryOp, x: f32, y: f32) -> f32 {
@@ -57,6 +133,50 @@ fn binary_scalar(op: BinaryOp, x: f32, y: f32) -> f32 {
         BinaryOp::Sub => x - y,
         BinaryOp::Mul => x * y,
         BinaryOp::Div => x / y,
+        BinaryOp::Maximum => {
+            if x.is_nan() || y.is_nan() {
+                f32::NAN
+            } else {
+                x.max(y)
+            }
+        }
+        BinaryOp::Minimum => {
+            if x.is_nan() || y.is_nan() {
+                f32::NAN
+            } else {
+                x.min(y)
+            }
+        }
+        BinaryOp::Pow => x.powf(y),
+        BinaryOp::Eq => mask(x == y),
+        BinaryOp::Ne => mask(x != y),
+        BinaryOp::Lt => mask(x < y),
+        BinaryOp::Le => mask(x <= y),
+        BinaryOp::Gt => mask(x > y),
+        BinaryOp::Ge => mask(x >= y),
+    }
+}
+
+/// min(max(x, lo), hi), NaN staying NaN.
+pub fn clamp_value(x: f32, lo: f32, hi: f32) -> f32 {
+    if x.is_nan() { x } else { x.max(lo).min(hi) }
+}
+
+/// A scalar op on one value; shared with tests of other backends.
+pub fn scalar_value(op: ScalarOp, x: f32, v: f32) -> f32 {
+    match op {
+        ScalarOp::Add => x + v,
+        ScalarOp::Mul => x * v,
+        ScalarOp::Pow => x.powf(v),
+        ScalarOp::Max => binary_scalar(BinaryOp::Maximum, x, v),
+        ScalarOp::Min => binary_scalar(BinaryOp::Minimum, x, v),
+        ScalarOp::LeakyRelu => {
+            if x > 0.0 {
+                x
+            } else {
+                v * x
+            }
+        }
     }
 }
 
@@ -238,6 +358,7 @@ impl Backend for CpuBackend {
         store(match op {
             ScalarOp::Add => a.iter().map(|&x| x + value).collect(),
             ScalarOp::Mul => a.iter().map(|&x| x * value).collect(),
+            _ => a.iter().map(|&x| scalar_value(op, x, value)).collect(),
         })
     }
 
@@ -360,6 +481,155 @@ impl Backend for CpuBackend {
             out.extend_from_slice(&b[o * b_inner..(o + 1) * b_inner]);
         }
         store(out)
+    }
+
+    fn upload_i64(&self, data: &[i64]) -> Storage {
+        Storage::HostI64(Arc::from(data))
+    }
+
+    fn download_i64(&self, s: &Storage, len: usize) -> Arc<[i64]> {
+        let v = host_i64(s);
+        debug_assert_eq!(v.len(), len);
+        v
+    }
+
+    fn i64_to_f32(&self, a: &Storage, _len: usize) -> Storage {
+        store(host_i64(a).iter().map(|&x| x as f32).collect())
+    }
+
+    fn f32_to_i64(&self, a: &Storage, _len: usize) -> Result<Storage, usize> {
+        let a = host(a);
+        let mut out = Vec::with_capacity(a.len());
+        for (i, &x) in a.iter().enumerate() {
+            // -2^63 is exact in f32; 2^63 is the first value out of range.
+            if x.fract() != 0.0 || !(-9.223_372e18..9.223_372e18).contains(&x) {
+                return Err(i);
+            }
+            out.push(x as i64);
+        }
+        Ok(store_i64(out))
+    }
+
+    fn copy_nd(
+        &self,
+        dtype: DType,
+        out_len: usize,
+        fill: Option<f64>,
+        parts: &[CopyPart<'_>],
+    ) -> Storage {
+        nd::copy_nd(dtype, out_len, fill, parts)
+    }
+
+    fn index_select(
+        &self,
+        dtype: DType,
+        a: &Storage,
+        outer: usize,
+        n: usize,
+        inner: usize,
+        idx: &Storage,
+        _m: usize,
+    ) -> Storage {
+        nd::index_select(dtype, a, outer, n, inner, idx)
+    }
+
+    fn gather(
+        &self,
+        dtype: DType,
+        a: &Storage,
+        a_dims: &[usize],
+        axis: usize,
+        idx: &Storage,
+        idx_dims: &[usize],
+    ) -> Storage {
+        nd::gather(dtype, a, a_dims, axis, idx, idx_dims)
+    }
+
+    fn index_add(
+        &self,
+        g: &Storage,
+        outer: usize,
+        m: usize,
+        inner: usize,
+        idx: &[i64],
+        n: usize,
+    ) -> Storage {
+        nd::index_add(g, outer, m, inner, idx, n)
+    }
+
+    fn scatter_add(
+        &self,
+        src: &Storage,
+        idx: &Storage,
+        idx_dims: &[usize],
+        axis: usize,
+        out_dims: &[usize],
+    ) -> Storage {
+        nd::scatter_add(src, idx, idx_dims, axis, out_dims)
+    }
+
+    fn clamp(&self, a: &Storage, _len: usize, lo: f32, hi: f32) -> Storage {
+        store(host(a).iter().map(|&x| clamp_value(x, lo, hi)).collect())
+    }
+
+    fn where_select(
+        &self,
+        cond: &Storage,
+        cond_shape: &[usize],
+        a: &Storage,
+        a_shape: &[usize],
+        b: &Storage,
+        b_shape: &[usize],
+        out: &[usize],
+    ) -> Storage {
+        nd::where_select(cond, cond_shape, a, a_shape, b, b_shape, out)
+    }
+
+    fn cumsum(
+        &self,
+        a: &Storage,
+        outer: usize,
+        len: usize,
+        inner: usize,
+        reverse: bool,
+    ) -> Storage {
+        nd::cumsum(a, outer, len, inner, reverse)
+    }
+
+    fn dropout_mask(&self, len: usize, p: f32, scale: f32, seed: u64) -> Storage {
+        nd::dropout_mask(len, p, scale, seed)
+    }
+
+    fn batched_matmul(&self, a: &Storage, b: &Storage, g: &MatmulGeometry) -> Storage {
+        nd::batched_matmul(a, b, g)
+    }
+
+    fn conv2d(&self, x: &Storage, w: &Storage, g: &ConvGeometry) -> Storage {
+        conv::conv2d(x, w, g)
+    }
+
+    fn conv2d_grad_input(&self, dy: &Storage, w: &Storage, g: &ConvGeometry) -> Storage {
+        conv::conv2d_grad_input(dy, w, g)
+    }
+
+    fn conv2d_grad_weight(&self, x: &Storage, dy: &Storage, g: &ConvGeometry) -> Storage {
+        conv::conv2d_grad_weight(x, dy, g)
+    }
+
+    fn max_pool2d(&self, x: &Storage, g: &PoolGeometry) -> (Storage, Storage) {
+        conv::max_pool2d(x, g)
+    }
+
+    fn max_pool2d_grad(&self, dy: &Storage, idx: &Storage, g: &PoolGeometry) -> Storage {
+        conv::max_pool2d_grad(dy, idx, g)
+    }
+
+    fn avg_pool2d(&self, x: &Storage, g: &PoolGeometry) -> Storage {
+        conv::avg_pool2d(x, g)
+    }
+
+    fn avg_pool2d_grad(&self, dy: &Storage, g: &PoolGeometry) -> Storage {
+        conv::avg_pool2d_grad(dy, g)
     }
 }
 

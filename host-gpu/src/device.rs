@@ -1,9 +1,10 @@
 use std::fmt;
 use std::sync::Arc;
 
+use crate::dtype::need_f32;
 use crate::shape::broadcast;
 use crate::{
-    Backend, BinaryOp, Distribution, ReduceOp, ScalarOp, Shape, Tensor, TensorError, UnaryOp,
+    Backend, BinaryOp, DType, Distribution, ReduceOp, ScalarOp, Shape, Tensor, TensorError, UnaryOp,
 };
 
 /// The kind of hardware a device computes on.
@@ -64,7 +65,7 @@ pub enum OpenError {
 /// A backend plus the validation every op goes through. Cheap to clone.
 #[derive(Clone)]
 pub struct Device {
-    backend: Arc<dyn Backend>,
+    pub(crate) backend: Arc<dyn Backend>,
 }
 
 impl fmt::Debug for Device {
@@ -73,7 +74,7 @@ impl fmt::Debug for Device {
     }
 }
 
-fn axis_of(op: &'static str, shape: &Shape, axis: u32) -> Result<usize, TensorError> {
+pub(crate) fn axis_of(op: &'static str, shape: &Shape, axis: u32) -> Result<usize, TensorError> {
     let axis = axis as usize;
     if axis >= shape.rank() {
         return Err(TensorError::argument(
@@ -97,7 +98,7 @@ fn rows_of(op: &'static str, t: &Tensor) -> Result<(usize, usize), TensorError> 
     }
 }
 
-fn dims_of(op: &'static str, dims: &[u32]) -> Result<Shape, TensorError> {
+pub(crate) fn dims_of(op: &'static str, dims: &[u32]) -> Result<Shape, TensorError> {
     Shape::new(op, dims.iter().map(|&d| d as usize).collect())
 }
 
@@ -158,7 +159,7 @@ impl Device {
         self.backend.info()
     }
 
-    fn make(&self, shape: Shape, storage: crate::Storage) -> Tensor {
+    pub(crate) fn make(&self, shape: Shape, storage: crate::Storage) -> Tensor {
         Tensor::from_storage(shape, storage)
     }
 
@@ -178,9 +179,18 @@ impl Device {
         Ok(self.make(shape, self.backend.upload(&data)))
     }
 
-    /// The elements, row-major.
+    /// The elements, row-major; an i64 tensor's converted to f32 (exact up
+    /// to 2^24 in magnitude).
     pub fn to_vec(&self, t: &Tensor) -> Vec<f32> {
-        self.backend.download(&t.storage, t.numel())
+        match t.dtype() {
+            crate::DType::F32 => self.backend.download(&t.storage, t.numel()),
+            crate::DType::I64 => self
+                .backend
+                .download_i64(&t.storage, t.numel())
+                .iter()
+                .map(|&x| x as f32)
+                .collect(),
+        }
     }
 
     /// Every element set to `value`.
@@ -222,29 +232,11 @@ impl Device {
         Ok(self.make(shape, s))
     }
 
-    /// [m, k] x [k, n] -> [m, n].
+    /// Matrix product. Two 2-D tensors `[m, k] x [k, n]` give `[m, n]`;
+    /// higher ranks are batches of matrices, `[..., m, k] x [..., k, n]`,
+    /// whose leading (batch) dimensions broadcast as NumPy's `matmul` does.
     pub fn matmul(&self, a: &Tensor, b: &Tensor) -> Result<Tensor, TensorError> {
-        let (&[m, k], &[k2, n]) = (a.shape.dims(), b.shape.dims()) else {
-            return Err(TensorError::shape(
-                "matmul",
-                format!(
-                    "needs two 2-D tensors, got shapes {} and {}",
-                    a.shape, b.shape
-                ),
-            ));
-        };
-        if k != k2 {
-            return Err(TensorError::shape(
-                "matmul",
-                format!(
-                    "shapes {} and {} are incompatible: inner dimensions {k} and {k2} differ",
-                    a.shape, b.shape
-                ),
-            ));
-        }
-        let shape = Shape::new("matmul", vec![m, n])?;
-        let s = self.backend.matmul(&a.storage, &b.storage, m, k, n);
-        Ok(self.make(shape, s))
+        self.matmul_transposed(a, false, b, false)
     }
 
     /// Transpose of a 2-D tensor.
@@ -255,6 +247,9 @@ impl Device {
                 format!("needs a 2-D tensor, got shape {}", a.shape),
             ));
         };
+        if a.dtype() == DType::I64 {
+            return self.permute(a, &[1, 0]);
+        }
         let s = self.backend.transpose(&a.storage, rows, cols);
         Ok(self.make(Shape::new("transpose", vec![cols, rows])?, s))
     }
@@ -278,12 +273,9 @@ impl Device {
 
     /// Broadcasting element-wise arithmetic.
     pub fn binary(&self, op: BinaryOp, a: &Tensor, b: &Tensor) -> Result<Tensor, TensorError> {
-        let name = match op {
-            BinaryOp::Add => "add",
-            BinaryOp::Sub => "sub",
-            BinaryOp::Mul => "mul",
-            BinaryOp::Div => "div",
-        };
+        let name = op.name();
+        need_f32(name, a)?;
+        need_f32(name, b)?;
         let Some((out, pa, pb)) = broadcast(a.shape.dims(), b.shape.dims()) else {
             return Err(TensorError::shape(
                 name,
@@ -298,15 +290,17 @@ impl Device {
     }
 
     /// Scalar arithmetic.
-    pub fn scalar(&self, op: ScalarOp, a: &Tensor, value: f32) -> Tensor {
+    pub fn scalar(&self, op: ScalarOp, a: &Tensor, value: f32) -> Result<Tensor, TensorError> {
+        need_f32(op.name(), a)?;
         let s = self.backend.scalar(op, &a.storage, a.numel(), value);
-        self.make(a.shape.clone(), s)
+        Ok(self.make(a.shape.clone(), s))
     }
 
     /// A unary map.
-    pub fn unary(&self, op: UnaryOp, a: &Tensor) -> Tensor {
+    pub fn unary(&self, op: UnaryOp, a: &Tensor) -> Result<Tensor, TensorError> {
+        need_f32(op.name(), a)?;
         let s = self.backend.unary(op, &a.storage, a.numel());
-        self.make(a.shape.clone(), s)
+        Ok(self.make(a.shape.clone(), s))
     }
 
     /// A reduction along `axis`.
@@ -324,6 +318,7 @@ impl Device {
             ReduceOp::Min => "reduce-min",
             ReduceOp::ArgMax => "argmax",
         };
+        need_f32(name, a)?;
         let axis = axis_of(name, &a.shape, axis)?;
         let (outer, len, inner) = a.shape.split_at_axis(axis);
         if len == 0 && op != ReduceOp::Sum {
@@ -345,14 +340,16 @@ impl Device {
     /// Softmax (or log-softmax) along `axis`.
     pub fn softmax(&self, a: &Tensor, axis: u32, log: bool) -> Result<Tensor, TensorError> {
         let name = if log { "log-softmax" } else { "softmax" };
+        need_f32(name, a)?;
         let axis = axis_of(name, &a.shape, axis)?;
         let (outer, len, inner) = a.shape.split_at_axis(axis);
         let s = self.backend.softmax(&a.storage, outer, len, inner, log);
         Ok(self.make(a.shape.clone(), s))
     }
 
-    /// [n] class indices -> [n, classes].
+    /// `[n]` class indices -> `[n, classes]`.
     pub fn one_hot(&self, a: &Tensor, classes: u32) -> Result<Tensor, TensorError> {
+        need_f32("one-hot", a)?;
         let &[n] = a.shape.dims() else {
             return Err(TensorError::shape(
                 "one-hot",
@@ -380,6 +377,9 @@ impl Device {
                 format!("rows {start}..{end} are out of range for shape {}", a.shape),
             ));
         }
+        if a.dtype() == DType::I64 {
+            return self.slice(a, 0, start as u32, end as u32, 1);
+        }
         let mut dims = a.shape.dims().to_vec();
         dims[0] = end - start;
         let s = self.backend.slice_rows(&a.storage, row_len, start, end);
@@ -394,6 +394,13 @@ impl Device {
                 "gather-rows",
                 format!("row index {bad} is out of range for shape {}", a.shape),
             ));
+        }
+        if a.dtype() == DType::I64 {
+            let idx = self.from_i64(
+                &[indices.len() as u32],
+                indices.iter().map(|&i| i64::from(i)).collect(),
+            )?;
+            return self.index_select(a, 0, &idx);
         }
         let mut dims = a.shape.dims().to_vec();
         dims[0] = indices.len();
@@ -411,6 +418,7 @@ impl Device {
         indices: &[u32],
         rows: u32,
     ) -> Result<Tensor, TensorError> {
+        need_f32("scatter-add-rows", g)?;
         let (n, row_len) = rows_of("scatter-add-rows", g)?;
         if n != indices.len() {
             return Err(TensorError::shape(
@@ -439,6 +447,9 @@ impl Device {
 
     /// Concatenation along `axis`; all other dimensions must match.
     pub fn concat(&self, a: &Tensor, b: &Tensor, axis: u32) -> Result<Tensor, TensorError> {
+        if a.dtype() != DType::F32 || b.dtype() != DType::F32 {
+            return self.concat_many(&[a, b], axis);
+        }
         let axis = axis_of("concat", &a.shape, axis)?;
         let (da, db) = (a.shape.dims(), b.shape.dims());
         let compatible = da.len() == db.len()

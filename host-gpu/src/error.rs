@@ -18,6 +18,14 @@ pub enum TensorError {
         /// What was wrong.
         message: String,
     },
+    /// An operand's element type is not one the op takes (arithmetic on an
+    /// i64 tensor, f32 indices).
+    DType {
+        /// The op that refused.
+        op: &'static str,
+        /// What was wrong, with the element types involved.
+        message: String,
+    },
     /// The tensor would exceed [`crate::MAX_ELEMENTS`] or [`crate::MAX_DIMS`].
     TooLarge {
         /// The op that refused.
@@ -42,6 +50,13 @@ impl TensorError {
         }
     }
 
+    pub(crate) fn dtype(op: &'static str, message: impl Into<String>) -> Self {
+        TensorError::DType {
+            op,
+            message: message.into(),
+        }
+    }
+
     pub(crate) fn too_large(op: &'static str, message: impl Into<String>) -> Self {
         TensorError::TooLarge {
             op,
@@ -54,6 +69,7 @@ impl TensorError {
         match self {
             TensorError::Shape { op, .. }
             | TensorError::Argument { op, .. }
+            | TensorError::DType { op, .. }
             | TensorError::TooLarge { op, .. } => op,
         }
     }
@@ -64,6 +80,7 @@ impl fmt::Display for TensorError {
         match self {
             TensorError::Shape { op, message }
             | TensorError::Argument { op, message }
+            | TensorError::DType { op, message }
             | TensorError::TooLarge { op, message } => write!(f, "{op}: {message}"),
         }
     }

@@ -1,15 +1,17 @@
 //! tensorlet's tensors and the kernels that compute on them.
 //!
-//! A [`Device`] is the one entry point: it validates shapes and arguments for
-//! every op (so every backend reports errors the same way) and then hands the
-//! work to a [`Backend`]. The CPU backend in [`cpu`] is the reference; other
-//! backends (the wgpu backend) implement the same trait and are tested against
-//! it. [`Tensor`]s are immutable and cheap to clone: an op returns a new tensor,
-//! and `reshape` shares the storage of its input.
+//! A [`Device`] is the one entry point: it validates shapes, element types
+//! and arguments for every op (so every backend reports errors the same way,
+//! as a [`TensorError`] naming the op and the offending shapes or values) and
+//! then hands the work to a [`Backend`]. The CPU backend in [`cpu`] is the
+//! reference; other backends (the wgpu backend) implement the same trait and
+//! are tested against it. [`Tensor`]s are immutable and cheap to clone: an op
+//! returns a new tensor, and the reshapes share the storage of their input.
 //!
 //! With the `wgpu` feature (on by default), [`wgpu_backend`] runs every op as a
 //! WGSL compute shader and keeps tensors on the GPU between ops;
-//! [`Device::open`] picks a backend the way `--device auto|cpu|gpu` asks.
+//! [`Device::open`] picks a backend the way `--device auto|cpu|gpu` asks. A
+//! tensor too large for one storage binding is computed on the CPU instead.
 //!
 //! Training on the host: an [`autodiff::Tape`] (one per plugin call) records
 //! the ops that depend on its watched leaves (the parameters), and
@@ -20,20 +22,89 @@
 //! whichever backend the device is, GPU-resident on wgpu, and give the same
 //! bits run to run on the CPU.
 //!
+//! ## Element types
+//!
+//! A tensor is [`DType::F32`] or [`DType::I64`] (class indices, token ids,
+//! gather indices). Ops that move elements take either; ops that compute take
+//! f32, and an i64 operand is a [`TensorError::DType`]. [`Device::from_i64`]
+//! and [`Device::to_i64_vec`] cross to the host; [`Device::to_f32`] rounds to
+//! nearest and [`Device::to_i64`] refuses (naming the element) any value that
+//! is not an integer in range. On the GPU an i64 element is two 32-bit words,
+//! low word first, so every value round-trips bit for bit; kernels read only
+//! the low word of an index, after `Device` has checked every index against
+//! its bound on the host (see [`wgpu_backend::GpuI64Storage`] for how the
+//! values are kept there without waiting for the GPU). Integer tensors have no
+//! gradient: the tape refuses to watch one.
+//!
+//! ## Ops
+//!
+//! All of them broadcast as NumPy does where two or more operands meet.
+//!
+//! | family | `Device` methods |
+//! |---|---|
+//! | data movement (f32 and i64) | `reshape`, `permute`, `transpose`, `slice`, `slice_rows`, `concat`, `concat_many`, `pad`, `flatten`, `squeeze`, `unsqueeze`, `broadcast_to`, `index_select`, `embedding`, `gather`, `gather_rows` |
+//! | the gathers' reverses (their gradients) | `index_add`, `scatter_add`, `scatter_add_rows` |
+//! | element-wise | `unary` ([`UnaryOp`]: relu, sigmoid, tanh, exp, log, sqrt, gelu in erf and tanh forms, silu, softplus, …), `scalar` ([`ScalarOp`]: add, mul, pow, max, min, leaky relu), `binary` ([`BinaryOp`]: arithmetic, maximum, minimum, pow, and comparisons giving 0/1 masks), `clamp`, `where_`, `masked_fill` |
+//! | reductions and scans | `reduce`, `softmax`, `cumsum`, `one_hot` |
+//! | products | `matmul` (2-D, or batched over broadcast leading dimensions), `matmul_transposed` |
+//! | convolution and pooling (NCHW) | `conv1d`, `conv2d` (stride, padding, dilation, groups), `max_pool2d`, `max_pool2d_with_indices`, `avg_pool2d`, `global_avg_pool` |
+//! | normalization | `layer_norm`, `batch_norm` (training returns the updated running statistics) |
+//! | randomness | `random`, `dropout`, `dropout_mask` (from [`rng`]: a seed gives the same mask on every backend) |
+//!
+//! The tape has each of these, plus the losses
+//! ([`autodiff::Tape::cross_entropy_with`] with class weights, label smoothing,
+//! an ignored class and any class axis, against class indices or
+//! probabilities; `bce_with_logits`, `mse_loss`, `l1_loss`, `huber_loss`).
+//!
+//! Most ops are one kernel on each backend. On the GPU, one strided-copy
+//! kernel serves permute, slice, pad, concat and broadcast (contiguous runs
+//! are plain buffer copies); the broadcasting binary kernel does the
+//! comparisons, maximum, minimum and pow; `where` is a ternary kernel;
+//! convolution is im2col, a batched-matmul kernel and, for its input
+//! gradient, col2im. Composed of other ops (on every backend): the bias of a
+//! convolution, masked fill (a `where`), global pooling (a mean), dropout (a
+//! mask times the input), layer and batch norm, and the losses, whose
+//! gradients are then their parts'. Sums happen in a fixed order everywhere
+//! (scatters gather through index lists rather than atomics), and the CPU
+//! backend is single-threaded: the same inputs give the same bits.
+//!
 //! ```
 //! use tensorlet_gpu::{Device, UnaryOp};
 //! let dev = Device::cpu();
 //! let a = dev.from_vec(&[2, 2], vec![1.0, -2.0, 3.0, -4.0]).unwrap();
-//! let b = dev.unary(UnaryOp::Relu, &a);
+//! let b = dev.unary(UnaryOp::Relu, &a).unwrap();
 //! assert_eq!(dev.to_vec(&b), vec![1.0, 0.0, 3.0, 0.0]);
+//! ```
+//!
+//! A convolution, pooled, scored with cross-entropy against i64 labels, and
+//! its gradient:
+//!
+//! ```
+//! use tensorlet_gpu::autodiff::{CrossEntropy, Tape, Var};
+//! use tensorlet_gpu::{Conv2d, Device, Distribution};
+//! let dev = Device::cpu();
+//! let normal = Distribution::Normal { mean: 0.0, std: 1.0 };
+//! let images = Var::constant(dev.random(&[2, 1, 8, 8], normal, 1).unwrap());
+//! let labels = Var::constant(dev.from_i64(&[2], vec![3, 0]).unwrap());
+//! let mut tape = Tape::new(dev.clone());
+//! let w = tape.leaf("w", dev.random(&[4, 1, 3, 3], normal, 2).unwrap()).unwrap();
+//! let y = tape.conv2d(&images, &w, None, &Conv2d::default()).unwrap(); // [2, 4, 6, 6]
+//! let logits = tape.global_avg_pool(&y).unwrap(); // [2, 4]
+//! let loss = tape.cross_entropy_with(&logits, &labels, &CrossEntropy::default()).unwrap();
+//! let grads = tape.grad(&loss, &["w"]).unwrap();
+//! assert_eq!(grads[0].shape().dims(), [4, 1, 3, 3]);
 //! ```
 
 pub mod autodiff;
 pub mod bench;
 pub mod cpu;
 
+mod conv;
 mod device;
+mod dtype;
 mod error;
+mod math;
+mod nd;
 pub mod optim;
 pub mod rng;
 mod shape;
@@ -42,8 +113,12 @@ pub mod wgpu_backend;
 
 use std::sync::Arc;
 
+pub use conv::{Conv1d, Conv2d, ConvGeometry, Pool2d, PoolGeometry};
 pub use device::{Device, DeviceInfo, DeviceKind, OpenError, Preference};
+pub use dtype::DType;
 pub use error::TensorError;
+pub use math::MatmulGeometry;
+pub use nd::CopyPart;
 pub use shape::Shape;
 
 /// Largest number of dimensions a tensor may have.
@@ -75,6 +150,48 @@ pub enum UnaryOp {
     Square,
     /// 1 where x > 0, else 0 (the gradient mask of `Relu`).
     ReluMask,
+    /// GELU in its exact form, x·Φ(x) = x/2 · (1 + erf(x/√2)) (PyTorch's
+    /// default `nn.GELU()`); erf is a rational approximation accurate to
+    /// about 1e-7, computed the same way on every backend.
+    Gelu,
+    /// GELU in the tanh form, x/2 · (1 + tanh(√(2/π) (x + 0.044715 x³)))
+    /// (`nn.GELU(approximate="tanh")`, GPT-2's).
+    GeluTanh,
+    /// SiLU (swish): x·sigmoid(x).
+    Silu,
+    /// ln(1 + eˣ), computed without overflow.
+    Softplus,
+    /// The derivative of `Gelu` (the gradient of the tape's `Gelu`).
+    GeluGrad,
+    /// The derivative of `GeluTanh`.
+    GeluTanhGrad,
+    /// The derivative of `Silu`.
+    SiluGrad,
+}
+
+impl UnaryOp {
+    /// The op's name in errors.
+    pub fn name(self) -> &'static str {
+        match self {
+            UnaryOp::Relu => "relu",
+            UnaryOp::Sigmoid => "sigmoid",
+            UnaryOp::Tanh => "tanh",
+            UnaryOp::Exp => "exp",
+            UnaryOp::Log => "log",
+            UnaryOp::Sqrt => "sqrt",
+            UnaryOp::Neg => "neg",
+            UnaryOp::Abs => "abs",
+            UnaryOp::Square => "square",
+            UnaryOp::ReluMask => "relu-mask",
+            UnaryOp::Gelu => "gelu",
+            UnaryOp::GeluTanh => "gelu-tanh",
+            UnaryOp::Silu => "silu",
+            UnaryOp::Softplus => "softplus",
+            UnaryOp::GeluGrad => "gelu-grad",
+            UnaryOp::GeluTanhGrad => "gelu-tanh-grad",
+            UnaryOp::SiluGrad => "silu-grad",
+        }
+    }
 }
 
 /// Element-wise arithmetic of two tensors, with NumPy broadcasting.
@@ -88,6 +205,53 @@ pub enum BinaryOp {
     Mul,
     /// a / b
     Div,
+    /// max(a, b); NaN if either is NaN.
+    Maximum,
+    /// min(a, b); NaN if either is NaN.
+    Minimum,
+    /// aᵇ (a negative base needs an integral exponent, else NaN; 0⁰ = 1).
+    Pow,
+    /// 1 where a == b, else 0.
+    Eq,
+    /// 1 where a != b, else 0.
+    Ne,
+    /// 1 where a < b, else 0.
+    Lt,
+    /// 1 where a <= b, else 0.
+    Le,
+    /// 1 where a > b, else 0.
+    Gt,
+    /// 1 where a >= b, else 0.
+    Ge,
+}
+
+impl BinaryOp {
+    /// The op's name in errors.
+    pub fn name(self) -> &'static str {
+        match self {
+            BinaryOp::Add => "add",
+            BinaryOp::Sub => "sub",
+            BinaryOp::Mul => "mul",
+            BinaryOp::Div => "div",
+            BinaryOp::Maximum => "maximum",
+            BinaryOp::Minimum => "minimum",
+            BinaryOp::Pow => "pow",
+            BinaryOp::Eq => "eq",
+            BinaryOp::Ne => "ne",
+            BinaryOp::Lt => "lt",
+            BinaryOp::Le => "le",
+            BinaryOp::Gt => "gt",
+            BinaryOp::Ge => "ge",
+        }
+    }
+
+    /// Whether the op compares (its result is a 0/1 mask with no gradient).
+    pub fn is_comparison(self) -> bool {
+        matches!(
+            self,
+            BinaryOp::Eq | BinaryOp::Ne | BinaryOp::Lt | BinaryOp::Le | BinaryOp::Gt | BinaryOp::Ge
+        )
+    }
 }
 
 /// Element-wise arithmetic of a tensor and a scalar.
@@ -97,6 +261,28 @@ pub enum ScalarOp {
     Add,
     /// x * v
     Mul,
+    /// xᵛ (a negative x needs an integral v, else NaN; 0⁰ = 1).
+    Pow,
+    /// max(x, v)
+    Max,
+    /// min(x, v)
+    Min,
+    /// x where x > 0, else v·x (leaky ReLU with slope v).
+    LeakyRelu,
+}
+
+impl ScalarOp {
+    /// The op's name in errors.
+    pub fn name(self) -> &'static str {
+        match self {
+            ScalarOp::Add => "add-scalar",
+            ScalarOp::Mul => "mul-scalar",
+            ScalarOp::Pow => "pow-scalar",
+            ScalarOp::Max => "max-scalar",
+            ScalarOp::Min => "min-scalar",
+            ScalarOp::LeakyRelu => "leaky-relu",
+        }
+    }
 }
 
 /// Reductions along one axis.
@@ -135,18 +321,38 @@ pub enum Distribution {
 
 /// Where a tensor's elements live. Each backend reads the variants it owns and
 /// converts the others (the CPU backend downloads GPU storage; the GPU backend
-/// uploads host storage).
+/// uploads host storage). The variant also fixes the element type.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub enum Storage {
-    /// Host memory, row-major.
+    /// f32 elements in host memory, row-major.
     Host(Arc<[f32]>),
-    /// A buffer on the GPU, row-major.
+    /// i64 elements in host memory, row-major.
+    HostI64(Arc<[i64]>),
+    /// f32 elements in a buffer on the GPU, row-major.
     #[cfg(feature = "wgpu")]
     Gpu(wgpu_backend::GpuStorage),
+    /// i64 elements on the GPU, two 32-bit words each (see [`wgpu_backend::GpuI64Storage`]).
+    #[cfg(feature = "wgpu")]
+    GpuI64(wgpu_backend::GpuI64Storage),
 }
 
-/// An immutable f32 tensor: a shape and the storage of its elements.
+impl Storage {
+    /// The element type this storage holds.
+    pub fn dtype(&self) -> DType {
+        match self {
+            Storage::Host(_) => DType::F32,
+            Storage::HostI64(_) => DType::I64,
+            #[cfg(feature = "wgpu")]
+            Storage::Gpu(_) => DType::F32,
+            #[cfg(feature = "wgpu")]
+            Storage::GpuI64(_) => DType::I64,
+        }
+    }
+}
+
+/// An immutable tensor: a shape, an element type ([`DType`]) and the storage
+/// of its elements.
 #[derive(Clone, Debug)]
 pub struct Tensor {
     shape: Shape,
@@ -154,7 +360,8 @@ pub struct Tensor {
 }
 
 impl Tensor {
-    /// Wraps storage that holds exactly `shape.numel()` elements.
+    /// Wraps storage that holds exactly `shape.numel()` elements; the element
+    /// type is the storage's.
     pub fn from_storage(shape: Shape, storage: Storage) -> Self {
         Tensor { shape, storage }
     }
@@ -164,14 +371,19 @@ impl Tensor {
         &self.shape
     }
 
+    /// The element type.
+    pub fn dtype(&self) -> DType {
+        self.storage.dtype()
+    }
+
     /// Number of elements.
     pub fn numel(&self) -> usize {
         self.shape.numel()
     }
 
-    /// Bytes of element data this tensor holds (4 per element).
+    /// Bytes of element data this tensor holds (4 per f32, 8 per i64).
     pub fn byte_len(&self) -> usize {
-        self.numel() * std::mem::size_of::<f32>()
+        self.numel() * self.dtype().size()
     }
 
     /// The storage.
@@ -227,7 +439,7 @@ pub trait Backend: Send + Sync + 'static {
     -> Storage;
     /// Softmax (or log-softmax) of a tensor viewed as [outer, axis, inner], along axis.
     fn softmax(&self, a: &Storage, outer: usize, axis: usize, inner: usize, log: bool) -> Storage;
-    /// [n] class indices -> [n, classes] one-hot rows; an index that is not an
+    /// `[n]` class indices -> `[n, classes]` one-hot rows; an index that is not an
     /// integer in 0..classes gives a row of zeros.
     fn one_hot(&self, a: &Storage, n: usize, classes: usize) -> Storage;
     /// Rows `indices` (each < rows) of a [rows, row_len] tensor.
@@ -254,4 +466,130 @@ pub trait Backend: Send + Sync + 'static {
         a_inner: usize,
         b_inner: usize,
     ) -> Storage;
+
+    // --- i64 tensors ---------------------------------------------------------
+
+    /// Storage holding a copy of the i64 `data`.
+    fn upload_i64(&self, data: &[i64]) -> Storage;
+    /// The elements of an i64 storage `s` (`len` of them), row-major. Backends
+    /// that keep a host copy of i64 tensors return it without waiting.
+    fn download_i64(&self, s: &Storage, len: usize) -> Arc<[i64]>;
+    /// The i64 elements of `a` converted to f32 (rounded to nearest, ties to even).
+    fn i64_to_f32(&self, a: &Storage, len: usize) -> Storage;
+    /// The f32 elements of `a` as i64, or `Err(i)` with the first element that
+    /// is not an integer in the range of i64 (NaN and infinities included).
+    fn f32_to_i64(&self, a: &Storage, len: usize) -> Result<Storage, usize>;
+
+    // --- data movement (both element types) ----------------------------------
+
+    /// A tensor of `out_len` elements of `dtype`: every element `fill` (when
+    /// given), then each part copied in. With no fill the parts cover the output.
+    fn copy_nd(
+        &self,
+        dtype: DType,
+        out_len: usize,
+        fill: Option<f64>,
+        parts: &[CopyPart<'_>],
+    ) -> Storage;
+    /// `a` viewed as [outer, n, inner]; `[outer, m, inner]` with
+    /// `out[o, j, i] = a[o, idx[j], i]`. The `m` i64 indices are in `0..n`.
+    #[allow(clippy::too_many_arguments, reason = "one plain value per dimension")]
+    fn index_select(
+        &self,
+        dtype: DType,
+        a: &Storage,
+        outer: usize,
+        n: usize,
+        inner: usize,
+        idx: &Storage,
+        m: usize,
+    ) -> Storage;
+    /// `torch.gather`: `out[c] = a[c with c[axis] = idx[c]]` over the index's
+    /// shape `idx_dims` (same rank as `a_dims`, each other dimension at most
+    /// `a`'s). Indices are in `0..a_dims[axis]`.
+    fn gather(
+        &self,
+        dtype: DType,
+        a: &Storage,
+        a_dims: &[usize],
+        axis: usize,
+        idx: &Storage,
+        idx_dims: &[usize],
+    ) -> Storage;
+
+    // --- gradients of the gathers (f32) --------------------------------------
+
+    /// The reverse of `index_select`: `[outer, n, inner]` with
+    /// `out[o, r, i] = Σ g[o, j, i]` over the `j` with `idx[j] == r`, added in
+    /// increasing `j` from 0 (zero where no index points).
+    fn index_add(
+        &self,
+        g: &Storage,
+        outer: usize,
+        m: usize,
+        inner: usize,
+        idx: &[i64],
+        n: usize,
+    ) -> Storage;
+    /// The reverse of `gather`: zeros of `out_dims`, and each element of `src`
+    /// (shaped `idx_dims`) added at its index along `axis`; each output element
+    /// sums its contributions in increasing position along `axis`.
+    fn scatter_add(
+        &self,
+        src: &Storage,
+        idx: &Storage,
+        idx_dims: &[usize],
+        axis: usize,
+        out_dims: &[usize],
+    ) -> Storage;
+
+    // --- arithmetic (f32) ----------------------------------------------------
+
+    /// min(max(x, lo), hi) on `len` elements.
+    fn clamp(&self, a: &Storage, len: usize, lo: f32, hi: f32) -> Storage;
+    /// `cond != 0 ? a : b`, broadcasting; the three shapes are padded with
+    /// leading 1s to the rank of `out`.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "three operands with their shapes"
+    )]
+    fn where_select(
+        &self,
+        cond: &Storage,
+        cond_shape: &[usize],
+        a: &Storage,
+        a_shape: &[usize],
+        b: &Storage,
+        b_shape: &[usize],
+        out: &[usize],
+    ) -> Storage;
+    /// Running sums of a tensor viewed as [outer, len, inner] along len, from
+    /// the start (or from the end when `reverse`), added in that order.
+    fn cumsum(&self, a: &Storage, outer: usize, len: usize, inner: usize, reverse: bool)
+    -> Storage;
+    /// `len` dropout multipliers: element `i` is `scale` where
+    /// [`rng::unit`]`(seed, 2i) >= p`, else 0.
+    fn dropout_mask(&self, len: usize, p: f32, scale: f32, seed: u64) -> Storage;
+    /// Batched products, `g` says how (see [`MatmulGeometry`]).
+    fn batched_matmul(&self, a: &Storage, b: &Storage, g: &MatmulGeometry) -> Storage;
+
+    // --- convolution and pooling (f32, NCHW) ---------------------------------
+
+    /// Convolution of `x` `[n, c, h, w]` with `w` `[o, c / groups, kh, kw]`,
+    /// without bias: `[n, o, ho, wo]`.
+    fn conv2d(&self, x: &Storage, w: &Storage, g: &ConvGeometry) -> Storage;
+    /// The gradient of `conv2d` with respect to its input, given `dy`.
+    fn conv2d_grad_input(&self, dy: &Storage, w: &Storage, g: &ConvGeometry) -> Storage;
+    /// The gradient of `conv2d` with respect to its weights, given `dy`.
+    fn conv2d_grad_weight(&self, x: &Storage, dy: &Storage, g: &ConvGeometry) -> Storage;
+    /// Max pooling: the maxima and, as i64, the position of each within its
+    /// `h · w` plane (the first maximum in window order; padding never wins).
+    fn max_pool2d(&self, x: &Storage, g: &PoolGeometry) -> (Storage, Storage);
+    /// The gradient of `max_pool2d`: each `dy` element added at its maximum's
+    /// position, contributions summed in output order.
+    fn max_pool2d_grad(&self, dy: &Storage, idx: &Storage, g: &PoolGeometry) -> Storage;
+    /// Average pooling; padding counts as zeros (every window divides by kh·kw).
+    fn avg_pool2d(&self, x: &Storage, g: &PoolGeometry) -> Storage;
+    /// The gradient of `avg_pool2d`.
+    fn avg_pool2d_grad(&self, dy: &Storage, g: &PoolGeometry) -> Storage;
 }

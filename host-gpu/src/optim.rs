@@ -317,32 +317,39 @@ impl Optimizer {
             };
             // L2 weight decay: g + wd·p.
             if wd > 0.0 && !matches!(self.rule, Rule::AdamW { .. }) {
-                g = dev.binary(BinaryOp::Add, &g, &dev.scalar(ScalarOp::Mul, p, wd))?;
+                g = dev.binary(BinaryOp::Add, &g, &dev.scalar(ScalarOp::Mul, p, wd)?)?;
             }
             let updated = match self.rule {
                 // p - lr·g: one multiply, one subtract.
                 Rule::Sgd { momentum: 0.0, .. } => {
-                    dev.binary(BinaryOp::Sub, p, &dev.scalar(ScalarOp::Mul, &g, lr))?
+                    dev.binary(BinaryOp::Sub, p, &dev.scalar(ScalarOp::Mul, &g, lr)?)?
                 }
                 Rule::Sgd { momentum, nesterov } => {
                     let key = momentum_key(name);
                     let old = state_of(state, &key, p)?;
-                    let v =
-                        dev.binary(BinaryOp::Add, &dev.scalar(ScalarOp::Mul, old, momentum), &g)?;
+                    let v = dev.binary(
+                        BinaryOp::Add,
+                        &dev.scalar(ScalarOp::Mul, old, momentum)?,
+                        &g,
+                    )?;
                     let direction = if nesterov {
-                        dev.binary(BinaryOp::Add, &g, &dev.scalar(ScalarOp::Mul, &v, momentum))?
+                        dev.binary(BinaryOp::Add, &g, &dev.scalar(ScalarOp::Mul, &v, momentum)?)?
                     } else {
                         v.clone()
                     };
                     new_state.push((key, v));
-                    dev.binary(BinaryOp::Sub, p, &dev.scalar(ScalarOp::Mul, &direction, lr))?
+                    dev.binary(
+                        BinaryOp::Sub,
+                        p,
+                        &dev.scalar(ScalarOp::Mul, &direction, lr)?,
+                    )?
                 }
                 Rule::Adam { beta1, beta2, eps } | Rule::AdamW { beta1, beta2, eps } => {
                     let p = match self.rule {
                         Rule::AdamW { .. } if wd > 0.0 => {
                             // Decoupled decay, PyTorch's p·(1 − lr·wd).
                             let keep = 1.0 - f64::from(lr) * f64::from(wd);
-                            dev.scalar(ScalarOp::Mul, p, keep as f32)
+                            dev.scalar(ScalarOp::Mul, p, keep as f32)?
                         }
                         _ => p.clone(),
                     };
@@ -385,13 +392,13 @@ fn adam(
 ) -> Result<(Tensor, Tensor, Tensor), TensorError> {
     let m = dev.binary(
         BinaryOp::Add,
-        &dev.scalar(ScalarOp::Mul, m, beta1),
-        &dev.scalar(ScalarOp::Mul, g, 1.0 - beta1),
+        &dev.scalar(ScalarOp::Mul, m, beta1)?,
+        &dev.scalar(ScalarOp::Mul, g, 1.0 - beta1)?,
     )?;
     let v = dev.binary(
         BinaryOp::Add,
-        &dev.scalar(ScalarOp::Mul, v, beta2),
-        &dev.scalar(ScalarOp::Mul, &dev.unary(UnaryOp::Square, g), 1.0 - beta2),
+        &dev.scalar(ScalarOp::Mul, v, beta2)?,
+        &dev.scalar(ScalarOp::Mul, &dev.unary(UnaryOp::Square, g)?, 1.0 - beta2)?,
     )?;
     let t = step as f64 + 1.0;
     let correction1 = (1.0 - f64::from(beta1).powf(t)) as f32;
@@ -400,13 +407,13 @@ fn adam(
         ScalarOp::Add,
         &dev.unary(
             UnaryOp::Sqrt,
-            &dev.scalar(ScalarOp::Mul, &v, 1.0 / correction2),
-        ),
+            &dev.scalar(ScalarOp::Mul, &v, 1.0 / correction2)?,
+        )?,
         eps,
-    );
+    )?;
     let delta = dev.binary(
         BinaryOp::Div,
-        &dev.scalar(ScalarOp::Mul, &m, lr / correction1),
+        &dev.scalar(ScalarOp::Mul, &m, lr / correction1)?,
         &denominator,
     )?;
     Ok((dev.binary(BinaryOp::Sub, p, &delta)?, m, v))
@@ -417,7 +424,7 @@ fn global_norm(dev: &Device, grads: &[Tensor]) -> Result<Tensor, TensorError> {
     let mut total: Option<Tensor> = None;
     for g in grads {
         let flat = dev.reshape(g, &[g.numel() as u32])?;
-        let squares = dev.reduce(ReduceOp::Sum, &dev.unary(UnaryOp::Square, &flat), 0, true)?;
+        let squares = dev.reduce(ReduceOp::Sum, &dev.unary(UnaryOp::Square, &flat)?, 0, true)?;
         total = Some(match total {
             None => squares,
             Some(t) => dev.binary(BinaryOp::Add, &t, &squares)?,
@@ -427,13 +434,13 @@ fn global_norm(dev: &Device, grads: &[Tensor]) -> Result<Tensor, TensorError> {
         Some(t) => t,
         None => dev.fill(&[1], 0.0)?,
     };
-    Ok(dev.unary(UnaryOp::Sqrt, &total))
+    dev.unary(UnaryOp::Sqrt, &total)
 }
 
 /// `[1]`: min(1, clip / norm), as clip / max(norm, clip). Exactly 1 when the
 /// norm is at most `clip`, so unclipped gradients keep their bits.
 fn clip_scale(dev: &Device, norm: &Tensor, clip: f32) -> Result<Tensor, TensorError> {
-    let over = dev.unary(UnaryOp::Relu, &dev.scalar(ScalarOp::Add, norm, -clip));
-    let larger = dev.scalar(ScalarOp::Add, &over, clip);
+    let over = dev.unary(UnaryOp::Relu, &dev.scalar(ScalarOp::Add, norm, -clip)?)?;
+    let larger = dev.scalar(ScalarOp::Add, &over, clip)?;
     dev.binary(BinaryOp::Div, &dev.fill(&[1], clip)?, &larger)
 }

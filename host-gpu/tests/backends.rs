@@ -213,13 +213,13 @@ fn unary_and_scalar_maps() {
             } else {
                 &x
             };
-            let want = cpu.unary(op, &on(&cpu, &[n], data));
-            let got = gpu.unary(op, &on(&gpu, &[n], data));
+            let want = cpu.unary(op, &on(&cpu, &[n], data)).unwrap();
+            let got = gpu.unary(op, &on(&gpu, &[n], data)).unwrap();
             assert_close(&format!("{op:?} n={n}"), &want, &got, &cpu, &gpu, 1e-5);
         }
         for (op, v) in [(ScalarOp::Add, 0.25), (ScalarOp::Mul, -3.5)] {
-            let want = cpu.scalar(op, &on(&cpu, &[n], &x), v);
-            let got = gpu.scalar(op, &on(&gpu, &[n], &x), v);
+            let want = cpu.scalar(op, &on(&cpu, &[n], &x), v).unwrap();
+            let got = gpu.scalar(op, &on(&gpu, &[n], &x), v).unwrap();
             assert_exact(&format!("{op:?} n={n}"), &want, &got, &cpu, &gpu);
         }
     }
@@ -482,13 +482,17 @@ fn a_chain_of_ops_stays_on_the_gpu_and_matches() {
         let z = dev
             .binary(BinaryOp::Add, &dev.matmul(&x, &w).unwrap(), &b)
             .unwrap();
-        let h = dev.unary(UnaryOp::Relu, &z);
+        let h = dev.unary(UnaryOp::Relu, &z).unwrap();
         let p = dev.softmax(&h, 1, false).unwrap();
         let d = dev.binary(BinaryOp::Sub, &p, &y).unwrap();
         let gw = dev.matmul(&dev.transpose(&x).unwrap(), &d).unwrap();
         let gb = dev.reduce(ReduceOp::Sum, &d, 0, false).unwrap();
         let w2 = dev
-            .binary(BinaryOp::Sub, &w, &dev.scalar(ScalarOp::Mul, &gw, 0.1))
+            .binary(
+                BinaryOp::Sub,
+                &w,
+                &dev.scalar(ScalarOp::Mul, &gw, 0.1).unwrap(),
+            )
             .unwrap();
         let flat = dev.reshape(&w2, &[660]).unwrap();
         (flat, gb)
@@ -566,7 +570,7 @@ fn uploads_between_queued_ops_do_not_clobber_their_inputs() {
     let mut outs = Vec::new();
     for i in 0..200 {
         let x = gpu.from_vec(&[100], vec![i as f32; 100]).unwrap();
-        outs.push(gpu.scalar(ScalarOp::Mul, &x, 2.0));
+        outs.push(gpu.scalar(ScalarOp::Mul, &x, 2.0).unwrap());
     }
     for (i, o) in outs.iter().enumerate() {
         assert_eq!(gpu.to_vec(o), vec![2.0 * i as f32; 100], "op {i}");

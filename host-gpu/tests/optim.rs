@@ -322,7 +322,7 @@ fn mlp_update(
     g: &Tensor,
     state: &mut [Tensor],
 ) -> Tensor {
-    let mul = |t: &Tensor, v: f32| dev.scalar(ScalarOp::Mul, t, v);
+    let mul = |t: &Tensor, v: f32| dev.scalar(ScalarOp::Mul, t, v).unwrap();
     let bin = |op, a: &Tensor, b: &Tensor| dev.binary(op, a, b).unwrap();
     match rule {
         // p - &(&g * lr)
@@ -339,16 +339,19 @@ fn mlp_update(
             let v = bin(
                 BinaryOp::Add,
                 &mul(&state[1], beta2),
-                &mul(&dev.unary(UnaryOp::Square, g), 1.0 - beta2),
+                &mul(&dev.unary(UnaryOp::Square, g).unwrap(), 1.0 - beta2),
             );
             let t = step as f64 + 1.0;
             let correction1 = (1.0 - f64::from(beta1).powf(t)) as f32;
             let correction2 = (1.0 - f64::from(beta2).powf(t)) as f32;
-            let denominator = dev.scalar(
-                ScalarOp::Add,
-                &dev.unary(UnaryOp::Sqrt, &mul(&v, 1.0 / correction2)),
-                eps,
-            );
+            let denominator = dev
+                .scalar(
+                    ScalarOp::Add,
+                    &dev.unary(UnaryOp::Sqrt, &mul(&v, 1.0 / correction2))
+                        .unwrap(),
+                    eps,
+                )
+                .unwrap();
             let p = bin(
                 BinaryOp::Sub,
                 p,

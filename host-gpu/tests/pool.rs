@@ -20,7 +20,7 @@ fn repeated_ops_reuse_pooled_buffers() {
         let x = dev.from_vec(&[33, 17], vec![0.5; 33 * 17]).unwrap();
         let w = dev.fill(&[17, 9], 0.25).unwrap();
         let z = dev.matmul(&x, &w).unwrap();
-        let a = dev.unary(UnaryOp::Relu, &z);
+        let a = dev.unary(UnaryOp::Relu, &z).unwrap();
         let s = dev.binary(BinaryOp::Add, &a, &z).unwrap();
         dev.to_vec(&s)
     };

@@ -3,21 +3,19 @@
 //! before caching it in the local registry, so a compromised server cannot
 //! make a client run anything the client does not trust.
 
-use std::io::Read;
-use std::time::Duration;
-
 use crate::audit::AuditCheckpoint;
 use crate::error::{RegistryError, Result};
+use crate::http::{HttpClient, HttpError, HttpSettings};
 use crate::manifest::{SignedManifest, digest};
 use crate::reference::{Reference, Selector};
 use crate::server::PublishHeader;
 use crate::store::{ArtifactSummary, Published, Registry};
 use crate::verified::VerifiedArtifact;
 
-/// A remote registry at an `http://` base URL.
+/// A remote registry at an `http://` or `https://` base URL.
 pub struct Remote {
     url: String,
-    agent: ureq::Agent,
+    http: HttpClient,
 }
 
 impl std::fmt::Debug for Remote {
@@ -27,19 +25,26 @@ impl std::fmt::Debug for Remote {
 }
 
 impl Remote {
-    /// A client for the registry at `url` (`http://host:port`).
+    /// A client for the registry at `url` (`http://host:port` or
+    /// `https://host:port`) that trusts the system's root certificates.
     pub fn new(url: &str) -> Result<Self> {
+        let http = HttpClient::new(&HttpSettings::default()).map_err(|e| {
+            RegistryError::Invalid(format!("cannot set up a client for {url}: {e}"))
+        })?;
+        Self::with_client(url, http)
+    }
+
+    /// A client for the registry at `url` that talks through `http` (whose
+    /// settings say which CAs it trusts and how long it waits).
+    pub fn with_client(url: &str, http: HttpClient) -> Result<Self> {
         let url = url.trim_end_matches('/').to_string();
         if !url.starts_with("http://") && !url.starts_with("https://") {
             return Err(RegistryError::Invalid(format!(
-                "`{url}` is not a registry URL; write it like `http://registry.local:7070`"
+                "`{url}` is not a registry URL; write it like `https://registry.local:7070` \
+                 (or `http://…` on a trusted network)"
             )));
         }
-        let agent = ureq::AgentBuilder::new()
-            .timeout_connect(Duration::from_secs(5))
-            .timeout(Duration::from_secs(300))
-            .build();
-        Ok(Remote { url, agent })
+        Ok(Remote { url, http })
     }
 
     /// The base URL.
@@ -47,48 +52,47 @@ impl Remote {
         &self.url
     }
 
-    fn err(&self, e: ureq::Error) -> RegistryError {
+    /// `e` as a registry error: no connection is [`RegistryError::Unreachable`]
+    /// (a cache may answer instead); the server's refusals and lookups are
+    /// answers; TLS failures and broken answers are [`RegistryError::Remote`].
+    fn err(&self, e: HttpError) -> RegistryError {
         match e {
-            ureq::Error::Status(code, resp) => {
-                let body = resp.into_string().unwrap_or_default();
-                let message = serde_json::from_str::<serde_json::Value>(&body)
-                    .ok()
-                    .and_then(|v| v["error"].as_str().map(str::to_string))
-                    .unwrap_or(body);
-                // The server's refusals and lookups are answers, not outages.
-                match code {
-                    404 => RegistryError::NotFound(format!("{message} (at {})", self.url)),
-                    409 | 403 | 400 | 413 => {
-                        RegistryError::Invalid(format!("{} answered {code}: {message}", self.url))
-                    }
-                    _ => RegistryError::Remote {
-                        url: self.url.clone(),
-                        message: format!("HTTP {code}: {message}"),
-                    },
+            HttpError::Status {
+                status, message, ..
+            } => match status {
+                404 => RegistryError::NotFound(format!("{message} (at {})", self.url)),
+                409 | 403 | 400 | 413 => {
+                    RegistryError::Invalid(format!("{} answered {status}: {message}", self.url))
                 }
-            }
-            ureq::Error::Transport(t) => RegistryError::Remote {
+                _ => RegistryError::Remote {
+                    url: self.url.clone(),
+                    message: format!("HTTP {status}: {message}"),
+                },
+            },
+            HttpError::Unreachable { reason, .. } => RegistryError::Unreachable {
                 url: self.url.clone(),
-                message: format!("cannot reach it: {t}"),
+                message: reason,
+            },
+            HttpError::Config(m) => RegistryError::Invalid(m),
+            other => RegistryError::Remote {
+                url: self.url.clone(),
+                message: other.reason(),
             },
         }
     }
 
-    fn get_json<T: serde::de::DeserializeOwned>(
-        &self,
-        path: &str,
-        query: &[(&str, &str)],
-    ) -> Result<T> {
-        let mut req = self.agent.get(&format!("{}{path}", self.url));
-        for (k, v) in query {
-            req = req.query(k, v);
-        }
-        let resp = req.call().map_err(|e| self.err(e))?;
-        let text = resp.into_string().map_err(|e| RegistryError::Remote {
-            url: self.url.clone(),
-            message: format!("reading the answer: {e}"),
-        })?;
-        serde_json::from_str(&text).map_err(|e| RegistryError::Remote {
+    /// `GET path` with a successful status.
+    fn get(&self, path: &str) -> Result<Vec<u8>> {
+        self.http
+            .get(&format!("{}{path}", self.url))
+            .and_then(|r| r.error_for_status())
+            .map(|r| r.body)
+            .map_err(|e| self.err(e))
+    }
+
+    fn get_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T> {
+        let body = self.get(path)?;
+        serde_json::from_slice(&body).map_err(|e| RegistryError::Remote {
             url: self.url.clone(),
             message: format!("unexpected answer to {path}: {e}"),
         })
@@ -96,14 +100,14 @@ impl Remote {
 
     /// Every version the remote holds.
     pub fn list(&self) -> Result<Vec<ArtifactSummary>> {
-        self.get_json("/v1/artifacts", &[])
+        self.get_json("/v1/artifacts")
     }
 
     /// The remote's signed audit checkpoint now, to keep as a witness of its
     /// log (it is signed by the remote's node key, which only the remote can
     /// check it against: `tensorlet audit verify --checkpoint` there).
     pub fn audit_checkpoint(&self) -> Result<AuditCheckpoint> {
-        self.get_json("/v1/audit/checkpoint", &[])
+        self.get_json("/v1/audit/checkpoint")
     }
 
     /// Resolves a reference remotely: the summary and the (unverified) signed manifest.
@@ -113,24 +117,16 @@ impl Remote {
             summary: ArtifactSummary,
             manifest: SignedManifest,
         }
-        let a: Answer = self.get_json("/v1/resolve", &[("ref", &reference.to_string())])?;
+        let a: Answer = self.get_json(&format!(
+            "/v1/resolve?ref={}",
+            query_escape(&reference.to_string())
+        ))?;
         Ok((a.summary, a.manifest))
     }
 
     /// A blob, checked against its digest.
     pub fn blob(&self, d: &str) -> Result<Vec<u8>> {
-        let resp = self
-            .agent
-            .get(&format!("{}/v1/blobs/{d}", self.url))
-            .call()
-            .map_err(|e| self.err(e))?;
-        let mut bytes = Vec::new();
-        resp.into_reader()
-            .read_to_end(&mut bytes)
-            .map_err(|e| RegistryError::Remote {
-                url: self.url.clone(),
-                message: format!("reading blob {d}: {e}"),
-            })?;
+        let bytes = self.get(&format!("/v1/blobs/{d}"))?;
         if digest(&bytes) != d {
             return Err(RegistryError::Refused {
                 artifact: d.to_string(),
@@ -156,13 +152,15 @@ impl Remote {
             body.extend_from_slice(b);
         }
         let resp = self
-            .agent
-            .post(&format!("{}/v1/publish", self.url))
-            .set("content-type", "application/octet-stream")
-            .send_bytes(&body)
+            .http
+            .post(
+                &format!("{}/v1/publish", self.url),
+                "application/octet-stream",
+                body,
+            )
+            .and_then(|r| r.error_for_status())
             .map_err(|e| self.err(e))?;
-        let text = resp.into_string().unwrap_or_default();
-        serde_json::from_str(&text).map_err(|e| RegistryError::Remote {
+        serde_json::from_slice(&resp.body).map_err(|e| RegistryError::Remote {
             url: self.url.clone(),
             message: format!("unexpected answer to publish: {e}"),
         })
@@ -204,4 +202,28 @@ pub fn pull(local: &Registry, remote: &Remote, reference: &Reference) -> Result<
         blobs.push(remote.blob(bd)?);
     }
     local.import_pulled(&signed, &blobs, remote.url())
+}
+
+/// `s` percent-encoded for a query value (RFC 3986 unreserved kept).
+fn query_escape(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn query_values_are_escaped() {
+        assert_eq!(
+            super::query_escape("acme/iris@sha256:ab+c d"),
+            "acme%2Firis%40sha256%3Aab%2Bc%20d"
+        );
+    }
 }

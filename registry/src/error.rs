@@ -56,12 +56,24 @@ pub enum RegistryError {
         /// The OS error.
         source: std::io::Error,
     },
-    /// A remote registry could not be reached or answered with an error.
+    /// A remote registry was reached but the exchange failed: TLS (an
+    /// untrusted, expired or misnamed certificate), an answer cut short or
+    /// late, or an error status.
     #[error("remote registry {url}: {message}")]
     Remote {
         /// The registry's base URL.
         url: String,
         /// What happened.
+        message: String,
+    },
+    /// No connection to a remote registry could be made: refused, no route,
+    /// the name does not resolve, or connecting timed out. The only remote
+    /// failure after which a local cache may answer instead.
+    #[error("remote registry {url} is unreachable: {message}")]
+    Unreachable {
+        /// The registry's base URL.
+        url: String,
+        /// Why no connection was made.
         message: String,
     },
 }
@@ -77,6 +89,12 @@ impl RegistryError {
     /// Whether the error is a refusal by verification (signature, trust, digests).
     pub fn is_refusal(&self) -> bool {
         matches!(self, RegistryError::Refused { .. })
+    }
+
+    /// Whether a remote registry could not be reached at all (no connection);
+    /// see [`RegistryError::Unreachable`].
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, RegistryError::Unreachable { .. })
     }
 }
 

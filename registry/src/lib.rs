@@ -11,10 +11,15 @@
 //! audit log is hash-chained, signed by the node key and checkpointed outside
 //! the database; it must account for every index row, so an emptied or
 //! restarted log fails verification, and [`AuditCheckpoint`]s exported
-//! elsewhere check it later. [`server`] serves a registry over HTTP and [`client`] talks
-//! to one; pulled artifacts are verified against the local trust policy
-//! before they are cached. [`oci`] pushes artifacts to and pulls them from
-//! OCI registries (CNCF Wasm layout for plugins), verifying the same way.
+//! elsewhere check it later.
+//!
+//! With the `http` feature (off by default, on in the CLI), `server` serves a
+//! registry over HTTP or HTTPS and `client` talks to one; pulled artifacts are
+//! verified against the local trust policy before they are cached. `oci`
+//! pushes artifacts to and pulls them from OCI registries (CNCF Wasm layout
+//! for plugins), verifying the same way. Both reach the network through
+//! `http`, tensorlet's one HTTP client (reqwest over rustls, the system's
+//! roots plus a private CA). Without the feature nothing of this is linked.
 //!
 //! ```no_run
 //! use tensorlet_registry::{Kind, Manifest, Registry};
@@ -32,13 +37,18 @@
 
 mod audit;
 pub mod canonical;
+#[cfg(feature = "http")]
 pub mod client;
 mod error;
+#[cfg(feature = "http")]
+pub mod http;
 mod keys;
 mod manifest;
+#[cfg(feature = "http")]
 pub mod oci;
 mod reference;
 mod runs;
+#[cfg(feature = "http")]
 pub mod server;
 mod store;
 mod time;

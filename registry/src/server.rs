@@ -1,4 +1,5 @@
-//! The registry over HTTP (axum): what `tensorlet registry serve` runs.
+//! The registry over HTTP or HTTPS (axum; TLS by rustls through
+//! `tokio-rustls`): what `tensorlet registry serve` runs.
 //!
 //! | route | answer |
 //! |---|---|
@@ -14,9 +15,14 @@
 //! against their own trust policy. Errors are `{"error": "…"}` with 4xx for
 //! the caller's mistakes (403 refused, 404 unknown, 409 version exists, 413
 //! body too large); internal errors answer 500 without details.
+//!
+//! With a [`TlsIdentity`] (a certificate chain and its key, PEM) in the
+//! [`ServerConfig`] it serves HTTPS only; clients trust it through their
+//! system roots or a private CA (`TENSORLET_CA_FILE`, see [`crate::http`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
@@ -36,13 +42,142 @@ use crate::store::Registry;
 pub struct ServerConfig {
     /// Request bodies larger than this are refused with 413. Default 64 MiB.
     pub max_body_bytes: usize,
+    /// Serve HTTPS with this certificate and key; `None` (the default)
+    /// serves plain HTTP.
+    pub tls: Option<TlsIdentity>,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             max_body_bytes: 64 << 20,
+            tls: None,
         }
+    }
+}
+
+/// How long a client may take over its TLS handshake before it is dropped.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A server's certificate chain and private key, checked to belong together:
+/// what it serves HTTPS with (TLS 1.2 and 1.3, rustls over ring).
+#[derive(Clone)]
+pub struct TlsIdentity {
+    config: Arc<rustls::ServerConfig>,
+}
+
+impl std::fmt::Debug for TlsIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TlsIdentity")
+    }
+}
+
+impl TlsIdentity {
+    /// Reads `cert` (PEM: the server's certificate first, then any
+    /// intermediates) and `key` (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub fn from_pem_files(cert: &std::path::Path, key: &std::path::Path) -> Result<Self> {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let read = |what: &str, p: &std::path::Path| {
+            std::fs::read(p).map_err(|e| {
+                RegistryError::Invalid(format!("cannot read the TLS {what} {}: {e}", p.display()))
+            })
+        };
+        let cert_pem = read("certificate", cert)?;
+        let chain = CertificateDer::pem_slice_iter(&cert_pem)
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| {
+                RegistryError::Invalid(format!(
+                    "the TLS certificate {} is not valid PEM: {e}",
+                    cert.display()
+                ))
+            })?;
+        if chain.is_empty() {
+            return Err(RegistryError::Invalid(format!(
+                "the TLS certificate {} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+                cert.display()
+            )));
+        }
+        let key_der = PrivateKeyDer::from_pem_slice(&read("key", key)?).map_err(|e| {
+            RegistryError::Invalid(format!(
+                "the TLS key {} holds no usable private key (PEM PRIVATE KEY, RSA PRIVATE KEY \
+                 or EC PRIVATE KEY): {e}",
+                key.display()
+            ))
+        })?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| RegistryError::Invalid(format!("cannot set up TLS: {e}")))?
+            .with_no_client_auth()
+            .with_single_cert(chain, key_der)
+            .map_err(|e| {
+                RegistryError::Invalid(match e {
+                    rustls::Error::InconsistentKeys(_) => format!(
+                        "the TLS key {} does not belong to the certificate {}",
+                        key.display(),
+                        cert.display()
+                    ),
+                    e => format!(
+                        "cannot serve TLS with {} and {}: {e}",
+                        cert.display(),
+                        key.display()
+                    ),
+                })
+            })?;
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(TlsIdentity {
+            config: Arc::new(config),
+        })
+    }
+}
+
+/// A TCP listener that hands axum only connections whose TLS handshake
+/// completed. Handshakes run as tasks of their own, so a slow or silent
+/// client holds up no one else; one that takes longer than
+/// [`HANDSHAKE_TIMEOUT`] is dropped.
+struct TlsListener {
+    tcp: tokio::net::TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+    handshakes: tokio::task::JoinSet<Option<(TlsStream, SocketAddr)>>,
+}
+
+type TlsStream = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+
+impl axum::serve::Listener for TlsListener {
+    type Io = TlsStream;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            tokio::select! {
+                (tcp, addr) = axum::serve::Listener::accept(&mut self.tcp) => {
+                    let acceptor = self.acceptor.clone();
+                    self.handshakes.spawn(async move {
+                        match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                            Ok(Ok(tls)) => Some((tls, addr)),
+                            Ok(Err(e)) => {
+                                tracing::debug!("TLS handshake with {addr} failed: {e}");
+                                None
+                            }
+                            Err(_) => {
+                                tracing::debug!("TLS handshake with {addr} timed out");
+                                None
+                            }
+                        }
+                    });
+                }
+                Some(done) = self.handshakes.join_next(), if !self.handshakes.is_empty() => {
+                    if let Ok(Some(conn)) = done {
+                        return conn;
+                    }
+                }
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.tcp.local_addr()
     }
 }
 
@@ -225,8 +360,9 @@ pub fn app(registry: Arc<Registry>, config: &ServerConfig) -> Router {
         .with_state(registry)
 }
 
-/// Serves on an already bound listener until ctrl-c (or forever when the
-/// process has no terminal); blocks the calling thread.
+/// Serves on an already bound listener (HTTPS when `config.tls` is set)
+/// until ctrl-c (or forever when the process has no terminal); blocks the
+/// calling thread.
 pub fn serve_listener(
     registry: Arc<Registry>,
     listener: std::net::TcpListener,
@@ -243,26 +379,46 @@ pub fn serve_listener(
         .enable_all()
         .build()
         .map_err(|e| RegistryError::io("<tokio runtime>", e))?;
+    let url = format!(
+        "{}://{addr}",
+        if config.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        }
+    );
     registry.record(
         "server.start",
-        &format!("http://{addr}"),
-        serde_json::json!({"max_body_bytes": config.max_body_bytes}),
+        &url,
+        serde_json::json!({
+            "max_body_bytes": config.max_body_bytes,
+            "tls": config.tls.is_some(),
+        }),
     )?;
     let app = app(registry.clone(), &config);
     let served: std::io::Result<()> = rt.block_on(async move {
         let listener = tokio::net::TcpListener::from_std(listener)?;
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = tokio::signal::ctrl_c().await;
-            })
-            .await
+        let stop = async {
+            let _ = tokio::signal::ctrl_c().await;
+        };
+        match config.tls {
+            None => {
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(stop)
+                    .await
+            }
+            Some(identity) => {
+                let tls = TlsListener {
+                    tcp: listener,
+                    acceptor: tokio_rustls::TlsAcceptor::from(identity.config),
+                    handshakes: tokio::task::JoinSet::new(),
+                };
+                axum::serve(tls, app).with_graceful_shutdown(stop).await
+            }
+        }
     });
-    registry.record(
-        "server.stop",
-        &format!("http://{addr}"),
-        serde_json::json!({}),
-    )?;
-    served.map_err(|e| RegistryError::io(format!("http://{addr}"), e))
+    registry.record("server.stop", &url, serde_json::json!({}))?;
+    served.map_err(|e| RegistryError::io(url, e))
 }
 
 /// Binds `addr` and serves (see [`serve_listener`]).
@@ -270,4 +426,28 @@ pub fn serve(registry: Arc<Registry>, addr: SocketAddr, config: ServerConfig) ->
     let listener =
         std::net::TcpListener::bind(addr).map_err(|e| RegistryError::io(addr.to_string(), e))?;
     serve_listener(registry, listener, config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TlsIdentity;
+
+    #[test]
+    fn tls_files_that_cannot_serve_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+        let e = TlsIdentity::from_pem_files(&cert, &key)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("cannot read the TLS certificate") && e.contains("cert.pem"),
+            "{e}"
+        );
+        std::fs::write(&cert, "not PEM\n").unwrap();
+        std::fs::write(&key, "not PEM either\n").unwrap();
+        let e = TlsIdentity::from_pem_files(&cert, &key)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("holds no PEM certificate"), "{e}");
+    }
 }

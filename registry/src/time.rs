@@ -19,6 +19,20 @@ pub fn now_rfc3339() -> String {
     )
 }
 
+/// A Unix time as `YYYY-MM-DD HH:MM:SS UTC` (for messages).
+#[cfg(feature = "http")]
+pub(crate) fn utc_of_unix(secs: u64) -> String {
+    let secs = secs as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
 /// Days since 1970-01-01 to (year, month, day) (Howard Hinnant's algorithm).
 fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
@@ -40,5 +54,14 @@ mod tests {
         assert_eq!(super::civil_from_days(0), (1970, 1, 1));
         assert_eq!(super::civil_from_days(19_723), (2024, 1, 1));
         assert_eq!(super::civil_from_days(11_016), (2000, 2, 29));
+    }
+
+    #[cfg(feature = "http")]
+    #[test]
+    fn unix_times_in_words() {
+        assert_eq!(
+            super::utc_of_unix(951_782_400 + 3_723),
+            "2000-02-29 01:02:03 UTC"
+        );
     }
 }

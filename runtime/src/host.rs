@@ -216,13 +216,15 @@ impl Ctx {
         self.result(r)
     }
 
+    /// An op the interface declares infallible: every tensor a guest can
+    /// make is f32, which these ops take, so an error is a host bug and traps.
     fn total(
         &mut self,
         this: Handle,
-        f: impl FnOnce(&mut Tape, &Var) -> Var,
+        f: impl FnOnce(&mut Tape, &Var) -> Result<Var, TensorError>,
     ) -> wasmtime::Result<Handle> {
         let a = self.get(&this)?;
-        let v = f(&mut self.tape, &a);
+        let v = f(&mut self.tape, &a).map_err(|e| wasmtime::format_err!("{e}"))?;
         self.push_var(v)
     }
 

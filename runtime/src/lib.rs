@@ -32,6 +32,7 @@ mod error;
 pub mod export;
 mod host;
 mod limits;
+pub mod metrics;
 pub mod model;
 mod nn;
 pub mod pipeline;

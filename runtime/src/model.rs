@@ -17,9 +17,10 @@ use serde::{Deserialize, Serialize};
 use tensorlet_gpu::{Device, Tensor};
 use tensorlet_registry::VerifiedComponent;
 
+use crate::data::Column;
 use crate::error::{Result, RuntimeError};
 use crate::pipeline::TrainingConfig;
-use crate::plugin::NamedTensors;
+use crate::plugin::{NamedTensors, Task};
 use crate::train::{self, EpochMetrics, StagePlugin, TrainedModel};
 use crate::{Pipeline, Runtime, digest};
 
@@ -100,11 +101,20 @@ pub struct ModelMeta {
     pub feature_names: Vec<String>,
     /// The label column of the training data.
     pub label: String,
-    /// Number of classes.
+    /// What it predicts: classes, or (regression) continuous targets.
+    #[serde(default, skip_serializing_if = "is_classification")]
+    pub task: Task,
+    /// Number of classes (regression: of targets).
     pub classes: u32,
-    /// Class names, when the pipeline gave them.
+    /// Class names by index: learned from text labels, or as the pipeline
+    /// declared them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub class_names: Option<Vec<String>>,
+    /// The input columns' types as training read them (categories in code
+    /// order), so prediction input is encoded the same way. Absent in
+    /// models from before typed columns: every input is numeric.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<Vec<Column>>,
     /// The plugins.
     pub plugins: Stages,
     /// How it was trained.
@@ -124,6 +134,10 @@ pub struct ModelMeta {
     pub params_digest: String,
     /// `sha256:` of `preprocessor.safetensors`.
     pub state_digest: String,
+}
+
+fn is_classification(t: &Task) -> bool {
+    *t == Task::Classification
 }
 
 impl ModelMeta {
@@ -244,8 +258,10 @@ pub fn save(
         tensorlet_version: env!("CARGO_PKG_VERSION").to_string(),
         feature_names: data.feature_names.clone(),
         label: data.label_name.clone(),
+        task: trained.task,
         classes: trained.classes,
-        class_names: pipeline.data.class_names.clone(),
+        class_names: data.class_names.clone(),
+        schema: Some(data.schema.clone()),
         plugins: Stages {
             preprocessor: stage_meta(&plugins.preprocessor),
             trainer: plugins.trainer.as_ref().map(stage_meta),
@@ -278,13 +294,17 @@ pub struct Model {
     predictor: StagePlugin,
 }
 
-/// Predictions for a batch of rows.
+/// Predictions for a batch of rows: classes with their probabilities, or
+/// (regression) values.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Predictions {
-    /// Class index per row.
+    /// Class index per row (empty for regression).
     pub labels: Vec<u32>,
-    /// Class probabilities per row.
+    /// Class probabilities per row (empty for regression).
     pub probabilities: Vec<Vec<f32>>,
+    /// Predicted targets per row (regression; empty for classification).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub values: Vec<Vec<f32>>,
 }
 
 /// Turns a saved stage and its component bytes (already checked against the
@@ -386,10 +406,12 @@ impl Model {
     pub fn predict(&self, device: &Device, x: Vec<f32>, rows: usize) -> Result<Predictions> {
         let x = self.input(device, x, rows)?;
         let xt = train::transform(&self.preprocessor, &self.state, &x)?;
-        let probs = self
-            .predictor
-            .plugin
-            .predict(&self.predictor.config, &self.params, &xt)?;
+        let probs = self.predictor.plugin.predict_as(
+            &self.predictor.config,
+            &self.params,
+            &xt,
+            self.meta.task,
+        )?;
         self.predictions(device, &probs, rows)
     }
 
@@ -417,7 +439,13 @@ impl Model {
         let probs = self
             .predictor
             .plugin
-            .predict_in(&mut store, &self.predictor.config, &self.params, &xt)
+            .predict_in(
+                &mut store,
+                &self.predictor.config,
+                &self.params,
+                &xt,
+                self.meta.task,
+            )
             .await?;
         self.predictions(device, &probs, rows)
     }
@@ -442,6 +470,14 @@ impl Model {
     /// Labels and per-class probabilities from the predictor's output.
     fn predictions(&self, device: &Device, probs: &Tensor, rows: usize) -> Result<Predictions> {
         let classes = self.meta.classes;
+        if self.meta.task == Task::Regression {
+            let v = train::check_predictions(&self.predictor.plugin, device, probs, rows, classes)?;
+            return Ok(Predictions {
+                labels: vec![],
+                probabilities: vec![],
+                values: v.chunks(classes as usize).map(<[f32]>::to_vec).collect(),
+            });
+        }
         let p = train::check_probabilities(&self.predictor.plugin, device, probs, rows, classes)?;
         let probabilities: Vec<Vec<f32>> =
             p.chunks(classes as usize).map(<[f32]>::to_vec).collect();
@@ -451,6 +487,7 @@ impl Model {
                 .map(|r| train::argmax(r) as u32)
                 .collect(),
             probabilities,
+            values: vec![],
         })
     }
 

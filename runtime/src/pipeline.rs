@@ -51,7 +51,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use tensorlet_gpu::optim::{LrSchedule, Optimizer, Rule, Schedule};
 
 use crate::error::{Result, RuntimeError};
-use crate::plugin::HostTraining;
+use crate::plugin::{HostTraining, Task};
 
 /// A parsed, validated pipeline.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -106,9 +106,42 @@ pub struct DataConfig {
     /// The label column's name; the last column when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub label: Option<String>,
-    /// Names of the classes, by index.
+    /// Names of the classes, by index. With text labels, their order.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub class_names: Option<Vec<String>>,
+    /// What to learn: `classification` or `regression`; inferred from the
+    /// label column when absent (see `docs/data.md`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task: Option<Task>,
+    /// The feature columns, in order; every column but the label when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub features: Option<Vec<String>>,
+    /// Columns to leave out.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub drop: Vec<String>,
+    /// Columns read as categories even when they hold numbers (codes, zip
+    /// codes).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub categorical: Vec<String>,
+    /// The CSV field delimiter, one character (`,` by default; a tab for
+    /// `.tsv` files).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delimiter: Option<char>,
+}
+
+impl DataConfig {
+    /// How to read the training data.
+    pub fn options(&self) -> crate::data::Options {
+        crate::data::Options {
+            label: self.label.clone(),
+            task: self.task,
+            features: self.features.clone(),
+            drop: self.drop.clone(),
+            categorical: self.categorical.clone(),
+            delimiter: self.delimiter.map(|c| c as u8),
+            class_names: self.class_names.clone(),
+        }
+    }
 }
 
 /// `[preprocessor]`, `[trainer]` or `[predictor]`: where the component comes
@@ -601,6 +634,7 @@ impl TrainingConfig {
         Ok(HostTraining {
             optimizer,
             schedule,
+            task: Task::Classification,
         })
     }
 }
@@ -715,6 +749,14 @@ impl Pipeline {
             return Err(err("[pipeline] name must not be empty".into()));
         }
         p.training.validate().map_err(err)?;
+        if let Some(d) = p.data.delimiter
+            && (!d.is_ascii() || d == '"' || d == '\n' || d == '\r')
+        {
+            return Err(err(format!(
+                "[data] delimiter {d:?} must be one ASCII character other than a quote or a \
+                 line break (`,`, `;`, `\\t`, `|`)"
+            )));
+        }
         if p.trainer_stage().is_none() {
             // Without a trainer, training is one evaluation pass.
             p.training.epochs = 1;

@@ -107,6 +107,9 @@ pub struct HostTraining {
     pub optimizer: Optimizer,
     /// The learning rate of each step.
     pub schedule: LrSchedule,
+    /// The loss: cross-entropy of the outputs as class logits against class
+    /// indices, or the mean squared error against regression targets.
+    pub task: Task,
 }
 
 /// The plugin ABI a component was built for.
@@ -607,15 +610,32 @@ impl Plugin {
                 Err(e) => return Ok(Err(PluginFailure::Error(e))),
             };
             let rows = x.shape().dims()[0];
-            if logits.value().shape().rank() != 2 || logits.value().shape().dims()[0] != rows {
+            let (want, loss_of) = match training.task {
+                Task::Classification => ("classes", "cross-entropy"),
+                Task::Regression => ("targets", "mean squared error"),
+            };
+            let shape_ok = match training.task {
+                Task::Classification => logits.value().shape().rank() == 2,
+                Task::Regression => logits.value().shape() == y.shape(),
+            };
+            if !shape_ok || logits.value().shape().dims()[0] != rows {
                 return Ok(Err(PluginFailure::BadOutput(format!(
-                    "forward returned shape {} for {rows} rows; expected [{rows}, classes]",
+                    "forward returned shape {} for {rows} rows; expected [{rows}, {want}] for \
+                     the {loss_of} the host computes",
                     logits.value().shape()
                 ))));
             }
             let ctx = store.data_mut();
             let tape = ctx.tape();
-            let loss = match tape.cross_entropy(&logits, y) {
+            let loss = match training.task {
+                Task::Classification => tape.cross_entropy(&logits, y),
+                Task::Regression => tape.mse_loss(
+                    &logits,
+                    &Var::constant(y.clone()),
+                    tensorlet_gpu::autodiff::Reduction::Mean,
+                ),
+            };
+            let loss = match loss {
                 Ok(l) => l,
                 Err(e) => {
                     return Ok(Err(PluginFailure::BadOutput(format!(
@@ -659,6 +679,18 @@ impl Plugin {
     /// Class probabilities: `predict.predict`, or for a `model`, the softmax
     /// of `forward` in `eval` mode.
     pub fn predict(&self, config: &str, params: &NamedTensors, x: &Tensor) -> Result<Tensor> {
+        self.predict_as(config, params, x, Task::Classification)
+    }
+
+    /// [`Plugin::predict`] for `task`: for regression, a `model`'s
+    /// predictions are `forward`'s outputs as they are.
+    pub fn predict_as(
+        &self,
+        config: &str,
+        params: &NamedTensors,
+        x: &Tensor,
+        task: Task,
+    ) -> Result<Tensor> {
         if let Some(idx) = &self.exports.forward {
             let out = self.run("forward", |store, instance| {
                 let f = instance
@@ -671,7 +703,7 @@ impl Plugin {
                 let (out,) = f.call(&mut *store, (config, params, x, Mode::Eval))?;
                 take_output(store, out)
             })?;
-            return self.probabilities(out);
+            return self.probabilities(out, task);
         }
         let idx = self.export("predict", self.exports.predict.as_ref(), "predict")?;
         self.run("predict", |store, instance| {
@@ -684,8 +716,9 @@ impl Plugin {
         })
     }
 
-    /// The softmax over classes of a `model`'s `eval` outputs.
-    fn probabilities(&self, logits: Tensor) -> Result<Tensor> {
+    /// The softmax over classes of a `model`'s `eval` outputs (regression:
+    /// the outputs).
+    fn probabilities(&self, logits: Tensor, task: Task) -> Result<Tensor> {
         if logits.shape().rank() != 2 {
             return Err(self.fail(
                 "forward",
@@ -695,7 +728,10 @@ impl Plugin {
                 )),
             ));
         }
-        Ok(self.shared.device.softmax(&logits, 1, false)?)
+        match task {
+            Task::Classification => Ok(self.shared.device.softmax(&logits, 1, false)?),
+            Task::Regression => Ok(logits),
+        }
     }
 }
 
@@ -742,6 +778,7 @@ impl Plugin {
         config: &str,
         params: &NamedTensors,
         x: &Tensor,
+        task: Task,
     ) -> Result<Tensor> {
         if let Some(idx) = &self.exports.forward {
             let out = self
@@ -762,7 +799,7 @@ impl Plugin {
                     },
                 )
                 .await?;
-            return self.probabilities(out);
+            return self.probabilities(out, task);
         }
         let idx = self.export("predict", self.exports.predict.as_ref(), "predict")?;
         self.call_in(

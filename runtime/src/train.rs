@@ -5,14 +5,16 @@
 //! and the initialisation all come from the seed through [`tensorlet_gpu::rng`],
 //! and the CPU backend is bit-for-bit reproducible.
 
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 use tensorlet_gpu::{Device, Tensor, rng};
 use tensorlet_registry::VerifiedComponent;
 
-use crate::data::Dataset;
+use crate::data::{ColumnType, Dataset};
 use crate::error::{PluginFailure, Result, RuntimeError};
+use crate::metrics;
 use crate::pipeline::{Keep, PluginSource, TrainingConfig};
 use crate::plugin::{DataSpec, NamedTensors, Plugin, Task};
 use crate::{Pipeline, Runtime};
@@ -131,10 +133,16 @@ pub struct EpochMetrics {
     pub epoch: u32,
     /// Mean of the step losses of the epoch.
     pub train_loss: f32,
-    /// Cross-entropy on the validation split (absent without one).
+    /// The task's loss on the validation split (absent without one):
+    /// cross-entropy (log-loss) for classification, mean squared error for
+    /// regression.
     pub val_loss: Option<f32>,
-    /// Accuracy on the validation split (absent without one).
+    /// Accuracy on the validation split (classification with one).
     pub val_accuracy: Option<f32>,
+    /// The task's other validation metrics: `f1_macro` and (two classes)
+    /// `auc` for classification; `rmse`, `mae` and `r2` for regression.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub val_metrics: BTreeMap<String, f32>,
     /// Wall time of the epoch.
     pub seconds: f64,
 }
@@ -183,8 +191,10 @@ pub struct TrainedModel {
     pub history: Vec<EpochMetrics>,
     /// Features per row after preprocessing.
     pub features: u32,
-    /// Number of classes.
+    /// Number of classes (regression: of targets).
     pub classes: u32,
+    /// What was learned.
+    pub task: Task,
     /// Rows in the training and validation splits.
     pub split: (usize, usize),
 }
@@ -370,7 +380,14 @@ pub fn train_from(
         message: m,
     })?;
     let n = data.rows();
-    let (val_idx, train_idx) = stratified_split(&data.y, cfg.validation_fraction, cfg.seed);
+    check_encodable(data)?;
+    let task = data.task;
+    // Classes are split stratified; regression rows as one stratum.
+    let strata = match task {
+        Task::Classification => std::borrow::Cow::Borrowed(&data.y),
+        Task::Regression => std::borrow::Cow::Owned(vec![0; n]),
+    };
+    let (val_idx, train_idx) = stratified_split(&strata, cfg.validation_fraction, cfg.seed);
     if train_idx.is_empty() {
         return Err(RuntimeError::Data {
             path: data.path.clone(),
@@ -387,11 +404,15 @@ pub fn train_from(
 
     let feats = data.features() as u32;
     let x_all = device.from_vec(&[n as u32, feats], data.x.clone())?;
-    let y_all = device.from_vec(&[n as u32], data.y.iter().map(|&c| c as f32).collect())?;
+    let labels = data.label_values();
+    let y_all = match task {
+        Task::Classification => device.from_vec(&[n as u32], labels.clone())?,
+        Task::Regression => device.from_vec(&[n as u32, 1], labels.clone())?,
+    };
     let x_train_raw = device.gather_rows(&x_all, train_idx)?;
     let y_train = device.gather_rows(&y_all, train_idx)?;
     let x_val_raw = device.gather_rows(&x_all, val_idx)?;
-    let y_val: Vec<u32> = val_idx.iter().map(|&i| data.y[i as usize]).collect();
+    let y_val = Labels::pick(task, &labels, val_idx);
 
     let pre = &plugins.preprocessor;
     let (state, resumed) = match resume {
@@ -409,6 +430,7 @@ pub fn train_from(
         None
     };
     let features = x_train.shape().dims()[1] as u32;
+    check_finite_features(device, pre, data, &x_train)?;
 
     let Some(tr) = &plugins.trainer else {
         return evaluate_only(
@@ -431,8 +453,18 @@ pub fn train_from(
     };
     // A `model` plugin is trained by the host, with [training]'s optimizer;
     // a trainer plugin brings its own update.
+    if task == Task::Regression && tr.plugin.abi() == crate::plugin::Abi::V0_1 {
+        return Err(config_error(format!(
+            "the trainer `{}` is built for tensorlet:ml@0.1.0, whose data-spec has no task; \
+             regression needs a plugin built for tensorlet:ml@0.2.0 (rebuild it with a current \
+             SDK)",
+            tr.plugin.name()
+        )));
+    }
     let host = if tr.plugin.is_model() {
-        Some(cfg.host_training(steps_per_epoch).map_err(config_error)?)
+        let mut h = cfg.host_training(steps_per_epoch).map_err(config_error)?;
+        h.task = task;
+        Some(h)
     } else {
         if cfg.optimizer.is_some() || cfg.schedule.is_some() {
             return Err(config_error(format!(
@@ -482,7 +514,7 @@ pub fn train_from(
                 DataSpec {
                     features,
                     outputs: classes,
-                    task: Task::Classification,
+                    task,
                     seed: cfg.seed,
                 },
             )?;
@@ -549,20 +581,23 @@ pub fn train_from(
             observer.step(epoch, out.loss);
         }
         check_finite_params(&tr.plugin, device, &params, epoch)?;
-        let (val_loss, val_accuracy) = match &x_val {
-            Some(xv) => {
-                let (l, a) = evaluate(device, &plugins.predictor, &params, xv, &y_val, classes)?;
-                (Some(l), Some(a))
-            }
-            None => (None, None),
+        let val = match &x_val {
+            Some(xv) => Some(evaluate(
+                device,
+                &plugins.predictor,
+                &params,
+                xv,
+                &y_val,
+                classes,
+            )?),
+            None => None,
         };
-        let m = EpochMetrics {
+        let m = EpochMetrics::new(
             epoch,
-            train_loss: (loss_sum / steps_per_epoch.max(1) as f64) as f32,
-            val_loss,
-            val_accuracy,
-            seconds: started.elapsed().as_secs_f64(),
-        };
+            (loss_sum / steps_per_epoch.max(1) as f64) as f32,
+            val,
+            started.elapsed().as_secs_f64(),
+        );
         observer.epoch(&m);
         observer.checkpoint(&m, &params)?;
         // Strictly lower: the earliest epoch wins ties, as in `best_epoch`.
@@ -587,6 +622,7 @@ pub fn train_from(
         history,
         features,
         classes,
+        task,
         split: (train_n, val_n),
     })
 }
@@ -598,36 +634,36 @@ fn evaluate_only(
     device: &Device,
     plugins: &PipelinePlugins,
     state: NamedTensors,
-    (x_train, y_train, x_val, y_val): (&Tensor, &Tensor, Option<&Tensor>, &[u32]),
+    (x_train, y_train, x_val, y_val): (&Tensor, &Tensor, Option<&Tensor>, &Labels),
     classes: u32,
     observer: &mut dyn Observer,
 ) -> Result<TrainedModel> {
     let started = Instant::now();
     observer.start(1, 1);
     let params: NamedTensors = Vec::new();
-    let y_train: Vec<u32> = device.to_vec(y_train).iter().map(|&v| v as u32).collect();
-    let (train_loss, _) = evaluate(
+    let task = y_val.task();
+    let y_train = Labels::pick(task, &device.to_vec(y_train), &all_rows(x_train));
+    let train_loss = evaluate(
         device,
         &plugins.predictor,
         &params,
         x_train,
         &y_train,
         classes,
-    )?;
-    let (val_loss, val_accuracy) = match x_val {
-        Some(xv) => {
-            let (l, a) = evaluate(device, &plugins.predictor, &params, xv, y_val, classes)?;
-            (Some(l), Some(a))
-        }
-        None => (None, None),
+    )?
+    .loss;
+    let val = match x_val {
+        Some(xv) => Some(evaluate(
+            device,
+            &plugins.predictor,
+            &params,
+            xv,
+            y_val,
+            classes,
+        )?),
+        None => None,
     };
-    let m = EpochMetrics {
-        epoch: 1,
-        train_loss,
-        val_loss,
-        val_accuracy,
-        seconds: started.elapsed().as_secs_f64(),
-    };
+    let m = EpochMetrics::new(1, train_loss, val, started.elapsed().as_secs_f64());
     observer.step(1, train_loss);
     observer.epoch(&m);
     observer.checkpoint(&m, &params)?;
@@ -640,43 +676,232 @@ fn evaluate_only(
         history: vec![m],
         features,
         classes,
+        task,
         split: (y_train.len(), y_val.len()),
     })
 }
 
-/// Cross-entropy and accuracy of the predictor on preprocessed rows.
+/// The labels of some rows: class indices or regression targets.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Labels {
+    /// A class index per row.
+    Classes(Vec<u32>),
+    /// A target per row.
+    Targets(Vec<f32>),
+}
+
+impl Labels {
+    /// The labels of rows `idx` of `all` (as [`Dataset::label_values`]).
+    pub fn pick(task: Task, all: &[f32], idx: &[u32]) -> Labels {
+        let at = idx.iter().map(|&i| all[i as usize]);
+        match task {
+            Task::Classification => Labels::Classes(at.map(|v| v as u32).collect()),
+            Task::Regression => Labels::Targets(at.collect()),
+        }
+    }
+
+    /// Number of rows.
+    pub fn len(&self) -> usize {
+        match self {
+            Labels::Classes(c) => c.len(),
+            Labels::Targets(t) => t.len(),
+        }
+    }
+
+    /// Whether there are no rows.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The task these labels are for.
+    pub fn task(&self) -> Task {
+        match self {
+            Labels::Classes(_) => Task::Classification,
+            Labels::Targets(_) => Task::Regression,
+        }
+    }
+}
+
+fn all_rows(x: &Tensor) -> Vec<u32> {
+    (0..x.shape().dims()[0] as u32).collect()
+}
+
+/// The predictor's loss and metrics on some preprocessed rows.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Evaluation {
+    /// Log-loss (classification) or mean squared error (regression).
+    pub loss: f32,
+    /// Accuracy (classification).
+    pub accuracy: Option<f32>,
+    /// The other metrics (see [`EpochMetrics::val_metrics`]).
+    pub metrics: BTreeMap<String, f32>,
+}
+
+impl EpochMetrics {
+    /// An epoch's metrics from its mean training loss and its validation
+    /// [`Evaluation`], if there was a validation split.
+    pub fn new(epoch: u32, train_loss: f32, val: Option<Evaluation>, seconds: f64) -> Self {
+        let (val_loss, val_accuracy, val_metrics) = match val {
+            Some(e) => (Some(e.loss), e.accuracy, e.metrics),
+            None => (None, None, BTreeMap::new()),
+        };
+        EpochMetrics {
+            epoch,
+            train_loss,
+            val_loss,
+            val_accuracy,
+            val_metrics,
+            seconds,
+        }
+    }
+}
+
+/// Evaluates the predictor on preprocessed rows: class probabilities
+/// scored against classes, or predictions against regression targets.
 pub fn evaluate(
     device: &Device,
     predictor: &StagePlugin,
     params: &NamedTensors,
     x: &Tensor,
-    y: &[u32],
+    y: &Labels,
     classes: u32,
-) -> Result<(f32, f32)> {
-    let probs = predictor.plugin.predict(&predictor.config, params, x)?;
-    let p = check_probabilities(&predictor.plugin, device, &probs, y.len(), classes)?;
-    let c = classes as usize;
-    let (mut loss, mut correct) = (0.0f64, 0usize);
-    for (row, &label) in p.chunks(c).zip(y) {
-        loss -= f64::from(row[label as usize].max(1e-12)).ln();
-        if argmax(row) == label as usize {
-            correct += 1;
+) -> Result<Evaluation> {
+    let out = predictor
+        .plugin
+        .predict_as(&predictor.config, params, x, y.task())?;
+    Ok(match y {
+        Labels::Classes(y) => {
+            let p = check_probabilities(&predictor.plugin, device, &out, y.len(), classes)?;
+            let mut m = metrics::classification(&p, y, classes as usize);
+            let loss = m.remove("log_loss").unwrap_or(f32::NAN);
+            let accuracy = m.remove("accuracy");
+            Evaluation {
+                loss,
+                accuracy,
+                metrics: m,
+            }
         }
+        Labels::Targets(t) => {
+            let p = check_predictions(&predictor.plugin, device, &out, t.len(), classes)?;
+            let mut m = metrics::regression(&p, t);
+            let loss = m.remove("mse").unwrap_or(f32::NAN);
+            Evaluation {
+                loss,
+                accuracy: None,
+                metrics: m,
+            }
+        }
+    })
+}
+
+/// Checks a regression predictor's output: [rows, targets] and finite.
+pub fn check_predictions(
+    plugin: &Plugin,
+    device: &Device,
+    out: &Tensor,
+    rows: usize,
+    targets: u32,
+) -> Result<Vec<f32>> {
+    let bad = |m: String| RuntimeError::Plugin {
+        plugin: plugin.name().to_string(),
+        call: "predict",
+        failure: PluginFailure::BadOutput(m),
+    };
+    if out.shape().dims() != [rows, targets as usize] {
+        return Err(bad(format!(
+            "returned predictions of shape {} for {rows} rows; expected [{rows}, {targets}]",
+            out.shape()
+        )));
     }
-    let n = y.len().max(1) as f64;
-    Ok(((loss / n) as f32, (correct as f64 / n) as f32))
+    let v = device.to_vec(out);
+    if let Some(i) = v.iter().position(|p| !p.is_finite()) {
+        return Err(bad(format!(
+            "returned a non-finite prediction ({}) in row {}; try a lower learning rate",
+            v[i],
+            i / targets.max(1) as usize
+        )));
+    }
+    Ok(v)
+}
+
+/// Refuses categorical feature columns, which no stage encodes yet.
+fn check_encodable(data: &Dataset) -> Result<()> {
+    let cats: Vec<&str> = data
+        .schema
+        .iter()
+        .filter(|c| matches!(c.kind, ColumnType::Categorical { .. }))
+        .map(|c| c.name.as_str())
+        .collect();
+    if cats.is_empty() {
+        return Ok(());
+    }
+    Err(RuntimeError::Data {
+        path: data.path.clone(),
+        line: None,
+        column: None,
+        message: format!(
+            "column{} `{}` hold{} text (categories), which the pipeline's preprocessor would \
+             read as category codes; leave {} out with [data] drop = [\"{}\"], or encode {} \
+             as numbers before training",
+            if cats.len() > 1 { "s" } else { "" },
+            cats.join("`, `"),
+            if cats.len() > 1 { "" } else { "s" },
+            if cats.len() > 1 { "them" } else { "it" },
+            cats.join("\", \""),
+            if cats.len() > 1 { "them" } else { "it" },
+        ),
+    })
+}
+
+/// Refuses preprocessed features that are not finite: missing values that no
+/// stage filled in.
+fn check_finite_features(
+    device: &Device,
+    pre: &StagePlugin,
+    data: &Dataset,
+    x: &Tensor,
+) -> Result<()> {
+    let width = x.shape().dims()[1];
+    let v = device.to_vec(x);
+    let Some(i) = v.iter().position(|f| !f.is_finite()) else {
+        return Ok(());
+    };
+    let col = i % width.max(1);
+    let missing: Vec<String> = data
+        .schema
+        .iter()
+        .filter(|c| c.missing > 0)
+        .map(|c| format!("`{}` ({})", c.name, c.missing))
+        .collect();
+    let named = if width == data.features() {
+        format!("column `{}`", data.feature_names[col])
+    } else {
+        format!("output column {col}")
+    };
+    Err(RuntimeError::Data {
+        path: data.path.clone(),
+        line: None,
+        column: None,
+        message: if missing.is_empty() {
+            format!(
+                "the preprocessor `{}` gave a non-finite value ({}) in {named}",
+                pre.plugin.name(),
+                v[i]
+            )
+        } else {
+            format!(
+                "after the preprocessor `{}`, {named} still holds a missing value; missing \
+                 values by column: {}; fill them in, or leave those columns out with [data] \
+                 drop",
+                pre.plugin.name(),
+                missing.join(", ")
+            )
+        },
+    })
 }
 
 /// Index of the first largest value.
-pub fn argmax(row: &[f32]) -> usize {
-    let mut best = 0;
-    for (i, &v) in row.iter().enumerate() {
-        if v > row[best] {
-            best = i;
-        }
-    }
-    best
-}
+pub use metrics::argmax;
 
 #[cfg(test)]
 mod tests {

@@ -340,6 +340,32 @@ export class Params {
   }
 }
 
+/**
+ * The plugin's declared config: `config` over `defaults`, which lists every key the
+ * plugin takes with its default. A key not in `defaults` throws a `TensorletError`
+ * naming it and the known keys, as the Rust SDK's `Config::decode` does
+ * (``unknown config key `hiden`; the known keys are: hidden``), so a typo is never a
+ * silent default. `null` counts as absent. Call it in every method that reads
+ * `config`: `const c = configKeys(config, { hidden: [64] });`.
+ */
+export function configKeys(config, defaults) {
+  const known = Object.keys(defaults).sort();
+  for (const key of Object.keys(config).sort()) {
+    if (!Object.prototype.hasOwnProperty.call(defaults, key)) {
+      throw new TensorletError(
+        known.length > 0
+          ? `unknown config key \`${key}\`; the known keys are: ${known.join(', ')}`
+          : `unknown config key \`${key}\`; this plugin takes no config keys`,
+      );
+    }
+  }
+  const out = { ...defaults };
+  for (const [key, value] of Object.entries(config)) {
+    if (value !== null && value !== undefined) out[key] = value;
+  }
+  return out;
+}
+
 function parseConfig(text) {
   const value = text ? JSON.parse(text) : {};
   if (value === null || typeof value !== 'object' || Array.isArray(value)) {

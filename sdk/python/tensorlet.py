@@ -55,6 +55,7 @@ __all__ = [
     "export_model",
     "derive_seed",
     "f32",
+    "config_keys",
 ]
 
 Number = Union[int, float]
@@ -516,6 +517,27 @@ def f32(value: Number) -> float:
     of every float a WIT call carries: compute a scalar as the host (or a Rust
     plugin) would, e.g. ``f32(math.sqrt(f32(2.0 / fan_in)))``."""
     return struct.unpack("f", struct.pack("f", float(value)))[0]
+
+
+def config_keys(config: Mapping[str, Any], defaults: Mapping[str, Any]) -> Dict[str, Any]:
+    """The plugin's declared config: ``config`` over ``defaults``, which lists every key
+    the plugin takes with its default. A key not in ``defaults`` raises
+    ``TensorletError`` naming it and the known keys, as the Rust SDK's
+    ``Config::decode`` does (``unknown config key `hiden`; the known keys are:
+    hidden``), so a typo is never a silent default. ``None`` (JSON ``null``) counts as
+    absent. Call it in every method that reads ``config``::
+
+        c = config_keys(config, {"hidden": [64]})
+    """
+    for key in sorted(config):
+        if key not in defaults:
+            known = ", ".join(sorted(defaults))
+            raise TensorletError(
+                f"unknown config key `{key}`; the known keys are: {known}"
+                if defaults
+                else f"unknown config key `{key}`; this plugin takes no config keys"
+            )
+    return {**defaults, **{k: v for k, v in config.items() if v is not None}}
 
 
 def _config(text: str) -> Dict[str, Any]:

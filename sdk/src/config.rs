@@ -1,5 +1,9 @@
-//! [`Config`]: the plugin's configuration table, read with typed getters and defaults.
+//! [`Config`]: the plugin's configuration table, decoded into the plugin's own struct
+//! ([`Config::decode`]) or read with typed getters and defaults.
 
+use std::fmt;
+
+use serde::de::{self, DeserializeOwned, DeserializeSeed, MapAccess, Visitor};
 use serde_json::{Map, Value};
 
 use crate::{Error, Result};
@@ -7,9 +11,40 @@ use crate::{Error, Result};
 /// The plugin's configuration: the pipeline's `[<stage>.config]` table, which the host
 /// passes as a JSON object (a trainer's also holds the host's `learning_rate`).
 ///
-/// Getters take the key and a default for when the key is absent (or JSON `null`); a
-/// present value of the wrong type is an error that names the key, so a typo in a value
-/// is never silently replaced by the default. Keys nobody asks for are ignored.
+/// The way to read it is [`Config::decode`]: declare the keys as a struct and decode the
+/// table into it, so that an unknown or misspelled key is an error naming the key and
+/// the known ones, never a silent default:
+///
+/// ```
+/// #[derive(serde::Deserialize)]
+/// #[serde(deny_unknown_fields, default)]
+/// struct MlpConfig {
+///     hidden: Vec<u32>,
+///     init_std: f32,
+/// }
+///
+/// impl Default for MlpConfig {
+///     fn default() -> Self {
+///         MlpConfig { hidden: vec![64], init_std: 0.01 }
+///     }
+/// }
+///
+/// let config = tensorlet_sdk::Config::parse(r#"{"hidden": [32, 16]}"#)?;
+/// let c: MlpConfig = config.decode()?;
+/// assert_eq!((c.hidden, c.init_std), (vec![32, 16], 0.01));
+///
+/// let typo = tensorlet_sdk::Config::parse(r#"{"hiden": [128]}"#)?;
+/// assert_eq!(
+///     typo.decode::<MlpConfig>().err().unwrap().message(),
+///     "unknown config key `hiden`; the known keys are: hidden, init_std"
+/// );
+/// # Ok::<(), tensorlet_sdk::Error>(())
+/// ```
+///
+/// The getters take the key and a default for when the key is absent (or JSON `null`);
+/// a present value of the wrong type is an error that names the key. They do not see
+/// the keys nobody asks for, so a plugin that uses only getters should check
+/// [`Config::keys`] itself (or use [`Config::expect_keys`]).
 ///
 /// ```
 /// let config = tensorlet_sdk::Config::parse(r#"{"learning_rate": 0.5, "hidden": [32, 16]}"#)?;
@@ -39,6 +74,41 @@ impl Config {
             Err(e) => Err(Error::msg(format!(
                 "the plugin config is not valid JSON: {e}"
             ))),
+        }
+    }
+
+    /// Decodes the table into `T`, the plugin's declared config (a struct deriving serde's
+    /// `Deserialize`, usually with `#[serde(deny_unknown_fields, default)]`).
+    ///
+    /// A key that `T` does not declare is an error, ``unknown config key `hiden`; the
+    /// known keys are: hidden, init_std``, whether or not `T` says
+    /// `deny_unknown_fields` (say it anyway: it also covers nested tables and
+    /// `#[serde(flatten)]`); a value of the wrong type is an error naming its key
+    /// (``config key `hidden`: invalid type: …``); a missing key without a default is
+    /// ``missing config key `x` ``. `null` counts as absent, as for the getters.
+    ///
+    /// A trainer's table also holds the host's `learning_rate`, so a trainer's config
+    /// struct declares that field.
+    pub fn decode<T: DeserializeOwned>(&self) -> Result<T> {
+        T::deserialize(Table(&self.values)).map_err(|e| Error::msg(e.0))
+    }
+
+    /// Fails, naming the first key not in `known` and listing `known`, when the table
+    /// has a key that is not in `known`: the check [`Config::decode`] makes, for a
+    /// plugin that reads its config with the getters.
+    ///
+    /// ```
+    /// let config = tensorlet_sdk::Config::parse(r#"{"init_std": 0.1, "sead": 3}"#)?;
+    /// assert_eq!(
+    ///     config.expect_keys(&["init_std", "seed"]).unwrap_err().message(),
+    ///     "unknown config key `sead`; the known keys are: init_std, seed"
+    /// );
+    /// # Ok::<(), tensorlet_sdk::Error>(())
+    /// ```
+    pub fn expect_keys(&self, known: &[&str]) -> Result<()> {
+        match self.keys().find(|k| !known.contains(k)) {
+            Some(key) => Err(Error::msg(unknown_key(key, known))),
+            None => Ok(()),
         }
     }
 
@@ -135,6 +205,117 @@ impl Config {
                 shorten(&value.to_string())
             ))),
         }
+    }
+}
+
+/// ``unknown config key `key`; the known keys are: a, b`` (sorted).
+fn unknown_key(key: &str, known: &[&str]) -> String {
+    if known.is_empty() {
+        return format!("unknown config key `{key}`; this plugin takes no config keys");
+    }
+    let mut known = known.to_vec();
+    known.sort_unstable();
+    known.dedup();
+    format!(
+        "unknown config key `{key}`; the known keys are: {}",
+        known.join(", ")
+    )
+}
+
+/// What [`Config::decode`] fails with; its message becomes the SDK's [`Error`].
+#[derive(Debug)]
+struct DecodeError(String);
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for DecodeError {}
+
+impl de::Error for DecodeError {
+    fn custom<M: fmt::Display>(msg: M) -> Self {
+        DecodeError(msg.to_string())
+    }
+
+    fn missing_field(field: &'static str) -> Self {
+        DecodeError(format!("missing config key `{field}`"))
+    }
+
+    fn unknown_field(field: &str, expected: &'static [&'static str]) -> Self {
+        DecodeError(unknown_key(field, expected))
+    }
+}
+
+/// The config table as a serde `Deserializer`: a map whose keys are checked against a
+/// struct's fields and whose values' errors name their key.
+struct Table<'a>(&'a Map<String, Value>);
+
+impl<'de> de::Deserializer<'de> for Table<'de> {
+    type Error = DecodeError;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DecodeError> {
+        visitor.visit_map(Entries {
+            entries: self.0.iter().filter(|(_, v)| !v.is_null()),
+            value: None,
+        })
+    }
+
+    fn deserialize_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, DecodeError> {
+        // serde's `deny_unknown_fields` would say "unknown field `x`, expected one of
+        // …" for the first unknown key in the table's order; this names it the same
+        // way as `expect_keys`, and also for structs that do not deny unknown fields.
+        if let Some(key) = self.0.keys().find(|k| !fields.contains(&k.as_str())) {
+            return Err(DecodeError(unknown_key(key, fields)));
+        }
+        self.deserialize_any(visitor)
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes
+        byte_buf option unit unit_struct newtype_struct seq tuple tuple_struct map enum
+        identifier ignored_any
+    }
+}
+
+/// The table's entries, for serde's `MapAccess`.
+struct Entries<'de, I> {
+    entries: I,
+    /// The key and value of the entry whose key was just handed out.
+    value: Option<(&'de str, &'de Value)>,
+}
+
+impl<'de, I: Iterator<Item = (&'de String, &'de Value)>> MapAccess<'de> for Entries<'de, I> {
+    type Error = DecodeError;
+
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, DecodeError> {
+        let Some((key, value)) = self.entries.next() else {
+            return Ok(None);
+        };
+        self.value = Some((key, value));
+        seed.deserialize(de::value::BorrowedStrDeserializer::new(key.as_str()))
+            .map(Some)
+    }
+
+    fn next_value_seed<V: DeserializeSeed<'de>>(
+        &mut self,
+        seed: V,
+    ) -> Result<V::Value, DecodeError> {
+        let (key, value) = self
+            .value
+            .take()
+            .ok_or_else(|| DecodeError("a config value was asked for before its key".into()))?;
+        seed.deserialize(value)
+            .map_err(|e| DecodeError(format!("config key `{key}`: {e}")))
     }
 }
 
@@ -256,6 +437,111 @@ mod tests {
         assert_eq!(
             msg(c.u32_list_or("hidden", &[])),
             "config key `hidden` must be a list of whole numbers in 0..=4294967295, got [8,\"x\"]"
+        );
+    }
+
+    #[derive(Debug, PartialEq, serde::Deserialize)]
+    #[serde(deny_unknown_fields, default)]
+    struct Mlp {
+        hidden: Vec<u32>,
+        learning_rate: f32,
+        strategy: Strategy,
+    }
+
+    #[derive(Debug, PartialEq, serde::Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    enum Strategy {
+        Mean,
+        MostFrequent,
+    }
+
+    impl Default for Mlp {
+        fn default() -> Self {
+            Mlp {
+                hidden: vec![64],
+                learning_rate: 0.1,
+                strategy: Strategy::Mean,
+            }
+        }
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    struct Required {
+        #[allow(dead_code, reason = "only decoded")]
+        graph: String,
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Nothing {}
+
+    fn decode<T: DeserializeOwned>(json: &str) -> Result<T> {
+        Config::parse(json).unwrap().decode()
+    }
+
+    fn decode_err<T: DeserializeOwned + std::fmt::Debug>(json: &str) -> String {
+        decode::<T>(json).unwrap_err().message().to_string()
+    }
+
+    #[test]
+    fn decode_fills_defaults_and_reads_values() {
+        assert_eq!(decode::<Mlp>("").unwrap(), Mlp::default());
+        let m: Mlp =
+            decode(r#"{"hidden": [8, 4], "learning_rate": 0.5, "strategy": "most_frequent"}"#)
+                .unwrap();
+        assert_eq!(
+            m,
+            Mlp {
+                hidden: vec![8, 4],
+                learning_rate: 0.5,
+                strategy: Strategy::MostFrequent
+            }
+        );
+        // null is absent, as for the getters.
+        assert_eq!(
+            decode::<Mlp>(r#"{"hidden": null}"#).unwrap(),
+            Mlp::default()
+        );
+        decode::<Nothing>("{}").unwrap();
+    }
+
+    #[test]
+    fn decode_names_unknown_keys_and_the_known_ones() {
+        assert_eq!(
+            decode_err::<Mlp>(r#"{"learning_rate": 0.1, "hiden": [128]}"#),
+            "unknown config key `hiden`; the known keys are: hidden, learning_rate, strategy"
+        );
+        assert_eq!(
+            decode_err::<Nothing>(r#"{"scale": 2}"#),
+            "unknown config key `scale`; this plugin takes no config keys"
+        );
+        // Also for a struct that does not deny unknown fields itself.
+        assert_eq!(
+            decode_err::<Required>(r#"{"graph": "g", "grahp": "h"}"#),
+            "unknown config key `grahp`; the known keys are: graph"
+        );
+    }
+
+    #[test]
+    fn decode_names_the_key_of_a_bad_value() {
+        assert_eq!(
+            decode_err::<Mlp>(r#"{"hidden": [8, "x"]}"#),
+            "config key `hidden`: invalid type: string \"x\", expected u32"
+        );
+        assert_eq!(
+            decode_err::<Mlp>(r#"{"strategy": "median"}"#),
+            "config key `strategy`: unknown variant `median`, expected `mean` or `most_frequent`"
+        );
+        assert_eq!(decode_err::<Required>("{}"), "missing config key `graph`");
+    }
+
+    #[test]
+    fn expect_keys_names_the_unknown_key() {
+        let c = Config::parse(r#"{"a": 1, "b": 2}"#).unwrap();
+        c.expect_keys(&["b", "a", "c"]).unwrap();
+        assert_eq!(
+            c.expect_keys(&["b"]).unwrap_err().message(),
+            "unknown config key `a`; the known keys are: b"
         );
     }
 }

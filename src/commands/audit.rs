@@ -5,7 +5,6 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use tensorlet_runtime::registry::AuditCheckpoint;
-use tensorlet_runtime::registry::client::Remote;
 
 /// Read and verify the audit log.
 #[derive(Debug, clap::Args)]
@@ -78,7 +77,7 @@ pub fn execute(args: Args) -> Result<()> {
         }
         AuditCommand::Checkpoint { out, registry } => {
             let cp = match registry.as_deref().filter(|r| !r.is_empty()) {
-                Some(url) => Remote::new(url)?
+                Some(url) => crate::artifacts::remote(url)?
                     .audit_checkpoint()
                     .with_context(|| format!("cannot fetch the audit checkpoint of {url}"))?,
                 None => crate::artifacts::open()?.audit_checkpoint()?,

@@ -329,13 +329,14 @@ fn rss_of(pid: u32) -> Option<u64> {
 }
 
 /// Trains the autodiff MLP on the CPU for at least `steps` steps, sampling the
-/// child's RSS every 100 ms, and prints it at a few points of the run.
+/// child's RSS every 25 ms, and prints it at a few points of the run.
 fn rss_run(pipeline: &Path, data: &Path, home: &Path, steps: u64) -> Result<()> {
     let ds = tensorlet_runtime::data::load_labeled(data, Some("digit"))?;
-    let (val, train) = tensorlet_runtime::train::stratified_split(&ds.y, 0.2, 0);
+    let (_, train) = tensorlet_runtime::train::stratified_split(&ds.y, 0.2, 0);
     let per_epoch = (train.len() as u64).div_ceil(32);
     let epochs = steps.div_ceil(per_epoch);
-    let _ = val;
+    let log_path = home.join("rss-run.log");
+    let log = std::fs::File::create(&log_path)?;
     let exe = std::env::current_exe().context("cannot find the tensorlet executable")?;
     let mut child = Command::new(&exe)
         .arg("train")
@@ -349,23 +350,27 @@ fn rss_run(pipeline: &Path, data: &Path, home: &Path, steps: u64) -> Result<()> 
             "cpu",
             "--allow-unsigned",
         ])
-        .args(["--batch-size", "32"])
+        .args(["--batch-size", "32", "--out"])
+        .arg(home.join("model-rss"))
         .env("TENSORLET_HOME", home.join("home"))
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        .stderr(log)
         .spawn()
         .context("cannot run tensorlet train")?;
     let started = Instant::now();
     let mut samples: Vec<(f64, u64)> = Vec::new();
     loop {
         if let Some(status) = child.try_wait()? {
-            anyhow::ensure!(status.success(), "the long training run failed");
+            if !status.success() {
+                let err = std::fs::read_to_string(&log_path).unwrap_or_default();
+                anyhow::bail!("the long training run failed:\n{err}");
+            }
             break;
         }
         if let Some(rss) = rss_of(child.id()) {
             samples.push((started.elapsed().as_secs_f64(), rss));
         }
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(Duration::from_millis(25));
     }
     anyhow::ensure!(samples.len() >= 4, "the run was too short to sample");
     let mib = |b: u64| b as f64 / (1 << 20) as f64;

@@ -61,6 +61,7 @@ pub fn run(
         },
     ));
 
+    let http = crate::common::http_client()?;
     println!();
     println!("serving them at http://{local} (Open Inference Protocol V2):");
     for (reference, data_path) in models {
@@ -76,14 +77,12 @@ pub fn run(
             "inputs": [{ "name": "input", "shape": [2, f], "datatype": "FP32", "data": rows }],
         });
         let url = format!("http://{local}/v2/models/{name}/infer");
-        let text = ureq::post(&url)
-            .set("Content-Type", "application/json")
-            .send_string(&body.to_string())
-            .with_context(|| format!("POST {url}"))?
-            .into_string()
-            .context("cannot read the server's answer")?;
+        let answer = http
+            .post(&url, "application/json", body.to_string().into_bytes())
+            .and_then(|r| r.error_for_status())
+            .with_context(|| format!("POST {url}"))?;
         let reply: Value =
-            serde_json::from_str(&text).context("the server's answer is not JSON")?;
+            serde_json::from_slice(&answer.body).context("the server's answer is not JSON")?;
         let labels = &reply["outputs"][0]["data"];
         let probs: Vec<f64> =
             serde_json::from_value(reply["outputs"][1]["data"].clone()).unwrap_or_default();

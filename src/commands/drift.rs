@@ -13,7 +13,7 @@ use super::serve::served_name;
 pub struct Args {
     /// The model (`ns/name@alias` or its served name).
     pub model: String,
-    /// The server's base URL.
+    /// The server's base URL (`http://…`, or `https://…` behind a TLS proxy).
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     pub server: String,
     /// Print JSON.
@@ -23,11 +23,11 @@ pub struct Args {
 
 pub fn execute(args: Args) -> Result<()> {
     let url = format!("{}/metrics", args.server.trim_end_matches('/'));
-    let text = ureq::get(&url)
-        .call()
-        .with_context(|| format!("cannot reach {url}"))?
-        .into_string()
-        .context("cannot read the metrics")?;
+    let text = crate::common::http_client()?
+        .get(&url)
+        .and_then(|r| r.error_for_status())
+        .context("cannot read the server's metrics")?
+        .text();
     let name = served_name(&args.model);
     let prefix = format!("tensorlet_model_drift_score{{model=\"{name}\",version=\"");
     let scores: Vec<(String, f64)> = text

@@ -10,6 +10,7 @@ pub mod demo;
 pub mod demo_serve;
 pub mod devices;
 pub mod drift;
+pub mod eval;
 pub mod export;
 pub mod key;
 pub mod keygen;

@@ -22,7 +22,8 @@ pub struct Args {
     /// `.json` file holding an array of rows.
     #[arg(long)]
     pub input: PathBuf,
-    /// Print JSON (label, class name, probabilities per row) instead of labels.
+    /// Print JSON (label, class name, probabilities per row; for regression the
+    /// predicted target) instead of labels.
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
@@ -91,8 +92,29 @@ pub fn execute(args: Args) -> Result<()> {
         args.unsigned.allow_unsigned,
         &args.model,
     )?;
-    let input = data::load_features(&args.input, Some(&model.meta.label))?;
+    let input = data::load_features(
+        &args.input,
+        Some(&model.meta.label),
+        model.meta.schema.as_deref(),
+    )?;
     let p = model.predict(rt.device(), input.x, input.rows)?;
+    if !p.values.is_empty() {
+        // Regression: the predicted target(s) of each row.
+        if args.json {
+            let rows: Vec<_> = p
+                .values
+                .iter()
+                .map(|v| serde_json::json!({ model.meta.label.as_str(): v }))
+                .collect();
+            println!("{}", serde_json::to_string_pretty(&rows)?);
+        } else {
+            for v in &p.values {
+                let cells: Vec<String> = v.iter().map(f32::to_string).collect();
+                println!("{}", cells.join(","));
+            }
+        }
+        return Ok(());
+    }
     if args.json {
         let rows: Vec<_> = p
             .labels

@@ -1,9 +1,17 @@
 //! `tensorlet promote <model-ref> --to <alias>` and
 //! `tensorlet rollback <ns/name> --alias <alias>`.
 
-use anyhow::{Context, Result};
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use serde_json::json;
+use tensorlet_runtime::metrics::{Metrics, Requirement};
+use tensorlet_runtime::model::ModelMeta;
 use tensorlet_runtime::registry::oci::{self, OciReference};
-use tensorlet_runtime::registry::{AliasMove, Reference};
+use tensorlet_runtime::registry::{AliasMove, Reference, Registry};
+
+use crate::artifacts::RegistryArgs;
+use crate::common::{self, DeviceArgs};
 
 /// Point an alias (`staging`, `production`, …) at a model version, after
 /// verifying it.
@@ -17,9 +25,21 @@ pub struct PromoteArgs {
     /// The alias to move, e.g. `staging` or `production`.
     #[arg(long)]
     pub to: String,
+    /// Promote only a version that meets this (repeatable): `r2>=0.45`,
+    /// `accuracy>0.9`, `rmse<60`. Checked against the validation metrics
+    /// recorded with the version (its kept epoch), or with `--data` against
+    /// a fresh evaluation; a refusal is recorded in the audit log.
+    #[arg(long = "require", value_name = "METRIC>=VALUE")]
+    pub require: Vec<Requirement>,
+    /// Labelled rows to evaluate the version on for `--require` (as `tensorlet
+    /// eval`).
+    #[arg(long, requires = "require")]
+    pub data: Option<PathBuf>,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub device: DeviceArgs,
 }
 
 /// Move an alias back to the version it pointed at before its latest move.
@@ -56,8 +76,93 @@ fn report(m: &AliasMove, json: bool, verb: &str) -> Result<()> {
     Ok(())
 }
 
+/// The validation metrics recorded with a model's kept epoch, by the names
+/// `eval` uses (`accuracy`, `log_loss` / `mse`, `r2`, …) and with `val_`.
+fn recorded(meta: &ModelMeta) -> Metrics {
+    let mut m = Metrics::new();
+    let Some(kept) = meta.kept_metrics() else {
+        return m;
+    };
+    let loss = match meta.task {
+        tensorlet_runtime::Task::Classification => "log_loss",
+        tensorlet_runtime::Task::Regression => "mse",
+    };
+    let named = kept
+        .val_loss
+        .map(|v| (loss.to_string(), v))
+        .into_iter()
+        .chain(kept.val_accuracy.map(|v| ("accuracy".to_string(), v)))
+        .chain(kept.val_metrics.iter().map(|(k, v)| (k.clone(), *v)));
+    for (k, v) in named {
+        m.insert(format!("val_{k}"), v);
+        m.insert(k, v);
+    }
+    if let Some(l) = kept.val_loss {
+        m.insert("val_loss".into(), l);
+    }
+    m
+}
+
+/// Checks `--require` before promoting: refused (and audited) when any
+/// requirement is missed.
+fn gate(reg: &Registry, args: &PromoteArgs) -> Result<()> {
+    if args.require.is_empty() {
+        return Ok(());
+    }
+    if args.reference.starts_with("oci://") {
+        bail!(
+            "--require checks a version in this registry; pull `{}` first and promote it here",
+            args.reference
+        );
+    }
+    let rt = common::runtime(args.device.open()?)?;
+    let model =
+        super::predict::load_model(&rt, reg, &RegistryArgs::default(), false, &args.reference)?;
+    let (metrics, source) = match &args.data {
+        Some(path) => (
+            super::eval::score(&rt, &model, path)?.metrics,
+            format!("evaluated on {}", path.display()),
+        ),
+        None => (
+            recorded(&model.meta),
+            "recorded with the version".to_string(),
+        ),
+    };
+    let missed: Vec<String> = args
+        .require
+        .iter()
+        .filter_map(|r| r.check(&metrics).err())
+        .collect();
+    let requirements: Vec<String> = args.require.iter().map(ToString::to_string).collect();
+    reg.record(
+        if missed.is_empty() {
+            "promote.gate"
+        } else {
+            "promote.refused"
+        },
+        &args.reference,
+        json!({
+            "alias": args.to,
+            "require": requirements,
+            "metrics": metrics,
+            "source": source,
+            "missed": missed,
+        }),
+    )?;
+    if !missed.is_empty() {
+        bail!(
+            "not promoting {} to {}: {} (metrics {source}); the refusal is in the audit log",
+            args.reference,
+            args.to,
+            missed.join("; ")
+        );
+    }
+    Ok(())
+}
+
 pub fn promote(args: PromoteArgs) -> Result<()> {
     let reg = crate::artifacts::open()?;
+    gate(&reg, &args)?;
     if args.reference.starts_with("oci://") {
         let r = OciReference::parse(&args.reference)?;
         let Some(selector) = &r.selector else {

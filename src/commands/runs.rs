@@ -274,13 +274,22 @@ fn show(reg: &Registry, id: &str, json: bool) -> Result<()> {
         return Ok(());
     }
     let best = r.best().map(|m| m.epoch);
+    let extra = metric_names(&r.history);
+    let extra_head: String = extra
+        .iter()
+        .map(|k| format!(" {:>10}", format!("VAL_{}", k.to_uppercase())))
+        .collect();
     println!(
-        "  {:>5} {:>10} {:>10} {:>8} {:>8}  PARAMS",
+        "  {:>5} {:>10} {:>10} {:>8}{extra_head} {:>8}  PARAMS",
         "EPOCH", "TRAIN_LOSS", "VAL_LOSS", "VAL_ACC", "SECONDS"
     );
     for (m, p) in r.history.iter().zip(&r.params) {
+        let extra_cells: String = extra
+            .iter()
+            .map(|k| format!(" {:>10}", fmt_opt(m.val_metrics.get(k).copied())))
+            .collect();
         println!(
-            "{} {:>5} {:>10.4} {:>10} {:>8} {:>8.3}  {}",
+            "{} {:>5} {:>10.4} {:>10} {:>8}{extra_cells} {:>8.3}  {}",
             if best == Some(m.epoch) { "*" } else { " " },
             m.epoch,
             m.train_loss,
@@ -294,6 +303,13 @@ fn show(reg: &Registry, id: &str, json: bool) -> Result<()> {
         println!("(* the epoch with the lowest validation loss)");
     }
     Ok(())
+}
+
+/// The names of the task metrics (`f1_macro`, `r2`, …) recorded in any epoch.
+fn metric_names(history: &[EpochMetrics]) -> Vec<String> {
+    let names: std::collections::BTreeSet<&String> =
+        history.iter().flat_map(|m| m.val_metrics.keys()).collect();
+    names.into_iter().cloned().collect()
 }
 
 /// The rows `runs compare` prints: (label, value per run).
@@ -341,6 +357,13 @@ fn comparison(runs: &[LoadedRun]) -> Vec<(String, Vec<String>)> {
     add("best val_accuracy", &|r| {
         fmt_opt(r.best().and_then(|m| m.val_accuracy))
     });
+    let extra: std::collections::BTreeSet<String> =
+        runs.iter().flat_map(|r| metric_names(&r.history)).collect();
+    for k in &extra {
+        add(&format!("best val_{k}"), &|r| {
+            fmt_opt(r.best().and_then(|m| m.val_metrics.get(k).copied()))
+        });
+    }
     add("final train_loss", &|r| {
         fmt_opt(r.history.last().map(|m| m.train_loss))
     });

@@ -33,7 +33,8 @@ pub struct Args {
     /// loaded, verified, warmed and swapped in without dropping requests.
     #[arg(long, default_value_t = 2.0)]
     pub poll: f64,
-    /// Follow a central registry (`http://host:7070` or `oci://host:5000[/prefix]`):
+    /// Follow a central registry (`https://host:7070`, `http://host:7070` or
+    /// `oci://host:5000[/prefix]`):
     /// each poll asks it where the served aliases point (one small request),
     /// pulls and verifies against the local trust policy only what moved, and
     /// swaps it in; what this node does not trust is refused and reported.
@@ -241,7 +242,7 @@ pub fn execute(args: Args) -> Result<()> {
 
     if let Some(f) = &follower {
         for reference in by_name.values() {
-            crate::fleet::report_initial(f, reference);
+            crate::fleet::report_initial(f, reference)?;
         }
     }
     let mut deployed: BTreeMap<String, String> = BTreeMap::new();
@@ -393,8 +394,14 @@ fn watch(
                         server.record_failure(name, reference, &e);
                     }
                     Ok(_) => {}
-                    Err(e) => {
+                    Err(e) if e.is_unreachable() => {
                         tracing::warn!("cannot follow {reference}: {e}");
+                        trouble = true;
+                    }
+                    Err(e) => {
+                        // Not an outage: TLS, an HTTP error or a missing
+                        // reference, which retrying alone will not fix.
+                        tracing::error!("cannot follow {reference}: {e}");
                         trouble = true;
                     }
                 }

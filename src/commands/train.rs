@@ -23,7 +23,7 @@ use tensorlet_runtime::registry::{
     Selector, VerifiedArtifact, check_name, check_version, digest,
 };
 use tensorlet_runtime::train::{self, EpochMetrics, Observer, PipelinePlugins, Resume};
-use tensorlet_runtime::{NamedTensors, Pipeline, Runtime, RuntimeError};
+use tensorlet_runtime::{NamedTensors, Pipeline, Runtime, RuntimeError, Task};
 
 use crate::artifacts::{RegistryArgs, UnsignedArgs};
 use crate::common::{self, DeviceArgs};
@@ -102,11 +102,25 @@ pub fn execute(args: Args) -> Result<()> {
         other => other?,
     };
     let meta = &outcome.meta;
+    let headline = match (meta.task, meta.kept_metrics()) {
+        (Task::Regression, Some(m)) if m.val_loss.is_some() => format!(
+            "validation r2 {} rmse {}",
+            m.val_metrics
+                .get("r2")
+                .map_or("n/a".into(), |v| format!("{v:.4}")),
+            m.val_metrics
+                .get("rmse")
+                .map_or("n/a".into(), |v| format!("{v:.4}"))
+        ),
+        _ => format!(
+            "validation accuracy {}",
+            meta.val_accuracy()
+                .map_or("n/a (no validation split)".into(), |a| format!("{a:.4}"))
+        ),
+    };
     println!(
-        "trained {}: validation accuracy {} (epoch {} of {} kept; run {}) in {:.1} s",
+        "trained {}: {headline} (epoch {} of {} kept; run {}) in {:.1} s",
         meta.name,
-        meta.val_accuracy()
-            .map_or("n/a (no validation split)".into(), |a| format!("{a:.4}")),
         meta.epoch.unwrap_or(meta.metrics.len() as u32),
         meta.metrics.len(),
         outcome.run_id,
@@ -615,7 +629,7 @@ impl Run<'_> {
         resume: Option<&RunRecord>,
     ) -> Result<Outcome> {
         let data_path = &data_source.path;
-        let data: Dataset = data::load_labeled(data_path, pipeline.data.label.as_deref())?;
+        let data: Dataset = data::load(data_path, &pipeline.data.options())?;
         let named = pipeline
             .data
             .class_names
@@ -1052,8 +1066,9 @@ impl Progress {
     }
 
     fn epoch(&mut self, m: &EpochMetrics) {
-        let val = match (m.val_loss, m.val_accuracy) {
-            (Some(l), Some(a)) => format!(" val_loss {l:.4} val_accuracy {a:.4}"),
+        let val = match (m.val_loss, m.val_accuracy, m.val_metrics.get("r2")) {
+            (Some(l), Some(a), _) => format!(" val_loss {l:.4} val_accuracy {a:.4}"),
+            (Some(l), None, Some(r2)) => format!(" val_loss {l:.4} val_r2 {r2:.4}"),
             _ => String::new(),
         };
         self.bar.set_message(format!(

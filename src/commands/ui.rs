@@ -2,6 +2,7 @@
 
 use anyhow::{Context, Result};
 use tensorlet_console::{Console, ConsoleConfig};
+use tensorlet_runtime::registry::http::HttpSettings;
 
 use crate::artifacts::RegistryArgs;
 use crate::common;
@@ -35,6 +36,7 @@ pub fn execute(args: Args) -> Result<()> {
     config.remote = args.registry.registry.clone().filter(|r| !r.is_empty());
     config.allow_remote_actions = args.allow_remote_actions;
     config.serving_url = args.serving.clone();
+    config.http = HttpSettings::from_env();
     if !addr.ip().is_loopback() {
         if args.allow_remote_actions {
             eprintln!(

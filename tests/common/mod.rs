@@ -1,5 +1,12 @@
-//! Helpers shared by the integration tests.
+//! Helpers shared by the integration tests: `tensorlet` as a process, HTTP
+//! ([`http`]), a private CA for TLS ([`tls`]), and servers to test against
+//! (`tensorlet registry serve` and `tensorlet serve` here, the CNCF
+//! distribution registry in [`oci`]).
 #![allow(dead_code, reason = "each test binary uses a different subset")]
+
+pub mod http;
+pub mod oci;
+pub mod tls;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -112,11 +119,12 @@ pub fn pipeline(name: &str) -> PathBuf {
 /// settings from the environment.
 pub fn command(home: &Path, args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_tensorlet"));
-    cmd.args(args)
-        .env("TENSORLET_HOME", home)
-        .env_remove("TENSORLET_DEVICE")
-        .env_remove("TENSORLET_REGISTRY")
-        .env_remove("TENSORLET_KEY");
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("TENSORLET_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.args(args).env("TENSORLET_HOME", home);
     cmd
 }
 
@@ -265,7 +273,7 @@ pub fn served_addr(child: &mut std::process::Child) -> String {
 /// plus `extra`; killed when dropped.
 pub struct RegistryServer {
     child: std::process::Child,
-    /// `http://127.0.0.1:PORT`.
+    /// `http://127.0.0.1:PORT` (`https://…` when started with TLS).
     pub url: String,
 }
 
@@ -286,10 +294,25 @@ impl RegistryServer {
             .unwrap();
         let url = line
             .split_whitespace()
-            .find(|w| w.starts_with("http://"))
+            .find(|w| w.starts_with("http://") || w.starts_with("https://"))
             .unwrap_or_else(|| panic!("no URL in {line:?}"))
             .to_string();
         RegistryServer { child, url }
+    }
+
+    /// [`RegistryServer::start`] serving HTTPS with `cert` and `key` (PEM).
+    pub fn start_tls(home: &Path, cert: &Path, key: &Path) -> RegistryServer {
+        let server = Self::start(home, &["--tls-cert", s(cert), "--tls-key", s(key)]);
+        assert!(server.url.starts_with("https://"), "{}", server.url);
+        server
+    }
+
+    /// `https://localhost:PORT` for a server on 127.0.0.1 (for certificates
+    /// issued to the name `localhost`).
+    pub fn url_as(&self, host: &str) -> String {
+        let port = self.url.rsplit(':').next().unwrap();
+        let scheme = self.url.split("://").next().unwrap();
+        format!("{scheme}://{host}:{port}")
     }
 }
 
@@ -300,36 +323,25 @@ impl Drop for RegistryServer {
     }
 }
 
-/// One HTTP/1.1 request over a fresh connection (`Connection: close`);
-/// returns the status and the body parsed as JSON (`null` if it is not).
+/// One HTTP/1.1 request with a JSON body (when given) on a connection of its
+/// own; returns the status and the body parsed as JSON (`null` if it is not).
 pub fn http(
     addr: &str,
     method: &str,
     path: &str,
     body: Option<&serde_json::Value>,
 ) -> (u16, serde_json::Value) {
-    use std::io::{Read, Write};
     let body = body
         .map(|b| serde_json::to_vec(b).unwrap())
         .unwrap_or_default();
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    )
-    .unwrap();
-    s.write_all(&body).unwrap();
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).unwrap();
-    let text = String::from_utf8_lossy(&raw);
-    let (head, rest) = text.split_once("\r\n\r\n").expect("an HTTP response");
-    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-    (
-        status,
-        serde_json::from_str(rest).unwrap_or(serde_json::Value::Null),
-    )
+    let r = http::request(
+        method,
+        addr,
+        path,
+        &[("content-type", "application/json")],
+        &body,
+    );
+    (r.status, http::json_or_null(&r))
 }
 
 /// `tensorlet serve` of `models` (all of the registry's production aliases

@@ -102,12 +102,12 @@ fn fetch(console: &Console) -> Result<(String, ServingSnapshot)> {
     };
     let endpoint = format!("{}/serving.json", url.trim_end_matches('/'));
     let remote = |m: String| ConsoleError::Remote(format!("the server at {url}: {m}"));
-    let body = ureq::get(&endpoint)
-        .timeout(std::time::Duration::from_secs(5))
-        .call()
+    let body = console
+        .serving_client()?
+        .get(&endpoint)
+        .and_then(|r| r.error_for_status())
         .map_err(|e| remote(e.to_string()))?
-        .into_string()
-        .map_err(|e| remote(e.to_string()))?;
+        .text();
     let snapshot = serde_json::from_str(&body).map_err(|e| remote(e.to_string()))?;
     Ok((url, snapshot))
 }

@@ -20,10 +20,17 @@
 //! ```
 
 mod backward;
+mod nn;
+mod ops;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::{BinaryOp, Device, ReduceOp, ScalarOp, Shape, Tensor, TensorError, UnaryOp};
+pub use nn::{CrossEntropy, NormStats, Reduction};
+
+use crate::{
+    BinaryOp, ConvGeometry, DType, Device, PoolGeometry, ReduceOp, ScalarOp, Shape, Tensor,
+    TensorError, UnaryOp,
+};
 
 /// A node of a tape.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -104,6 +111,17 @@ pub enum GradError {
         /// The name.
         name: String,
     },
+    /// An integer tensor cannot be watched: it has no gradient.
+    #[error(
+        "leaf: `{name}` is an i64 tensor of shape {shape}; integer tensors (indices, labels) \
+         have no gradient, so they cannot be watched"
+    )]
+    IntegerLeaf {
+        /// The name.
+        name: String,
+        /// Its shape.
+        shape: Shape,
+    },
     /// The loss depends on no watched tensor.
     #[error(
         "grad: the loss does not depend on any watched tensor; compute it from the watched \
@@ -153,7 +171,8 @@ fn known_list(known: &[String]) -> String {
 enum Rule {
     /// A watched tensor.
     Leaf,
-    /// An op with no gradient (`argmax`, `one-hot`, `relu-mask`).
+    /// An op with no gradient (`argmax`, `one-hot`, `relu-mask`, the
+    /// comparisons, `to-i64`).
     Blocked(&'static str),
     /// `a` is kept when `b` is recorded, `b` when `a` is.
     Matmul {
@@ -207,6 +226,86 @@ enum Rule {
         probs: Tensor,
         labels: Tensor,
     },
+    /// Matmul of N-D (or transposed) operands; each kept when the other is recorded.
+    BatchedMatmul {
+        a: Option<Tensor>,
+        b: Option<Tensor>,
+        transpose_a: bool,
+        transpose_b: bool,
+    },
+    /// A scalar op other than add and multiply: its input, and its output
+    /// when the derivative is written in it.
+    ScalarMap {
+        op: ScalarOp,
+        value: f32,
+        x: Tensor,
+        y: Option<Tensor>,
+    },
+    /// Clamp: the input and the output (equal exactly where the gradient passes).
+    Clamp {
+        x: Tensor,
+        y: Tensor,
+    },
+    /// The inverse permutation is applied to the gradient.
+    Permute {
+        axes: Vec<u32>,
+    },
+    Slice {
+        axis: usize,
+        start: usize,
+        step: usize,
+    },
+    /// Sizes of the parts along `axis`.
+    ConcatMany {
+        axis: usize,
+        sizes: Vec<usize>,
+    },
+    /// Where the input starts in the padded output.
+    Pad {
+        starts: Vec<usize>,
+    },
+    /// The gradient is summed back over the broadcast dimensions.
+    BroadcastTo,
+    /// `index-select` / `embedding`; input 1 is the (integer) indices.
+    Take {
+        axis: usize,
+        idx: Tensor,
+    },
+    /// `gather`; input 1 is the indices.
+    Gather {
+        axis: usize,
+        idx: Tensor,
+    },
+    /// `scatter-add` (input 0, the values) and `index-add`, whose values'
+    /// gradient is the matching gather.
+    ScatterAdd {
+        axis: usize,
+        idx: Tensor,
+    },
+    IndexAdd {
+        axis: usize,
+        idx: Tensor,
+    },
+    /// Input 0 is the condition (no gradient).
+    Where {
+        cond: Tensor,
+    },
+    Cumsum {
+        axis: u32,
+        reverse: bool,
+    },
+    Conv2d {
+        x: Option<Tensor>,
+        w: Option<Tensor>,
+        geometry: ConvGeometry,
+    },
+    MaxPool2d {
+        idx: Tensor,
+        geometry: PoolGeometry,
+    },
+    AvgPool2d {
+        geometry: PoolGeometry,
+    },
 }
 
 impl Rule {
@@ -221,7 +320,14 @@ impl Rule {
             | Rule::Identity
             | Rule::Scale(_)
             | Rule::SliceRows { .. }
-            | Rule::Concat { .. } => 0,
+            | Rule::Concat { .. }
+            | Rule::Permute { .. }
+            | Rule::Slice { .. }
+            | Rule::ConcatMany { .. }
+            | Rule::Pad { .. }
+            | Rule::BroadcastTo
+            | Rule::Cumsum { .. }
+            | Rule::AvgPool2d { .. } => 0,
             Rule::Matmul { a, b } => bytes(a) + bytes(b),
             Rule::Binary { a, b, out, .. } => bytes(a) + bytes(b) + bytes(out),
             Rule::Unary { kept, .. } => bytes(kept),
@@ -229,6 +335,16 @@ impl Rule {
             Rule::Softmax { y, .. } => y.byte_len(),
             Rule::GatherRows { indices } => std::mem::size_of_val(indices.as_slice()),
             Rule::CrossEntropy { probs, labels } => probs.byte_len() + labels.byte_len(),
+            Rule::BatchedMatmul { a, b, .. } => bytes(a) + bytes(b),
+            Rule::ScalarMap { x, y, .. } => x.byte_len() + bytes(y),
+            Rule::Clamp { x, y } => x.byte_len() + y.byte_len(),
+            Rule::Take { idx, .. }
+            | Rule::Gather { idx, .. }
+            | Rule::ScatterAdd { idx, .. }
+            | Rule::IndexAdd { idx, .. }
+            | Rule::MaxPool2d { idx, .. } => idx.byte_len(),
+            Rule::Where { cond } => cond.byte_len(),
+            Rule::Conv2d { x, w, .. } => bytes(x) + bytes(w),
         }
     }
 }
@@ -236,8 +352,8 @@ impl Rule {
 struct Node {
     /// The shape of the op's result, and so of its gradient.
     shape: Shape,
-    /// The recorded inputs; `None` for a constant operand (or no operand).
-    inputs: [Option<NodeId>; 2],
+    /// The recorded inputs, one per operand; `None` for a constant one.
+    inputs: Vec<Option<NodeId>>,
     rule: Rule,
 }
 
@@ -293,14 +409,21 @@ impl Tape {
         &self.device
     }
 
-    /// A watched leaf named `name` (a parameter). Err if the name is already a leaf.
+    /// A watched leaf named `name` (a parameter). Err if the name is already
+    /// a leaf, or if `value` is an i64 tensor (integers have no gradient).
     pub fn leaf(&mut self, name: &str, value: Tensor) -> Result<Var, GradError> {
         if self.leaves.iter().any(|(n, _)| n == name) {
             return Err(GradError::DuplicateLeaf {
                 name: name.to_string(),
             });
         }
-        let var = self.record(value, [None, None], Rule::Leaf);
+        if value.dtype() == DType::I64 {
+            return Err(GradError::IntegerLeaf {
+                name: name.to_string(),
+                shape: value.shape().clone(),
+            });
+        }
+        let var = self.record(value, vec![], Rule::Leaf);
         if let Some(id) = var.node() {
             self.leaves.push((name.to_string(), id));
         }
@@ -334,7 +457,7 @@ impl Tape {
         v.node.filter(|&(tape, _)| tape == self.id).map(|(_, n)| n)
     }
 
-    fn record(&mut self, value: Tensor, inputs: [Option<NodeId>; 2], rule: Rule) -> Var {
+    fn record(&mut self, value: Tensor, inputs: Vec<Option<NodeId>>, rule: Rule) -> Var {
         if self.nodes.len() >= MAX_NODES {
             self.overflowed = true;
             return Var::constant(value);
@@ -357,7 +480,7 @@ impl Tape {
     fn op(
         &mut self,
         value: Tensor,
-        inputs: [Option<NodeId>; 2],
+        inputs: Vec<Option<NodeId>>,
         rule: impl FnOnce() -> Rule,
     ) -> Var {
         if inputs.iter().all(Option::is_none) {
@@ -366,11 +489,15 @@ impl Tape {
         self.record(value, inputs, rule())
     }
 
-    /// `[m, k] x [k, n] -> [m, n]`.
+    /// Matrix product, `[m, k] x [k, n] -> [m, n]`, or batched over
+    /// broadcast leading dimensions (see [`Device::matmul`]).
     pub fn matmul(&mut self, a: &Var, b: &Var) -> Result<Var, TensorError> {
+        if a.shape().rank() != 2 || b.shape().rank() != 2 {
+            return self.matmul_transposed(a, false, b, false);
+        }
         let value = self.device.matmul(&a.value, &b.value)?;
         let (na, nb) = (self.node_of(a), self.node_of(b));
-        Ok(self.op(value, [na, nb], || Rule::Matmul {
+        Ok(self.op(value, vec![na, nb], || Rule::Matmul {
             a: nb.map(|_| a.value.clone()),
             b: na.map(|_| b.value.clone()),
         }))
@@ -380,14 +507,14 @@ impl Tape {
     pub fn transpose(&mut self, a: &Var) -> Result<Var, TensorError> {
         let value = self.device.transpose(&a.value)?;
         let na = self.node_of(a);
-        Ok(self.op(value, [na, None], || Rule::Transpose))
+        Ok(self.op(value, vec![na], || Rule::Transpose))
     }
 
     /// Same elements, another shape with the same element count.
     pub fn reshape(&mut self, a: &Var, shape: &[u32]) -> Result<Var, TensorError> {
         let value = self.device.reshape(&a.value, shape)?;
         let na = self.node_of(a);
-        Ok(self.op(value, [na, None], || Rule::Reshape))
+        Ok(self.op(value, vec![na], || Rule::Reshape))
     }
 
     /// Broadcasting element-wise arithmetic.
@@ -396,7 +523,10 @@ impl Tape {
         let (na, nb) = (self.node_of(a), self.node_of(b));
         let (ra, rb) = (na.is_some(), nb.is_some());
         let out = value.clone();
-        Ok(self.op(value, [na, nb], || {
+        Ok(self.op(value, vec![na, nb], || {
+            if op.is_comparison() {
+                return Rule::Blocked(op.name());
+            }
             let keep = |yes: bool, t: &Tensor| yes.then(|| t.clone());
             let (ka, kb, kout) = match op {
                 BinaryOp::Add | BinaryOp::Sub => (false, false, false),
@@ -404,6 +534,11 @@ impl Tape {
                 BinaryOp::Mul => (rb, ra, false),
                 // d(a/b)/da = 1/b, d(a/b)/db = -(a/b)/b.
                 BinaryOp::Div => (false, true, rb),
+                // Which operand is larger decides where the gradient goes.
+                BinaryOp::Maximum | BinaryOp::Minimum => (true, true, false),
+                // d(aᵇ)/da = b·a^(b-1), d(aᵇ)/db = aᵇ·ln a.
+                BinaryOp::Pow => (true, true, rb),
+                _ => (false, false, false),
             };
             Rule::Binary {
                 op,
@@ -415,35 +550,60 @@ impl Tape {
     }
 
     /// Scalar arithmetic.
-    pub fn scalar(&mut self, op: ScalarOp, a: &Var, value: f32) -> Var {
-        let out = self.device.scalar(op, &a.value, value);
+    pub fn scalar(&mut self, op: ScalarOp, a: &Var, value: f32) -> Result<Var, TensorError> {
+        let out = self.device.scalar(op, &a.value, value)?;
         let na = self.node_of(a);
-        self.op(out, [na, None], || match op {
+        let y = out.clone();
+        Ok(self.op(out, vec![na], || match op {
             ScalarOp::Add => Rule::Identity,
             ScalarOp::Mul => Rule::Scale(value),
-        })
+            // pow' = v·x^(v-1), leaky' = [x > 0] + v·[x <= 0]: in the input;
+            // max and min pass the gradient where the output is the input.
+            ScalarOp::Pow | ScalarOp::LeakyRelu => Rule::ScalarMap {
+                op,
+                value,
+                x: a.value.clone(),
+                y: None,
+            },
+            ScalarOp::Max | ScalarOp::Min => Rule::ScalarMap {
+                op,
+                value,
+                x: a.value.clone(),
+                y: Some(y),
+            },
+        }))
     }
 
-    /// A unary map. `ReluMask` has no gradient: a leaf that reaches the loss
-    /// only through it is an error in [`Tape::grad`].
-    pub fn unary(&mut self, op: UnaryOp, a: &Var) -> Var {
-        let value = self.device.unary(op, &a.value);
+    /// A unary map. The `…Mask` and `…Grad` maps have no gradient: a leaf
+    /// that reaches the loss only through one is an error in [`Tape::grad`].
+    pub fn unary(&mut self, op: UnaryOp, a: &Var) -> Result<Var, TensorError> {
+        let value = self.device.unary(op, &a.value)?;
         let na = self.node_of(a);
         let y = value.clone();
-        self.op(value, [na, None], || {
+        Ok(self.op(value, vec![na], || {
             let kept = match op {
                 // Derivatives written in the output: relu' = [y > 0],
                 // sigmoid' = y(1 - y), tanh' = 1 - y², exp' = y, sqrt' = 1/(2y).
                 UnaryOp::Relu | UnaryOp::Sigmoid | UnaryOp::Tanh | UnaryOp::Exp | UnaryOp::Sqrt => {
                     Some(y)
                 }
-                // In the input: log' = 1/x, abs' = sign x, (x²)' = 2x.
-                UnaryOp::Log | UnaryOp::Abs | UnaryOp::Square => Some(a.value.clone()),
+                // In the input: log' = 1/x, abs' = sign x, (x²)' = 2x, and
+                // the activations' own derivative maps (softplus' = sigmoid).
+                UnaryOp::Log
+                | UnaryOp::Abs
+                | UnaryOp::Square
+                | UnaryOp::Gelu
+                | UnaryOp::GeluTanh
+                | UnaryOp::Silu
+                | UnaryOp::Softplus => Some(a.value.clone()),
                 UnaryOp::Neg => None,
-                UnaryOp::ReluMask => return Rule::Blocked("relu-mask"),
+                UnaryOp::ReluMask
+                | UnaryOp::GeluGrad
+                | UnaryOp::GeluTanhGrad
+                | UnaryOp::SiluGrad => return Rule::Blocked(op.name()),
             };
             Rule::Unary { op, kept }
-        })
+        }))
     }
 
     /// A reduction along `axis`. `ArgMax` has no gradient.
@@ -457,7 +617,7 @@ impl Tape {
         let value = self.device.reduce(op, &a.value, axis, keepdims)?;
         let na = self.node_of(a);
         let y = value.clone();
-        Ok(self.op(value, [na, None], || {
+        Ok(self.op(value, vec![na], || {
             let (x, y) = match op {
                 ReduceOp::Sum | ReduceOp::Mean => (None, None),
                 ReduceOp::Max | ReduceOp::Min => (Some(a.value.clone()), Some(y)),
@@ -477,7 +637,7 @@ impl Tape {
         let value = self.device.softmax(&a.value, axis, log)?;
         let na = self.node_of(a);
         let y = value.clone();
-        Ok(self.op(value, [na, None], || Rule::Softmax {
+        Ok(self.op(value, vec![na], || Rule::Softmax {
             axis: axis as usize,
             log,
             y,
@@ -488,21 +648,21 @@ impl Tape {
     pub fn one_hot(&mut self, a: &Var, classes: u32) -> Result<Var, TensorError> {
         let value = self.device.one_hot(&a.value, classes)?;
         let na = self.node_of(a);
-        Ok(self.op(value, [na, None], || Rule::Blocked("one-hot")))
+        Ok(self.op(value, vec![na], || Rule::Blocked("one-hot")))
     }
 
     /// Rows `start..end` of the outermost dimension.
     pub fn slice_rows(&mut self, a: &Var, start: u32, end: u32) -> Result<Var, TensorError> {
         let value = self.device.slice_rows(&a.value, start, end)?;
         let na = self.node_of(a);
-        Ok(self.op(value, [na, None], || Rule::SliceRows { start, end }))
+        Ok(self.op(value, vec![na], || Rule::SliceRows { start, end }))
     }
 
     /// The rows at `indices`, in that order.
     pub fn gather_rows(&mut self, a: &Var, indices: &[u32]) -> Result<Var, TensorError> {
         let value = self.device.gather_rows(&a.value, indices)?;
         let na = self.node_of(a);
-        Ok(self.op(value, [na, None], || Rule::GatherRows {
+        Ok(self.op(value, vec![na], || Rule::GatherRows {
             indices: indices.to_vec(),
         }))
     }
@@ -512,7 +672,7 @@ impl Tape {
         let value = self.device.concat(&a.value, &b.value, axis)?;
         let (na, nb) = (self.node_of(a), self.node_of(b));
         let split = a.value.shape().dims()[axis as usize];
-        Ok(self.op(value, [na, nb], || Rule::Concat {
+        Ok(self.op(value, vec![na, nb], || Rule::Concat {
             axis: axis as usize,
             split,
         }))
@@ -574,14 +734,14 @@ impl Tape {
         let flat = dev.reshape(&log_probs, &[(n * classes) as u32])?;
         let picked = dev.gather_rows(&flat, &picks)?;
         let mean = dev.reduce(ReduceOp::Mean, &picked, 0, true)?;
-        let value = dev.unary(UnaryOp::Neg, &mean);
+        let value = dev.unary(UnaryOp::Neg, &mean)?;
         let Some(nl) = self.node_of(logits) else {
             return Ok(Var::constant(value));
         };
         let probs = dev.softmax(&logits.value, 1, false)?;
         Ok(self.record(
             value,
-            [Some(nl), None],
+            vec![Some(nl)],
             Rule::CrossEntropy {
                 probs,
                 labels: labels.clone(),
@@ -665,16 +825,18 @@ impl Tape {
                 continue;
             }
             let Some(g) = grads[i].take() else { continue };
-            let want = node.inputs.map(|j| j.filter(|j| active[j.index()]));
-            let in_shapes = node.inputs.map(|j| j.map(|j| &self.nodes[j.index()].shape));
-            let parts = backward::input_grads(
-                dev,
-                node,
-                in_shapes,
-                &g,
-                [want[0].is_some(), want[1].is_some()],
-                i == root,
-            )?;
+            let want: Vec<Option<NodeId>> = node
+                .inputs
+                .iter()
+                .map(|j| j.filter(|j| active[j.index()]))
+                .collect();
+            let in_shapes: Vec<Option<&Shape>> = node
+                .inputs
+                .iter()
+                .map(|j| j.map(|j| &self.nodes[j.index()].shape))
+                .collect();
+            let wanted: Vec<bool> = want.iter().map(Option::is_some).collect();
+            let parts = backward::input_grads(dev, node, &in_shapes, &g, &wanted, i == root)?;
             drop(g);
             for (j, part) in want.into_iter().zip(parts) {
                 let (Some(j), Some(part)) = (j, part) else {

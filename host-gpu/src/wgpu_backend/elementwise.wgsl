@@ -49,7 +49,55 @@ fn binary(
         case 0u: { r = x + y; }
         case 1u: { r = x - y; }
         case 2u: { r = x * y; }
-        default: { r = x / y; }
+        case 3u: { r = x / y; }
+        default: { r = compare_or_more(op, x, y); }
     }
     out[i] = r;
+}
+
+// NaN, through a value the compiler cannot fold.
+fn nan() -> f32 {
+    return bitcast<f32>(0x7fc00000u | (P.v[15].w & 0u));
+}
+
+// xʸ as Rust's powf: a negative base needs an integral exponent, 0⁰ = 1.
+fn pow_f(x: f32, y: f32) -> f32 {
+    if y == 0.0 {
+        return 1.0;
+    }
+    if x != x || y != y {
+        return nan();
+    }
+    // An odd integral exponent keeps the sign of the base (and of a zero).
+    let odd = y == floor(y) && abs(y) % 2.0 == 1.0;
+    let negative = (bitcast<u32>(x) >> 31u) == 1u;
+    if x == 0.0 {
+        let r = select(0.0, bitcast<f32>(0x7f800000u | (P.v[15].w & 0u)), y < 0.0);
+        return select(r, -r, negative && odd);
+    }
+    let r = exp2(y * log2(abs(x)));
+    if x >= 0.0 {
+        return r;
+    }
+    if y != floor(y) {
+        return nan();
+    }
+    return select(r, -r, odd);
+}
+
+// Ops 4.. : maximum, minimum (NaN if either is), pow, and the comparisons
+// (1 or 0).
+fn compare_or_more(op: u32, x: f32, y: f32) -> f32 {
+    let either_nan = x != x || y != y;
+    switch op {
+        case 4u: { return select(max(x, y), nan(), either_nan); }
+        case 5u: { return select(min(x, y), nan(), either_nan); }
+        case 6u: { return pow_f(x, y); }
+        case 7u: { return select(0.0, 1.0, x == y); }
+        case 8u: { return select(0.0, 1.0, x != y); }
+        case 9u: { return select(0.0, 1.0, x < y); }
+        case 10u: { return select(0.0, 1.0, x <= y); }
+        case 11u: { return select(0.0, 1.0, x > y); }
+        default: { return select(0.0, 1.0, x >= y); }
+    }
 }

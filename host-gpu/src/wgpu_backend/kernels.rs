@@ -10,7 +10,10 @@ use std::sync::{Arc, OnceLock};
 use super::pool::{Kind, PooledBuffer};
 use super::{Context, GpuStorage, WgpuBackend};
 use crate::cpu::CpuBackend;
-use crate::{Backend, BinaryOp, DeviceInfo, Distribution, ReduceOp, ScalarOp, Storage, UnaryOp};
+use crate::{
+    Backend, BinaryOp, ConvGeometry, CopyPart, DType, DeviceInfo, Distribution, MatmulGeometry,
+    PoolGeometry, ReduceOp, ScalarOp, Storage, UnaryOp,
+};
 
 /// Threads per workgroup of the one-dimensional kernels.
 const GROUP: u32 = 256;
@@ -329,6 +332,24 @@ fn unary_code(op: UnaryOp) -> u32 {
         UnaryOp::Abs => 7,
         UnaryOp::Square => 8,
         UnaryOp::ReluMask => 9,
+        UnaryOp::Gelu => 20,
+        UnaryOp::GeluTanh => 21,
+        UnaryOp::Silu => 22,
+        UnaryOp::Softplus => 23,
+        UnaryOp::GeluGrad => 24,
+        UnaryOp::GeluTanhGrad => 25,
+        UnaryOp::SiluGrad => 26,
+    }
+}
+
+fn scalar_code(op: ScalarOp) -> u32 {
+    match op {
+        ScalarOp::Add => 10,
+        ScalarOp::Mul => 11,
+        ScalarOp::Pow => 12,
+        ScalarOp::Max => 13,
+        ScalarOp::Min => 14,
+        ScalarOp::LeakyRelu => 15,
     }
 }
 
@@ -357,6 +378,15 @@ impl WgpuBackend {
             Storage::Host(v) => {
                 debug_assert_eq!(v.len(), len);
                 Arc::new(self.ctx.upload_words(bytemuck::cast_slice(v)))
+            }
+            // `Device` passes f32 storage only; an i64 one is converted.
+            other => {
+                let v: Vec<f32> = CpuBackend
+                    .download_i64(other, len)
+                    .iter()
+                    .map(|&x| x as f32)
+                    .collect();
+                Arc::new(self.ctx.upload_words(bytemuck::cast_slice(&v)))
             }
         }
     }
@@ -426,6 +456,7 @@ impl Backend for WgpuBackend {
                 g.to_vec()
             }
             Storage::Host(v) => v.to_vec(),
+            other => CpuBackend.download(other, len),
         }
     }
 
@@ -538,6 +569,15 @@ impl Backend for WgpuBackend {
             BinaryOp::Sub => 1,
             BinaryOp::Mul => 2,
             BinaryOp::Div => 3,
+            BinaryOp::Maximum => 4,
+            BinaryOp::Minimum => 5,
+            BinaryOp::Pow => 6,
+            BinaryOp::Eq => 7,
+            BinaryOp::Ne => 8,
+            BinaryOp::Lt => 9,
+            BinaryOp::Le => 10,
+            BinaryOp::Gt => 11,
+            BinaryOp::Ge => 12,
         };
         let mut params = vec![0u32; 28];
         params[0] = code;
@@ -559,10 +599,7 @@ impl Backend for WgpuBackend {
             return self.wrap(self.output(0), 0);
         }
         let ab = self.resident(a, len);
-        let code = match op {
-            ScalarOp::Add => 10,
-            ScalarOp::Mul => 11,
-        };
+        let code = scalar_code(op);
         self.map_kernel(
             Kernel::Unary,
             &[code, len as u32, value.to_bits(), 0],
@@ -677,6 +714,8 @@ impl Backend for WgpuBackend {
         let a_len = match a {
             Storage::Gpu(g) => g.len,
             Storage::Host(v) => v.len(),
+            Storage::HostI64(v) => v.len(),
+            Storage::GpuI64(g) => g.len(),
         };
         if self.too_big(&[a_len, len, indices.len()]) {
             return CpuBackend.gather_rows(a, row_len, indices);
@@ -748,6 +787,8 @@ impl Backend for WgpuBackend {
         let a_len = match a {
             Storage::Gpu(g) => g.len,
             Storage::Host(v) => v.len(),
+            Storage::HostI64(v) => v.len(),
+            Storage::GpuI64(g) => g.len(),
         };
         let len = (end - start) * row_len;
         if self.too_big(&[a_len]) {
@@ -796,6 +837,146 @@ impl Backend for WgpuBackend {
             &[ab.buffer(), bb.buffer()],
             len,
         )
+    }
+
+    // The N-D ops live in nd.rs.
+
+    fn upload_i64(&self, data: &[i64]) -> Storage {
+        self.nd_upload_i64(data)
+    }
+
+    fn download_i64(&self, s: &Storage, len: usize) -> Arc<[i64]> {
+        self.nd_download_i64(s, len)
+    }
+
+    fn i64_to_f32(&self, a: &Storage, len: usize) -> Storage {
+        self.nd_i64_to_f32(a, len)
+    }
+
+    fn f32_to_i64(&self, a: &Storage, len: usize) -> Result<Storage, usize> {
+        self.nd_f32_to_i64(a, len)
+    }
+
+    fn copy_nd(
+        &self,
+        dtype: DType,
+        out_len: usize,
+        fill: Option<f64>,
+        parts: &[CopyPart<'_>],
+    ) -> Storage {
+        self.nd_copy(dtype, out_len, fill, parts)
+    }
+
+    fn index_select(
+        &self,
+        dtype: DType,
+        a: &Storage,
+        outer: usize,
+        n: usize,
+        inner: usize,
+        idx: &Storage,
+        m: usize,
+    ) -> Storage {
+        self.nd_index_select(dtype, a, outer, n, inner, idx, m)
+    }
+
+    fn gather(
+        &self,
+        dtype: DType,
+        a: &Storage,
+        a_dims: &[usize],
+        axis: usize,
+        idx: &Storage,
+        idx_dims: &[usize],
+    ) -> Storage {
+        self.nd_gather(dtype, a, a_dims, axis, idx, idx_dims)
+    }
+
+    fn index_add(
+        &self,
+        g: &Storage,
+        outer: usize,
+        m: usize,
+        inner: usize,
+        idx: &[i64],
+        n: usize,
+    ) -> Storage {
+        self.nd_index_add(g, outer, m, inner, idx, n)
+    }
+
+    fn scatter_add(
+        &self,
+        src: &Storage,
+        idx: &Storage,
+        idx_dims: &[usize],
+        axis: usize,
+        out_dims: &[usize],
+    ) -> Storage {
+        self.nd_scatter_add(src, idx, idx_dims, axis, out_dims)
+    }
+
+    fn clamp(&self, a: &Storage, len: usize, lo: f32, hi: f32) -> Storage {
+        self.nd_clamp(a, len, lo, hi)
+    }
+
+    fn where_select(
+        &self,
+        cond: &Storage,
+        cond_shape: &[usize],
+        a: &Storage,
+        a_shape: &[usize],
+        b: &Storage,
+        b_shape: &[usize],
+        out: &[usize],
+    ) -> Storage {
+        self.nd_where(cond, cond_shape, a, a_shape, b, b_shape, out)
+    }
+
+    fn cumsum(
+        &self,
+        a: &Storage,
+        outer: usize,
+        len: usize,
+        inner: usize,
+        reverse: bool,
+    ) -> Storage {
+        self.nd_cumsum(a, outer, len, inner, reverse)
+    }
+
+    fn dropout_mask(&self, len: usize, p: f32, scale: f32, seed: u64) -> Storage {
+        self.nd_dropout_mask(len, p, scale, seed)
+    }
+
+    fn batched_matmul(&self, a: &Storage, b: &Storage, g: &MatmulGeometry) -> Storage {
+        self.nd_batched_matmul(a, b, g)
+    }
+
+    fn conv2d(&self, x: &Storage, w: &Storage, g: &ConvGeometry) -> Storage {
+        self.nd_conv2d(x, w, g)
+    }
+
+    fn conv2d_grad_input(&self, dy: &Storage, w: &Storage, g: &ConvGeometry) -> Storage {
+        self.nd_conv2d_grad_input(dy, w, g)
+    }
+
+    fn conv2d_grad_weight(&self, x: &Storage, dy: &Storage, g: &ConvGeometry) -> Storage {
+        self.nd_conv2d_grad_weight(x, dy, g)
+    }
+
+    fn max_pool2d(&self, x: &Storage, g: &PoolGeometry) -> (Storage, Storage) {
+        self.nd_max_pool2d(x, g)
+    }
+
+    fn max_pool2d_grad(&self, dy: &Storage, idx: &Storage, g: &PoolGeometry) -> Storage {
+        self.nd_max_pool2d_grad(dy, idx, g)
+    }
+
+    fn avg_pool2d(&self, x: &Storage, g: &PoolGeometry) -> Storage {
+        self.nd_avg_pool2d(x, g)
+    }
+
+    fn avg_pool2d_grad(&self, dy: &Storage, g: &PoolGeometry) -> Storage {
+        self.nd_avg_pool2d_grad(dy, g)
     }
 }
 

@@ -22,6 +22,85 @@ fn tanh_stable(x: f32) -> f32 {
     return sign(x) * (1.0 - e) / (1.0 + e);
 }
 
+// erf as the CPU backend computes it (cpu::erf): Numerical Recipes' erfc fit.
+fn erf(x: f32) -> f32 {
+    let z = abs(x);
+    let t = 1.0 / (1.0 + 0.5 * z);
+    let poly = -z * z - 1.2655122
+        + t * (1.0000237 + t * (0.37409196 + t * (0.09678418 + t * (-0.18628806
+        + t * (0.27886807 + t * (-1.1352039 + t * (1.4885159
+        + t * (-0.82215223 + t * 0.17087277))))))));
+    let erfc = t * exp(poly);
+    return select(erfc - 1.0, 1.0 - erfc, x >= 0.0);
+}
+
+fn sigmoid(x: f32) -> f32 {
+    return 1.0 / (1.0 + exp(-x));
+}
+
+// NaN, through a value the compiler cannot fold.
+fn nan() -> f32 {
+    return bitcast<f32>(0x7fc00000u | (P.v[15].w & 0u));
+}
+
+// xʸ as Rust's powf: a negative base needs an integral exponent, 0⁰ = 1.
+fn pow_f(x: f32, y: f32) -> f32 {
+    if y == 0.0 {
+        return 1.0;
+    }
+    if x != x || y != y {
+        return nan();
+    }
+    // An odd integral exponent keeps the sign of the base (and of a zero).
+    let odd = y == floor(y) && abs(y) % 2.0 == 1.0;
+    let negative = (bitcast<u32>(x) >> 31u) == 1u;
+    if x == 0.0 {
+        let r = select(0.0, bitcast<f32>(0x7f800000u | (P.v[15].w & 0u)), y < 0.0);
+        return select(r, -r, negative && odd);
+    }
+    let r = exp2(y * log2(abs(x)));
+    if x >= 0.0 {
+        return r;
+    }
+    if y != floor(y) {
+        return nan();
+    }
+    return select(r, -r, odd);
+}
+
+// √(2/π) and 1/√(2π).
+const GELU_C: f32 = 0.7978846;
+const INV_SQRT_2PI: f32 = 0.3989423;
+
+// Maps with a parameter (v[0].z) and the activations; codes 12 and up.
+fn map_more(op: u32, x: f32, v: f32) -> f32 {
+    switch op {
+        case 12u: { return pow_f(x, v); }
+        case 13u: { return select(max(x, v), x, x != x); }
+        case 14u: { return select(min(x, v), x, x != x); }
+        case 15u: { return select(v * x, x, x > 0.0); }
+        case 20u: { return 0.5 * x * (1.0 + erf(x * 0.70710677)); }
+        case 21u: {
+            return 0.5 * x * (1.0 + tanh_stable(GELU_C * (x + 0.044715 * x * x * x)));
+        }
+        case 22u: { return x * sigmoid(x); }
+        case 23u: { return max(x, 0.0) + log(1.0 + exp(-abs(x))); }
+        case 24u: {
+            let cdf = 0.5 * (1.0 + erf(x * 0.70710677));
+            return cdf + x * exp(-0.5 * x * x) * INV_SQRT_2PI;
+        }
+        case 25u: {
+            let t = tanh_stable(GELU_C * (x + 0.044715 * x * x * x));
+            let du = GELU_C * (1.0 + 3.0 * 0.044715 * x * x);
+            return 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du;
+        }
+        default: {
+            let s = sigmoid(x);
+            return s * (1.0 + x * (1.0 - s));
+        }
+    }
+}
+
 @compute @workgroup_size(256, 1, 1)
 fn unary(
     @builtin(local_invocation_index) li: u32,
@@ -49,7 +128,8 @@ fn unary(
         case 8u: { r = x * x; }
         case 9u: { r = select(0.0, 1.0, x > 0.0); }
         case 10u: { r = x + value; }
-        default: { r = x * value; }
+        case 11u: { r = x * value; }
+        default: { r = map_more(op, x, value); }
     }
     out[i] = r;
 }

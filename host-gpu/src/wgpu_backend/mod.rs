@@ -7,10 +7,12 @@
 //! storage binding run on the CPU backend instead, so every size works.
 
 mod kernels;
+mod nd;
 mod pool;
 
 use std::sync::{Arc, Mutex, OnceLock};
 
+pub use nd::{GpuI64Storage, MIRROR_MAX};
 pub use pool::PoolStats;
 use pool::{Allocator, Kind, Pool, PooledBuffer};
 
@@ -167,6 +169,8 @@ pub struct Context {
     queue: wgpu::Queue,
     alloc: Arc<Allocator>,
     kernels: kernels::Kernels,
+    /// The N-D kernels (nd.rs).
+    nd: nd::NdKernels,
     /// Largest storage binding, in bytes.
     max_binding: u64,
     max_groups: u32,
@@ -226,6 +230,7 @@ impl Context {
                 pool: Mutex::new(Pool::new(cap)),
             }),
             kernels,
+            nd: nd::NdKernels::default(),
             max_binding,
             max_groups: limits.max_compute_workgroups_per_dimension,
             batch: Mutex::new(Batch {
@@ -339,7 +344,8 @@ impl std::fmt::Debug for GpuStorage {
 }
 
 impl GpuStorage {
-    /// Number of f32 elements.
+    /// Number of f32 elements (32-bit words: an i64 tensor's words are two
+    /// per element, see [`GpuI64Storage`]).
     pub fn len(&self) -> usize {
         self.len
     }

@@ -6,7 +6,7 @@
 //! predictor, a pure-Wasm `tensorlet:ml/tensor` and a generated component that
 //! holds the model's `model.json`, params and fitted state (`model-data`).
 //! Request parsing and response encoding are `tensorlet serve`'s own code
-//! (`runtime/src/serve/oip.rs`), so both answer alike.
+//! (the `tensorlet-oip` crate), so both answer alike.
 
 use std::cell::OnceCell;
 use std::io::{Read, Write};
@@ -17,12 +17,7 @@ use wasip2::http::types::{
     Fields, IncomingRequest, Method, OutgoingBody, OutgoingResponse, ResponseOutparam,
 };
 
-#[path = "../../../runtime/src/serve/oip.rs"]
-#[allow(
-    dead_code,
-    reason = "shared with tensorlet serve, which uses all of it"
-)]
-mod oip;
+use tensorlet_oip as oip;
 
 wit_bindgen::generate!({
     path: ["../../wit", "../../wit/export"],

@@ -6,9 +6,23 @@
 //! regression). Params: `w0, b0, w1, b1, …`, `wi` `[fan_in, fan_out]`
 //! (He-normal, seeded with `derive_seed(spec.seed, i)`), `bi` `[fan_out]` (zeros).
 
+use serde::Deserialize;
 use tensorlet_sdk::{Config, DataSpec, Mode, Model, Params, Result, Tensor, derive_seed, ensure};
 
 struct Mlp;
+
+/// `[model.config]`: an unknown key is an error.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct Settings {
+    hidden: Vec<u32>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings { hidden: vec![64] }
+    }
+}
 
 /// Parameter `{kind}{i}` (`w0`, `b1`, …), found without formatting its name:
 /// every prediction looks up each layer's parameters.
@@ -19,7 +33,7 @@ fn param(p: &Params, kind: char, i: usize) -> Option<&Tensor> {
 
 impl Model for Mlp {
     fn init(config: &Config, spec: DataSpec) -> Result<Params> {
-        let hidden = config.u32_list_or("hidden", &[64])?;
+        let Settings { hidden } = config.decode()?;
         ensure!(!hidden.contains(&0), "mlp: `hidden` widths must be > 0");
         let mut widths = vec![spec.features];
         widths.extend(hidden.into_iter().chain([spec.outputs]));
@@ -37,7 +51,8 @@ impl Model for Mlp {
     }
 
     /// `relu(x·w0 + b0)`, …, then the last layer without ReLU: the logits.
-    fn forward(_config: &Config, p: &Params, x: Tensor, _mode: Mode) -> Result<Tensor> {
+    fn forward(config: &Config, p: &Params, x: Tensor, _mode: Mode) -> Result<Tensor> {
+        config.decode::<Settings>()?; // a predictor-only stage's typo is an error too
         let layers = (0..).take_while(|&i| param(p, 'w', i).is_some()).count();
         ensure!(
             layers > 0,

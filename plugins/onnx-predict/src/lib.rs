@@ -12,7 +12,29 @@
 //!
 //! Params are not used: the weights are in the model.
 
+use serde::Deserialize;
 use tensorlet_sdk::{Config, Error, Params, Predictor, Result, Tensor, ensure};
+
+/// `[predictor.config]`: an unknown key is an error.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct Settings {
+    graph: String,
+    input: String,
+    output: String,
+    softmax: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            graph: "model".into(),
+            input: "input".into(),
+            output: "probabilities".into(),
+            softmax: false,
+        }
+    }
+}
 
 /// The standard wasi-nn guest bindings.
 mod nn {
@@ -36,10 +58,12 @@ fn nn_error(what: &str, e: errors::Error) -> Error {
 
 impl Predictor for OnnxPredict {
     fn predict(config: &Config, _params: &Params, x: Tensor) -> Result<Tensor> {
-        let name = config.str_or("graph", "model")?;
-        let input = config.str_or("input", "input")?;
-        let output = config.str_or("output", "probabilities")?;
-        let softmax = config.bool_or("softmax", false)?;
+        let Settings {
+            graph: name,
+            input,
+            output,
+            softmax,
+        } = config.decode()?;
         let shape = x.shape();
         ensure!(
             shape.len() == 2,
@@ -47,16 +71,16 @@ impl Predictor for OnnxPredict {
         );
 
         let bytes: Vec<u8> = x.to_vec().iter().flat_map(|v| v.to_le_bytes()).collect();
-        let graph = graph::load_by_name(name).map_err(|e| nn_error("load-by-name", e))?;
+        let graph = graph::load_by_name(&name).map_err(|e| nn_error("load-by-name", e))?;
         let ctx = graph
             .init_execution_context()
             .map_err(|e| nn_error("init-execution-context", e))?;
         let t = nn_tensor::Tensor::new(&shape, nn_tensor::TensorType::Fp32, &bytes);
         let outputs = ctx
-            .compute(vec![(input.to_string(), t)])
+            .compute(vec![(input, t)])
             .map_err(|e| nn_error("compute", e))?;
         let names: Vec<String> = outputs.iter().map(|(n, _)| n.clone()).collect();
-        let Some((_, out)) = outputs.into_iter().find(|(n, _)| n == output) else {
+        let Some((_, out)) = outputs.into_iter().find(|(n, _)| *n == output) else {
             return Err(Error::msg(format!(
                 "onnx-predict: the model has no output `{output}`; it has: {}",
                 names.join(", ")

@@ -1,16 +1,24 @@
 //! Preprocessor: passes rows through unchanged.
 //!
 //! For pipelines whose predictor does its own preprocessing, such as an ONNX
-//! model that standardizes its inputs inside the graph. Config: none. State:
-//! none. `transform` checks that every batch has as many features as the
-//! training rows had (recorded at fit time as `features`, shape `[1]`).
+//! model that standardizes its inputs inside the graph. Config: none (a key is
+//! an error). State: none. `transform` checks that every batch has as many
+//! features as the training rows had (recorded at fit time as `features`, shape
+//! `[1]`).
 
+use serde::Deserialize;
 use tensorlet_sdk::{Config, Params, Preprocessor, Result, Tensor, bail};
 
 struct Passthrough;
 
+/// `[preprocessor.config]`: no keys, so any key is an error.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Settings {}
+
 impl Preprocessor for Passthrough {
-    fn fit(_config: &Config, x: Tensor) -> Result<Params> {
+    fn fit(config: &Config, x: Tensor) -> Result<Params> {
+        config.decode::<Settings>()?;
         let shape = x.shape();
         let [_, features] = shape[..] else {
             bail!("passthrough: x must be [rows, features], got shape {shape:?}");
@@ -19,7 +27,8 @@ impl Preprocessor for Passthrough {
         Ok(Params::new().with("features", features))
     }
 
-    fn transform(_config: &Config, state: &Params, x: Tensor) -> Result<Tensor> {
+    fn transform(config: &Config, state: &Params, x: Tensor) -> Result<Tensor> {
+        config.decode::<Settings>()?;
         let want = state.get("features")?.to_vec()[0] as u32;
         let shape = x.shape();
         if shape.len() != 2 || shape[1] != want {

@@ -1,9 +1,10 @@
 //! Preprocessor: scales every feature column to mean 0 and standard deviation 1.
 //!
-//! Config: none. State: `mean` and `std`, both `[features]`, fitted on the training rows
+//! Config: none (a key is an error). State: `mean` and `std`, both `[features]`, fitted on the training rows
 //! (population std; a column whose std is below 1e-8 gets std 1, so a constant column
 //! maps to 0 instead of dividing by zero). `transform` computes `(x - mean) / std`.
 
+use serde::Deserialize;
 use tensorlet_sdk::{Config, Params, Preprocessor, Result, Tensor, bail, ensure};
 
 /// Columns with a smaller std are treated as constant.
@@ -11,8 +12,14 @@ const MIN_STD: f32 = 1e-8;
 
 struct Standardize;
 
+/// `[preprocessor.config]`: no keys, so any key is an error.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Settings {}
+
 impl Preprocessor for Standardize {
-    fn fit(_config: &Config, x: Tensor) -> Result<Params> {
+    fn fit(config: &Config, x: Tensor) -> Result<Params> {
+        config.decode::<Settings>()?;
         let shape = x.shape();
         let [rows, features] = shape[..] else {
             bail!("standardize: x must be [rows, features], got shape {shape:?}");
@@ -32,7 +39,8 @@ impl Preprocessor for Standardize {
         Ok(Params::new().with("mean", mean).with("std", std))
     }
 
-    fn transform(_config: &Config, state: &Params, x: Tensor) -> Result<Tensor> {
+    fn transform(config: &Config, state: &Params, x: Tensor) -> Result<Tensor> {
+        config.decode::<Settings>()?;
         let (mean, std) = (state.get("mean")?, state.get("std")?);
         let (shape, fitted) = (x.shape(), mean.shape());
         if shape.len() != 2 || shape[1..] != fitted[..] {

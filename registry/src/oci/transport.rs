@@ -1,8 +1,9 @@
 //! The wire: the OCI distribution API through the `oci-client` crate
-//! (reqwest over rustls), driven from tensorlet's blocking code on a small
-//! runtime of its own. Everything here is about reaching a registry — TLS,
-//! plain HTTP for trusted networks, credentials, error messages; what is
-//! stored there and how it is verified lives in the parent module.
+//! (reqwest over rustls, the reqwest of [`crate::http`], trusting the same
+//! roots), driven from tensorlet's blocking code on a small runtime of its
+//! own. Everything here is about reaching a registry — TLS, plain HTTP for
+//! trusted networks, credentials, error messages; what is stored there and
+//! how it is verified lives in the parent module.
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -16,11 +17,14 @@ use oci_client::{Client, RegistryOperation};
 use serde::Deserialize;
 
 use crate::error::{RegistryError, Result};
+use crate::http::{self, HttpError, HttpSettings, Roots};
 
 /// Hosts reached over plain HTTP: `host[:port]` entries, comma-separated;
 /// `none` for none. Unset: the loopback hosts (`localhost`, `127.*`, `[::1]`).
 pub const ENV_PLAIN_HTTP: &str = "TENSORLET_OCI_PLAIN_HTTP";
-/// A PEM file of extra root certificates (a registry behind a private CA).
+/// A PEM file of extra root certificates for OCI registries only (a
+/// registry behind a private CA); [`http::ENV_CA_FILE`] applies to every
+/// `https://` URL, OCI registries included.
 pub const ENV_CA_FILE: &str = "TENSORLET_OCI_CA_FILE";
 /// Registry user name (with [`ENV_PASSWORD`]); otherwise `docker login`'s.
 pub const ENV_USERNAME: &str = "TENSORLET_OCI_USERNAME";
@@ -34,8 +38,8 @@ pub struct OciSettings {
     /// Hosts (`host` or `host:port`) reached over plain HTTP; `None` means
     /// the loopback hosts.
     pub plain_http: Option<Vec<String>>,
-    /// Extra root certificates, PEM.
-    pub ca_file: Option<PathBuf>,
+    /// PEM files of root certificates trusted besides the system's.
+    pub ca_files: Vec<PathBuf>,
     /// Explicit credentials (user, password or token).
     pub credentials: Option<(String, String)>,
     /// Docker's `config.json` (`auths` written by `docker login`, `oras
@@ -44,7 +48,8 @@ pub struct OciSettings {
 }
 
 impl OciSettings {
-    /// The settings the environment gives.
+    /// The settings the environment gives (the CA files of both
+    /// [`http::ENV_CA_FILE`] and [`ENV_CA_FILE`]).
     pub fn from_env() -> Self {
         let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
         let plain_http = std::env::var(ENV_PLAIN_HTTP).ok().map(|v| {
@@ -64,7 +69,11 @@ impl OciSettings {
             .map(|d| d.join("config.json"));
         OciSettings {
             plain_http,
-            ca_file: var(ENV_CA_FILE).map(PathBuf::from),
+            ca_files: [http::ENV_CA_FILE, ENV_CA_FILE]
+                .into_iter()
+                .filter_map(var)
+                .map(PathBuf::from)
+                .collect(),
             credentials,
             docker_config,
         }
@@ -198,41 +207,45 @@ pub(super) struct Transport {
     /// Where `auth` came from, for messages.
     auth_source: String,
     runtime: tokio::runtime::Runtime,
+    /// What the client trusts and how long it waits (for messages).
+    roots: Roots,
+    http: HttpSettings,
     /// The (repository, push?) scopes authenticated so far.
     authed: Mutex<HashSet<(String, bool)>>,
 }
 
 impl Transport {
     pub(super) fn new(host: &str, settings: &OciSettings) -> Result<Self> {
-        // reqwest is built without a default TLS crypto provider: rustls over
-        // ring (one C-free-ish provider that also cross-builds for arm64).
+        // oci-client builds its reqwest client itself, with the process's
+        // default crypto provider: rustls over ring (C-free-ish; cross-builds
+        // for arm64 with gcc), as crate::http uses explicitly.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let plain = settings.is_plain_http(host);
-        let mut extra_root_certificates = Vec::new();
-        if let Some(ca) = &settings.ca_file {
-            let data = std::fs::read(ca).map_err(|e| {
-                RegistryError::Invalid(format!("cannot read {ENV_CA_FILE} {}: {e}", ca.display()))
-            })?;
-            if !String::from_utf8_lossy(&data).contains("-----BEGIN CERTIFICATE-----") {
-                return Err(RegistryError::Invalid(format!(
-                    "{ENV_CA_FILE} {} holds no PEM certificate",
-                    ca.display()
-                )));
-            }
-            extra_root_certificates.push(Certificate {
-                encoding: CertificateEncoding::Pem,
-                data,
-            });
-        }
+        let roots =
+            Roots::load(&settings.ca_files).map_err(|e| RegistryError::Invalid(e.to_string()))?;
+        let http = HttpSettings {
+            ca_files: settings.ca_files.clone(),
+            connect_timeout: Duration::from_secs(10),
+            timeout: Duration::from_secs(120),
+        };
+        // Exactly the roots crate::http trusts: the system's and the CA files.
+        let tls_certs_only = roots
+            .certs
+            .iter()
+            .map(|c| Certificate {
+                encoding: CertificateEncoding::Der,
+                data: c.to_vec(),
+            })
+            .collect();
         let config = ClientConfig {
             protocol: if plain {
                 ClientProtocol::Http
             } else {
                 ClientProtocol::Https
             },
-            extra_root_certificates,
-            connect_timeout: Some(Duration::from_secs(10)),
-            read_timeout: Some(Duration::from_secs(120)),
+            tls_certs_only,
+            connect_timeout: Some(http.connect_timeout),
+            read_timeout: Some(http.timeout),
             user_agent: concat!("tensorlet/", env!("CARGO_PKG_VERSION")),
             ..ClientConfig::default()
         };
@@ -241,13 +254,20 @@ impl Transport {
             .enable_all()
             .build()
             .map_err(|e| RegistryError::Invalid(format!("cannot start an HTTP client: {e}")))?;
+        let client = Client::try_from(config).map_err(|e| {
+            RegistryError::Invalid(format!(
+                "cannot set up a client for the OCI registry {host}: {e}"
+            ))
+        })?;
         Ok(Transport {
             host: host.to_string(),
             scheme: if plain { "http" } else { "https" },
-            client: Client::new(config),
+            client,
             auth,
             auth_source,
             runtime,
+            roots,
+            http,
             authed: Mutex::new(HashSet::new()),
         })
     }
@@ -351,39 +371,36 @@ impl Transport {
             };
         }
         if let OciDistributionError::RequestError(r) = &e {
-            // reqwest's own message is terse; the cause chain says what failed.
-            let mut chain = r.to_string();
-            let mut source = std::error::Error::source(r);
-            while let Some(s) = source {
-                chain.push_str(": ");
-                chain.push_str(&s.to_string());
-                source = s.source();
-            }
-            let lower = chain.to_lowercase();
-            let hint = if lower.contains("certificate") || lower.contains("unknownissuer") {
-                format!(
-                    "; if the registry's certificate comes from a private CA, point \
-                     {ENV_CA_FILE} at that CA's PEM file"
-                )
-            } else if self.scheme == "https"
-                && (lower.contains("corrupt") || lower.contains("invalidcontenttype"))
-            {
-                format!(
-                    "; it does not seem to speak TLS: for a registry on a trusted network \
-                     that serves plain HTTP, list it in {ENV_PLAIN_HTTP}={}",
-                    self.host
-                )
-            } else if r.is_redirect() {
-                "; it redirected too many times".to_string()
-            } else {
-                String::new()
-            };
-            return RegistryError::Remote {
-                url,
-                message: format!(
-                    "{what}: cannot reach it over {}: {chain}{hint}",
-                    self.scheme
-                ),
+            let not_tls = matches!(
+                http::find::<rustls::Error>(r),
+                Some(rustls::Error::InvalidMessage(_))
+            );
+            let wire = format!("{}://{}", self.scheme, self.host);
+            return match http::classify(&wire, r, &self.roots, &self.http) {
+                HttpError::Unreachable { reason, .. } => RegistryError::Unreachable {
+                    url,
+                    message: format!("{what}: {reason}"),
+                },
+                _ if not_tls => RegistryError::Remote {
+                    url,
+                    message: format!(
+                        "{what}: TLS failed: it does not seem to speak TLS: for a registry on a \
+                         trusted network that serves plain HTTP, list it in \
+                         {ENV_PLAIN_HTTP}={}",
+                        self.host
+                    ),
+                },
+                other => {
+                    let hint = if r.is_redirect() {
+                        "; it redirected too many times"
+                    } else {
+                        ""
+                    };
+                    RegistryError::Remote {
+                        url,
+                        message: format!("{what}: {}{hint}", other.reason()),
+                    }
+                }
             };
         }
         let hint = match &e {
@@ -472,7 +489,7 @@ impl Transport {
             c.push_manifest_raw(
                 &r,
                 data,
-                http::HeaderValue::from_static(super::IMAGE_MANIFEST),
+                reqwest::header::HeaderValue::from_static(super::IMAGE_MANIFEST),
             )
             .await
             .map(|_| ())

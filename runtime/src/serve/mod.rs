@@ -18,7 +18,6 @@
 
 pub mod batch;
 pub mod metrics;
-pub mod oip;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -41,6 +40,7 @@ use tokio::sync::Semaphore;
 use crate::model::Model;
 use metrics::Metrics;
 use oip::{BadRequest, InputSpec};
+use tensorlet_oip as oip;
 
 /// Server settings, with their defaults.
 #[derive(Clone, Debug)]
@@ -248,6 +248,15 @@ impl Server {
     /// the model's ready endpoint. Blocking: call off the async runtime.
     pub fn deploy(&self, d: Deployment) -> Result<(), String> {
         let _one_at_a_time = self.deploy_lock.lock().expect("deploy lock");
+        if d.model.meta.task == crate::plugin::Task::Regression {
+            let msg = format!(
+                "{} is a regression model; the OIP server answers classification models \
+                 (labels and probabilities) only so far: use `tensorlet predict` for it",
+                d.reference
+            );
+            self.record_failure(&d.name, &d.reference, &msg);
+            return Err(msg);
+        }
         let warm = vec![0.0f32; d.features()];
         if let Err(e) = d.model.predict(&self.device, warm, 1) {
             let msg = format!("warm-up of {} failed: {e}", d.reference);

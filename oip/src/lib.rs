@@ -1,5 +1,10 @@
 //! Open Inference Protocol (KServe V2) request parsing and response encoding.
 //!
+//! One crate for everything that reads or writes the protocol's documents:
+//! `tensorlet serve` (the runtime's axum server) and the `http-front`
+//! component of an exported model (built for `wasm32-wasip2`) both depend on
+//! it, so both answer alike.
+//!
 //! Pure functions over bytes, so every caller mistake is a [`BadRequest`]
 //! with a sentence, tested without a server. Supports JSON tensors (flat or
 //! nested, row-major) and Triton's binary tensor data extension (a JSON header
@@ -600,6 +605,39 @@ pub fn parse_request(
     parse_scanned(json, binary, spec).unwrap_or_else(|| parse_value(json, binary, spec))
 }
 
+/// Entry points for the benchmark in `benches/parse.rs`, which measures the
+/// scanner against serde_json; not part of the crate's API.
+#[doc(hidden)]
+pub mod paths {
+    use super::*;
+
+    /// The one-pass scanner alone; `None` where it hands the request on.
+    pub fn scanned(json: &[u8], spec: InputSpec) -> Option<Result<InferRequest, BadRequest>> {
+        parse_scanned(json, &[], spec)
+    }
+
+    /// serde_json into a `Value`, then checked: the path of any request the
+    /// scanner hands on.
+    pub fn value(json: &[u8], spec: InputSpec) -> Result<InferRequest, BadRequest> {
+        parse_value(json, &[], spec)
+    }
+
+    /// The checks of [`parse_request`] on a request read elsewhere: `doc`
+    /// and `input` hold the members of the request and of its one input but
+    /// `data`, `x` the data's numbers and `rows` the length of each row when
+    /// the data is one array per row.
+    pub fn checked(
+        doc: &Map<String, Value>,
+        input: &Map<String, Value>,
+        x: Vec<f32>,
+        rows: Option<Vec<usize>>,
+        spec: InputSpec,
+    ) -> Result<InferRequest, BadRequest> {
+        let nesting = rows.map_or(Nesting::Flat, Nesting::Rows);
+        parse_input(doc, input, Data::Parsed(x, nesting), &[], spec)
+    }
+}
+
 /// The common case, parsed in one pass (see [`scan`]). `None` when the
 /// document is anything but a well-formed single-input request with numeric
 /// data, so that [`parse_value`] says precisely what is wrong.
@@ -620,7 +658,7 @@ fn parse_scanned(
             {
                 return None;
             }
-            Data::Parsed(v, nesting?)
+            Data::Parsed(v.into_iter().map(|f| f as f32).collect(), nesting?)
         }
         None => Data::Json(None),
     };
@@ -652,7 +690,7 @@ fn parse_value(json: &[u8], binary: &[u8], spec: InputSpec) -> Result<InferReque
 /// An input's `data`: as JSON, or already flattened by [`parse_scanned`].
 enum Data<'a> {
     Json(Option<&'a Value>),
-    Parsed(Vec<f64>, Nesting),
+    Parsed(Vec<f32>, Nesting),
 }
 
 /// Checks the request `doc` with its one `input` (whose `data` is `data`)
@@ -715,7 +753,7 @@ fn parse_input(
         .get("parameters")
         .and_then(|p| p.get("binary_data_size"))
         .and_then(Value::as_u64);
-    let values: Vec<f64> = match (binary_size, data) {
+    let x: Vec<f32> = match (binary_size, data) {
         (Some(n), _) => {
             let n = n as usize;
             if n > binary.len() {
@@ -734,7 +772,7 @@ fn parse_input(
             let (mine, rest) = binary.split_at(n);
             binary = rest;
             mine.chunks_exact(dtype.size())
-                .map(|c| dtype.decode(c))
+                .map(|c| dtype.decode(c) as f32)
                 .collect()
         }
         (None, Data::Parsed(v, nesting)) => {
@@ -745,7 +783,7 @@ fn parse_input(
             let mut v = Vec::with_capacity(want);
             flatten(data, &mut v, dtype.is_integer())?;
             check_rows(&nesting(data)?, &shape, features)?;
-            v
+            v.into_iter().map(|f| f as f32).collect()
         }
         (None, Data::Json(None)) => return bad(format!("input `{INPUT}` has no `data`")),
     };
@@ -755,23 +793,18 @@ fn parse_input(
             binary.len()
         ));
     }
-    if values.len() != want {
+    if x.len() != want {
         return bad(format!(
             "input `{INPUT}` has {} values; shape {shape:?} needs {want}",
-            values.len()
+            x.len()
         ));
     }
-    let mut x = Vec::with_capacity(want);
-    for (i, v) in values.into_iter().enumerate() {
-        let f = v as f32;
-        if !f.is_finite() {
-            return bad(format!(
-                "input `{INPUT}` value {i} (row {}, column {}) is not a finite number",
-                i / features,
-                i % features
-            ));
-        }
-        x.push(f);
+    if let Some(i) = x.iter().position(|f| !f.is_finite()) {
+        return bad(format!(
+            "input `{INPUT}` value {i} (row {}, column {}) is not a finite number",
+            i / features,
+            i % features
+        ));
     }
 
     let all_binary = binary_flag(doc.get("parameters"), "binary_data_output");

@@ -1,0 +1,137 @@
+//! `tensorlet eval <model> --data <csv>`: the task's metrics of a model on a
+//! labelled table it did not train on.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Result, bail};
+use serde_json::json;
+use tensorlet_runtime::model::Model;
+use tensorlet_runtime::train::Labels;
+use tensorlet_runtime::{Runtime, Task, data, metrics};
+
+use crate::artifacts::{RegistryArgs, UnsignedArgs};
+use crate::common::{self, DeviceArgs};
+
+/// Evaluate a model on labelled data: accuracy, macro-F1, log-loss, ROC AUC
+/// and the confusion matrix for classification; RMSE, MAE and R² for
+/// regression.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The model: a registry reference (`ns/name[@version|@alias]`), or a
+    /// model directory written by `tensorlet train --out`.
+    pub model: String,
+    /// Labelled rows: a CSV with the model's feature columns and its label
+    /// column.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub device: DeviceArgs,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+    #[command(flatten)]
+    pub unsigned: UnsignedArgs,
+}
+
+/// A model's metrics on a labelled table.
+pub struct Scores {
+    /// Rows scored.
+    pub rows: usize,
+    /// The task's metrics by name.
+    pub metrics: metrics::Metrics,
+    /// Classification: counts by actual (rows) and predicted (columns) class.
+    pub confusion: Option<Vec<Vec<u64>>>,
+}
+
+/// Predicts the rows of `path` (features by the model's schema, labels by its
+/// task and class names) and scores the predictions.
+pub fn score(rt: &Runtime, model: &Model, path: &Path) -> Result<Scores> {
+    let meta = &model.meta;
+    let input = data::load_features(path, Some(&meta.label), meta.schema.as_deref())?;
+    let labels = data::load_labels(path, &meta.label, meta.task, meta.class_names.as_deref())?;
+    if labels.len() != input.rows {
+        bail!(
+            "{}: read {} rows of features but {} labels",
+            path.display(),
+            input.rows,
+            labels.len()
+        );
+    }
+    let rows = input.rows;
+    let p = model.predict(rt.device(), input.x, rows)?;
+    Ok(match &labels {
+        Labels::Classes(y) => {
+            let classes = meta.classes as usize;
+            Scores {
+                rows,
+                metrics: metrics::classification(&p.probabilities.concat(), y, classes),
+                confusion: Some(metrics::confusion(y, &p.labels, classes)),
+            }
+        }
+        Labels::Targets(t) => Scores {
+            rows,
+            metrics: metrics::regression(&p.values.concat(), t),
+            confusion: None,
+        },
+    })
+}
+
+pub fn execute(args: Args) -> Result<()> {
+    let reg = crate::artifacts::open()?;
+    let rt = common::runtime(args.device.open()?)?;
+    let model = super::predict::load_model(
+        &rt,
+        &reg,
+        &args.registry,
+        args.unsigned.allow_unsigned,
+        &args.model,
+    )?;
+    let meta = &model.meta;
+    let Scores {
+        rows,
+        metrics: scores,
+        confusion,
+    } = score(&rt, &model, &args.data)?;
+    let names: Vec<String> = (0..meta.classes).map(|c| model.class_name(c)).collect();
+    if args.json {
+        let mut out = json!({
+            "model": args.model,
+            "data": args.data.display().to_string(),
+            "rows": rows,
+            "task": meta.task,
+            "metrics": scores,
+        });
+        if let Some(cm) = &confusion {
+            out["classes"] = json!(names);
+            out["confusion"] = json!(cm);
+        }
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+    let task = match meta.task {
+        Task::Classification => "classification",
+        Task::Regression => "regression",
+    };
+    println!(
+        "{} on {} ({} rows, {task})",
+        args.model,
+        args.data.display(),
+        rows
+    );
+    for (k, v) in &scores {
+        println!("  {k:<9} {v:.4}");
+    }
+    if let Some(cm) = confusion {
+        let width = names.iter().map(String::len).max().unwrap_or(1).max(5);
+        println!("\nconfusion (rows: actual, columns: predicted)");
+        let head: String = names.iter().map(|n| format!(" {n:>width$}")).collect();
+        println!("  {:<width$}{head}", "");
+        for (n, row) in names.iter().zip(&cm) {
+            let cells: String = row.iter().map(|c| format!(" {c:>width$}")).collect();
+            println!("  {n:<width$}{cells}");
+        }
+    }
+    Ok(())
+}

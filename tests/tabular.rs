@@ -1,0 +1,391 @@
+//! Tables as people have them, through the CLI: a regression target, text
+//! class labels, quoted fields, a delimiter, dropped columns, and the error
+//! that asks for the task instead of training a continuous target as classes.
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+use serde_json::Value;
+
+/// Trains `pipeline` on `csv` into `<home>/model`; returns stdout and the
+/// saved `model.json`.
+fn train(home: &Path, pipeline: &Path, csv: &Path) -> (String, Value) {
+    let out = home.join("model");
+    let stdout = ok(&tensorlet(
+        home,
+        &[
+            "train",
+            s(pipeline),
+            "--data",
+            s(csv),
+            "--allow-unsigned",
+            "--out",
+            s(&out),
+        ],
+    ));
+    let meta = serde_json::from_slice(&std::fs::read(out.join("model.json")).unwrap()).unwrap();
+    (stdout, meta)
+}
+
+/// The metrics of the kept epoch.
+fn kept(meta: &Value) -> &Value {
+    let epoch = meta["epoch"].as_u64().unwrap();
+    meta["metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["epoch"].as_u64() == Some(epoch))
+        .unwrap()
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+#[test]
+fn diabetes_trains_as_regression_and_predicts_values() {
+    let home = tempfile::tempdir().unwrap();
+    let (stdout, meta) = train(home.path(), &pipeline("diabetes"), &data("diabetes.csv"));
+    assert!(
+        stdout.contains("trained diabetes: validation r2 0."),
+        "{stdout}"
+    );
+    assert_eq!(meta["task"], "regression");
+    let m = kept(&meta);
+    let r2 = m["val_metrics"]["r2"].as_f64().unwrap();
+    // scikit-learn's LinearRegression on this split scores about 0.5.
+    assert!(r2 >= 0.45, "validation r2 {r2}");
+    let (mse, rmse) = (
+        m["val_loss"].as_f64().unwrap(),
+        m["val_metrics"]["rmse"].as_f64().unwrap(),
+    );
+    assert!(
+        (mse.sqrt() - rmse).abs() < 1e-2 * rmse,
+        "mse {mse}, rmse {rmse}"
+    );
+    assert!(m["val_accuracy"].is_null());
+
+    // `predict` prints one value per row; over all rows they explain the
+    // target about as well as on the validation split.
+    let model = home.path().join("model");
+    let printed = ok(&tensorlet(
+        home.path(),
+        &[
+            "predict",
+            s(&model),
+            "--input",
+            s(&data("diabetes.csv")),
+            "--allow-unsigned",
+        ],
+    ));
+    let pred: Vec<f32> = printed.lines().map(|l| l.parse().unwrap()).collect();
+    let text = std::fs::read_to_string(data("diabetes.csv")).unwrap();
+    let target: Vec<f32> = text
+        .lines()
+        .skip(1)
+        .map(|l| l.rsplit(',').next().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(pred.len(), 442);
+    let all = tensorlet_runtime::metrics::regression(&pred, &target);
+    assert!(all["r2"] >= 0.45, "{all:?}");
+
+    // The run records the task's metrics per epoch.
+    let run = stdout
+        .split("run ")
+        .nth(1)
+        .and_then(|r| r.split(')').next())
+        .unwrap()
+        .to_string();
+    let shown = ok(&tensorlet(home.path(), &["runs", "show", &run]));
+    assert!(
+        shown.contains("VAL_R2") && shown.contains("VAL_RMSE"),
+        "{shown}"
+    );
+}
+
+#[test]
+fn a_continuous_target_is_never_trained_as_classes() {
+    let home = tempfile::tempdir().unwrap();
+    let p = std::fs::read_to_string(pipeline("diabetes"))
+        .unwrap()
+        .replace("task = \"regression\"\n", "");
+    let p = write(home.path(), "undeclared.toml", &p);
+    let err = fails(&tensorlet(
+        home.path(),
+        &[
+            "train",
+            s(&p),
+            "--data",
+            s(&data("diabetes.csv")),
+            "--allow-unsigned",
+            "--out",
+            s(&home.path().join("m")),
+        ],
+    ));
+    assert!(
+        err.contains("the label column `progression` holds 214 distinct whole numbers")
+            && err.contains("declare [data] task = \"regression\""),
+        "{err}"
+    );
+    assert!(!home.path().join("m").exists(), "nothing is written");
+}
+
+#[test]
+fn breast_cancer_text_labels_train_a_binary_classifier() {
+    let home = tempfile::tempdir().unwrap();
+    let p = write(
+        home.path(),
+        "cancer.toml",
+        &format!(
+            r#"
+[pipeline]
+name = "cancer"
+[data]
+label = "diagnosis"
+[preprocessor]
+path = "{}"
+[model]
+path = "{}"
+config = {{ hidden = [16] }}
+[training]
+epochs = 30
+batch_size = 32
+learning_rate = 0.01
+optimizer = "adam"
+"#,
+            s(&plugin_path("standardize")),
+            s(&plugin_path("mlp"))
+        ),
+    );
+    let (stdout, meta) = train(home.path(), &p, &data("breast_cancer.csv"));
+    assert!(stdout.contains("validation accuracy 0.9"), "{stdout}");
+    assert_eq!(
+        meta["class_names"],
+        serde_json::json!(["benign", "malignant"])
+    );
+    let m = kept(&meta);
+    assert!(m["val_accuracy"].as_f64().unwrap() >= 0.95, "{m}");
+    assert!(m["val_metrics"]["auc"].as_f64().unwrap() >= 0.98, "{m}");
+    assert!(
+        m["val_metrics"]["f1_macro"].as_f64().unwrap() >= 0.94,
+        "{m}"
+    );
+    let printed = ok(&tensorlet(
+        home.path(),
+        &[
+            "predict",
+            s(&home.path().join("model")),
+            "--input",
+            s(&data("breast_cancer.csv")),
+            "--allow-unsigned",
+        ],
+    ));
+    let text = std::fs::read_to_string(data("breast_cancer.csv")).unwrap();
+    let truth: Vec<&str> = text
+        .lines()
+        .skip(1)
+        .map(|l| l.rsplit(',').next().unwrap())
+        .collect();
+    let right = printed.lines().zip(&truth).filter(|(p, t)| p == *t).count();
+    assert!(
+        right as f64 / truth.len() as f64 >= 0.95,
+        "{right}/{}",
+        truth.len()
+    );
+    // `eval` counts the same rows right, on the diagonal of its confusion matrix.
+    let model = home.path().join("model");
+    let csv = data("breast_cancer.csv");
+    let eval = |extra: &[&str]| {
+        let mut a = vec!["eval", s(&model), "--data", s(&csv)];
+        a.extend_from_slice(extra);
+        a.push("--allow-unsigned");
+        ok(&tensorlet(home.path(), &a))
+    };
+    let table = eval(&[]);
+    assert!(
+        table.contains("(569 rows, classification)") && table.contains("auc"),
+        "{table}"
+    );
+    let e: Value = serde_json::from_str(&eval(&["--json"])).unwrap();
+    assert_eq!(e["classes"], serde_json::json!(["benign", "malignant"]));
+    let cm: Vec<Vec<u64>> = serde_json::from_value(e["confusion"].clone()).unwrap();
+    assert_eq!(cm[0][0] + cm[1][1], right as u64, "{e}");
+    assert_eq!(cm.iter().flatten().sum::<u64>(), 569);
+}
+
+/// Iris as people download it: species as text, a quoted free-text column
+/// with commas, semicolons between fields.
+#[test]
+fn quoted_fields_a_delimiter_and_dropped_columns() {
+    let home = tempfile::tempdir().unwrap();
+    let names = ["setosa", "versicolor", "virginica"];
+    let mut csv = String::from(
+        "\u{feff}\"sepal; length\";sepal_width;petal_length;petal_width;note;species\n",
+    );
+    let iris = std::fs::read_to_string(data("iris.csv")).unwrap();
+    for (i, l) in iris.lines().skip(1).enumerate() {
+        let f: Vec<&str> = l.split(',').collect();
+        let species = names[f[4].parse::<usize>().unwrap()];
+        csv.push_str(&format!(
+            "{};{};{};{};\"row {i}; \"\"measured\"\", by hand\";{species}\n",
+            f[0], f[1], f[2], f[3]
+        ));
+    }
+    let table = write(home.path(), "iris.csv", &csv);
+    let p = write(
+        home.path(),
+        "iris.toml",
+        &std::fs::read_to_string(pipeline("iris"))
+            .unwrap()
+            .replace(
+                "[data]\nlabel = \"species\"\n",
+                "[data]\nlabel = \"species\"\ndelimiter = \";\"\ndrop = [\"note\"]\n",
+            )
+            .replace(
+                "bundled = \"standardize\"",
+                &format!("path = \"{}\"", s(&plugin_path("standardize"))),
+            )
+            .replace(
+                "bundled = \"softmax-regression\"",
+                &format!("path = \"{}\"", s(&plugin_path("softmax_regression"))),
+            ),
+    );
+    let (stdout, meta) = train(home.path(), &p, &table);
+    assert!(stdout.contains("validation accuracy 0.9"), "{stdout}");
+    assert_eq!(meta["feature_names"][0], "sepal; length");
+    assert_eq!(meta["schema"].as_array().unwrap().len(), 4);
+    // Declared class names keep their order.
+    assert_eq!(meta["class_names"], serde_json::json!(names));
+
+    // Prediction input with the columns in another order, comma-separated.
+    let input = write(
+        home.path(),
+        "input.csv",
+        "petal_width,petal_length,sepal_width,\"sepal; length\"\n0.2,1.4,3.5,5.1\n2.3,5.4,3.0,6.2\n",
+    );
+    let printed = ok(&tensorlet(
+        home.path(),
+        &[
+            "predict",
+            s(&home.path().join("model")),
+            "--input",
+            s(&input),
+            "--allow-unsigned",
+        ],
+    ));
+    assert_eq!(printed, "setosa\nvirginica\n");
+}
+
+#[test]
+fn text_features_and_missing_values_are_refused_with_what_to_do() {
+    let home = tempfile::tempdir().unwrap();
+    let p = write(
+        home.path(),
+        "p.toml",
+        &format!(
+            "[pipeline]\nname = \"t\"\n[preprocessor]\npath = \"{}\"\n[model]\npath = \"{}\"\n",
+            s(&plugin_path("standardize")),
+            s(&plugin_path("softmax_regression"))
+        ),
+    );
+    let mut text = String::from("color,size,y\n");
+    let mut gaps = String::from("a,b,y\n");
+    for i in 0..40 {
+        text.push_str(&format!("{},{i},{}\n", ["red", "blue"][i % 2], i % 2));
+        let a = if i == 7 {
+            "NA".to_string()
+        } else {
+            i.to_string()
+        };
+        gaps.push_str(&format!("{a},{},{}\n", i * 2, i % 2));
+    }
+    let run = |csv: &Path| {
+        fails(&tensorlet(
+            home.path(),
+            &[
+                "train",
+                s(&p),
+                "--data",
+                s(csv),
+                "--allow-unsigned",
+                "--out",
+                s(&home.path().join("m")),
+            ],
+        ))
+    };
+    let err = run(&write(home.path(), "text.csv", &text));
+    assert!(
+        err.contains("column `color` holds text (categories)")
+            && err.contains("drop = [\"color\"]"),
+        "{err}"
+    );
+    let err = run(&write(home.path(), "gaps.csv", &gaps));
+    assert!(
+        err.contains("column `a` still holds a missing value") && err.contains("`a` (1)"),
+        "{err}"
+    );
+}
+
+#[test]
+fn promote_require_gates_on_recorded_or_fresh_metrics() {
+    let (home, _) = published_home();
+    let h = home.path();
+    let iris = data("iris.csv");
+    ok(&tensorlet(
+        h,
+        &["train", "acme/iris", "--data", s(&iris), "--key", "alice"],
+    ));
+    let promote = |extra: &[&str]| {
+        let mut a = vec!["promote", "acme/iris-model@0.1.0", "--to", "production"];
+        a.extend_from_slice(extra);
+        tensorlet(h, &a)
+    };
+    // A gate it cannot meet: refused, the alias not set, the refusal audited.
+    let err = fails(&promote(&[
+        "--require",
+        "accuracy>=0.5",
+        "--require",
+        "f1_macro>1",
+    ]));
+    assert!(
+        err.contains("not promoting acme/iris-model@0.1.0 to production: f1_macro is ")
+            && err.contains("and f1_macro>1 is required (metrics recorded with the version)"),
+        "{err}"
+    );
+    let err = fails(&promote(&["--require", "r2>=0"]));
+    assert!(
+        err.contains("`r2` is not among the metrics: accuracy, f1_macro"),
+        "{err}"
+    );
+    // A malformed requirement is a usage error (exit 2), before anything runs.
+    let out = promote(&["--require", "accuracy=0.9"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("`accuracy=0.9` is not a requirement"), "{err}");
+    let shown = fails(&tensorlet(h, &["show", "acme/iris-model@production"]));
+    assert!(!shown.is_empty());
+    let log = ok(&tensorlet(h, &["audit", "log", "--json"]));
+    assert!(
+        log.contains("promote.refused") && log.contains("f1_macro>1"),
+        "{log}"
+    );
+
+    // Met, on the recorded metrics and on a fresh evaluation.
+    let out = ok(&promote(&["--require", "val_accuracy>=0.8"]));
+    assert!(out.contains("promoted acme/iris-model@production"), "{out}");
+    ok(&promote(&[
+        "--require",
+        "accuracy>=0.8",
+        "--data",
+        s(&iris),
+    ]));
+    let log = ok(&tensorlet(h, &["audit", "log", "--json"]));
+    assert!(
+        log.contains("promote.gate") && log.contains("evaluated on"),
+        "{log}"
+    );
+}
