@@ -690,6 +690,58 @@ async fn actions_are_off_without_a_key_off_loopback_and_for_other_hosts() {
     assert_eq!(r.status, StatusCode::MISDIRECTED_REQUEST);
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_remote_registry_is_shown_as_the_local_trust_policy_judges_it() {
+    let (_dir, remote_home) = fixture_copy();
+    let server = RegistryServer::start(&remote_home, &[]);
+    let with_remote = |home: &Path, url: &str| {
+        tensorlet_console::app(Console::new(ConsoleConfig {
+            remote: Some(url.to_string()),
+            ..ConsoleConfig::new(home.to_path_buf(), loopback())
+        }))
+    };
+
+    // The fixture's home trusts alice, who signed everything there.
+    let app = with_remote(&fixture().home, &server.url);
+    let r = get(&app, "/artifacts").await;
+    ok_page(&r, "remote artifacts");
+    assert!(r.body.contains(">acme/iris-model</a>"), "{}", r.body);
+    assert!(r.body.contains(&server.url), "names the remote: {}", r.body);
+    let r = get(&app, "/artifacts/acme/iris-model").await;
+    ok_page(&r, "remote artifact");
+    assert_eq!(
+        r.body.matches("data-verdict=\"verified\"").count(),
+        2,
+        "{}",
+        r.body
+    );
+    assert!(
+        r.body.contains("blobs are checked when pulled"),
+        "{}",
+        r.body
+    );
+    assert!(!r.body.contains("name=\"token\""), "no actions on a remote");
+    assert!(r.body.contains("remote registry"), "{}", r.body);
+
+    // A home that trusts nobody sees the same versions refused.
+    let stranger = tempfile::tempdir().unwrap();
+    let app = with_remote(stranger.path(), &server.url);
+    let r = get(&app, "/artifacts/acme/iris-model").await;
+    ok_page(&r, "remote artifact, untrusted");
+    assert_eq!(
+        r.body.matches("data-verdict=\"refused\"").count(),
+        2,
+        "{}",
+        r.body
+    );
+
+    // A remote that does not answer is named.
+    drop(server);
+    let r = get(&app, "/artifacts").await;
+    assert_eq!(r.status, StatusCode::BAD_GATEWAY, "{}", r.body);
+    assert!(r.body.contains("127.0.0.1"), "{}", r.body);
+}
+
 /// A child process killed when dropped (also when a test fails).
 struct Killed(Child);
 
