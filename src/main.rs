@@ -87,6 +87,8 @@ enum Command {
     ServeWasiHttp(commands::serve_wasi_http::Args),
     /// Show how far a served model's inputs drifted from its training data.
     Drift(commands::drift::Args),
+    /// Serve the web console: artifacts, lineage, runs, datasets, audit log, serving.
+    Ui(commands::ui::Args),
 }
 
 fn main() -> ExitCode {
@@ -131,6 +133,7 @@ fn main() -> ExitCode {
         Command::Export(args) => commands::export::execute(args),
         Command::ServeWasiHttp(args) => commands::serve_wasi_http::execute(args),
         Command::Drift(args) => commands::drift::execute(args),
+        Command::Ui(args) => commands::ui::execute(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

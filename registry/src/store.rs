@@ -559,6 +559,23 @@ impl Registry {
         self.verify(&Reference::parse(reference)?)
     }
 
+    /// [`Registry::verify`] for views that only look (the console): the same
+    /// checks, but a refusal is returned without an audit entry, so that
+    /// showing a tampered artifact does not write to the log on every view.
+    /// What loads, serves or moves an artifact uses [`Registry::verify`].
+    pub fn inspect(&self, reference: &Reference) -> Result<VerifiedArtifact> {
+        let row = self.resolve_row(reference)?;
+        self.verify_row(row)
+    }
+
+    /// Checks a signed manifest held elsewhere (a remote registry's) against
+    /// this registry's trust policy: signed, the signature verifies, the key
+    /// is trusted for the namespace. Blobs are not checked and nothing is
+    /// recorded. Returns the key id.
+    pub fn check_signature(&self, signed: &SignedManifest) -> Result<String> {
+        self.check_signed(&self.lock(), signed)
+    }
+
     fn verify_row(&self, row: Row) -> Result<VerifiedArtifact> {
         self.verify_row_with(row, |signed| self.check_signed(&self.lock(), signed))
     }

@@ -1,7 +1,8 @@
-//! `tensorlet bench matmul|train|instances`: GFLOP/s of square matmuls; the
+//! `tensorlet bench matmul|train|instances|console`: GFLOP/s of square matmuls; the
 //! time of a digits training epoch with the host's autodiff, with the
 //! hand-written 0.1 trainer and (optionally) with PyTorch; the memory of a long
-//! run (`instances` is in `bench_instances.rs`).
+//! run (`instances` is in `bench_instances.rs`); the console's server time
+//! (`bench_console.rs`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -29,6 +30,8 @@ pub enum What {
     Train(TrainArgs),
     /// Cost of the fresh sandbox every request gets: store + instance creation.
     Instances(super::bench_instances::Args),
+    /// Server time of the web console's pages with many runs and a long one.
+    Console(super::bench_console::Args),
 }
 
 /// Which devices to measure: one, or by default the CPU and (if any) the GPU.
@@ -91,6 +94,7 @@ pub fn execute(args: Args) -> Result<()> {
         What::Matmul(a) => matmul(a),
         What::Train(a) => train(a),
         What::Instances(a) => super::bench_instances::execute(a),
+        What::Console(a) => super::bench_console::execute(a),
     }
 }
 

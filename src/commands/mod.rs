@@ -3,6 +3,7 @@
 pub mod alias;
 pub mod audit;
 pub mod bench;
+pub mod bench_console;
 pub mod bench_instances;
 pub mod dataset;
 pub mod demo;
@@ -29,5 +30,6 @@ pub mod show;
 pub mod sync;
 pub mod train;
 pub mod trust;
+pub mod ui;
 pub mod verify;
 pub mod yank;

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use serde_json::json;
+use tensorlet_console::serving::{DeployLog, Serving};
 use tensorlet_runtime::Runtime;
 use tensorlet_runtime::registry::{Kind, Reference, Registry, Selector};
 use tensorlet_runtime::serve::{Deployment, ModelSource, ServeConfig, ServeEvents, Server};
@@ -235,7 +236,9 @@ pub fn execute(args: Args) -> Result<()> {
         batch_writes: args.batch_writes,
         ..ServeConfig::default()
     };
-    let server = Arc::new(Server::new(device, config, events.clone()).with_source(source.clone()));
+    // The serving pages on the admin address show the last deploys.
+    let deploys = Arc::new(DeployLog::new(events.clone()));
+    let server = Arc::new(Server::new(device, config, deploys.clone()).with_source(source.clone()));
 
     if let Some(f) = &follower {
         for reference in by_name.values() {
@@ -260,7 +263,12 @@ pub fn execute(args: Args) -> Result<()> {
     let admin = if args.admin_addr == "off" {
         None
     } else {
-        Some(crate::common::listen(&tokio, &args.admin_addr, " (admin)")?)
+        let l = crate::common::listen(&tokio, &args.admin_addr, " (admin)")?;
+        let loopback = l.local_addr()?.ip().is_loopback();
+        let pages =
+            tensorlet_console::serving::app(Serving::new(server.clone(), deploys), loopback);
+        let app = tensorlet_runtime::serve::admin_app(server.clone()).merge(pages);
+        Some((l, app))
     };
     let addr = listener.local_addr()?;
     events.record(
@@ -271,8 +279,10 @@ pub fn execute(args: Args) -> Result<()> {
     for (name, version) in server.deployed() {
         println!("serving {name} {version} at http://{addr}/v2/models/{name}/infer");
     }
-    if let Some(a) = &admin {
-        println!("admin endpoint at http://{}/admin/deploy", a.local_addr()?);
+    if let Some((a, _)) = &admin {
+        let a = a.local_addr()?;
+        println!("admin endpoint at http://{a}/admin/deploy");
+        println!("serving console at http://{a}/serving");
     }
 
     // Follow aliases: poll the registry, swap in what an alias points at now.
@@ -302,12 +312,29 @@ pub fn execute(args: Args) -> Result<()> {
         })
     });
 
+    // The admin address (deploy endpoint and serving pages) closes after
+    // the public one has drained.
+    let (stop_admin, admin_stop) = tokio::sync::watch::channel(false);
+    let admin_task = admin.map(|(l, app)| {
+        let mut stop = admin_stop.clone();
+        tokio.spawn(async move {
+            axum::serve(l, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stop.changed().await;
+                })
+                .await
+        })
+    });
     let result = tokio.block_on(tensorlet_runtime::serve::run(
         server.clone(),
         listener,
-        admin,
+        None,
         tensorlet_runtime::serve::shutdown_signal(),
     ));
+    let _ = stop_admin.send(true);
+    if let Some(t) = admin_task {
+        let _ = tokio.block_on(t);
+    }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     if let Some(w) = watcher {
         let _ = w.join();

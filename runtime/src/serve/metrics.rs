@@ -60,6 +60,36 @@ pub struct Metrics {
     drift: Mutex<BTreeMap<(String, String), f64>>,
 }
 
+/// What one model version's requests have counted, as read by
+/// [`Metrics::snapshot`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct VersionCounts {
+    /// The model (empty for requests to no model, which answered 404).
+    pub model: String,
+    /// The version.
+    pub version: String,
+    /// HTTP status -> requests.
+    pub by_status: BTreeMap<u16, u64>,
+    /// Latency of successful requests: (upper bound in seconds, cumulative
+    /// count), as in the Prometheus histogram; `latency_count` is `+Inf`.
+    pub latency_buckets: Vec<(f64, u64)>,
+    /// Successful requests.
+    pub latency_count: u64,
+    /// Their summed latency, in seconds.
+    pub latency_sum: f64,
+}
+
+/// Every counter of a server at one moment.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MetricsSnapshot {
+    /// Per model version, in label order.
+    pub versions: Vec<VersionCounts>,
+    /// Requests being processed.
+    pub in_flight: i64,
+    /// Requests refused with 503 because the server was at capacity.
+    pub shed: u64,
+}
+
 /// Decrements the in-flight gauge when dropped.
 pub struct InFlight<'a>(&'a Metrics);
 
@@ -135,6 +165,28 @@ impl Metrics {
                     .filter_map(|c| c.by_status.get(&status))
                     .sum()
             })
+    }
+
+    /// The counters as values, for views that compute rates and percentiles
+    /// themselves (the console's serving page).
+    pub fn snapshot(&self) -> MetricsSnapshot {
+        let requests = self.requests.lock().expect("metrics lock");
+        let versions = labelled(&requests)
+            .map(|(m, v, c)| VersionCounts {
+                model: m.to_string(),
+                version: v.to_string(),
+                by_status: c.by_status.clone(),
+                latency_buckets: BUCKETS.iter().copied().zip(c.latency.counts).collect(),
+                latency_count: c.latency.count,
+                latency_sum: c.latency.sum,
+            })
+            .collect();
+        drop(requests);
+        MetricsSnapshot {
+            versions,
+            in_flight: self.in_flight.load(Ordering::Relaxed),
+            shed: self.shed.load(Ordering::Relaxed),
+        }
     }
 
     /// The exposition text; `instances` is the runtime's instance counter.
@@ -300,6 +352,28 @@ mod tests {
         assert!(text.contains("tensorlet_requests_shed_total 1"));
         assert!(text.contains("tensorlet_instances_created_total 7"));
         assert_eq!(m.count("iris", 200), 2);
+    }
+
+    #[test]
+    fn a_snapshot_holds_what_render_prints() {
+        let m = Metrics::default();
+        m.record("iris", "1.0.0", 200, Duration::from_micros(300));
+        m.record("iris", "1.0.0", 200, Duration::from_millis(3));
+        m.record("iris", "1.0.0", 503, Duration::from_millis(1));
+        m.shed();
+        let s = m.snapshot();
+        assert_eq!(s.shed, 1);
+        assert_eq!(s.in_flight, 0);
+        let [v] = s.versions.as_slice() else {
+            panic!("{s:?}")
+        };
+        assert_eq!((v.model.as_str(), v.version.as_str()), ("iris", "1.0.0"));
+        assert_eq!(v.by_status, BTreeMap::from([(200, 2), (503, 1)]));
+        assert_eq!(v.latency_count, 2);
+        assert!((v.latency_sum - 0.0033).abs() < 1e-9);
+        let cumulative: Vec<u64> = v.latency_buckets.iter().map(|b| b.1).collect();
+        assert_eq!(cumulative, [0, 0, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2]);
+        assert_eq!(v.latency_buckets[2].0, 0.0005);
     }
 
     #[test]
