@@ -1099,9 +1099,11 @@ async fn in_a_browser_every_page_loads_cleanly_and_draws_its_curves() {
     let drawn = br
         .js("return window.tensorletCharts.map(u => [u.data[0].length, u.series.length, u.ctx.canvas.width > 0, u.data[1][11] < u.data[1][0]]);")
         .await;
+    // Loss: train and validation; validation metrics: accuracy and the
+    // macro-F1 the run recorded (three classes: no AUC).
     assert_eq!(
         drawn,
-        serde_json::json!([[12, 3, true, true], [12, 2, true, false]])
+        serde_json::json!([[12, 3, true, true], [12, 3, true, false]])
     );
     let legend = br
         .js("return [...document.querySelectorAll('#chart-loss .u-legend .u-label')].map(e => e.textContent);")

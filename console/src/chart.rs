@@ -118,7 +118,7 @@ impl Metric {
     fn title(self) -> &'static str {
         match self {
             Metric::Loss => "Loss per epoch",
-            Metric::Accuracy => "Validation accuracy per epoch",
+            Metric::Accuracy => "Validation metrics per epoch",
         }
     }
 
@@ -129,9 +129,20 @@ impl Metric {
                 ("train_loss", |m| Some(f64::from(m.train_loss))),
                 ("val_loss", |m| m.val_loss.map(f64::from)),
             ],
-            Metric::Accuracy => &[("val_accuracy", |m| m.val_accuracy.map(f64::from))],
+            // Accuracy, then the task metrics a run records (`val_metrics`):
+            // classification's macro-F1 and AUC, regression's R².
+            Metric::Accuracy => &[
+                ("val_accuracy", |m| m.val_accuracy.map(f64::from)),
+                ("val_f1_macro", |m| task_metric(m, "f1_macro")),
+                ("val_auc", |m| task_metric(m, "auc")),
+                ("val_r2", |m| task_metric(m, "r2")),
+            ],
         }
     }
+}
+
+fn task_metric(m: &EpochMetrics, name: &str) -> Option<f64> {
+    m.val_metrics.get(name).map(|&v| f64::from(v))
 }
 
 /// The chart of one run's `metric`, epochs `from..=to`, at most about `max`
@@ -158,11 +169,14 @@ pub fn run_chart(
         title: metric.title().to_string(),
         y_label: metric.name().to_string(),
         x: keep.iter().map(|&i| f64::from(slice[i].epoch)).collect(),
+        // The first series always; the others where the run recorded them.
         series: metric
             .columns()
             .iter()
             .zip(&columns)
-            .map(|((label, _), values)| Series {
+            .enumerate()
+            .filter(|(c, (_, values))| *c == 0 || values.iter().any(Option::is_some))
+            .map(|(_, ((label, _), values))| Series {
                 label: label.to_string(),
                 values: keep.iter().map(|&i| values[i]).collect(),
             })
@@ -176,7 +190,7 @@ pub fn run_chart(
 /// Several runs' `metric` overlaid on one epoch axis.
 pub fn compare_chart(runs: &[(String, &[EpochMetrics])], metric: Metric, max: usize) -> ChartData {
     let per_run = (max / runs.len().max(1)).max(2);
-    let mut picked: Vec<(String, RunPoints)> = Vec::new();
+    let mut picked: Vec<(String, Vec<String>, RunPoints)> = Vec::new();
     let mut total = 0;
     let mut epochs = std::collections::BTreeSet::new();
     for (id, history) in runs {
@@ -189,12 +203,13 @@ pub fn compare_chart(runs: &[(String, &[EpochMetrics])], metric: Metric, max: us
             .map(|(i, x)| (*x as u32, one.series.iter().map(|s| s.values[i]).collect()))
             .collect();
         epochs.extend(points.iter().map(|p| p.0));
-        picked.push((id.clone(), points));
+        let labels: Vec<String> = one.series.iter().map(|s| s.label.clone()).collect();
+        picked.push((id.clone(), labels, points));
     }
     let x: Vec<u32> = epochs.into_iter().collect();
     let mut series = Vec::new();
-    for (id, points) in &picked {
-        for (c, (label, _)) in metric.columns().iter().enumerate() {
+    for (id, labels, points) in &picked {
+        for (c, label) in labels.iter().enumerate() {
             let by_epoch: std::collections::HashMap<u32, Option<f64>> =
                 points.iter().map(|(e, v)| (*e, v[c])).collect();
             series.push(Series {
@@ -274,5 +289,33 @@ mod tests {
         assert_eq!(c.series[1].label, "b val_accuracy");
         assert_eq!(c.series[1].values[4], None);
         assert_eq!(c.series[0].values[4], Some(1.0));
+    }
+
+    #[test]
+    fn the_task_metrics_a_run_recorded_are_drawn() {
+        let regression: Vec<EpochMetrics> = (1..=4)
+            .map(|e| EpochMetrics {
+                epoch: e,
+                train_loss: 10.0 / e as f32,
+                val_loss: Some(9.0 / e as f32),
+                val_accuracy: None,
+                val_metrics: [("r2".to_string(), e as f32 / 10.0)].into_iter().collect(),
+                seconds: 0.01,
+            })
+            .collect();
+        let c = run_chart(&regression, Metric::Accuracy, None, 1000, None);
+        let labels: Vec<&str> = c.series.iter().map(|s| s.label.as_str()).collect();
+        assert_eq!(labels, ["val_accuracy", "val_r2"]);
+        assert_eq!(c.series[1].values[3], Some(0.4f32 as f64));
+        let both = compare_chart(
+            &[
+                ("r".into(), regression.as_slice()),
+                ("c".into(), history(2).as_slice()),
+            ],
+            Metric::Accuracy,
+            1000,
+        );
+        let labels: Vec<&str> = both.series.iter().map(|s| s.label.as_str()).collect();
+        assert_eq!(labels, ["r val_accuracy", "r val_r2", "c val_accuracy"]);
     }
 }
