@@ -253,23 +253,55 @@ pub fn check_probabilities(
     rows: usize,
     classes: u32,
 ) -> Result<Vec<f32>> {
+    check_output(
+        plugin,
+        device,
+        probs,
+        rows,
+        classes,
+        ("probabilities", "probability", ""),
+    )
+}
+
+/// Checks a regression predictor's output: [rows, targets] and finite.
+pub fn check_predictions(
+    plugin: &Plugin,
+    device: &Device,
+    out: &Tensor,
+    rows: usize,
+    targets: u32,
+) -> Result<Vec<f32>> {
+    let words = ("predictions", "prediction", "; try a lower learning rate");
+    check_output(plugin, device, out, rows, targets, words)
+}
+
+/// A predictor's output as `[rows, width]` finite values; `words` name them
+/// (plural, singular) and add a hint to the non-finite error.
+fn check_output(
+    plugin: &Plugin,
+    device: &Device,
+    out: &Tensor,
+    rows: usize,
+    width: u32,
+    (plural, one, hint): (&str, &str, &str),
+) -> Result<Vec<f32>> {
     let bad = |m: String| RuntimeError::Plugin {
         plugin: plugin.name().to_string(),
         call: "predict",
         failure: PluginFailure::BadOutput(m),
     };
-    if probs.shape().dims() != [rows, classes as usize] {
+    if out.shape().dims() != [rows, width as usize] {
         return Err(bad(format!(
-            "returned probabilities of shape {} for {rows} rows; expected [{rows}, {classes}]",
-            probs.shape()
+            "returned {plural} of shape {} for {rows} rows; expected [{rows}, {width}]",
+            out.shape()
         )));
     }
-    let v = device.to_vec(probs)?;
+    let v = device.to_vec(out)?;
     if let Some(i) = v.iter().position(|p| !p.is_finite()) {
         return Err(bad(format!(
-            "returned a non-finite probability ({}) in row {}",
+            "returned a non-finite {one} ({}) in row {}{hint}",
             v[i],
-            i / classes.max(1) as usize
+            i / width.max(1) as usize
         )));
     }
     Ok(v)
@@ -792,36 +824,6 @@ pub fn evaluate(
             }
         }
     })
-}
-
-/// Checks a regression predictor's output: [rows, targets] and finite.
-pub fn check_predictions(
-    plugin: &Plugin,
-    device: &Device,
-    out: &Tensor,
-    rows: usize,
-    targets: u32,
-) -> Result<Vec<f32>> {
-    let bad = |m: String| RuntimeError::Plugin {
-        plugin: plugin.name().to_string(),
-        call: "predict",
-        failure: PluginFailure::BadOutput(m),
-    };
-    if out.shape().dims() != [rows, targets as usize] {
-        return Err(bad(format!(
-            "returned predictions of shape {} for {rows} rows; expected [{rows}, {targets}]",
-            out.shape()
-        )));
-    }
-    let v = device.to_vec(out)?;
-    if let Some(i) = v.iter().position(|p| !p.is_finite()) {
-        return Err(bad(format!(
-            "returned a non-finite prediction ({}) in row {}; try a lower learning rate",
-            v[i],
-            i / targets.max(1) as usize
-        )));
-    }
-    Ok(v)
 }
 
 /// Refuses categorical feature columns, which no stage encodes yet.
