@@ -1,16 +1,15 @@
 //! What the commands that touch the registry share: opening the local
-//! registry, the optional remote (`--registry`), verified fetches, and the
-//! development-only `--allow-unsigned` escape hatch.
+//! registry, the optional remote (`--registry`), the development-only
+//! `--allow-unsigned` escape hatch, and how their notices read.
+
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use tensorlet_runtime::RuntimeError;
-use tensorlet_runtime::pipeline::PluginSource;
-use tensorlet_runtime::registry::client::{self, Remote};
-use tensorlet_runtime::registry::{
-    Reference, Registry, RegistryError, VerifiedArtifact, VerifiedComponent,
-};
+use tensorlet_registry::Registry;
+use tensorlet_registry::client::Remote;
+use tensorlet_runtime::source::{Notice, Sources};
 
-use crate::common;
+use crate::{bundled, common};
 
 /// Opens the registry in `$TENSORLET_HOME`.
 pub fn open() -> Result<Registry> {
@@ -45,38 +44,13 @@ impl RegistryArgs {
         }
     }
 
-    /// Verifies a reference, pulling it (and what it pins) from the remote
-    /// first when one is set; the local cache answers only when no
-    /// connection to the remote can be made (it says so). Warns about
-    /// yanked versions.
-    pub fn fetch(
-        &self,
-        reg: &Registry,
-        reference: &str,
-    ) -> Result<VerifiedArtifact, RegistryError> {
-        let r = Reference::parse(reference)?;
-        let remote = self
-            .remote()
-            .map_err(|e| RegistryError::Invalid(format!("{e:#}")))?;
-        let artifact = match remote {
-            None => reg.verify(&r)?,
-            Some(remote) => match client::pull(reg, &remote, &r) {
-                Err(RegistryError::Unreachable { url, message }) => {
-                    eprintln!(
-                        "warning: registry {url} is unreachable ({message}); using the local cache"
-                    );
-                    reg.verify(&r)?
-                }
-                other => other?,
-            },
-        };
-        if artifact.yanked() {
-            eprintln!(
-                "warning: {} is yanked; it runs because it was named exactly",
-                artifact.reference()
-            );
-        }
-        Ok(artifact)
+    /// Where artifacts come from: the local registry, this remote, the
+    /// bundled plugins; notices printed on stderr.
+    pub fn sources(&self) -> Result<Sources> {
+        Ok(Sources::default()
+            .with_remote(self.remote()?)
+            .with_bundled(bundled::BUNDLED)
+            .with_notify(Arc::new(print_notice)))
     }
 }
 
@@ -90,50 +64,23 @@ pub struct UnsignedArgs {
     pub allow_unsigned: bool,
 }
 
-/// The loud, audited unsigned path.
-pub fn unsigned(
-    reg: &Registry,
-    name: &str,
-    bytes: Vec<u8>,
-) -> Result<VerifiedComponent, RuntimeError> {
-    let c = reg.allow_unsigned(name, bytes)?;
-    eprintln!(
-        "WARNING: --allow-unsigned: running `{name}` ({}) WITHOUT signature verification; \
-         recorded in the audit log",
-        c.digest()
-    );
-    Ok(c)
-}
-
-/// Resolves pipeline stages: `ref` through registry verification; `path`
-/// and `bundled` only with `--allow-unsigned`.
-pub fn resolve_stage(
-    reg: &Registry,
-    remote: &RegistryArgs,
-    unsigned_ok: bool,
-    source: &PluginSource,
-) -> Result<VerifiedComponent, RuntimeError> {
-    match source {
-        PluginSource::Registry(r) => {
-            let a = remote.fetch(reg, r)?;
-            a.component().ok_or_else(|| RuntimeError::Load {
-                plugin: a.reference(),
-                message: format!("it is a {}, not a plugin", a.kind()),
-            })
+/// A notice of the libraries, on stderr.
+pub fn print_notice(n: &Notice) {
+    match n {
+        Notice::Unreachable { url, message } => {
+            eprintln!("warning: registry {url} is unreachable ({message}); using the local cache")
         }
-        local => {
-            let (name, bytes) = common::resolve(local)?;
-            if !unsigned_ok {
-                return Err(RuntimeError::Load {
-                    plugin: name,
-                    message: "it is a local `path`/`bundled` plugin, not a signed registry \
-                              artifact; publish it (`tensorlet publish <file.wasm> --name ns/name \
-                              --version 1.0.0 --kind <kind> --key <key>`) and name it with `ref`, \
-                              or pass --allow-unsigned for local development"
-                        .into(),
-                });
-            }
-            unsigned(reg, &name, bytes)
+        Notice::Yanked { reference } => {
+            eprintln!("warning: {reference} is yanked; it runs because it was named exactly")
         }
+        Notice::Unsigned { name, digest } => eprintln!(
+            "WARNING: --allow-unsigned: running `{name}` ({digest}) WITHOUT signature \
+             verification; recorded in the audit log"
+        ),
+        Notice::DamagedCheckpoints { run, epoch } => eprintln!(
+            "warning: run {run}: the checkpoints after epoch {epoch} are damaged; continuing \
+             after epoch {epoch}"
+        ),
+        other => eprintln!("warning: {other:?}"),
     }
 }

@@ -37,11 +37,6 @@ pub fn plugin(name: &str) -> Option<&'static [u8]> {
     BUNDLED.iter().find(|(n, _)| *n == name).map(|(_, b)| *b)
 }
 
-/// Names of the bundled plugins, for messages.
-pub fn plugin_names() -> Vec<&'static str> {
-    BUNDLED.iter().map(|(n, _)| *n).collect()
-}
-
 /// The bytes of a component that `tensorlet export` composes with a model
 /// (`http-front`, `tensor-cpu`).
 pub fn export_part(name: &str) -> Option<&'static [u8]> {

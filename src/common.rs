@@ -5,12 +5,9 @@ use std::sync::OnceLock;
 
 use anyhow::{Context, Result};
 use clap::ValueEnum;
-use tensorlet_runtime::gpu::{Device, Preference};
-use tensorlet_runtime::pipeline::{PluginSource, TrainingConfig};
-use tensorlet_runtime::registry::http::{ENV_CA_FILE, HttpClient, HttpSettings};
-use tensorlet_runtime::{Runtime, RuntimeConfig, RuntimeError};
-
-use crate::bundled;
+use tensorlet_gpu::{Device, Preference};
+use tensorlet_registry::http::{ENV_CA_FILE, HttpClient, HttpSettings};
+use tensorlet_runtime::{Runtime, RuntimeConfig};
 
 /// Where tensors are computed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -124,48 +121,6 @@ pub fn runtime(device: Device) -> Result<Runtime> {
         ..RuntimeConfig::default()
     })
     .context("cannot start the wasm runtime")
-}
-
-/// Reads a local (`path`/`bundled`) pipeline stage: a plugin name and its
-/// component bytes, unverified (see `artifacts::resolve_stage`).
-pub fn resolve(source: &PluginSource) -> Result<(String, Vec<u8>), RuntimeError> {
-    match source {
-        PluginSource::Registry(r) => Err(RuntimeError::Load {
-            plugin: r.clone(),
-            message: "a registry reference is not a local file".into(),
-        }),
-        PluginSource::Path(p) => {
-            let bytes = std::fs::read(p).map_err(|e| RuntimeError::Io {
-                path: p.clone(),
-                source: e,
-            })?;
-            let name = p
-                .file_stem()
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_else(|| p.display().to_string());
-            Ok((name, bytes))
-        }
-        PluginSource::Bundled(name) => match bundled::plugin(name) {
-            Some(b) => Ok((name.clone(), b.to_vec())),
-            None => Err(RuntimeError::Load {
-                plugin: name.clone(),
-                message: format!(
-                    "there is no bundled plugin of that name; bundled plugins are: {}",
-                    bundled::plugin_names().join(", ")
-                ),
-            }),
-        },
-    }
-}
-
-/// Recorded training options (a run's `config`, a manifest's `training`) for
-/// showing, each `f32` in its shortest form (`0.1`). Records and manifests
-/// written by earlier versions hold them widened to `f64`
-/// (`0.10000000149011612`); anything that is not a training config is shown
-/// as it is.
-pub fn training_options(recorded: &serde_json::Value) -> serde_json::Value {
-    serde_json::from_value::<TrainingConfig>(recorded.clone())
-        .map_or_else(|_| recorded.clone(), |c| c.to_json())
 }
 
 /// The multi-threaded async runtime an HTTP server runs on.

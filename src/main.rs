@@ -13,7 +13,6 @@ mod artifacts;
 mod bundled;
 mod commands;
 mod common;
-mod fleet;
 
 /// mimalloc rather than the system allocator: a served request allocates and
 /// frees hundreds of small blocks (stores, instances, tensors, JSON), and

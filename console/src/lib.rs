@@ -30,6 +30,7 @@
 //! ```
 
 mod assets;
+pub mod bench;
 mod chart;
 mod error;
 pub mod pages;

@@ -9,7 +9,9 @@
 //! [`Plugin`] is called through typed methods (`fit`, `transform`, `init`,
 //! `step`, `predict`), each in a fresh instance. On top of that sit the
 //! pipeline format ([`pipeline`]), CSV data loading ([`data`]), the training
-//! loop ([`train`]) and saved models ([`model`]).
+//! loop ([`train`]), saved models ([`model`]), recorded training runs
+//! ([`run`]), scoring ([`eval`]), where artifacts come from ([`source`]),
+//! following a central registry ([`fleet`]) and the server ([`serve`]).
 //!
 //! ```no_run
 //! use tensorlet_runtime::{Runtime, RuntimeConfig, registry::Registry};
@@ -26,10 +28,13 @@
 //! ```
 
 pub mod artifacts;
+pub mod bench;
 pub mod data;
 mod engine;
 mod error;
+pub mod eval;
 pub mod export;
+pub mod fleet;
 mod host;
 mod limits;
 pub mod metrics;
@@ -37,7 +42,9 @@ pub mod model;
 mod nn;
 pub mod pipeline;
 mod plugin;
+pub mod run;
 pub mod serve;
+pub mod source;
 pub mod train;
 
 pub use engine::{ComponentInfo, Runtime, RuntimeConfig, digest};

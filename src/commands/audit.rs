@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use tensorlet_runtime::registry::AuditCheckpoint;
+use tensorlet_registry::AuditCheckpoint;
 
 /// Read and verify the audit log.
 #[derive(Debug, clap::Args)]

@@ -6,10 +6,11 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
-use tensorlet_runtime::gpu::{Device, DeviceKind, bench};
+use tensorlet_gpu::{Device, DeviceKind, bench};
+use tensorlet_runtime::bench::{RssSamples, Timing, hand_written_pipeline, torch_run, train_run};
 
 use crate::bundled::{EXAMPLES, LEGACY};
 use crate::common::DeviceChoice;
@@ -164,170 +165,6 @@ fn matmul(args: MatmulArgs) -> Result<()> {
 /// The PyTorch twin of the bundled digits pipeline.
 const TORCH_MLP: &str = include_str!("../../bench/torch_mlp.py");
 
-/// The digits pipeline with the hand-written 0.1 MLP as trainer and predictor
-/// in place of the `[model]`: the same layers, Adam settings and training.
-fn hand_written_pipeline(bundled: &str, wasm: &Path) -> Result<String> {
-    let mut p: toml::Table = toml::from_str(bundled).context("the bundled digits pipeline")?;
-    let model = p
-        .remove("model")
-        .context("the digits pipeline has a [model]")?;
-    let mut config = model
-        .get("config")
-        .and_then(|c| c.as_table())
-        .cloned()
-        .unwrap_or_default();
-    let training = p
-        .get_mut("training")
-        .and_then(|t| t.as_table_mut())
-        .context("the digits pipeline has [training]")?;
-    let optimizer = training
-        .remove("optimizer")
-        .and_then(|o| o.as_str().map(str::to_string))
-        .unwrap_or_else(|| "adam".into());
-    config.insert("optimizer".into(), optimizer.into());
-    let stage = |config: Option<&toml::Table>| {
-        let mut t = toml::Table::new();
-        t.insert("path".into(), wasm.display().to_string().into());
-        if let Some(c) = config {
-            t.insert("config".into(), c.clone().into());
-        }
-        toml::Value::Table(t)
-    };
-    p.insert("trainer".into(), stage(Some(&config)));
-    p.insert("predictor".into(), stage(None));
-    Ok(toml::to_string(&p)?)
-}
-
-/// One measured training run: seconds of each epoch and the last validation accuracy.
-struct Timing {
-    seconds: Vec<f64>,
-    accuracy: f64,
-}
-
-impl Timing {
-    /// Mean seconds per epoch after the first (which includes warm-up).
-    fn steady(&self) -> f64 {
-        if self.seconds.len() > 1 {
-            self.seconds[1..].iter().sum::<f64>() / (self.seconds.len() - 1) as f64
-        } else {
-            self.seconds[0]
-        }
-    }
-}
-
-/// `tensorlet train <pipeline>` in `home`, as a user runs it; the timings come
-/// from the saved model's per-epoch metrics.
-fn train_run(
-    pipeline: &Path,
-    data: &Path,
-    home: &Path,
-    device: &str,
-    epochs: u32,
-) -> Result<Timing> {
-    let out = home.join(format!(
-        "model-{}",
-        pipeline.file_stem().unwrap_or_default().to_string_lossy()
-    ));
-    let _ = std::fs::remove_dir_all(&out);
-    let exe = std::env::current_exe().context("cannot find the tensorlet executable")?;
-    let run = Command::new(&exe)
-        .arg("train")
-        .arg(pipeline)
-        .arg("--data")
-        .arg(data)
-        .arg("--out")
-        .arg(&out)
-        .args([
-            "--epochs",
-            &epochs.to_string(),
-            "--device",
-            device,
-            "--allow-unsigned",
-        ])
-        .env("TENSORLET_HOME", home.join("home"))
-        .output()
-        .context("cannot run tensorlet train")?;
-    anyhow::ensure!(
-        run.status.success(),
-        "tensorlet train {} on {device} failed:\n{}",
-        pipeline.display(),
-        String::from_utf8_lossy(&run.stderr)
-    );
-    let meta_path = out.join("model.json");
-    let meta: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(&meta_path)
-            .with_context(|| format!("cannot read {}", meta_path.display()))?,
-    )?;
-    let metrics = meta["metrics"]
-        .as_array()
-        .context("model.json has metrics")?;
-    let seconds: Vec<f64> = metrics
-        .iter()
-        .filter_map(|m| m["seconds"].as_f64())
-        .collect();
-    anyhow::ensure!(!seconds.is_empty(), "model.json has no epoch times");
-    let accuracy = metrics
-        .last()
-        .and_then(|m| m["val_accuracy"].as_f64())
-        .unwrap_or(f64::NAN);
-    Ok(Timing { seconds, accuracy })
-}
-
-/// The PyTorch twin with `threads` threads; also returns torch's version.
-fn torch_run(
-    python: &Path,
-    script: &Path,
-    data: &Path,
-    epochs: u32,
-    threads: usize,
-) -> Result<(Timing, String)> {
-    let run = Command::new(python)
-        .arg(script)
-        .arg("--data")
-        .arg(data)
-        .args([
-            "--epochs",
-            &epochs.to_string(),
-            "--threads",
-            &threads.to_string(),
-        ])
-        .output()
-        .with_context(|| format!("cannot run {}", python.display()))?;
-    anyhow::ensure!(
-        run.status.success(),
-        "the PyTorch MLP failed ({} needs `pip install torch numpy`):\n{}",
-        python.display(),
-        String::from_utf8_lossy(&run.stderr)
-    );
-    let v: serde_json::Value =
-        serde_json::from_slice(&run.stdout).context("the PyTorch MLP's output")?;
-    let seconds: Vec<f64> = v["seconds"]
-        .as_array()
-        .context("seconds")?
-        .iter()
-        .filter_map(|s| s.as_f64())
-        .collect();
-    anyhow::ensure!(!seconds.is_empty(), "the PyTorch MLP timed no epoch");
-    let timing = Timing {
-        seconds,
-        accuracy: v["val_accuracy"].as_f64().unwrap_or(f64::NAN),
-    };
-    Ok((timing, v["torch"].as_str().unwrap_or("?").to_string()))
-}
-
-/// Resident memory of a process, from /proc (Linux), in bytes.
-fn rss_of(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()?;
-    Some(kib * 1024)
-}
-
 /// Trains the autodiff MLP on the CPU for at least `steps` steps, sampling the
 /// child's RSS every 25 ms, and prints it at a few points of the run.
 fn rss_run(pipeline: &Path, data: &Path, home: &Path, steps: u64) -> Result<()> {
@@ -357,41 +194,29 @@ fn rss_run(pipeline: &Path, data: &Path, home: &Path, steps: u64) -> Result<()> 
         .stderr(log)
         .spawn()
         .context("cannot run tensorlet train")?;
-    let started = Instant::now();
-    let mut samples: Vec<(f64, u64)> = Vec::new();
-    loop {
-        if let Some(status) = child.try_wait()? {
-            if !status.success() {
-                let err = std::fs::read_to_string(&log_path).unwrap_or_default();
-                anyhow::bail!("the long training run failed:\n{err}");
-            }
-            break;
-        }
-        if let Some(rss) = rss_of(child.id()) {
-            samples.push((started.elapsed().as_secs_f64(), rss));
-        }
-        std::thread::sleep(Duration::from_millis(25));
+    let (samples, ok) = RssSamples::of(&mut child)?;
+    if !ok {
+        let err = std::fs::read_to_string(&log_path).unwrap_or_default();
+        anyhow::bail!("the long training run failed:\n{err}");
     }
-    anyhow::ensure!(samples.len() >= 4, "the run was too short to sample");
+    anyhow::ensure!(samples.0.len() >= 4, "the run was too short to sample");
     let mib = |b: u64| b as f64 / (1 << 20) as f64;
-    let at = |f: f64| samples[((samples.len() - 1) as f64 * f) as usize];
-    let peak = samples.iter().map(|s| s.1).max().unwrap_or(0);
     println!(
         "\nresident memory of `tensorlet train` over {} steps ({epochs} epochs x {per_epoch}), host autodiff on the cpu:",
         epochs * per_epoch
     );
     for f in [0.1, 0.25, 0.5, 0.75, 1.0] {
-        let (t, rss) = at(f);
+        let (t, rss) = samples.at(f);
         println!(
             "  at {t:>6.1} s ({:>3.0} % of the run): {:>7.1} MiB",
             f * 100.0,
             mib(rss)
         );
     }
-    let (first, last) = (at(0.1).1, at(1.0).1);
+    let (first, last) = (samples.at(0.1).1, samples.at(1.0).1);
     println!(
         "  peak {:.1} MiB; from 10 % to the end of the run: {:+.1} MiB",
-        mib(peak),
+        mib(samples.peak()),
         mib(last) - mib(first)
     );
     Ok(())
@@ -421,6 +246,7 @@ fn train(args: TrainArgs) -> Result<()> {
     std::fs::write(&wasm, legacy)?;
     let hand = dir.join("hand-written.toml");
     std::fs::write(&hand, hand_written_pipeline(ex.pipeline, &wasm)?)?;
+    let exe = std::env::current_exe().context("cannot find the tensorlet executable")?;
     let devices: Vec<Device> = args.devices.open()?;
 
     println!(
@@ -447,13 +273,13 @@ fn train(args: TrainArgs) -> Result<()> {
             DeviceKind::Cpu => "cpu",
             DeviceKind::Gpu => "gpu",
         };
-        let a = train_run(&autodiff, &data, dir, choice, args.epochs)?;
+        let a = train_run(&exe, &autodiff, &data, dir, choice, args.epochs)?;
         row(
             "tensorlet: model + host autodiff (ABI 0.2)",
             &info.to_string(),
             &a,
         );
-        let h = train_run(&hand, &data, dir, choice, args.epochs)?;
+        let h = train_run(&exe, &hand, &data, dir, choice, args.epochs)?;
         row(
             "tensorlet: hand-written trainer (ABI 0.1)",
             &info.to_string(),

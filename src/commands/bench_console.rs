@@ -7,11 +7,10 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
-use serde_json::json;
+use anyhow::Result;
+use tensorlet_console::bench::{self, fill_run};
 use tensorlet_console::{Console, ConsoleConfig};
-use tensorlet_runtime::registry::{Registry, RunStatus};
-use tower::ServiceExt;
+use tensorlet_registry::Registry;
 
 /// Measure the console's server time per page.
 #[derive(Debug, clap::Args)]
@@ -28,43 +27,6 @@ pub struct Args {
     /// Requests per page (the first is not counted).
     #[arg(long, default_value_t = 20)]
     pub repeat: u32,
-}
-
-fn record(i: u32, lr: f64) -> serde_json::Value {
-    json!({
-        "pipeline": {"origin": "acme/iris", "version": "acme/iris@1.0.0", "digest": format!("sha256:{:064x}", 1)},
-        "host": {"hostname": format!("node-{}", i % 7), "os": "linux", "arch": "x86_64",
-                 "cpu": "bench", "cpus": 2, "device": "cpu (reference)", "pid": 1},
-        "tensorlet_version": env!("CARGO_PKG_VERSION"),
-        "plugins": {
-            "preprocessor": {"artifact": "acme/standardize@1.0.0", "digest": format!("sha256:{:064x}", 2)},
-            "trainer": {"artifact": "acme/softmax@1.0.0", "digest": format!("sha256:{:064x}", 3)},
-            "predictor": {"artifact": "acme/softmax@1.0.0", "digest": format!("sha256:{:064x}", 3)},
-        },
-        "config": {"epochs": 20, "batch_size": 16, "learning_rate": lr, "seed": i, "validation_fraction": 0.2},
-        "dataset": {"digest": format!("sha256:{:064x}", 4), "name": null, "path": "iris.csv"},
-        "seed": i,
-    })
-}
-
-/// Records a completed run of `epochs` epochs with a falling loss.
-fn fill_run(reg: &Registry, i: u32, epochs: u32) -> Result<String> {
-    let lr = [0.1, 0.05, 0.01][i as usize % 3];
-    let id = reg.run_start("acme/iris@1.0.0", &record(i, lr))?;
-    for e in 1..=epochs {
-        let t = f64::from(e);
-        let loss = 1.0 / (1.0 + lr * t) + 0.01 * ((t * 0.7 + f64::from(i)).sin());
-        let metrics = json!({
-            "epoch": e,
-            "train_loss": loss,
-            "val_loss": loss * 1.1,
-            "val_accuracy": 1.0 - loss / 2.0,
-            "seconds": 0.01,
-        });
-        reg.run_checkpoint(&id, e, format!("{id}/{e}").as_bytes(), &metrics)?;
-    }
-    reg.run_end(&id, RunStatus::Completed, None, None, json!({}))?;
-    Ok(id)
 }
 
 pub fn execute(args: Args) -> Result<()> {
@@ -91,61 +53,19 @@ pub fn execute(args: Args) -> Result<()> {
         addr,
     )));
     let other = ids.first().cloned().unwrap_or_else(|| long.clone());
-    let pages = [
-        (
-            "runs list (first 100 of all, by start)",
-            "/runs".to_string(),
-        ),
-        (
-            "runs list sorted by best val_loss",
-            "/runs?sort=best".to_string(),
-        ),
-        ("a run of the list", format!("/runs/{other}")),
-        ("the long run (charts downsampled)", format!("/runs/{long}")),
-        (
-            "the long run, zoomed to 1,000 epochs",
-            format!("/runs/{long}/curves.json?chart=loss&from=4000&to=4999"),
-        ),
-        (
-            "compare the long run with another",
-            format!("/runs/compare?run={long}&run={other}"),
-        ),
-        ("audit log (verified)", "/audit".to_string()),
-    ];
     let rt = crate::common::server_runtime()?;
     println!(
         "{:<42} {:>10} {:>10} {:>10}",
         "PAGE", "MEDIAN ms", "P95 ms", "BYTES"
     );
-    for (what, uri) in pages {
-        let mut times = Vec::new();
-        let mut size = 0;
-        for n in 0..=args.repeat {
-            let req = axum::http::Request::get(&uri)
-                .header("host", "127.0.0.1:7080")
-                .body(axum::body::Body::empty())?;
-            let t = Instant::now();
-            let (status, body) = rt.block_on(async {
-                let r = app.clone().oneshot(req).await?;
-                let status = r.status();
-                let body = axum::body::to_bytes(r.into_body(), usize::MAX).await;
-                Ok::<_, anyhow::Error>((status, body))
-            })?;
-            let elapsed = t.elapsed();
-            let body = body.context("reading the body")?;
-            anyhow::ensure!(status.is_success(), "{uri} answered {status}");
-            size = body.len();
-            if n > 0 {
-                times.push(elapsed);
-            }
-        }
-        times.sort();
+    for (what, uri) in bench::pages(&other, &long) {
+        let t = bench::time_page(&rt, &app, &uri, args.repeat).map_err(anyhow::Error::msg)?;
         let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-        let p95 = times[(times.len() * 95 / 100).min(times.len() - 1)];
         println!(
-            "{what:<42} {:>10.1} {:>10.1} {size:>10}",
-            ms(times[times.len() / 2]),
-            ms(p95)
+            "{what:<42} {:>10.1} {:>10.1} {:>10}",
+            ms(t.median),
+            ms(t.p95),
+            t.bytes
         );
     }
     Ok(())

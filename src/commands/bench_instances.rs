@@ -1,8 +1,7 @@
 //! `tensorlet bench instances`: what per-request isolation costs.
 
-use std::time::Instant;
-
 use anyhow::Result;
+use tensorlet_runtime::bench;
 
 use crate::bundled;
 use crate::common::{self, DeviceArgs};
@@ -23,21 +22,13 @@ pub fn execute(args: Args) -> Result<()> {
     // Bundled plugins are loaded through a throwaway registry's audited
     // unsigned path, so the bench leaves the real audit log alone.
     let scratch = tempfile::tempdir()?;
-    let reg = tensorlet_runtime::registry::Registry::open(scratch.path())?;
+    let reg = tensorlet_registry::Registry::open(scratch.path())?;
     let n = args.iterations.max(1);
     println!("fresh instance per call (pooling allocator), {n} iterations each:");
     for name in ["standardize", "softmax-regression", "mlp"] {
         let bytes = bundled::plugin(name).expect("bundled plugin").to_vec();
         let component = reg.allow_unsigned(name, bytes)?;
-        let plugin = rt.load(&component)?;
-        for _ in 0..100 {
-            plugin.instantiate_once()?;
-        }
-        let start = Instant::now();
-        for _ in 0..n {
-            plugin.instantiate_once()?;
-        }
-        let per = start.elapsed().as_secs_f64() / f64::from(n);
+        let per = bench::instantiation(&rt.load(&component)?, n)?;
         println!("  {name:<20} {:>7.2} µs per instance", per * 1e6);
     }
 
@@ -56,19 +47,11 @@ pub fn execute(args: Args) -> Result<()> {
         ("w".to_string(), dev.fill(&[4, 3], 0.1)?),
         ("b".to_string(), dev.fill(&[3], 0.0)?),
     ];
-    let request = || -> Result<()> {
+    let per = bench::per_call(n, || -> Result<()> {
         let xt = pre.transform("{}", &state, &x)?;
         pred.predict("{}", &params, &xt)?;
         Ok(())
-    };
-    for _ in 0..100 {
-        request()?;
-    }
-    let start = Instant::now();
-    for _ in 0..n {
-        request()?;
-    }
-    let per = start.elapsed().as_secs_f64() / f64::from(n);
+    })?;
     println!(
         "  a request's compute (transform + predict, 2 rows): {:.2} µs",
         per * 1e6

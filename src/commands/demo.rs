@@ -6,8 +6,8 @@
 use std::time::Instant;
 
 use anyhow::{Context, Result};
+use tensorlet_registry::{Kind, Registry};
 use tensorlet_runtime::artifacts;
-use tensorlet_runtime::registry::{Kind, Registry};
 use tensorlet_runtime::{Runtime, data};
 
 use crate::artifacts::RegistryArgs;

@@ -7,11 +7,10 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use serde_json::{Value, json};
-use tensorlet_runtime::registry::Registry;
+use tensorlet_registry::Registry;
+use tensorlet_runtime::serve::registry::served_name;
 use tensorlet_runtime::serve::{Deployment, NoEvents, ServeConfig, Server};
 use tensorlet_runtime::{Runtime, artifacts, data};
-
-use super::serve::served_name;
 
 /// Serves `models` (registry reference, data file) on `addr`; sends two rows of
 /// each data file to the server; keeps serving until Ctrl-C when `stay`.

@@ -1,7 +1,7 @@
 //! `tensorlet devices`: the GPU adapters wgpu finds, and what `--device auto` picks.
 
 use anyhow::Result;
-use tensorlet_runtime::gpu::Device;
+use tensorlet_gpu::Device;
 
 /// List the GPU adapters (name, backend, device type) and which one `auto` picks.
 #[derive(Debug, clap::Args)]
@@ -23,7 +23,7 @@ struct Row {
 
 #[cfg(feature = "gpu")]
 fn adapters() -> (Vec<Row>, Option<usize>) {
-    let (list, auto) = tensorlet_runtime::gpu::wgpu_backend::adapters();
+    let (list, auto) = tensorlet_gpu::wgpu_backend::adapters();
     let rows = list
         .into_iter()
         .map(|a| Row {
@@ -46,7 +46,7 @@ fn adapters() -> (Vec<Row>, Option<usize>) {
 /// probing the drivers a second time.
 #[cfg(feature = "gpu")]
 fn no_adapter() -> String {
-    tensorlet_runtime::gpu::wgpu_backend::GpuError::NoAdapter {
+    tensorlet_gpu::wgpu_backend::GpuError::NoAdapter {
         software: Vec::new(),
     }
     .to_string()
@@ -54,7 +54,7 @@ fn no_adapter() -> String {
 
 #[cfg(not(feature = "gpu"))]
 fn no_adapter() -> String {
-    tensorlet_runtime::gpu::OpenError::NoGpuBackend.to_string()
+    tensorlet_gpu::OpenError::NoGpuBackend.to_string()
 }
 
 pub fn execute(args: Args) -> Result<()> {

@@ -1,8 +1,7 @@
 //! `tensorlet drift <model-ref> --server <url>`
 
 use anyhow::{Context, Result, bail};
-
-use super::serve::served_name;
+use tensorlet_runtime::serve::registry::served_name;
 
 /// Show how far a served model's inputs have drifted from its training data.
 ///

@@ -1,13 +1,12 @@
 //! `tensorlet eval <model> --data <csv>`: the task's metrics of a model on a
 //! labelled table it did not train on.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use serde_json::json;
-use tensorlet_runtime::model::Model;
-use tensorlet_runtime::train::Labels;
-use tensorlet_runtime::{Runtime, Task, data, metrics};
+use tensorlet_runtime::Task;
+use tensorlet_runtime::eval::{Scores, score};
 
 use crate::artifacts::{RegistryArgs, UnsignedArgs};
 use crate::common::{self, DeviceArgs};
@@ -35,59 +34,14 @@ pub struct Args {
     pub unsigned: UnsignedArgs,
 }
 
-/// A model's metrics on a labelled table.
-pub struct Scores {
-    /// Rows scored.
-    pub rows: usize,
-    /// The task's metrics by name.
-    pub metrics: metrics::Metrics,
-    /// Classification: counts by actual (rows) and predicted (columns) class.
-    pub confusion: Option<Vec<Vec<u64>>>,
-}
-
-/// Predicts the rows of `path` (features by the model's schema, labels by its
-/// task and class names) and scores the predictions.
-pub fn score(rt: &Runtime, model: &Model, path: &Path) -> Result<Scores> {
-    let meta = &model.meta;
-    let input = data::load_features(path, Some(&meta.label), meta.schema.as_deref())?;
-    let labels = data::load_labels(path, &meta.label, meta.task, meta.class_names.as_deref())?;
-    if labels.len() != input.rows {
-        bail!(
-            "{}: read {} rows of features but {} labels",
-            path.display(),
-            input.rows,
-            labels.len()
-        );
-    }
-    let rows = input.rows;
-    let p = model.predict(rt.device(), input.x, rows)?;
-    Ok(match &labels {
-        Labels::Classes(y) => {
-            let classes = meta.classes as usize;
-            Scores {
-                rows,
-                metrics: metrics::classification(&p.probabilities.concat(), y, classes),
-                confusion: Some(metrics::confusion(y, &p.labels, classes)),
-            }
-        }
-        Labels::Targets(t) => Scores {
-            rows,
-            metrics: metrics::regression(&p.values.concat(), t),
-            confusion: None,
-        },
-    })
-}
-
 pub fn execute(args: Args) -> Result<()> {
     let reg = crate::artifacts::open()?;
     let rt = common::runtime(args.device.open()?)?;
-    let model = super::predict::load_model(
-        &rt,
-        &reg,
-        &args.registry,
-        args.unsigned.allow_unsigned,
-        &args.model,
-    )?;
+    let model = args
+        .registry
+        .sources()?
+        .allow_unsigned(args.unsigned.allow_unsigned)
+        .model(&rt, &reg, &args.model)?;
     let meta = &model.meta;
     let Scores {
         rows,

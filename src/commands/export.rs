@@ -4,8 +4,9 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use serde_json::json;
+use tensorlet_registry::Kind;
 use tensorlet_runtime::export::{self, ExportInput, Parts};
-use tensorlet_runtime::registry::Kind;
+use tensorlet_runtime::serve::registry::served_name;
 
 use crate::artifacts::RegistryArgs;
 
@@ -42,7 +43,7 @@ pub fn execute(args: Args) -> Result<()> {
         );
     }
     let reg = crate::artifacts::open()?;
-    let model = args.registry.fetch(&reg, &args.model)?;
+    let model = args.registry.sources()?.fetch(&reg, &args.model)?;
     if model.kind() != Kind::Model {
         bail!(
             "{} is a {}, not a model; export a trained model (`tensorlet list` shows them)",
@@ -67,7 +68,7 @@ pub fn execute(args: Args) -> Result<()> {
     let served_name = args
         .name
         .clone()
-        .unwrap_or_else(|| super::serve::served_name(&model.reference()));
+        .unwrap_or_else(|| served_name(&model.reference()));
     let parts = Parts {
         front: crate::bundled::export_part("http-front").expect("built by build.rs"),
         tensor: crate::bundled::export_part("tensor-cpu").expect("built by build.rs"),

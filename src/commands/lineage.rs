@@ -3,7 +3,7 @@
 
 use anyhow::Result;
 use serde_json::{Value, json};
-use tensorlet_runtime::registry::{Kind, Registry, VerifiedArtifact};
+use tensorlet_registry::{Kind, Registry, VerifiedArtifact};
 
 fn link(a: &VerifiedArtifact) -> Value {
     json!({

@@ -1,7 +1,7 @@
 //! `tensorlet list [--json]`
 
 use anyhow::Result;
-use tensorlet_runtime::registry::ArtifactSummary;
+use tensorlet_registry::ArtifactSummary;
 
 use crate::artifacts::RegistryArgs;
 

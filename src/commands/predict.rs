@@ -1,13 +1,9 @@
 //! `tensorlet predict <model-ref|model-dir> --input <csv|json>`
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use anyhow::{Result, bail};
-use tensorlet_runtime::artifacts;
+use anyhow::Result;
 use tensorlet_runtime::data;
-use tensorlet_runtime::model::{Model, StageMeta};
-use tensorlet_runtime::registry::{Reference, Registry};
-use tensorlet_runtime::{Runtime, RuntimeError};
 
 use crate::artifacts::{RegistryArgs, UnsignedArgs};
 use crate::common::{self, DeviceArgs};
@@ -34,64 +30,14 @@ pub struct Args {
     pub unsigned: UnsignedArgs,
 }
 
-/// Loads a model from the registry (verified with everything it pins) or
-/// from a directory. A directory's components run only when the registry
-/// holds each as a verified artifact, or with `--allow-unsigned`.
-pub fn load_model(
-    rt: &Runtime,
-    reg: &Registry,
-    registry: &RegistryArgs,
-    allow_unsigned: bool,
-    arg: &str,
-) -> Result<Model> {
-    let dir = Path::new(arg);
-    if dir.is_dir() {
-        let component = |s: &StageMeta, bytes: Vec<u8>| {
-            if let Some(c) = reg.component_by_digest(&s.digest)? {
-                return Ok(c);
-            }
-            if allow_unsigned {
-                return crate::artifacts::unsigned(reg, &s.name, bytes);
-            }
-            Err(RuntimeError::Load {
-                plugin: s.name.clone(),
-                message: format!(
-                    "its component {} in {} is not a verified artifact in the registry; predict \
-                     from a published model (`tensorlet predict ns/name-model`), publish the \
-                     plugin, or pass --allow-unsigned for local development",
-                    s.digest,
-                    dir.display()
-                ),
-            })
-        };
-        let model = Model::load(rt, dir, &component)?;
-        reg.record(
-            "model.load",
-            &dir.display().to_string(),
-            serde_json::json!({"params": model.meta.params_digest}),
-        )?;
-        return Ok(model);
-    }
-    if Reference::parse(arg).is_err() {
-        bail!(
-            "`{arg}` is neither a model directory nor a registry reference (`ns/name`, \
-             `ns/name@1.0.0`, `ns/name@production`)"
-        );
-    }
-    let artifact = registry.fetch(reg, arg)?;
-    Ok(artifacts::load_model(rt, reg, &artifact)?)
-}
-
 pub fn execute(args: Args) -> Result<()> {
     let reg = crate::artifacts::open()?;
     let rt = common::runtime(args.device.open()?)?;
-    let model = load_model(
-        &rt,
-        &reg,
-        &args.registry,
-        args.unsigned.allow_unsigned,
-        &args.model,
-    )?;
+    let model = args
+        .registry
+        .sources()?
+        .allow_unsigned(args.unsigned.allow_unsigned)
+        .model(&rt, &reg, &args.model)?;
     let input = data::load_features(
         &args.input,
         Some(&model.meta.label),

@@ -4,11 +4,10 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
-use serde_json::json;
-use tensorlet_runtime::metrics::{Metrics, Requirement};
-use tensorlet_runtime::model::ModelMeta;
-use tensorlet_runtime::registry::oci::{self, OciReference};
-use tensorlet_runtime::registry::{AliasMove, Reference, Registry};
+use tensorlet_registry::oci::{self, OciReference};
+use tensorlet_registry::{AliasMove, Reference, Registry};
+use tensorlet_runtime::eval::{self, Gate};
+use tensorlet_runtime::metrics::Requirement;
 
 use crate::artifacts::RegistryArgs;
 use crate::common::{self, DeviceArgs};
@@ -76,33 +75,6 @@ fn report(m: &AliasMove, json: bool, verb: &str) -> Result<()> {
     Ok(())
 }
 
-/// The validation metrics recorded with a model's kept epoch, by the names
-/// `eval` uses (`accuracy`, `log_loss` / `mse`, `r2`, …) and with `val_`.
-fn recorded(meta: &ModelMeta) -> Metrics {
-    let mut m = Metrics::new();
-    let Some(kept) = meta.kept_metrics() else {
-        return m;
-    };
-    let loss = match meta.task {
-        tensorlet_runtime::Task::Classification => "log_loss",
-        tensorlet_runtime::Task::Regression => "mse",
-    };
-    let named = kept
-        .val_loss
-        .map(|v| (loss.to_string(), v))
-        .into_iter()
-        .chain(kept.val_accuracy.map(|v| ("accuracy".to_string(), v)))
-        .chain(kept.val_metrics.iter().map(|(k, v)| (k.clone(), *v)));
-    for (k, v) in named {
-        m.insert(format!("val_{k}"), v);
-        m.insert(k, v);
-    }
-    if let Some(l) = kept.val_loss {
-        m.insert("val_loss".into(), l);
-    }
-    m
-}
-
 /// Checks `--require` before promoting: refused (and audited) when any
 /// requirement is missed.
 fn gate(reg: &Registry, args: &PromoteArgs) -> Result<()> {
@@ -116,39 +88,25 @@ fn gate(reg: &Registry, args: &PromoteArgs) -> Result<()> {
         );
     }
     let rt = common::runtime(args.device.open()?)?;
-    let model =
-        super::predict::load_model(&rt, reg, &RegistryArgs::default(), false, &args.reference)?;
+    let model = RegistryArgs::default()
+        .sources()?
+        .model(&rt, reg, &args.reference)?;
     let (metrics, source) = match &args.data {
         Some(path) => (
-            super::eval::score(&rt, &model, path)?.metrics,
+            eval::score(&rt, &model, path)?.metrics,
             format!("evaluated on {}", path.display()),
         ),
         None => (
-            recorded(&model.meta),
+            eval::recorded(model.meta.task, model.meta.kept_metrics()),
             "recorded with the version".to_string(),
         ),
     };
-    let missed: Vec<String> = args
-        .require
-        .iter()
-        .filter_map(|r| r.check(&metrics).err())
-        .collect();
-    let requirements: Vec<String> = args.require.iter().map(ToString::to_string).collect();
-    reg.record(
-        if missed.is_empty() {
-            "promote.gate"
-        } else {
-            "promote.refused"
-        },
-        &args.reference,
-        json!({
-            "alias": args.to,
-            "require": requirements,
-            "metrics": metrics,
-            "source": source,
-            "missed": missed,
-        }),
-    )?;
+    let gate = Gate {
+        reference: &args.reference,
+        alias: &args.to,
+        require: &args.require,
+    };
+    let missed = gate.check(reg, &metrics, &source)?;
     if !missed.is_empty() {
         bail!(
             "not promoting {} to {}: {} (metrics {source}); the refusal is in the audit log",

@@ -3,8 +3,8 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
+use tensorlet_registry::Kind;
 use tensorlet_runtime::artifacts;
-use tensorlet_runtime::registry::Kind;
 use tensorlet_runtime::{Pipeline, Runtime, RuntimeConfig};
 
 use crate::artifacts::RegistryArgs;
@@ -72,9 +72,10 @@ pub fn execute(args: Args) -> Result<()> {
             );
         };
         // Pull the plugins it names from the remote first, verifying them.
+        let sources = args.registry.sources()?;
         for (_, stage) in pipeline.stages() {
             if let Some(r) = &stage.reference {
-                args.registry.fetch(&reg, r)?;
+                sources.fetch(&reg, r)?;
             }
         }
         let (m, toml) = artifacts::pipeline_manifest(&rt, &reg, &pipeline, &name, &version)?;

@@ -1,9 +1,9 @@
 //! `tensorlet pull oci://…/ns/name:<tag>` and `tensorlet pull <ref> --registry http://…`
 
 use anyhow::{Result, bail};
-use tensorlet_runtime::registry::Reference;
-use tensorlet_runtime::registry::client;
-use tensorlet_runtime::registry::oci::{self, OciReference};
+use tensorlet_registry::Reference;
+use tensorlet_registry::client;
+use tensorlet_registry::oci::{self, OciReference};
 
 use crate::artifacts::RegistryArgs;
 

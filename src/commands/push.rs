@@ -1,8 +1,8 @@
 //! `tensorlet push <ref> oci://<host>/<prefix>/<ns>/<name>[:<version>] [--alias <alias>…]`
 
 use anyhow::{Context, Result, bail};
-use tensorlet_runtime::registry::oci::{self, OciReference, OciSelector};
-use tensorlet_runtime::registry::{Reference, Selector};
+use tensorlet_registry::oci::{self, OciReference, OciSelector};
+use tensorlet_registry::{Reference, Selector};
 
 /// Push a verified artifact, and everything it pins, to an OCI registry.
 #[derive(Debug, clap::Args)]

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use tensorlet_runtime::registry::server::{self, ServerConfig, TlsIdentity};
+use tensorlet_registry::server::{self, ServerConfig, TlsIdentity};
 
 /// Run a registry server.
 #[derive(Debug, clap::Args)]

@@ -1,14 +1,15 @@
 //! `tensorlet runs list|show|compare|plot`: the recorded training runs.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use serde_json::{Value, json};
-use tensorlet_runtime::registry::{Registry, RunRecord};
-use tensorlet_runtime::train::{self, EpochMetrics};
-
-use crate::common;
+use tensorlet_registry::Registry;
+use tensorlet_runtime::run::history::{
+    LoadedRun, comparison, load, metric as fmt_opt, short_digest as short, training_options,
+};
+use tensorlet_runtime::run::host::shown_status;
+use tensorlet_runtime::train::EpochMetrics;
 
 /// Inspect, compare and plot training runs.
 #[derive(Debug, clap::Args)]
@@ -64,7 +65,7 @@ pub fn execute(args: Args) -> Result<()> {
             let runs = runs
                 .iter()
                 .map(|r| load(&reg, r))
-                .collect::<Result<Vec<_>>>()?;
+                .collect::<Result<Vec<_>, _>>()?;
             let series: Vec<(String, Vec<EpochMetrics>)> = runs
                 .iter()
                 .map(|r| (r.record.id.clone(), r.history.clone()))
@@ -79,82 +80,12 @@ pub fn execute(args: Args) -> Result<()> {
     }
 }
 
-/// A run with its per-epoch metrics.
-pub struct LoadedRun {
-    /// The stored run.
-    pub record: RunRecord,
-    /// Metrics of each completed epoch.
-    pub history: Vec<EpochMetrics>,
-    /// Params digest of each completed epoch.
-    pub params: Vec<String>,
-}
-
-impl LoadedRun {
-    /// The epoch the model keeps under `best` (lowest validation loss).
-    pub fn best(&self) -> Option<&EpochMetrics> {
-        train::best_epoch(&self.history).and_then(|e| self.history.iter().find(|m| m.epoch == e))
-    }
-
-    fn epochs(&self) -> u64 {
-        self.record.record["config"]["epochs"]
-            .as_u64()
-            .unwrap_or_default()
-    }
-
-    fn summary(&self) -> Value {
-        let r = &self.record;
-        json!({
-            "id": r.id,
-            "pipeline": r.pipeline,
-            "status": super::train::shown_status(r),
-            "started": r.started,
-            "ended": r.ended,
-            "epochs_done": self.history.len(),
-            "epochs": self.epochs(),
-            "best": self.best(),
-            "model": r.model,
-            "error": r.error,
-        })
-    }
-}
-
-/// Loads a run and its checkpoints' metrics.
-pub fn load(reg: &Registry, id: &str) -> Result<LoadedRun> {
-    let record = reg.run(id)?;
-    let checkpoints = reg.checkpoints(&record.id)?;
-    let mut history = Vec::with_capacity(checkpoints.len());
-    let mut params = Vec::with_capacity(checkpoints.len());
-    for c in checkpoints {
-        history.push(serde_json::from_value(c.metrics).with_context(|| {
-            format!(
-                "run {}: epoch {} metrics are unreadable",
-                record.id, c.epoch
-            )
-        })?);
-        params.push(c.params);
-    }
-    Ok(LoadedRun {
-        record,
-        history,
-        params,
-    })
-}
-
-fn fmt_opt(v: Option<f32>) -> String {
-    v.map_or_else(|| "-".into(), |v| format!("{v:.4}"))
-}
-
-fn short(d: &str) -> &str {
-    let hex = d.trim_start_matches("sha256:");
-    &hex[..hex.len().min(12)]
-}
-
 fn list(reg: &Registry, json: bool) -> Result<()> {
     let runs = reg
         .runs()?
         .into_iter()
         .map(|r| load(reg, &r.id))
-        .collect::<Result<Vec<_>>>()?;
+        .collect::<Result<Vec<_>, _>>()?;
     if json {
         let all: Vec<Value> = runs.iter().map(LoadedRun::summary).collect();
         println!("{}", serde_json::to_string_pretty(&all)?);
@@ -183,8 +114,8 @@ fn list(reg: &Registry, json: bool) -> Result<()> {
         println!(
             "{:<20} {:<32} {:<11} {:>7} {:<26} {}",
             r.record.id,
-            pipeline_name(&r.record),
-            super::train::shown_status(&r.record),
+            r.pipeline_name(),
+            shown_status(&r.record),
             format!("{}/{}", r.history.len(), r.epochs()),
             best,
             r.record.started
@@ -193,19 +124,12 @@ fn list(reg: &Registry, json: bool) -> Result<()> {
     Ok(())
 }
 
-/// The pipeline without its digest, for tables.
-fn pipeline_name(r: &RunRecord) -> String {
-    r.record["pipeline"]["version"]
-        .as_str()
-        .map_or_else(|| r.pipeline.clone(), String::from)
-}
-
 fn show(reg: &Registry, id: &str, json: bool) -> Result<()> {
     let r = load(reg, id)?;
     if json {
         let mut v = r.summary();
         v["record"] = r.record.record.clone();
-        v["record"]["config"] = common::training_options(&r.record.record["config"]);
+        v["record"]["config"] = training_options(&r.record.record["config"]);
         v["state"] = json!(r.record.state);
         v["checkpoints"] = r
             .history
@@ -221,12 +145,8 @@ fn show(reg: &Registry, id: &str, json: bool) -> Result<()> {
         return Ok(());
     }
     let rec = &r.record.record;
-    println!(
-        "run {} ({})",
-        r.record.id,
-        super::train::shown_status(&r.record)
-    );
-    println!("  pipeline  {}", pipeline_name(&r.record));
+    println!("run {} ({})", r.record.id, shown_status(&r.record));
+    println!("  pipeline  {}", r.pipeline_name());
     println!("  started   {}", r.record.started);
     if let Some(e) = &r.record.ended {
         println!("  ended     {e}");
@@ -253,7 +173,7 @@ fn show(reg: &Registry, id: &str, json: bool) -> Result<()> {
             |n| format!(" (dataset `{n}`)")
         )
     );
-    println!("  config    {}", common::training_options(&rec["config"]));
+    println!("  config    {}", training_options(&rec["config"]));
     for stage in ["preprocessor", "trainer", "predictor"] {
         let p = &rec["plugins"][stage];
         println!(
@@ -274,7 +194,7 @@ fn show(reg: &Registry, id: &str, json: bool) -> Result<()> {
         return Ok(());
     }
     let best = r.best().map(|m| m.epoch);
-    let extra = metric_names(&r.history);
+    let extra = r.metric_names();
     let extra_head: String = extra
         .iter()
         .map(|k| format!(" {:>10}", format!("VAL_{}", k.to_uppercase())))
@@ -305,94 +225,16 @@ fn show(reg: &Registry, id: &str, json: bool) -> Result<()> {
     Ok(())
 }
 
-/// The names of the task metrics (`f1_macro`, `r2`, …) recorded in any epoch.
-fn metric_names(history: &[EpochMetrics]) -> Vec<String> {
-    let names: std::collections::BTreeSet<&String> =
-        history.iter().flat_map(|m| m.val_metrics.keys()).collect();
-    names.into_iter().cloned().collect()
-}
-
-/// The rows `runs compare` prints: (label, value per run).
-fn comparison(runs: &[LoadedRun]) -> Vec<(String, Vec<String>)> {
-    let mut rows: Vec<(String, Vec<String>)> = Vec::new();
-    let mut add = |label: &str, f: &dyn Fn(&LoadedRun) -> String| {
-        rows.push((label.to_string(), runs.iter().map(f).collect()));
-    };
-    let text = |v: &Value| match v {
-        Value::String(s) => s.clone(),
-        Value::Null => "-".into(),
-        other => other.to_string(),
-    };
-    add("status", &|r| {
-        super::train::shown_status(&r.record).to_string()
-    });
-    add("pipeline", &|r| pipeline_name(&r.record));
-    add("dataset", &|r| text(&r.record.record["dataset"]["digest"]));
-    let options = |r: &LoadedRun| common::training_options(&r.record.record["config"]);
-    let mut keys: BTreeMap<String, ()> = BTreeMap::new();
-    for r in runs {
-        if let Value::Object(o) = options(r) {
-            keys.extend(o.keys().map(|k| (k.clone(), ())));
-        }
-    }
-    for k in keys.keys() {
-        add(&format!("config.{k}"), &|r| text(&options(r)[k]));
-    }
-    for stage in ["preprocessor", "trainer", "predictor"] {
-        add(stage, &|r| {
-            text(&r.record.record["plugins"][stage]["digest"])
-        });
-    }
-    add("device", &|r| text(&r.record.record["host"]["device"]));
-    add("tensorlet", &|r| {
-        text(&r.record.record["tensorlet_version"])
-    });
-    add("epochs done", &|r| r.history.len().to_string());
-    add("best epoch", &|r| {
-        r.best().map_or("-".into(), |m| m.epoch.to_string())
-    });
-    add("best val_loss", &|r| {
-        fmt_opt(r.best().and_then(|m| m.val_loss))
-    });
-    add("best val_accuracy", &|r| {
-        fmt_opt(r.best().and_then(|m| m.val_accuracy))
-    });
-    let extra: std::collections::BTreeSet<String> =
-        runs.iter().flat_map(|r| metric_names(&r.history)).collect();
-    for k in &extra {
-        add(&format!("best val_{k}"), &|r| {
-            fmt_opt(r.best().and_then(|m| m.val_metrics.get(k).copied()))
-        });
-    }
-    add("final train_loss", &|r| {
-        fmt_opt(r.history.last().map(|m| m.train_loss))
-    });
-    add("final val_accuracy", &|r| {
-        fmt_opt(r.history.last().and_then(|m| m.val_accuracy))
-    });
-    add("final params", &|r| {
-        r.params.last().map_or("-".into(), |p| short(p).to_string())
-    });
-    add("model", &|r| r.record.model.clone().unwrap_or("-".into()));
-    rows
-}
-
 fn compare(reg: &Registry, ids: &[String], json: bool) -> Result<()> {
     let runs = ids
         .iter()
         .map(|id| load(reg, id))
-        .collect::<Result<Vec<_>>>()?;
+        .collect::<Result<Vec<_>, _>>()?;
     let rows = comparison(&runs);
     if json {
         let v: Vec<Value> = rows
             .iter()
-            .map(|(label, values)| {
-                json!({
-                    "field": label,
-                    "values": values,
-                    "differs": values.iter().any(|v| v != &values[0]),
-                })
-            })
+            .map(|row| json!({"field": row.field, "values": row.values, "differs": row.differs()}))
             .collect();
         println!(
             "{}",
@@ -406,7 +248,7 @@ fn compare(reg: &Registry, ids: &[String], json: bool) -> Result<()> {
     let widths: Vec<usize> = (0..runs.len())
         .map(|i| {
             rows.iter()
-                .map(|(_, v)| v[i].chars().count())
+                .map(|row| row.values[i].chars().count())
                 .chain([runs[i].record.id.len()])
                 .max()
                 .unwrap_or(0)
@@ -418,10 +260,10 @@ fn compare(reg: &Registry, ids: &[String], json: bool) -> Result<()> {
         print!(" {:<w$}", r.record.id, w = *w);
     }
     println!();
-    for (label, values) in &rows {
-        let differs = values.iter().any(|v| v != &values[0]);
-        print!("{} {label:<20}", if differs { "*" } else { " " });
-        for (v, w) in values.iter().zip(&widths) {
+    for row in &rows {
+        let mark = if row.differs() { "*" } else { " " };
+        print!("{mark} {:<20}", row.field);
+        for (v, w) in row.values.iter().zip(&widths) {
             let v: String = v.chars().take(*w).collect();
             print!(" {v:<w$}", w = *w);
         }

@@ -1,15 +1,19 @@
 //! `tensorlet serve [--addr 127.0.0.1:8080] [--model ns/name@alias …]`
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use serde_json::json;
 use tensorlet_console::serving::{DeployLog, Serving};
-use tensorlet_runtime::Runtime;
-use tensorlet_runtime::registry::{Kind, Reference, Registry, Selector};
-use tensorlet_runtime::serve::{Deployment, ModelSource, ServeConfig, ServeEvents, Server};
+use tensorlet_registry::Reference;
+use tensorlet_runtime::fleet::{Followed, Follower, Upstream, production_models};
+use tensorlet_runtime::serve::registry::{
+    AuditEvents, RegistrySource, Targets, Watch, deploy, movable, served_name,
+};
+use tensorlet_runtime::serve::{ServeConfig, Server};
 
 use crate::artifacts::{self, RegistryArgs};
 use crate::common::{self, DeviceArgs};
@@ -60,142 +64,39 @@ pub struct Args {
     pub device: DeviceArgs,
 }
 
-/// The name a model is served under: `ns/name@x` -> `name`.
-pub fn served_name(reference: &str) -> String {
-    let name = reference.split('@').next().unwrap_or(reference);
-    name.rsplit('/').next().unwrap_or(name).to_string()
-}
-
-/// Loads verified model artifacts from the registry (local, or remote + cache).
-struct RegistrySource {
-    rt: Arc<Runtime>,
-    reg: Mutex<Registry>,
-    remote: RegistryArgs,
-}
-
-impl RegistrySource {
-    /// The manifest digest `reference` resolves to now (cheap: no blob reads).
-    fn current(&self, reference: &str) -> Result<String, String> {
-        let r = Reference::parse(reference).map_err(|e| e.to_string())?;
-        let reg = self.reg.lock().expect("registry lock");
-        if self.remote.registry.is_some() {
-            // Pull what the alias points at now (verified against the local
-            // trust policy), then read it locally.
-            self.remote
-                .fetch(&reg, reference)
-                .map_err(|e| e.to_string())?;
+/// The first poll of `reference` when a follower starts: reports on stderr
+/// what it synced or refused, or, when no connection to the upstream can be
+/// made, that it serves the local cache and retries. Any other failure (TLS,
+/// an HTTP error, a reference the upstream does not have) is an error.
+fn report_initial(f: &Follower, reference: &str) -> Result<()> {
+    match f.poll(reference) {
+        Ok(Followed::Synced(v)) => {
+            eprintln!("following {reference} at {}: {v}", f.upstream().url());
         }
-        reg.resolve(&r).map(|s| s.digest).map_err(|e| e.to_string())
+        Ok(Followed::Unchanged) => {}
+        Ok(Followed::Refused(e)) => eprintln!("{e}; serving the local cache"),
+        Err(e) if e.is_unreachable() => eprintln!(
+            "warning: cannot follow {reference}: {e}; serving the local cache and retrying \
+             with backoff"
+        ),
+        Err(e) => bail!("cannot follow {reference}: {e}"),
     }
-}
-
-impl ModelSource for RegistrySource {
-    fn load(&self, name: &str, reference: &str) -> Result<Deployment, String> {
-        let reg = self.reg.lock().expect("registry lock");
-        let artifact = self
-            .remote
-            .fetch(&reg, reference)
-            .map_err(|e| format!("{e}"))?;
-        if artifact.kind() != Kind::Model {
-            return Err(format!(
-                "{} is a {}, not a model",
-                artifact.reference(),
-                artifact.kind()
-            ));
-        }
-        let model = tensorlet_runtime::artifacts::load_model(&self.rt, &reg, &artifact)
-            .map_err(|e| format!("{e}"))?;
-        let version = artifact.manifest().version.to_string();
-        Ok(Deployment::new(
-            name,
-            &version,
-            &artifact.reference(),
-            model,
-        ))
-    }
-}
-
-/// Records serving events in the audit log.
-struct AuditEvents {
-    reg: Mutex<Registry>,
-}
-
-impl AuditEvents {
-    fn record(&self, action: &str, subject: &str, detail: serde_json::Value) {
-        if let Err(e) = self
-            .reg
-            .lock()
-            .expect("registry lock")
-            .record(action, subject, detail)
-        {
-            tracing::error!("cannot write the audit log: {e}");
-        }
-    }
-}
-
-impl ServeEvents for AuditEvents {
-    fn loaded(&self, name: &str, version: &str, reference: &str) {
-        self.record(
-            "serve.deploy",
-            reference,
-            json!({ "model": name, "version": version }),
-        );
-    }
-
-    fn unloaded(&self, name: &str, version: &str, reference: &str) {
-        self.record(
-            "serve.undeploy",
-            reference,
-            json!({ "model": name, "version": version }),
-        );
-    }
-
-    fn deploy_failed(&self, name: &str, reference: &str, error: &str) {
-        eprintln!("deploy of {reference} as `{name}` failed: {error}");
-        self.record(
-            "serve.deploy_failed",
-            reference,
-            json!({ "model": name, "error": error }),
-        );
-    }
-
-    fn invocations(&self, counts: &[(String, String, u64)]) {
-        for (model, version, n) in counts {
-            self.record(
-                "serve.invocations",
-                model,
-                json!({ "version": version, "count": n }),
-            );
-        }
-    }
-}
-
-/// Every model with a `production` alias.
-fn production_models(reg: &Registry) -> Result<Vec<String>> {
-    let mut names: Vec<String> = reg
-        .list()?
-        .into_iter()
-        .filter(|a| a.kind == Kind::Model && a.aliases.iter().any(|x| x == "production"))
-        .map(|a| format!("{}@production", a.name))
-        .collect();
-    names.sort();
-    names.dedup();
-    Ok(names)
+    Ok(())
 }
 
 pub fn execute(args: Args) -> Result<()> {
     let reg = artifacts::open()?;
     let follower = match &args.follow {
-        Some(u) => Some(Arc::new(crate::fleet::Follower::new(
-            crate::fleet::Upstream::parse(u)?,
+        Some(u) => Some(Arc::new(Follower::new(
+            Upstream::parse(u, common::http_client()?)?,
             artifacts::open()?,
         ))),
         None => None,
     };
-    let targets = if args.models.is_empty() {
+    let references = if args.models.is_empty() {
         let found = match &follower {
             Some(f) => f.upstream().production_models()?,
-            None => production_models(&reg)?,
+            None => production_models(reg.list()?),
         };
         if found.is_empty() {
             bail!(
@@ -208,7 +109,7 @@ pub fn execute(args: Args) -> Result<()> {
         args.models.clone()
     };
     let mut by_name: BTreeMap<String, String> = BTreeMap::new();
-    for t in &targets {
+    for t in &references {
         Reference::parse(t).with_context(|| format!("--model {t}"))?;
         if let Some(other) = by_name.insert(served_name(t), t.clone()) {
             bail!(
@@ -220,14 +121,17 @@ pub fn execute(args: Args) -> Result<()> {
 
     let device = args.device.open()?;
     let rt = Arc::new(common::runtime(device.clone())?);
-    let source = Arc::new(RegistrySource {
-        rt: rt.clone(),
-        reg: Mutex::new(artifacts::open()?),
-        remote: args.registry.clone(),
-    });
-    let events = Arc::new(AuditEvents {
-        reg: Mutex::new(artifacts::open()?),
-    });
+    let source = Arc::new(RegistrySource::new(
+        rt.clone(),
+        artifacts::open()?,
+        args.registry.sources()?,
+    ));
+    let events = Arc::new(AuditEvents::new(
+        artifacts::open()?,
+        Box::new(|name, reference, error| {
+            eprintln!("deploy of {reference} as `{name}` failed: {error}");
+        }),
+    ));
     let config = ServeConfig {
         max_body_bytes: args.max_body,
         max_batch: args.max_batch,
@@ -242,28 +146,26 @@ pub fn execute(args: Args) -> Result<()> {
 
     if let Some(f) = &follower {
         for reference in by_name.values() {
-            crate::fleet::report_initial(f, reference)?;
+            report_initial(f, reference)?;
         }
     }
-    let mut deployed: BTreeMap<String, String> = BTreeMap::new();
+    let mut targets = Targets::default();
     for (name, reference) in &by_name {
         match deploy(&server, &source, name, reference) {
-            Ok(digest) => {
-                deployed.insert(name.clone(), digest);
-            }
+            Ok(digest) => targets.deployed(name, &digest),
             Err(e) => eprintln!("cannot serve {reference}: {e}"),
         }
     }
-    if deployed.is_empty() {
+    if targets.is_empty() {
         bail!("none of the models could be loaded (see the errors above)");
     }
 
-    let tokio = crate::common::server_runtime()?;
-    let listener = crate::common::listen(&tokio, &args.addr, "")?;
+    let tokio = common::server_runtime()?;
+    let listener = common::listen(&tokio, &args.addr, "")?;
     let admin = if args.admin_addr == "off" {
         None
     } else {
-        let l = crate::common::listen(&tokio, &args.admin_addr, " (admin)")?;
+        let l = common::listen(&tokio, &args.admin_addr, " (admin)")?;
         let loopback = l.local_addr()?.ip().is_loopback();
         let pages =
             tensorlet_console::serving::app(Serving::new(server.clone(), deploys), loopback);
@@ -286,30 +188,22 @@ pub fn execute(args: Args) -> Result<()> {
     }
 
     // Follow aliases: poll the registry, swap in what an alias points at now.
-    let follow: Vec<(String, String)> = by_name
-        .iter()
-        .filter(|(_, r)| {
-            Reference::parse(r).is_ok_and(|r| !matches!(r.selector, Selector::Version(_)))
-        })
-        .map(|(n, r)| (n.clone(), r.clone()))
-        .collect();
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let follow = movable(&by_name);
+    let stop = Arc::new(AtomicBool::new(false));
     let watcher = (!follow.is_empty()).then(|| {
-        let (server, source, stop) = (server.clone(), source.clone(), stop.clone());
-        let poll = Duration::from_secs_f64(args.poll.max(0.05));
-        let follower = follower.clone();
-        std::thread::spawn(move || {
-            let follower = follower.as_deref();
-            watch(
-                &server,
-                &source,
-                follower,
-                &follow,
-                &mut deployed,
-                poll,
-                &stop,
-            );
-        })
+        let watch = Watch {
+            server: server.clone(),
+            source: source.clone(),
+            follower: follower.clone(),
+            follow,
+            targets,
+            poll: Duration::from_secs_f64(args.poll.max(0.05)),
+            on_move: Box::new(|reference, digest| {
+                println!("{reference} moved; deploying {digest}");
+            }),
+        };
+        let stop = stop.clone();
+        std::thread::spawn(move || watch.run(&stop))
     });
 
     // The admin address (deploy endpoint and serving pages) closes after
@@ -335,104 +229,11 @@ pub fn execute(args: Args) -> Result<()> {
     if let Some(t) = admin_task {
         let _ = tokio.block_on(t);
     }
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    stop.store(true, Ordering::Relaxed);
     if let Some(w) = watcher {
         let _ = w.join();
     }
     events.record("serve.stop", &addr.to_string(), json!({}));
     println!("stopped");
     result.context("the server failed")
-}
-
-/// Loads (verifying) and deploys (warming) what `reference` points at now;
-/// returns its manifest digest. Failures are recorded for the ready endpoint,
-/// the log and the audit log, and leave the current version serving.
-fn deploy(
-    server: &Server,
-    source: &RegistrySource,
-    name: &str,
-    reference: &str,
-) -> Result<String, String> {
-    let recorded = |e: String| {
-        server.record_failure(name, reference, &e);
-        e
-    };
-    let digest = source.current(reference).map_err(recorded)?;
-    let d = source.load(name, reference).map_err(recorded)?;
-    // A failed warm-up is recorded by the server itself.
-    server.deploy(d)?;
-    Ok(digest)
-}
-
-/// Polls each followed reference; deploys what it resolves to when that changes.
-/// Failures back off (up to 30 s) and leave the current version serving.
-fn watch(
-    server: &Server,
-    source: &RegistrySource,
-    follower: Option<&crate::fleet::Follower>,
-    follow: &[(String, String)],
-    deployed: &mut BTreeMap<String, String>,
-    poll: Duration,
-    stop: &std::sync::atomic::AtomicBool,
-) {
-    let mut backoff = poll;
-    let mut failed: BTreeMap<String, String> = BTreeMap::new();
-    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-        std::thread::sleep(backoff.min(Duration::from_millis(200)));
-        let mut slept = Duration::from_millis(200);
-        while slept < backoff && !stop.load(std::sync::atomic::Ordering::Relaxed) {
-            std::thread::sleep(Duration::from_millis(200));
-            slept += Duration::from_millis(200);
-        }
-        let mut trouble = false;
-        for (name, reference) in follow {
-            if let Some(f) = follower {
-                match f.poll(reference) {
-                    Ok(crate::fleet::Followed::Refused(e)) => {
-                        // Logged and audited (serve.deploy_failed); the
-                        // current version keeps serving.
-                        server.record_failure(name, reference, &e);
-                    }
-                    Ok(_) => {}
-                    Err(e) if e.is_unreachable() => {
-                        tracing::warn!("cannot follow {reference}: {e}");
-                        trouble = true;
-                    }
-                    Err(e) => {
-                        // Not an outage: TLS, an HTTP error or a missing
-                        // reference, which retrying alone will not fix.
-                        tracing::error!("cannot follow {reference}: {e}");
-                        trouble = true;
-                    }
-                }
-            }
-            let digest = match source.current(reference) {
-                Ok(d) => d,
-                Err(e) => {
-                    tracing::warn!("cannot resolve {reference}: {e}");
-                    trouble = true;
-                    continue;
-                }
-            };
-            if deployed.get(name) == Some(&digest) || failed.get(name) == Some(&digest) {
-                continue;
-            }
-            println!("{reference} moved; deploying {digest}");
-            match deploy(server, source, name, reference) {
-                Ok(_) => {
-                    deployed.insert(name.clone(), digest);
-                    failed.remove(name);
-                }
-                Err(_) => {
-                    failed.insert(name.clone(), digest);
-                    trouble = true;
-                }
-            }
-        }
-        backoff = if trouble {
-            (backoff * 2).min(Duration::from_secs(30))
-        } else {
-            poll
-        };
-    }
 }

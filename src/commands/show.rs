@@ -1,7 +1,8 @@
 //! `tensorlet show <ref> [--json] [--lineage]`
 
 use anyhow::Result;
-use tensorlet_runtime::registry::Reference;
+use tensorlet_registry::Reference;
+use tensorlet_runtime::run::history::training_options;
 
 use crate::artifacts::RegistryArgs;
 
@@ -25,7 +26,7 @@ pub struct Args {
 pub fn execute(args: Args) -> Result<()> {
     if args.lineage {
         let reg = crate::artifacts::open()?;
-        let artifact = args.registry.fetch(&reg, &args.reference)?;
+        let artifact = args.registry.sources()?.fetch(&reg, &args.reference)?;
         return super::lineage::print(&reg, &artifact, args.json);
     }
     let r = Reference::parse(&args.reference)?;
@@ -61,7 +62,7 @@ pub fn execute(args: Args) -> Result<()> {
     }
     let mut config = m.config.clone();
     if config.get("training").is_some() {
-        config["training"] = crate::common::training_options(&config["training"]);
+        config["training"] = training_options(&config["training"]);
     }
     println!("  config   {config}");
     println!("  lineage  {}", m.lineage);

@@ -1,9 +1,8 @@
 //! `tensorlet sync --from <http://… | oci://…> <ns/name>@<alias>…`
 
 use anyhow::{Context, Result};
-use tensorlet_runtime::registry::Reference;
-
-use crate::fleet::Upstream;
+use tensorlet_registry::Reference;
+use tensorlet_runtime::fleet::Upstream;
 
 /// Pull what aliases point at in a central registry, verify it against the
 /// local trust policy and cache it with the alias, so `tensorlet serve`
@@ -21,7 +20,7 @@ pub struct Args {
 
 pub fn execute(args: Args) -> Result<()> {
     let reg = crate::artifacts::open()?;
-    let upstream = Upstream::parse(&args.from)?;
+    let upstream = Upstream::parse(&args.from, crate::common::http_client()?)?;
     for r in &args.references {
         let reference = Reference::parse(r)?;
         let a = upstream

@@ -14,14 +14,15 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
+use tensorlet_registry::{
+    KeyPair, Provenance, Published, Reference, Registry, RegistryError, RunRecord, RunStatus,
+    Selector, VerifiedArtifact, check_name, check_version, digest,
+};
 use tensorlet_runtime::artifacts;
 use tensorlet_runtime::data::{self, Dataset};
 use tensorlet_runtime::model::{self, ModelMeta};
 use tensorlet_runtime::pipeline::{Keep, PluginSource, TrainingConfig};
-use tensorlet_runtime::registry::{
-    KeyPair, Provenance, Published, Reference, Registry, RegistryError, RunRecord, RunStatus,
-    Selector, VerifiedArtifact, check_name, check_version, digest,
-};
+use tensorlet_runtime::run::host::{host_record, process_alive};
 use tensorlet_runtime::train::{self, EpochMetrics, Observer, PipelinePlugins, Resume};
 use tensorlet_runtime::{NamedTensors, Pipeline, Runtime, RuntimeError, Task};
 
@@ -411,25 +412,6 @@ fn is_interrupted(e: &anyhow::Error) -> bool {
     })
 }
 
-fn process_alive(rec: &Value) -> bool {
-    let same_host = rec["host"]["hostname"].as_str() == Some(hostname().as_str());
-    match rec["host"]["pid"].as_u64() {
-        Some(pid) if same_host => Path::new(&format!("/proc/{pid}")).exists(),
-        _ => false,
-    }
-}
-
-/// A run's status for people: `lost` for one recorded as running whose
-/// process on this host is gone (killed or crashed; `--resume` continues it).
-pub fn shown_status(run: &RunRecord) -> &'static str {
-    let same_host = run.record["host"]["hostname"].as_str() == Some(hostname().as_str());
-    if run.status == RunStatus::Running && same_host && !process_alive(&run.record) {
-        "lost"
-    } else {
-        run.status.as_str()
-    }
-}
-
 /// Where a trained model is published.
 pub struct PublishAs {
     /// The signing key.
@@ -448,14 +430,7 @@ pub fn load_pipeline(
     registry: &RegistryArgs,
     arg: &str,
 ) -> Result<(Pipeline, Option<VerifiedArtifact>)> {
-    let path = Path::new(arg);
-    if path.is_file() || arg.ends_with(".toml") {
-        return Ok((Pipeline::load(path)?, None));
-    }
-    let artifact = registry
-        .fetch(reg, arg)
-        .with_context(|| format!("cannot load pipeline `{arg}`"))?;
-    Ok((artifacts::load_pipeline(&artifact)?, Some(artifact)))
+    registry.sources()?.pipeline(reg, arg)
 }
 
 fn default_model_name(pipeline: &Pipeline, artifact: Option<&VerifiedArtifact>) -> Result<String> {
@@ -480,7 +455,7 @@ pub struct DataSource {
     /// `sha256:` of its bytes.
     pub digest: String,
     /// The registered dataset, when named by one.
-    pub dataset: Option<tensorlet_runtime::registry::Dataset>,
+    pub dataset: Option<tensorlet_registry::Dataset>,
     _snapshot: Option<tempfile::TempDir>,
 }
 
@@ -643,8 +618,8 @@ impl Run<'_> {
             );
         }
         let classes = data.classes().max(named);
-        let resolve =
-            |s: &_| crate::artifacts::resolve_stage(self.reg, self.registry, self.unsigned, s);
+        let sources = self.registry.sources()?.allow_unsigned(self.unsigned);
+        let resolve = |s: &_| sources.stage(self.reg, s);
         let plugins = pipeline.load_plugins(self.rt, &resolve)?;
         let plugin_record = plugins_record(&plugins);
         let pipeline_label = self.artifact.map_or_else(
@@ -938,43 +913,11 @@ fn plugins_record(p: &PipelinePlugins) -> Value {
     })
 }
 
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
-        .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| "unknown".into())
-}
-
-fn cpu_model() -> String {
-    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    for key in ["model name", "Model", "Hardware", "cpu model"] {
-        if let Some(v) = info.lines().find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            (k.trim() == key).then(|| v.trim().to_string())
-        }) {
-            return v;
-        }
-    }
-    "unknown".into()
-}
-
-fn host_record(rt: &Runtime) -> Value {
-    json!({
-        "hostname": hostname(),
-        "os": std::env::consts::OS,
-        "arch": std::env::consts::ARCH,
-        "cpu": cpu_model(),
-        "cpus": std::thread::available_parallelism().map_or(1, |n| n.get()),
-        "device": rt.device().info().to_string(),
-        "pid": std::process::id(),
-    })
-}
-
 /// Stores a checkpoint per epoch and drives the progress bar.
 struct Recorder<'a> {
     reg: &'a Registry,
     run_id: &'a str,
-    device: &'a tensorlet_runtime::gpu::Device,
+    device: &'a tensorlet_gpu::Device,
     bar: Progress,
     stop: Option<Arc<AtomicBool>>,
 }

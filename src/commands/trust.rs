@@ -1,7 +1,7 @@
 //! `tensorlet trust add|list|remove`
 
 use anyhow::Result;
-use tensorlet_runtime::registry::PublicKey;
+use tensorlet_registry::PublicKey;
 
 /// Manage the trust policy: which public keys may publish in which namespaces.
 #[derive(Debug, clap::Args)]

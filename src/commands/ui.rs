@@ -2,7 +2,7 @@
 
 use anyhow::{Context, Result};
 use tensorlet_console::{Console, ConsoleConfig};
-use tensorlet_runtime::registry::http::HttpSettings;
+use tensorlet_registry::http::HttpSettings;
 
 use crate::artifacts::RegistryArgs;
 use crate::common;

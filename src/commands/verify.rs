@@ -15,7 +15,7 @@ pub struct Args {
 
 pub fn execute(args: Args) -> Result<()> {
     let reg = crate::artifacts::open()?;
-    let a = args.registry.fetch(&reg, &args.reference)?;
+    let a = args.registry.sources()?.fetch(&reg, &args.reference)?;
     let mut pins = 0;
     let mut queue: Vec<_> = a.manifest().depends.values().cloned().collect();
     while let Some(pin) = queue.pop() {

@@ -1,7 +1,7 @@
 //! `tensorlet yank <ref>`
 
 use anyhow::Result;
-use tensorlet_runtime::registry::Reference;
+use tensorlet_registry::Reference;
 
 /// Yank a version: it is never chosen as the latest, but still runs when
 /// named exactly. Operates on the local registry (on a server's host, run it

@@ -33,6 +33,7 @@
 
 pub mod batch;
 pub mod metrics;
+pub mod registry;
 
 use std::collections::BTreeMap;
 use std::future::Future;

@@ -7,12 +7,12 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
-use anyhow::{Result, bail};
 use serde_json::json;
-use tensorlet_runtime::registry::client::{self, Remote};
-use tensorlet_runtime::registry::oci::{self, OciRemote, OciSelector};
-use tensorlet_runtime::registry::{
-    Kind, Reference, Registry, RegistryError, Selector, VerifiedArtifact,
+use tensorlet_registry::client::{self, Remote};
+use tensorlet_registry::http::HttpClient;
+use tensorlet_registry::oci::{self, OciRemote, OciSelector};
+use tensorlet_registry::{
+    ArtifactSummary, Kind, Reference, Registry, RegistryError, Selector, VerifiedArtifact,
 };
 
 /// A central registry to pull from.
@@ -24,18 +24,32 @@ pub enum Upstream {
     Oci(Box<OciRemote>),
 }
 
+/// Every model among `artifacts` that has a `production` alias, as
+/// `ns/name@production`, sorted, each once.
+pub fn production_models(artifacts: impl IntoIterator<Item = ArtifactSummary>) -> Vec<String> {
+    let mut names: Vec<String> = artifacts
+        .into_iter()
+        .filter(|a| a.kind == Kind::Model && a.aliases.iter().any(|x| x == "production"))
+        .map(|a| format!("{}@production", a.name))
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
 impl Upstream {
-    /// Parses `https://…`, `http://…` or `oci://…`.
-    pub fn parse(s: &str) -> Result<Self> {
+    /// Parses `https://…`, `http://…` (a tensorlet registry, reached through
+    /// `http`) or `oci://…`.
+    pub fn parse(s: &str, http: HttpClient) -> Result<Self, RegistryError> {
         if s.starts_with("oci://") {
             Ok(Upstream::Oci(Box::new(OciRemote::new(s)?)))
         } else if s.starts_with("http://") || s.starts_with("https://") {
-            Ok(Upstream::Http(crate::artifacts::remote(s)?))
+            Ok(Upstream::Http(Remote::with_client(s, http)?))
         } else {
-            bail!(
+            Err(RegistryError::Invalid(format!(
                 "`{s}` is not a registry; name a tensorlet registry (`https://host:7070`, or \
                  `http://` on a trusted network) or an OCI registry (`oci://host:5000[/prefix]`)"
-            )
+            )))
         }
     }
 
@@ -47,6 +61,7 @@ impl Upstream {
         }
     }
 
+    /// The tag an OCI registry holds `r` under: its version or its alias.
     fn oci_selector(r: &Reference) -> Result<OciSelector, RegistryError> {
         match &r.selector {
             Selector::Alias(a) => Ok(OciSelector::Tag(a.clone())),
@@ -98,32 +113,20 @@ impl Upstream {
 
     /// Every model the upstream has a `production` alias for (tensorlet
     /// registries only: an OCI registry cannot be listed portably).
-    pub fn production_models(&self) -> Result<Vec<String>> {
+    pub fn production_models(&self) -> Result<Vec<String>, RegistryError> {
         match self {
-            Upstream::Http(remote) => {
-                let mut names: Vec<String> = remote
-                    .list()?
-                    .into_iter()
-                    .filter(|a| {
-                        a.kind == Kind::Model && a.aliases.iter().any(|x| x == "production")
-                    })
-                    .map(|a| format!("{}@production", a.name))
-                    .collect();
-                names.sort();
-                names.dedup();
-                Ok(names)
-            }
-            Upstream::Oci(o) => bail!(
+            Upstream::Http(remote) => Ok(production_models(remote.list()?)),
+            Upstream::Oci(o) => Err(RegistryError::Invalid(format!(
                 "an OCI registry ({}) cannot be listed; name the models to follow with --model \
                  ns/name@production",
                 o.url()
-            ),
+            ))),
         }
     }
 }
 
 /// What one poll of a followed reference found.
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq)]
 pub enum Followed {
     /// It points where it pointed at the last poll.
     Unchanged,
@@ -143,11 +146,27 @@ pub struct Follower {
 }
 
 /// What the last poll of a reference found.
+#[derive(Debug)]
 struct Seen {
     /// The upstream's token for it.
     token: String,
     /// For a refused target: the trust policy it was refused under.
     refused_under: Option<String>,
+}
+
+impl Seen {
+    /// Whether a poll that found `token` must pull again: the reference
+    /// moved, or its refused target may pass under the trust policy now in
+    /// force (`policy`, asked only when it matters).
+    fn stale(seen: Option<&Seen>, token: &str, policy: impl FnOnce() -> String) -> bool {
+        match seen {
+            Some(s) if s.token == token => match &s.refused_under {
+                None => false,
+                Some(under) => *under != policy(),
+            },
+            _ => true,
+        }
+    }
 }
 
 /// The local trust policy, as a value that changes when it does.
@@ -186,21 +205,16 @@ impl Follower {
         let r = Reference::parse(reference)?;
         let token = self.upstream.head(&r)?;
         let reg = self.reg.lock().expect("registry lock");
-        if let Some(seen) = self.seen.lock().expect("seen lock").get(reference)
-            && seen.token == token
-        {
-            // A refused target is tried again once the trust policy changed.
-            match &seen.refused_under {
-                None => return Ok(Followed::Unchanged),
-                Some(policy) if *policy == trust_fingerprint(&reg) => {
-                    return Ok(Followed::Unchanged);
-                }
-                Some(_) => {}
-            }
+        let stale = Seen::stale(
+            self.seen.lock().expect("seen lock").get(reference),
+            &token,
+            || trust_fingerprint(&reg),
+        );
+        if !stale {
+            return Ok(Followed::Unchanged);
         }
-        let result = self.upstream.sync(&reg, &r);
         let mut refused_under = None;
-        let followed = match result {
+        let followed = match self.upstream.sync(&reg, &r) {
             Ok(a) => Followed::Synced(a.reference()),
             Err(e @ (RegistryError::Remote { .. } | RegistryError::Unreachable { .. })) => {
                 return Err(e);
@@ -232,22 +246,84 @@ impl Follower {
     }
 }
 
-/// The first poll of `reference` when a follower starts: reports on stderr
-/// what it synced or refused, or, when no connection to the upstream can be
-/// made, that it serves the local cache and retries. Any other failure (TLS,
-/// an HTTP error, a reference the upstream does not have) is an error.
-pub fn report_initial(f: &Follower, reference: &str) -> Result<()> {
-    match f.poll(reference) {
-        Ok(Followed::Synced(v)) => {
-            eprintln!("following {reference} at {}: {v}", f.upstream().url());
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn summary(name: &str, kind: Kind, aliases: &[&str]) -> ArtifactSummary {
+        ArtifactSummary {
+            name: name.into(),
+            version: "1.0.0".into(),
+            kind,
+            digest: "sha256:00".into(),
+            key_id: "k".into(),
+            yanked: false,
+            created: String::new(),
+            aliases: aliases.iter().map(|a| a.to_string()).collect(),
         }
-        Ok(Followed::Unchanged) => {}
-        Ok(Followed::Refused(e)) => eprintln!("{e}; serving the local cache"),
-        Err(e @ RegistryError::Unreachable { .. }) => eprintln!(
-            "warning: cannot follow {reference}: {e}; serving the local cache and retrying \
-             with backoff"
-        ),
-        Err(e) => bail!("cannot follow {reference}: {e}"),
     }
-    Ok(())
+
+    #[test]
+    fn production_models_are_models_with_the_alias_once_each() {
+        let all = vec![
+            summary("acme/b-model", Kind::Model, &["production"]),
+            summary("acme/a-model", Kind::Model, &["staging", "production"]),
+            summary("acme/b-model", Kind::Model, &["production"]),
+            summary("acme/iris", Kind::Pipeline, &["production"]),
+            summary("acme/c-model", Kind::Model, &["staging"]),
+        ];
+        assert_eq!(
+            production_models(all),
+            ["acme/a-model@production", "acme/b-model@production"]
+        );
+    }
+
+    #[test]
+    fn a_poll_pulls_when_the_reference_moved_or_the_policy_changed() {
+        let called = std::cell::Cell::new(false);
+        let policy = |p: &'static str| {
+            let called = &called;
+            move || {
+                called.set(true);
+                p.to_string()
+            }
+        };
+        // Never seen, or moved: pull.
+        assert!(Seen::stale(None, "t1", policy("p")));
+        let synced = Seen {
+            token: "t1".into(),
+            refused_under: None,
+        };
+        assert!(Seen::stale(Some(&synced), "t2", policy("p")));
+        // Synced and unmoved: nothing to do, and the policy is not read.
+        assert!(!Seen::stale(Some(&synced), "t1", policy("p")));
+        assert!(!called.get());
+        // Refused and unmoved: tried again only under another policy.
+        let refused = Seen {
+            token: "t1".into(),
+            refused_under: Some("p".into()),
+        };
+        assert!(!Seen::stale(Some(&refused), "t1", policy("p")));
+        assert!(Seen::stale(Some(&refused), "t1", policy("p+new key")));
+    }
+
+    #[test]
+    fn upstreams_are_http_or_oci_and_oci_is_read_by_tag() {
+        let http = HttpClient::new(&Default::default()).unwrap();
+        let u = Upstream::parse("http://127.0.0.1:7070/", http.clone()).unwrap();
+        assert!(matches!(u, Upstream::Http(_)));
+        assert_eq!(u.url(), "http://127.0.0.1:7070");
+        assert!(matches!(
+            Upstream::parse("oci://127.0.0.1:5000/team", http.clone()).unwrap(),
+            Upstream::Oci(_)
+        ));
+        let e = Upstream::parse("ftp://x", http).unwrap_err().to_string();
+        assert!(e.contains("`ftp://x` is not a registry"), "{e}");
+
+        let tag = |r: &str| Upstream::oci_selector(&Reference::parse(r).unwrap());
+        assert!(matches!(tag("a/b@production"), Ok(OciSelector::Tag(t)) if t == "production"));
+        assert!(matches!(tag("a/b@1.2.0"), Ok(OciSelector::Tag(t)) if t == "1.2.0"));
+        let e = tag("a/b").unwrap_err().to_string();
+        assert!(e.contains("an OCI registry is read by tag"), "{e}");
+    }
 }

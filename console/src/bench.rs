@@ -1,0 +1,155 @@
+//! The driver of `tensorlet bench console`: a home filled through the
+//! registry's own calls (runs, per-epoch checkpoints, their ends) with
+//! synthetic metrics, and each page requested through the console's router
+//! in this process, so the time measured is the server's: registry reads,
+//! rendering and the body, without a network.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use tensorlet_registry::{Registry, RegistryError, RunStatus};
+use tower::ServiceExt;
+
+fn record(i: u32, lr: f64) -> serde_json::Value {
+    json!({
+        "pipeline": {"origin": "acme/iris", "version": "acme/iris@1.0.0", "digest": format!("sha256:{:064x}", 1)},
+        "host": {"hostname": format!("node-{}", i % 7), "os": "linux", "arch": "x86_64",
+                 "cpu": "bench", "cpus": 2, "device": "cpu (reference)", "pid": 1},
+        "tensorlet_version": env!("CARGO_PKG_VERSION"),
+        "plugins": {
+            "preprocessor": {"artifact": "acme/standardize@1.0.0", "digest": format!("sha256:{:064x}", 2)},
+            "trainer": {"artifact": "acme/softmax@1.0.0", "digest": format!("sha256:{:064x}", 3)},
+            "predictor": {"artifact": "acme/softmax@1.0.0", "digest": format!("sha256:{:064x}", 3)},
+        },
+        "config": {"epochs": 20, "batch_size": 16, "learning_rate": lr, "seed": i, "validation_fraction": 0.2},
+        "dataset": {"digest": format!("sha256:{:064x}", 4), "name": null, "path": "iris.csv"},
+        "seed": i,
+    })
+}
+
+/// Records completed run number `i` of `epochs` epochs with a falling loss;
+/// returns its id.
+pub fn fill_run(reg: &Registry, i: u32, epochs: u32) -> Result<String, RegistryError> {
+    let lr = [0.1, 0.05, 0.01][i as usize % 3];
+    let id = reg.run_start("acme/iris@1.0.0", &record(i, lr))?;
+    for e in 1..=epochs {
+        let t = f64::from(e);
+        let loss = 1.0 / (1.0 + lr * t) + 0.01 * ((t * 0.7 + f64::from(i)).sin());
+        let metrics = json!({
+            "epoch": e,
+            "train_loss": loss,
+            "val_loss": loss * 1.1,
+            "val_accuracy": 1.0 - loss / 2.0,
+            "seconds": 0.01,
+        });
+        reg.run_checkpoint(&id, e, format!("{id}/{e}").as_bytes(), &metrics)?;
+    }
+    reg.run_end(&id, RunStatus::Completed, None, None, json!({}))?;
+    Ok(id)
+}
+
+/// The pages measured, (what, URI), given one run of the list and the long run.
+pub fn pages(other: &str, long: &str) -> Vec<(&'static str, String)> {
+    vec![
+        (
+            "runs list (first 100 of all, by start)",
+            "/runs".to_string(),
+        ),
+        (
+            "runs list sorted by best val_loss",
+            "/runs?sort=best".to_string(),
+        ),
+        ("a run of the list", format!("/runs/{other}")),
+        ("the long run (charts downsampled)", format!("/runs/{long}")),
+        (
+            "the long run, zoomed to 1,000 epochs",
+            format!("/runs/{long}/curves.json?chart=loss&from=4000&to=4999"),
+        ),
+        (
+            "compare the long run with another",
+            format!("/runs/compare?run={long}&run={other}"),
+        ),
+        ("audit log (verified)", "/audit".to_string()),
+    ]
+}
+
+/// Server times of one page.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PageTime {
+    /// The median request.
+    pub median: Duration,
+    /// The 95th percentile.
+    pub p95: Duration,
+    /// The body's size.
+    pub bytes: usize,
+}
+
+/// The median and 95th percentile of `times` (not empty).
+pub fn percentiles(mut times: Vec<Duration>) -> (Duration, Duration) {
+    times.sort();
+    let p95 = times[(times.len() * 95 / 100).min(times.len() - 1)];
+    (times[times.len() / 2], p95)
+}
+
+/// Requests `uri` of `app` (a console's router) `repeat + 1` times on `rt`,
+/// the first not counted; an error says what failed.
+pub fn time_page(
+    rt: &tokio::runtime::Runtime,
+    app: &axum::Router,
+    uri: &str,
+    repeat: u32,
+) -> Result<PageTime, String> {
+    let mut times = Vec::new();
+    let mut bytes = 0;
+    for n in 0..=repeat {
+        let req = axum::http::Request::get(uri)
+            .header("host", "127.0.0.1:7080")
+            .body(axum::body::Body::empty())
+            .map_err(|e| format!("{uri}: {e}"))?;
+        let t = Instant::now();
+        let (status, body) = rt.block_on(async {
+            let r = app.clone().oneshot(req).await.map_err(|e| e.to_string())?;
+            let status = r.status();
+            let body = axum::body::to_bytes(r.into_body(), usize::MAX).await;
+            Ok::<_, String>((status, body))
+        })?;
+        let elapsed = t.elapsed();
+        let body = body.map_err(|e| format!("reading the body: {e}"))?;
+        if !status.is_success() {
+            return Err(format!("{uri} answered {status}"));
+        }
+        bytes = body.len();
+        if n > 0 {
+            times.push(elapsed);
+        }
+    }
+    let (median, p95) = percentiles(times);
+    Ok(PageTime { median, p95, bytes })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_of_request_times() {
+        let ms = |v: u64| Duration::from_millis(v);
+        let times: Vec<Duration> = (1..=20).rev().map(ms).collect();
+        assert_eq!(percentiles(times), (ms(11), ms(20)));
+        assert_eq!(percentiles(vec![ms(3)]), (ms(3), ms(3)));
+    }
+
+    #[test]
+    fn a_filled_run_has_its_epochs_and_is_completed() {
+        let home = tempfile::tempdir().unwrap();
+        let reg = Registry::open(home.path()).unwrap();
+        let id = fill_run(&reg, 4, 3).unwrap();
+        let run = reg.run(&id).unwrap();
+        assert_eq!(run.status, RunStatus::Completed);
+        assert_eq!(run.record["config"]["learning_rate"], json!(0.05));
+        let cps = reg.checkpoints(&id).unwrap();
+        assert_eq!(cps.iter().map(|c| c.epoch).collect::<Vec<_>>(), [1, 2, 3]);
+        let loss = |c: &tensorlet_registry::Checkpoint| c.metrics["train_loss"].as_f64().unwrap();
+        assert!(loss(&cps[2]) < loss(&cps[0]), "the loss falls");
+    }
+}
