@@ -51,6 +51,22 @@ fn exports_interface(exports: &[String], ifaces: &[&str]) -> bool {
     })
 }
 
+/// The kind a plugin is published as: what it exports (a `model`, which
+/// trains and predicts, is published as a trainer).
+pub fn kind_of(rt: &Runtime, name: &str, bytes: &[u8]) -> Result<Kind> {
+    let info = rt.inspect(name, bytes)?;
+    let has = |i: &str| info.exports.iter().any(|e| e.starts_with(i));
+    Ok(
+        if has("tensorlet:ml/train@") || has("tensorlet:ml/forward@") {
+            Kind::Trainer
+        } else if has("tensorlet:ml/preprocess@") {
+            Kind::Preprocessor
+        } else {
+            Kind::Predictor
+        },
+    )
+}
+
 /// Checks that `bytes` is a component that exports the world `kind` names and
 /// imports nothing the runtime does not provide, and returns an unsigned
 /// manifest pinning it.

@@ -6,13 +6,16 @@
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use tensorlet_registry::{Kind, Registry};
+use tensorlet_registry::Registry;
 use tensorlet_runtime::artifacts;
-use tensorlet_runtime::{Runtime, data};
+use tensorlet_runtime::data;
+use tensorlet_runtime::run::Run;
+use tensorlet_runtime::run::data::DataSource;
+use tensorlet_runtime::run::publish::PublishAs;
 
 use crate::artifacts::RegistryArgs;
 use crate::bundled::{BUNDLED, EXAMPLES};
-use crate::commands::train::{DataSource, PublishAs, Run};
+use crate::commands::train::Bar;
 use crate::common::{self, DeviceArgs};
 
 /// The namespace the demo publishes under.
@@ -34,22 +37,6 @@ pub struct Args {
     /// Where the demo serves its models (port 0: any free port).
     #[arg(long, default_value = "127.0.0.1:0")]
     pub addr: String,
-}
-
-/// The kind a bundled plugin is published as: what it exports.
-fn kind_of(rt: &Runtime, name: &str, bytes: &[u8]) -> Result<Kind> {
-    let info = rt.inspect(name, bytes)?;
-    let has = |i: &str| info.exports.iter().any(|e| e.starts_with(i));
-    // A `model` (tensorlet:ml/forward) trains and predicts: published as a trainer.
-    Ok(
-        if has("tensorlet:ml/train@") || has("tensorlet:ml/forward@") {
-            Kind::Trainer
-        } else if has("tensorlet:ml/preprocess@") {
-            Kind::Preprocessor
-        } else {
-            Kind::Predictor
-        },
-    )
 }
 
 pub fn execute(args: Args) -> Result<()> {
@@ -79,7 +66,7 @@ pub fn execute(args: Args) -> Result<()> {
         {
             continue;
         }
-        let kind = kind_of(&rt, name, bytes)?;
+        let kind = artifacts::kind_of(&rt, name, bytes)?;
         let m = artifacts::plugin_manifest(&rt, &artifact, version, kind, bytes)?;
         reg.publish(&m.sign(&key), &[bytes.to_vec()])?;
         published.push(format!("{artifact}@{version}"));
@@ -113,14 +100,14 @@ pub fn execute(args: Args) -> Result<()> {
         }
     );
 
-    let remote = RegistryArgs::default();
+    let sources = RegistryArgs::default().sources()?;
     let mut models = Vec::new();
     for ex in EXAMPLES {
         let data_path = home.join(ex.data_file);
         std::fs::write(&data_path, ex.data)
             .with_context(|| format!("cannot write {}", data_path.display()))?;
         let pipeline_ref = format!("{NS}/{}", ex.name);
-        let (pipeline, artifact) = super::train::load_pipeline(&reg, &remote, &pipeline_ref)?;
+        let (pipeline, artifact) = sources.pipeline(&reg, &pipeline_ref)?;
         let model_name = format!("{NS}/{}-model", ex.name);
         let publish = PublishAs {
             key: reg.key("demo")?,
@@ -131,15 +118,15 @@ pub fn execute(args: Args) -> Result<()> {
         let run = Run {
             rt: &rt,
             reg: &reg,
-            registry: &remote,
-            unsigned: false,
+            sources: &sources,
             origin: &pipeline_ref,
             artifact: artifact.as_ref(),
             stop: None,
         };
         let started = Instant::now();
         let data = DataSource::file(&data_path)?;
-        let outcome = run.record(&pipeline, &data, None, Some(&publish), true, None)?;
+        let mut bar = Bar::new(&pipeline.pipeline.name);
+        let outcome = run.record(&pipeline, &data, None, Some(&publish), &mut bar, None)?;
         let (meta, p) = (outcome.meta, outcome.published);
         let t = &meta.training;
         println!(
