@@ -225,6 +225,9 @@ pub fn movable(served: &BTreeMap<String, String>) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Called with (reference, new digest) before a moved reference is deployed.
+pub type OnMove = Box<dyn Fn(&str, &str) + Send>;
+
 /// Polls followed references and deploys what each resolves to when that
 /// changes. Failures back off (up to 30 s) and leave the current version
 /// serving.
@@ -242,7 +245,7 @@ pub struct Watch {
     /// Time between polls.
     pub poll: Duration,
     /// Told (reference, new digest) before a moved reference is deployed.
-    pub on_move: Box<dyn Fn(&str, &str) + Send>,
+    pub on_move: OnMove,
 }
 
 impl Watch {
