@@ -39,6 +39,7 @@ mod audit;
 pub mod canonical;
 #[cfg(feature = "http")]
 pub mod client;
+mod datasets;
 mod error;
 #[cfg(feature = "http")]
 pub mod http;
@@ -55,12 +56,16 @@ mod time;
 mod verified;
 
 pub use audit::{AuditCheckpoint, AuditEntry, AuditReport, GENESIS, entry_hash};
+pub use datasets::{Dataset, Datasets};
 pub use error::{RegistryError, Result};
 pub use keys::{KeyPair, KeyStore, NODE_KEY, PublicKey};
 pub use manifest::{
     COMPONENT, FORMAT, Kind, Manifest, Pin, Signature, SignedManifest, check_digest, digest,
 };
 pub use reference::{Reference, Selector, check_alias, check_name, check_version};
-pub use runs::{AliasMove, Checkpoint, Dataset, RunRecord, RunStatus, new_run_id};
-pub use store::{ArtifactSummary, Published, Registry, TrustEntry};
+pub use runs::{
+    Checkpoint, RunData, RunDetails, RunEnd, RunHost, RunPipeline, RunPlugin, RunPlugins,
+    RunPublish, RunRecord, RunResult, RunStatus, Runs, new_run_id,
+};
+pub use store::{AliasMove, ArtifactSummary, Published, Registry, TrustEntry};
 pub use verified::{GRAPH_PREFIX, Provenance, VerifiedArtifact, VerifiedComponent};

@@ -19,10 +19,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::audit::{self, AuditCheckpoint, AuditEntry, AuditReport};
+use crate::datasets::Datasets;
 use crate::error::{RegistryError, Result};
 use crate::keys::{KeyPair, KeyStore, NODE_KEY, PublicKey, check_key_name};
 use crate::manifest::{COMPONENT, Kind, Manifest, SignedManifest, digest};
 use crate::reference::{Reference, Selector, check_alias, check_name, check_version};
+use crate::runs::Runs;
 use crate::time::now_rfc3339;
 use crate::verified::{Provenance, VerifiedArtifact, VerifiedComponent};
 
@@ -244,6 +246,16 @@ impl Registry {
     /// The database file.
     pub fn database_path(&self) -> &Path {
         &self.db_path
+    }
+
+    /// The training runs and their checkpoints.
+    pub fn runs(&self) -> Runs<'_> {
+        Runs::new(self)
+    }
+
+    /// The registered datasets.
+    pub fn datasets(&self) -> Datasets<'_> {
+        Datasets::new(self)
     }
 
     pub(crate) fn db(&self, source: rusqlite::Error) -> RegistryError {
@@ -897,6 +909,20 @@ impl Registry {
         Ok(())
     }
 
+    /// Stores bytes as a content-addressed blob (kept like an artifact's
+    /// blobs) and returns its digest.
+    pub fn put_blob(&self, bytes: &[u8]) -> Result<String> {
+        let d = digest(bytes);
+        self.write_blob(&d, bytes)?;
+        let conn = self.lock();
+        conn.execute(
+            "INSERT OR IGNORE INTO blobs (digest, size, created) VALUES (?1, ?2, ?3)",
+            params![d, bytes.len() as i64, now_rfc3339()],
+        )
+        .map_err(|e| self.db(e))?;
+        Ok(d)
+    }
+
     fn read_blob(&self, d: &str) -> Result<Vec<u8>> {
         let path = self.blob_path(d);
         std::fs::read(&path).map_err(|e| RegistryError::io(path, e))
@@ -1138,8 +1164,7 @@ impl Registry {
             )
             .map_err(|e| self.db(e))?;
             if previous.as_deref() != Some(target.version.as_str()) {
-                crate::runs::push_alias_history(tx, ns, n, alias, &target.version)
-                    .map_err(|e| self.db(e))?;
+                push_alias_history(tx, ns, n, alias, &target.version).map_err(|e| self.db(e))?;
             }
             self.append(
                 tx,
@@ -1150,6 +1175,137 @@ impl Registry {
             Ok(previous)
         })
         .map_err(|e| self.refused(e, "alias.refused"))
+    }
+
+    // ----- promotion ------------------------------------------------------------
+
+    /// Points `alias` at the version `reference` names, once it verifies
+    /// against the trust policy (a refusal is audited as `promote.refused`
+    /// and moves nothing). Audited as `promote`.
+    pub fn promote(&self, reference: &Reference, alias: &str) -> Result<AliasMove> {
+        check_alias(alias)?;
+        self.write(|tx| {
+            let target = self.alias_target_in(tx, reference)?;
+            let name = target.name.clone();
+            let (ns, n) = split_name(&name);
+            let from = current_alias(tx, ns, n, alias).map_err(|e| self.db(e))?;
+            tx.execute(
+                "INSERT INTO aliases (namespace, name, alias, version) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(namespace, name, alias) DO UPDATE SET version = excluded.version",
+                params![ns, n, alias, target.version],
+            )
+            .map_err(|e| self.db(e))?;
+            if from.as_deref() != Some(target.version.as_str()) {
+                push_alias_history(tx, ns, n, alias, &target.version).map_err(|e| self.db(e))?;
+            }
+            let m = AliasMove {
+                name: name.clone(),
+                alias: alias.to_string(),
+                from,
+                to: target.version,
+                digest: target.digest,
+            };
+            self.append(
+                tx,
+                "promote",
+                &format!("{name}@{alias}"),
+                json!({"from": m.from, "to": m.to, "digest": m.digest}),
+            )?;
+            Ok(m)
+        })
+        .map_err(|e| self.refused(e, "promote.refused"))
+    }
+
+    /// Moves `alias` of `name` back to the version it pointed at before its
+    /// latest move; rolling back again goes further back. That version must
+    /// still verify against the trust policy (a refusal is audited as
+    /// `rollback.refused` and moves nothing). Audited as `rollback`.
+    pub fn rollback(&self, name: &str, alias: &str) -> Result<AliasMove> {
+        check_name(name)?;
+        check_alias(alias)?;
+        let (ns, n) = split_name(name);
+        let m = self.write(|tx| {
+            let from = current_alias(tx, ns, n, alias).map_err(|e| self.db(e))?;
+            let Some(from) = from else {
+                return Err(RegistryError::NotFound(format!(
+                    "{name}@{alias} is not set, so there is nothing to roll back; `tensorlet list` \
+                     shows the aliases"
+                )));
+            };
+            let mut stmt = tx
+                .prepare(
+                    "SELECT id, version, rolled_back FROM alias_history
+                     WHERE namespace = ?1 AND name = ?2 AND alias = ?3
+                     ORDER BY id",
+                )
+                .map_err(|e| self.db(e))?;
+            let history: Vec<(i64, String, bool)> = stmt
+                .query_map(params![ns, n, alias], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })
+                .and_then(Iterator::collect)
+                .map_err(|e| self.db(e))?;
+            drop(stmt);
+            // The moves still in effect, oldest first: the latest is where the
+            // alias points now, the one before it is where it goes back to.
+            let standing: Vec<&(i64, String, bool)> =
+                history.iter().filter(|(_, _, undone)| !undone).collect();
+            let [.., before, now] = standing.as_slice() else {
+                return Err(RegistryError::NotFound(no_earlier_version(
+                    name, alias, &from, &history,
+                )));
+            };
+            let (latest, previous) = (now.0, before.1.clone());
+            let semver = check_version(&previous)?;
+            let digest = self
+                .alias_target_in(
+                    tx,
+                    &Reference {
+                        name: name.to_string(),
+                        selector: Selector::Version(semver),
+                    },
+                )?
+                .digest;
+            tx.execute(
+                "UPDATE alias_history SET rolled_back = 1 WHERE id = ?1",
+                [latest],
+            )
+            .map_err(|e| self.db(e))?;
+            tx.execute(
+                "UPDATE aliases SET version = ?4 WHERE namespace = ?1 AND name = ?2 AND alias = ?3",
+                params![ns, n, alias, previous],
+            )
+            .map_err(|e| self.db(e))?;
+            let m = AliasMove {
+                name: name.to_string(),
+                alias: alias.to_string(),
+                from: Some(from),
+                to: previous.clone(),
+                digest,
+            };
+            self.append(
+                tx,
+                "rollback",
+                &format!("{name}@{alias}"),
+                json!({"from": m.from, "to": m.to, "digest": m.digest}),
+            )?;
+            Ok(m)
+        })
+        .map_err(|e| self.refused(e, "rollback.refused"))?;
+        Ok(m)
+    }
+
+    /// Resolves `name@alias` and returns (version, manifest digest), if set.
+    pub fn alias_target(&self, name: &str, alias: &str) -> Result<Option<(String, String)>> {
+        let r = Reference {
+            name: name.to_string(),
+            selector: Selector::Alias(alias.to_string()),
+        };
+        match self.resolve_row(&r) {
+            Ok(row) => Ok(Some((row.summary.version, row.summary.digest))),
+            Err(RegistryError::NotFound(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     // ----- audit ----------------------------------------------------------
@@ -1224,6 +1380,77 @@ impl Registry {
     pub fn sign(&self, manifest: Manifest, key: &str) -> Result<SignedManifest> {
         Ok(manifest.sign(&self.keys.load(key)?))
     }
+}
+
+/// Why `name@alias`, now at `current`, cannot be rolled back, from its whole
+/// history (moves since rolled back included).
+fn no_earlier_version(
+    name: &str,
+    alias: &str,
+    current: &str,
+    history: &[(i64, String, bool)],
+) -> String {
+    let mut others: Vec<&str> = Vec::new();
+    for (_, version, _) in history {
+        if version != current && !others.contains(&version.as_str()) {
+            others.push(version);
+        }
+    }
+    if others.is_empty() {
+        return format!(
+            "{name}@{alias} has pointed only at {current}, so there is no earlier version to \
+             roll back to"
+        );
+    }
+    format!(
+        "{name}@{alias} is at {current}, the first version it pointed at; its later moves (to \
+         {}) have been rolled back, so there is no earlier version to roll back to. Point it \
+         forward again with `tensorlet promote {name}@<version> --to {alias}`",
+        others.join(", ")
+    )
+}
+
+fn current_alias(
+    tx: &Transaction<'_>,
+    ns: &str,
+    name: &str,
+    alias: &str,
+) -> rusqlite::Result<Option<String>> {
+    tx.query_row(
+        "SELECT version FROM aliases WHERE namespace = ?1 AND name = ?2 AND alias = ?3",
+        params![ns, name, alias],
+        |r| r.get(0),
+    )
+    .optional()
+}
+
+/// An alias that moved.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AliasMove {
+    /// `ns/name`.
+    pub name: String,
+    /// The alias.
+    pub alias: String,
+    /// The version it pointed at before.
+    pub from: Option<String>,
+    /// The version it points at now.
+    pub to: String,
+    /// Manifest digest of `to`.
+    pub digest: String,
+}
+
+fn push_alias_history(
+    tx: &Transaction<'_>,
+    ns: &str,
+    name: &str,
+    alias: &str,
+    version: &str,
+) -> rusqlite::Result<()> {
+    tx.execute(
+        "INSERT INTO alias_history (namespace, name, alias, version) VALUES (?1, ?2, ?3, ?4)",
+        params![ns, name, alias, version],
+    )
+    .map(drop)
 }
 
 fn trust_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TrustEntry> {
