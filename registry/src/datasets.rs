@@ -9,8 +9,10 @@ use rusqlite::{OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use crate::audit::AuditLog;
+use crate::blobs::Blobs;
+use crate::db::Db;
 use crate::error::{RegistryError, Result};
-use crate::store::Registry;
 use crate::time::now_rfc3339;
 
 /// A dataset registered by digest.
@@ -64,14 +66,22 @@ fn check_dataset_name(name: &str) -> Result<()> {
 }
 
 /// The registered datasets of a registry ([`crate::Registry::datasets`]).
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy)]
 pub struct Datasets<'r> {
-    reg: &'r Registry,
+    db: &'r Db,
+    blobs: &'r Blobs,
+    audit: &'r AuditLog,
+}
+
+impl std::fmt::Debug for Datasets<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Datasets({})", self.db.path().display())
+    }
 }
 
 impl<'r> Datasets<'r> {
-    pub(crate) fn new(reg: &'r Registry) -> Self {
-        Datasets { reg }
+    pub(crate) fn new(db: &'r Db, blobs: &'r Blobs, audit: &'r AuditLog) -> Self {
+        Datasets { db, blobs, audit }
     }
 
     /// Registers `path` as dataset `name` by digest and keeps a snapshot of
@@ -79,11 +89,11 @@ impl<'r> Datasets<'r> {
     /// (the newest is what the bare name means); the same content again is a
     /// no-op. Returns the entry and whether it is new. Audited as `dataset.add`.
     pub fn add(&self, name: &str, path: &Path) -> Result<(Dataset, bool)> {
-        let reg = self.reg;
+        let (db, audit) = (self.db, self.audit);
         check_dataset_name(name)?;
         let bytes = std::fs::read(path).map_err(|e| RegistryError::io(path, e))?;
         let abs = std::fs::canonicalize(path).map_err(|e| RegistryError::io(path, e))?;
-        let d = reg.put_blob(&bytes)?;
+        let d = self.blobs.put(db, &bytes)?;
         let entry = Dataset {
             name: name.to_string(),
             digest: d,
@@ -91,15 +101,16 @@ impl<'r> Datasets<'r> {
             size: bytes.len() as u64,
             added: now_rfc3339(),
         };
-        let added = reg.write(|tx| {
+        let added = audit.write(db, |tx| {
             let n = tx
                 .execute(
                     "INSERT OR IGNORE INTO datasets (name, digest, path, size, added) VALUES (?1, ?2, ?3, ?4, ?5)",
                     params![entry.name, entry.digest, entry.path, entry.size as i64, entry.added],
                 )
-                .map_err(|e| reg.db(e))?;
+                .map_err(|e| db.err(e))?;
             if n > 0 {
-                reg.append(
+                audit.append(
+                    db,
                     tx,
                     "dataset.add",
                     name,
@@ -113,12 +124,12 @@ impl<'r> Datasets<'r> {
 
     /// A dataset by `name` (its newest entry) or `name@sha256:…`.
     pub fn get(&self, spec: &str) -> Result<Dataset> {
-        let reg = self.reg;
+        let db = self.db;
         let (name, want) = match spec.split_once('@') {
             Some((n, d)) => (n, Some(d)),
             None => (spec, None),
         };
-        let conn = reg.lock();
+        let conn = db.lock();
         let found = match want {
             Some(d) => conn.query_row(
                 "SELECT name, digest, path, size, added FROM datasets WHERE name = ?1 AND digest = ?2",
@@ -133,7 +144,7 @@ impl<'r> Datasets<'r> {
             ),
         }
         .optional()
-        .map_err(|e| reg.db(e))?;
+        .map_err(|e| db.err(e))?;
         found.ok_or_else(|| {
             RegistryError::NotFound(format!(
                 "no dataset `{spec}`; register one with `tensorlet dataset add {name} <file.csv>` \
@@ -144,16 +155,16 @@ impl<'r> Datasets<'r> {
 
     /// Every registered dataset, newest first.
     pub fn list(&self) -> Result<Vec<Dataset>> {
-        let reg = self.reg;
-        let conn = reg.lock();
+        let db = self.db;
+        let conn = db.lock();
         let mut stmt = conn
             .prepare(
                 "SELECT name, digest, path, size, added FROM datasets ORDER BY added DESC, rowid DESC",
             )
-            .map_err(|e| reg.db(e))?;
+            .map_err(|e| db.err(e))?;
         stmt.query_map([], dataset_row)
             .and_then(Iterator::collect)
-            .map_err(|e| reg.db(e))
+            .map_err(|e| db.err(e))
     }
 }
 

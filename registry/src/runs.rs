@@ -13,51 +13,12 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use crate::audit::AuditLog;
+use crate::blobs::{self, Blobs};
+use crate::db::Db;
+use crate::digest::digest;
 use crate::error::{RegistryError, Result};
-use crate::manifest::digest;
-use crate::store::Registry;
 use crate::time::now_rfc3339;
-
-/// Migration 2: runs, checkpoints, datasets, alias history.
-pub(crate) const SCHEMA: &str = r#"
-CREATE TABLE runs (
-    id       TEXT PRIMARY KEY,
-    pipeline TEXT NOT NULL,
-    status   TEXT NOT NULL,
-    started  TEXT NOT NULL,
-    ended    TEXT,
-    record   TEXT NOT NULL,
-    state    TEXT REFERENCES blobs(digest),
-    model    TEXT,
-    error    TEXT
-);
-CREATE TABLE checkpoints (
-    run_id  TEXT NOT NULL REFERENCES runs(id),
-    epoch   INTEGER NOT NULL,
-    params  TEXT NOT NULL REFERENCES blobs(digest),
-    metrics TEXT NOT NULL,
-    created TEXT NOT NULL,
-    PRIMARY KEY (run_id, epoch)
-);
-CREATE TABLE datasets (
-    name   TEXT NOT NULL,
-    digest TEXT NOT NULL REFERENCES blobs(digest),
-    path   TEXT NOT NULL,
-    size   INTEGER NOT NULL,
-    added  TEXT NOT NULL,
-    PRIMARY KEY (name, digest)
-);
-CREATE TABLE alias_history (
-    id          INTEGER PRIMARY KEY,
-    namespace   TEXT NOT NULL,
-    name        TEXT NOT NULL,
-    alias       TEXT NOT NULL,
-    version     TEXT NOT NULL,
-    rolled_back INTEGER NOT NULL DEFAULT 0
-);
-INSERT INTO alias_history (namespace, name, alias, version)
-    SELECT namespace, name, alias, version FROM aliases;
-"#;
 
 /// Where a run stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -375,29 +336,37 @@ const RUN_COLUMNS: &str = "id, pipeline, status, started, ended, record, state, 
 
 /// The training runs of a registry, and their checkpoints
 /// ([`crate::Registry::runs`]).
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy)]
 pub struct Runs<'r> {
-    reg: &'r Registry,
+    db: &'r Db,
+    blobs: &'r Blobs,
+    audit: &'r AuditLog,
+}
+
+impl std::fmt::Debug for Runs<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Runs({})", self.db.path().display())
+    }
 }
 
 impl<'r> Runs<'r> {
-    pub(crate) fn new(reg: &'r Registry) -> Self {
-        Runs { reg }
+    pub(crate) fn new(db: &'r Db, blobs: &'r Blobs, audit: &'r AuditLog) -> Self {
+        Runs { db, blobs, audit }
     }
 
     /// Records a new run as `running` under a fresh id ([`new_run_id`]) and
     /// returns the id; an id already taken (two runs started in the same
     /// second whose 16 bits collide) is drawn again. Audited as `train.start`.
     pub fn start(&self, pipeline: &str, record: &RunDetails) -> Result<String> {
-        let reg = self.reg;
+        let (db, audit) = (self.db, self.audit);
         let record = serde_json::to_string(record).expect("a run record serialises");
-        reg.write(|tx| {
+        audit.write(db, |tx| {
             let insert = |verb: &str, id: &str| {
                 tx.execute(
                     &format!("{verb} INTO runs (id, pipeline, status, started, record) VALUES (?1, ?2, 'running', ?3, ?4)"),
                     params![id, pipeline, now_rfc3339(), record],
                 )
-                .map_err(|e| reg.db(e))
+                .map_err(|e| db.err(e))
             };
             let mut draws = 0;
             let id = loop {
@@ -409,7 +378,7 @@ impl<'r> Runs<'r> {
                     break id;
                 }
             };
-            reg.append(tx, "train.start", pipeline, json!({"run_id": id}))?;
+            audit.append(db, tx, "train.start", pipeline, json!({"run_id": id}))?;
             Ok(id)
         })
     }
@@ -417,15 +386,16 @@ impl<'r> Runs<'r> {
     /// Marks an interrupted or failed run as `running` again. Audited as
     /// `train.resume` with the epoch it continues after.
     pub fn resume(&self, id: &str, after_epoch: u32) -> Result<()> {
-        let reg = self.reg;
+        let (db, audit) = (self.db, self.audit);
         let run = self.get(id)?;
-        reg.write(|tx| {
+        audit.write(db, |tx| {
             tx.execute(
                 "UPDATE runs SET status = 'running', ended = NULL, error = NULL WHERE id = ?1",
                 [&run.id],
             )
-            .map_err(|e| reg.db(e))?;
-            reg.append(
+            .map_err(|e| db.err(e))?;
+            audit.append(
+                db,
                 tx,
                 "train.resume",
                 &run.pipeline,
@@ -436,11 +406,11 @@ impl<'r> Runs<'r> {
 
     /// Stores the run's fitted preprocessor state; returns its digest.
     pub fn save_state(&self, id: &str, state: &[u8]) -> Result<String> {
-        let reg = self.reg;
-        let d = reg.put_blob(state)?;
-        let conn = reg.lock();
-        conn.execute("UPDATE runs SET state = ?1 WHERE id = ?2", params![d, id])
-            .map_err(|e| reg.db(e))?;
+        let db = self.db;
+        let d = self.blobs.put(db, state)?;
+        db.lock()
+            .execute("UPDATE runs SET state = ?1 WHERE id = ?2", params![d, id])
+            .map_err(|e| db.err(e))?;
         Ok(d)
     }
 
@@ -461,24 +431,20 @@ impl<'r> Runs<'r> {
         params: &[u8],
         metrics: &M,
     ) -> Result<String> {
-        let reg = self.reg;
+        let db = self.db;
         let metrics = serde_json::to_string(metrics).map_err(|e| {
             RegistryError::Invalid(format!(
                 "run {id}: the metrics of epoch {epoch} do not serialise: {e}"
             ))
         })?;
         let d = digest(params);
-        reg.write_blob_with(&d, params, false)?;
-        let conn = reg.lock();
+        self.blobs.write(&d, params, false)?;
+        let conn = db.lock();
         let relaxed =
             |on: bool| conn.pragma_update(None, "synchronous", if on { "NORMAL" } else { "FULL" });
-        relaxed(true).map_err(|e| reg.db(e))?;
-        let inserted = conn
-            .execute(
-                "INSERT OR IGNORE INTO blobs (digest, size, created) VALUES (?1, ?2, ?3)",
-                params![d, params.len() as i64, now_rfc3339()],
-            )
-            .and_then(|_| {
+        relaxed(true).map_err(|e| db.err(e))?;
+        let inserted = blobs::list(&conn, &d, params.len())
+            .and_then(|()| {
                 conn.execute(
                     "INSERT INTO checkpoints (run_id, epoch, params, metrics, created) VALUES (?1, ?2, ?3, ?4, ?5)
                      ON CONFLICT(run_id, epoch) DO UPDATE SET params = excluded.params,
@@ -486,15 +452,15 @@ impl<'r> Runs<'r> {
                     params![id, epoch, d, metrics, now_rfc3339()],
                 )
             });
-        relaxed(false).map_err(|e| reg.db(e))?;
-        inserted.map_err(|e| reg.db(e))?;
+        relaxed(false).map_err(|e| db.err(e))?;
+        inserted.map_err(|e| db.err(e))?;
         Ok(d)
     }
 
     /// Ends a run. Audited as `train.run` with the status, the model, the
     /// error and, for a completed run, its [`RunResult`]'s fields.
     pub fn end(&self, id: &str, end: &RunEnd) -> Result<()> {
-        let reg = self.reg;
+        let (db, audit) = (self.db, self.audit);
         let run = self.get(id)?;
         let status = end.status();
         let (model, error, result) = match end {
@@ -502,43 +468,43 @@ impl<'r> Runs<'r> {
             RunEnd::Failed { error } => (None, Some(error.as_str()), None),
             RunEnd::Interrupted => (None, None, None),
         };
-        reg.write(|tx| {
+        audit.write(db, |tx| {
             tx.execute(
                 "UPDATE runs SET status = ?1, ended = ?2, model = ?3, error = ?4 WHERE id = ?5",
                 params![status.as_str(), now_rfc3339(), model, error, run.id],
             )
-            .map_err(|e| reg.db(e))?;
+            .map_err(|e| db.err(e))?;
             let mut d = json!({"run_id": run.id, "status": status, "model": model, "error": error});
             if let (Value::Object(d), Some(Ok(Value::Object(extra)))) =
                 (&mut d, result.map(serde_json::to_value))
             {
                 d.extend(extra);
             }
-            reg.append(tx, "train.run", &run.pipeline, d)
+            audit.append(db, tx, "train.run", &run.pipeline, d)
         })
     }
 
     /// Every run, newest first.
     pub fn list(&self) -> Result<Vec<RunRecord>> {
-        let reg = self.reg;
+        let db = self.db;
         let stored: Vec<StoredRun> = {
-            let conn = reg.lock();
+            let conn = db.lock();
             let mut stmt = conn
                 .prepare(&format!(
                     "SELECT {RUN_COLUMNS} FROM runs ORDER BY started DESC, id DESC"
                 ))
-                .map_err(|e| reg.db(e))?;
+                .map_err(|e| db.err(e))?;
             stmt.query_map([], run_row)
                 .and_then(Iterator::collect)
-                .map_err(|e| reg.db(e))?
+                .map_err(|e| db.err(e))?
         };
         stored.into_iter().map(StoredRun::parse).collect()
     }
 
     /// A run by id or by a prefix of its id that only it has.
     pub fn get(&self, id: &str) -> Result<RunRecord> {
-        let reg = self.reg;
-        let conn = reg.lock();
+        let db = self.db;
+        let conn = db.lock();
         let exact = conn
             .query_row(
                 &format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?1"),
@@ -546,7 +512,7 @@ impl<'r> Runs<'r> {
                 run_row,
             )
             .optional()
-            .map_err(|e| reg.db(e))?;
+            .map_err(|e| db.err(e))?;
         if let Some(r) = exact {
             return r.parse();
         }
@@ -554,11 +520,11 @@ impl<'r> Runs<'r> {
             .prepare(&format!(
                 "SELECT {RUN_COLUMNS} FROM runs WHERE substr(id, 1, length(?1)) = ?1 ORDER BY id"
             ))
-            .map_err(|e| reg.db(e))?;
+            .map_err(|e| db.err(e))?;
         let mut found: Vec<StoredRun> = stmt
             .query_map([id], run_row)
             .and_then(Iterator::collect)
-            .map_err(|e| reg.db(e))?;
+            .map_err(|e| db.err(e))?;
         match found.len() {
             1 => found.remove(0).parse(),
             0 => Err(RegistryError::NotFound(format!(
@@ -578,14 +544,14 @@ impl<'r> Runs<'r> {
     /// A run's checkpoints, by epoch, with their metrics read as `M`; metrics
     /// that do not read as `M` are an error naming the run and the epoch.
     pub fn checkpoints<M: DeserializeOwned>(&self, run_id: &str) -> Result<Vec<Checkpoint<M>>> {
-        let reg = self.reg;
+        let db = self.db;
         let stored: Vec<Checkpoint<String>> = {
-            let conn = reg.lock();
+            let conn = db.lock();
             let mut stmt = conn
                 .prepare(
                     "SELECT epoch, params, metrics, created FROM checkpoints WHERE run_id = ?1 ORDER BY epoch",
                 )
-                .map_err(|e| reg.db(e))?;
+                .map_err(|e| db.err(e))?;
             stmt.query_map([run_id], |r| {
                 Ok(Checkpoint {
                     epoch: r.get(0)?,
@@ -595,7 +561,7 @@ impl<'r> Runs<'r> {
                 })
             })
             .and_then(Iterator::collect)
-            .map_err(|e| reg.db(e))?
+            .map_err(|e| db.err(e))?
         };
         stored
             .into_iter()
@@ -618,21 +584,22 @@ impl<'r> Runs<'r> {
 
     /// How many epochs of a run have a checkpoint.
     pub fn epochs_done(&self, run_id: &str) -> Result<usize> {
-        let reg = self.reg;
-        let conn = reg.lock();
+        let db = self.db;
+        let conn = db.lock();
         conn.query_row(
             "SELECT count(*) FROM checkpoints WHERE run_id = ?1",
             [run_id],
             |r| r.get::<_, i64>(0),
         )
         .map(|n| n as usize)
-        .map_err(|e| reg.db(e))
+        .map_err(|e| db.err(e))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Registry;
 
     #[test]
     fn runs_started_together_get_distinct_ids() {
