@@ -37,7 +37,7 @@ pub fn execute(args: Args) -> Result<()> {
             // Refuse what training would refuse, before registering it.
             let ds = data::load_labeled(&file, None)
                 .with_context(|| format!("{} is not usable training data", file.display()))?;
-            let (entry, added) = reg.dataset_add(&name, &file)?;
+            let (entry, added) = reg.datasets().add(&name, &file)?;
             if added {
                 println!(
                     "registered dataset {} ({} rows, {} features, {} bytes) from {}",
@@ -55,7 +55,7 @@ pub fn execute(args: Args) -> Result<()> {
             }
         }
         DatasetCommand::List { json } => {
-            let all = reg.datasets()?;
+            let all = reg.datasets().list()?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&all)?);
             } else if all.is_empty() {

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use serde_json::{Value, json};
 use tensorlet_runtime::registry::{Registry, RunRecord};
 use tensorlet_runtime::train::{self, EpochMetrics};
@@ -96,7 +96,7 @@ impl LoadedRun {
     }
 
     fn epochs(&self) -> u64 {
-        self.record.record["config"]["epochs"]
+        self.record.record.config["epochs"]
             .as_u64()
             .unwrap_or_default()
     }
@@ -120,17 +120,12 @@ impl LoadedRun {
 
 /// Loads a run and its checkpoints' metrics.
 pub fn load(reg: &Registry, id: &str) -> Result<LoadedRun> {
-    let record = reg.run(id)?;
-    let checkpoints = reg.checkpoints(&record.id)?;
+    let record = reg.runs().get(id)?;
+    let checkpoints = reg.runs().checkpoints::<EpochMetrics>(&record.id)?;
     let mut history = Vec::with_capacity(checkpoints.len());
     let mut params = Vec::with_capacity(checkpoints.len());
     for c in checkpoints {
-        history.push(serde_json::from_value(c.metrics).with_context(|| {
-            format!(
-                "run {}: epoch {} metrics are unreadable",
-                record.id, c.epoch
-            )
-        })?);
+        history.push(c.metrics);
         params.push(c.params);
     }
     Ok(LoadedRun {
@@ -151,7 +146,8 @@ fn short(d: &str) -> &str {
 
 fn list(reg: &Registry, json: bool) -> Result<()> {
     let runs = reg
-        .runs()?
+        .runs()
+        .list()?
         .into_iter()
         .map(|r| load(reg, &r.id))
         .collect::<Result<Vec<_>>>()?;
@@ -195,17 +191,24 @@ fn list(reg: &Registry, json: bool) -> Result<()> {
 
 /// The pipeline without its digest, for tables.
 fn pipeline_name(r: &RunRecord) -> String {
-    r.record["pipeline"]["version"]
-        .as_str()
-        .map_or_else(|| r.pipeline.clone(), String::from)
+    r.record
+        .pipeline
+        .version
+        .clone()
+        .unwrap_or_else(|| r.pipeline.clone())
+}
+
+/// A recorded text, or `or` when the record lacks it.
+fn or<'a>(text: &'a str, or: &'a str) -> &'a str {
+    if text.is_empty() { or } else { text }
 }
 
 fn show(reg: &Registry, id: &str, json: bool) -> Result<()> {
     let r = load(reg, id)?;
     if json {
         let mut v = r.summary();
-        v["record"] = r.record.record.clone();
-        v["record"]["config"] = common::training_options(&r.record.record["config"]);
+        v["record"] = serde_json::to_value(&r.record.record)?;
+        v["record"]["config"] = common::training_options(&r.record.record.config);
         v["state"] = json!(r.record.state);
         v["checkpoints"] = r
             .history
@@ -233,33 +236,31 @@ fn show(reg: &Registry, id: &str, json: bool) -> Result<()> {
     }
     println!(
         "  host      {} ({} {}, {}, {} CPUs) on {}",
-        rec["host"]["hostname"].as_str().unwrap_or("?"),
-        rec["host"]["os"].as_str().unwrap_or("?"),
-        rec["host"]["arch"].as_str().unwrap_or("?"),
-        rec["host"]["cpu"].as_str().unwrap_or("?"),
-        rec["host"]["cpus"],
-        rec["host"]["device"].as_str().unwrap_or("?"),
+        or(&rec.host.hostname, "?"),
+        or(&rec.host.os, "?"),
+        or(&rec.host.arch, "?"),
+        or(&rec.host.cpu, "?"),
+        rec.host.cpus,
+        or(&rec.host.device, "?"),
     );
-    println!(
-        "  tensorlet {}",
-        rec["tensorlet_version"].as_str().unwrap_or("?")
-    );
-    let ds = &rec["dataset"];
+    println!("  tensorlet {}", or(&rec.tensorlet_version, "?"));
+    let ds = &rec.dataset;
     println!(
         "  dataset   {}{}",
-        ds["digest"].as_str().unwrap_or("?"),
-        ds["name"].as_str().map_or_else(
-            || format!(" ({})", ds["path"].as_str().unwrap_or("?")),
+        or(&ds.digest, "?"),
+        ds.name.as_deref().map_or_else(
+            || format!(" ({})", ds.path.as_deref().unwrap_or("?")),
             |n| format!(" (dataset `{n}`)")
         )
     );
-    println!("  config    {}", common::training_options(&rec["config"]));
+    println!("  config    {}", common::training_options(&rec.config));
     for stage in ["preprocessor", "trainer", "predictor"] {
-        let p = &rec["plugins"][stage];
+        let p = rec.plugins.stage(stage);
         println!(
             "  {stage:<13} {} {}",
-            p["artifact"].as_str().or(p["name"].as_str()).unwrap_or("?"),
-            p["digest"].as_str().unwrap_or("?")
+            p.and_then(|p| p.artifact.as_deref().or(Some(p.name.as_str())))
+                .map_or("?", |n| or(n, "?")),
+            p.map_or("?", |p| or(&p.digest, "?"))
         );
     }
     if let Some(m) = &r.record.model {
@@ -327,8 +328,10 @@ fn comparison(runs: &[LoadedRun]) -> Vec<(String, Vec<String>)> {
         super::train::shown_status(&r.record).to_string()
     });
     add("pipeline", &|r| pipeline_name(&r.record));
-    add("dataset", &|r| text(&r.record.record["dataset"]["digest"]));
-    let options = |r: &LoadedRun| common::training_options(&r.record.record["config"]);
+    add("dataset", &|r| {
+        or(&r.record.record.dataset.digest, "-").to_string()
+    });
+    let options = |r: &LoadedRun| common::training_options(&r.record.record.config);
     let mut keys: BTreeMap<String, ()> = BTreeMap::new();
     for r in runs {
         if let Value::Object(o) = options(r) {
@@ -340,12 +343,15 @@ fn comparison(runs: &[LoadedRun]) -> Vec<(String, Vec<String>)> {
     }
     for stage in ["preprocessor", "trainer", "predictor"] {
         add(stage, &|r| {
-            text(&r.record.record["plugins"][stage]["digest"])
+            let p = r.record.record.plugins.stage(stage);
+            p.map_or("-", |p| or(&p.digest, "-")).to_string()
         });
     }
-    add("device", &|r| text(&r.record.record["host"]["device"]));
+    add("device", &|r| {
+        or(&r.record.record.host.device, "-").to_string()
+    });
     add("tensorlet", &|r| {
-        text(&r.record.record["tensorlet_version"])
+        or(&r.record.record.tensorlet_version, "-").to_string()
     });
     add("epochs done", &|r| r.history.len().to_string());
     add("best epoch", &|r| {

@@ -13,14 +13,15 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
-use serde_json::{Value, json};
+use serde_json::json;
 use tensorlet_runtime::artifacts;
 use tensorlet_runtime::data::{self, Dataset};
 use tensorlet_runtime::model::{self, ModelMeta};
 use tensorlet_runtime::pipeline::{Keep, PluginSource, TrainingConfig};
 use tensorlet_runtime::registry::{
-    KeyPair, Provenance, Published, Reference, Registry, RegistryError, RunRecord, RunStatus,
-    Selector, VerifiedArtifact, check_name, check_version, digest,
+    KeyPair, Provenance, Published, Reference, Registry, RegistryError, RunData, RunDetails,
+    RunEnd, RunHost, RunPipeline, RunPlugin, RunPlugins, RunPublish, RunRecord, RunResult,
+    RunStatus, Selector, VerifiedArtifact, check_name, check_version, digest,
 };
 use tensorlet_runtime::train::{self, EpochMetrics, Observer, PipelinePlugins, Resume};
 use tensorlet_runtime::{NamedTensors, Pipeline, Runtime, RuntimeError, Task};
@@ -177,7 +178,7 @@ fn fresh(reg: &Registry, args: &Args, stop: &Arc<AtomicBool>) -> Result<Outcome>
 }
 
 fn resume(reg: &Registry, args: &Args, id: &str, stop: &Arc<AtomicBool>) -> Result<Outcome> {
-    let record = reg.run(id)?;
+    let record = reg.runs().get(id)?;
     match record.status {
         RunStatus::Completed => bail!(
             "run {} already completed{}; there is nothing to resume",
@@ -190,7 +191,7 @@ fn resume(reg: &Registry, args: &Args, id: &str, stop: &Arc<AtomicBool>) -> Resu
         RunStatus::Running if process_alive(&record.record) => bail!(
             "run {} is still running (process {} on this host); stop it first",
             record.id,
-            record.record["host"]["pid"]
+            record.record.host.pid.unwrap_or_default()
         ),
         _ => {}
     }
@@ -209,11 +210,10 @@ fn resume(reg: &Registry, args: &Args, id: &str, stop: &Arc<AtomicBool>) -> Resu
         }
     }
     let rec = &record.record;
-    let origin = rec["pipeline"]["origin"]
-        .as_str()
-        .context("the run's record does not name its pipeline")?
-        .to_string();
-    let (mut pipeline, artifact) = match rec["pipeline"]["reference"].as_str() {
+    let origin = Some(rec.pipeline.origin.clone())
+        .filter(|o| !o.is_empty())
+        .context("the run's record does not name its pipeline")?;
+    let (mut pipeline, artifact) = match rec.pipeline.reference.as_deref() {
         Some(pinned) => {
             let (p, a) = load_pipeline(reg, &args.registry, pinned)?;
             (p, a)
@@ -226,8 +226,8 @@ fn resume(reg: &Registry, args: &Args, id: &str, stop: &Arc<AtomicBool>) -> Resu
                     path.display()
                 )
             })?;
-            let want = rec["pipeline"]["digest"].as_str().unwrap_or_default();
-            if digest(&bytes) != want {
+            let want = &rec.pipeline.digest;
+            if &digest(&bytes) != want {
                 bail!(
                     "the pipeline file {} changed since run {} started (now {}, recorded {want}); \
                      a resumed run must use the same pipeline",
@@ -239,20 +239,20 @@ fn resume(reg: &Registry, args: &Args, id: &str, stop: &Arc<AtomicBool>) -> Resu
             (Pipeline::load(&path)?, None)
         }
     };
-    pipeline.training = serde_json::from_value::<TrainingConfig>(rec["config"].clone())
+    pipeline.training = serde_json::from_value::<TrainingConfig>(rec.config.clone())
         .context("the run's recorded training options are unreadable")?;
     let publish = publish_target(reg, args, &pipeline, artifact.as_ref(), Some(rec))?;
-    let data = DataSource::from_record(reg, &rec["dataset"])?;
+    let data = DataSource::from_record(reg, &rec.dataset)?;
     let out = args
         .out
         .clone()
-        .or_else(|| rec["out"].as_str().map(PathBuf::from));
+        .or_else(|| rec.out.as_ref().map(PathBuf::from));
     let rt = common::runtime(args.device.open()?)?;
     let run = Run {
         rt: &rt,
         reg,
         registry: &args.registry,
-        unsigned: args.unsigned.allow_unsigned || rec["allow_unsigned"] == json!(true),
+        unsigned: args.unsigned.allow_unsigned || rec.allow_unsigned,
         origin: &origin,
         artifact: artifact.as_ref(),
         stop: Some(stop.clone()),
@@ -278,13 +278,13 @@ fn publish_target(
     args: &Args,
     pipeline: &Pipeline,
     artifact: Option<&VerifiedArtifact>,
-    recorded: Option<&Value>,
+    recorded: Option<&RunDetails>,
 ) -> Result<Option<PublishAs>> {
-    let rec = recorded.map(|r| &r["publish"]);
+    let rec = recorded.and_then(|r| r.publish.as_ref());
     let out = args
         .out
         .clone()
-        .or_else(|| recorded.and_then(|r| r["out"].as_str().map(PathBuf::from)));
+        .or_else(|| recorded.and_then(|r| r.out.as_ref().map(PathBuf::from)));
     if let Some(out) = &out
         && out.exists()
         && !out.is_dir()
@@ -297,7 +297,7 @@ fn publish_target(
     let key = args
         .key
         .clone()
-        .or_else(|| rec.and_then(|p| p["key"].as_str().map(String::from)));
+        .or_else(|| rec.map(|p| p.key.clone()).filter(|k| !k.is_empty()));
     let Some(key) = key else {
         if out.is_none() {
             bail!(
@@ -310,7 +310,7 @@ fn publish_target(
     let name = match args
         .model
         .clone()
-        .or_else(|| rec.and_then(|p| p["name"].as_str().map(String::from)))
+        .or_else(|| rec.map(|p| p.name.clone()).filter(|n| !n.is_empty()))
     {
         Some(n) => n,
         None => default_model_name(pipeline, artifact)?,
@@ -318,7 +318,7 @@ fn publish_target(
     let version = args
         .version
         .clone()
-        .or_else(|| rec.and_then(|p| p["version"].as_str().map(String::from)));
+        .or_else(|| rec.and_then(|p| p.version.clone()));
     let key_pair = reg.key(&key)?;
     let target = format!("{name}@{}", version.as_deref().unwrap_or("<next version>"));
     check_publishable(
@@ -411,9 +411,9 @@ fn is_interrupted(e: &anyhow::Error) -> bool {
     })
 }
 
-fn process_alive(rec: &Value) -> bool {
-    let same_host = rec["host"]["hostname"].as_str() == Some(hostname().as_str());
-    match rec["host"]["pid"].as_u64() {
+fn process_alive(rec: &RunDetails) -> bool {
+    let same_host = rec.host.hostname == hostname();
+    match rec.host.pid {
         Some(pid) if same_host => Path::new(&format!("/proc/{pid}")).exists(),
         _ => false,
     }
@@ -422,7 +422,7 @@ fn process_alive(rec: &Value) -> bool {
 /// A run's status for people: `lost` for one recorded as running whose
 /// process on this host is gone (killed or crashed; `--resume` continues it).
 pub fn shown_status(run: &RunRecord) -> &'static str {
-    let same_host = run.record["host"]["hostname"].as_str() == Some(hostname().as_str());
+    let same_host = run.record.host.hostname == hostname();
     if run.status == RunStatus::Running && same_host && !process_alive(&run.record) {
         "lost"
     } else {
@@ -515,7 +515,7 @@ impl DataSource {
     /// A registered dataset: its snapshot, after checking that the file it
     /// was registered from has not changed since (when named without a digest).
     pub fn dataset(reg: &Registry, spec: &str) -> Result<Self> {
-        let ds = reg.dataset(spec)?;
+        let ds = reg.datasets().get(spec)?;
         if !spec.contains('@')
             && let Ok(now) = std::fs::read(&ds.path)
             && digest(&now) != ds.digest
@@ -555,15 +555,16 @@ impl DataSource {
 
     /// The data a run recorded: the same dataset snapshot, or the same file
     /// with the same digest.
-    pub fn from_record(reg: &Registry, rec: &Value) -> Result<Self> {
-        let want = rec["digest"]
-            .as_str()
+    pub fn from_record(reg: &Registry, rec: &RunData) -> Result<Self> {
+        let want = Some(rec.digest.as_str())
+            .filter(|d| !d.is_empty())
             .context("the run's record has no dataset digest")?;
-        if let Some(name) = rec["name"].as_str() {
+        if let Some(name) = &rec.name {
             return DataSource::dataset(reg, &format!("{name}@{want}"));
         }
-        let path = rec["path"]
-            .as_str()
+        let path = rec
+            .path
+            .as_deref()
             .context("the run's record has no data path")?;
         let d = DataSource::file(Path::new(path))?;
         if d.digest != want {
@@ -577,12 +578,16 @@ impl DataSource {
         Ok(d)
     }
 
-    fn record(&self) -> Value {
-        json!({
-            "digest": self.digest,
-            "name": self.dataset.as_ref().map(|d| d.name.clone()),
-            "path": self.dataset.as_ref().map_or_else(|| self.path.display().to_string(), |d| d.path.clone()),
-        })
+    fn record(&self) -> RunData {
+        RunData {
+            digest: self.digest.clone(),
+            name: self.dataset.as_ref().map(|d| d.name.clone()),
+            path: Some(
+                self.dataset
+                    .as_ref()
+                    .map_or_else(|| self.path.display().to_string(), |d| d.path.clone()),
+            ),
+        }
     }
 }
 
@@ -655,18 +660,18 @@ impl Run<'_> {
         let device = self.rt.device();
         let (run_id, from) = match resume {
             Some(r) => {
-                if r.record["plugins"] != plugin_record {
+                if r.record.plugins != plugin_record {
                     bail!(
                         "the plugins of run {} changed since it started (recorded {}, now {}); a \
                          resumed run must use the same components",
                         r.id,
-                        r.record["plugins"],
-                        plugin_record
+                        json!(r.record.plugins),
+                        json!(plugin_record)
                     );
                 }
                 let from = self.resume_point(r)?;
                 let done = from.as_ref().map_or(0, |f| f.history.len() as u32);
-                self.reg.run_resume(&r.id, done)?;
+                self.reg.runs().resume(&r.id, done)?;
                 if progress {
                     eprintln!(
                         "resuming run {} after epoch {done} of {}",
@@ -676,29 +681,42 @@ impl Run<'_> {
                 (r.id.clone(), from)
             }
             None => {
-                let record = json!({
-                    "pipeline": {
-                        "origin": self.origin,
-                        "reference": self.artifact.map(|a| format!("{}@{}", a.manifest().name, a.digest())),
-                        "version": self.artifact.map(|a| a.reference()),
-                        "digest": match self.artifact {
+                let record = RunDetails {
+                    pipeline: RunPipeline {
+                        origin: self.origin.to_string(),
+                        reference: self
+                            .artifact
+                            .map(|a| format!("{}@{}", a.manifest().name, a.digest())),
+                        version: self.artifact.map(|a| a.reference()),
+                        digest: match self.artifact {
                             Some(a) => a.digest().to_string(),
-                            None => std::fs::read(self.origin).map(|b| digest(&b)).unwrap_or_default(),
+                            None => std::fs::read(self.origin)
+                                .map(|b| digest(&b))
+                                .unwrap_or_default(),
                         },
                     },
-                    "host": host_record(self.rt),
-                    "tensorlet_version": env!("CARGO_PKG_VERSION"),
-                    "plugins": plugin_record,
-                    "config": pipeline.training.to_json(),
-                    "dataset": data_source.record(),
-                    "seed": pipeline.training.seed,
-                    "classes": classes,
-                    "rows": data.rows(),
-                    "publish": publish.map(|p| json!({"name": p.name, "version": p.version, "key": p.key_name})),
-                    "out": out.map(|o| std::path::absolute(o).unwrap_or_else(|_| o.to_path_buf()).display().to_string()),
-                    "allow_unsigned": self.unsigned,
-                });
-                let id = self.reg.run_start(&pipeline_label, &record)?;
+                    host: host_record(self.rt),
+                    tensorlet_version: env!("CARGO_PKG_VERSION").to_string(),
+                    plugins: plugin_record,
+                    config: pipeline.training.to_json(),
+                    dataset: data_source.record(),
+                    seed: pipeline.training.seed,
+                    classes,
+                    rows: data.rows() as u64,
+                    publish: publish.map(|p| RunPublish {
+                        name: p.name.clone(),
+                        version: p.version.clone(),
+                        key: p.key_name.clone(),
+                    }),
+                    out: out.map(|o| {
+                        std::path::absolute(o)
+                            .unwrap_or_else(|_| o.to_path_buf())
+                            .display()
+                            .to_string()
+                    }),
+                    allow_unsigned: self.unsigned,
+                };
+                let id = self.reg.runs().start(&pipeline_label, &record)?;
                 if progress {
                     eprintln!("run {id}");
                 }
@@ -726,9 +744,8 @@ impl Run<'_> {
         let trained = match trained {
             Ok(t) => t,
             Err(RuntimeError::Interrupted) => {
-                let done = self.reg.checkpoints(&run_id)?.len();
-                self.reg
-                    .run_end(&run_id, RunStatus::Interrupted, None, None, json!({}))?;
+                let done = self.reg.runs().epochs_done(&run_id)?;
+                self.reg.runs().end(&run_id, &RunEnd::Interrupted)?;
                 return Err(anyhow::Error::new(RuntimeError::Interrupted).context(format!(
                     "run {run_id} interrupted after {done} of {} epochs; its checkpoints are kept. \
                      Continue it with `tensorlet train --resume {run_id}`",
@@ -738,10 +755,11 @@ impl Run<'_> {
             Err(e) => {
                 let msg = e.to_string();
                 self.reg
-                    .run_end(&run_id, RunStatus::Failed, None, Some(&msg), json!({}))?;
+                    .runs()
+                    .end(&run_id, &RunEnd::Failed { error: msg.clone() })?;
                 if e.device_error().is_some() {
                     // The device, not the pipeline: the epochs done are good.
-                    let done = self.reg.checkpoints(&run_id)?.len();
+                    let done = self.reg.runs().epochs_done(&run_id)?;
                     return Err(anyhow::Error::new(e).context(format!(
                         "run {run_id} failed after {done} of {} epochs on {}; its checkpoints \
                          are kept. Continue it on the CPU with `tensorlet train --resume \
@@ -765,19 +783,19 @@ impl Run<'_> {
         );
         match result {
             Ok((meta, published)) => {
-                self.reg.run_end(
+                self.reg.runs().end(
                     &run_id,
-                    RunStatus::Completed,
-                    published.as_ref().map(|p| p.reference.as_str()),
-                    None,
-                    json!({
-                        "dataset": data_source.digest,
-                        "seed": pipeline.training.seed,
-                        "epochs": pipeline.training.epochs,
-                        "epoch": trained.epoch,
-                        "val_accuracy": meta.val_accuracy(),
-                        "params": meta.params_digest,
-                    }),
+                    &RunEnd::Completed {
+                        model: published.as_ref().map(|p| p.reference.clone()),
+                        result: RunResult {
+                            dataset: data_source.digest.clone(),
+                            seed: pipeline.training.seed,
+                            epochs: pipeline.training.epochs,
+                            epoch: trained.epoch,
+                            val_accuracy: meta.val_accuracy(),
+                            params: meta.params_digest.clone(),
+                        },
+                    },
                 )?;
                 Ok(Outcome {
                     run_id,
@@ -788,7 +806,8 @@ impl Run<'_> {
             Err(e) => {
                 let msg = format!("{e:#}");
                 self.reg
-                    .run_end(&run_id, RunStatus::Failed, None, Some(&msg), json!({}))?;
+                    .runs()
+                    .end(&run_id, &RunEnd::Failed { error: msg.clone() })?;
                 Err(e.context(format!("run {run_id} failed")))
             }
         }
@@ -843,7 +862,7 @@ impl Run<'_> {
     /// never got past fitting, so it starts over).
     fn resume_point(&self, run: &RunRecord) -> Result<Option<Resume>> {
         let device = self.rt.device();
-        let checkpoints = self.reg.checkpoints(&run.id)?;
+        let checkpoints = self.reg.runs().checkpoints::<EpochMetrics>(&run.id)?;
         let Some(state_digest) = &run.state else {
             return Ok(None);
         };
@@ -863,10 +882,7 @@ impl Run<'_> {
                     i + 1
                 );
             }
-            let m: EpochMetrics = serde_json::from_value(c.metrics.clone()).with_context(|| {
-                format!("run {}: epoch {} metrics are unreadable", run.id, c.epoch)
-            })?;
-            history.push(m);
+            history.push(c.metrics.clone());
         }
         // Continue after the newest checkpoint whose blobs are intact: after
         // a power loss the newest ones may not be (they are written without
@@ -909,7 +925,7 @@ impl Run<'_> {
     }
 }
 
-fn plugins_record(p: &PipelinePlugins) -> Value {
+fn plugins_record(p: &PipelinePlugins) -> RunPlugins {
     let stage = |s: &train::StagePlugin| {
         let (artifact, manifest, key_id) = match s.component.provenance() {
             Provenance::Signed {
@@ -923,19 +939,19 @@ fn plugins_record(p: &PipelinePlugins) -> Value {
             ),
             _ => (None, None, None),
         };
-        json!({
-            "name": s.component.name(),
-            "digest": s.plugin.digest(),
-            "artifact": artifact,
-            "manifest": manifest,
-            "key_id": key_id,
-        })
+        RunPlugin {
+            name: s.component.name().to_string(),
+            digest: s.plugin.digest().to_string(),
+            artifact,
+            manifest,
+            key_id,
+        }
     };
-    json!({
-        "preprocessor": stage(&p.preprocessor),
-        "trainer": p.trainer.as_ref().map(stage),
-        "predictor": stage(&p.predictor),
-    })
+    RunPlugins {
+        preprocessor: stage(&p.preprocessor),
+        trainer: p.trainer.as_ref().map(stage),
+        predictor: stage(&p.predictor),
+    }
 }
 
 fn hostname() -> String {
@@ -958,16 +974,16 @@ fn cpu_model() -> String {
     "unknown".into()
 }
 
-fn host_record(rt: &Runtime) -> Value {
-    json!({
-        "hostname": hostname(),
-        "os": std::env::consts::OS,
-        "arch": std::env::consts::ARCH,
-        "cpu": cpu_model(),
-        "cpus": std::thread::available_parallelism().map_or(1, |n| n.get()),
-        "device": rt.device().info().to_string(),
-        "pid": std::process::id(),
-    })
+fn host_record(rt: &Runtime) -> RunHost {
+    RunHost {
+        hostname: hostname(),
+        os: std::env::consts::OS.to_string(),
+        arch: std::env::consts::ARCH.to_string(),
+        cpu: cpu_model(),
+        cpus: std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
+        device: rt.device().info().to_string(),
+        pid: Some(std::process::id()),
+    }
 }
 
 /// Stores a checkpoint per epoch and drives the progress bar.
@@ -998,7 +1014,8 @@ impl Observer for Recorder<'_> {
 
     fn fitted(&mut self, state: &NamedTensors) -> tensorlet_runtime::Result<()> {
         self.reg
-            .run_state(self.run_id, &model::to_safetensors(self.device, state)?)?;
+            .runs()
+            .save_state(self.run_id, &model::to_safetensors(self.device, state)?)?;
         Ok(())
     }
 
@@ -1007,12 +1024,11 @@ impl Observer for Recorder<'_> {
         m: &EpochMetrics,
         params: &NamedTensors,
     ) -> tensorlet_runtime::Result<()> {
-        let metrics = serde_json::to_value(m).expect("metrics serialise");
-        self.reg.run_checkpoint(
+        self.reg.runs().checkpoint(
             self.run_id,
             m.epoch,
             &model::to_safetensors(self.device, params)?,
-            &metrics,
+            m,
         )?;
         Ok(())
     }
