@@ -457,3 +457,55 @@ fn csv_parquet_and_json_lines_train_the_same_model() {
     }
     assert!(digests.iter().all(|d| *d == digests[0]), "{digests:?}");
 }
+
+#[test]
+fn dataset_add_records_the_columns_of_any_format() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let out = ok(&tensorlet(
+        h,
+        &["dataset", "add", "penguins", s(&penguins_as("parquet"))],
+    ));
+    assert!(
+        out.contains("(344 rows, 7 features, 8 columns, parquet,"),
+        "{out}"
+    );
+    let shown = ok(&tensorlet(h, &["dataset", "show", "penguins"]));
+    let line = |name: &str| {
+        shown
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("no {name} in {shown}"))
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    assert_eq!(
+        line("island"),
+        "island categorical 0 Biscoe, Dream, Torgersen"
+    );
+    assert_eq!(line("bill_length_mm"), "bill_length_mm numeric 2");
+    assert_eq!(line("sex"), "sex categorical 11 female, male");
+    let json: Value = serde_json::from_str(&ok(&tensorlet(
+        h,
+        &["dataset", "show", "penguins", "--json"],
+    )))
+    .unwrap();
+    assert_eq!(json["schema"]["columns"][7]["name"], "year");
+
+    // A regression table (its last column is no class label) registers too,
+    // and a file no reader can read is refused with the reader's words.
+    ok(&tensorlet(
+        h,
+        &["dataset", "add", "diabetes", s(&data("diabetes.csv"))],
+    ));
+    let bad = write(h, "bad.jsonl", "{\"a\": 1}\n{\"a\": [2]}\n");
+    let err = fails(&tensorlet(h, &["dataset", "add", "bad", s(&bad)]));
+    assert!(err.contains("bad.jsonl is not a readable table"), "{err}");
+    assert!(
+        err.contains(":2: the value of `a` is a nested array"),
+        "{err}"
+    );
+    let list = ok(&tensorlet(h, &["dataset", "list"]));
+    assert!(!list.contains("bad"), "{list}");
+}

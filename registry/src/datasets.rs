@@ -7,7 +7,7 @@ use std::path::Path;
 
 use rusqlite::{OptionalExtension, params};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::audit::AuditLog;
 use crate::blobs::Blobs;
@@ -28,6 +28,10 @@ pub struct Dataset {
     pub size: u64,
     /// When (UTC).
     pub added: String,
+    /// Its columns and their types, as the table reader recorded them
+    /// (absent for a dataset registered before schemas were recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<Value>,
 }
 
 impl Dataset {
@@ -44,6 +48,9 @@ fn dataset_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Dataset> {
         path: r.get(2)?,
         size: r.get::<_, i64>(3)? as u64,
         added: r.get(4)?,
+        schema: r
+            .get::<_, Option<String>>(5)?
+            .and_then(|s| serde_json::from_str(&s).ok()),
     })
 }
 
@@ -89,6 +96,18 @@ impl<'r> Datasets<'r> {
     /// (the newest is what the bare name means); the same content again is a
     /// no-op. Returns the entry and whether it is new. Audited as `dataset.add`.
     pub fn add(&self, name: &str, path: &Path) -> Result<(Dataset, bool)> {
+        self.add_with_schema(name, path, None)
+    }
+
+    /// [`Datasets::add`], recording the table's `schema` (its columns and
+    /// their types) with the entry; an entry of the same content registered
+    /// without one gets it.
+    pub fn add_with_schema(
+        &self,
+        name: &str,
+        path: &Path,
+        schema: Option<&Value>,
+    ) -> Result<(Dataset, bool)> {
         let (db, audit) = (self.db, self.audit);
         check_dataset_name(name)?;
         let bytes = std::fs::read(path).map_err(|e| RegistryError::io(path, e))?;
@@ -100,14 +119,23 @@ impl<'r> Datasets<'r> {
             path: abs.display().to_string(),
             size: bytes.len() as u64,
             added: now_rfc3339(),
+            schema: schema.cloned(),
         };
+        let schema_text = schema.map(Value::to_string);
         let added = audit.write(db, |tx| {
             let n = tx
                 .execute(
-                    "INSERT OR IGNORE INTO datasets (name, digest, path, size, added) VALUES (?1, ?2, ?3, ?4, ?5)",
-                    params![entry.name, entry.digest, entry.path, entry.size as i64, entry.added],
+                    "INSERT OR IGNORE INTO datasets (name, digest, path, size, added, schema) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    params![entry.name, entry.digest, entry.path, entry.size as i64, entry.added, schema_text],
                 )
                 .map_err(|e| db.err(e))?;
+            if n == 0 && schema_text.is_some() {
+                tx.execute(
+                    "UPDATE datasets SET schema = ?3 WHERE name = ?1 AND digest = ?2 AND schema IS NULL",
+                    params![entry.name, entry.digest, schema_text],
+                )
+                .map_err(|e| db.err(e))?;
+            }
             if n > 0 {
                 audit.append(
                     db,
@@ -132,12 +160,12 @@ impl<'r> Datasets<'r> {
         let conn = db.lock();
         let found = match want {
             Some(d) => conn.query_row(
-                "SELECT name, digest, path, size, added FROM datasets WHERE name = ?1 AND digest = ?2",
+                "SELECT name, digest, path, size, added, schema FROM datasets WHERE name = ?1 AND digest = ?2",
                 params![name, d],
                 dataset_row,
             ),
             None => conn.query_row(
-                "SELECT name, digest, path, size, added FROM datasets WHERE name = ?1
+                "SELECT name, digest, path, size, added, schema FROM datasets WHERE name = ?1
                  ORDER BY added DESC, rowid DESC LIMIT 1",
                 [name],
                 dataset_row,
@@ -159,7 +187,7 @@ impl<'r> Datasets<'r> {
         let conn = db.lock();
         let mut stmt = conn
             .prepare(
-                "SELECT name, digest, path, size, added FROM datasets ORDER BY added DESC, rowid DESC",
+                "SELECT name, digest, path, size, added, schema FROM datasets ORDER BY added DESC, rowid DESC",
             )
             .map_err(|e| db.err(e))?;
         stmt.query_map([], dataset_row)

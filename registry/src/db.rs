@@ -133,9 +133,15 @@ CREATE TRIGGER audit_origin_set_once BEFORE UPDATE ON audit_origin
     BEGIN SELECT RAISE(ABORT, 'the audit origin record is written once'); END;
 "#;
 
+/// Migration 4: the columns and types of a registered dataset (JSON, as
+/// the reader that typed it wrote them).
+const DATASET_SCHEMA: &str = r#"
+ALTER TABLE datasets ADD COLUMN schema TEXT;
+"#;
+
 /// Schema migrations, applied in order; `PRAGMA user_version` records how
 /// many have run. Never edit one that has shipped: append a new one.
-const MIGRATIONS: &[&str] = &[INITIAL, RUNS, AUDIT_ORIGIN];
+const MIGRATIONS: &[&str] = &[INITIAL, RUNS, AUDIT_ORIGIN, DATASET_SCHEMA];
 
 /// The open database: one connection, shared behind a mutex.
 pub(crate) struct Db {

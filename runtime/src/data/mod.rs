@@ -440,8 +440,8 @@ pub struct TableSchema {
     pub format: String,
     /// Data rows.
     pub rows: usize,
-    /// Every column in the file's order (categories listed up to
-    /// [`SCHEMA_CATEGORIES`]; more are counted, not listed).
+    /// Every column in the file's order; a text column lists the first
+    /// [`SCHEMA_CATEGORIES`] distinct values read, sorted.
     pub columns: Vec<Column>,
 }
 
@@ -462,7 +462,7 @@ pub fn schema(path: &Path, delimiter: Option<u8>) -> Result<TableSchema> {
             seen[c].see(at, f, false);
             if f != Field::Missing
                 && f.number().is_none()
-                && categories[c].len() <= SCHEMA_CATEGORIES
+                && categories[c].len() < SCHEMA_CATEGORIES
             {
                 categories[c].insert(f.text().into_owned());
             }
