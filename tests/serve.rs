@@ -949,3 +949,200 @@ fn responses_arrive_whole_and_in_order_with_batched_writes_or_without() {
         run.done.recv_timeout(Duration::from_secs(10)).unwrap();
     }
 }
+
+/// Trains a pipeline of `[preprocessor]` and `[model]` plugins (stems) on a
+/// bundled table into `out`, reading `[data]` as `data` says.
+fn train_table(rt: &Runtime, csv: &str, data: &str, pre: &str, model_plugin: &str, out: &Path) {
+    let file = out.with_extension("toml");
+    let text = format!(
+        "[pipeline]\nname = \"t\"\n[data]\n{data}\n[preprocessor]\npath = {:?}\n\
+         [model]\npath = {:?}\nconfig = {{ hidden = [] }}\n\
+         [training]\nepochs = 40\nbatch_size = 32\nlearning_rate = 0.05\noptimizer = \"adam\"\n",
+        plugin_path(pre).display().to_string(),
+        plugin_path(model_plugin).display().to_string(),
+    );
+    std::fs::write(&file, text).unwrap();
+    let pipeline = Pipeline::load(&file).unwrap();
+    let ds = data::load(&common::data(csv), &pipeline.data.options()).unwrap();
+    let resolve = |s: &PluginSource| match s {
+        PluginSource::Path(p) => Ok((
+            p.file_stem().unwrap().to_string_lossy().into_owned(),
+            std::fs::read(p).unwrap(),
+        )),
+        other => panic!("unexpected {other:?}"),
+    };
+    let plugins = pipeline
+        .load_plugins(rt, &unsigned_resolver(resolve))
+        .unwrap();
+    let trained = train::train(
+        rt.device(),
+        &plugins,
+        &ds,
+        &pipeline.training,
+        ds.classes(),
+        &mut (),
+    )
+    .unwrap();
+    model::save(out, rt.device(), &pipeline, &plugins, &ds, &trained).unwrap();
+}
+
+/// A request with one input per column, `columns[i]` holding `values[i]`.
+fn per_column(columns: &[&str], datatype: &str, values: &[Vec<Value>]) -> Value {
+    let inputs: Vec<Value> = columns
+        .iter()
+        .zip(values)
+        .map(|(c, v)| json!({ "name": c, "shape": [v.len()], "datatype": datatype, "data": v }))
+        .collect();
+    json!({ "inputs": inputs })
+}
+
+#[test]
+fn tables_are_served_by_column_with_class_names_and_regression_predictions() {
+    let rt = Runtime::new(Default::default()).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let (diabetes, cancer) = (tmp.path().join("diabetes"), tmp.path().join("cancer"));
+    train_table(
+        &rt,
+        "diabetes.csv",
+        "label = \"progression\"\ntask = \"regression\"",
+        "standardize",
+        "mlp",
+        &diabetes,
+    );
+    train_table(
+        &rt,
+        "breast_cancer.csv",
+        "label = \"diagnosis\"",
+        "standardize",
+        "mlp",
+        &cancer,
+    );
+    let s = server(&rt, ServeConfig::default());
+    for (name, dir) in [("diabetes", &diabetes), ("cancer", &cancer)] {
+        s.deploy(Deployment::new(name, "1.0.0", name, load_model(&rt, dir)))
+            .unwrap();
+    }
+    let run = Running::start(s);
+    let a = run.addr;
+
+    // Regression: a `prediction` output, the same whichever way the rows come.
+    let meta = get(a, "/v2/models/diabetes").json();
+    assert_eq!(
+        meta["outputs"],
+        json!([{ "name": "prediction", "datatype": "FP32", "shape": [-1, 1] }])
+    );
+    let columns: Vec<String> = meta["inputs"][0]["parameters"]["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(columns[..3], ["age", "sex", "bmi"]);
+    let rows: [[f32; 10]; 2] = [
+        [59.0, 2.0, 32.1, 101.0, 157.0, 93.2, 38.0, 4.0, 4.8598, 87.0],
+        [48.0, 1.0, 21.6, 87.0, 183.0, 103.2, 70.0, 3.0, 3.8918, 69.0],
+    ];
+    let direct = load_model(&rt, &diabetes)
+        .predict(rt.device(), rows.concat(), 2)
+        .unwrap();
+    let single = infer(
+        a,
+        "diabetes",
+        &json!({ "inputs": [{ "name": "input", "shape": [2, 10], "datatype": "FP32", "data": rows }] }),
+    );
+    assert_eq!(
+        single.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&single.body)
+    );
+    let by_column: Vec<Vec<Value>> = (0..10)
+        .map(|c| rows.iter().map(|r| json!(r[c])).collect())
+        .collect();
+    let names: Vec<&str> = columns.iter().map(String::as_str).collect();
+    let split = infer(a, "diabetes", &per_column(&names, "FP64", &by_column));
+    assert_eq!(
+        split.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&split.body)
+    );
+    for r in [&single, &split] {
+        let out = &r.json()["outputs"][0];
+        assert_eq!(out["name"], "prediction");
+        assert_eq!(out["shape"], json!([2, 1]));
+        let got: Vec<f32> = serde_json::from_value(out["data"].clone()).unwrap();
+        assert_eq!(got, direct.values.concat());
+    }
+    // A missing value that the model's preprocessing does not fill in.
+    let mut gap = by_column.clone();
+    gap[2][1] = Value::Null;
+    let r = infer(a, "diabetes", &per_column(&names, "FP64", &gap));
+    assert_eq!(r.status, 400);
+    let e = r.json()["error"].as_str().unwrap().to_string();
+    assert!(e.starts_with("the request has a missing value (null), which this model's preprocessing does not fill in"), "{e}");
+    let r = infer(
+        a,
+        "diabetes",
+        &per_column(&names[..9], "FP64", &by_column[..9]),
+    );
+    assert_eq!(r.status, 400);
+    assert!(
+        r.json()["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("the request has no input for column `s6`"),
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+
+    // Text labels: a BYTES `class` output after the label and probabilities,
+    // in binary as tritonclient asks for it.
+    let meta = get(a, "/v2/models/cancer").json();
+    assert_eq!(
+        meta["outputs"][2],
+        json!({ "name": "class", "datatype": "BYTES", "shape": [-1] })
+    );
+    let text = std::fs::read_to_string(common::data("breast_cancer.csv")).unwrap();
+    let row: Vec<f32> = text
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split(',')
+        .take(30)
+        .map(|v| v.parse().unwrap())
+        .collect();
+    let want = load_model(&rt, &cancer)
+        .predict(rt.device(), row.clone(), 1)
+        .unwrap();
+    let header = serde_json::to_vec(&json!({
+        "inputs": [{ "name": "input", "shape": [1, 30], "datatype": "FP32",
+                     "parameters": { "binary_data_size": 120 } }],
+        "outputs": [{ "name": "class", "parameters": { "binary_data": true } }, { "name": "label" }],
+    }))
+    .unwrap();
+    let mut body = header.clone();
+    body.extend(row.iter().flat_map(|v| v.to_le_bytes()));
+    let len = header.len().to_string();
+    let r = http(
+        a,
+        "POST",
+        "/v2/models/cancer/infer",
+        &[("Inference-Header-Content-Length", &len)],
+        &body,
+    );
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let hlen: usize = r.headers["inference-header-content-length"]
+        .parse()
+        .unwrap();
+    let doc: Value = serde_json::from_slice(&r.body[..hlen]).unwrap();
+    assert_eq!(doc["outputs"][1]["data"], json!([want.labels[0]]));
+    let class = ["benign", "malignant"][want.labels[0] as usize];
+    let mut bytes = (class.len() as u32).to_le_bytes().to_vec();
+    bytes.extend(class.as_bytes());
+    assert_eq!(&r.body[hlen..], &bytes[..]);
+    assert_eq!(
+        doc["outputs"][0]["parameters"]["binary_data_size"],
+        bytes.len()
+    );
+}

@@ -389,3 +389,123 @@ fn promote_require_gates_on_recorded_or_fresh_metrics() {
         "{log}"
     );
 }
+
+/// The penguins table as pandas writes it in another format.
+fn penguins_as(ext: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/data/penguins.{ext}"))
+}
+
+#[test]
+fn csv_parquet_and_json_lines_train_the_same_model() {
+    let csv = data("penguins.csv");
+    let from_csv = tensorlet_runtime::data::load_labeled(&csv, Some("species")).unwrap();
+    for ext in ["parquet", "jsonl"] {
+        let other =
+            tensorlet_runtime::data::load_labeled(&penguins_as(ext), Some("species")).unwrap();
+        assert_eq!(other.schema, from_csv.schema, "{ext}");
+        assert_eq!(other.class_names, from_csv.class_names, "{ext}");
+        assert_eq!(other.y, from_csv.y, "{ext}");
+        let bits = |x: &[f32]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&other.x), bits(&from_csv.x), "{ext}");
+    }
+
+    // The imputer fills the measurements' gaps; the text labels become
+    // classes, served by name.
+    let mut digests = Vec::new();
+    for file in [csv.clone(), penguins_as("parquet"), penguins_as("jsonl")] {
+        let home = tempfile::tempdir().unwrap();
+        let (stdout, meta) = train(home.path(), &pipeline("penguins"), &file);
+        assert!(
+            stdout.contains("trained penguins: validation accuracy"),
+            "{stdout}"
+        );
+        assert_eq!(
+            meta["class_names"],
+            serde_json::json!(["Adelie", "Chinstrap", "Gentoo"])
+        );
+        let acc = kept(&meta)["val_accuracy"].as_f64().unwrap();
+        assert!(
+            acc >= 0.9,
+            "validation accuracy {acc} from {}",
+            file.display()
+        );
+        let missing: Vec<u64> = meta["schema"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["missing"].as_u64().unwrap())
+            .collect();
+        assert_eq!(missing, [2, 2, 2]);
+        digests.push(meta["params_digest"].as_str().unwrap().to_string());
+
+        // `predict` reads the same formats, and prints class names.
+        let printed = ok(&tensorlet(
+            home.path(),
+            &[
+                "predict",
+                s(&home.path().join("model")),
+                "--input",
+                s(&file),
+                "--allow-unsigned",
+            ],
+        ));
+        assert_eq!(printed.lines().count(), 344);
+        assert!(
+            printed.lines().next().unwrap().starts_with("Adelie"),
+            "{printed}"
+        );
+    }
+    assert!(digests.iter().all(|d| *d == digests[0]), "{digests:?}");
+}
+
+#[test]
+fn dataset_add_records_the_columns_of_any_format() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let out = ok(&tensorlet(
+        h,
+        &["dataset", "add", "penguins", s(&penguins_as("parquet"))],
+    ));
+    assert!(
+        out.contains("(344 rows, 7 features, 8 columns, parquet,"),
+        "{out}"
+    );
+    let shown = ok(&tensorlet(h, &["dataset", "show", "penguins"]));
+    let line = |name: &str| {
+        shown
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("no {name} in {shown}"))
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    assert_eq!(
+        line("island"),
+        "island categorical 0 Biscoe, Dream, Torgersen"
+    );
+    assert_eq!(line("bill_length_mm"), "bill_length_mm numeric 2");
+    assert_eq!(line("sex"), "sex categorical 11 female, male");
+    let json: Value = serde_json::from_str(&ok(&tensorlet(
+        h,
+        &["dataset", "show", "penguins", "--json"],
+    )))
+    .unwrap();
+    assert_eq!(json["schema"]["columns"][7]["name"], "year");
+
+    // A regression table (its last column is no class label) registers too,
+    // and a file no reader can read is refused with the reader's words.
+    ok(&tensorlet(
+        h,
+        &["dataset", "add", "diabetes", s(&data("diabetes.csv"))],
+    ));
+    let bad = write(h, "bad.jsonl", "{\"a\": 1}\n{\"a\": [2]}\n");
+    let err = fails(&tensorlet(h, &["dataset", "add", "bad", s(&bad)]));
+    assert!(err.contains("bad.jsonl is not a readable table"), "{err}");
+    assert!(
+        err.contains(":2: the value of `a` is a nested array"),
+        "{err}"
+    );
+    let list = ok(&tensorlet(h, &["dataset", "list"]));
+    assert!(!list.contains("bad"), "{list}");
+}

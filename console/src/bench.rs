@@ -7,31 +7,56 @@
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use tensorlet_registry::{Registry, RegistryError, RunStatus};
+use tensorlet_registry::{
+    Registry, RegistryError, RunData, RunDetails, RunEnd, RunHost, RunPipeline, RunPlugin,
+    RunPlugins, RunResult,
+};
 use tower::ServiceExt;
 
-fn record(i: u32, lr: f64) -> serde_json::Value {
-    json!({
-        "pipeline": {"origin": "acme/iris", "version": "acme/iris@1.0.0", "digest": format!("sha256:{:064x}", 1)},
-        "host": {"hostname": format!("node-{}", i % 7), "os": "linux", "arch": "x86_64",
-                 "cpu": "bench", "cpus": 2, "device": "cpu (reference)", "pid": 1},
-        "tensorlet_version": env!("CARGO_PKG_VERSION"),
-        "plugins": {
-            "preprocessor": {"artifact": "acme/standardize@1.0.0", "digest": format!("sha256:{:064x}", 2)},
-            "trainer": {"artifact": "acme/softmax@1.0.0", "digest": format!("sha256:{:064x}", 3)},
-            "predictor": {"artifact": "acme/softmax@1.0.0", "digest": format!("sha256:{:064x}", 3)},
+fn record(i: u32, lr: f64) -> RunDetails {
+    let plugin = |artifact: &str, n: u32| RunPlugin {
+        artifact: Some(artifact.into()),
+        digest: format!("sha256:{n:064x}"),
+        ..RunPlugin::default()
+    };
+    RunDetails {
+        pipeline: RunPipeline {
+            origin: "acme/iris".into(),
+            version: Some("acme/iris@1.0.0".into()),
+            digest: format!("sha256:{:064x}", 1),
+            ..RunPipeline::default()
         },
-        "config": {"epochs": 20, "batch_size": 16, "learning_rate": lr, "seed": i, "validation_fraction": 0.2},
-        "dataset": {"digest": format!("sha256:{:064x}", 4), "name": null, "path": "iris.csv"},
-        "seed": i,
-    })
+        host: RunHost {
+            hostname: format!("node-{}", i % 7),
+            os: "linux".into(),
+            arch: "x86_64".into(),
+            cpu: "bench".into(),
+            cpus: 2,
+            device: "cpu (reference)".into(),
+            pid: Some(1),
+        },
+        tensorlet_version: env!("CARGO_PKG_VERSION").into(),
+        plugins: RunPlugins {
+            preprocessor: plugin("acme/standardize@1.0.0", 2),
+            trainer: Some(plugin("acme/softmax@1.0.0", 3)),
+            predictor: plugin("acme/softmax@1.0.0", 3),
+        },
+        config: json!({"epochs": 20, "batch_size": 16, "learning_rate": lr, "seed": i, "validation_fraction": 0.2}),
+        dataset: RunData {
+            digest: format!("sha256:{:064x}", 4),
+            name: None,
+            path: Some("iris.csv".into()),
+        },
+        seed: u64::from(i),
+        ..RunDetails::default()
+    }
 }
 
 /// Records completed run number `i` of `epochs` epochs with a falling loss;
 /// returns its id.
 pub fn fill_run(reg: &Registry, i: u32, epochs: u32) -> Result<String, RegistryError> {
     let lr = [0.1, 0.05, 0.01][i as usize % 3];
-    let id = reg.run_start("acme/iris@1.0.0", &record(i, lr))?;
+    let id = reg.runs().start("acme/iris@1.0.0", &record(i, lr))?;
     for e in 1..=epochs {
         let t = f64::from(e);
         let loss = 1.0 / (1.0 + lr * t) + 0.01 * ((t * 0.7 + f64::from(i)).sin());
@@ -42,9 +67,23 @@ pub fn fill_run(reg: &Registry, i: u32, epochs: u32) -> Result<String, RegistryE
             "val_accuracy": 1.0 - loss / 2.0,
             "seconds": 0.01,
         });
-        reg.run_checkpoint(&id, e, format!("{id}/{e}").as_bytes(), &metrics)?;
+        reg.runs()
+            .checkpoint(&id, e, format!("{id}/{e}").as_bytes(), &metrics)?;
     }
-    reg.run_end(&id, RunStatus::Completed, None, None, json!({}))?;
+    let result = RunResult {
+        dataset: format!("sha256:{:064x}", 4),
+        seed: u64::from(i),
+        epochs,
+        epoch: epochs,
+        ..RunResult::default()
+    };
+    reg.runs().end(
+        &id,
+        &RunEnd::Completed {
+            model: None,
+            result,
+        },
+    )?;
     Ok(id)
 }
 
@@ -144,12 +183,14 @@ mod tests {
         let home = tempfile::tempdir().unwrap();
         let reg = Registry::open(home.path()).unwrap();
         let id = fill_run(&reg, 4, 3).unwrap();
-        let run = reg.run(&id).unwrap();
-        assert_eq!(run.status, RunStatus::Completed);
-        assert_eq!(run.record["config"]["learning_rate"], json!(0.05));
-        let cps = reg.checkpoints(&id).unwrap();
+        let run = reg.runs().get(&id).unwrap();
+        assert_eq!(run.status, tensorlet_registry::RunStatus::Completed);
+        assert_eq!(run.record.config["learning_rate"], json!(0.05));
+        let cps = reg.runs().checkpoints::<serde_json::Value>(&id).unwrap();
         assert_eq!(cps.iter().map(|c| c.epoch).collect::<Vec<_>>(), [1, 2, 3]);
-        let loss = |c: &tensorlet_registry::Checkpoint| c.metrics["train_loss"].as_f64().unwrap();
+        let loss = |c: &tensorlet_registry::Checkpoint<serde_json::Value>| {
+            c.metrics["train_loss"].as_f64().unwrap()
+        };
         assert!(loss(&cps[2]) < loss(&cps[0]), "the loss falls");
     }
 }

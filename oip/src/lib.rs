@@ -13,12 +13,163 @@
 
 use serde_json::{Map, Value, json};
 
+mod columns;
+
 /// The one input a tensorlet model takes.
 pub const INPUT: &str = "input";
 /// Output: class index per row (INT64, `[batch]`).
 pub const LABEL: &str = "label";
 /// Output: class probabilities (FP32, `[batch, classes]`).
 pub const PROBABILITIES: &str = "probabilities";
+/// Output: class name per row (BYTES, `[batch]`), for models whose classes
+/// have names.
+pub const CLASS: &str = "class";
+/// Output: predicted targets (FP32, `[batch, targets]`) of a regression
+/// model.
+pub const PREDICTION: &str = "prediction";
+
+/// Why a request with a missing value got no answer: the model's
+/// preprocessing left it missing, so the predictor's output was not finite.
+pub const MISSING_NOT_FILLED: &str = "the request has a missing value (null), which this \
+     model's preprocessing does not fill in (train it with an imputer), so send a value";
+
+/// What a feature column holds, for the one input per column a model also
+/// takes.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ColumnKind {
+    /// Numbers: any numeric datatype.
+    Numeric,
+    /// `BOOL` (or the numbers 0 and 1).
+    Boolean,
+    /// Strings (`BYTES`) from these categories, sorted; a value's code is its
+    /// index here, an unknown value's -1.
+    Categorical(Vec<String>),
+}
+
+/// One feature column: a named input of shape `[batch]` (or `[batch, 1]`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ColumnSpec {
+    /// The column's name, which is the input's.
+    pub name: String,
+    /// What it holds.
+    pub kind: ColumnKind,
+}
+
+impl ColumnSpec {
+    /// The OIP datatype of the column's input.
+    pub fn datatype(&self) -> &'static str {
+        match self.kind {
+            ColumnKind::Numeric => "FP32",
+            ColumnKind::Boolean => "BOOL",
+            ColumnKind::Categorical(_) => "BYTES",
+        }
+    }
+}
+
+/// What a model answers.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Answer {
+    /// Class indices and probabilities (and the class names, when named).
+    Classes {
+        /// How many classes.
+        count: usize,
+        /// Their names, by index.
+        names: Option<Vec<String>>,
+    },
+    /// Continuous targets.
+    Targets {
+        /// How many per row.
+        count: usize,
+    },
+}
+
+impl Default for Answer {
+    fn default() -> Self {
+        Answer::Classes {
+            count: 0,
+            names: None,
+        }
+    }
+}
+
+impl Answer {
+    /// The outputs a request gets when it names none.
+    fn outputs(&self) -> &'static [&'static str] {
+        match self {
+            Answer::Classes { names: None, .. } => &[LABEL, PROBABILITIES],
+            Answer::Classes { names: Some(_), .. } => &[LABEL, PROBABILITIES, CLASS],
+            Answer::Targets { .. } => &[PREDICTION],
+        }
+    }
+}
+
+/// What a model takes besides the single `input` and what it answers: its
+/// feature columns, each of which may come as its own input (as MLServer's
+/// pandas codec and tritonclient send them, `BYTES` for strings), and its
+/// outputs.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ModelSpec {
+    /// The feature columns in the model's order; empty for a model without
+    /// a recorded schema (the single `input` only).
+    pub columns: Vec<ColumnSpec>,
+    /// What it answers.
+    pub answer: Answer,
+}
+
+impl ModelSpec {
+    /// The spec of a saved tensorlet model from its `model.json`: the
+    /// `schema` (each column's `name`, `type` and `categories`), the `task`
+    /// (classification when absent), `classes` (the number of targets for
+    /// regression) and `class_names`. Absent fields give an older model's
+    /// spec: the single `input`, classes without names.
+    pub fn from_model_json(meta: &Value) -> ModelSpec {
+        let columns = meta["schema"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|c| ColumnSpec {
+                name: c["name"].as_str().unwrap_or_default().to_string(),
+                kind: match c["type"].as_str() {
+                    Some("boolean") => ColumnKind::Boolean,
+                    Some("categorical") => {
+                        let mut categories: Vec<String> = c["categories"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .filter_map(|v| v.as_str().map(str::to_string))
+                            .collect();
+                        categories.sort();
+                        ColumnKind::Categorical(categories)
+                    }
+                    _ => ColumnKind::Numeric,
+                },
+            })
+            .collect();
+        let count = meta["classes"].as_u64().unwrap_or(0) as usize;
+        let answer = if meta["task"].as_str() == Some("regression") {
+            Answer::Targets { count }
+        } else {
+            Answer::Classes {
+                count,
+                names: meta["class_names"].as_array().map(|names| {
+                    names
+                        .iter()
+                        .map(|n| n.as_str().unwrap_or_default().to_string())
+                        .collect()
+                }),
+            }
+        };
+        ModelSpec { columns, answer }
+    }
+
+    /// Whether every column is a number, so that the single `input` tensor
+    /// can carry a row.
+    pub fn all_numeric(&self) -> bool {
+        self.columns
+            .iter()
+            .all(|c| !matches!(c.kind, ColumnKind::Categorical(_)))
+    }
+}
 
 /// A caller mistake: answered with 400 and this message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -130,34 +281,66 @@ impl DType {
     }
 }
 
-/// The model metadata answer (`GET /v2/models/{m}`): one FP32 input of
-/// `[-1, features]` and the label and probability outputs.
-pub fn model_metadata(
-    name: &str,
-    version: &str,
-    features: &[String],
-    classes: usize,
-    class_names: Value,
-) -> Value {
+/// The model metadata answer (`GET /v2/models/{m}`). Inputs: the one FP32
+/// `input` of `[-1, features]` for an all-numeric model, else one input per
+/// feature column with its datatype (an all-numeric model takes those too;
+/// `parameters.columns` lists them). Outputs: the label, the class names
+/// when the classes have names, and the probabilities; or a regression
+/// model's `prediction`.
+pub fn model_metadata(name: &str, version: &str, features: &[String], model: &ModelSpec) -> Value {
+    let per_column: Vec<Value> = model
+        .columns
+        .iter()
+        .map(|c| {
+            let mut v = json!({ "name": c.name, "datatype": c.datatype(), "shape": [-1] });
+            if let ColumnKind::Categorical(categories) = &c.kind {
+                v["parameters"] = json!({ "categories": categories });
+            }
+            v
+        })
+        .collect();
+    let inputs = if model.all_numeric() {
+        let mut parameters = json!({ "features": features });
+        if !per_column.is_empty() {
+            parameters["columns"] = Value::Array(per_column);
+        }
+        json!([{
+            "name": INPUT,
+            "datatype": "FP32",
+            "shape": [-1, features.len()],
+            "parameters": parameters,
+        }])
+    } else {
+        Value::Array(per_column)
+    };
+    let outputs = match &model.answer {
+        Answer::Classes { count, names } => {
+            let mut o = vec![
+                json!({ "name": LABEL, "datatype": "INT64", "shape": [-1] }),
+                json!({
+                    "name": PROBABILITIES,
+                    "datatype": "FP32",
+                    "shape": [-1, count],
+                    "parameters": { "classes": names },
+                }),
+            ];
+            if names.is_some() {
+                o.push(json!({ "name": CLASS, "datatype": "BYTES", "shape": [-1] }));
+            }
+            o
+        }
+        Answer::Targets { count } => vec![json!({
+            "name": PREDICTION,
+            "datatype": "FP32",
+            "shape": [-1, count],
+        })],
+    };
     json!({
         "name": name,
         "versions": [version],
         "platform": "tensorlet",
-        "inputs": [{
-            "name": INPUT,
-            "datatype": "FP32",
-            "shape": [-1, features.len()],
-            "parameters": { "features": features },
-        }],
-        "outputs": [
-            { "name": LABEL, "datatype": "INT64", "shape": [-1] },
-            {
-                "name": PROBABILITIES,
-                "datatype": "FP32",
-                "shape": [-1, classes],
-                "parameters": { "classes": class_names },
-            },
-        ],
+        "inputs": inputs,
+        "outputs": outputs,
     })
 }
 
@@ -596,13 +779,26 @@ fn binary_flag(params: Option<&Value>, key: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// Parses and validates a request body against a model's input.
+/// Parses and validates a request body against a model's single `input`
+/// (a classifier without a recorded schema).
 pub fn parse_request(
     json: &[u8],
     binary: &[u8],
     spec: InputSpec,
 ) -> Result<InferRequest, BadRequest> {
-    parse_scanned(json, binary, spec).unwrap_or_else(|| parse_value(json, binary, spec))
+    parse_request_for(json, binary, spec, &ModelSpec::default())
+}
+
+/// Parses and validates a request body against a model: its single `input`
+/// or one input per feature column, and the outputs `model` answers.
+pub fn parse_request_for(
+    json: &[u8],
+    binary: &[u8],
+    spec: InputSpec,
+    model: &ModelSpec,
+) -> Result<InferRequest, BadRequest> {
+    parse_scanned(json, binary, spec, model)
+        .unwrap_or_else(|| parse_value(json, binary, spec, model))
 }
 
 /// Entry points for the benchmark in `benches/parse.rs`, which measures the
@@ -613,13 +809,13 @@ pub mod paths {
 
     /// The one-pass scanner alone; `None` where it hands the request on.
     pub fn scanned(json: &[u8], spec: InputSpec) -> Option<Result<InferRequest, BadRequest>> {
-        parse_scanned(json, &[], spec)
+        parse_scanned(json, &[], spec, &ModelSpec::default())
     }
 
     /// serde_json into a `Value`, then checked: the path of any request the
     /// scanner hands on.
     pub fn value(json: &[u8], spec: InputSpec) -> Result<InferRequest, BadRequest> {
-        parse_value(json, &[], spec)
+        parse_value(json, &[], spec, &ModelSpec::default())
     }
 
     /// The checks of [`parse_request`] on a request read elsewhere: `doc`
@@ -634,7 +830,8 @@ pub mod paths {
         spec: InputSpec,
     ) -> Result<InferRequest, BadRequest> {
         let nesting = rows.map_or(Nesting::Flat, Nesting::Rows);
-        parse_input(doc, input, Data::Parsed(x, nesting), &[], spec)
+        let model = ModelSpec::default();
+        parse_input(doc, input, Data::Parsed(x, nesting), &[], spec, &model)
     }
 }
 
@@ -645,8 +842,13 @@ fn parse_scanned(
     json: &[u8],
     binary: &[u8],
     spec: InputSpec,
+    model: &ModelSpec,
 ) -> Option<Result<InferRequest, BadRequest>> {
     let scan::Members { doc, input, data } = scan::request(json)?;
+    if !model.columns.is_empty() && input.get("name").and_then(Value::as_str) != Some(INPUT) {
+        // One column's input: read with the other columns' (see `columns`).
+        return None;
+    }
     let data = match data {
         Some((v, nesting)) => {
             let integer = input
@@ -662,11 +864,16 @@ fn parse_scanned(
         }
         None => Data::Json(None),
     };
-    Some(parse_input(&doc, &input, data, binary, spec))
+    Some(parse_input(&doc, &input, data, binary, spec, model))
 }
 
 /// Any request, through a JSON value, with a message for every mistake.
-fn parse_value(json: &[u8], binary: &[u8], spec: InputSpec) -> Result<InferRequest, BadRequest> {
+fn parse_value(
+    json: &[u8],
+    binary: &[u8],
+    spec: InputSpec,
+    model: &ModelSpec,
+) -> Result<InferRequest, BadRequest> {
     let doc: Value = serde_json::from_slice(json)
         .map_err(|e| BadRequest(format!("the request body is not valid JSON: {e}")))?;
     let Value::Object(doc) = doc else {
@@ -675,6 +882,25 @@ fn parse_value(json: &[u8], binary: &[u8], spec: InputSpec) -> Result<InferReque
     let Some(Value::Array(inputs)) = doc.get("inputs") else {
         return bad("the request needs an `inputs` array");
     };
+    let single = match inputs.as_slice() {
+        [Value::Object(input)] if input.get("name").and_then(Value::as_str) == Some(INPUT) => {
+            Some(input)
+        }
+        _ => None,
+    };
+    if let Some(input) = single {
+        return parse_input(
+            &doc,
+            input,
+            Data::Json(input.get("data")),
+            binary,
+            spec,
+            model,
+        );
+    }
+    if !model.columns.is_empty() {
+        return columns::parse(&doc, inputs, binary, spec, model);
+    }
     let [input] = inputs.as_slice() else {
         return bad(format!(
             "the model takes exactly one input, `{INPUT}`, but the request has {}",
@@ -684,7 +910,14 @@ fn parse_value(json: &[u8], binary: &[u8], spec: InputSpec) -> Result<InferReque
     let Value::Object(input) = input else {
         return bad("each input must be an object with name, shape, datatype and data");
     };
-    parse_input(&doc, input, Data::Json(input.get("data")), binary, spec)
+    parse_input(
+        &doc,
+        input,
+        Data::Json(input.get("data")),
+        binary,
+        spec,
+        model,
+    )
 }
 
 /// An input's `data`: as JSON, or already flattened by [`parse_scanned`].
@@ -701,14 +934,31 @@ fn parse_input(
     data: Data<'_>,
     mut binary: &[u8],
     spec: InputSpec,
+    model: &ModelSpec,
 ) -> Result<InferRequest, BadRequest> {
-    let id = match doc.get("id") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) => Some(s.clone()),
-        Some(other) => return bad(format!("`id` must be a string, got `{other}`")),
-    };
+    let id = request_id(doc)?;
     match input.get("name").and_then(Value::as_str) {
+        Some(INPUT) if !model.all_numeric() => {
+            let text: Vec<&str> = model
+                .columns
+                .iter()
+                .filter(|c| matches!(c.kind, ColumnKind::Categorical(_)))
+                .map(|c| c.name.as_str())
+                .collect();
+            return bad(format!(
+                "the model has text columns ({}), which the single `{INPUT}` tensor cannot \
+                 carry; send one input per column (BYTES for text): {}",
+                text.join(", "),
+                column_names(model)
+            ));
+        }
         Some(INPUT) => {}
+        Some(other) if !model.columns.is_empty() => {
+            return bad(format!(
+                "unknown input `{other}`; the model takes `{INPUT}` or one input per column: {}",
+                column_names(model)
+            ));
+        }
         Some(other) => {
             return bad(format!(
                 "unknown input `{other}`; the model's input is `{INPUT}`"
@@ -807,23 +1057,62 @@ fn parse_input(
         ));
     }
 
+    let outputs = wanted_outputs(doc, model)?;
+    Ok(InferRequest {
+        id,
+        rows,
+        x,
+        outputs,
+    })
+}
+
+/// The request's `id`, when it has one.
+fn request_id(doc: &Map<String, Value>) -> Result<Option<String>, BadRequest> {
+    match doc.get("id") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(other) => bad(format!("`id` must be a string, got `{other}`")),
+    }
+}
+
+/// The model's column names, for messages.
+fn column_names(model: &ModelSpec) -> String {
+    let names: Vec<&str> = model.columns.iter().map(|c| c.name.as_str()).collect();
+    names.join(", ")
+}
+
+/// The outputs a request asks for (all the model's when it names none),
+/// and whether each goes back as binary data.
+fn wanted_outputs(doc: &Map<String, Value>, model: &ModelSpec) -> Result<Vec<Wanted>, BadRequest> {
     let all_binary = binary_flag(doc.get("parameters"), "binary_data_output");
-    let outputs = match doc.get("outputs") {
-        None | Some(Value::Null) => vec![
-            Wanted { name: LABEL, binary: all_binary },
-            Wanted { name: PROBABILITIES, binary: all_binary },
-        ],
+    let known = model.answer.outputs();
+    match doc.get("outputs") {
+        None | Some(Value::Null) => Ok(known
+            .iter()
+            .map(|&name| Wanted {
+                name,
+                binary: all_binary,
+            })
+            .collect()),
         Some(Value::Array(list)) => list
             .iter()
             .map(|o| {
                 let name = match o.get("name").and_then(Value::as_str) {
-                    Some(LABEL) => LABEL,
-                    Some(PROBABILITIES) => PROBABILITIES,
-                    Some(other) => {
-                        return bad(format!(
-                            "unknown output `{other}`; the model's outputs are `{LABEL}` and `{PROBABILITIES}`"
-                        ));
-                    }
+                    Some(n) => match known.iter().find(|&&k| k == n) {
+                        Some(&k) => k,
+                        None => {
+                            let listed: Vec<String> =
+                                known.iter().map(|k| format!("`{k}`")).collect();
+                            return bad(format!(
+                                "unknown output `{n}`; the model's outputs are {}",
+                                match listed.as_slice() {
+                                    [one] => one.clone(),
+                                    [init @ .., last] => format!("{} and {last}", init.join(", ")),
+                                    [] => String::new(),
+                                }
+                            ));
+                        }
+                    },
                     None => return bad("each requested output needs a `name`"),
                 };
                 Ok(Wanted {
@@ -831,15 +1120,9 @@ fn parse_input(
                     binary: all_binary || binary_flag(o.get("parameters"), "binary_data"),
                 })
             })
-            .collect::<Result<_, _>>()?,
-        Some(other) => return bad(format!("`outputs` must be an array, got `{other}`")),
-    };
-    Ok(InferRequest {
-        id,
-        rows,
-        x,
-        outputs,
-    })
+            .collect(),
+        Some(other) => bad(format!("`outputs` must be an array, got `{other}`")),
+    }
 }
 
 /// An encoded response: the JSON document and, when any output is binary,
@@ -851,8 +1134,23 @@ pub struct Encoded {
     pub binary: Vec<u8>,
 }
 
-/// Encodes the outputs of a prediction. Probabilities are written as the
-/// shortest decimal that reads back as the same `f32`.
+/// What a model predicted for a request's rows.
+#[derive(Clone, Copy, Debug)]
+pub enum Prediction<'a> {
+    /// A classifier's answer.
+    Classes {
+        /// Class index per row.
+        labels: &'a [u32],
+        /// Class probabilities per row.
+        probabilities: &'a [Vec<f32>],
+        /// Class names by index, when the classes have names.
+        names: Option<&'a [String]>,
+    },
+    /// A regression model's targets per row.
+    Targets(&'a [Vec<f32>]),
+}
+
+/// Encodes a classifier's labels and probabilities (see [`encode_prediction`]).
 pub fn encode_response(
     model: &str,
     version: &str,
@@ -860,7 +1158,39 @@ pub fn encode_response(
     labels: &[u32],
     probabilities: &[Vec<f32>],
 ) -> Encoded {
+    encode_prediction(
+        model,
+        version,
+        req,
+        Prediction::Classes {
+            labels,
+            probabilities,
+            names: None,
+        },
+    )
+}
+
+/// Encodes the outputs of a prediction that the request asked for.
+/// Probabilities and targets are written as the shortest decimal that reads
+/// back as the same `f32`; in binary, class names are BYTES elements (a
+/// 4-byte little-endian length, then the UTF-8 bytes).
+pub fn encode_prediction(
+    model: &str,
+    version: &str,
+    req: &InferRequest,
+    prediction: Prediction<'_>,
+) -> Encoded {
+    let none: &[Vec<f32>] = &[];
+    let (labels, probabilities, names, targets) = match prediction {
+        Prediction::Classes {
+            labels,
+            probabilities,
+            names,
+        } => (labels, probabilities, names, none),
+        Prediction::Targets(t) => (&[][..], none, None, t),
+    };
     let classes = probabilities.first().map_or(0, Vec::len);
+    let width = targets.first().map_or(0, Vec::len);
     let mut binary = Vec::new();
     let outputs: Vec<Output<'_>> = req
         .outputs
@@ -868,10 +1198,20 @@ pub fn encode_response(
         .map(|w| {
             let (datatype, shape, data) = match w.name {
                 LABEL => ("INT64", vec![labels.len()], OutputData::Labels(labels)),
+                CLASS => (
+                    "BYTES",
+                    vec![labels.len()],
+                    OutputData::Names(labels, names.unwrap_or_default()),
+                ),
+                PREDICTION => (
+                    "FP32",
+                    vec![targets.len(), width],
+                    OutputData::Values(targets),
+                ),
                 _ => (
                     "FP32",
                     vec![probabilities.len(), classes],
-                    OutputData::Probabilities(probabilities),
+                    OutputData::Values(probabilities),
                 ),
             };
             if !w.binary {
@@ -888,7 +1228,14 @@ pub fn encode_response(
                 OutputData::Labels(l) => {
                     binary.extend(l.iter().flat_map(|&l| i64::from(l).to_le_bytes()));
                 }
-                OutputData::Probabilities(p) => {
+                OutputData::Names(l, n) => {
+                    for &i in l {
+                        let name = n.get(i as usize).map_or("", String::as_str);
+                        binary.extend((name.len() as u32).to_le_bytes());
+                        binary.extend(name.as_bytes());
+                    }
+                }
+                OutputData::Values(p) => {
                     binary.extend(p.iter().flatten().flat_map(|p| p.to_le_bytes()));
                 }
             }
@@ -911,7 +1258,8 @@ pub fn encode_response(
     };
     // Sized for the usual answer (~16 bytes a probability) so that writing
     // it does not reallocate.
-    let mut json = Vec::with_capacity(256 + 16 * (labels.len() + probabilities.len() * classes));
+    let values = probabilities.len() * classes + targets.len() * width;
+    let mut json = Vec::with_capacity(256 + 16 * (labels.len() + values));
     serde_json::to_writer(&mut json, &doc).expect("response serialises");
     Encoded { json, binary }
 }
@@ -945,14 +1293,20 @@ struct BinaryParameters {
 /// An output's values, flat and row-major.
 enum OutputData<'a> {
     Labels(&'a [u32]),
-    Probabilities(&'a [Vec<f32>]),
+    /// The name of each row's class.
+    Names(&'a [u32], &'a [String]),
+    Values(&'a [Vec<f32>]),
 }
 
 impl serde::Serialize for OutputData<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self {
             OutputData::Labels(l) => s.collect_seq(l.iter()),
-            OutputData::Probabilities(p) => s.collect_seq(p.iter().flatten()),
+            OutputData::Names(l, n) => s.collect_seq(
+                l.iter()
+                    .map(|&i| n.get(i as usize).map_or("", String::as_str)),
+            ),
+            OutputData::Values(p) => s.collect_seq(p.iter().flatten()),
         }
     }
 }
@@ -964,6 +1318,14 @@ mod tests {
     const SPEC: InputSpec = InputSpec {
         features: 2,
         max_batch: 4,
+    };
+
+    const NUMERIC: ModelSpec = ModelSpec {
+        columns: Vec::new(),
+        answer: Answer::Classes {
+            count: 0,
+            names: None,
+        },
     };
 
     fn parse(body: &str) -> Result<InferRequest, BadRequest> {
@@ -1074,8 +1436,8 @@ mod tests {
         ];
         let mut scanned = 0;
         for doc in &docs {
-            let by_value = parse_value(doc.as_bytes(), &[], SPEC);
-            if let Some(t) = parse_scanned(doc.as_bytes(), &[], SPEC) {
+            let by_value = parse_value(doc.as_bytes(), &[], SPEC, &NUMERIC);
+            if let Some(t) = parse_scanned(doc.as_bytes(), &[], SPEC, &NUMERIC) {
                 assert_eq!(t, by_value, "{doc}");
                 scanned += 1;
             }
@@ -1083,10 +1445,10 @@ mod tests {
         }
         // Well-formed requests take the scanned path; odd `data` does not.
         assert!(scanned >= 10, "{scanned}");
-        assert!(parse_scanned(docs[0].as_bytes(), &[], SPEC).is_some());
+        assert!(parse_scanned(docs[0].as_bytes(), &[], SPEC, &NUMERIC).is_some());
         for odd in [5, 7, 8, 14] {
             assert!(
-                parse_scanned(docs[odd].as_bytes(), &[], SPEC).is_none(),
+                parse_scanned(docs[odd].as_bytes(), &[], SPEC, &NUMERIC).is_none(),
                 "{}",
                 docs[odd]
             );
@@ -1146,26 +1508,33 @@ mod tests {
         for (body, want) in &cases {
             assert_eq!(err(body), *want, "{body}");
             assert_eq!(
-                parse_value(body.as_bytes(), &[], SPEC).unwrap_err().0,
+                parse_value(body.as_bytes(), &[], SPEC, &NUMERIC)
+                    .unwrap_err()
+                    .0,
                 *want,
                 "{body}"
             );
-            if let Some(scanned) = parse_scanned(body.as_bytes(), &[], SPEC) {
+            if let Some(scanned) = parse_scanned(body.as_bytes(), &[], SPEC, &NUMERIC) {
                 assert_eq!(scanned.unwrap_err().0, *want, "{body}");
             }
         }
         // Ragged rows are read by the one-pass scan and refused there.
         for (body, _) in &cases[..5] {
             assert!(
-                parse_scanned(body.as_bytes(), &[], SPEC).is_some(),
+                parse_scanned(body.as_bytes(), &[], SPEC, &NUMERIC).is_some(),
                 "{body}"
             );
         }
         // Rows of the declared shape, and flat data, still parse both ways.
         for data in ["[[1,2],[3,4]]", "[ [ 1 , 2 ] , [ 3 , 4 ] ]", "[1,2,3,4]"] {
             let body = doc("[2,2]", data);
-            let scanned = parse_scanned(body.as_bytes(), &[], SPEC).unwrap().unwrap();
-            assert_eq!(scanned, parse_value(body.as_bytes(), &[], SPEC).unwrap());
+            let scanned = parse_scanned(body.as_bytes(), &[], SPEC, &NUMERIC)
+                .unwrap()
+                .unwrap();
+            assert_eq!(
+                scanned,
+                parse_value(body.as_bytes(), &[], SPEC, &NUMERIC).unwrap()
+            );
             assert_eq!(scanned.x, [1.0, 2.0, 3.0, 4.0]);
         }
         // With binary data, `data` is not read.
@@ -1401,7 +1770,10 @@ mod tests {
         };
         let mut scanned = 0;
         for doc in docs {
-            assert!(parse_scanned(doc.as_bytes(), &[], SPEC).is_some(), "{doc}");
+            assert!(
+                parse_scanned(doc.as_bytes(), &[], SPEC, &NUMERIC).is_some(),
+                "{doc}"
+            );
             for _ in 0..3000 {
                 let mut b = doc.as_bytes().to_vec();
                 for _ in 0..1 + next(2) {
@@ -1414,8 +1786,8 @@ mod tests {
                         _ => b[at] = edits[next(edits.len())],
                     }
                 }
-                let by_value = parse_value(&b, &[], SPEC);
-                if let Some(t) = parse_scanned(&b, &[], SPEC) {
+                let by_value = parse_value(&b, &[], SPEC, &NUMERIC);
+                if let Some(t) = parse_scanned(&b, &[], SPEC, &NUMERIC) {
                     scanned += 1;
                     assert_eq!(t, by_value, "{}", String::from_utf8_lossy(&b));
                 }

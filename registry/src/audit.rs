@@ -18,39 +18,21 @@
 //! missing is a failure even when the rows and the file are gone.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+use crate::db::Db;
+use crate::durable;
 use crate::error::{RegistryError, Result};
 use crate::keys::{KeyPair, PublicKey};
 use crate::time::now_rfc3339;
 
 /// The `prev_hash` of the first entry.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
-
-/// Migration 3: the record that the log has begun, and its guards.
-pub(crate) const ORIGIN_SCHEMA: &str = r#"
-CREATE TABLE audit_origin (
-    id           INTEGER PRIMARY KEY CHECK (id = 1),
-    created      TEXT NOT NULL,
-    first_hash   TEXT,
-    checkpointed INTEGER NOT NULL DEFAULT 0
-);
-INSERT INTO audit_origin (id, created, first_hash, checkpointed)
-    VALUES (1, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), (SELECT hash FROM audit WHERE seq = 1), 0);
-CREATE TRIGGER audit_origin_no_delete BEFORE DELETE ON audit_origin
-    BEGIN SELECT RAISE(ABORT, 'the audit origin record is permanent'); END;
-CREATE TRIGGER audit_origin_set_once BEFORE UPDATE ON audit_origin
-    WHEN NEW.id IS NOT OLD.id OR NEW.created IS NOT OLD.created
-      OR (OLD.first_hash IS NOT NULL AND NEW.first_hash IS NOT OLD.first_hash)
-      OR NEW.checkpointed < OLD.checkpointed
-    BEGIN SELECT RAISE(ABORT, 'the audit origin record is written once'); END;
-"#;
 
 /// One audit entry.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -153,6 +135,153 @@ impl AuditCheckpoint {
     }
 }
 
+/// The audit log of a registry: the node key that signs its entries and
+/// checkpoints, and the checkpoint file kept beside the database.
+pub(crate) struct AuditLog {
+    node: KeyPair,
+    checkpoint: PathBuf,
+}
+
+impl AuditLog {
+    /// The log signed by `node`, checkpointed to `checkpoint`. A new
+    /// database gets a checkpoint of its empty log at once, so that a log
+    /// whose checkpoint file is missing is always an error. Only a registry
+    /// with no history at all is new: no entries, no index rows, and no
+    /// checkpoint file ever written (the origin record says), so a wiped
+    /// log is not mistaken for a fresh one.
+    pub(crate) fn open(db: &Db, node: KeyPair, checkpoint: PathBuf) -> Result<Self> {
+        let log = AuditLog { node, checkpoint };
+        let conn = db.lock();
+        let Some(origin) = origin(&conn).map_err(|e| db.err(e))? else {
+            // Deleted: verification says so; nothing is written on its word.
+            return Ok(log);
+        };
+        if origin.checkpointed {
+            return Ok(log);
+        }
+        if !log.checkpoint.exists() {
+            let fresh = head(&conn).map_err(|e| db.err(e))?.is_none()
+                && origin.first_hash.is_none()
+                && !has_history(&conn).map_err(|e| db.err(e))?;
+            if !fresh {
+                return Ok(log);
+            }
+            write_checkpoint(&log.checkpoint, &log.node, &Head::genesis())?;
+        }
+        mark_checkpointed(&conn).map_err(|e| db.err(e))?;
+        Ok(log)
+    }
+
+    /// The checkpoint file (outside the database).
+    pub(crate) fn checkpoint_path(&self) -> &Path {
+        &self.checkpoint
+    }
+
+    /// The node key's public half.
+    pub(crate) fn node_key(&self) -> PublicKey {
+        self.node.public()
+    }
+
+    /// Runs `f` in one immediate transaction of `db` and commits; then
+    /// advances the checkpoint to the new head. Every audited write goes
+    /// through here, with its entry appended by [`AuditLog::append`] inside `f`.
+    pub(crate) fn write<T>(
+        &self,
+        db: &Db,
+        f: impl FnOnce(&Transaction<'_>) -> Result<T>,
+    ) -> Result<T> {
+        let (out, head) = db.immediate(|tx| {
+            let out = f(tx)?;
+            Ok((out, full_head(tx).map_err(|e| db.err(e))?))
+        })?;
+        if let Some(head) = head {
+            write_checkpoint(&self.checkpoint, &self.node, &head)?;
+        }
+        Ok(out)
+    }
+
+    /// Appends an entry inside the caller's transaction ([`AuditLog::write`]).
+    pub(crate) fn append(
+        &self,
+        db: &Db,
+        tx: &Transaction<'_>,
+        action: &str,
+        subject: &str,
+        detail: Value,
+    ) -> Result<()> {
+        append(tx, &self.node, action, subject, detail).map_err(|e| db.err(e))
+    }
+
+    /// Appends an entry on its own.
+    pub(crate) fn record(&self, db: &Db, action: &str, subject: &str, detail: Value) -> Result<()> {
+        self.write(db, |tx| self.append(db, tx, action, subject, detail))
+    }
+
+    /// Audits a refusal as `action`, then returns it; other errors pass
+    /// through.
+    pub(crate) fn refused(&self, db: &Db, e: RegistryError, action: &str) -> RegistryError {
+        if let RegistryError::Refused {
+            artifact,
+            key_id,
+            reason,
+        } = &e
+            && let Err(audit_err) = self.record(
+                db,
+                action,
+                artifact,
+                json!({"key_id": key_id, "reason": reason}),
+            )
+        {
+            tracing::warn!("cannot audit a refusal: {audit_err}");
+        }
+        e
+    }
+
+    /// Every entry, oldest first.
+    pub(crate) fn entries(&self, db: &Db) -> Result<Vec<AuditEntry>> {
+        entries(&db.lock()).map_err(|e| db.err(e))
+    }
+
+    /// Verifies the log in `db` against its chain, the node key, the origin
+    /// record, the checkpoint file, the index and the `external` checkpoints.
+    pub(crate) fn verify(&self, db: &Db, external: &[&Path]) -> Result<AuditReport> {
+        // The checkpoint file first: it is written after each commit, so
+        // the snapshot read next holds at least what it records.
+        let local = std::fs::read(&self.checkpoint);
+        let (entries, origin, index) = {
+            let mut conn = db.lock();
+            let mut read = || -> rusqlite::Result<_> {
+                // One read transaction: one snapshot of log and index.
+                let tx = conn.transaction()?;
+                Ok((entries(&tx)?, origin(&tx)?, index(&tx)?))
+            };
+            read().map_err(|e| db.err(e))?
+        };
+        verify(
+            &entries,
+            &Evidence {
+                node: self.node.public(),
+                checkpoint: &self.checkpoint,
+                local,
+                origin,
+                index,
+                external,
+            },
+        )
+    }
+
+    /// A signed checkpoint of the head now, once the log verifies.
+    pub(crate) fn export(&self, db: &Db) -> Result<AuditCheckpoint> {
+        let head = full_head(&db.lock()).map_err(|e| db.err(e))?;
+        self.verify(db, &[])?;
+        Ok(AuditCheckpoint::signed(
+            &self.node,
+            &head.unwrap_or_else(Head::genesis),
+            None,
+        ))
+    }
+}
+
 /// The hash of an entry's content chained to `prev_hash`.
 pub fn entry_hash(
     prev_hash: &str,
@@ -172,7 +301,7 @@ pub fn entry_hash(
 }
 
 /// The newest entry's (seq, hash).
-pub(crate) fn head(conn: &Connection) -> rusqlite::Result<Option<(i64, String)>> {
+fn head(conn: &Connection) -> rusqlite::Result<Option<(i64, String)>> {
     conn.query_row(
         "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
         [],
@@ -183,7 +312,7 @@ pub(crate) fn head(conn: &Connection) -> rusqlite::Result<Option<(i64, String)>>
 
 /// What a checkpoint records of the log.
 #[derive(Clone, Debug)]
-pub(crate) struct Head {
+struct Head {
     pub(crate) seq: i64,
     pub(crate) hash: String,
     pub(crate) first: Option<String>,
@@ -201,7 +330,7 @@ impl Head {
 }
 
 /// The log's head with entry 1's hash; `None` for an empty log.
-pub(crate) fn full_head(conn: &Connection) -> rusqlite::Result<Option<Head>> {
+fn full_head(conn: &Connection) -> rusqlite::Result<Option<Head>> {
     let Some((seq, hash)) = head(conn)? else {
         return Ok(None);
     };
@@ -212,7 +341,7 @@ pub(crate) fn full_head(conn: &Connection) -> rusqlite::Result<Option<Head>> {
 }
 
 /// Appends an entry inside the caller's (immediate) transaction.
-pub(crate) fn append(
+fn append(
     conn: &Connection,
     node: &KeyPair,
     action: &str,
@@ -249,7 +378,7 @@ pub(crate) fn append(
 }
 
 /// Every entry, by seq.
-pub(crate) fn entries(conn: &Connection) -> rusqlite::Result<Vec<AuditEntry>> {
+fn entries(conn: &Connection) -> rusqlite::Result<Vec<AuditEntry>> {
     let mut stmt = conn.prepare(
         "SELECT seq, time, action, subject, detail, prev_hash, hash, signature FROM audit ORDER BY seq",
     )?;
@@ -275,7 +404,7 @@ pub(crate) fn entries(conn: &Connection) -> rusqlite::Result<Vec<AuditEntry>> {
 
 /// The `audit_origin` row.
 #[derive(Clone, Debug)]
-pub(crate) struct Origin {
+struct Origin {
     /// Entry 1's hash, once written.
     pub(crate) first_hash: Option<String>,
     /// Whether a checkpoint file was written for this database.
@@ -283,7 +412,7 @@ pub(crate) struct Origin {
 }
 
 /// The origin row; `None` when it was deleted.
-pub(crate) fn origin(conn: &Connection) -> rusqlite::Result<Option<Origin>> {
+fn origin(conn: &Connection) -> rusqlite::Result<Option<Origin>> {
     conn.query_row(
         "SELECT first_hash, checkpointed FROM audit_origin WHERE id = 1",
         [],
@@ -298,7 +427,7 @@ pub(crate) fn origin(conn: &Connection) -> rusqlite::Result<Option<Origin>> {
 }
 
 /// Records that a checkpoint file exists for this database.
-pub(crate) fn mark_checkpointed(conn: &Connection) -> rusqlite::Result<()> {
+fn mark_checkpointed(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute(
         "UPDATE audit_origin SET checkpointed = 1 WHERE id = 1 AND checkpointed = 0",
         [],
@@ -308,7 +437,7 @@ pub(crate) fn mark_checkpointed(conn: &Connection) -> rusqlite::Result<()> {
 
 /// One artifact version in the index.
 #[derive(Clone, Debug)]
-pub(crate) struct IndexedArtifact {
+struct IndexedArtifact {
     reference: String,
     digest: String,
     yanked: bool,
@@ -316,7 +445,7 @@ pub(crate) struct IndexedArtifact {
 
 /// The index rows that only an audited action writes.
 #[derive(Clone, Debug, Default)]
-pub(crate) struct Index {
+struct Index {
     artifacts: Vec<IndexedArtifact>,
     /// (`ns/name@alias`, version).
     aliases: Vec<(String, String)>,
@@ -365,7 +494,7 @@ fn join_and(parts: &[String]) -> String {
 }
 
 /// Reads the index rows that the log must account for.
-pub(crate) fn index(conn: &Connection) -> rusqlite::Result<Index> {
+fn index(conn: &Connection) -> rusqlite::Result<Index> {
     fn all<T>(
         conn: &Connection,
         sql: &str,
@@ -415,7 +544,7 @@ pub(crate) fn index(conn: &Connection) -> rusqlite::Result<Index> {
 }
 
 /// Whether the index holds anything that an audited action wrote.
-pub(crate) fn has_history(conn: &Connection) -> rusqlite::Result<bool> {
+fn has_history(conn: &Connection) -> rusqlite::Result<bool> {
     conn.query_row(
         "SELECT EXISTS (SELECT 1 FROM artifacts) OR EXISTS (SELECT 1 FROM aliases)
              OR EXISTS (SELECT 1 FROM runs) OR EXISTS (SELECT 1 FROM datasets)
@@ -437,18 +566,9 @@ fn read_own(path: &Path, node: &PublicKey) -> Option<AuditCheckpoint> {
 
 /// Writes `cp` to `path` atomically (temporary file, fsync, rename, fsync of
 /// the directory).
-pub(crate) fn write_file(path: &Path, cp: &AuditCheckpoint) -> Result<()> {
+fn write_file(path: &Path, cp: &AuditCheckpoint) -> Result<()> {
     let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
-    let io = |e| RegistryError::io(&tmp, e);
-    let mut f = std::fs::File::create(&tmp).map_err(io)?;
-    f.write_all(&cp.to_canonical()).map_err(io)?;
-    f.sync_all().map_err(io)?;
-    drop(f);
-    std::fs::rename(&tmp, path).map_err(|e| RegistryError::io(path, e))?;
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        crate::store::sync_dir(dir);
-    }
-    Ok(())
+    durable::replace(path, &tmp, &cp.to_canonical(), true)
 }
 
 /// Advances the signed checkpoint to `head` unless it is already there or
@@ -456,7 +576,7 @@ pub(crate) fn write_file(path: &Path, cp: &AuditCheckpoint) -> Result<()> {
 /// serialises writers, the file is replaced atomically. A file that is
 /// missing, damaged or not signed by this node is replaced by one whose
 /// `since` says from which entry on it guards the log.
-pub(crate) fn write_checkpoint(path: &Path, node: &KeyPair, head: &Head) -> Result<()> {
+fn write_checkpoint(path: &Path, node: &KeyPair, head: &Head) -> Result<()> {
     let lock_path = path.with_extension("lock");
     let lock = std::fs::OpenOptions::new()
         .create(true)
@@ -473,15 +593,10 @@ pub(crate) fn write_checkpoint(path: &Path, node: &KeyPair, head: &Head) -> Resu
     write_file(path, &AuditCheckpoint::signed(node, head, since))
 }
 
-/// A fresh checkpoint of `head` for keeping elsewhere.
-pub(crate) fn export(node: &KeyPair, head: &Head) -> AuditCheckpoint {
-    AuditCheckpoint::signed(node, head, None)
-}
-
 // ----- verification -----------------------------------------------------------
 
 /// What verification checks the log against, besides the log itself.
-pub(crate) struct Evidence<'a> {
+struct Evidence<'a> {
     /// The node key.
     pub(crate) node: PublicKey,
     /// `audit.checkpoint`.
@@ -503,7 +618,7 @@ fn fail<T>(m: String) -> Result<T> {
 /// Verifies entries (by seq) against the chain, the node key, the origin
 /// record, the checkpoint file, external checkpoints and the index. The
 /// error names the first bad entry, or what is inconsistent.
-pub(crate) fn verify(entries: &[AuditEntry], ev: &Evidence<'_>) -> Result<AuditReport> {
+fn verify(entries: &[AuditEntry], ev: &Evidence<'_>) -> Result<AuditReport> {
     verify_chain(entries, &ev.node)?;
     let local_cp = ev
         .local

@@ -4,12 +4,14 @@
 //! make a client run anything the client does not trust.
 
 use crate::audit::AuditCheckpoint;
+use crate::digest::digest;
 use crate::error::{RegistryError, Result};
 use crate::http::{HttpClient, HttpError, HttpSettings};
-use crate::manifest::{SignedManifest, digest};
+use crate::index::{ArtifactSummary, Published};
+use crate::manifest::SignedManifest;
 use crate::reference::{Reference, Selector};
+use crate::registry::Registry;
 use crate::server::PublishHeader;
-use crate::store::{ArtifactSummary, Published, Registry};
 use crate::verified::VerifiedArtifact;
 
 /// A remote registry at an `http://` or `https://` base URL.

@@ -37,6 +37,10 @@ pub enum RegistryError {
     /// A key file is missing, malformed or exists already.
     #[error("{0}")]
     Key(String),
+    /// A stored record (a run's, a checkpoint's metrics) does not read back
+    /// as what it should be: the database was damaged or edited.
+    #[error("{0}")]
+    Damaged(String),
     /// The audit log failed verification.
     #[error("audit log: {0}")]
     Audit(String),

@@ -13,6 +13,14 @@
 //! restarted log fails verification, and [`AuditCheckpoint`]s exported
 //! elsewhere check it later.
 //!
+//! Inside, each part has one job: `db` (the SQLite file and its migrations),
+//! `blobs` (the content-addressed files), `index` (versions and aliases),
+//! `trust` (the trust policy), `verify` (signatures, trust and digests, the
+//! only maker of the `verified` types), `audit` (the log), `publish` and
+//! `promotion` (the writes that check first), and [`Runs`] and [`Datasets`]
+//! behind handles of their own. [`Registry`] opens the parts and hands each
+//! call to its part; no part knows the `Registry`.
+//!
 //! With the `http` feature (off by default, on in the CLI), `server` serves a
 //! registry over HTTP or HTTPS and `client` talks to one; pulled artifacts are
 //! verified against the local trust policy before they are cached. `oci`
@@ -36,31 +44,47 @@
 //! ```
 
 mod audit;
+mod blobs;
 pub mod canonical;
 #[cfg(feature = "http")]
 pub mod client;
+mod datasets;
+mod db;
+mod digest;
+mod durable;
 mod error;
 #[cfg(feature = "http")]
 pub mod http;
+mod index;
 mod keys;
 mod manifest;
 #[cfg(feature = "http")]
 pub mod oci;
+mod promotion;
+mod publish;
 mod reference;
+mod registry;
 mod runs;
 #[cfg(feature = "http")]
 pub mod server;
-mod store;
 mod time;
+mod trust;
 mod verified;
+mod verify;
 
 pub use audit::{AuditCheckpoint, AuditEntry, AuditReport, GENESIS, entry_hash};
+pub use datasets::{Dataset, Datasets};
+pub use digest::{check_digest, digest};
 pub use error::{RegistryError, Result};
+pub use index::{ArtifactSummary, Published};
 pub use keys::{KeyPair, KeyStore, NODE_KEY, PublicKey};
-pub use manifest::{
-    COMPONENT, FORMAT, Kind, Manifest, Pin, Signature, SignedManifest, check_digest, digest,
-};
+pub use manifest::{COMPONENT, FORMAT, Kind, Manifest, Pin, Signature, SignedManifest};
+pub use promotion::AliasMove;
 pub use reference::{Reference, Selector, check_alias, check_name, check_version};
-pub use runs::{AliasMove, Checkpoint, Dataset, RunRecord, RunStatus, new_run_id};
-pub use store::{ArtifactSummary, Published, Registry, TrustEntry};
+pub use registry::Registry;
+pub use runs::{
+    Checkpoint, RunData, RunDetails, RunEnd, RunHost, RunPipeline, RunPlugin, RunPlugins,
+    RunPublish, RunRecord, RunResult, RunStatus, Runs, new_run_id,
+};
+pub use trust::TrustEntry;
 pub use verified::{GRAPH_PREFIX, Provenance, VerifiedArtifact, VerifiedComponent};

@@ -17,8 +17,8 @@ use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
+use crate::digest::{check_digest, digest};
 use crate::error::{RegistryError, Result};
 use crate::keys::KeyPair;
 use crate::reference::{check_name, check_version};
@@ -272,26 +272,5 @@ impl SignedManifest {
         self.signature
             .as_ref()
             .map_or_else(|| "none".to_string(), |s| s.key_id.clone())
-    }
-}
-
-/// `sha256:<hex>` of some bytes.
-pub fn digest(bytes: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
-}
-
-/// Checks `sha256:` + 64 lowercase hex digits.
-pub fn check_digest(d: &str) -> Result<()> {
-    let ok = d.strip_prefix("sha256:").is_some_and(|h| {
-        h.len() == 64
-            && h.bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    });
-    if ok {
-        Ok(())
-    } else {
-        Err(RegistryError::Invalid(format!(
-            "`{d}` is not a digest; expected `sha256:` and 64 lowercase hex digits"
-        )))
     }
 }

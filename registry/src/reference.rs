@@ -4,8 +4,8 @@
 use std::fmt;
 use std::str::FromStr;
 
+use crate::digest::check_digest;
 use crate::error::{RegistryError, Result};
-use crate::manifest::check_digest;
 
 /// Which version of `ns/name` a reference means.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -1,62 +1,24 @@
-//! Training runs with their per-epoch checkpoints, registered datasets, and
-//! the alias history that promotion and rollback move along.
+//! Training runs and their per-epoch checkpoints, behind [`Runs`]
+//! ([`crate::Registry::runs`]).
 //!
 //! A run's parameters after every epoch and its fitted preprocessor state are
 //! blobs in the same content-addressed store as artifacts, so a checkpoint is
 //! as durable as a published model and identical checkpoints share one file.
+//! What a run records when it starts is a [`RunDetails`]; every field has a
+//! default, so records written by earlier versions (or with fewer fields)
+//! still load.
 
-use std::path::Path;
-
-use rusqlite::{OptionalExtension, Transaction, params};
+use rusqlite::{OptionalExtension, params};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use crate::audit::AuditLog;
+use crate::blobs::{self, Blobs};
+use crate::db::Db;
+use crate::digest::digest;
 use crate::error::{RegistryError, Result};
-use crate::manifest::digest;
-use crate::reference::{Reference, Selector, check_alias, check_name, check_version};
-use crate::store::{Registry, split_name};
 use crate::time::now_rfc3339;
-
-/// Migration 2: runs, checkpoints, datasets, alias history.
-pub(crate) const SCHEMA: &str = r#"
-CREATE TABLE runs (
-    id       TEXT PRIMARY KEY,
-    pipeline TEXT NOT NULL,
-    status   TEXT NOT NULL,
-    started  TEXT NOT NULL,
-    ended    TEXT,
-    record   TEXT NOT NULL,
-    state    TEXT REFERENCES blobs(digest),
-    model    TEXT,
-    error    TEXT
-);
-CREATE TABLE checkpoints (
-    run_id  TEXT NOT NULL REFERENCES runs(id),
-    epoch   INTEGER NOT NULL,
-    params  TEXT NOT NULL REFERENCES blobs(digest),
-    metrics TEXT NOT NULL,
-    created TEXT NOT NULL,
-    PRIMARY KEY (run_id, epoch)
-);
-CREATE TABLE datasets (
-    name   TEXT NOT NULL,
-    digest TEXT NOT NULL REFERENCES blobs(digest),
-    path   TEXT NOT NULL,
-    size   INTEGER NOT NULL,
-    added  TEXT NOT NULL,
-    PRIMARY KEY (name, digest)
-);
-CREATE TABLE alias_history (
-    id          INTEGER PRIMARY KEY,
-    namespace   TEXT NOT NULL,
-    name        TEXT NOT NULL,
-    alias       TEXT NOT NULL,
-    version     TEXT NOT NULL,
-    rolled_back INTEGER NOT NULL DEFAULT 0
-);
-INSERT INTO alias_history (namespace, name, alias, version)
-    SELECT namespace, name, alias, version FROM aliases;
-"#;
 
 /// Where a run stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -112,9 +74,8 @@ pub struct RunRecord {
     pub started: String,
     /// End (UTC), once it ended.
     pub ended: Option<String>,
-    /// Everything else the run recorded (host, versions, plugins, config,
-    /// dataset, seed); its shape belongs to the caller.
-    pub record: Value,
+    /// What the run recorded when it started.
+    pub record: RunDetails,
     /// Digest of the fitted preprocessor state.
     pub state: Option<String>,
     /// The model it published (`ns/name@version`).
@@ -123,54 +84,200 @@ pub struct RunRecord {
     pub error: Option<String>,
 }
 
-/// The parameters after one epoch.
+/// What a run records when it starts: enough to show it, compare it with
+/// others and resume it exactly. Every field has a default, so a record
+/// written by an earlier version, or by a tool that knew fewer fields, loads;
+/// a field it lacks reads as empty.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RunDetails {
+    /// The pipeline it trained.
+    pub pipeline: RunPipeline,
+    /// The machine it ran on.
+    pub host: RunHost,
+    /// The tensorlet version that ran it.
+    pub tensorlet_version: String,
+    /// The plugins of each stage.
+    pub plugins: RunPlugins,
+    /// The training options, as the runtime's `TrainingConfig` writes them.
+    /// Kept as JSON: the registry knows nothing of the runtime, and records
+    /// from before the options kept their `f32` form hold them widened
+    /// (`0.10000000149011612`), which readers normalise for display.
+    pub config: Value,
+    /// The training data.
+    pub dataset: RunData,
+    /// The seed of the split, the shuffles and the initialisation.
+    pub seed: u64,
+    /// Number of classes (the pipeline's, or the labels').
+    pub classes: u32,
+    /// Rows of training data.
+    pub rows: u64,
+    /// Where the model is published, when it is.
+    pub publish: Option<RunPublish>,
+    /// The directory the model is saved to (absolute), when given.
+    pub out: Option<String>,
+    /// Whether unsigned plugins were allowed (`--allow-unsigned`).
+    pub allow_unsigned: bool,
+}
+
+/// The pipeline a run trained.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RunPipeline {
+    /// As the user named it: a reference or a file path.
+    pub origin: String,
+    /// The pinned reference (`ns/name@sha256:…`) when it came from the
+    /// registry; `None` for a pipeline file.
+    pub reference: Option<String>,
+    /// `ns/name@version` when it came from the registry.
+    pub version: Option<String>,
+    /// The artifact's manifest digest, or the file's digest.
+    pub digest: String,
+}
+
+/// The machine a run ran on.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RunHost {
+    /// Host name.
+    pub hostname: String,
+    /// Operating system (`linux`).
+    pub os: String,
+    /// Architecture (`x86_64`).
+    pub arch: String,
+    /// CPU model.
+    pub cpu: String,
+    /// CPUs available.
+    pub cpus: u32,
+    /// The tensor device (`cpu (reference)`, a GPU adapter).
+    pub device: String,
+    /// The training process, to tell a live run from a lost one.
+    pub pid: Option<u32>,
+}
+
+/// The plugins of a run's stages.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RunPlugins {
+    /// The preprocessor.
+    pub preprocessor: RunPlugin,
+    /// The trainer; `None` for a model trained by the host.
+    pub trainer: Option<RunPlugin>,
+    /// The predictor.
+    pub predictor: RunPlugin,
+}
+
+impl RunPlugins {
+    /// The stage named `preprocessor`, `trainer` or `predictor`.
+    pub fn stage(&self, stage: &str) -> Option<&RunPlugin> {
+        match stage {
+            "preprocessor" => Some(&self.preprocessor),
+            "trainer" => self.trainer.as_ref(),
+            "predictor" => Some(&self.predictor),
+            _ => None,
+        }
+    }
+}
+
+/// One stage's plugin as a run loaded it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RunPlugin {
+    /// The component's name.
+    pub name: String,
+    /// `sha256:` of the component.
+    pub digest: String,
+    /// `ns/name@version` of the signed artifact (`None` when unsigned).
+    pub artifact: Option<String>,
+    /// Its manifest digest.
+    pub manifest: Option<String>,
+    /// The key that signed it.
+    pub key_id: Option<String>,
+}
+
+/// A run's training data.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RunData {
+    /// `sha256:` of the data.
+    pub digest: String,
+    /// The registered dataset, when named by one.
+    pub name: Option<String>,
+    /// The file (for a dataset, the file it was registered from).
+    pub path: Option<String>,
+}
+
+/// Where a run publishes its model.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RunPublish {
+    /// `ns/name`.
+    pub name: String,
+    /// The version; `None` takes the next patch version.
+    pub version: Option<String>,
+    /// The name of the signing key.
+    pub key: String,
+}
+
+/// What a completed run produced, recorded in its `train.run` audit entry.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RunResult {
+    /// `sha256:` of the training data.
+    pub dataset: String,
+    /// The seed.
+    pub seed: u64,
+    /// Epochs planned.
+    pub epochs: u32,
+    /// The epoch whose params became the model.
+    pub epoch: u32,
+    /// Validation accuracy of that epoch, when there is one.
+    pub val_accuracy: Option<f32>,
+    /// `sha256:` of the model's params.
+    pub params: String,
+}
+
+/// How a run ended.
+#[derive(Clone, Debug, PartialEq)]
+pub enum RunEnd {
+    /// Every epoch ran; `model` is what it published, if it did.
+    Completed {
+        /// `ns/name@version`.
+        model: Option<String>,
+        /// What it produced.
+        result: RunResult,
+    },
+    /// An error stopped it.
+    Failed {
+        /// The error, for people.
+        error: String,
+    },
+    /// Ctrl-C or SIGTERM stopped it; resumable.
+    Interrupted,
+}
+
+impl RunEnd {
+    /// The status it leaves the run in.
+    pub fn status(&self) -> RunStatus {
+        match self {
+            RunEnd::Completed { .. } => RunStatus::Completed,
+            RunEnd::Failed { .. } => RunStatus::Failed,
+            RunEnd::Interrupted => RunStatus::Interrupted,
+        }
+    }
+}
+
+/// The parameters after one epoch, with that epoch's metrics as the trainer
+/// wrote them (the runtime's `EpochMetrics`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Checkpoint {
+pub struct Checkpoint<M> {
     /// 1-based epoch.
     pub epoch: u32,
     /// Digest of the params blob (safetensors).
     pub params: String,
     /// The epoch's metrics.
-    pub metrics: Value,
+    pub metrics: M,
     /// When it was stored (UTC).
     pub created: String,
-}
-
-/// A dataset registered by digest.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Dataset {
-    /// Its name.
-    pub name: String,
-    /// `sha256:` of the file as registered (a snapshot is kept as a blob).
-    pub digest: String,
-    /// The file it was registered from (absolute).
-    pub path: String,
-    /// Bytes.
-    pub size: u64,
-    /// When (UTC).
-    pub added: String,
-}
-
-impl Dataset {
-    /// `name@sha256:…`.
-    pub fn reference(&self) -> String {
-        format!("{}@{}", self.name, self.digest)
-    }
-}
-
-/// An alias that moved.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct AliasMove {
-    /// `ns/name`.
-    pub name: String,
-    /// The alias.
-    pub alias: String,
-    /// The version it pointed at before.
-    pub from: Option<String>,
-    /// The version it points at now.
-    pub to: String,
-    /// Manifest digest of `to`.
-    pub digest: String,
 }
 
 /// A new run id: UTC time to the second and 16 bits that tell runs started
@@ -191,95 +298,75 @@ pub fn new_run_id() -> String {
     )
 }
 
-pub(crate) fn push_alias_history(
-    tx: &Transaction<'_>,
-    ns: &str,
-    name: &str,
-    alias: &str,
-    version: &str,
-) -> rusqlite::Result<()> {
-    tx.execute(
-        "INSERT INTO alias_history (namespace, name, alias, version) VALUES (?1, ?2, ?3, ?4)",
-        params![ns, name, alias, version],
-    )
-    .map(drop)
+/// A run row as stored, its record not parsed yet.
+struct StoredRun {
+    record: RunRecord,
+    details: String,
 }
 
-fn run_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRecord> {
+fn run_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredRun> {
     let status: String = r.get(2)?;
-    let record: String = r.get(5)?;
-    Ok(RunRecord {
-        id: r.get(0)?,
-        pipeline: r.get(1)?,
-        status: RunStatus::parse(&status),
-        started: r.get(3)?,
-        ended: r.get(4)?,
-        record: serde_json::from_str(&record).unwrap_or(Value::Null),
-        state: r.get(6)?,
-        model: r.get(7)?,
-        error: r.get(8)?,
+    Ok(StoredRun {
+        record: RunRecord {
+            id: r.get(0)?,
+            pipeline: r.get(1)?,
+            status: RunStatus::parse(&status),
+            started: r.get(3)?,
+            ended: r.get(4)?,
+            record: RunDetails::default(),
+            state: r.get(6)?,
+            model: r.get(7)?,
+            error: r.get(8)?,
+        },
+        details: r.get(5)?,
     })
+}
+
+impl StoredRun {
+    fn parse(self) -> Result<RunRecord> {
+        let mut run = self.record;
+        run.record = serde_json::from_str(&self.details).map_err(|e| {
+            RegistryError::Damaged(format!("run {}: its record is unreadable: {e}", run.id))
+        })?;
+        Ok(run)
+    }
 }
 
 const RUN_COLUMNS: &str = "id, pipeline, status, started, ended, record, state, model, error";
 
-fn dataset_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Dataset> {
-    Ok(Dataset {
-        name: r.get(0)?,
-        digest: r.get(1)?,
-        path: r.get(2)?,
-        size: r.get::<_, i64>(3)? as u64,
-        added: r.get(4)?,
-    })
+/// The training runs of a registry, and their checkpoints
+/// ([`crate::Registry::runs`]).
+#[derive(Clone, Copy)]
+pub struct Runs<'r> {
+    db: &'r Db,
+    blobs: &'r Blobs,
+    audit: &'r AuditLog,
 }
 
-/// Dataset names: like a path segment of an artifact name.
-fn check_dataset_name(name: &str) -> Result<()> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
-        && name.starts_with(|c: char| c.is_ascii_alphanumeric());
-    if ok {
-        Ok(())
-    } else {
-        Err(RegistryError::Invalid(format!(
-            "`{name}` is not a valid dataset name: use 1-64 lowercase letters, digits, `-` and \
-             `_`, starting with a letter or digit"
-        )))
+impl std::fmt::Debug for Runs<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Runs({})", self.db.path().display())
     }
 }
 
-impl Registry {
-    /// Stores bytes as a content-addressed blob (kept like an artifact's
-    /// blobs) and returns its digest.
-    pub fn put_blob(&self, bytes: &[u8]) -> Result<String> {
-        let d = digest(bytes);
-        self.write_blob(&d, bytes)?;
-        let conn = self.lock();
-        conn.execute(
-            "INSERT OR IGNORE INTO blobs (digest, size, created) VALUES (?1, ?2, ?3)",
-            params![d, bytes.len() as i64, now_rfc3339()],
-        )
-        .map_err(|e| self.db(e))?;
-        Ok(d)
+impl<'r> Runs<'r> {
+    pub(crate) fn new(db: &'r Db, blobs: &'r Blobs, audit: &'r AuditLog) -> Self {
+        Runs { db, blobs, audit }
     }
-
-    // ----- runs -------------------------------------------------------------
 
     /// Records a new run as `running` under a fresh id ([`new_run_id`]) and
     /// returns the id; an id already taken (two runs started in the same
     /// second whose 16 bits collide) is drawn again. Audited as `train.start`.
-    pub fn run_start(&self, pipeline: &str, record: &Value) -> Result<String> {
-        self.write(|tx| {
-            let record = record.to_string();
+    pub fn start(&self, pipeline: &str, record: &RunDetails) -> Result<String> {
+        let (db, audit) = (self.db, self.audit);
+        let record = serde_json::to_string(record).expect("a run record serialises");
+        audit.write(db, |tx| {
             let insert = |verb: &str, id: &str| {
                 tx.execute(
                     &format!("{verb} INTO runs (id, pipeline, status, started, record) VALUES (?1, ?2, 'running', ?3, ?4)"),
                     params![id, pipeline, now_rfc3339(), record],
                 )
-                .map_err(|e| self.db(e))
+                .map_err(|e| db.err(e))
             };
             let mut draws = 0;
             let id = loop {
@@ -291,22 +378,24 @@ impl Registry {
                     break id;
                 }
             };
-            self.append(tx, "train.start", pipeline, json!({"run_id": id}))?;
+            audit.append(db, tx, "train.start", pipeline, json!({"run_id": id}))?;
             Ok(id)
         })
     }
 
     /// Marks an interrupted or failed run as `running` again. Audited as
     /// `train.resume` with the epoch it continues after.
-    pub fn run_resume(&self, id: &str, after_epoch: u32) -> Result<()> {
-        let run = self.run(id)?;
-        self.write(|tx| {
+    pub fn resume(&self, id: &str, after_epoch: u32) -> Result<()> {
+        let (db, audit) = (self.db, self.audit);
+        let run = self.get(id)?;
+        audit.write(db, |tx| {
             tx.execute(
                 "UPDATE runs SET status = 'running', ended = NULL, error = NULL WHERE id = ?1",
                 [&run.id],
             )
-            .map_err(|e| self.db(e))?;
-            self.append(
+            .map_err(|e| db.err(e))?;
+            audit.append(
+                db,
                 tx,
                 "train.resume",
                 &run.pipeline,
@@ -316,11 +405,12 @@ impl Registry {
     }
 
     /// Stores the run's fitted preprocessor state; returns its digest.
-    pub fn run_state(&self, id: &str, state: &[u8]) -> Result<String> {
-        let d = self.put_blob(state)?;
-        let conn = self.lock();
-        conn.execute("UPDATE runs SET state = ?1 WHERE id = ?2", params![d, id])
-            .map_err(|e| self.db(e))?;
+    pub fn save_state(&self, id: &str, state: &[u8]) -> Result<String> {
+        let db = self.db;
+        let d = self.blobs.put(db, state)?;
+        db.lock()
+            .execute("UPDATE runs SET state = ?1 WHERE id = ?2", params![d, id])
+            .map_err(|e| db.err(e))?;
         Ok(d)
     }
 
@@ -333,79 +423,88 @@ impl Registry {
     /// process being killed, and after a power loss a resumed run falls back
     /// to the last checkpoint whose blob is intact (training is
     /// deterministic, so the lost epochs are recomputed exactly). The run's
-    /// end (`run_end`) is durable.
-    pub fn run_checkpoint(
+    /// end ([`Runs::end`]) is durable.
+    pub fn checkpoint<M: Serialize>(
         &self,
         id: &str,
         epoch: u32,
         params: &[u8],
-        metrics: &Value,
+        metrics: &M,
     ) -> Result<String> {
+        let db = self.db;
+        let metrics = serde_json::to_string(metrics).map_err(|e| {
+            RegistryError::Invalid(format!(
+                "run {id}: the metrics of epoch {epoch} do not serialise: {e}"
+            ))
+        })?;
         let d = digest(params);
-        self.write_blob_with(&d, params, false)?;
-        let conn = self.lock();
+        self.blobs.write(&d, params, false)?;
+        let conn = db.lock();
         let relaxed =
             |on: bool| conn.pragma_update(None, "synchronous", if on { "NORMAL" } else { "FULL" });
-        relaxed(true).map_err(|e| self.db(e))?;
-        let inserted = conn
-            .execute(
-                "INSERT OR IGNORE INTO blobs (digest, size, created) VALUES (?1, ?2, ?3)",
-                params![d, params.len() as i64, now_rfc3339()],
-            )
-            .and_then(|_| {
+        relaxed(true).map_err(|e| db.err(e))?;
+        let inserted = blobs::list(&conn, &d, params.len())
+            .and_then(|()| {
                 conn.execute(
                     "INSERT INTO checkpoints (run_id, epoch, params, metrics, created) VALUES (?1, ?2, ?3, ?4, ?5)
                      ON CONFLICT(run_id, epoch) DO UPDATE SET params = excluded.params,
                          metrics = excluded.metrics, created = excluded.created",
-                    params![id, epoch, d, metrics.to_string(), now_rfc3339()],
+                    params![id, epoch, d, metrics, now_rfc3339()],
                 )
             });
-        relaxed(false).map_err(|e| self.db(e))?;
-        inserted.map_err(|e| self.db(e))?;
+        relaxed(false).map_err(|e| db.err(e))?;
+        inserted.map_err(|e| db.err(e))?;
         Ok(d)
     }
 
     /// Ends a run. Audited as `train.run` with the status, the model, the
-    /// error and `detail`'s fields.
-    pub fn run_end(
-        &self,
-        id: &str,
-        status: RunStatus,
-        model: Option<&str>,
-        error: Option<&str>,
-        detail: Value,
-    ) -> Result<()> {
-        let run = self.run(id)?;
-        self.write(|tx| {
+    /// error and, for a completed run, its [`RunResult`]'s fields.
+    pub fn end(&self, id: &str, end: &RunEnd) -> Result<()> {
+        let (db, audit) = (self.db, self.audit);
+        let run = self.get(id)?;
+        let status = end.status();
+        let (model, error, result) = match end {
+            RunEnd::Completed { model, result } => (model.as_deref(), None, Some(result)),
+            RunEnd::Failed { error } => (None, Some(error.as_str()), None),
+            RunEnd::Interrupted => (None, None, None),
+        };
+        audit.write(db, |tx| {
             tx.execute(
                 "UPDATE runs SET status = ?1, ended = ?2, model = ?3, error = ?4 WHERE id = ?5",
                 params![status.as_str(), now_rfc3339(), model, error, run.id],
             )
-            .map_err(|e| self.db(e))?;
+            .map_err(|e| db.err(e))?;
             let mut d = json!({"run_id": run.id, "status": status, "model": model, "error": error});
-            if let (Value::Object(d), Value::Object(extra)) = (&mut d, detail) {
+            if let (Value::Object(d), Some(Ok(Value::Object(extra)))) =
+                (&mut d, result.map(serde_json::to_value))
+            {
                 d.extend(extra);
             }
-            self.append(tx, "train.run", &run.pipeline, d)
+            audit.append(db, tx, "train.run", &run.pipeline, d)
         })
     }
 
     /// Every run, newest first.
-    pub fn runs(&self) -> Result<Vec<RunRecord>> {
-        let conn = self.lock();
-        let mut stmt = conn
-            .prepare(&format!(
-                "SELECT {RUN_COLUMNS} FROM runs ORDER BY started DESC, id DESC"
-            ))
-            .map_err(|e| self.db(e))?;
-        stmt.query_map([], run_row)
-            .and_then(Iterator::collect)
-            .map_err(|e| self.db(e))
+    pub fn list(&self) -> Result<Vec<RunRecord>> {
+        let db = self.db;
+        let stored: Vec<StoredRun> = {
+            let conn = db.lock();
+            let mut stmt = conn
+                .prepare(&format!(
+                    "SELECT {RUN_COLUMNS} FROM runs ORDER BY started DESC, id DESC"
+                ))
+                .map_err(|e| db.err(e))?;
+            stmt.query_map([], run_row)
+                .and_then(Iterator::collect)
+                .map_err(|e| db.err(e))?
+        };
+        stored.into_iter().map(StoredRun::parse).collect()
     }
 
     /// A run by id or by a prefix of its id that only it has.
-    pub fn run(&self, id: &str) -> Result<RunRecord> {
-        let conn = self.lock();
+    pub fn get(&self, id: &str) -> Result<RunRecord> {
+        let db = self.db;
+        let conn = db.lock();
         let exact = conn
             .query_row(
                 &format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?1"),
@@ -413,21 +512,21 @@ impl Registry {
                 run_row,
             )
             .optional()
-            .map_err(|e| self.db(e))?;
+            .map_err(|e| db.err(e))?;
         if let Some(r) = exact {
-            return Ok(r);
+            return r.parse();
         }
         let mut stmt = conn
             .prepare(&format!(
                 "SELECT {RUN_COLUMNS} FROM runs WHERE substr(id, 1, length(?1)) = ?1 ORDER BY id"
             ))
-            .map_err(|e| self.db(e))?;
-        let mut found: Vec<RunRecord> = stmt
+            .map_err(|e| db.err(e))?;
+        let mut found: Vec<StoredRun> = stmt
             .query_map([id], run_row)
             .and_then(Iterator::collect)
-            .map_err(|e| self.db(e))?;
+            .map_err(|e| db.err(e))?;
         match found.len() {
-            1 => Ok(found.remove(0)),
+            1 => found.remove(0).parse(),
             0 => Err(RegistryError::NotFound(format!(
                 "no run `{id}`; `tensorlet runs list` shows the runs"
             ))),
@@ -435,292 +534,72 @@ impl Registry {
                 "`{id}` matches {n} runs ({}); give more of the id",
                 found
                     .iter()
-                    .map(|r| r.id.as_str())
+                    .map(|r| r.record.id.as_str())
                     .collect::<Vec<_>>()
                     .join(", ")
             ))),
         }
     }
 
-    /// A run's checkpoints, by epoch.
-    pub fn checkpoints(&self, run_id: &str) -> Result<Vec<Checkpoint>> {
-        let conn = self.lock();
-        let mut stmt = conn
-            .prepare(
-                "SELECT epoch, params, metrics, created FROM checkpoints WHERE run_id = ?1 ORDER BY epoch",
-            )
-            .map_err(|e| self.db(e))?;
-        stmt.query_map([run_id], |r| {
-            let metrics: String = r.get(2)?;
-            Ok(Checkpoint {
-                epoch: r.get(0)?,
-                params: r.get(1)?,
-                metrics: serde_json::from_str(&metrics).unwrap_or(Value::Null),
-                created: r.get(3)?,
-            })
-        })
-        .and_then(Iterator::collect)
-        .map_err(|e| self.db(e))
-    }
-
-    // ----- datasets -----------------------------------------------------------
-
-    /// Registers `path` as dataset `name` by digest and keeps a snapshot of
-    /// it. Registering changed content under the same name adds a new entry
-    /// (the newest is what the bare name means); the same content again is a
-    /// no-op. Returns the entry and whether it is new. Audited as `dataset.add`.
-    pub fn dataset_add(&self, name: &str, path: &Path) -> Result<(Dataset, bool)> {
-        check_dataset_name(name)?;
-        let bytes = std::fs::read(path).map_err(|e| RegistryError::io(path, e))?;
-        let abs = std::fs::canonicalize(path).map_err(|e| RegistryError::io(path, e))?;
-        let d = self.put_blob(&bytes)?;
-        let entry = Dataset {
-            name: name.to_string(),
-            digest: d,
-            path: abs.display().to_string(),
-            size: bytes.len() as u64,
-            added: now_rfc3339(),
-        };
-        let added = self.write(|tx| {
-            let n = tx
-                .execute(
-                    "INSERT OR IGNORE INTO datasets (name, digest, path, size, added) VALUES (?1, ?2, ?3, ?4, ?5)",
-                    params![entry.name, entry.digest, entry.path, entry.size as i64, entry.added],
-                )
-                .map_err(|e| self.db(e))?;
-            if n > 0 {
-                self.append(
-                    tx,
-                    "dataset.add",
-                    name,
-                    json!({"digest": entry.digest, "path": entry.path, "size": entry.size}),
-                )?;
-            }
-            Ok(n > 0)
-        })?;
-        Ok((self.dataset(&entry.reference())?, added))
-    }
-
-    /// A dataset by `name` (its newest entry) or `name@sha256:…`.
-    pub fn dataset(&self, spec: &str) -> Result<Dataset> {
-        let (name, want) = match spec.split_once('@') {
-            Some((n, d)) => (n, Some(d)),
-            None => (spec, None),
-        };
-        let conn = self.lock();
-        let found = match want {
-            Some(d) => conn.query_row(
-                "SELECT name, digest, path, size, added FROM datasets WHERE name = ?1 AND digest = ?2",
-                params![name, d],
-                dataset_row,
-            ),
-            None => conn.query_row(
-                "SELECT name, digest, path, size, added FROM datasets WHERE name = ?1
-                 ORDER BY added DESC, rowid DESC LIMIT 1",
-                [name],
-                dataset_row,
-            ),
-        }
-        .optional()
-        .map_err(|e| self.db(e))?;
-        found.ok_or_else(|| {
-            RegistryError::NotFound(format!(
-                "no dataset `{spec}`; register one with `tensorlet dataset add {name} <file.csv>` \
-                 (`tensorlet dataset list` shows what is registered)"
-            ))
-        })
-    }
-
-    /// Every registered dataset, newest first.
-    pub fn datasets(&self) -> Result<Vec<Dataset>> {
-        let conn = self.lock();
-        let mut stmt = conn
-            .prepare(
-                "SELECT name, digest, path, size, added FROM datasets ORDER BY added DESC, rowid DESC",
-            )
-            .map_err(|e| self.db(e))?;
-        stmt.query_map([], dataset_row)
-            .and_then(Iterator::collect)
-            .map_err(|e| self.db(e))
-    }
-
-    // ----- promotion ------------------------------------------------------------
-
-    /// Points `alias` at the version `reference` names, once it verifies
-    /// against the trust policy (a refusal is audited as `promote.refused`
-    /// and moves nothing). Audited as `promote`.
-    pub fn promote(&self, reference: &Reference, alias: &str) -> Result<AliasMove> {
-        check_alias(alias)?;
-        self.write(|tx| {
-            let target = self.alias_target_in(tx, reference)?;
-            let name = target.name.clone();
-            let (ns, n) = split_name(&name);
-            let from = current_alias(tx, ns, n, alias).map_err(|e| self.db(e))?;
-            tx.execute(
-                "INSERT INTO aliases (namespace, name, alias, version) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT(namespace, name, alias) DO UPDATE SET version = excluded.version",
-                params![ns, n, alias, target.version],
-            )
-            .map_err(|e| self.db(e))?;
-            if from.as_deref() != Some(target.version.as_str()) {
-                push_alias_history(tx, ns, n, alias, &target.version).map_err(|e| self.db(e))?;
-            }
-            let m = AliasMove {
-                name: name.clone(),
-                alias: alias.to_string(),
-                from,
-                to: target.version,
-                digest: target.digest,
-            };
-            self.append(
-                tx,
-                "promote",
-                &format!("{name}@{alias}"),
-                json!({"from": m.from, "to": m.to, "digest": m.digest}),
-            )?;
-            Ok(m)
-        })
-        .map_err(|e| self.refused(e, "promote.refused"))
-    }
-
-    /// Moves `alias` of `name` back to the version it pointed at before its
-    /// latest move; rolling back again goes further back. That version must
-    /// still verify against the trust policy (a refusal is audited as
-    /// `rollback.refused` and moves nothing). Audited as `rollback`.
-    pub fn rollback(&self, name: &str, alias: &str) -> Result<AliasMove> {
-        check_name(name)?;
-        check_alias(alias)?;
-        let (ns, n) = split_name(name);
-        let m = self.write(|tx| {
-            let from = current_alias(tx, ns, n, alias).map_err(|e| self.db(e))?;
-            let Some(from) = from else {
-                return Err(RegistryError::NotFound(format!(
-                    "{name}@{alias} is not set, so there is nothing to roll back; `tensorlet list` \
-                     shows the aliases"
-                )));
-            };
-            let mut stmt = tx
+    /// A run's checkpoints, by epoch, with their metrics read as `M`; metrics
+    /// that do not read as `M` are an error naming the run and the epoch.
+    pub fn checkpoints<M: DeserializeOwned>(&self, run_id: &str) -> Result<Vec<Checkpoint<M>>> {
+        let db = self.db;
+        let stored: Vec<Checkpoint<String>> = {
+            let conn = db.lock();
+            let mut stmt = conn
                 .prepare(
-                    "SELECT id, version, rolled_back FROM alias_history
-                     WHERE namespace = ?1 AND name = ?2 AND alias = ?3
-                     ORDER BY id",
+                    "SELECT epoch, params, metrics, created FROM checkpoints WHERE run_id = ?1 ORDER BY epoch",
                 )
-                .map_err(|e| self.db(e))?;
-            let history: Vec<(i64, String, bool)> = stmt
-                .query_map(params![ns, n, alias], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                .map_err(|e| db.err(e))?;
+            stmt.query_map([run_id], |r| {
+                Ok(Checkpoint {
+                    epoch: r.get(0)?,
+                    params: r.get(1)?,
+                    metrics: r.get(2)?,
+                    created: r.get(3)?,
                 })
-                .and_then(Iterator::collect)
-                .map_err(|e| self.db(e))?;
-            drop(stmt);
-            // The moves still in effect, oldest first: the latest is where the
-            // alias points now, the one before it is where it goes back to.
-            let standing: Vec<&(i64, String, bool)> =
-                history.iter().filter(|(_, _, undone)| !undone).collect();
-            let [.., before, now] = standing.as_slice() else {
-                return Err(RegistryError::NotFound(no_earlier_version(
-                    name, alias, &from, &history,
-                )));
-            };
-            let (latest, previous) = (now.0, before.1.clone());
-            let semver = check_version(&previous)?;
-            let digest = self
-                .alias_target_in(
-                    tx,
-                    &Reference {
-                        name: name.to_string(),
-                        selector: Selector::Version(semver),
-                    },
-                )?
-                .digest;
-            tx.execute(
-                "UPDATE alias_history SET rolled_back = 1 WHERE id = ?1",
-                [latest],
-            )
-            .map_err(|e| self.db(e))?;
-            tx.execute(
-                "UPDATE aliases SET version = ?4 WHERE namespace = ?1 AND name = ?2 AND alias = ?3",
-                params![ns, n, alias, previous],
-            )
-            .map_err(|e| self.db(e))?;
-            let m = AliasMove {
-                name: name.to_string(),
-                alias: alias.to_string(),
-                from: Some(from),
-                to: previous.clone(),
-                digest,
-            };
-            self.append(
-                tx,
-                "rollback",
-                &format!("{name}@{alias}"),
-                json!({"from": m.from, "to": m.to, "digest": m.digest}),
-            )?;
-            Ok(m)
-        })
-        .map_err(|e| self.refused(e, "rollback.refused"))?;
-        Ok(m)
-    }
-
-    /// Resolves `name@alias` and returns (version, manifest digest), if set.
-    pub fn alias_target(&self, name: &str, alias: &str) -> Result<Option<(String, String)>> {
-        let r = Reference {
-            name: name.to_string(),
-            selector: Selector::Alias(alias.to_string()),
+            })
+            .and_then(Iterator::collect)
+            .map_err(|e| db.err(e))?
         };
-        match self.resolve_row(&r) {
-            Ok(row) => Ok(Some((row.summary.version, row.summary.digest))),
-            Err(RegistryError::NotFound(_)) => Ok(None),
-            Err(e) => Err(e),
-        }
+        stored
+            .into_iter()
+            .map(|c| {
+                let metrics = serde_json::from_str(&c.metrics).map_err(|e| {
+                    RegistryError::Damaged(format!(
+                        "run {run_id}: epoch {} metrics are unreadable: {e}",
+                        c.epoch
+                    ))
+                })?;
+                Ok(Checkpoint {
+                    epoch: c.epoch,
+                    params: c.params,
+                    metrics,
+                    created: c.created,
+                })
+            })
+            .collect()
     }
-}
 
-/// Why `name@alias`, now at `current`, cannot be rolled back, from its whole
-/// history (moves since rolled back included).
-fn no_earlier_version(
-    name: &str,
-    alias: &str,
-    current: &str,
-    history: &[(i64, String, bool)],
-) -> String {
-    let mut others: Vec<&str> = Vec::new();
-    for (_, version, _) in history {
-        if version != current && !others.contains(&version.as_str()) {
-            others.push(version);
-        }
+    /// How many epochs of a run have a checkpoint.
+    pub fn epochs_done(&self, run_id: &str) -> Result<usize> {
+        let db = self.db;
+        let conn = db.lock();
+        conn.query_row(
+            "SELECT count(*) FROM checkpoints WHERE run_id = ?1",
+            [run_id],
+            |r| r.get::<_, i64>(0),
+        )
+        .map(|n| n as usize)
+        .map_err(|e| db.err(e))
     }
-    if others.is_empty() {
-        return format!(
-            "{name}@{alias} has pointed only at {current}, so there is no earlier version to \
-             roll back to"
-        );
-    }
-    format!(
-        "{name}@{alias} is at {current}, the first version it pointed at; its later moves (to \
-         {}) have been rolled back, so there is no earlier version to roll back to. Point it \
-         forward again with `tensorlet promote {name}@<version> --to {alias}`",
-        others.join(", ")
-    )
-}
-
-fn current_alias(
-    tx: &Transaction<'_>,
-    ns: &str,
-    name: &str,
-    alias: &str,
-) -> rusqlite::Result<Option<String>> {
-    tx.query_row(
-        "SELECT version FROM aliases WHERE namespace = ?1 AND name = ?2 AND alias = ?3",
-        params![ns, name, alias],
-        |r| r.get(0),
-    )
-    .optional()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Registry;
 
     #[test]
     fn runs_started_together_get_distinct_ids() {
@@ -729,12 +608,20 @@ mod tests {
         // A thousand runs within a second or two: some of their 16-bit
         // suffixes collide, and each is drawn again instead of failing.
         let ids: Vec<String> = (0..1000)
-            .map(|i| reg.run_start("p", &json!({ "n": i })).unwrap())
+            .map(|i| {
+                let record = RunDetails {
+                    seed: i,
+                    ..RunDetails::default()
+                };
+                reg.runs().start("p", &record).unwrap()
+            })
             .collect();
         let distinct: std::collections::BTreeSet<&String> = ids.iter().collect();
         assert_eq!(distinct.len(), ids.len());
-        for id in &ids {
-            assert_eq!(reg.run(id).unwrap().id, *id);
+        for (i, id) in ids.iter().enumerate() {
+            let run = reg.runs().get(id).unwrap();
+            assert_eq!(run.id, *id);
+            assert_eq!(run.record.seed, i as u64);
         }
     }
 
@@ -747,11 +634,139 @@ mod tests {
         assert_ne!(a, b);
     }
 
+    /// A record as `tensorlet train` wrote it before records were typed
+    /// (the options widened to `f64`, a pipeline file, a dataset file).
+    const OLD_RECORD: &str = r#"{
+        "allow_unsigned": false,
+        "classes": 3,
+        "config": {"batch_size": 16, "epochs": 12, "learning_rate": 0.10000000149011612,
+                   "seed": 3, "validation_fraction": 0.20000000298023224},
+        "dataset": {"digest": "sha256:aa", "name": null, "path": "/data/iris.csv"},
+        "host": {"arch": "x86_64", "cpu": "Xeon", "cpus": 2, "device": "cpu (reference)",
+                 "hostname": "node-1", "os": "linux", "pid": 4242},
+        "out": null,
+        "pipeline": {"digest": "sha256:bb", "origin": "iris.toml", "reference": null,
+                     "version": null},
+        "plugins": {
+            "predictor": {"artifact": "acme/softmax@1.0.0", "digest": "sha256:cc",
+                          "key_id": "k1", "manifest": "sha256:dd", "name": "softmax"},
+            "preprocessor": {"artifact": null, "digest": "sha256:ee", "key_id": null,
+                             "manifest": null, "name": "standardize"},
+            "trainer": {"artifact": "acme/softmax@1.0.0", "digest": "sha256:cc",
+                        "key_id": "k1", "manifest": "sha256:dd", "name": "softmax"}
+        },
+        "publish": {"key": "alice", "name": "acme/iris-model", "version": null},
+        "rows": 150,
+        "seed": 3,
+        "tensorlet_version": "0.1.0"
+    }"#;
+
     #[test]
-    fn dataset_names_are_checked() {
-        assert!(check_dataset_name("iris-2024_v1").is_ok());
-        assert!(check_dataset_name("Iris").is_err());
-        assert!(check_dataset_name("").is_err());
-        assert!(check_dataset_name("-x").is_err());
+    fn records_written_before_they_were_typed_load() {
+        let r: RunDetails = serde_json::from_str(OLD_RECORD).unwrap();
+        assert_eq!(r.pipeline.origin, "iris.toml");
+        assert_eq!(r.pipeline.reference, None);
+        assert_eq!(r.host.hostname, "node-1");
+        assert_eq!(r.host.pid, Some(4242));
+        assert_eq!(r.host.cpus, 2);
+        assert_eq!(r.plugins.preprocessor.name, "standardize");
+        assert_eq!(r.plugins.preprocessor.artifact, None);
+        let trainer = r.plugins.stage("trainer").unwrap();
+        assert_eq!(trainer.key_id.as_deref(), Some("k1"));
+        assert_eq!(r.dataset.path.as_deref(), Some("/data/iris.csv"));
+        assert_eq!(r.config["epochs"], 12);
+        assert_eq!(r.config["learning_rate"], 0.10000000149011612);
+        assert_eq!((r.seed, r.classes, r.rows), (3, 3, 150));
+        let publish = r.publish.as_ref().unwrap();
+        assert_eq!(
+            (publish.name.as_str(), publish.key.as_str()),
+            ("acme/iris-model", "alice")
+        );
+        // Written back, it is the same JSON: `runs show --json` prints what
+        // was recorded.
+        let old: Value = serde_json::from_str(OLD_RECORD).unwrap();
+        assert_eq!(serde_json::to_value(&r).unwrap(), old);
+
+        // A model trained by the host has no trainer; a record with only
+        // some fields (a test's, a benchmark's) loads with the rest empty.
+        let r: RunDetails =
+            serde_json::from_str(r#"{"seed": 1, "plugins": {"trainer": null}}"#).unwrap();
+        assert_eq!(r.seed, 1);
+        assert!(r.plugins.stage("trainer").is_none());
+        assert_eq!(r.host, RunHost::default());
+        assert!(r.publish.is_none());
+    }
+
+    #[test]
+    fn a_run_reads_back_typed_with_its_checkpoints() {
+        let dir = tempfile::tempdir().unwrap();
+        let reg = Registry::open(dir.path()).unwrap();
+        let record: RunDetails = serde_json::from_str(OLD_RECORD).unwrap();
+        let id = reg.runs().start("iris.toml", &record).unwrap();
+        #[derive(Debug, PartialEq, Serialize, Deserialize)]
+        struct Metrics {
+            epoch: u32,
+            train_loss: f32,
+        }
+        for epoch in 1..=2 {
+            let m = Metrics {
+                epoch,
+                train_loss: 0.5 / epoch as f32,
+            };
+            reg.runs()
+                .checkpoint(&id, epoch, &[epoch as u8], &m)
+                .unwrap();
+        }
+        assert_eq!(reg.runs().epochs_done(&id).unwrap(), 2);
+        let cps: Vec<Checkpoint<Metrics>> = reg.runs().checkpoints(&id).unwrap();
+        assert_eq!(
+            cps[1].metrics,
+            Metrics {
+                epoch: 2,
+                train_loss: 0.25
+            }
+        );
+        assert_eq!(cps[1].params, digest(&[2]));
+        // Metrics of another shape are an error naming the run and epoch.
+        let e = reg.runs().checkpoints::<RunResult>(&id).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains(&format!("run {id}: epoch 1 metrics")),
+            "{e}"
+        );
+
+        let result = RunResult {
+            dataset: "sha256:aa".into(),
+            epochs: 2,
+            epoch: 2,
+            ..RunResult::default()
+        };
+        let end = RunEnd::Completed {
+            model: Some("acme/iris-model@0.1.0".into()),
+            result,
+        };
+        reg.runs().end(&id[..12], &end).unwrap();
+        let run = reg.runs().get(&id).unwrap();
+        assert_eq!(run.status, RunStatus::Completed);
+        assert_eq!(run.model.as_deref(), Some("acme/iris-model@0.1.0"));
+        assert_eq!(run.record, record);
+        assert_eq!(reg.runs().list().unwrap(), vec![run]);
+        let last = reg.audit_log().unwrap().pop().unwrap();
+        assert_eq!(last.action, "train.run");
+        assert_eq!(last.detail["status"], "completed");
+        assert_eq!(last.detail["dataset"], "sha256:aa");
+        assert_eq!(last.detail["epoch"], 2);
+        assert!(last.detail["error"].is_null());
+
+        // A record that is not a run record any more is an error naming it.
+        let conn = rusqlite::Connection::open(dir.path().join("registry.db")).unwrap();
+        conn.execute("UPDATE runs SET record = '[1]' WHERE id = ?1", [&id])
+            .unwrap();
+        let e = reg.runs().get(&id).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains(&format!("run {id}: its record is unreadable")),
+            "{e}"
+        );
     }
 }

@@ -35,7 +35,7 @@ use serde::Deserialize;
 use crate::error::{RegistryError, Result};
 use crate::manifest::SignedManifest;
 use crate::reference::Reference;
-use crate::store::Registry;
+use crate::registry::Registry;
 
 /// Server settings.
 #[derive(Clone, Debug)]

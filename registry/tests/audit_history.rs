@@ -13,7 +13,8 @@ use serde_json::json;
 use tensorlet_registry::client::Remote;
 use tensorlet_registry::server::{ServerConfig, serve_listener};
 use tensorlet_registry::{
-    AuditCheckpoint, KeyPair, Kind, Manifest, NODE_KEY, Reference, Registry, RegistryError, digest,
+    AuditCheckpoint, KeyPair, Kind, Manifest, NODE_KEY, Reference, Registry, RegistryError,
+    RunDetails, digest,
 };
 
 fn r(s: &str) -> Reference {
@@ -39,11 +40,14 @@ fn storied() -> (tempfile::TempDir, Registry) {
     }
     reg.yank(&r("acme/scale@1.0.0")).unwrap();
     reg.alias_set("acme/scale", "production", "1.1.0").unwrap();
-    reg.run_start("acme/pipeline@1.0.0", &json!({"seed": 1}))
-        .unwrap();
+    let run = RunDetails {
+        seed: 1,
+        ..RunDetails::default()
+    };
+    reg.runs().start("acme/pipeline@1.0.0", &run).unwrap();
     let csv = home.path().join("iris.csv");
     std::fs::write(&csv, "a,b\n1,2\n").unwrap();
-    reg.dataset_add("iris", &csv).unwrap();
+    reg.datasets().add("iris", &csv).unwrap();
     assert_eq!(reg.audit_verify().unwrap().entries, 9);
     (home, reg)
 }

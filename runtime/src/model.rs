@@ -73,14 +73,22 @@ pub struct FeatureStat {
     pub std: f32,
 }
 
-/// Per-feature mean and standard deviation of row-major data.
+/// Per-feature mean and standard deviation of row-major data, over the
+/// present values (a missing value, NaN, is left out; a column of nothing
+/// but missing values has mean and std 0).
 pub fn feature_stats(x: &[f32], features: usize) -> Vec<FeatureStat> {
-    let rows = x.len().checked_div(features).unwrap_or(0);
     (0..features)
         .map(|c| {
-            let col = || x.iter().skip(c).step_by(features).map(|&v| f64::from(v));
-            let mean = col().sum::<f64>() / rows.max(1) as f64;
-            let var = col().map(|v| (v - mean).powi(2)).sum::<f64>() / rows.max(1) as f64;
+            let col = || {
+                x.iter()
+                    .skip(c)
+                    .step_by(features)
+                    .filter(|v| !v.is_nan())
+                    .map(|&v| f64::from(v))
+            };
+            let n = col().count().max(1) as f64;
+            let mean = col().sum::<f64>() / n;
+            let var = col().map(|v| (v - mean).powi(2)).sum::<f64>() / n;
             FeatureStat {
                 mean: mean as f32,
                 std: var.sqrt() as f32,
@@ -567,5 +575,38 @@ impl Model {
             .as_ref()
             .and_then(|n| n.get(label as usize).cloned())
             .unwrap_or_else(|| label.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn feature_stats_leave_missing_values_out() {
+        let x = [1.0, f32::NAN, 3.0, 4.0, f32::NAN, f32::NAN];
+        let s = feature_stats(&x, 2);
+        assert_eq!(
+            s[0],
+            FeatureStat {
+                mean: 2.0,
+                std: 1.0
+            }
+        );
+        assert_eq!(
+            s[1],
+            FeatureStat {
+                mean: 4.0,
+                std: 0.0
+            }
+        );
+        let none = feature_stats(&[f32::NAN, f32::NAN], 1);
+        assert_eq!(
+            none[0],
+            FeatureStat {
+                mean: 0.0,
+                std: 0.0
+            }
+        );
     }
 }

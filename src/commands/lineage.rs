@@ -40,7 +40,7 @@ pub fn lineage(reg: &Registry, artifact: &VerifiedArtifact) -> Result<Value> {
     }
     out["run"] = match lin["run_id"].as_str() {
         None => Value::Null,
-        Some(id) => match reg.run(id) {
+        Some(id) => match reg.runs().get(id) {
             Ok(r) => json!({
                 "id": r.id,
                 "status": r.status,
@@ -49,8 +49,8 @@ pub fn lineage(reg: &Registry, artifact: &VerifiedArtifact) -> Result<Value> {
                 "epoch": lin["epoch"],
                 "params": lin["params"],
                 "seed": lin["seed"],
-                "host": r.record["host"]["hostname"],
-                "device": r.record["host"]["device"],
+                "host": r.record.host.hostname,
+                "device": r.record.host.device,
             }),
             Err(_) => {
                 json!({"id": id, "recorded_here": false, "epoch": lin["epoch"], "seed": lin["seed"]})

@@ -82,7 +82,8 @@ pub fn execute(args: Args) -> Result<()> {
 
 fn list(reg: &Registry, json: bool) -> Result<()> {
     let runs = reg
-        .runs()?
+        .runs()
+        .list()?
         .into_iter()
         .map(|r| load(reg, &r.id))
         .collect::<Result<Vec<_>, _>>()?;
@@ -128,8 +129,8 @@ fn show(reg: &Registry, id: &str, json: bool) -> Result<()> {
     let r = load(reg, id)?;
     if json {
         let mut v = r.summary();
-        v["record"] = r.record.record.clone();
-        v["record"]["config"] = training_options(&r.record.record["config"]);
+        v["record"] = serde_json::to_value(&r.record.record)?;
+        v["record"]["config"] = training_options(&r.record.record.config);
         v["state"] = json!(r.record.state);
         v["checkpoints"] = r
             .history
@@ -153,33 +154,31 @@ fn show(reg: &Registry, id: &str, json: bool) -> Result<()> {
     }
     println!(
         "  host      {} ({} {}, {}, {} CPUs) on {}",
-        rec["host"]["hostname"].as_str().unwrap_or("?"),
-        rec["host"]["os"].as_str().unwrap_or("?"),
-        rec["host"]["arch"].as_str().unwrap_or("?"),
-        rec["host"]["cpu"].as_str().unwrap_or("?"),
-        rec["host"]["cpus"],
-        rec["host"]["device"].as_str().unwrap_or("?"),
+        or(&rec.host.hostname, "?"),
+        or(&rec.host.os, "?"),
+        or(&rec.host.arch, "?"),
+        or(&rec.host.cpu, "?"),
+        rec.host.cpus,
+        or(&rec.host.device, "?"),
     );
-    println!(
-        "  tensorlet {}",
-        rec["tensorlet_version"].as_str().unwrap_or("?")
-    );
-    let ds = &rec["dataset"];
+    println!("  tensorlet {}", or(&rec.tensorlet_version, "?"));
+    let ds = &rec.dataset;
     println!(
         "  dataset   {}{}",
-        ds["digest"].as_str().unwrap_or("?"),
-        ds["name"].as_str().map_or_else(
-            || format!(" ({})", ds["path"].as_str().unwrap_or("?")),
+        or(&ds.digest, "?"),
+        ds.name.as_deref().map_or_else(
+            || format!(" ({})", ds.path.as_deref().unwrap_or("?")),
             |n| format!(" (dataset `{n}`)")
         )
     );
-    println!("  config    {}", training_options(&rec["config"]));
+    println!("  config    {}", training_options(&rec.config));
     for stage in ["preprocessor", "trainer", "predictor"] {
-        let p = &rec["plugins"][stage];
+        let p = rec.plugins.stage(stage);
         println!(
             "  {stage:<13} {} {}",
-            p["artifact"].as_str().or(p["name"].as_str()).unwrap_or("?"),
-            p["digest"].as_str().unwrap_or("?")
+            p.and_then(|p| p.artifact.as_deref().or(Some(p.name.as_str())))
+                .map_or("?", |n| or(n, "?")),
+            p.map_or("?", |p| or(&p.digest, "?"))
         );
     }
     if let Some(m) = &r.record.model {
@@ -271,4 +270,9 @@ fn compare(reg: &Registry, ids: &[String], json: bool) -> Result<()> {
     }
     println!("(* differs between the runs)");
     Ok(())
+}
+
+/// A recorded text, or `or` when the record lacks it.
+fn or<'a>(text: &'a str, or: &'a str) -> &'a str {
+    if text.is_empty() { or } else { text }
 }

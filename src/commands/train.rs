@@ -198,7 +198,7 @@ impl Plan {
     }
 
     fn resumed(reg: &Registry, args: &Args, id: &str) -> Result<Plan> {
-        let record = reg.run(id)?;
+        let record = reg.runs().get(id)?;
         check_resumable(&record)?;
         for (flag, given) in [
             ("--epochs", args.epochs.is_some()),
@@ -228,7 +228,7 @@ impl Plan {
         )?;
         Ok(Plan {
             origin: recorded.origin,
-            data: DataSource::from_record(reg, &record.record["dataset"])?,
+            data: DataSource::from_record(reg, &record.record.dataset)?,
             pipeline: recorded.pipeline,
             artifact: recorded.artifact,
             out: request.out,

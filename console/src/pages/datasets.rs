@@ -105,7 +105,7 @@ pub struct DatasetView {
 
 fn views(console: &Console, reg: &Registry, only: Option<&str>) -> Result<Vec<DatasetView>> {
     let mut by_name: BTreeMap<String, Vec<VersionView>> = BTreeMap::new();
-    for d in reg.datasets()? {
+    for d in reg.datasets().list()? {
         if only.is_some_and(|n| n != d.name) {
             continue;
         }

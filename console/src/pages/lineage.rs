@@ -136,7 +136,7 @@ pub async fn graph(
         let lin = &m.lineage;
         // The run, the checkpoint it kept and the data it read.
         if let Some(run_id) = lin["run_id"].as_str() {
-            let run = reg.run(run_id).ok();
+            let run = reg.runs().get(run_id).ok();
             let run_idx = nodes.len();
             nodes.push(Node {
                 level: 1,
@@ -145,11 +145,7 @@ pub async fn graph(
                 lines: match &run {
                     Some(r) => vec![
                         format!("{} · seed {}", r.status, text(&lin["seed"])),
-                        format!(
-                            "on {} ({})",
-                            text(&r.record["host"]["hostname"]),
-                            text(&r.record["host"]["device"])
-                        ),
+                        format!("on {} ({})", r.record.host.hostname, r.record.host.device),
                     ],
                     None => vec!["not recorded on this node".into()],
                 },
@@ -171,7 +167,7 @@ pub async fn graph(
                 edges.push((run_idx, nodes.len() - 1));
             }
             if let Some(d) = lin["dataset"].as_str() {
-                let registered = reg.datasets()?.into_iter().find(|x| x.digest == d);
+                let registered = reg.datasets().list()?.into_iter().find(|x| x.digest == d);
                 let mut lines = vec![format!("digest {}", short(d))];
                 let mut ok = true;
                 if let Some(ds) = &registered {

@@ -40,7 +40,7 @@ impl LoadedRun {
     }
 
     fn planned_epochs(&self) -> u64 {
-        self.record.record["config"]["epochs"]
+        self.record.record.config["epochs"]
             .as_u64()
             .unwrap_or_default()
     }
@@ -52,36 +52,31 @@ impl LoadedRun {
     }
 
     fn pipeline(&self) -> String {
-        self.record.record["pipeline"]["version"]
-            .as_str()
-            .map_or_else(|| self.record.pipeline.clone(), String::from)
+        self.record
+            .record
+            .pipeline
+            .version
+            .clone()
+            .unwrap_or_else(|| self.record.pipeline.clone())
     }
 
     fn dataset(&self) -> (String, Option<String>) {
-        let d = &self.record.record["dataset"];
-        match d["name"].as_str() {
+        let d = &self.record.record.dataset;
+        match &d.name {
             Some(n) => (n.to_string(), Some(format!("/datasets/{n}"))),
-            None => (
-                d["digest"]
-                    .as_str()
-                    .map_or_else(|| "-".into(), |x| format!("file {}", short(x))),
-                None,
-            ),
+            None if d.digest.is_empty() => ("-".into(), None),
+            None => (format!("file {}", short(&d.digest)), None),
         }
     }
 
     fn host(&self) -> String {
-        let h = &self.record.record["host"];
-        format!(
-            "{} ({})",
-            h["hostname"].as_str().unwrap_or("?"),
-            h["device"].as_str().unwrap_or("?")
-        )
+        let h = &self.record.record.host;
+        format!("{} ({})", or(&h.hostname, "?"), or(&h.device, "?"))
     }
 
     /// The recorded training options, each `f32` in its shortest form.
     fn options(&self) -> Value {
-        let recorded = &self.record.record["config"];
+        let recorded = &self.record.record.config;
         serde_json::from_value::<TrainingConfig>(recorded.clone())
             .map_or_else(|_| recorded.clone(), |c| c.to_json())
     }
@@ -89,22 +84,16 @@ impl LoadedRun {
 
 /// Loads a run (by id or unique prefix) and its checkpoints' metrics.
 pub fn load(reg: &Registry, id: &str) -> Result<LoadedRun> {
-    let record = reg.run(id)?;
+    let record = reg.runs().get(id)?;
     load_record(reg, record)
 }
 
 fn load_record(reg: &Registry, record: RunRecord) -> Result<LoadedRun> {
-    let checkpoints = reg.checkpoints(&record.id)?;
+    let checkpoints = reg.runs().checkpoints::<EpochMetrics>(&record.id)?;
     let mut history = Vec::with_capacity(checkpoints.len());
     let mut params = Vec::with_capacity(checkpoints.len());
     for c in checkpoints {
-        let m: EpochMetrics = serde_json::from_value(c.metrics).map_err(|e| {
-            ConsoleError::Internal(format!(
-                "run {}: epoch {} metrics are unreadable: {e}",
-                record.id, c.epoch
-            ))
-        })?;
-        history.push(m);
+        history.push(c.metrics);
         params.push(c.params);
     }
     Ok(LoadedRun {
@@ -112,6 +101,11 @@ fn load_record(reg: &Registry, record: RunRecord) -> Result<LoadedRun> {
         history,
         params,
     })
+}
+
+/// A recorded text, or `or` when the record lacks it.
+fn or<'a>(text: &'a str, or: &'a str) -> &'a str {
+    if text.is_empty() { or } else { text }
 }
 
 fn fmt_metric(v: Option<f32>) -> String {
@@ -232,7 +226,7 @@ pub async fn list(State(console): State<Arc<Console>>, RawQuery(q): RawQuery) ->
     let data = blocking(move || {
         let reg = console.registry()?;
         let mut rows = Vec::new();
-        for record in reg.runs()? {
+        for record in reg.runs().list()? {
             if !status.is_empty() && record.status.as_str() != status {
                 continue;
             }
@@ -389,11 +383,11 @@ pub async fn show(
             Fact {
                 label: "Pipeline".into(),
                 value: r.pipeline(),
-                href: rec["pipeline"]["version"].as_str().map(model_href),
+                href: rec.pipeline.version.as_deref().map(model_href),
             },
             Fact {
                 label: "Dataset".into(),
-                value: format!("{dataset} ({})", text(&rec["dataset"]["digest"])),
+                value: format!("{dataset} ({})", or(&rec.dataset.digest, "-")),
                 href: dataset_href,
             },
             Fact {
@@ -415,23 +409,23 @@ pub async fn show(
                 label: "Host".into(),
                 value: format!(
                     "{} ({} {}, {}, {} CPUs) on {}",
-                    text(&rec["host"]["hostname"]),
-                    text(&rec["host"]["os"]),
-                    text(&rec["host"]["arch"]),
-                    text(&rec["host"]["cpu"]),
-                    text(&rec["host"]["cpus"]),
-                    text(&rec["host"]["device"]),
+                    or(&rec.host.hostname, "-"),
+                    or(&rec.host.os, "-"),
+                    or(&rec.host.arch, "-"),
+                    or(&rec.host.cpu, "-"),
+                    rec.host.cpus,
+                    or(&rec.host.device, "-"),
                 ),
                 href: None,
             },
             Fact {
                 label: "tensorlet".into(),
-                value: text(&rec["tensorlet_version"]),
+                value: or(&rec.tensorlet_version, "-").to_string(),
                 href: None,
             },
             Fact {
                 label: "Seed".into(),
-                value: text(&rec["seed"]),
+                value: rec.seed.to_string(),
                 href: None,
             },
         ];
@@ -445,12 +439,14 @@ pub async fn show(
         let plugins = ["preprocessor", "trainer", "predictor"]
             .iter()
             .map(|stage| {
-                let p = &rec["plugins"][*stage];
-                let name = p["artifact"].as_str().or(p["name"].as_str()).unwrap_or("?");
+                let p = rec.plugins.stage(stage);
+                let name = p
+                    .and_then(|p| p.artifact.as_deref().or(Some(p.name.as_str())))
+                    .map_or("?", |n| or(n, "?"));
                 Fact {
                     label: stage.to_string(),
-                    value: format!("{name} · {}", text(&p["digest"])),
-                    href: p["artifact"].as_str().map(model_href),
+                    value: format!("{name} · {}", p.map_or("-", |p| or(&p.digest, "-"))),
+                    href: p.and_then(|p| p.artifact.as_deref()).map(model_href),
                 }
             })
             .collect();
@@ -598,7 +594,9 @@ fn comparison(runs: &[LoadedRun]) -> Vec<CompareRow> {
     };
     add("status", &|r| r.record.status.to_string());
     add("pipeline", &|r| r.pipeline());
-    add("dataset", &|r| text(&r.record.record["dataset"]["digest"]));
+    add("dataset", &|r| {
+        or(&r.record.record.dataset.digest, "-").to_string()
+    });
     let mut keys: BTreeMap<String, ()> = BTreeMap::new();
     for r in runs {
         if let Value::Object(o) = r.options() {
@@ -610,13 +608,18 @@ fn comparison(runs: &[LoadedRun]) -> Vec<CompareRow> {
     }
     for stage in ["preprocessor", "trainer", "predictor"] {
         add(stage, &|r| {
-            text(&r.record.record["plugins"][stage]["digest"])
+            let p = r.record.record.plugins.stage(stage);
+            p.map_or("-", |p| or(&p.digest, "-")).to_string()
         });
     }
-    add("device", &|r| text(&r.record.record["host"]["device"]));
-    add("host", &|r| text(&r.record.record["host"]["hostname"]));
+    add("device", &|r| {
+        or(&r.record.record.host.device, "-").to_string()
+    });
+    add("host", &|r| {
+        or(&r.record.record.host.hostname, "-").to_string()
+    });
     add("tensorlet", &|r| {
-        text(&r.record.record["tensorlet_version"])
+        or(&r.record.record.tensorlet_version, "-").to_string()
     });
     add("epochs done", &|r| r.history.len().to_string());
     add("best epoch", &|r| {

@@ -43,7 +43,8 @@ struct Model {
     reference: String,
     features: Vec<String>,
     classes: usize,
-    class_names: Value,
+    /// Its inputs and outputs in the protocol (columns, task, class names).
+    spec: oip::ModelSpec,
     preprocessor_config: String,
     predictor_config: String,
     /// Fitted preprocessor state and trained params as (name, shape, data),
@@ -104,7 +105,7 @@ fn load() -> Result<Model, String> {
         reference: text(&info, "reference")?,
         features,
         classes,
-        class_names: meta.get("class_names").cloned().unwrap_or(Value::Null),
+        spec: oip::ModelSpec::from_model_json(&meta),
         preprocessor_config: meta["plugins"]["preprocessor"]["config"].to_string(),
         predictor_config: meta["plugins"]["predictor"]["config"].to_string(),
         state: decode_tensors("preprocessor state", &model_data::state())?,
@@ -137,9 +138,17 @@ fn named(list: &[TensorData]) -> Result<Vec<NamedTensor>, String> {
         .collect()
 }
 
+/// What the predictor answered for a batch.
+enum Answer {
+    /// Class index and probabilities per row.
+    Classes(Vec<u32>, Vec<Vec<f32>>),
+    /// Targets per row (a regression model).
+    Targets(Vec<Vec<f32>>),
+}
+
 /// Runs the preprocessor and the predictor on `rows` rows; the same checks as
 /// `Model::predict` in the host.
-fn predict(m: &Model, x: Vec<f32>, rows: usize) -> Result<(Vec<u32>, Vec<Vec<f32>>), String> {
+fn predict(m: &Model, x: Vec<f32>, rows: usize) -> Result<Answer, String> {
     let x = Tensor::from_list(&[rows as u32, m.features.len() as u32], &x)?;
     let xt = tensorlet::ml::preprocess::transform(&m.preprocessor_config, named(&m.state)?, x)
         .map_err(|e| format!("plugin transform failed: {e}"))?;
@@ -151,25 +160,39 @@ fn predict(m: &Model, x: Vec<f32>, rows: usize) -> Result<(Vec<u32>, Vec<Vec<f32
             ));
         }
     }
-    let probs = tensorlet::ml::predict::predict(&m.predictor_config, named(&m.params)?, xt)
+    let out = tensorlet::ml::predict::predict(&m.predictor_config, named(&m.params)?, xt)
         .map_err(|e| format!("plugin predict failed: {e}"))?;
-    let shape = probs.shape();
+    let regression = matches!(m.spec.answer, oip::Answer::Targets { .. });
+    let what = if regression {
+        "predictions"
+    } else {
+        "probabilities"
+    };
+    let shape = out.shape();
     if shape != [rows as u32, m.classes as u32] {
         return Err(format!(
-            "the predictor returned probabilities of shape {shape:?} for {rows} rows; expected [{rows}, {}]",
+            "the predictor returned {what} of shape {shape:?} for {rows} rows; expected [{rows}, {}]",
             m.classes
         ));
     }
-    let p = probs.to_list();
+    let p = out.to_list();
     if let Some(i) = p.iter().position(|v| !v.is_finite()) {
         return Err(format!(
-            "the predictor returned a non-finite probability ({}) in row {}",
+            "the predictor returned a non-finite {} ({}) in row {}",
+            if regression {
+                "prediction"
+            } else {
+                "probability"
+            },
             p[i],
             i / m.classes.max(1)
         ));
     }
-    let probabilities: Vec<Vec<f32>> = p.chunks(m.classes).map(<[f32]>::to_vec).collect();
-    let labels = probabilities
+    let rows_of: Vec<Vec<f32>> = p.chunks(m.classes.max(1)).map(<[f32]>::to_vec).collect();
+    if regression {
+        return Ok(Answer::Targets(rows_of));
+    }
+    let labels = rows_of
         .iter()
         .map(|row| {
             let mut best = 0;
@@ -181,7 +204,7 @@ fn predict(m: &Model, x: Vec<f32>, rows: usize) -> Result<(Vec<u32>, Vec<Vec<f32
             best as u32
         })
         .collect();
-    Ok((labels, probabilities))
+    Ok(Answer::Classes(labels, rows_of))
 }
 
 /// A response: status, content type, extra headers and body.
@@ -280,13 +303,7 @@ fn find(m: &Model, name: &str, version: Option<&str>) -> Result<(), Reply> {
 }
 
 fn metadata(m: &Model) -> Value {
-    oip::model_metadata(
-        &m.name,
-        &m.version,
-        &m.features,
-        m.classes,
-        m.class_names.clone(),
-    )
+    oip::model_metadata(&m.name, &m.version, &m.features, &m.spec)
 }
 
 fn infer(m: &Model, req: &IncomingRequest) -> Reply {
@@ -305,17 +322,33 @@ fn infer(m: &Model, req: &IncomingRequest) -> Reply {
         max_batch: MAX_BATCH,
     };
     let mut parsed = match oip::split_body(&bytes, header_len.as_deref())
-        .and_then(|(json, bin)| oip::parse_request(json, bin, spec))
+        .and_then(|(json, bin)| oip::parse_request_for(json, bin, spec, &m.spec))
     {
         Ok(r) => r,
         Err(oip::BadRequest(message)) => return error(400, message),
     };
     let x = std::mem::take(&mut parsed.x);
-    let (labels, probabilities) = match predict(m, x, parsed.rows) {
+    let missing = x.iter().any(|v| v.is_nan());
+    let answer = match predict(m, x, parsed.rows) {
         Ok(p) => p,
+        Err(e) if missing && e.contains("non-finite") => {
+            return error(400, format!("{}: {e}", oip::MISSING_NOT_FILLED));
+        }
         Err(e) => return error(500, format!("inference failed: {e}")),
     };
-    let enc = oip::encode_response(&m.name, &m.version, &parsed, &labels, &probabilities);
+    let names = match &m.spec.answer {
+        oip::Answer::Classes { names, .. } => names.as_deref(),
+        oip::Answer::Targets { .. } => None,
+    };
+    let prediction = match &answer {
+        Answer::Classes(labels, probabilities) => oip::Prediction::Classes {
+            labels,
+            probabilities,
+            names,
+        },
+        Answer::Targets(values) => oip::Prediction::Targets(values),
+    };
+    let enc = oip::encode_prediction(&m.name, &m.version, &parsed, prediction);
     if enc.binary.is_empty() {
         return Reply {
             status: 200,

@@ -50,10 +50,11 @@ use serde_json::json;
 use transport::Transport;
 pub use transport::{ENV_CA_FILE, ENV_PASSWORD, ENV_PLAIN_HTTP, ENV_USERNAME, OciSettings};
 
+use crate::digest::{check_digest, digest};
 use crate::error::{RegistryError, Result};
-use crate::manifest::{COMPONENT, Manifest, Signature, SignedManifest, check_digest, digest};
+use crate::manifest::{COMPONENT, Manifest, Signature, SignedManifest};
 use crate::reference::{Reference, Selector, check_alias, check_name, check_version};
-use crate::store::Registry;
+use crate::registry::Registry;
 use crate::verified::VerifiedArtifact;
 
 /// The media type of every manifest tensorlet pushes.

@@ -4,8 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use serde_json::{Value, json};
-use tensorlet_registry::{Dataset, Registry, digest};
+use tensorlet_registry::{Dataset, Registry, RunData, digest};
 
 /// The training data of a run.
 #[derive(Debug)]
@@ -50,7 +49,7 @@ impl DataSource {
     /// A registered dataset: its snapshot, after checking that the file it
     /// was registered from has not changed since (when named without a digest).
     pub fn dataset(reg: &Registry, spec: &str) -> Result<Self> {
-        let ds = reg.dataset(spec)?;
+        let ds = reg.datasets().get(spec)?;
         if !spec.contains('@')
             && let Ok(now) = std::fs::read(&ds.path)
             && digest(&now) != ds.digest
@@ -90,15 +89,16 @@ impl DataSource {
 
     /// The data a run recorded (its `dataset`): the same dataset snapshot,
     /// or the same file with the same digest.
-    pub fn from_record(reg: &Registry, rec: &Value) -> Result<Self> {
-        let want = rec["digest"]
-            .as_str()
+    pub fn from_record(reg: &Registry, rec: &RunData) -> Result<Self> {
+        let want = Some(rec.digest.as_str())
+            .filter(|d| !d.is_empty())
             .context("the run's record has no dataset digest")?;
-        if let Some(name) = rec["name"].as_str() {
+        if let Some(name) = &rec.name {
             return DataSource::dataset(reg, &format!("{name}@{want}"));
         }
-        let path = rec["path"]
-            .as_str()
+        let path = rec
+            .path
+            .as_deref()
             .context("the run's record has no data path")?;
         let d = DataSource::file(Path::new(path))?;
         if d.digest != want {
@@ -113,12 +113,16 @@ impl DataSource {
     }
 
     /// What a run records about its data; [`DataSource::from_record`] reads it back.
-    pub fn record(&self) -> Value {
-        json!({
-            "digest": self.digest,
-            "name": self.dataset.as_ref().map(|d| d.name.clone()),
-            "path": self.dataset.as_ref().map_or_else(|| self.path.display().to_string(), |d| d.path.clone()),
-        })
+    pub fn record(&self) -> RunData {
+        RunData {
+            digest: self.digest.clone(),
+            name: self.dataset.as_ref().map(|d| d.name.clone()),
+            path: Some(
+                self.dataset
+                    .as_ref()
+                    .map_or_else(|| self.path.display().to_string(), |d| d.path.clone()),
+            ),
+        }
     }
 }
 
@@ -135,7 +139,7 @@ mod tests {
         let d = DataSource::open(&reg, csv.to_str().unwrap()).unwrap();
         assert_eq!(d.digest, digest(b"a,label\n1,0\n"));
         let rec = d.record();
-        assert_eq!(rec["name"], Value::Null);
+        assert_eq!(rec.name, None);
         assert_eq!(
             DataSource::from_record(&reg, &rec).unwrap().digest,
             d.digest
@@ -155,10 +159,10 @@ mod tests {
         let reg = Registry::open(home.path()).unwrap();
         let csv = home.path().join("iris.csv");
         std::fs::write(&csv, "x,label\n1,0\n").unwrap();
-        let (ds, _) = reg.dataset_add("iris", &csv).unwrap();
+        let (ds, _) = reg.datasets().add("iris", &csv).unwrap();
         let d = DataSource::open(&reg, "iris").unwrap();
         assert_eq!(std::fs::read(&d.path).unwrap(), b"x,label\n1,0\n");
-        assert_eq!(d.record()["name"], "iris");
+        assert_eq!(d.record().name.as_deref(), Some("iris"));
 
         std::fs::write(&csv, "x,label\n9,1\n").unwrap();
         let e = DataSource::open(&reg, "iris").unwrap_err().to_string();

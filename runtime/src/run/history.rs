@@ -28,33 +28,16 @@ pub enum HistoryError {
     /// The registry could not answer.
     #[error(transparent)]
     Registry(#[from] RegistryError),
-    /// A checkpoint's metrics are not epoch metrics.
-    #[error("run {run}: epoch {epoch} metrics are unreadable")]
-    Metrics {
-        /// The run id.
-        run: String,
-        /// The epoch.
-        epoch: u32,
-        /// What did not parse.
-        #[source]
-        source: serde_json::Error,
-    },
 }
 
 /// Loads a run (by id or a prefix only it has) and its checkpoints' metrics.
 pub fn load(reg: &Registry, id: &str) -> Result<LoadedRun, HistoryError> {
-    let record = reg.run(id)?;
-    let checkpoints = reg.checkpoints(&record.id)?;
+    let record = reg.runs().get(id)?;
+    let checkpoints = reg.runs().checkpoints::<EpochMetrics>(&record.id)?;
     let mut history = Vec::with_capacity(checkpoints.len());
     let mut params = Vec::with_capacity(checkpoints.len());
     for c in checkpoints {
-        history.push(serde_json::from_value(c.metrics).map_err(|source| {
-            HistoryError::Metrics {
-                run: record.id.clone(),
-                epoch: c.epoch,
-                source,
-            }
-        })?);
+        history.push(c.metrics);
         params.push(c.params);
     }
     Ok(LoadedRun {
@@ -72,16 +55,19 @@ impl LoadedRun {
 
     /// The epochs the run was asked for.
     pub fn epochs(&self) -> u64 {
-        self.record.record["config"]["epochs"]
+        self.record.record.config["epochs"]
             .as_u64()
             .unwrap_or_default()
     }
 
     /// The pipeline without its digest, for tables.
     pub fn pipeline_name(&self) -> String {
-        self.record.record["pipeline"]["version"]
-            .as_str()
-            .map_or_else(|| self.record.pipeline.clone(), String::from)
+        self.record
+            .record
+            .pipeline
+            .version
+            .clone()
+            .unwrap_or_else(|| self.record.pipeline.clone())
     }
 
     /// The run in brief, as `runs list --json` shows it.
@@ -166,8 +152,15 @@ pub fn comparison(runs: &[LoadedRun]) -> Vec<Row> {
     };
     add("status", &|r| shown_status(&r.record).to_string());
     add("pipeline", &|r| r.pipeline_name());
-    add("dataset", &|r| text(&r.record.record["dataset"]["digest"]));
-    let options = |r: &LoadedRun| training_options(&r.record.record["config"]);
+    let recorded = |s: &str| {
+        if s.is_empty() {
+            "-".to_string()
+        } else {
+            s.to_string()
+        }
+    };
+    add("dataset", &|r| recorded(&r.record.record.dataset.digest));
+    let options = |r: &LoadedRun| training_options(&r.record.record.config);
     let mut keys: BTreeMap<String, ()> = BTreeMap::new();
     for r in runs {
         if let Value::Object(o) = options(r) {
@@ -179,12 +172,16 @@ pub fn comparison(runs: &[LoadedRun]) -> Vec<Row> {
     }
     for stage in ["preprocessor", "trainer", "predictor"] {
         add(stage, &|r| {
-            text(&r.record.record["plugins"][stage]["digest"])
+            r.record
+                .record
+                .plugins
+                .stage(stage)
+                .map_or_else(|| "-".to_string(), |p| recorded(&p.digest))
         });
     }
-    add("device", &|r| text(&r.record.record["host"]["device"]));
+    add("device", &|r| recorded(&r.record.record.host.device));
     add("tensorlet", &|r| {
-        text(&r.record.record["tensorlet_version"])
+        recorded(&r.record.record.tensorlet_version)
     });
     add("epochs done", &|r| r.history.len().to_string());
     add("best epoch", &|r| {
@@ -219,7 +216,7 @@ pub fn comparison(runs: &[LoadedRun]) -> Vec<Row> {
 
 #[cfg(test)]
 mod tests {
-    use tensorlet_registry::RunStatus;
+    use tensorlet_registry::{RunDetails, RunHost, RunPipeline, RunStatus};
 
     use super::*;
 
@@ -238,11 +235,19 @@ mod tests {
                 status: RunStatus::Completed,
                 started: String::new(),
                 ended: None,
-                record: json!({
-                    "pipeline": {"version": "acme/iris@1.0.0"},
-                    "config": {"epochs": 3, "learning_rate": lr},
-                    "host": {"hostname": "elsewhere", "device": "cpu"},
-                }),
+                record: RunDetails {
+                    pipeline: RunPipeline {
+                        version: Some("acme/iris@1.0.0".into()),
+                        ..RunPipeline::default()
+                    },
+                    config: json!({"epochs": 3, "learning_rate": lr}),
+                    host: RunHost {
+                        hostname: "elsewhere".into(),
+                        device: "cpu".into(),
+                        ..RunHost::default()
+                    },
+                    ..RunDetails::default()
+                },
                 state: None,
                 model: None,
                 error: None,

@@ -1,8 +1,7 @@
 //! The machine a run ran on: what a run records about it, and whether a run
 //! recorded as running still has a live process here.
 
-use serde_json::{Value, json};
-use tensorlet_registry::{RunRecord, RunStatus};
+use tensorlet_registry::{RunDetails, RunHost, RunRecord, RunStatus};
 
 use crate::Runtime;
 
@@ -30,22 +29,22 @@ pub fn cpu_model(cpuinfo: &str) -> String {
 
 /// What a run records about where it runs: host, OS, CPU, the device of
 /// `rt`, and this process's id (so a later look can tell a crashed run).
-pub fn host_record(rt: &Runtime) -> Value {
-    json!({
-        "hostname": hostname(),
-        "os": std::env::consts::OS,
-        "arch": std::env::consts::ARCH,
-        "cpu": cpu_model(&std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default()),
-        "cpus": std::thread::available_parallelism().map_or(1, |n| n.get()),
-        "device": rt.device().info().to_string(),
-        "pid": std::process::id(),
-    })
+pub fn host_record(rt: &Runtime) -> RunHost {
+    RunHost {
+        hostname: hostname(),
+        os: std::env::consts::OS.to_string(),
+        arch: std::env::consts::ARCH.to_string(),
+        cpu: cpu_model(&std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default()),
+        cpus: std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
+        device: rt.device().info().to_string(),
+        pid: Some(std::process::id()),
+    }
 }
 
 /// Whether the process a run record names is alive on this host.
-pub fn process_alive(record: &Value) -> bool {
-    let same_host = record["host"]["hostname"].as_str() == Some(hostname().as_str());
-    match record["host"]["pid"].as_u64() {
+pub fn process_alive(record: &RunDetails) -> bool {
+    let same_host = record.host.hostname == hostname();
+    match record.host.pid {
         Some(pid) if same_host => std::path::Path::new(&format!("/proc/{pid}")).exists(),
         _ => false,
     }
@@ -54,7 +53,7 @@ pub fn process_alive(record: &Value) -> bool {
 /// A run's status for people: `lost` for one recorded as running whose
 /// process on this host is gone (killed or crashed; resuming continues it).
 pub fn shown_status(run: &RunRecord) -> &'static str {
-    let same_host = run.record["host"]["hostname"].as_str() == Some(hostname().as_str());
+    let same_host = run.record.host.hostname == hostname();
     if run.status == RunStatus::Running && same_host && !process_alive(&run.record) {
         "lost"
     } else {
@@ -73,7 +72,14 @@ mod tests {
             status,
             started: String::new(),
             ended: None,
-            record: json!({"host": {"hostname": host, "pid": pid}}),
+            record: RunDetails {
+                host: RunHost {
+                    hostname: host.into(),
+                    pid: Some(pid),
+                    ..RunHost::default()
+                },
+                ..RunDetails::default()
+            },
             state: None,
             model: None,
             error: None,

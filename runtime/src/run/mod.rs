@@ -16,10 +16,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, Result, bail};
-use serde_json::{Value, json};
+use serde_json::json;
 use tensorlet_gpu::Device;
 use tensorlet_registry::{
-    Provenance, Published, Registry, RunRecord, RunStatus, VerifiedArtifact, digest,
+    Provenance, Published, Registry, RunDetails, RunEnd, RunPipeline, RunPlugin, RunPlugins,
+    RunPublish, RunRecord, RunResult, VerifiedArtifact, digest,
 };
 
 use self::data::DataSource;
@@ -123,18 +124,18 @@ impl Run<'_> {
         let device = self.rt.device();
         let (run_id, from) = match resume {
             Some(r) => {
-                if r.record["plugins"] != plugin_record {
+                if r.record.plugins != plugin_record {
                     bail!(
                         "the plugins of run {} changed since it started (recorded {}, now {}); a \
                          resumed run must use the same components",
                         r.id,
-                        r.record["plugins"],
-                        plugin_record
+                        json!(r.record.plugins),
+                        json!(plugin_record)
                     );
                 }
                 let from = resume_point(self.rt, self.reg, self.sources, r)?;
                 let done = from.as_ref().map_or(0, |f| f.history.len() as u32);
-                self.reg.run_resume(&r.id, done)?;
+                self.reg.runs().resume(&r.id, done)?;
                 progress.resuming(&r.id, done, pipeline.training.epochs);
                 (r.id.clone(), from)
             }
@@ -148,7 +149,7 @@ impl Run<'_> {
                     out,
                     publish,
                 );
-                let id = self.reg.run_start(&pipeline_label, &record)?;
+                let id = self.reg.runs().start(&pipeline_label, &record)?;
                 progress.started(&id);
                 (id, None)
             }
@@ -174,9 +175,8 @@ impl Run<'_> {
         let trained = match trained {
             Ok(t) => t,
             Err(RuntimeError::Interrupted) => {
-                let done = self.reg.checkpoints(&run_id)?.len();
-                self.reg
-                    .run_end(&run_id, RunStatus::Interrupted, None, None, json!({}))?;
+                let done = self.reg.runs().epochs_done(&run_id)?;
+                self.reg.runs().end(&run_id, &RunEnd::Interrupted)?;
                 return Err(anyhow::Error::new(RuntimeError::Interrupted).context(format!(
                     "run {run_id} interrupted after {done} of {} epochs; its checkpoints are kept. \
                      Continue it with `tensorlet train --resume {run_id}`",
@@ -186,10 +186,11 @@ impl Run<'_> {
             Err(e) => {
                 let msg = e.to_string();
                 self.reg
-                    .run_end(&run_id, RunStatus::Failed, None, Some(&msg), json!({}))?;
+                    .runs()
+                    .end(&run_id, &RunEnd::Failed { error: msg.clone() })?;
                 if e.device_error().is_some() {
                     // The device, not the pipeline: the epochs done are good.
-                    let done = self.reg.checkpoints(&run_id)?.len();
+                    let done = self.reg.runs().epochs_done(&run_id)?;
                     return Err(anyhow::Error::new(e).context(format!(
                         "run {run_id} failed after {done} of {} epochs on {}; its checkpoints \
                          are kept. Continue it on the CPU with `tensorlet train --resume \
@@ -213,19 +214,19 @@ impl Run<'_> {
         );
         match result {
             Ok((meta, published)) => {
-                self.reg.run_end(
+                self.reg.runs().end(
                     &run_id,
-                    RunStatus::Completed,
-                    published.as_ref().map(|p| p.reference.as_str()),
-                    None,
-                    json!({
-                        "dataset": data_source.digest,
-                        "seed": pipeline.training.seed,
-                        "epochs": pipeline.training.epochs,
-                        "epoch": trained.epoch,
-                        "val_accuracy": meta.val_accuracy(),
-                        "params": meta.params_digest,
-                    }),
+                    &RunEnd::Completed {
+                        model: published.as_ref().map(|p| p.reference.clone()),
+                        result: RunResult {
+                            dataset: data_source.digest.clone(),
+                            seed: pipeline.training.seed,
+                            epochs: pipeline.training.epochs,
+                            epoch: trained.epoch,
+                            val_accuracy: meta.val_accuracy(),
+                            params: meta.params_digest.clone(),
+                        },
+                    },
                 )?;
                 Ok(Outcome {
                     run_id,
@@ -236,7 +237,8 @@ impl Run<'_> {
             Err(e) => {
                 let msg = format!("{e:#}");
                 self.reg
-                    .run_end(&run_id, RunStatus::Failed, None, Some(&msg), json!({}))?;
+                    .runs()
+                    .end(&run_id, &RunEnd::Failed { error: msg.clone() })?;
                 Err(e.context(format!("run {run_id} failed")))
             }
         }
@@ -252,32 +254,45 @@ impl Run<'_> {
         data_source: &DataSource,
         data: &Dataset,
         classes: u32,
-        plugins: Value,
+        plugins: RunPlugins,
         out: Option<&Path>,
         publish: Option<&PublishAs>,
-    ) -> Value {
-        json!({
-            "pipeline": {
-                "origin": self.origin,
-                "reference": self.artifact.map(|a| format!("{}@{}", a.manifest().name, a.digest())),
-                "version": self.artifact.map(|a| a.reference()),
-                "digest": match self.artifact {
+    ) -> RunDetails {
+        RunDetails {
+            pipeline: RunPipeline {
+                origin: self.origin.to_string(),
+                reference: self
+                    .artifact
+                    .map(|a| format!("{}@{}", a.manifest().name, a.digest())),
+                version: self.artifact.map(|a| a.reference()),
+                digest: match self.artifact {
                     Some(a) => a.digest().to_string(),
-                    None => std::fs::read(self.origin).map(|b| digest(&b)).unwrap_or_default(),
+                    None => std::fs::read(self.origin)
+                        .map(|b| digest(&b))
+                        .unwrap_or_default(),
                 },
             },
-            "host": host_record(self.rt),
-            "tensorlet_version": env!("CARGO_PKG_VERSION"),
-            "plugins": plugins,
-            "config": pipeline.training.to_json(),
-            "dataset": data_source.record(),
-            "seed": pipeline.training.seed,
-            "classes": classes,
-            "rows": data.rows(),
-            "publish": publish.map(|p| json!({"name": p.name, "version": p.version, "key": p.key_name})),
-            "out": out.map(|o| std::path::absolute(o).unwrap_or_else(|_| o.to_path_buf()).display().to_string()),
-            "allow_unsigned": self.sources.unsigned_allowed(),
-        })
+            host: host_record(self.rt),
+            tensorlet_version: env!("CARGO_PKG_VERSION").to_string(),
+            plugins,
+            config: pipeline.training.to_json(),
+            dataset: data_source.record(),
+            seed: pipeline.training.seed,
+            classes,
+            rows: data.rows() as u64,
+            publish: publish.map(|p| RunPublish {
+                name: p.name.clone(),
+                version: p.version.clone(),
+                key: p.key_name.clone(),
+            }),
+            out: out.map(|o| {
+                std::path::absolute(o)
+                    .unwrap_or_else(|_| o.to_path_buf())
+                    .display()
+                    .to_string()
+            }),
+            allow_unsigned: self.sources.unsigned_allowed(),
+        }
     }
 
     /// Saves the model and publishes it with its lineage.
@@ -326,7 +341,7 @@ impl Run<'_> {
     }
 }
 
-fn plugins_record(p: &PipelinePlugins) -> Value {
+fn plugins_record(p: &PipelinePlugins) -> RunPlugins {
     let stage = |s: &train::StagePlugin| {
         let (artifact, manifest, key_id) = match s.component.provenance() {
             Provenance::Signed {
@@ -340,19 +355,19 @@ fn plugins_record(p: &PipelinePlugins) -> Value {
             ),
             _ => (None, None, None),
         };
-        json!({
-            "name": s.component.name(),
-            "digest": s.plugin.digest(),
-            "artifact": artifact,
-            "manifest": manifest,
-            "key_id": key_id,
-        })
+        RunPlugin {
+            name: s.component.name().to_string(),
+            digest: s.plugin.digest().to_string(),
+            artifact,
+            manifest,
+            key_id,
+        }
     };
-    json!({
-        "preprocessor": stage(&p.preprocessor),
-        "trainer": p.trainer.as_ref().map(stage),
-        "predictor": stage(&p.predictor),
-    })
+    RunPlugins {
+        preprocessor: stage(&p.preprocessor),
+        trainer: p.trainer.as_ref().map(stage),
+        predictor: stage(&p.predictor),
+    }
 }
 
 /// Stores the fitted state and a checkpoint per epoch; passes progress on.
@@ -383,17 +398,17 @@ impl Observer for Recorder<'_> {
 
     fn fitted(&mut self, state: &NamedTensors) -> crate::Result<()> {
         self.reg
-            .run_state(self.run_id, &model::to_safetensors(self.device, state)?)?;
+            .runs()
+            .save_state(self.run_id, &model::to_safetensors(self.device, state)?)?;
         Ok(())
     }
 
     fn checkpoint(&mut self, m: &EpochMetrics, params: &NamedTensors) -> crate::Result<()> {
-        let metrics = serde_json::to_value(m).expect("metrics serialise");
-        self.reg.run_checkpoint(
+        self.reg.runs().checkpoint(
             self.run_id,
             m.epoch,
             &model::to_safetensors(self.device, params)?,
-            &metrics,
+            m,
         )?;
         Ok(())
     }

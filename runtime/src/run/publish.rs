@@ -6,10 +6,9 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
-use serde_json::Value;
 use tensorlet_registry::{
-    KeyPair, Reference, Registry, RegistryError, Selector, VerifiedArtifact, check_name,
-    check_version,
+    KeyPair, Reference, Registry, RegistryError, RunDetails, Selector, VerifiedArtifact,
+    check_name, check_version,
 };
 
 use crate::pipeline::{Pipeline, PluginSource};
@@ -43,14 +42,13 @@ pub struct PublishRequest {
 
 impl PublishRequest {
     /// Fills what is unset from a run's record (its `publish` and `out`).
-    pub fn or_recorded(self, record: &Value) -> Self {
-        let p = &record["publish"];
-        let text = |v: &Value| v.as_str().map(String::from);
+    pub fn or_recorded(self, record: &RunDetails) -> Self {
+        let p = record.publish.as_ref();
         PublishRequest {
-            key: self.key.or_else(|| text(&p["key"])),
-            name: self.name.or_else(|| text(&p["name"])),
-            version: self.version.or_else(|| text(&p["version"])),
-            out: self.out.or_else(|| text(&record["out"]).map(PathBuf::from)),
+            key: self.key.or_else(|| p.map(|p| p.key.clone())),
+            name: self.name.or_else(|| p.map(|p| p.name.clone())),
+            version: self.version.or_else(|| p.and_then(|p| p.version.clone())),
+            out: self.out.or_else(|| record.out.as_ref().map(PathBuf::from)),
         }
     }
 
@@ -174,8 +172,6 @@ fn check_publishable(
 mod tests {
     use std::path::Path;
 
-    use serde_json::json;
-
     use super::*;
 
     fn pipeline(namespace: Option<&str>, stage: &str) -> Pipeline {
@@ -189,10 +185,15 @@ mod tests {
 
     #[test]
     fn a_resumed_run_publishes_as_it_recorded_unless_told_otherwise() {
-        let rec = json!({
-            "publish": {"key": "ci", "name": "acme/iris-model", "version": null},
-            "out": "/tmp/model",
-        });
+        let rec = RunDetails {
+            publish: Some(tensorlet_registry::RunPublish {
+                key: "ci".into(),
+                name: "acme/iris-model".into(),
+                version: None,
+            }),
+            out: Some("/tmp/model".into()),
+            ..RunDetails::default()
+        };
         let r = PublishRequest {
             version: Some("2.0.0".into()),
             ..PublishRequest::default()

@@ -31,7 +31,7 @@ pub fn check_resumable(record: &RunRecord) -> Result<()> {
         RunStatus::Running if process_alive(&record.record) => bail!(
             "run {} is still running (process {} on this host); stop it first",
             record.id,
-            record.record["host"]["pid"]
+            record.record.host.pid.unwrap_or_default()
         ),
         _ => Ok(()),
     }
@@ -55,11 +55,10 @@ impl Recorded {
     /// [`DataSource::from_record`] of the record's `dataset`.
     pub fn of(reg: &Registry, sources: &Sources, record: &RunRecord) -> Result<Self> {
         let rec = &record.record;
-        let origin = rec["pipeline"]["origin"]
-            .as_str()
-            .context("the run's record does not name its pipeline")?
-            .to_string();
-        let (mut pipeline, artifact) = match rec["pipeline"]["reference"].as_str() {
+        let origin = Some(rec.pipeline.origin.clone())
+            .filter(|o| !o.is_empty())
+            .context("the run's record does not name its pipeline")?;
+        let (mut pipeline, artifact) = match rec.pipeline.reference.as_deref() {
             Some(pinned) => sources.pipeline(reg, pinned)?,
             None => {
                 let path = PathBuf::from(&origin);
@@ -69,8 +68,8 @@ impl Recorded {
                         path.display()
                     )
                 })?;
-                let want = rec["pipeline"]["digest"].as_str().unwrap_or_default();
-                if digest(&bytes) != want {
+                let want = &rec.pipeline.digest;
+                if &digest(&bytes) != want {
                     bail!(
                         "the pipeline file {} changed since run {} started (now {}, recorded \
                          {want}); a resumed run must use the same pipeline",
@@ -82,13 +81,13 @@ impl Recorded {
                 (Pipeline::load(&path)?, None)
             }
         };
-        pipeline.training = serde_json::from_value::<TrainingConfig>(rec["config"].clone())
+        pipeline.training = serde_json::from_value::<TrainingConfig>(rec.config.clone())
             .context("the run's recorded training options are unreadable")?;
         Ok(Recorded {
             origin,
             pipeline,
             artifact,
-            allow_unsigned: rec["allow_unsigned"] == serde_json::json!(true),
+            allow_unsigned: rec.allow_unsigned,
         })
     }
 }
@@ -107,7 +106,7 @@ pub fn resume_point(
     run: &RunRecord,
 ) -> Result<Option<Resume>> {
     let device = rt.device();
-    let checkpoints = reg.checkpoints(&run.id)?;
+    let checkpoints = reg.runs().checkpoints::<EpochMetrics>(&run.id)?;
     let Some(state_digest) = &run.state else {
         return Ok(None);
     };
@@ -153,7 +152,7 @@ pub fn resume_point(
 }
 
 /// The metrics of each checkpoint, which must be epochs 1, 2, … in order.
-fn history(run: &str, checkpoints: &[Checkpoint]) -> Result<Vec<EpochMetrics>> {
+fn history(run: &str, checkpoints: &[Checkpoint<EpochMetrics>]) -> Result<Vec<EpochMetrics>> {
     let mut history = Vec::with_capacity(checkpoints.len());
     for (i, c) in checkpoints.iter().enumerate() {
         if c.epoch as usize != i + 1 {
@@ -162,9 +161,7 @@ fn history(run: &str, checkpoints: &[Checkpoint]) -> Result<Vec<EpochMetrics>> {
                 i + 1
             );
         }
-        let m: EpochMetrics = serde_json::from_value(c.metrics.clone())
-            .with_context(|| format!("run {run}: epoch {} metrics are unreadable", c.epoch))?;
-        history.push(m);
+        history.push(c.metrics.clone());
     }
     Ok(history)
 }
@@ -173,7 +170,7 @@ fn history(run: &str, checkpoints: &[Checkpoint]) -> Result<Vec<EpochMetrics>> {
 mod tests {
     use std::sync::{Arc, Mutex};
 
-    use serde_json::json;
+    use tensorlet_registry::{RunDetails, RunHost};
 
     use super::*;
     use crate::RuntimeConfig;
@@ -182,18 +179,17 @@ mod tests {
     /// each checkpoint's params hold its epoch number.
     fn run_with(reg: &Registry, rt: &Runtime, val_losses: &[f32]) -> RunRecord {
         let dev = rt.device();
-        let id = reg.run_start("p", &json!({})).unwrap();
+        let id = reg.runs().start("p", &RunDetails::default()).unwrap();
         let tensors = |v: f32| -> NamedTensors { vec![("w".into(), dev.fill(&[2], v).unwrap())] };
         let bytes = |v: f32| model::to_safetensors(dev, &tensors(v)).unwrap();
-        reg.run_state(&id, &bytes(-1.0)).unwrap();
+        reg.runs().save_state(&id, &bytes(-1.0)).unwrap();
         for (i, l) in val_losses.iter().enumerate() {
             let e = i as u32 + 1;
             let mut m = EpochMetrics::new(e, 1.0, None, 0.1);
             m.val_loss = Some(*l);
-            reg.run_checkpoint(&id, e, &bytes(e as f32), &serde_json::to_value(&m).unwrap())
-                .unwrap();
+            reg.runs().checkpoint(&id, e, &bytes(e as f32), &m).unwrap();
         }
-        reg.run(&id).unwrap()
+        reg.runs().get(&id).unwrap()
     }
 
     fn value(rt: &Runtime, t: &NamedTensors) -> f32 {
@@ -228,7 +224,7 @@ mod tests {
         assert!(notices.lock().unwrap().is_empty());
 
         // The newest checkpoint is torn: continue after epoch 3, noticed.
-        let cps = reg.checkpoints(&run.id).unwrap();
+        let cps = reg.runs().checkpoints::<EpochMetrics>(&run.id).unwrap();
         damage(home.path(), &cps[3].params);
         let r = resume_point(&rt, &reg, &sources, &run).unwrap().unwrap();
         assert_eq!((r.history.len(), value(&rt, &r.params)), (3, 3.0));
@@ -253,8 +249,8 @@ mod tests {
         let home = tempfile::tempdir().unwrap();
         let reg = Registry::open(home.path()).unwrap();
         let rt = Runtime::new(RuntimeConfig::default()).unwrap();
-        let id = reg.run_start("p", &json!({})).unwrap();
-        let run = reg.run(&id).unwrap();
+        let id = reg.runs().start("p", &RunDetails::default()).unwrap();
+        let run = reg.runs().get(&id).unwrap();
         assert!(
             resume_point(&rt, &reg, &Sources::default(), &run)
                 .unwrap()
@@ -267,8 +263,14 @@ mod tests {
         let e = check_resumable(&done).unwrap_err().to_string();
         assert!(e.contains("already completed (model acme/m@1.0.0)"), "{e}");
         let mut alive = run;
-        alive.record = json!({"host": {"hostname": super::super::host::hostname(),
-                                       "pid": std::process::id()}});
+        alive.record = RunDetails {
+            host: RunHost {
+                hostname: super::super::host::hostname(),
+                pid: Some(std::process::id()),
+                ..RunHost::default()
+            },
+            ..RunDetails::default()
+        };
         let e = check_resumable(&alive).unwrap_err().to_string();
         assert!(e.contains("is still running"), "{e}");
         alive.status = RunStatus::Interrupted;

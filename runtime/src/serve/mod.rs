@@ -124,7 +124,8 @@ pub trait ModelSource: Send + Sync {
 /// Running per-feature mean of served inputs (for drift).
 #[derive(Default)]
 struct Running {
-    n: u64,
+    /// Values seen per feature (a missing value is not counted).
+    n: Vec<u64>,
     sum: Vec<f64>,
 }
 
@@ -138,6 +139,8 @@ pub struct Deployment {
     pub reference: String,
     /// The model.
     pub model: Model,
+    /// Its inputs and outputs in the protocol.
+    spec: oip::ModelSpec,
     train_stats: Option<Vec<(f64, f64)>>,
     served: Mutex<Running>,
     invocations: AtomicU64,
@@ -156,6 +159,9 @@ impl Deployment {
             name: name.to_string(),
             version: version.to_string(),
             reference: reference.to_string(),
+            spec: oip::ModelSpec::from_model_json(
+                &serde_json::to_value(&model.meta).unwrap_or_default(),
+            ),
             model,
             train_stats,
             served: Mutex::new(Running::default()),
@@ -173,12 +179,16 @@ impl Deployment {
         let mut r = self.served.lock().expect("drift lock");
         if r.sum.len() != f {
             r.sum = vec![0.0; f];
+            r.n = vec![0; f];
         }
+        let Running { n, sum } = &mut *r;
         for row in x.chunks(f) {
-            for (s, v) in r.sum.iter_mut().zip(row) {
-                *s += f64::from(*v);
+            for ((s, n), v) in sum.iter_mut().zip(n.iter_mut()).zip(row) {
+                if !v.is_nan() {
+                    *s += f64::from(*v);
+                    *n += 1;
+                }
             }
-            r.n += 1;
         }
     }
 
@@ -187,15 +197,17 @@ impl Deployment {
     pub fn drift(&self) -> Option<f64> {
         let stats = self.train_stats.as_ref()?;
         let r = self.served.lock().expect("drift lock");
-        if r.n == 0 || stats.is_empty() {
+        // Features with values served and finite training statistics.
+        let shifts: Vec<f64> = stats
+            .iter()
+            .zip(r.sum.iter().zip(&r.n))
+            .filter(|((mean, std), (_, n))| **n > 0 && mean.is_finite() && std.is_finite())
+            .map(|((mean, std), (sum, &n))| (sum / n as f64 - mean).abs() / std.max(1e-12))
+            .collect();
+        if shifts.is_empty() {
             return None;
         }
-        let total: f64 = stats
-            .iter()
-            .zip(&r.sum)
-            .map(|((mean, std), sum)| (sum / r.n as f64 - mean).abs() / std.max(1e-12))
-            .sum();
-        Some(total / stats.len() as f64)
+        Some(shifts.iter().sum::<f64>() / shifts.len() as f64)
     }
 
     /// Requests this deployment has answered.
@@ -276,15 +288,6 @@ impl Server {
     /// the model's ready endpoint. Blocking: call off the async runtime.
     pub fn deploy(&self, d: Deployment) -> Result<(), String> {
         let _one_at_a_time = self.deploy_lock.lock().expect("deploy lock");
-        if d.model.meta.task == crate::plugin::Task::Regression {
-            let msg = format!(
-                "{} is a regression model; the OIP server answers classification models \
-                 (labels and probabilities) only so far: use `tensorlet predict` for it",
-                d.reference
-            );
-            self.record_failure(&d.name, &d.reference, &msg);
-            return Err(msg);
-        }
         let warm = vec![0.0f32; d.features()];
         if let Err(e) = d.model.predict(&self.device, warm, 1) {
             let msg = format!("warm-up of {} failed: {e}", d.reference);
@@ -609,14 +612,7 @@ async fn list_models(State(s): Shared) -> Response {
 }
 
 fn metadata(d: &Deployment) -> Value {
-    let m = &d.model.meta;
-    oip::model_metadata(
-        &d.name,
-        &d.version,
-        &m.feature_names,
-        m.classes as usize,
-        json!(m.class_names),
-    )
+    oip::model_metadata(&d.name, &d.version, &d.model.meta.feature_names, &d.spec)
 }
 
 async fn model_metadata(State(s): Shared, Path(model): Path<String>) -> Response {
@@ -767,7 +763,7 @@ async fn infer_model(s: &Arc<Server>, d: &Arc<Deployment>, req: Request) -> Resp
         max_batch: s.config.max_batch,
     };
     let mut req = match oip::split_body(&bytes, header_len)
-        .and_then(|(json, bin)| oip::parse_request(json, bin, spec))
+        .and_then(|(json, bin)| oip::parse_request_for(json, bin, spec, &d.spec))
     {
         Ok(r) => r,
         Err(BadRequest(m)) => return error(StatusCode::BAD_REQUEST, m),
@@ -782,6 +778,8 @@ async fn infer_model(s: &Arc<Server>, d: &Arc<Deployment>, req: Request) -> Resp
     // the device, which must not block a worker: the blocking pool runs them.
     // The rows move to the plugins; the response needs only the rest of `req`.
     let (x, rows) = (std::mem::take(&mut req.x), req.rows);
+    // A missing value (one input per column may carry them).
+    let missing = x.iter().any(|v| v.is_nan());
     let predicted = if s.inline {
         Ok(d.model.predict_async(&s.device, x, rows).await)
     } else {
@@ -790,6 +788,12 @@ async fn infer_model(s: &Arc<Server>, d: &Arc<Deployment>, req: Request) -> Resp
     };
     let p = match predicted {
         Ok(Ok(p)) => p,
+        Ok(Err(e)) if missing && e.to_string().contains("non-finite") => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("{}: {e}", oip::MISSING_NOT_FILLED),
+            );
+        }
         Ok(Err(e)) => {
             tracing::warn!(model = %d.name, version = %d.version, "inference failed: {e}");
             if let Some(dev) = e.device_error() {
@@ -813,7 +817,15 @@ async fn infer_model(s: &Arc<Server>, d: &Arc<Deployment>, req: Request) -> Resp
             );
         }
     };
-    let enc = oip::encode_response(&d.name, &d.version, &req, &p.labels, &p.probabilities);
+    let prediction = match d.model.meta.task {
+        crate::plugin::Task::Classification => oip::Prediction::Classes {
+            labels: &p.labels,
+            probabilities: &p.probabilities,
+            names: d.model.meta.class_names.as_deref(),
+        },
+        crate::plugin::Task::Regression => oip::Prediction::Targets(&p.values),
+    };
+    let enc = oip::encode_prediction(&d.name, &d.version, &req, prediction);
     if enc.binary.is_empty() {
         return (
             StatusCode::OK,

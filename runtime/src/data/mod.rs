@@ -1,6 +1,9 @@
 //! Tables as people have them: CSV (RFC 4180 quoting through the `csv`
-//! crate, any one-byte delimiter, a UTF-8 byte-order mark) and JSON rows for
-//! prediction input.
+//! crate, any one-byte delimiter, a UTF-8 byte-order mark), Parquet (through
+//! the Apache Arrow `parquet` crate, typed columns) and JSON lines (one
+//! object per line); JSON rows for prediction input. The format follows the
+//! file name: `.parquet`/`.pq`, `.jsonl`/`.ndjson`, else CSV (a tab for
+//! `.tsv`).
 //!
 //! A table is read in two passes. The first infers each column's type —
 //! numeric, boolean (`true`/`false`) or categorical (any other text) — and
@@ -8,16 +11,23 @@
 //! a number as itself, a boolean as 0 or 1, a category as its index among
 //! the column's categories (sorted, learned from the training data and
 //! recorded in the model), and a missing value (an empty field, `NA`, `N/A`,
-//! `NaN`, `nan`, `null`, `NULL`, `None`) as NaN. At prediction time a
-//! category the training data did not have is encoded as -1.
+//! `NaN`, `nan`, `null`, `NULL`, `None`; a null or NaN in Parquet and JSON)
+//! as NaN. At prediction time a category the training data did not have is
+//! encoded as -1.
 //!
 //! The label decides the task unless `[data] task` declares it: text labels
 //! are classes (their names learned from the data, sorted, unless
 //! `class_names` orders them); whole numbers ≥ 0 with at most
 //! [`MAX_INFERRED_CLASSES`] distinct values are class indices; anything else
 //! must be declared, so a continuous target is never trained as hundreds of
-//! classes. Errors name the file, the line and the column.
+//! classes. Errors name the file, the line (CSV, JSON lines) or row
+//! (Parquet) and the column.
 
+mod csv;
+mod jsonl;
+mod parquet;
+
+use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
@@ -91,7 +101,7 @@ pub struct Options {
     pub drop: Vec<String>,
     /// Columns read as categories even when they hold numbers.
     pub categorical: Vec<String>,
-    /// The field delimiter (`,` when absent).
+    /// The CSV field delimiter (`,` when absent, a tab for `.tsv`).
     pub delimiter: Option<u8>,
     /// Class names in index order; orders text labels.
     pub class_names: Option<Vec<String>>,
@@ -190,103 +200,126 @@ fn data_err(
     }
 }
 
-/// A CSV reader positioned after the header, and the header.
-fn open_csv(path: &Path, delimiter: u8) -> Result<(csv::Reader<std::fs::File>, Vec<String>)> {
-    let file = std::fs::File::open(path).map_err(|e| RuntimeError::io(path, e))?;
-    let mut reader = csv::ReaderBuilder::new()
-        .delimiter(delimiter)
-        .trim(csv::Trim::All)
-        .from_reader(file);
-    let header: Vec<String> = reader
-        .headers()
-        .map_err(|e| csv_err(path, e, 0))?
-        .iter()
-        .map(str::to_string)
-        .collect();
-    if header.is_empty() || header.iter().all(String::is_empty) {
-        return Err(data_err(path, None, None, "the file is empty".into()));
-    }
-    if header.iter().all(|h| h.parse::<f64>().is_ok()) {
-        return Err(data_err(
-            path,
-            Some(1),
-            None,
-            "the first line must be a header of column names, but it holds numbers".into(),
-        ));
-    }
-    if let Some(i) = header.iter().position(String::is_empty) {
-        return Err(data_err(
-            path,
-            Some(1),
-            Some(i + 1),
-            "the header has an empty column name".into(),
-        ));
-    }
-    let mut seen = HashMap::new();
-    for (i, h) in header.iter().enumerate() {
-        if let Some(first) = seen.insert(h.as_str(), i) {
-            return Err(data_err(
-                path,
-                Some(1),
-                Some(i + 1),
-                format!(
-                    "the header names column `{h}` twice (columns {} and {})",
-                    first + 1,
-                    i + 1
-                ),
-            ));
-        }
-    }
-    Ok((reader, header))
+/// One field of a row as a reader gives it: CSV gives text, Parquet and
+/// JSON lines give typed values.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Field<'a> {
+    /// A null (text fields in [`MISSING`] are missing too).
+    Missing,
+    Text(&'a str),
+    Number(f64),
+    Bool(bool),
 }
 
-fn csv_err(path: &Path, e: csv::Error, width: usize) -> RuntimeError {
-    let line = e.position().map(|p| p.line() as usize);
-    match e.kind() {
-        csv::ErrorKind::UnequalLengths { len, .. } => data_err(
-            path,
-            line,
-            None,
-            format!(
-                "expected {width} columns as in the header, found {len} (a field holding the \
-                 delimiter must be quoted: \"a,b\")"
-            ),
-        ),
-        csv::ErrorKind::Utf8 { err, .. } => data_err(
-            path,
-            line,
-            Some(err.field() + 1),
-            "is not UTF-8 text; save the file as UTF-8".into(),
-        ),
-        csv::ErrorKind::Io(io) => data_err(path, line, None, io.to_string()),
-        _ => data_err(path, line, None, e.to_string()),
+impl<'a> Field<'a> {
+    /// The field with text in [`MISSING`] as [`Field::Missing`].
+    fn normal(self) -> Field<'a> {
+        match self {
+            Field::Text(t) if is_missing(t) => Field::Missing,
+            f => f,
+        }
+    }
+
+    /// The field as text: a category's name, a class label.
+    fn text(&self) -> Cow<'a, str> {
+        match *self {
+            Field::Missing => Cow::Borrowed(""),
+            Field::Text(t) => Cow::Borrowed(t),
+            Field::Number(v) => Cow::Owned(format!("{v}")),
+            Field::Bool(b) => Cow::Borrowed(if b { "true" } else { "false" }),
+        }
+    }
+
+    /// The field as a number, when it is one.
+    fn number(&self) -> Option<f64> {
+        match *self {
+            Field::Number(v) => Some(v),
+            Field::Text(t) => t.parse().ok(),
+            _ => None,
+        }
+    }
+
+    /// The field as an f32, when it is a number: text is parsed straight to
+    /// f32 (one rounding, as every CSV number has always been read).
+    fn number_f32(&self) -> Option<f32> {
+        match *self {
+            Field::Number(v) => Some(v as f32),
+            Field::Text(t) => t.parse().ok(),
+            _ => None,
+        }
+    }
+
+    /// The field as a boolean, when it is one.
+    fn boolean(&self) -> Option<bool> {
+        match *self {
+            Field::Bool(b) => Some(b),
+            Field::Text(t) => parse_bool(t),
+            _ => None,
+        }
     }
 }
 
-/// Calls `row(line, fields)` for each data row of the CSV after the header.
-fn each_row(
-    reader: &mut csv::Reader<std::fs::File>,
-    path: &Path,
-    width: usize,
-    mut row: impl FnMut(usize, &csv::StringRecord) -> Result<()>,
-) -> Result<usize> {
-    let mut record = csv::StringRecord::new();
-    let mut rows = 0;
-    loop {
-        match reader.read_record(&mut record) {
-            Ok(false) => break,
-            Ok(true) => {}
-            Err(e) => return Err(csv_err(path, e, width)),
+/// A table a reader can scan, from the first data row, as often as needed.
+trait Source {
+    /// The column names, in the file's order.
+    fn header(&self) -> &[String];
+    /// Calls `row(position, fields)` for each data row, with the fields of
+    /// `columns` (indices into the header) in that order; the position is
+    /// what [`Source::err_at`] takes. Returns the number of rows.
+    fn scan(
+        &self,
+        columns: &[usize],
+        row: &mut dyn FnMut(usize, &[Field<'_>]) -> Result<()>,
+    ) -> Result<usize>;
+    /// An error at a row's position and a column (an index into the header).
+    fn err_at(&self, position: usize, column: usize, message: String) -> RuntimeError;
+    /// An error about the columns.
+    fn header_err(&self, column: Option<usize>, message: String) -> RuntimeError;
+}
+
+/// The file format of `path`, by its name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// Comma- (or otherwise) separated values.
+    Csv,
+    /// Apache Parquet.
+    Parquet,
+    /// One JSON object per line.
+    JsonLines,
+}
+
+impl Format {
+    /// `.parquet`/`.pq` is Parquet, `.jsonl`/`.ndjson` JSON lines, anything
+    /// else CSV.
+    pub fn of(path: &Path) -> Format {
+        let ext = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase);
+        match ext.as_deref() {
+            Some("parquet" | "pq") => Format::Parquet,
+            Some("jsonl" | "ndjson") => Format::JsonLines,
+            _ => Format::Csv,
         }
-        // A blank line: the csv crate gives one empty field for it.
-        if record.len() == 1 && record[0].is_empty() && width > 1 {
-            continue;
-        }
-        let line = record.position().map_or(0, |p| p.line() as usize);
-        row(line, &record)?;
-        rows += 1;
     }
-    Ok(rows)
+
+    /// `csv`, `parquet` or `jsonl`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Csv => "csv",
+            Format::Parquet => "parquet",
+            Format::JsonLines => "jsonl",
+        }
+    }
+}
+
+/// Opens a table in the format its name says.
+fn open(path: &Path, delimiter: Option<u8>) -> Result<Box<dyn Source>> {
+    Ok(match Format::of(path) {
+        Format::Parquet => Box::new(parquet::ParquetSource::open(path)?),
+        Format::JsonLines => Box::new(jsonl::JsonlSource::open(path)?),
+        Format::Csv => Box::new(csv::CsvSource::open(path, delimiter_for(path, delimiter))?),
+    })
 }
 
 /// What the first pass learns about one column.
@@ -298,7 +331,7 @@ struct Seen {
     not_bool: bool,
     /// Present values.
     present: usize,
-    /// Missing values, and the first one's line.
+    /// Missing values, and the first one's position.
     missing: usize,
     first_missing: Option<usize>,
     /// Distinct values, while few enough to be classes (the label).
@@ -310,33 +343,34 @@ struct Seen {
 const DISTINCT_CAP: usize = 1 << 16;
 
 impl Seen {
-    fn see(&mut self, line: usize, field: &str, label: bool) {
-        if is_missing(field) {
+    fn see(&mut self, at: usize, field: Field<'_>, label: bool) {
+        if field == Field::Missing {
             self.missing += 1;
-            self.first_missing.get_or_insert(line);
+            self.first_missing.get_or_insert(at);
             return;
         }
         self.present += 1;
-        if parse_bool(field).is_none() {
+        if field.boolean().is_none() {
             self.not_bool = true;
         }
-        match field.parse::<f64>() {
-            Ok(v) => {
+        match field.number() {
+            Some(v) => {
                 if label && self.not_index.is_none() && !(v >= 0.0 && v.fract() == 0.0 && v < 4e9) {
-                    self.not_index = Some((line, field.to_string()));
+                    self.not_index = Some((at, field.text().into_owned()));
                 }
             }
-            Err(_) => {
+            None => {
                 if self.text.is_none() {
-                    self.text = Some((line, field.to_string()));
+                    self.text = Some((at, field.text().into_owned()));
                 }
             }
         }
         if label && let Some(d) = &mut self.distinct {
+            let t = field.text();
             if d.len() >= DISTINCT_CAP {
                 self.distinct = None;
-            } else if !d.contains(field) {
-                d.insert(field.to_string());
+            } else if !d.contains(t.as_ref()) {
+                d.insert(t.into_owned());
             }
         }
     }
@@ -350,11 +384,10 @@ fn parse_bool(field: &str) -> Option<bool> {
     }
 }
 
-fn column_index(path: &Path, header: &[String], name: &str, what: &str) -> Result<usize> {
+fn column_index(src: &dyn Source, name: &str, what: &str) -> Result<usize> {
+    let header = src.header();
     header.iter().position(|h| h == name).ok_or_else(|| {
-        data_err(
-            path,
-            Some(1),
+        src.header_err(
             None,
             format!(
                 "there is no {what} column `{name}`; the columns are: {}",
@@ -364,20 +397,23 @@ fn column_index(path: &Path, header: &[String], name: &str, what: &str) -> Resul
     })
 }
 
-fn number(path: &Path, line: usize, col: usize, name: &str, field: &str) -> Result<f32> {
-    match field.parse::<f32>() {
-        Ok(v) if v.is_finite() => Ok(v),
-        Ok(_) => Err(data_err(
-            path,
-            Some(line),
-            Some(col + 1),
-            format!("`{field}` in column `{name}` is not a finite number"),
+/// A field of a numeric column as a finite f32.
+fn number(src: &dyn Source, at: usize, col: usize, field: Field<'_>) -> Result<f32> {
+    let name = &src.header()[col];
+    match field.number_f32() {
+        Some(v) if v.is_finite() => Ok(v),
+        Some(_) => Err(src.err_at(
+            at,
+            col,
+            format!(
+                "`{}` in column `{name}` is not a finite number",
+                field.text()
+            ),
         )),
-        Err(_) => Err(data_err(
-            path,
-            Some(line),
-            Some(col + 1),
-            format!("`{field}` in column `{name}` is not a number"),
+        None => Err(src.err_at(
+            at,
+            col,
+            format!("`{}` in column `{name}` is not a number", field.text()),
         )),
     }
 }
@@ -396,7 +432,75 @@ fn delimiter_for(path: &Path, given: Option<u8>) -> u8 {
     })
 }
 
-/// Loads a labelled CSV with the default [`Options`] but for the label
+/// The columns of a table and what each holds, as `dataset add` records
+/// them: every column, typed as training would type a feature.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TableSchema {
+    /// `csv`, `parquet` or `jsonl`.
+    pub format: String,
+    /// Data rows.
+    pub rows: usize,
+    /// Every column in the file's order; a text column lists the first
+    /// [`SCHEMA_CATEGORIES`] distinct values read, sorted.
+    pub columns: Vec<Column>,
+}
+
+/// The most categories of a column [`schema`] lists.
+pub const SCHEMA_CATEGORIES: usize = 100;
+
+/// Reads every column of a table and infers its type: the schema
+/// `dataset add` records.
+pub fn schema(path: &Path, delimiter: Option<u8>) -> Result<TableSchema> {
+    let src = open(path, delimiter)?;
+    let width = src.header().len();
+    let all: Vec<usize> = (0..width).collect();
+    let mut seen: Vec<Seen> = (0..width).map(|_| Seen::default()).collect();
+    let mut categories: Vec<BTreeSet<String>> = vec![BTreeSet::new(); width];
+    let rows = src.scan(&all, &mut |at, fields| {
+        for (c, f) in fields.iter().enumerate() {
+            let f = f.normal();
+            seen[c].see(at, f, false);
+            if f != Field::Missing
+                && f.number().is_none()
+                && categories[c].len() < SCHEMA_CATEGORIES
+            {
+                categories[c].insert(f.text().into_owned());
+            }
+        }
+        Ok(())
+    })?;
+    let columns = src
+        .header()
+        .iter()
+        .zip(seen)
+        .zip(categories)
+        .map(|((name, s), cats)| Column {
+            name: name.clone(),
+            kind: inferred_type(&s, false, cats.into_iter().collect()),
+            missing: s.missing,
+        })
+        .collect();
+    Ok(TableSchema {
+        format: Format::of(path).name().to_string(),
+        rows,
+        columns,
+    })
+}
+
+/// A feature column's type from what the first pass saw.
+fn inferred_type(s: &Seen, declared_categorical: bool, categories: Vec<String>) -> ColumnType {
+    if declared_categorical {
+        ColumnType::Categorical { categories }
+    } else if s.present > 0 && !s.not_bool {
+        ColumnType::Boolean
+    } else if s.text.is_some() {
+        ColumnType::Categorical { categories }
+    } else {
+        ColumnType::Numeric
+    }
+}
+
+/// Loads a labelled table with the default [`Options`] but for the label
 /// column (the last column when `None`).
 pub fn load_labeled(path: &Path, label: Option<&str>) -> Result<Dataset> {
     load(
@@ -418,36 +522,33 @@ enum LabelKind {
     Targets,
 }
 
-/// Loads a labelled CSV as `opts` says (see the module docs).
+/// Loads a labelled table as `opts` says (see the module docs).
 pub fn load(path: &Path, opts: &Options) -> Result<Dataset> {
-    let delimiter = delimiter_for(path, opts.delimiter);
-    let (mut reader, header) = open_csv(path, delimiter)?;
+    let opened = open(path, opts.delimiter)?;
+    let src = opened.as_ref();
+    let header = src.header().to_vec();
     let width = header.len();
     if width < 2 {
-        return Err(data_err(
-            path,
-            Some(1),
+        return Err(src.header_err(
             None,
             "needs at least one feature column and a label column".into(),
         ));
     }
     let label_col = match &opts.label {
         None => width - 1,
-        Some(name) => column_index(path, &header, name, "label")?,
+        Some(name) => column_index(src, name, "label")?,
     };
     let label_name = header[label_col].clone();
     let mut feats: Vec<usize> = match &opts.features {
         Some(names) => names
             .iter()
-            .map(|n| column_index(path, &header, n, "feature"))
+            .map(|n| column_index(src, n, "feature"))
             .collect::<Result<_>>()?,
         None => (0..width).filter(|&c| c != label_col).collect(),
     };
     if feats.contains(&label_col) {
-        return Err(data_err(
-            path,
-            Some(1),
-            Some(label_col + 1),
+        return Err(src.header_err(
+            Some(label_col),
             format!(
                 "`{label_name}` is the label column and cannot also be a feature; remove it \
                  from [data] features"
@@ -455,47 +556,45 @@ pub fn load(path: &Path, opts: &Options) -> Result<Dataset> {
         ));
     }
     for d in &opts.drop {
-        let c = column_index(path, &header, d, "`drop`ped")?;
+        let c = column_index(src, d, "`drop`ped")?;
         if c == label_col {
-            return Err(data_err(
-                path,
-                Some(1),
-                Some(c + 1),
+            return Err(src.header_err(
+                Some(c),
                 format!("`{d}` is the label column and cannot be dropped"),
             ));
         }
         feats.retain(|&f| f != c);
     }
     for name in &opts.categorical {
-        let c = column_index(path, &header, name, "categorical")?;
+        let c = column_index(src, name, "categorical")?;
         if !feats.contains(&c) {
-            return Err(data_err(
-                path,
-                Some(1),
-                Some(c + 1),
+            return Err(src.header_err(
+                Some(c),
                 format!("`{name}` is declared categorical but is not a feature column"),
             ));
         }
     }
     if feats.is_empty() {
-        return Err(data_err(
-            path,
-            Some(1),
+        return Err(src.header_err(
             None,
             "no feature columns are left (see [data] features and drop)".into(),
         ));
     }
+    // The label is the last field of each scanned row.
+    let w = feats.len();
+    let mut scanned = feats.clone();
+    scanned.push(label_col);
 
     // Pass 1: what each column holds.
-    let mut seen: Vec<Seen> = (0..width)
-        .map(|c| Seen {
-            distinct: (c == label_col).then(BTreeSet::new),
+    let mut seen: Vec<Seen> = (0..=w)
+        .map(|j| Seen {
+            distinct: (j == w).then(BTreeSet::new),
             ..Seen::default()
         })
         .collect();
-    let rows = each_row(&mut reader, path, width, |line, rec| {
-        for &c in feats.iter().chain([&label_col]) {
-            seen[c].see(line, &rec[c], c == label_col);
+    let rows = src.scan(&scanned, &mut |at, fields| {
+        for (j, f) in fields.iter().enumerate() {
+            seen[j].see(at, f.normal(), j == w);
         }
         Ok(())
     })?;
@@ -507,12 +606,11 @@ pub fn load(path: &Path, opts: &Options) -> Result<Dataset> {
             "the file has a header but no data rows".into(),
         ));
     }
-    let ls = &seen[label_col];
-    if let Some(line) = ls.first_missing {
-        return Err(data_err(
-            path,
-            Some(line),
-            Some(label_col + 1),
+    let ls = &seen[w];
+    if let Some(at) = ls.first_missing {
+        return Err(src.err_at(
+            at,
+            label_col,
             format!(
                 "the label column `{label_name}` has a missing value ({} rows in all); drop \
                  those rows or fill them in",
@@ -520,24 +618,15 @@ pub fn load(path: &Path, opts: &Options) -> Result<Dataset> {
             ),
         ));
     }
-    let (task, labels) = label_kind(path, opts, &label_name, label_col, ls)?;
+    let (task, labels) = label_kind(src, opts, label_col, ls)?;
     let mut schema: Vec<Column> = feats
         .iter()
-        .map(|&c| {
-            let s = &seen[c];
+        .zip(&seen)
+        .map(|(&c, s)| {
             let name = header[c].clone();
-            let kind = if opts.categorical.contains(&name) {
-                ColumnType::Categorical { categories: vec![] }
-            } else if s.present > 0 && !s.not_bool {
-                ColumnType::Boolean
-            } else if s.text.is_some() {
-                ColumnType::Categorical { categories: vec![] }
-            } else {
-                ColumnType::Numeric
-            };
             Column {
+                kind: inferred_type(s, opts.categorical.contains(&name), vec![]),
                 name,
-                kind,
                 missing: s.missing,
             }
         })
@@ -545,43 +634,47 @@ pub fn load(path: &Path, opts: &Options) -> Result<Dataset> {
 
     // Pass 2: encode. Categories get codes in the order first seen, then
     // are renumbered in sorted order.
-    let (mut reader, _) = open_csv(path, delimiter)?;
-    let w = feats.len();
     let mut codes: Vec<HashMap<String, u32>> = vec![HashMap::new(); w];
     let mut x = Vec::with_capacity(rows * w);
     let (mut y, mut targets) = (Vec::new(), Vec::new());
-    let changed = |line: usize, c: usize| {
-        data_err(
-            path,
-            Some(line),
-            Some(c + 1),
+    let changed = |at: usize, c: usize| {
+        src.err_at(
+            at,
+            c,
             "the file changed while it was read; read it again".into(),
         )
     };
-    each_row(&mut reader, path, width, |line, rec| {
+    src.scan(&scanned, &mut |at, fields| {
         for (j, &c) in feats.iter().enumerate() {
-            let f = &rec[c];
-            let v = if is_missing(f) {
+            let f = fields[j].normal();
+            let v = if f == Field::Missing {
                 f32::NAN
             } else {
                 match &schema[j].kind {
-                    ColumnType::Numeric => number(path, line, c, &header[c], f)?,
-                    ColumnType::Boolean => match parse_bool(f) {
+                    ColumnType::Numeric => number(src, at, c, f)?,
+                    ColumnType::Boolean => match f.boolean() {
                         Some(b) => f32::from(u8::from(b)),
-                        None => return Err(changed(line, c)),
+                        None => return Err(changed(at, c)),
                     },
                     ColumnType::Categorical { .. } => {
                         let m = &mut codes[j];
                         let next = m.len() as u32;
-                        *m.entry(f.to_string()).or_insert(next) as f32
+                        let t = f.text();
+                        match m.get(t.as_ref()) {
+                            Some(&code) => code as f32,
+                            None => {
+                                m.insert(t.into_owned(), next);
+                                next as f32
+                            }
+                        }
                     }
                 }
             };
             x.push(v);
         }
-        let f = &rec[label_col];
+        let f = fields[w];
         match &labels {
-            LabelKind::Names(names) => match names.get(f) {
+            LabelKind::Names(names) => match names.get(f.text().as_ref()) {
                 Some(&i) => y.push(i),
                 None => {
                     let known: Vec<&str> = opts
@@ -590,23 +683,23 @@ pub fn load(path: &Path, opts: &Options) -> Result<Dataset> {
                         .flatten()
                         .map(String::as_str)
                         .collect();
-                    return Err(data_err(
-                        path,
-                        Some(line),
-                        Some(label_col + 1),
+                    return Err(src.err_at(
+                        at,
+                        label_col,
                         format!(
-                            "label `{f}` in column `{label_name}` is not one of [data] \
+                            "label `{}` in column `{label_name}` is not one of [data] \
                              class_names ({}); add it there",
+                            f.text(),
                             known.join(", ")
                         ),
                     ));
                 }
             },
-            LabelKind::Indices => match f.parse::<f64>() {
-                Ok(v) => y.push(v as u32),
-                Err(_) => return Err(changed(line, label_col)),
+            LabelKind::Indices => match f.number() {
+                Some(v) => y.push(v as u32),
+                None => return Err(changed(at, label_col)),
             },
-            LabelKind::Targets => targets.push(number(path, line, label_col, &label_name, f)?),
+            LabelKind::Targets => targets.push(number(src, at, label_col, f)?),
         }
         Ok(())
     })?;
@@ -651,22 +744,20 @@ pub fn load(path: &Path, opts: &Options) -> Result<Dataset> {
 
 /// The task, and how labels are encoded, from `[data]` and the label column.
 fn label_kind(
-    path: &Path,
+    src: &dyn Source,
     opts: &Options,
-    name: &str,
     col: usize,
     seen: &Seen,
 ) -> Result<(Task, LabelKind)> {
-    let at = |line: usize, message: String| data_err(path, Some(line), Some(col + 1), message);
+    let name = &src.header()[col];
+    let at = |pos: usize, message: String| src.err_at(pos, col, message);
     let names = |distinct: Option<&BTreeSet<String>>| -> Result<LabelKind> {
         let order: Vec<String> = match (&opts.class_names, distinct) {
             (Some(declared), _) => declared.clone(),
             (None, Some(d)) => d.iter().cloned().collect(),
             (None, None) => {
-                return Err(data_err(
-                    path,
-                    Some(1),
-                    Some(col + 1),
+                return Err(src.header_err(
+                    Some(col),
                     format!(
                         "the label column `{name}` holds more than {DISTINCT_CAP} distinct \
                          values, too many to be classes"
@@ -679,8 +770,8 @@ fn label_kind(
         ))
     };
     match (opts.task, &seen.text) {
-        (Some(Task::Regression), Some((line, v))) => Err(at(
-            *line,
+        (Some(Task::Regression), Some((pos, v))) => Err(at(
+            *pos,
             format!(
                 "label `{v}` in column `{name}` is not a number; regression needs numeric \
                  targets (declare [data] task = \"classification\" for classes)"
@@ -689,8 +780,8 @@ fn label_kind(
         (Some(Task::Regression), None) => Ok((Task::Regression, LabelKind::Targets)),
         (_, Some(_)) => Ok((Task::Classification, names(seen.distinct.as_ref())?)),
         (Some(Task::Classification), None) => match &seen.not_index {
-            Some((line, v)) => Err(at(
-                *line,
+            Some((pos, v)) => Err(at(
+                *pos,
                 format!(
                     "label `{v}` in column `{name}` is not a class index (a whole number >= 0)"
                 ),
@@ -698,9 +789,9 @@ fn label_kind(
             None => Ok((Task::Classification, LabelKind::Indices)),
         },
         (None, None) => {
-            if let Some((line, v)) = &seen.not_index {
+            if let Some((pos, v)) = &seen.not_index {
                 return Err(at(
-                    *line,
+                    *pos,
                     format!(
                         "label `{v}` in column `{name}` is not a class index (a whole number \
                          >= 0); for a continuous target declare [data] task = \"regression\""
@@ -714,10 +805,8 @@ fn label_kind(
                 } else {
                     distinct.to_string()
                 };
-                return Err(data_err(
-                    path,
-                    Some(1),
-                    Some(col + 1),
+                return Err(src.header_err(
+                    Some(col),
                     format!(
                         "the label column `{name}` holds {shown} distinct whole numbers, more \
                          than the {MAX_INFERRED_CLASSES} taken as classes unless declared; \
@@ -731,12 +820,12 @@ fn label_kind(
     }
 }
 
-/// Loads prediction input: a CSV with a header, or a JSON array of rows
-/// (`[[5.1, 3.5, 1.4, 0.2], …]`, `null` for a missing value) when the file
-/// name ends in `.json`. With a `schema` (a model's), the CSV's columns of
-/// those names are read in the schema's order and encoded as in training,
-/// other columns (the label) ignored; without one, every column but
-/// `drop_column` is read as numbers.
+/// Loads prediction input: a table (CSV, Parquet or JSON lines) with named
+/// columns, or a JSON array of rows (`[[5.1, 3.5, 1.4, 0.2], …]`, `null` for
+/// a missing value) when the file name ends in `.json`. With a `schema` (a
+/// model's), the table's columns of those names are read in the schema's
+/// order and encoded as in training, other columns (the label) ignored;
+/// without one, every column but `drop_column` is read as numbers.
 pub fn load_features(
     path: &Path,
     drop_column: Option<&str>,
@@ -748,7 +837,9 @@ pub fn load_features(
     {
         return load_json(path);
     }
-    let (mut reader, header) = open_csv(path, delimiter_for(path, None))?;
+    let opened = open(path, None)?;
+    let src = opened.as_ref();
+    let header = src.header();
     let numeric;
     let columns: &[Column] = match schema {
         Some(s) => s,
@@ -769,9 +860,7 @@ pub fn load_features(
         .iter()
         .map(|c| {
             header.iter().position(|h| *h == c.name).ok_or_else(|| {
-                data_err(
-                    path,
-                    Some(1),
+                src.header_err(
                     None,
                     format!(
                         "the model needs column `{}`, and the file has only: {}",
@@ -782,22 +871,11 @@ pub fn load_features(
             })
         })
         .collect::<Result<_>>()?;
-    let lookup: Vec<Option<HashMap<&str, u32>>> = columns
-        .iter()
-        .map(|c| match &c.kind {
-            ColumnType::Categorical { categories } => {
-                Some(categories.iter().map(String::as_str).zip(0u32..).collect())
-            }
-            _ => None,
-        })
-        .collect();
+    let lookup: Vec<Option<HashMap<&str, u32>>> = columns.iter().map(lookup_of).collect();
     let mut x = Vec::new();
-    let rows = each_row(&mut reader, path, header.len(), |line, rec| {
-        for ((col, &c), lookup) in columns.iter().zip(&at).zip(&lookup) {
-            x.push(
-                encode(&rec[c], col, lookup.as_ref())
-                    .map_err(|m| data_err(path, Some(line), Some(c + 1), m))?,
-            );
+    let rows = src.scan(&at, &mut |pos, fields| {
+        for (((col, &c), lookup), f) in columns.iter().zip(&at).zip(&lookup).zip(fields) {
+            x.push(encode_field(*f, col, lookup.as_ref()).map_err(|m| src.err_at(pos, c, m))?);
         }
         Ok(())
     })?;
@@ -816,6 +894,16 @@ pub fn load_features(
     })
 }
 
+/// A categorical column's category → code map; `None` for other columns.
+fn lookup_of(col: &Column) -> Option<HashMap<&str, u32>> {
+    match &col.kind {
+        ColumnType::Categorical { categories } => {
+            Some(categories.iter().map(String::as_str).zip(0u32..).collect())
+        }
+        _ => None,
+    }
+}
+
 /// The labels of a table for a trained model: column `label` read as the
 /// model's task says, text classes by `class_names` (or class indices), and
 /// regression targets as numbers. For `tensorlet eval`.
@@ -825,8 +913,9 @@ pub fn load_labels(
     task: Task,
     class_names: Option<&[String]>,
 ) -> Result<crate::train::Labels> {
-    let (mut reader, header) = open_csv(path, delimiter_for(path, None))?;
-    let col = column_index(path, &header, label, "label")?;
+    let opened = open(path, None)?;
+    let src = opened.as_ref();
+    let col = column_index(src, label, "label")?;
     let by_name: HashMap<&str, u32> = class_names
         .into_iter()
         .flatten()
@@ -835,30 +924,36 @@ pub fn load_labels(
         .collect();
     let classes = class_names.map_or(0, <[String]>::len);
     let (mut y, mut t) = (Vec::new(), Vec::new());
-    each_row(&mut reader, path, header.len(), |line, rec| {
-        let f = &rec[col];
-        let at = |m: String| data_err(path, Some(line), Some(col + 1), m);
-        if is_missing(f) {
+    src.scan(&[col], &mut |pos, fields| {
+        let f = fields[0].normal();
+        let at = |m: String| src.err_at(pos, col, m);
+        if f == Field::Missing {
             return Err(at(format!(
                 "the label column `{label}` has a missing value"
             )));
         }
         match task {
-            Task::Regression => t.push(number(path, line, col, label, f)?),
-            Task::Classification => match by_name.get(f) {
+            Task::Regression => t.push(number(src, pos, col, f)?),
+            Task::Classification => match by_name.get(f.text().as_ref()) {
                 Some(&i) => y.push(i),
-                None => match f.parse::<u32>() {
-                    Ok(i) if classes == 0 || (i as usize) < classes => y.push(i),
+                None => match f.number() {
+                    Some(i)
+                        if i >= 0.0
+                            && i.fract() == 0.0
+                            && (classes == 0 || (i as usize) < classes) =>
+                    {
+                        y.push(i as u32)
+                    }
                     _ => {
-                        let known: Vec<&str> = by_name.keys().copied().collect();
+                        let mut known: Vec<&str> = by_name.keys().copied().collect();
+                        known.sort_by_key(|n| by_name[n]);
                         return Err(at(format!(
-                            "label `{f}` in column `{label}` is not a class of the model{}",
+                            "label `{}` in column `{label}` is not a class of the model{}",
+                            f.text(),
                             if known.is_empty() {
                                 String::new()
                             } else {
-                                let mut k = known;
-                                k.sort_by_key(|n| by_name[n]);
-                                format!(" ({})", k.join(", "))
+                                format!(" ({})", known.join(", "))
                             }
                         )));
                     }
@@ -873,38 +968,56 @@ pub fn load_labels(
     })
 }
 
-/// One field of a prediction input as its column was encoded in training:
-/// missing → NaN, an unknown category → -1.
+/// One text field of a prediction input as its column was encoded in
+/// training: missing → NaN, an unknown category → -1.
 pub fn encode(
     field: &str,
     col: &Column,
     lookup: Option<&HashMap<&str, u32>>,
 ) -> Result<f32, String> {
-    let field = field.trim();
-    if is_missing(field) {
+    encode_field(Field::Text(field.trim()), col, lookup)
+}
+
+/// [`encode`] for a field of any reader.
+fn encode_field(
+    field: Field<'_>,
+    col: &Column,
+    lookup: Option<&HashMap<&str, u32>>,
+) -> Result<f32, String> {
+    let field = field.normal();
+    if field == Field::Missing {
         return Ok(f32::NAN);
     }
     match &col.kind {
-        ColumnType::Numeric => match field.parse::<f32>() {
-            Ok(v) if v.is_finite() => Ok(v),
+        ColumnType::Numeric => match field.number_f32() {
+            Some(v) if v.is_finite() => Ok(v),
             _ => Err(format!(
-                "`{field}` in column `{}` is not a finite number (the model reads it as numeric)",
+                "`{}` in column `{}` is not a finite number (the model reads it as numeric)",
+                field.text(),
                 col.name
             )),
         },
-        ColumnType::Boolean => parse_bool(field).map(|b| f32::from(u8::from(b))).ok_or_else(|| {
-            format!(
-                "`{field}` in column `{}` is not `true` or `false` (the model reads it as boolean)",
-                col.name
-            )
-        }),
-        ColumnType::Categorical { categories } => Ok(match lookup {
-            Some(l) => l.get(field).map_or(-1.0, |&i| i as f32),
-            None => categories
-                .iter()
-                .position(|c| c == field)
-                .map_or(-1.0, |i| i as f32),
-        }),
+        ColumnType::Boolean => field
+            .boolean()
+            .map(|b| f32::from(u8::from(b)))
+            .ok_or_else(|| {
+                format!(
+                    "`{}` in column `{}` is not `true` or `false` (the model reads it as \
+                     boolean)",
+                    field.text(),
+                    col.name
+                )
+            }),
+        ColumnType::Categorical { categories } => {
+            let t = field.text();
+            Ok(match lookup {
+                Some(l) => l.get(t.as_ref()).map_or(-1.0, |&i| i as f32),
+                None => categories
+                    .iter()
+                    .position(|c| *c == t)
+                    .map_or(-1.0, |i| i as f32),
+            })
+        }
     }
 }
 

@@ -1,0 +1,441 @@
+//! Parquet tables through the Apache Arrow `parquet` crate: only the columns
+//! a load needs are read, a record batch at a time, and their types come
+//! from the file (integers and floats as numbers, booleans, strings and
+//! dictionary-encoded strings such as pandas' categoricals); a null or a
+//! NaN is a missing value. Errors name the file, the row (1-based) and the
+//! column.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{
+    ArrowPrimitiveType, Float32Type, Float64Type, Int8Type, Int16Type, Int32Type, Int64Type,
+    UInt8Type, UInt16Type, UInt32Type, UInt64Type,
+};
+use arrow_array::{Array, ArrayRef};
+use arrow_schema::DataType;
+use parquet::arrow::ProjectionMask;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+use super::{Field, Source, data_err};
+use crate::error::{Result, RuntimeError};
+
+/// Rows read per record batch.
+const BATCH_ROWS: usize = 8192;
+
+/// A Parquet file.
+pub(super) struct ParquetSource {
+    path: PathBuf,
+    header: Vec<String>,
+    types: Vec<DataType>,
+}
+
+impl ParquetSource {
+    /// Opens `path` and reads its schema.
+    pub(super) fn open(path: &Path) -> Result<Self> {
+        let builder = builder(path)?;
+        let fields = builder.schema().fields();
+        if fields.is_empty() {
+            return Err(data_err(path, None, None, "the file has no columns".into()));
+        }
+        Ok(Self {
+            path: path.to_path_buf(),
+            header: fields.iter().map(|f| f.name().clone()).collect(),
+            types: fields.iter().map(|f| f.data_type().clone()).collect(),
+        })
+    }
+}
+
+fn builder(path: &Path) -> Result<ParquetRecordBatchReaderBuilder<File>> {
+    let file = File::open(path).map_err(|e| RuntimeError::io(path, e))?;
+    ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(|e| data_err(path, None, None, format!("cannot be read as Parquet: {e}")))
+}
+
+/// One column of a record batch, ready to be read cell by cell.
+enum View<'a> {
+    /// Numbers as f64; NaN for a null.
+    Numbers(Vec<f64>),
+    Bools(&'a arrow_array::BooleanArray),
+    Strings(Strings<'a>),
+    /// Dictionary-encoded strings: each row's index into `values`.
+    Dictionary {
+        array: &'a dyn Array,
+        keys: Vec<usize>,
+        values: Strings<'a>,
+    },
+    /// A column of nulls only.
+    Nulls,
+}
+
+enum Strings<'a> {
+    Utf8(&'a arrow_array::StringArray),
+    Large(&'a arrow_array::LargeStringArray),
+    View(&'a arrow_array::StringViewArray),
+}
+
+impl Strings<'_> {
+    fn of(a: &dyn Array) -> Option<Strings<'_>> {
+        match a.data_type() {
+            DataType::Utf8 => Some(Strings::Utf8(a.as_string::<i32>())),
+            DataType::LargeUtf8 => Some(Strings::Large(a.as_string::<i64>())),
+            DataType::Utf8View => Some(Strings::View(a.as_string_view())),
+            _ => None,
+        }
+    }
+
+    fn get(&self, i: usize) -> Field<'_> {
+        let (null, text) = match self {
+            Strings::Utf8(a) => (a.is_null(i), a.value(i)),
+            Strings::Large(a) => (a.is_null(i), a.value(i)),
+            Strings::View(a) => (a.is_null(i), a.value(i)),
+        };
+        if null {
+            Field::Missing
+        } else {
+            Field::Text(text)
+        }
+    }
+}
+
+fn numbers<T: ArrowPrimitiveType>(a: &dyn Array, as_f64: fn(T::Native) -> f64) -> Vec<f64> {
+    let p = a.as_primitive::<T>();
+    (0..p.len())
+        .map(|i| {
+            if p.is_null(i) {
+                f64::NAN
+            } else {
+                as_f64(p.value(i))
+            }
+        })
+        .collect()
+}
+
+/// Whether tensorlet reads a column of type `t`.
+fn supported(t: &DataType) -> bool {
+    match t {
+        DataType::Float64
+        | DataType::Float32
+        | DataType::Int64
+        | DataType::Int32
+        | DataType::Int16
+        | DataType::Int8
+        | DataType::UInt64
+        | DataType::UInt32
+        | DataType::UInt16
+        | DataType::UInt8
+        | DataType::Boolean
+        | DataType::Utf8
+        | DataType::LargeUtf8
+        | DataType::Utf8View
+        | DataType::Null => true,
+        DataType::Dictionary(_, values) => {
+            matches!(
+                **values,
+                DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+            )
+        }
+        _ => false,
+    }
+}
+
+fn view(a: &ArrayRef) -> View<'_> {
+    let a = a.as_ref();
+    match a.data_type() {
+        DataType::Float64 => View::Numbers(numbers::<Float64Type>(a, |v| v)),
+        DataType::Float32 => View::Numbers(numbers::<Float32Type>(a, f64::from)),
+        DataType::Int64 => View::Numbers(numbers::<Int64Type>(a, |v| v as f64)),
+        DataType::Int32 => View::Numbers(numbers::<Int32Type>(a, f64::from)),
+        DataType::Int16 => View::Numbers(numbers::<Int16Type>(a, f64::from)),
+        DataType::Int8 => View::Numbers(numbers::<Int8Type>(a, f64::from)),
+        DataType::UInt64 => View::Numbers(numbers::<UInt64Type>(a, |v| v as f64)),
+        DataType::UInt32 => View::Numbers(numbers::<UInt32Type>(a, f64::from)),
+        DataType::UInt16 => View::Numbers(numbers::<UInt16Type>(a, f64::from)),
+        DataType::UInt8 => View::Numbers(numbers::<UInt8Type>(a, f64::from)),
+        DataType::Boolean => View::Bools(a.as_boolean()),
+        DataType::Dictionary(..) => {
+            let d = a.as_any_dictionary();
+            match Strings::of(d.values().as_ref()) {
+                Some(values) => View::Dictionary {
+                    array: a,
+                    keys: if d.values().is_empty() {
+                        vec![0; a.len()]
+                    } else {
+                        d.normalized_keys()
+                    },
+                    values,
+                },
+                None => View::Nulls,
+            }
+        }
+        _ => match Strings::of(a) {
+            Some(s) => View::Strings(s),
+            None => View::Nulls,
+        },
+    }
+}
+
+impl View<'_> {
+    fn get(&self, i: usize) -> Field<'_> {
+        match self {
+            View::Numbers(v) if v[i].is_nan() => Field::Missing,
+            View::Numbers(v) => Field::Number(v[i]),
+            View::Bools(a) if a.is_null(i) => Field::Missing,
+            View::Bools(a) => Field::Bool(a.value(i)),
+            View::Strings(s) => s.get(i),
+            View::Dictionary { array, .. } if array.is_null(i) => Field::Missing,
+            View::Dictionary { keys, values, .. } => values.get(keys[i]),
+            View::Nulls => Field::Missing,
+        }
+    }
+}
+
+impl Source for ParquetSource {
+    fn header(&self) -> &[String] {
+        &self.header
+    }
+
+    fn scan(
+        &self,
+        columns: &[usize],
+        row: &mut dyn FnMut(usize, &[Field<'_>]) -> Result<()>,
+    ) -> Result<usize> {
+        for &c in columns {
+            if !supported(&self.types[c]) {
+                return Err(data_err(
+                    &self.path,
+                    None,
+                    None,
+                    format!(
+                        "column `{}` has type {}, which tensorlet does not read; convert it to \
+                         numbers, true/false or strings (a date, for example, to its year, \
+                         month and day as numbers)",
+                        self.header[c], self.types[c]
+                    ),
+                ));
+            }
+        }
+        let builder = builder(&self.path)?;
+        // The batch holds the selected columns in file order.
+        let mut in_file: Vec<usize> = columns.to_vec();
+        in_file.sort_unstable();
+        in_file.dedup();
+        let at: Vec<usize> = columns
+            .iter()
+            .map(|c| in_file.binary_search(c).unwrap_or(0))
+            .collect();
+        let mask = ProjectionMask::roots(builder.parquet_schema(), in_file.iter().copied());
+        let reader = builder
+            .with_projection(mask)
+            .with_batch_size(BATCH_ROWS)
+            .build()
+            .map_err(|e| data_err(&self.path, None, None, format!("cannot be read: {e}")))?;
+        let mut rows = 0;
+        for batch in reader {
+            let batch = batch.map_err(|e| {
+                data_err(
+                    &self.path,
+                    None,
+                    None,
+                    format!("cannot be read after row {rows}: {e}"),
+                )
+            })?;
+            let views: Vec<View> = batch.columns().iter().map(view).collect();
+            let mut fields = Vec::with_capacity(columns.len());
+            for i in 0..batch.num_rows() {
+                rows += 1;
+                fields.clear();
+                fields.extend(at.iter().map(|&j| views[j].get(i)));
+                row(rows, &fields)?;
+            }
+        }
+        Ok(rows)
+    }
+
+    fn err_at(&self, row: usize, _column: usize, message: String) -> RuntimeError {
+        data_err(&self.path, None, None, format!("row {row}: {message}"))
+    }
+
+    fn header_err(&self, _column: Option<usize>, message: String) -> RuntimeError {
+        data_err(&self.path, None, None, message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow_array::types::Int8Type;
+    use arrow_array::{
+        ArrayRef, BooleanArray, DictionaryArray, Float64Array, Int32Array, RecordBatch,
+        StringArray, TimestampSecondArray,
+    };
+    use parquet::arrow::ArrowWriter;
+
+    use super::super::{ColumnType, Options, Task, load, load_features, load_labels, schema};
+    use crate::train::Labels;
+
+    fn write(columns: Vec<(&str, ArrayRef)>) -> tempfile::NamedTempFile {
+        let f = tempfile::Builder::new()
+            .suffix(".parquet")
+            .tempfile()
+            .unwrap();
+        let batch = RecordBatch::try_from_iter(columns).unwrap();
+        let mut w = ArrowWriter::try_new(f.reopen().unwrap(), batch.schema(), None).unwrap();
+        // Two row groups and two batches: rows count on across them.
+        w.write(&batch.slice(0, 2)).unwrap();
+        w.flush().unwrap();
+        w.write(&batch.slice(2, batch.num_rows() - 2)).unwrap();
+        w.close().unwrap();
+        f
+    }
+
+    fn table() -> tempfile::NamedTempFile {
+        let island: DictionaryArray<Int8Type> =
+            vec![Some("Dream"), Some("Biscoe"), None, Some("Dream")]
+                .into_iter()
+                .collect();
+        write(vec![
+            (
+                "bill",
+                Arc::new(Float64Array::from(vec![
+                    Some(39.1),
+                    None,
+                    Some(f64::NAN),
+                    Some(46.5),
+                ])) as ArrayRef,
+            ),
+            (
+                "year",
+                Arc::new(Int32Array::from(vec![2007, 2008, 2009, 2007])) as ArrayRef,
+            ),
+            ("island", Arc::new(island) as ArrayRef),
+            (
+                "male",
+                Arc::new(BooleanArray::from(vec![
+                    Some(true),
+                    Some(false),
+                    None,
+                    Some(true),
+                ])) as ArrayRef,
+            ),
+            (
+                "species",
+                Arc::new(StringArray::from(vec![
+                    "Adelie",
+                    "Gentoo",
+                    "Adelie",
+                    "Chinstrap",
+                ])) as ArrayRef,
+            ),
+        ])
+    }
+
+    #[test]
+    fn typed_columns_nulls_and_dictionaries() {
+        let f = table();
+        let d = load(f.path(), &Options::default()).unwrap();
+        assert_eq!(d.feature_names, ["bill", "year", "island", "male"]);
+        assert_eq!(
+            d.schema.iter().map(|c| c.type_name()).collect::<Vec<_>>(),
+            ["numeric", "numeric", "categorical", "boolean"]
+        );
+        assert_eq!(
+            d.schema[2].kind,
+            ColumnType::Categorical {
+                categories: vec!["Biscoe".into(), "Dream".into()]
+            }
+        );
+        assert_eq!(
+            d.schema.iter().map(|c| c.missing).collect::<Vec<_>>(),
+            [2, 0, 1, 1]
+        );
+        let bits: Vec<String> = d.x.iter().map(|v| format!("{v}")).collect();
+        assert_eq!(
+            bits,
+            [
+                "39.1", "2007", "1", "1", //
+                "NaN", "2008", "0", "0", //
+                "NaN", "2009", "NaN", "NaN", //
+                "46.5", "2007", "1", "1"
+            ]
+        );
+        assert_eq!(d.task, Task::Classification);
+        assert_eq!(
+            d.class_names.as_deref().unwrap(),
+            ["Adelie", "Chinstrap", "Gentoo"]
+        );
+        assert_eq!(d.y, [0, 2, 0, 1]);
+
+        // Prediction input in the model's schema, and labels for eval.
+        let feats = load_features(f.path(), None, Some(&d.schema)).unwrap();
+        assert_eq!(feats.rows, 4);
+        assert_eq!(feats.x[..4], d.x[..4]);
+        let labels = load_labels(
+            f.path(),
+            "species",
+            Task::Classification,
+            d.class_names.as_deref(),
+        )
+        .unwrap();
+        assert!(matches!(labels, Labels::Classes(y) if y == [0, 2, 0, 1]));
+
+        let s = schema(f.path(), None).unwrap();
+        assert_eq!(
+            (s.format.as_str(), s.rows, s.columns.len()),
+            ("parquet", 4, 5)
+        );
+        assert_eq!(s.columns[4].type_name(), "categorical");
+    }
+
+    #[test]
+    fn errors_name_the_row_and_column() {
+        let f = table();
+        let regression = Options {
+            label: Some("species".into()),
+            task: Some(Task::Regression),
+            ..Options::default()
+        };
+        let e = load(f.path(), &regression).unwrap_err().to_string();
+        assert!(
+            e.ends_with(": row 1: label `Adelie` in column `species` is not a number; regression needs numeric targets (declare [data] task = \"classification\" for classes)"),
+            "{e}"
+        );
+        let missing_label = Options {
+            label: Some("island".into()),
+            ..Options::default()
+        };
+        let e = load(f.path(), &missing_label).unwrap_err().to_string();
+        assert!(
+            e.ends_with(": row 3: the label column `island` has a missing value (1 rows in all); drop those rows or fill them in"),
+            "{e}"
+        );
+        let stamps = write(vec![
+            (
+                "when",
+                Arc::new(TimestampSecondArray::from(vec![1, 2, 3])) as ArrayRef,
+            ),
+            ("y", Arc::new(Int32Array::from(vec![0, 1, 0])) as ArrayRef),
+        ]);
+        let e = load(stamps.path(), &Options::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("column `when` has type Timestamp(s), which tensorlet does not read")
+                || e.contains(
+                    "column `when` has type Timestamp(Second, None), which tensorlet does not read"
+                ),
+            "{e}"
+        );
+        let not_parquet = tempfile::Builder::new()
+            .suffix(".parquet")
+            .tempfile()
+            .unwrap();
+        std::fs::write(not_parquet.path(), "a,b\n1,2\n").unwrap();
+        let e = load(not_parquet.path(), &Options::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("cannot be read as Parquet"), "{e}");
+    }
+}
