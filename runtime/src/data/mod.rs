@@ -200,6 +200,16 @@ fn data_err(
     }
 }
 
+/// A table with columns but no rows.
+fn no_rows(path: &Path) -> RuntimeError {
+    data_err(
+        path,
+        None,
+        None,
+        "the file has a header but no data rows".into(),
+    )
+}
+
 /// One field of a row as a reader gives it: CSV gives text, Parquet and
 /// JSON lines give typed values.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -599,12 +609,7 @@ pub fn load(path: &Path, opts: &Options) -> Result<Dataset> {
         Ok(())
     })?;
     if rows == 0 {
-        return Err(data_err(
-            path,
-            None,
-            None,
-            "the file has a header but no data rows".into(),
-        ));
+        return Err(no_rows(path));
     }
     let ls = &seen[w];
     if let Some(at) = ls.first_missing {
@@ -880,12 +885,7 @@ pub fn load_features(
         Ok(())
     })?;
     if rows == 0 {
-        return Err(data_err(
-            path,
-            None,
-            None,
-            "the file has a header but no data rows".into(),
-        ));
+        return Err(no_rows(path));
     }
     Ok(Features {
         names: columns.iter().map(|c| c.name.clone()).collect(),
