@@ -23,7 +23,6 @@ use tensorlet_runtime::{Pipeline, Runtime, data, model, train};
 /// Trains iris with `trainer` and `predictor` (plugin stems) into `out`; a
 /// model plugin as trainer is trained by the host with plain SGD.
 fn train_iris(rt: &Runtime, trainer: &str, predictor: &str, epochs: u32, out: &Path) {
-    let dir = out.parent().unwrap();
     let optimizer = if trainer == "misbehave" {
         ""
     } else {
@@ -37,24 +36,40 @@ fn train_iris(rt: &Runtime, trainer: &str, predictor: &str, epochs: u32, out: &P
         plugin_path(trainer).display().to_string(),
         plugin_path(predictor).display().to_string(),
     );
-    let file = dir.join(format!(
-        "{}.toml",
-        out.file_name().unwrap().to_string_lossy()
-    ));
+    train_pipeline(rt, &text, &data("iris.csv"), out);
+}
+
+/// Trains the pipeline `text` on `table` and saves the model in `out` (the
+/// pipeline beside it); `path` and `bundled` plugins load unsigned from the
+/// built plugins.
+fn train_pipeline(rt: &Runtime, text: &str, table: &Path, out: &Path) {
+    let file = out.with_extension("toml");
     std::fs::write(&file, text).unwrap();
     let pipeline = Pipeline::load(&file).unwrap();
-    let ds = data::load_labeled(&data("iris.csv"), Some("species")).unwrap();
+    let ds = data::load(table, &pipeline.data.options()).unwrap();
     let resolve = |s: &PluginSource| match s {
         PluginSource::Path(p) => Ok((
             p.file_stem().unwrap().to_string_lossy().into_owned(),
             std::fs::read(p).unwrap(),
+        )),
+        PluginSource::Bundled(name) => Ok((
+            name.clone(),
+            std::fs::read(plugin_path(&name.replace('-', "_"))).unwrap(),
         )),
         other => panic!("unexpected {other:?}"),
     };
     let plugins = pipeline
         .load_plugins(rt, &unsigned_resolver(resolve))
         .unwrap();
-    let trained = train::train(rt.device(), &plugins, &ds, &pipeline.training, 3, &mut ()).unwrap();
+    let trained = train::train(
+        rt.device(),
+        &plugins,
+        &ds,
+        &pipeline.training,
+        ds.classes(),
+        &mut (),
+    )
+    .unwrap();
     model::save(out, rt.device(), &pipeline, &plugins, &ds, &trained).unwrap();
 }
 
@@ -953,7 +968,6 @@ fn responses_arrive_whole_and_in_order_with_batched_writes_or_without() {
 /// Trains a pipeline of `[preprocessor]` and `[model]` plugins (stems) on a
 /// bundled table into `out`, reading `[data]` as `data` says.
 fn train_table(rt: &Runtime, csv: &str, data: &str, pre: &str, model_plugin: &str, out: &Path) {
-    let file = out.with_extension("toml");
     let text = format!(
         "[pipeline]\nname = \"t\"\n[data]\n{data}\n[preprocessor]\npath = {:?}\n\
          [model]\npath = {:?}\nconfig = {{ hidden = [] }}\n\
@@ -961,29 +975,7 @@ fn train_table(rt: &Runtime, csv: &str, data: &str, pre: &str, model_plugin: &st
         plugin_path(pre).display().to_string(),
         plugin_path(model_plugin).display().to_string(),
     );
-    std::fs::write(&file, text).unwrap();
-    let pipeline = Pipeline::load(&file).unwrap();
-    let ds = data::load(&common::data(csv), &pipeline.data.options()).unwrap();
-    let resolve = |s: &PluginSource| match s {
-        PluginSource::Path(p) => Ok((
-            p.file_stem().unwrap().to_string_lossy().into_owned(),
-            std::fs::read(p).unwrap(),
-        )),
-        other => panic!("unexpected {other:?}"),
-    };
-    let plugins = pipeline
-        .load_plugins(rt, &unsigned_resolver(resolve))
-        .unwrap();
-    let trained = train::train(
-        rt.device(),
-        &plugins,
-        &ds,
-        &pipeline.training,
-        ds.classes(),
-        &mut (),
-    )
-    .unwrap();
-    model::save(out, rt.device(), &pipeline, &plugins, &ds, &trained).unwrap();
+    train_pipeline(rt, &text, &common::data(csv), out);
 }
 
 /// A request with one input per column, `columns[i]` holding `values[i]`.
@@ -1145,4 +1137,90 @@ fn tables_are_served_by_column_with_class_names_and_regression_predictions() {
         doc["outputs"][0]["parameters"]["binary_data_size"],
         bytes.len()
     );
+}
+
+#[test]
+fn a_mixed_table_is_served_with_text_categories_and_gaps() {
+    // The penguins pipeline: a chain of imputers, a one-hot encoder and
+    // standardize, each on its columns.
+    let rt = Runtime::new(Default::default()).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("penguins");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(root.join("plugins/pipelines/penguins.toml")).unwrap();
+    train_pipeline(&rt, &text, &root.join("data/penguins.csv"), &dir);
+    let s = server(&rt, ServeConfig::default());
+    s.deploy(Deployment::new(
+        "penguins",
+        "1.0.0",
+        "penguins",
+        load_model(&rt, &dir),
+    ))
+    .unwrap();
+    let run = Running::start(s);
+    let a = run.addr;
+
+    let meta = get(a, "/v2/models/penguins").json();
+    let island = &meta["inputs"][0];
+    assert_eq!(island["name"], "island");
+    assert_eq!(island["datatype"], "BYTES");
+    assert_eq!(
+        island["parameters"]["categories"],
+        json!(["Biscoe", "Dream", "Torgersen"])
+    );
+
+    // Text categories as tritonclient sends them (BYTES), a gap the imputer
+    // fills (null) and an island the model never saw (all zeros after the
+    // one-hot encoder; counted in /metrics).
+    let number = |name: &str, v: [f32; 3]| json!({ "name": name, "shape": [3], "datatype": "FP32", "data": v });
+    let request = json!({ "inputs": [
+        { "name": "island", "shape": [3], "datatype": "BYTES", "data": ["Biscoe", "Torgersen", "Atlantis"] },
+        number("bill_length_mm", [46.1, 39.1, 49.0]),
+        number("bill_depth_mm", [13.2, 18.7, 19.5]),
+        number("flipper_length_mm", [211.0, 181.0, 210.0]),
+        number("body_mass_g", [4500.0, 3750.0, 3950.0]),
+        { "name": "sex", "shape": [3], "datatype": "BYTES", "data": ["female", null, "male"] },
+    ]});
+    let r = infer(a, "penguins", &request);
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let doc = r.json();
+    // The same as the model predicts from the encoded rows: categories as
+    // their codes (-1 unknown), the gap as NaN.
+    let x = vec![
+        0.0,
+        46.1,
+        13.2,
+        211.0,
+        4500.0,
+        0.0, //
+        2.0,
+        39.1,
+        18.7,
+        181.0,
+        3750.0,
+        f32::NAN, //
+        -1.0,
+        49.0,
+        19.5,
+        210.0,
+        3950.0,
+        1.0,
+    ];
+    let want = load_model(&rt, &dir).predict(rt.device(), x, 3).unwrap();
+    assert_eq!(doc["outputs"][0]["data"], json!(want.labels));
+    let probs: Vec<f32> = serde_json::from_value(doc["outputs"][1]["data"].clone()).unwrap();
+    assert_eq!(probs, want.probabilities.concat());
+    let names = ["Adelie", "Chinstrap", "Gentoo"];
+    let classes: Vec<&str> = want.labels.iter().map(|&l| names[l as usize]).collect();
+    assert_eq!(doc["outputs"][2]["data"], json!(classes));
+    // A Gentoo's measurements from Biscoe, an Adelie's from Torgersen.
+    assert_eq!(classes[..2], ["Gentoo", "Adelie"]);
+
+    let metrics = String::from_utf8(get(a, "/metrics").body).unwrap();
+    for (column, n) in [("island", 1), ("sex", 0)] {
+        let line = format!(
+            "tensorlet_unknown_categories_total{{model=\"penguins\",version=\"1.0.0\",column=\"{column}\"}} {n}"
+        );
+        assert!(metrics.contains(&line), "{line}\n{metrics}");
+    }
 }

@@ -320,12 +320,72 @@ fn text_features_and_missing_values_are_refused_with_what_to_do() {
     let err = run(&write(home.path(), "text.csv", &text));
     assert!(
         err.contains("column `color` holds text (categories)")
-            && err.contains("drop = [\"color\"]"),
+            && err.contains("bundled = \"one-hot\"\n  columns = [\"color\"]"),
         "{err}"
     );
     let err = run(&write(home.path(), "gaps.csv", &gaps));
     assert!(
         err.contains("column `a` still holds a missing value") && err.contains("`a` (1)"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_chain_encodes_the_columns_it_names() {
+    let home = tempfile::tempdir().unwrap();
+    let mut csv = String::from("color,size,y\n");
+    for i in 0..60 {
+        // The class is the color; size is noise.
+        csv.push_str(&format!(
+            "{},{},{}\n",
+            ["red", "blue"][i % 2],
+            i * 7 % 13,
+            i % 2
+        ));
+    }
+    let csv = write(home.path(), "t.csv", &csv);
+    let pipeline = |columns: &str| {
+        write(
+            home.path(),
+            "p.toml",
+            &format!(
+                "[pipeline]\nname = \"t\"\n\
+                 [[preprocessor]]\npath = \"{}\"\ncolumns = [{columns}]\n\
+                 [[preprocessor]]\npath = \"{}\"\ncolumns = [\"size\"]\n\
+                 [model]\npath = \"{}\"\n[training]\nepochs = 40\nlearning_rate = 0.5\n",
+                s(&plugin_path("one_hot")),
+                s(&plugin_path("standardize")),
+                s(&plugin_path("softmax_regression"))
+            ),
+        )
+    };
+    let (stdout, meta) = train(home.path(), &pipeline("\"color\""), &csv);
+    assert!(stdout.contains("trained t"), "{stdout}");
+    // Two 0/1 columns for the colors, then the standardized size.
+    assert_eq!(
+        meta["plugins"]["preprocessor"]["columns"],
+        serde_json::json!(["color"])
+    );
+    let acc = kept(&meta)["val_accuracy"].as_f64().unwrap();
+    assert_eq!(acc, 1.0, "{meta}");
+
+    // A column the table does not have at that stage is named, with the ones
+    // it has.
+    let err = fails(&tensorlet(
+        home.path(),
+        &[
+            "train",
+            s(&pipeline("\"colour\"")),
+            "--data",
+            s(&csv),
+            "--allow-unsigned",
+            "--out",
+            s(&home.path().join("m2")),
+        ],
+    ));
+    assert!(
+        err.contains("[preprocessor]: columns: `colour` is not a feature column")
+            && err.contains("color, size"),
         "{err}"
     );
 }
@@ -409,8 +469,9 @@ fn csv_parquet_and_json_lines_train_the_same_model() {
         assert_eq!(bits(&other.x), bits(&from_csv.x), "{ext}");
     }
 
-    // The imputer fills the measurements' gaps; the text labels become
-    // classes, served by name.
+    // A chain of preprocessors, each on its columns: the imputer fills the
+    // gaps, the one-hot encoder the categories, standardize scales the
+    // measurements; the text labels become classes, served by name.
     let mut digests = Vec::new();
     for file in [csv.clone(), penguins_as("parquet"), penguins_as("jsonl")] {
         let home = tempfile::tempdir().unwrap();
@@ -435,7 +496,12 @@ fn csv_parquet_and_json_lines_train_the_same_model() {
             .iter()
             .map(|c| c["missing"].as_u64().unwrap())
             .collect();
-        assert_eq!(missing, [2, 2, 2]);
+        assert_eq!(missing, [0, 2, 2, 2, 2, 11]);
+        let chain: Vec<&str> = std::iter::once(&meta["plugins"]["preprocessor"])
+            .chain(meta["plugins"]["chain"].as_array().unwrap())
+            .map(|p| p["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(chain, ["imputer", "one-hot", "imputer", "standardize"]);
         digests.push(meta["params_digest"].as_str().unwrap().to_string());
 
         // `predict` reads the same formats, and prints class names.
@@ -508,4 +574,103 @@ fn dataset_add_records_the_columns_of_any_format() {
     );
     let list = ok(&tensorlet(h, &["dataset", "list"]));
     assert!(!list.contains("bad"), "{list}");
+}
+
+#[test]
+fn a_published_chain_pins_every_stage_and_loads_from_the_registry() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let (_, public) = keygen(h, "alice");
+    ok(&tensorlet(
+        h,
+        &["trust", "add", &public, "--namespace", "acme"],
+    ));
+    for (stem, name, kind) in [
+        ("imputer", "acme/imputer", "preprocessor"),
+        ("one_hot", "acme/one-hot", "preprocessor"),
+        ("standardize", "acme/standardize", "preprocessor"),
+        ("mlp", "acme/mlp", "trainer"),
+    ] {
+        ok(&publish_plugin(h, stem, name, kind, "alice"));
+    }
+    let text = std::fs::read_to_string(pipeline("penguins"))
+        .unwrap()
+        .replace(
+            "name = \"penguins\"",
+            "name = \"penguins\"\nnamespace = \"acme\"\nversion = \"1.0.0\"",
+        )
+        .replace("bundled = \"imputer\"", "ref = \"acme/imputer@1.0.0\"")
+        .replace("bundled = \"one-hot\"", "ref = \"acme/one-hot@1.0.0\"")
+        .replace(
+            "bundled = \"standardize\"",
+            "ref = \"acme/standardize@1.0.0\"",
+        )
+        .replace("bundled = \"mlp\"", "ref = \"acme/mlp@1.0.0\"");
+    let p = write(h, "penguins.toml", &text);
+    ok(&tensorlet(h, &["publish", s(&p), "--key", "alice"]));
+    let csv = data("penguins.csv");
+    let trained = ok(&tensorlet(
+        h,
+        &[
+            "train",
+            "acme/penguins",
+            "--data",
+            s(&csv),
+            "--key",
+            "alice",
+            "--epochs",
+            "20",
+        ],
+    ));
+    assert!(trained.contains("acme/penguins-model@0.1.0"), "{trained}");
+
+    // The model pins each stage of the chain; predicting loads them all
+    // from the registry, verified.
+    let lineage: Value = serde_json::from_str(&ok(&tensorlet(
+        h,
+        &["show", "acme/penguins-model", "--lineage", "--json"],
+    )))
+    .unwrap();
+    let pinned: Vec<(&str, &str)> = lineage["plugins"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(role, l)| (role.as_str(), l["reference"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        pinned,
+        [
+            ("predictor", "acme/mlp@1.0.0"),
+            ("preprocessor", "acme/imputer@1.0.0"),
+            ("preprocessor.2", "acme/one-hot@1.0.0"),
+            ("preprocessor.3", "acme/imputer@1.0.0"),
+            ("preprocessor.4", "acme/standardize@1.0.0"),
+            ("trainer", "acme/mlp@1.0.0"),
+        ]
+    );
+    let printed = ok(&tensorlet(
+        h,
+        &["predict", "acme/penguins-model", "--input", s(&csv)],
+    ));
+    assert_eq!(printed.lines().count(), 344);
+
+    // An exported component composes one preprocessor: a chain is refused
+    // with what to do, and nothing is written.
+    let out = h.join("penguins.wasm");
+    let err = fails(&tensorlet(
+        h,
+        &[
+            "export",
+            "acme/penguins-model",
+            "--wasi-http",
+            "-o",
+            s(&out),
+        ],
+    ));
+    assert!(
+        err.contains("a chain with column selection (`acme/imputer@1.0.0 → acme/one-hot@1.0.0")
+            && err.contains("tensorlet serve"),
+        "{err}"
+    );
+    assert!(!out.exists());
 }

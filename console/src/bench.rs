@@ -40,6 +40,7 @@ fn record(i: u32, lr: f64) -> RunDetails {
             preprocessor: plugin("acme/standardize@1.0.0", 2),
             trainer: Some(plugin("acme/softmax@1.0.0", 3)),
             predictor: plugin("acme/softmax@1.0.0", 3),
+            ..RunPlugins::default()
         },
         config: json!({"epochs": 20, "batch_size": 16, "learning_rate": lr, "seed": i, "validation_fraction": 0.2}),
         dataset: RunData {

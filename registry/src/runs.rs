@@ -159,8 +159,11 @@ pub struct RunHost {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct RunPlugins {
-    /// The preprocessor.
+    /// The (first) preprocessor.
     pub preprocessor: RunPlugin,
+    /// The preprocessors after the first, in order (a chain).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub chain: Vec<RunPlugin>,
     /// The trainer; `None` for a model trained by the host.
     pub trainer: Option<RunPlugin>,
     /// The predictor.
@@ -168,14 +171,36 @@ pub struct RunPlugins {
 }
 
 impl RunPlugins {
-    /// The stage named `preprocessor`, `trainer` or `predictor`.
+    /// The stage named `preprocessor`, `preprocessor.2`…, `trainer` or
+    /// `predictor`.
     pub fn stage(&self, stage: &str) -> Option<&RunPlugin> {
         match stage {
             "preprocessor" => Some(&self.preprocessor),
             "trainer" => self.trainer.as_ref(),
             "predictor" => Some(&self.predictor),
-            _ => None,
+            _ => {
+                let n: usize = stage.strip_prefix("preprocessor.")?.parse().ok()?;
+                self.chain.get(n.checked_sub(2)?)
+            }
         }
+    }
+
+    /// Every stage with its name, in order: the preprocessors
+    /// (`preprocessor`, `preprocessor.2`…), the trainer when there is one,
+    /// the predictor.
+    pub fn stages(&self) -> Vec<(String, &RunPlugin)> {
+        let mut v = vec![("preprocessor".to_string(), &self.preprocessor)];
+        v.extend(
+            self.chain
+                .iter()
+                .enumerate()
+                .map(|(i, p)| (format!("preprocessor.{}", i + 2), p)),
+        );
+        if let Some(t) = &self.trainer {
+            v.push(("trainer".into(), t));
+        }
+        v.push(("predictor".into(), &self.predictor));
+        v
     }
 }
 

@@ -21,6 +21,7 @@ use tensorlet_registry::{
 
 use crate::error::{Result, RuntimeError};
 use crate::model::{self, META, Model, ModelMeta, PARAMS, STATE};
+use crate::pipeline::{heading, section_kind};
 use crate::train::PipelinePlugins;
 use crate::{Pipeline, Runtime};
 
@@ -183,28 +184,29 @@ pub fn pipeline_manifest(
     let mut normalized = pipeline.clone();
     let origin = PathBuf::from(m.reference());
     for (section, stage) in normalized.stages_mut() {
+        let (h, kind) = (heading(&section), section_kind(&section));
         let Some(r) = stage.reference.clone() else {
             return Err(RuntimeError::Pipeline {
                 path: origin,
                 message: format!(
-                    "[{section}] uses `path` or `bundled`, which only local development may run; \
+                    "{h} uses `path` or `bundled`, which only local development may run; \
                      publish the plugin (`tensorlet publish plugin.wasm --name ns/x --version 1.0.0 \
-                     --kind {section} --key <key>`) and name it with `ref = \"ns/x@1.0.0\"`"
+                     --kind {kind} --key <key>`) and name it with `ref = \"ns/x@1.0.0\"`"
                 ),
             });
         };
         let a = reg.verify_str(&r)?;
-        let iface = required_interface(section).expect("a stage");
+        let iface = required_interface(kind).expect("a stage");
         let component = a.component().ok_or_else(|| RuntimeError::Pipeline {
             path: origin.clone(),
-            message: format!("[{section}] ref `{r}` is a {}, not a plugin", a.kind()),
+            message: format!("{h} ref `{r}` is a {}, not a plugin", a.kind()),
         })?;
         let info = rt.inspect(component.name(), component.bytes())?;
         if !exports_interface(&info.exports, iface) {
             return Err(RuntimeError::Pipeline {
                 path: origin,
                 message: format!(
-                    "[{section}] ref `{r}` ({}) does not export {}",
+                    "{h} ref `{r}` ({}) does not export {}",
                     a.reference(),
                     iface.join(" or ")
                 ),
@@ -212,7 +214,7 @@ pub fn pipeline_manifest(
         }
         stage.reference = Some(a.reference());
         m.depends.insert(
-            section.to_string(),
+            section.clone(),
             Pin {
                 reference: a.reference(),
                 digest: a.digest().to_string(),
@@ -253,7 +255,7 @@ pub fn load_pipeline(artifact: &VerifiedArtifact) -> Result<Pipeline> {
         let pin = artifact
             .manifest()
             .depends
-            .get(section)
+            .get(&section)
             .ok_or_else(|| bad(format!("it does not pin its {section}")))?;
         stage.reference = Some(pin.exact().to_string());
         stage.path = None;
@@ -282,12 +284,14 @@ pub fn model_manifest(
     lineage: Value,
 ) -> Result<(Manifest, Vec<Vec<u8>>)> {
     let mut m = Manifest::new(name, version, Kind::Model)?;
-    for (section, s) in [
-        ("preprocessor", Some(&plugins.preprocessor)),
-        ("trainer", plugins.trainer.as_ref()),
-        ("predictor", Some(&plugins.predictor)),
-    ] {
-        let Some(s) = s else { continue };
+    let stages = plugins
+        .preprocessors
+        .stages
+        .iter()
+        .map(|c| (c.section.clone(), &c.stage))
+        .chain(plugins.trainer.iter().map(|t| ("trainer".to_string(), t)))
+        .chain([("predictor".to_string(), &plugins.predictor)]);
+    for (section, s) in stages {
         match s.component.provenance() {
             Provenance::Signed {
                 artifact,
@@ -295,7 +299,7 @@ pub fn model_manifest(
                 ..
             } => {
                 m.depends.insert(
-                    section.to_string(),
+                    section.clone(),
                     Pin {
                         reference: artifact.clone(),
                         digest: manifest_digest.clone(),
@@ -373,13 +377,19 @@ pub fn load_model(rt: &Runtime, reg: &Registry, artifact: &VerifiedArtifact) -> 
             .component()
             .ok_or_else(|| bad(format!("its {section} {} is not a plugin", pin.reference)))
     };
+    let preprocessors = meta
+        .plugins
+        .preprocessors()
+        .iter()
+        .map(|(section, _)| component(section))
+        .collect::<Result<Vec<_>>>()?;
     let model = Model::from_parts(
         rt,
         origin.clone(),
         meta,
         blob(PARAMS)?,
         blob(STATE)?,
-        component("preprocessor")?,
+        preprocessors,
         component("predictor")?,
     )?;
     reg.record(

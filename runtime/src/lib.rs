@@ -29,6 +29,7 @@
 
 pub mod artifacts;
 pub mod bench;
+pub mod chain;
 pub mod data;
 mod engine;
 mod error;

@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use tensorlet_gpu::{Device, DeviceError, DeviceKind, Tensor};
 use tensorlet_registry::VerifiedComponent;
 
+use crate::chain::{Chain, ChainStage};
 use crate::data::Column;
 use crate::error::{Result, RuntimeError};
 use crate::pipeline::TrainingConfig;
@@ -48,19 +49,48 @@ pub struct StageMeta {
     pub digest: String,
     /// Its configuration.
     pub config: serde_json::Value,
+    /// A preprocessor's input columns (see [`crate::chain`]); all when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub columns: Option<Vec<String>>,
 }
 
 /// The plugins of a saved model.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Stages {
-    /// Preprocessor.
+    /// The (first) preprocessor.
     pub preprocessor: StageMeta,
+    /// The preprocessors after the first, in order (a `[[preprocessor]]`
+    /// chain).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub chain: Vec<StageMeta>,
     /// Trainer (absent when the predictor brings its own weights).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trainer: Option<StageMeta>,
     /// Predictor.
     pub predictor: StageMeta,
+}
+
+impl Stages {
+    /// Every preprocessor, in order, with its section name.
+    pub fn preprocessors(&self) -> Vec<(String, &StageMeta)> {
+        std::iter::once(&self.preprocessor)
+            .chain(&self.chain)
+            .enumerate()
+            .map(|(i, s)| (crate::pipeline::preprocessor_section(i), s))
+            .collect()
+    }
+
+    /// Every stage, in order, with its section name: the preprocessors, the
+    /// trainer (when there is one) and the predictor.
+    pub fn all(&self) -> Vec<(String, &StageMeta)> {
+        let mut v = self.preprocessors();
+        if let Some(t) = &self.trainer {
+            v.push(("trainer".into(), t));
+        }
+        v.push(("predictor".into(), &self.predictor));
+        v
+    }
 }
 
 /// Statistics of one input feature over the training data.
@@ -232,6 +262,14 @@ fn stage_meta(s: &StagePlugin) -> StageMeta {
         name: s.plugin.name().to_string(),
         digest: s.plugin.digest().to_string(),
         config: serde_json::from_str(&s.config).expect("stage config is JSON"),
+        columns: None,
+    }
+}
+
+fn chain_meta(s: &ChainStage) -> StageMeta {
+    StageMeta {
+        columns: s.columns.clone(),
+        ..stage_meta(&s.stage)
     }
 }
 
@@ -250,14 +288,12 @@ pub fn save(
 ) -> Result<ModelMeta> {
     let components = dir.join("components");
     std::fs::create_dir_all(&components).map_err(|e| RuntimeError::io(&components, e))?;
-    for s in [
-        Some(&plugins.preprocessor),
-        plugins.trainer.as_ref(),
-        Some(&plugins.predictor),
-    ]
-    .into_iter()
-    .flatten()
-    {
+    let stages = plugins
+        .preprocessors
+        .plugins()
+        .chain(&plugins.trainer)
+        .chain([&plugins.predictor]);
+    for s in stages {
         let hex = s.plugin.digest().trim_start_matches("sha256:");
         write(&components.join(format!("{hex}.wasm")), s.component.bytes())?;
     }
@@ -277,7 +313,11 @@ pub fn save(
         class_names: data.class_names.clone(),
         schema: Some(data.schema.clone()),
         plugins: Stages {
-            preprocessor: stage_meta(&plugins.preprocessor),
+            preprocessor: chain_meta(&plugins.preprocessors.stages[0]),
+            chain: plugins.preprocessors.stages[1..]
+                .iter()
+                .map(chain_meta)
+                .collect(),
             trainer: plugins.trainer.as_ref().map(stage_meta),
             predictor: stage_meta(&plugins.predictor),
         },
@@ -306,7 +346,7 @@ pub struct Model {
     /// Host copies of them when the device is a GPU (on the CPU the tensors
     /// are host memory already).
     host: Option<Tensors>,
-    preprocessor: StagePlugin,
+    preprocessors: Chain,
     predictor: StagePlugin,
 }
 
@@ -362,21 +402,27 @@ impl Model {
             let file = format!("components/{}.wasm", s.digest.trim_start_matches("sha256:"));
             component(s, checked(&file, &s.digest)?)
         };
-        let pre = stage(&meta.plugins.preprocessor)?;
+        let pre = meta
+            .plugins
+            .preprocessors()
+            .into_iter()
+            .map(|(_, s)| stage(s))
+            .collect::<Result<Vec<_>>>()?;
         let pred = stage(&meta.plugins.predictor)?;
         Model::from_parts(rt, dir.to_path_buf(), meta, &params, &state, pre, pred)
     }
 
     /// Assembles a model from its verified parts, checking that the params,
-    /// the state and both components are the ones `meta` pins. `origin`
-    /// names the model in messages (a directory or a registry reference).
+    /// the state and the components (the preprocessors in order, then the
+    /// predictor) are the ones `meta` pins. `origin` names the model in
+    /// messages (a directory or a registry reference).
     pub fn from_parts(
         rt: &Runtime,
         origin: PathBuf,
         meta: ModelMeta,
         params: &[u8],
         state: &[u8],
-        preprocessor: VerifiedComponent,
+        preprocessors: Vec<VerifiedComponent>,
         predictor: VerifiedComponent,
     ) -> Result<Model> {
         let bad = |message: String| RuntimeError::Model {
@@ -393,10 +439,20 @@ impl Model {
                 )));
             }
         }
-        for (stage, c) in [
-            (&meta.plugins.preprocessor, &preprocessor),
-            (&meta.plugins.predictor, &predictor),
-        ] {
+        let pinned = meta.plugins.preprocessors();
+        if pinned.len() != preprocessors.len() {
+            return Err(bad(format!(
+                "the model has {} preprocessors but {} were given",
+                pinned.len(),
+                preprocessors.len()
+            )));
+        }
+        let pairs = pinned
+            .iter()
+            .map(|(_, s)| *s)
+            .zip(&preprocessors)
+            .chain([(&meta.plugins.predictor, &predictor)]);
+        for (stage, c) in pairs {
             let got = digest(c.bytes());
             if got != stage.digest {
                 return Err(bad(format!(
@@ -425,8 +481,19 @@ impl Model {
                 config: s.config.to_string(),
             })
         };
+        let stages = pinned
+            .into_iter()
+            .zip(preprocessors)
+            .map(|((section, s), component)| {
+                Ok(ChainStage {
+                    stage: stage(s, component)?,
+                    section,
+                    columns: s.columns.clone(),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
         Ok(Model {
-            preprocessor: stage(&meta.plugins.preprocessor, preprocessor)?,
+            preprocessors: Chain { stages },
             predictor: stage(&meta.plugins.predictor, predictor)?,
             dir: origin,
             meta,
@@ -481,7 +548,9 @@ impl Model {
     pub fn predict(&self, device: &Device, x: Vec<f32>, rows: usize) -> Result<Predictions> {
         let t = self.tensors();
         let x = self.input(device, x, rows)?;
-        let xt = train::transform(&self.preprocessor, &t.state, &x)?;
+        let xt = self
+            .preprocessors
+            .transform(device, &self.meta.feature_names, &t.state, &x)?;
         let probs = self.predictor.plugin.predict_as(
             &self.predictor.config,
             &t.params,
@@ -506,13 +575,11 @@ impl Model {
         let x = self.input(device, x, rows)?;
         // One store for the request: the preprocessor's and the predictor's
         // instances are both fresh, but share the store's set-up.
-        let stage = &self.preprocessor;
-        let mut store = stage.plugin.store();
-        let out = stage
-            .plugin
-            .transform_in(&mut store, &stage.config, &t.state, &x)
+        let mut store = self.preprocessors.first().plugin.store();
+        let xt = self
+            .preprocessors
+            .transform_in(&mut store, device, &self.meta.feature_names, &t.state, &x)
             .await?;
-        let xt = train::check_transformed(stage, &x, out)?;
         let probs = self
             .predictor
             .plugin

@@ -28,6 +28,22 @@
 //! keep = "best"              # or "last": which epoch becomes the model
 //! ```
 //!
+//! Several preprocessors make a chain, each on the columns it names (as
+//! scikit-learn's `ColumnTransformer` inside a `Pipeline`): a stage's output
+//! columns take the place of its input columns, the others pass through, and
+//! the next stage sees the result (see `docs/data.md`).
+//!
+//! ```toml
+//! [[preprocessor]]
+//! bundled = "imputer"
+//! columns = ["sex"]
+//! config = { strategy = "most_frequent" }
+//!
+//! [[preprocessor]]
+//! bundled = "one-hot"
+//! columns = ["island", "sex"]
+//! ```
+//!
 //! A `model` plugin (only its forward pass; ABI 0.2) replaces `[trainer]` and
 //! `[predictor]` with one `[model]` section, and the host trains it with the
 //! optimizer and learning-rate schedule of `[training]`:
@@ -62,8 +78,10 @@ pub struct Pipeline {
     /// How to read the training data.
     #[serde(default)]
     pub data: DataConfig,
-    /// The preprocessing plugin.
-    pub preprocessor: Stage,
+    /// The preprocessing plugins, in order: one `[preprocessor]` table or
+    /// several `[[preprocessor]]` entries.
+    #[serde(deserialize_with = "one_or_many", serialize_with = "table_when_one")]
+    pub preprocessor: Vec<Stage>,
     /// The training plugin. Absent for a predictor that brings its own
     /// weights (an ONNX model through `wasi:nn`): training then only fits the
     /// preprocessor and evaluates the predictor.
@@ -163,6 +181,10 @@ pub struct Stage {
     /// Configuration handed to the plugin as a JSON object.
     #[serde(default)]
     pub config: toml::Table,
+    /// A preprocessor's input columns, by name, in the order it gets them;
+    /// every column when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub columns: Option<Vec<String>>,
 }
 
 /// Where a stage's component comes from.
@@ -375,6 +397,70 @@ fn name_or_table<'de, D: Deserializer<'de>, T: NameOrTable>(
         }
     }
     d.deserialize_any(Visit(std::marker::PhantomData)).map(Some)
+}
+
+/// `[preprocessor]` (one table) or `[[preprocessor]]` (an array of them).
+fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Vec<Stage>, D::Error> {
+    struct Visit;
+    impl<'de> serde::de::Visitor<'de> for Visit {
+        type Value = Vec<Stage>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a [preprocessor] table, or [[preprocessor]] entries")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            map: A,
+        ) -> std::result::Result<Vec<Stage>, A::Error> {
+            Stage::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(|s| vec![s])
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            seq: A,
+        ) -> std::result::Result<Vec<Stage>, A::Error> {
+            Vec::<Stage>::deserialize(serde::de::value::SeqAccessDeserializer::new(seq))
+        }
+    }
+    d.deserialize_any(Visit)
+}
+
+/// Writes one preprocessor as a table, as most pipelines give it.
+fn table_when_one<S: serde::Serializer>(
+    stages: &[Stage],
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    match stages {
+        [one] => one.serialize(s),
+        many => many.serialize(s),
+    }
+}
+
+/// The section name of the `i`th preprocessor (from 0): `preprocessor`,
+/// then `preprocessor.2`, `preprocessor.3`… It names the stage in messages,
+/// in run records and in a published artifact's pins.
+pub fn preprocessor_section(i: usize) -> String {
+    match i {
+        0 => "preprocessor".to_string(),
+        _ => format!("preprocessor.{}", i + 1),
+    }
+}
+
+/// The kind of stage a section is: `preprocessor` for every stage of a
+/// chain, else the section itself.
+pub fn section_kind(section: &str) -> &str {
+    if section.starts_with("preprocessor.") {
+        "preprocessor"
+    } else {
+        section
+    }
+}
+
+/// How messages name a section: `[trainer]`, `[preprocessor]`, and for
+/// the later stages of a chain `[[preprocessor]] 2`.
+pub fn heading(section: &str) -> String {
+    match section.strip_prefix("preprocessor.") {
+        Some(n) => format!("[[preprocessor]] {n}"),
+        None => format!("[{section}]"),
+    }
 }
 
 /// Which checkpoint of a run becomes the model.
@@ -640,32 +726,43 @@ impl TrainingConfig {
 }
 
 impl Pipeline {
-    /// The stages it has, in order, with their section names.
-    pub fn stages(&self) -> Vec<(&'static str, &Stage)> {
-        let mut v = vec![("preprocessor", &self.preprocessor)];
-        if let Some(t) = &self.trainer {
-            v.push(("trainer", t));
-        }
-        if let Some(p) = &self.predictor {
-            v.push(("predictor", p));
-        }
-        if let Some(m) = &self.model {
-            v.push(("model", m));
+    /// The stages it has, in order, with their section names (see
+    /// [`preprocessor_section`]).
+    pub fn stages(&self) -> Vec<(String, &Stage)> {
+        let mut v: Vec<(String, &Stage)> = self
+            .preprocessor
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (preprocessor_section(i), s))
+            .collect();
+        for (name, stage) in [
+            ("trainer", &self.trainer),
+            ("predictor", &self.predictor),
+            ("model", &self.model),
+        ] {
+            if let Some(s) = stage {
+                v.push((name.to_string(), s));
+            }
         }
         v
     }
 
     /// [`Pipeline::stages`], mutable.
-    pub fn stages_mut(&mut self) -> Vec<(&'static str, &mut Stage)> {
-        let mut v = vec![("preprocessor", &mut self.preprocessor)];
-        if let Some(t) = &mut self.trainer {
-            v.push(("trainer", t));
-        }
-        if let Some(p) = &mut self.predictor {
-            v.push(("predictor", p));
-        }
-        if let Some(m) = &mut self.model {
-            v.push(("model", m));
+    pub fn stages_mut(&mut self) -> Vec<(String, &mut Stage)> {
+        let mut v: Vec<(String, &mut Stage)> = self
+            .preprocessor
+            .iter_mut()
+            .enumerate()
+            .map(|(i, s)| (preprocessor_section(i), s))
+            .collect();
+        for (name, stage) in [
+            ("trainer", &mut self.trainer),
+            ("predictor", &mut self.predictor),
+            ("model", &mut self.model),
+        ] {
+            if let Some(s) = stage {
+                v.push((name.to_string(), s));
+            }
         }
         v
     }
@@ -712,7 +809,33 @@ impl Pipeline {
             }
             _ => {}
         }
+        if p.preprocessor.is_empty() {
+            return Err(err(
+                "needs at least one [[preprocessor]] (`bundled = \"passthrough\"` leaves the \
+                 features as they are)"
+                    .into(),
+            ));
+        }
         for (section, stage) in p.stages_mut() {
+            let h = heading(&section);
+            if let Some(columns) = &stage.columns {
+                if !section.starts_with("preprocessor") {
+                    return Err(err(format!(
+                        "{h} columns: only a preprocessor selects columns; the \
+                         {h} gets every column the preprocessors give"
+                    )));
+                }
+                if columns.is_empty() {
+                    return Err(err(format!(
+                        "{h} columns is empty; name the columns it transforms, or leave \
+                         `columns` out for every column"
+                    )));
+                }
+                let mut seen = std::collections::BTreeSet::new();
+                if let Some(twice) = columns.iter().find(|c| !seen.insert(c.as_str())) {
+                    return Err(err(format!("{h} columns names `{twice}` twice")));
+                }
+            }
             let given = [
                 stage.reference.is_some(),
                 stage.path.is_some(),
@@ -721,25 +844,25 @@ impl Pipeline {
             match given.iter().filter(|g| **g).count() {
                 0 => {
                     return Err(err(format!(
-                        "[{section}] needs `ref = \"ns/name@1.0.0\"` (a registry artifact), or \
+                        "{h} needs `ref = \"ns/name@1.0.0\"` (a registry artifact), or \
                          for local development `path = \"plugin.wasm\"` or `bundled = \"<name>\"`"
                     )));
                 }
                 1 => {}
                 _ if stage.reference.is_none() => {
                     return Err(err(format!(
-                        "[{section}] gives both `path` and `bundled`; keep one"
+                        "{h} gives both `path` and `bundled`; keep one"
                     )));
                 }
                 _ => {
                     return Err(err(format!(
-                        "[{section}] gives `ref` and also `path` or `bundled`; keep one"
+                        "{h} gives `ref` and also `path` or `bundled`; keep one"
                     )));
                 }
             }
             if let Some(r) = &stage.reference {
                 tensorlet_registry::Reference::parse(r)
-                    .map_err(|e| err(format!("[{section}] ref: {e}")))?;
+                    .map_err(|e| err(format!("{h} ref: {e}")))?;
             }
             if let Some(rel) = &stage.path {
                 stage.path = Some(base.join(rel));
@@ -810,7 +933,7 @@ mod tests {
             PluginSource::Path("/x/m.wasm".into())
         );
         assert_eq!(
-            p.preprocessor.source(),
+            p.preprocessor[0].source(),
             PluginSource::Bundled("standardize".into())
         );
         assert_eq!(
@@ -856,5 +979,63 @@ mod tests {
             e.to_string().contains("learning_rate must be a positive"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn preprocessors_chain_with_columns() {
+        let chain = MINIMAL.replace(
+            "[preprocessor]\n        bundled = \"standardize\"",
+            "[[preprocessor]]\nbundled = \"imputer\"\ncolumns = [\"a\", \"b\"]\n\
+             [[preprocessor]]\nbundled = \"one-hot\"\ncolumns = [\"c\"]\n\
+             [[preprocessor]]\nbundled = \"standardize\"\n",
+        );
+        let p = Pipeline::parse(&chain, Path::new("."), Path::new("p.toml")).unwrap();
+        assert_eq!(p.preprocessor.len(), 3);
+        assert_eq!(
+            p.preprocessor[0].columns.as_deref(),
+            Some(&["a".to_string(), "b".to_string()][..])
+        );
+        assert_eq!(p.preprocessor[2].columns, None);
+        let sections: Vec<String> = p.stages().into_iter().map(|(s, _)| s).collect();
+        assert_eq!(
+            sections,
+            [
+                "preprocessor",
+                "preprocessor.2",
+                "preprocessor.3",
+                "trainer",
+                "predictor"
+            ]
+        );
+        assert_eq!(heading("preprocessor.3"), "[[preprocessor]] 3");
+        assert_eq!(heading("trainer"), "[trainer]");
+
+        // Written back, a chain stays an array and one stage stays a table.
+        let again: Pipeline = toml::from_str(&toml::to_string(&p).unwrap()).unwrap();
+        assert_eq!(again.preprocessor, p.preprocessor);
+        let one = Pipeline::parse(MINIMAL, Path::new("."), Path::new("p.toml")).unwrap();
+        let text = toml::to_string(&one).unwrap();
+        assert!(text.contains("[preprocessor]\n"), "{text}");
+
+        let twice = chain.replace("[\"c\"]", "[\"c\", \"c\"]");
+        let e = Pipeline::parse(&twice, Path::new("."), Path::new("p.toml")).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("[[preprocessor]] 2 columns names `c` twice"),
+            "{e}"
+        );
+        let empty = chain.replace("[\"c\"]", "[]");
+        let e = Pipeline::parse(&empty, Path::new("."), Path::new("p.toml")).unwrap_err();
+        assert!(e.to_string().contains("columns is empty"), "{e}");
+        let on_model = MINIMAL.replace("[predictor]", "[predictor]\ncolumns = [\"a\"]");
+        let e = Pipeline::parse(&on_model, Path::new("."), Path::new("p.toml")).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("[predictor] columns: only a preprocessor selects columns"),
+            "{e}"
+        );
+        let typo = chain.replace("columns = [\"c\"]", "colums = [\"c\"]");
+        let e = Pipeline::parse(&typo, Path::new("."), Path::new("p.toml")).unwrap_err();
+        assert!(e.to_string().contains("unknown field `colums`"), "{e}");
     }
 }

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use tensorlet_gpu::{Device, Tensor, rng};
 use tensorlet_registry::VerifiedComponent;
 
+use crate::chain::{Chain, ChainStage};
 use crate::data::{ColumnType, Dataset};
 use crate::error::{PluginFailure, Result, RuntimeError};
 use crate::metrics;
@@ -34,10 +35,10 @@ pub struct StagePlugin {
 /// `allow_unsigned` of local development.
 pub type Resolver<'a> = dyn Fn(&PluginSource) -> Result<VerifiedComponent> + 'a;
 
-/// The three loaded plugins of a pipeline.
+/// The loaded plugins of a pipeline.
 pub struct PipelinePlugins {
-    /// Fits and transforms features.
-    pub preprocessor: StagePlugin,
+    /// Fit and transform features, in order.
+    pub preprocessors: Chain,
     /// Initialises and steps parameters; absent when the predictor brings
     /// its own weights.
     pub trainer: Option<StagePlugin>,
@@ -84,16 +85,25 @@ impl Pipeline {
                 config,
             })
         };
-        let preprocessor = stage(
-            "preprocessor",
-            &self.preprocessor,
-            self.preprocessor.config_json(),
-        )?;
+        let preprocessors = Chain {
+            stages: self
+                .preprocessor
+                .iter()
+                .enumerate()
+                .map(|(i, s)| {
+                    Ok(ChainStage {
+                        stage: stage("preprocessor", s, s.config_json())?,
+                        section: crate::pipeline::preprocessor_section(i),
+                        columns: s.columns.clone(),
+                    })
+                })
+                .collect::<Result<_>>()?,
+        };
         if let Some(m) = &self.model {
             let trainer = stage("model", m, m.config_json())?;
             let predictor = stage("model", m, m.config_json())?;
             return Ok(PipelinePlugins {
-                preprocessor,
+                preprocessors,
                 trainer: Some(trainer),
                 predictor,
             });
@@ -119,7 +129,7 @@ impl Pipeline {
         };
         let predictor = self.predictor_stage();
         Ok(PipelinePlugins {
-            preprocessor,
+            preprocessors,
             trainer,
             predictor: stage("predictor", predictor, predictor.config_json())?,
         })
@@ -307,12 +317,6 @@ fn check_output(
     Ok(v)
 }
 
-/// Runs the preprocessor's transform and checks it kept the rows.
-pub fn transform(stage: &StagePlugin, state: &NamedTensors, x: &Tensor) -> Result<Tensor> {
-    let out = stage.plugin.transform(&stage.config, state, x)?;
-    check_transformed(stage, x, out)
-}
-
 /// A transform's output, checked to keep one row per input row.
 pub fn check_transformed(stage: &StagePlugin, x: &Tensor, out: Tensor) -> Result<Tensor> {
     let rows = x.shape().dims()[0];
@@ -412,7 +416,8 @@ pub fn train_from(
         message: m,
     })?;
     let n = data.rows();
-    check_encodable(data)?;
+    plugins.preprocessors.check_columns(&data.feature_names)?;
+    check_encodable(data, &plugins.preprocessors)?;
     let task = data.task;
     // Classes are split stratified; regression rows as one stratum.
     let strata = match task {
@@ -446,18 +451,19 @@ pub fn train_from(
     let x_val_raw = device.gather_rows(&x_all, val_idx)?;
     let y_val = Labels::pick(task, &labels, val_idx);
 
-    let pre = &plugins.preprocessor;
+    let pre = &plugins.preprocessors;
+    let names = &data.feature_names;
     let (state, resumed) = match resume {
         Some(r) => (r.state.clone(), Some(r)),
         None => {
-            let state = pre.plugin.fit(&pre.config, &x_train_raw)?;
+            let state = pre.fit(device, names, &x_train_raw)?;
             observer.fitted(&state)?;
             (state, None)
         }
     };
-    let x_train = transform(pre, &state, &x_train_raw)?;
+    let x_train = pre.transform(device, names, &state, &x_train_raw)?;
     let x_val = if val_n > 0 {
-        Some(transform(pre, &state, &x_val_raw)?)
+        Some(pre.transform(device, names, &state, &x_val_raw)?)
     } else {
         None
     };
@@ -826,43 +832,49 @@ pub fn evaluate(
     })
 }
 
-/// Refuses categorical feature columns, which no stage encodes yet.
-fn check_encodable(data: &Dataset) -> Result<()> {
+/// Refuses categorical feature columns that no preprocessor names: a
+/// category's code is an index, not a quantity, so a stage must encode it
+/// (`one-hot`, `ordinal`) rather than scale it with the numbers.
+fn check_encodable(data: &Dataset, chain: &Chain) -> Result<()> {
+    let named = |c: &str| {
+        chain.stages.iter().any(|s| {
+            s.columns
+                .as_ref()
+                .is_some_and(|cols| cols.iter().any(|n| n == c))
+        })
+    };
     let cats: Vec<&str> = data
         .schema
         .iter()
-        .filter(|c| matches!(c.kind, ColumnType::Categorical { .. }))
+        .filter(|c| matches!(c.kind, ColumnType::Categorical { .. }) && !named(&c.name))
         .map(|c| c.name.as_str())
         .collect();
     if cats.is_empty() {
         return Ok(());
     }
+    let (s, them) = if cats.len() > 1 {
+        ("s", "them")
+    } else {
+        ("", "it")
+    };
     Err(RuntimeError::Data {
         path: data.path.clone(),
         line: None,
         column: None,
         message: format!(
-            "column{} `{}` hold{} text (categories), which the pipeline's preprocessor would \
-             read as category codes; leave {} out with [data] drop = [\"{}\"], or encode {} \
-             as numbers before training",
-            if cats.len() > 1 { "s" } else { "" },
+            "column{s} `{}` hold{} text (categories), and no preprocessor names {them} in its \
+             `columns`; encode {them} with a stage such as\n\n  [[preprocessor]]\n  bundled = \
+             \"one-hot\"\n  columns = [\"{}\"]\n\nor leave {them} out with [data] drop",
             cats.join("`, `"),
             if cats.len() > 1 { "" } else { "s" },
-            if cats.len() > 1 { "them" } else { "it" },
             cats.join("\", \""),
-            if cats.len() > 1 { "them" } else { "it" },
         ),
     })
 }
 
 /// Refuses preprocessed features that are not finite: missing values that no
 /// stage filled in.
-fn check_finite_features(
-    device: &Device,
-    pre: &StagePlugin,
-    data: &Dataset,
-    x: &Tensor,
-) -> Result<()> {
+fn check_finite_features(device: &Device, pre: &Chain, data: &Dataset, x: &Tensor) -> Result<()> {
     let width = x.shape().dims()[1];
     let v = device.to_vec(x)?;
     let Some(i) = v.iter().position(|f| !f.is_finite()) else {
@@ -875,7 +887,7 @@ fn check_finite_features(
         .filter(|c| c.missing > 0)
         .map(|c| format!("`{}` ({})", c.name, c.missing))
         .collect();
-    let named = if width == data.features() {
+    let named = if pre.is_plain() && width == data.features() {
         format!("column `{}`", data.feature_names[col])
     } else {
         format!("output column {col}")
@@ -886,16 +898,16 @@ fn check_finite_features(
         column: None,
         message: if missing.is_empty() {
             format!(
-                "the preprocessor `{}` gave a non-finite value ({}) in {named}",
-                pre.plugin.name(),
+                "the preprocessing `{}` gave a non-finite value ({}) in {named}",
+                pre.describe(),
                 v[i]
             )
         } else {
             format!(
-                "after the preprocessor `{}`, {named} still holds a missing value; missing \
-                 values by column: {}; fill them in, or leave those columns out with [data] \
-                 drop",
-                pre.plugin.name(),
+                "after the preprocessing `{}`, {named} still holds a missing value; missing \
+                 values by column: {}; fill them in (an `imputer` stage), or leave those \
+                 columns out with [data] drop",
+                pre.describe(),
                 missing.join(", ")
             )
         },

@@ -152,6 +152,29 @@ pub fn export_wasi_http(
         })
     };
     let (meta, params, state) = (blob(META)?, blob(PARAMS)?, blob(STATE)?);
+    let stages = crate::model::parse_meta(meta)
+        .map_err(|message| ExportError::Model {
+            model: model.clone(),
+            message,
+        })?
+        .plugins;
+    if !stages.chain.is_empty() || stages.preprocessor.columns.is_some() {
+        let names: Vec<&str> = stages
+            .preprocessors()
+            .into_iter()
+            .map(|(_, s)| s.name.as_str())
+            .collect();
+        return Err(ExportError::Model {
+            model: model.clone(),
+            message: format!(
+                "its preprocessing is a chain with column selection (`{}`), and an exported \
+                 component composes one preprocessor on every column; serve it with \
+                 `tensorlet serve`, or export a model trained with one [preprocessor] without \
+                 `columns`",
+                names.join(" → ")
+            ),
+        });
+    }
     let info = serde_json::json!({
         "name": input.served_name,
         "version": manifest.version.clone(),

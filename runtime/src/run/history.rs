@@ -170,7 +170,18 @@ pub fn comparison(runs: &[LoadedRun]) -> Vec<Row> {
     for k in keys.keys() {
         add(&format!("config.{k}"), &|r| text(&options(r)[k]));
     }
-    for stage in ["preprocessor", "trainer", "predictor"] {
+    // The stages, with a chain's later preprocessors after the first.
+    let mut stages = vec!["preprocessor".to_string()];
+    for r in runs {
+        for (name, _) in r.record.record.plugins.stages() {
+            if name.starts_with("preprocessor.") && !stages.contains(&name) {
+                stages.push(name);
+            }
+        }
+    }
+    stages.extend(["trainer".to_string(), "predictor".to_string()]);
+    for stage in &stages {
+        let stage = stage.as_str();
         add(stage, &|r| {
             r.record
                 .record

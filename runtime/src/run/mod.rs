@@ -364,7 +364,8 @@ fn plugins_record(p: &PipelinePlugins) -> RunPlugins {
         }
     };
     RunPlugins {
-        preprocessor: stage(&p.preprocessor),
+        preprocessor: stage(p.preprocessors.first()),
+        chain: p.preprocessors.plugins().skip(1).map(stage).collect(),
         trainer: p.trainer.as_ref().map(stage),
         predictor: stage(&p.predictor),
     }

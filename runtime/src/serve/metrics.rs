@@ -58,6 +58,9 @@ pub struct Metrics {
     device_recoveries: AtomicU64,
     /// (model, version) -> drift score, set by the server.
     drift: Mutex<BTreeMap<(String, String), f64>>,
+    /// (model, version, column) -> served values of a category the model
+    /// did not learn, set by the server.
+    unknown_categories: Mutex<BTreeMap<(String, String, String), u64>>,
 }
 
 /// What one model version's requests have counted, as read by
@@ -151,6 +154,16 @@ impl Metrics {
             .lock()
             .expect("metrics lock")
             .insert((model.to_string(), version.to_string()), score);
+    }
+
+    /// Sets how many served values of a categorical column were a category
+    /// the model version did not learn.
+    pub fn set_unknown_categories(&self, model: &str, version: &str, column: &str, n: u64) {
+        let key = (model.to_string(), version.to_string(), column.to_string());
+        self.unknown_categories
+            .lock()
+            .expect("metrics lock")
+            .insert(key, n);
     }
 
     /// Requests answered with `status` for a model (any version).
@@ -317,6 +330,23 @@ impl Metrics {
                     "tensorlet_model_drift_score{{model=\"{}\",version=\"{}\"}} {d}",
                     escape(m),
                     escape(v)
+                );
+            }
+        }
+        let unknown = self.unknown_categories.lock().expect("metrics lock");
+        if !unknown.is_empty() {
+            let _ = writeln!(
+                w,
+                "# HELP tensorlet_unknown_categories_total Served values of a categorical column that were a category the model did not learn (encoded as unknown)."
+            );
+            let _ = writeln!(w, "# TYPE tensorlet_unknown_categories_total counter");
+            for ((m, v, c), n) in unknown.iter() {
+                let _ = writeln!(
+                    w,
+                    "tensorlet_unknown_categories_total{{model=\"{}\",version=\"{}\",column=\"{}\"}} {n}",
+                    escape(m),
+                    escape(v),
+                    escape(c)
                 );
             }
         }

@@ -143,6 +143,9 @@ pub struct Deployment {
     spec: oip::ModelSpec,
     train_stats: Option<Vec<(f64, f64)>>,
     served: Mutex<Running>,
+    /// Per categorical feature column (its index), the served values that
+    /// were a category the training data did not have.
+    unknown: Vec<(usize, AtomicU64)>,
     invocations: AtomicU64,
     reported: AtomicU64,
 }
@@ -155,10 +158,20 @@ impl Deployment {
                 .map(|f| (f64::from(f.mean), f64::from(f.std)))
                 .collect()
         });
+        let categorical = |name: &String| {
+            model.meta.schema.iter().flatten().any(|c| {
+                &c.name == name && matches!(c.kind, crate::data::ColumnType::Categorical { .. })
+            })
+        };
+        let unknown = (model.meta.feature_names.iter().enumerate())
+            .filter(|(_, n)| categorical(n))
+            .map(|(i, _)| (i, AtomicU64::new(0)))
+            .collect();
         Deployment {
             name: name.to_string(),
             version: version.to_string(),
             reference: reference.to_string(),
+            unknown,
             spec: oip::ModelSpec::from_model_json(
                 &serde_json::to_value(&model.meta).unwrap_or_default(),
             ),
@@ -182,6 +195,13 @@ impl Deployment {
             r.n = vec![0; f];
         }
         let Running { n, sum } = &mut *r;
+        for (c, count) in &self.unknown {
+            // The request encodes an unknown category as -1.
+            let k = x.iter().skip(*c).step_by(f).filter(|v| **v == -1.0).count();
+            if k > 0 {
+                count.fetch_add(k as u64, Ordering::Relaxed);
+            }
+        }
         for row in x.chunks(f) {
             for ((s, n), v) in sum.iter_mut().zip(n.iter_mut()).zip(row) {
                 if !v.is_nan() {
@@ -664,6 +684,12 @@ async fn render_metrics(State(s): Shared) -> Response {
     for d in s.models.load().values() {
         if let Some(score) = d.drift() {
             s.metrics.set_drift(&d.name, &d.version, score);
+        }
+        for (c, count) in &d.unknown {
+            let column = &d.model.meta.feature_names[*c];
+            let n = count.load(Ordering::Relaxed);
+            s.metrics
+                .set_unknown_categories(&d.name, &d.version, column, n);
         }
     }
     (
