@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use clap::ValueEnum;
 use tensorlet_gpu::{Device, Preference};
 use tensorlet_registry::http::{ENV_CA_FILE, HttpClient, HttpSettings};
-use tensorlet_runtime::{Runtime, RuntimeConfig};
+use tensorlet_runtime::{Limits, Runtime, RuntimeConfig};
 
 /// Where tensors are computed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -114,13 +114,68 @@ pub fn http_client() -> Result<HttpClient> {
 
 /// The runtime, with the compiled-component cache under the state directory.
 pub fn runtime(device: Device) -> Result<Runtime> {
+    runtime_with(device, Limits::default())
+}
+
+/// [`runtime`] with these sandbox limits.
+pub fn runtime_with(device: Device, limits: Limits) -> Result<Runtime> {
     let cache_dir = home().join("cache").join("components");
     Runtime::new(RuntimeConfig {
         device,
         cache_dir: Some(cache_dir),
-        ..RuntimeConfig::default()
+        limits,
     })
     .context("cannot start the wasm runtime")
+}
+
+/// `--max-tensor-memory` and `--deadline`: the sandbox limits of each
+/// plugin call, for the commands that run plugins for long.
+#[derive(Clone, Debug, Default, clap::Args)]
+pub struct LimitArgs {
+    /// The most host-tensor memory one plugin call may hold (default 1 GiB):
+    /// bytes, or a number and a unit (`512 MiB`, `4 GiB`). Overrides a
+    /// pipeline's `[limits] max_tensor_memory`.
+    #[arg(long, value_name = "SIZE", value_parser = tensorlet_runtime::parse_size)]
+    pub max_tensor_memory: Option<usize>,
+    /// The wall-clock budget of one plugin call (default 30 s): seconds, or
+    /// `90s`, `2m`, `500ms`. Overrides a pipeline's `[limits] deadline`.
+    #[arg(long, value_name = "DURATION", value_parser = tensorlet_runtime::parse_duration)]
+    pub deadline: Option<std::time::Duration>,
+}
+
+impl LimitArgs {
+    /// Sets the limits given on the command line.
+    pub fn apply(&self, limits: &mut Limits) {
+        if let Some(m) = self.max_tensor_memory {
+            limits.max_host_tensor_bytes = m;
+        }
+        if let Some(d) = self.deadline {
+            limits.deadline = d;
+        }
+    }
+}
+
+/// `error` with a line saying how to raise the sandbox limit it hit, when it
+/// hit one.
+pub fn with_limit_hint(error: anyhow::Error) -> anyhow::Error {
+    use tensorlet_runtime::{PluginFailure, RuntimeError};
+    let hint = error.chain().find_map(|c| match c.downcast_ref::<RuntimeError>() {
+        Some(RuntimeError::Plugin {
+            failure: PluginFailure::Deadline(_),
+            ..
+        }) => Some("--deadline (or the pipeline's [limits] deadline) raises the limit"),
+        Some(RuntimeError::Plugin {
+            failure: PluginFailure::HostTensorMemory(_),
+            ..
+        }) => Some(
+            "--max-tensor-memory (or the pipeline's [limits] max_tensor_memory) raises the limit",
+        ),
+        _ => None,
+    });
+    match hint {
+        Some(h) => anyhow::anyhow!("{error:#}\n{h}"),
+        None => error,
+    }
 }
 
 /// The multi-threaded async runtime an HTTP server runs on.

@@ -674,3 +674,62 @@ fn a_published_chain_pins_every_stage_and_loads_from_the_registry() {
     );
     assert!(!out.exists());
 }
+
+#[test]
+fn sandbox_limits_are_set_by_flag_or_pipeline() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let iris = data("iris.csv");
+    let base = std::fs::read_to_string(pipeline("iris")).unwrap();
+    let train_with = |p: &Path, extra: &[&str]| {
+        let mut args = vec![
+            "train",
+            s(p),
+            "--data",
+            s(&iris),
+            "--allow-unsigned",
+            "--epochs",
+            "1",
+            "--out",
+        ];
+        let out = h.join("m");
+        args.push(s(&out));
+        args.extend_from_slice(extra);
+        tensorlet(h, &args)
+    };
+    // A cap too small for one batch stops the call, and says what raises it.
+    let plain = write(h, "plain.toml", &base);
+    let err = fails(&train_with(&plain, &["--max-tensor-memory", "1 KiB"]));
+    assert!(
+        err.contains("held more than 1 KiB of host tensors")
+            && err.contains("--max-tensor-memory (or the pipeline's [limits] max_tensor_memory)"),
+        "{err}"
+    );
+    // The same from the pipeline; the flag overrides it.
+    let capped = write(
+        h,
+        "capped.toml",
+        &format!("{base}\n[limits]\nmax_tensor_memory = \"1 KiB\"\ndeadline = \"1m\"\n"),
+    );
+    let err = fails(&train_with(&capped, &[]));
+    assert!(
+        err.contains("held more than 1 KiB of host tensors"),
+        "{err}"
+    );
+    ok(&train_with(&capped, &["--max-tensor-memory", "1GiB"]));
+    // A value that is no size or duration is refused before anything runs.
+    let out = train_with(&plain, &["--deadline", "soon"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("`soon` is not a duration"), "{err}");
+    let bad = write(
+        h,
+        "bad.toml",
+        &format!("{base}\n[limits]\nmax_tensor_memory = \"lots\"\n"),
+    );
+    let err = fails(&train_with(&bad, &[]));
+    assert!(
+        err.contains("limits.max_tensor_memory: `lots` is not a size"),
+        "{err}"
+    );
+}

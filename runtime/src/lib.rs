@@ -50,7 +50,7 @@ pub mod train;
 
 pub use engine::{ComponentInfo, Runtime, RuntimeConfig, digest};
 pub use error::{PluginFailure, Result, RuntimeError};
-pub use limits::{Limits, human_bytes};
+pub use limits::{Limits, human_bytes, parse_duration, parse_size};
 pub use pipeline::Pipeline;
 pub use plugin::{
     Abi, DataSpec, HostTraining, Mode, NamedTensors, Plugin, StepOutput, Task, instances_created,

@@ -56,6 +56,44 @@ impl Limits {
     }
 }
 
+/// Parses a size as people write it: bytes (`1073741824`) or a number with a
+/// unit (`2 GiB`, `512MiB`; `KiB`/`MiB`/`GiB` are powers of 1024,
+/// `KB`/`MB`/`GB` of 1000). Zero is refused.
+pub fn parse_size(text: &str) -> Result<usize, String> {
+    let bytes = text
+        .trim()
+        .parse::<bytesize::ByteSize>()
+        .map_err(|_| {
+            format!(
+                "`{text}` is not a size; write bytes, or a number and a unit: `512 MiB`, `2 GiB`"
+            )
+        })?
+        .as_u64();
+    if bytes == 0 {
+        return Err(format!("`{text}` is no room at all; give a size above 0"));
+    }
+    usize::try_from(bytes).map_err(|_| format!("`{text}` is more than this machine can address"))
+}
+
+/// Parses a duration as people write it: seconds (`30`, `0.5`) or numbers
+/// with units (`90s`, `2m`, `1m 30s`, `500ms`). Zero is refused.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let d = match t.parse::<f64>() {
+        Ok(secs) if secs.is_finite() && secs >= 0.0 => Duration::from_secs_f64(secs),
+        Ok(_) => return Err(format!("`{text}` is not a duration")),
+        Err(_) => humantime::parse_duration(t).map_err(|e| {
+            format!("`{text}` is not a duration ({e}); write seconds, or `90s`, `2m`, `500ms`")
+        })?,
+    };
+    if d.is_zero() {
+        return Err(format!(
+            "`{text}` leaves no time at all; give a duration above 0"
+        ));
+    }
+    Ok(d)
+}
+
 /// Formats a byte count for people: `256 MiB`.
 pub fn human_bytes(n: usize) -> String {
     const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
@@ -75,6 +113,23 @@ pub fn human_bytes(n: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_and_durations_as_people_write_them() {
+        assert_eq!(parse_size("2 GiB"), Ok(2 << 30));
+        assert_eq!(parse_size("512MiB"), Ok(512 << 20));
+        assert_eq!(parse_size("1GB"), Ok(1_000_000_000));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert!(parse_size("2 gigs").unwrap_err().contains("`2 GiB`"));
+        assert!(parse_size("0").unwrap_err().contains("above 0"));
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("1m 30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2.5"), Ok(Duration::from_millis(2500)));
+        assert!(parse_duration("soon").unwrap_err().contains("`90s`"));
+        assert!(parse_duration("0s").unwrap_err().contains("above 0"));
+        assert!(parse_duration("-1").is_err());
+    }
 
     #[test]
     fn deadline_rounds_up_to_ticks() {

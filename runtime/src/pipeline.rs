@@ -98,6 +98,49 @@ pub struct Pipeline {
     /// Training hyper-parameters.
     #[serde(default)]
     pub training: TrainingConfig,
+    /// The sandbox limits of every plugin call while training.
+    #[serde(default, skip_serializing_if = "LimitsConfig::is_default")]
+    pub limits: LimitsConfig,
+}
+
+/// `[limits]`: raises (or lowers) the sandbox limits of each plugin call
+/// while training; `train --max-tensor-memory` and `--deadline` override
+/// them.
+///
+/// ```toml
+/// [limits]
+/// max_tensor_memory = "4 GiB"  # host tensors one call may hold (default 1 GiB)
+/// deadline = "2m"              # wall time of one call (default 30 s)
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// The most host-tensor memory one call may hold: `"2 GiB"`, `"512 MiB"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tensor_memory: Option<String>,
+    /// The wall-clock budget of one call: `"60s"`, `"2m"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline: Option<String>,
+}
+
+impl LimitsConfig {
+    fn is_default(&self) -> bool {
+        *self == LimitsConfig::default()
+    }
+
+    /// Sets what it gives on `limits`; a value that does not parse is an
+    /// error naming the key.
+    pub fn apply(&self, limits: &mut crate::Limits) -> Result<(), String> {
+        if let Some(m) = &self.max_tensor_memory {
+            limits.max_host_tensor_bytes =
+                crate::parse_size(m).map_err(|e| format!("limits.max_tensor_memory: {e}"))?;
+        }
+        if let Some(d) = &self.deadline {
+            limits.deadline =
+                crate::parse_duration(d).map_err(|e| format!("limits.deadline: {e}"))?;
+        }
+        Ok(())
+    }
 }
 
 /// `[pipeline]`
@@ -872,6 +915,7 @@ impl Pipeline {
             return Err(err("[pipeline] name must not be empty".into()));
         }
         p.training.validate().map_err(err)?;
+        p.limits.apply(&mut crate::Limits::default()).map_err(err)?;
         if let Some(d) = p.data.delimiter
             && (!d.is_ascii() || d == '"' || d == '\n' || d == '\r')
         {
@@ -1037,5 +1081,23 @@ mod tests {
         let typo = chain.replace("columns = [\"c\"]", "colums = [\"c\"]");
         let e = Pipeline::parse(&typo, Path::new("."), Path::new("p.toml")).unwrap_err();
         assert!(e.to_string().contains("unknown field `colums`"), "{e}");
+    }
+
+    #[test]
+    fn limits_are_read_with_units() {
+        let text =
+            format!("{MINIMAL}\n[limits]\nmax_tensor_memory = \"2 GiB\"\ndeadline = \"90s\"\n");
+        let p = Pipeline::parse(&text, Path::new("."), Path::new("p.toml")).unwrap();
+        let mut l = crate::Limits::default();
+        p.limits.apply(&mut l).unwrap();
+        assert_eq!(l.max_host_tensor_bytes, 2 << 30);
+        assert_eq!(l.deadline, std::time::Duration::from_secs(90));
+        let bad = text.replace("90s", "soon");
+        let e = Pipeline::parse(&bad, Path::new("."), Path::new("p.toml")).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("limits.deadline: `soon` is not a duration"),
+            "{e}"
+        );
     }
 }

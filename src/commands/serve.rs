@@ -16,7 +16,7 @@ use tensorlet_runtime::serve::registry::{
 use tensorlet_runtime::serve::{ServeConfig, Server};
 
 use crate::artifacts::{self, RegistryArgs};
-use crate::common::{self, DeviceArgs};
+use crate::common::{self, DeviceArgs, LimitArgs};
 
 /// Serve model versions over HTTP (Open Inference Protocol V2).
 #[derive(Debug, clap::Args)]
@@ -62,6 +62,8 @@ pub struct Args {
     pub registry: RegistryArgs,
     #[command(flatten)]
     pub device: DeviceArgs,
+    #[command(flatten)]
+    pub limits: LimitArgs,
 }
 
 /// The first poll of `reference` when a follower starts: reports on stderr
@@ -120,7 +122,9 @@ pub fn execute(args: Args) -> Result<()> {
     }
 
     let device = args.device.open()?;
-    let rt = Arc::new(common::runtime(device.clone())?);
+    let mut limits = tensorlet_runtime::Limits::default();
+    args.limits.apply(&mut limits);
+    let rt = Arc::new(common::runtime_with(device.clone(), limits)?);
     let source = Arc::new(RegistrySource::new(
         rt.clone(),
         artifacts::open()?,

@@ -25,7 +25,7 @@ use tensorlet_runtime::train::EpochMetrics;
 use tensorlet_runtime::{RuntimeError, Task};
 
 use crate::artifacts::{RegistryArgs, UnsignedArgs};
-use crate::common::{self, DeviceArgs};
+use crate::common::{self, DeviceArgs, LimitArgs};
 
 /// Train a pipeline on a CSV file or a registered dataset; record the run;
 /// sign and publish the model to the registry (`--key`), and/or save it as a
@@ -77,6 +77,8 @@ pub struct Args {
     #[command(flatten)]
     pub device: DeviceArgs,
     #[command(flatten)]
+    pub limits: LimitArgs,
+    #[command(flatten)]
     pub registry: RegistryArgs,
     #[command(flatten)]
     pub unsigned: UnsignedArgs,
@@ -89,13 +91,14 @@ pub fn execute(args: Args) -> Result<()> {
     let reg = crate::artifacts::open()?;
     let stop = interrupt_flag()?;
     let started = Instant::now();
-    let outcome = Plan::of(&reg, &args).and_then(|plan| plan.run(&reg, &args.device, stop));
+    let outcome =
+        Plan::of(&reg, &args).and_then(|plan| plan.run(&reg, (&args.device, &args.limits), stop));
     let outcome = match outcome {
         Err(e) if is_interrupted(&e) => {
             eprintln!("{e:#}");
             std::process::exit(EXIT_INTERRUPTED);
         }
-        other => other?,
+        other => other.map_err(common::with_limit_hint)?,
     };
     let meta = &outcome.meta;
     let headline = match (meta.task, meta.kept_metrics()) {
@@ -238,8 +241,21 @@ impl Plan {
         })
     }
 
-    fn run(self, reg: &Registry, device: &DeviceArgs, stop: Arc<AtomicBool>) -> Result<Outcome> {
-        let rt = common::runtime(device.open()?)?;
+    /// Runs the plan with the sandbox limits of the pipeline's `[limits]`,
+    /// overridden by the command line's.
+    fn run(
+        self,
+        reg: &Registry,
+        (device, given): (&DeviceArgs, &LimitArgs),
+        stop: Arc<AtomicBool>,
+    ) -> Result<Outcome> {
+        let mut limits = tensorlet_runtime::Limits::default();
+        self.pipeline
+            .limits
+            .apply(&mut limits)
+            .map_err(anyhow::Error::msg)?;
+        given.apply(&mut limits);
+        let rt = common::runtime_with(device.open()?, limits)?;
         let run = Run {
             rt: &rt,
             reg,
