@@ -214,20 +214,23 @@ pub fn comparison(runs: &[LoadedRun]) -> Vec<Row> {
     rows
 }
 
+/// Runs made up for the tests of this module and of `report`.
 #[cfg(test)]
-mod tests {
-    use tensorlet_registry::{RunDetails, RunHost, RunPipeline, RunStatus};
+pub(crate) mod fixture {
+    use serde_json::json;
+    use tensorlet_registry::{RunDetails, RunHost, RunPipeline, RunRecord, RunStatus};
 
-    use super::*;
+    use super::LoadedRun;
+    use crate::train::EpochMetrics;
 
-    fn epoch(e: u32, val_loss: Option<f32>, acc: Option<f32>) -> EpochMetrics {
+    pub fn epoch(e: u32, val_loss: Option<f32>, acc: Option<f32>) -> EpochMetrics {
         let mut m = EpochMetrics::new(e, 1.0 / e as f32, None, 0.5);
         m.val_loss = val_loss;
         m.val_accuracy = acc;
         m
     }
 
-    fn run(id: &str, lr: f64, history: Vec<EpochMetrics>) -> LoadedRun {
+    pub fn run(id: &str, lr: f64, history: Vec<EpochMetrics>) -> LoadedRun {
         LoadedRun {
             record: RunRecord {
                 id: id.into(),
@@ -259,6 +262,12 @@ mod tests {
             history,
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixture::{epoch, run};
+    use super::*;
 
     #[test]
     fn the_best_epoch_has_the_lowest_validation_loss() {
