@@ -30,6 +30,7 @@
 pub mod artifacts;
 pub mod bench;
 pub mod data;
+pub mod demo;
 mod engine;
 mod error;
 pub mod eval;

@@ -7,7 +7,6 @@ pub mod bench_console;
 pub mod bench_instances;
 pub mod dataset;
 pub mod demo;
-pub mod demo_serve;
 pub mod devices;
 pub mod drift;
 pub mod eval;
