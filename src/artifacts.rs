@@ -66,21 +66,5 @@ pub struct UnsignedArgs {
 
 /// A notice of the libraries, on stderr.
 pub fn print_notice(n: &Notice) {
-    match n {
-        Notice::Unreachable { url, message } => {
-            eprintln!("warning: registry {url} is unreachable ({message}); using the local cache")
-        }
-        Notice::Yanked { reference } => {
-            eprintln!("warning: {reference} is yanked; it runs because it was named exactly")
-        }
-        Notice::Unsigned { name, digest } => eprintln!(
-            "WARNING: --allow-unsigned: running `{name}` ({digest}) WITHOUT signature \
-             verification; recorded in the audit log"
-        ),
-        Notice::DamagedCheckpoints { run, epoch } => eprintln!(
-            "warning: run {run}: the checkpoints after epoch {epoch} are damaged; continuing \
-             after epoch {epoch}"
-        ),
-        other => eprintln!("warning: {other:?}"),
-    }
+    eprintln!("{n}");
 }

@@ -4,17 +4,7 @@
 include!(concat!(env!("OUT_DIR"), "/bundled.rs"));
 include!(concat!(env!("OUT_DIR"), "/export_parts.rs"));
 
-/// A pipeline that ships with tensorlet, with its data.
-pub struct Example {
-    /// Short name.
-    pub name: &'static str,
-    /// The pipeline file's text.
-    pub pipeline: &'static str,
-    /// File name of the data set.
-    pub data_file: &'static str,
-    /// The data set (CSV).
-    pub data: &'static str,
-}
+pub use tensorlet_runtime::demo::Example;
 
 /// The bundled pipelines.
 pub static EXAMPLES: &[Example] = &[

@@ -46,6 +46,20 @@ pub fn print_line(args: fmt::Arguments<'_>) {
     }
 }
 
+/// Stdout as a writer for the libraries' reports, ending as `println!`
+/// does when the reader has gone.
+pub struct Stdout;
+
+impl Write for Stdout {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        io::stdout().write(buf).or_else(|e| stdout_failed(&e))
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        io::stdout().flush().or_else(|e| stdout_failed(&e))
+    }
+}
+
 fn stdout_failed(e: &io::Error) -> ! {
     if e.kind() == io::ErrorKind::BrokenPipe {
         std::process::exit(0);

@@ -653,6 +653,25 @@ fn a_published_chain_pins_every_stage_and_loads_from_the_registry() {
         &["predict", "acme/penguins-model", "--input", s(&csv)],
     ));
     assert_eq!(printed.lines().count(), 344);
+    // The lineage tree and the run name every stage, in chain order.
+    let tree = ok(&tensorlet(h, &["show", "acme/penguins-model", "--lineage"]));
+    let at = |needle: &str| {
+        tree.find(needle)
+            .unwrap_or_else(|| panic!("{needle}: {tree}"))
+    };
+    assert!(
+        at("└ preprocessor ") < at("└ preprocessor.2") && at("└ preprocessor.4") < at("└ trainer")
+    );
+    let run_id = trained
+        .split("; run ")
+        .nth(1)
+        .and_then(|r| r.split(')').next())
+        .unwrap();
+    let run = ok(&tensorlet(h, &["runs", "show", run_id]));
+    assert!(
+        run.contains("preprocessor.3") && run.contains("acme/standardize@1.0.0"),
+        "{run}"
+    );
 
     // An exported component composes one preprocessor: a chain is refused
     // with what to do, and nothing is written.

@@ -4,6 +4,8 @@
 //! in this process, so the time measured is the server's: registry reads,
 //! rendering and the body, without a network.
 
+use std::io::Write;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -12,6 +14,92 @@ use tensorlet_registry::{
     RunPlugins, RunResult,
 };
 use tower::ServiceExt;
+
+use crate::{Console, ConsoleConfig};
+
+/// What `tensorlet bench console` measures.
+#[derive(Clone, Copy, Debug)]
+pub struct ConsoleBench {
+    /// Recorded runs.
+    pub runs: u32,
+    /// Epochs of each of those runs.
+    pub epochs: u32,
+    /// Epochs of the one long run.
+    pub long_epochs: u32,
+    /// Requests per page (the first is not counted).
+    pub repeat: u32,
+}
+
+/// Why the console bench stopped.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BenchError {
+    /// Filling the home failed.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    /// The async runtime could not start.
+    #[error("cannot start the async runtime")]
+    Runtime(#[source] std::io::Error),
+    /// A page failed.
+    #[error("{0}")]
+    Page(String),
+    /// The report could not be written.
+    #[error(transparent)]
+    Write(#[from] std::io::Error),
+}
+
+impl ConsoleBench {
+    /// Fills a home in `dir` with the runs (saying on `log` what it recorded
+    /// and how long that took), then writes to `out` a table of each page's
+    /// median and 95th-percentile server time and its size.
+    pub fn run(
+        &self,
+        dir: &Path,
+        log: &mut dyn Write,
+        out: &mut dyn Write,
+    ) -> Result<(), BenchError> {
+        let reg = Registry::open(dir)?;
+        let started = Instant::now();
+        let mut ids = Vec::new();
+        for i in 0..self.runs {
+            ids.push(fill_run(&reg, i, self.epochs)?);
+        }
+        let long = fill_run(&reg, self.runs, self.long_epochs)?;
+        drop(reg);
+        writeln!(
+            log,
+            "recorded {} runs of {} epochs and one of {} epochs in {:.1} s",
+            self.runs,
+            self.epochs,
+            self.long_epochs,
+            started.elapsed().as_secs_f64()
+        )?;
+        let addr = ([127, 0, 0, 1], 7080).into();
+        let app = crate::app(Console::new(ConsoleConfig::new(dir.to_path_buf(), addr)));
+        let other = ids.first().cloned().unwrap_or_else(|| long.clone());
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(BenchError::Runtime)?;
+        writeln!(
+            out,
+            "{:<42} {:>10} {:>10} {:>10}",
+            "PAGE", "MEDIAN ms", "P95 ms", "BYTES"
+        )?;
+        for (what, uri) in pages(&other, &long) {
+            let t = time_page(&rt, &app, &uri, self.repeat).map_err(BenchError::Page)?;
+            let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+            writeln!(
+                out,
+                "{what:<42} {:>10.1} {:>10.1} {:>10}",
+                ms(t.median),
+                ms(t.p95),
+                t.bytes
+            )?;
+        }
+        Ok(())
+    }
+}
 
 fn record(i: u32, lr: f64) -> RunDetails {
     let plugin = |artifact: &str, n: u32| RunPlugin {
@@ -193,5 +281,44 @@ mod tests {
             c.metrics["train_loss"].as_f64().unwrap()
         };
         assert!(loss(&cps[2]) < loss(&cps[0]), "the loss falls");
+    }
+
+    #[test]
+    fn the_bench_times_every_page_of_a_filled_home() {
+        let home = tempfile::tempdir().unwrap();
+        let (mut log, mut out) = (Vec::new(), Vec::new());
+        let bench = ConsoleBench {
+            runs: 2,
+            epochs: 2,
+            long_epochs: 5,
+            repeat: 1,
+        };
+        bench.run(home.path(), &mut log, &mut out).unwrap();
+        let log = String::from_utf8(log).unwrap();
+        assert!(
+            log.starts_with("recorded 2 runs of 2 epochs and one of 5 epochs in "),
+            "{log}"
+        );
+        let out = String::from_utf8(out).unwrap();
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), 1 + pages("a", "b").len(), "{out}");
+        assert!(
+            lines[0].starts_with("PAGE ") && lines[0].ends_with("BYTES"),
+            "{out}"
+        );
+        for (line, (what, _)) in lines[1..].iter().zip(pages("a", "b")) {
+            assert!(line.starts_with(what), "{line}");
+            let bytes: usize = line.split_whitespace().last().unwrap().parse().unwrap();
+            assert!(bytes > 0, "{line}");
+        }
+        assert_eq!(
+            Registry::open(home.path())
+                .unwrap()
+                .runs()
+                .list()
+                .unwrap()
+                .len(),
+            3
+        );
     }
 }

@@ -34,6 +34,7 @@ pub mod bench;
 mod chart;
 mod error;
 pub mod pages;
+pub mod plot;
 mod security;
 pub mod serving;
 mod svg;

@@ -30,6 +30,27 @@ pub struct AliasMove {
     pub digest: String,
 }
 
+impl AliasMove {
+    /// The move for people, after `verb` (`promoted`, `rolled back`):
+    /// `promoted acme/m@production: 1.0.0 -> 1.1.0 (sha256:…)`, or that the
+    /// alias already pointed there.
+    pub fn describe(&self, verb: &str) -> String {
+        match &self.from {
+            Some(from) if from == &self.to => {
+                format!("{}@{} already points at {}", self.name, self.alias, self.to)
+            }
+            from => format!(
+                "{verb} {}@{}: {} -> {} ({})",
+                self.name,
+                self.alias,
+                from.as_deref().unwrap_or("(unset)"),
+                self.to,
+                self.digest
+            ),
+        }
+    }
+}
+
 /// What moving aliases needs: the database, the blobs to verify and the log.
 #[derive(Clone, Copy)]
 pub(crate) struct Promotion<'r> {
@@ -194,4 +215,34 @@ fn no_earlier_version(name: &str, alias: &str, current: &str, history: &[AliasHi
          forward again with `tensorlet promote {name}@<version> --to {alias}`",
         others.join(", ")
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_move_says_where_the_alias_went_from() {
+        let mut m = AliasMove {
+            name: "acme/m".into(),
+            alias: "production".into(),
+            from: Some("1.0.0".into()),
+            to: "1.1.0".into(),
+            digest: "sha256:ab".into(),
+        };
+        assert_eq!(
+            m.describe("promoted"),
+            "promoted acme/m@production: 1.0.0 -> 1.1.0 (sha256:ab)"
+        );
+        m.from = None;
+        assert_eq!(
+            m.describe("rolled back"),
+            "rolled back acme/m@production: (unset) -> 1.1.0 (sha256:ab)"
+        );
+        m.from = Some("1.1.0".into());
+        assert_eq!(
+            m.describe("promoted"),
+            "acme/m@production already points at 1.1.0"
+        );
+    }
 }

@@ -185,6 +185,16 @@ impl RunPlugins {
         }
     }
 
+    /// The names of the stages a run shows, in order: `preprocessor`, the
+    /// chain's `preprocessor.2`…, `trainer` (even when there is none) and
+    /// `predictor`.
+    pub fn stage_names(&self) -> Vec<String> {
+        let mut v = vec!["preprocessor".to_string()];
+        v.extend((0..self.chain.len()).map(|i| format!("preprocessor.{}", i + 2)));
+        v.extend(["trainer".to_string(), "predictor".to_string()]);
+        v
+    }
+
     /// Every stage with its name, in order: the preprocessors
     /// (`preprocessor`, `preprocessor.2`…), the trainer when there is one,
     /// the predictor.

@@ -1,10 +1,11 @@
-//! Scoring a model on labelled rows, and the promotion gate that checks a
-//! version's metrics (recorded with it, or freshly scored) against
-//! requirements.
+//! Scoring a model on labelled rows (and the report `tensorlet eval`
+//! prints), and the promotion gate that checks a version's metrics
+//! (recorded with it, or freshly scored) against requirements.
 
+use std::fmt;
 use std::path::Path;
 
-use serde_json::json;
+use serde_json::{Value, json};
 use tensorlet_registry::{Registry, RegistryError};
 
 use crate::metrics::{self, Metrics, Requirement};
@@ -58,6 +59,70 @@ pub fn score(rt: &Runtime, model: &Model, path: &Path) -> Result<Scores> {
             confusion: None,
         },
     })
+}
+
+/// [`Scores`] as `tensorlet eval` reports them: the metrics, and for
+/// classification a confusion matrix with the class names.
+pub struct Report<'a> {
+    /// The model, as named.
+    pub model: &'a str,
+    /// The table scored.
+    pub data: &'a Path,
+    /// The model's task.
+    pub task: Task,
+    /// The class names (classification).
+    pub classes: &'a [String],
+    /// The scores.
+    pub scores: &'a Scores,
+}
+
+impl Report<'_> {
+    /// The report as `tensorlet eval --json` prints it.
+    pub fn json(&self) -> Value {
+        let mut out = json!({
+            "model": self.model,
+            "data": self.data.display().to_string(),
+            "rows": self.scores.rows,
+            "task": self.task,
+            "metrics": self.scores.metrics,
+        });
+        if let Some(cm) = &self.scores.confusion {
+            out["classes"] = json!(self.classes);
+            out["confusion"] = json!(cm);
+        }
+        out
+    }
+}
+
+impl fmt::Display for Report<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let task = match self.task {
+            Task::Classification => "classification",
+            Task::Regression => "regression",
+        };
+        writeln!(
+            f,
+            "{} on {} ({} rows, {task})",
+            self.model,
+            self.data.display(),
+            self.scores.rows
+        )?;
+        for (k, v) in &self.scores.metrics {
+            writeln!(f, "  {k:<9} {v:.4}")?;
+        }
+        if let Some(cm) = &self.scores.confusion {
+            let names = self.classes;
+            let width = names.iter().map(String::len).max().unwrap_or(1).max(5);
+            writeln!(f, "\nconfusion (rows: actual, columns: predicted)")?;
+            let head: String = names.iter().map(|n| format!(" {n:>width$}")).collect();
+            writeln!(f, "  {:<width$}{head}", "")?;
+            for (n, row) in names.iter().zip(cm) {
+                let cells: String = row.iter().map(|c| format!(" {c:>width$}")).collect();
+                writeln!(f, "  {n:<width$}{cells}")?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The validation metrics recorded with a model's kept epoch, by the names
@@ -134,6 +199,52 @@ impl Gate<'_> {
     }
 }
 
+/// A promotion [`Gate`] that refused a version, or could not record why.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum GateError {
+    /// The version missed requirements (the refusal is audited).
+    #[error(
+        "not promoting {reference} to {alias}: {missed} (metrics {metrics_from}); the refusal \
+         is in the audit log"
+    )]
+    Refused {
+        /// The version, as named.
+        reference: String,
+        /// The alias it was to move.
+        alias: String,
+        /// What it missed and why, `; `-separated.
+        missed: String,
+        /// Where the metrics came from.
+        metrics_from: String,
+    },
+    /// The audit log could not record the check.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+}
+
+impl Gate<'_> {
+    /// [`Gate::check`], refusing with [`GateError::Refused`] when a
+    /// requirement is missed.
+    pub fn enforce(
+        &self,
+        reg: &Registry,
+        metrics: &Metrics,
+        source: &str,
+    ) -> std::result::Result<(), GateError> {
+        let missed = self.check(reg, metrics, source)?;
+        if missed.is_empty() {
+            return Ok(());
+        }
+        Err(GateError::Refused {
+            reference: self.reference.to_string(),
+            alias: self.alias.to_string(),
+            missed: missed.join("; "),
+            metrics_from: source.to_string(),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -200,5 +311,97 @@ mod tests {
             .collect();
         assert_eq!(actions, ["promote.refused", "promote.gate"]);
         assert_eq!(log.last().unwrap().detail["alias"], "production");
+    }
+
+    #[test]
+    fn an_enforced_gate_refuses_with_what_was_missed() {
+        let home = tempfile::tempdir().unwrap();
+        let reg = Registry::open(home.path()).unwrap();
+        let require: Vec<Requirement> = ["accuracy>=0.9", "f1_macro>=0.9"]
+            .iter()
+            .map(|r| r.parse().unwrap())
+            .collect();
+        let gate = Gate {
+            reference: "acme/iris-model@1.0.0",
+            alias: "production",
+            require: &require,
+        };
+        let metrics: Metrics = [
+            ("accuracy".to_string(), 0.5),
+            ("f1_macro".to_string(), 0.95),
+        ]
+        .into();
+        let e = gate
+            .enforce(&reg, &metrics, "recorded with the version")
+            .unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.starts_with("not promoting acme/iris-model@1.0.0 to production: ")
+                && text.ends_with(
+                    " (metrics recorded with the version); the refusal is in the audit log"
+                ),
+            "{text}"
+        );
+        assert!(
+            text.contains("accuracy") && !text.contains("f1_macro"),
+            "{text}"
+        );
+        let good: Metrics = [
+            ("accuracy".to_string(), 0.95),
+            ("f1_macro".to_string(), 0.95),
+        ]
+        .into();
+        gate.enforce(&reg, &good, "recorded with the version")
+            .unwrap();
+    }
+
+    #[test]
+    fn the_report_lists_metrics_and_a_confusion_matrix_with_class_names() {
+        let scores = Scores {
+            rows: 5,
+            metrics: [
+                ("accuracy".to_string(), 0.8),
+                ("f1_macro".to_string(), 0.75),
+            ]
+            .into(),
+            confusion: Some(vec![vec![2, 1], vec![0, 2]]),
+        };
+        let classes = ["setosa".to_string(), "virginica".to_string()];
+        let r = Report {
+            model: "acme/iris-model@1.0.0",
+            data: Path::new("test.csv"),
+            task: Task::Classification,
+            classes: &classes,
+            scores: &scores,
+        };
+        assert_eq!(
+            r.to_string(),
+            "acme/iris-model@1.0.0 on test.csv (5 rows, classification)\n  \
+             accuracy  0.8000\n  f1_macro  0.7500\n\n\
+             confusion (rows: actual, columns: predicted)\n  \
+             \x20\x20\x20\x20\x20\x20\x20\x20\x20    setosa virginica\n  \
+             setosa            2         1\n  \
+             virginica         0         2\n"
+        );
+        let v = r.json();
+        assert_eq!(v["confusion"], json!([[2, 1], [0, 2]]));
+        assert_eq!(v["classes"], json!(classes));
+        assert_eq!(v["rows"], json!(5));
+        let regression = Scores {
+            rows: 3,
+            metrics: [("r2".to_string(), 0.5)].into(),
+            confusion: None,
+        };
+        let r = Report {
+            task: Task::Regression,
+            classes: &[],
+            scores: &regression,
+            ..r
+        };
+        assert_eq!(
+            r.to_string(),
+            "acme/iris-model@1.0.0 on test.csv (3 rows, regression)\n  r2        0.5000\n"
+        );
+        assert!(r.json().get("confusion").is_none());
     }
 }

@@ -8,6 +8,7 @@
 //! reached, a yanked version, an unverified component) comes back as a
 //! [`Notice`] through the callback it was built with.
 
+use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -53,6 +54,32 @@ pub enum Notice {
         /// The last intact epoch.
         epoch: u32,
     },
+}
+
+impl fmt::Display for Notice {
+    /// The warning as the CLI prints it on stderr.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Notice::Unreachable { url, message } => write!(
+                f,
+                "warning: registry {url} is unreachable ({message}); using the local cache"
+            ),
+            Notice::Yanked { reference } => write!(
+                f,
+                "warning: {reference} is yanked; it runs because it was named exactly"
+            ),
+            Notice::Unsigned { name, digest } => write!(
+                f,
+                "WARNING: --allow-unsigned: running `{name}` ({digest}) WITHOUT signature \
+                 verification; recorded in the audit log"
+            ),
+            Notice::DamagedCheckpoints { run, epoch } => write!(
+                f,
+                "warning: run {run}: the checkpoints after epoch {epoch} are damaged; continuing \
+                 after epoch {epoch}"
+            ),
+        }
+    }
 }
 
 /// Receives [`Notice`]s.
@@ -384,6 +411,41 @@ mod tests {
         assert!(
             e.contains("neither a model directory nor a registry reference"),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn notices_read_as_warnings() {
+        let unreachable = Notice::Unreachable {
+            url: "https://r:7070".into(),
+            message: "connection refused".into(),
+        };
+        assert_eq!(
+            unreachable.to_string(),
+            "warning: registry https://r:7070 is unreachable (connection refused); using the \
+             local cache"
+        );
+        let yanked = Notice::Yanked {
+            reference: "acme/a@1.0.0".into(),
+        };
+        assert_eq!(
+            yanked.to_string(),
+            "warning: acme/a@1.0.0 is yanked; it runs because it was named exactly"
+        );
+        let unsigned = Notice::Unsigned {
+            name: "alpha".into(),
+            digest: "sha256:ab".into(),
+        };
+        assert!(unsigned.to_string().starts_with(
+            "WARNING: --allow-unsigned: running `alpha` (sha256:ab) WITHOUT signature verification;"
+        ));
+        let damaged = Notice::DamagedCheckpoints {
+            run: "r1".into(),
+            epoch: 4,
+        };
+        assert_eq!(
+            damaged.to_string(),
+            "warning: run r1: the checkpoints after epoch 4 are damaged; continuing after epoch 4"
         );
     }
 }

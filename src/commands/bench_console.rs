@@ -5,12 +5,8 @@
 //! router in this process, so the time is the server's: registry reads,
 //! rendering and the body, without a network.
 
-use std::time::{Duration, Instant};
-
 use anyhow::Result;
-use tensorlet_console::bench::{self, fill_run};
-use tensorlet_console::{Console, ConsoleConfig};
-use tensorlet_registry::Registry;
+use tensorlet_console::bench::ConsoleBench;
 
 /// Measure the console's server time per page.
 #[derive(Debug, clap::Args)]
@@ -31,42 +27,16 @@ pub struct Args {
 
 pub fn execute(args: Args) -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let reg = Registry::open(dir.path())?;
-    let started = Instant::now();
-    let mut ids = Vec::new();
-    for i in 0..args.runs {
-        ids.push(fill_run(&reg, i, args.epochs)?);
-    }
-    let long = fill_run(&reg, args.runs, args.long_epochs)?;
-    drop(reg);
-    eprintln!(
-        "recorded {} runs of {} epochs and one of {} epochs in {:.1} s",
-        args.runs,
-        args.epochs,
-        args.long_epochs,
-        started.elapsed().as_secs_f64()
-    );
-
-    let addr = "127.0.0.1:7080".parse()?;
-    let app = tensorlet_console::app(Console::new(ConsoleConfig::new(
-        dir.path().to_path_buf(),
-        addr,
-    )));
-    let other = ids.first().cloned().unwrap_or_else(|| long.clone());
-    let rt = crate::common::server_runtime()?;
-    println!(
-        "{:<42} {:>10} {:>10} {:>10}",
-        "PAGE", "MEDIAN ms", "P95 ms", "BYTES"
-    );
-    for (what, uri) in bench::pages(&other, &long) {
-        let t = bench::time_page(&rt, &app, &uri, args.repeat).map_err(anyhow::Error::msg)?;
-        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-        println!(
-            "{what:<42} {:>10.1} {:>10.1} {:>10}",
-            ms(t.median),
-            ms(t.p95),
-            t.bytes
-        );
-    }
+    let bench = ConsoleBench {
+        runs: args.runs,
+        epochs: args.epochs,
+        long_epochs: args.long_epochs,
+        repeat: args.repeat,
+    };
+    bench.run(
+        dir.path(),
+        &mut std::io::stderr(),
+        &mut crate::output::Stdout,
+    )?;
     Ok(())
 }

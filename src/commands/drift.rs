@@ -1,6 +1,7 @@
 //! `tensorlet drift <model-ref> --server <url>`
 
 use anyhow::{Context, Result, bail};
+use tensorlet_runtime::report::{drift_scores, drift_verdict};
 use tensorlet_runtime::serve::registry::served_name;
 
 /// Show how far a served model's inputs have drifted from its training data.
@@ -28,15 +29,7 @@ pub fn execute(args: Args) -> Result<()> {
         .context("cannot read the server's metrics")?
         .text();
     let name = served_name(&args.model);
-    let prefix = format!("tensorlet_model_drift_score{{model=\"{name}\",version=\"");
-    let scores: Vec<(String, f64)> = text
-        .lines()
-        .filter_map(|l| l.strip_prefix(&prefix))
-        .filter_map(|rest| {
-            let (version, value) = rest.split_once("\"} ")?;
-            Some((version.to_string(), value.trim().parse().ok()?))
-        })
-        .collect();
+    let scores = drift_scores(&text, &name);
     if scores.is_empty() {
         bail!(
             "{} reports no drift score for `{name}`: it is not served there, has answered no \
@@ -51,13 +44,7 @@ pub fn execute(args: Args) -> Result<()> {
                 serde_json::json!({ "model": name, "version": version, "drift": score })
             );
         } else {
-            let verdict = if score < 0.25 {
-                "inputs look like the training data"
-            } else if score < 1.0 {
-                "inputs have shifted"
-            } else {
-                "inputs have drifted far from the training data"
-            };
+            let verdict = drift_verdict(score);
             println!("{name} {version}: drift {score:.3} ({verdict})");
         }
     }

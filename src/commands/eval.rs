@@ -4,9 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::Result;
-use serde_json::json;
-use tensorlet_runtime::Task;
-use tensorlet_runtime::eval::{Scores, score};
+use tensorlet_runtime::eval::{Report, score};
 
 use crate::artifacts::{RegistryArgs, UnsignedArgs};
 use crate::common::{self, DeviceArgs};
@@ -42,50 +40,21 @@ pub fn execute(args: Args) -> Result<()> {
         .sources()?
         .allow_unsigned(args.unsigned.allow_unsigned)
         .model(&rt, &reg, &args.model)?;
-    let meta = &model.meta;
-    let Scores {
-        rows,
-        metrics: scores,
-        confusion,
-    } = score(&rt, &model, &args.data)?;
-    let names: Vec<String> = (0..meta.classes).map(|c| model.class_name(c)).collect();
-    if args.json {
-        let mut out = json!({
-            "model": args.model,
-            "data": args.data.display().to_string(),
-            "rows": rows,
-            "task": meta.task,
-            "metrics": scores,
-        });
-        if let Some(cm) = &confusion {
-            out["classes"] = json!(names);
-            out["confusion"] = json!(cm);
-        }
-        println!("{}", serde_json::to_string_pretty(&out)?);
-        return Ok(());
-    }
-    let task = match meta.task {
-        Task::Classification => "classification",
-        Task::Regression => "regression",
+    let scores = score(&rt, &model, &args.data)?;
+    let classes: Vec<String> = (0..model.meta.classes)
+        .map(|c| model.class_name(c))
+        .collect();
+    let report = Report {
+        model: &args.model,
+        data: &args.data,
+        task: model.meta.task,
+        classes: &classes,
+        scores: &scores,
     };
-    println!(
-        "{} on {} ({} rows, {task})",
-        args.model,
-        args.data.display(),
-        rows
-    );
-    for (k, v) in &scores {
-        println!("  {k:<9} {v:.4}");
-    }
-    if let Some(cm) = confusion {
-        let width = names.iter().map(String::len).max().unwrap_or(1).max(5);
-        println!("\nconfusion (rows: actual, columns: predicted)");
-        let head: String = names.iter().map(|n| format!(" {n:>width$}")).collect();
-        println!("  {:<width$}{head}", "");
-        for (n, row) in names.iter().zip(&cm) {
-            let cells: String = row.iter().map(|c| format!(" {c:>width$}")).collect();
-            println!("  {n:<width$}{cells}");
-        }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report.json())?);
+    } else {
+        print!("{report}");
     }
     Ok(())
 }

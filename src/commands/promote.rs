@@ -57,20 +57,8 @@ pub struct RollbackArgs {
 fn report(m: &AliasMove, json: bool, verb: &str) -> Result<()> {
     if json {
         println!("{}", serde_json::to_string_pretty(m)?);
-        return Ok(());
-    }
-    match &m.from {
-        Some(from) if from == &m.to => {
-            println!("{}@{} already points at {}", m.name, m.alias, m.to)
-        }
-        Some(from) => println!(
-            "{verb} {}@{}: {from} -> {} ({})",
-            m.name, m.alias, m.to, m.digest
-        ),
-        None => println!(
-            "{verb} {}@{}: (unset) -> {} ({})",
-            m.name, m.alias, m.to, m.digest
-        ),
+    } else {
+        println!("{}", m.describe(verb));
     }
     Ok(())
 }
@@ -106,16 +94,7 @@ fn gate(reg: &Registry, args: &PromoteArgs) -> Result<()> {
         alias: &args.to,
         require: &args.require,
     };
-    let missed = gate.check(reg, &metrics, &source)?;
-    if !missed.is_empty() {
-        bail!(
-            "not promoting {} to {}: {} (metrics {source}); the refusal is in the audit log",
-            args.reference,
-            args.to,
-            missed.join("; ")
-        );
-    }
-    Ok(())
+    Ok(gate.enforce(reg, &metrics, &source)?)
 }
 
 pub fn promote(args: PromoteArgs) -> Result<()> {

@@ -2,7 +2,8 @@
 
 use anyhow::Result;
 use tensorlet_registry::Reference;
-use tensorlet_runtime::run::history::training_options;
+use tensorlet_runtime::lineage;
+use tensorlet_runtime::report::ArtifactView;
 
 use crate::artifacts::RegistryArgs;
 
@@ -27,7 +28,13 @@ pub fn execute(args: Args) -> Result<()> {
     if args.lineage {
         let reg = crate::artifacts::open()?;
         let artifact = args.registry.sources()?.fetch(&reg, &args.reference)?;
-        return super::lineage::print(&reg, &artifact, args.json);
+        let l = lineage::lineage(&reg, &artifact)?;
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&l)?);
+        } else {
+            print!("{}", lineage::tree(&l));
+        }
+        return Ok(());
     }
     let r = Reference::parse(&args.reference)?;
     let (summary, signed) = match args.registry.remote()? {
@@ -43,32 +50,12 @@ pub fn execute(args: Args) -> Result<()> {
         );
         return Ok(());
     }
-    let m = &signed.manifest;
-    println!("{} ({})", summary.reference(), summary.kind);
-    println!("  digest   {}", summary.digest);
-    println!("  key      {}", signed.key_id());
-    println!("  created  {}", summary.created);
-    if summary.yanked {
-        println!("  yanked");
-    }
-    if !summary.aliases.is_empty() {
-        println!("  aliases  {}", summary.aliases.join(", "));
-    }
-    for (role, d) in &m.blobs {
-        println!("  blob     {role} {d}");
-    }
-    for (role, pin) in &m.depends {
-        println!("  depends  {role} {} {}", pin.reference, pin.digest);
-    }
-    let mut config = m.config.clone();
-    if config.get("training").is_some() {
-        config["training"] = training_options(&config["training"]);
-    }
-    println!("  config   {config}");
-    println!("  lineage  {}", m.lineage);
-    println!(
-        "(not verified here; run `tensorlet verify {}`)",
-        summary.reference()
+    print!(
+        "{}",
+        ArtifactView {
+            summary: &summary,
+            signed: &signed
+        }
     );
     Ok(())
 }

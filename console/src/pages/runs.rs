@@ -436,15 +436,17 @@ pub async fn show(
                 href: Some(model_href(m)),
             });
         }
-        let plugins = ["preprocessor", "trainer", "predictor"]
-            .iter()
+        let plugins = rec
+            .plugins
+            .stage_names()
+            .into_iter()
             .map(|stage| {
-                let p = rec.plugins.stage(stage);
+                let p = rec.plugins.stage(&stage);
                 let name = p
                     .and_then(|p| p.artifact.as_deref().or(Some(p.name.as_str())))
                     .map_or("?", |n| or(n, "?"));
                 Fact {
-                    label: stage.to_string(),
+                    label: stage.clone(),
                     value: format!("{name} · {}", p.map_or("-", |p| or(&p.digest, "-"))),
                     href: p.and_then(|p| p.artifact.as_deref()).map(model_href),
                 }
@@ -606,7 +608,21 @@ fn comparison(runs: &[LoadedRun]) -> Vec<CompareRow> {
     for k in keys.keys() {
         add(&format!("config.{k}"), &|r| text(&r.options()[k]));
     }
-    for stage in ["preprocessor", "trainer", "predictor"] {
+    // Every stage any of the runs has: a chain's later preprocessors too.
+    let mut stages: Vec<String> = Vec::new();
+    for r in runs {
+        for s in r.record.record.plugins.stage_names() {
+            if !stages.contains(&s) {
+                stages.push(s);
+            }
+        }
+    }
+    stages.sort_by_key(|s| match s.as_str() {
+        "trainer" => 1,
+        "predictor" => 2,
+        _ => 0,
+    });
+    for stage in &stages {
         add(stage, &|r| {
             let p = r.record.record.plugins.stage(stage);
             p.map_or("-", |p| or(&p.digest, "-")).to_string()

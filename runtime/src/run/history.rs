@@ -171,15 +171,20 @@ pub fn comparison(runs: &[LoadedRun]) -> Vec<Row> {
         add(&format!("config.{k}"), &|r| text(&options(r)[k]));
     }
     // The stages, with a chain's later preprocessors after the first.
-    let mut stages = vec!["preprocessor".to_string()];
+    let mut stages: Vec<String> = Vec::new();
     for r in runs {
-        for (name, _) in r.record.record.plugins.stages() {
-            if name.starts_with("preprocessor.") && !stages.contains(&name) {
-                stages.push(name);
+        for s in r.record.record.plugins.stage_names() {
+            if !stages.contains(&s) {
+                stages.push(s);
             }
         }
     }
-    stages.extend(["trainer".to_string(), "predictor".to_string()]);
+    // Stable: the preprocessors keep their order before the other two.
+    stages.sort_by_key(|s| match s.as_str() {
+        "trainer" => 1,
+        "predictor" => 2,
+        _ => 0,
+    });
     for stage in &stages {
         let stage = stage.as_str();
         add(stage, &|r| {
@@ -225,20 +230,23 @@ pub fn comparison(runs: &[LoadedRun]) -> Vec<Row> {
     rows
 }
 
+/// Runs made up for the tests of this module and of `report`.
 #[cfg(test)]
-mod tests {
-    use tensorlet_registry::{RunDetails, RunHost, RunPipeline, RunStatus};
+pub(crate) mod fixture {
+    use serde_json::json;
+    use tensorlet_registry::{RunDetails, RunHost, RunPipeline, RunRecord, RunStatus};
 
-    use super::*;
+    use super::LoadedRun;
+    use crate::train::EpochMetrics;
 
-    fn epoch(e: u32, val_loss: Option<f32>, acc: Option<f32>) -> EpochMetrics {
+    pub fn epoch(e: u32, val_loss: Option<f32>, acc: Option<f32>) -> EpochMetrics {
         let mut m = EpochMetrics::new(e, 1.0 / e as f32, None, 0.5);
         m.val_loss = val_loss;
         m.val_accuracy = acc;
         m
     }
 
-    fn run(id: &str, lr: f64, history: Vec<EpochMetrics>) -> LoadedRun {
+    pub fn run(id: &str, lr: f64, history: Vec<EpochMetrics>) -> LoadedRun {
         LoadedRun {
             record: RunRecord {
                 id: id.into(),
@@ -270,6 +278,12 @@ mod tests {
             history,
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixture::{epoch, run};
+    use super::*;
 
     #[test]
     fn the_best_epoch_has_the_lowest_validation_loss() {

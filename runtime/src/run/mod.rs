@@ -3,12 +3,14 @@
 //! digest), stores the fitted state and a checkpoint per epoch, saves the
 //! kept checkpoint as a model, and publishes it signed with its lineage;
 //! an interrupted or failed run keeps its checkpoints and continues with
-//! [`resume`]. [`history`] reads runs back for listings and comparisons.
+//! [`resume`]. [`history`] reads runs back for listings and comparisons;
+//! [`report`] lays them out as `tensorlet runs` prints them.
 
 pub mod data;
 pub mod history;
 pub mod host;
 pub mod publish;
+pub mod report;
 pub mod resume;
 
 use std::path::Path;

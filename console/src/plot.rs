@@ -1,11 +1,11 @@
-//! Training curves as PNG or SVG with `plotters`: loss on the left (train
-//! solid, validation dashed), validation accuracy on the right, one colour
-//! per run. The font is embedded, so plotting needs nothing from the system.
+//! Training curves as a PNG or SVG image with `plotters` (`tensorlet runs
+//! plot`): loss on the left (train solid, validation dashed), validation
+//! accuracy on the right, one colour per run. The font is embedded, so
+//! plotting needs nothing from the system.
 
 use std::path::Path;
 use std::sync::Once;
 
-use anyhow::{Context, Result, anyhow, bail};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use tensorlet_runtime::train::EpochMetrics;
@@ -14,6 +14,38 @@ use tensorlet_runtime::train::EpochMetrics;
 const FONT: &[u8] = include_bytes!("../../assets/fonts/DejaVuSansMono.ttf");
 
 const SIZE: (u32, u32) = (1200, 480);
+
+/// Why the curves could not be drawn.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PlotError {
+    /// None of the runs completed an epoch.
+    #[error("the runs have no completed epochs to plot")]
+    NoEpochs,
+    /// The file name ends in neither `.png` nor `.svg`.
+    #[error("{path}: the image format comes from the extension; use .png or .svg")]
+    Format {
+        /// The file asked for.
+        path: String,
+    },
+    /// Drawing failed.
+    #[error("cannot draw the plot: {0}")]
+    Draw(String),
+    /// The image could not be written.
+    #[error("cannot write {path}")]
+    Write {
+        /// The file.
+        path: String,
+        /// Why, as the backend said it.
+        #[source]
+        cause: Cause,
+    },
+}
+
+/// What a drawing backend said when it failed.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Cause(String);
 
 fn register_font() {
     static ONCE: Once = Once::new();
@@ -25,7 +57,10 @@ fn register_font() {
 
 /// Draws the curves of `runs` (id, per-epoch metrics) into `out`; the
 /// extension picks the format.
-pub fn curves(runs: &[(String, Vec<EpochMetrics>)], out: &Path) -> Result<()> {
+pub fn curves(runs: &[(String, Vec<EpochMetrics>)], out: &Path) -> Result<(), PlotError> {
+    if runs.iter().all(|(_, h)| h.is_empty()) {
+        return Err(PlotError::NoEpochs);
+    }
     register_font();
     let ext = out
         .extension()
@@ -35,30 +70,34 @@ pub fn curves(runs: &[(String, Vec<EpochMetrics>)], out: &Path) -> Result<()> {
         Some("png") => {
             let root = BitMapBackend::new(out, SIZE).into_drawing_area();
             draw(&root, runs)?;
-            root.present()
-                .map_err(|e| anyhow!("{e}"))
-                .with_context(|| format!("cannot write {}", out.display()))?;
+            root.present().map_err(|e| not_written(out, e))?;
         }
         Some("svg") => {
             let root = SVGBackend::new(out, SIZE).into_drawing_area();
             draw(&root, runs)?;
-            root.present()
-                .map_err(|e| anyhow!("{e}"))
-                .with_context(|| format!("cannot write {}", out.display()))?;
+            root.present().map_err(|e| not_written(out, e))?;
         }
-        _ => bail!(
-            "{}: the image format comes from the extension; use .png or .svg",
-            out.display()
-        ),
+        _ => {
+            return Err(PlotError::Format {
+                path: out.display().to_string(),
+            });
+        }
     }
     Ok(())
+}
+
+fn not_written(out: &Path, e: impl std::fmt::Display) -> PlotError {
+    PlotError::Write {
+        path: out.display().to_string(),
+        cause: Cause(e.to_string()),
+    }
 }
 
 fn draw<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     runs: &[(String, Vec<EpochMetrics>)],
-) -> Result<()> {
-    let err = |e: DrawingAreaErrorKind<DB::ErrorType>| anyhow!("cannot draw the plot: {e:?}");
+) -> Result<(), PlotError> {
+    let err = |e: DrawingAreaErrorKind<DB::ErrorType>| PlotError::Draw(format!("{e:?}"));
     root.fill(&WHITE).map_err(err)?;
     let (left, right) = root.split_horizontally(SIZE.0 / 2);
     let epochs = runs
@@ -146,4 +185,64 @@ fn draw<DB: DrawingBackend>(
         .draw()
         .map_err(err)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn history(losses: &[f32]) -> Vec<EpochMetrics> {
+        losses
+            .iter()
+            .enumerate()
+            .map(|(i, &l)| {
+                let mut m = EpochMetrics::new(i as u32 + 1, l, None, 0.1);
+                m.val_loss = Some(l * 1.1);
+                m.val_accuracy = Some(1.0 - l / 2.0);
+                m
+            })
+            .collect()
+    }
+
+    #[test]
+    fn curves_are_drawn_as_svg_and_png_with_a_legend_per_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let runs = vec![
+            ("run-alpha".to_string(), history(&[0.9, 0.5, 0.3])),
+            ("run-beta".to_string(), history(&[0.8, 0.6])),
+        ];
+        let svg = dir.path().join("curves.svg");
+        curves(&runs, &svg).unwrap();
+        let text = std::fs::read_to_string(&svg).unwrap();
+        assert!(text.starts_with("<svg"), "{}", &text[..80.min(text.len())]);
+        for label in [
+            "run-alpha",
+            "run-beta",
+            "validation accuracy",
+            "cross-entropy",
+        ] {
+            assert!(text.contains(label), "{label} is drawn");
+        }
+        let png = dir.path().join("curves.PNG");
+        curves(&runs, &png).unwrap();
+        let bytes = std::fs::read(&png).unwrap();
+        assert_eq!(&bytes[1..4], b"PNG");
+    }
+
+    #[test]
+    fn no_epochs_an_unknown_format_or_an_unwritable_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let empty = vec![("r".to_string(), Vec::new())];
+        let e = curves(&empty, &dir.path().join("a.svg")).unwrap_err();
+        assert!(matches!(e, PlotError::NoEpochs), "{e}");
+        let runs = vec![("r".to_string(), history(&[0.5]))];
+        let e = curves(&runs, &dir.path().join("a.jpg")).unwrap_err();
+        assert!(
+            e.to_string()
+                .ends_with("a.jpg: the image format comes from the extension; use .png or .svg")
+        );
+        let e = curves(&runs, &dir.path().join("missing/a.svg")).unwrap_err();
+        assert!(e.to_string().starts_with("cannot write "), "{e}");
+        assert!(std::error::Error::source(&e).is_some());
+    }
 }

@@ -1,7 +1,12 @@
-//! Drivers of `tensorlet bench train` and `bench instances`: training runs
-//! timed as a user runs them (the `tensorlet` executable in a throwaway
-//! home), the PyTorch twin, resident-memory sampling, and the cost of the
-//! fresh sandbox each call gets. The command prints; this measures.
+//! Drivers of `tensorlet bench matmul`, `bench train` and `bench
+//! instances`: matmul throughput ([`matmul`]), training runs timed as a user
+//! runs them (the `tensorlet` executable in a throwaway home; [`train`]),
+//! the PyTorch twin, resident-memory sampling, and the cost of the fresh
+//! sandbox each call gets. The command opens the devices; this measures and
+//! writes the tables.
+
+pub mod matmul;
+pub mod train;
 
 use std::path::Path;
 use std::process::Command;
