@@ -128,6 +128,32 @@ pub fn runtime_with(device: Device, limits: Limits) -> Result<Runtime> {
     .context("cannot start the wasm runtime")
 }
 
+/// A `--delimiter`: one ASCII character other than a quote or a line break;
+/// `\t` for a tab.
+pub fn parse_delimiter(text: &str) -> Result<char, String> {
+    let c = match text {
+        "\\t" | "tab" => '\t',
+        _ => {
+            let mut chars = text.chars();
+            match (chars.next(), chars.next()) {
+                (Some(c), None) => c,
+                _ => {
+                    return Err(format!(
+                        "`{text}` is not one character; give `;`, `|` or `\\t`"
+                    ));
+                }
+            }
+        }
+    };
+    if !c.is_ascii() || matches!(c, '"' | '\n' | '\r') {
+        return Err(format!(
+            "{c:?} cannot separate fields; give one ASCII character other than a quote or a \
+             line break"
+        ));
+    }
+    Ok(c)
+}
+
 /// `--max-tensor-memory` and `--deadline`: the sandbox limits of each
 /// plugin call, for the commands that run plugins for long.
 #[derive(Clone, Debug, Default, clap::Args)]

@@ -278,6 +278,37 @@ fn quoted_fields_a_delimiter_and_dropped_columns() {
         ],
     ));
     assert_eq!(printed, "setosa\nvirginica\n");
+    // The training table itself, with its own delimiter, for predict and eval.
+    let model = home.path().join("model");
+    let delimited = |command: &str, file: &str| {
+        ok(&tensorlet(
+            home.path(),
+            &[
+                command,
+                s(&model),
+                file,
+                s(&table),
+                "--delimiter",
+                ";",
+                "--allow-unsigned",
+            ],
+        ))
+    };
+    assert_eq!(delimited("predict", "--input").lines().count(), 150);
+    let report = delimited("eval", "--data");
+    assert!(report.contains("accuracy"), "{report}");
+    // Read with the default comma, the table has one column only.
+    let err = fails(&tensorlet(
+        home.path(),
+        &[
+            "predict",
+            s(&model),
+            "--input",
+            s(&table),
+            "--allow-unsigned",
+        ],
+    ));
+    assert!(err.contains("sepal_width"), "{err}");
 }
 
 #[test]
@@ -751,4 +782,46 @@ fn sandbox_limits_are_set_by_flag_or_pipeline() {
         err.contains("limits.max_tensor_memory: `lots` is not a size"),
         "{err}"
     );
+}
+
+#[test]
+fn a_test_split_is_scored_once_and_never_selects() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let base = std::fs::read_to_string(pipeline("iris")).unwrap();
+    let with_test = |fraction: &str| {
+        base.replace(
+            "[training]",
+            &format!("[training]\ntest_fraction = {fraction}"),
+        )
+    };
+    let p = write(h, "p.toml", &with_test("0.2"));
+    let (stdout, meta) = train(h, &p, &data("iris.csv"));
+    // 150 rows: 30 for test (10 per class), 30 for validation, 90 to train.
+    let test = &meta["test"];
+    assert_eq!(test["rows"], 30, "{meta}");
+    assert_eq!(meta["split"], serde_json::json!([90, 30]));
+    let acc = test["metrics"]["accuracy"].as_f64().unwrap();
+    assert!(acc > 0.8, "{test}");
+    assert!(test["metrics"]["log_loss"].is_number(), "{test}");
+    assert!(
+        stdout.contains(&format!("test accuracy {acc:.4}"))
+            && stdout.contains("on 30 held-out rows (never used to select)"),
+        "{stdout}"
+    );
+    // Fractions that leave nothing to train on are refused.
+    let bad = write(h, "bad.toml", &with_test("0.9"));
+    let err = fails(&tensorlet(
+        h,
+        &[
+            "train",
+            s(&bad),
+            "--data",
+            s(&data("iris.csv")),
+            "--allow-unsigned",
+            "--out",
+            s(&h.join("x")),
+        ],
+    ));
+    assert!(err.contains("leave no rows to train on"), "{err}");
 }

@@ -1,6 +1,6 @@
 //! Training curves as a PNG or SVG image with `plotters` (`tensorlet runs
 //! plot`): loss on the left (train solid, validation dashed), validation
-//! accuracy on the right, one colour per run. The font is embedded, so
+//! accuracy on the right (R² for regression runs), one colour per run. The font is embedded, so
 //! plotting needs nothing from the system.
 
 use std::path::Path;
@@ -112,6 +112,29 @@ fn draw<DB: DrawingBackend>(
         .flatten()
         .filter(|l| l.is_finite());
     let max_loss = losses.fold(0.0f32, f32::max).max(1e-3) * 1.05;
+    // Regression runs record R² where classification records accuracy.
+    let regression = runs
+        .iter()
+        .flat_map(|(_, h)| h)
+        .any(|m| m.val_metrics.contains_key("r2"));
+    let score = |m: &EpochMetrics| {
+        if regression {
+            m.val_metrics.get("r2").copied()
+        } else {
+            m.val_accuracy
+        }
+    };
+    let (score_title, score_name, loss_name) = if regression {
+        ("validation R²", "R²", "mean squared error")
+    } else {
+        ("validation accuracy", "accuracy", "cross-entropy")
+    };
+    // R² goes below 0 for a model worse than the mean.
+    let low = runs
+        .iter()
+        .flat_map(|(_, h)| h.iter().filter_map(score))
+        .filter(|v| v.is_finite())
+        .fold(0.0f32, f32::min);
 
     let mut loss = ChartBuilder::on(&left)
         .caption(
@@ -125,21 +148,21 @@ fn draw<DB: DrawingBackend>(
         .map_err(err)?;
     loss.configure_mesh()
         .x_desc("epoch")
-        .y_desc("cross-entropy")
+        .y_desc(loss_name)
         .label_style(("sans-serif", 13))
         .draw()
         .map_err(err)?;
 
     let mut acc = ChartBuilder::on(&right)
-        .caption("validation accuracy", ("sans-serif", 18))
+        .caption(score_title, ("sans-serif", 18))
         .margin(12)
         .x_label_area_size(36)
         .y_label_area_size(56)
-        .build_cartesian_2d(1u32..epochs, 0f32..1.0f32)
+        .build_cartesian_2d(1u32..epochs, low..1.0f32)
         .map_err(err)?;
     acc.configure_mesh()
         .x_desc("epoch")
-        .y_desc("accuracy")
+        .y_desc(score_name)
         .label_style(("sans-serif", 13))
         .draw()
         .map_err(err)?;
@@ -163,7 +186,7 @@ fn draw<DB: DrawingBackend>(
         acc.draw_series(LineSeries::new(
             history
                 .iter()
-                .filter_map(|m| m.val_accuracy.map(|a| (m.epoch, a))),
+                .filter_map(|m| score(m).map(|a| (m.epoch, a))),
             style,
         ))
         .map_err(err)?
@@ -227,6 +250,28 @@ mod tests {
         curves(&runs, &png).unwrap();
         let bytes = std::fs::read(&png).unwrap();
         assert_eq!(&bytes[1..4], b"PNG");
+    }
+
+    #[test]
+    fn regression_runs_plot_their_r2() {
+        let dir = tempfile::tempdir().unwrap();
+        let history: Vec<EpochMetrics> = [3000.0f32, 2500.0, 2400.0]
+            .iter()
+            .enumerate()
+            .map(|(i, &l)| {
+                let mut m = EpochMetrics::new(i as u32 + 1, l, None, 0.1);
+                m.val_loss = Some(l * 1.1);
+                m.val_metrics.insert("r2".into(), -0.2 + 0.2 * i as f32);
+                m
+            })
+            .collect();
+        let svg = dir.path().join("r2.svg");
+        curves(&[("run-reg".to_string(), history)], &svg).unwrap();
+        let text = std::fs::read_to_string(&svg).unwrap();
+        for label in ["validation R²", "mean squared error", "run-reg"] {
+            assert!(text.contains(label), "{label} is drawn");
+        }
+        assert!(!text.contains("accuracy"));
     }
 
     #[test]

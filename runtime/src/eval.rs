@@ -26,10 +26,14 @@ pub struct Scores {
 
 /// Predicts the rows of `path` (features by the model's schema, labels by its
 /// task and class names) and scores the predictions.
-pub fn score(rt: &Runtime, model: &Model, path: &Path) -> Result<Scores> {
+/// A CSV's delimiter is `delimiter`, else a tab for `.tsv` and a comma
+/// otherwise.
+pub fn score(rt: &Runtime, model: &Model, path: &Path, delimiter: Option<u8>) -> Result<Scores> {
     let meta = &model.meta;
-    let input = data::load_features(path, Some(&meta.label), meta.schema.as_deref())?;
-    let labels = data::load_labels(path, &meta.label, meta.task, meta.class_names.as_deref())?;
+    let schema = meta.schema.as_deref();
+    let input = data::load_features(path, Some(&meta.label), schema, delimiter)?;
+    let names = meta.class_names.as_deref();
+    let labels = data::load_labels(path, (&meta.label, meta.task), names, delimiter)?;
     if labels.len() != input.rows {
         return Err(RuntimeError::Data {
             path: path.to_path_buf(),
@@ -149,6 +153,16 @@ pub fn recorded(task: Task, kept: Option<&EpochMetrics>) -> Metrics {
     }
     if let Some(l) = kept.val_loss {
         m.insert("val_loss".into(), l);
+    }
+    m
+}
+
+/// [`recorded`] for a model, with its test split's scores as `test_<name>`
+/// (`test_accuracy`, `test_r2`, …) when it has one.
+pub fn recorded_for(meta: &crate::model::ModelMeta) -> Metrics {
+    let mut m = recorded(meta.task, meta.kept_metrics());
+    for (k, v) in meta.test.iter().flat_map(|t| &t.metrics) {
+        m.insert(format!("test_{k}"), *v);
     }
     m
 }

@@ -164,6 +164,9 @@ pub struct ModelMeta {
     pub training: TrainingConfig,
     /// Rows used for training and validation.
     pub split: (usize, usize),
+    /// The model's scores on the held-out test split (`test_fraction`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test: Option<train::TestScores>,
     /// Metrics per epoch.
     pub metrics: Vec<EpochMetrics>,
     /// The epoch whose checkpoint the model is (absent: the last one).
@@ -323,6 +326,7 @@ pub fn save(
         },
         training: pipeline.training.clone(),
         split: trained.split,
+        test: trained.test.clone(),
         metrics: trained.history.clone(),
         epoch: Some(trained.epoch),
         feature_stats: Some(feature_stats(&data.x, data.features())),

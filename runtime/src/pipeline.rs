@@ -272,6 +272,11 @@ pub struct TrainingConfig {
     pub seed: u64,
     /// Share of rows held out for validation, in [0, 1).
     pub validation_fraction: f32,
+    /// Share of rows held out as a test split, in [0, 1): scored once with
+    /// the kept model and reported, never used to select it. Split off
+    /// first, stratified like validation, from the seed.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub test_fraction: f32,
     /// Which epoch's checkpoint becomes the model: `best` (lowest validation
     /// loss, the earliest on ties; the last without a validation split) or
     /// `last`.
@@ -442,6 +447,10 @@ fn name_or_table<'de, D: Deserializer<'de>, T: NameOrTable>(
     d.deserialize_any(Visit(std::marker::PhantomData)).map(Some)
 }
 
+fn is_zero(v: &f32) -> bool {
+    *v == 0.0
+}
+
 /// `[preprocessor]` (one table) or `[[preprocessor]]` (an array of them).
 fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Vec<Stage>, D::Error> {
     struct Visit;
@@ -544,6 +553,7 @@ impl Default for TrainingConfig {
             learning_rate: 0.01,
             seed: 0,
             validation_fraction: 0.2,
+            test_fraction: 0.0,
             keep: Keep::Best,
             optimizer: None,
             schedule: None,
@@ -739,6 +749,19 @@ impl TrainingConfig {
             return Err(format!(
                 "training.validation_fraction must be in [0, 1), got {}",
                 self.validation_fraction
+            ));
+        }
+        if !(0.0..1.0).contains(&self.test_fraction) {
+            return Err(format!(
+                "training.test_fraction must be in [0, 1), got {}",
+                self.test_fraction
+            ));
+        }
+        if self.validation_fraction + self.test_fraction >= 1.0 {
+            return Err(format!(
+                "training.validation_fraction ({}) and test_fraction ({}) leave no rows to \
+                 train on; together they must stay below 1",
+                self.validation_fraction, self.test_fraction
             ));
         }
         if let Some(o) = &self.optimizer {

@@ -207,6 +207,53 @@ pub struct TrainedModel {
     pub task: Task,
     /// Rows in the training and validation splits.
     pub split: (usize, usize),
+    /// The kept model's scores on the test split, when there is one.
+    pub test: Option<TestScores>,
+}
+
+/// A held-out test split's scores: reported, never used to select.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TestScores {
+    /// Rows in the test split.
+    pub rows: usize,
+    /// The task's loss and metrics, by the names `tensorlet eval` uses:
+    /// `log_loss`, `accuracy`, `f1_macro`, `auc` (two classes); `mse`,
+    /// `rmse`, `mae`, `r2`.
+    pub metrics: BTreeMap<String, f32>,
+}
+
+impl TestScores {
+    fn new(task: Task, rows: usize, e: Evaluation) -> Self {
+        let loss = match task {
+            Task::Classification => "log_loss",
+            Task::Regression => "mse",
+        };
+        let mut metrics = e.metrics;
+        metrics.insert(loss.to_string(), e.loss);
+        if let Some(a) = e.accuracy {
+            metrics.insert("accuracy".to_string(), a);
+        }
+        TestScores { rows, metrics }
+    }
+}
+
+const TEST_STREAM: u64 = 0x7e57_0000_0000_0001;
+
+/// Splits row indices into (test, validation, training): the test split
+/// first (`test_fraction` of the rows, stratified, from its own stream of
+/// the seed), then validation from the rest (`validation_fraction` of all
+/// rows). Without a test split this is exactly [`stratified_split`].
+pub fn three_way_split(strata: &[u32], cfg: &TrainingConfig) -> (Vec<u32>, Vec<u32>, Vec<u32>) {
+    if cfg.test_fraction <= 0.0 {
+        let (val, train) = stratified_split(strata, cfg.validation_fraction, cfg.seed);
+        return (Vec::new(), val, train);
+    }
+    let (test, rest) = stratified_split(strata, cfg.test_fraction, cfg.seed ^ TEST_STREAM);
+    let rest_strata: Vec<u32> = rest.iter().map(|&i| strata[i as usize]).collect();
+    let fraction = cfg.validation_fraction / (1.0 - cfg.test_fraction);
+    let (val, train) = stratified_split(&rest_strata, fraction, cfg.seed);
+    let back = |ix: Vec<u32>| ix.into_iter().map(|i| rest[i as usize]).collect();
+    (test, back(val), back(train))
 }
 
 /// A permutation of 0..n from `seed` (Fisher–Yates over the counter-based generator).
@@ -424,7 +471,7 @@ pub fn train_from(
         Task::Classification => std::borrow::Cow::Borrowed(&data.y),
         Task::Regression => std::borrow::Cow::Owned(vec![0; n]),
     };
-    let (val_idx, train_idx) = stratified_split(&strata, cfg.validation_fraction, cfg.seed);
+    let (test_idx, val_idx, train_idx) = three_way_split(&strata, cfg);
     if train_idx.is_empty() {
         return Err(RuntimeError::Data {
             path: data.path.clone(),
@@ -469,16 +516,33 @@ pub fn train_from(
     };
     let features = x_train.shape().dims()[1] as u32;
     check_finite_features(device, pre, data, &x_train)?;
+    // The test split, scored once with the params that are kept.
+    let score_test = |params: &NamedTensors| -> Result<Option<TestScores>> {
+        if test_idx.is_empty() {
+            return Ok(None);
+        }
+        let x = pre.transform(
+            device,
+            names,
+            &state,
+            &device.gather_rows(&x_all, &test_idx)?,
+        )?;
+        let y = Labels::pick(task, &labels, &test_idx);
+        let e = evaluate(device, &plugins.predictor, params, &x, &y, classes)?;
+        Ok(Some(TestScores::new(task, test_idx.len(), e)))
+    };
 
     let Some(tr) = &plugins.trainer else {
-        return evaluate_only(
+        let mut trained = evaluate_only(
             device,
             plugins,
-            state,
+            state.clone(),
             (&x_train, &y_train, x_val.as_ref(), &y_val),
             classes,
             observer,
-        );
+        )?;
+        trained.test = score_test(&trained.params)?;
+        return Ok(trained);
     };
     let train_n = train_idx.len();
     let bs = cfg.batch_size as usize;
@@ -652,6 +716,7 @@ pub fn train_from(
         (Keep::Best, Some((e, p))) => (e, p),
         _ => (last_epoch, params.clone()),
     };
+    let test = score_test(&kept)?;
     Ok(TrainedModel {
         state,
         params: kept,
@@ -662,6 +727,7 @@ pub fn train_from(
         classes,
         task,
         split: (train_n, val_n),
+        test,
     })
 }
 
@@ -716,6 +782,7 @@ fn evaluate_only(
         classes,
         task,
         split: (y_train.len(), y_val.len()),
+        test: None,
     })
 }
 
@@ -930,6 +997,33 @@ mod tests {
         assert_eq!(a, permutation(100, 1));
         assert_ne!(a, permutation(100, 2));
         assert!(permutation(0, 1).is_empty());
+    }
+
+    #[test]
+    fn a_test_split_comes_first_and_is_disjoint() {
+        let labels: Vec<u32> = (0..100).map(|i| if i < 60 { 0 } else { 1 }).collect();
+        let cfg = TrainingConfig {
+            validation_fraction: 0.2,
+            test_fraction: 0.1,
+            seed: 5,
+            ..TrainingConfig::default()
+        };
+        let (test, val, train) = three_way_split(&labels, &cfg);
+        assert_eq!((test.len(), val.len(), train.len()), (10, 20, 70));
+        // Stratified: 60 % of each split is class 0.
+        let zeros = |ix: &[u32]| ix.iter().filter(|&&i| labels[i as usize] == 0).count();
+        assert_eq!((zeros(&test), zeros(&val)), (6, 12));
+        let mut all: Vec<u32> = test.iter().chain(&val).chain(&train).copied().collect();
+        all.sort();
+        assert_eq!(all, (0..100).collect::<Vec<_>>());
+        // Without a test split, the split is the one runs always had.
+        let plain = TrainingConfig {
+            test_fraction: 0.0,
+            ..cfg.clone()
+        };
+        let (none, v, t) = three_way_split(&labels, &plain);
+        assert!(none.is_empty());
+        assert_eq!((v, t), stratified_split(&labels, 0.2, 5));
     }
 
     #[test]

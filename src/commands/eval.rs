@@ -24,6 +24,10 @@ pub struct Args {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// The CSV field delimiter (`;`, `|`, `\t`; default a tab for `.tsv`
+    /// files and a comma otherwise).
+    #[arg(long, value_parser = crate::common::parse_delimiter)]
+    pub delimiter: Option<char>,
     #[command(flatten)]
     pub device: DeviceArgs,
     #[command(flatten)]
@@ -40,7 +44,7 @@ pub fn execute(args: Args) -> Result<()> {
         .sources()?
         .allow_unsigned(args.unsigned.allow_unsigned)
         .model(&rt, &reg, &args.model)?;
-    let scores = score(&rt, &model, &args.data)?;
+    let scores = score(&rt, &model, &args.data, args.delimiter.map(|c| c as u8))?;
     let classes: Vec<String> = (0..model.meta.classes)
         .map(|c| model.class_name(c))
         .collect();

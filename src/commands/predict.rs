@@ -22,6 +22,10 @@ pub struct Args {
     /// predicted target) instead of labels.
     #[arg(long)]
     pub json: bool,
+    /// The CSV field delimiter (`;`, `|`, `\t`; default a tab for `.tsv`
+    /// files and a comma otherwise).
+    #[arg(long, value_parser = crate::common::parse_delimiter)]
+    pub delimiter: Option<char>,
     #[command(flatten)]
     pub device: DeviceArgs,
     #[command(flatten)]
@@ -38,10 +42,12 @@ pub fn execute(args: Args) -> Result<()> {
         .sources()?
         .allow_unsigned(args.unsigned.allow_unsigned)
         .model(&rt, &reg, &args.model)?;
+    let delimiter = args.delimiter.map(|c| c as u8);
     let input = data::load_features(
         &args.input,
         Some(&model.meta.label),
         model.meta.schema.as_deref(),
+        delimiter,
     )?;
     let p = model.predict(rt.device(), input.x, input.rows)?;
     if !p.values.is_empty() {

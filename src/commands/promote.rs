@@ -81,11 +81,11 @@ fn gate(reg: &Registry, args: &PromoteArgs) -> Result<()> {
         .model(&rt, reg, &args.reference)?;
     let (metrics, source) = match &args.data {
         Some(path) => (
-            eval::score(&rt, &model, path)?.metrics,
+            eval::score(&rt, &model, path, None)?.metrics,
             format!("evaluated on {}", path.display()),
         ),
         None => (
-            eval::recorded(model.meta.task, model.meta.kept_metrics()),
+            eval::recorded_for(&model.meta),
             "recorded with the version".to_string(),
         ),
     };

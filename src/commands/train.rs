@@ -125,6 +125,21 @@ pub fn execute(args: Args) -> Result<()> {
         outcome.run_id,
         started.elapsed().as_secs_f64()
     );
+    if let Some(t) = &meta.test {
+        let names = match meta.task {
+            Task::Classification => ["accuracy", "f1_macro", "auc"],
+            Task::Regression => ["r2", "rmse", "mae"],
+        };
+        let shown: Vec<String> = names
+            .iter()
+            .filter_map(|k| t.metrics.get(*k).map(|v| format!("{k} {v:.4}")))
+            .collect();
+        println!(
+            "test {} on {} held-out rows (never used to select)",
+            shown.join(", "),
+            t.rows
+        );
+    }
     println!("params {}", meta.params_digest);
     if let Some(dir) = &args.out {
         println!("model saved to {}", dir.display());

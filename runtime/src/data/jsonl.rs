@@ -226,7 +226,7 @@ mod tests {
         assert_eq!(d.targets, [10.0, 12.5, 9.0]);
         let bits: Vec<String> = d.x.iter().map(|v| format!("{v}")).collect();
         assert_eq!(bits, ["2.5", "0", "1", "1", "NaN", "0", "NaN", "NaN", "1"]);
-        let feats = load_features(f.path(), Some("price"), Some(&d.schema)).unwrap();
+        let feats = load_features(f.path(), Some("price"), Some(&d.schema), None).unwrap();
         assert_eq!(feats.rows, 3);
         assert_eq!(schema(f.path(), None).unwrap().format, "jsonl");
     }

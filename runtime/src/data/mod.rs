@@ -830,11 +830,13 @@ fn label_kind(
 /// a missing value) when the file name ends in `.json`. With a `schema` (a
 /// model's), the table's columns of those names are read in the schema's
 /// order and encoded as in training, other columns (the label) ignored;
-/// without one, every column but `drop_column` is read as numbers.
+/// without one, every column but `drop_column` is read as numbers. A CSV's
+/// delimiter is `delimiter`, else a tab for `.tsv` and a comma otherwise.
 pub fn load_features(
     path: &Path,
     drop_column: Option<&str>,
     schema: Option<&[Column]>,
+    delimiter: Option<u8>,
 ) -> Result<Features> {
     if path
         .extension()
@@ -842,7 +844,7 @@ pub fn load_features(
     {
         return load_json(path);
     }
-    let opened = open(path, None)?;
+    let opened = open(path, delimiter)?;
     let src = opened.as_ref();
     let header = src.header();
     let numeric;
@@ -909,11 +911,11 @@ fn lookup_of(col: &Column) -> Option<HashMap<&str, u32>> {
 /// regression targets as numbers. For `tensorlet eval`.
 pub fn load_labels(
     path: &Path,
-    label: &str,
-    task: Task,
+    (label, task): (&str, Task),
     class_names: Option<&[String]>,
+    delimiter: Option<u8>,
 ) -> Result<crate::train::Labels> {
-    let opened = open(path, None)?;
+    let opened = open(path, delimiter)?;
     let src = opened.as_ref();
     let col = column_index(src, label, "label")?;
     let by_name: HashMap<&str, u32> = class_names
@@ -1294,12 +1296,12 @@ mod tests {
         let train = file("color,size,y\nred,1,0\nblue,2,1\n");
         let d = load_labeled(train.path(), None).unwrap();
         let input = file("size,y,color\n3,0,blue\n4,1,green\nNA,0,red\n");
-        let feats = load_features(input.path(), Some("y"), Some(&d.schema)).unwrap();
+        let feats = load_features(input.path(), Some("y"), Some(&d.schema), None).unwrap();
         assert_eq!(feats.names, ["color", "size"]);
         let bits: Vec<String> = feats.x.iter().map(|v| format!("{v}")).collect();
         assert_eq!(bits, ["0", "3", "-1", "4", "1", "NaN"]);
         let bad = file("color,size\nred,big\n");
-        let e = load_features(bad.path(), None, Some(&d.schema))
+        let e = load_features(bad.path(), None, Some(&d.schema), None)
             .unwrap_err()
             .to_string();
         assert!(
@@ -1307,7 +1309,7 @@ mod tests {
             "{e}"
         );
         let missing = file("size\n1\n");
-        let e = load_features(missing.path(), None, Some(&d.schema))
+        let e = load_features(missing.path(), None, Some(&d.schema), None)
             .unwrap_err()
             .to_string();
         assert!(
@@ -1319,14 +1321,14 @@ mod tests {
     #[test]
     fn features_drop_the_label_and_read_json() {
         let f = file("a,b,y\n1,2,0\n3,4,1\n");
-        let feats = load_features(f.path(), Some("y"), None).unwrap();
+        let feats = load_features(f.path(), Some("y"), None, None).unwrap();
         assert_eq!((feats.rows, feats.x.clone()), (2, vec![1.0, 2.0, 3.0, 4.0]));
         let j = tempfile::Builder::new().suffix(".json").tempfile().unwrap();
         std::fs::write(j.path(), "[[1, 2.5], [3, null]]").unwrap();
-        let feats = load_features(j.path(), None, None).unwrap();
+        let feats = load_features(j.path(), None, None, None).unwrap();
         assert_eq!(feats.x[..3], [1.0, 2.5, 3.0]);
         assert!(feats.x[3].is_nan());
         std::fs::write(j.path(), "[[1, 2], [3]]").unwrap();
-        assert!(load_features(j.path(), None, None).is_err());
+        assert!(load_features(j.path(), None, None, None).is_err());
     }
 }

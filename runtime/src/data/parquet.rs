@@ -369,14 +369,14 @@ mod tests {
         assert_eq!(d.y, [0, 2, 0, 1]);
 
         // Prediction input in the model's schema, and labels for eval.
-        let feats = load_features(f.path(), None, Some(&d.schema)).unwrap();
+        let feats = load_features(f.path(), None, Some(&d.schema), None).unwrap();
         assert_eq!(feats.rows, 4);
         assert_eq!(feats.x[..4], d.x[..4]);
         let labels = load_labels(
             f.path(),
-            "species",
-            Task::Classification,
+            ("species", Task::Classification),
             d.class_names.as_deref(),
+            None,
         )
         .unwrap();
         assert!(matches!(labels, Labels::Classes(y) if y == [0, 2, 0, 1]));
