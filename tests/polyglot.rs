@@ -160,7 +160,8 @@ fn values(rt: &Runtime, named: &NamedTensors) -> Vec<(String, Vec<f32>)> {
 }
 
 fn run(rt: &Runtime, pipeline: &Pipeline, csv: &str, out: &Path) -> Outcome {
-    let ds = data::load_labeled(&data(csv), pipeline.data.label.as_deref()).unwrap();
+    let ds =
+        data::load_labeled(&data(csv), pipeline.data.label.as_ref().map(|l| l.first())).unwrap();
     let plugins = pipeline
         .load_plugins(rt, &unsigned_resolver(resolve))
         .unwrap();

@@ -90,7 +90,7 @@ fn diabetes_trains_as_regression_and_predicts_values() {
         .map(|l| l.rsplit(',').next().unwrap().parse().unwrap())
         .collect();
     assert_eq!(pred.len(), 442);
-    let all = tensorlet_runtime::metrics::regression(&pred, &target);
+    let all = tensorlet_runtime::metrics::regression(&pred, &target, 1);
     assert!(all["r2"] >= 0.45, "{all:?}");
 
     // The run records the task's metrics per epoch.
@@ -824,4 +824,100 @@ fn a_test_split_is_scored_once_and_never_selects() {
         ],
     ));
     assert!(err.contains("leave no rows to train on"), "{err}");
+}
+
+#[test]
+fn several_regression_targets_train_predict_and_evaluate() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    // Two linear targets of two features.
+    let mut csv = String::from("a,b,y1,y2\n");
+    for i in 0..200 {
+        let (a, b) = ((i % 20) as f32 / 10.0 - 1.0, (i / 20) as f32 / 5.0 - 1.0);
+        csv.push_str(&format!("{a},{b},{},{}\n", 2.0 * a + b, a - 3.0 * b + 1.0));
+    }
+    let table = write(h, "t.csv", &csv);
+    let text = |task: &str| {
+        format!(
+            "[pipeline]\nname = \"two\"\n[data]\nlabel = [\"y1\", \"y2\"]\n{task}\n\
+             [preprocessor]\npath = \"{}\"\n[model]\npath = \"{}\"\nconfig = {{ hidden = [] }}\n\
+             [training]\nepochs = 150\nbatch_size = 20\nlearning_rate = 0.05\noptimizer = \"adam\"\n",
+            s(&plugin_path("standardize")),
+            s(&plugin_path("mlp"))
+        )
+    };
+    let p = write(h, "p.toml", &text(""));
+    let (stdout, meta) = train(h, &p, &table);
+    assert!(stdout.contains("validation r2"), "{stdout}");
+    assert_eq!(meta["task"], "regression");
+    assert_eq!(meta["classes"], 2);
+    assert_eq!(meta["targets"], serde_json::json!(["y1", "y2"]));
+    assert_eq!(meta["feature_names"], serde_json::json!(["a", "b"]));
+    let r2 = kept(&meta)["val_metrics"]["r2"].as_f64().unwrap();
+    assert!(r2 > 0.99, "{meta}");
+
+    let model = h.join("model");
+    let printed = ok(&tensorlet(
+        h,
+        &[
+            "predict",
+            s(&model),
+            "--input",
+            s(&table),
+            "--allow-unsigned",
+        ],
+    ));
+    assert_eq!(printed.lines().count(), 200);
+    assert!(
+        printed.lines().all(|l| l.split(',').count() == 2),
+        "{printed}"
+    );
+    let json: Value = serde_json::from_str(&ok(&tensorlet(
+        h,
+        &[
+            "predict",
+            s(&model),
+            "--input",
+            s(&table),
+            "--json",
+            "--allow-unsigned",
+        ],
+    )))
+    .unwrap();
+    let first = &json[0];
+    // Row 0: a = -1, b = -1: y1 = -3, y2 = 3.
+    assert!((first["y1"].as_f64().unwrap() + 3.0).abs() < 0.2, "{first}");
+    assert!((first["y2"].as_f64().unwrap() - 3.0).abs() < 0.2, "{first}");
+    let report: Value = serde_json::from_str(&ok(&tensorlet(
+        h,
+        &[
+            "eval",
+            s(&model),
+            "--data",
+            s(&table),
+            "--json",
+            "--allow-unsigned",
+        ],
+    )))
+    .unwrap();
+    assert!(report["metrics"]["r2"].as_f64().unwrap() > 0.99, "{report}");
+
+    // Several label columns are regression targets, never classes.
+    let classes = write(h, "c.toml", &text("task = \"classification\""));
+    let err = fails(&tensorlet(
+        h,
+        &[
+            "train",
+            s(&classes),
+            "--data",
+            s(&table),
+            "--allow-unsigned",
+            "--out",
+            s(&h.join("c")),
+        ],
+    ));
+    assert!(
+        err.contains("several label columns are several regression targets"),
+        "{err}"
+    );
 }

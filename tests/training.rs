@@ -22,7 +22,7 @@ fn train_into(rt: &Runtime, name: &str, seed: u64, out: &std::path::Path) -> (Ve
     pipeline.training.seed = seed;
     let data = data::load_labeled(
         &data(&format!("{name}.csv")),
-        pipeline.data.label.as_deref(),
+        pipeline.data.label.as_ref().map(|l| l.first()),
     )
     .unwrap();
     let plugins = pipeline
@@ -179,7 +179,7 @@ fn a_resumed_run_ends_with_the_params_of_an_uninterrupted_one() {
         pipeline.training.keep = keep.parse().unwrap();
         let ds = data::load_labeled(
             &data(&format!("{name}.csv")),
-            pipeline.data.label.as_deref(),
+            pipeline.data.label.as_ref().map(|l| l.first()),
         )
         .unwrap();
         let plugins = pipeline

@@ -33,7 +33,7 @@ pub fn score(rt: &Runtime, model: &Model, path: &Path, delimiter: Option<u8>) ->
     let schema = meta.schema.as_deref();
     let input = data::load_features(path, Some(&meta.label), schema, delimiter)?;
     let names = meta.class_names.as_deref();
-    let labels = data::load_labels(path, (&meta.label, meta.task), names, delimiter)?;
+    let labels = data::load_labels(path, (&meta.label_columns(), meta.task), names, delimiter)?;
     if labels.len() != input.rows {
         return Err(RuntimeError::Data {
             path: path.to_path_buf(),
@@ -57,9 +57,9 @@ pub fn score(rt: &Runtime, model: &Model, path: &Path, delimiter: Option<u8>) ->
                 confusion: Some(metrics::confusion(y, &p.labels, classes)),
             }
         }
-        Labels::Targets(t) => Scores {
+        Labels::Targets { values, width } => Scores {
             rows,
-            metrics: metrics::regression(&p.values.concat(), t),
+            metrics: metrics::regression(&p.values.concat(), values, *width),
             confusion: None,
         },
     })

@@ -116,32 +116,52 @@ pub fn classification(probs: &[f32], labels: &[u32], classes: usize) -> Metrics 
     m
 }
 
-/// Regression metrics of `pred` against `target` (same length, all
-/// targets flattened): `mse`, `rmse`, `mae` and `r2` (1 − SSE/SST; with
-/// constant targets 1 when the predictions are exact and 0 otherwise, as
-/// scikit-learn's `r2_score`).
-pub fn regression(pred: &[f32], target: &[f32]) -> Metrics {
-    let n = target.len().max(1) as f64;
-    let mean = target.iter().map(|&t| f64::from(t)).sum::<f64>() / n;
-    let (mut sse, mut sae, mut sst) = (0.0f64, 0.0f64, 0.0f64);
-    for (&p, &t) in pred.iter().zip(target) {
-        let d = f64::from(p) - f64::from(t);
-        sse += d * d;
-        sae += d.abs();
-        sst += (f64::from(t) - mean).powi(2);
-    }
-    let r2 = if sst > 0.0 {
-        1.0 - sse / sst
-    } else if sse == 0.0 {
-        1.0
-    } else {
-        0.0
+/// Regression metrics of `pred` against `target` (same length, row-major
+/// with `width` targets per row): `mse`, `rmse`, `mae` and `r2` (1 − SSE/SST;
+/// with constant targets 1 when the predictions are exact and 0 otherwise,
+/// as scikit-learn's `r2_score`), each the mean over the targets.
+pub fn regression(pred: &[f32], target: &[f32], width: usize) -> Metrics {
+    let width = width.max(1);
+    let rows = target.len() / width;
+    let n = rows.max(1) as f64;
+    let column = |v: &[f32], c: usize| -> Vec<f64> {
+        v.iter()
+            .skip(c)
+            .step_by(width)
+            .take(rows)
+            .map(|&x| f64::from(x))
+            .collect()
     };
+    // Each target's metrics, then their mean (scikit-learn's
+    // `multioutput = "uniform_average"`); one target is itself.
+    let (mut mse, mut rmse, mut mae, mut r2) = (0.0f64, 0.0f64, 0.0f64, 0.0f64);
+    for c in 0..width {
+        let (p, t) = (column(pred, c), column(target, c));
+        let mean = t.iter().sum::<f64>() / n;
+        let (mut sse, mut sae, mut sst) = (0.0f64, 0.0f64, 0.0f64);
+        for (&p, &t) in p.iter().zip(&t) {
+            let d = p - t;
+            sse += d * d;
+            sae += d.abs();
+            sst += (t - mean).powi(2);
+        }
+        mse += sse / n;
+        rmse += (sse / n).sqrt();
+        mae += sae / n;
+        r2 += if sst > 0.0 {
+            1.0 - sse / sst
+        } else if sse == 0.0 {
+            1.0
+        } else {
+            0.0
+        };
+    }
+    let k = width as f64;
     let mut m = Metrics::new();
-    m.insert("mse".into(), (sse / n) as f32);
-    m.insert("rmse".into(), (sse / n).sqrt() as f32);
-    m.insert("mae".into(), (sae / n) as f32);
-    m.insert("r2".into(), r2 as f32);
+    m.insert("mse".into(), (mse / k) as f32);
+    m.insert("rmse".into(), (rmse / k) as f32);
+    m.insert("mae".into(), (mae / k) as f32);
+    m.insert("r2".into(), (r2 / k) as f32);
     m
 }
 
@@ -299,12 +319,29 @@ mod tests {
         // y_true = [3, -0.5, 2, 7], y_pred = [2.5, 0.0, 2, 8]:
         // mean_squared_error = 0.375, mean_absolute_error = 0.5,
         // r2_score = 0.9486081370449679.
-        let m = regression(&[2.5, 0.0, 2.0, 8.0], &[3.0, -0.5, 2.0, 7.0]);
+        let m = regression(&[2.5, 0.0, 2.0, 8.0], &[3.0, -0.5, 2.0, 7.0], 1);
         assert!(close(m["mse"], 0.375), "{m:?}");
         assert!(close(m["rmse"], 0.375f64.sqrt()), "{m:?}");
         assert!(close(m["mae"], 0.5), "{m:?}");
         assert!(close(m["r2"], 0.948_608_137_044_967_9), "{m:?}");
-        assert_eq!(regression(&[1.0, 1.0], &[1.0, 1.0])["r2"], 1.0);
+        assert_eq!(regression(&[1.0, 1.0], &[1.0, 1.0], 1)["r2"], 1.0);
+    }
+
+    #[test]
+    fn several_targets_average_as_scikit_learn() {
+        // y_true = [[0.5, 1], [-1, 1], [7, -6]], y_pred = [[0, 2], [-1, 2],
+        // [8, -5]]: r2_score = 0.9368005266622779, mean_squared_error =
+        // 0.7083333333333334, mean_absolute_error = 0.75,
+        // root_mean_squared_error = 0.8227486121839513.
+        let m = regression(
+            &[0.0, 2.0, -1.0, 2.0, 8.0, -5.0],
+            &[0.5, 1.0, -1.0, 1.0, 7.0, -6.0],
+            2,
+        );
+        assert!(close(m["r2"], 0.936_800_526_662_277_9), "{m:?}");
+        assert!(close(m["mse"], 0.708_333_333_333_333_4), "{m:?}");
+        assert!(close(m["mae"], 0.75), "{m:?}");
+        assert!(close(m["rmse"], 0.822_748_612_183_951_3), "{m:?}");
     }
 
     #[test]
@@ -328,7 +365,7 @@ mod tests {
         for bad in ["r2", "r2>=", ">=1", "r2=0.4", "r 2>=1", "r2>=nan"] {
             assert!(bad.parse::<Requirement>().is_err(), "{bad}");
         }
-        let m = regression(&[2.5, 0.0, 2.0, 8.0], &[3.0, -0.5, 2.0, 7.0]);
+        let m = regression(&[2.5, 0.0, 2.0, 8.0], &[3.0, -0.5, 2.0, 7.0], 1);
         assert!(r.check(&m).is_ok());
         let strict: Requirement = "r2>0.99".parse().unwrap();
         assert_eq!(

@@ -142,8 +142,13 @@ pub struct ModelMeta {
     pub tensorlet_version: String,
     /// Input feature names, in order.
     pub feature_names: Vec<String>,
-    /// The label column of the training data.
+    /// The label column of the training data (regression: the first
+    /// target's).
     pub label: String,
+    /// A regression's target columns when there are several, in order (the
+    /// first is `label`); absent for one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub targets: Option<Vec<String>>,
     /// What it predicts: classes, or (regression) continuous targets.
     #[serde(default, skip_serializing_if = "is_classification")]
     pub task: Task,
@@ -193,6 +198,13 @@ impl ModelMeta {
             Some(e) => self.metrics.iter().find(|m| m.epoch == e),
             None => self.metrics.last(),
         }
+    }
+
+    /// The label columns: the regression targets, or the one label.
+    pub fn label_columns(&self) -> Vec<String> {
+        self.targets
+            .clone()
+            .unwrap_or_else(|| vec![self.label.clone()])
     }
 
     /// The validation accuracy of the epoch the model was taken from.
@@ -311,6 +323,7 @@ pub fn save(
         tensorlet_version: env!("CARGO_PKG_VERSION").to_string(),
         feature_names: data.feature_names.clone(),
         label: data.label_name.clone(),
+        targets: (data.target_names.len() > 1).then(|| data.target_names.clone()),
         task: trained.task,
         classes: trained.classes,
         class_names: data.class_names.clone(),

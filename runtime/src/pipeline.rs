@@ -164,9 +164,10 @@ pub struct Meta {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DataConfig {
-    /// The label column's name; the last column when absent.
+    /// The label column's name (the last column when absent), or for a
+    /// regression with several targets their columns: `label = ["a", "b"]`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub label: Option<String>,
+    pub label: Option<LabelColumns>,
     /// Names of the classes, by index. With text labels, their order.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub class_names: Option<Vec<String>>,
@@ -194,13 +195,37 @@ impl DataConfig {
     /// How to read the training data.
     pub fn options(&self) -> crate::data::Options {
         crate::data::Options {
-            label: self.label.clone(),
+            label: self.label.as_ref().map(|l| l.first().to_string()),
+            more_targets: match &self.label {
+                Some(LabelColumns::Several(names)) => names.iter().skip(1).cloned().collect(),
+                _ => Vec::new(),
+            },
             task: self.task,
             features: self.features.clone(),
             drop: self.drop.clone(),
             categorical: self.categorical.clone(),
             delimiter: self.delimiter.map(|c| c as u8),
             class_names: self.class_names.clone(),
+        }
+    }
+}
+
+/// `[data] label`: one column, or several regression targets.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum LabelColumns {
+    /// `label = "species"`.
+    One(String),
+    /// `label = ["y1", "y2"]`.
+    Several(Vec<String>),
+}
+
+impl LabelColumns {
+    /// The (first) label column.
+    pub fn first(&self) -> &str {
+        match self {
+            LabelColumns::One(n) => n,
+            LabelColumns::Several(n) => n.first().map_or("", String::as_str),
         }
     }
 }
@@ -939,6 +964,13 @@ impl Pipeline {
         }
         p.training.validate().map_err(err)?;
         p.limits.apply(&mut crate::Limits::default()).map_err(err)?;
+        if matches!(&p.data.label, Some(LabelColumns::Several(n)) if n.is_empty()) {
+            return Err(err(
+                "[data] label is an empty list; name the label column (or the regression \
+                 targets' columns)"
+                    .into(),
+            ));
+        }
         if let Some(d) = p.data.delimiter
             && (!d.is_ascii() || d == '"' || d == '\n' || d == '\r')
         {

@@ -491,12 +491,16 @@ pub fn train_from(
     let labels = data.label_values();
     let y_all = match task {
         Task::Classification => device.from_vec(&[n as u32], labels.clone())?,
-        Task::Regression => device.from_vec(&[n as u32, 1], labels.clone())?,
+        Task::Regression => device.from_vec(&[n as u32, classes], labels.clone())?,
+    };
+    let width = match task {
+        Task::Classification => 1,
+        Task::Regression => classes as usize,
     };
     let x_train_raw = device.gather_rows(&x_all, train_idx)?;
     let y_train = device.gather_rows(&y_all, train_idx)?;
     let x_val_raw = device.gather_rows(&x_all, val_idx)?;
-    let y_val = Labels::pick(task, &labels, val_idx);
+    let y_val = Labels::pick(task, &labels, width, val_idx);
 
     let pre = &plugins.preprocessors;
     let names = &data.feature_names;
@@ -527,7 +531,7 @@ pub fn train_from(
             &state,
             &device.gather_rows(&x_all, &test_idx)?,
         )?;
-        let y = Labels::pick(task, &labels, &test_idx);
+        let y = Labels::pick(task, &labels, width, &test_idx);
         let e = evaluate(device, &plugins.predictor, params, &x, &y, classes)?;
         Ok(Some(TestScores::new(task, test_idx.len(), e)))
     };
@@ -746,7 +750,11 @@ fn evaluate_only(
     observer.start(1, 1);
     let params: NamedTensors = Vec::new();
     let task = y_val.task();
-    let y_train = Labels::pick(task, &device.to_vec(y_train)?, &all_rows(x_train));
+    let width = match task {
+        Task::Classification => 1,
+        Task::Regression => classes as usize,
+    };
+    let y_train = Labels::pick(task, &device.to_vec(y_train)?, width, &all_rows(x_train));
     let train_loss = evaluate(
         device,
         &plugins.predictor,
@@ -791,17 +799,33 @@ fn evaluate_only(
 pub enum Labels {
     /// A class index per row.
     Classes(Vec<u32>),
-    /// A target per row.
-    Targets(Vec<f32>),
+    /// `width` targets per row, row-major.
+    Targets {
+        /// The targets.
+        values: Vec<f32>,
+        /// Targets per row.
+        width: usize,
+    },
 }
 
 impl Labels {
-    /// The labels of rows `idx` of `all` (as [`Dataset::label_values`]).
-    pub fn pick(task: Task, all: &[f32], idx: &[u32]) -> Labels {
-        let at = idx.iter().map(|&i| all[i as usize]);
+    /// The labels of rows `idx` of `all` (as [`Dataset::label_values`]:
+    /// regression with `width` targets per row).
+    pub fn pick(task: Task, all: &[f32], width: usize, idx: &[u32]) -> Labels {
         match task {
-            Task::Classification => Labels::Classes(at.map(|v| v as u32).collect()),
-            Task::Regression => Labels::Targets(at.collect()),
+            Task::Classification => {
+                Labels::Classes(idx.iter().map(|&i| all[i as usize] as u32).collect())
+            }
+            Task::Regression => Labels::Targets {
+                values: idx
+                    .iter()
+                    .flat_map(|&i| {
+                        let at = i as usize * width;
+                        all[at..at + width].iter().copied()
+                    })
+                    .collect(),
+                width,
+            },
         }
     }
 
@@ -809,7 +833,7 @@ impl Labels {
     pub fn len(&self) -> usize {
         match self {
             Labels::Classes(c) => c.len(),
-            Labels::Targets(t) => t.len(),
+            Labels::Targets { values, width } => values.len() / (*width).max(1),
         }
     }
 
@@ -822,7 +846,7 @@ impl Labels {
     pub fn task(&self) -> Task {
         match self {
             Labels::Classes(_) => Task::Classification,
-            Labels::Targets(_) => Task::Regression,
+            Labels::Targets { .. } => Task::Regression,
         }
     }
 }
@@ -886,9 +910,10 @@ pub fn evaluate(
                 metrics: m,
             }
         }
-        Labels::Targets(t) => {
-            let p = check_predictions(&predictor.plugin, device, &out, t.len(), classes)?;
-            let mut m = metrics::regression(&p, t);
+        Labels::Targets { values, width } => {
+            let rows = y.len();
+            let p = check_predictions(&predictor.plugin, device, &out, rows, classes)?;
+            let mut m = metrics::regression(&p, values, *width);
             let loss = m.remove("mse").unwrap_or(f32::NAN);
             Evaluation {
                 loss,

@@ -53,10 +53,14 @@ pub fn execute(args: Args) -> Result<()> {
     if !p.values.is_empty() {
         // Regression: the predicted target(s) of each row.
         if args.json {
+            // One target: `{"<label>": [value]}`; several: each by name.
             let rows: Vec<_> = p
                 .values
                 .iter()
-                .map(|v| serde_json::json!({ model.meta.label.as_str(): v }))
+                .map(|v| match &model.meta.targets {
+                    None => serde_json::json!({ model.meta.label.as_str(): v }),
+                    Some(names) => names.iter().cloned().zip(v.iter().copied()).collect(),
+                })
                 .collect();
             println!("{}", serde_json::to_string_pretty(&rows)?);
         } else {

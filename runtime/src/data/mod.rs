@@ -93,6 +93,9 @@ impl Column {
 pub struct Options {
     /// The label column; the last column when absent.
     pub label: Option<String>,
+    /// Further target columns after `label`, for a regression with several
+    /// targets.
+    pub more_targets: Vec<String>,
     /// What to learn; inferred from the label when absent.
     pub task: Option<Task>,
     /// The feature columns, in this order; all but the label when absent.
@@ -116,15 +119,19 @@ pub struct Dataset {
     pub feature_names: Vec<String>,
     /// The feature columns' types.
     pub schema: Vec<Column>,
-    /// The label column's name.
+    /// The label column's name (regression: the first target's).
     pub label_name: String,
+    /// Regression: every target column's name, the label's first;
+    /// classification: empty.
+    pub target_names: Vec<String>,
     /// What is learned.
     pub task: Task,
     /// Features, row-major, `rows × feature_names.len()`; missing values NaN.
     pub x: Vec<f32>,
     /// Class index of each row (classification; empty for regression).
     pub y: Vec<u32>,
-    /// Target of each row (regression; empty for classification).
+    /// Targets of each row, row-major `rows × target_names.len()`
+    /// (regression; empty for classification).
     pub targets: Vec<f32>,
     /// Class names by index: learned from text labels, or declared.
     pub class_names: Option<Vec<String>>,
@@ -135,7 +142,7 @@ impl Dataset {
     pub fn rows(&self) -> usize {
         match self.task {
             Task::Classification => self.y.len(),
-            Task::Regression => self.targets.len(),
+            Task::Regression => self.targets.len() / self.target_names.len().max(1),
         }
     }
 
@@ -154,11 +161,12 @@ impl Dataset {
                 let named = self.class_names.as_ref().map_or(0, |n| n.len() as u32);
                 seen.max(named)
             }
-            Task::Regression => 1,
+            Task::Regression => self.target_names.len().max(1) as u32,
         }
     }
 
-    /// The label of each row as an f32: class index or target.
+    /// The label of each row as an f32: class index or targets (row-major,
+    /// [`Dataset::classes`] per row).
     pub fn label_values(&self) -> Vec<f32> {
         match self.task {
             Task::Classification => self.y.iter().map(|&c| c as f32).collect(),
@@ -549,28 +557,46 @@ pub fn load(path: &Path, opts: &Options) -> Result<Dataset> {
         Some(name) => column_index(src, name, "label")?,
     };
     let label_name = header[label_col].clone();
+    // Several targets: the label, then the others (regression only).
+    let mut label_cols = vec![label_col];
+    for name in &opts.more_targets {
+        let c = column_index(src, name, "label")?;
+        if label_cols.contains(&c) {
+            return Err(src.header_err(Some(c), format!("`{name}` is named twice in [data] label")));
+        }
+        label_cols.push(c);
+    }
+    if label_cols.len() > 1 && opts.task == Some(Task::Classification) {
+        return Err(src.header_err(
+            Some(label_cols[1]),
+            "several label columns are several regression targets; declare [data] task = \
+             \"regression\", or name one label column for classification"
+                .into(),
+        ));
+    }
     let mut feats: Vec<usize> = match &opts.features {
         Some(names) => names
             .iter()
             .map(|n| column_index(src, n, "feature"))
             .collect::<Result<_>>()?,
-        None => (0..width).filter(|&c| c != label_col).collect(),
+        None => (0..width).filter(|c| !label_cols.contains(c)).collect(),
     };
-    if feats.contains(&label_col) {
+    if let Some(&c) = label_cols.iter().find(|c| feats.contains(c)) {
         return Err(src.header_err(
-            Some(label_col),
+            Some(c),
             format!(
-                "`{label_name}` is the label column and cannot also be a feature; remove it \
-                 from [data] features"
+                "`{}` is a label column and cannot also be a feature; remove it from [data] \
+                 features",
+                header[c]
             ),
         ));
     }
     for d in &opts.drop {
         let c = column_index(src, d, "`drop`ped")?;
-        if c == label_col {
+        if label_cols.contains(&c) {
             return Err(src.header_err(
                 Some(c),
-                format!("`{d}` is the label column and cannot be dropped"),
+                format!("`{d}` is a label column and cannot be dropped"),
             ));
         }
         feats.retain(|&f| f != c);
@@ -590,13 +616,13 @@ pub fn load(path: &Path, opts: &Options) -> Result<Dataset> {
             "no feature columns are left (see [data] features and drop)".into(),
         ));
     }
-    // The label is the last field of each scanned row.
+    // The label columns are the last fields of each scanned row.
     let w = feats.len();
     let mut scanned = feats.clone();
-    scanned.push(label_col);
+    scanned.extend(&label_cols);
 
     // Pass 1: what each column holds.
-    let mut seen: Vec<Seen> = (0..=w)
+    let mut seen: Vec<Seen> = (0..scanned.len())
         .map(|j| Seen {
             distinct: (j == w).then(BTreeSet::new),
             ..Seen::default()
@@ -604,26 +630,35 @@ pub fn load(path: &Path, opts: &Options) -> Result<Dataset> {
         .collect();
     let rows = src.scan(&scanned, &mut |at, fields| {
         for (j, f) in fields.iter().enumerate() {
-            seen[j].see(at, f.normal(), j == w);
+            seen[j].see(at, f.normal(), j >= w);
         }
         Ok(())
     })?;
     if rows == 0 {
         return Err(no_rows(path));
     }
-    let ls = &seen[w];
-    if let Some(at) = ls.first_missing {
-        return Err(src.err_at(
-            at,
-            label_col,
-            format!(
-                "the label column `{label_name}` has a missing value ({} rows in all); drop \
-                 those rows or fill them in",
-                ls.missing
-            ),
-        ));
+    for (ls, &c) in seen[w..].iter().zip(&label_cols) {
+        if let Some(at) = ls.first_missing {
+            return Err(src.err_at(
+                at,
+                c,
+                format!(
+                    "the label column `{}` has a missing value ({} rows in all); drop those \
+                     rows or fill them in",
+                    header[c], ls.missing
+                ),
+            ));
+        }
     }
-    let (task, labels) = label_kind(src, opts, label_col, ls)?;
+    let several = Options {
+        task: Some(Task::Regression),
+        ..opts.clone()
+    };
+    let kind_opts = if label_cols.len() > 1 { &several } else { opts };
+    let (task, labels) = label_kind(src, kind_opts, label_col, &seen[w])?;
+    for (ls, &c) in seen[w + 1..].iter().zip(&label_cols[1..]) {
+        label_kind(src, &several, c, ls)?;
+    }
     let mut schema: Vec<Column> = feats
         .iter()
         .zip(&seen)
@@ -704,7 +739,11 @@ pub fn load(path: &Path, opts: &Options) -> Result<Dataset> {
                 Some(v) => y.push(v as u32),
                 None => return Err(changed(at, label_col)),
             },
-            LabelKind::Targets => targets.push(number(src, at, label_col, f)?),
+            LabelKind::Targets => {
+                for (j, &c) in label_cols.iter().enumerate() {
+                    targets.push(number(src, at, c, fields[w + j])?);
+                }
+            }
         }
         Ok(())
     })?;
@@ -738,6 +777,10 @@ pub fn load(path: &Path, opts: &Options) -> Result<Dataset> {
         path: path.to_path_buf(),
         feature_names: schema.iter().map(|c| c.name.clone()).collect(),
         schema,
+        target_names: match task {
+            Task::Regression => label_cols.iter().map(|&c| header[c].clone()).collect(),
+            Task::Classification => Vec::new(),
+        },
         label_name,
         task,
         x,
@@ -906,18 +949,43 @@ fn lookup_of(col: &Column) -> Option<HashMap<&str, u32>> {
     }
 }
 
-/// The labels of a table for a trained model: column `label` read as the
+/// The labels of a table for a trained model: the label column read as the
 /// model's task says, text classes by `class_names` (or class indices), and
-/// regression targets as numbers. For `tensorlet eval`.
+/// regression targets — every column of `labels` — as numbers. For
+/// `tensorlet eval`.
 pub fn load_labels(
     path: &Path,
-    (label, task): (&str, Task),
+    (labels, task): (&[String], Task),
     class_names: Option<&[String]>,
     delimiter: Option<u8>,
 ) -> Result<crate::train::Labels> {
     let opened = open(path, delimiter)?;
     let src = opened.as_ref();
+    let label = labels.first().map_or("", String::as_str);
     let col = column_index(src, label, "label")?;
+    if task == Task::Regression && labels.len() > 1 {
+        let cols: Vec<usize> = labels
+            .iter()
+            .map(|l| column_index(src, l, "label"))
+            .collect::<Result<_>>()?;
+        let mut values = Vec::new();
+        src.scan(&cols, &mut |pos, fields| {
+            for (f, &c) in fields.iter().zip(&cols) {
+                let f = f.normal();
+                if f == Field::Missing {
+                    let name = &src.header()[c];
+                    let m = format!("the label column `{name}` has a missing value");
+                    return Err(src.err_at(pos, c, m));
+                }
+                values.push(number(src, pos, c, f)?);
+            }
+            Ok(())
+        })?;
+        return Ok(crate::train::Labels::Targets {
+            values,
+            width: cols.len(),
+        });
+    }
     let by_name: HashMap<&str, u32> = class_names
         .into_iter()
         .flatten()
@@ -966,7 +1034,10 @@ pub fn load_labels(
     })?;
     Ok(match task {
         Task::Classification => crate::train::Labels::Classes(y),
-        Task::Regression => crate::train::Labels::Targets(t),
+        Task::Regression => crate::train::Labels::Targets {
+            values: t,
+            width: 1,
+        },
     })
 }
 

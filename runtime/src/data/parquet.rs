@@ -374,7 +374,7 @@ mod tests {
         assert_eq!(feats.x[..4], d.x[..4]);
         let labels = load_labels(
             f.path(),
-            ("species", Task::Classification),
+            (&["species".to_string()], Task::Classification),
             d.class_names.as_deref(),
             None,
         )
