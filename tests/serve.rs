@@ -1216,8 +1216,21 @@ fn a_mixed_table_is_served_with_text_categories_and_gaps() {
     // A Gentoo's measurements from Biscoe, an Adelie's from Torgersen.
     assert_eq!(classes[..2], ["Gentoo", "Adelie"]);
 
+    // A gap in a column whose preprocessing does not fill it (the one-hot
+    // encoder of `island` needs a value): the caller's to fix, a 400.
+    let mut gap = request.clone();
+    gap["inputs"][0]["data"][1] = Value::Null;
+    let r = infer(a, "penguins", &gap);
+    assert_eq!(r.status, 400, "{}", String::from_utf8_lossy(&r.body));
+    let e = r.json()["error"].as_str().unwrap().to_string();
+    assert!(
+        e.starts_with("the request has a missing value (null)") && e.contains("one-hot"),
+        "{e}"
+    );
+
     let metrics = String::from_utf8(get(a, "/metrics").body).unwrap();
-    for (column, n) in [("island", 1), ("sex", 0)] {
+    // Both requests sent `Atlantis`.
+    for (column, n) in [("island", 2), ("sex", 0)] {
         let line = format!(
             "tensorlet_unknown_categories_total{{model=\"penguins\",version=\"1.0.0\",column=\"{column}\"}} {n}"
         );

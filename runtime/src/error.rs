@@ -33,6 +33,10 @@ pub enum PluginFailure {
     /// The plugin returned something the host cannot accept.
     #[error("{0}")]
     BadOutput(String),
+    /// The plugin returned a NaN or infinite value where the host needs a
+    /// finite one (a prediction, a probability, a loss).
+    #[error("{0}")]
+    NonFinite(String),
     /// The component does not export an interface the call needs.
     #[error("does not export `{0}`")]
     MissingExport(String),
@@ -133,6 +137,23 @@ fn location(line: Option<usize>, column: Option<usize>) -> String {
 }
 
 impl RuntimeError {
+    /// Whether a missing value in the input can be why this happened: a
+    /// non-finite output, or a preprocessor that refused its input (an
+    /// encoder that needs imputed values).
+    pub fn may_come_from_missing_values(&self) -> bool {
+        matches!(
+            self,
+            RuntimeError::Plugin {
+                failure: PluginFailure::NonFinite(_),
+                ..
+            } | RuntimeError::Plugin {
+                call: "transform",
+                failure: PluginFailure::Error(_),
+                ..
+            }
+        )
+    }
+
     /// The device failure behind this error, if a failed device (rather than
     /// a plugin, the data or a file) is why it happened.
     pub fn device_error(&self) -> Option<&tensorlet_gpu::DeviceError> {

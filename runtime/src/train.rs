@@ -347,6 +347,11 @@ fn check_output(
         call: "predict",
         failure: PluginFailure::BadOutput(m),
     };
+    let non_finite = |m: String| RuntimeError::Plugin {
+        plugin: plugin.name().to_string(),
+        call: "predict",
+        failure: PluginFailure::NonFinite(m),
+    };
     if out.shape().dims() != [rows, width as usize] {
         return Err(bad(format!(
             "returned {plural} of shape {} for {rows} rows; expected [{rows}, {width}]",
@@ -355,7 +360,7 @@ fn check_output(
     }
     let v = device.to_vec(out)?;
     if let Some(i) = v.iter().position(|p| !p.is_finite()) {
-        return Err(bad(format!(
+        return Err(non_finite(format!(
             "returned a non-finite {one} ({}) in row {}{hint}",
             v[i],
             i / width.max(1) as usize

@@ -814,7 +814,7 @@ async fn infer_model(s: &Arc<Server>, d: &Arc<Deployment>, req: Request) -> Resp
     };
     let p = match predicted {
         Ok(Ok(p)) => p,
-        Ok(Err(e)) if missing && e.to_string().contains("non-finite") => {
+        Ok(Err(e)) if missing && e.may_come_from_missing_values() => {
             return error(
                 StatusCode::BAD_REQUEST,
                 format!("{}: {e}", oip::MISSING_NOT_FILLED),
