@@ -10,19 +10,17 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use indicatif::{ProgressBar, ProgressStyle};
 use tensorlet_registry::{Registry, RunRecord, VerifiedArtifact};
+use tensorlet_runtime::RuntimeError;
 use tensorlet_runtime::pipeline::{Keep, Pipeline};
 use tensorlet_runtime::run::data::DataSource;
 use tensorlet_runtime::run::publish::{PublishAs, PublishRequest};
 use tensorlet_runtime::run::resume::{Recorded, check_resumable};
-use tensorlet_runtime::run::{Outcome, Progress, Run};
+use tensorlet_runtime::run::{Bar, Outcome, Run, summary};
 use tensorlet_runtime::source::Sources;
-use tensorlet_runtime::train::EpochMetrics;
-use tensorlet_runtime::{RuntimeError, Task};
 
 use crate::artifacts::{RegistryArgs, UnsignedArgs};
 use crate::common::{self, DeviceArgs, LimitArgs};
@@ -100,55 +98,9 @@ pub fn execute(args: Args) -> Result<()> {
         }
         other => other.map_err(common::with_limit_hint)?,
     };
-    let meta = &outcome.meta;
-    let headline = match (meta.task, meta.kept_metrics()) {
-        (Task::Regression, Some(m)) if m.val_loss.is_some() => format!(
-            "validation r2 {} rmse {}",
-            m.val_metrics
-                .get("r2")
-                .map_or("n/a".into(), |v| format!("{v:.4}")),
-            m.val_metrics
-                .get("rmse")
-                .map_or("n/a".into(), |v| format!("{v:.4}"))
-        ),
-        _ => format!(
-            "validation accuracy {}",
-            meta.val_accuracy()
-                .map_or("n/a (no validation split)".into(), |a| format!("{a:.4}"))
-        ),
-    };
-    println!(
-        "trained {}: {headline} (epoch {} of {} kept; run {}) in {:.1} s",
-        meta.name,
-        meta.epoch.unwrap_or(meta.metrics.len() as u32),
-        meta.metrics.len(),
-        outcome.run_id,
-        started.elapsed().as_secs_f64()
-    );
-    if let Some(t) = &meta.test {
-        let names = match meta.task {
-            Task::Classification => ["accuracy", "f1_macro", "auc"],
-            Task::Regression => ["r2", "rmse", "mae"],
-        };
-        let shown: Vec<String> = names
-            .iter()
-            .filter_map(|k| t.metrics.get(*k).map(|v| format!("{k} {v:.4}")))
-            .collect();
-        println!(
-            "test {} on {} held-out rows (never used to select)",
-            shown.join(", "),
-            t.rows
-        );
-    }
-    println!("params {}", meta.params_digest);
-    if let Some(dir) = &args.out {
-        println!("model saved to {}", dir.display());
-    }
-    if let Some(p) = outcome.published {
-        println!(
-            "published {} ({}) signed by key {}",
-            p.reference, p.digest, p.key_id
-        );
+    let seconds = started.elapsed().as_secs_f64();
+    for line in summary::lines(&outcome, args.out.as_deref(), seconds) {
+        println!("{line}");
     }
     Ok(())
 }
@@ -311,90 +263,4 @@ fn is_interrupted(e: &anyhow::Error) -> bool {
             Some(RuntimeError::Interrupted)
         )
     })
-}
-
-/// The run's id on stderr, then an indicatif bar over all steps with the
-/// latest epoch's metrics.
-pub struct Bar {
-    name: String,
-    bar: Option<ProgressBar>,
-    epochs: u32,
-    steps_per_epoch: u64,
-}
-
-impl Bar {
-    /// A bar for a run of pipeline `name`.
-    pub fn new(name: &str) -> Self {
-        Bar {
-            name: name.to_string(),
-            bar: None,
-            epochs: 0,
-            steps_per_epoch: 0,
-        }
-    }
-
-    fn bar(&mut self) -> &ProgressBar {
-        self.bar.get_or_insert_with(|| {
-            let bar = ProgressBar::new(0);
-            bar.set_style(
-                ProgressStyle::with_template(
-                    "{prefix:>8} [{bar:30}] {pos}/{len} steps {elapsed_precise} {msg}",
-                )
-                .expect("valid template")
-                .progress_chars("=> "),
-            );
-            bar.set_prefix(self.name.clone());
-            bar.enable_steady_tick(Duration::from_millis(200));
-            bar
-        })
-    }
-}
-
-impl Progress for Bar {
-    fn started(&mut self, run_id: &str) {
-        eprintln!("run {run_id}");
-        self.bar();
-    }
-
-    fn resuming(&mut self, run_id: &str, done: u32, epochs: u32) {
-        eprintln!("resuming run {run_id} after epoch {done} of {epochs}");
-        self.bar();
-    }
-
-    fn start(&mut self, epochs: u32, steps_per_epoch: u64) {
-        self.epochs = epochs;
-        self.steps_per_epoch = steps_per_epoch;
-        self.bar().set_length(u64::from(epochs) * steps_per_epoch);
-    }
-
-    fn resumed(&mut self, completed: &[EpochMetrics]) {
-        let done = completed.len() as u64 * self.steps_per_epoch;
-        self.bar().set_position(done);
-        if let Some(m) = completed.last() {
-            self.epoch(m);
-        }
-    }
-
-    fn step(&mut self, _epoch: u32, _loss: f32) {
-        self.bar().inc(1);
-    }
-
-    fn epoch(&mut self, m: &EpochMetrics) {
-        let val = match (m.val_loss, m.val_accuracy, m.val_metrics.get("r2")) {
-            (Some(l), Some(a), _) => format!(" val_loss {l:.4} val_accuracy {a:.4}"),
-            (Some(l), None, Some(r2)) => format!(" val_loss {l:.4} val_r2 {r2:.4}"),
-            _ => String::new(),
-        };
-        let epochs = self.epochs;
-        self.bar().set_message(format!(
-            "epoch {}/{epochs} loss {:.4}{val}",
-            m.epoch, m.train_loss
-        ));
-    }
-
-    fn finish(&mut self) {
-        if let Some(b) = &self.bar {
-            b.finish_and_clear();
-        }
-    }
 }
