@@ -184,19 +184,9 @@ impl LimitArgs {
 /// `error` with a line saying how to raise the sandbox limit it hit, when it
 /// hit one.
 pub fn with_limit_hint(error: anyhow::Error) -> anyhow::Error {
-    use tensorlet_runtime::{PluginFailure, RuntimeError};
-    let hint = error.chain().find_map(|c| match c.downcast_ref::<RuntimeError>() {
-        Some(RuntimeError::Plugin {
-            failure: PluginFailure::Deadline(_),
-            ..
-        }) => Some("--deadline (or the pipeline's [limits] deadline) raises the limit"),
-        Some(RuntimeError::Plugin {
-            failure: PluginFailure::HostTensorMemory(_),
-            ..
-        }) => Some(
-            "--max-tensor-memory (or the pipeline's [limits] max_tensor_memory) raises the limit",
-        ),
-        _ => None,
+    let hint = error.chain().find_map(|c| {
+        c.downcast_ref::<tensorlet_runtime::RuntimeError>()
+            .and_then(|e| e.limit_hint())
     });
     match hint {
         Some(h) => anyhow::anyhow!("{error:#}\n{h}"),
