@@ -30,6 +30,7 @@ mod compose;
 pub mod host;
 mod sections;
 mod store;
+pub mod trust;
 
 use serde::{Deserialize, Serialize};
 use tensorlet_registry::{KeyPair, PublicKey, VerifiedArtifact};
