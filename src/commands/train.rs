@@ -17,6 +17,7 @@ use tensorlet_registry::{Registry, RunRecord, VerifiedArtifact};
 use tensorlet_runtime::RuntimeError;
 use tensorlet_runtime::pipeline::{Keep, Pipeline};
 use tensorlet_runtime::run::data::DataSource;
+use tensorlet_runtime::run::overrides::Overrides;
 use tensorlet_runtime::run::publish::{PublishAs, PublishRequest};
 use tensorlet_runtime::run::resume::{Recorded, check_resumable};
 use tensorlet_runtime::run::{Bar, Outcome, Run, summary};
@@ -127,6 +128,16 @@ impl Plan {
         }
     }
 
+    fn overrides(args: &Args) -> Overrides {
+        Overrides {
+            epochs: args.epochs,
+            batch_size: args.batch_size,
+            learning_rate: args.lr,
+            seed: args.seed,
+            keep: args.keep,
+        }
+    }
+
     fn request(args: &Args) -> PublishRequest {
         PublishRequest {
             key: args.key.clone(),
@@ -145,15 +156,7 @@ impl Plan {
             .sources()?
             .allow_unsigned(args.unsigned.allow_unsigned);
         let (mut pipeline, artifact) = sources.pipeline(reg, origin)?;
-        let t = &mut pipeline.training;
-        t.epochs = args.epochs.unwrap_or(t.epochs);
-        t.batch_size = args.batch_size.unwrap_or(t.batch_size);
-        t.learning_rate = args.lr.unwrap_or(t.learning_rate);
-        t.seed = args.seed.unwrap_or(t.seed);
-        t.keep = args.keep.unwrap_or(t.keep);
-        t.validate()
-            .map_err(anyhow::Error::msg)
-            .context("invalid training options")?;
+        Plan::overrides(args).apply(&mut pipeline.training)?;
         let publish = Plan::request(args).check(reg, &sources, &pipeline, artifact.as_ref())?;
         Ok(Plan {
             origin: origin.clone(),
@@ -170,21 +173,7 @@ impl Plan {
     fn resumed(reg: &Registry, args: &Args, id: &str) -> Result<Plan> {
         let record = reg.runs().get(id)?;
         check_resumable(&record)?;
-        for (flag, given) in [
-            ("--epochs", args.epochs.is_some()),
-            ("--batch-size", args.batch_size.is_some()),
-            ("--lr", args.lr.is_some()),
-            ("--seed", args.seed.is_some()),
-            ("--keep", args.keep.is_some()),
-        ] {
-            if given {
-                bail!(
-                    "{flag} cannot be combined with --resume: a resumed run keeps its recorded \
-                     options so that it ends exactly as an uninterrupted run would; start a new \
-                     run instead"
-                );
-            }
-        }
+        Plan::overrides(args).refuse_on_resume()?;
         let sources = args.registry.sources()?;
         let recorded = Recorded::of(reg, &sources, &record)?;
         let sources =

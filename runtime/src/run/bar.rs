@@ -90,14 +90,10 @@ mod tests {
     use super::*;
 
     fn epoch(n: u32) -> EpochMetrics {
-        EpochMetrics {
-            epoch: n,
-            train_loss: 0.5,
-            val_loss: Some(0.25),
-            val_accuracy: Some(0.75),
-            val_metrics: Default::default(),
-            seconds: 0.1,
-        }
+        let mut m = EpochMetrics::new(n, 0.5, None, 0.1);
+        m.val_loss = Some(0.25);
+        m.val_accuracy = Some(0.75);
+        m
     }
 
     #[test]

@@ -11,6 +11,7 @@ mod bar;
 pub mod data;
 pub mod history;
 pub mod host;
+pub mod overrides;
 pub mod publish;
 pub mod report;
 pub mod resume;

@@ -95,14 +95,11 @@ mod tests {
         val_accuracy: Option<f32>,
         more: &[(&str, f32)],
     ) -> EpochMetrics {
-        EpochMetrics {
-            epoch: 3,
-            train_loss: 0.51234,
-            val_loss,
-            val_accuracy,
-            val_metrics: more.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
-            seconds: 0.5,
-        }
+        let mut m = EpochMetrics::new(3, 0.51234, None, 0.5);
+        m.val_loss = val_loss;
+        m.val_accuracy = val_accuracy;
+        m.val_metrics = more.iter().map(|(k, v)| (k.to_string(), *v)).collect();
+        m
     }
 
     #[test]
