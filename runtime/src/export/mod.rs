@@ -28,6 +28,7 @@
 
 mod compose;
 pub mod host;
+pub mod model;
 mod sections;
 mod store;
 pub mod trust;
