@@ -142,13 +142,9 @@ pub fn execute(args: Args) -> Result<()> {
         &addr.to_string(),
         json!({ "models": by_name }),
     );
-    for (name, version) in server.deployed() {
-        println!("serving {name} {version} at http://{addr}/v2/models/{name}/infer");
-    }
-    if let Some((a, _)) = &admin {
-        let a = a.local_addr()?;
-        println!("admin endpoint at http://{a}/admin/deploy");
-        println!("serving console at http://{a}/serving");
+    let admin_addr = admin.as_ref().map(|(a, _)| a.local_addr()).transpose()?;
+    for line in plan::endpoints(addr, &server.deployed(), admin_addr) {
+        println!("{line}");
     }
 
     // Follow aliases: poll the registry, swap in what an alias points at now.

@@ -3,6 +3,7 @@
 //! poll of a followed reference tells the operator.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 
 use anyhow::{Context, Result, bail};
 use tensorlet_registry::{Reference, RegistryError};
@@ -62,6 +63,27 @@ pub fn first_poll(
         )),
         Err(e) => bail!("cannot follow {reference}: {e}"),
     })
+}
+
+/// Where a started server answers: each deployed `(name, version)` at the
+/// public address, then the admin endpoint and serving pages when there
+/// is an admin address.
+pub fn endpoints(
+    addr: SocketAddr,
+    deployed: &[(String, String)],
+    admin: Option<SocketAddr>,
+) -> Vec<String> {
+    let mut lines: Vec<String> = deployed
+        .iter()
+        .map(|(name, version)| {
+            format!("serving {name} {version} at http://{addr}/v2/models/{name}/infer")
+        })
+        .collect();
+    if let Some(a) = admin {
+        lines.push(format!("admin endpoint at http://{a}/admin/deploy"));
+        lines.push(format!("serving console at http://{a}/serving"));
+    }
+    lines
 }
 
 #[cfg(test)]
@@ -139,5 +161,24 @@ mod tests {
             missing.to_string(),
             "cannot follow acme/iris@production: acme/iris"
         );
+    }
+
+    #[test]
+    fn endpoints_name_each_model_and_the_admin_address() {
+        let deployed = [
+            ("digits".to_string(), "0.2.0".to_string()),
+            ("iris".to_string(), "1.0.0".to_string()),
+        ];
+        let public = "127.0.0.1:8080".parse().unwrap();
+        assert_eq!(
+            endpoints(public, &deployed, Some("127.0.0.1:8081".parse().unwrap())),
+            [
+                "serving digits 0.2.0 at http://127.0.0.1:8080/v2/models/digits/infer",
+                "serving iris 1.0.0 at http://127.0.0.1:8080/v2/models/iris/infer",
+                "admin endpoint at http://127.0.0.1:8081/admin/deploy",
+                "serving console at http://127.0.0.1:8081/serving",
+            ]
+        );
+        assert_eq!(endpoints(public, &deployed[..1], None).len(), 1);
     }
 }
