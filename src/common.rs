@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use clap::ValueEnum;
 use tensorlet_gpu::{Device, Preference};
 use tensorlet_registry::http::{ENV_CA_FILE, HttpClient, HttpSettings};
-use tensorlet_runtime::{Limits, Runtime, RuntimeConfig};
+use tensorlet_runtime::{LimitOverrides, Limits, Runtime, RuntimeConfig};
 
 /// Where tensors are computed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -170,13 +170,11 @@ pub struct LimitArgs {
 }
 
 impl LimitArgs {
-    /// Sets the limits given on the command line.
-    pub fn apply(&self, limits: &mut Limits) {
-        if let Some(m) = self.max_tensor_memory {
-            limits.max_host_tensor_bytes = m;
-        }
-        if let Some(d) = self.deadline {
-            limits.deadline = d;
+    /// The limits given on the command line.
+    pub fn overrides(&self) -> LimitOverrides {
+        LimitOverrides {
+            max_host_tensor_bytes: self.max_tensor_memory,
+            deadline: self.deadline,
         }
     }
 }

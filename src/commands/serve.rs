@@ -80,7 +80,7 @@ pub fn execute(args: Args) -> Result<()> {
 
     let device = args.device.open()?;
     let mut limits = tensorlet_runtime::Limits::default();
-    args.limits.apply(&mut limits);
+    args.limits.overrides().apply(&mut limits);
     let rt = Arc::new(common::runtime_with(device.clone(), limits)?);
     let source = Arc::new(RegistrySource::new(
         rt.clone(),
