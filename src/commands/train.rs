@@ -12,16 +12,13 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
-use anyhow::{Context, Result, bail};
-use tensorlet_registry::{Registry, RunRecord, VerifiedArtifact};
+use anyhow::{Context, Result};
 use tensorlet_runtime::RuntimeError;
-use tensorlet_runtime::pipeline::{Keep, Pipeline};
-use tensorlet_runtime::run::data::DataSource;
+use tensorlet_runtime::pipeline::Keep;
 use tensorlet_runtime::run::overrides::Overrides;
-use tensorlet_runtime::run::publish::{PublishAs, PublishRequest};
-use tensorlet_runtime::run::resume::{Recorded, check_resumable};
-use tensorlet_runtime::run::{Bar, Outcome, Run, summary};
-use tensorlet_runtime::source::Sources;
+use tensorlet_runtime::run::plan::{Plan, Request};
+use tensorlet_runtime::run::publish::PublishRequest;
+use tensorlet_runtime::run::{Bar, summary};
 
 use crate::artifacts::{RegistryArgs, UnsignedArgs};
 use crate::common::{self, DeviceArgs, LimitArgs};
@@ -91,7 +88,12 @@ pub fn execute(args: Args) -> Result<()> {
     let stop = interrupt_flag()?;
     let started = Instant::now();
     let outcome =
-        Plan::of(&reg, &args).and_then(|plan| plan.run(&reg, (&args.device, &args.limits), stop));
+        Plan::resolve(&reg, request(&args), || args.registry.sources()).and_then(|plan| {
+            let limits = plan.limits(&args.limits.overrides())?;
+            let rt = common::runtime_with(args.device.open()?, limits)?;
+            let mut bar = Bar::new(&plan.pipeline.pipeline.name);
+            plan.run(&rt, &reg, &mut bar, stop)
+        });
     let outcome = match outcome {
         Err(e) if is_interrupted(&e) => {
             eprintln!("{e:#}");
@@ -106,128 +108,26 @@ pub fn execute(args: Args) -> Result<()> {
     Ok(())
 }
 
-/// A run to make, resolved once from the arguments (and, when resuming,
-/// from what the run recorded), with everything about its model checked.
-struct Plan {
-    /// The pipeline as named.
-    origin: String,
-    pipeline: Pipeline,
-    artifact: Option<VerifiedArtifact>,
-    data: DataSource,
-    out: Option<PathBuf>,
-    publish: Option<PublishAs>,
-    sources: Sources,
-    resume: Option<RunRecord>,
-}
-
-impl Plan {
-    fn of(reg: &Registry, args: &Args) -> Result<Plan> {
-        match &args.resume {
-            Some(id) => Plan::resumed(reg, args, id),
-            None => Plan::fresh(reg, args),
-        }
-    }
-
-    fn overrides(args: &Args) -> Overrides {
-        Overrides {
+/// What the arguments ask the run to be.
+fn request(args: &Args) -> Request {
+    Request {
+        pipeline: args.pipeline.clone(),
+        data: args.data.clone(),
+        resume: args.resume.clone(),
+        overrides: Overrides {
             epochs: args.epochs,
             batch_size: args.batch_size,
             learning_rate: args.lr,
             seed: args.seed,
             keep: args.keep,
-        }
-    }
-
-    fn request(args: &Args) -> PublishRequest {
-        PublishRequest {
+        },
+        publish: PublishRequest {
             key: args.key.clone(),
             name: args.model.clone(),
             version: args.version.clone(),
             out: args.out.clone(),
-        }
-    }
-
-    fn fresh(reg: &Registry, args: &Args) -> Result<Plan> {
-        let (Some(origin), Some(data)) = (&args.pipeline, &args.data) else {
-            bail!("pass a pipeline and --data, or --resume <run>");
-        };
-        let sources = args
-            .registry
-            .sources()?
-            .allow_unsigned(args.unsigned.allow_unsigned);
-        let (mut pipeline, artifact) = sources.pipeline(reg, origin)?;
-        Plan::overrides(args).apply(&mut pipeline.training)?;
-        let publish = Plan::request(args).check(reg, &sources, &pipeline, artifact.as_ref())?;
-        Ok(Plan {
-            origin: origin.clone(),
-            data: DataSource::open(reg, data)?,
-            pipeline,
-            artifact,
-            out: args.out.clone(),
-            publish,
-            sources,
-            resume: None,
-        })
-    }
-
-    fn resumed(reg: &Registry, args: &Args, id: &str) -> Result<Plan> {
-        let record = reg.runs().get(id)?;
-        check_resumable(&record)?;
-        Plan::overrides(args).refuse_on_resume()?;
-        let sources = args.registry.sources()?;
-        let recorded = Recorded::of(reg, &sources, &record)?;
-        let sources =
-            sources.allow_unsigned(args.unsigned.allow_unsigned || recorded.allow_unsigned);
-        let request = Plan::request(args).or_recorded(&record.record);
-        let publish = request.check(
-            reg,
-            &sources,
-            &recorded.pipeline,
-            recorded.artifact.as_ref(),
-        )?;
-        Ok(Plan {
-            origin: recorded.origin,
-            data: DataSource::from_record(reg, &record.record.dataset)?,
-            pipeline: recorded.pipeline,
-            artifact: recorded.artifact,
-            out: request.out,
-            publish,
-            sources,
-            resume: Some(record),
-        })
-    }
-
-    /// Runs the plan with the sandbox limits of the pipeline's `[limits]`,
-    /// overridden by the command line's.
-    fn run(
-        self,
-        reg: &Registry,
-        (device, given): (&DeviceArgs, &LimitArgs),
-        stop: Arc<AtomicBool>,
-    ) -> Result<Outcome> {
-        let mut limits = tensorlet_runtime::Limits::default();
-        self.pipeline
-            .limits
-            .apply(&mut limits)
-            .map_err(anyhow::Error::msg)?;
-        given.apply(&mut limits);
-        let rt = common::runtime_with(device.open()?, limits)?;
-        let run = Run {
-            rt: &rt,
-            reg,
-            sources: &self.sources,
-            origin: &self.origin,
-            artifact: self.artifact.as_ref(),
-            stop: Some(stop),
-        };
-        run.record(
-            &self.pipeline,
-            &self.data,
-            self.out.as_deref(),
-            self.publish.as_ref(),
-            &mut Bar::new(&self.pipeline.pipeline.name),
-            self.resume.as_ref(),
-        )
+        },
+        allow_unsigned: args.unsigned.allow_unsigned,
     }
 }
 

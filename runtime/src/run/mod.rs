@@ -6,12 +6,15 @@
 //! [`resume`]. [`history`] reads runs back for listings and comparisons;
 //! [`report`] lays them out as `tensorlet runs` prints them; [`summary`]
 //! says what a finished run made and [`Bar`] shows one going on a terminal.
+//! [`plan`] resolves what a command asks for (a new run with
+//! [`overrides`], or a run to resume) into a run to make.
 
 mod bar;
 pub mod data;
 pub mod history;
 pub mod host;
 pub mod overrides;
+pub mod plan;
 pub mod publish;
 pub mod report;
 pub mod resume;
