@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use clap::ValueEnum;
 use tensorlet_gpu::{Device, Preference};
 use tensorlet_registry::http::{ENV_CA_FILE, HttpClient, HttpSettings};
-use tensorlet_runtime::{Limits, Runtime, RuntimeConfig};
+use tensorlet_runtime::{LimitOverrides, Limits, Runtime, RuntimeConfig};
 
 /// Where tensors are computed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -170,13 +170,11 @@ pub struct LimitArgs {
 }
 
 impl LimitArgs {
-    /// Sets the limits given on the command line.
-    pub fn apply(&self, limits: &mut Limits) {
-        if let Some(m) = self.max_tensor_memory {
-            limits.max_host_tensor_bytes = m;
-        }
-        if let Some(d) = self.deadline {
-            limits.deadline = d;
+    /// The limits given on the command line.
+    pub fn overrides(&self) -> LimitOverrides {
+        LimitOverrides {
+            max_host_tensor_bytes: self.max_tensor_memory,
+            deadline: self.deadline,
         }
     }
 }
@@ -184,19 +182,9 @@ impl LimitArgs {
 /// `error` with a line saying how to raise the sandbox limit it hit, when it
 /// hit one.
 pub fn with_limit_hint(error: anyhow::Error) -> anyhow::Error {
-    use tensorlet_runtime::{PluginFailure, RuntimeError};
-    let hint = error.chain().find_map(|c| match c.downcast_ref::<RuntimeError>() {
-        Some(RuntimeError::Plugin {
-            failure: PluginFailure::Deadline(_),
-            ..
-        }) => Some("--deadline (or the pipeline's [limits] deadline) raises the limit"),
-        Some(RuntimeError::Plugin {
-            failure: PluginFailure::HostTensorMemory(_),
-            ..
-        }) => Some(
-            "--max-tensor-memory (or the pipeline's [limits] max_tensor_memory) raises the limit",
-        ),
-        _ => None,
+    let hint = error.chain().find_map(|c| {
+        c.downcast_ref::<tensorlet_runtime::RuntimeError>()
+            .and_then(|e| e.limit_hint())
     });
     match hint {
         Some(h) => anyhow::anyhow!("{error:#}\n{h}"),

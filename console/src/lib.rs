@@ -91,6 +91,26 @@ impl ConsoleConfig {
             http: HttpSettings::default(),
         }
     }
+
+    /// What to tell whoever starts a console off loopback: that anyone who
+    /// can reach it can act (with `allow_remote_actions`), or that actions
+    /// are off. `None` on loopback.
+    pub fn exposure(&self) -> Option<String> {
+        let addr = self.addr;
+        if addr.ip().is_loopback() {
+            None
+        } else if self.allow_remote_actions {
+            Some(format!(
+                "warning: the console listens on {addr} with --allow-remote-actions: anyone who \
+                 can reach it can move aliases and yank versions in {}",
+                self.home.display()
+            ))
+        } else {
+            Some(format!(
+                "note: the console listens on {addr}, not on loopback: actions are off"
+            ))
+        }
+    }
 }
 
 /// The console's state: its settings, the registry (opened on first use
@@ -220,4 +240,27 @@ pub fn app(console: Arc<Console>) -> Router {
 
 async fn not_found(uri: axum::http::Uri) -> ConsoleError {
     ConsoleError::NotFound(format!("there is no page {}", uri.path()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_console_off_loopback_says_who_can_act() {
+        let home = PathBuf::from("/srv/tl");
+        let local = ConsoleConfig::new(home.clone(), "127.0.0.1:7080".parse().unwrap());
+        assert_eq!(local.exposure(), None);
+        let mut open = ConsoleConfig::new(home, "0.0.0.0:7080".parse().unwrap());
+        assert_eq!(
+            open.exposure().unwrap(),
+            "note: the console listens on 0.0.0.0:7080, not on loopback: actions are off"
+        );
+        open.allow_remote_actions = true;
+        assert_eq!(
+            open.exposure().unwrap(),
+            "warning: the console listens on 0.0.0.0:7080 with --allow-remote-actions: anyone \
+             who can reach it can move aliases and yank versions in /srv/tl"
+        );
+    }
 }

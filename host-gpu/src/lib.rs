@@ -111,6 +111,7 @@ mod conv;
 mod device;
 mod dtype;
 mod error;
+pub mod listing;
 mod math;
 mod nd;
 pub mod optim;

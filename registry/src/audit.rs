@@ -55,6 +55,17 @@ pub struct AuditEntry {
     pub signature: String,
 }
 
+impl AuditEntry {
+    /// The entry as `tensorlet audit log` lists it: position, time, action,
+    /// subject and details on one line.
+    pub fn line(&self) -> String {
+        format!(
+            "{:>5} {} {:<16} {} {}",
+            self.seq, self.time, self.action, self.subject, self.detail
+        )
+    }
+}
+
 /// What a successful verification found.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct AuditReport {
@@ -127,6 +138,23 @@ impl AuditCheckpoint {
     /// Parses a checkpoint (JSON).
     pub fn parse(bytes: &[u8]) -> std::result::Result<Self, serde_json::Error> {
         serde_json::from_slice(bytes)
+    }
+
+    /// Writes it (canonical JSON) to `path` atomically and durably, through
+    /// a temporary file beside it.
+    pub fn write_to(&self, path: &Path) -> Result<()> {
+        let name = path
+            .file_name()
+            .ok_or_else(|| RegistryError::Invalid(format!("{} names no file", path.display())))?;
+        let mut tmp_name = std::ffi::OsString::from(".");
+        tmp_name.push(name);
+        tmp_name.push(format!(".{}.tmp", std::process::id()));
+        durable::replace(
+            path,
+            &path.with_file_name(tmp_name),
+            &self.to_canonical(),
+            true,
+        )
     }
 
     /// The canonical JSON form, as written to files.
@@ -986,6 +1014,46 @@ fn check_index(entries: &[AuditEntry], index: &Index) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_entry_is_one_line() {
+        let e = AuditEntry {
+            seq: 7,
+            time: "2026-12-04T10:00:00Z".into(),
+            action: "publish".into(),
+            subject: "acme/iris@1.0.0".into(),
+            detail: json!({"key_id": "k1"}),
+            prev_hash: GENESIS.into(),
+            hash: "ab".into(),
+            signature: "sig".into(),
+        };
+        assert_eq!(
+            e.line(),
+            "    7 2026-12-04T10:00:00Z publish          acme/iris@1.0.0 {\"key_id\":\"k1\"}"
+        );
+    }
+
+    #[test]
+    fn a_checkpoint_is_written_whole_and_reads_back() {
+        let node = KeyPair::generate("node").unwrap();
+        let head = Head {
+            seq: 2,
+            hash: "cd".into(),
+            first: Some("ab".into()),
+        };
+        let cp = AuditCheckpoint::signed(&node, &head, None);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cp.json");
+        std::fs::write(&path, b"old").unwrap();
+        cp.write_to(&path).unwrap();
+        let back = AuditCheckpoint::parse(&std::fs::read(&path).unwrap()).unwrap();
+        assert_eq!(back, cp);
+        assert!(back.is_signed_by(&node.public()));
+        // Nothing but the file is left behind.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+        let e = cp.write_to(Path::new("/")).unwrap_err();
+        assert_eq!(e.to_string(), "/ names no file");
+    }
 
     #[test]
     fn a_checkpoint_without_the_new_fields_signs_as_before() {

@@ -9,7 +9,10 @@
 //! A model's lineage records the pipeline reference, the dataset digest,
 //! the seed and a run id. Loading goes through [`Registry::verify`] for the
 //! artifact and every pin, so a model runs only if it and everything it was
-//! built from verify against the local trust policy.
+//! built from verify against the local trust policy. [`publish`] turns a
+//! file given to `tensorlet publish` into a manifest and its blobs.
+
+pub mod publish;
 
 use std::path::{Path, PathBuf};
 

@@ -154,6 +154,25 @@ impl RuntimeError {
         )
     }
 
+    /// How to raise the sandbox limit a plugin hit, when it hit one that a
+    /// setting raises (the deadline or the host-tensor memory).
+    pub fn limit_hint(&self) -> Option<&'static str> {
+        match self {
+            RuntimeError::Plugin {
+                failure: PluginFailure::Deadline(_),
+                ..
+            } => Some("--deadline (or the pipeline's [limits] deadline) raises the limit"),
+            RuntimeError::Plugin {
+                failure: PluginFailure::HostTensorMemory(_),
+                ..
+            } => Some(
+                "--max-tensor-memory (or the pipeline's [limits] max_tensor_memory) raises the \
+                 limit",
+            ),
+            _ => None,
+        }
+    }
+
     /// The device failure behind this error, if a failed device (rather than
     /// a plugin, the data or a file) is why it happened.
     pub fn device_error(&self) -> Option<&tensorlet_gpu::DeviceError> {
@@ -174,3 +193,36 @@ impl RuntimeError {
 
 /// Result alias of this crate.
 pub type Result<T, E = RuntimeError> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plugin(failure: PluginFailure) -> RuntimeError {
+        RuntimeError::Plugin {
+            plugin: "iris".into(),
+            call: "step",
+            failure,
+        }
+    }
+
+    #[test]
+    fn the_limits_a_setting_raises_say_which_setting() {
+        let deadline = plugin(PluginFailure::Deadline(Duration::from_secs(30)));
+        assert_eq!(
+            deadline.limit_hint(),
+            Some("--deadline (or the pipeline's [limits] deadline) raises the limit")
+        );
+        let memory = plugin(PluginFailure::HostTensorMemory(1 << 30));
+        assert_eq!(
+            memory.limit_hint(),
+            Some(
+                "--max-tensor-memory (or the pipeline's [limits] max_tensor_memory) raises the \
+                 limit"
+            )
+        );
+        // Linear memory and the stack are fixed; nothing raises them.
+        assert_eq!(plugin(PluginFailure::Memory(1 << 20)).limit_hint(), None);
+        assert_eq!(RuntimeError::Interrupted.limit_hint(), None);
+    }
+}

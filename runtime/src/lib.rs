@@ -53,7 +53,7 @@ pub mod train;
 
 pub use engine::{ComponentInfo, Runtime, RuntimeConfig, digest};
 pub use error::{PluginFailure, Result, RuntimeError};
-pub use limits::{Limits, human_bytes, parse_duration, parse_size};
+pub use limits::{LimitOverrides, Limits, human_bytes, parse_duration, parse_size};
 pub use pipeline::Pipeline;
 pub use plugin::{
     Abi, DataSpec, HostTraining, Mode, NamedTensors, Plugin, StepOutput, Task, instances_created,

@@ -56,6 +56,28 @@ impl Limits {
     }
 }
 
+/// Limits given for one command (`--max-tensor-memory`, `--deadline`);
+/// each replaces the default, or a pipeline's, when set.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct LimitOverrides {
+    /// [`Limits::max_host_tensor_bytes`].
+    pub max_host_tensor_bytes: Option<usize>,
+    /// [`Limits::deadline`].
+    pub deadline: Option<Duration>,
+}
+
+impl LimitOverrides {
+    /// Sets the limits given.
+    pub fn apply(&self, limits: &mut Limits) {
+        if let Some(m) = self.max_host_tensor_bytes {
+            limits.max_host_tensor_bytes = m;
+        }
+        if let Some(d) = self.deadline {
+            limits.deadline = d;
+        }
+    }
+}
+
 /// Parses a size as people write it: bytes (`1073741824`) or a number with a
 /// unit (`2 GiB`, `512MiB`; `KiB`/`MiB`/`GiB` are powers of 1024,
 /// `KB`/`MB`/`GB` of 1000). Zero is refused.
@@ -129,6 +151,20 @@ mod tests {
         assert!(parse_duration("soon").unwrap_err().contains("`90s`"));
         assert!(parse_duration("0s").unwrap_err().contains("above 0"));
         assert!(parse_duration("-1").is_err());
+    }
+
+    #[test]
+    fn overrides_set_only_what_was_given() {
+        let mut l = Limits::default();
+        LimitOverrides::default().apply(&mut l);
+        assert_eq!(l, Limits::default());
+        LimitOverrides {
+            max_host_tensor_bytes: Some(4096),
+            deadline: None,
+        }
+        .apply(&mut l);
+        assert_eq!(l.max_host_tensor_bytes, 4096);
+        assert_eq!(l.deadline, Limits::default().deadline);
     }
 
     #[test]

@@ -3,6 +3,9 @@
 //! columns (`tensorlet dataset`), and a served model's drift scores
 //! (`tensorlet drift`). Each view is a [`Display`](fmt::Display) or a
 //! function returning text, so the command prints it and a test reads it.
+//! [`listing`] lays out the registry's artifacts, trusted keys and keys.
+
+pub mod listing;
 
 use std::fmt;
 

@@ -4,7 +4,6 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use tensorlet_registry::AuditCheckpoint;
 
 /// Read and verify the audit log.
 #[derive(Debug, clap::Args)]
@@ -53,10 +52,7 @@ pub fn execute(args: Args) -> Result<()> {
                 println!("{}", serde_json::to_string_pretty(&log)?);
             } else {
                 for e in log {
-                    println!(
-                        "{:>5} {} {:<16} {} {}",
-                        e.seq, e.time, e.action, e.subject, e.detail
-                    );
+                    println!("{}", e.line());
                 }
             }
         }
@@ -85,7 +81,8 @@ pub fn execute(args: Args) -> Result<()> {
             match out {
                 None => println!("{}", String::from_utf8(cp.to_canonical())?),
                 Some(path) => {
-                    write_atomically(&path, &cp)?;
+                    cp.write_to(&path)
+                        .with_context(|| format!("cannot write {}", path.display()))?;
                     println!(
                         "wrote the checkpoint at entry {} (key {}) to {}",
                         cp.seq,
@@ -97,18 +94,4 @@ pub fn execute(args: Args) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// A temporary file beside `path`, renamed over it.
-fn write_atomically(path: &Path, cp: &AuditCheckpoint) -> Result<()> {
-    let name = path
-        .file_name()
-        .with_context(|| format!("{} names no file", path.display()))?;
-    let mut tmp_name = std::ffi::OsString::from(".");
-    tmp_name.push(name);
-    tmp_name.push(format!(".{}.tmp", std::process::id()));
-    let tmp = path.with_file_name(tmp_name);
-    std::fs::write(&tmp, cp.to_canonical())
-        .with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
 }

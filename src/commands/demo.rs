@@ -9,8 +9,8 @@ use tensorlet_runtime::demo::{Demo, serve};
 
 use crate::artifacts::RegistryArgs;
 use crate::bundled::{BUNDLED, EXAMPLES};
-use crate::commands::train::Bar;
 use crate::common::{self, DeviceArgs};
+use tensorlet_runtime::run::Bar;
 
 /// Train the bundled iris and digits pipelines from a throwaway signed
 /// registry, then predict a few rows.

@@ -3,8 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
-use serde_json::json;
-use tensorlet_registry::Kind;
+use tensorlet_runtime::export::model::Exported;
 use tensorlet_runtime::export::{self, ExportInput, Parts};
 use tensorlet_runtime::serve::registry::served_name;
 
@@ -44,26 +43,7 @@ pub fn execute(args: Args) -> Result<()> {
     }
     let reg = crate::artifacts::open()?;
     let model = args.registry.sources()?.fetch(&reg, &args.model)?;
-    if model.kind() != Kind::Model {
-        bail!(
-            "{} is a {}, not a model; export a trained model (`tensorlet list` shows them)",
-            model.reference(),
-            model.kind()
-        );
-    }
-    let component = |section: &str| -> Result<Vec<u8>> {
-        let pin = model
-            .manifest()
-            .depends
-            .get(section)
-            .with_context(|| format!("{} does not pin its {section}", model.reference()))?;
-        let dep = reg.verify_pin(pin)?;
-        let c = dep
-            .component()
-            .with_context(|| format!("its {section} {} is not a plugin", pin.reference))?;
-        Ok(c.bytes().to_vec())
-    };
-    let (pre, pred) = (component("preprocessor")?, component("predictor")?);
+    let (pre, pred) = export::model::components(&reg, &model)?;
     let key = args.key.as_deref().map(|k| reg.key(k)).transpose()?;
     let served_name = args
         .name
@@ -87,31 +67,19 @@ pub fn execute(args: Args) -> Result<()> {
     std::fs::write(&args.output, &bytes)
         .with_context(|| format!("cannot write {}", args.output.display()))?;
     let digest = tensorlet_runtime::digest(&bytes);
-    reg.record(
-        "model.export",
-        &model.reference(),
-        json!({
-            "format": "wasi-http",
-            "manifest_digest": model.digest(),
-            "digest": digest,
-            "signed_by": key.as_ref().map(|k| k.key_id()),
-        }),
-    )?;
-    println!(
-        "exported {} (manifest {}) to {}: {}, {digest}{}",
-        model.reference(),
-        model.digest(),
-        args.output.display(),
-        tensorlet_runtime::human_bytes(bytes.len()),
-        match &key {
-            Some(k) => format!(", signed by key {}", k.key_id()),
-            None => ", unsigned (give --key to sign it)".into(),
-        }
-    );
-    println!(
-        "serves POST /v2/models/{served_name}/infer under any wasi:http host, e.g. \
-         `tensorlet serve-wasi-http {0}` or `wasmtime serve -S cli {0}`",
-        args.output.display()
-    );
+    let key_id = key.as_ref().map(|k| k.key_id());
+    let exported = Exported {
+        model: &model.reference(),
+        manifest_digest: model.digest(),
+        output: &args.output,
+        bytes: bytes.len(),
+        digest: &digest,
+        signed_by: key_id.as_deref(),
+        served_name: &served_name,
+    };
+    exported.record(&reg)?;
+    for line in exported.lines() {
+        println!("{line}");
+    }
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! `tensorlet key export <name>`, `tensorlet key list`
 
 use anyhow::Result;
+use tensorlet_runtime::report::listing::KeyRow;
 
 /// Inspect signing keys.
 #[derive(Debug, clap::Args)]
@@ -36,20 +37,17 @@ pub fn execute(args: Args) -> Result<()> {
             let mut rows = Vec::new();
             for name in reg.keys().list()? {
                 let key = reg.key(&name)?;
-                rows.push(serde_json::json!({
-                    "name": name, "key_id": key.key_id(), "public_key": key.public().to_string(),
-                }));
+                rows.push(KeyRow {
+                    key_id: key.key_id(),
+                    public_key: key.public().to_string(),
+                    name,
+                });
             }
             if json {
                 println!("{}", serde_json::to_string_pretty(&rows)?);
             } else {
                 for r in rows {
-                    println!(
-                        "{:<16} {}  {}",
-                        r["name"].as_str().unwrap_or(""),
-                        r["key_id"].as_str().unwrap_or(""),
-                        r["public_key"].as_str().unwrap_or("")
-                    );
+                    println!("{r}");
                 }
             }
         }

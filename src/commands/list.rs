@@ -1,7 +1,7 @@
 //! `tensorlet list [--json]`
 
 use anyhow::Result;
-use tensorlet_registry::ArtifactSummary;
+use tensorlet_runtime::report::listing::ArtifactTable;
 
 use crate::artifacts::RegistryArgs;
 
@@ -16,30 +16,6 @@ pub struct Args {
 }
 
 /// Prints summaries as a table.
-pub fn print_table(all: &[ArtifactSummary]) {
-    println!(
-        "{:<40} {:<12} {:<19} {:<16} STATUS",
-        "ARTIFACT", "KIND", "DIGEST", "KEY"
-    );
-    for a in all {
-        let mut status = Vec::new();
-        if a.yanked {
-            status.push("yanked".to_string());
-        }
-        if !a.aliases.is_empty() {
-            status.push(format!("@{}", a.aliases.join(" @")));
-        }
-        println!(
-            "{:<40} {:<12} {:<19} {:<16} {}",
-            a.reference(),
-            a.kind.as_str(),
-            &a.digest[..a.digest.len().min(19)],
-            a.key_id,
-            status.join(" ")
-        );
-    }
-}
-
 pub fn execute(args: Args) -> Result<()> {
     let all = match args.registry.remote()? {
         Some(remote) => remote.list()?,
@@ -50,7 +26,7 @@ pub fn execute(args: Args) -> Result<()> {
     } else if all.is_empty() {
         println!("the registry is empty; publish with `tensorlet publish`");
     } else {
-        print_table(&all);
+        print!("{}", ArtifactTable(&all));
     }
     Ok(())
 }

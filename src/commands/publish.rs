@@ -2,10 +2,10 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use tensorlet_registry::Kind;
-use tensorlet_runtime::artifacts;
-use tensorlet_runtime::{Pipeline, Runtime, RuntimeConfig};
+use tensorlet_runtime::artifacts::publish::Publication;
+use tensorlet_runtime::{Runtime, RuntimeConfig};
 
 use crate::artifacts::RegistryArgs;
 
@@ -45,64 +45,14 @@ pub fn execute(args: Args) -> Result<()> {
         ..RuntimeConfig::default()
     })
     .context("cannot start the wasm runtime")?;
-    let is_toml = args.file.extension().is_some_and(|e| e == "toml");
-    if is_toml && !args.graphs.is_empty() {
-        bail!("--graph belongs to a plugin component (.wasm), not to a pipeline file");
-    }
-    let (manifest, blobs) = if is_toml {
-        if args.kind.is_some_and(|k| k != Kind::Pipeline) {
-            bail!(
-                "{} is a pipeline file; leave out --kind or pass --kind pipeline",
-                args.file.display()
-            );
-        }
-        let pipeline = Pipeline::load(&args.file)?;
-        let name = match (&args.name, &pipeline.pipeline.namespace) {
-            (Some(n), _) => n.clone(),
-            (None, Some(ns)) => format!("{ns}/{}", pipeline.pipeline.name),
-            (None, None) => bail!(
-                "{}: name the artifact with --name ns/name, or set `namespace` in [pipeline]",
-                args.file.display()
-            ),
-        };
-        let Some(version) = args.version.clone().or(pipeline.pipeline.version.clone()) else {
-            bail!(
-                "{}: give a version with --version 1.0.0, or set `version` in [pipeline]",
-                args.file.display()
-            );
-        };
-        // Pull the plugins it names from the remote first, verifying them.
-        let sources = args.registry.sources()?;
-        for (_, stage) in pipeline.stages() {
-            if let Some(r) = &stage.reference {
-                sources.fetch(&reg, r)?;
-            }
-        }
-        let (m, toml) = artifacts::pipeline_manifest(&rt, &reg, &pipeline, &name, &version)?;
-        (m, vec![toml])
-    } else {
-        let (Some(name), Some(version), Some(kind)) = (&args.name, &args.version, args.kind) else {
-            bail!(
-                "publishing a component needs --name ns/name, --version x.y.z and --kind \
-                 preprocessor|trainer|predictor"
-            );
-        };
-        let bytes = std::fs::read(&args.file)
-            .with_context(|| format!("cannot read {}", args.file.display()))?;
-        let mut m = artifacts::plugin_manifest(&rt, name, version, kind, &bytes)?;
-        let mut graphs = Vec::new();
-        for g in &args.graphs {
-            let Some((gname, file)) = g.split_once('=') else {
-                bail!("--graph takes NAME=FILE (for example --graph model=iris.onnx), not `{g}`");
-            };
-            let gbytes =
-                std::fs::read(file).with_context(|| format!("cannot read graph file {file}"))?;
-            graphs.push((gname.to_string(), gbytes));
-        }
-        let mut blobs = vec![bytes];
-        blobs.extend(artifacts::add_graphs(&mut m, &graphs)?);
-        (m, blobs)
+    let publication = Publication {
+        file: &args.file,
+        name: args.name.as_deref(),
+        version: args.version.as_deref(),
+        kind: args.kind,
+        graphs: &args.graphs,
     };
+    let (manifest, blobs) = publication.prepare(&rt, &reg, || args.registry.sources())?;
     let kind = manifest.kind;
     let signed = manifest.sign(&key);
     let p = match args.registry.remote()? {

@@ -1,7 +1,7 @@
 //! `tensorlet push <ref> oci://<host>/<prefix>/<ns>/<name>[:<version>] [--alias <alias>…]`
 
-use anyhow::{Context, Result, bail};
-use tensorlet_registry::oci::{self, OciReference, OciSelector};
+use anyhow::{Context, Result};
+use tensorlet_registry::oci::{self, OciReference};
 use tensorlet_registry::{Reference, Selector};
 
 /// Push a verified artifact, and everything it pins, to an OCI registry.
@@ -29,27 +29,7 @@ pub fn execute(args: Args) -> Result<()> {
     let summary = reg
         .resolve(&reference)
         .with_context(|| format!("cannot push {reference}"))?;
-    if dest.name != summary.name {
-        bail!(
-            "{} is the repository of {}, not of {}; tensorlet keeps `ns/name` in repository \
-             `[prefix/]ns/name` so dependencies are found beside it: push to {}:{}",
-            dest.remote.location(&dest.name),
-            dest.name,
-            summary.name,
-            dest.remote.location(&summary.name),
-            summary.version
-        );
-    }
-    match &dest.selector {
-        None => {}
-        Some(OciSelector::Tag(t)) => oci::check_version_tag(t, &summary.version)?,
-        Some(OciSelector::Digest(_)) => {
-            bail!(
-                "push to a tag (the version), not to a digest: {}",
-                args.destination
-            )
-        }
-    }
+    dest.check_push(&summary.name, &summary.version)?;
     let pinned = Reference {
         name: summary.name.clone(),
         selector: Selector::Digest(summary.digest.clone()),

@@ -1,6 +1,5 @@
 //! `tensorlet serve [--addr 127.0.0.1:8080] [--model ns/name@alias …]`
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -8,12 +7,11 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use serde_json::json;
 use tensorlet_console::serving::{DeployLog, Serving};
-use tensorlet_registry::Reference;
-use tensorlet_runtime::fleet::{Followed, Follower, Upstream, production_models};
+use tensorlet_runtime::fleet::{Follower, Upstream, production_models};
 use tensorlet_runtime::serve::registry::{
-    AuditEvents, RegistrySource, Targets, Watch, deploy, movable, served_name,
+    AuditEvents, RegistrySource, Targets, Watch, deploy, movable,
 };
-use tensorlet_runtime::serve::{ServeConfig, Server};
+use tensorlet_runtime::serve::{ServeConfig, Server, plan};
 
 use crate::artifacts::{self, RegistryArgs};
 use crate::common::{self, DeviceArgs, LimitArgs};
@@ -66,26 +64,6 @@ pub struct Args {
     pub limits: LimitArgs,
 }
 
-/// The first poll of `reference` when a follower starts: reports on stderr
-/// what it synced or refused, or, when no connection to the upstream can be
-/// made, that it serves the local cache and retries. Any other failure (TLS,
-/// an HTTP error, a reference the upstream does not have) is an error.
-fn report_initial(f: &Follower, reference: &str) -> Result<()> {
-    match f.poll(reference) {
-        Ok(Followed::Synced(v)) => {
-            eprintln!("following {reference} at {}: {v}", f.upstream().url());
-        }
-        Ok(Followed::Unchanged) => {}
-        Ok(Followed::Refused(e)) => eprintln!("{e}; serving the local cache"),
-        Err(e) if e.is_unreachable() => eprintln!(
-            "warning: cannot follow {reference}: {e}; serving the local cache and retrying \
-             with backoff"
-        ),
-        Err(e) => bail!("cannot follow {reference}: {e}"),
-    }
-    Ok(())
-}
-
 pub fn execute(args: Args) -> Result<()> {
     let reg = artifacts::open()?;
     let follower = match &args.follow {
@@ -95,35 +73,14 @@ pub fn execute(args: Args) -> Result<()> {
         ))),
         None => None,
     };
-    let references = if args.models.is_empty() {
-        let found = match &follower {
-            Some(f) => f.upstream().production_models()?,
-            None => production_models(reg.list()?),
-        };
-        if found.is_empty() {
-            bail!(
-                "no model has a `production` alias; name models with --model ns/name@alias, \
-                 or promote one with `tensorlet alias set <ns/name> production <version>`"
-            );
-        }
-        found
-    } else {
-        args.models.clone()
-    };
-    let mut by_name: BTreeMap<String, String> = BTreeMap::new();
-    for t in &references {
-        Reference::parse(t).with_context(|| format!("--model {t}"))?;
-        if let Some(other) = by_name.insert(served_name(t), t.clone()) {
-            bail!(
-                "{t} and {other} would both be served as `{}`; serve them from separate servers",
-                served_name(t)
-            );
-        }
-    }
+    let by_name = plan::served(&args.models, || match &follower {
+        Some(f) => Ok(f.upstream().production_models()?),
+        None => Ok(production_models(reg.list()?)),
+    })?;
 
     let device = args.device.open()?;
     let mut limits = tensorlet_runtime::Limits::default();
-    args.limits.apply(&mut limits);
+    args.limits.overrides().apply(&mut limits);
     let rt = Arc::new(common::runtime_with(device.clone(), limits)?);
     let source = Arc::new(RegistrySource::new(
         rt.clone(),
@@ -150,7 +107,10 @@ pub fn execute(args: Args) -> Result<()> {
 
     if let Some(f) = &follower {
         for reference in by_name.values() {
-            report_initial(f, reference)?;
+            let polled = f.poll(reference);
+            if let Some(line) = plan::first_poll(reference, &f.upstream().url(), polled)? {
+                eprintln!("{line}");
+            }
         }
     }
     let mut targets = Targets::default();
@@ -182,13 +142,9 @@ pub fn execute(args: Args) -> Result<()> {
         &addr.to_string(),
         json!({ "models": by_name }),
     );
-    for (name, version) in server.deployed() {
-        println!("serving {name} {version} at http://{addr}/v2/models/{name}/infer");
-    }
-    if let Some((a, _)) = &admin {
-        let a = a.local_addr()?;
-        println!("admin endpoint at http://{a}/admin/deploy");
-        println!("serving console at http://{a}/serving");
+    let admin_addr = admin.as_ref().map(|(a, _)| a.local_addr()).transpose()?;
+    for line in plan::endpoints(addr, &server.deployed(), admin_addr) {
+        println!("{line}");
     }
 
     // Follow aliases: poll the registry, swap in what an alias points at now.

@@ -10,19 +10,15 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use anyhow::{Context, Result, bail};
-use indicatif::{ProgressBar, ProgressStyle};
-use tensorlet_registry::{Registry, RunRecord, VerifiedArtifact};
-use tensorlet_runtime::pipeline::{Keep, Pipeline};
-use tensorlet_runtime::run::data::DataSource;
-use tensorlet_runtime::run::publish::{PublishAs, PublishRequest};
-use tensorlet_runtime::run::resume::{Recorded, check_resumable};
-use tensorlet_runtime::run::{Outcome, Progress, Run};
-use tensorlet_runtime::source::Sources;
-use tensorlet_runtime::train::EpochMetrics;
-use tensorlet_runtime::{RuntimeError, Task};
+use anyhow::{Context, Result};
+use tensorlet_runtime::RuntimeError;
+use tensorlet_runtime::pipeline::Keep;
+use tensorlet_runtime::run::overrides::Overrides;
+use tensorlet_runtime::run::plan::{Plan, Request};
+use tensorlet_runtime::run::publish::PublishRequest;
+use tensorlet_runtime::run::{Bar, summary};
 
 use crate::artifacts::{RegistryArgs, UnsignedArgs};
 use crate::common::{self, DeviceArgs, LimitArgs};
@@ -92,7 +88,12 @@ pub fn execute(args: Args) -> Result<()> {
     let stop = interrupt_flag()?;
     let started = Instant::now();
     let outcome =
-        Plan::of(&reg, &args).and_then(|plan| plan.run(&reg, (&args.device, &args.limits), stop));
+        Plan::resolve(&reg, request(&args), || args.registry.sources()).and_then(|plan| {
+            let limits = plan.limits(&args.limits.overrides())?;
+            let rt = common::runtime_with(args.device.open()?, limits)?;
+            let mut bar = Bar::new(&plan.pipeline.pipeline.name);
+            plan.run(&rt, &reg, &mut bar, stop)
+        });
     let outcome = match outcome {
         Err(e) if is_interrupted(&e) => {
             eprintln!("{e:#}");
@@ -100,193 +101,33 @@ pub fn execute(args: Args) -> Result<()> {
         }
         other => other.map_err(common::with_limit_hint)?,
     };
-    let meta = &outcome.meta;
-    let headline = match (meta.task, meta.kept_metrics()) {
-        (Task::Regression, Some(m)) if m.val_loss.is_some() => format!(
-            "validation r2 {} rmse {}",
-            m.val_metrics
-                .get("r2")
-                .map_or("n/a".into(), |v| format!("{v:.4}")),
-            m.val_metrics
-                .get("rmse")
-                .map_or("n/a".into(), |v| format!("{v:.4}"))
-        ),
-        _ => format!(
-            "validation accuracy {}",
-            meta.val_accuracy()
-                .map_or("n/a (no validation split)".into(), |a| format!("{a:.4}"))
-        ),
-    };
-    println!(
-        "trained {}: {headline} (epoch {} of {} kept; run {}) in {:.1} s",
-        meta.name,
-        meta.epoch.unwrap_or(meta.metrics.len() as u32),
-        meta.metrics.len(),
-        outcome.run_id,
-        started.elapsed().as_secs_f64()
-    );
-    if let Some(t) = &meta.test {
-        let names = match meta.task {
-            Task::Classification => ["accuracy", "f1_macro", "auc"],
-            Task::Regression => ["r2", "rmse", "mae"],
-        };
-        let shown: Vec<String> = names
-            .iter()
-            .filter_map(|k| t.metrics.get(*k).map(|v| format!("{k} {v:.4}")))
-            .collect();
-        println!(
-            "test {} on {} held-out rows (never used to select)",
-            shown.join(", "),
-            t.rows
-        );
-    }
-    println!("params {}", meta.params_digest);
-    if let Some(dir) = &args.out {
-        println!("model saved to {}", dir.display());
-    }
-    if let Some(p) = outcome.published {
-        println!(
-            "published {} ({}) signed by key {}",
-            p.reference, p.digest, p.key_id
-        );
+    let seconds = started.elapsed().as_secs_f64();
+    for line in summary::lines(&outcome, args.out.as_deref(), seconds) {
+        println!("{line}");
     }
     Ok(())
 }
 
-/// A run to make, resolved once from the arguments (and, when resuming,
-/// from what the run recorded), with everything about its model checked.
-struct Plan {
-    /// The pipeline as named.
-    origin: String,
-    pipeline: Pipeline,
-    artifact: Option<VerifiedArtifact>,
-    data: DataSource,
-    out: Option<PathBuf>,
-    publish: Option<PublishAs>,
-    sources: Sources,
-    resume: Option<RunRecord>,
-}
-
-impl Plan {
-    fn of(reg: &Registry, args: &Args) -> Result<Plan> {
-        match &args.resume {
-            Some(id) => Plan::resumed(reg, args, id),
-            None => Plan::fresh(reg, args),
-        }
-    }
-
-    fn request(args: &Args) -> PublishRequest {
-        PublishRequest {
+/// What the arguments ask the run to be.
+fn request(args: &Args) -> Request {
+    Request {
+        pipeline: args.pipeline.clone(),
+        data: args.data.clone(),
+        resume: args.resume.clone(),
+        overrides: Overrides {
+            epochs: args.epochs,
+            batch_size: args.batch_size,
+            learning_rate: args.lr,
+            seed: args.seed,
+            keep: args.keep,
+        },
+        publish: PublishRequest {
             key: args.key.clone(),
             name: args.model.clone(),
             version: args.version.clone(),
             out: args.out.clone(),
-        }
-    }
-
-    fn fresh(reg: &Registry, args: &Args) -> Result<Plan> {
-        let (Some(origin), Some(data)) = (&args.pipeline, &args.data) else {
-            bail!("pass a pipeline and --data, or --resume <run>");
-        };
-        let sources = args
-            .registry
-            .sources()?
-            .allow_unsigned(args.unsigned.allow_unsigned);
-        let (mut pipeline, artifact) = sources.pipeline(reg, origin)?;
-        let t = &mut pipeline.training;
-        t.epochs = args.epochs.unwrap_or(t.epochs);
-        t.batch_size = args.batch_size.unwrap_or(t.batch_size);
-        t.learning_rate = args.lr.unwrap_or(t.learning_rate);
-        t.seed = args.seed.unwrap_or(t.seed);
-        t.keep = args.keep.unwrap_or(t.keep);
-        t.validate()
-            .map_err(anyhow::Error::msg)
-            .context("invalid training options")?;
-        let publish = Plan::request(args).check(reg, &sources, &pipeline, artifact.as_ref())?;
-        Ok(Plan {
-            origin: origin.clone(),
-            data: DataSource::open(reg, data)?,
-            pipeline,
-            artifact,
-            out: args.out.clone(),
-            publish,
-            sources,
-            resume: None,
-        })
-    }
-
-    fn resumed(reg: &Registry, args: &Args, id: &str) -> Result<Plan> {
-        let record = reg.runs().get(id)?;
-        check_resumable(&record)?;
-        for (flag, given) in [
-            ("--epochs", args.epochs.is_some()),
-            ("--batch-size", args.batch_size.is_some()),
-            ("--lr", args.lr.is_some()),
-            ("--seed", args.seed.is_some()),
-            ("--keep", args.keep.is_some()),
-        ] {
-            if given {
-                bail!(
-                    "{flag} cannot be combined with --resume: a resumed run keeps its recorded \
-                     options so that it ends exactly as an uninterrupted run would; start a new \
-                     run instead"
-                );
-            }
-        }
-        let sources = args.registry.sources()?;
-        let recorded = Recorded::of(reg, &sources, &record)?;
-        let sources =
-            sources.allow_unsigned(args.unsigned.allow_unsigned || recorded.allow_unsigned);
-        let request = Plan::request(args).or_recorded(&record.record);
-        let publish = request.check(
-            reg,
-            &sources,
-            &recorded.pipeline,
-            recorded.artifact.as_ref(),
-        )?;
-        Ok(Plan {
-            origin: recorded.origin,
-            data: DataSource::from_record(reg, &record.record.dataset)?,
-            pipeline: recorded.pipeline,
-            artifact: recorded.artifact,
-            out: request.out,
-            publish,
-            sources,
-            resume: Some(record),
-        })
-    }
-
-    /// Runs the plan with the sandbox limits of the pipeline's `[limits]`,
-    /// overridden by the command line's.
-    fn run(
-        self,
-        reg: &Registry,
-        (device, given): (&DeviceArgs, &LimitArgs),
-        stop: Arc<AtomicBool>,
-    ) -> Result<Outcome> {
-        let mut limits = tensorlet_runtime::Limits::default();
-        self.pipeline
-            .limits
-            .apply(&mut limits)
-            .map_err(anyhow::Error::msg)?;
-        given.apply(&mut limits);
-        let rt = common::runtime_with(device.open()?, limits)?;
-        let run = Run {
-            rt: &rt,
-            reg,
-            sources: &self.sources,
-            origin: &self.origin,
-            artifact: self.artifact.as_ref(),
-            stop: Some(stop),
-        };
-        run.record(
-            &self.pipeline,
-            &self.data,
-            self.out.as_deref(),
-            self.publish.as_ref(),
-            &mut Bar::new(&self.pipeline.pipeline.name),
-            self.resume.as_ref(),
-        )
+        },
+        allow_unsigned: args.unsigned.allow_unsigned,
     }
 }
 
@@ -311,90 +152,4 @@ fn is_interrupted(e: &anyhow::Error) -> bool {
             Some(RuntimeError::Interrupted)
         )
     })
-}
-
-/// The run's id on stderr, then an indicatif bar over all steps with the
-/// latest epoch's metrics.
-pub struct Bar {
-    name: String,
-    bar: Option<ProgressBar>,
-    epochs: u32,
-    steps_per_epoch: u64,
-}
-
-impl Bar {
-    /// A bar for a run of pipeline `name`.
-    pub fn new(name: &str) -> Self {
-        Bar {
-            name: name.to_string(),
-            bar: None,
-            epochs: 0,
-            steps_per_epoch: 0,
-        }
-    }
-
-    fn bar(&mut self) -> &ProgressBar {
-        self.bar.get_or_insert_with(|| {
-            let bar = ProgressBar::new(0);
-            bar.set_style(
-                ProgressStyle::with_template(
-                    "{prefix:>8} [{bar:30}] {pos}/{len} steps {elapsed_precise} {msg}",
-                )
-                .expect("valid template")
-                .progress_chars("=> "),
-            );
-            bar.set_prefix(self.name.clone());
-            bar.enable_steady_tick(Duration::from_millis(200));
-            bar
-        })
-    }
-}
-
-impl Progress for Bar {
-    fn started(&mut self, run_id: &str) {
-        eprintln!("run {run_id}");
-        self.bar();
-    }
-
-    fn resuming(&mut self, run_id: &str, done: u32, epochs: u32) {
-        eprintln!("resuming run {run_id} after epoch {done} of {epochs}");
-        self.bar();
-    }
-
-    fn start(&mut self, epochs: u32, steps_per_epoch: u64) {
-        self.epochs = epochs;
-        self.steps_per_epoch = steps_per_epoch;
-        self.bar().set_length(u64::from(epochs) * steps_per_epoch);
-    }
-
-    fn resumed(&mut self, completed: &[EpochMetrics]) {
-        let done = completed.len() as u64 * self.steps_per_epoch;
-        self.bar().set_position(done);
-        if let Some(m) = completed.last() {
-            self.epoch(m);
-        }
-    }
-
-    fn step(&mut self, _epoch: u32, _loss: f32) {
-        self.bar().inc(1);
-    }
-
-    fn epoch(&mut self, m: &EpochMetrics) {
-        let val = match (m.val_loss, m.val_accuracy, m.val_metrics.get("r2")) {
-            (Some(l), Some(a), _) => format!(" val_loss {l:.4} val_accuracy {a:.4}"),
-            (Some(l), None, Some(r2)) => format!(" val_loss {l:.4} val_r2 {r2:.4}"),
-            _ => String::new(),
-        };
-        let epochs = self.epochs;
-        self.bar().set_message(format!(
-            "epoch {}/{epochs} loss {:.4}{val}",
-            m.epoch, m.train_loss
-        ));
-    }
-
-    fn finish(&mut self) {
-        if let Some(b) = &self.bar {
-            b.finish_and_clear();
-        }
-    }
 }

@@ -2,6 +2,7 @@
 
 use anyhow::Result;
 use tensorlet_registry::PublicKey;
+use tensorlet_runtime::report::listing::TrustTable;
 
 /// Manage the trust policy: which public keys may publish in which namespaces.
 #[derive(Debug, clap::Args)]
@@ -52,19 +53,8 @@ pub fn execute(args: Args) -> Result<()> {
             let all = reg.trust_list()?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&all)?);
-            } else if all.is_empty() {
-                println!(
-                    "no trusted keys; add one with `tensorlet trust add <public key> --namespace <ns>`"
-                );
             } else {
-                for e in all {
-                    println!(
-                        "{}  {:<24} {}",
-                        e.key_id,
-                        e.namespaces.join(","),
-                        e.public_key
-                    );
-                }
+                print!("{}", TrustTable(&all));
             }
         }
         TrustCommand::Remove { key } => {

@@ -37,16 +37,8 @@ pub fn execute(args: Args) -> Result<()> {
     config.allow_remote_actions = args.allow_remote_actions;
     config.serving_url = args.serving.clone();
     config.http = HttpSettings::from_env();
-    if !addr.ip().is_loopback() {
-        if args.allow_remote_actions {
-            eprintln!(
-                "warning: the console listens on {addr} with --allow-remote-actions: anyone who \
-                 can reach it can move aliases and yank versions in {}",
-                config.home.display()
-            );
-        } else {
-            eprintln!("note: the console listens on {addr}, not on loopback: actions are off");
-        }
+    if let Some(line) = config.exposure() {
+        eprintln!("{line}");
     }
     let console = Console::new(config);
     println!("console at http://{addr}/");

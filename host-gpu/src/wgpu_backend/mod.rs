@@ -96,20 +96,7 @@ pub enum AdapterPolicy {
     Any,
 }
 
-/// One adapter as `tensorlet devices` shows it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct AdapterSummary {
-    /// The adapter's name, e.g. "NVIDIA H100 80GB HBM3" or "llvmpipe (LLVM 15.0.6, 256 bits)".
-    pub name: String,
-    /// The graphics API: "vulkan", "metal", "dx12".
-    pub backend: String,
-    /// "discrete", "integrated", "virtual", "cpu" or "other".
-    pub device_type: String,
-    /// The driver and its version, when the adapter says.
-    pub driver: String,
-    /// A software rasteriser (lavapipe, llvmpipe, SwiftShader, WARP).
-    pub software: bool,
-}
+pub use crate::listing::AdapterSummary;
 
 fn instance() -> &'static wgpu::Instance {
     static INSTANCE: OnceLock<wgpu::Instance> = OnceLock::new();

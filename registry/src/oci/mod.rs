@@ -930,6 +930,30 @@ pub fn check_version_tag(tag: &str, version: &str) -> Result<()> {
     Ok(())
 }
 
+impl OciReference {
+    /// Checks that an artifact `name` at `version` may be pushed here: the
+    /// repository ends in its name (so its dependencies are found beside it)
+    /// and the tag, when given, is its version, never a digest.
+    pub fn check_push(&self, name: &str, version: &str) -> Result<()> {
+        if self.name != name {
+            return Err(RegistryError::Invalid(format!(
+                "{} is the repository of {}, not of {name}; tensorlet keeps `ns/name` in \
+                 repository `[prefix/]ns/name` so dependencies are found beside it: push to {}:{version}",
+                self.remote.location(&self.name),
+                self.name,
+                self.remote.location(name),
+            )));
+        }
+        match &self.selector {
+            None => Ok(()),
+            Some(OciSelector::Tag(t)) => check_version_tag(t, version),
+            Some(OciSelector::Digest(_)) => Err(RegistryError::Invalid(format!(
+                "push to a tag (the version), not to a digest: {self}"
+            ))),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -980,6 +1004,44 @@ mod tests {
         );
         let e = check_version_tag("1.3.0", "1.2.0").unwrap_err().to_string();
         assert!(e.contains("not the artifact's version"), "{e}");
+    }
+
+    #[test]
+    fn a_push_goes_to_the_artifact_repository_and_version_tag() {
+        let at = |s: &str| OciReference::parse(s).unwrap();
+        assert!(
+            at("oci://reg:5000/p/acme/iris")
+                .check_push("acme/iris", "1.2.0")
+                .is_ok()
+        );
+        assert!(
+            at("oci://reg:5000/acme/iris:1.2.0")
+                .check_push("acme/iris", "1.2.0")
+                .is_ok()
+        );
+        let e = at("oci://reg:5000/p/acme/other:1.2.0")
+            .check_push("acme/iris", "1.2.0")
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "oci://reg:5000/p/acme/other is the repository of acme/other, not of acme/iris; \
+             tensorlet keeps `ns/name` in repository `[prefix/]ns/name` so dependencies are \
+             found beside it: push to oci://reg:5000/p/acme/iris:1.2.0"
+        );
+        let e = at("oci://reg:5000/acme/iris:1.3.0").check_push("acme/iris", "1.2.0");
+        assert!(
+            e.unwrap_err()
+                .to_string()
+                .contains("not the artifact's version")
+        );
+        let d = format!("oci://reg:5000/acme/iris@sha256:{}", "b".repeat(64));
+        assert_eq!(
+            at(&d)
+                .check_push("acme/iris", "1.2.0")
+                .unwrap_err()
+                .to_string(),
+            format!("push to a tag (the version), not to a digest: {d}")
+        );
     }
 
     #[test]

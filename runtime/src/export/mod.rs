@@ -28,8 +28,10 @@
 
 mod compose;
 pub mod host;
+pub mod model;
 mod sections;
 mod store;
+pub mod trust;
 
 use serde::{Deserialize, Serialize};
 use tensorlet_registry::{KeyPair, PublicKey, VerifiedArtifact};

@@ -4,14 +4,21 @@
 //! kept checkpoint as a model, and publishes it signed with its lineage;
 //! an interrupted or failed run keeps its checkpoints and continues with
 //! [`resume`]. [`history`] reads runs back for listings and comparisons;
-//! [`report`] lays them out as `tensorlet runs` prints them.
+//! [`report`] lays them out as `tensorlet runs` prints them; [`summary`]
+//! says what a finished run made and [`Bar`] shows one going on a terminal.
+//! [`plan`] resolves what a command asks for (a new run with
+//! [`overrides`], or a run to resume) into a run to make.
 
+mod bar;
 pub mod data;
 pub mod history;
 pub mod host;
+pub mod overrides;
+pub mod plan;
 pub mod publish;
 pub mod report;
 pub mod resume;
+pub mod summary;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -25,6 +32,7 @@ use tensorlet_registry::{
     RunPublish, RunRecord, RunResult, VerifiedArtifact, digest,
 };
 
+pub use self::bar::Bar;
 use self::data::DataSource;
 use self::host::host_record;
 use self::publish::PublishAs;

@@ -9,7 +9,8 @@
 //! ([`Model::predict_async`], fibers that yield at every epoch tick), on a GPU
 //! on the blocking pool ([`Model::predict`]). [`batch`] sends the responses.
 //! [`app`] is the public router, [`admin_app`] the deploy endpoint meant for
-//! loopback, [`run`] serves both with graceful shutdown.
+//! loopback, [`run`] serves both with graceful shutdown; [`plan`] chooses
+//! what `tensorlet serve` serves.
 //!
 //! A GPU that fails (lost, out of memory, work rejected; see
 //! [`tensorlet_gpu::DeviceError`]) fails the requests that were using it with
@@ -33,6 +34,7 @@
 
 pub mod batch;
 pub mod metrics;
+pub mod plan;
 pub mod registry;
 
 use std::collections::BTreeMap;
