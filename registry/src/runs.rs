@@ -195,6 +195,15 @@ impl RunPlugins {
         v
     }
 
+    /// The stages a comparison of these runs shows: every stage any of them
+    /// has, in [`RunPlugins::stage_names`] order (the longest chain's).
+    pub fn stage_names_of<'a>(runs: impl IntoIterator<Item = &'a RunPlugins>) -> Vec<String> {
+        runs.into_iter().max_by_key(|p| p.chain.len()).map_or_else(
+            || RunPlugins::default().stage_names(),
+            RunPlugins::stage_names,
+        )
+    }
+
     /// Every stage with its name, in order: the preprocessors
     /// (`preprocessor`, `preprocessor.2`…), the trainer when there is one,
     /// the predictor.
@@ -633,6 +642,31 @@ impl<'r> Runs<'r> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn stage_names_cover_the_longest_chain() {
+        let one = RunPlugins::default();
+        let chain = RunPlugins {
+            chain: vec![RunPlugin::default(), RunPlugin::default()],
+            ..RunPlugins::default()
+        };
+        assert_eq!(one.stage_names(), ["preprocessor", "trainer", "predictor"]);
+        let all = RunPlugins::stage_names_of([&one, &chain]);
+        assert_eq!(
+            all,
+            [
+                "preprocessor",
+                "preprocessor.2",
+                "preprocessor.3",
+                "trainer",
+                "predictor"
+            ]
+        );
+        assert_eq!(chain.stage("preprocessor.3"), Some(&chain.chain[1]));
+        assert_eq!(chain.stage("preprocessor.4"), None);
+        assert_eq!(RunPlugins::stage_names_of([]), one.stage_names());
+    }
+
     use super::*;
     use crate::Registry;
 

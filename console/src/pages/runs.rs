@@ -608,20 +608,9 @@ fn comparison(runs: &[LoadedRun]) -> Vec<CompareRow> {
     for k in keys.keys() {
         add(&format!("config.{k}"), &|r| text(&r.options()[k]));
     }
-    // Every stage any of the runs has: a chain's later preprocessors too.
-    let mut stages: Vec<String> = Vec::new();
-    for r in runs {
-        for s in r.record.record.plugins.stage_names() {
-            if !stages.contains(&s) {
-                stages.push(s);
-            }
-        }
-    }
-    stages.sort_by_key(|s| match s.as_str() {
-        "trainer" => 1,
-        "predictor" => 2,
-        _ => 0,
-    });
+    let stages = tensorlet_registry::RunPlugins::stage_names_of(
+        runs.iter().map(|r| &r.record.record.plugins),
+    );
     for stage in &stages {
         add(stage, &|r| {
             let p = r.record.record.plugins.stage(stage);

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Value, json};
-use tensorlet_registry::{Registry, RegistryError, RunRecord};
+use tensorlet_registry::{Registry, RegistryError, RunPlugins, RunRecord};
 
 use super::host::shown_status;
 use crate::pipeline::TrainingConfig;
@@ -170,21 +170,7 @@ pub fn comparison(runs: &[LoadedRun]) -> Vec<Row> {
     for k in keys.keys() {
         add(&format!("config.{k}"), &|r| text(&options(r)[k]));
     }
-    // The stages, with a chain's later preprocessors after the first.
-    let mut stages: Vec<String> = Vec::new();
-    for r in runs {
-        for s in r.record.record.plugins.stage_names() {
-            if !stages.contains(&s) {
-                stages.push(s);
-            }
-        }
-    }
-    // Stable: the preprocessors keep their order before the other two.
-    stages.sort_by_key(|s| match s.as_str() {
-        "trainer" => 1,
-        "predictor" => 2,
-        _ => 0,
-    });
+    let stages = RunPlugins::stage_names_of(runs.iter().map(|r| &r.record.record.plugins));
     for stage in &stages {
         let stage = stage.as_str();
         add(stage, &|r| {
