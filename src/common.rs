@@ -128,32 +128,6 @@ pub fn runtime_with(device: Device, limits: Limits) -> Result<Runtime> {
     .context("cannot start the wasm runtime")
 }
 
-/// A `--delimiter`: one ASCII character other than a quote or a line break;
-/// `\t` for a tab.
-pub fn parse_delimiter(text: &str) -> Result<char, String> {
-    let c = match text {
-        "\\t" | "tab" => '\t',
-        _ => {
-            let mut chars = text.chars();
-            match (chars.next(), chars.next()) {
-                (Some(c), None) => c,
-                _ => {
-                    return Err(format!(
-                        "`{text}` is not one character; give `;`, `|` or `\\t`"
-                    ));
-                }
-            }
-        }
-    };
-    if !c.is_ascii() || matches!(c, '"' | '\n' | '\r') {
-        return Err(format!(
-            "{c:?} cannot separate fields; give one ASCII character other than a quote or a \
-             line break"
-        ));
-    }
-    Ok(c)
-}
-
 /// `--max-tensor-memory` and `--deadline`: the sandbox limits of each
 /// plugin call, for the commands that run plugins for long.
 #[derive(Clone, Debug, Default, clap::Args)]
@@ -177,36 +151,4 @@ impl LimitArgs {
             deadline: self.deadline,
         }
     }
-}
-
-/// `error` with a line saying how to raise the sandbox limit it hit, when it
-/// hit one.
-pub fn with_limit_hint(error: anyhow::Error) -> anyhow::Error {
-    let hint = error.chain().find_map(|c| {
-        c.downcast_ref::<tensorlet_runtime::RuntimeError>()
-            .and_then(|e| e.limit_hint())
-    });
-    match hint {
-        Some(h) => anyhow::anyhow!("{error:#}\n{h}"),
-        None => error,
-    }
-}
-
-/// The multi-threaded async runtime an HTTP server runs on.
-pub fn server_runtime() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")
-}
-
-/// A listener on `addr`, bound on `runtime`; `what` names it in the error.
-pub fn listen(
-    runtime: &tokio::runtime::Runtime,
-    addr: &str,
-    what: &str,
-) -> Result<tokio::net::TcpListener> {
-    runtime
-        .block_on(tokio::net::TcpListener::bind(addr))
-        .with_context(|| format!("cannot listen on {addr}{what}"))
 }

@@ -134,7 +134,7 @@ impl Running {
         let (done_tx, done) = std::sync::mpsc::channel();
         let s = server.clone();
         rt.spawn(async move {
-            tensorlet_runtime::serve::run(s, listener, Some(admin), async {
+            tensorlet_runtime::serve::run(s, listener, Some((admin, axum::Router::new())), async {
                 let _ = stop_rx.await;
             })
             .await

@@ -69,6 +69,30 @@ impl Listing {
         self.adapters.first().map(|a| a.name.as_str())
     }
 
+    /// The listing as `tensorlet devices --json` prints it.
+    pub fn json(&self) -> serde_json::Value {
+        let adapters: Vec<_> = self
+            .adapters
+            .iter()
+            .map(|a| {
+                serde_json::json!({
+                    "name": a.name,
+                    "backend": a.backend,
+                    "device_type": a.device_type,
+                    "driver": a.driver,
+                    "software": a.software,
+                })
+            })
+            .collect();
+        serde_json::json!({
+            "gpu_backend": self.gpu_backend,
+            "adapters": adapters,
+            "auto": self.auto_pick(),
+            "auto_adapter": self.auto,
+            "gpu": self.gpu_pick(),
+        })
+    }
+
     /// The listing as a table of adapters, then what each choice opens.
     pub fn lines(&self) -> Vec<String> {
         let mut lines = Vec::new();
@@ -193,5 +217,25 @@ mod tests {
             cpu_only.lines()[0],
             "this build has no GPU backend (built without the `gpu` feature)"
         );
+    }
+
+    #[test]
+    fn the_json_names_every_adapter_and_each_pick() {
+        let l = listing(
+            vec![
+                adapter("Big GPU", "discrete", false),
+                adapter("llvmpipe", "cpu", true),
+            ],
+            Some(0),
+        );
+        let j = l.json();
+        assert_eq!(j["adapters"].as_array().unwrap().len(), 2);
+        assert_eq!(j["adapters"][1]["software"], true);
+        assert_eq!(j["auto"], "gpu: Big GPU");
+        assert_eq!(j["auto_adapter"], 0);
+        assert_eq!(j["gpu"], "Big GPU");
+        let none = listing(Vec::new(), None).json();
+        assert_eq!(none["auto"], "cpu: cpu-ref");
+        assert!(none["gpu"].is_null() && none["auto_adapter"].is_null());
     }
 }

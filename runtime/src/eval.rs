@@ -4,7 +4,7 @@
 
 mod gate;
 
-pub use gate::{Gate, GateError, recorded, recorded_for};
+pub use gate::{Gate, GateError, metrics_for, recorded, recorded_for};
 
 use std::fmt;
 use std::path::Path;

@@ -1,7 +1,7 @@
 //! Registry and server answers as the CLI prints them: an artifact's
 //! summary and manifest (`tensorlet show`), registered datasets and their
 //! columns (`tensorlet dataset`), and a served model's drift scores
-//! (`tensorlet drift`). Each view is a [`Display`](fmt::Display) or a
+//! (`tensorlet drift`), predictions (`tensorlet predict`). Each view is a [`Display`](fmt::Display) or a
 //! function returning text, so the command prints it and a test reads it.
 //! [`listing`] lays out the registry's artifacts, trusted keys and keys.
 
@@ -12,6 +12,7 @@ use std::fmt;
 use tensorlet_registry::{ArtifactSummary, Dataset, SignedManifest};
 
 use crate::data::{ColumnType, SCHEMA_CATEGORIES, TableSchema};
+use crate::model::{ModelMeta, Predictions};
 use crate::run::history::training_options;
 
 /// `tensorlet show`: an artifact version's summary and its signed manifest,
@@ -199,6 +200,76 @@ pub fn drift_verdict(score: f64) -> &'static str {
     }
 }
 
+/// `tensorlet predict`'s output: per row the class name (classification) or
+/// the targets comma-separated (regression); as JSON, per row
+/// `{"label", "class", "probabilities"}`, or the target(s) by name.
+pub struct PredictionView<'a> {
+    /// What the model predicted.
+    pub predictions: &'a Predictions,
+    /// The label column (regression: the first target's).
+    pub label: &'a str,
+    /// A regression's targets when there are several.
+    pub targets: Option<&'a [String]>,
+    /// Class names by index, when the model has them.
+    pub class_names: Option<&'a [String]>,
+}
+
+impl<'a> PredictionView<'a> {
+    /// `predictions` as a model with `meta` names them.
+    pub fn of(meta: &'a ModelMeta, predictions: &'a Predictions) -> Self {
+        PredictionView {
+            predictions,
+            label: &meta.label,
+            targets: meta.targets.as_deref(),
+            class_names: meta.class_names.as_deref(),
+        }
+    }
+
+    fn class(&self, label: u32) -> String {
+        self.class_names
+            .and_then(|n| n.get(label as usize).cloned())
+            .unwrap_or_else(|| label.to_string())
+    }
+
+    /// The lines to print: one per row, or one JSON document.
+    pub fn lines(&self, json: bool) -> Vec<String> {
+        let p = self.predictions;
+        let rows: Vec<serde_json::Value> = if !p.values.is_empty() {
+            if !json {
+                return p
+                    .values
+                    .iter()
+                    .map(|v| v.iter().map(f32::to_string).collect::<Vec<_>>().join(","))
+                    .collect();
+            }
+            // One target: `{"<label>": [value]}`; several: each by name.
+            p.values
+                .iter()
+                .map(|v| match self.targets {
+                    None => serde_json::json!({ self.label: v }),
+                    Some(names) => names.iter().cloned().zip(v.iter().copied()).collect(),
+                })
+                .collect()
+        } else {
+            if !json {
+                return p.labels.iter().map(|&l| self.class(l)).collect();
+            }
+            p.labels
+                .iter()
+                .zip(&p.probabilities)
+                .map(|(&label, probs)| {
+                    serde_json::json!({
+                        "label": label,
+                        "class": self.class(label),
+                        "probabilities": probs,
+                    })
+                })
+                .collect()
+        };
+        vec![serde_json::to_string_pretty(&rows).unwrap_or_default()]
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -374,5 +445,63 @@ mod tests {
             drift_verdict(1.0),
             "inputs have drifted far from the training data"
         );
+    }
+
+    #[test]
+    fn predictions_print_as_class_names_or_targets_by_name() {
+        let classes = Predictions {
+            labels: vec![1, 0],
+            probabilities: vec![vec![0.2, 0.8], vec![0.9, 0.1]],
+            values: vec![],
+        };
+        let names = ["setosa".to_string(), "versicolor".to_string()];
+        let view = PredictionView {
+            predictions: &classes,
+            label: "species",
+            targets: None,
+            class_names: Some(&names),
+        };
+        assert_eq!(view.lines(false), ["versicolor", "setosa"]);
+        let j: serde_json::Value = serde_json::from_str(&view.lines(true)[0]).unwrap();
+        assert_eq!(j[0]["class"], "versicolor");
+        assert_eq!(
+            (
+                j[1]["label"].as_u64(),
+                j[1]["probabilities"].as_array().map(Vec::len)
+            ),
+            (Some(0), Some(2))
+        );
+        let unnamed = PredictionView {
+            class_names: None,
+            ..view
+        };
+        assert_eq!(unnamed.lines(false), ["1", "0"]);
+
+        let values = Predictions {
+            labels: vec![],
+            probabilities: vec![],
+            values: vec![vec![1.5, -2.0]],
+        };
+        let targets = ["y1".to_string(), "y2".to_string()];
+        let view = PredictionView {
+            predictions: &values,
+            label: "y1",
+            targets: Some(&targets),
+            class_names: None,
+        };
+        assert_eq!(view.lines(false), ["1.5,-2"]);
+        let j: serde_json::Value = serde_json::from_str(&view.lines(true)[0]).unwrap();
+        assert_eq!(j, json!([{"y1": 1.5, "y2": -2.0}]));
+        let one = Predictions {
+            values: vec![vec![3.0]],
+            ..values.clone()
+        };
+        let view = PredictionView {
+            predictions: &one,
+            targets: None,
+            ..view
+        };
+        let j: serde_json::Value = serde_json::from_str(&view.lines(true)[0]).unwrap();
+        assert_eq!(j, json!([{"y1": [3.0]}]));
     }
 }

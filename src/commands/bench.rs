@@ -8,8 +8,8 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use tensorlet_gpu::Device;
-use tensorlet_runtime::bench::matmul::Matmul;
 use tensorlet_runtime::bench::train::TrainBench;
+use tensorlet_runtime::bench::{self, matmul::Matmul};
 
 use crate::bundled::{EXAMPLES, LEGACY};
 use crate::common::DeviceChoice;
@@ -44,17 +44,7 @@ pub struct Devices {
 
 impl Devices {
     fn open(&self) -> Result<Vec<Device>> {
-        match self.device {
-            Some(choice) => Ok(vec![choice.open()?]),
-            None => {
-                let mut v = vec![Device::cpu()];
-                match DeviceChoice::Gpu.open() {
-                    Ok(d) => v.push(d),
-                    Err(e) => eprintln!("not measuring a GPU: {e:#}"),
-                }
-                Ok(v)
-            }
-        }
+        bench::devices(self.device.map(DeviceChoice::preference))
     }
 }
 

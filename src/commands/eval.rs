@@ -26,7 +26,7 @@ pub struct Args {
     pub json: bool,
     /// The CSV field delimiter (`;`, `|`, `\t`; default a tab for `.tsv`
     /// files and a comma otherwise).
-    #[arg(long, value_parser = crate::common::parse_delimiter)]
+    #[arg(long, value_parser = tensorlet_runtime::data::parse_delimiter)]
     pub delimiter: Option<char>,
     #[command(flatten)]
     pub device: DeviceArgs,

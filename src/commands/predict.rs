@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use tensorlet_runtime::data;
+use tensorlet_runtime::report::PredictionView;
 
 use crate::artifacts::{RegistryArgs, UnsignedArgs};
 use crate::common::{self, DeviceArgs};
@@ -24,7 +25,7 @@ pub struct Args {
     pub json: bool,
     /// The CSV field delimiter (`;`, `|`, `\t`; default a tab for `.tsv`
     /// files and a comma otherwise).
-    #[arg(long, value_parser = crate::common::parse_delimiter)]
+    #[arg(long, value_parser = tensorlet_runtime::data::parse_delimiter)]
     pub delimiter: Option<char>,
     #[command(flatten)]
     pub device: DeviceArgs,
@@ -50,45 +51,8 @@ pub fn execute(args: Args) -> Result<()> {
         delimiter,
     )?;
     let p = model.predict(rt.device(), input.x, input.rows)?;
-    if !p.values.is_empty() {
-        // Regression: the predicted target(s) of each row.
-        if args.json {
-            // One target: `{"<label>": [value]}`; several: each by name.
-            let rows: Vec<_> = p
-                .values
-                .iter()
-                .map(|v| match &model.meta.targets {
-                    None => serde_json::json!({ model.meta.label.as_str(): v }),
-                    Some(names) => names.iter().cloned().zip(v.iter().copied()).collect(),
-                })
-                .collect();
-            println!("{}", serde_json::to_string_pretty(&rows)?);
-        } else {
-            for v in &p.values {
-                let cells: Vec<String> = v.iter().map(f32::to_string).collect();
-                println!("{}", cells.join(","));
-            }
-        }
-        return Ok(());
-    }
-    if args.json {
-        let rows: Vec<_> = p
-            .labels
-            .iter()
-            .zip(&p.probabilities)
-            .map(|(&label, probs)| {
-                serde_json::json!({
-                    "label": label,
-                    "class": model.class_name(label),
-                    "probabilities": probs,
-                })
-            })
-            .collect();
-        println!("{}", serde_json::to_string_pretty(&rows)?);
-    } else {
-        for &label in &p.labels {
-            println!("{}", model.class_name(label));
-        }
+    for line in PredictionView::of(&model.meta, &p).lines(args.json) {
+        println!("{line}");
     }
     Ok(())
 }

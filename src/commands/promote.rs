@@ -79,16 +79,7 @@ fn gate(reg: &Registry, args: &PromoteArgs) -> Result<()> {
     let model = RegistryArgs::default()
         .sources()?
         .model(&rt, reg, &args.reference)?;
-    let (metrics, source) = match &args.data {
-        Some(path) => (
-            eval::score(&rt, &model, path, None)?.metrics,
-            format!("evaluated on {}", path.display()),
-        ),
-        None => (
-            eval::recorded_for(&model.meta),
-            "recorded with the version".to_string(),
-        ),
-    };
+    let (metrics, source) = eval::metrics_for(&rt, &model, args.data.as_deref())?;
     let gate = Gate {
         reference: &args.reference,
         alias: &args.to,
@@ -102,12 +93,7 @@ pub fn promote(args: PromoteArgs) -> Result<()> {
     gate(&reg, &args)?;
     if args.reference.starts_with("oci://") {
         let r = OciReference::parse(&args.reference)?;
-        let Some(selector) = &r.selector else {
-            anyhow::bail!(
-                "`{}` names no version; promote a version tag, e.g. `{r}:1.2.0`",
-                args.reference
-            );
-        };
+        let selector = r.selected("promote")?;
         let m = oci::promote(&reg, &r.remote, &r.name, selector, &args.to)
             .with_context(|| format!("cannot promote {}", args.reference))?;
         return report(&m, args.json, &format!("promoted at {}", r.remote.url()));

@@ -22,13 +22,7 @@ pub fn execute(args: Args) -> Result<()> {
     let reg = crate::artifacts::open()?;
     let (artifact, from) = if args.source.starts_with("oci://") {
         let r = OciReference::parse(&args.source)?;
-        let Some(selector) = &r.selector else {
-            bail!(
-                "{} names no tag; add the version or alias, e.g. `{}:1.2.0`",
-                args.source,
-                args.source
-            );
-        };
+        let selector = r.selected("pull")?;
         (
             oci::pull(&reg, &r.remote, &r.name, selector)?,
             r.to_string(),

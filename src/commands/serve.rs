@@ -1,17 +1,16 @@
 //! `tensorlet serve [--addr 127.0.0.1:8080] [--model ns/name@alias …]`
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use serde_json::json;
-use tensorlet_console::serving::{DeployLog, Serving};
+use tensorlet_console::serving::{self as console, DeployLog, Serving};
 use tensorlet_runtime::fleet::{Follower, Upstream, production_models};
 use tensorlet_runtime::serve::registry::{
     AuditEvents, RegistrySource, Targets, Watch, deploy, movable,
 };
-use tensorlet_runtime::serve::{ServeConfig, Server, plan};
+use tensorlet_runtime::serve::{self, ServeConfig, Server, plan};
 
 use crate::artifacts::{self, RegistryArgs};
 use crate::common::{self, DeviceArgs, LimitArgs};
@@ -101,7 +100,7 @@ pub fn execute(args: Args) -> Result<()> {
         batch_writes: args.batch_writes,
         ..ServeConfig::default()
     };
-    // The serving pages on the admin address show the last deploys.
+    // The serving pages show the last deploys.
     let deploys = Arc::new(DeployLog::new(events.clone()));
     let server = Arc::new(Server::new(device, config, deploys.clone()).with_source(source.clone()));
 
@@ -124,34 +123,32 @@ pub fn execute(args: Args) -> Result<()> {
         bail!("none of the models could be loaded (see the errors above)");
     }
 
-    let tokio = common::server_runtime()?;
-    let listener = common::listen(&tokio, &args.addr, "")?;
+    let tokio = serve::async_runtime()?;
+    let listener = serve::listen(&tokio, &args.addr, "")?;
     let admin = if args.admin_addr == "off" {
         None
     } else {
-        let l = common::listen(&tokio, &args.admin_addr, " (admin)")?;
+        // The serving pages on the admin address, beside the deploy endpoint.
+        let l = serve::listen(&tokio, &args.admin_addr, " (admin)")?;
         let loopback = l.local_addr()?.ip().is_loopback();
-        let pages =
-            tensorlet_console::serving::app(Serving::new(server.clone(), deploys), loopback);
-        let app = tensorlet_runtime::serve::admin_app(server.clone()).merge(pages);
-        Some((l, app))
+        let pages = console::app(Serving::new(server.clone(), deploys), loopback);
+        Some((l, pages))
     };
     let addr = listener.local_addr()?;
+    let admin_addr = admin.as_ref().map(|(a, _)| a.local_addr()).transpose()?;
     events.record(
         "serve.start",
         &addr.to_string(),
         json!({ "models": by_name }),
     );
-    let admin_addr = admin.as_ref().map(|(a, _)| a.local_addr()).transpose()?;
     for line in plan::endpoints(addr, &server.deployed(), admin_addr) {
         println!("{line}");
     }
 
     // Follow aliases: poll the registry, swap in what an alias points at now.
     let follow = movable(&by_name);
-    let stop = Arc::new(AtomicBool::new(false));
-    let watcher = (!follow.is_empty()).then(|| {
-        let watch = Watch {
+    let watching = (!follow.is_empty()).then(|| {
+        Watch {
             server: server.clone(),
             source: source.clone(),
             follower: follower.clone(),
@@ -161,37 +158,17 @@ pub fn execute(args: Args) -> Result<()> {
             on_move: Box::new(|reference, digest| {
                 println!("{reference} moved; deploying {digest}");
             }),
-        };
-        let stop = stop.clone();
-        std::thread::spawn(move || watch.run(&stop))
+        }
+        .start()
     });
-
-    // The admin address (deploy endpoint and serving pages) closes after
-    // the public one has drained.
-    let (stop_admin, admin_stop) = tokio::sync::watch::channel(false);
-    let admin_task = admin.map(|(l, app)| {
-        let mut stop = admin_stop.clone();
-        tokio.spawn(async move {
-            axum::serve(l, app)
-                .with_graceful_shutdown(async move {
-                    let _ = stop.changed().await;
-                })
-                .await
-        })
-    });
-    let result = tokio.block_on(tensorlet_runtime::serve::run(
+    let result = tokio.block_on(serve::run(
         server.clone(),
         listener,
-        None,
-        tensorlet_runtime::serve::shutdown_signal(),
+        admin,
+        serve::shutdown_signal(),
     ));
-    let _ = stop_admin.send(true);
-    if let Some(t) = admin_task {
-        let _ = tokio.block_on(t);
-    }
-    stop.store(true, Ordering::Relaxed);
-    if let Some(w) = watcher {
-        let _ = w.join();
+    if let Some(w) = watching {
+        w.stop();
     }
     events.record("serve.stop", &addr.to_string(), json!({}));
     println!("stopped");

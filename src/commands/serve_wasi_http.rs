@@ -40,8 +40,8 @@ pub fn execute(args: Args) -> Result<()> {
     };
     let host = WasiHttpHost::new(&bytes, limits)
         .with_context(|| format!("cannot serve {}", args.component.display()))?;
-    let tokio = crate::common::server_runtime()?;
-    let listener = crate::common::listen(&tokio, &args.addr, "")?;
+    let tokio = tensorlet_runtime::serve::async_runtime()?;
+    let listener = tensorlet_runtime::serve::listen(&tokio, &args.addr, "")?;
     println!(
         "serving {} ({what}) at http://{}",
         args.component.display(),

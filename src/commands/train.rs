@@ -13,10 +13,9 @@ use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use tensorlet_runtime::RuntimeError;
 use tensorlet_runtime::pipeline::Keep;
 use tensorlet_runtime::run::overrides::Overrides;
-use tensorlet_runtime::run::plan::{Plan, Request};
+use tensorlet_runtime::run::plan::{self, Plan, Request};
 use tensorlet_runtime::run::publish::PublishRequest;
 use tensorlet_runtime::run::{Bar, summary};
 
@@ -95,11 +94,11 @@ pub fn execute(args: Args) -> Result<()> {
             plan.run(&rt, &reg, &mut bar, stop)
         });
     let outcome = match outcome {
-        Err(e) if is_interrupted(&e) => {
+        Err(e) if plan::interrupted(&e) => {
             eprintln!("{e:#}");
             std::process::exit(EXIT_INTERRUPTED);
         }
-        other => other.map_err(common::with_limit_hint)?,
+        other => other.map_err(plan::with_limit_hint)?,
     };
     let seconds = started.elapsed().as_secs_f64();
     for line in summary::lines(&outcome, args.out.as_deref(), seconds) {
@@ -143,13 +142,4 @@ fn interrupt_flag() -> Result<Arc<AtomicBool>> {
             .context("cannot install the signal handler")?;
     }
     Ok(flag)
-}
-
-fn is_interrupted(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| {
-        matches!(
-            c.downcast_ref::<RuntimeError>(),
-            Some(RuntimeError::Interrupted)
-        )
-    })
 }

@@ -29,8 +29,8 @@ pub struct Args {
 }
 
 pub fn execute(args: Args) -> Result<()> {
-    let tokio = common::server_runtime()?;
-    let listener = common::listen(&tokio, &args.addr, " (console)")?;
+    let tokio = tensorlet_runtime::serve::async_runtime()?;
+    let listener = tensorlet_runtime::serve::listen(&tokio, &args.addr, " (console)")?;
     let addr = listener.local_addr()?;
     let mut config = ConsoleConfig::new(common::home(), addr);
     config.remote = args.registry.registry.clone().filter(|r| !r.is_empty());

@@ -931,6 +931,17 @@ pub fn check_version_tag(tag: &str, version: &str) -> Result<()> {
 }
 
 impl OciReference {
+    /// The tag or digest `what` needs (`pull`, `promote`), or an error that
+    /// shows how to name one.
+    pub fn selected(&self, what: &str) -> Result<&OciSelector> {
+        self.selector.as_ref().ok_or_else(|| {
+            RegistryError::Invalid(format!(
+                "{what} needs a version: `{self}` names no tag; add the version or alias, e.g. \
+                     `{self}:1.2.0`"
+            ))
+        })
+    }
+
     /// Checks that an artifact `name` at `version` may be pushed here: the
     /// repository ends in its name (so its dependencies are found beside it)
     /// and the tag, when given, is its version, never a digest.
@@ -957,6 +968,16 @@ impl OciReference {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_reference_without_a_tag_says_how_to_name_one() {
+        let r = OciReference::parse("oci://reg:5000/acme/iris").unwrap();
+        let e = r.selected("pull").unwrap_err().to_string();
+        assert!(e.contains("pull needs a version"), "{e}");
+        assert!(e.contains("`oci://reg:5000/acme/iris:1.2.0`"), "{e}");
+        let tagged = OciReference::parse("oci://reg:5000/acme/iris:1.2.0").unwrap();
+        assert_eq!(tagged.selected("pull").unwrap().to_string(), ":1.2.0");
+    }
 
     #[test]
     fn parses_locations_and_references() {

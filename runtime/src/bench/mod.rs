@@ -2,9 +2,10 @@
 //! instances`: matmul throughput ([`matmul`]), training runs timed as a user
 //! runs them (the `tensorlet` executable in a throwaway home; [`train`]),
 //! the PyTorch twin, resident-memory sampling, and the cost of the fresh
-//! sandbox each call gets. The command opens the devices; this measures and
+//! sandbox each call gets ([`instances`]). The command opens the devices; this measures and
 //! writes the tables.
 
+pub mod instances;
 pub mod matmul;
 pub mod train;
 
@@ -13,8 +14,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-
-use crate::Plugin;
+use tensorlet_gpu::{Device, Preference};
 
 /// One measured training run: seconds of each epoch and the last validation accuracy.
 #[derive(Clone, Debug, PartialEq)]
@@ -226,29 +226,21 @@ impl RssSamples {
     }
 }
 
-/// Mean seconds of one `Store::new` + `InstancePre::instantiate` of
-/// `plugin` over `n` instances, after 100 to warm up.
-pub fn instantiation(plugin: &Plugin, n: u32) -> crate::Result<f64> {
-    for _ in 0..100 {
-        plugin.instantiate_once()?;
+/// The devices a bench measures: the one `only` names, else the CPU and,
+/// when one opens, the GPU (saying on stderr why not).
+pub fn devices(only: Option<Preference>) -> Result<Vec<Device>> {
+    if let Some(p) = only {
+        let name = format!("{p:?}").to_lowercase();
+        return Ok(vec![
+            Device::open(p).with_context(|| format!("--device {name}"))?,
+        ]);
     }
-    let start = Instant::now();
-    for _ in 0..n {
-        plugin.instantiate_once()?;
+    let mut v = vec![Device::cpu()];
+    match Device::open(Preference::Gpu) {
+        Ok(d) => v.push(d),
+        Err(e) => eprintln!("not measuring a GPU: {e}"),
     }
-    Ok(start.elapsed().as_secs_f64() / f64::from(n))
-}
-
-/// Mean seconds of `call` over `n` calls, after 100 to warm up.
-pub fn per_call<E>(n: u32, mut call: impl FnMut() -> Result<(), E>) -> Result<f64, E> {
-    for _ in 0..100 {
-        call()?;
-    }
-    let start = Instant::now();
-    for _ in 0..n {
-        call()?;
-    }
-    Ok(start.elapsed().as_secs_f64() / f64::from(n))
+    Ok(v)
 }
 
 #[cfg(test)]
@@ -316,5 +308,15 @@ mod tests {
         assert!(rss_of(std::process::id()).is_some_and(|b| b > 0));
         let s = RssSamples(vec![(0.0, 10), (1.0, 30), (2.0, 20)]);
         assert_eq!((s.at(0.0), s.at(1.0), s.peak()), ((0.0, 10), (2.0, 20), 30));
+    }
+
+    #[test]
+    fn a_named_device_is_the_only_one_measured() {
+        let only = devices(Some(Preference::Cpu)).unwrap();
+        assert_eq!(only.len(), 1);
+        let cpu = |d: &Device| matches!(d.info().kind, tensorlet_gpu::DeviceKind::Cpu);
+        assert!(cpu(&only[0]));
+        let all = devices(None).unwrap();
+        assert!(cpu(&all[0]) && all.len() <= 2);
     }
 }

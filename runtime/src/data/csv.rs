@@ -68,6 +68,32 @@ impl Source for CsvSource {
     }
 }
 
+/// A `--delimiter`: one ASCII character other than a quote or a line break;
+/// `\t` for a tab.
+pub fn parse_delimiter(text: &str) -> Result<char, String> {
+    let c = match text {
+        "\\t" | "tab" => '\t',
+        _ => {
+            let mut chars = text.chars();
+            match (chars.next(), chars.next()) {
+                (Some(c), None) => c,
+                _ => {
+                    return Err(format!(
+                        "`{text}` is not one character; give `;`, `|` or `\\t`"
+                    ));
+                }
+            }
+        }
+    };
+    if !c.is_ascii() || matches!(c, '"' | '\n' | '\r') {
+        return Err(format!(
+            "{c:?} cannot separate fields; give one ASCII character other than a quote or a \
+             line break"
+        ));
+    }
+    Ok(c)
+}
+
 /// A CSV reader positioned after the header, and the header.
 fn open(path: &Path, delimiter: u8) -> Result<(csv::Reader<File>, Vec<String>)> {
     let file = File::open(path).map_err(|e| RuntimeError::io(path, e))?;
@@ -138,5 +164,32 @@ fn csv_err(path: &Path, e: csv::Error, width: usize) -> RuntimeError {
         ),
         csv::ErrorKind::Io(io) => data_err(path, line, None, io.to_string()),
         _ => data_err(path, line, None, e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_delimiter;
+
+    #[test]
+    fn delimiters_are_one_ascii_character() {
+        assert_eq!(parse_delimiter(";"), Ok(';'));
+        assert_eq!(parse_delimiter("\\t"), Ok('\t'));
+        assert_eq!(parse_delimiter("tab"), Ok('\t'));
+        assert!(
+            parse_delimiter(";;")
+                .unwrap_err()
+                .contains("not one character")
+        );
+        assert!(
+            parse_delimiter("\"")
+                .unwrap_err()
+                .contains("cannot separate")
+        );
+        assert!(
+            parse_delimiter("é")
+                .unwrap_err()
+                .contains("cannot separate")
+        );
     }
 }

@@ -27,6 +27,8 @@ mod csv;
 mod jsonl;
 mod parquet;
 
+pub use self::csv::parse_delimiter;
+
 use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};

@@ -1,12 +1,15 @@
 //! The promotion gate: the metrics recorded with a version, and the check
 //! of a version's metrics against requirements, audited either way.
 
+use std::path::Path;
+
 use serde_json::json;
 use tensorlet_registry::{Registry, RegistryError};
 
-use crate::Task;
 use crate::metrics::{Metrics, Requirement};
+use crate::model::Model;
 use crate::train::EpochMetrics;
+use crate::{Runtime, Task};
 
 /// The validation metrics recorded with a model's kept epoch, by the names
 /// an evaluation uses (`accuracy`, `log_loss` / `mse`, `r2`, …) and with
@@ -44,6 +47,25 @@ pub fn recorded_for(meta: &crate::model::ModelMeta) -> Metrics {
         m.insert(format!("test_{k}"), *v);
     }
     m
+}
+
+/// The metrics a gate checks for `model`: its scores on `data` when given,
+/// else those recorded with it ([`recorded_for`]); and where they came from.
+pub fn metrics_for(
+    rt: &Runtime,
+    model: &Model,
+    data: Option<&Path>,
+) -> crate::Result<(Metrics, String)> {
+    Ok(match data {
+        Some(path) => (
+            super::score(rt, model, path, None)?.metrics,
+            format!("evaluated on {}", path.display()),
+        ),
+        None => (
+            recorded_for(&model.meta),
+            "recorded with the version".to_string(),
+        ),
+    })
 }
 
 /// A promotion gate: what a version must meet before `alias` may point at it.

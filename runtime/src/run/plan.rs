@@ -16,7 +16,7 @@ use super::resume::{Recorded, check_resumable};
 use super::{Outcome, Progress, Run};
 use crate::pipeline::Pipeline;
 use crate::source::Sources;
-use crate::{LimitOverrides, Limits, Runtime};
+use crate::{LimitOverrides, Limits, Runtime, RuntimeError};
 
 /// What a command asked for.
 #[derive(Clone, Debug, Default)]
@@ -154,6 +154,29 @@ impl Plan {
     }
 }
 
+/// Whether a run failed because it was stopped (Ctrl-C, SIGTERM).
+pub fn interrupted(error: &anyhow::Error) -> bool {
+    error.chain().any(|c| {
+        matches!(
+            c.downcast_ref::<RuntimeError>(),
+            Some(RuntimeError::Interrupted)
+        )
+    })
+}
+
+/// `error` with a line saying how to raise the sandbox limit it hit, when it
+/// hit one.
+pub fn with_limit_hint(error: anyhow::Error) -> anyhow::Error {
+    let hint = error.chain().find_map(|c| {
+        c.downcast_ref::<RuntimeError>()
+            .and_then(|e| e.limit_hint())
+    });
+    match hint {
+        Some(h) => anyhow::anyhow!("{error:#}\n{h}"),
+        None => error,
+    }
+}
+
 fn limits_of(pipeline: &Pipeline, given: &LimitOverrides) -> Result<Limits> {
     let mut limits = Limits::default();
     pipeline
@@ -235,5 +258,27 @@ mod tests {
         let l = limits_of(&pipeline, &given).unwrap();
         assert_eq!(l.deadline, Duration::from_secs(5));
         assert_eq!(l.max_host_tensor_bytes, 512 << 20);
+    }
+
+    #[test]
+    fn a_failure_says_whether_it_was_a_stop_and_which_limit_it_hit() {
+        use anyhow::Context;
+        let stopped = Err::<(), _>(RuntimeError::Interrupted).context("epoch 3");
+        assert!(interrupted(&stopped.unwrap_err()));
+        let hit = RuntimeError::Plugin {
+            plugin: "mlp".into(),
+            call: "step",
+            failure: crate::PluginFailure::Deadline(Duration::from_secs(30)),
+        };
+        let e = with_limit_hint(anyhow::Error::new(hit).context("training failed"));
+        assert!(!interrupted(&e));
+        let text = e.to_string();
+        assert!(text.starts_with("training failed: "), "{text}");
+        assert!(
+            text.ends_with("\n--deadline (or the pipeline's [limits] deadline) raises the limit"),
+            "{text}"
+        );
+        let plain = with_limit_hint(anyhow::anyhow!("no such file"));
+        assert_eq!(plain.to_string(), "no such file");
     }
 }

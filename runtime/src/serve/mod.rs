@@ -946,13 +946,14 @@ async fn admin_undeploy(State(s): Shared, Path(model): Path<String>) -> Response
     }
 }
 
-/// Serves `app` on `listener` (and `admin_app` on `admin`, if given) until
-/// `shutdown` completes; then readiness turns 503, the server waits
-/// `config.drain`, stops accepting, and lets requests in flight finish.
+/// Serves `app` on `listener` (and on `admin`, if given, [`admin_app`]
+/// merged with the given pages) until `shutdown` completes; then readiness
+/// turns 503, the server waits `config.drain`, stops accepting (the admin
+/// address too), and lets requests in flight finish.
 pub async fn run(
     server: Arc<Server>,
     listener: TcpListener,
-    admin: Option<TcpListener>,
+    admin: Option<(TcpListener, Router)>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -970,8 +971,8 @@ pub async fn run(
             }
         })
     };
-    let admin_task = admin.map(|l| {
-        let app = admin_app(server.clone());
+    let admin_task = admin.map(|(l, pages)| {
+        let app = admin_app(server.clone()).merge(pages);
         let mut stop = stop_rx.clone();
         tokio::spawn(async move {
             axum::serve(l, app)
@@ -999,6 +1000,28 @@ pub async fn run(
     }
     server.flush_invocations();
     Ok(())
+}
+
+/// The multi-threaded async runtime a server runs on.
+pub fn async_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    use anyhow::Context;
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+/// A listener on `addr`, bound on `runtime`; `what` names it in the error
+/// (` (admin)`, ` (console)`).
+pub fn listen(
+    runtime: &tokio::runtime::Runtime,
+    addr: &str,
+    what: &str,
+) -> anyhow::Result<TcpListener> {
+    use anyhow::Context;
+    runtime
+        .block_on(TcpListener::bind(addr))
+        .with_context(|| format!("cannot listen on {addr}{what}"))
 }
 
 /// Completes on SIGTERM or Ctrl-C.

@@ -248,7 +248,29 @@ pub struct Watch {
     pub on_move: OnMove,
 }
 
+/// A [`Watch`] running on its own thread.
+pub struct Watching {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Watching {
+    /// Stops the watch and waits for its thread (at most one poll round).
+    pub fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.thread.join();
+    }
+}
+
 impl Watch {
+    /// Runs on a thread of its own until [`Watching::stop`].
+    pub fn start(self) -> Watching {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || self.run(&flag));
+        Watching { stop, thread }
+    }
+
     /// Runs until `stop` is set (checked every 200 ms).
     pub fn run(mut self, stop: &AtomicBool) {
         let tick = Duration::from_millis(200);
