@@ -66,30 +66,6 @@ impl DeviceArgs {
     }
 }
 
-/// Keeps GPU driver noise out of every command's output; call it first in
-/// `main`, before any thread starts.
-///
-/// Mesa's Vulkan drivers (lavapipe among them) connect to Wayland while wgpu
-/// looks for adapters, and libwayland prints "error: XDG_RUNTIME_DIR is
-/// invalid or not set in the environment." when that variable is unset or
-/// not an absolute path, as under cron, systemd services, containers and
-/// `env -i`: `--device auto` on a machine without a GPU would print it on
-/// every run. Pointing it at the temporary directory (only when it is unset
-/// or invalid) lets that connection fail quietly, as it does on any machine
-/// without a Wayland session; nothing else in tensorlet reads it.
-pub fn quiet_gpu_probe() {
-    #[cfg(all(unix, feature = "gpu"))]
-    {
-        let valid = std::env::var_os("XDG_RUNTIME_DIR")
-            .is_some_and(|d| std::path::Path::new(&d).is_absolute());
-        if !valid {
-            // SAFETY: called at the start of `main`, before any thread
-            // exists that could read the environment concurrently.
-            unsafe { std::env::set_var("XDG_RUNTIME_DIR", std::env::temp_dir()) };
-        }
-    }
-}
-
 /// `$TENSORLET_HOME`, or `~/.tensorlet`.
 pub fn home() -> PathBuf {
     if let Some(h) = std::env::var_os("TENSORLET_HOME").filter(|h| !h.is_empty()) {

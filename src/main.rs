@@ -91,7 +91,8 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    common::quiet_gpu_probe();
+    // SAFETY: the first thing `main` does; no other thread exists yet.
+    unsafe { tensorlet_gpu::listing::quiet_driver_probe() };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {

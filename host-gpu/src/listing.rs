@@ -3,6 +3,34 @@
 
 use crate::Device;
 
+/// Keeps GPU driver noise out of every command's output; call it first in a
+/// program's `main`, before any thread starts.
+///
+/// Mesa's Vulkan drivers (lavapipe among them) connect to Wayland while wgpu
+/// looks for adapters, and libwayland prints "error: XDG_RUNTIME_DIR is
+/// invalid or not set in the environment." when that variable is unset or
+/// not an absolute path, as under cron, systemd services, containers and
+/// `env -i`: `--device auto` on a machine without a GPU would print it on
+/// every run. Pointing it at the temporary directory (only when it is unset
+/// or invalid) lets that connection fail quietly, as it does on any machine
+/// without a Wayland session; nothing else in tensorlet reads it.
+///
+/// # Safety
+///
+/// It may set an environment variable: no other thread may be running.
+pub unsafe fn quiet_driver_probe() {
+    #[cfg(all(unix, feature = "wgpu"))]
+    {
+        let valid = std::env::var_os("XDG_RUNTIME_DIR")
+            .is_some_and(|d| std::path::Path::new(&d).is_absolute());
+        if !valid {
+            // SAFETY: the caller runs this before any other thread exists
+            // that could read the environment concurrently.
+            unsafe { std::env::set_var("XDG_RUNTIME_DIR", std::env::temp_dir()) };
+        }
+    }
+}
+
 /// One adapter as `tensorlet devices` shows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AdapterSummary {
