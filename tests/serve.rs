@@ -643,6 +643,160 @@ fn a_looping_plugin_does_not_hold_the_only_worker() {
     run.done.recv_timeout(Duration::from_secs(10)).unwrap();
 }
 
+/// Serving events as `kind model` lines, for assertions.
+#[derive(Default)]
+struct Recorded(std::sync::Mutex<Vec<String>>);
+
+impl tensorlet_runtime::serve::ServeEvents for Recorded {
+    fn shed(&self, name: &str, _version: &str, _reference: &str, reason: &str) {
+        self.0
+            .lock()
+            .unwrap()
+            .push(format!("shed {name}: {reason}"));
+    }
+
+    fn restored(&self, name: &str, _version: &str, _reference: &str) {
+        self.0.lock().unwrap().push(format!("restored {name}"));
+    }
+}
+
+/// A model whose requests keep running past their deadline, hammered at
+/// full concurrency, is shed alone: the healthy model beside it never sees
+/// a 503, the shed one answers 503 with the reason until a probe after the
+/// cool-down succeeds.
+#[test]
+fn a_model_that_keeps_failing_is_shed_alone_and_probed_after_its_cool_down() {
+    let rt = Runtime::new(tensorlet_runtime::RuntimeConfig {
+        limits: tensorlet_runtime::Limits {
+            deadline: Duration::from_millis(300),
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .unwrap();
+    let m = models(&rt);
+    let events = Arc::new(Recorded::default());
+    let cool_down = Duration::from_secs(2);
+    let s = Server::new(
+        rt.device().clone(),
+        ServeConfig {
+            max_concurrency: 16,
+            breaker: tensorlet_runtime::serve::breaker::BreakerConfig {
+                failures: 3,
+                cool_down,
+            },
+            ..ServeConfig::default()
+        },
+        events.clone(),
+    );
+    s.deploy(Deployment::new(
+        "iris",
+        "1.0.0",
+        "good",
+        load_model(&rt, &m.good),
+    ))
+    .unwrap();
+    let dir = misbehaving(
+        &m,
+        "bad-loop",
+        json!({ "mode": "loop", "only_above": 1000.0 }),
+    );
+    s.deploy(Deployment::new(
+        "bad-loop",
+        "1",
+        "bad-loop",
+        load_model(&rt, &dir),
+    ))
+    .unwrap();
+    let mut run = Running::start(s);
+    let a = run.addr;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    // 16 clients, the whole server's capacity, on the looping model.
+    let hammer: Vec<_> = (0..16)
+        .map(|_| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut statuses = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    statuses.push(infer(a, "bad-loop", &huge_request()).status);
+                }
+                statuses
+            })
+        })
+        .collect();
+    let healthy = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut n = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let r = infer(a, "iris", &iris_request());
+                assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+                n += 1;
+            }
+            n
+        })
+    };
+    let t0 = Instant::now();
+    let ready = |model: &str| get(a, &format!("/v2/models/{model}/ready")).json();
+    while ready("bad-loop")["ready"] == true {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "the looping model was never shed"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Shed: refused at once with the reason, for that model only.
+    let r = infer(a, "bad-loop", &iris_request());
+    assert_eq!(r.status, 503);
+    let msg = r.json()["error"].as_str().unwrap().to_string();
+    assert!(
+        msg.contains("model `bad-loop` is shed for 2s after"),
+        "{msg}"
+    );
+    assert!(msg.contains("ran past its deadline"), "{msg}");
+    let retry: u64 = r.headers["retry-after"].parse().unwrap();
+    assert!((1..=2).contains(&retry), "{retry}");
+    let reason = ready("bad-loop")["reason"].as_str().unwrap().to_string();
+    assert!(reason.contains("is shed for 2s"), "{reason}");
+    assert_eq!(ready("iris")["ready"], true);
+    assert_eq!(get(a, "/v2/health/ready").status, 200);
+    let metrics = String::from_utf8(get(a, "/metrics").body).unwrap();
+    assert!(
+        metrics.contains("tensorlet_model_shed{model=\"bad-loop\",version=\"1\"} 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("tensorlet_model_shed{model=\"iris\",version=\"1.0.0\"} 0"));
+    // The healthy model keeps answering while the hammering goes on.
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, Ordering::Relaxed);
+    let answered = healthy.join().unwrap();
+    assert!(answered >= 10, "{answered}");
+    for h in hammer {
+        let statuses = h.join().unwrap();
+        assert!(
+            statuses.iter().all(|s| [500, 503].contains(s)),
+            "{statuses:?}"
+        );
+    }
+
+    // After the cool-down one request probes; an ordinary one succeeds and
+    // the model serves again.
+    std::thread::sleep(cool_down);
+    let r = infer(a, "bad-loop", &iris_request());
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(ready("bad-loop")["ready"], true);
+    let events = events.0.lock().unwrap().clone();
+    assert_eq!(events.len(), 2, "{events:?}");
+    assert!(
+        events[0].starts_with("shed bad-loop: shed for 2s after"),
+        "{events:?}"
+    );
+    assert_eq!(events[1], "restored bad-loop");
+    run.shutdown();
+    run.done.recv_timeout(Duration::from_secs(10)).unwrap();
+}
+
 #[test]
 fn a_version_that_fails_warm_up_leaves_the_old_one_serving() {
     let rt = Runtime::new(Default::default()).unwrap();

@@ -103,6 +103,16 @@ impl ServeEvents for DeployLog {
     fn invocations(&self, counts: &[(String, String, u64)]) {
         self.inner.invocations(counts);
     }
+
+    fn shed(&self, name: &str, version: &str, reference: &str, reason: &str) {
+        self.push("shed", name, version, reference, Some(reason));
+        self.inner.shed(name, version, reference, reason);
+    }
+
+    fn restored(&self, name: &str, version: &str, reference: &str) {
+        self.push("restored", name, version, reference, None);
+        self.inner.restored(name, version, reference);
+    }
 }
 
 /// Now as `YYYY-MM-DD HH:MM:SS` (UTC).

@@ -7,6 +7,7 @@ use anyhow::{Context, Result, bail};
 use serde_json::json;
 use tensorlet_console::serving::{self as console, DeployLog, Serving};
 use tensorlet_runtime::fleet::{Follower, Upstream, production_models};
+use tensorlet_runtime::serve::breaker::BreakerConfig;
 use tensorlet_runtime::serve::registry::{
     AuditEvents, RegistrySource, Targets, Watch, deploy, movable,
 };
@@ -47,6 +48,21 @@ pub struct Args {
     /// Requests computed at once; more are answered 503 with Retry-After.
     #[arg(long, default_value_t = 64)]
     pub max_concurrency: usize,
+    /// Requests of one model computed at once; more are answered 503 with
+    /// Retry-After for that model only. Default: --max-concurrency divided
+    /// by the number of models served.
+    #[arg(long, value_name = "N")]
+    pub model_concurrency: Option<usize>,
+    /// Shed a model after this many of its requests in a row fail by its
+    /// own doing (past the deadline, trapped, over a memory limit): its
+    /// requests get 503 with Retry-After until a probe after --shed-for
+    /// succeeds. 0 never sheds.
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    pub shed_after: u32,
+    /// How long a shed model is refused before one request probes it.
+    #[arg(long, value_name = "DURATION", default_value = "30s",
+          value_parser = tensorlet_runtime::parse_duration)]
+    pub shed_for: Duration,
     /// Largest request body in bytes.
     #[arg(long, default_value_t = 4 << 20)]
     pub max_body: usize,
@@ -96,6 +112,11 @@ pub fn execute(args: Args) -> Result<()> {
         max_body_bytes: args.max_body,
         max_batch: args.max_batch,
         max_concurrency: args.max_concurrency,
+        model_concurrency: args.model_concurrency,
+        breaker: BreakerConfig {
+            failures: args.shed_after,
+            cool_down: args.shed_for,
+        },
         drain: Duration::from_millis(500),
         batch_writes: args.batch_writes,
         ..ServeConfig::default()

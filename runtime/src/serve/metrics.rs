@@ -61,6 +61,8 @@ pub struct Metrics {
     /// (model, version, column) -> served values of a category the model
     /// did not learn, set by the server.
     unknown_categories: Mutex<BTreeMap<(String, String, String), u64>>,
+    /// (model, version) -> (shed now, times shed), set by the server.
+    breakers: Mutex<BTreeMap<(String, String), (bool, u64)>>,
 }
 
 /// What one model version's requests have counted, as read by
@@ -164,6 +166,14 @@ impl Metrics {
             .lock()
             .expect("metrics lock")
             .insert(key, n);
+    }
+
+    /// Sets whether a model version is shed now and how often it was.
+    pub fn set_breaker(&self, model: &str, version: &str, shed: bool, trips: u64) {
+        self.breakers
+            .lock()
+            .expect("metrics lock")
+            .insert((model.to_string(), version.to_string()), (shed, trips));
     }
 
     /// Requests answered with `status` for a model (any version).
@@ -333,6 +343,37 @@ impl Metrics {
                 );
             }
         }
+        let breakers = self.breakers.lock().expect("metrics lock");
+        if !breakers.is_empty() {
+            let _ = writeln!(
+                w,
+                "# HELP tensorlet_model_shed Whether a model version is shed now (1): its requests kept failing by its doing (deadline, trap, memory) and are refused with 503 until a probe after the cool-down succeeds."
+            );
+            let _ = writeln!(w, "# TYPE tensorlet_model_shed gauge");
+            for ((m, v), (shed, _)) in breakers.iter() {
+                let _ = writeln!(
+                    w,
+                    "tensorlet_model_shed{{model=\"{}\",version=\"{}\"}} {}",
+                    escape(m),
+                    escape(v),
+                    u8::from(*shed)
+                );
+            }
+            let _ = writeln!(
+                w,
+                "# HELP tensorlet_model_shed_total Times a model version was shed."
+            );
+            let _ = writeln!(w, "# TYPE tensorlet_model_shed_total counter");
+            for ((m, v), (_, trips)) in breakers.iter() {
+                let _ = writeln!(
+                    w,
+                    "tensorlet_model_shed_total{{model=\"{}\",version=\"{}\"}} {trips}",
+                    escape(m),
+                    escape(v)
+                );
+            }
+        }
+        drop(breakers);
         let unknown = self.unknown_categories.lock().expect("metrics lock");
         if !unknown.is_empty() {
             let _ = writeln!(

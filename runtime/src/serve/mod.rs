@@ -33,13 +33,14 @@
 //! `POST /v2/models/{m}[/versions/{v}]/infer`, `GET /metrics`.
 
 pub mod batch;
+pub mod breaker;
 pub mod metrics;
 pub mod plan;
 pub mod registry;
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -69,6 +70,12 @@ pub struct ServeConfig {
     pub max_batch: usize,
     /// Requests computed at once (default 64); more get 503 with `Retry-After`.
     pub max_concurrency: usize,
+    /// Requests of one model version computed at once; more get 503 with
+    /// `Retry-After` for that model only. Default (`None`): a fair share,
+    /// `max_concurrency` divided by the number of models served (at least 1).
+    pub model_concurrency: Option<usize>,
+    /// When a model whose requests keep failing by its own doing is shed.
+    pub breaker: breaker::BreakerConfig,
     /// How long readiness reports 503 before the listener closes on shutdown
     /// (default 0; give load balancers time to notice in production).
     pub drain: Duration,
@@ -91,6 +98,8 @@ impl Default for ServeConfig {
             max_body_bytes: 4 << 20,
             max_batch: 1024,
             max_concurrency: 64,
+            model_concurrency: None,
+            breaker: breaker::BreakerConfig::default(),
             drain: Duration::ZERO,
             events_interval: Duration::from_secs(60),
             batch_writes: true,
@@ -110,6 +119,10 @@ pub trait ServeEvents: Send + Sync {
     fn deploy_failed(&self, _name: &str, _reference: &str, _error: &str) {}
     /// Invocations since the last report, per (model, version).
     fn invocations(&self, _counts: &[(String, String, u64)]) {}
+    /// A model version is shed (its circuit breaker opened), for `reason`.
+    fn shed(&self, _name: &str, _version: &str, _reference: &str, _reason: &str) {}
+    /// A shed model version serves again (a probe request succeeded).
+    fn restored(&self, _name: &str, _version: &str, _reference: &str) {}
 }
 
 /// Events that go nowhere.
@@ -150,6 +163,19 @@ pub struct Deployment {
     unknown: Vec<(usize, AtomicU64)>,
     invocations: AtomicU64,
     reported: AtomicU64,
+    /// Its requests being computed.
+    in_flight: AtomicUsize,
+    /// Sheds it while its requests keep failing by its doing.
+    breaker: breaker::Breaker,
+}
+
+/// Decrements a deployment's in-flight count when dropped.
+struct ModelSlot<'a>(&'a AtomicUsize);
+
+impl Drop for ModelSlot<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl Deployment {
@@ -182,7 +208,14 @@ impl Deployment {
             served: Mutex::new(Running::default()),
             invocations: AtomicU64::new(0),
             reported: AtomicU64::new(0),
+            in_flight: AtomicUsize::new(0),
+            breaker: breaker::Breaker::new(breaker::BreakerConfig::default()),
         }
+    }
+
+    /// Why it is shed, while its circuit breaker is open.
+    pub fn shed_reason(&self) -> Option<String> {
+        self.breaker.shed_reason()
     }
 
     fn features(&self) -> usize {
@@ -308,8 +341,9 @@ impl Server {
     /// Warms `d` with a one-row prediction, then swaps it in atomically. On
     /// failure the previous version keeps serving and the error is kept for
     /// the model's ready endpoint. Blocking: call off the async runtime.
-    pub fn deploy(&self, d: Deployment) -> Result<(), String> {
+    pub fn deploy(&self, mut d: Deployment) -> Result<(), String> {
         let _one_at_a_time = self.deploy_lock.lock().expect("deploy lock");
+        d.breaker = breaker::Breaker::new(self.config.breaker);
         let warm = vec![0.0f32; d.features()];
         if let Err(e) = d.model.predict(&self.device, warm, 1) {
             let msg = format!("warm-up of {} failed: {e}", d.reference);
@@ -484,6 +518,48 @@ impl Server {
         }
     }
 
+    /// Requests of one model version computed at once.
+    fn model_share(&self) -> usize {
+        let share = || self.config.max_concurrency / self.models.load().len().max(1);
+        self.config.model_concurrency.unwrap_or_else(share).max(1)
+    }
+
+    /// A slot among `d`'s share of the capacity, or the 503 saying it is full.
+    fn model_slot<'d>(&self, d: &'d Deployment) -> Result<ModelSlot<'d>, Response> {
+        let share = self.model_share();
+        if d.in_flight.fetch_add(1, Ordering::AcqRel) < share {
+            return Ok(ModelSlot(&d.in_flight));
+        }
+        d.in_flight.fetch_sub(1, Ordering::AcqRel);
+        self.metrics.shed();
+        Err(retry_after(
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "model `{}` is at its share of the server's capacity ({share} requests at \
+                     once); retry shortly",
+                    d.name
+                ),
+            ),
+            1,
+        ))
+    }
+
+    /// Reports a change of `d`'s circuit breaker.
+    fn breaker_changed(&self, d: &Deployment, change: Option<breaker::Change>) {
+        match change {
+            Some(breaker::Change::Shed(reason)) => {
+                tracing::warn!(model = %d.name, version = %d.version, "model shed: {reason}");
+                self.events.shed(&d.name, &d.version, &d.reference, &reason);
+            }
+            Some(breaker::Change::Restored) => {
+                tracing::info!(model = %d.name, version = %d.version, "model serves again");
+                self.events.restored(&d.name, &d.version, &d.reference);
+            }
+            None => {}
+        }
+    }
+
     fn find(&self, name: &str, version: Option<&str>) -> Result<Arc<Deployment>, Refusal> {
         let Some(d) = self.get(name) else {
             let served: Vec<String> = self.models.load().keys().cloned().collect();
@@ -531,9 +607,13 @@ fn ok(value: Value) -> Response {
 
 /// 503 with `Retry-After`: the device is failed or being reopened.
 fn device_unavailable(message: String) -> Response {
-    let mut r = error(StatusCode::SERVICE_UNAVAILABLE, message);
+    retry_after(error(StatusCode::SERVICE_UNAVAILABLE, message), 1)
+}
+
+/// `r` with a `Retry-After` of `seconds`.
+fn retry_after(mut r: Response, seconds: u64) -> Response {
     r.headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
     r
 }
 
@@ -625,7 +705,7 @@ async fn list_models(State(s): Shared) -> Response {
                 "versions": [d.version],
                 "platform": "tensorlet",
                 "reference": d.reference,
-                "ready": !s.recovering(),
+                "ready": !s.recovering() && d.shed_reason().is_none(),
                 "deploy_error": errors.get(&d.name),
             })
         })
@@ -661,8 +741,14 @@ fn ready_body(s: &Server, d: &Deployment) -> Response {
         .expect("errors lock")
         .get(&d.name)
         .cloned();
-    let ready = !s.recovering();
-    ok(json!({ "name": d.name, "version": d.version, "ready": ready, "deploy_error": err }))
+    let shed = d.shed_reason();
+    let ready = !s.recovering() && shed.is_none();
+    let mut body =
+        json!({ "name": d.name, "version": d.version, "ready": ready, "deploy_error": err });
+    if let Some(reason) = shed {
+        body["reason"] = json!(format!("model `{}` is {reason}", d.name));
+    }
+    ok(body)
 }
 
 async fn model_ready(State(s): Shared, Path(model): Path<String>) -> Response {
@@ -687,6 +773,12 @@ async fn render_metrics(State(s): Shared) -> Response {
         if let Some(score) = d.drift() {
             s.metrics.set_drift(&d.name, &d.version, score);
         }
+        s.metrics.set_breaker(
+            &d.name,
+            &d.version,
+            d.shed_reason().is_some(),
+            d.breaker.trips(),
+        );
         for (c, count) in &d.unknown {
             let column = &d.model.meta.feature_names[*c];
             let n = count.load(Ordering::Relaxed);
@@ -756,13 +848,15 @@ async fn infer_model(s: &Arc<Server>, d: &Arc<Deployment>, req: Request) -> Resp
     let (parts, body) = req.into_parts();
     let Ok(_permit) = s.permits.clone().try_acquire_owned() else {
         s.metrics.shed();
-        let mut r = error(
+        let r = error(
             StatusCode::SERVICE_UNAVAILABLE,
             "the server is at capacity; retry shortly",
         );
-        r.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        return r;
+        return retry_after(r, 1);
+    };
+    let _slot = match s.model_slot(d) {
+        Ok(slot) => slot,
+        Err(r) => return r,
     };
     if !s.inline {
         if let Err(e) = s.device.check() {
@@ -796,6 +890,16 @@ async fn infer_model(s: &Arc<Server>, d: &Arc<Deployment>, req: Request) -> Resp
         Ok(r) => r,
         Err(BadRequest(m)) => return error(StatusCode::BAD_REQUEST, m),
     };
+    let ticket = match d.breaker.admit(Instant::now()) {
+        Ok(t) => t,
+        Err(shed) => {
+            let message = format!("model `{}` is {}; retry later", d.name, shed.reason);
+            return retry_after(
+                error(StatusCode::SERVICE_UNAVAILABLE, message),
+                shed.retry_after,
+            );
+        }
+    };
     d.observe(&req.x);
     // On the CPU the plugins run right here, on the async worker: each runs
     // on a wasmtime fiber that yields at every epoch tick, so a slow or
@@ -814,6 +918,17 @@ async fn infer_model(s: &Arc<Server>, d: &Arc<Deployment>, req: Request) -> Resp
         let (device, dep) = (s.device.clone(), d.clone());
         tokio::task::spawn_blocking(move || dep.model.predict(&device, x, rows)).await
     };
+    let change = match &predicted {
+        Ok(Err(e)) if breaker::counts(e) => {
+            let what = match e {
+                crate::RuntimeError::Plugin { failure, .. } => failure.to_string(),
+                other => other.to_string(),
+            };
+            ticket.failed(&what, Instant::now())
+        }
+        _ => ticket.succeeded(),
+    };
+    s.breaker_changed(d, change);
     let p = match predicted {
         Ok(Ok(p)) => p,
         Ok(Err(e)) if missing && e.may_come_from_missing_values() => {

@@ -85,7 +85,8 @@ impl ModelSource for RegistrySource {
 pub type OnFailure = Box<dyn Fn(&str, &str, &str) + Send + Sync>;
 
 /// Records serving events in the audit log: `serve.deploy`,
-/// `serve.undeploy`, `serve.deploy_failed`, `serve.invocations`.
+/// `serve.undeploy`, `serve.deploy_failed`, `serve.invocations`,
+/// `serve.shed`, `serve.restored`.
 pub struct AuditEvents {
     reg: Mutex<Registry>,
     on_failure: OnFailure,
@@ -147,6 +148,22 @@ impl ServeEvents for AuditEvents {
                 json!({ "version": version, "count": n }),
             );
         }
+    }
+
+    fn shed(&self, name: &str, version: &str, reference: &str, reason: &str) {
+        self.record(
+            "serve.shed",
+            reference,
+            json!({ "model": name, "version": version, "reason": reason }),
+        );
+    }
+
+    fn restored(&self, name: &str, version: &str, reference: &str) {
+        self.record(
+            "serve.restored",
+            reference,
+            json!({ "model": name, "version": version }),
+        );
     }
 }
 
