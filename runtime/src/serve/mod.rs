@@ -524,25 +524,14 @@ impl Server {
         self.config.model_concurrency.unwrap_or_else(share).max(1)
     }
 
-    /// A slot among `d`'s share of the capacity, or the 503 saying it is full.
-    fn model_slot<'d>(&self, d: &'d Deployment) -> Result<ModelSlot<'d>, Response> {
+    /// A slot among `d`'s share of the capacity, or the share when it is full.
+    fn model_slot<'d>(&self, d: &'d Deployment) -> Result<ModelSlot<'d>, usize> {
         let share = self.model_share();
         if d.in_flight.fetch_add(1, Ordering::AcqRel) < share {
             return Ok(ModelSlot(&d.in_flight));
         }
         d.in_flight.fetch_sub(1, Ordering::AcqRel);
-        self.metrics.shed();
-        Err(retry_after(
-            error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!(
-                    "model `{}` is at its share of the server's capacity ({share} requests at \
-                     once); retry shortly",
-                    d.name
-                ),
-            ),
-            1,
-        ))
+        Err(share)
     }
 
     /// Reports a change of `d`'s circuit breaker.
@@ -856,7 +845,15 @@ async fn infer_model(s: &Arc<Server>, d: &Arc<Deployment>, req: Request) -> Resp
     };
     let _slot = match s.model_slot(d) {
         Ok(slot) => slot,
-        Err(r) => return r,
+        Err(share) => {
+            s.metrics.shed();
+            let message = format!(
+                "model `{}` is at its share of the server's capacity ({share} requests at \
+                 once); retry shortly",
+                d.name
+            );
+            return retry_after(error(StatusCode::SERVICE_UNAVAILABLE, message), 1);
+        }
     };
     if !s.inline {
         if let Err(e) = s.device.check() {
