@@ -701,6 +701,10 @@ fn a_model_that_keeps_failing_is_shed_alone_and_probed_after_its_cool_down() {
         "bad-loop",
         json!({ "mode": "loop", "only_above": 1000.0 }),
     );
+    let meta_path = dir.join("model.json");
+    let mut meta: Value = serde_json::from_slice(&std::fs::read(&meta_path).unwrap()).unwrap();
+    meta["serve_deadline"] = json!("300ms");
+    std::fs::write(&meta_path, serde_json::to_vec(&meta).unwrap()).unwrap();
     s.deploy(Deployment::new(
         "bad-loop",
         "1",
@@ -710,6 +714,12 @@ fn a_model_that_keeps_failing_is_shed_alone_and_probed_after_its_cool_down() {
     .unwrap();
     let mut run = Running::start(s);
     let a = run.addr;
+
+    // Its own deadline stops it, not the server's 30 s.
+    let r = infer(a, "bad-loop", &huge_request());
+    assert_eq!(r.status, 500);
+    let msg = r.json()["error"].as_str().unwrap().to_string();
+    assert!(msg.contains("ran past its deadline of 300ms"), "{msg}");
 
     let stop = Arc::new(AtomicBool::new(false));
     // 16 clients, the whole server's capacity, on the looping model.

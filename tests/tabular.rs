@@ -767,6 +767,16 @@ fn sandbox_limits_are_set_by_flag_or_pipeline() {
         "{err}"
     );
     ok(&train_with(&capped, &["--max-tensor-memory", "1GiB"]));
+    // The deadline a model asks for when served is recorded with it.
+    let served = write(
+        h,
+        "served.toml",
+        &format!("{base}\n[limits]\nserve_deadline = \"250ms\"\n"),
+    );
+    ok(&train_with(&served, &[]));
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(h.join("m/model.json")).unwrap()).unwrap();
+    assert_eq!(meta["serve_deadline"], "250ms", "{meta}");
     // A value that is no size or duration is refused before anything runs.
     let out = train_with(&plain, &["--deadline", "soon"]);
     let err = String::from_utf8_lossy(&out.stderr);

@@ -181,6 +181,10 @@ pub struct ModelMeta {
     /// data, for drift detection when serving.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub feature_stats: Option<Vec<FeatureStat>>,
+    /// The deadline of a served request's plugin calls, from the
+    /// pipeline's `[limits] serve_deadline` (absent: the server's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serve_deadline: Option<String>,
     /// `sha256:` of `params.safetensors`.
     pub params_digest: String,
     /// `sha256:` of `preprocessor.safetensors`.
@@ -343,6 +347,7 @@ pub fn save(
         metrics: trained.history.clone(),
         epoch: Some(trained.epoch),
         feature_stats: Some(feature_stats(&data.x, data.features())),
+        serve_deadline: pipeline.limits.serve_deadline.clone(),
         params_digest: digest(&params),
         state_digest: digest(&state),
     };
@@ -456,6 +461,9 @@ impl Model {
                 )));
             }
         }
+        if let Some(d) = &meta.serve_deadline {
+            crate::parse_duration(d).map_err(|e| bad(format!("serve_deadline: {e}")))?;
+        }
         let pinned = meta.plugins.preprocessors();
         if pinned.len() != preprocessors.len() {
             return Err(bad(format!(
@@ -559,6 +567,23 @@ impl Model {
         };
         *self.tensors.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(fresh);
         Ok(())
+    }
+
+    /// The model whose every plugin call (preprocessors and predictor) has
+    /// `deadline` instead of the runtime's.
+    pub fn with_deadline(mut self, deadline: std::time::Duration) -> Self {
+        for stage in &mut self.preprocessors.stages {
+            stage.stage.plugin = stage.stage.plugin.with_deadline(deadline);
+        }
+        self.predictor.plugin = self.predictor.plugin.with_deadline(deadline);
+        self
+    }
+
+    /// The deadline the model asks for when served (`[limits]
+    /// serve_deadline`; checked when the model was loaded).
+    pub fn serve_deadline(&self) -> Option<std::time::Duration> {
+        let text = self.meta.serve_deadline.as_deref()?;
+        crate::parse_duration(text).ok()
     }
 
     /// Predicts `rows` rows of raw features (row-major).

@@ -105,12 +105,15 @@ pub struct Pipeline {
 
 /// `[limits]`: raises (or lowers) the sandbox limits of each plugin call
 /// while training; `train --max-tensor-memory` and `--deadline` override
-/// them.
+/// them. `serve_deadline` is the model's own deadline for each request's
+/// plugin calls wherever it is served (recorded in `model.json`); a model
+/// without one gets `serve --deadline`.
 ///
 /// ```toml
 /// [limits]
 /// max_tensor_memory = "4 GiB"  # host tensors one call may hold (default 1 GiB)
 /// deadline = "2m"              # wall time of one call (default 30 s)
+/// serve_deadline = "250ms"     # wall time of a served request's calls
 /// ```
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -121,6 +124,9 @@ pub struct LimitsConfig {
     /// The wall-clock budget of one call: `"60s"`, `"2m"`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deadline: Option<String>,
+    /// The wall-clock budget of a served request's plugin calls: `"250ms"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serve_deadline: Option<String>,
 }
 
 impl LimitsConfig {
@@ -139,7 +145,16 @@ impl LimitsConfig {
             limits.deadline =
                 crate::parse_duration(d).map_err(|e| format!("limits.deadline: {e}"))?;
         }
+        self.serve_deadline()?;
         Ok(())
+    }
+
+    /// `serve_deadline`, parsed.
+    pub fn serve_deadline(&self) -> Result<Option<std::time::Duration>, String> {
+        self.serve_deadline
+            .as_deref()
+            .map(|d| crate::parse_duration(d).map_err(|e| format!("limits.serve_deadline: {e}")))
+            .transpose()
     }
 }
 
@@ -1147,6 +1162,24 @@ mod tests {
         p.limits.apply(&mut l).unwrap();
         assert_eq!(l.max_host_tensor_bytes, 2 << 30);
         assert_eq!(l.deadline, std::time::Duration::from_secs(90));
+        assert_eq!(p.limits.serve_deadline(), Ok(None));
+        let served = format!("{text}serve_deadline = \"250ms\"\n");
+        let p = Pipeline::parse(&served, Path::new("."), Path::new("p.toml")).unwrap();
+        assert_eq!(
+            p.limits.serve_deadline(),
+            Ok(Some(std::time::Duration::from_millis(250)))
+        );
+        let e = Pipeline::parse(
+            &served.replace("250ms", "0"),
+            Path::new("."),
+            Path::new("p.toml"),
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("limits.serve_deadline: `0` leaves no time"),
+            "{e}"
+        );
         let bad = text.replace("90s", "soon");
         let e = Pipeline::parse(&bad, Path::new("."), Path::new("p.toml")).unwrap_err();
         assert!(

@@ -380,6 +380,28 @@ impl Plugin {
         })
     }
 
+    /// This plugin with `deadline` for each call instead of the runtime's
+    /// (the other limits stay the runtime's).
+    pub fn with_deadline(&self, deadline: std::time::Duration) -> Plugin {
+        let shared = Arc::new(Shared {
+            engine: self.shared.engine.clone(),
+            limits: Limits {
+                deadline,
+                ..self.shared.limits.clone()
+            },
+            device: self.shared.device.clone(),
+        });
+        Plugin {
+            shared,
+            name: self.name.clone(),
+            digest: self.digest.clone(),
+            pre: self.pre.clone(),
+            exports: self.exports.clone(),
+            pre_async: self.pre_async.clone(),
+            graphs: self.graphs.clone(),
+        }
+    }
+
     /// A fresh store with the sandbox's memory cap (the caller sets the
     /// deadline).
     pub(crate) fn store(&self) -> Store<Ctx> {

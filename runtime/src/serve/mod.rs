@@ -179,8 +179,13 @@ impl Drop for ModelSlot<'_> {
 }
 
 impl Deployment {
-    /// A deployment of `model`.
+    /// A deployment of `model`, whose plugin calls get the model's own
+    /// deadline when it declares one (`[limits] serve_deadline`).
     pub fn new(name: &str, version: &str, reference: &str, model: Model) -> Self {
+        let model = match model.serve_deadline() {
+            Some(d) => model.with_deadline(d),
+            None => model,
+        };
         let train_stats = model.meta.feature_stats.as_ref().map(|s| {
             s.iter()
                 .map(|f| (f64::from(f.mean), f64::from(f.std)))
