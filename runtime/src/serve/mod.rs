@@ -840,6 +840,19 @@ const INFERENCE_HEADER_CONTENT_LENGTH: header::HeaderName =
 
 async fn infer_model(s: &Arc<Server>, d: &Arc<Deployment>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
+    // A shed model's requests are refused first, before their body is
+    // read: the refusal costs next to nothing. A probe dropped before it runs
+    // (no capacity, a bad body) lets the next request probe.
+    let ticket = match d.breaker.admit(Instant::now()) {
+        Ok(t) => t,
+        Err(shed) => {
+            let message = format!("model `{}` is {}; retry later", d.name, shed.reason);
+            return retry_after(
+                error(StatusCode::SERVICE_UNAVAILABLE, message),
+                shed.retry_after,
+            );
+        }
+    };
     let Ok(_permit) = s.permits.clone().try_acquire_owned() else {
         s.metrics.shed();
         let r = error(
@@ -891,16 +904,6 @@ async fn infer_model(s: &Arc<Server>, d: &Arc<Deployment>, req: Request) -> Resp
     {
         Ok(r) => r,
         Err(BadRequest(m)) => return error(StatusCode::BAD_REQUEST, m),
-    };
-    let ticket = match d.breaker.admit(Instant::now()) {
-        Ok(t) => t,
-        Err(shed) => {
-            let message = format!("model `{}` is {}; retry later", d.name, shed.reason);
-            return retry_after(
-                error(StatusCode::SERVICE_UNAVAILABLE, message),
-                shed.retry_after,
-            );
-        }
     };
     d.observe(&req.x);
     // On the CPU the plugins run right here, on the async worker: each runs
