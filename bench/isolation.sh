@@ -15,40 +15,10 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 name=bench/isolation.sh
 . "$root/bench/lib.sh"
-# The test-only plugin build.rs builds beside the bundled ones.
-out=$(dirname "$(ls -t "$CARGO_TARGET_DIR"/release/build/tensorlet-*/out/misbehave.wasm | head -1)")
-
 export TENSORLET_HOME="$work/home"
 "$T" demo --out "$work/home" --device cpu >/dev/null
 "$T" alias set tensorlet/iris-model production 0.1.0 >/dev/null
-"$T" keygen bench >/dev/null
-"$T" trust add "$("$T" key export bench | tail -1)" --namespace bench >/dev/null
-"$T" publish "$out/misbehave.wasm" --name bench/misbehave --version 1.0.0 --kind trainer \
-  --key bench >/dev/null
-"$T" publish "$out/standardize.wasm" --name bench/standardize --version 1.0.0 \
-  --kind preprocessor --key bench >/dev/null
-cat > "$work/loop.toml" <<'TOML'
-[pipeline]
-name = "loop"
-[data]
-label = "species"
-[preprocessor]
-ref = "bench/standardize@1.0.0"
-[trainer]
-ref = "bench/misbehave@1.0.0"
-[predictor]
-ref = "bench/misbehave@1.0.0"
-config = { mode = "loop", only_above = 1000.0 }
-[training]
-epochs = 2
-[limits]
-serve_deadline = "250ms"
-TOML
-"$T" train "$work/loop.toml" --data "$root/data/iris.csv" --key bench --model bench/loop \
-  --version 1.0.0 >/dev/null
-"$T" alias set bench/loop production 1.0.0 >/dev/null
-echo '{"inputs":[{"name":"input","shape":[1,4],"datatype":"FP32","data":[1e6,1,1,1]}]}' \
-  > "$work/loop.json"
+misbehaving_model loop '{ mode = "loop", only_above = 1000.0 }' 'serve_deadline = "250ms"'
 
 start_server "$work/serve.log" "$T" serve --addr 127.0.0.1:18490 --admin-addr off --device cpu \
   --model tensorlet/iris-model@production --model bench/loop@production
@@ -62,7 +32,7 @@ R[alone-iris]=$(load "$iris" "$work/iris.json")
 cat > "$work/loop.lua" <<LUA
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
-local f = io.open("$work/loop.json"); wrk.body = f:read("*a"); f:close()
+local f = io.open("$work/trigger.json"); wrk.body = f:read("*a"); f:close()
 LUA
 taskset -c 1 wrk -t1 -c64 -d"$((DURATION + 4))s" --latency -s "$work/loop.lua" \
   http://127.0.0.1:18490/v2/models/loop/infer > "$work/hammer.out" &

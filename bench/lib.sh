@@ -1,4 +1,4 @@
-# Shared by bench/serve.sh and bench/export.sh: settings, the tensorlet binary,
+# Shared by the bench/*.sh scripts that serve: settings, the tensorlet binary,
 # a scratch directory, servers started in their own process groups, the OIP
 # request bodies, and one wrk run per (url, body). Source it after setting
 # `root` (the repository) and `name` (the script, for messages).
@@ -80,4 +80,44 @@ table() {
     read -r rps p50 p99 bad <<< "${R[$k]}"
     printf '%-10s %-8s %12s %10s %10s %8s\n' "${k%%-*}" "${k#*-}" "$rps" "$p50" "$p99" "$bad"
   done
+}
+
+# misbehaving_model <name> <predictor config> [<[limits] line>]: publishes the
+# test plugin `misbehave` (built by build.rs beside the bundled plugins) and
+# trains `bench/<name>@1.0.0` with it as predictor (aliased production), in
+# $TENSORLET_HOME; $work/trigger.json is a request that sets it off (a value
+# above 1000, for `only_above = 1000.0`).
+misbehaving_model() {
+  local out
+  out=$(dirname "$(ls -t "$CARGO_TARGET_DIR"/release/build/tensorlet-*/out/misbehave.wasm | head -1)")
+  if ! "$T" key list 2>/dev/null | grep -q '^bench '; then
+    "$T" keygen bench >/dev/null
+    "$T" trust add "$("$T" key export bench | tail -1)" --namespace bench >/dev/null
+    "$T" publish "$out/misbehave.wasm" --name bench/misbehave --version 1.0.0 --kind trainer \
+      --key bench >/dev/null
+    "$T" publish "$out/standardize.wasm" --name bench/standardize --version 1.0.0 \
+      --kind preprocessor --key bench >/dev/null
+  fi
+  cat > "$work/$1.toml" <<TOML
+[pipeline]
+name = "$1"
+[data]
+label = "species"
+[preprocessor]
+ref = "bench/standardize@1.0.0"
+[trainer]
+ref = "bench/misbehave@1.0.0"
+[predictor]
+ref = "bench/misbehave@1.0.0"
+config = $2
+[training]
+epochs = 2
+[limits]
+${3:-}
+TOML
+  "$T" train "$work/$1.toml" --data "$root/data/iris.csv" --key bench --model "bench/$1" \
+    --version 1.0.0 >/dev/null 2>&1
+  "$T" alias set "bench/$1" production 1.0.0 >/dev/null
+  echo '{"inputs":[{"name":"input","shape":[1,4],"datatype":"FP32","data":[1e6,1,1,1]}]}' \
+    > "$work/trigger.json"
 }

@@ -117,6 +117,11 @@ pub struct LimitArgs {
     /// `90s`, `2m`, `500ms`. Overrides a pipeline's `[limits] deadline`.
     #[arg(long, value_name = "DURATION", value_parser = tensorlet_runtime::parse_duration)]
     pub deadline: Option<std::time::Duration>,
+    /// The most host-tensor memory all plugin calls of the process may hold
+    /// at once (default: half the machine's memory); a call that would go
+    /// over fails (503 when serving) instead of the process overcommitting.
+    #[arg(long, value_name = "SIZE", value_parser = tensorlet_runtime::parse_size)]
+    pub max_memory: Option<usize>,
 }
 
 impl LimitArgs {
@@ -124,6 +129,7 @@ impl LimitArgs {
     pub fn overrides(&self) -> LimitOverrides {
         LimitOverrides {
             max_host_tensor_bytes: self.max_tensor_memory,
+            max_total_host_tensor_bytes: self.max_memory,
             deadline: self.deadline,
         }
     }

@@ -14,11 +14,10 @@ mod bundled;
 mod commands;
 mod common;
 
-/// mimalloc rather than the system allocator: a served request allocates and
-/// frees hundreds of small blocks (stores, instances, tensors, JSON), and
-/// glibc's malloc spent about a seventh of the serving time on them.
+/// mimalloc for small blocks, the system allocator for large ones (see
+/// `tensorlet_runtime::alloc`).
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: tensorlet_runtime::alloc::Allocator = tensorlet_runtime::alloc::Allocator;
 
 /// Run machine-learning pipelines made of WebAssembly components.
 #[derive(Parser)]
@@ -93,6 +92,7 @@ enum Command {
 fn main() -> ExitCode {
     // SAFETY: the first thing `main` does; no other thread exists yet.
     unsafe { tensorlet_gpu::listing::quiet_driver_probe() };
+    tensorlet_runtime::alloc::return_large_blocks();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {

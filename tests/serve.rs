@@ -807,6 +807,111 @@ fn a_model_that_keeps_failing_is_shed_alone_and_probed_after_its_cool_down() {
     run.done.recv_timeout(Duration::from_secs(10)).unwrap();
 }
 
+/// 64 concurrent requests to a model that hoards host tensors cannot take
+/// the process past its budget (`--max-memory`): the hoarder is held to its
+/// share and refused with 503 beyond it, the healthy model keeps succeeding,
+/// and everything is given back after the burst.
+#[test]
+fn hoarding_requests_stay_within_the_memory_budget() {
+    let budget = 256 << 20;
+    let rt = Runtime::new(tensorlet_runtime::RuntimeConfig {
+        limits: tensorlet_runtime::Limits {
+            max_host_tensor_bytes: 64 << 20,
+            max_total_host_tensor_bytes: budget,
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .unwrap();
+    let m = models(&rt);
+    let s = iris_server(&rt, &m, ServeConfig::default());
+    let dir = misbehaving(
+        &m,
+        "hoard",
+        json!({ "mode": "host-memory", "only_above": 1000.0 }),
+    );
+    s.deploy(Deployment::new(
+        "hoard",
+        "1",
+        "hoard",
+        load_model(&rt, &dir),
+    ))
+    .unwrap();
+    let mut run = Running::start(s);
+    let a = run.addr;
+
+    let held = |a| metric(a, "tensorlet_host_tensor_bytes");
+    assert_eq!(
+        metric(a, "tensorlet_host_tensor_budget_bytes"),
+        budget as f64
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let healthy = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut n = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let r = infer(a, "iris", &iris_request());
+                assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+                n += 1;
+            }
+            n
+        })
+    };
+    let peak = Arc::new(AtomicUsize::new(0));
+    let sampler = {
+        let (stop, peak) = (stop.clone(), peak.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                peak.fetch_max(held(a) as usize, Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        })
+    };
+    let burst: Vec<_> = (0..64)
+        .map(|_| std::thread::spawn(move || infer(a, "hoard", &huge_request())))
+        .collect();
+    let replies: Vec<Reply> = burst.into_iter().map(|t| t.join().unwrap()).collect();
+    stop.store(true, Ordering::Relaxed);
+    sampler.join().unwrap();
+    assert!(healthy.join().unwrap() >= 5);
+
+    let mut over_budget = 0;
+    for r in &replies {
+        let msg = r.json()["error"].as_str().unwrap().to_string();
+        match r.status {
+            // Its own per-call cap.
+            500 => assert!(
+                msg.contains("held more than 64 MiB of host tensors"),
+                "{msg}"
+            ),
+            // Its share of the budget, or its share of the concurrency.
+            503 => {
+                if msg.contains("not enough host tensor memory") {
+                    assert!(
+                        msg.contains("model `hoard`'s budget of host tensors past 128 MiB"),
+                        "{msg}"
+                    );
+                    assert_eq!(r.headers["retry-after"], "1");
+                    over_budget += 1;
+                } else {
+                    assert!(
+                        msg.contains("at its share of the server's capacity"),
+                        "{msg}"
+                    );
+                }
+            }
+            other => panic!("{other}: {msg}"),
+        }
+    }
+    assert!(over_budget > 0, "no request was refused for memory");
+    let peak = peak.load(Ordering::Relaxed);
+    assert!(peak > 0 && peak <= budget, "{peak}");
+    assert_eq!(held(a), 0.0, "everything is given back after the burst");
+    run.shutdown();
+    run.done.recv_timeout(Duration::from_secs(10)).unwrap();
+}
+
 #[test]
 fn a_version_that_fails_warm_up_leaves_the_old_one_serving() {
     let rt = Runtime::new(Default::default()).unwrap();

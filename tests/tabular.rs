@@ -767,6 +767,16 @@ fn sandbox_limits_are_set_by_flag_or_pipeline() {
         "{err}"
     );
     ok(&train_with(&capped, &["--max-tensor-memory", "1GiB"]));
+    // The whole process's budget of host tensors stops a call that would
+    // take it past its limit, and says what raises it.
+    let err = fails(&train_with(&plain, &["--max-memory", "1 KiB"]));
+    assert!(
+        err.contains(
+            "could not hold more host tensors: that would take the process's budget \
+                      of host tensors past 1 KiB"
+        ) && err.contains("--max-memory raises the budget of the whole process"),
+        "{err}"
+    );
     // The deadline a model asks for when served is recorded with it.
     let served = write(
         h,

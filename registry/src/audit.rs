@@ -78,6 +78,24 @@ pub struct AuditReport {
     pub external: Vec<u64>,
 }
 
+impl AuditReport {
+    /// What `tensorlet audit verify` prints; `files` are the external
+    /// checkpoints, as given.
+    pub fn lines(&self, files: &[&Path]) -> Vec<String> {
+        let mut lines = vec![format!(
+            "OK {} entries; hash chain, node signatures and the checkpoint at entry {} verify",
+            self.entries, self.checkpoint
+        )];
+        for (path, seq) in files.iter().zip(&self.external) {
+            lines.push(format!(
+                "OK the log holds the checkpoint {} (entry {seq})",
+                path.display()
+            ));
+        }
+        lines
+    }
+}
+
 /// A signed statement of the log's head: how many entries it had, the
 /// newest one's hash and entry 1's hash. The node writes one to
 /// `audit.checkpoint` after every commit; `tensorlet audit checkpoint`
@@ -1014,6 +1032,22 @@ fn check_index(entries: &[AuditEntry], index: &Index) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_report_says_what_verified() {
+        let r = AuditReport {
+            entries: 12,
+            checkpoint: 12,
+            external: vec![9],
+        };
+        assert_eq!(
+            r.lines(&[Path::new("/backup/cp.json")]),
+            [
+                "OK 12 entries; hash chain, node signatures and the checkpoint at entry 12 verify",
+                "OK the log holds the checkpoint /backup/cp.json (entry 9)",
+            ]
+        );
+    }
 
     #[test]
     fn an_entry_is_one_line() {

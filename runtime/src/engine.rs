@@ -191,6 +191,10 @@ impl Runtime {
         Ok(Runtime {
             shared: Arc::new(Shared {
                 engine,
+                budgets: Arc::new([crate::budget::MemoryBudget::new(
+                    "the process",
+                    config.limits.max_total_host_tensor_bytes,
+                )]),
                 limits: config.limits,
                 device: config.device,
             }),

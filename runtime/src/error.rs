@@ -16,6 +16,10 @@ pub enum PluginFailure {
     /// Host tensors held by the call went over the cap.
     #[error("held more than {} of host tensors and was stopped", human_bytes(*.0))]
     HostTensorMemory(usize),
+    /// Its host tensors did not fit in a budget shared with other calls
+    /// (the process's `--max-memory`, or a served model's share of it).
+    #[error("could not hold more host tensors: {0}")]
+    OverBudget(crate::budget::OverBudget),
     /// The wasm stack overflowed (unbounded recursion).
     #[error("overflowed its stack (limit {}) and was stopped", human_bytes(*.0))]
     Stack(usize),
@@ -137,6 +141,18 @@ fn location(line: Option<usize>, column: Option<usize>) -> String {
 }
 
 impl RuntimeError {
+    /// Whether the call failed for want of host tensor memory that other
+    /// calls hold (retrying later may succeed).
+    pub fn over_budget(&self) -> bool {
+        matches!(
+            self,
+            RuntimeError::Plugin {
+                failure: PluginFailure::OverBudget(_),
+                ..
+            }
+        )
+    }
+
     /// Whether a missing value in the input can be why this happened: a
     /// non-finite output, or a preprocessor that refused its input (an
     /// encoder that needs imputed values).
@@ -169,6 +185,10 @@ impl RuntimeError {
                 "--max-tensor-memory (or the pipeline's [limits] max_tensor_memory) raises the \
                  limit",
             ),
+            RuntimeError::Plugin {
+                failure: PluginFailure::OverBudget(_),
+                ..
+            } => Some("--max-memory raises the budget of the whole process"),
             _ => None,
         }
     }

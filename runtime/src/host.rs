@@ -23,6 +23,7 @@ use wasmtime_wasi_nn::wit::{WasiNnCtx, WasiNnView};
 use crate::Limits;
 use crate::bindings::tensor as wit;
 use crate::bindings_v01::tensor as wit_v01;
+use crate::budget::{Charge, MemoryBudget};
 
 /// How much of a plugin's stderr is kept for error messages.
 const STDERR_CAPACITY: usize = 16 << 10;
@@ -54,6 +55,8 @@ pub(crate) struct Ctx {
     tape: Tape,
     tensor_bytes: usize,
     max_tensor_bytes: usize,
+    /// What the call holds against the shared budgets.
+    charge: Charge,
 }
 
 /// The WASI side of a [`Ctx`]: grants nothing, discards stdout and keeps
@@ -104,7 +107,13 @@ impl Ctx {
     /// A context with no filesystem, network, environment or arguments; the
     /// plugin's stdout is discarded and its stderr kept for error reports.
     /// `graphs` are the models the plugin may open with `wasi:nn` by name.
-    pub(crate) fn new(device: Device, limits: &Limits, graphs: Arc<[(String, Graph)]>) -> Self {
+    /// What its tensors hold is charged to `budgets` ([`crate::budget`]).
+    pub(crate) fn new(
+        device: Device,
+        limits: &Limits,
+        budgets: Arc<[Arc<MemoryBudget>]>,
+        graphs: Arc<[(String, Graph)]>,
+    ) -> Self {
         let inner = StoreLimitsBuilder::new()
             .memory_size(limits.max_memory_bytes)
             .instances(64)
@@ -121,6 +130,7 @@ impl Ctx {
             tape: Tape::new(device),
             tensor_bytes: 0,
             max_tensor_bytes: limits.max_host_tensor_bytes,
+            charge: Charge::new(budgets),
         }
     }
 
@@ -170,9 +180,11 @@ impl Ctx {
     /// the backward pass) to the call's tensor budget.
     pub(crate) fn push_var(&mut self, v: Var) -> wasmtime::Result<Handle> {
         self.tensor_bytes += v.value().byte_len();
-        if self.tensor_bytes + self.tape.saved_bytes() > self.max_tensor_bytes {
+        let held = self.tensor_bytes + self.tape.saved_bytes();
+        if held > self.max_tensor_bytes {
             return Err(wasmtime::Error::new(HostTensorLimit(self.max_tensor_bytes)));
         }
+        self.charge.hold(held).map_err(wasmtime::Error::new)?;
         Ok(self.table.push(v)?)
     }
 

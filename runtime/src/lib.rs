@@ -27,8 +27,10 @@
 //! # Ok::<(), tensorlet_runtime::RuntimeError>(())
 //! ```
 
+pub mod alloc;
 pub mod artifacts;
 pub mod bench;
+pub mod budget;
 pub mod chain;
 pub mod data;
 pub mod demo;
@@ -56,7 +58,8 @@ pub use error::{PluginFailure, Result, RuntimeError};
 pub use limits::{LimitOverrides, Limits, human_bytes, parse_duration, parse_size};
 pub use pipeline::Pipeline;
 pub use plugin::{
-    Abi, DataSpec, HostTraining, Mode, NamedTensors, Plugin, StepOutput, Task, instances_created,
+    Abi, CallLimits, DataSpec, HostTraining, Mode, NamedTensors, Plugin, StepOutput, Task,
+    instances_created,
 };
 pub use tensorlet_gpu as gpu;
 pub use tensorlet_registry as registry;

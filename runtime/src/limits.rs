@@ -9,6 +9,7 @@ use std::time::Duration;
 /// | `deadline` (wall time per call, host tensor ops included) | 30 s |
 /// | `max_memory_bytes` (linear memory per instance) | 256 MiB |
 /// | `max_host_tensor_bytes` (live host tensors per call) | 1 GiB |
+/// | `max_total_host_tensor_bytes` (host tensors of all calls at once) | half the machine's memory |
 /// | `max_wasm_stack_bytes` | 512 KiB |
 /// | `max_instances` (instances alive at once, pooling allocator) | 256 |
 /// | `epoch_tick` (deadline granularity) | 5 ms |
@@ -24,6 +25,9 @@ pub struct Limits {
     pub max_memory_bytes: usize,
     /// Largest total size of tensors a single call may hold on the host.
     pub max_host_tensor_bytes: usize,
+    /// Largest total size of host tensors all calls of the process may hold
+    /// at once (default: half the machine's memory); see [`crate::budget`].
+    pub max_total_host_tensor_bytes: usize,
     /// Largest wasm stack.
     pub max_wasm_stack_bytes: usize,
     /// Instances alive at once (sizes the pooling allocator).
@@ -40,6 +44,7 @@ impl Default for Limits {
             deadline: Duration::from_secs(30),
             max_memory_bytes: 256 << 20,
             max_host_tensor_bytes: 1 << 30,
+            max_total_host_tensor_bytes: crate::budget::default_process_budget(),
             max_wasm_stack_bytes: 512 << 10,
             max_instances: 256,
             epoch_tick: Duration::from_millis(5),
@@ -56,7 +61,8 @@ impl Limits {
     }
 }
 
-/// Limits given for one command (`--max-tensor-memory`, `--deadline`);
+/// Limits given for one command (`--max-tensor-memory`, `--deadline`,
+/// `--max-memory`);
 /// each replaces the default, or a pipeline's, when set.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct LimitOverrides {
@@ -64,6 +70,8 @@ pub struct LimitOverrides {
     pub max_host_tensor_bytes: Option<usize>,
     /// [`Limits::deadline`].
     pub deadline: Option<Duration>,
+    /// [`Limits::max_total_host_tensor_bytes`].
+    pub max_total_host_tensor_bytes: Option<usize>,
 }
 
 impl LimitOverrides {
@@ -74,6 +82,9 @@ impl LimitOverrides {
         }
         if let Some(d) = self.deadline {
             limits.deadline = d;
+        }
+        if let Some(m) = self.max_total_host_tensor_bytes {
+            limits.max_total_host_tensor_bytes = m;
         }
     }
 }
@@ -160,10 +171,12 @@ mod tests {
         assert_eq!(l, Limits::default());
         LimitOverrides {
             max_host_tensor_bytes: Some(4096),
+            max_total_host_tensor_bytes: Some(1 << 20),
             deadline: None,
         }
         .apply(&mut l);
         assert_eq!(l.max_host_tensor_bytes, 4096);
+        assert_eq!(l.max_total_host_tensor_bytes, 1 << 20);
         assert_eq!(l.deadline, Limits::default().deadline);
     }
 

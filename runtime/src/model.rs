@@ -570,13 +570,18 @@ impl Model {
     }
 
     /// The model whose every plugin call (preprocessors and predictor) has
-    /// `deadline` instead of the runtime's.
-    pub fn with_deadline(mut self, deadline: std::time::Duration) -> Self {
+    /// the limits of `call` instead of the runtime's.
+    pub fn with_call_limits(mut self, call: &crate::CallLimits) -> Self {
         for stage in &mut self.preprocessors.stages {
-            stage.stage.plugin = stage.stage.plugin.with_deadline(deadline);
+            stage.stage.plugin = stage.stage.plugin.with_call_limits(call);
         }
-        self.predictor.plugin = self.predictor.plugin.with_deadline(deadline);
+        self.predictor.plugin = self.predictor.plugin.with_call_limits(call);
         self
+    }
+
+    /// The process's budget of host tensor memory its calls charge.
+    pub fn process_budget(&self) -> std::sync::Arc<crate::budget::MemoryBudget> {
+        self.predictor.plugin.process_budget()
     }
 
     /// The deadline the model asks for when served (`[limits]

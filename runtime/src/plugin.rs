@@ -29,6 +29,7 @@ use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 use wasmtime_wasi_nn::Graph;
 
 use crate::Limits;
+use crate::budget::{MemoryBudget, OverBudget};
 use crate::error::{PluginFailure, Result, RuntimeError};
 use crate::host::{Ctx, Handle, HostTensorLimit};
 
@@ -37,6 +38,19 @@ pub(crate) struct Shared {
     pub(crate) engine: Engine,
     pub(crate) limits: Limits,
     pub(crate) device: Device,
+    /// The shared budgets of host tensor memory its calls charge: the
+    /// process's first, then (when served) the model's share.
+    pub(crate) budgets: Arc<[Arc<MemoryBudget>]>,
+}
+
+/// What a served model's calls get instead of the runtime's: its own
+/// deadline, its own share of the process's host-tensor budget.
+#[derive(Clone, Debug, Default)]
+pub struct CallLimits {
+    /// The deadline of each call.
+    pub deadline: Option<std::time::Duration>,
+    /// A budget charged besides the process's.
+    pub budget: Option<Arc<MemoryBudget>>,
 }
 
 /// Instances created by all plugin calls of this process.
@@ -380,16 +394,24 @@ impl Plugin {
         })
     }
 
-    /// This plugin with `deadline` for each call instead of the runtime's
-    /// (the other limits stay the runtime's).
-    pub fn with_deadline(&self, deadline: std::time::Duration) -> Plugin {
+    /// The process's budget of host tensor memory its calls charge.
+    pub fn process_budget(&self) -> Arc<MemoryBudget> {
+        self.shared.budgets[0].clone()
+    }
+
+    /// This plugin with the limits of `call` instead of the runtime's (the
+    /// others stay the runtime's).
+    pub fn with_call_limits(&self, call: &CallLimits) -> Plugin {
+        let mut budgets = self.shared.budgets.to_vec();
+        budgets.extend(call.budget.clone());
         let shared = Arc::new(Shared {
             engine: self.shared.engine.clone(),
             limits: Limits {
-                deadline,
+                deadline: call.deadline.unwrap_or(self.shared.limits.deadline),
                 ..self.shared.limits.clone()
             },
             device: self.shared.device.clone(),
+            budgets: budgets.into(),
         });
         Plugin {
             shared,
@@ -408,7 +430,12 @@ impl Plugin {
         let limits = &self.shared.limits;
         let mut store = Store::new(
             &self.shared.engine,
-            Ctx::new(self.shared.device.clone(), limits, self.graphs.clone()),
+            Ctx::new(
+                self.shared.device.clone(),
+                limits,
+                self.shared.budgets.clone(),
+                self.graphs.clone(),
+            ),
         );
         store.limiter(|c| c.limiter());
         store
@@ -963,6 +990,9 @@ fn take_named(store: &mut Store<Ctx>, named: Vec<NamedTensor>) -> wasmtime::Resu
 fn classify(e: &wasmtime::Error, store: &mut Store<Ctx>, limits: &Limits) -> PluginFailure {
     if let Some(HostTensorLimit(n)) = e.downcast_ref::<HostTensorLimit>() {
         return PluginFailure::HostTensorMemory(*n);
+    }
+    if let Some(over) = e.downcast_ref::<OverBudget>() {
+        return PluginFailure::OverBudget(over.clone());
     }
     let trap = e.downcast_ref::<Trap>().copied();
     match trap {

@@ -63,6 +63,9 @@ pub struct Metrics {
     unknown_categories: Mutex<BTreeMap<(String, String, String), u64>>,
     /// (model, version) -> (shed now, times shed), set by the server.
     breakers: Mutex<BTreeMap<(String, String), (bool, u64)>>,
+    /// (host tensor bytes held, their budget, resident set size), set by
+    /// the server.
+    memory: Mutex<Option<(usize, usize, Option<u64>)>>,
 }
 
 /// What one model version's requests have counted, as read by
@@ -166,6 +169,12 @@ impl Metrics {
             .lock()
             .expect("metrics lock")
             .insert(key, n);
+    }
+
+    /// Sets the host tensor bytes held by running calls, the process's
+    /// budget of them, and the resident set size.
+    pub fn set_memory(&self, held: usize, budget: usize, rss: Option<u64>) {
+        *self.memory.lock().expect("metrics lock") = Some((held, budget, rss));
     }
 
     /// Sets whether a model version is shed now and how often it was.
@@ -341,6 +350,28 @@ impl Metrics {
                     escape(m),
                     escape(v)
                 );
+            }
+        }
+        if let Some((held, budget, rss)) = *self.memory.lock().expect("metrics lock") {
+            let _ = writeln!(
+                w,
+                "# HELP tensorlet_host_tensor_bytes Host tensor memory held by running plugin calls."
+            );
+            let _ = writeln!(w, "# TYPE tensorlet_host_tensor_bytes gauge");
+            let _ = writeln!(w, "tensorlet_host_tensor_bytes {held}");
+            let _ = writeln!(
+                w,
+                "# HELP tensorlet_host_tensor_budget_bytes The process's budget of host tensor memory (--max-memory)."
+            );
+            let _ = writeln!(w, "# TYPE tensorlet_host_tensor_budget_bytes gauge");
+            let _ = writeln!(w, "tensorlet_host_tensor_budget_bytes {budget}");
+            if let Some(rss) = rss {
+                let _ = writeln!(
+                    w,
+                    "# HELP process_resident_memory_bytes Resident memory size in bytes."
+                );
+                let _ = writeln!(w, "# TYPE process_resident_memory_bytes gauge");
+                let _ = writeln!(w, "process_resident_memory_bytes {rss}");
             }
         }
         let breakers = self.breakers.lock().expect("metrics lock");

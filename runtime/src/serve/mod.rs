@@ -56,6 +56,7 @@ use tensorlet_gpu::{Device, DeviceError, DeviceKind};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
+use crate::budget::MemoryBudget;
 use crate::model::Model;
 use metrics::Metrics;
 use oip::{BadRequest, InputSpec};
@@ -167,6 +168,8 @@ pub struct Deployment {
     in_flight: AtomicUsize,
     /// Sheds it while its requests keep failing by its doing.
     breaker: breaker::Breaker,
+    /// Its share of the process's host-tensor budget.
+    budget: Arc<MemoryBudget>,
 }
 
 /// Decrements a deployment's in-flight count when dropped.
@@ -180,12 +183,16 @@ impl Drop for ModelSlot<'_> {
 
 impl Deployment {
     /// A deployment of `model`, whose plugin calls get the model's own
-    /// deadline when it declares one (`[limits] serve_deadline`).
+    /// deadline when it declares one (`[limits] serve_deadline`) and charge
+    /// their host tensors to the model's share of the process's budget as
+    /// well as to the process's (the server sets the share).
     pub fn new(name: &str, version: &str, reference: &str, model: Model) -> Self {
-        let model = match model.serve_deadline() {
-            Some(d) => model.with_deadline(d),
-            None => model,
+        let budget = MemoryBudget::new(format!("model `{name}`"), usize::MAX);
+        let call = crate::CallLimits {
+            deadline: model.serve_deadline(),
+            budget: Some(budget.clone()),
         };
+        let model = model.with_call_limits(&call);
         let train_stats = model.meta.feature_stats.as_ref().map(|s| {
             s.iter()
                 .map(|f| (f64::from(f.mean), f64::from(f.std)))
@@ -215,6 +222,7 @@ impl Deployment {
             reported: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
             breaker: breaker::Breaker::new(breaker::BreakerConfig::default()),
+            budget,
         }
     }
 
@@ -358,6 +366,7 @@ impl Server {
         let d = Arc::new(d);
         let mut next = (**self.models.load()).clone();
         let old = next.insert(d.name.clone(), d.clone());
+        share_memory(&next);
         self.models.store(Arc::new(next));
         self.deploy_errors
             .lock()
@@ -390,6 +399,7 @@ impl Server {
         let Some(old) = next.remove(name) else {
             return false;
         };
+        share_memory(&next);
         self.models.store(Arc::new(next));
         self.report_invocations(&old);
         self.events
@@ -582,6 +592,18 @@ impl Server {
     }
 }
 
+/// Gives each served model an equal share of the process's host-tensor
+/// budget.
+fn share_memory(models: &BTreeMap<String, Arc<Deployment>>) {
+    let Some(first) = models.values().next() else {
+        return;
+    };
+    let share = first.model.process_budget().limit() / models.len();
+    for d in models.values() {
+        d.budget.set_limit(share);
+    }
+}
+
 /// A refusal to answer, turned into an error response at the edge.
 struct Refusal(StatusCode, String);
 
@@ -763,6 +785,11 @@ async fn model_ready_v(
 }
 
 async fn render_metrics(State(s): Shared) -> Response {
+    if let Some(d) = s.models.load().values().next() {
+        let budget = d.model.process_budget();
+        let rss = crate::bench::rss_of(std::process::id());
+        s.metrics.set_memory(budget.used(), budget.limit(), rss);
+    }
     for d in s.models.load().values() {
         if let Some(score) = d.drift() {
             s.metrics.set_drift(&d.name, &d.version, score);
@@ -936,6 +963,18 @@ async fn infer_model(s: &Arc<Server>, d: &Arc<Deployment>, req: Request) -> Resp
     s.breaker_changed(d, change);
     let p = match predicted {
         Ok(Ok(p)) => p,
+        Ok(Err(e)) if e.over_budget() => {
+            s.metrics.shed();
+            return retry_after(
+                error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!(
+                        "not enough host tensor memory for this request now: {e}; retry shortly"
+                    ),
+                ),
+                1,
+            );
+        }
         Ok(Err(e)) if missing && e.may_come_from_missing_values() => {
             return error(
                 StatusCode::BAD_REQUEST,

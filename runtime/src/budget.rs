@@ -1,0 +1,179 @@
+//! Budgets of host tensor memory shared by many plugin calls: the process's
+//! ([`Limits::max_total_host_tensor_bytes`](crate::Limits), `--max-memory`),
+//! and, when serving, each model's share of it. A call charges what it holds
+//! (its tensors and what its tape keeps) to every budget it runs under as it
+//! grows, and gives it all back when it ends; a growth that would take a
+//! budget past its limit is refused, so the call fails (a 503 when serving)
+//! instead of the process overcommitting.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// Host tensor memory that calls share, up to a limit.
+#[derive(Debug)]
+pub struct MemoryBudget {
+    /// What it is, for messages: "the process", "model `iris`".
+    pub what: String,
+    limit: AtomicUsize,
+    used: AtomicUsize,
+}
+
+impl MemoryBudget {
+    /// A budget of `limit` bytes, none used.
+    pub fn new(what: impl Into<String>, limit: usize) -> Arc<Self> {
+        Arc::new(MemoryBudget {
+            what: what.into(),
+            limit: AtomicUsize::new(limit),
+            used: AtomicUsize::new(0),
+        })
+    }
+
+    /// The limit in bytes.
+    pub fn limit(&self) -> usize {
+        self.limit.load(Ordering::Relaxed)
+    }
+
+    /// Changes the limit; what is held stays held.
+    pub fn set_limit(&self, limit: usize) {
+        self.limit.store(limit, Ordering::Relaxed);
+    }
+
+    /// Bytes held by running calls now.
+    pub fn used(&self) -> usize {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    /// Takes `n` bytes if that stays within the limit.
+    fn take(&self, n: usize) -> bool {
+        let limit = self.limit();
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |u| {
+                u.checked_add(n).filter(|&t| t <= limit)
+            })
+            .is_ok()
+    }
+
+    fn give_back(&self, n: usize) {
+        self.used.fetch_sub(n, Ordering::AcqRel);
+    }
+}
+
+/// A call's growth refused by a shared budget.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "that would take {what}'s budget of host tensors past {} (it is shared by every call \
+     running)",
+    crate::human_bytes(*.limit)
+)]
+pub struct OverBudget {
+    /// Whose budget: "the process", "model `iris`".
+    pub what: String,
+    /// Its limit in bytes.
+    pub limit: usize,
+}
+
+/// What one call holds against the budgets it runs under; dropping it gives
+/// everything back.
+#[derive(Debug)]
+pub(crate) struct Charge {
+    budgets: Arc<[Arc<MemoryBudget>]>,
+    held: usize,
+}
+
+impl Charge {
+    /// A call charging `budgets`.
+    pub(crate) fn new(budgets: Arc<[Arc<MemoryBudget>]>) -> Self {
+        Charge { budgets, held: 0 }
+    }
+
+    /// Makes the call hold `total` bytes: takes the growth from every budget,
+    /// or nothing when one of them refuses. A call that shrinks keeps its
+    /// high-water mark until it ends.
+    pub(crate) fn hold(&mut self, total: usize) -> Result<(), OverBudget> {
+        let Some(more) = total.checked_sub(self.held).filter(|&m| m > 0) else {
+            return Ok(());
+        };
+        for (i, b) in self.budgets.iter().enumerate() {
+            if !b.take(more) {
+                for taken in &self.budgets[..i] {
+                    taken.give_back(more);
+                }
+                return Err(OverBudget {
+                    what: b.what.clone(),
+                    limit: b.limit(),
+                });
+            }
+        }
+        self.held = total;
+        Ok(())
+    }
+}
+
+impl Drop for Charge {
+    fn drop(&mut self) {
+        if self.held > 0 {
+            for b in self.budgets.iter() {
+                b.give_back(self.held);
+            }
+        }
+    }
+}
+
+/// A default for the process's budget: half the machine's memory (from
+/// `/proc/meminfo`), or 8 GiB where that cannot be read.
+pub fn default_process_budget() -> usize {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| mem_total(&m))
+        .map_or(8 << 30, |total| total / 2)
+}
+
+/// `MemTotal` of a `/proc/meminfo`, in bytes.
+fn mem_total(meminfo: &str) -> Option<usize> {
+    let line = meminfo.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib: usize = line.split_whitespace().nth(1)?.parse().ok()?;
+    kib.checked_mul(1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_call_holds_against_every_budget_and_gives_back_when_it_ends() {
+        let process = MemoryBudget::new("the process", 100);
+        let model = MemoryBudget::new("model `iris`", 60);
+        let both: Arc<[Arc<MemoryBudget>]> = Arc::new([process.clone(), model.clone()]);
+        let mut a = Charge::new(both.clone());
+        a.hold(40).unwrap();
+        a.hold(20).unwrap(); // shrinking keeps the high-water mark
+        assert_eq!((process.used(), model.used()), (40, 40));
+        let mut b = Charge::new(both);
+        let e = b.hold(30).unwrap_err();
+        assert_eq!(e.what, "model `iris`");
+        assert_eq!(
+            e.to_string(),
+            "that would take model `iris`'s budget of host tensors past 60 B (it is shared by \
+             every call running)"
+        );
+        // The refused growth took nothing from the process either.
+        assert_eq!(process.used(), 40);
+        b.hold(20).unwrap();
+        let mut other = Charge::new(Arc::new([process.clone()]));
+        assert!(other.hold(41).is_err());
+        other.hold(40).unwrap();
+        assert_eq!(process.used(), 100);
+        drop((a, b, other));
+        assert_eq!((process.used(), model.used()), (0, 0));
+        model.set_limit(10);
+        assert_eq!(model.limit(), 10);
+    }
+
+    #[test]
+    fn the_default_is_half_the_machines_memory() {
+        let meminfo = "MemTotal:       24579048 kB\nMemFree:         1000 kB\n";
+        assert_eq!(mem_total(meminfo), Some(24_579_048 * 1024));
+        assert_eq!(mem_total("nothing"), None);
+        assert!(default_process_budget() >= 1 << 20);
+    }
+}
