@@ -479,6 +479,43 @@ fn promote_require_gates_on_recorded_or_fresh_metrics() {
         log.contains("promote.gate") && log.contains("evaluated on"),
         "{log}"
     );
+
+    // A version trained with a held-out test split is gated on its test
+    // scores as `test_<metric>`.
+    let text = std::fs::read_to_string(h.join("iris.toml")).unwrap();
+    let with_test = text
+        .replace("name = \"iris\"", "name = \"iris-t\"")
+        .replace("[training]\n", "[training]\ntest_fraction = 0.2\n");
+    let p = write(h, "iris-t.toml", &with_test);
+    let out = ok(&tensorlet(
+        h,
+        &["train", s(&p), "--data", s(&iris), "--key", "alice"],
+    ));
+    assert!(out.contains("published acme/iris-t-model@0.1.0"), "{out}");
+    let promote_t = |require: &str| {
+        tensorlet(
+            h,
+            &[
+                "promote",
+                "acme/iris-t-model@0.1.0",
+                "--to",
+                "production",
+                "--require",
+                require,
+            ],
+        )
+    };
+    let err = fails(&promote_t("test_accuracy>1"));
+    assert!(
+        err.contains("test_accuracy is ")
+            && err.contains("and test_accuracy>1 is required (metrics recorded with the version)"),
+        "{err}"
+    );
+    let out = ok(&promote_t("test_accuracy>=0.5"));
+    assert!(
+        out.contains("promoted acme/iris-t-model@production"),
+        "{out}"
+    );
 }
 
 /// The penguins table as pandas writes it in another format.
