@@ -95,4 +95,5 @@ echo "acknowledged writes missing:        $lost"
 echo "audit verify failures after a kill: $unverified"
 echo "PRAGMA integrity_check:             $integrity"
 echo "temporary files left:               $temps"
+find "$home" -name '*.tmp*' | sed "s|^$home/|  |" | head -5
 echo "runs recorded:                      $runs"

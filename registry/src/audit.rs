@@ -617,6 +617,27 @@ fn write_file(path: &Path, cp: &AuditCheckpoint) -> Result<()> {
     durable::replace(path, &tmp, &cp.to_canonical(), true)
 }
 
+/// Removes the temporary files of checkpoint writes that were killed before
+/// their rename. Called with the lock held: no live writer has one then.
+fn remove_orphans(path: &Path) {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_stem()) else {
+        return;
+    };
+    let mut prefix = name.to_os_string();
+    prefix.push(".tmp.");
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        if e.file_name()
+            .as_encoded_bytes()
+            .starts_with(prefix.as_encoded_bytes())
+        {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
 /// Advances the signed checkpoint to `head` unless it is already there or
 /// further (concurrent writers may finish out of order): a lock file
 /// serialises writers, the file is replaced atomically. A file that is
@@ -631,6 +652,7 @@ fn write_checkpoint(path: &Path, node: &KeyPair, head: &Head) -> Result<()> {
         .open(&lock_path)
         .map_err(|e| RegistryError::io(&lock_path, e))?;
     lock.lock().map_err(|e| RegistryError::io(&lock_path, e))?;
+    remove_orphans(path);
     let since = match read_own(path, &node.public()) {
         Some(current) if current.seq >= head.seq => return Ok(()),
         Some(current) => current.since,
@@ -1087,6 +1109,24 @@ mod tests {
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
         let e = cp.write_to(Path::new("/")).unwrap_err();
         assert_eq!(e.to_string(), "/ names no file");
+    }
+
+    #[test]
+    fn a_checkpoint_write_removes_what_killed_writers_left() {
+        let node = KeyPair::generate("node").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.checkpoint");
+        for orphan in ["audit.tmp.4242", "audit.tmp.77"] {
+            std::fs::write(dir.path().join(orphan), b"half").unwrap();
+        }
+        std::fs::write(dir.path().join("audit.db"), b"kept").unwrap();
+        write_checkpoint(&path, &node, &Head::genesis()).unwrap();
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["audit.checkpoint", "audit.db", "audit.lock"]);
     }
 
     #[test]
