@@ -14,8 +14,7 @@ mod bundled;
 mod commands;
 mod common;
 
-/// mimalloc for small blocks, the system allocator for large ones (see
-/// `tensorlet_runtime::alloc`).
+/// mimalloc (see `tensorlet_runtime::alloc`).
 #[global_allocator]
 static ALLOCATOR: tensorlet_runtime::alloc::Allocator = tensorlet_runtime::alloc::Allocator;
 
@@ -92,7 +91,6 @@ enum Command {
 fn main() -> ExitCode {
     // SAFETY: the first thing `main` does; no other thread exists yet.
     unsafe { tensorlet_gpu::listing::quiet_driver_probe() };
-    tensorlet_runtime::alloc::return_large_blocks();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {

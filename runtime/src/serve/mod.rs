@@ -1166,6 +1166,7 @@ pub fn async_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     use anyhow::Context;
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .on_thread_park(crate::alloc::release_idle_memory)
         .build()
         .context("cannot start the async runtime")
 }
