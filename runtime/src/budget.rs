@@ -58,6 +58,9 @@ impl MemoryBudget {
     }
 }
 
+/// The step in which a call takes room from the budgets.
+const GRANULE: usize = 64 << 10;
+
 /// A call's growth refused by a shared budget.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error(
@@ -87,12 +90,26 @@ impl Charge {
     }
 
     /// Makes the call hold `total` bytes: takes the growth from every budget,
-    /// or nothing when one of them refuses. A call that shrinks keeps its
-    /// high-water mark until it ends.
+    /// or nothing when one of them refuses. Growth is taken in steps of
+    /// [`GRANULE`] where the budgets have room, so a call's many small
+    /// tensors touch the shared counters once, not once per tensor op. A call
+    /// that shrinks keeps its high-water mark until it ends.
     pub(crate) fn hold(&mut self, total: usize) -> Result<(), OverBudget> {
-        let Some(more) = total.checked_sub(self.held).filter(|&m| m > 0) else {
+        if total <= self.held {
             return Ok(());
-        };
+        }
+        let ahead = total.next_multiple_of(GRANULE);
+        if self.take_all(ahead - self.held).is_ok() {
+            self.held = ahead;
+            return Ok(());
+        }
+        self.take_all(total - self.held)?;
+        self.held = total;
+        Ok(())
+    }
+
+    /// Takes `more` from every budget, or from none.
+    fn take_all(&self, more: usize) -> Result<(), OverBudget> {
         for (i, b) in self.budgets.iter().enumerate() {
             if !b.take(more) {
                 for taken in &self.budgets[..i] {
@@ -104,7 +121,6 @@ impl Charge {
                 });
             }
         }
-        self.held = total;
         Ok(())
     }
 }
@@ -145,6 +161,7 @@ mod tests {
         let model = MemoryBudget::new("model `iris`", 60);
         let both: Arc<[Arc<MemoryBudget>]> = Arc::new([process.clone(), model.clone()]);
         let mut a = Charge::new(both.clone());
+        // A limit too small for a whole step is taken from exactly.
         a.hold(40).unwrap();
         a.hold(20).unwrap(); // shrinking keeps the high-water mark
         assert_eq!((process.used(), model.used()), (40, 40));
@@ -165,6 +182,16 @@ mod tests {
         assert_eq!(process.used(), 100);
         drop((a, b, other));
         assert_eq!((process.used(), model.used()), (0, 0));
+        // Where there is room, small growths take one step.
+        let roomy = MemoryBudget::new("the process", 1 << 20);
+        let mut c = Charge::new(Arc::new([roomy.clone()]));
+        c.hold(100).unwrap();
+        c.hold(5000).unwrap();
+        assert_eq!(roomy.used(), GRANULE);
+        c.hold(GRANULE + 1).unwrap();
+        assert_eq!(roomy.used(), 2 * GRANULE);
+        drop(c);
+        assert_eq!(roomy.used(), 0);
         model.set_limit(10);
         assert_eq!(model.limit(), 10);
     }

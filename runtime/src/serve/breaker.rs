@@ -30,21 +30,22 @@ impl Default for BreakerConfig {
     }
 }
 
-/// Whether a failed request counts against its model: what the model did
-/// (ran past its deadline, trapped, exceeded a memory limit), not what the
-/// request sent or the device did.
-pub fn counts(error: &RuntimeError) -> bool {
-    matches!(
-        error,
+/// What the model did, when a failed request counts against it: ran past
+/// its deadline, trapped, exceeded a memory limit; not what the request sent
+/// or the device did.
+pub fn fault(error: &RuntimeError) -> Option<&PluginFailure> {
+    match error {
         RuntimeError::Plugin {
-            failure: PluginFailure::Deadline(_)
+            failure:
+                failure @ (PluginFailure::Deadline(_)
                 | PluginFailure::Memory(_)
                 | PluginFailure::HostTensorMemory(_)
                 | PluginFailure::Stack(_)
-                | PluginFailure::Trap { .. },
+                | PluginFailure::Trap { .. }),
             ..
-        }
-    )
+        } => Some(failure),
+        _ => None,
+    }
 }
 
 /// A request refused because its model is shed.
@@ -201,7 +202,7 @@ impl Ticket<'_> {
         self.breaker.succeeded(self.admission)
     }
 
-    /// The request failed by the model's doing (see [`counts`]); `what`
+    /// The request failed by the model's doing (see [`fault`]); `what`
     /// says how, for the reason.
     pub fn failed(mut self, what: &str, now: Instant) -> Option<Change> {
         self.done = true;
@@ -315,10 +316,11 @@ mod tests {
             call: "predict",
             failure,
         };
-        assert!(counts(&plugin(PluginFailure::Deadline(COOL))));
-        assert!(counts(&plugin(PluginFailure::Stack(1))));
-        assert!(!counts(&plugin(PluginFailure::Error("bad row".into()))));
-        assert!(!counts(&plugin(PluginFailure::NonFinite("nan".into()))));
-        assert!(!counts(&RuntimeError::Interrupted));
+        let deadline = plugin(PluginFailure::Deadline(COOL));
+        assert!(matches!(fault(&deadline), Some(PluginFailure::Deadline(d)) if *d == COOL));
+        assert!(fault(&plugin(PluginFailure::Stack(1))).is_some());
+        assert!(fault(&plugin(PluginFailure::Error("bad row".into()))).is_none());
+        assert!(fault(&plugin(PluginFailure::NonFinite("nan".into()))).is_none());
+        assert!(fault(&RuntimeError::Interrupted).is_none());
     }
 }

@@ -950,15 +950,13 @@ async fn infer_model(s: &Arc<Server>, d: &Arc<Deployment>, req: Request) -> Resp
         let (device, dep) = (s.device.clone(), d.clone());
         tokio::task::spawn_blocking(move || dep.model.predict(&device, x, rows)).await
     };
-    let change = match &predicted {
-        Ok(Err(e)) if breaker::counts(e) => {
-            let what = match e {
-                crate::RuntimeError::Plugin { failure, .. } => failure.to_string(),
-                other => other.to_string(),
-            };
-            ticket.failed(&what, Instant::now())
-        }
-        _ => ticket.succeeded(),
+    let fault = match &predicted {
+        Ok(Err(e)) => breaker::fault(e),
+        _ => None,
+    };
+    let change = match fault {
+        Some(f) => ticket.failed(&f.to_string(), Instant::now()),
+        None => ticket.succeeded(),
     };
     s.breaker_changed(d, change);
     let p = match predicted {
