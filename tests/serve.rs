@@ -474,13 +474,45 @@ fn caller_mistakes_get_4xx_with_a_sentence_never_5xx() {
 
 /// A copy of the misbehave model whose predictor runs with `config`.
 fn misbehaving(m: &Models, name: &str, config: Value) -> PathBuf {
+    misbehaving_with(m, name, config, |_| {})
+}
+
+/// [`misbehaving`], with its `model.json` changed by `edit` too.
+fn misbehaving_with(
+    m: &Models,
+    name: &str,
+    config: Value,
+    edit: impl FnOnce(&mut Value),
+) -> PathBuf {
     let dir = m.misbehave.with_file_name(name);
     copy_dir(&m.misbehave, &dir);
     let path = dir.join("model.json");
     let mut meta: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
     meta["plugins"]["predictor"]["config"] = config;
+    edit(&mut meta);
     std::fs::write(&path, serde_json::to_vec(&meta).unwrap()).unwrap();
     dir
+}
+
+/// Deploys the model in `dir` on `s` as `name`, version 1.
+fn deploy_dir(s: &Server, rt: &Runtime, name: &str, dir: &Path) {
+    s.deploy(Deployment::new(name, "1", name, load_model(rt, dir)))
+        .unwrap();
+}
+
+/// A client sending iris requests until `stop`, each of which must
+/// succeed; it returns how many it sent.
+fn healthy_client(a: SocketAddr, stop: &Arc<AtomicBool>) -> std::thread::JoinHandle<usize> {
+    let stop = stop.clone();
+    std::thread::spawn(move || {
+        let mut n = 0;
+        while !stop.load(Ordering::Relaxed) {
+            let r = infer(a, "iris", &iris_request());
+            assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+            n += 1;
+        }
+        n
+    })
 }
 
 /// The value of an unlabelled metric on `/metrics`.
@@ -521,8 +553,7 @@ fn a_misbehaving_model_fails_its_own_requests_while_others_keep_succeeding() {
     ];
     for (name, mode, _) in bad {
         let dir = misbehaving(&m, name, json!({ "mode": mode, "only_above": 1000.0 }));
-        s.deploy(Deployment::new(name, "1", name, load_model(&rt, &dir)))
-            .unwrap();
+        deploy_dir(&s, &rt, name, &dir);
     }
     let mut run = Running::start(s);
     let a = run.addr;
@@ -594,13 +625,7 @@ fn a_looping_plugin_does_not_hold_the_only_worker() {
         "bad-loop",
         json!({ "mode": "loop", "only_above": 1000.0 }),
     );
-    s.deploy(Deployment::new(
-        "bad-loop",
-        "1",
-        "bad-loop",
-        load_model(&rt, &dir),
-    ))
-    .unwrap();
+    deploy_dir(&s, &rt, "bad-loop", &dir);
     let mut run = Running::with_workers(s, 1);
     let a = run.addr;
 
@@ -696,22 +721,13 @@ fn a_model_that_keeps_failing_is_shed_alone_and_probed_after_its_cool_down() {
         load_model(&rt, &m.good),
     ))
     .unwrap();
-    let dir = misbehaving(
+    let dir = misbehaving_with(
         &m,
         "bad-loop",
         json!({ "mode": "loop", "only_above": 1000.0 }),
+        |meta| meta["serve_deadline"] = json!("300ms"),
     );
-    let meta_path = dir.join("model.json");
-    let mut meta: Value = serde_json::from_slice(&std::fs::read(&meta_path).unwrap()).unwrap();
-    meta["serve_deadline"] = json!("300ms");
-    std::fs::write(&meta_path, serde_json::to_vec(&meta).unwrap()).unwrap();
-    s.deploy(Deployment::new(
-        "bad-loop",
-        "1",
-        "bad-loop",
-        load_model(&rt, &dir),
-    ))
-    .unwrap();
+    deploy_dir(&s, &rt, "bad-loop", &dir);
     let mut run = Running::start(s);
     let a = run.addr;
 
@@ -735,18 +751,7 @@ fn a_model_that_keeps_failing_is_shed_alone_and_probed_after_its_cool_down() {
             })
         })
         .collect();
-    let healthy = {
-        let stop = stop.clone();
-        std::thread::spawn(move || {
-            let mut n = 0;
-            while !stop.load(Ordering::Relaxed) {
-                let r = infer(a, "iris", &iris_request());
-                assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
-                n += 1;
-            }
-            n
-        })
-    };
+    let healthy = healthy_client(a, &stop);
     let t0 = Instant::now();
     let ready = |model: &str| get(a, &format!("/v2/models/{model}/ready")).json();
     while ready("bad-loop")["ready"] == true {
@@ -830,13 +835,7 @@ fn hoarding_requests_stay_within_the_memory_budget() {
         "hoard",
         json!({ "mode": "host-memory", "only_above": 1000.0 }),
     );
-    s.deploy(Deployment::new(
-        "hoard",
-        "1",
-        "hoard",
-        load_model(&rt, &dir),
-    ))
-    .unwrap();
+    deploy_dir(&s, &rt, "hoard", &dir);
     let mut run = Running::start(s);
     let a = run.addr;
 
@@ -846,18 +845,7 @@ fn hoarding_requests_stay_within_the_memory_budget() {
         budget as f64
     );
     let stop = Arc::new(AtomicBool::new(false));
-    let healthy = {
-        let stop = stop.clone();
-        std::thread::spawn(move || {
-            let mut n = 0;
-            while !stop.load(Ordering::Relaxed) {
-                let r = infer(a, "iris", &iris_request());
-                assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
-                n += 1;
-            }
-            n
-        })
-    };
+    let healthy = healthy_client(a, &stop);
     let peak = Arc::new(AtomicUsize::new(0));
     let sampler = {
         let (stop, peak) = (stop.clone(), peak.clone());
