@@ -33,6 +33,7 @@ use std::sync::{LazyLock, OnceLock};
 use common::*;
 use tensorlet_runtime::model::{self, Model, Predictions};
 use tensorlet_runtime::pipeline::PluginSource;
+use tensorlet_runtime::train::PipelinePlugins;
 use tensorlet_runtime::{
     Abi, DataSpec, NamedTensors, Pipeline, Plugin, Runtime, RuntimeConfig, Task, data, train,
 };
@@ -162,9 +163,7 @@ fn values(rt: &Runtime, named: &NamedTensors) -> Vec<(String, Vec<f32>)> {
 fn run(rt: &Runtime, pipeline: &Pipeline, csv: &str, out: &Path) -> Outcome {
     let ds =
         data::load_labeled(&data(csv), pipeline.data.label.as_ref().map(|l| l.first())).unwrap();
-    let plugins = pipeline
-        .load_plugins(rt, &unsigned_resolver(resolve))
-        .unwrap();
+    let plugins = PipelinePlugins::load(pipeline, rt, &unsigned_resolver(resolve)).unwrap();
     let trained = train::train(
         rt.device(),
         &plugins,

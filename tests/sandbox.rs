@@ -4,6 +4,7 @@
 mod common;
 
 use common::*;
+use tensorlet_runtime::train::PipelinePlugins;
 use tensorlet_runtime::{DataSpec, PluginFailure, Runtime, RuntimeError, Task};
 
 fn config(mode: &str) -> String {
@@ -288,9 +289,7 @@ fn train_error(rt: &Runtime, stage: &str, mode: &str) -> String {
         )),
         other => panic!("unexpected {other:?}"),
     };
-    let plugins = pipeline
-        .load_plugins(rt, &unsigned_resolver(resolve))
-        .unwrap();
+    let plugins = PipelinePlugins::load(&pipeline, rt, &unsigned_resolver(resolve)).unwrap();
     tensorlet_runtime::train::train(rt.device(), &plugins, &data, &pipeline.training, 3, &mut ())
         .unwrap_err()
         .to_string()
@@ -345,8 +344,7 @@ fn a_plugin_of_the_wrong_kind_is_refused() {
         }
         other => panic!("unexpected {other:?}"),
     };
-    let e = pipeline
-        .load_plugins(&rt, &unsigned_resolver(resolve))
+    let e = PipelinePlugins::load(&pipeline, &rt, &unsigned_resolver(resolve))
         .err()
         .unwrap()
         .to_string();

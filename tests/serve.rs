@@ -18,6 +18,7 @@ use serde_json::{Value, json};
 use tensorlet_runtime::model::Model;
 use tensorlet_runtime::pipeline::PluginSource;
 use tensorlet_runtime::serve::{Deployment, ModelSource, NoEvents, ServeConfig, Server};
+use tensorlet_runtime::train::PipelinePlugins;
 use tensorlet_runtime::{Pipeline, Runtime, data, model, train};
 
 /// Trains iris with `trainer` and `predictor` (plugin stems) into `out`; a
@@ -58,9 +59,7 @@ fn train_pipeline(rt: &Runtime, text: &str, table: &Path, out: &Path) {
         )),
         other => panic!("unexpected {other:?}"),
     };
-    let plugins = pipeline
-        .load_plugins(rt, &unsigned_resolver(resolve))
-        .unwrap();
+    let plugins = PipelinePlugins::load(&pipeline, rt, &unsigned_resolver(resolve)).unwrap();
     let trained = train::train(
         rt.device(),
         &plugins,

@@ -5,6 +5,7 @@ mod common;
 use common::*;
 use tensorlet_runtime::model::{self, Model};
 use tensorlet_runtime::pipeline::PluginSource;
+use tensorlet_runtime::train::PipelinePlugins;
 use tensorlet_runtime::{Pipeline, Runtime, RuntimeConfig, data, train};
 
 fn resolve(s: &PluginSource) -> tensorlet_runtime::Result<(String, Vec<u8>)> {
@@ -25,9 +26,7 @@ fn train_into(rt: &Runtime, name: &str, seed: u64, out: &std::path::Path) -> (Ve
         pipeline.data.label.as_ref().map(|l| l.first()),
     )
     .unwrap();
-    let plugins = pipeline
-        .load_plugins(rt, &unsigned_resolver(resolve))
-        .unwrap();
+    let plugins = PipelinePlugins::load(&pipeline, rt, &unsigned_resolver(resolve)).unwrap();
     let trained = train::train(
         rt.device(),
         &plugins,
@@ -182,9 +181,7 @@ fn a_resumed_run_ends_with_the_params_of_an_uninterrupted_one() {
             pipeline.data.label.as_ref().map(|l| l.first()),
         )
         .unwrap();
-        let plugins = pipeline
-            .load_plugins(&rt, &unsigned_resolver(resolve))
-            .unwrap();
+        let plugins = PipelinePlugins::load(&pipeline, &rt, &unsigned_resolver(resolve)).unwrap();
         let run = |obs: &mut Checkpoints, resume| {
             train::train_from(
                 &dev,

@@ -113,6 +113,7 @@ mod dtype;
 mod error;
 pub mod listing;
 mod math;
+pub mod named;
 mod nd;
 pub mod optim;
 pub mod rng;

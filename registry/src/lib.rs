@@ -58,7 +58,6 @@ pub mod http;
 mod index;
 mod keys;
 mod manifest;
-#[cfg(feature = "http")]
 pub mod oci;
 mod promotion;
 mod publish;

@@ -17,48 +17,59 @@ use crate::manifest::SignedManifest;
 use crate::trust;
 use crate::verified::VerifiedArtifact;
 
-/// Checks a signed manifest on `conn`: signed, the key id matches the key,
-/// the signature verifies (`verify_strict`) over the canonical manifest, and
-/// the trust policy allows the key for the manifest's namespace. Returns the
+impl SignedManifest {
+    /// The key that signed this manifest, checked: signed, the key id
+    /// matches the key, and the signature verifies (`verify_strict`) over
+    /// the canonical manifest. Whether that key is trusted is the trust
+    /// policy's question ([`crate::Registry::verify`] asks both).
+    pub fn signer(&self) -> Result<PublicKey> {
+        let m = &self.manifest;
+        let refuse = |key_id: &str, reason: String| RegistryError::Refused {
+            artifact: m.reference(),
+            key_id: key_id.to_string(),
+            reason,
+        };
+        let Some(sig) = &self.signature else {
+            return Err(refuse(
+                "none",
+                "it is unsigned; publish it with `tensorlet publish … --key <name>` (only \
+                 `--allow-unsigned`, for local development, runs unsigned code)"
+                    .into(),
+            ));
+        };
+        let key = PublicKey::parse(&sig.public_key).map_err(|_| {
+            refuse(
+                &sig.key_id,
+                "its signature carries a malformed public key".into(),
+            )
+        })?;
+        if key.key_id() != sig.key_id {
+            return Err(refuse(
+                &sig.key_id,
+                format!(
+                    "the signature's key id does not match its public key (which has id {})",
+                    key.key_id()
+                ),
+            ));
+        }
+        if !key.verify(&m.canonical_bytes(), &sig.signature) {
+            return Err(refuse(
+                &sig.key_id,
+                "the signature does not verify over the manifest: the manifest or its signature \
+                 was altered"
+                    .into(),
+            ));
+        }
+        Ok(key)
+    }
+}
+
+/// Checks a signed manifest on `conn`: [`SignedManifest::signer`], and the
+/// trust policy allows the key for the manifest's namespace. Returns the
 /// key id.
 pub(crate) fn signature(db: &Db, conn: &Connection, signed: &SignedManifest) -> Result<String> {
+    let key = signed.signer()?;
     let m = &signed.manifest;
-    let refuse = |key_id: &str, reason: String| RegistryError::Refused {
-        artifact: m.reference(),
-        key_id: key_id.to_string(),
-        reason,
-    };
-    let Some(sig) = &signed.signature else {
-        return Err(refuse(
-            "none",
-            "it is unsigned; publish it with `tensorlet publish … --key <name>` (only \
-             `--allow-unsigned`, for local development, runs unsigned code)"
-                .into(),
-        ));
-    };
-    let key = PublicKey::parse(&sig.public_key).map_err(|_| {
-        refuse(
-            &sig.key_id,
-            "its signature carries a malformed public key".into(),
-        )
-    })?;
-    if key.key_id() != sig.key_id {
-        return Err(refuse(
-            &sig.key_id,
-            format!(
-                "the signature's key id does not match its public key (which has id {})",
-                key.key_id()
-            ),
-        ));
-    }
-    if !key.verify(&m.canonical_bytes(), &sig.signature) {
-        return Err(refuse(
-            &sig.key_id,
-            "the signature does not verify over the manifest: the manifest or its signature \
-             was altered"
-                .into(),
-        ));
-    }
     trust::check(db, conn, &m.reference(), &key, m.namespace())
 }
 

@@ -135,21 +135,7 @@ impl Drop for Charge {
     }
 }
 
-/// A default for the process's budget: half the machine's memory (from
-/// `/proc/meminfo`), or 8 GiB where that cannot be read.
-pub fn default_process_budget() -> usize {
-    std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|m| mem_total(&m))
-        .map_or(8 << 30, |total| total / 2)
-}
-
-/// `MemTotal` of a `/proc/meminfo`, in bytes.
-fn mem_total(meminfo: &str) -> Option<usize> {
-    let line = meminfo.lines().find(|l| l.starts_with("MemTotal:"))?;
-    let kib: usize = line.split_whitespace().nth(1)?.parse().ok()?;
-    kib.checked_mul(1024)
-}
+pub use tensorlet_formats::limits::default_process_budget;
 
 #[cfg(test)]
 mod tests {
@@ -194,13 +180,5 @@ mod tests {
         assert_eq!(roomy.used(), 0);
         model.set_limit(10);
         assert_eq!(model.limit(), 10);
-    }
-
-    #[test]
-    fn the_default_is_half_the_machines_memory() {
-        let meminfo = "MemTotal:       24579048 kB\nMemFree:         1000 kB\n";
-        assert_eq!(mem_total(meminfo), Some(24_579_048 * 1024));
-        assert_eq!(mem_total("nothing"), None);
-        assert!(default_process_budget() >= 1 << 20);
     }
 }

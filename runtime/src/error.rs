@@ -1,7 +1,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::limits::human_bytes;
+use crate::human_bytes;
 
 /// What went wrong inside a plugin call. Every variant stops only that call.
 #[derive(Debug, thiserror::Error)]
@@ -89,7 +89,7 @@ pub enum RuntimeError {
         source: std::io::Error,
     },
     /// A data file is malformed.
-    #[error("{}{}: {message}", .path.display(), location(*.line, *.column))]
+    #[error("{}{}: {message}", .path.display(), tensorlet_formats::location(*.line, *.column))]
     Data {
         /// The file.
         path: PathBuf,
@@ -130,14 +130,6 @@ pub enum RuntimeError {
     /// Training was stopped before it finished.
     #[error("training was interrupted")]
     Interrupted,
-}
-
-fn location(line: Option<usize>, column: Option<usize>) -> String {
-    match (line, column) {
-        (Some(l), Some(c)) => format!(":{l}:{c}"),
-        (Some(l), None) => format!(":{l}"),
-        _ => String::new(),
-    }
 }
 
 impl RuntimeError {
@@ -213,6 +205,27 @@ impl RuntimeError {
 
 /// Result alias of this crate.
 pub type Result<T, E = RuntimeError> = std::result::Result<T, E>;
+
+impl From<tensorlet_formats::Error> for RuntimeError {
+    fn from(e: tensorlet_formats::Error) -> Self {
+        use tensorlet_formats::Error as F;
+        match e {
+            F::Io { path, source } => RuntimeError::Io { path, source },
+            F::Data {
+                path,
+                line,
+                column,
+                message,
+            } => RuntimeError::Data {
+                path,
+                line,
+                column,
+                message,
+            },
+            F::Pipeline { path, message } => RuntimeError::Pipeline { path, message },
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -32,7 +32,6 @@ pub mod artifacts;
 pub mod bench;
 pub mod budget;
 pub mod chain;
-pub mod data;
 pub mod demo;
 mod engine;
 mod error;
@@ -40,12 +39,10 @@ pub mod eval;
 pub mod export;
 pub mod fleet;
 mod host;
-mod limits;
 pub mod lineage;
 pub mod metrics;
 pub mod model;
 mod nn;
-pub mod pipeline;
 mod plugin;
 pub mod report;
 pub mod run;
@@ -55,12 +52,14 @@ pub mod train;
 
 pub use engine::{ComponentInfo, Runtime, RuntimeConfig, digest};
 pub use error::{PluginFailure, Result, RuntimeError};
-pub use limits::{LimitOverrides, Limits, human_bytes, parse_duration, parse_size};
-pub use pipeline::Pipeline;
 pub use plugin::{
     Abi, CallLimits, DataSpec, HostTraining, Mode, NamedTensors, Plugin, StepOutput, Task,
     instances_created,
 };
+pub use tensorlet_formats::limits::{
+    LimitOverrides, Limits, human_bytes, parse_duration, parse_size,
+};
+pub use tensorlet_formats::{Pipeline, data, pipeline};
 pub use tensorlet_gpu as gpu;
 pub use tensorlet_registry as registry;
 

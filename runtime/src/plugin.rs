@@ -20,7 +20,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use tensorlet_gpu::autodiff::Var;
-use tensorlet_gpu::optim::{LrSchedule, Optimizer};
 use tensorlet_gpu::{Device, DeviceError, Tensor};
 use wasmtime::component::{
     Component, ComponentExportIndex, ComponentType, Instance, InstancePre, Lift, Lower, Resource,
@@ -32,6 +31,7 @@ use crate::Limits;
 use crate::budget::{MemoryBudget, OverBudget};
 use crate::error::{PluginFailure, Result, RuntimeError};
 use crate::host::{Ctx, Handle, HostTensorLimit};
+pub use tensorlet_formats::task::{HostTraining, Task};
 
 /// State shared by a runtime and the plugins it loaded.
 pub(crate) struct Shared {
@@ -77,17 +77,6 @@ pub(crate) fn model_params(params: &NamedTensors) -> impl Iterator<Item = &(Stri
         .filter(|(name, _)| !name.starts_with(OPTIMIZER_PREFIX))
 }
 
-/// What is learned from the labels.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Task {
-    /// A class per row.
-    #[default]
-    Classification,
-    /// Continuous targets.
-    Regression,
-}
-
 /// What a trainer learns about the data before training.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DataSpec {
@@ -111,19 +100,6 @@ pub struct StepOutput {
     /// The global L2 norm of the gradients (before clipping), when the host
     /// computed them (a `model` plugin).
     pub grad_norm: Option<f32>,
-}
-
-/// How the host trains a `model` plugin: the `[training]` optimizer and
-/// learning-rate schedule.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct HostTraining {
-    /// The update rule, weight decay and clipping.
-    pub optimizer: Optimizer,
-    /// The learning rate of each step.
-    pub schedule: LrSchedule,
-    /// The loss: cross-entropy of the outputs as class logits against class
-    /// indices, or the mean squared error against regression targets.
-    pub task: Task,
 }
 
 /// The plugin ABI a component was built for.

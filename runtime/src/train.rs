@@ -46,12 +46,17 @@ pub struct PipelinePlugins {
     pub predictor: StagePlugin,
 }
 
-impl Pipeline {
-    /// Loads the plugins (two without a trainer; a `[model]` is loaded as both
-    /// trainer and predictor); `resolve` turns a source into a verified
-    /// component. A trainer plugin's config gets the pipeline's
-    /// `learning_rate` (a `model`'s does not: the host applies it).
-    pub fn load_plugins(&self, rt: &Runtime, resolve: &Resolver<'_>) -> Result<PipelinePlugins> {
+impl PipelinePlugins {
+    /// Loads the plugins of `pipeline` (two without a trainer; a `[model]`
+    /// is loaded as both trainer and predictor); `resolve` turns a source
+    /// into a verified component. A trainer plugin's config gets the
+    /// pipeline's `learning_rate` (a `model`'s does not: the host applies
+    /// it).
+    pub fn load(
+        pipeline: &Pipeline,
+        rt: &Runtime,
+        resolve: &Resolver<'_>,
+    ) -> Result<PipelinePlugins> {
         let stage = |section: &str, s: &crate::pipeline::Stage, config: String| {
             let component = resolve(&s.source())?;
             let plugin = rt.load(&component)?;
@@ -86,7 +91,7 @@ impl Pipeline {
             })
         };
         let preprocessors = Chain {
-            stages: self
+            stages: pipeline
                 .preprocessor
                 .iter()
                 .enumerate()
@@ -99,7 +104,7 @@ impl Pipeline {
                 })
                 .collect::<Result<_>>()?,
         };
-        if let Some(m) = &self.model {
+        if let Some(m) = &pipeline.model {
             let trainer = stage("model", m, m.config_json())?;
             let predictor = stage("model", m, m.config_json())?;
             return Ok(PipelinePlugins {
@@ -108,7 +113,7 @@ impl Pipeline {
                 predictor,
             });
         }
-        let trainer = match &self.trainer {
+        let trainer = match &pipeline.trainer {
             None => None,
             Some(t) => {
                 let loaded = stage("trainer", t, t.config_json())?;
@@ -118,7 +123,7 @@ impl Pipeline {
                     let mut trainer_config = t.config.clone();
                     trainer_config.insert(
                         "learning_rate".into(),
-                        toml::Value::Float(f64::from(self.training.learning_rate)),
+                        toml::Value::Float(f64::from(pipeline.training.learning_rate)),
                     );
                     Some(StagePlugin {
                         config: serde_json::to_string(&trainer_config).expect("TOML table is JSON"),
@@ -127,7 +132,7 @@ impl Pipeline {
                 }
             }
         };
-        let predictor = self.predictor_stage();
+        let predictor = pipeline.predictor_stage();
         Ok(PipelinePlugins {
             preprocessors,
             trainer,
@@ -799,63 +804,6 @@ fn evaluate_only(
     })
 }
 
-/// The labels of some rows: class indices or regression targets.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Labels {
-    /// A class index per row.
-    Classes(Vec<u32>),
-    /// `width` targets per row, row-major.
-    Targets {
-        /// The targets.
-        values: Vec<f32>,
-        /// Targets per row.
-        width: usize,
-    },
-}
-
-impl Labels {
-    /// The labels of rows `idx` of `all` (as [`Dataset::label_values`]:
-    /// regression with `width` targets per row).
-    pub fn pick(task: Task, all: &[f32], width: usize, idx: &[u32]) -> Labels {
-        match task {
-            Task::Classification => {
-                Labels::Classes(idx.iter().map(|&i| all[i as usize] as u32).collect())
-            }
-            Task::Regression => Labels::Targets {
-                values: idx
-                    .iter()
-                    .flat_map(|&i| {
-                        let at = i as usize * width;
-                        all[at..at + width].iter().copied()
-                    })
-                    .collect(),
-                width,
-            },
-        }
-    }
-
-    /// Number of rows.
-    pub fn len(&self) -> usize {
-        match self {
-            Labels::Classes(c) => c.len(),
-            Labels::Targets { values, width } => values.len() / (*width).max(1),
-        }
-    }
-
-    /// Whether there are no rows.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// The task these labels are for.
-    pub fn task(&self) -> Task {
-        match self {
-            Labels::Classes(_) => Task::Classification,
-            Labels::Targets { .. } => Task::Regression,
-        }
-    }
-}
-
 fn all_rows(x: &Tensor) -> Vec<u32> {
     (0..x.shape().dims()[0] as u32).collect()
 }
@@ -1013,6 +961,7 @@ fn check_finite_features(device: &Device, pre: &Chain, data: &Dataset, x: &Tenso
 
 /// Index of the first largest value.
 pub use metrics::argmax;
+pub use tensorlet_formats::task::Labels;
 
 #[cfg(test)]
 mod tests {

@@ -124,7 +124,7 @@ impl Run<'_> {
         }
         let classes = data.classes().max(named);
         let resolve = |s: &_| self.sources.stage(self.reg, s);
-        let plugins = pipeline.load_plugins(self.rt, &resolve)?;
+        let plugins = PipelinePlugins::load(pipeline, self.rt, &resolve)?;
         let plugin_record = plugins_record(&plugins);
         let pipeline_label = self.artifact.map_or_else(
             || self.origin.to_string(),

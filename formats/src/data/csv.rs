@@ -6,7 +6,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use super::{Field, Source, data_err};
-use crate::error::{Result, RuntimeError};
+use crate::{Error, Result};
 
 /// A CSV file with a header line.
 pub(super) struct CsvSource {
@@ -59,11 +59,11 @@ impl Source for CsvSource {
         Ok(rows)
     }
 
-    fn err_at(&self, line: usize, column: usize, message: String) -> RuntimeError {
+    fn err_at(&self, line: usize, column: usize, message: String) -> Error {
         data_err(&self.path, Some(line), Some(column + 1), message)
     }
 
-    fn header_err(&self, column: Option<usize>, message: String) -> RuntimeError {
+    fn header_err(&self, column: Option<usize>, message: String) -> Error {
         data_err(&self.path, Some(1), column.map(|c| c + 1), message)
     }
 }
@@ -96,7 +96,7 @@ pub fn parse_delimiter(text: &str) -> Result<char, String> {
 
 /// A CSV reader positioned after the header, and the header.
 fn open(path: &Path, delimiter: u8) -> Result<(csv::Reader<File>, Vec<String>)> {
-    let file = File::open(path).map_err(|e| RuntimeError::io(path, e))?;
+    let file = File::open(path).map_err(|e| Error::io(path, e))?;
     let mut reader = csv::ReaderBuilder::new()
         .delimiter(delimiter)
         .trim(csv::Trim::All)
@@ -144,7 +144,7 @@ fn open(path: &Path, delimiter: u8) -> Result<(csv::Reader<File>, Vec<String>)> 
     Ok((reader, header))
 }
 
-fn csv_err(path: &Path, e: csv::Error, width: usize) -> RuntimeError {
+fn csv_err(path: &Path, e: csv::Error, width: usize) -> Error {
     let line = e.position().map(|p| p.line() as usize);
     match e.kind() {
         csv::ErrorKind::UnequalLengths { len, .. } => data_err(

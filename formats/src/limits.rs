@@ -44,7 +44,7 @@ impl Default for Limits {
             deadline: Duration::from_secs(30),
             max_memory_bytes: 256 << 20,
             max_host_tensor_bytes: 1 << 30,
-            max_total_host_tensor_bytes: crate::budget::default_process_budget(),
+            max_total_host_tensor_bytes: default_process_budget(),
             max_wasm_stack_bytes: 512 << 10,
             max_instances: 256,
             epoch_tick: Duration::from_millis(5),
@@ -55,7 +55,7 @@ impl Default for Limits {
 
 impl Limits {
     /// Epoch ticks that make up the deadline (at least one).
-    pub(crate) fn deadline_ticks(&self) -> u64 {
+    pub fn deadline_ticks(&self) -> u64 {
         let tick = self.epoch_tick.as_nanos().max(1);
         (self.deadline.as_nanos().div_ceil(tick) as u64).max(1)
     }
@@ -143,6 +143,22 @@ pub fn human_bytes(n: usize) -> String {
     }
 }
 
+/// A default for the process's budget: half the machine's memory (from
+/// `/proc/meminfo`), or 8 GiB where that cannot be read.
+pub fn default_process_budget() -> usize {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| mem_total(&m))
+        .map_or(8 << 30, |total| total / 2)
+}
+
+/// `MemTotal` of a `/proc/meminfo`, in bytes.
+fn mem_total(meminfo: &str) -> Option<usize> {
+    let line = meminfo.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib: usize = line.split_whitespace().nth(1)?.parse().ok()?;
+    kib.checked_mul(1024)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -190,5 +206,13 @@ mod tests {
         assert_eq!(l.deadline_ticks(), 3);
         assert_eq!(human_bytes(256 << 20), "256 MiB");
         assert_eq!(human_bytes(1536), "1.5 KiB");
+    }
+
+    #[test]
+    fn the_default_is_half_the_machines_memory() {
+        let meminfo = "MemTotal:       24579048 kB\nMemFree:         1000 kB\n";
+        assert_eq!(mem_total(meminfo), Some(24_579_048 * 1024));
+        assert_eq!(mem_total("nothing"), None);
+        assert!(default_process_budget() >= 1 << 20);
     }
 }

@@ -19,7 +19,7 @@ use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use super::{Field, Source, data_err};
-use crate::error::{Result, RuntimeError};
+use crate::{Error, Result};
 
 /// Rows read per record batch.
 const BATCH_ROWS: usize = 8192;
@@ -48,7 +48,7 @@ impl ParquetSource {
 }
 
 fn builder(path: &Path) -> Result<ParquetRecordBatchReaderBuilder<File>> {
-    let file = File::open(path).map_err(|e| RuntimeError::io(path, e))?;
+    let file = File::open(path).map_err(|e| Error::io(path, e))?;
     ParquetRecordBatchReaderBuilder::try_new(file)
         .map_err(|e| data_err(path, None, None, format!("cannot be read as Parquet: {e}")))
 }
@@ -253,11 +253,11 @@ impl Source for ParquetSource {
         Ok(rows)
     }
 
-    fn err_at(&self, row: usize, _column: usize, message: String) -> RuntimeError {
+    fn err_at(&self, row: usize, _column: usize, message: String) -> Error {
         data_err(&self.path, None, None, format!("row {row}: {message}"))
     }
 
-    fn header_err(&self, _column: Option<usize>, message: String) -> RuntimeError {
+    fn header_err(&self, _column: Option<usize>, message: String) -> Error {
         data_err(&self.path, None, None, message)
     }
 }
@@ -274,7 +274,7 @@ mod tests {
     use parquet::arrow::ArrowWriter;
 
     use super::super::{ColumnType, Options, Task, load, load_features, load_labels, schema};
-    use crate::train::Labels;
+    use crate::task::Labels;
 
     fn write(columns: Vec<(&str, ArrayRef)>) -> tempfile::NamedTempFile {
         let f = tempfile::Builder::new()

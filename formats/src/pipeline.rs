@@ -66,8 +66,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Deserializer, Serialize};
 use tensorlet_gpu::optim::{LrSchedule, Optimizer, Rule, Schedule};
 
-use crate::error::{Result, RuntimeError};
-use crate::plugin::{HostTraining, Task};
+use crate::task::{HostTraining, Task};
+use crate::{Error, Result};
 
 /// A parsed, validated pipeline.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -136,14 +136,14 @@ impl LimitsConfig {
 
     /// Sets what it gives on `limits`; a value that does not parse is an
     /// error naming the key.
-    pub fn apply(&self, limits: &mut crate::Limits) -> Result<(), String> {
+    pub fn apply(&self, limits: &mut crate::limits::Limits) -> Result<(), String> {
         if let Some(m) = &self.max_tensor_memory {
-            limits.max_host_tensor_bytes =
-                crate::parse_size(m).map_err(|e| format!("limits.max_tensor_memory: {e}"))?;
+            limits.max_host_tensor_bytes = crate::limits::parse_size(m)
+                .map_err(|e| format!("limits.max_tensor_memory: {e}"))?;
         }
         if let Some(d) = &self.deadline {
             limits.deadline =
-                crate::parse_duration(d).map_err(|e| format!("limits.deadline: {e}"))?;
+                crate::limits::parse_duration(d).map_err(|e| format!("limits.deadline: {e}"))?;
         }
         self.serve_deadline()?;
         Ok(())
@@ -153,7 +153,9 @@ impl LimitsConfig {
     pub fn serve_deadline(&self) -> Result<Option<std::time::Duration>, String> {
         self.serve_deadline
             .as_deref()
-            .map(|d| crate::parse_duration(d).map_err(|e| format!("limits.serve_deadline: {e}")))
+            .map(|d| {
+                crate::limits::parse_duration(d).map_err(|e| format!("limits.serve_deadline: {e}"))
+            })
             .transpose()
     }
 }
@@ -888,14 +890,14 @@ impl Pipeline {
 
     /// Reads and validates a pipeline file; `path` stages resolve against its directory.
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| RuntimeError::io(path, e))?;
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
         let base = path.parent().unwrap_or(Path::new("."));
         Pipeline::parse(&text, base, path)
     }
 
     /// Parses pipeline text; `origin` names it in errors.
     pub fn parse(text: &str, base: &Path, origin: &Path) -> Result<Self> {
-        let err = |message: String| RuntimeError::Pipeline {
+        let err = |message: String| Error::Pipeline {
             path: origin.to_path_buf(),
             message,
         };
@@ -978,7 +980,9 @@ impl Pipeline {
             return Err(err("[pipeline] name must not be empty".into()));
         }
         p.training.validate().map_err(err)?;
-        p.limits.apply(&mut crate::Limits::default()).map_err(err)?;
+        p.limits
+            .apply(&mut crate::limits::Limits::default())
+            .map_err(err)?;
         if matches!(&p.data.label, Some(LabelColumns::Several(n)) if n.is_empty()) {
             return Err(err(
                 "[data] label is an empty list; name the label column (or the regression \
@@ -1158,7 +1162,7 @@ mod tests {
         let text =
             format!("{MINIMAL}\n[limits]\nmax_tensor_memory = \"2 GiB\"\ndeadline = \"90s\"\n");
         let p = Pipeline::parse(&text, Path::new("."), Path::new("p.toml")).unwrap();
-        let mut l = crate::Limits::default();
+        let mut l = crate::limits::Limits::default();
         p.limits.apply(&mut l).unwrap();
         assert_eq!(l.max_host_tensor_bytes, 2 << 30);
         assert_eq!(l.deadline, std::time::Duration::from_secs(90));

@@ -35,8 +35,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Result, RuntimeError};
-use crate::plugin::Task;
+use crate::task::Task;
+use crate::{Error, Result};
 
 /// The most distinct whole-number labels taken as classes when the pipeline
 /// does not declare its task. More than this (or any fraction) needs
@@ -196,13 +196,8 @@ pub struct Features {
     pub rows: usize,
 }
 
-fn data_err(
-    path: &Path,
-    line: Option<usize>,
-    column: Option<usize>,
-    message: String,
-) -> RuntimeError {
-    RuntimeError::Data {
+fn data_err(path: &Path, line: Option<usize>, column: Option<usize>, message: String) -> Error {
+    Error::Data {
         path: path.to_path_buf(),
         line,
         column,
@@ -211,7 +206,7 @@ fn data_err(
 }
 
 /// A table with columns but no rows.
-fn no_rows(path: &Path) -> RuntimeError {
+fn no_rows(path: &Path) -> Error {
     data_err(
         path,
         None,
@@ -292,9 +287,9 @@ trait Source {
         row: &mut dyn FnMut(usize, &[Field<'_>]) -> Result<()>,
     ) -> Result<usize>;
     /// An error at a row's position and a column (an index into the header).
-    fn err_at(&self, position: usize, column: usize, message: String) -> RuntimeError;
+    fn err_at(&self, position: usize, column: usize, message: String) -> Error;
     /// An error about the columns.
-    fn header_err(&self, column: Option<usize>, message: String) -> RuntimeError;
+    fn header_err(&self, column: Option<usize>, message: String) -> Error;
 }
 
 /// The file format of `path`, by its name.
@@ -960,7 +955,7 @@ pub fn load_labels(
     (labels, task): (&[String], Task),
     class_names: Option<&[String]>,
     delimiter: Option<u8>,
-) -> Result<crate::train::Labels> {
+) -> Result<crate::task::Labels> {
     let opened = open(path, delimiter)?;
     let src = opened.as_ref();
     let label = labels.first().map_or("", String::as_str);
@@ -983,7 +978,7 @@ pub fn load_labels(
             }
             Ok(())
         })?;
-        return Ok(crate::train::Labels::Targets {
+        return Ok(crate::task::Labels::Targets {
             values,
             width: cols.len(),
         });
@@ -1035,8 +1030,8 @@ pub fn load_labels(
         Ok(())
     })?;
     Ok(match task {
-        Task::Classification => crate::train::Labels::Classes(y),
-        Task::Regression => crate::train::Labels::Targets {
+        Task::Classification => crate::task::Labels::Classes(y),
+        Task::Regression => crate::task::Labels::Targets {
             values: t,
             width: 1,
         },
@@ -1097,7 +1092,7 @@ fn encode_field(
 }
 
 fn load_json(path: &Path) -> Result<Features> {
-    let text = std::fs::read_to_string(path).map_err(|e| RuntimeError::io(path, e))?;
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
     let rows: Vec<Vec<serde_json::Value>> = serde_json::from_str(&text).map_err(|e| {
         data_err(
             path,

@@ -14,7 +14,7 @@ use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::{Map, Value};
 
 use super::{Field, Source, data_err};
-use crate::error::{Result, RuntimeError};
+use crate::{Error, Result};
 
 /// A JSON-lines file.
 pub(super) struct JsonlSource {
@@ -88,7 +88,7 @@ impl JsonlSource {
 
 /// Calls `f(line, text)` for each non-blank line until it returns false.
 fn each_line(path: &Path, mut f: impl FnMut(usize, &str) -> Result<bool>) -> Result<()> {
-    let file = File::open(path).map_err(|e| RuntimeError::io(path, e))?;
+    let file = File::open(path).map_err(|e| Error::io(path, e))?;
     let mut reader = BufReader::new(file);
     let mut text = String::new();
     let mut line = 0;
@@ -181,11 +181,11 @@ impl Source for JsonlSource {
         Ok(rows)
     }
 
-    fn err_at(&self, line: usize, _column: usize, message: String) -> RuntimeError {
+    fn err_at(&self, line: usize, _column: usize, message: String) -> Error {
         data_err(&self.path, Some(line), None, message)
     }
 
-    fn header_err(&self, _column: Option<usize>, message: String) -> RuntimeError {
+    fn header_err(&self, _column: Option<usize>, message: String) -> Error {
         data_err(&self.path, None, None, message)
     }
 }
