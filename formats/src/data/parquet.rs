@@ -5,8 +5,11 @@
 //! NaN is a missing value. Errors name the file, the row (1-based) and the
 //! column.
 
+use std::cell::Cell;
 use std::fs::File;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
+use std::sync::Once;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{
@@ -49,8 +52,42 @@ impl ParquetSource {
 
 fn builder(path: &Path) -> Result<ParquetRecordBatchReaderBuilder<File>> {
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
-    ParquetRecordBatchReaderBuilder::try_new(file)
+    decoding(|| ParquetRecordBatchReaderBuilder::try_new(file))
+        .map_err(|p| data_err(path, None, None, format!("is malformed: {p}")))?
         .map_err(|e| data_err(path, None, None, format!("cannot be read as Parquet: {e}")))
+}
+
+thread_local! {
+    /// Whether this thread is inside [`decoding`] (its panics are not printed).
+    static DECODING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs a step of the `parquet` decoder, with a panic turned into an error
+/// naming it: on some malformed files (found by `fuzz/`'s `parquet` target)
+/// the decoder asserts where it should return an error, and a bad file must
+/// not take the process down. The panic is not printed (the error says it);
+/// panics elsewhere are printed as before.
+fn decoding<T>(step: impl FnOnce() -> T) -> std::result::Result<T, String> {
+    static QUIET: Once = Once::new();
+    QUIET.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !DECODING.get() {
+                previous(info);
+            }
+        }));
+    });
+    DECODING.set(true);
+    let result = catch_unwind(AssertUnwindSafe(step));
+    DECODING.set(false);
+    result.map_err(|panic| {
+        let why = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        format!("the Parquet decoder gave up ({why}); write the file again with pyarrow or pandas")
+    })
 }
 
 /// One column of a record batch, ready to be read cell by cell.
@@ -226,13 +263,24 @@ impl Source for ParquetSource {
             .map(|c| in_file.binary_search(c).unwrap_or(0))
             .collect();
         let mask = ProjectionMask::roots(builder.parquet_schema(), in_file.iter().copied());
-        let reader = builder
+        let mut reader = builder
             .with_projection(mask)
             .with_batch_size(BATCH_ROWS)
             .build()
             .map_err(|e| data_err(&self.path, None, None, format!("cannot be read: {e}")))?;
         let mut rows = 0;
-        for batch in reader {
+        loop {
+            let next = decoding(|| reader.next()).map_err(|p| {
+                data_err(
+                    &self.path,
+                    None,
+                    None,
+                    format!("is malformed after row {rows}: {p}"),
+                )
+            })?;
+            let Some(batch) = next else {
+                break;
+            };
             let batch = batch.map_err(|e| {
                 data_err(
                     &self.path,
