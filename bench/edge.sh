@@ -54,7 +54,7 @@ start() {
   local t0 port=$4
   t0=$(now_ms)
   (TENSORLET_HOME=$3 run "$1" "$2" serve --model tensorlet/iris-model@0.1.0 \
-     --addr "127.0.0.1:$port" --admin-addr off --device cpu) >"$work/serve.log" 2>&1 &
+     --addr "127.0.0.1:$port" --admin-addr off --grpc-addr off --device cpu) >"$work/serve.log" 2>&1 &
   pid=$!
   for _ in $(seq 1 60000); do
     if curl -sf "http://127.0.0.1:$port/v2/health/ready" >/dev/null 2>&1; then

@@ -29,7 +29,7 @@ for m in iris digits; do
 done
 
 echo "== tensorlet serve"
-start_server "$work/serve.log" "$T" serve --addr 127.0.0.1:18580 --admin-addr off --device cpu \
+start_server "$work/serve.log" "$T" serve --addr 127.0.0.1:18580 --admin-addr off --grpc-addr off --device cpu \
   --max-concurrency 512 --model tensorlet/iris-model@0.1.0 --model tensorlet/digits-model@0.1.0
 wait_ready http://127.0.0.1:18580/v2/health/ready
 for m in iris digits; do

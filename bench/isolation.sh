@@ -28,7 +28,7 @@ for mode in $MODES; do
   served+=(--model "bench/$mode@production")
 done
 
-start_server "$work/serve.log" "$T" serve --addr 127.0.0.1:18490 --admin-addr off --device cpu \
+start_server "$work/serve.log" "$T" serve --addr 127.0.0.1:18490 --admin-addr off --grpc-addr off --device cpu \
   "${served[@]}"
 base=http://127.0.0.1:18490
 wait_ready "$base/v2/health/ready"

@@ -20,7 +20,7 @@ export TENSORLET_HOME="$work/home"
 "$T" alias set tensorlet/iris-model production 0.1.0 >/dev/null
 misbehaving_model hoard '{ mode = "host-memory", only_above = 1000.0 }'
 
-start_server "$work/serve.log" "$T" serve --addr 127.0.0.1:18491 --admin-addr off --device cpu \
+start_server "$work/serve.log" "$T" serve --addr 127.0.0.1:18491 --admin-addr off --grpc-addr off --device cpu \
   --max-memory "$MAX_MEMORY" --model tensorlet/iris-model@production --model bench/hoard@production
 pid=${pids[-1]}
 base=http://127.0.0.1:18491

@@ -19,7 +19,7 @@ export TENSORLET_HOME="$work/home"
 "$T" demo --out "$work/home" --device cpu >/dev/null 2>&1
 "$T" alias set tensorlet/iris-model production 0.1.0 >/dev/null
 
-start_server "$work/serve.log" "$T" serve --addr 127.0.0.1:18492 --admin-addr off --device cpu \
+start_server "$work/serve.log" "$T" serve --addr 127.0.0.1:18492 --admin-addr off --grpc-addr off --device cpu \
   --model tensorlet/iris-model@production
 pid=${pids[-1]}
 base=http://127.0.0.1:18492

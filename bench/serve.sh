@@ -20,7 +20,7 @@ export TENSORLET_HOME="$work/home"
 "$T" demo --out "$work/home" --device cpu >/dev/null
 "$T" alias set tensorlet/iris-model production 0.1.0 >/dev/null
 "$T" alias set tensorlet/digits-model production 0.1.0 >/dev/null
-start_server "$work/serve.log" "$T" serve --addr 127.0.0.1:18480 --admin-addr off --device cpu \
+start_server "$work/serve.log" "$T" serve --addr 127.0.0.1:18480 --admin-addr off --grpc-addr off --device cpu \
   --max-concurrency 512
 wait_ready http://127.0.0.1:18480/v2/health/ready
 declare -A R

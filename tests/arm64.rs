@@ -323,6 +323,8 @@ fn serve(arm: &Arm64, home: &Path, args: &[&str]) -> Serving {
         "127.0.0.1:0",
         "--admin-addr",
         "off",
+        "--grpc-addr",
+        "off",
         "--device",
         "cpu",
     ];

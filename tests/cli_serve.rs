@@ -68,6 +68,8 @@ fn serve(home: &Path) -> Serving {
             "127.0.0.1:0",
             "--admin-addr",
             "off",
+            "--grpc-addr",
+            "off",
             "--poll",
             "0.2",
             // Each response written at once: the other tests that start

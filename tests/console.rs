@@ -767,6 +767,8 @@ fn serve(home: &Path) -> (Child, String, String) {
             "127.0.0.1:0",
             "--admin-addr",
             "127.0.0.1:0",
+            "--grpc-addr",
+            "off",
             "--device",
             "cpu",
             "--model",

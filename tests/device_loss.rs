@@ -144,7 +144,7 @@ fn start(server: Arc<Server>) -> Running {
         .unwrap();
     let addr: SocketAddr = listener.local_addr().unwrap();
     rt.spawn(async move {
-        tensorlet_runtime::serve::run(server, listener, None, std::future::pending()).await
+        tensorlet_runtime::serve::run(server, listener, None, None, std::future::pending()).await
     });
     Running {
         addr: addr.to_string(),

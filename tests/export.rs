@@ -117,6 +117,8 @@ fn tensorlet_serve(home: &Path) -> Server {
         &addr,
         "--admin-addr",
         "off",
+        "--grpc-addr",
+        "off",
         "--model",
         "tensorlet/iris-model@0.1.0",
         "--device",

@@ -140,6 +140,8 @@ fn serve_env(home: &Path, extra: &[&str], env: &[(&str, &str)]) -> Serving {
             "127.0.0.1:0",
             "--admin-addr",
             "off",
+            "--grpc-addr",
+            "off",
             "--model",
             &format!("{MODEL}@production"),
         ])
@@ -955,6 +957,8 @@ fn a_tensorlet_registry_over_https_with_a_private_ca() {
             "--addr",
             "127.0.0.1:0",
             "--admin-addr",
+            "off",
+            "--grpc-addr",
             "off",
             "--model",
             &reference,

@@ -17,6 +17,7 @@ use common::*;
 use serde_json::{Value, json};
 use tensorlet_runtime::model::Model;
 use tensorlet_runtime::pipeline::PluginSource;
+use tensorlet_runtime::serve::grpc::proto as grpc;
 use tensorlet_runtime::serve::{Deployment, ModelSource, NoEvents, ServeConfig, Server};
 use tensorlet_runtime::train::PipelinePlugins;
 use tensorlet_runtime::{Pipeline, Runtime, data, model, train};
@@ -103,6 +104,7 @@ fn models(rt: &Runtime) -> Models {
 struct Running {
     addr: SocketAddr,
     admin_addr: SocketAddr,
+    grpc_addr: SocketAddr,
     server: Arc<Server>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     done: std::sync::mpsc::Receiver<()>,
@@ -126,14 +128,16 @@ impl Running {
             rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
                 .unwrap()
         };
-        let (listener, admin) = (bind(), bind());
+        let (listener, admin, grpc) = (bind(), bind(), bind());
         let addr = listener.local_addr().unwrap();
         let admin_addr = admin.local_addr().unwrap();
+        let grpc_addr = grpc.local_addr().unwrap();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let (done_tx, done) = std::sync::mpsc::channel();
         let s = server.clone();
         rt.spawn(async move {
-            tensorlet_runtime::serve::run(s, listener, Some((admin, axum::Router::new())), async {
+            let admin = Some((admin, axum::Router::new()));
+            tensorlet_runtime::serve::run(s, listener, admin, Some(grpc), async {
                 let _ = stop_rx.await;
             })
             .await
@@ -143,6 +147,7 @@ impl Running {
         Running {
             addr,
             admin_addr,
+            grpc_addr,
             server,
             stop: Some(stop_tx),
             done,
@@ -1110,6 +1115,369 @@ fn the_admin_endpoint_deploys_refuses_and_undeploys() {
         http(admin, "DELETE", "/admin/models/iris", &[], b"").status,
         404
     );
+    run.shutdown();
+}
+
+#[test]
+fn the_model_repository_extension_lists_loads_and_unloads() {
+    let rt = Arc::new(Runtime::new(Default::default()).unwrap());
+    let m = models(&rt);
+    let s = iris_server(&rt, &m, ServeConfig::default()).with_source(Arc::new(Dirs(rt.clone())));
+    let mut run = Running::start(s);
+    let (a, admin) = (run.addr, run.admin_addr);
+    let post = |path: &str, body: Value| {
+        let bytes = if body.is_null() {
+            Vec::new()
+        } else {
+            serde_json::to_vec(&body).unwrap()
+        };
+        http(admin, "POST", path, &[], &bytes)
+    };
+    let index = |body: Value| {
+        let r = post("/v2/repository/index", body);
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        r.json()
+    };
+    let with_reference =
+        |p: &Path| json!({ "parameters": { "reference": p.display().to_string() } });
+
+    assert_eq!(
+        index(Value::Null),
+        json!([{ "name": "iris", "version": "1.0.0", "state": "READY", "reason": "" }])
+    );
+
+    // Loaded from a reference (a model directory here; a registry reference
+    // with the CLI's source), under a new name.
+    let r = post(
+        "/v2/repository/models/iris-5/load",
+        with_reference(&m.other),
+    );
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(
+        r.json(),
+        json!({ "name": "iris-5", "version": "dir-5", "state": "READY" })
+    );
+    assert_eq!(infer(a, "iris-5", &iris_request()).status, 200);
+
+    // Unloaded: no longer served, listed as unavailable, not among the ready.
+    let r = post("/v2/repository/models/iris-5/unload", json!({}));
+    assert_eq!(r.status, 200);
+    assert_eq!(infer(a, "iris-5", &iris_request()).status, 404);
+    assert_eq!(
+        index(json!({})),
+        json!([
+            { "name": "iris", "version": "1.0.0", "state": "READY", "reason": "" },
+            { "name": "iris-5", "state": "UNAVAILABLE", "reason": "unloaded" },
+        ])
+    );
+    assert_eq!(
+        index(json!({ "ready": true })),
+        json!([{ "name": "iris", "version": "1.0.0", "state": "READY", "reason": "" }])
+    );
+
+    // Loaded again by name alone: from the reference it last came from.
+    let r = post("/v2/repository/models/iris-5/load", Value::Null);
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(
+        infer(a, "iris-5", &iris_request()).json()["model_version"],
+        "dir-5"
+    );
+
+    // A name the server never saw needs its reference.
+    let r = post("/v2/repository/models/nope/load", json!({}));
+    assert_eq!(r.status, 404);
+    assert!(
+        r.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("\"parameters\": {\"reference\""),
+        "{}",
+        r.json()
+    );
+    // A reference that does not load: refused, and listed with the reason.
+    let missing = m.other.with_file_name("missing");
+    let r = post(
+        "/v2/repository/models/broken/load",
+        with_reference(&missing),
+    );
+    assert_eq!(r.status, 422);
+    let listed = index(Value::Null);
+    let broken = &listed.as_array().unwrap()[0];
+    assert_eq!(
+        (&broken["name"], &broken["state"]),
+        (&json!("broken"), &json!("UNAVAILABLE"))
+    );
+    assert!(
+        broken["reason"].as_str().unwrap().contains("model.json"),
+        "{broken}"
+    );
+
+    // Malformed requests say what is wrong.
+    for (path, body, says) in [
+        ("/v2/repository/index", json!([1]), "JSON object"),
+        (
+            "/v2/repository/index",
+            json!({ "ready": "yes" }),
+            "`ready` must be true or false",
+        ),
+        (
+            "/v2/repository/models/iris/load",
+            json!({ "parameters": { "reference": 3 } }),
+            "must be a string",
+        ),
+    ] {
+        let r = post(path, body);
+        assert_eq!(r.status, 400);
+        assert!(
+            r.json()["error"].as_str().unwrap().contains(says),
+            "{}",
+            r.json()
+        );
+    }
+    assert_eq!(
+        post("/v2/repository/models/nope/unload", json!({})).status,
+        404
+    );
+    // Only the admin address has the extension.
+    assert_eq!(
+        http(a, "POST", "/v2/repository/index", &[], b"{}").status,
+        404
+    );
+    run.shutdown();
+}
+
+/// The iris request over gRPC: typed contents, or the same rows as raw bytes.
+fn grpc_iris(raw: bool) -> grpc::ModelInferRequest {
+    let rows: Vec<f32> = ROWS.concat();
+    let mut input = grpc::model_infer_request::InferInputTensor {
+        name: "input".into(),
+        datatype: "FP32".into(),
+        shape: vec![3, 4],
+        ..Default::default()
+    };
+    let mut raw_input_contents = Vec::new();
+    if raw {
+        raw_input_contents.push(rows.iter().flat_map(|v| v.to_le_bytes()).collect());
+    } else {
+        input.contents = Some(grpc::InferTensorContents {
+            fp32_contents: rows,
+            ..Default::default()
+        });
+    }
+    grpc::ModelInferRequest {
+        model_name: "iris".into(),
+        id: "req-1".into(),
+        inputs: vec![input],
+        raw_input_contents,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn grpc_answers_what_http_answers() {
+    use grpc::grpc_inference_service_client::GrpcInferenceServiceClient as Client;
+    let rt = Runtime::new(Default::default()).unwrap();
+    let m = models(&rt);
+    let mut run = Running::start(iris_server(&rt, &m, ServeConfig::default()));
+    let (a, g) = (run.addr, run.grpc_addr);
+    let over_http = infer(a, "iris", &iris_request()).json();
+    let labels: Vec<i64> = serde_json::from_value(over_http["outputs"][0]["data"].clone()).unwrap();
+    let probabilities: Vec<f32> =
+        serde_json::from_value(over_http["outputs"][1]["data"].clone()).unwrap();
+    let http_error = |model: &str, body: &Value| {
+        let r = infer(a, model, body);
+        (r.status, r.json()["error"].as_str().unwrap().to_string())
+    };
+    let client = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    client.block_on(async {
+        let mut c = Client::connect(format!("http://{g}")).await.unwrap();
+        assert!(
+            c.server_live(grpc::ServerLiveRequest {})
+                .await
+                .unwrap()
+                .into_inner()
+                .live
+        );
+        assert!(
+            c.server_ready(grpc::ServerReadyRequest {})
+                .await
+                .unwrap()
+                .into_inner()
+                .ready
+        );
+        let meta = c
+            .server_metadata(grpc::ServerMetadataRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(meta.name, "tensorlet");
+        assert!(meta.extensions.contains(&"binary_tensor_data".to_string()));
+        let model = grpc::ModelMetadataRequest {
+            name: "iris".into(),
+            version: String::new(),
+        };
+        let mm = c.model_metadata(model).await.unwrap().into_inner();
+        assert_eq!(
+            (mm.name.as_str(), mm.versions.as_slice()),
+            ("iris", &["1.0.0".to_string()][..])
+        );
+        assert_eq!(
+            (
+                mm.inputs[0].name.as_str(),
+                mm.inputs[0].datatype.as_str(),
+                &mm.inputs[0].shape[..]
+            ),
+            ("input", "FP32", &[-1, 4][..])
+        );
+        let ready = grpc::ModelReadyRequest {
+            name: "iris".into(),
+            version: "1.0.0".into(),
+        };
+        assert!(c.model_ready(ready).await.unwrap().into_inner().ready);
+
+        // Typed contents and raw contents give HTTP's answer, as raw outputs.
+        for raw in [false, true] {
+            let r = c.model_infer(grpc_iris(raw)).await.unwrap().into_inner();
+            assert_eq!(
+                (
+                    r.model_name.as_str(),
+                    r.model_version.as_str(),
+                    r.id.as_str()
+                ),
+                ("iris", "1.0.0", "req-1")
+            );
+            let names: Vec<_> = r
+                .outputs
+                .iter()
+                .map(|o| (o.name.as_str(), o.datatype.as_str(), o.shape.clone()))
+                .collect();
+            assert_eq!(
+                names,
+                [
+                    ("label", "INT64", vec![3]),
+                    ("probabilities", "FP32", vec![3, 3])
+                ]
+            );
+            let got_labels: Vec<i64> = r.raw_output_contents[0]
+                .chunks_exact(8)
+                .map(|b| i64::from_le_bytes(b.try_into().unwrap()))
+                .collect();
+            let got_p: Vec<f32> = r.raw_output_contents[1]
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+                .collect();
+            assert_eq!(
+                (got_labels.as_slice(), got_p.as_slice()),
+                (labels.as_slice(), probabilities.as_slice())
+            );
+        }
+
+        // Refusals: HTTP's sentence, as the matching status.
+        let mut unknown = grpc_iris(false);
+        unknown.model_name = "nope".into();
+        let e = c.model_infer(unknown).await.unwrap_err();
+        assert_eq!(e.code(), grpc::Code::NotFound);
+        assert_eq!(
+            (404, e.message().to_string()),
+            http_error("nope", &iris_request())
+        );
+
+        let mut wrong = grpc_iris(false);
+        wrong.inputs[0].shape = vec![4, 4];
+        let e = c.model_infer(wrong).await.unwrap_err();
+        assert_eq!(e.code(), grpc::Code::InvalidArgument);
+        let mut body = iris_request();
+        body["inputs"][0]["shape"] = json!([4, 4]);
+        assert_eq!((400, e.message().to_string()), http_error("iris", &body));
+
+        let mut two = grpc_iris(true);
+        two.raw_input_contents.push(vec![0; 4]);
+        let e = c.model_infer(two).await.unwrap_err();
+        assert_eq!(e.code(), grpc::Code::InvalidArgument);
+        assert!(
+            e.message()
+                .contains("raw_input_contents has 2 entries for 1 inputs"),
+            "{e}"
+        );
+    });
+    // The requests are counted with HTTP's.
+    let metrics = String::from_utf8(get(a, "/metrics").body).unwrap();
+    assert!(
+        metrics
+            .contains(r#"tensorlet_requests_total{model="iris",version="1.0.0",status="200"} 3"#),
+        "{metrics}"
+    );
+    run.shutdown();
+}
+
+/// The Python of `tests/clients/install.sh`'s virtualenv.
+fn oip_clients_python() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .unwrap()
+        .join("oip-clients/venv/bin/python")
+}
+
+#[test]
+#[ignore = "needs tritonclient[grpc] and kserve from PyPI: bash tests/clients/install.sh"]
+fn python_grpc_clients_get_http_s_answer() {
+    let python = oip_clients_python();
+    assert!(
+        python.exists(),
+        "{} is missing: run bash tests/clients/install.sh",
+        python.display()
+    );
+    let rt = Runtime::new(Default::default()).unwrap();
+    let m = models(&rt);
+    let mut run = Running::start(iris_server(&rt, &m, ServeConfig::default()));
+    let over_http = infer(run.addr, "iris", &iris_request()).json();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/oip_grpc.py");
+    let call = |client: &str| -> Value {
+        let out = std::process::Command::new(&python)
+            .arg(&script)
+            .args([client, &run.grpc_addr.to_string(), "iris"])
+            .arg(serde_json::to_string(&ROWS).unwrap())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{client}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let got = json!({ "triton": call("triton"), "kserve": call("kserve") });
+    let labels = &over_http["outputs"][0]["data"];
+    let probabilities: Vec<f32> =
+        serde_json::from_value(over_http["outputs"][1]["data"].clone()).unwrap();
+    for client in ["triton", "kserve"] {
+        let g = &got[client];
+        assert_eq!(
+            (&g["live"], &g["ready"], &g["model_ready"]),
+            (&json!(true), &json!(true), &json!(true)),
+            "{client}: {g}"
+        );
+        assert_eq!(&g["label"], labels, "{client}");
+        let p: Vec<f32> = g["probabilities"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|row| {
+                row.as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.as_f64().unwrap() as f32)
+            })
+            .collect();
+        assert_eq!(p, probabilities, "{client}");
+        assert_eq!(g["id"], format!("{client}-1"));
+    }
+    assert_eq!(got["triton"]["server"], "tensorlet");
+    assert_eq!(got["triton"]["inputs"][0]["name"], "input");
+    assert_eq!(got["triton"]["unknown_model"], "StatusCode.NOT_FOUND");
     run.shutdown();
 }
 

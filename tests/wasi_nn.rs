@@ -277,6 +277,8 @@ fn an_onnx_model_in_a_signed_plugin_artifact_is_trained_on_published_and_served(
             "127.0.0.1:0",
             "--admin-addr",
             "off",
+            "--grpc-addr",
+            "off",
         ])
         .env("TENSORLET_HOME", h)
         .env("TENSORLET_DEVICE", "cpu")

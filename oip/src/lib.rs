@@ -14,6 +14,8 @@
 use serde_json::{Map, Value, json};
 
 mod columns;
+#[cfg(feature = "grpc")]
+pub mod grpc;
 
 /// The one input a tensorlet model takes.
 pub const INPUT: &str = "input";

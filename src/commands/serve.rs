@@ -16,7 +16,7 @@ use tensorlet_runtime::serve::{self, ServeConfig, Server, plan};
 use crate::artifacts::{self, RegistryArgs};
 use crate::common::{self, DeviceArgs, LimitArgs};
 
-/// Serve model versions over HTTP (Open Inference Protocol V2).
+/// Serve model versions over HTTP and gRPC (Open Inference Protocol V2).
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Address of the public endpoint.
@@ -26,6 +26,10 @@ pub struct Args {
     /// `off` disables it.
     #[arg(long, default_value = "127.0.0.1:8081")]
     pub admin_addr: String,
+    /// Address of the OIP gRPC endpoint (inference.GRPCInferenceService).
+    /// `off` disables it.
+    #[arg(long, default_value = "127.0.0.1:9000")]
+    pub grpc_addr: String,
     /// Model to serve, as `ns/name@alias`, `ns/name@1.2.0` or `ns/name`
     /// (repeatable). Served under its name without the namespace. Default:
     /// every model that has a `production` alias.
@@ -146,23 +150,24 @@ pub fn execute(args: Args) -> Result<()> {
 
     let tokio = serve::async_runtime()?;
     let listener = serve::listen(&tokio, &args.addr, "")?;
-    let admin = if args.admin_addr == "off" {
-        None
-    } else {
-        // The serving pages on the admin address, beside the deploy endpoint.
-        let l = serve::listen(&tokio, &args.admin_addr, " (admin)")?;
-        let loopback = l.local_addr()?.ip().is_loopback();
-        let pages = console::app(Serving::new(server.clone(), deploys), loopback);
-        Some((l, pages))
-    };
+    // The serving pages on the admin address, beside the deploy endpoint.
+    let admin = serve::listen_unless_off(&tokio, &args.admin_addr, " (admin)")?.map(|l| {
+        let loopback = l.local_addr().is_ok_and(|a| a.ip().is_loopback());
+        (
+            l,
+            console::app(Serving::new(server.clone(), deploys), loopback),
+        )
+    });
+    let grpc = serve::listen_unless_off(&tokio, &args.grpc_addr, " (gRPC)")?;
     let addr = listener.local_addr()?;
     let admin_addr = admin.as_ref().map(|(a, _)| a.local_addr()).transpose()?;
+    let grpc_addr = grpc.as_ref().map(|g| g.local_addr()).transpose()?;
     events.record(
         "serve.start",
         &addr.to_string(),
         json!({ "models": by_name }),
     );
-    for line in plan::endpoints(addr, &server.deployed(), admin_addr) {
+    for line in plan::endpoints(addr, &server.deployed(), admin_addr, grpc_addr) {
         println!("{line}");
     }
 
@@ -186,6 +191,7 @@ pub fn execute(args: Args) -> Result<()> {
         server.clone(),
         listener,
         admin,
+        grpc,
         serve::shutdown_signal(),
     ));
     if let Some(w) = watching {

@@ -355,7 +355,15 @@ pub struct Server {
 impl Server {
     pub fn start(home: &Path, models: &[&str]) -> Server {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_tensorlet"));
-        cmd.args(["serve", "--addr", "127.0.0.1:0", "--admin-addr", "off"]);
+        cmd.args([
+            "serve",
+            "--addr",
+            "127.0.0.1:0",
+            "--admin-addr",
+            "off",
+            "--grpc-addr",
+            "off",
+        ]);
         for m in models {
             cmd.args(["--model", m]);
         }

@@ -53,13 +53,19 @@ pub fn serve(
         .with_context(|| format!("cannot listen on {addr}"))?;
     let local = listener.local_addr()?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio.spawn(crate::serve::run(server, listener, None, async move {
-        if stay {
-            crate::serve::shutdown_signal().await;
-        } else {
-            let _ = stop_rx.await;
-        }
-    }));
+    let task = tokio.spawn(crate::serve::run(
+        server,
+        listener,
+        None,
+        None,
+        async move {
+            if stay {
+                crate::serve::shutdown_signal().await;
+            } else {
+                let _ = stop_rx.await;
+            }
+        },
+    ));
 
     writeln!(out)?;
     writeln!(

@@ -34,9 +34,13 @@
 
 pub mod batch;
 pub mod breaker;
+pub mod grpc;
 pub mod metrics;
 pub mod plan;
 pub mod registry;
+mod repository;
+
+pub use repository::IndexEntry;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -288,6 +292,10 @@ impl Deployment {
 pub struct Server {
     models: ArcSwap<BTreeMap<String, Arc<Deployment>>>,
     deploy_errors: Mutex<BTreeMap<String, String>>,
+    /// Every model name this server has served or tried to, with the
+    /// reference it last came from (the repository extension's index, and
+    /// what a load by name deploys).
+    known: Mutex<BTreeMap<String, String>>,
     deploy_lock: Mutex<()>,
     metrics: Metrics,
     config: ServeConfig,
@@ -312,6 +320,7 @@ impl Server {
         Server {
             models: ArcSwap::from_pointee(BTreeMap::new()),
             deploy_errors: Mutex::new(BTreeMap::new()),
+            known: Mutex::new(BTreeMap::new()),
             deploy_lock: Mutex::new(()),
             metrics: Metrics::default(),
             permits: Arc::new(Semaphore::new(config.max_concurrency.max(1))),
@@ -372,6 +381,7 @@ impl Server {
             .lock()
             .expect("errors lock")
             .remove(&d.name);
+        self.know(&d.name, &d.reference);
         if let Some(old) = old {
             self.report_invocations(&old);
             self.events
@@ -389,7 +399,15 @@ impl Server {
             .lock()
             .expect("errors lock")
             .insert(name.to_string(), error.to_string());
+        self.know(name, reference);
         self.events.deploy_failed(name, reference, error);
+    }
+
+    fn know(&self, name: &str, reference: &str) {
+        self.known
+            .lock()
+            .expect("known lock")
+            .insert(name.to_string(), reference.to_string());
     }
 
     /// Stops serving `name`; `false` if it was not served.
@@ -419,6 +437,25 @@ impl Server {
     }
 
     /// The device failure being recovered from, if any.
+    /// Why the server is not ready (shutting down, or a failed device being
+    /// reopened); `None` when it is.
+    fn unready_reason(self: &Arc<Self>) -> Option<String> {
+        if self.stopping.load(Ordering::SeqCst) {
+            return Some("shutting down".into());
+        }
+        // A probe notices a failure that no request has run into yet.
+        if let Err(e) = self.device.check() {
+            self.device_failed(&e);
+        }
+        if self.recovering() {
+            return Some(self.device_failure().map_or_else(
+                || "the device failed; reopening it".to_string(),
+                |e| format!("{e} (reopening the device)"),
+            ));
+        }
+        None
+    }
+
     fn device_failure(&self) -> Option<DeviceError> {
         self.device_failure
             .lock()
@@ -621,9 +658,16 @@ fn ok(value: Value) -> Response {
     (StatusCode::OK, axum::Json(value)).into_response()
 }
 
+/// Marks a response refused because the device failed (gRPC answers those
+/// `UNAVAILABLE`, other 503s `RESOURCE_EXHAUSTED`).
+#[derive(Clone, Copy)]
+struct DeviceUnavailable;
+
 /// 503 with `Retry-After`: the device is failed or being reopened.
 fn device_unavailable(message: String) -> Response {
-    retry_after(error(StatusCode::SERVICE_UNAVAILABLE, message), 1)
+    let mut r = retry_after(error(StatusCode::SERVICE_UNAVAILABLE, message), 1);
+    r.extensions_mut().insert(DeviceUnavailable);
+    r
 }
 
 /// `r` with a `Retry-After` of `seconds`.
@@ -677,35 +721,24 @@ pub fn app(server: Arc<Server>) -> Router {
 }
 
 async fn ready(State(s): Shared) -> Response {
-    let unready = |reason: String| {
-        (
+    match s.unready_reason() {
+        None => ok(json!({ "ready": true })),
+        Some(reason) => (
             StatusCode::SERVICE_UNAVAILABLE,
             axum::Json(json!({ "ready": false, "reason": reason })),
         )
-            .into_response()
-    };
-    if s.stopping.load(Ordering::SeqCst) {
-        return unready("shutting down".into());
+            .into_response(),
     }
-    // A probe notices a failure that no request has run into yet.
-    if let Err(e) = s.device.check() {
-        s.device_failed(&e);
-    }
-    if s.recovering() {
-        let reason = s.device_failure().map_or_else(
-            || "the device failed; reopening it".to_string(),
-            |e| format!("{e} (reopening the device)"),
-        );
-        return unready(reason);
-    }
-    ok(json!({ "ready": true }))
 }
+
+/// The extensions of the protocol this server speaks.
+const EXTENSIONS: [&str; 2] = ["binary_tensor_data", "model_repository_list"];
 
 async fn server_metadata() -> Response {
     ok(json!({
         "name": "tensorlet",
         "version": env!("CARGO_PKG_VERSION"),
-        "extensions": ["binary_tensor_data", "model_repository_list"],
+        "extensions": EXTENSIONS,
     }))
 }
 
@@ -1034,8 +1067,9 @@ async fn infer_model(s: &Arc<Server>, d: &Arc<Deployment>, req: Request) -> Resp
 }
 
 /// The admin router: `GET /admin/models`, `POST /admin/deploy`
-/// (`{"model": name, "reference": ref}`), `DELETE /admin/models/{model}`.
-/// Bind it to loopback.
+/// (`{"model": name, "reference": ref}`), `DELETE /admin/models/{model}`,
+/// and the OIP model repository extension (`/v2/repository/…`, see
+/// `repository`). Bind it to loopback.
 pub fn admin_app(server: Arc<Server>) -> Router {
     Router::new()
         .route("/admin/models", get(list_models))
@@ -1044,6 +1078,7 @@ pub fn admin_app(server: Arc<Server>) -> Router {
             "/admin/models/{model}",
             axum::routing::delete(admin_undeploy),
         )
+        .merge(repository::routes())
         .with_state(server)
 }
 
@@ -1065,30 +1100,41 @@ async fn admin_deploy(State(s): Shared, body: Bytes) -> Response {
             "expected {\"model\": name, \"reference\": ref}",
         );
     };
+    match deploy_from_source(s, name.clone(), reference).await {
+        Ok(version) => ok(json!({ "model": name, "version": version, "deployed": true })),
+        Err((status, message)) => error(status, message),
+    }
+}
+
+/// Loads `reference` from the server's model source as `name` and deploys
+/// it (verified, warmed, swapped in; a failure is recorded for the ready
+/// endpoint and the index). Returns the version now served.
+async fn deploy_from_source(
+    s: Arc<Server>,
+    name: String,
+    reference: String,
+) -> Result<String, (StatusCode, String)> {
     let Some(source) = s.source.clone() else {
-        return error(
+        return Err((
             StatusCode::NOT_IMPLEMENTED,
-            "this server has no model source to deploy from",
-        );
+            "this server has no model source to deploy from".into(),
+        ));
     };
-    let server = s.clone();
     let outcome = tokio::task::spawn_blocking(move || {
         let d = source.load(&name, &reference).inspect_err(|e| {
-            server.record_failure(&name, &reference, e);
+            s.record_failure(&name, &reference, e);
         })?;
         let version = d.version.clone();
-        server.deploy(d).map(|()| (name, version))
+        s.deploy(d).map(|()| version)
     })
     .await;
     match outcome {
-        Ok(Ok((name, version))) => {
-            ok(json!({ "model": name, "version": version, "deployed": true }))
-        }
-        Ok(Err(e)) => error(StatusCode::UNPROCESSABLE_ENTITY, e),
-        Err(_) => error(
+        Ok(Ok(version)) => Ok(version),
+        Ok(Err(e)) => Err((StatusCode::UNPROCESSABLE_ENTITY, e)),
+        Err(_) => Err((
             StatusCode::INTERNAL_SERVER_ERROR,
-            "the deploy worker stopped unexpectedly",
-        ),
+            "the deploy worker stopped unexpectedly".into(),
+        )),
     }
 }
 
@@ -1104,13 +1150,15 @@ async fn admin_undeploy(State(s): Shared, Path(model): Path<String>) -> Response
 }
 
 /// Serves `app` on `listener` (and on `admin`, if given, [`admin_app`]
-/// merged with the given pages) until `shutdown` completes; then readiness
+/// merged with the given pages; on `grpc`, if given, the OIP gRPC service,
+/// [`grpc`]) until `shutdown` completes; then readiness
 /// turns 503, the server waits `config.drain`, stops accepting (the admin
 /// address too), and lets requests in flight finish.
 pub async fn run(
     server: Arc<Server>,
     listener: TcpListener,
     admin: Option<(TcpListener, Router)>,
+    grpc: Option<TcpListener>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -1139,6 +1187,21 @@ pub async fn run(
                 .await
         })
     });
+    let grpc_task = grpc.map(|l| {
+        let service = grpc::service(server.clone());
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            tonic::transport::Server::builder()
+                .add_service(service)
+                .serve_with_incoming_shutdown(
+                    tokio_stream::wrappers::TcpListenerStream::new(l),
+                    async move {
+                        let _ = stop.changed().await;
+                    },
+                )
+                .await
+        })
+    });
     let s = server.clone();
     let drain = server.config.drain;
     let listener = batch::BatchedListener::new(listener, server.config.batch_writes);
@@ -1154,6 +1217,11 @@ pub async fn run(
     let _ = flusher.await;
     if let Some(t) = admin_task {
         let _ = t.await;
+    }
+    if let Some(t) = grpc_task
+        && let Ok(Err(e)) = t.await
+    {
+        tracing::error!("the gRPC endpoint failed: {e}");
     }
     server.flush_invocations();
     Ok(())
@@ -1180,6 +1248,17 @@ pub fn listen(
     runtime
         .block_on(TcpListener::bind(addr))
         .with_context(|| format!("cannot listen on {addr}{what}"))
+}
+
+/// [`listen`], or `None` for `off`.
+pub fn listen_unless_off(
+    runtime: &tokio::runtime::Runtime,
+    addr: &str,
+    what: &str,
+) -> anyhow::Result<Option<TcpListener>> {
+    (addr != "off")
+        .then(|| listen(runtime, addr, what))
+        .transpose()
 }
 
 /// Completes on SIGTERM or Ctrl-C.

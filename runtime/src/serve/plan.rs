@@ -67,11 +67,12 @@ pub fn first_poll(
 
 /// Where a started server answers: each deployed `(name, version)` at the
 /// public address, then the admin endpoint and serving pages when there
-/// is an admin address.
+/// is an admin address, then the gRPC endpoint when there is one.
 pub fn endpoints(
     addr: SocketAddr,
     deployed: &[(String, String)],
     admin: Option<SocketAddr>,
+    grpc: Option<SocketAddr>,
 ) -> Vec<String> {
     let mut lines: Vec<String> = deployed
         .iter()
@@ -82,6 +83,11 @@ pub fn endpoints(
     if let Some(a) = admin {
         lines.push(format!("admin endpoint at http://{a}/admin/deploy"));
         lines.push(format!("serving console at http://{a}/serving"));
+    }
+    if let Some(g) = grpc {
+        lines.push(format!(
+            "OIP over gRPC at {g} (inference.GRPCInferenceService)"
+        ));
     }
     lines
 }
@@ -164,21 +170,27 @@ mod tests {
     }
 
     #[test]
-    fn endpoints_name_each_model_and_the_admin_address() {
+    fn endpoints_name_each_model_and_the_admin_and_grpc_addresses() {
         let deployed = [
             ("digits".to_string(), "0.2.0".to_string()),
             ("iris".to_string(), "1.0.0".to_string()),
         ];
         let public = "127.0.0.1:8080".parse().unwrap();
         assert_eq!(
-            endpoints(public, &deployed, Some("127.0.0.1:8081".parse().unwrap())),
+            endpoints(
+                public,
+                &deployed,
+                Some("127.0.0.1:8081".parse().unwrap()),
+                Some("127.0.0.1:9000".parse().unwrap())
+            ),
             [
                 "serving digits 0.2.0 at http://127.0.0.1:8080/v2/models/digits/infer",
                 "serving iris 1.0.0 at http://127.0.0.1:8080/v2/models/iris/infer",
                 "admin endpoint at http://127.0.0.1:8081/admin/deploy",
                 "serving console at http://127.0.0.1:8081/serving",
+                "OIP over gRPC at 127.0.0.1:9000 (inference.GRPCInferenceService)",
             ]
         );
-        assert_eq!(endpoints(public, &deployed[..1], None).len(), 1);
+        assert_eq!(endpoints(public, &deployed[..1], None, None).len(), 1);
     }
 }

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The Python OIP clients the gRPC client test drives (tests/serve.rs,
+# `python_grpc_clients_get_http_s_answer`): tritonclient[grpc] and kserve, in a
+# virtualenv under the build directory (Debian's python3 refuses global pip
+# installs). Idempotent.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+VENV="${CARGO_TARGET_DIR:-$PWD/target}/oip-clients/venv"
+TRITONCLIENT=2.73.0
+KSERVE=0.21.0
+installed() {
+    "$VENV/bin/python" -c "import tritonclient.grpc, kserve
+from importlib.metadata import version
+print(version('tritonclient'), version('kserve'))" 2>/dev/null
+}
+if [[ "$(installed)" == "$TRITONCLIENT $KSERVE" ]]; then
+    exit 0
+fi
+rm -rf "$VENV"
+python3 -m venv "$VENV"
+"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
+    "tritonclient[grpc]==$TRITONCLIENT" "kserve==$KSERVE"
+echo "OIP clients in $VENV"
