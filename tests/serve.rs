@@ -504,6 +504,13 @@ fn deploy_dir(s: &Server, rt: &Runtime, name: &str, dir: &Path) {
         .unwrap();
 }
 
+/// Deploys as `name` the `misbehave` model misbehaving in `mode` on inputs
+/// above 1000 (healthy otherwise, so it warms up).
+fn deploy_hostile(s: &Server, rt: &Runtime, m: &Models, name: &str, mode: &str) {
+    let dir = misbehaving(m, name, json!({ "mode": mode, "only_above": 1000.0 }));
+    deploy_dir(s, rt, name, &dir);
+}
+
 /// A client sending iris requests until `stop`, each of which must
 /// succeed; it returns how many it sent.
 fn healthy_client(a: SocketAddr, stop: &Arc<AtomicBool>) -> std::thread::JoinHandle<usize> {
@@ -556,8 +563,7 @@ fn a_misbehaving_model_fails_its_own_requests_while_others_keep_succeeding() {
         ("bad-memory", "memory", "hit the memory limit"),
     ];
     for (name, mode, _) in bad {
-        let dir = misbehaving(&m, name, json!({ "mode": mode, "only_above": 1000.0 }));
-        deploy_dir(&s, &rt, name, &dir);
+        deploy_hostile(&s, &rt, &m, name, mode);
     }
     let mut run = Running::start(s);
     let a = run.addr;
@@ -624,12 +630,7 @@ fn a_looping_plugin_does_not_hold_the_only_worker() {
     .unwrap();
     let m = models(&rt);
     let s = iris_server(&rt, &m, ServeConfig::default());
-    let dir = misbehaving(
-        &m,
-        "bad-loop",
-        json!({ "mode": "loop", "only_above": 1000.0 }),
-    );
-    deploy_dir(&s, &rt, "bad-loop", &dir);
+    deploy_hostile(&s, &rt, &m, "bad-loop", "loop");
     let mut run = Running::with_workers(s, 1);
     let a = run.addr;
 
@@ -834,12 +835,7 @@ fn hoarding_requests_stay_within_the_memory_budget() {
     .unwrap();
     let m = models(&rt);
     let s = iris_server(&rt, &m, ServeConfig::default());
-    let dir = misbehaving(
-        &m,
-        "hoard",
-        json!({ "mode": "host-memory", "only_above": 1000.0 }),
-    );
-    deploy_dir(&s, &rt, "hoard", &dir);
+    deploy_hostile(&s, &rt, &m, "hoard", "host-memory");
     let mut run = Running::start(s);
     let a = run.addr;
 

@@ -220,10 +220,10 @@ mod tests {
             features: 2,
             max_batch: 8,
         };
-        let typed = ModelInferRequest {
+        let typed = |values: Vec<f32>| ModelInferRequest {
             id: "r1".into(),
             inputs: vec![input(Some(InferTensorContents {
-                fp32_contents: vec![1.0, 2.0, f32::NAN, 4.0],
+                fp32_contents: values,
                 ..Default::default()
             }))],
             ..Default::default()
@@ -239,17 +239,20 @@ mod tests {
             ],
             ..Default::default()
         };
-        let (json, binary) = as_binary_extension(&raw).unwrap();
-        let r = parse_request(&json, &binary, spec).unwrap();
+        let read = |r: &ModelInferRequest| {
+            let (json, binary) = as_binary_extension(r).unwrap();
+            parse_request(&json, &binary, spec)
+        };
+        let from_raw = read(&raw).unwrap();
         assert_eq!(
-            (r.id.as_deref(), r.rows, r.x),
-            (Some("r1"), 2, vec![1.0, 2.0, 3.0, 4.0])
+            (from_raw.id.as_deref(), from_raw.rows, &from_raw.x[..]),
+            (Some("r1"), 2, &[1.0, 2.0, 3.0, 4.0][..])
         );
-        assert!(r.outputs.iter().all(|w| w.binary));
+        assert!(from_raw.outputs.iter().all(|w| w.binary));
+        assert_eq!(read(&typed(vec![1.0, 2.0, 3.0, 4.0])).unwrap(), from_raw);
         // A NaN in typed contents is JSON's null: here, a value the single
         // input does not take.
-        let (json, binary) = as_binary_extension(&typed).unwrap();
-        assert!(parse_request(&json, &binary, spec).is_err());
+        assert!(read(&typed(vec![1.0, 2.0, f32::NAN, 4.0])).is_err());
     }
 
     #[test]

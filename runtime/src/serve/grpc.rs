@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
-use serde_json::{Value, json};
+use serde_json::Value;
 use tonic::{Response, Status};
 
 use super::{DeviceUnavailable, INFERENCE_HEADER_CONTENT_LENGTH, Server, metadata, oip};
@@ -136,7 +136,12 @@ impl GrpcInferenceService for Grpc {
             .await
             .map_err(|e| Status::internal(format!("cannot read the answer: {e}")))?;
         if status != StatusCode::OK {
-            return Err(status_of(status, device_failed, retry_after, &bytes));
+            return Err(status_of(
+                status,
+                device_failed,
+                retry_after,
+                message_of(&bytes),
+            ));
         }
         let (json, binary) = bytes.split_at(header_len.unwrap_or(bytes.len()).min(bytes.len()));
         oip::grpc::response_from_binary(json, binary)
@@ -151,12 +156,15 @@ fn version(v: &str) -> Option<&str> {
 }
 
 fn refused(r: super::Refusal) -> Status {
-    status_of(
-        r.0,
-        false,
-        None,
-        &serde_json::to_vec(&json!({ "error": r.1 })).unwrap(),
-    )
+    status_of(r.0, false, None, r.1)
+}
+
+/// The message of an HTTP error body (`{"error": …}`).
+fn message_of(body: &[u8]) -> String {
+    serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|v| v["error"].as_str().map(str::to_string))
+        .unwrap_or_else(|| String::from_utf8_lossy(body).into_owned())
 }
 
 /// The gRPC status of an HTTP refusal, with the same message.
@@ -164,12 +172,8 @@ fn status_of(
     status: StatusCode,
     device_failed: bool,
     retry_after: Option<axum::http::HeaderValue>,
-    body: &[u8],
+    message: String,
 ) -> Status {
-    let message = serde_json::from_slice::<Value>(body)
-        .ok()
-        .and_then(|v| v["error"].as_str().map(str::to_string))
-        .unwrap_or_else(|| String::from_utf8_lossy(body).into_owned());
     let mut s = match status {
         StatusCode::BAD_REQUEST | StatusCode::UNPROCESSABLE_ENTITY => {
             Status::invalid_argument(message)
