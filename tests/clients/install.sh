@@ -8,16 +8,26 @@ cd "$(dirname "$0")/../.."
 VENV="${CARGO_TARGET_DIR:-$PWD/target}/oip-clients/venv"
 TRITONCLIENT=2.73.0
 KSERVE=0.21.0
+# The installed versions (not both imported in one process: each registers the
+# `inference` protobuf package, and Python refuses it twice).
 installed() {
-    "$VENV/bin/python" -c "import tritonclient.grpc, kserve
-from importlib.metadata import version
+    "$VENV/bin/python" -c "from importlib.metadata import version
 print(version('tritonclient'), version('kserve'))" 2>/dev/null
 }
 if [[ "$(installed)" == "$TRITONCLIENT $KSERVE" ]]; then
     exit 0
 fi
 rm -rf "$VENV"
-python3 -m venv "$VENV"
+if ! python3 -m venv "$VENV" >/dev/null 2>&1; then
+    # Debian splits venv (and ensurepip) out of python3.
+    SUDO=""
+    [[ "$(id -u)" -eq 0 ]] || SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
+        python3 python3-venv
+    rm -rf "$VENV"
+    python3 -m venv "$VENV"
+fi
 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
     "tritonclient[grpc]==$TRITONCLIENT" "kserve==$KSERVE"
 echo "OIP clients in $VENV"
