@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Serving benchmark: `tensorlet serve` next to Seldon MLServer, same machine,
-# same Open Inference Protocol requests (2 rows each), same load generator.
+# Serving benchmark: `tensorlet serve` next to its native baseline (the same
+# prediction computed natively in Rust behind the same HTTP stack, no Wasm:
+# `tensorlet bench serve-native`) and Seldon MLServer, same machine, same Open
+# Inference Protocol requests (2 rows each), same load generator.
 #
 #   bash bench/serve.sh            # DURATION=10 CONNS=32 by default
 #
@@ -25,11 +27,39 @@ start_server "$work/serve.log" "$T" serve --addr 127.0.0.1:18480 --admin-addr of
 wait_ready http://127.0.0.1:18480/v2/health/ready
 declare -A R
 for m in iris digits; do
+  curl -sf -X POST --data @"$work/$m.json" "http://127.0.0.1:18480/v2/models/$m-model/infer" \
+    > "$work/$m-served.out"
   R[tensorlet-$m]=$(load "http://127.0.0.1:18480/v2/models/$m-model/infer" "$work/$m.json")
 done
 inst=$(curl -s http://127.0.0.1:18480/metrics | awk '/^tensorlet_instances_created_total/ {print $2}')
 reqs=$(curl -s http://127.0.0.1:18480/metrics | awk '/^tensorlet_requests_total/ {s+=$2} END {print s}')
 "$T" bench instances --device cpu > "$work/inst.out"
+stop_last
+
+echo "== tensorlet serve --batch-delay 0"
+start_server "$work/serve-batched.log" "$T" serve --addr 127.0.0.1:18482 --admin-addr off \
+  --grpc-addr off --device cpu --max-concurrency 512 --batch-delay 0
+wait_ready http://127.0.0.1:18482/v2/health/ready
+for m in iris digits; do
+  R[batching-$m]=$(load "http://127.0.0.1:18482/v2/models/$m-model/infer" "$work/$m.json")
+done
+stop_last
+
+echo "== native baseline (no Wasm)"
+start_server "$work/native.log" "$T" bench serve-native --addr 127.0.0.1:18483 \
+  --model tensorlet/iris-model@0.1.0 --model tensorlet/digits-model@0.1.0
+wait_ready http://127.0.0.1:18483/v2/health/ready
+for m in iris digits; do
+  # The same answer as the sandboxed server gave, to the bit.
+  curl -sf -X POST --data @"$work/$m.json" "http://127.0.0.1:18483/v2/models/$m-model/infer" \
+    > "$work/$m-native.out"
+  python3 - "$work/$m-served.out" "$work/$m-native.out" <<'PY'
+import json, sys
+a, b = (json.load(open(f))["outputs"] for f in sys.argv[1:])
+sys.exit(0 if a == b else f"the native baseline answered {b}, tensorlet serve {a}")
+PY
+  R[native-$m]=$(load "http://127.0.0.1:18483/v2/models/$m-model/infer" "$work/$m.json")
+done
 stop_last
 
 if [ -x "$VENV/bin/mlserver" ]; then
@@ -65,7 +95,15 @@ else
   echo "== MLServer skipped: no $VENV/bin/mlserver"
 fi
 
-table tensorlet-iris tensorlet-digits mlserver-iris mlserver-digits
+table tensorlet-iris tensorlet-digits batching-iris batching-digits native-iris native-digits \
+  mlserver-iris mlserver-digits
+echo "(batching: tensorlet serve --batch-delay 0; native: tensorlet bench serve-native)"
+for m in iris digits; do
+  read -r t _ <<< "${R[tensorlet-$m]}"; read -r b _ <<< "${R[batching-$m]}"
+  read -r n _ <<< "${R[native-$m]}"
+  awk -v t="$t" -v b="$b" -v n="$n" -v m="$m" 'BEGIN {
+    printf "%s: tensorlet serve at %.2fx the native rate (%.2fx with batching)\n", m, t / n, b / n }'
+done
 echo
 echo "instances created: $inst for $reqs requests (preprocessor + predictor, fresh each request)"
 cat "$work/inst.out"

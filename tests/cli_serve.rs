@@ -76,6 +76,10 @@ fn serve(home: &Path) -> Serving {
             // `tensorlet serve` keep the default, batched writes.
             "--batch-writes",
             "false",
+            // Requests coalesced by adaptive batching (off by default),
+            // across the alias moves and hot swaps below.
+            "--batch-delay",
+            "0",
         ])
         .env("TENSORLET_HOME", home)
         .env("TENSORLET_DEVICE", "cpu")

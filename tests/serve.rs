@@ -1857,3 +1857,129 @@ fn a_mixed_table_is_served_with_text_categories_and_gaps() {
         assert!(metrics.contains(&line), "{line}\n{metrics}");
     }
 }
+
+/// Sends every body in `bodies` to `model` at once, one connection each.
+fn infer_all_at_once(a: SocketAddr, model: &'static str, bodies: Vec<Value>) -> Vec<Reply> {
+    let start = Arc::new(std::sync::Barrier::new(bodies.len()));
+    let threads: Vec<_> = bodies
+        .into_iter()
+        .map(|body| {
+            let start = start.clone();
+            std::thread::spawn(move || {
+                start.wait();
+                infer(a, model, &body)
+            })
+        })
+        .collect();
+    threads.into_iter().map(|t| t.join().unwrap()).collect()
+}
+
+#[test]
+fn concurrent_requests_are_batched_and_answered_each_as_alone() {
+    let rt = Runtime::new(Default::default()).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("penguins");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(root.join("plugins/pipelines/penguins.toml")).unwrap();
+    train_pipeline(&rt, &text, &root.join("data/penguins.csv"), &dir);
+    let m = models(&rt);
+    // A long delay, so that requests sent together share a call.
+    let s = server(
+        &rt,
+        ServeConfig {
+            batch_delay: Some(Duration::from_millis(100)),
+            ..ServeConfig::default()
+        },
+    );
+    deploy_dir(&s, &rt, "penguins", &dir);
+    deploy_hostile(&s, &rt, &m, "hostile", "panic");
+    let run = Running::start(s);
+    let a = run.addr;
+
+    // Requests of 1 to 3 rows, each different; the fourth has a gap its
+    // preprocessing cannot fill (the island's one-hot encoder needs one).
+    let islands = ["Biscoe", "Dream", "Torgersen"];
+    let request = |i: usize| {
+        let rows = 1 + i % 3;
+        let island: Vec<Value> = (0..rows)
+            .map(|r| match (i, r) {
+                (3, 0) => Value::Null,
+                _ => json!(islands[(i + r) % 3]),
+            })
+            .collect();
+        let number = |name: &str, base: f32, step: f32| {
+            let v: Vec<f32> = (0..rows)
+                .map(|r| base + step * (i * 3 + r) as f32)
+                .collect();
+            json!({ "name": name, "shape": [rows], "datatype": "FP32", "data": v })
+        };
+        let sex: Vec<&str> = (0..rows).map(|r| ["female", "male"][(i + r) % 2]).collect();
+        json!({ "inputs": [
+            { "name": "island", "shape": [rows], "datatype": "BYTES", "data": island },
+            number("bill_length_mm", 36.0, 0.7),
+            number("bill_depth_mm", 14.0, 0.2),
+            number("flipper_length_mm", 180.0, 1.5),
+            number("body_mass_g", 3300.0, 60.0),
+            { "name": "sex", "shape": [rows], "datatype": "BYTES", "data": sex },
+        ]})
+    };
+    let bodies: Vec<Value> = (0..10).map(request).collect();
+    let replies = infer_all_at_once(a, "penguins", bodies.clone());
+    let model = load_model(&rt, &dir);
+    for (i, (body, r)) in bodies.iter().zip(&replies).enumerate() {
+        if i == 3 {
+            assert_eq!(r.status, 400, "{}", String::from_utf8_lossy(&r.body));
+            let e = r.json()["error"].as_str().unwrap().to_string();
+            assert!(
+                e.starts_with("the request has a missing value (null)"),
+                "{e}"
+            );
+            continue;
+        }
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        // What the model predicts from this request's rows alone, to the bit.
+        let inputs = body["inputs"].as_array().unwrap();
+        let rows = inputs[0]["shape"][0].as_u64().unwrap() as usize;
+        let mut x = Vec::new();
+        for row in 0..rows {
+            let code = |v: &Value| {
+                let s = v.as_str().unwrap();
+                islands.iter().position(|i| *i == s).unwrap() as f32
+            };
+            x.push(code(&inputs[0]["data"][row]));
+            for c in &inputs[1..5] {
+                x.push(c["data"][row].as_f64().unwrap() as f32);
+            }
+            x.push(f32::from(inputs[5]["data"][row] == "male"));
+        }
+        let want = model.predict(rt.device(), x, rows).unwrap();
+        let doc = r.json();
+        assert_eq!(doc["outputs"][0]["data"], json!(want.labels), "request {i}");
+        let probs: Vec<f32> = serde_json::from_value(doc["outputs"][1]["data"].clone()).unwrap();
+        assert_eq!(probs, want.probabilities.concat(), "request {i}");
+    }
+    let (batches, batched) = (
+        metric(a, "tensorlet_batches_total"),
+        metric(a, "tensorlet_batched_requests_total"),
+    );
+    assert_eq!(batched, 10.0, "every request went through a batch");
+    assert!(batches < batched, "{batches} calls for {batched} requests");
+
+    // A request that traps the plugin fails alone; its batch's others succeed.
+    let mut bodies = vec![iris_request(); 6];
+    bodies.insert(2, huge_request());
+    let replies = infer_all_at_once(a, "hostile", bodies);
+    for (i, r) in replies.iter().enumerate() {
+        let want = if i == 2 { 500 } else { 200 };
+        assert_eq!(r.status, want, "{i}: {}", String::from_utf8_lossy(&r.body));
+    }
+    assert!(
+        replies[2].json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("trapped"),
+        "{}",
+        String::from_utf8_lossy(&replies[2].body)
+    );
+    assert!(metric(a, "tensorlet_batches_total") < metric(a, "tensorlet_batched_requests_total"));
+}

@@ -1,4 +1,4 @@
-//! `tensorlet bench matmul|train|instances|console`: GFLOP/s of square matmuls; the
+//! `tensorlet bench matmul|train|instances|console|load|serve-native`: GFLOP/s of square matmuls; the
 //! time of a digits training epoch with the host's autodiff, with the
 //! hand-written 0.1 trainer and (optionally) with PyTorch; the memory of a long
 //! run (`instances` is in `bench_instances.rs`); the console's server time
@@ -32,6 +32,10 @@ pub enum What {
     Instances(super::bench_instances::Args),
     /// Server time of the web console's pages with many runs and a long one.
     Console(super::bench_console::Args),
+    /// Load a served model over HTTP or gRPC (the serving benchmarks' client).
+    Load(super::bench_serving::LoadArgs),
+    /// Serve bundled models natively, no Wasm (the serving benchmark's baseline).
+    ServeNative(super::bench_serving::NativeArgs),
 }
 
 /// Which devices to measure: one, or by default the CPU and (if any) the GPU.
@@ -85,6 +89,8 @@ pub fn execute(args: Args) -> Result<()> {
         What::Train(a) => train(a),
         What::Instances(a) => super::bench_instances::execute(a),
         What::Console(a) => super::bench_console::execute(a),
+        What::Load(a) => super::bench_serving::load(a),
+        What::ServeNative(a) => super::bench_serving::serve_native(a),
     }
 }
 

@@ -5,6 +5,7 @@ pub mod audit;
 pub mod bench;
 pub mod bench_console;
 pub mod bench_instances;
+pub mod bench_serving;
 pub mod dataset;
 pub mod demo;
 pub mod devices;

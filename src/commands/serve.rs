@@ -46,9 +46,15 @@ pub struct Args {
     /// swaps it in; what this node does not trust is refused and reported.
     #[arg(long, conflicts_with = "registry")]
     pub follow: Option<String>,
-    /// Largest batch per request.
+    /// Largest batch per request, and per coalesced call (--batch-delay).
     #[arg(long, default_value_t = 1024)]
     pub max_batch: usize,
+    /// Adaptive batching: concurrent requests to one model are coalesced into
+    /// one call of up to --max-batch rows (sharing its instances). `0`: what
+    /// one round of a worker has ready, adding no wait; a wait such as `2ms`;
+    /// `off`: fresh instances for every request.
+    #[arg(long, value_name = "DELAY", default_value = "off")]
+    pub batch_delay: String,
     /// Requests computed at once; more are answered 503 with Retry-After.
     #[arg(long, default_value_t = 64)]
     pub max_concurrency: usize,
@@ -115,6 +121,8 @@ pub fn execute(args: Args) -> Result<()> {
     let config = ServeConfig {
         max_body_bytes: args.max_body,
         max_batch: args.max_batch,
+        batch_delay: serve::parse_batch_delay(&args.batch_delay)
+            .map_err(|e| anyhow::anyhow!("--batch-delay: {e}"))?,
         max_concurrency: args.max_concurrency,
         model_concurrency: args.model_concurrency,
         breaker: BreakerConfig {

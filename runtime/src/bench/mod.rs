@@ -1,12 +1,15 @@
-//! Drivers of `tensorlet bench matmul`, `bench train` and `bench
-//! instances`: matmul throughput ([`matmul`]), training runs timed as a user
+//! Drivers of `tensorlet bench matmul`, `train`, `instances`, `load` and
+//! `serve-native`: matmul throughput ([`matmul`]), training runs timed as a user
 //! runs them (the `tensorlet` executable in a throwaway home; [`train`]),
-//! the PyTorch twin, resident-memory sampling, and the cost of the fresh
-//! sandbox each call gets ([`instances`]). The command opens the devices; this measures and
-//! writes the tables.
+//! the PyTorch twin, resident-memory sampling, the cost of the fresh
+//! sandbox each call gets ([`instances`]), the serving benchmarks' load
+//! generator ([`load`]) and native baseline ([`native`]). The command opens
+//! the devices; this measures and writes the tables.
 
 pub mod instances;
+pub mod load;
 pub mod matmul;
+pub mod native;
 pub mod train;
 
 use std::path::Path;

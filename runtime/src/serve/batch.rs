@@ -49,6 +49,19 @@ impl AsyncRead for BatchedStream {
 }
 
 impl BatchedStream {
+    /// An accepted connection whose responses wait for their round when
+    /// `batch` is set.
+    pub fn new(io: TcpStream, batch: bool) -> Self {
+        // A response is one whole message: send it as soon as it is written.
+        let _ = io.set_nodelay(true);
+        BatchedStream {
+            io,
+            batch,
+            armed: batch,
+            waiting: None,
+        }
+    }
+
     /// Ready once this response's turn has come.
     fn poll_turn(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         if self.armed {
@@ -98,6 +111,15 @@ impl AsyncWrite for BatchedStream {
     }
 }
 
+/// The gRPC server learns a connection's addresses as from a plain TCP one.
+impl tonic::transport::server::Connected for BatchedStream {
+    type ConnectInfo = tonic::transport::server::TcpConnectInfo;
+
+    fn connect_info(&self) -> Self::ConnectInfo {
+        self.io.connect_info()
+    }
+}
+
 /// A TCP listener whose connections batch their response writes (see the
 /// module docs), or write each at once when batching is off.
 pub struct BatchedListener {
@@ -118,15 +140,7 @@ impl axum::serve::Listener for BatchedListener {
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
         let (io, addr) = axum::serve::Listener::accept(&mut self.listener).await;
-        // A response is one whole message: send it as soon as it is written.
-        let _ = io.set_nodelay(true);
-        let stream = BatchedStream {
-            io,
-            batch: self.batch,
-            armed: self.batch,
-            waiting: None,
-        };
-        (stream, addr)
+        (BatchedStream::new(io, self.batch), addr)
     }
 
     fn local_addr(&self) -> io::Result<Self::Addr> {

@@ -54,6 +54,9 @@ pub struct Metrics {
     requests: Mutex<ByVersion<Counts>>,
     in_flight: AtomicI64,
     shed: AtomicU64,
+    /// Coalesced calls (adaptive batching) and the requests they answered.
+    batches: AtomicU64,
+    batched_requests: AtomicU64,
     device_failures: AtomicU64,
     device_recoveries: AtomicU64,
     /// (model, version) -> drift score, set by the server.
@@ -141,6 +144,13 @@ impl Metrics {
     /// Counts a request refused for lack of capacity.
     pub fn shed(&self) {
         self.shed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a coalesced call answering `requests` requests.
+    pub fn batched(&self, requests: usize) {
+        self.batches.fetch_add(1, Ordering::Relaxed);
+        self.batched_requests
+            .fetch_add(requests as u64, Ordering::Relaxed);
     }
 
     /// Counts a failure of the device (each starts a recovery).
@@ -310,6 +320,25 @@ impl Metrics {
             "tensorlet_requests_shed_total {}",
             self.shed.load(Ordering::Relaxed)
         );
+        let batches = self.batches.load(Ordering::Relaxed);
+        if batches > 0 {
+            let _ = writeln!(
+                w,
+                "# HELP tensorlet_batches_total Calls that coalesced concurrent requests (adaptive batching)."
+            );
+            let _ = writeln!(w, "# TYPE tensorlet_batches_total counter");
+            let _ = writeln!(w, "tensorlet_batches_total {batches}");
+            let _ = writeln!(
+                w,
+                "# HELP tensorlet_batched_requests_total Requests answered by coalesced calls."
+            );
+            let _ = writeln!(w, "# TYPE tensorlet_batched_requests_total counter");
+            let _ = writeln!(
+                w,
+                "tensorlet_batched_requests_total {}",
+                self.batched_requests.load(Ordering::Relaxed)
+            );
+        }
         let _ = writeln!(
             w,
             "# HELP tensorlet_device_failures_total Times the GPU failed (lost, out of memory, work rejected)."

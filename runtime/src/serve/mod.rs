@@ -34,12 +34,14 @@
 
 pub mod batch;
 pub mod breaker;
+mod coalesce;
 pub mod grpc;
 pub mod metrics;
 pub mod plan;
 pub mod registry;
 mod repository;
 
+pub use coalesce::parse_batch_delay;
 pub use repository::IndexEntry;
 
 use std::collections::BTreeMap;
@@ -72,7 +74,13 @@ pub struct ServeConfig {
     /// Largest request body (default 4 MiB); larger bodies get 413.
     pub max_body_bytes: usize,
     /// Largest batch in one request (default 1024 rows); larger gets 400.
+    /// With `batch_delay`, also the most rows a coalesced call carries.
     pub max_batch: usize,
+    /// Adaptive batching: concurrent requests of one model version are
+    /// coalesced into one call, after this delay (zero: one round of the
+    /// worker; see `coalesce`). `None` (the default) computes each request
+    /// on its own.
+    pub batch_delay: Option<Duration>,
     /// Requests computed at once (default 64); more get 503 with `Retry-After`.
     pub max_concurrency: usize,
     /// Requests of one model version computed at once; more get 503 with
@@ -102,6 +110,7 @@ impl Default for ServeConfig {
         ServeConfig {
             max_body_bytes: 4 << 20,
             max_batch: 1024,
+            batch_delay: None,
             max_concurrency: 64,
             model_concurrency: None,
             breaker: breaker::BreakerConfig::default(),
@@ -174,6 +183,54 @@ pub struct Deployment {
     breaker: breaker::Breaker,
     /// Its share of the process's host-tensor budget.
     budget: Arc<MemoryBudget>,
+    /// Its requests waiting for a batch (adaptive batching).
+    queue: coalesce::Queue,
+}
+
+/// A call's share of the server's capacity, given back when dropped.
+struct Capacity<'a> {
+    _permit: tokio::sync::OwnedSemaphorePermit,
+    _slot: ModelSlot<'a>,
+}
+
+/// How a request's prediction went.
+enum Outcome {
+    Predicted(crate::model::Predictions),
+    /// The call failed; `counts` is false for the requests of a batch whose
+    /// shared failure counts against the model once.
+    Failed {
+        error: Arc<crate::RuntimeError>,
+        counts: bool,
+    },
+    /// Refused for lack of capacity or because the model is shed: 503 with
+    /// `Retry-After` (seconds), saying why.
+    Refused(String, u64),
+    /// The task computing it stopped.
+    Stopped,
+}
+
+/// Predicts `rows` rows of `x` with `d`'s model. On the CPU the plugins run
+/// right here, on the async worker: each runs on a wasmtime fiber that yields
+/// at every epoch tick, so a slow or looping plugin shares the worker with
+/// other requests until its deadline instead of stalling them, and a request
+/// pays no thread hand-off (on one pinned core the hand-off to the blocking
+/// pool cost more than the two instances). On a GPU the host tensor ops wait
+/// for the device, which must not block a worker: the blocking pool runs them.
+async fn predict(s: &Arc<Server>, d: &Arc<Deployment>, x: Vec<f32>, rows: usize) -> Outcome {
+    let predicted = if s.inline {
+        Ok(d.model.predict_async(&s.device, x, rows).await)
+    } else {
+        let (device, dep) = (s.device.clone(), d.clone());
+        tokio::task::spawn_blocking(move || dep.model.predict(&device, x, rows)).await
+    };
+    match predicted {
+        Ok(Ok(p)) => Outcome::Predicted(p),
+        Ok(Err(e)) => Outcome::Failed {
+            error: Arc::new(e),
+            counts: true,
+        },
+        Err(_) => Outcome::Stopped,
+    }
 }
 
 /// Decrements a deployment's in-flight count when dropped.
@@ -227,6 +284,7 @@ impl Deployment {
             in_flight: AtomicUsize::new(0),
             breaker: breaker::Breaker::new(breaker::BreakerConfig::default()),
             budget,
+            queue: coalesce::Queue::default(),
         }
     }
 
@@ -586,6 +644,26 @@ impl Server {
         Err(share)
     }
 
+    /// Capacity for one call of `d` (a request, or a batch of them): one of
+    /// `--max-concurrency` and one of the model's share; when there is none,
+    /// why (to answer 503 with).
+    fn admit_call<'d>(&self, d: &'d Deployment) -> Result<Capacity<'d>, String> {
+        let Ok(permit) = self.permits.clone().try_acquire_owned() else {
+            return Err("the server is at capacity; retry shortly".into());
+        };
+        match self.model_slot(d) {
+            Ok(slot) => Ok(Capacity {
+                _permit: permit,
+                _slot: slot,
+            }),
+            Err(share) => Err(format!(
+                "model `{}` is at its share of the server's capacity ({share} requests at \
+                 once); retry shortly",
+                d.name
+            )),
+        }
+    }
+
     /// Reports a change of `d`'s circuit breaker.
     fn breaker_changed(&self, d: &Deployment, change: Option<breaker::Change>) {
         match change {
@@ -913,25 +991,17 @@ async fn infer_model(s: &Arc<Server>, d: &Arc<Deployment>, req: Request) -> Resp
             );
         }
     };
-    let Ok(_permit) = s.permits.clone().try_acquire_owned() else {
-        s.metrics.shed();
-        let r = error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the server is at capacity; retry shortly",
-        );
-        return retry_after(r, 1);
-    };
-    let _slot = match s.model_slot(d) {
-        Ok(slot) => slot,
-        Err(share) => {
-            s.metrics.shed();
-            let message = format!(
-                "model `{}` is at its share of the server's capacity ({share} requests at \
-                 once); retry shortly",
-                d.name
-            );
-            return retry_after(error(StatusCode::SERVICE_UNAVAILABLE, message), 1);
-        }
+    // A request computed on its own takes its capacity now, before its body
+    // is read; batched, its batch's call takes it (see `coalesce`).
+    let _capacity = match s.config.batch_delay {
+        Some(_) => None,
+        None => match s.admit_call(d) {
+            Ok(c) => Some(c),
+            Err(message) => {
+                s.metrics.shed();
+                return retry_after(error(StatusCode::SERVICE_UNAVAILABLE, message), 1);
+            }
+        },
     };
     if !s.inline {
         if let Err(e) = s.device.check() {
@@ -966,35 +1036,33 @@ async fn infer_model(s: &Arc<Server>, d: &Arc<Deployment>, req: Request) -> Resp
         Err(BadRequest(m)) => return error(StatusCode::BAD_REQUEST, m),
     };
     d.observe(&req.x);
-    // On the CPU the plugins run right here, on the async worker: each runs
-    // on a wasmtime fiber that yields at every epoch tick, so a slow or
-    // looping plugin shares the worker with other requests until its
-    // deadline instead of stalling them, and a request pays no thread
-    // hand-off (on one pinned core the hand-off to the blocking pool cost
-    // more than the two instances). On a GPU the host tensor ops wait for
-    // the device, which must not block a worker: the blocking pool runs them.
     // The rows move to the plugins; the response needs only the rest of `req`.
     let (x, rows) = (std::mem::take(&mut req.x), req.rows);
     // A missing value (one input per column may carry them).
     let missing = x.iter().any(|v| v.is_nan());
-    let predicted = if s.inline {
-        Ok(d.model.predict_async(&s.device, x, rows).await)
-    } else {
-        let (device, dep) = (s.device.clone(), d.clone());
-        tokio::task::spawn_blocking(move || dep.model.predict(&device, x, rows)).await
+    let outcome = match s.config.batch_delay {
+        Some(delay) => coalesce::submit(s, d, x, rows, delay).await,
+        None => predict(s, d, x, rows).await,
     };
-    let fault = match &predicted {
-        Ok(Err(e)) => breaker::fault(e),
+    let change = match &outcome {
+        Outcome::Failed {
+            error,
+            counts: true,
+        } => match breaker::fault(error) {
+            Some(f) => ticket.failed(&f.to_string(), Instant::now()),
+            None => ticket.succeeded(),
+        },
+        Outcome::Predicted(_) => ticket.succeeded(),
         _ => None,
     };
-    let change = match fault {
-        Some(f) => ticket.failed(&f.to_string(), Instant::now()),
-        None => ticket.succeeded(),
-    };
     s.breaker_changed(d, change);
-    let p = match predicted {
-        Ok(Ok(p)) => p,
-        Ok(Err(e)) if e.over_budget() => {
+    let p = match outcome {
+        Outcome::Predicted(p) => p,
+        Outcome::Refused(message, seconds) => {
+            s.metrics.shed();
+            return retry_after(error(StatusCode::SERVICE_UNAVAILABLE, message), seconds);
+        }
+        Outcome::Failed { error: e, .. } if e.over_budget() => {
             s.metrics.shed();
             return retry_after(
                 error(
@@ -1006,13 +1074,13 @@ async fn infer_model(s: &Arc<Server>, d: &Arc<Deployment>, req: Request) -> Resp
                 1,
             );
         }
-        Ok(Err(e)) if missing && e.may_come_from_missing_values() => {
+        Outcome::Failed { error: e, .. } if missing && e.may_come_from_missing_values() => {
             return error(
                 StatusCode::BAD_REQUEST,
                 format!("{}: {e}", oip::MISSING_NOT_FILLED),
             );
         }
-        Ok(Err(e)) => {
+        Outcome::Failed { error: e, .. } => {
             tracing::warn!(model = %d.name, version = %d.version, "inference failed: {e}");
             if let Some(dev) = e.device_error() {
                 s.device_failed(dev);
@@ -1028,7 +1096,7 @@ async fn infer_model(s: &Arc<Server>, d: &Arc<Deployment>, req: Request) -> Resp
                 format!("inference failed: {e}"),
             );
         }
-        Err(_) => {
+        Outcome::Stopped => {
             return error(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "inference failed: the worker stopped unexpectedly",
@@ -1189,12 +1257,17 @@ pub async fn run(
     });
     let grpc_task = grpc.map(|l| {
         let service = grpc::service(server.clone());
+        // gRPC responses go out in rounds too (see `batch`).
+        let batch = server.config.batch_writes;
         let mut stop = stop_rx.clone();
         tokio::spawn(async move {
             tonic::transport::Server::builder()
                 .add_service(service)
                 .serve_with_incoming_shutdown(
-                    tokio_stream::wrappers::TcpListenerStream::new(l),
+                    tokio_stream::StreamExt::map(
+                        tokio_stream::wrappers::TcpListenerStream::new(l),
+                        move |accepted| accepted.map(|io| batch::BatchedStream::new(io, batch)),
+                    ),
                     async move {
                         let _ = stop.changed().await;
                     },
