@@ -1409,23 +1409,10 @@ fn grpc_answers_what_http_answers() {
     run.shutdown();
 }
 
-/// The Python of `tests/clients/install.sh`'s virtualenv.
-fn oip_clients_python() -> PathBuf {
-    Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .parent()
-        .unwrap()
-        .join("oip-clients/venv/bin/python")
-}
-
 #[test]
 #[ignore = "needs tritonclient[grpc] and kserve from PyPI: bash tests/clients/install.sh"]
 fn python_grpc_clients_get_http_s_answer() {
-    let python = oip_clients_python();
-    assert!(
-        python.exists(),
-        "{} is missing: run bash tests/clients/install.sh",
-        python.display()
-    );
+    let python = common::venv::python();
     let rt = Runtime::new(Default::default()).unwrap();
     let m = models(&rt);
     let mut run = Running::start(iris_server(&rt, &m, ServeConfig::default()));

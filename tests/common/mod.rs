@@ -1,12 +1,13 @@
 //! Helpers shared by the integration tests: `tensorlet` as a process, HTTP
-//! ([`http`]), a private CA for TLS ([`tls`]), and servers to test against
-//! (`tensorlet registry serve` and `tensorlet serve` here, the CNCF
-//! distribution registry in [`oci`]).
+//! ([`http`]), a private CA for TLS ([`tls`]), the tests' Python ([`venv`]),
+//! and servers to test against (`tensorlet registry serve` and `tensorlet
+//! serve` here, the CNCF distribution registry in [`oci`]).
 #![allow(dead_code, reason = "each test binary uses a different subset")]
 
 pub mod http;
 pub mod oci;
 pub mod tls;
+pub mod venv;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -383,5 +384,19 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Copies the directory tree `from` to `to`.
+pub fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        let dest = to.join(path.file_name().unwrap());
+        if path.is_dir() {
+            copy_tree(&path, &dest);
+        } else {
+            std::fs::copy(&path, &dest).unwrap();
+        }
     }
 }
