@@ -133,6 +133,12 @@ fn serve(home: &Path, extra: &[&str]) -> Serving {
 
 /// [`serve`] with more environment variables.
 fn serve_env(home: &Path, extra: &[&str], env: &[(&str, &str)]) -> Serving {
+    let model = format!("{MODEL}@production");
+    serve_models(home, &[&["--model", &model], extra].concat(), env)
+}
+
+/// `tensorlet serve` of the models `args` name, on a free loopback port.
+fn serve_models(home: &Path, args: &[&str], env: &[(&str, &str)]) -> Serving {
     let mut child = Command::new(env!("CARGO_BIN_EXE_tensorlet"))
         .args([
             "serve",
@@ -142,10 +148,8 @@ fn serve_env(home: &Path, extra: &[&str], env: &[(&str, &str)]) -> Serving {
             "off",
             "--grpc-addr",
             "off",
-            "--model",
-            &format!("{MODEL}@production"),
         ])
-        .args(extra)
+        .args(args)
         .env("TENSORLET_HOME", home)
         .env("TENSORLET_DEVICE", "cpu")
         .env_remove("TENSORLET_REGISTRY")
@@ -191,12 +195,17 @@ fn serve_env(home: &Path, extra: &[&str], env: &[(&str, &str)]) -> Serving {
 }
 
 fn infer(addr: &str) -> (u16, Value) {
+    infer_model(addr, "iris-model")
+}
+
+/// Two iris rows to the model served as `model`.
+fn infer_model(addr: &str, model: &str) -> (u16, Value) {
     let body = json!({ "inputs": [{ "name": "input", "shape": [2, 4], "datatype": "FP64",
                        "data": [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]] }] });
     match try_request(
         "POST",
         addr,
-        "/v2/models/iris-model/infer",
+        &format!("/v2/models/{model}/infer"),
         &[("Content-Type", "application/json")],
         &serde_json::to_vec(&body).unwrap(),
     ) {
@@ -370,6 +379,18 @@ fn oci_push_uses_the_wasm_layout_and_pull_verifies_against_local_trust() {
     ));
     assert_eq!(predicted, here, "the pulled model predicts the same");
     assert!(audit_log(node.path()).contains("pull"));
+
+    // KServe's `storageUri` naming the artifact (STORAGE_URI): pulled,
+    // verified and served under the InferenceService's name.
+    let kserve = trusting(&[(pub_home, "demo")]);
+    let server = serve_models(
+        kserve.path(),
+        &["--model-name", "iris"],
+        &[("STORAGE_URI", dest.as_str())],
+    );
+    let (status, out) = infer_model(&server.addr, "iris");
+    assert_eq!(status, 200, "{out}");
+    drop(server);
 
     // A node that does not trust the key refuses it and caches nothing.
     let stranger = tempfile::tempdir().unwrap();
@@ -1028,4 +1049,151 @@ fn a_tensorlet_registry_over_https_with_a_private_ca() {
         &[],
     ));
     assert!(e.contains("does not belong to the certificate"), "{e}");
+}
+
+#[test]
+fn a_model_travels_as_an_oci_image_layout_and_is_verified_before_serving() {
+    let publ = publisher();
+    let pub_home = publ.path();
+    let files = tempfile::tempdir().unwrap();
+    let dir = files.path().join("models");
+    let layout = format!("oci-layout:{}", dir.display());
+    let out = ok(&run(
+        pub_home,
+        &[
+            "push",
+            &format!("{MODEL}@0.1.0"),
+            &format!("{layout}/{MODEL}:0.1.0"),
+            "--alias",
+            "production",
+        ],
+    ));
+    assert!(out.contains(&format!("{layout}/{MODEL}:0.1.0")), "{out}");
+    // An OCI image layout: the marker, an index naming every tag (the model's
+    // and those of the plugins it pins), the manifests and blobs by digest.
+    assert!(dir.join("oci-layout").is_file());
+    let index: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("index.json")).unwrap()).unwrap();
+    let names: Vec<&str> = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            m["annotations"]["org.opencontainers.image.ref.name"]
+                .as_str()
+                .unwrap()
+        })
+        .collect();
+    for want in [
+        "tensorlet/iris-model:0.1.0",
+        "tensorlet/iris-model:production",
+        "tensorlet/standardize:0.1.0",
+    ] {
+        assert!(names.contains(&want), "{want} not in {names:?}");
+    }
+
+    // A node that trusts the publisher verifies and serves it, under the
+    // name KServe gives (the InferenceService's).
+    let node = trusting(&[(pub_home, "demo")]);
+    let model_dir = dir.to_str().unwrap();
+    let server = serve_models(
+        node.path(),
+        &["--model-dir", model_dir, "--model-name", "iris"],
+        &[],
+    );
+    let (status, out) = infer_model(&server.addr, "iris");
+    assert_eq!(status, 200, "{out}");
+    assert_eq!(out["outputs"][0]["data"], json!([0, 2]));
+    assert!(
+        server
+            .stderr
+            .lock()
+            .unwrap()
+            .contains("verified tensorlet/iris-model@0.1.0"),
+        "{}",
+        server.stderr.lock().unwrap()
+    );
+    drop(server);
+    // `pull` reads a layout as it reads a registry.
+    let other = trusting(&[(pub_home, "demo")]);
+    let out = ok(&run(
+        other.path(),
+        &["pull", &format!("{layout}/{MODEL}:production")],
+    ));
+    assert!(out.contains(&format!("{MODEL}@0.1.0")), "{out}");
+
+    // A node whose trust policy lacks the publisher's key refuses it: the
+    // server stops with the reason (a pod that never turns ready), audited.
+    let serve_args = [
+        "serve",
+        "--addr",
+        "127.0.0.1:0",
+        "--admin-addr",
+        "off",
+        "--grpc-addr",
+        "off",
+    ];
+    let stranger = tempfile::tempdir().unwrap();
+    let e = fails(&run(
+        stranger.path(),
+        &[&serve_args[..], &["--model-dir", model_dir]].concat(),
+    ));
+    assert!(e.contains("not in this trust policy"), "{e}");
+    assert!(audit_log(stranger.path()).contains("pull.refused"));
+
+    // Altered weights: refused, whoever is trusted.
+    let tampered = files.path().join("tampered");
+    common::copy_tree(&dir, &tampered);
+    let blobs = tampered.join("blobs/sha256");
+    let largest = std::fs::read_dir(&blobs)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .max_by_key(|p| p.metadata().unwrap().len())
+        .unwrap();
+    let mut bytes = std::fs::read(&largest).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(&largest, bytes).unwrap();
+    let node = trusting(&[(pub_home, "demo")]);
+    let e = fails(&run(
+        node.path(),
+        &[
+            &serve_args[..],
+            &["--model-dir", tampered.to_str().unwrap()],
+        ]
+        .concat(),
+    ));
+    assert!(e.contains("do not hash to the digest"), "{e}");
+
+    // KServe's `storageUri` itself, when it is a directory; a bucket is the
+    // storage initializer's to download.
+    let node = trusting(&[(pub_home, "demo")]);
+    let server = serve_models(
+        node.path(),
+        &[],
+        &[("STORAGE_URI", &format!("file://{model_dir}"))],
+    );
+    assert_eq!(infer(&server.addr).0, 200);
+    drop(server);
+    let e = fails(&common::tensorlet_env(
+        node.path(),
+        &serve_args,
+        &[("STORAGE_URI", "s3://models/iris")],
+    ));
+    assert!(e.contains("--model-dir /mnt/models"), "{e}");
+
+    // A directory that holds no layout says what to do.
+    let empty = tempfile::tempdir().unwrap();
+    let e = fails(&run(
+        node.path(),
+        &[
+            &serve_args[..],
+            &["--model-dir", empty.path().to_str().unwrap()],
+        ]
+        .concat(),
+    ));
+    assert!(
+        e.contains("is not an OCI image layout") && e.contains("tensorlet push"),
+        "{e}"
+    );
 }

@@ -20,23 +20,24 @@ pub struct Args {
 
 pub fn execute(args: Args) -> Result<()> {
     let reg = crate::artifacts::open()?;
-    let (artifact, from) = if args.source.starts_with("oci://") {
-        let r = OciReference::parse(&args.source)?;
-        let selector = r.selected("pull")?;
-        (
-            oci::pull(&reg, &r.remote, &r.name, selector)?,
-            r.to_string(),
-        )
-    } else {
-        let Some(remote) = args.registry.remote()? else {
-            bail!(
-                "pull from where? give an `oci://…` reference, or a tensorlet registry with \
+    let (artifact, from) =
+        if args.source.starts_with("oci://") || args.source.starts_with(oci::LAYOUT) {
+            let r = OciReference::parse(&args.source)?;
+            let selector = r.selected("pull")?;
+            (
+                oci::pull(&reg, &r.remote, &r.name, selector)?,
+                r.to_string(),
+            )
+        } else {
+            let Some(remote) = args.registry.remote()? else {
+                bail!(
+                    "pull from where? give an `oci://…` reference, or a tensorlet registry with \
                  --registry http://host:7070"
-            );
+                );
+            };
+            let r = Reference::parse(&args.source)?;
+            (client::pull(&reg, &remote, &r)?, remote.url().to_string())
         };
-        let r = Reference::parse(&args.source)?;
-        (client::pull(&reg, &remote, &r)?, remote.url().to_string())
-    };
     println!(
         "pulled {} ({}) from {from}: signed by key {}, verified against the local trust policy",
         artifact.reference(),

@@ -9,7 +9,7 @@ use tensorlet_console::serving::{self as console, DeployLog, Serving};
 use tensorlet_runtime::fleet::{Follower, Upstream, production_models};
 use tensorlet_runtime::serve::breaker::BreakerConfig;
 use tensorlet_runtime::serve::registry::{
-    AuditEvents, RegistrySource, Targets, Watch, deploy, movable,
+    AuditEvents, RegistrySource, Storage, Targets, Watch, deploy, movable,
 };
 use tensorlet_runtime::serve::{self, ServeConfig, Server, plan};
 
@@ -35,6 +35,22 @@ pub struct Args {
     /// every model that has a `production` alias.
     #[arg(long = "model")]
     pub models: Vec<String>,
+    /// Also serve the models of an OCI image layout directory (KServe's
+    /// /mnt/models; write one with `tensorlet push <ref>
+    /// oci-layout:DIR/ns/name:version`): of each repository, the `production`
+    /// tag or the highest version, verified against the trust policy and
+    /// imported first. Refused artifacts stop the server with the reason.
+    #[arg(long, value_name = "DIR", env = "TENSORLET_MODEL_DIR")]
+    pub model_dir: Option<std::path::PathBuf>,
+    /// Without --model-dir, also serve the model KServe's storageUri names,
+    /// when it is a tensorlet artifact in an OCI registry
+    /// (`oci://host/…/ns/name:tag`, pulled and verified first) or a layout
+    /// directory (`file://DIR`).
+    #[arg(long, value_name = "URI", env = "STORAGE_URI", hide_env_values = true)]
+    pub storage_uri: Option<String>,
+    /// Serve the one model under this name (KServe: the InferenceService's).
+    #[arg(long, value_name = "NAME")]
+    pub model_name: Option<String>,
     /// How often aliases are checked for moves (seconds); a moved alias is
     /// loaded, verified, warmed and swapped in without dropping requests.
     #[arg(long, default_value_t = 2.0)]
@@ -98,10 +114,22 @@ pub fn execute(args: Args) -> Result<()> {
         ))),
         None => None,
     };
-    let by_name = plan::served(&args.models, || match &follower {
+    let mut given = args.models.clone();
+    let storage = Storage {
+        model_dir: args.model_dir.clone(),
+        uri: args.storage_uri.clone(),
+    };
+    for reference in storage.import(&reg)? {
+        eprintln!("verified {reference}");
+        given.push(reference);
+    }
+    let mut by_name = plan::served(&given, || match &follower {
         Some(f) => Ok(f.upstream().production_models()?),
         None => Ok(production_models(reg.list()?)),
     })?;
+    if let Some(name) = &args.model_name {
+        by_name = plan::renamed(by_name, name)?;
+    }
 
     let device = args.device.open()?;
     let mut limits = tensorlet_runtime::Limits::default();

@@ -40,10 +40,17 @@
 //! `TENSORLET_OCI_USERNAME`/`_PASSWORD` or Docker's `config.json`), and
 //! blob redirects to object stores. See [`OciSettings`].
 //!
+//! The same artifacts can be written to and read from an OCI image layout
+//! directory (`oci-layout:DIR`, `layout`) instead of a registry, with the
+//! same checks: how a model travels as files (a volume, KServe's
+//! `/mnt/models`).
+//!
 //! The manifest formats (`format`) are built without the `http` feature;
-//! the network half (`remote`, `transport`) needs it.
+//! the network half (`remote`, `transport`, `layout`) needs it.
 
 mod format;
+#[cfg(feature = "http")]
+mod layout;
 #[cfg(feature = "http")]
 mod remote;
 #[cfg(feature = "http")]

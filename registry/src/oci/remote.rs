@@ -3,6 +3,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use super::layout::Layout;
 use super::transport::Transport;
 pub use super::transport::{ENV_CA_FILE, ENV_PASSWORD, ENV_PLAIN_HTTP, ENV_USERNAME, OciSettings};
 
@@ -14,12 +15,70 @@ use crate::reference::{Reference, Selector, check_alias, check_name, check_versi
 use crate::registry::Registry;
 use crate::verified::VerifiedArtifact;
 
-/// An OCI location: `oci://host[:port][/prefix]`. Artifact `ns/name` lives
-/// in repository `[prefix/]ns/name`.
+/// An OCI location: `oci://host[:port][/prefix]`, or an OCI image layout
+/// directory, `oci-layout:DIR`. Artifact `ns/name` lives in repository
+/// `[prefix/]ns/name`.
 pub struct OciRemote {
     host: String,
     prefix: String,
-    transport: Transport,
+    transport: Wire,
+}
+
+/// Where an [`OciRemote`]'s manifests and blobs are: a registry, or files.
+enum Wire {
+    Registry(Box<Transport>),
+    Layout(Layout),
+}
+
+impl Wire {
+    fn head(&self, what: &str, repo: &str, selector: &str) -> Result<Option<String>> {
+        match self {
+            Wire::Registry(t) => t.head(what, repo, selector),
+            Wire::Layout(l) => l.head(repo, selector),
+        }
+    }
+
+    fn manifest(&self, what: &str, repo: &str, selector: &str) -> Result<Vec<u8>> {
+        match self {
+            Wire::Registry(t) => t.manifest(what, repo, selector),
+            Wire::Layout(l) => l.manifest(what, repo, selector),
+        }
+    }
+
+    fn blob(&self, what: &str, repo: &str, digest: &str) -> Result<Vec<u8>> {
+        match self {
+            Wire::Registry(t) => t.blob(what, repo, digest),
+            Wire::Layout(l) => l.blob(what, digest),
+        }
+    }
+
+    fn blob_exists(&self, what: &str, repo: &str, digest: &str) -> Result<bool> {
+        match self {
+            Wire::Registry(t) => t.blob_exists(what, repo, digest),
+            Wire::Layout(l) => Ok(l.blob_exists(digest)),
+        }
+    }
+
+    fn put_blob(&self, what: &str, repo: &str, digest: &str, bytes: &[u8]) -> Result<()> {
+        match self {
+            Wire::Registry(t) => t.put_blob(what, repo, digest, bytes),
+            Wire::Layout(l) => l.put_blob(digest, bytes),
+        }
+    }
+
+    fn put_manifest(&self, what: &str, repo: &str, tag: &str, bytes: &[u8]) -> Result<()> {
+        match self {
+            Wire::Registry(t) => t.put_manifest(what, repo, tag, bytes),
+            Wire::Layout(l) => l.put_manifest(repo, tag, IMAGE_MANIFEST, bytes),
+        }
+    }
+
+    fn scheme(&self) -> &'static str {
+        match self {
+            Wire::Registry(t) => t.scheme(),
+            Wire::Layout(_) => "file",
+        }
+    }
 }
 
 impl std::fmt::Debug for OciRemote {
@@ -94,6 +153,9 @@ fn tag_ok(t: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
 }
 
+/// The scheme of an OCI image layout directory: `oci-layout:DIR`.
+pub const LAYOUT: &str = "oci-layout:";
+
 fn bad_location(s: &str, why: &str) -> RegistryError {
     RegistryError::Invalid(format!(
         "`{s}` is not an OCI location: {why}; write it like `oci://registry.local:5000/acme` \
@@ -108,8 +170,20 @@ impl OciRemote {
         Self::with_settings(location, &OciSettings::from_env())
     }
 
-    /// A client for `oci://host[:port][/prefix]` with explicit settings.
+    /// A client for `oci://host[:port][/prefix]` with explicit settings, or
+    /// for the OCI image layout in `oci-layout:DIR`.
     pub fn with_settings(location: &str, settings: &OciSettings) -> Result<Self> {
+        if let Some(dir) = location.strip_prefix(LAYOUT) {
+            let dir = dir.trim_end_matches('/');
+            if dir.is_empty() {
+                return Err(bad_location(location, "the directory is missing"));
+            }
+            return Ok(OciRemote {
+                host: dir.to_string(),
+                prefix: String::new(),
+                transport: Wire::Layout(Layout::new(std::path::Path::new(dir))),
+            });
+        }
         let rest = location
             .strip_prefix("oci://")
             .ok_or_else(|| bad_location(location, "it does not start with `oci://`"))?;
@@ -130,20 +204,22 @@ impl OciRemote {
         Ok(OciRemote {
             host: host.to_string(),
             prefix: prefix.to_string(),
-            transport: Transport::new(host, settings)?,
+            transport: Wire::Registry(Box::new(Transport::new(host, settings)?)),
         })
     }
 
-    /// `oci://host[/prefix]`.
+    /// `oci://host[/prefix]`, or `oci-layout:DIR`.
     pub fn url(&self) -> String {
-        if self.prefix.is_empty() {
+        if let Wire::Layout(l) = &self.transport {
+            format!("{LAYOUT}{}", l.dir().display())
+        } else if self.prefix.is_empty() {
             format!("oci://{}", self.host)
         } else {
             format!("oci://{}/{}", self.host, self.prefix)
         }
     }
 
-    /// `http` or `https`: how this registry is reached.
+    /// `http` or `https`: how this registry is reached (`file` for a layout).
     pub fn scheme(&self) -> &'static str {
         self.transport.scheme()
     }
@@ -157,9 +233,25 @@ impl OciRemote {
         }
     }
 
-    /// `oci://host/repository` of artifact `ns/name`, for messages.
+    /// `oci://host/repository` (`oci-layout:DIR/repository`) of artifact
+    /// `ns/name`, for messages.
     pub fn location(&self, name: &str) -> String {
-        format!("oci://{}/{}", self.host, self.repository(name))
+        match &self.transport {
+            Wire::Layout(_) => format!("{LAYOUT}{}/{}", self.host, self.repository(name)),
+            Wire::Registry(_) => format!("oci://{}/{}", self.host, self.repository(name)),
+        }
+    }
+
+    /// Every `(ns/name, tag)` an OCI image layout holds; an error for a
+    /// registry (which lists no repositories).
+    pub fn layout_tags(&self) -> Result<Vec<(String, String)>> {
+        match &self.transport {
+            Wire::Layout(l) => l.tags(),
+            Wire::Registry(_) => Err(RegistryError::Invalid(format!(
+                "{} is a registry, not an OCI image layout",
+                self.url()
+            ))),
+        }
     }
 
     /// The OCI manifest digest a tag (or digest) of `ns/name` resolves to,
@@ -237,12 +329,19 @@ impl OciRemote {
 }
 
 impl OciReference {
-    /// Parses `oci://host[:port][/prefix]/ns/name[:tag|@sha256:…]`. The last
-    /// two path segments are the artifact's `ns/name`.
+    /// Parses `oci://host[:port][/prefix]/ns/name[:tag|@sha256:…]`, or
+    /// `oci-layout:DIR/ns/name[:tag|@sha256:…]`. The last two path segments
+    /// are the artifact's `ns/name`.
     pub fn parse(s: &str) -> Result<Self> {
-        let rest = s
-            .strip_prefix("oci://")
-            .ok_or_else(|| bad_location(s, "it does not start with `oci://`"))?;
+        let (scheme, rest) = match s.strip_prefix(LAYOUT) {
+            Some(rest) => (LAYOUT, rest),
+            None => (
+                "oci://",
+                s.strip_prefix("oci://").ok_or_else(|| {
+                    bad_location(s, "it does not start with `oci://` (or `oci-layout:`)")
+                })?,
+            ),
+        };
         let (path, selector) = if let Some((p, d)) = rest.split_once('@') {
             check_digest(d).map_err(|_| bad_location(s, "the part after `@` is not a digest"))?;
             (p, Some(OciSelector::Digest(d.to_string())))
@@ -279,7 +378,7 @@ impl OciReference {
             )
         })?;
         let base = segments[..segments.len() - 2].join("/");
-        let remote = OciRemote::new(&format!("oci://{base}"))?;
+        let remote = OciRemote::new(&format!("{scheme}{base}"))?;
         Ok(OciReference {
             remote,
             name,
@@ -801,6 +900,45 @@ impl OciReference {
             ))),
         }
     }
+}
+
+/// Imports the models of the OCI image layout in `dir` into `local`: of each
+/// repository it holds, the tag `production` when it has one, else its
+/// highest version, pulled with every check of a registry pull (signature
+/// against the trust policy, dependencies by digest, refusals audited).
+/// Returns the models, in the layout's order; an error if it holds none.
+pub fn import_layout(local: &Registry, dir: &std::path::Path) -> Result<Vec<VerifiedArtifact>> {
+    let remote = OciRemote::new(&format!("{LAYOUT}{}", dir.display()))?;
+    let mut chosen: Vec<(String, String)> = Vec::new();
+    for (repo, tag) in remote.layout_tags()? {
+        let better = |old: &str| {
+            let version = |t: &str| semver::Version::parse(t).ok();
+            tag == "production"
+                || (old != "production"
+                    && version(&tag).is_some_and(|v| version(old).is_none_or(|o| v > o)))
+        };
+        match chosen.iter_mut().find(|(r, _)| *r == repo) {
+            Some((_, old)) if better(old) => *old = tag,
+            Some(_) => {}
+            None => chosen.push((repo, tag)),
+        }
+    }
+    let mut models = Vec::new();
+    for (repo, tag) in chosen {
+        let artifact = pull(local, &remote, &repo, &OciSelector::Tag(tag))?;
+        if artifact.kind() == crate::manifest::Kind::Model {
+            models.push(artifact);
+        }
+    }
+    if models.is_empty() {
+        return Err(RegistryError::NotFound(format!(
+            "the OCI image layout {} holds no model (write one with `tensorlet push \
+             <ns/name@version> {LAYOUT}{}/<ns>/<name>:<version>`)",
+            dir.display(),
+            dir.display()
+        )));
+    }
+    Ok(models)
 }
 
 #[cfg(test)]

@@ -43,6 +43,21 @@ pub fn served(
     Ok(by_name)
 }
 
+/// `by_name` with its one model served as `name` instead (`--model-name`,
+/// KServe's InferenceService name); an error when it holds several.
+pub fn renamed(by_name: BTreeMap<String, String>, name: &str) -> Result<BTreeMap<String, String>> {
+    if by_name.len() != 1 {
+        bail!(
+            "--model-name names the one model served, and {} would be served ({}); name \
+             models with --model, or serve them under their own names",
+            by_name.len(),
+            by_name.values().cloned().collect::<Vec<_>>().join(", ")
+        );
+    }
+    let reference = by_name.into_values().next().expect("one model");
+    Ok(BTreeMap::from([(name.to_string(), reference)]))
+}
+
 /// What to tell about the first poll of `reference` at `upstream` when a
 /// follower starts: what it synced or refused, or, when no connection to
 /// the upstream could be made, that the local cache serves meanwhile.
@@ -98,6 +113,26 @@ mod tests {
 
     fn refs(r: &[&str]) -> Vec<String> {
         r.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn the_one_model_is_renamed_and_several_are_refused() {
+        let one = served(&refs(&["tensorlet/iris-model@production"]), || Ok(vec![])).unwrap();
+        let r = renamed(one, "iris").unwrap();
+        assert_eq!(
+            r.into_iter().collect::<Vec<_>>(),
+            [(
+                "iris".to_string(),
+                "tensorlet/iris-model@production".to_string()
+            )]
+        );
+        let two = served(
+            &refs(&["tensorlet/iris-model@1.0.0", "tensorlet/digits-model@1.0.0"]),
+            || Ok(vec![]),
+        )
+        .unwrap();
+        let e = renamed(two, "iris").unwrap_err().to_string();
+        assert!(e.contains("2 would be served"), "{e}");
     }
 
     #[test]

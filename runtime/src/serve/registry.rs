@@ -440,3 +440,48 @@ mod tests {
         assert_eq!(n.detail["count"], 7);
     }
 }
+
+/// What KServe hands a serving runtime: the directory its storage
+/// initializer downloaded the `storageUri` to (`--model-dir`), or, without
+/// one, the `storageUri` itself (`STORAGE_URI`) when it names a tensorlet
+/// artifact in an OCI registry (`oci://host/…/ns/name:tag`) or a local
+/// directory (`file://DIR`, `/DIR`).
+#[derive(Clone, Debug, Default)]
+pub struct Storage {
+    /// An OCI image layout directory.
+    pub model_dir: Option<std::path::PathBuf>,
+    /// A storage URI.
+    pub uri: Option<String>,
+}
+
+impl Storage {
+    /// Imports what it names into `reg`, each artifact verified against the
+    /// trust policy (a refusal is an error, and audited), and returns the
+    /// references of the models to serve; none when it names nothing.
+    pub fn import(&self, reg: &Registry) -> anyhow::Result<Vec<String>> {
+        use tensorlet_registry::oci::{self, OciReference};
+        let dir = match (&self.model_dir, self.uri.as_deref()) {
+            (Some(dir), _) => dir.clone(),
+            (None, None) => return Ok(vec![]),
+            (None, Some(uri)) if uri.starts_with("oci://") => {
+                let r = OciReference::parse(uri)?;
+                let model = oci::pull(reg, &r.remote, &r.name, r.selected("serving")?)?;
+                if model.kind() != Kind::Model {
+                    anyhow::bail!("{uri} is a {}, not a model", model.kind());
+                }
+                return Ok(vec![model.reference()]);
+            }
+            (None, Some(uri)) if uri.starts_with("file://") || uri.starts_with('/') => {
+                uri.trim_start_matches("file://").into()
+            }
+            (None, Some(uri)) => anyhow::bail!(
+                "the storage URI `{uri}` is not one tensorlet reads: KServe's storage \
+                 initializer downloads it to /mnt/models, which `--model-dir /mnt/models` \
+                 serves; tensorlet itself reads `oci://host/…/ns/name:tag` artifacts and \
+                 directories (`file://DIR`)"
+            ),
+        };
+        let models = oci::import_layout(reg, &dir)?;
+        Ok(models.iter().map(|m| m.reference()).collect())
+    }
+}
