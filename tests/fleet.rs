@@ -137,18 +137,21 @@ fn serve_env(home: &Path, extra: &[&str], env: &[(&str, &str)]) -> Serving {
     serve_models(home, &[&["--model", &model], extra].concat(), env)
 }
 
-/// `tensorlet serve` of the models `args` name, on a free loopback port.
+/// `tensorlet serve` on a free loopback port, HTTP only.
+const SERVE: [&str; 7] = [
+    "serve",
+    "--addr",
+    "127.0.0.1:0",
+    "--admin-addr",
+    "off",
+    "--grpc-addr",
+    "off",
+];
+
+/// [`SERVE`] of the models `args` name.
 fn serve_models(home: &Path, args: &[&str], env: &[(&str, &str)]) -> Serving {
     let mut child = Command::new(env!("CARGO_BIN_EXE_tensorlet"))
-        .args([
-            "serve",
-            "--addr",
-            "127.0.0.1:0",
-            "--admin-addr",
-            "off",
-            "--grpc-addr",
-            "off",
-        ])
+        .args(SERVE)
         .args(args)
         .env("TENSORLET_HOME", home)
         .env("TENSORLET_DEVICE", "cpu")
@@ -1124,15 +1127,7 @@ fn a_model_travels_as_an_oci_image_layout_and_is_verified_before_serving() {
 
     // A node whose trust policy lacks the publisher's key refuses it: the
     // server stops with the reason (a pod that never turns ready), audited.
-    let serve_args = [
-        "serve",
-        "--addr",
-        "127.0.0.1:0",
-        "--admin-addr",
-        "off",
-        "--grpc-addr",
-        "off",
-    ];
+    let serve_args = SERVE;
     let stranger = tempfile::tempdir().unwrap();
     let e = fails(&run(
         stranger.path(),

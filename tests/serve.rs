@@ -1746,16 +1746,23 @@ fn tables_are_served_by_column_with_class_names_and_regression_predictions() {
     );
 }
 
+/// The bundled penguins pipeline trained on `data/penguins.csv`: the
+/// directory that holds the model (under the returned temporary directory).
+fn train_penguins(rt: &Runtime) -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("penguins");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(root.join("plugins/pipelines/penguins.toml")).unwrap();
+    train_pipeline(rt, &text, &root.join("data/penguins.csv"), &dir);
+    (tmp, dir)
+}
+
 #[test]
 fn a_mixed_table_is_served_with_text_categories_and_gaps() {
     // The penguins pipeline: a chain of imputers, a one-hot encoder and
     // standardize, each on its columns.
     let rt = Runtime::new(Default::default()).unwrap();
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("penguins");
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let text = std::fs::read_to_string(root.join("plugins/pipelines/penguins.toml")).unwrap();
-    train_pipeline(&rt, &text, &root.join("data/penguins.csv"), &dir);
+    let (_tmp, dir) = train_penguins(&rt);
     let s = server(&rt, ServeConfig::default());
     s.deploy(Deployment::new(
         "penguins",
@@ -1864,11 +1871,7 @@ fn infer_all_at_once(a: SocketAddr, model: &'static str, bodies: Vec<Value>) -> 
 #[test]
 fn concurrent_requests_are_batched_and_answered_each_as_alone() {
     let rt = Runtime::new(Default::default()).unwrap();
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("penguins");
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let text = std::fs::read_to_string(root.join("plugins/pipelines/penguins.toml")).unwrap();
-    train_pipeline(&rt, &text, &root.join("data/penguins.csv"), &dir);
+    let (_tmp, dir) = train_penguins(&rt);
     let m = models(&rt);
     // A long delay, so that requests sent together share a call.
     let s = server(
