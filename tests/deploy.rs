@@ -1,8 +1,9 @@
 //! Every Kubernetes manifest under `deploy/` is checked as the API server
 //! checks it with strict field validation (`tests/deploy/validate.py`):
 //! built-in kinds against the OpenAPI schemas of Kubernetes
-//! [`KUBERNETES`], custom resources against their CRDs (KServe's and KEDA's,
-//! vendored in `tests/deploy/vendor/`), so a misspelled field fails the tests.
+//! [`KUBERNETES`], custom resources against their CRDs (KServe's, KEDA's and
+//! SpinKube's, vendored in `tests/deploy/vendor/`), so a misspelled field fails
+//! the tests.
 
 #[path = "common/venv.rs"]
 mod venv;
@@ -41,7 +42,7 @@ fn validate(files: &[PathBuf]) -> (bool, String) {
     validator
         .arg(root().join("tests/deploy/validate.py"))
         .args(["--kubernetes", KUBERNETES]);
-    for crds in ["keda", "kserve"] {
+    for crds in ["keda", "kserve", "spinkube"] {
         validator
             .arg("--crds")
             .arg(root().join("tests/deploy/vendor").join(crds));
@@ -72,6 +73,8 @@ fn every_manifest_under_deploy_is_valid() {
         "inference-service.yaml",
         "keda-scaledobject.yaml",
         "registry.yaml",
+        "spin-app.yaml",
+        "spin-app-executor.yaml",
         "tensorlet-serve.yaml",
     ] {
         assert!(names.iter().any(|n| n == want), "{want} not in {names:?}");
@@ -129,6 +132,39 @@ fn a_misspelled_field_fails_validation() {
             "autoSelect: true",
             "autoselect: true",
             "'autoselect' was unexpected",
+        ),
+        (
+            "spinkube/spin-app.yaml",
+            "executor: containerd-shim-spin",
+            "exector: containerd-shim-spin",
+            "SpinApp iris-model: spec: Additional properties are not allowed \
+             ('exector' was unexpected)",
+        ),
+        (
+            "spinkube/spin-app.yaml",
+            "path: /v2/health/ready",
+            "pth: /v2/health/ready",
+            "spec.checks.readiness.httpGet: Additional properties are not allowed \
+             ('pth' was unexpected)",
+        ),
+        (
+            "spinkube/spin-app.yaml",
+            "replicas: 2",
+            "replicas: two",
+            "spec.replicas: 'two' is not of type 'integer'",
+        ),
+        (
+            "spinkube/spin-app-executor.yaml",
+            "runtimeClassName: wasmtime-spin-v2",
+            "runtimeClass: wasmtime-spin-v2",
+            "SpinAppExecutor containerd-shim-spin: spec.deploymentConfig: Additional \
+             properties are not allowed ('runtimeClass' was unexpected)",
+        ),
+        (
+            "spinkube/spin-app-executor.yaml",
+            "handler: spin",
+            "handlr: spin",
+            "RuntimeClass wasmtime-spin-v2: (the document): 'handler' is a required property",
         ),
     ];
     for (i, (file, field, typo, named)) in cases.into_iter().enumerate() {
