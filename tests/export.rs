@@ -419,6 +419,82 @@ fn export_refuses_what_is_not_a_model() {
 }
 
 #[test]
+fn export_writes_a_spin_manifest_that_runs_the_component() {
+    let f = &*FIXTURE;
+    let app = f.home.join("spin-app");
+    std::fs::create_dir_all(&app).unwrap();
+    let component = app.join("iris.wasm");
+    let manifest = app.join("spin.toml");
+    let out = ok(&tensorlet(
+        &f.home,
+        &[
+            "export",
+            "tensorlet/iris-model@0.1.0",
+            "--wasi-http",
+            "-o",
+            s(&component),
+            "--spin-toml",
+            s(&manifest),
+        ],
+    ));
+    assert!(out.contains("Spin application `iris-model`"), "{out}");
+    let toml: toml::Table = std::fs::read_to_string(&manifest)
+        .unwrap()
+        .parse()
+        .unwrap_or_else(|e| panic!("{} is not TOML: {e}", manifest.display()));
+    assert_eq!(toml["spin_manifest_version"].as_integer(), Some(2));
+    assert_eq!(toml["application"]["name"].as_str(), Some("iris-model"));
+    assert_eq!(toml["application"]["version"].as_str(), Some("0.1.0"));
+    let triggers = toml["trigger"]["http"].as_array().unwrap();
+    assert_eq!(triggers.len(), 1, "{triggers:?}");
+    assert_eq!(triggers[0]["route"].as_str(), Some("/..."));
+    assert_eq!(triggers[0]["component"].as_str(), Some("iris-model"));
+    let components = toml["component"].as_table().unwrap();
+    assert_eq!(components.keys().collect::<Vec<_>>(), ["iris-model"]);
+    let c = &components["iris-model"];
+    // Relative to the manifest, so the directory can be pushed or moved whole.
+    assert_eq!(c["source"].as_str(), Some("iris.wasm"));
+    assert_eq!(
+        c["allowed_outbound_hosts"].as_array().map(Vec::len),
+        Some(0)
+    );
+    // The component it names is the export, with the one handler Spin's HTTP
+    // trigger needs.
+    let bytes = std::fs::read(app.join(c["source"].as_str().unwrap())).unwrap();
+    assert_eq!(
+        export::inspect(&bytes).unwrap().meta.model,
+        "tensorlet/iris-model@0.1.0"
+    );
+    let handlers = export::spin::spin_handlers(&bytes).unwrap();
+    assert!(
+        matches!(&handlers[..], [h] if h.starts_with("wasi:http/incoming-handler@0.2.")),
+        "{handlers:?}"
+    );
+
+    // A manifest outside the component's directory names it by absolute path.
+    let elsewhere = f.home.join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    ok(&tensorlet(
+        &f.home,
+        &[
+            "export",
+            "tensorlet/iris-model@0.1.0",
+            "--wasi-http",
+            "-o",
+            s(&component),
+            "--spin-toml",
+            s(&elsewhere.join("spin.toml")),
+        ],
+    ));
+    let toml: toml::Table = std::fs::read_to_string(elsewhere.join("spin.toml"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let source = toml["component"]["iris-model"]["source"].as_str().unwrap();
+    assert_eq!(Path::new(source), component.canonicalize().unwrap());
+}
+
+#[test]
 fn wasmtime_wasi_http_serves_the_export_like_tensorlet_serve() {
     let f = &*FIXTURE;
     let reference = tensorlet_serve(&f.home);

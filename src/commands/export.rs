@@ -1,6 +1,6 @@
-//! `tensorlet export <model> --wasi-http -o model.wasm [--key <name>]`
+//! `tensorlet export <model> --wasi-http -o model.wasm [--key <name>] [--spin-toml spin.toml]`
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use tensorlet_runtime::export::model::Exported;
@@ -30,6 +30,12 @@ pub struct Args {
     /// name without its namespace, as `tensorlet serve` serves it.
     #[arg(long)]
     pub name: Option<String>,
+    /// Also write a Spin application manifest here (`spin.toml`): one HTTP
+    /// trigger on every route, running the exported component with no
+    /// outbound hosts. Its `source` is the component's path relative to the
+    /// manifest's directory when the component lies under it, else absolute.
+    #[arg(long, value_name = "PATH")]
+    pub spin_toml: Option<PathBuf>,
     #[command(flatten)]
     pub registry: RegistryArgs,
 }
@@ -81,5 +87,43 @@ pub fn execute(args: Args) -> Result<()> {
     for line in exported.lines() {
         println!("{line}");
     }
+    if let Some(path) = &args.spin_toml {
+        let source = spin_source(path, &args.output)?;
+        let manifest = export::spin::spin_toml(
+            &export::spin::SpinApp {
+                served_name: &served_name,
+                version: &model.manifest().version,
+                model: &model.reference(),
+                source: &source,
+            },
+            &bytes,
+        )
+        .with_context(|| format!("cannot write a Spin manifest for {}", args.output.display()))?;
+        std::fs::write(path, manifest)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        println!(
+            "wrote {}: Spin application `{served_name}`, route /..., component source {source}",
+            path.display()
+        );
+    }
     Ok(())
+}
+
+/// The component's path as `spin.toml` at `manifest` names it: relative to
+/// the manifest's directory when the component lies under it, else absolute.
+fn spin_source(manifest: &Path, component: &Path) -> Result<String> {
+    let component = component
+        .canonicalize()
+        .with_context(|| format!("cannot resolve {}", component.display()))?;
+    let dir = match manifest.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let dir = dir
+        .canonicalize()
+        .with_context(|| format!("cannot resolve the directory of {}", manifest.display()))?;
+    let path = component.strip_prefix(&dir).unwrap_or(&component);
+    path.to_str()
+        .map(str::to_string)
+        .with_context(|| format!("{} is not valid UTF-8", path.display()))
 }

@@ -25,11 +25,13 @@
 //! The result carries a `tensorlet-export` custom section naming the model and
 //! its manifest digest, and, when a key is given, a `tensorlet-signature`
 //! section that signs everything before it ([`inspect`] checks both).
+//! [`spin::spin_toml`] writes the Spin application manifest that runs it.
 
 mod compose;
 pub mod host;
 pub mod model;
 mod sections;
+pub mod spin;
 mod store;
 pub mod trust;
 
