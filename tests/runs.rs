@@ -746,3 +746,179 @@ fn a_run_with_non_finite_gradients_fails_and_keeps_its_checkpoints() {
     );
     assert_eq!(checkpoint_digests(&run).len(), 1, "{run}");
 }
+
+/// A trainer's home for central run tracking: `alice`'s key (copied from
+/// `server`) and the trust policy that verifies the server's artifacts.
+fn trainer_home(server: &Path) -> tempfile::TempDir {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    std::fs::create_dir_all(h.join("keys")).unwrap();
+    for f in ["alice.key", "alice.pub"] {
+        std::fs::copy(server.join("keys").join(f), h.join("keys").join(f)).unwrap();
+    }
+    let alice = ok(&tensorlet(server, &["key", "export", "alice"]));
+    let alice = alice.lines().last().unwrap();
+    ok(&tensorlet(
+        h,
+        &["trust", "add", alice, "--namespace", "acme"],
+    ));
+    home
+}
+
+/// `tensorlet train` of `acme/iris` from `url`, signed by `key`, with `args`.
+fn tracked(home: &Path, url: &str, key: &str, args: &[&str]) -> Command {
+    let iris = data("iris.csv");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tensorlet"));
+    cmd.args(["train", "acme/iris", "--data", s(&iris), "--key", key])
+        .args(["--device", "cpu", "--registry", url])
+        .args(args)
+        .env("TENSORLET_HOME", home)
+        .env_remove("TENSORLET_DEVICE")
+        .env_remove("TENSORLET_REGISTRY")
+        .env_remove("TENSORLET_KEY")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd
+}
+
+#[test]
+fn trainers_record_their_runs_on_one_registry_and_a_run_resumes_elsewhere() {
+    let (server_home, alice) = published_home();
+    let server = RegistryServer::start(server_home.path(), &[]);
+    let url = server.url.as_str();
+    let remote_json = |home: &Path, args: &[&str]| {
+        let mut all = vec!["runs"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--json", "--registry", url]);
+        json(&ok(&tensorlet(home, &all)))
+    };
+
+    // Four trainers on four homes, at once, sweeping the learning rate.
+    let rates = ["0.05", "0.1", "0.2", "0.4"];
+    let homes: Vec<_> = rates
+        .iter()
+        .map(|_| trainer_home(server_home.path()))
+        .collect();
+    let children: Vec<_> = homes
+        .iter()
+        .zip(rates)
+        .enumerate()
+        .map(|(i, (home, lr))| {
+            let version = format!("0.2.{i}");
+            let args = ["--epochs", "25", "--lr", lr, "--version", &version];
+            tracked(home.path(), url, "alice", &args).spawn().unwrap()
+        })
+        .collect();
+    let mut ids = Vec::new();
+    for (home, child) in homes.iter().zip(children) {
+        let out = child.wait_with_output().unwrap();
+        ok(&out);
+        let id = run_id(&out);
+        // Nothing lost: the registry holds every checkpoint the trainer made.
+        let here = show(home.path(), &id);
+        let there = remote_json(home.path(), &["show", &id]);
+        assert_eq!(there["status"], "completed", "{there}");
+        assert_eq!(checkpoint_digests(&there).len(), 25);
+        assert_eq!(checkpoint_digests(&there), checkpoint_digests(&here));
+        assert_eq!(there["record"], here["record"]);
+        ids.push(id);
+    }
+    // One listing and one comparison of all of them, from any machine.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let listed = remote_json(elsewhere.path(), &["list"]);
+    let mut listed_ids: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    listed_ids.sort_unstable();
+    let mut want: Vec<&str> = ids.iter().map(String::as_str).collect();
+    want.sort_unstable();
+    assert_eq!(listed_ids, want);
+    let mut compare = vec!["runs", "compare"];
+    compare.extend(ids.iter().map(String::as_str));
+    compare.extend(["--registry", url]);
+    let table = ok(&tensorlet(elsewhere.path(), &compare));
+    for lr in rates {
+        assert!(table.contains(lr), "{lr} in {table}");
+    }
+    // The registry's audit log says who recorded each run.
+    let sh = server_home.path();
+    let audit = json(&ok(&tensorlet(sh, &["audit", "log", "--json"])));
+    for id in &ids {
+        let start = audit
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["action"] == "train.start" && e["detail"]["run_id"] == id.as_str())
+            .unwrap_or_else(|| panic!("no train.start of {id} in {audit}"));
+        assert_eq!(start["detail"]["key_id"], alice.as_str(), "{start}");
+        assert_eq!(start["detail"]["namespace"], "acme", "{start}");
+    }
+
+    // A key the registry does not trust for the namespace is refused and
+    // audited; the trainer stops before its first epoch.
+    let stranger = trainer_home(sh);
+    ok(&tensorlet(stranger.path(), &["keygen", "mallory"]));
+    let out = tracked(stranger.path(), url, "mallory", &["--epochs", "3"])
+        .output()
+        .unwrap();
+    let err = fails(&out);
+    assert!(err.contains("cannot record run"), "{err}");
+    assert!(err.contains("the key is not in this trust policy"), "{err}");
+    let audit = ok(&tensorlet(sh, &["audit", "log"]));
+    assert!(audit.contains("train.refused"), "{audit}");
+    assert_eq!(remote_json(sh, &["list"]).as_array().unwrap().len(), 4);
+
+    // A trainer killed part-way (its machine lost) resumes on a second home
+    // from the registry's checkpoints and ends as an uninterrupted run does.
+    let first = trainer_home(sh);
+    let long = ["--epochs", "1500", "--seed", "9"];
+    let mut child = tracked(first.path(), url, "alice", &long).spawn().unwrap();
+    let started = Instant::now();
+    let id = loop {
+        let runs = remote_json(sh, &["list"]);
+        let run = runs
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| !ids.iter().any(|id| r["id"] == id.as_str()));
+        if let Some(r) = run
+            && r["epochs_done"].as_u64().unwrap() >= 3
+        {
+            break r["id"].as_str().unwrap().to_string();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no checkpoints"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let second = trainer_home(sh);
+    let resumed = ok(&tensorlet(
+        second.path(),
+        &["train", "--resume", &id, "--registry", url],
+    ));
+    assert!(
+        resumed.contains("published acme/iris-model@0.1.0"),
+        "{resumed}"
+    );
+    let there = remote_json(sh, &["show", &id]);
+    assert_eq!(there["status"], "completed", "{there}");
+    let imported = ok(&tensorlet(second.path(), &["audit", "log"]));
+    assert!(imported.contains("train.import"), "{imported}");
+
+    let whole = second.path().join("whole");
+    let mut cmd = vec!["train", "acme/iris", "--data"];
+    let iris = data("iris.csv");
+    cmd.extend([s(&iris), "--device", "cpu", "--out", s(&whole)]);
+    cmd.extend(long);
+    let out = tensorlet(second.path(), &cmd);
+    ok(&out);
+    let whole = show(second.path(), &run_id(&out));
+    assert_eq!(checkpoint_digests(&there), checkpoint_digests(&whole));
+    ok(&tensorlet(sh, &["audit", "verify"]));
+}

@@ -11,7 +11,9 @@ use crate::index::{ArtifactSummary, Published};
 use crate::manifest::SignedManifest;
 use crate::reference::{Reference, Selector};
 use crate::registry::Registry;
-use crate::server::PublishHeader;
+use crate::runs::{Checkpoint, RunRecord};
+use crate::server::{Framed, PublishHeader, RunAnswer, TrackHeader};
+use crate::tracking::SignedRunEvent;
 use crate::verified::VerifiedArtifact;
 
 /// A remote registry at an `http://` or `https://` base URL.
@@ -144,15 +146,13 @@ impl Remote {
 
     /// Publishes to the remote (it checks the signature against its own trust policy).
     pub fn publish(&self, signed: &SignedManifest, blobs: &[Vec<u8>]) -> Result<Published> {
-        let header = PublishHeader {
-            manifest: signed.clone(),
-            sizes: blobs.iter().map(Vec::len).collect(),
-        };
-        let mut body = serde_json::to_vec(&header).expect("JSON");
-        body.push(b'\n');
-        for b in blobs {
-            body.extend_from_slice(b);
-        }
+        let blobs: Vec<&[u8]> = blobs.iter().map(Vec::as_slice).collect();
+        let body = Framed::body(
+            PublishHeader {
+                manifest: signed.clone(),
+            },
+            &blobs,
+        );
         let resp = self
             .http
             .post(
@@ -166,6 +166,41 @@ impl Remote {
             url: self.url.clone(),
             message: format!("unexpected answer to publish: {e}"),
         })
+    }
+}
+
+impl Remote {
+    /// Records a signed run event with the blob it carries on the remote
+    /// (central run tracking; it checks the key against its trust policy for
+    /// the run's namespace).
+    pub fn track(&self, event: &SignedRunEvent, blob: Option<&[u8]>) -> Result<()> {
+        let body = Framed::body(
+            TrackHeader {
+                event: event.clone(),
+            },
+            blob.as_slice(),
+        );
+        self.http
+            .post(
+                &format!("{}/v1/runs", self.url),
+                "application/octet-stream",
+                body,
+            )
+            .and_then(|r| r.error_for_status())
+            .map(drop)
+            .map_err(|e| self.err(e))
+    }
+
+    /// Every run the remote records, newest first.
+    pub fn runs(&self) -> Result<Vec<RunRecord>> {
+        self.get_json("/v1/runs")
+    }
+
+    /// A run the remote records (by id or a prefix only it has) and its
+    /// checkpoints, their metrics as the trainer wrote them.
+    pub fn run(&self, id: &str) -> Result<(RunRecord, Vec<Checkpoint<serde_json::Value>>)> {
+        let a: RunAnswer = self.get_json(&format!("/v1/runs/{}", query_escape(id)))?;
+        Ok((a.run, a.checkpoints))
     }
 }
 

@@ -139,9 +139,16 @@ const DATASET_SCHEMA: &str = r#"
 ALTER TABLE datasets ADD COLUMN schema TEXT;
 "#;
 
+/// Migration 5: a run recorded by a remote trainer (central run tracking)
+/// keeps the namespace it was recorded under and the key that started it.
+const TRACKED_RUNS: &str = r#"
+ALTER TABLE runs ADD COLUMN namespace TEXT;
+ALTER TABLE runs ADD COLUMN key_id TEXT;
+"#;
+
 /// Schema migrations, applied in order; `PRAGMA user_version` records how
 /// many have run. Never edit one that has shipped: append a new one.
-const MIGRATIONS: &[&str] = &[INITIAL, RUNS, AUDIT_ORIGIN, DATASET_SCHEMA];
+const MIGRATIONS: &[&str] = &[INITIAL, RUNS, AUDIT_ORIGIN, DATASET_SCHEMA, TRACKED_RUNS];
 
 /// The open database: one connection, shared behind a mutex.
 pub(crate) struct Db {

@@ -18,7 +18,8 @@
 //! `trust` (the trust policy), `verify` (signatures, trust and digests, the
 //! only maker of the `verified` types), `audit` (the log), `publish` and
 //! `promotion` (the writes that check first), and [`Runs`] and [`Datasets`]
-//! behind handles of their own. [`Registry`] opens the parts and hands each
+//! behind handles of their own; `tracking` holds the signed run events that
+//! remote trainers record their runs with ([`Registry::track`]). [`Registry`] opens the parts and hands each
 //! call to its part; no part knows the `Registry`.
 //!
 //! With the `http` feature (off by default, on in the CLI), `server` serves a
@@ -67,6 +68,7 @@ mod runs;
 #[cfg(feature = "http")]
 pub mod server;
 mod time;
+pub mod tracking;
 mod trust;
 mod verified;
 mod verify;
@@ -83,7 +85,7 @@ pub use reference::{Reference, Selector, check_alias, check_name, check_version}
 pub use registry::Registry;
 pub use runs::{
     Checkpoint, RunData, RunDetails, RunEnd, RunHost, RunPipeline, RunPlugin, RunPlugins,
-    RunPublish, RunRecord, RunResult, RunStatus, Runs, new_run_id,
+    RunPublish, RunRecord, RunResult, RunStatus, RunTracking, Runs, new_run_id,
 };
 pub use trust::TrustEntry;
 pub use verified::{GRAPH_PREFIX, Provenance, VerifiedArtifact, VerifiedComponent};

@@ -21,7 +21,8 @@ use crate::keys::{KeyPair, KeyStore, NODE_KEY, PublicKey, check_key_name};
 use crate::manifest::{Manifest, Pin, SignedManifest};
 use crate::promotion::{AliasMove, Promotion};
 use crate::reference::{Reference, Selector};
-use crate::runs::Runs;
+use crate::runs::{RunEnd, RunStatus, RunTracking, Runs};
+use crate::tracking::{RunChange, SignedRunEvent};
 use crate::trust::TrustEntry;
 use crate::verified::{Provenance, VerifiedArtifact, VerifiedComponent};
 use crate::{publish, trust, verify};
@@ -300,6 +301,110 @@ impl Registry {
             json!({"from": origin}),
         )
         .map_err(|e| self.refused(e, "pull.refused"))
+    }
+
+    // ----- central run tracking -------------------------------------------
+
+    /// Records a remote trainer's run event with the blob it carries (its
+    /// fitted state or a checkpoint's params; none for the others). Accepted
+    /// only when the signature verifies, this registry's trust policy allows
+    /// the key for the event's namespace, the run was started under that
+    /// namespace (every event but a start), and the blob hashes to the digest
+    /// the event names. Refusals are audited as `train.refused`; the changes
+    /// are audited as a local run's are.
+    pub fn track(&self, signed: &SignedRunEvent, blobs: &[Vec<u8>]) -> Result<()> {
+        self.track_checked(signed, blobs)
+            .map_err(|e| self.refused(e, "train.refused"))
+    }
+
+    fn track_checked(&self, signed: &SignedRunEvent, blobs: &[Vec<u8>]) -> Result<()> {
+        let (event, key) = signed.open()?;
+        let id = event.run_id.as_str();
+        let what = format!("run {id}");
+        let key_id = trust::check(&self.db, &self.db.lock(), &what, &key, &event.namespace)?;
+        let blob = match (event.change.blob(), blobs) {
+            (None, []) => None,
+            (Some(d), [bytes]) if digest(bytes) == d => Some(bytes.as_slice()),
+            (Some(d), [_]) => {
+                return Err(RegistryError::Invalid(format!(
+                    "{what}: the blob sent does not hash to {d}, the digest the event names"
+                )));
+            }
+            (want, got) => {
+                return Err(RegistryError::Invalid(format!(
+                    "{what}: the event carries {} blob(s), not {}",
+                    usize::from(want.is_some()),
+                    got.len()
+                )));
+            }
+        };
+        let runs = self.runs();
+        if let RunChange::Start { pipeline, record } = &event.change {
+            let tracked = RunTracking {
+                namespace: event.namespace.clone(),
+                key_id,
+            };
+            return runs.start_tracked(id, pipeline, record, &tracked);
+        }
+        let run = runs.find(id)?.ok_or_else(|| {
+            RegistryError::NotFound(format!("{what} was never started on this registry"))
+        })?;
+        match &run.tracked {
+            Some(t) if t.namespace == event.namespace => {}
+            Some(t) => {
+                return Err(RegistryError::Refused {
+                    artifact: what,
+                    key_id,
+                    reason: format!(
+                        "the run is recorded under namespace `{}`, not `{}`",
+                        t.namespace, event.namespace
+                    ),
+                });
+            }
+            None => {
+                return Err(RegistryError::Refused {
+                    artifact: what,
+                    key_id,
+                    reason: "the run was trained on this registry's own home, not by a remote \
+                             trainer"
+                        .into(),
+                });
+            }
+        }
+        match (&event.change, blob) {
+            (RunChange::State { .. }, Some(bytes)) => runs.save_state(id, bytes).map(drop),
+            (RunChange::Checkpoint { epoch, metrics, .. }, Some(bytes)) => {
+                runs.checkpoint(id, *epoch, bytes, metrics).map(drop)
+            }
+            (RunChange::Resume { after_epoch }, _) => runs.resume(id, *after_epoch),
+            (
+                RunChange::End {
+                    status,
+                    model,
+                    error,
+                    result,
+                },
+                _,
+            ) => {
+                let end = match status {
+                    RunStatus::Completed => RunEnd::Completed {
+                        model: model.clone(),
+                        result: result.clone().unwrap_or_default(),
+                    },
+                    RunStatus::Failed => RunEnd::Failed {
+                        error: error.clone().unwrap_or_default(),
+                    },
+                    RunStatus::Interrupted => RunEnd::Interrupted,
+                    RunStatus::Running => {
+                        return Err(RegistryError::Invalid(format!(
+                            "{what}: a run cannot end as `running`"
+                        )));
+                    }
+                };
+                runs.end(id, &end)
+            }
+            _ => unreachable!("start is handled above; blobs are checked against the change"),
+        }
     }
 
     // ----- blobs ------------------------------------------------------------

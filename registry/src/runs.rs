@@ -82,6 +82,21 @@ pub struct RunRecord {
     pub model: Option<String>,
     /// Why it failed.
     pub error: Option<String>,
+    /// For a run a remote trainer recorded here (central run tracking): the
+    /// namespace it is recorded under and the key that started it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracked: Option<RunTracking>,
+}
+
+/// Who recorded a run on a registry that tracks the runs of remote
+/// trainers: its namespace (whose trust policy admits the trainers' keys)
+/// and the key that started it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunTracking {
+    /// The namespace the run is recorded under.
+    pub namespace: String,
+    /// The key id that started it.
+    pub key_id: String,
 }
 
 /// What a run records when it starts: enough to show it, compare it with
@@ -361,6 +376,10 @@ fn run_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredRun> {
             state: r.get(6)?,
             model: r.get(7)?,
             error: r.get(8)?,
+            tracked: match (r.get(9)?, r.get(10)?) {
+                (Some(namespace), Some(key_id)) => Some(RunTracking { namespace, key_id }),
+                _ => None,
+            },
         },
         details: r.get(5)?,
     })
@@ -376,7 +395,37 @@ impl StoredRun {
     }
 }
 
-const RUN_COLUMNS: &str = "id, pipeline, status, started, ended, record, state, model, error";
+/// Inserts a new run row as `running`; returns the rows inserted (0 when
+/// `strict` is off and the id is taken).
+fn insert_run(
+    db: &Db,
+    tx: &rusqlite::Transaction<'_>,
+    strict: bool,
+    id: &str,
+    pipeline: &str,
+    record: &str,
+    tracked: Option<&RunTracking>,
+) -> Result<usize> {
+    let verb = if strict { "INSERT" } else { "INSERT OR IGNORE" };
+    tx.execute(
+        &format!(
+            "{verb} INTO runs (id, pipeline, status, started, record, namespace, key_id) \
+             VALUES (?1, ?2, 'running', ?3, ?4, ?5, ?6)"
+        ),
+        params![
+            id,
+            pipeline,
+            now_rfc3339(),
+            record,
+            tracked.map(|t| &t.namespace),
+            tracked.map(|t| &t.key_id)
+        ],
+    )
+    .map_err(|e| db.err(e))
+}
+
+const RUN_COLUMNS: &str =
+    "id, pipeline, status, started, ended, record, state, model, error, namespace, key_id";
 
 /// The training runs of a registry, and their checkpoints
 /// ([`crate::Registry::runs`]).
@@ -405,25 +454,113 @@ impl<'r> Runs<'r> {
         let (db, audit) = (self.db, self.audit);
         let record = serde_json::to_string(record).expect("a run record serialises");
         audit.write(db, |tx| {
-            let insert = |verb: &str, id: &str| {
-                tx.execute(
-                    &format!("{verb} INTO runs (id, pipeline, status, started, record) VALUES (?1, ?2, 'running', ?3, ?4)"),
-                    params![id, pipeline, now_rfc3339(), record],
-                )
-                .map_err(|e| db.err(e))
-            };
             let mut draws = 0;
             let id = loop {
                 let id = new_run_id();
                 draws += 1;
                 // After 64 draws, a plain insert reports the constraint it breaks.
-                let verb = if draws < 64 { "INSERT OR IGNORE" } else { "INSERT" };
-                if insert(verb, &id)? == 1 {
+                if insert_run(db, tx, draws >= 64, &id, pipeline, &record, None)? == 1 {
                     break id;
                 }
             };
             audit.append(db, tx, "train.start", pipeline, json!({"run_id": id}))?;
             Ok(id)
+        })
+    }
+
+    /// Records a remote trainer's new run under the id it chose, for
+    /// `tracked` (central run tracking). Starting the same run again with the
+    /// same record and key changes nothing (a retried request); anything
+    /// else under a taken id is refused. Audited as `train.start` with the
+    /// namespace and key.
+    pub fn start_tracked(
+        &self,
+        id: &str,
+        pipeline: &str,
+        record: &RunDetails,
+        tracked: &RunTracking,
+    ) -> Result<()> {
+        if let Some(run) = self.find(id)? {
+            if run.tracked.as_ref() == Some(tracked)
+                && run.pipeline == pipeline
+                && &run.record == record
+            {
+                return Ok(());
+            }
+            return Err(RegistryError::Invalid(format!(
+                "run {id} is already recorded here, with another record or key; a new run needs \
+                 a new id"
+            )));
+        }
+        let (db, audit) = (self.db, self.audit);
+        let text = serde_json::to_string(record).expect("a run record serialises");
+        audit.write(db, |tx| {
+            insert_run(db, tx, true, id, pipeline, &text, Some(tracked))?;
+            audit.append(
+                db,
+                tx,
+                "train.start",
+                pipeline,
+                json!({"run_id": id, "namespace": tracked.namespace, "key_id": tracked.key_id}),
+            )
+        })
+    }
+
+    /// Copies a run recorded elsewhere (a remote registry that tracks runs)
+    /// into this registry so that it can be resumed here: its record as
+    /// given, its fitted state and every checkpoint with its params. Audited
+    /// as `train.import` with where it came from. A run already here is
+    /// refused; resume it instead.
+    pub fn import(
+        &self,
+        run: &RunRecord,
+        state: Option<&[u8]>,
+        checkpoints: &[(Checkpoint<Value>, Vec<u8>)],
+        origin: &str,
+    ) -> Result<()> {
+        if self.find(&run.id)?.is_some() {
+            return Err(RegistryError::Invalid(format!(
+                "run {} is already recorded in this home; resume it without importing",
+                run.id
+            )));
+        }
+        let (db, audit) = (self.db, self.audit);
+        let state = state.map(|s| self.blobs.put(db, s)).transpose()?;
+        let mut stored = Vec::with_capacity(checkpoints.len());
+        for (c, params) in checkpoints {
+            stored.push((c, self.blobs.put(db, params)?));
+        }
+        let text = serde_json::to_string(&run.record).expect("a run record serialises");
+        audit.write(db, |tx| {
+            insert_run(db, tx, true, &run.id, &run.pipeline, &text, run.tracked.as_ref())?;
+            tx.execute(
+                "UPDATE runs SET status = ?1, started = ?2, ended = ?3, state = ?4, model = ?5, \
+                 error = ?6 WHERE id = ?7",
+                params![
+                    run.status.as_str(),
+                    run.started,
+                    run.ended,
+                    state,
+                    run.model,
+                    run.error,
+                    run.id
+                ],
+            )
+            .map_err(|e| db.err(e))?;
+            for (c, params) in &stored {
+                tx.execute(
+                    "INSERT INTO checkpoints (run_id, epoch, params, metrics, created) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![run.id, c.epoch, params, c.metrics.to_string(), c.created],
+                )
+                .map_err(|e| db.err(e))?;
+            }
+            audit.append(
+                db,
+                tx,
+                "train.import",
+                &run.pipeline,
+                json!({"run_id": run.id, "from": origin, "epochs": stored.len()}),
+            )
         })
     }
 
@@ -543,6 +680,21 @@ impl<'r> Runs<'r> {
                 .map_err(|e| db.err(e))?
         };
         stored.into_iter().map(StoredRun::parse).collect()
+    }
+
+    /// The run with exactly this id, if there is one.
+    pub fn find(&self, id: &str) -> Result<Option<RunRecord>> {
+        let db = self.db;
+        let conn = db.lock();
+        conn.query_row(
+            &format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?1"),
+            [id],
+            run_row,
+        )
+        .optional()
+        .map_err(|e| db.err(e))?
+        .map(StoredRun::parse)
+        .transpose()
     }
 
     /// A run by id or by a prefix of its id that only it has.

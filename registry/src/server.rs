@@ -8,10 +8,14 @@
 //! | `GET /v1/blobs/{digest}` | the blob's bytes |
 //! | `POST /v1/publish` | one line of JSON `{"manifest": <signed manifest>, "sizes": [n, …]}`, then the blobs' bytes back to back |
 //! | `GET /v1/audit/checkpoint` | a signed checkpoint of the server's audit log now, for a witness to keep |
+//! | `POST /v1/runs` | a remote trainer's run event: one line `{"event": <signed run event>, "sizes": [n]}`, then its blob (see [`crate::tracking`]) |
+//! | `GET /v1/runs` | every run, newest first |
+//! | `GET /v1/runs/{id}` | `{"run": …, "checkpoints": […]}` (an id or a prefix only it has) |
 //!
 //! A publish is accepted only when the manifest is signed by a key that this
 //! server's trust policy allows for the namespace (the same rule as a local
-//! publish). Clients never take the server's word: they verify what they pull
+//! publish); so is a run event, for the run's namespace. Clients never take
+//! the server's word: they verify what they pull
 //! against their own trust policy. Errors are `{"error": "…"}` with 4xx for
 //! the caller's mistakes (403 refused, 404 unknown, 409 version exists, 413
 //! body too large); internal errors answer 500 without details.
@@ -36,6 +40,8 @@ use crate::error::{RegistryError, Result};
 use crate::manifest::SignedManifest;
 use crate::reference::Reference;
 use crate::registry::Registry;
+use crate::runs::{Checkpoint, RunRecord};
+use crate::tracking::SignedRunEvent;
 
 /// Server settings.
 #[derive(Clone, Debug)]
@@ -181,11 +187,11 @@ impl axum::serve::Listener for TlsListener {
     }
 }
 
-/// The header line of a publish request.
+/// The header line of a publish request (with its blobs' sizes, as
+/// [`Framed`] adds them).
 #[derive(serde::Serialize, Deserialize)]
 pub(crate) struct PublishHeader {
     pub(crate) manifest: SignedManifest,
-    pub(crate) sizes: Vec<usize>,
 }
 
 fn json_response(status: StatusCode, body: &impl serde::Serialize) -> Response {
@@ -308,22 +314,45 @@ async fn read_limited(body: Body, max: usize) -> std::result::Result<Vec<u8>, Re
     Ok(buf)
 }
 
-async fn publish(State(reg): State<Arc<Registry>>, body: Body, max: usize) -> Response {
-    let body = match read_limited(body, max).await {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
-    let r = blocking(move || {
-        let bad = |m: &str| RegistryError::Invalid(format!("malformed publish request: {m}"));
+/// A request of one JSON header line followed by blobs back to back, the
+/// header's `sizes` saying how long each is (a publish, a run event).
+#[derive(serde::Serialize, Deserialize)]
+pub(crate) struct Framed<H> {
+    #[serde(flatten)]
+    pub(crate) header: H,
+    pub(crate) sizes: Vec<usize>,
+}
+
+impl<H: serde::Serialize> Framed<H> {
+    /// The request body carrying `header` and `blobs`.
+    pub(crate) fn body(header: H, blobs: &[&[u8]]) -> Vec<u8> {
+        let framed = Framed {
+            header,
+            sizes: blobs.iter().map(|b| b.len()).collect(),
+        };
+        let mut body = serde_json::to_vec(&framed).expect("JSON");
+        body.push(b'\n');
+        for b in blobs {
+            body.extend_from_slice(b);
+        }
+        body
+    }
+}
+
+impl<H: serde::de::DeserializeOwned> Framed<H> {
+    /// The header and the blobs of a body written by [`Framed::body`];
+    /// `what` names the request in errors.
+    fn parse(body: &[u8], what: &str) -> Result<(H, Vec<Vec<u8>>)> {
+        let bad = |m: &str| RegistryError::Invalid(format!("malformed {what} request: {m}"));
         let nl = body
             .iter()
             .position(|&b| b == b'\n')
             .ok_or_else(|| bad("no header line"))?;
-        let header: PublishHeader =
+        let framed: Framed<H> =
             serde_json::from_slice(&body[..nl]).map_err(|e| bad(&e.to_string()))?;
         let mut rest = &body[nl + 1..];
-        let mut blobs = Vec::new();
-        for &n in &header.sizes {
+        let mut blobs = Vec::with_capacity(framed.sizes.len());
+        for &n in &framed.sizes {
             if n > rest.len() {
                 return Err(bad("the body is shorter than the sizes in its header"));
             }
@@ -333,6 +362,17 @@ async fn publish(State(reg): State<Arc<Registry>>, body: Body, max: usize) -> Re
         if !rest.is_empty() {
             return Err(bad("the body is longer than the sizes in its header"));
         }
+        Ok((framed.header, blobs))
+    }
+}
+
+async fn publish(State(reg): State<Arc<Registry>>, body: Body, max: usize) -> Response {
+    let body = match read_limited(body, max).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let r = blocking(move || {
+        let (header, blobs) = Framed::<PublishHeader>::parse(&body, "publish")?;
         reg.publish(&header.manifest, &blobs)
     })
     .await;
@@ -342,6 +382,59 @@ async fn publish(State(reg): State<Arc<Registry>>, body: Body, max: usize) -> Re
     }
 }
 
+/// A remote trainer's signed run event ([`Registry::track`]).
+async fn track(State(reg): State<Arc<Registry>>, body: Body, max: usize) -> Response {
+    let body = match read_limited(body, max).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let r = blocking(move || {
+        let (header, blobs) = Framed::<TrackHeader>::parse(&body, "run event")?;
+        reg.track(&header.event, &blobs)
+    })
+    .await;
+    match r {
+        Ok(()) => json_response(StatusCode::OK, &serde_json::json!({})),
+        Err(e) => error_response(e),
+    }
+}
+
+/// Every run, newest first.
+async fn runs(State(reg): State<Arc<Registry>>) -> Response {
+    match blocking(move || reg.runs().list()).await {
+        Ok(all) => json_response(StatusCode::OK, &all),
+        Err(e) => error_response(e),
+    }
+}
+
+/// One run (by id or a prefix only it has) with its checkpoints:
+/// `{"run": …, "checkpoints": […]}`.
+async fn run(State(reg): State<Arc<Registry>>, Path(id): Path<String>) -> Response {
+    let r = blocking(move || {
+        let run = reg.runs().get(&id)?;
+        let checkpoints = reg.runs().checkpoints::<serde_json::Value>(&run.id)?;
+        Ok(RunAnswer { run, checkpoints })
+    })
+    .await;
+    match r {
+        Ok(a) => json_response(StatusCode::OK, &a),
+        Err(e) => error_response(e),
+    }
+}
+
+/// The header line of a run event request.
+#[derive(serde::Serialize, Deserialize)]
+pub(crate) struct TrackHeader {
+    pub(crate) event: SignedRunEvent,
+}
+
+/// The answer to `GET /v1/runs/{id}`.
+#[derive(serde::Serialize, Deserialize)]
+pub(crate) struct RunAnswer {
+    pub(crate) run: RunRecord,
+    pub(crate) checkpoints: Vec<Checkpoint<serde_json::Value>>,
+}
+
 /// The HTTP API over `registry`.
 pub fn app(registry: Arc<Registry>, config: &ServerConfig) -> Router {
     Router::new()
@@ -349,6 +442,14 @@ pub fn app(registry: Arc<Registry>, config: &ServerConfig) -> Router {
         .route("/v1/resolve", get(resolve))
         .route("/v1/blobs/{digest}", get(blob))
         .route("/v1/audit/checkpoint", get(audit_checkpoint))
+        .route(
+            "/v1/runs",
+            get(runs).post({
+                let max = config.max_body_bytes;
+                move |state, body| track(state, body, max)
+            }),
+        )
+        .route("/v1/runs/{id}", get(run))
         .route(
             "/v1/publish",
             post({

@@ -46,6 +46,12 @@ pub enum Notice {
         /// `sha256:` of its bytes.
         digest: String,
     },
+    /// A run trains with a remote registry but no key to sign its records
+    /// with, so it is recorded only in this home.
+    Untracked {
+        /// The remote's URL.
+        url: String,
+    },
     /// The newest checkpoints of a resumed run are damaged; it continues
     /// after `epoch`.
     DamagedCheckpoints {
@@ -72,6 +78,11 @@ impl fmt::Display for Notice {
                 f,
                 "WARNING: --allow-unsigned: running `{name}` ({digest}) WITHOUT signature \
                  verification; recorded in the audit log"
+            ),
+            Notice::Untracked { url } => write!(
+                f,
+                "warning: the run is recorded in this home only: recording it on {url} needs a \
+                 key to sign it with (--key)"
             ),
             Notice::DamagedCheckpoints { run, epoch } => write!(
                 f,

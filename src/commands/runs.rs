@@ -4,7 +4,8 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use tensorlet_registry::Registry;
-use tensorlet_runtime::run::history::{LoadedRun, load};
+use tensorlet_registry::client::Remote;
+use tensorlet_runtime::run::history::{LoadedRun, load, load_remote};
 use tensorlet_runtime::run::report::{Comparison, RunList, RunView};
 
 /// Inspect, compare and plot training runs.
@@ -12,6 +13,12 @@ use tensorlet_runtime::run::report::{Comparison, RunList, RunView};
 pub struct Args {
     #[command(subcommand)]
     pub command: RunsCommand,
+    /// The runs recorded on this registry (`https://host:port`) by the
+    /// trainers that train with `--registry` (central run tracking) instead
+    /// of this home's. `TENSORLET_REGISTRY` is not read here: this home's
+    /// runs stay the default.
+    #[arg(long, global = true, value_name = "URL")]
+    pub registry: Option<String>,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -52,11 +59,13 @@ pub enum RunsCommand {
 }
 
 pub fn execute(args: Args) -> Result<()> {
-    let reg = crate::artifacts::open()?;
+    let runs = match &args.registry {
+        Some(url) => Runs::Remote(crate::artifacts::remote(url)?),
+        None => Runs::Local(Box::new(crate::artifacts::open()?)),
+    };
     match args.command {
         RunsCommand::List { json } => {
-            let ids: Vec<String> = reg.runs().list()?.into_iter().map(|r| r.id).collect();
-            let runs = loaded(&reg, &ids)?;
+            let runs = runs.load(&runs.ids()?)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&RunList(&runs).json())?);
             } else {
@@ -64,15 +73,15 @@ pub fn execute(args: Args) -> Result<()> {
             }
         }
         RunsCommand::Show { run, json } => {
-            let r = load(&reg, &run)?;
+            let r = runs.load(&[run])?.remove(0);
             if json {
                 println!("{}", serde_json::to_string_pretty(&RunView(&r).json()?)?);
             } else {
                 print!("{}", RunView(&r));
             }
         }
-        RunsCommand::Compare { runs, json } => {
-            let runs = loaded(&reg, &runs)?;
+        RunsCommand::Compare { runs: ids, json } => {
+            let runs = runs.load(&ids)?;
             let c = Comparison::new(&runs);
             if json {
                 println!("{}", serde_json::to_string_pretty(&c.json())?);
@@ -80,8 +89,9 @@ pub fn execute(args: Args) -> Result<()> {
                 print!("{c}");
             }
         }
-        RunsCommand::Plot { runs, out } => {
-            let series: Vec<_> = loaded(&reg, &runs)?
+        RunsCommand::Plot { runs: ids, out } => {
+            let series: Vec<_> = runs
+                .load(&ids)?
                 .into_iter()
                 .map(|r| (r.record.id, r.history))
                 .collect();
@@ -92,10 +102,31 @@ pub fn execute(args: Args) -> Result<()> {
     Ok(())
 }
 
-/// The runs `ids` name, each with its checkpoints' metrics.
-fn loaded(reg: &Registry, ids: &[String]) -> Result<Vec<LoadedRun>> {
-    Ok(ids
-        .iter()
-        .map(|id| load(reg, id))
-        .collect::<Result<Vec<_>, _>>()?)
+/// Where the runs are read: this home, or a remote registry that tracks
+/// the runs of remote trainers.
+enum Runs {
+    Local(Box<Registry>),
+    Remote(Remote),
+}
+
+impl Runs {
+    /// Every run's id, newest first.
+    fn ids(&self) -> Result<Vec<String>> {
+        let all = match self {
+            Runs::Local(reg) => reg.runs().list()?,
+            Runs::Remote(remote) => remote.runs()?,
+        };
+        Ok(all.into_iter().map(|r| r.id).collect())
+    }
+
+    /// The runs `ids` name, each with its checkpoints' metrics.
+    fn load(&self, ids: &[String]) -> Result<Vec<LoadedRun>> {
+        Ok(ids
+            .iter()
+            .map(|id| match self {
+                Runs::Local(reg) => load(reg, id),
+                Runs::Remote(remote) => load_remote(remote, id),
+            })
+            .collect::<Result<Vec<_>, _>>()?)
+    }
 }

@@ -5,6 +5,9 @@
 //! after each epoch are a checkpoint in the registry's blob store, the best
 //! (or last) checkpoint becomes the model, and Ctrl-C or SIGTERM stops at the
 //! next step, records the run as `interrupted` and keeps its checkpoints.
+//! With `--registry` and `--key` the run is also recorded on that registry,
+//! each change signed (central run tracking), and `--resume` fetches a run
+//! this home lacks from it.
 //! The arguments become a [`Plan`]; `tensorlet_runtime::run` does the run.
 
 use std::path::PathBuf;

@@ -4,7 +4,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Value, json};
-use tensorlet_registry::{Registry, RegistryError, RunPlugins, RunRecord};
+use tensorlet_registry::client::Remote;
+use tensorlet_registry::{Checkpoint, Registry, RegistryError, RunPlugins, RunRecord};
 
 use super::host::shown_status;
 use crate::pipeline::TrainingConfig;
@@ -34,20 +35,47 @@ pub enum HistoryError {
 pub fn load(reg: &Registry, id: &str) -> Result<LoadedRun, HistoryError> {
     let record = reg.runs().get(id)?;
     let checkpoints = reg.runs().checkpoints::<EpochMetrics>(&record.id)?;
-    let mut history = Vec::with_capacity(checkpoints.len());
-    let mut params = Vec::with_capacity(checkpoints.len());
-    for c in checkpoints {
-        history.push(c.metrics);
-        params.push(c.params);
-    }
-    Ok(LoadedRun {
-        record,
-        history,
-        params,
-    })
+    Ok(LoadedRun::new(record, checkpoints))
+}
+
+/// Loads a run that a remote registry records (central run tracking), as
+/// [`load`] does from this home.
+pub fn load_remote(remote: &Remote, id: &str) -> Result<LoadedRun, HistoryError> {
+    let (record, checkpoints) = remote.run(id)?;
+    let checkpoints = checkpoints
+        .into_iter()
+        .map(|c| {
+            let metrics = serde_json::from_value(c.metrics).map_err(|e| RegistryError::Remote {
+                url: remote.url().to_string(),
+                message: format!(
+                    "run {}: the metrics of epoch {} are unreadable: {e}",
+                    record.id, c.epoch
+                ),
+            })?;
+            Ok(Checkpoint {
+                epoch: c.epoch,
+                params: c.params,
+                metrics,
+                created: c.created,
+            })
+        })
+        .collect::<Result<Vec<_>, RegistryError>>()?;
+    Ok(LoadedRun::new(record, checkpoints))
 }
 
 impl LoadedRun {
+    fn new(record: RunRecord, checkpoints: Vec<Checkpoint<EpochMetrics>>) -> Self {
+        let (history, params) = checkpoints
+            .into_iter()
+            .map(|c| (c.metrics, c.params))
+            .unzip();
+        LoadedRun {
+            record,
+            history,
+            params,
+        }
+    }
+
     /// The epoch the model keeps under `best` (lowest validation loss).
     pub fn best(&self) -> Option<&EpochMetrics> {
         train::best_epoch(&self.history).and_then(|e| self.history.iter().find(|m| m.epoch == e))
@@ -256,6 +284,7 @@ pub(crate) mod fixture {
                 state: None,
                 model: None,
                 error: None,
+                tracked: None,
             },
             params: history
                 .iter()

@@ -83,6 +83,7 @@ mod tests {
             state: None,
             model: None,
             error: None,
+            tracked: None,
         }
     }
 

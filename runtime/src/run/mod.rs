@@ -19,6 +19,7 @@ pub mod publish;
 pub mod report;
 pub mod resume;
 pub mod summary;
+pub mod track;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -37,10 +38,11 @@ use self::data::DataSource;
 use self::host::host_record;
 use self::publish::PublishAs;
 use self::resume::resume_point;
+use self::track::{Tracker, Tracking};
 use crate::data::{self as table, Dataset};
 use crate::model::{self, ModelMeta};
 use crate::pipeline::Pipeline;
-use crate::source::Sources;
+use crate::source::{Notice, Sources};
 use crate::train::{self, EpochMetrics, Observer, PipelinePlugins};
 use crate::{NamedTensors, Runtime, RuntimeError, artifacts};
 
@@ -132,6 +134,7 @@ impl Run<'_> {
         );
 
         let device = self.rt.device();
+        let tracker = Tracker::new(self.reg, self.tracking(publish));
         let (run_id, from) = match resume {
             Some(r) => {
                 if r.record.plugins != plugin_record {
@@ -145,7 +148,7 @@ impl Run<'_> {
                 }
                 let from = resume_point(self.rt, self.reg, self.sources, r)?;
                 let done = from.as_ref().map_or(0, |f| f.history.len() as u32);
-                self.reg.runs().resume(&r.id, done)?;
+                tracker.resume(r, done)?;
                 progress.resuming(&r.id, done, pipeline.training.epochs);
                 (r.id.clone(), from)
             }
@@ -159,14 +162,14 @@ impl Run<'_> {
                     out,
                     publish,
                 );
-                let id = self.reg.runs().start(&pipeline_label, &record)?;
+                let id = tracker.start(&pipeline_label, &record)?;
                 progress.started(&id);
                 (id, None)
             }
         };
 
         let mut recorder = Recorder {
-            reg: self.reg,
+            tracker: &tracker,
             run_id: &run_id,
             device,
             progress,
@@ -185,8 +188,8 @@ impl Run<'_> {
         let trained = match trained {
             Ok(t) => t,
             Err(RuntimeError::Interrupted) => {
-                let done = self.reg.runs().epochs_done(&run_id)?;
-                self.reg.runs().end(&run_id, &RunEnd::Interrupted)?;
+                let done = tracker.epochs_done(&run_id)?;
+                tracker.end(&run_id, &RunEnd::Interrupted)?;
                 return Err(anyhow::Error::new(RuntimeError::Interrupted).context(format!(
                     "run {run_id} interrupted after {done} of {} epochs; its checkpoints are kept. \
                      Continue it with `tensorlet train --resume {run_id}`",
@@ -195,12 +198,10 @@ impl Run<'_> {
             }
             Err(e) => {
                 let msg = e.to_string();
-                self.reg
-                    .runs()
-                    .end(&run_id, &RunEnd::Failed { error: msg.clone() })?;
+                tracker.end(&run_id, &RunEnd::Failed { error: msg.clone() })?;
                 if e.device_error().is_some() {
                     // The device, not the pipeline: the epochs done are good.
-                    let done = self.reg.runs().epochs_done(&run_id)?;
+                    let done = tracker.epochs_done(&run_id)?;
                     return Err(anyhow::Error::new(e).context(format!(
                         "run {run_id} failed after {done} of {} epochs on {}; its checkpoints \
                          are kept. Continue it on the CPU with `tensorlet train --resume \
@@ -224,7 +225,7 @@ impl Run<'_> {
         );
         match result {
             Ok((meta, published)) => {
-                self.reg.runs().end(
+                tracker.end(
                     &run_id,
                     &RunEnd::Completed {
                         model: published.as_ref().map(|p| p.reference.clone()),
@@ -246,12 +247,27 @@ impl Run<'_> {
             }
             Err(e) => {
                 let msg = format!("{e:#}");
-                self.reg
-                    .runs()
-                    .end(&run_id, &RunEnd::Failed { error: msg.clone() })?;
+                tracker.end(&run_id, &RunEnd::Failed { error: msg.clone() })?;
                 Err(e.context(format!("run {run_id} failed")))
             }
         }
+    }
+
+    /// Where the run is recorded besides this home: the remote registry,
+    /// with the key that signs the model, under the model's namespace.
+    fn tracking<'p>(&'p self, publish: Option<&'p PublishAs>) -> Option<Tracking<'p>> {
+        let remote = self.sources.remote()?;
+        let Some(p) = publish else {
+            self.sources.notify(Notice::Untracked {
+                url: remote.url().to_string(),
+            });
+            return None;
+        };
+        Some(Tracking {
+            remote,
+            key: &p.key,
+            namespace: p.name.split_once('/').map_or("", |(ns, _)| ns).to_string(),
+        })
     }
 
     /// What a new run records: the pipeline (as named, pinned and by
@@ -383,7 +399,7 @@ fn plugins_record(p: &PipelinePlugins) -> RunPlugins {
 
 /// Stores the fitted state and a checkpoint per epoch; passes progress on.
 struct Recorder<'a> {
-    reg: &'a Registry,
+    tracker: &'a Tracker<'a>,
     run_id: &'a str,
     device: &'a Device,
     progress: &'a mut dyn Progress,
@@ -408,19 +424,14 @@ impl Observer for Recorder<'_> {
     }
 
     fn fitted(&mut self, state: &NamedTensors) -> crate::Result<()> {
-        self.reg
-            .runs()
+        self.tracker
             .save_state(self.run_id, &model::to_safetensors(self.device, state)?)?;
         Ok(())
     }
 
     fn checkpoint(&mut self, m: &EpochMetrics, params: &NamedTensors) -> crate::Result<()> {
-        self.reg.runs().checkpoint(
-            self.run_id,
-            m.epoch,
-            &model::to_safetensors(self.device, params)?,
-            m,
-        )?;
+        self.tracker
+            .checkpoint(self.run_id, m, &model::to_safetensors(self.device, params)?)?;
         Ok(())
     }
 

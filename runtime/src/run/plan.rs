@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use anyhow::{Result, bail};
-use tensorlet_registry::{Registry, RunRecord, VerifiedArtifact};
+use tensorlet_registry::{Registry, RegistryError, RunRecord, VerifiedArtifact};
 
 use super::data::DataSource;
 use super::overrides::Overrides;
@@ -95,10 +95,26 @@ impl Plan {
         id: &str,
         sources: impl FnOnce() -> Result<Sources>,
     ) -> Result<Plan> {
-        let record = reg.runs().get(id)?;
-        check_resumable(&record)?;
-        request.overrides.refuse_on_resume()?;
-        let sources = sources()?;
+        let (record, sources) = match reg.runs().get(id) {
+            Ok(record) => {
+                check_resumable(&record)?;
+                request.overrides.refuse_on_resume()?;
+                (record, sources()?)
+            }
+            Err(RegistryError::NotFound(e)) => {
+                // Not in this home: a run recorded on the remote registry
+                // (central run tracking) resumes here from its checkpoints.
+                request.overrides.refuse_on_resume()?;
+                let sources = sources()?;
+                let Some(remote) = sources.remote() else {
+                    bail!("{e}; a run recorded on a remote registry resumes with --registry <url>");
+                };
+                let record = super::track::fetch(reg, remote, id)?;
+                check_resumable(&record)?;
+                (record, sources)
+            }
+            Err(e) => return Err(e.into()),
+        };
         let recorded = Recorded::of(reg, &sources, &record)?;
         let sources = sources.allow_unsigned(request.allow_unsigned || recorded.allow_unsigned);
         let publish = request.publish.clone().or_recorded(&record.record);
@@ -221,10 +237,13 @@ mod tests {
             resume: Some("r-missing".into()),
             ..Request::default()
         };
-        let e = Plan::resolve(&reg, request, unused).err().unwrap();
+        let e = Plan::resolve(&reg, request, || Ok(Sources::default()))
+            .err()
+            .unwrap();
         assert_eq!(
             e.to_string(),
-            "no run `r-missing`; `tensorlet runs list` shows the runs"
+            "no run `r-missing`; `tensorlet runs list` shows the runs; a run recorded on a \
+             remote registry resumes with --registry <url>"
         );
     }
 

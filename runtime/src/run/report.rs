@@ -74,6 +74,9 @@ impl RunView<'_> {
         v["record"] = serde_json::to_value(&r.record.record)?;
         v["record"]["config"] = training_options(&r.record.record.config);
         v["state"] = json!(r.record.state);
+        if let Some(t) = &r.record.tracked {
+            v["tracked"] = json!(t);
+        }
         v["checkpoints"] = r
             .history
             .iter()
@@ -107,6 +110,13 @@ impl RunView<'_> {
             or(&rec.host.device, "?"),
         )?;
         writeln!(f, "  tensorlet {}", or(&rec.tensorlet_version, "?"))?;
+        if let Some(t) = &r.record.tracked {
+            writeln!(
+                f,
+                "  recorded  by key {} in namespace {}",
+                t.key_id, t.namespace
+            )?;
+        }
         let ds = &rec.dataset;
         writeln!(
             f,
