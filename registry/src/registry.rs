@@ -371,6 +371,17 @@ impl Registry {
                 });
             }
         }
+        if run.status == RunStatus::Completed {
+            // Nothing changes a completed run: its end sent again is a retry,
+            // anything else an old event sent again.
+            return match &event.change {
+                RunChange::End {
+                    status: RunStatus::Completed,
+                    ..
+                } => Ok(()),
+                _ => Err(RegistryError::Invalid(format!("{what} already completed"))),
+            };
+        }
         match (&event.change, blob) {
             (RunChange::State { .. }, Some(bytes)) => runs.save_state(id, bytes).map(drop),
             (RunChange::Checkpoint { epoch, metrics, .. }, Some(bytes)) => {

@@ -218,4 +218,76 @@ mod tests {
             .to_string();
         assert!(e.contains("is not a run id"), "{e}");
     }
+
+    #[test]
+    fn a_registry_records_only_trusted_consistent_events() {
+        use serde_json::json;
+        let dir = tempfile::tempdir().unwrap();
+        let reg = crate::Registry::open(dir.path()).unwrap();
+        let alice = reg.keygen("alice").unwrap();
+        reg.trust_add(&alice.public(), &["acme".into()]).unwrap();
+        let bob = reg.keygen("bob").unwrap();
+        reg.trust_add(&bob.public(), &["other".into()]).unwrap();
+        let send = |ns: &str, change: RunChange, key: &KeyPair, blob: &[u8]| {
+            let event = RunEvent {
+                run_id: "r-1".into(),
+                namespace: ns.into(),
+                change,
+            };
+            let blobs: Vec<Vec<u8>> = if blob.is_empty() {
+                vec![]
+            } else {
+                vec![blob.to_vec()]
+            };
+            reg.track(&SignedRunEvent::sign(&event, key), &blobs)
+                .map_err(|e| e.to_string())
+        };
+        let start = RunChange::Start {
+            pipeline: "acme/iris@1.0.0".into(),
+            record: Box::default(),
+        };
+
+        // A key trusted elsewhere is refused, and audited.
+        let e = send("acme", start.clone(), &bob, b"").unwrap_err();
+        assert!(e.contains("trusted only for namespace(s) other"), "{e}");
+        let log = reg.audit_log().unwrap();
+        assert_eq!(log.last().unwrap().action, "train.refused");
+        assert!(reg.runs().find("r-1").unwrap().is_none());
+
+        // Started (twice: a retry changes nothing), then a checkpoint whose
+        // blob must hash to the digest the event names.
+        send("acme", start.clone(), &alice, b"").unwrap();
+        send("acme", start, &alice, b"").unwrap();
+        let checkpoint = RunChange::Checkpoint {
+            epoch: 1,
+            params: crate::digest(b"params"),
+            metrics: json!({"epoch": 1}),
+        };
+        let e = send("acme", checkpoint.clone(), &alice, b"other").unwrap_err();
+        assert!(e.contains("does not hash to"), "{e}");
+        send("acme", checkpoint, &alice, b"params").unwrap();
+        let run = reg.runs().find("r-1").unwrap().unwrap();
+        let tracked = run.tracked.unwrap();
+        assert_eq!(
+            (tracked.namespace.as_str(), tracked.key_id),
+            ("acme", alice.key_id())
+        );
+        assert_eq!(reg.runs().checkpoints::<Value>("r-1").unwrap().len(), 1);
+
+        // Another namespace's key cannot touch the run.
+        let resume = RunChange::Resume { after_epoch: 1 };
+        let e = send("other", resume.clone(), &bob, b"").unwrap_err();
+        assert!(e.contains("recorded under namespace `acme`"), "{e}");
+
+        // Once completed, only its end sent again is accepted.
+        let end = RunChange::end(&RunEnd::Completed {
+            model: None,
+            result: RunResult::default(),
+        });
+        send("acme", end.clone(), &alice, b"").unwrap();
+        send("acme", end, &alice, b"").unwrap();
+        let e = send("acme", resume, &alice, b"").unwrap_err();
+        assert!(e.contains("already completed"), "{e}");
+        assert_eq!(reg.runs().get("r-1").unwrap().status, RunStatus::Completed);
+    }
 }

@@ -115,10 +115,21 @@ impl<'a> Tracker<'a> {
     /// checkpoints), so a run that lost its remote catches up.
     pub fn resume(&self, run: &RunRecord, done: u32) -> Result<(), RegistryError> {
         self.reg.runs().resume(&run.id, done)?;
-        if let Some(t) = &self.tracking {
-            self.catch_up(t.remote, run)?;
+        let sent = match &self.tracking {
+            Some(t) => self
+                .catch_up(t.remote, run)
+                .and_then(|()| self.send(&run.id, RunChange::Resume { after_epoch: done }, None)),
+            None => Ok(()),
+        };
+        if let Err(e) = sent {
+            // Resumable again, here, once the registry answers.
+            let failed = RunEnd::Failed {
+                error: e.to_string(),
+            };
+            self.reg.runs().end(&run.id, &failed)?;
+            return Err(e);
         }
-        self.send(&run.id, RunChange::Resume { after_epoch: done }, None)
+        Ok(())
     }
 
     fn catch_up(&self, remote: &Remote, run: &RunRecord) -> Result<(), RegistryError> {
