@@ -578,11 +578,13 @@ fn index_rows_written_behind_the_registrys_back_are_named() {
 fn a_registry_from_before_the_origin_record_upgrades_and_verifies() {
     let (home, reg) = storied();
     drop(reg);
-    // What an older tensorlet left: no origin table nor dataset schemas
-    // (schema version 2) and a checkpoint without `first` and `since`.
+    // What an older tensorlet left: no origin table, dataset schemas nor
+    // tracked-run columns (schema version 2) and a checkpoint without
+    // `first` and `since`.
     sql(
         home.path(),
         "DROP TABLE audit_origin; ALTER TABLE datasets DROP COLUMN schema; \
+         ALTER TABLE runs DROP COLUMN namespace; ALTER TABLE runs DROP COLUMN key_id; \
          PRAGMA user_version = 2;",
     );
     let log = {
