@@ -425,18 +425,22 @@ fn export_writes_a_spin_manifest_that_runs_the_component() {
     std::fs::create_dir_all(&app).unwrap();
     let component = app.join("iris.wasm");
     let manifest = app.join("spin.toml");
-    let out = ok(&tensorlet(
-        &f.home,
-        &[
-            "export",
-            "tensorlet/iris-model@0.1.0",
-            "--wasi-http",
-            "-o",
-            s(&component),
-            "--spin-toml",
-            s(&manifest),
-        ],
-    ));
+    // `export --wasi-http -o <component> --spin-toml <manifest>`.
+    let export_with_manifest = |manifest: &Path| {
+        ok(&tensorlet(
+            &f.home,
+            &[
+                "export",
+                "tensorlet/iris-model@0.1.0",
+                "--wasi-http",
+                "-o",
+                s(&component),
+                "--spin-toml",
+                s(manifest),
+            ],
+        ))
+    };
+    let out = export_with_manifest(&manifest);
     assert!(out.contains("Spin application `iris-model`"), "{out}");
     let toml: toml::Table = std::fs::read_to_string(&manifest)
         .unwrap()
@@ -474,18 +478,7 @@ fn export_writes_a_spin_manifest_that_runs_the_component() {
     // A manifest outside the component's directory names it by absolute path.
     let elsewhere = f.home.join("elsewhere");
     std::fs::create_dir_all(&elsewhere).unwrap();
-    ok(&tensorlet(
-        &f.home,
-        &[
-            "export",
-            "tensorlet/iris-model@0.1.0",
-            "--wasi-http",
-            "-o",
-            s(&component),
-            "--spin-toml",
-            s(&elsewhere.join("spin.toml")),
-        ],
-    ));
+    export_with_manifest(&elsewhere.join("spin.toml"));
     let toml: toml::Table = std::fs::read_to_string(elsewhere.join("spin.toml"))
         .unwrap()
         .parse()

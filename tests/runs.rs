@@ -838,11 +838,15 @@ fn trainers_record_their_runs_on_one_registry_and_a_run_resumes_elsewhere() {
     assert_eq!(listed_ids, want);
     let mut compare = vec!["runs", "compare"];
     compare.extend(ids.iter().map(String::as_str));
-    compare.extend(["--registry", url]);
-    let table = ok(&tensorlet(elsewhere.path(), &compare));
-    for lr in rates {
-        assert!(table.contains(lr), "{lr} in {table}");
-    }
+    compare.extend(["--json", "--registry", url]);
+    let compared = json(&ok(&tensorlet(elsewhere.path(), &compare)));
+    let lr_row = compared["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["field"] == "config.learning_rate")
+        .unwrap_or_else(|| panic!("no learning rate row in {compared}"));
+    assert_eq!(lr_row["values"], serde_json::json!(rates), "{compared}");
     // The registry's audit log says who recorded each run.
     let sh = server_home.path();
     let audit = json(&ok(&tensorlet(sh, &["audit", "log", "--json"])));

@@ -339,6 +339,21 @@ pub struct Checkpoint<M> {
     pub created: String,
 }
 
+impl<M> Checkpoint<M> {
+    /// The same checkpoint with its metrics read by `read`.
+    pub fn try_map<N, E>(
+        self,
+        read: impl FnOnce(M) -> std::result::Result<N, E>,
+    ) -> std::result::Result<Checkpoint<N>, E> {
+        Ok(Checkpoint {
+            epoch: self.epoch,
+            params: self.params,
+            metrics: read(self.metrics)?,
+            created: self.created,
+        })
+    }
+}
+
 /// A new run id: UTC time to the second and 16 bits that tell runs started
 /// in the same second apart.
 pub fn new_run_id() -> String {
@@ -762,17 +777,13 @@ impl<'r> Runs<'r> {
         stored
             .into_iter()
             .map(|c| {
-                let metrics = serde_json::from_str(&c.metrics).map_err(|e| {
-                    RegistryError::Damaged(format!(
-                        "run {run_id}: epoch {} metrics are unreadable: {e}",
-                        c.epoch
-                    ))
-                })?;
-                Ok(Checkpoint {
-                    epoch: c.epoch,
-                    params: c.params,
-                    metrics,
-                    created: c.created,
+                let epoch = c.epoch;
+                c.try_map(|m| {
+                    serde_json::from_str(&m).map_err(|e| {
+                        RegistryError::Damaged(format!(
+                            "run {run_id}: epoch {epoch} metrics are unreadable: {e}"
+                        ))
+                    })
                 })
             })
             .collect()

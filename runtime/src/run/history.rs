@@ -45,18 +45,15 @@ pub fn load_remote(remote: &Remote, id: &str) -> Result<LoadedRun, HistoryError>
     let checkpoints = checkpoints
         .into_iter()
         .map(|c| {
-            let metrics = serde_json::from_value(c.metrics).map_err(|e| RegistryError::Remote {
-                url: remote.url().to_string(),
-                message: format!(
-                    "run {}: the metrics of epoch {} are unreadable: {e}",
-                    record.id, c.epoch
-                ),
-            })?;
-            Ok(Checkpoint {
-                epoch: c.epoch,
-                params: c.params,
-                metrics,
-                created: c.created,
+            let epoch = c.epoch;
+            c.try_map(|m| {
+                serde_json::from_value(m).map_err(|e| RegistryError::Remote {
+                    url: remote.url().to_string(),
+                    message: format!(
+                        "run {}: the metrics of epoch {epoch} are unreadable: {e}",
+                        record.id
+                    ),
+                })
             })
         })
         .collect::<Result<Vec<_>, RegistryError>>()?;
