@@ -8,8 +8,11 @@
 //! identical and probabilities within 1e-5; the error cases must answer with
 //! the same status and `{"error": ...}` as `tensorlet serve`.
 //!
-//! The jco test needs node and `plugins/js/node_modules` (`bash
-//! plugins/build-polyglot.sh` installs them), so it is ignored by default
+//! A model whose preprocessing is a chain (the penguins pipeline: typed
+//! columns, text categories and gaps) is exported and compared the same way.
+//!
+//! The jco tests need node and `plugins/js/node_modules` (`bash
+//! plugins/build-polyglot.sh` installs them), so they are ignored by default
 //! (`cargo test … -- --ignored` runs it) and fails, saying what to install,
 //! when run without them. See `docs/testing.md`.
 
@@ -21,7 +24,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
-use common::{fails, ok, s, tensorlet};
+use common::{fails, keygen, ok, publish_plugin, s, tensorlet};
 use serde_json::{Value, json};
 use tensorlet_runtime::export;
 
@@ -53,6 +56,77 @@ static FIXTURE: LazyLock<Fixture> = LazyLock::new(|| {
         ],
     ));
     assert!(out.contains("signed by key"), "{out}");
+    Fixture {
+        _tmp: tmp,
+        home,
+        export,
+    }
+});
+
+/// A home with the bundled penguins pipeline (imputer and one-hot encoder on
+/// the island and sex, imputer and standardize on the measurements, each
+/// `[[preprocessor]]` on its `columns`) trained on `data/penguins.csv`,
+/// published as `acme/penguins-model@0.1.0`, and its signed export.
+static PENGUINS: LazyLock<Fixture> = LazyLock::new(|| {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().to_path_buf();
+    let (_, public) = keygen(&home, "alice");
+    ok(&tensorlet(
+        &home,
+        &["trust", "add", &public, "--namespace", "acme"],
+    ));
+    for (stem, name, kind) in [
+        ("imputer", "acme/imputer", "preprocessor"),
+        ("one_hot", "acme/one-hot", "preprocessor"),
+        ("standardize", "acme/standardize", "preprocessor"),
+        ("mlp", "acme/mlp", "trainer"),
+    ] {
+        ok(&publish_plugin(&home, stem, name, kind, "alice"));
+    }
+    let mut text = std::fs::read_to_string(common::pipeline("penguins"))
+        .unwrap()
+        .replace(
+            "name = \"penguins\"",
+            "name = \"penguins\"\nnamespace = \"acme\"\nversion = \"1.0.0\"",
+        );
+    for plugin in ["imputer", "one-hot", "standardize", "mlp"] {
+        text = text.replace(
+            &format!("bundled = \"{plugin}\""),
+            &format!("ref = \"acme/{plugin}@1.0.0\""),
+        );
+    }
+    let pipeline = home.join("penguins.toml");
+    std::fs::write(&pipeline, text).unwrap();
+    ok(&tensorlet(
+        &home,
+        &["publish", s(&pipeline), "--key", "alice"],
+    ));
+    let csv = common::data("penguins.csv");
+    let trained = ok(&tensorlet(
+        &home,
+        &[
+            "train",
+            "acme/penguins",
+            "--data",
+            s(&csv),
+            "--key",
+            "alice",
+        ],
+    ));
+    assert!(trained.contains("acme/penguins-model@0.1.0"), "{trained}");
+    let export = home.join("penguins.wasm");
+    ok(&tensorlet(
+        &home,
+        &[
+            "export",
+            "acme/penguins-model@0.1.0",
+            "--wasi-http",
+            "-o",
+            s(&export),
+            "--key",
+            "alice",
+        ],
+    ));
     Fixture {
         _tmp: tmp,
         home,
@@ -107,8 +181,8 @@ fn free_addr() -> String {
     l.local_addr().unwrap().to_string()
 }
 
-/// `tensorlet serve` of the same model.
-fn tensorlet_serve(home: &Path) -> Server {
+/// `tensorlet serve` of `model`.
+fn tensorlet_serve(home: &Path, model: &str) -> Server {
     let addr = free_addr();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_tensorlet"));
     cmd.args([
@@ -120,7 +194,7 @@ fn tensorlet_serve(home: &Path) -> Server {
         "--grpc-addr",
         "off",
         "--model",
-        "tensorlet/iris-model@0.1.0",
+        model,
         "--device",
         "cpu",
     ])
@@ -419,6 +493,55 @@ fn export_refuses_what_is_not_a_model() {
 }
 
 #[test]
+fn export_refuses_a_chain_longer_than_it_composes() {
+    let f = &*FIXTURE;
+    // Nine preprocessors: one more than an export composes.
+    let mut text = String::from("[pipeline]\nname = \"long-chain\"\n[data]\nlabel = \"species\"\n");
+    for i in 0..9 {
+        let column = ["sepal_length", "sepal_width", "petal_length"][i % 3];
+        text.push_str(&format!(
+            "[[preprocessor]]\nref = \"tensorlet/standardize@0.1.0\"\ncolumns = [\"{column}\"]\n"
+        ));
+    }
+    text.push_str("[model]\nref = \"tensorlet/softmax-regression@0.1.0\"\n");
+    let pipeline = f.home.join("long-chain.toml");
+    std::fs::write(&pipeline, text).unwrap();
+    ok(&tensorlet(
+        &f.home,
+        &[
+            "train",
+            s(&pipeline),
+            "--data",
+            s(&common::data("iris.csv")),
+            "--epochs",
+            "1",
+            "--key",
+            "demo",
+            "--model",
+            "tensorlet/long-chain-model",
+        ],
+    ));
+    let out = f.home.join("long-chain.wasm");
+    let err = fails(&tensorlet(
+        &f.home,
+        &[
+            "export",
+            "tensorlet/long-chain-model",
+            "--wasi-http",
+            "-o",
+            s(&out),
+        ],
+    ));
+    assert!(
+        err.contains("a chain of 9 preprocessors (`tensorlet/standardize@0.1.0 → ")
+            && err.contains("composes at most 8")
+            && err.contains("tensorlet serve"),
+        "{err}"
+    );
+    assert!(!out.exists());
+}
+
+#[test]
 fn export_writes_a_spin_manifest_that_runs_the_component() {
     let f = &*FIXTURE;
     let app = f.home.join("spin-app");
@@ -490,9 +613,164 @@ fn export_writes_a_spin_manifest_that_runs_the_component() {
 #[test]
 fn wasmtime_wasi_http_serves_the_export_like_tensorlet_serve() {
     let f = &*FIXTURE;
-    let reference = tensorlet_serve(&f.home);
+    let reference = tensorlet_serve(&f.home, "tensorlet/iris-model@0.1.0");
     let exported = serve_wasi_http(&f.home, &f.export);
     assert_answers_like(&exported.addr, &reference.addr);
+}
+
+/// Whether `got` is `want` up to 1e-5 in each number.
+fn close(got: &Value, want: &Value) -> bool {
+    match (got, want) {
+        (Value::Number(g), Value::Number(w)) => {
+            (g.as_f64().unwrap() - w.as_f64().unwrap()).abs() <= 1e-5
+        }
+        (Value::Array(g), Value::Array(w)) => {
+            g.len() == w.len() && g.iter().zip(w).all(|(g, w)| close(g, w))
+        }
+        (Value::Object(g), Value::Object(w)) => {
+            g.len() == w.len() && g.iter().all(|(k, g)| w.get(k).is_some_and(|w| close(g, w)))
+        }
+        _ => got == want,
+    }
+}
+
+/// The penguins table as requests with one input per column, as
+/// tritonclient sends a table: the island and sex as BYTES, the
+/// measurements as FP32, `NA` as null; 50 rows each. Also the species.
+fn penguin_batches() -> (Vec<Value>, Vec<String>) {
+    let csv = std::fs::read_to_string(common::data("penguins.csv")).unwrap();
+    let rows: Vec<Vec<&str>> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').collect())
+        .collect();
+    assert_eq!(rows.len(), 344);
+    let cell = |v: &str, text: bool| match (v, text) {
+        ("NA", _) => Value::Null,
+        (v, true) => json!(v),
+        (v, false) => json!(v.parse::<f32>().unwrap()),
+    };
+    let batches = rows
+        .chunks(50)
+        .map(|chunk| {
+            let inputs: Vec<Value> = [
+                ("island", 1, "BYTES"),
+                ("bill_length_mm", 2, "FP32"),
+                ("bill_depth_mm", 3, "FP32"),
+                ("flipper_length_mm", 4, "FP32"),
+                ("body_mass_g", 5, "FP32"),
+                ("sex", 6, "BYTES"),
+            ]
+            .into_iter()
+            .map(|(name, at, datatype)| {
+                let data: Vec<Value> = chunk
+                    .iter()
+                    .map(|r| cell(r[at], datatype == "BYTES"))
+                    .collect();
+                json!({ "name": name, "shape": [chunk.len()], "datatype": datatype, "data": data })
+            })
+            .collect();
+            json!({ "id": "penguins", "inputs": inputs })
+        })
+        .collect();
+    let species = rows.iter().map(|r| r[0].to_string()).collect();
+    (batches, species)
+}
+
+/// Checks that `export` answers the penguins chain model like `reference`
+/// (tensorlet serve): metadata, every row of the table (gaps included),
+/// text categories the model never saw, and the requests it refuses.
+fn assert_penguins_answer_like(export: &str, reference: &str) {
+    const INFER: &str = "/v2/models/penguins-model/infer";
+    assert_eq!(
+        get(export, "/v2/models/penguins-model"),
+        get(reference, "/v2/models/penguins-model")
+    );
+    let (batches, species) = penguin_batches();
+    let mut classes = Vec::new();
+    for body in &batches {
+        let body = serde_json::to_vec(body).unwrap();
+        let (ws, want) = post(reference, INFER, &body);
+        let (gs, got) = post(export, INFER, &body);
+        assert_eq!((gs, ws), (200, 200), "{got}\n{want}");
+        assert!(close(&got, &want), "{got}\nvs tensorlet serve's\n{want}");
+        assert_eq!(got["outputs"][2]["name"], "class");
+        classes.extend(
+            got["outputs"][2]["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c.as_str().unwrap().to_string()),
+        );
+    }
+    // Not vacuous: the chain's columns reach the model as in training.
+    let right = classes.iter().zip(&species).filter(|(c, s)| c == s).count();
+    assert!(right >= 320, "{right} of 344 rows classified right");
+
+    // A gap in the sex (the imputer fills it), an island the model never saw
+    // (all zeros after the one-hot encoder).
+    let number = |name: &str, v: [f32; 3]| json!({ "name": name, "shape": [3], "datatype": "FP32", "data": v });
+    let request = json!({ "inputs": [
+        { "name": "island", "shape": [3], "datatype": "BYTES", "data": ["Biscoe", "Torgersen", "Atlantis"] },
+        number("bill_length_mm", [46.1, 39.1, 49.0]),
+        number("bill_depth_mm", [13.2, 18.7, 19.5]),
+        number("flipper_length_mm", [211.0, 181.0, 210.0]),
+        number("body_mass_g", [4500.0, 3750.0, 3950.0]),
+        { "name": "sex", "shape": [3], "datatype": "BYTES", "data": ["female", null, "male"] },
+    ]});
+    let body = serde_json::to_vec(&request).unwrap();
+    let (ws, want) = post(reference, INFER, &body);
+    let (gs, got) = post(export, INFER, &body);
+    assert_eq!((gs, ws), (200, 200), "{got}\n{want}");
+    assert!(close(&got, &want), "{got}\nvs tensorlet serve's\n{want}");
+    assert_eq!(
+        got["outputs"][2]["data"].as_array().unwrap()[..2],
+        [json!("Gentoo"), json!("Adelie")]
+    );
+
+    // Refused alike: a gap the preprocessing does not fill (the island's
+    // one-hot encoder needs a value), text for a number, a missing column.
+    let mut gap = request.clone();
+    gap["inputs"][0]["data"][1] = Value::Null;
+    let mut text = request.clone();
+    text["inputs"][1] = json!({ "name": "bill_length_mm", "shape": [3], "datatype": "BYTES",
+                                "data": ["long", "short", "long"] });
+    let mut missing = request.clone();
+    missing["inputs"].as_array_mut().unwrap().remove(5);
+    for (what, body) in [("gap", gap), ("text", text), ("missing column", missing)] {
+        let body = serde_json::to_vec(&body).unwrap();
+        let (ws, want) = post(reference, INFER, &body);
+        let (gs, got) = post(export, INFER, &body);
+        assert_eq!(ws, 400, "{what}: tensorlet serve answered {want}");
+        assert_eq!((gs, &got), (ws, &want), "{what}");
+    }
+}
+
+#[test]
+fn a_chain_of_preprocessors_is_exported_and_answers_like_tensorlet_serve() {
+    let f = &*PENGUINS;
+    let info = export::inspect(&std::fs::read(&f.export).unwrap()).unwrap();
+    assert_eq!(info.meta.model, "acme/penguins-model@0.1.0");
+    // Every stage of the chain is named by its digest.
+    for section in [
+        "preprocessor",
+        "preprocessor.2",
+        "preprocessor.3",
+        "preprocessor.4",
+    ] {
+        assert!(
+            info.meta.digests.contains_key(section),
+            "{section}: {:?}",
+            info.meta.digests
+        );
+    }
+    assert_eq!(
+        info.meta.digests["preprocessor"],
+        info.meta.digests["preprocessor.3"]
+    );
+    let reference = tensorlet_serve(&f.home, "acme/penguins-model@0.1.0");
+    let exported = serve_wasi_http(&f.home, &f.export);
+    assert_penguins_answer_like(&exported.addr, &reference.addr);
 }
 
 /// `jco` from `plugins/js/node_modules`, or why it cannot run.
@@ -515,18 +793,32 @@ fn jco() -> Result<PathBuf, String> {
     Ok(jco)
 }
 
-#[test]
-#[ignore = "needs node and jco: bash plugins/build-polyglot.sh"]
-fn jco_serve_serves_the_export_like_tensorlet_serve() {
+/// `jco serve` of `component`, transpiled into `jco_dir`.
+fn jco_serve(component: &Path, jco_dir: &Path) -> Server {
     let jco = jco().unwrap_or_else(|why| panic!("{why}"));
-    let f = &*FIXTURE;
-    let reference = tensorlet_serve(&f.home);
     let port = free_addr().rsplit(':').next().unwrap().to_string();
     let mut cmd = Command::new(jco);
     cmd.args(["serve", "--port", &port, "--host", "127.0.0.1"])
         .arg("--jco-dir")
-        .arg(f.home.join("jco-out"))
-        .arg(&f.export);
-    let exported = start(cmd, format!("127.0.0.1:{port}"));
+        .arg(jco_dir)
+        .arg(component);
+    start(cmd, format!("127.0.0.1:{port}"))
+}
+
+#[test]
+#[ignore = "needs node and jco: bash plugins/build-polyglot.sh"]
+fn jco_serve_serves_the_export_like_tensorlet_serve() {
+    let f = &*FIXTURE;
+    let reference = tensorlet_serve(&f.home, "tensorlet/iris-model@0.1.0");
+    let exported = jco_serve(&f.export, &f.home.join("jco-out"));
     assert_answers_like(&exported.addr, &reference.addr);
+}
+
+#[test]
+#[ignore = "needs node and jco: bash plugins/build-polyglot.sh"]
+fn jco_serve_serves_an_exported_chain_like_tensorlet_serve() {
+    let f = &*PENGUINS;
+    let reference = tensorlet_serve(&f.home, "acme/penguins-model@0.1.0");
+    let exported = jco_serve(&f.export, &f.home.join("jco-out"));
+    assert_penguins_answer_like(&exported.addr, &reference.addr);
 }

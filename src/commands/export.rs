@@ -64,7 +64,7 @@ pub fn execute(args: Args) -> Result<()> {
         &ExportInput {
             model: &model,
             served_name: &served_name,
-            preprocessor: &pre,
+            preprocessors: &pre,
             predictor: &pred,
         },
         parts,

@@ -5,6 +5,8 @@
 //! its own: `tensorlet export` composes it with the model's preprocessor and
 //! predictor, a pure-Wasm `tensorlet:ml/tensor` and a generated component that
 //! holds the model's `model.json`, params and fitted state (`model-data`).
+//! A chain of preprocessors is composed as up to [`MAX_STAGES`] imports, and
+//! the columns go through them as in the host's `runtime/src/chain.rs`.
 //! Request parsing and response encoding are `tensorlet serve`'s own code
 //! (the `tensorlet-oip` crate), so both answer alike.
 
@@ -32,6 +34,24 @@ use tensorlet::ml::tensor::{NamedTensor, Tensor};
 const MAX_BODY_BYTES: usize = 4 << 20;
 /// Largest batch accepted (as `tensorlet serve`'s default).
 const MAX_BATCH: usize = 1024;
+/// Most preprocessors a chain may have: the front's `preprocess` import and
+/// `stage-2` … `stage-8` (`tensorlet export` refuses a longer chain).
+const MAX_STAGES: usize = 8;
+
+/// A preprocessor's `transform`, as each of the imports binds it.
+type Transform = fn(&str, Vec<NamedTensor>, Tensor) -> Result<Tensor, String>;
+
+/// The chain's imports, in order.
+const TRANSFORMS: [Transform; MAX_STAGES] = [
+    tensorlet::ml::preprocess::transform,
+    stage_2::transform,
+    stage_3::transform,
+    stage_4::transform,
+    stage_5::transform,
+    stage_6::transform,
+    stage_7::transform,
+    stage_8::transform,
+];
 
 /// A named tensor's data: (name, shape, row-major values).
 type TensorData = (String, Vec<u32>, Vec<f32>);
@@ -45,12 +65,34 @@ struct Model {
     classes: usize,
     /// Its inputs and outputs in the protocol (columns, task, class names).
     spec: oip::ModelSpec,
-    preprocessor_config: String,
+    /// The preprocessors, in order; at least one.
+    stages: Vec<Stage>,
     predictor_config: String,
-    /// Fitted preprocessor state and trained params as (name, shape, data),
-    /// sorted by name as the host loads them.
-    state: Vec<TensorData>,
+    /// Trained params as (name, shape, data), sorted by name as the host
+    /// loads them.
     params: Vec<TensorData>,
+}
+
+/// One preprocessor of the chain.
+struct Stage {
+    /// The plugin's name, for messages.
+    name: String,
+    /// Its section: `preprocessor`, `preprocessor.2`…
+    section: String,
+    config: String,
+    /// The columns it transforms, by name; all of them when `None`.
+    columns: Option<Vec<String>>,
+    /// Its fitted state, sorted by name (without the `<n>/` a longer chain
+    /// stores it under).
+    state: Vec<TensorData>,
+}
+
+impl Model {
+    /// Whether the input goes to the one preprocessor untouched (as the
+    /// host's `Chain::is_plain`).
+    fn is_plain(&self) -> bool {
+        self.stages.len() == 1 && self.stages[0].columns.is_none()
+    }
 }
 
 fn decode_tensors(what: &str, bytes: &[u8]) -> Result<Vec<TensorData>, String> {
@@ -99,6 +141,10 @@ fn load() -> Result<Model, String> {
     let classes = meta["classes"]
         .as_u64()
         .ok_or("the embedded model.json has no classes")? as usize;
+    let stages = load_stages(
+        &meta,
+        decode_tensors("preprocessor state", &model_data::state())?,
+    )?;
     Ok(Model {
         name: text(&info, "name")?,
         version: text(&info, "version")?,
@@ -106,9 +152,8 @@ fn load() -> Result<Model, String> {
         features,
         classes,
         spec: oip::ModelSpec::from_model_json(&meta),
-        preprocessor_config: meta["plugins"]["preprocessor"]["config"].to_string(),
+        stages,
         predictor_config: meta["plugins"]["predictor"]["config"].to_string(),
-        state: decode_tensors("preprocessor state", &model_data::state())?,
         // The predictor gets the parameters without the optimizer's `opt.` state,
         // as in the host (see the WIT `predict` interface).
         params: decode_tensors("params", &model_data::params())?
@@ -116,6 +161,63 @@ fn load() -> Result<Model, String> {
             .filter(|(name, _, _)| !name.starts_with("opt."))
             .collect(),
     })
+}
+
+/// The preprocessors of `model.json` (`plugins.preprocessor`, then
+/// `plugins.chain`), each with its share of the fitted `state`: in a chain of
+/// more than one, stage `n`'s state is stored under `<n>/`.
+fn load_stages(meta: &Value, state: Vec<TensorData>) -> Result<Vec<Stage>, String> {
+    let plugins = &meta["plugins"];
+    let chain = match &plugins["chain"] {
+        Value::Null => &[][..],
+        Value::Array(a) => &a[..],
+        _ => return Err("the embedded model.json has a `plugins.chain` that is not a list".into()),
+    };
+    let metas: Vec<&Value> = std::iter::once(&plugins["preprocessor"])
+        .chain(chain)
+        .collect();
+    if metas.len() > MAX_STAGES {
+        return Err(format!(
+            "the embedded model has {} preprocessors; an export composes at most {MAX_STAGES}",
+            metas.len()
+        ));
+    }
+    let several = metas.len() > 1;
+    metas
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let columns = match &s["columns"] {
+                Value::Null => None,
+                c => Some(
+                    serde_json::from_value(c.clone())
+                        .map_err(|e| format!("the embedded model's preprocessor {}: {e}", i + 1))?,
+                ),
+            };
+            let own = if several {
+                let prefix = format!("{}/", i + 1);
+                state
+                    .iter()
+                    .filter_map(|(n, shape, data)| {
+                        n.strip_prefix(&prefix)
+                            .map(|n| (n.to_string(), shape.clone(), data.clone()))
+                    })
+                    .collect()
+            } else {
+                state.clone()
+            };
+            Ok(Stage {
+                name: s["name"].as_str().unwrap_or("preprocessor").to_string(),
+                section: match i {
+                    0 => "preprocessor".to_string(),
+                    _ => format!("preprocessor.{}", i + 1),
+                },
+                config: s["config"].to_string(),
+                columns,
+                state: own,
+            })
+        })
+        .collect()
 }
 
 thread_local! {
@@ -138,6 +240,21 @@ fn named(list: &[TensorData]) -> Result<Vec<NamedTensor>, String> {
         .collect()
 }
 
+/// Why a batch got no answer.
+enum Failure {
+    /// A preprocessor returned an error: the host's `plugin `…` returned an
+    /// error: … (during transform)`, which a missing value may cause.
+    Transform(String),
+    /// Anything else.
+    Other(String),
+}
+
+impl From<String> for Failure {
+    fn from(e: String) -> Self {
+        Failure::Other(e)
+    }
+}
+
 /// What the predictor answered for a batch.
 enum Answer {
     /// Class index and probabilities per row.
@@ -146,20 +263,124 @@ enum Answer {
     Targets(Vec<Vec<f32>>),
 }
 
-/// Runs the preprocessor and the predictor on `rows` rows; the same checks as
-/// `Model::predict` in the host.
-fn predict(m: &Model, x: Vec<f32>, rows: usize) -> Result<Answer, String> {
-    let x = Tensor::from_list(&[rows as u32, m.features.len() as u32], &x)?;
-    let xt = tensorlet::ml::preprocess::transform(&m.preprocessor_config, named(&m.state)?, x)
-        .map_err(|e| format!("plugin transform failed: {e}"))?;
+/// Runs stage `i` on `x` (`rows` rows) and checks that it kept the rows.
+fn transform(m: &Model, i: usize, x: Tensor, rows: usize) -> Result<Tensor, Failure> {
+    let s = &m.stages[i];
+    let xt = TRANSFORMS[i](&s.config, named(&s.state)?, x).map_err(|e| {
+        Failure::Transform(format!(
+            "plugin `{}` returned an error: {e} (during transform)",
+            s.name
+        ))
+    })?;
     match xt.shape()[..] {
-        [r, _] if r as usize == rows => {}
-        ref s => {
-            return Err(format!(
-                "the preprocessor returned shape {s:?} for {rows} rows; expected [{rows}, features]"
-            ));
-        }
+        [r, _] if r as usize == rows => Ok(xt),
+        ref shape => Err(Failure::Other(format!(
+            "the preprocessor `{}` returned shape {shape:?} for {rows} rows; expected [{rows}, \
+             features]",
+            s.name
+        ))),
     }
+}
+
+/// Runs the chain on `x` (`rows` rows of the model's features): each stage on
+/// its columns of what the stages before it gave, its outputs in their place
+/// (see [`Table`]).
+fn preprocess(m: &Model, x: Vec<f32>, rows: usize) -> Result<Tensor, Failure> {
+    let shape = [rows as u32, m.features.len() as u32];
+    if m.is_plain() {
+        return transform(m, 0, Tensor::from_list(&shape, &x)?, rows);
+    }
+    let mut table = Table {
+        names: m.features.clone(),
+        rows,
+        values: x,
+    };
+    for (i, s) in m.stages.iter().enumerate() {
+        let picked = table.pick(s)?;
+        let input = Tensor::from_list(
+            &[rows as u32, picked.len() as u32],
+            &select(&table.values, table.names.len(), &picked),
+        )?;
+        let out = transform(m, i, input, rows)?;
+        let width = out.shape()[1] as usize;
+        table.replace(s, &picked, width, &out.to_list());
+    }
+    Ok(Tensor::from_list(
+        &[rows as u32, table.names.len() as u32],
+        &table.values,
+    )?)
+}
+
+/// The columns between two stages, by name, with row-major values.
+struct Table {
+    names: Vec<String>,
+    rows: usize,
+    values: Vec<f32>,
+}
+
+impl Table {
+    /// The indices of a stage's columns (all when it names none).
+    fn pick(&self, s: &Stage) -> Result<Vec<usize>, String> {
+        let Some(columns) = &s.columns else {
+            return Ok((0..self.names.len()).collect());
+        };
+        columns
+            .iter()
+            .map(|c| {
+                self.names.iter().position(|n| n == c).ok_or_else(|| {
+                    format!(
+                        "[{}] columns: `{c}` is not a column here; the columns at this stage are \
+                         {}",
+                        s.section,
+                        self.names.join(", ")
+                    )
+                })
+            })
+            .collect()
+    }
+
+    /// Puts a stage's output (`width` columns) in place of its columns
+    /// `picked`, at the position of the first of them. The outputs keep
+    /// their inputs' names when the stage keeps the width, and are named
+    /// `<section>:<n>` when it does not.
+    fn replace(&mut self, s: &Stage, picked: &[usize], width: usize, out: &[f32]) {
+        let out_names: Vec<String> = if width == picked.len() {
+            picked.iter().map(|&c| self.names[c].clone()).collect()
+        } else {
+            (0..width).map(|j| format!("{}:{j}", s.section)).collect()
+        };
+        let old = self.names.len();
+        let kept: Vec<usize> = (0..old).filter(|c| !picked.contains(c)).collect();
+        let first = picked.iter().min().copied().unwrap_or(old);
+        let (before, after) = kept.split_at(kept.iter().filter(|&&c| c < first).count());
+        let mut names: Vec<String> = before.iter().map(|&c| self.names[c].clone()).collect();
+        names.extend(out_names);
+        names.extend(after.iter().map(|&c| self.names[c].clone()));
+        let mut values = Vec::with_capacity(self.rows * names.len());
+        for r in 0..self.rows {
+            let row = &self.values[r * old..(r + 1) * old];
+            values.extend(before.iter().map(|&c| row[c]));
+            values.extend_from_slice(&out[r * width..(r + 1) * width]);
+            values.extend(after.iter().map(|&c| row[c]));
+        }
+        self.names = names;
+        self.values = values;
+    }
+}
+
+/// Columns `picked` of row-major `values` that are `width` wide.
+fn select(values: &[f32], width: usize, picked: &[usize]) -> Vec<f32> {
+    let mut v = Vec::with_capacity(values.len() / width.max(1) * picked.len());
+    for row in values.chunks_exact(width.max(1)) {
+        v.extend(picked.iter().map(|&c| row[c]));
+    }
+    v
+}
+
+/// Runs the preprocessors and the predictor on `rows` rows; the same checks
+/// as `Model::predict` in the host.
+fn predict(m: &Model, x: Vec<f32>, rows: usize) -> Result<Answer, Failure> {
+    let xt = preprocess(m, x, rows)?;
     let out = tensorlet::ml::predict::predict(&m.predictor_config, named(&m.params)?, xt)
         .map_err(|e| format!("plugin predict failed: {e}"))?;
     let regression = matches!(m.spec.answer, oip::Answer::Targets { .. });
@@ -170,14 +391,14 @@ fn predict(m: &Model, x: Vec<f32>, rows: usize) -> Result<Answer, String> {
     };
     let shape = out.shape();
     if shape != [rows as u32, m.classes as u32] {
-        return Err(format!(
+        return Err(Failure::Other(format!(
             "the predictor returned {what} of shape {shape:?} for {rows} rows; expected [{rows}, {}]",
             m.classes
-        ));
+        )));
     }
     let p = out.to_list();
     if let Some(i) = p.iter().position(|v| !v.is_finite()) {
-        return Err(format!(
+        return Err(Failure::Other(format!(
             "the predictor returned a non-finite {} ({}) in row {}",
             if regression {
                 "prediction"
@@ -186,7 +407,7 @@ fn predict(m: &Model, x: Vec<f32>, rows: usize) -> Result<Answer, String> {
             },
             p[i],
             i / m.classes.max(1)
-        ));
+        )));
     }
     let rows_of: Vec<Vec<f32>> = p.chunks(m.classes.max(1)).map(<[f32]>::to_vec).collect();
     if regression {
@@ -329,12 +550,19 @@ fn infer(m: &Model, req: &IncomingRequest) -> Reply {
     };
     let x = std::mem::take(&mut parsed.x);
     let missing = x.iter().any(|v| v.is_nan());
+    // As the host: a preprocessor's error or a non-finite output may come
+    // from a missing value the preprocessing does not fill in.
     let answer = match predict(m, x, parsed.rows) {
         Ok(p) => p,
-        Err(e) if missing && e.contains("non-finite") => {
+        Err(Failure::Transform(e)) if missing => {
             return error(400, format!("{}: {e}", oip::MISSING_NOT_FILLED));
         }
-        Err(e) => return error(500, format!("inference failed: {e}")),
+        Err(Failure::Other(e)) if missing && e.contains("non-finite") => {
+            return error(400, format!("{}: {e}", oip::MISSING_NOT_FILLED));
+        }
+        Err(Failure::Transform(e) | Failure::Other(e)) => {
+            return error(500, format!("inference failed: {e}"));
+        }
     };
     let names = match &m.spec.answer {
         oip::Answer::Classes { names, .. } => names.as_deref(),

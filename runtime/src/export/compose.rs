@@ -1,4 +1,4 @@
-//! Wires the five components of an export together with `wac-graph`.
+//! Wires the components of an export together with `wac-graph`.
 
 use wac_graph::types::{ItemKind, Package};
 use wac_graph::{CompositionGraph, EncodeOptions, NodeId, PackageId};
@@ -15,10 +15,25 @@ const TENSOR_V01: &str = "tensorlet:ml/tensor@0.1.0";
 const MODEL_DATA: &str = "tensorlet:exported/model-data@0.1.0";
 const HANDLER_PREFIX: &str = "wasi:http/incoming-handler@0.2";
 
+/// The most preprocessors a chain may have: the front imports the first as
+/// `tensorlet:ml/preprocess` and the others as `stage-2` … `stage-8` (see
+/// `wit/export/front.wit`).
+pub(crate) const MAX_PREPROCESSORS: usize = 8;
+
+/// The front's import of preprocessor `i` (from 0).
+fn stage_import(i: usize) -> String {
+    match i {
+        0 => PREPROCESS.to_string(),
+        _ => format!("stage-{}", i + 1),
+    }
+}
+
 /// The components to compose.
 pub(crate) struct Inputs<'a> {
     pub tensor: &'a [u8],
-    pub preprocessor: &'a [u8],
+    /// The preprocessors in chain order (section name, component): at least
+    /// one, at most [`MAX_PREPROCESSORS`].
+    pub preprocessors: &'a [(String, &'a [u8])],
     pub predictor: &'a [u8],
     pub data: &'a [u8],
     pub front: &'a [u8],
@@ -113,20 +128,60 @@ fn alias(
 /// import of the parts (WASI 0.2) left as an import of the whole.
 pub(crate) fn compose(inputs: &Inputs<'_>) -> Result<Vec<u8>, Error> {
     let mut graph = CompositionGraph::new();
+    let n = inputs.preprocessors.len();
+    if n == 0 || n > MAX_PREPROCESSORS {
+        return Err(other(anyhow::anyhow!(
+            "{n} preprocessors; an export composes 1 to {MAX_PREPROCESSORS}"
+        )));
+    }
     let tensor = register(&mut graph, "tensorlet:tensor-cpu", inputs.tensor)?;
-    let pre = register(&mut graph, "tensorlet:preprocessor", inputs.preprocessor)?;
+    // Each distinct component once: stages that share a plugin (an imputer
+    // on two sets of columns) share its package and its instance, as
+    // `transform` is a function of its arguments.
+    let mut packages: Vec<(&[u8], PackageId, String)> = Vec::new();
+    for (i, (section, bytes)) in inputs.preprocessors.iter().enumerate() {
+        if packages.iter().any(|(b, _, _)| b == bytes) {
+            continue;
+        }
+        let (name, what) = match n {
+            1 => (
+                "tensorlet:preprocessor".to_string(),
+                "preprocessor".to_string(),
+            ),
+            _ => (format!("tensorlet:preprocessor-{}", i + 1), section.clone()),
+        };
+        let pkg = register(&mut graph, &name, bytes)?;
+        packages.push((bytes, pkg, what));
+    }
     let pred = register(&mut graph, "tensorlet:predictor", inputs.predictor)?;
     let data = register(&mut graph, "tensorlet:model-store", inputs.data)?;
     let front = register(&mut graph, "tensorlet:http-front", inputs.front)?;
-    check_plugin(&graph, pre, "preprocessor")?;
+    for (_, pkg, what) in &packages {
+        check_plugin(&graph, *pkg, what)?;
+    }
     check_plugin(&graph, pred, "predictor")?;
 
     let tensor_inst = instantiate(&mut graph, tensor, &[])?;
     let tensor_iface = alias(&mut graph, tensor_inst, TENSOR, "tensor component")?;
     let types_iface = alias(&mut graph, tensor_inst, TYPES, "tensor component")?;
     let plugin_args = [(TENSOR, tensor_iface), (TYPES, types_iface)];
-    let pre_inst = instantiate(&mut graph, pre, &plugin_args)?;
-    let preprocess = alias(&mut graph, pre_inst, PREPROCESS, "preprocessor")?;
+    let mut instances = Vec::with_capacity(packages.len());
+    for (bytes, pkg, what) in &packages {
+        let inst = instantiate(&mut graph, *pkg, &plugin_args)?;
+        let preprocess = alias(&mut graph, inst, PREPROCESS, what)?;
+        instances.push((*bytes, preprocess));
+    }
+    let stages: Vec<NodeId> = inputs
+        .preprocessors
+        .iter()
+        .map(|(_, bytes)| {
+            instances
+                .iter()
+                .find(|(b, _)| b == bytes)
+                .map(|(_, node)| *node)
+                .expect("every preprocessor was instantiated")
+        })
+        .collect();
     let pred_inst = instantiate(&mut graph, pred, &plugin_args)?;
     let is_model = graph.types()[graph[pred].ty()]
         .exports
@@ -155,16 +210,21 @@ pub(crate) fn compose(inputs: &Inputs<'_>) -> Result<Vec<u8>, Error> {
     };
     let data_inst = instantiate(&mut graph, data, &[])?;
     let model_data = alias(&mut graph, data_inst, MODEL_DATA, "model-store")?;
-    let front_inst = instantiate(
-        &mut graph,
-        front,
-        &[
-            (TENSOR, tensor_iface),
-            (PREPROCESS, preprocess),
-            (PREDICT, predict),
-            (MODEL_DATA, model_data),
-        ],
-    )?;
+    // A stage the model does not have gets the first preprocessor: the front
+    // calls only the stages `model.json` lists.
+    let stage_imports: Vec<String> = (0..MAX_PREPROCESSORS).map(stage_import).collect();
+    let mut front_args = vec![
+        (TENSOR, tensor_iface),
+        (PREDICT, predict),
+        (MODEL_DATA, model_data),
+    ];
+    front_args.extend(
+        stage_imports
+            .iter()
+            .enumerate()
+            .map(|(i, name)| (name.as_str(), stages.get(i).copied().unwrap_or(stages[0]))),
+    );
+    let front_inst = instantiate(&mut graph, front, &front_args)?;
     let handler = graph.types()[graph[front].ty()]
         .exports
         .iter()

@@ -12,6 +12,11 @@
 //!  model-store (generated: model.json, params, state) ─model-data──┘
 //! ```
 //!
+//! A chain of preprocessors (`[[preprocessor]]`, up to eight) is composed
+//! as one preprocessor per distinct component, each stage wired to its own
+//! import of the front (`stage-2` … `stage-8` after the first), and the front
+//! routes the columns through them as the host does (`crate::chain`).
+//!
 //! When the predictor is a `model` plugin (ABI 0.2 `forward`), the bundled
 //! `forward-predict` adapter sits between it and the front, turning `forward`
 //! in `eval` mode into class probabilities as the host does. The parts speak
@@ -92,8 +97,9 @@ pub struct ExportInput<'a> {
     pub model: &'a VerifiedArtifact,
     /// The name it answers to in URLs (`/v2/models/{name}/infer`).
     pub served_name: &'a str,
-    /// Its preprocessor component (verified, pinned by the model).
-    pub preprocessor: &'a [u8],
+    /// Its preprocessor components in chain order, each with its section
+    /// (`preprocessor`, `preprocessor.2`…; verified, pinned by the model).
+    pub preprocessors: &'a [(String, Vec<u8>)],
     /// Its predictor component (verified, pinned by the model).
     pub predictor: &'a [u8],
 }
@@ -162,20 +168,35 @@ pub fn export_wasi_http(
             message,
         })?
         .plugins;
-    if !stages.chain.is_empty() || stages.preprocessor.columns.is_some() {
-        let names: Vec<&str> = stages
-            .preprocessors()
-            .into_iter()
-            .map(|(_, s)| s.name.as_str())
-            .collect();
+    let pinned = stages.preprocessors();
+    if pinned.len() > compose::MAX_PREPROCESSORS {
+        let names: Vec<&str> = pinned.iter().map(|(_, s)| s.name.as_str()).collect();
         return Err(ExportError::Model {
             model: model.clone(),
             message: format!(
-                "its preprocessing is a chain with column selection (`{}`), and an exported \
-                 component composes one preprocessor on every column; serve it with \
-                 `tensorlet serve`, or export a model trained with one [preprocessor] without \
-                 `columns`",
-                names.join(" → ")
+                "its preprocessing is a chain of {} preprocessors (`{}`), and an exported \
+                 component composes at most {}; serve it with `tensorlet serve`, or train it \
+                 with fewer [[preprocessor]] entries (one entry may name several `columns`)",
+                pinned.len(),
+                names.join(" → "),
+                compose::MAX_PREPROCESSORS
+            ),
+        });
+    }
+    // The components given are the stages model.json lists, in its order.
+    let listed: Vec<&str> = pinned.iter().map(|(s, _)| s.as_str()).collect();
+    let given: Vec<&str> = input
+        .preprocessors
+        .iter()
+        .map(|(s, _)| s.as_str())
+        .collect();
+    if given != listed {
+        return Err(ExportError::Model {
+            model: model.clone(),
+            message: format!(
+                "its model.json lists the preprocessors {} but {} were given",
+                listed.join(", "),
+                given.join(", ")
             ),
         });
     }
@@ -191,9 +212,14 @@ pub fn export_wasi_http(
             message: format!("generating the model-data component: {e:#}"),
         }
     })?;
+    let preprocessors: Vec<(String, &[u8])> = input
+        .preprocessors
+        .iter()
+        .map(|(section, bytes)| (section.clone(), bytes.as_slice()))
+        .collect();
     let mut bytes = compose::compose(&compose::Inputs {
         tensor: parts.tensor,
-        preprocessor: input.preprocessor,
+        preprocessors: &preprocessors,
         predictor: input.predictor,
         data: &data,
         front: parts.front,
@@ -209,18 +235,24 @@ pub fn export_wasi_http(
             message: format!("{e:#}"),
         },
     })?;
-    let digests = [
-        ("preprocessor", digest(input.preprocessor)),
-        ("predictor", digest(input.predictor)),
-        ("tensor", digest(parts.tensor)),
-        ("front", digest(parts.front)),
-        (META, digest(meta)),
-        (PARAMS, digest(params)),
-        (STATE, digest(state)),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
+    // `preprocessor`, then `preprocessor.2`… for a chain.
+    let digests = input
+        .preprocessors
+        .iter()
+        .map(|(section, bytes)| (section.clone(), digest(bytes)))
+        .chain(
+            [
+                ("predictor", digest(input.predictor)),
+                ("tensor", digest(parts.tensor)),
+                ("front", digest(parts.front)),
+                (META, digest(meta)),
+                (PARAMS, digest(params)),
+                (STATE, digest(state)),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v)),
+        )
+        .collect();
     let export_meta = ExportMeta {
         format: FORMAT.into(),
         model: model.clone(),

@@ -7,9 +7,13 @@ use anyhow::{Context, Result, bail};
 use serde_json::json;
 use tensorlet_registry::{Kind, Registry, VerifiedArtifact};
 
+/// A model's preprocessors in chain order, each with its section
+/// (`preprocessor`, `preprocessor.2`…), and its predictor.
+pub type Components = (Vec<(String, Vec<u8>)>, Vec<u8>);
+
 /// The model's preprocessor and predictor components, each verified
 /// through its pin; refused for an artifact that is not a model.
-pub fn components(reg: &Registry, model: &VerifiedArtifact) -> Result<(Vec<u8>, Vec<u8>)> {
+pub fn components(reg: &Registry, model: &VerifiedArtifact) -> Result<Components> {
     check_kind(&model.reference(), model.kind())?;
     let component = |section: &str| -> Result<Vec<u8>> {
         let pin = model
@@ -23,7 +27,18 @@ pub fn components(reg: &Registry, model: &VerifiedArtifact) -> Result<(Vec<u8>, 
             .with_context(|| format!("its {section} {} is not a plugin", pin.reference))?;
         Ok(c.bytes().to_vec())
     };
-    Ok((component("preprocessor")?, component("predictor")?))
+    let meta = model
+        .blob(crate::model::META)
+        .with_context(|| format!("{} has no `{}` blob", model.reference(), crate::model::META))?;
+    let meta = crate::model::parse_meta(meta)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", model.reference()))?;
+    let preprocessors = meta
+        .plugins
+        .preprocessors()
+        .into_iter()
+        .map(|(section, _)| Ok((section.clone(), component(&section)?)))
+        .collect::<Result<_>>()?;
+    Ok((preprocessors, component("predictor")?))
 }
 
 fn check_kind(reference: &str, kind: Kind) -> Result<()> {
