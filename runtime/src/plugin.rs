@@ -189,6 +189,8 @@ struct Exports {
     abi: Abi,
     fit: Option<ComponentExportIndex>,
     transform: Option<ComponentExportIndex>,
+    accumulate: Option<ComponentExportIndex>,
+    finish: Option<ComponentExportIndex>,
     init: Option<ComponentExportIndex>,
     step: Option<ComponentExportIndex>,
     predict: Option<ComponentExportIndex>,
@@ -209,6 +211,8 @@ impl Exports {
                 abi,
                 fit: func("preprocess", "fit"),
                 transform: func("preprocess", "transform"),
+                accumulate: func("preprocess-stream", "accumulate"),
+                finish: func("preprocess-stream", "finish"),
                 init: func("train", "init"),
                 step: func("train", "step"),
                 predict: func("predict", "predict"),
@@ -325,6 +329,12 @@ impl Plugin {
     /// Whether the plugin exports `tensorlet:ml/preprocess`.
     pub fn is_preprocessor(&self) -> bool {
         self.exports.fit.is_some() && self.exports.transform.is_some()
+    }
+
+    /// Whether the preprocessor can fit in chunks: it exports
+    /// `tensorlet:ml/preprocess-stream`.
+    pub fn fits_in_chunks(&self) -> bool {
+        self.exports.accumulate.is_some() && self.exports.finish.is_some()
     }
 
     /// Whether the plugin can train: it exports `tensorlet:ml/train`, or it
@@ -490,6 +500,40 @@ impl Plugin {
             let f = instance.get_typed_func::<(&str, Handle), NamedOut>(&mut *store, &idx)?;
             let x = store.data_mut().push(x.clone())?;
             let (out,) = f.call(&mut *store, (config, x))?;
+            take_named_output(store, out)
+        })
+    }
+
+    /// `preprocess-stream.accumulate`: folds chunk `x` into `partial`.
+    pub fn accumulate(
+        &self,
+        config: &str,
+        partial: &NamedTensors,
+        x: &Tensor,
+    ) -> Result<NamedTensors> {
+        let idx = self.export(
+            "accumulate",
+            self.exports.accumulate.as_ref(),
+            "preprocess-stream",
+        )?;
+        self.run("accumulate", |store, instance| {
+            let f = instance
+                .get_typed_func::<(&str, Vec<NamedTensor>, Handle), NamedOut>(&mut *store, &idx)?;
+            let partial = push_named(store, partial)?;
+            let x = store.data_mut().push(x.clone())?;
+            let (out,) = f.call(&mut *store, (config, partial, x))?;
+            take_named_output(store, out)
+        })
+    }
+
+    /// `preprocess-stream.finish`: the fitted state from a partial one.
+    pub fn finish_fit(&self, config: &str, partial: &NamedTensors) -> Result<NamedTensors> {
+        let idx = self.export("finish", self.exports.finish.as_ref(), "preprocess-stream")?;
+        self.run("finish", |store, instance| {
+            let f =
+                instance.get_typed_func::<(&str, Vec<NamedTensor>), NamedOut>(&mut *store, &idx)?;
+            let partial = push_named(store, partial)?;
+            let (out,) = f.call(&mut *store, (config, partial))?;
             take_named_output(store, out)
         })
     }

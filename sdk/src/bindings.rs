@@ -92,6 +92,21 @@ wit_bindings! {
     predictor: "tensorlet:ml/predictor@0.1.0",
 }
 
+/// The `preprocess-stream` export (ABI 0.2) on its own, so that a
+/// preprocessor's export macro can add it to the `preprocessor` world's.
+#[cfg(not(feature = "abi-v0-1"))]
+pub mod stream {
+    wit_bindgen::generate!({
+        path: "../wit",
+        inline: "package tensorlet:sdk-stream; world chunked { import tensorlet:ml/tensor@0.2.0; export tensorlet:ml/preprocess-stream@0.2.0; }",
+        world: "tensorlet:sdk-stream/chunked",
+        with: { "tensorlet:ml/tensor@0.2.0": crate::bindings::imports::tensorlet::ml::tensor },
+        pub_export_macro: true,
+        export_macro_name: "export_world",
+        default_bindings_module: "tensorlet_sdk::__private::stream",
+    });
+}
+
 /// The `model` world (ABI 0.2): exports `forward`.
 #[cfg(not(feature = "abi-v0-1"))]
 pub mod model {
@@ -113,6 +128,8 @@ use imports::tensorlet::ml::tensor::{NamedTensor, Tensor as RawTensor};
 use model::exports::tensorlet::ml::forward;
 use predictor::exports::tensorlet::ml::predict;
 use preprocessor::exports::tensorlet::ml::preprocess;
+#[cfg(not(feature = "abi-v0-1"))]
+use stream::exports::tensorlet::ml::preprocess_stream;
 use trainer::exports::tensorlet::ml::train;
 use trainer::tensorlet::ml::types;
 
@@ -147,6 +164,24 @@ impl<T: crate::Preprocessor> preprocess::Guest for Adapter<T> {
         let state = Params::from(state);
         let out = T::transform(&parse(&config)?, &state, Tensor::from_raw(x))?;
         Ok(out.into_raw())
+    }
+}
+
+#[cfg(not(feature = "abi-v0-1"))]
+impl<T: crate::StreamingPreprocessor> preprocess_stream::Guest for Adapter<T> {
+    fn accumulate(
+        config: String,
+        partial: Vec<NamedTensor>,
+        x: RawTensor,
+    ) -> Result<Vec<NamedTensor>, String> {
+        entered();
+        let partial = Params::from(partial);
+        Ok(T::accumulate(&parse(&config)?, partial, Tensor::from_raw(x))?.into())
+    }
+
+    fn finish(config: String, partial: Vec<NamedTensor>) -> Result<Vec<NamedTensor>, String> {
+        entered();
+        Ok(T::finish(&parse(&config)?, Params::from(partial))?.into())
     }
 }
 

@@ -78,9 +78,9 @@ mod tensor;
 pub use config::Config;
 pub use error::{Error, Result};
 pub use params::{Params, ParamsIter};
-#[cfg(not(feature = "abi-v0-1"))]
-pub use plugin::Model;
 pub use plugin::{DataSpec, Mode, Predictor, Preprocessor, StepOutput, Task, Trainer};
+#[cfg(not(feature = "abi-v0-1"))]
+pub use plugin::{Model, StreamingPreprocessor};
 pub use serde_json;
 pub use tensor::{ReduceOp, Tensor, UnaryOp};
 
@@ -134,6 +134,63 @@ macro_rules! export_preprocessor {
             type __TensorletPreprocessor = $crate::__private::Adapter<$ty>;
             $crate::__private::preprocessor::export_world!(
                 __TensorletPreprocessor with_types_in $crate::__private::preprocessor
+            );
+        };
+    };
+}
+
+/// Exports a [`StreamingPreprocessor`] implementation as the plugin's
+/// `tensorlet:ml/preprocess` and `tensorlet:ml/preprocess-stream` interfaces
+/// (world `streaming-preprocessor`). Call it once, at the top level of the
+/// plugin crate, instead of [`export_preprocessor!`].
+///
+/// ```no_run
+/// use tensorlet_sdk::{Config, Params, Preprocessor, Result, StreamingPreprocessor, Tensor};
+///
+/// /// Centres each column on its training mean.
+/// struct Centre;
+///
+/// impl Preprocessor for Centre {
+///     fn fit(_config: &Config, x: Tensor) -> Result<Params> {
+///         Ok(Params::new().with("mean", x.mean(0, false)?))
+///     }
+///     fn transform(_config: &Config, state: &Params, x: Tensor) -> Result<Tensor> {
+///         &x - state.get("mean")?
+///     }
+/// }
+///
+/// impl StreamingPreprocessor for Centre {
+///     fn accumulate(_config: &Config, mut partial: Params, x: Tensor) -> Result<Params> {
+///         let cols = x.dim(1)? as usize;
+///         let mut sums = partial.wide("sum").unwrap_or_else(|_| vec![0.0; cols + 1]);
+///         for row in x.to_vec().chunks(cols) {
+///             for (s, v) in sums.iter_mut().zip(row) {
+///                 *s += f64::from(*v);
+///             }
+///             sums[cols] += 1.0; // the row count, last
+///         }
+///         partial.put_wide("sum", &sums)?;
+///         Ok(partial)
+///     }
+///     fn finish(_config: &Config, partial: Params) -> Result<Params> {
+///         let sums = partial.wide("sum")?;
+///         let (n, cols) = (sums[sums.len() - 1], sums.len() - 1);
+///         let mean: Vec<f32> = sums[..cols].iter().map(|s| (s / n) as f32).collect();
+///         Ok(Params::new().with("mean", Tensor::from_list(&[cols as u32], &mean)?))
+///     }
+/// }
+///
+/// tensorlet_sdk::export_streaming_preprocessor!(Centre);
+/// ```
+#[cfg(not(feature = "abi-v0-1"))]
+#[macro_export]
+macro_rules! export_streaming_preprocessor {
+    ($ty:ty) => {
+        $crate::export_preprocessor!($ty);
+        const _: () = {
+            type __TensorletStream = $crate::__private::Adapter<$ty>;
+            $crate::__private::stream::export_world!(
+                __TensorletStream with_types_in $crate::__private::stream
             );
         };
     };
@@ -206,7 +263,7 @@ macro_rules! export_model {
 /// What the export macros expand to; not part of the API.
 #[doc(hidden)]
 pub mod __private {
-    #[cfg(not(feature = "abi-v0-1"))]
-    pub use crate::bindings::model;
     pub use crate::bindings::{Adapter, predictor, preprocessor, trainer};
+    #[cfg(not(feature = "abi-v0-1"))]
+    pub use crate::bindings::{model, stream};
 }

@@ -80,6 +80,36 @@ impl Params {
         }
     }
 
+    /// Stores f64 `values` as `name`, a `[len, 2]` tensor of two f32 per value
+    /// (the value rounded to f32, then what that rounding left out), so that
+    /// running sums kept between calls keep about 48 bits of precision.
+    /// [`Params::wide`] reads them back.
+    pub fn put_wide(&mut self, name: impl Into<String>, values: &[f64]) -> Result<()> {
+        let mut pairs = Vec::with_capacity(values.len() * 2);
+        for &v in values {
+            let hi = v as f32;
+            pairs.push(hi);
+            pairs.push((v - f64::from(hi)) as f32);
+        }
+        self.insert(name, Tensor::from_list(&[values.len() as u32, 2], &pairs)?);
+        Ok(())
+    }
+
+    /// The f64 values [`Params::put_wide`] stored as `name`.
+    pub fn wide(&self, name: &str) -> Result<Vec<f64>> {
+        let t = self.get(name)?;
+        let shape = t.shape();
+        if shape.len() != 2 || shape[1] != 2 {
+            return Err(Error::msg(format!(
+                "tensor `{name}` should hold wide values, shape [n, 2], but has shape {shape:?}"
+            )));
+        }
+        Ok(t.to_vec()
+            .chunks(2)
+            .map(|p| f64::from(p[0]) + f64::from(p[1]))
+            .collect())
+    }
+
     /// The names, in order.
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.entries.iter().map(|(n, _)| n.as_str())

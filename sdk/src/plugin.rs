@@ -15,6 +15,27 @@ pub trait Preprocessor {
     fn transform(config: &Config, state: &Params, x: Tensor) -> Result<Tensor>;
 }
 
+/// A [`Preprocessor`] that can also fit one chunk of rows at a time, for
+/// training that streams its data from disk (the WIT `preprocess-stream`
+/// interface). Export it with
+/// [`export_streaming_preprocessor!`](crate::export_streaming_preprocessor),
+/// which exports `preprocess` too.
+///
+/// The host calls [`accumulate`](StreamingPreprocessor::accumulate) for each
+/// chunk of training rows, in order, starting from empty `partial` params, then
+/// [`finish`](StreamingPreprocessor::finish) once; the result is the state
+/// [`Preprocessor::transform`] takes. Keep `partial` small (sums, counts,
+/// extremes): the host holds it between chunks. [`Params::put_wide`] stores
+/// f64 running sums without losing precision to f32.
+#[cfg(not(feature = "abi-v0-1"))]
+pub trait StreamingPreprocessor: Preprocessor {
+    /// Folds chunk `x` (`[rows, features]`) into `partial` and returns it.
+    fn accumulate(config: &Config, partial: Params, x: Tensor) -> Result<Params>;
+
+    /// The fitted state from the partial state of every chunk.
+    fn finish(config: &Config, partial: Params) -> Result<Params>;
+}
+
 /// A model that is only its forward pass (the WIT `forward` interface, world
 /// `model`): the host computes the loss of its outputs, the gradients with
 /// respect to its parameters and the optimizer's update, and the same forward

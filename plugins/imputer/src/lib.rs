@@ -17,8 +17,10 @@
 //! Output: `[rows, cols + indicators]`, with no NaN left.
 
 use serde::Deserialize;
-use tabular::{Table, quantile, vector};
-use tensorlet_sdk::{Config, Params, Preprocessor, Result, Tensor, bail, ensure};
+use tabular::{Counts, Moments, Table, quantile, vector};
+use tensorlet_sdk::{
+    Config, Params, Preprocessor, Result, StreamingPreprocessor, Tensor, bail, ensure,
+};
 
 const NAME: &str = "imputer";
 
@@ -139,4 +141,78 @@ impl Preprocessor for Imputer {
     }
 }
 
-tensorlet_sdk::export_preprocessor!(Imputer);
+/// Streaming fits keep the moments of each column (mean, and which columns
+/// have gaps) and, for `most_frequent`, the count of every value; `median`
+/// needs every row at once and cannot stream.
+impl StreamingPreprocessor for Imputer {
+    fn accumulate(config: &Config, partial: Params, x: Tensor) -> Result<Params> {
+        let settings = Settings::read(config)?;
+        ensure!(
+            settings.strategy != Strategy::Median,
+            "{NAME}: strategy = \"median\" needs every training row at once and cannot fit \
+             while training streams; use \"mean\" or \"most_frequent\", or train without \
+             [training] stream"
+        );
+        let table = Table::read(NAME, &x)?;
+        let mut moments = Moments::from_partial(NAME, &partial, table.cols)?;
+        moments.add(&table);
+        let mut out = moments.to_partial()?;
+        if settings.strategy == Strategy::MostFrequent {
+            let mut counts = Counts::from_partial(NAME, &partial, table.cols)?;
+            counts.add(NAME, &table)?;
+            let mut counted = counts.to_partial()?;
+            for name in ["values", "counts", "sizes"] {
+                out.insert(name, counted.take(name)?);
+            }
+        }
+        Ok(out)
+    }
+
+    fn finish(config: &Config, partial: Params) -> Result<Params> {
+        let settings = Settings::read(config)?;
+        let cols = partial.wide("moments").map_or(0, |m| m.len() / 6);
+        let moments = Moments::from_partial(NAME, &partial, cols)?;
+        ensure!(moments.rows() > 0.0, "{NAME}: cannot fit on zero rows");
+        let counts = match settings.strategy {
+            Strategy::MostFrequent => Some(Counts::from_partial(NAME, &partial, cols)?),
+            _ => None,
+        };
+        let mut fill = Vec::with_capacity(cols);
+        let mut indicator = Vec::with_capacity(cols);
+        for c in 0..cols {
+            let missing = moments.present(c) < moments.rows();
+            indicator.push(f32::from(u8::from(settings.add_indicator && missing)));
+            if settings.strategy == Strategy::Constant {
+                fill.push(settings.fill_value.unwrap_or(0.0));
+                continue;
+            }
+            if moments.present(c) == 0.0 {
+                bail!(
+                    "{NAME}: column {c} has no value at fit (all {} rows are missing); drop \
+                     the column, or use strategy = \"constant\"",
+                    moments.rows()
+                );
+            }
+            let value = match &counts {
+                // The smallest of the most frequent on a tie: values ascend.
+                Some(counts) => {
+                    counts
+                        .of(c)
+                        .into_iter()
+                        .fold(
+                            (0.0f32, 0.0f64),
+                            |best, (v, n)| if n > best.1 { (v, n) } else { best },
+                        )
+                        .0
+                }
+                None => moments.mean(c) as f32,
+            };
+            fill.push(value);
+        }
+        Ok(Params::new()
+            .with("fill", vector(&fill)?)
+            .with("indicator", vector(&indicator)?))
+    }
+}
+
+tensorlet_sdk::export_streaming_preprocessor!(Imputer);

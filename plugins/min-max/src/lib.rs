@@ -11,8 +11,10 @@
 //! stays missing.
 
 use serde::Deserialize;
-use tabular::{Table, nonzero_scale, vector};
-use tensorlet_sdk::{Config, Params, Preprocessor, Result, Tensor, bail, ensure};
+use tabular::{Moments, Table, nonzero_scale, vector};
+use tensorlet_sdk::{
+    Config, Params, Preprocessor, Result, StreamingPreprocessor, Tensor, bail, ensure,
+};
 
 const NAME: &str = "min-max";
 
@@ -49,23 +51,9 @@ impl Preprocessor for MinMax {
     fn fit(config: &Config, x: Tensor) -> Result<Params> {
         let [low, high] = Settings::read(config)?.feature_range.map(f64::from);
         let table = Table::read(NAME, &x)?;
-        ensure!(table.rows > 0, "{NAME}: cannot fit on zero rows");
-        let (mut scale, mut offset) = (Vec::new(), Vec::new());
-        for c in 0..table.cols {
-            let present = table.present_sorted(c);
-            let (Some(min), Some(max)) = (present.first(), present.last()) else {
-                bail!(
-                    "{NAME}: column {c} has no value at fit (all {} rows are missing)",
-                    table.rows
-                );
-            };
-            let s = (high - low) / nonzero_scale(max - min);
-            scale.push(s as f32);
-            offset.push((low - min * s) as f32);
-        }
-        Ok(Params::new()
-            .with("scale", vector(&scale)?)
-            .with("offset", vector(&offset)?))
+        let mut moments = Moments::from_partial(NAME, &Params::new(), table.cols)?;
+        moments.add(&table);
+        fitted(low, high, &moments)
     }
 
     fn transform(config: &Config, state: &Params, x: Tensor) -> Result<Tensor> {
@@ -75,6 +63,43 @@ impl Preprocessor for MinMax {
         // [rows, cols] * [cols] + [cols], broadcast over rows.
         (&x * scale)? + offset
     }
+}
+
+impl StreamingPreprocessor for MinMax {
+    fn accumulate(config: &Config, partial: Params, x: Tensor) -> Result<Params> {
+        Settings::read(config)?;
+        let table = Table::read(NAME, &x)?;
+        let mut moments = Moments::from_partial(NAME, &partial, table.cols)?;
+        moments.add(&table);
+        moments.to_partial()
+    }
+
+    fn finish(config: &Config, partial: Params) -> Result<Params> {
+        let [low, high] = Settings::read(config)?.feature_range.map(f64::from);
+        let cols = partial.wide("moments").map_or(0, |m| m.len() / 6);
+        fitted(low, high, &Moments::from_partial(NAME, &partial, cols)?)
+    }
+}
+
+/// `scale` and `offset` from each column's range.
+fn fitted(low: f64, high: f64, moments: &Moments) -> Result<Params> {
+    ensure!(moments.rows() > 0.0, "{NAME}: cannot fit on zero rows");
+    let (mut scale, mut offset) = (Vec::new(), Vec::new());
+    for c in 0..moments.cols() {
+        if moments.present(c) == 0.0 {
+            bail!(
+                "{NAME}: column {c} has no value at fit (all {} rows are missing)",
+                moments.rows()
+            );
+        }
+        let (min, max) = moments.range(c);
+        let s = (high - low) / nonzero_scale(max - min);
+        scale.push(s as f32);
+        offset.push((low - min * s) as f32);
+    }
+    Ok(Params::new()
+        .with("scale", vector(&scale)?)
+        .with("offset", vector(&offset)?))
 }
 
 /// Fails unless `x` is `[rows, cols]` with the columns `fitted` (`[cols]`) has.
@@ -88,4 +113,4 @@ fn check_shape(x: &Tensor, fitted: &Tensor) -> Result<()> {
     Ok(())
 }
 
-tensorlet_sdk::export_preprocessor!(MinMax);
+tensorlet_sdk::export_streaming_preprocessor!(MinMax);

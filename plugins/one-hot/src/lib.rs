@@ -18,8 +18,10 @@
 //! `sizes` (`[cols]`, how many each column has).
 
 use serde::Deserialize;
-use tabular::{Categories, Table, show};
-use tensorlet_sdk::{Config, Params, Preprocessor, Result, Tensor, bail, ensure};
+use tabular::{Categories, Counts, Table, show};
+use tensorlet_sdk::{
+    Config, Params, Preprocessor, Result, StreamingPreprocessor, Tensor, bail, ensure,
+};
 
 const NAME: &str = "one-hot";
 
@@ -78,4 +80,23 @@ impl Preprocessor for OneHot {
     }
 }
 
-tensorlet_sdk::export_preprocessor!(OneHot);
+impl StreamingPreprocessor for OneHot {
+    fn accumulate(config: &Config, partial: Params, x: Tensor) -> Result<Params> {
+        config.decode::<Settings>()?;
+        let table = Table::read(NAME, &x)?;
+        table.ensure_no_missing(NAME)?;
+        let mut counts = Counts::from_partial(NAME, &partial, table.cols)?;
+        counts.add(NAME, &table)?;
+        counts.to_partial()
+    }
+
+    fn finish(config: &Config, partial: Params) -> Result<Params> {
+        config.decode::<Settings>()?;
+        let cols = partial.get("sizes").map(|s| s.to_vec().len()).unwrap_or(0);
+        ensure!(cols > 0, "{NAME}: cannot fit on zero rows");
+        let counts = Counts::from_partial(NAME, &partial, cols)?;
+        Categories::from_counts(NAME, &counts)?.to_params()
+    }
+}
+
+tensorlet_sdk::export_streaming_preprocessor!(OneHot);

@@ -18,8 +18,10 @@
 //! `sizes` (`[cols]`, how many each column has). Output: the input's shape.
 
 use serde::Deserialize;
-use tabular::{Categories, Table, show};
-use tensorlet_sdk::{Config, Params, Preprocessor, Result, Tensor, bail, ensure};
+use tabular::{Categories, Counts, Table, show};
+use tensorlet_sdk::{
+    Config, Params, Preprocessor, Result, StreamingPreprocessor, Tensor, bail, ensure,
+};
 
 const NAME: &str = "ordinal";
 
@@ -66,21 +68,7 @@ impl Preprocessor for Ordinal {
         let settings = Settings::read(config)?;
         let table = Table::read(NAME, &x)?;
         ensure!(table.rows > 0, "{NAME}: cannot fit on zero rows");
-        let categories = Categories::fit(NAME, &table)?;
-        if settings.handle_unknown == HandleUnknown::UseEncodedValue {
-            for c in 0..table.cols {
-                let k = categories.of(c).len();
-                ensure!(
-                    !(0.0..k as f32).contains(&settings.unknown_value),
-                    "{NAME}: unknown_value = {} is also the code of a category seen at fit \
-                     in column {c} (its {k} categories become 0 to {}); choose a negative \
-                     value or one of at least {k}",
-                    show(settings.unknown_value),
-                    k - 1
-                );
-            }
-        }
-        categories.to_params()
+        fitted(&settings, Categories::fit(NAME, &table)?)
     }
 
     fn transform(config: &Config, state: &Params, x: Tensor) -> Result<Tensor> {
@@ -109,4 +97,41 @@ impl Preprocessor for Ordinal {
     }
 }
 
-tensorlet_sdk::export_preprocessor!(Ordinal);
+impl StreamingPreprocessor for Ordinal {
+    fn accumulate(config: &Config, partial: Params, x: Tensor) -> Result<Params> {
+        Settings::read(config)?;
+        let table = Table::read(NAME, &x)?;
+        let mut counts = Counts::from_partial(NAME, &partial, table.cols)?;
+        counts.add(NAME, &table)?;
+        counts.to_partial()
+    }
+
+    fn finish(config: &Config, partial: Params) -> Result<Params> {
+        let settings = Settings::read(config)?;
+        let sizes = partial.get("sizes").map(|s| s.to_vec().len()).unwrap_or(0);
+        ensure!(sizes > 0, "{NAME}: cannot fit on zero rows");
+        let counts = Counts::from_partial(NAME, &partial, sizes)?;
+        fitted(&settings, Categories::from_counts(NAME, &counts)?)
+    }
+}
+
+/// The state of categories learned at fit, after checking that
+/// `unknown_value` is not one of their codes.
+fn fitted(settings: &Settings, categories: Categories) -> Result<Params> {
+    if settings.handle_unknown == HandleUnknown::UseEncodedValue {
+        for c in 0..categories.cols() {
+            let k = categories.of(c).len();
+            ensure!(
+                !(0.0..k as f32).contains(&settings.unknown_value),
+                "{NAME}: unknown_value = {} is also the code of a category seen at fit \
+                     in column {c} (its {k} categories become 0 to {}); choose a negative \
+                     value or one of at least {k}",
+                show(settings.unknown_value),
+                k - 1
+            );
+        }
+    }
+    categories.to_params()
+}
+
+tensorlet_sdk::export_streaming_preprocessor!(Ordinal);
