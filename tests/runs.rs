@@ -926,3 +926,40 @@ fn trainers_record_their_runs_on_one_registry_and_a_run_resumes_elsewhere() {
     assert_eq!(checkpoint_digests(&there), checkpoint_digests(&whole));
     ok(&tensorlet(sh, &["audit", "verify"]));
 }
+
+#[test]
+fn a_streamed_run_resumes_identically() {
+    let (home, _) = published_home();
+    let h = home.path();
+    let iris = data("iris.csv");
+    let args = [
+        "train",
+        "acme/iris",
+        "--data",
+        s(&iris),
+        "--key",
+        "alice",
+        "--device",
+        "cpu",
+        "--epochs",
+        "1000",
+        "--stream",
+    ];
+    let (mut child, id) = start_run(h, &args, 3);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let err = fails(&tensorlet(h, &["train", "--resume", &id, "--stream"]));
+    assert!(
+        err.contains("--stream cannot be combined with --resume"),
+        "{err}"
+    );
+    ok(&tensorlet(h, &["train", "--resume", &id]));
+    let resumed = show(h, &id);
+    assert_eq!(resumed["status"], "completed");
+    assert_eq!(resumed["record"]["config"]["stream"], true);
+    let whole = tensorlet(h, &args[..]);
+    ok(&whole);
+    let whole = show(h, &run_id(&whole));
+    assert_eq!(checkpoint_digests(&whole).len(), 1000);
+    assert_eq!(checkpoint_digests(&whole), checkpoint_digests(&resumed));
+}

@@ -977,3 +977,170 @@ fn several_regression_targets_train_predict_and_evaluate() {
         "{err}"
     );
 }
+
+/// A model's `feature_stats` as (mean, std) pairs.
+fn feature_stats(meta: &Value) -> Vec<(f64, f64)> {
+    meta["feature_stats"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["mean"].as_f64().unwrap(), s["std"].as_f64().unwrap()))
+        .collect()
+}
+
+#[test]
+fn training_streams_a_table_from_disk_in_chunks() {
+    // The penguins chain (imputer, one-hot, imputer, standardize), streamed
+    // from each format: the same rows in the same order train the same
+    // params, every stage fitted in streaming passes.
+    let in_memory = tempfile::tempdir().unwrap();
+    let (_, whole) = train(
+        in_memory.path(),
+        &pipeline("penguins"),
+        &data("penguins.csv"),
+    );
+    let mut digests = Vec::new();
+    for file in [
+        data("penguins.csv"),
+        penguins_as("parquet"),
+        penguins_as("jsonl"),
+    ] {
+        let home = tempfile::tempdir().unwrap();
+        let out = home.path().join("model");
+        let run = tensorlet(
+            home.path(),
+            &[
+                "train",
+                s(&pipeline("penguins")),
+                "--data",
+                s(&file),
+                "--stream",
+                "--allow-unsigned",
+                "--out",
+                s(&out),
+            ],
+        );
+        let stdout = ok(&run);
+        assert!(stdout.contains("validation accuracy"), "{stdout}");
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert!(!stderr.contains("fitted on a sample"), "{stderr}");
+        let meta: Value =
+            serde_json::from_slice(&std::fs::read(out.join("model.json")).unwrap()).unwrap();
+        let acc = kept(&meta)["val_accuracy"].as_f64().unwrap();
+        assert!(
+            acc >= 0.9,
+            "validation accuracy {acc} from {}",
+            file.display()
+        );
+        // What the model records of its data is what training in memory records.
+        assert_eq!(meta["schema"], whole["schema"]);
+        assert_eq!(meta["class_names"], whole["class_names"]);
+        for (a, b) in feature_stats(&meta).iter().zip(feature_stats(&whole)) {
+            assert!(
+                (a.0 - b.0).abs() <= 1e-4 * b.0.abs().max(1.0),
+                "{a:?} {b:?}"
+            );
+            assert!(
+                (a.1 - b.1).abs() <= 1e-4 * b.1.abs().max(1.0),
+                "{a:?} {b:?}"
+            );
+        }
+        let printed = ok(&tensorlet(
+            home.path(),
+            &["predict", s(&out), "--input", s(&file), "--allow-unsigned"],
+        ));
+        let right = printed
+            .lines()
+            .zip(
+                std::fs::read_to_string(data("penguins.csv"))
+                    .unwrap()
+                    .lines()
+                    .skip(1),
+            )
+            .filter(|(p, row)| row.starts_with(p.split_whitespace().next().unwrap()))
+            .count();
+        assert!(right >= 320, "{right} of 344 predicted right");
+        digests.push(meta["params_digest"].as_str().unwrap().to_string());
+    }
+    assert!(digests.iter().all(|d| *d == digests[0]), "{digests:?}");
+
+    // A regression streams too.
+    let home = tempfile::tempdir().unwrap();
+    let stdout = ok(&tensorlet(
+        home.path(),
+        &[
+            "train",
+            s(&pipeline("diabetes")),
+            "--data",
+            s(&data("diabetes.csv")),
+            "--stream",
+            "--allow-unsigned",
+            "--out",
+            s(&home.path().join("model")),
+        ],
+    ));
+    let r2: f64 = stdout
+        .split("validation r2 ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|r| r.parse().ok())
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(r2 > 0.3, "{stdout}");
+
+    // A preprocessor that cannot fit in chunks (robust: quantiles) is fitted
+    // on a sample, and says so; the imputer's median refuses to stream.
+    let dir = tempfile::tempdir().unwrap();
+    let iris = std::fs::read_to_string(pipeline("iris")).unwrap();
+    let robust = write(
+        dir.path(),
+        "robust.toml",
+        &iris.replace("bundled = \"standardize\"", "bundled = \"robust\""),
+    );
+    let run = tensorlet(
+        dir.path(),
+        &[
+            "train",
+            s(&robust),
+            "--data",
+            s(&data("iris.csv")),
+            "--stream",
+            "--epochs",
+            "5",
+            "--allow-unsigned",
+            "--out",
+            s(&dir.path().join("robust")),
+        ],
+    );
+    ok(&run);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    // Iris has fewer training rows than the sample's size: all of them.
+    assert!(
+        stderr.contains("[preprocessor] `robust` cannot fit in chunks: fitted on all "),
+        "{stderr}"
+    );
+    let median = write(
+        dir.path(),
+        "median.toml",
+        &iris.replace(
+            "bundled = \"standardize\"",
+            "bundled = \"imputer\"\nconfig = { strategy = \"median\" }",
+        ),
+    );
+    let err = fails(&tensorlet(
+        dir.path(),
+        &[
+            "train",
+            s(&median),
+            "--data",
+            s(&data("iris.csv")),
+            "--stream",
+            "--allow-unsigned",
+            "--out",
+            s(&dir.path().join("median")),
+        ],
+    ));
+    assert!(
+        err.contains("strategy = \"median\" needs every training row at once"),
+        "{err}"
+    );
+}

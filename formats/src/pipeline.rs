@@ -336,6 +336,38 @@ pub struct TrainingConfig {
         deserialize_with = "name_or_table"
     )]
     pub schedule: Option<ScheduleConfig>,
+    /// Reads the data in chunks from disk on every epoch instead of loading
+    /// it, so memory is bounded by the shuffle window, a chunk and the model,
+    /// not by the file. The split is drawn per row from the seed (not
+    /// stratified), the shuffle mixes rows within windows of `shuffle_rows`
+    /// training rows, and preprocessors fit in streaming passes.
+    #[serde(skip_serializing_if = "is_false")]
+    pub stream: bool,
+    /// Streaming: the training rows shuffled together (rounded up to a whole
+    /// number of batches).
+    #[serde(skip_serializing_if = "is_default_shuffle_rows")]
+    pub shuffle_rows: u32,
+    /// Streaming: the most training rows a preprocessor without
+    /// `preprocess-stream` is fitted on (a seeded sample).
+    #[serde(skip_serializing_if = "is_default_fit_sample_rows")]
+    pub fit_sample_rows: u32,
+}
+
+/// [`TrainingConfig::shuffle_rows`] when not set.
+pub const SHUFFLE_ROWS: u32 = 65_536;
+/// [`TrainingConfig::fit_sample_rows`] when not set.
+pub const FIT_SAMPLE_ROWS: u32 = 100_000;
+
+fn is_false(v: &bool) -> bool {
+    !*v
+}
+
+fn is_default_shuffle_rows(v: &u32) -> bool {
+    *v == SHUFFLE_ROWS
+}
+
+fn is_default_fit_sample_rows(v: &u32) -> bool {
+    *v == FIT_SAMPLE_ROWS
 }
 
 /// `[training.optimizer]`, or `optimizer = "<name>"` with every default.
@@ -599,6 +631,9 @@ impl Default for TrainingConfig {
             keep: Keep::Best,
             optimizer: None,
             schedule: None,
+            stream: false,
+            shuffle_rows: SHUFFLE_ROWS,
+            fit_sample_rows: FIT_SAMPLE_ROWS,
         }
     }
 }
@@ -805,6 +840,11 @@ impl TrainingConfig {
                  train on; together they must stay below 1",
                 self.validation_fraction, self.test_fraction
             ));
+        }
+        if self.shuffle_rows == 0 || self.fit_sample_rows == 0 {
+            return Err(
+                "training.shuffle_rows and training.fit_sample_rows must be at least 1".into(),
+            );
         }
         if let Some(o) = &self.optimizer {
             o.resolve()?;

@@ -138,8 +138,22 @@ impl Chain {
             let out = s.plugin.transform(&s.config, state, x)?;
             return check_transformed(s, x, out);
         }
+        self.through(device, names, state, x, self.stages.len())?
+            .into_tensor(device)
+    }
+
+    /// Rows `x` (columns `names`) through the first `stages` stages of a
+    /// chain with columns, whose state so far is `state`.
+    fn through(
+        &self,
+        device: &Device,
+        names: &[String],
+        state: &NamedTensors,
+        x: &Tensor,
+        stages: usize,
+    ) -> Result<Table> {
         let mut table = Table::new(device, names, x)?;
-        for (i, s) in self.stages.iter().enumerate() {
+        for (i, s) in self.stages.iter().enumerate().take(stages) {
             let picked = table.pick(s)?;
             let input = table.columns(device, &picked)?;
             let own = self.state_of(i, state);
@@ -147,7 +161,69 @@ impl Chain {
             let out = check_transformed(&s.stage, &input, out)?;
             table.replace(device, s, &picked, &out)?;
         }
-        table.into_tensor(device)
+        Ok(table)
+    }
+
+    /// Fits every stage in turn over training rows that arrive in chunks,
+    /// as training that streams reads them: one pass over `passes.scan` per
+    /// stage, each chunk taken through the stages already fitted. A stage
+    /// that exports `preprocess-stream` accumulates every chunk; any other
+    /// is fitted on the rows `passes.sampled` picks, and `passes.sampling`
+    /// is told its name first. Returns the chain's state.
+    pub fn fit_in_passes(
+        &self,
+        device: &Device,
+        names: &[String],
+        passes: Passes<'_>,
+    ) -> Result<NamedTensors> {
+        let Passes {
+            scan,
+            sampled,
+            sampling,
+        } = passes;
+        let mut state = NamedTensors::new();
+        for (i, s) in self.stages.iter().enumerate() {
+            let (plugin, config) = (&s.stage.plugin, &s.stage.config);
+            let chunked = plugin.fits_in_chunks();
+            if !chunked {
+                sampling(&s.section, plugin.name());
+            }
+            let mut partial = NamedTensors::new();
+            let (mut sample, mut width, mut row) = (Vec::new(), 0usize, 0u64);
+            scan(&mut |chunk: &Tensor| {
+                let input = if self.is_plain() {
+                    chunk.clone()
+                } else {
+                    let table = self.through(device, names, &state, chunk, i)?;
+                    let picked = table.pick(s)?;
+                    table.columns(device, &picked)?
+                };
+                if chunked {
+                    partial = plugin.accumulate(config, &partial, &input)?;
+                    return Ok(());
+                }
+                let dims = input.shape().dims().to_vec();
+                width = dims[1];
+                let values = device.to_vec(&input)?;
+                for r in values.chunks_exact(width.max(1)) {
+                    if sampled(row) {
+                        sample.extend_from_slice(r);
+                    }
+                    row += 1;
+                }
+                Ok(())
+            })?;
+            let fitted = if chunked {
+                plugin.finish_fit(config, &partial)?
+            } else {
+                let rows = sample.len().checked_div(width).unwrap_or(0);
+                let x = device.from_vec(&[rows as u32, width as u32], sample)?;
+                plugin.fit(config, &x)?
+            };
+            let prefix = self.prefix(i).unwrap_or_default();
+            state.extend(fitted.into_iter().map(|(n, t)| (format!("{prefix}{n}"), t)));
+        }
+        Ok(state)
     }
 
     /// [`Chain::transform`] with the plugins driven by an async executor, in
@@ -180,6 +256,21 @@ impl Chain {
         }
         table.into_tensor(device)
     }
+}
+
+/// What [`Passes::scan`] calls with each chunk of training rows.
+pub type ChunkFn<'c> = dyn FnMut(&Tensor) -> Result<()> + 'c;
+
+/// The training rows as [`Chain::fit_in_passes`] reads them.
+pub struct Passes<'a> {
+    /// Calls its argument with every chunk of training rows, `[rows,
+    /// columns]`, in the same order on every call.
+    pub scan: &'a mut dyn FnMut(&mut ChunkFn<'_>) -> Result<()>,
+    /// Whether the training row of this number (counted across chunks) is in
+    /// the sample a stage without `preprocess-stream` is fitted on.
+    pub sampled: &'a dyn Fn(u64) -> bool,
+    /// Told the section and plugin name of each stage fitted on the sample.
+    pub sampling: &'a mut dyn FnMut(&str, &str),
 }
 
 /// A table between stages: named columns of row-major values.

@@ -48,6 +48,7 @@ pub mod report;
 pub mod run;
 pub mod serve;
 pub mod source;
+pub mod stream;
 pub mod train;
 
 pub use engine::{ComponentInfo, Runtime, RuntimeConfig, digest};

@@ -300,7 +300,12 @@ pub fn save(
         test: trained.test.clone(),
         metrics: trained.history.clone(),
         epoch: Some(trained.epoch),
-        feature_stats: Some(feature_stats(&data.x, data.features())),
+        feature_stats: Some(
+            trained
+                .feature_stats
+                .clone()
+                .unwrap_or_else(|| feature_stats(&data.x, data.features())),
+        ),
         serve_deadline: pipeline.limits.serve_deadline.clone(),
         params_digest: digest(&params),
         state_digest: digest(&state),

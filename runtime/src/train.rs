@@ -177,6 +177,9 @@ pub trait Observer {
     fn fitted(&mut self, _state: &NamedTensors) -> Result<()> {
         Ok(())
     }
+    /// Something the person training should know (a preprocessor fitted on
+    /// a sample, a pass over the data starting).
+    fn note(&mut self, _message: &str) {}
     /// The params after an epoch, with its metrics: store a checkpoint here.
     /// Called after [`Observer::epoch`]; an error stops training.
     fn checkpoint(&mut self, _metrics: &EpochMetrics, _params: &NamedTensors) -> Result<()> {
@@ -214,6 +217,9 @@ pub struct TrainedModel {
     pub split: (usize, usize),
     /// The kept model's scores on the test split, when there is one.
     pub test: Option<TestScores>,
+    /// Statistics of the input features over the data, when training
+    /// computed them (streaming); else they come from the dataset in memory.
+    pub feature_stats: Option<Vec<crate::model::FeatureStat>>,
 }
 
 /// A held-out test split's scores: reported, never used to select.
@@ -228,7 +234,7 @@ pub struct TestScores {
 }
 
 impl TestScores {
-    fn new(task: Task, rows: usize, e: Evaluation) -> Self {
+    pub(crate) fn new(task: Task, rows: usize, e: Evaluation) -> Self {
         let loss = match task {
             Task::Classification => "log_loss",
             Task::Regression => "mse",
@@ -303,7 +309,7 @@ pub fn stratified_split(labels: &[u32], fraction: f32, seed: u64) -> (Vec<u32>, 
     (val, train)
 }
 
-fn epoch_stream(seed: u64, epoch: u32) -> u64 {
+pub(crate) fn epoch_stream(seed: u64, epoch: u32) -> u64 {
     seed ^ (0xe90c_0000_0000_0000 | u64::from(epoch))
 }
 
@@ -546,7 +552,7 @@ pub fn train_from(
         Ok(Some(TestScores::new(task, test_idx.len(), e)))
     };
 
-    let Some(tr) = &plugins.trainer else {
+    let Some(_) = &plugins.trainer else {
         let mut trained = evaluate_only(
             device,
             plugins,
@@ -558,11 +564,148 @@ pub fn train_from(
         trained.test = score_test(&trained.params)?;
         return Ok(trained);
     };
-    let train_n = train_idx.len();
+    let mut batches = InMemory {
+        device,
+        predictor: &plugins.predictor,
+        x_train: &x_train,
+        y_train: &y_train,
+        x_val: x_val.as_ref(),
+        y_val: &y_val,
+        classes,
+        seed: cfg.seed,
+        batch_size: cfg.batch_size as usize,
+        test: &score_test,
+    };
+    let shape = Shape {
+        features,
+        classes,
+        task,
+        split: (train_idx.len(), val_n),
+    };
+    run_epochs(
+        device,
+        plugins,
+        cfg,
+        shape,
+        (state.clone(), resumed),
+        observer,
+        &mut batches,
+        &data.path,
+    )
+}
+
+/// Where the epochs' mini-batches and the evaluations come from: the
+/// preprocessed splits in memory, or the file read in chunks
+/// ([`crate::stream`]).
+pub(crate) trait Batches {
+    /// Calls `step` with each mini-batch of epoch `epoch` (1-based), in
+    /// order: preprocessed features and their labels.
+    fn epoch(
+        &mut self,
+        epoch: u32,
+        step: &mut dyn FnMut(&Tensor, &Tensor) -> Result<()>,
+    ) -> Result<()>;
+    /// The predictor on the validation split with `params`, when there is one.
+    fn validate(&mut self, params: &NamedTensors) -> Result<Option<Evaluation>>;
+    /// The test split's scores with the kept `params`, when there is one.
+    fn test(&mut self, params: &NamedTensors) -> Result<Option<TestScores>>;
+}
+
+/// The preprocessed splits in memory.
+struct InMemory<'a> {
+    device: &'a Device,
+    predictor: &'a StagePlugin,
+    x_train: &'a Tensor,
+    y_train: &'a Tensor,
+    x_val: Option<&'a Tensor>,
+    y_val: &'a Labels,
+    classes: u32,
+    seed: u64,
+    batch_size: usize,
+    #[allow(clippy::type_complexity, reason = "one closure")]
+    test: &'a dyn Fn(&NamedTensors) -> Result<Option<TestScores>>,
+}
+
+impl Batches for InMemory<'_> {
+    fn epoch(
+        &mut self,
+        epoch: u32,
+        step: &mut dyn FnMut(&Tensor, &Tensor) -> Result<()>,
+    ) -> Result<()> {
+        let n = self.x_train.shape().dims()[0];
+        let perm = permutation(n, epoch_stream(self.seed, epoch));
+        for batch in perm.chunks(self.batch_size) {
+            let xb = self.device.gather_rows(self.x_train, batch)?;
+            let yb = self.device.gather_rows(self.y_train, batch)?;
+            step(&xb, &yb)?;
+        }
+        Ok(())
+    }
+
+    fn validate(&mut self, params: &NamedTensors) -> Result<Option<Evaluation>> {
+        self.x_val
+            .map(|xv| {
+                evaluate(
+                    self.device,
+                    self.predictor,
+                    params,
+                    xv,
+                    self.y_val,
+                    self.classes,
+                )
+            })
+            .transpose()
+    }
+
+    fn test(&mut self, params: &NamedTensors) -> Result<Option<TestScores>> {
+        (self.test)(params)
+    }
+}
+
+/// What training learns the shape of: features after preprocessing,
+/// classes (regression: targets), the task and the split's sizes.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Shape {
+    pub features: u32,
+    pub classes: u32,
+    pub task: Task,
+    /// Rows in the training and validation splits.
+    pub split: (usize, usize),
+}
+
+/// The epochs of a run with a trainer: initialises (or resumes) the
+/// params, takes the steps `batches` gives, validates after each epoch and
+/// keeps the checkpoint `cfg.keep` says.
+#[allow(clippy::too_many_arguments, reason = "the parts of a run")]
+pub(crate) fn run_epochs(
+    device: &Device,
+    plugins: &PipelinePlugins,
+    cfg: &TrainingConfig,
+    shape: Shape,
+    (state, resumed): (NamedTensors, Option<Resume>),
+    observer: &mut dyn Observer,
+    batches: &mut dyn Batches,
+    path: &std::path::Path,
+) -> Result<TrainedModel> {
+    let Some(tr) = &plugins.trainer else {
+        return Err(RuntimeError::Data {
+            path: path.to_path_buf(),
+            line: None,
+            column: None,
+            message: "this pipeline has no trainer to run epochs with".into(),
+        });
+    };
+    let Shape {
+        features,
+        classes,
+        task,
+        split,
+    } = shape;
+    let train_n = split.0;
     let bs = cfg.batch_size as usize;
     let steps_per_epoch = train_n.div_ceil(bs) as u64;
     let config_error = |message: String| RuntimeError::Data {
-        path: data.path.clone(),
+        path: path.to_path_buf(),
         line: None,
         column: None,
         message,
@@ -596,7 +739,7 @@ pub fn train_from(
         Some(r) => {
             if r.history.len() > cfg.epochs as usize {
                 return Err(RuntimeError::Data {
-                    path: data.path.clone(),
+                    path: path.to_path_buf(),
                     line: None,
                     column: None,
                     message: format!(
@@ -612,7 +755,7 @@ pub fn train_from(
                 (Some(e), _) if e == last => Some((e, r.params.clone())),
                 (Some(e), _) => {
                     return Err(RuntimeError::Data {
-                        path: data.path.clone(),
+                        path: path.to_path_buf(),
                         line: None,
                         column: None,
                         message: format!(
@@ -653,19 +796,16 @@ pub fn train_from(
     let mut global_step = u64::from(done) * steps_per_epoch;
     for epoch in done + 1..=cfg.epochs {
         let started = Instant::now();
-        let perm = permutation(train_n, epoch_stream(cfg.seed, epoch));
         let mut loss_sum = 0.0f64;
-        for batch in perm.chunks(bs) {
+        batches.epoch(epoch, &mut |xb, yb| {
             if observer.interrupted() {
                 return Err(RuntimeError::Interrupted);
             }
-            let xb = device.gather_rows(&x_train, batch)?;
-            let yb = device.gather_rows(&y_train, batch)?;
             let out = match &host {
                 Some(h) => tr
                     .plugin
-                    .learn(&tr.config, &params, &xb, &yb, global_step, h)?,
-                None => tr.plugin.step(&tr.config, &params, &xb, &yb, global_step)?,
+                    .learn(&tr.config, &params, xb, yb, global_step, h)?,
+                None => tr.plugin.step(&tr.config, &params, xb, yb, global_step)?,
             };
             if let Some(norm) = out.grad_norm
                 && !norm.is_finite()
@@ -695,19 +835,10 @@ pub fn train_from(
             loss_sum += f64::from(out.loss);
             global_step += 1;
             observer.step(epoch, out.loss);
-        }
+            Ok(())
+        })?;
         check_finite_params(&tr.plugin, device, &params, epoch)?;
-        let val = match &x_val {
-            Some(xv) => Some(evaluate(
-                device,
-                &plugins.predictor,
-                &params,
-                xv,
-                &y_val,
-                classes,
-            )?),
-            None => None,
-        };
+        let val = batches.validate(&params)?;
         let m = EpochMetrics::new(
             epoch,
             (loss_sum / steps_per_epoch.max(1) as f64) as f32,
@@ -730,7 +861,7 @@ pub fn train_from(
         (Keep::Best, Some((e, p))) => (e, p),
         _ => (last_epoch, params.clone()),
     };
-    let test = score_test(&kept)?;
+    let test = batches.test(&kept)?;
     Ok(TrainedModel {
         state,
         params: kept,
@@ -740,8 +871,9 @@ pub fn train_from(
         features,
         classes,
         task,
-        split: (train_n, val_n),
+        split,
         test,
+        feature_stats: None,
     })
 }
 
@@ -801,6 +933,7 @@ fn evaluate_only(
         task,
         split: (y_train.len(), y_val.len()),
         test: None,
+        feature_stats: None,
     })
 }
 
@@ -848,13 +981,35 @@ pub fn evaluate(
     y: &Labels,
     classes: u32,
 ) -> Result<Evaluation> {
+    let p = predicted(device, predictor, params, x, y.task(), classes)?;
+    Ok(score(&p, y, classes))
+}
+
+/// The predictor's checked output for preprocessed rows `x`: class
+/// probabilities or regression predictions, `[rows, classes]` row-major.
+pub(crate) fn predicted(
+    device: &Device,
+    predictor: &StagePlugin,
+    params: &NamedTensors,
+    x: &Tensor,
+    task: Task,
+    classes: u32,
+) -> Result<Vec<f32>> {
+    let rows = x.shape().dims()[0];
     let out = predictor
         .plugin
-        .predict_as(&predictor.config, params, x, y.task())?;
-    Ok(match y {
+        .predict_as(&predictor.config, params, x, task)?;
+    match task {
+        Task::Classification => check_probabilities(&predictor.plugin, device, &out, rows, classes),
+        Task::Regression => check_predictions(&predictor.plugin, device, &out, rows, classes),
+    }
+}
+
+/// The task's loss and metrics of predictions `p` (see [`predicted`]).
+pub(crate) fn score(p: &[f32], y: &Labels, classes: u32) -> Evaluation {
+    match y {
         Labels::Classes(y) => {
-            let p = check_probabilities(&predictor.plugin, device, &out, y.len(), classes)?;
-            let mut m = metrics::classification(&p, y, classes as usize);
+            let mut m = metrics::classification(p, y, classes as usize);
             let loss = m.remove("log_loss").unwrap_or(f32::NAN);
             let accuracy = m.remove("accuracy");
             Evaluation {
@@ -864,9 +1019,7 @@ pub fn evaluate(
             }
         }
         Labels::Targets { values, width } => {
-            let rows = y.len();
-            let p = check_predictions(&predictor.plugin, device, &out, rows, classes)?;
-            let mut m = metrics::regression(&p, values, *width);
+            let mut m = metrics::regression(p, values, *width);
             let loss = m.remove("mse").unwrap_or(f32::NAN);
             Evaluation {
                 loss,
@@ -874,13 +1027,13 @@ pub fn evaluate(
                 metrics: m,
             }
         }
-    })
+    }
 }
 
 /// Refuses categorical feature columns that no preprocessor names: a
 /// category's code is an index, not a quantity, so a stage must encode it
 /// (`one-hot`, `ordinal`) rather than scale it with the numbers.
-fn check_encodable(data: &Dataset, chain: &Chain) -> Result<()> {
+pub(crate) fn check_encodable(data: &Dataset, chain: &Chain) -> Result<()> {
     let named = |c: &str| {
         chain.stages.iter().any(|s| {
             s.columns

@@ -72,6 +72,10 @@ pub struct Args {
     /// (lowest validation loss) or `last`.
     #[arg(long)]
     pub keep: Option<Keep>,
+    /// Read the data from disk in chunks on every epoch instead of loading
+    /// it (`[training] stream = true`): for data larger than memory.
+    #[arg(long)]
+    pub stream: bool,
     #[command(flatten)]
     pub device: DeviceArgs,
     #[command(flatten)]
@@ -122,6 +126,7 @@ fn request(args: &Args) -> Request {
             learning_rate: args.lr,
             seed: args.seed,
             keep: args.keep,
+            stream: args.stream,
         },
         publish: PublishRequest {
             key: args.key.clone(),

@@ -274,6 +274,33 @@ impl<'a> Field<'a> {
     }
 }
 
+/// One column of a batch of rows from a source that reads columns
+/// (Parquet).
+enum Cells<'a, 'f> {
+    /// Numbers; NaN is a missing value.
+    Numbers(&'a [f64]),
+    /// Single-precision numbers; NaN is a missing value.
+    Floats(&'a [f32]),
+    /// Any other column, a field at a time.
+    Fields(&'a dyn Fn(usize) -> Field<'f>),
+}
+
+impl<'f> Cells<'_, 'f> {
+    fn get(&self, i: usize) -> Field<'f> {
+        match self {
+            Cells::Numbers(v) if v[i].is_nan() => Field::Missing,
+            Cells::Numbers(v) => Field::Number(v[i]),
+            Cells::Floats(v) if v[i].is_nan() => Field::Missing,
+            Cells::Floats(v) => Field::Number(f64::from(v[i])),
+            Cells::Fields(f) => f(i),
+        }
+    }
+}
+
+/// What [`Source::scan_batches`] calls with each batch: the first row's
+/// position, the number of rows, the columns' cells.
+type CellBatch<'c> = dyn FnMut(usize, usize, &[Cells<'_, '_>]) -> Result<()> + 'c;
+
 /// A table a reader can scan, from the first data row, as often as needed.
 trait Source {
     /// The column names, in the file's order.
@@ -286,6 +313,18 @@ trait Source {
         columns: &[usize],
         row: &mut dyn FnMut(usize, &[Field<'_>]) -> Result<()>,
     ) -> Result<usize>;
+    /// Calls `batch(position, rows, cells)` for each batch of rows, with
+    /// the cells of `columns` in that order and the position of the batch's
+    /// first row (the next rows' are the following numbers); `None` when the
+    /// source reads a row at a time (use [`Source::scan`]). Returns the
+    /// number of rows.
+    fn scan_batches(
+        &self,
+        _columns: &[usize],
+        _batch: &mut CellBatch<'_>,
+    ) -> Option<Result<usize>> {
+        None
+    }
     /// An error at a row's position and a column (an index into the header).
     fn err_at(&self, position: usize, column: usize, message: String) -> Error;
     /// An error about the columns.
@@ -537,10 +576,476 @@ enum LabelKind {
     Targets,
 }
 
+/// What the first pass over a labelled table learns: the columns read, the
+/// task and how labels are encoded, and each feature's type (categories not
+/// yet listed).
+struct Plan {
+    header: Vec<String>,
+    /// Feature columns (indices into the header).
+    feats: Vec<usize>,
+    /// The label, then further targets.
+    label_cols: Vec<usize>,
+    /// `feats` then `label_cols`: the fields of each scanned row.
+    scanned: Vec<usize>,
+    label_name: String,
+    task: Task,
+    labels: LabelKind,
+    schema: Vec<Column>,
+    rows: usize,
+    /// Classification by index: one more than the largest label.
+    classes_seen: u32,
+}
+
+impl Plan {
+    /// Class names by index: learned from text labels, or declared.
+    fn class_names(&self, opts: &Options) -> Option<Vec<String>> {
+        match &self.labels {
+            LabelKind::Names(names) => {
+                let mut by_index = vec![String::new(); names.len()];
+                for (n, &i) in names {
+                    by_index[i as usize] = n.clone();
+                }
+                Some(by_index)
+            }
+            _ => opts.class_names.clone(),
+        }
+    }
+
+    /// The dataset's description with no rows in it.
+    fn dataset(&self, path: &Path, opts: &Options) -> Dataset {
+        Dataset {
+            path: path.to_path_buf(),
+            feature_names: self.schema.iter().map(|c| c.name.clone()).collect(),
+            schema: self.schema.clone(),
+            target_names: match self.task {
+                Task::Regression => self
+                    .label_cols
+                    .iter()
+                    .map(|&c| self.header[c].clone())
+                    .collect(),
+                Task::Classification => Vec::new(),
+            },
+            label_name: self.label_name.clone(),
+            task: self.task,
+            x: Vec::new(),
+            y: Vec::new(),
+            targets: Vec::new(),
+            class_names: self.class_names(opts),
+        }
+    }
+
+    /// Appends the label of a scanned row (its fields after the features):
+    /// a class index to `y`, or the targets to `targets`.
+    fn push_label(
+        &self,
+        src: &dyn Source,
+        opts: &Options,
+        at: usize,
+        fields: &[Field<'_>],
+        y: &mut Vec<u32>,
+        targets: &mut Vec<f32>,
+    ) -> Result<()> {
+        let w = self.feats.len();
+        let label_col = self.label_cols[0];
+        let f = fields[w];
+        match &self.labels {
+            LabelKind::Names(names) => match names.get(f.text().as_ref()) {
+                Some(&i) => y.push(i),
+                None => {
+                    let known: Vec<&str> = opts
+                        .class_names
+                        .iter()
+                        .flatten()
+                        .map(String::as_str)
+                        .collect();
+                    return Err(src.err_at(
+                        at,
+                        label_col,
+                        format!(
+                            "label `{}` in column `{}` is not one of [data] class_names ({}); \
+                             add it there",
+                            f.text(),
+                            self.label_name,
+                            known.join(", ")
+                        ),
+                    ));
+                }
+            },
+            LabelKind::Indices => match f.number() {
+                Some(v) => y.push(v as u32),
+                None => return Err(changed(src, at, label_col)),
+            },
+            LabelKind::Targets => {
+                for (j, &c) in self.label_cols.iter().enumerate() {
+                    targets.push(number(src, at, c, fields[w + j])?);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The error for a value the first pass did not see.
+fn changed(src: &dyn Source, at: usize, c: usize) -> Error {
+    src.err_at(
+        at,
+        c,
+        "the file changed while it was read; read it again".into(),
+    )
+}
+
 /// Loads a labelled table as `opts` says (see the module docs).
 pub fn load(path: &Path, opts: &Options) -> Result<Dataset> {
     let opened = open(path, opts.delimiter)?;
     let src = opened.as_ref();
+    let plan = plan(src, path, opts)?;
+    let (feats, scanned, w, rows) = (&plan.feats, &plan.scanned, plan.feats.len(), plan.rows);
+    let mut schema = plan.schema.clone();
+
+    // Pass 2: encode. Categories get codes in the order first seen, then
+    // are renumbered in sorted order.
+    let mut codes: Vec<HashMap<String, u32>> = vec![HashMap::new(); w];
+    let mut x = Vec::with_capacity(rows * w);
+    let (mut y, mut targets) = (Vec::new(), Vec::new());
+    src.scan(scanned, &mut |at, fields| {
+        for (j, &c) in feats.iter().enumerate() {
+            let f = fields[j].normal();
+            let v = if f == Field::Missing {
+                f32::NAN
+            } else {
+                match &schema[j].kind {
+                    ColumnType::Numeric => number(src, at, c, f)?,
+                    ColumnType::Boolean => match f.boolean() {
+                        Some(b) => f32::from(u8::from(b)),
+                        None => return Err(changed(src, at, c)),
+                    },
+                    ColumnType::Categorical { .. } => {
+                        let m = &mut codes[j];
+                        let next = m.len() as u32;
+                        let t = f.text();
+                        match m.get(t.as_ref()) {
+                            Some(&code) => code as f32,
+                            None => {
+                                m.insert(t.into_owned(), next);
+                                next as f32
+                            }
+                        }
+                    }
+                }
+            };
+            x.push(v);
+        }
+        plan.push_label(src, opts, at, fields, &mut y, &mut targets)
+    })?;
+    for (j, col) in schema.iter_mut().enumerate() {
+        if let ColumnType::Categorical { categories } = &mut col.kind {
+            let mut sorted: Vec<(&String, u32)> = codes[j].iter().map(|(k, &v)| (k, v)).collect();
+            sorted.sort();
+            let mut renumber = vec![0f32; sorted.len()];
+            for (new, (_, old)) in sorted.iter().enumerate() {
+                renumber[*old as usize] = new as f32;
+            }
+            *categories = sorted.into_iter().map(|(k, _)| k.clone()).collect();
+            for v in x.iter_mut().skip(j).step_by(w) {
+                if !v.is_nan() {
+                    *v = renumber[*v as usize];
+                }
+            }
+        }
+    }
+    Ok(Dataset {
+        schema,
+        x,
+        y,
+        targets,
+        ..plan.dataset(path, opts)
+    })
+}
+
+/// A labelled table read in chunks of rows, as often as needed, with memory
+/// bounded by the chunk: what training reads when it streams. Opening it
+/// reads the table once to learn what each column holds (as [`load`]'s first
+/// pass) and, when there are categorical columns, once more for their
+/// categories, so that every chunk is encoded exactly as [`load`] would
+/// encode those rows.
+pub struct Stream {
+    src: Box<dyn Source>,
+    plan: Plan,
+    opts: Options,
+    /// Each categorical feature's code by category.
+    lookups: Vec<Option<HashMap<String, u32>>>,
+    meta: Dataset,
+}
+
+/// Consecutive rows of a [`Stream`].
+pub struct Chunk<'a> {
+    /// The index of the chunk's first row in the table.
+    pub first: usize,
+    /// Features, row-major; missing values NaN.
+    pub x: &'a [f32],
+    /// Each row's class index as an f32 (classification) or its targets,
+    /// row-major (regression): as [`Dataset::label_values`].
+    pub labels: &'a [f32],
+}
+
+impl Chunk<'_> {
+    /// Rows in the chunk.
+    pub fn rows(&self, features: usize) -> usize {
+        self.x.len() / features.max(1)
+    }
+}
+
+impl Stream {
+    /// Opens a table as `opts` says and reads what its columns hold.
+    pub fn open(path: &Path, opts: &Options) -> Result<Stream> {
+        let src = open(path, opts.delimiter)?;
+        let mut plan = plan(src.as_ref(), path, opts)?;
+        if plan.labels_are_indices() && plan.classes_seen == 0 {
+            return Err(src.header_err(
+                Some(plan.label_cols[0]),
+                format!(
+                    "the label column `{}` holds too many distinct values to stream as classes",
+                    plan.label_name
+                ),
+            ));
+        }
+        // The categories, sorted, before any row is encoded.
+        let cats: Vec<usize> = (0..plan.feats.len())
+            .filter(|&j| matches!(plan.schema[j].kind, ColumnType::Categorical { .. }))
+            .collect();
+        let mut lookups = vec![None; plan.feats.len()];
+        if !cats.is_empty() {
+            let cols: Vec<usize> = cats.iter().map(|&j| plan.feats[j]).collect();
+            let mut seen = vec![BTreeSet::new(); cats.len()];
+            src.scan(&cols, &mut |_, fields| {
+                for (k, f) in fields.iter().enumerate() {
+                    let f = f.normal();
+                    if f != Field::Missing && !seen[k].contains(f.text().as_ref()) {
+                        seen[k].insert(f.text().into_owned());
+                    }
+                }
+                Ok(())
+            })?;
+            for (&j, set) in cats.iter().zip(seen) {
+                let categories: Vec<String> = set.into_iter().collect();
+                lookups[j] = Some(categories.iter().cloned().zip(0u32..).collect());
+                plan.schema[j].kind = ColumnType::Categorical { categories };
+            }
+        }
+        let meta = plan.dataset(path, opts);
+        Ok(Stream {
+            src,
+            plan,
+            opts: opts.clone(),
+            lookups,
+            meta,
+        })
+    }
+
+    /// The table's description: names, schema, task, class names; no rows.
+    pub fn dataset(&self) -> &Dataset {
+        &self.meta
+    }
+
+    /// Data rows.
+    pub fn rows(&self) -> usize {
+        self.plan.rows
+    }
+
+    /// As [`Dataset::classes`] for the whole table.
+    pub fn classes(&self) -> u32 {
+        match self.plan.task {
+            Task::Classification => {
+                let named = self.meta.class_names.as_ref().map_or(0, |n| n.len() as u32);
+                self.plan.classes_seen.max(named)
+            }
+            Task::Regression => self.plan.label_cols.len() as u32,
+        }
+    }
+
+    /// Reads the table from the top and calls `f` with each chunk of
+    /// `chunk_rows` consecutive rows (the last may be shorter). An error of
+    /// `f` stops the reading and is returned.
+    pub fn for_each_chunk<E: From<Error>>(
+        &self,
+        chunk_rows: usize,
+        f: &mut dyn FnMut(&Chunk<'_>) -> std::result::Result<(), E>,
+    ) -> std::result::Result<(), E> {
+        let mut stopped: Option<E> = None;
+        let read = self.read_chunks(chunk_rows, &mut |c| {
+            f(c).map_err(|e| {
+                stopped = Some(e);
+                data_err(Path::new(""), None, None, "stopped".into())
+            })
+        });
+        match (read, stopped) {
+            (_, Some(e)) => Err(e),
+            (r, None) => r.map_err(E::from),
+        }
+    }
+
+    fn read_chunks(
+        &self,
+        chunk_rows: usize,
+        f: &mut dyn FnMut(&Chunk<'_>) -> Result<()>,
+    ) -> Result<()> {
+        let src = self.src.as_ref();
+        let plan = &self.plan;
+        let w = plan.feats.len();
+        let mut buf = ChunkBuffer {
+            rows: chunk_rows.max(1),
+            task: plan.task,
+            x: Vec::with_capacity(chunk_rows.max(1) * w),
+            y: Vec::new(),
+            targets: Vec::new(),
+            labels: Vec::new(),
+            first: 0,
+            held: 0,
+        };
+        let batched = src.scan_batches(&plan.scanned, &mut |at, rows, cells| {
+            // Label fields of a row go after `w` placeholders, as `push_label` reads them.
+            let mut fields = vec![Field::Missing; plan.scanned.len()];
+            let mut i = 0;
+            // Numeric features read straight from their numbers.
+            let numeric = |j: usize| plan.schema[j].kind == ColumnType::Numeric;
+            let direct: Vec<Direct<'_>> = (0..w)
+                .map(|j| match cells[j] {
+                    Cells::Numbers(v) if numeric(j) => Direct::Numbers(v),
+                    Cells::Floats(v) if numeric(j) => Direct::Floats(v),
+                    _ => Direct::No,
+                })
+                .collect();
+            while i < rows {
+                let m = (buf.rows - buf.held).min(rows - i);
+                for r in i..i + m {
+                    for (j, d) in direct.iter().enumerate() {
+                        let v = match d {
+                            Direct::Floats(v) if v[r].is_finite() => v[r],
+                            Direct::Numbers(v) if (v[r] as f32).is_finite() => v[r] as f32,
+                            Direct::Floats(v) if v[r].is_nan() => f32::NAN,
+                            Direct::Numbers(v) if v[r].is_nan() => f32::NAN,
+                            _ => self.encode(src, at + r, j, cells[j].get(r))?,
+                        };
+                        buf.x.push(v);
+                    }
+                }
+                for r in 0..m {
+                    for (k, cells) in cells[w..].iter().enumerate() {
+                        fields[w + k] = cells.get(i + r);
+                    }
+                    let (y, targets) = (&mut buf.y, &mut buf.targets);
+                    plan.push_label(src, &self.opts, at + i + r, &fields, y, targets)?;
+                }
+                buf.held += m;
+                i += m;
+                if buf.held == buf.rows {
+                    buf.flush(f)?;
+                }
+            }
+            Ok(())
+        });
+        match batched {
+            Some(r) => {
+                r?;
+            }
+            None => {
+                src.scan(&plan.scanned, &mut |at, fields| {
+                    for (j, field) in fields[..w].iter().enumerate() {
+                        let v = self.encode(src, at, j, *field)?;
+                        buf.x.push(v);
+                    }
+                    plan.push_label(src, &self.opts, at, fields, &mut buf.y, &mut buf.targets)?;
+                    buf.held += 1;
+                    if buf.held == buf.rows {
+                        buf.flush(f)?;
+                    }
+                    Ok(())
+                })?;
+            }
+        }
+        if buf.held > 0 {
+            buf.flush(f)?;
+        }
+        Ok(())
+    }
+
+    /// Feature `j`'s field as training reads it (see [`load`]).
+    fn encode(&self, src: &dyn Source, at: usize, j: usize, f: Field<'_>) -> Result<f32> {
+        let c = self.plan.feats[j];
+        let f = f.normal();
+        if f == Field::Missing {
+            return Ok(f32::NAN);
+        }
+        match &self.plan.schema[j].kind {
+            ColumnType::Numeric => number(src, at, c, f),
+            ColumnType::Boolean => match f.boolean() {
+                Some(b) => Ok(f32::from(u8::from(b))),
+                None => Err(changed(src, at, c)),
+            },
+            ColumnType::Categorical { .. } => {
+                let lookup = self.lookups[j].as_ref();
+                match lookup.and_then(|l| l.get(f.text().as_ref())) {
+                    Some(&code) => Ok(code as f32),
+                    None => Err(changed(src, at, c)),
+                }
+            }
+        }
+    }
+}
+
+/// How [`Stream::read_chunks`] reads a numeric feature of a batch.
+enum Direct<'a> {
+    Numbers(&'a [f64]),
+    Floats(&'a [f32]),
+    /// Through [`Stream::encode`].
+    No,
+}
+
+/// The rows of a [`Stream`] being gathered into a chunk.
+struct ChunkBuffer {
+    /// Rows per chunk.
+    rows: usize,
+    task: Task,
+    x: Vec<f32>,
+    y: Vec<u32>,
+    targets: Vec<f32>,
+    labels: Vec<f32>,
+    /// The first row's index in the table.
+    first: usize,
+    /// Rows held.
+    held: usize,
+}
+
+impl ChunkBuffer {
+    /// Hands the rows held to `f` and starts the next chunk.
+    fn flush(&mut self, f: &mut dyn FnMut(&Chunk<'_>) -> Result<()>) -> Result<()> {
+        self.labels.clear();
+        match self.task {
+            Task::Classification => self.labels.extend(self.y.iter().map(|&c| c as f32)),
+            Task::Regression => self.labels.extend_from_slice(&self.targets),
+        }
+        f(&Chunk {
+            first: self.first,
+            x: &self.x,
+            labels: &self.labels,
+        })?;
+        self.first += self.held;
+        self.held = 0;
+        self.x.clear();
+        self.y.clear();
+        self.targets.clear();
+        Ok(())
+    }
+}
+
+impl Plan {
+    fn labels_are_indices(&self) -> bool {
+        matches!(self.labels, LabelKind::Indices)
+    }
+}
+
+/// The first pass over a labelled table (see [`Plan`]).
+fn plan(src: &dyn Source, path: &Path, opts: &Options) -> Result<Plan> {
     let header = src.header().to_vec();
     let width = header.len();
     if width < 2 {
@@ -656,7 +1161,7 @@ pub fn load(path: &Path, opts: &Options) -> Result<Dataset> {
     for (ls, &c) in seen[w + 1..].iter().zip(&label_cols[1..]) {
         label_kind(src, &several, c, ls)?;
     }
-    let mut schema: Vec<Column> = feats
+    let schema: Vec<Column> = feats
         .iter()
         .zip(&seen)
         .map(|(&c, s)| {
@@ -669,121 +1174,26 @@ pub fn load(path: &Path, opts: &Options) -> Result<Dataset> {
         })
         .collect();
 
-    // Pass 2: encode. Categories get codes in the order first seen, then
-    // are renumbered in sorted order.
-    let mut codes: Vec<HashMap<String, u32>> = vec![HashMap::new(); w];
-    let mut x = Vec::with_capacity(rows * w);
-    let (mut y, mut targets) = (Vec::new(), Vec::new());
-    let changed = |at: usize, c: usize| {
-        src.err_at(
-            at,
-            c,
-            "the file changed while it was read; read it again".into(),
-        )
+    let classes_seen = match &labels {
+        LabelKind::Indices => seen[w]
+            .distinct
+            .iter()
+            .flatten()
+            .filter_map(|t| t.parse::<f64>().ok())
+            .fold(0u32, |m, v| m.max(v as u32 + 1)),
+        _ => 0,
     };
-    src.scan(&scanned, &mut |at, fields| {
-        for (j, &c) in feats.iter().enumerate() {
-            let f = fields[j].normal();
-            let v = if f == Field::Missing {
-                f32::NAN
-            } else {
-                match &schema[j].kind {
-                    ColumnType::Numeric => number(src, at, c, f)?,
-                    ColumnType::Boolean => match f.boolean() {
-                        Some(b) => f32::from(u8::from(b)),
-                        None => return Err(changed(at, c)),
-                    },
-                    ColumnType::Categorical { .. } => {
-                        let m = &mut codes[j];
-                        let next = m.len() as u32;
-                        let t = f.text();
-                        match m.get(t.as_ref()) {
-                            Some(&code) => code as f32,
-                            None => {
-                                m.insert(t.into_owned(), next);
-                                next as f32
-                            }
-                        }
-                    }
-                }
-            };
-            x.push(v);
-        }
-        let f = fields[w];
-        match &labels {
-            LabelKind::Names(names) => match names.get(f.text().as_ref()) {
-                Some(&i) => y.push(i),
-                None => {
-                    let known: Vec<&str> = opts
-                        .class_names
-                        .iter()
-                        .flatten()
-                        .map(String::as_str)
-                        .collect();
-                    return Err(src.err_at(
-                        at,
-                        label_col,
-                        format!(
-                            "label `{}` in column `{label_name}` is not one of [data] \
-                             class_names ({}); add it there",
-                            f.text(),
-                            known.join(", ")
-                        ),
-                    ));
-                }
-            },
-            LabelKind::Indices => match f.number() {
-                Some(v) => y.push(v as u32),
-                None => return Err(changed(at, label_col)),
-            },
-            LabelKind::Targets => {
-                for (j, &c) in label_cols.iter().enumerate() {
-                    targets.push(number(src, at, c, fields[w + j])?);
-                }
-            }
-        }
-        Ok(())
-    })?;
-    for (j, col) in schema.iter_mut().enumerate() {
-        if let ColumnType::Categorical { categories } = &mut col.kind {
-            let mut sorted: Vec<(&String, u32)> = codes[j].iter().map(|(k, &v)| (k, v)).collect();
-            sorted.sort();
-            let mut renumber = vec![0f32; sorted.len()];
-            for (new, (_, old)) in sorted.iter().enumerate() {
-                renumber[*old as usize] = new as f32;
-            }
-            *categories = sorted.into_iter().map(|(k, _)| k.clone()).collect();
-            for v in x.iter_mut().skip(j).step_by(w) {
-                if !v.is_nan() {
-                    *v = renumber[*v as usize];
-                }
-            }
-        }
-    }
-    let class_names = match labels {
-        LabelKind::Names(names) => {
-            let mut by_index = vec![String::new(); names.len()];
-            for (n, i) in names {
-                by_index[i as usize] = n;
-            }
-            Some(by_index)
-        }
-        _ => opts.class_names.clone(),
-    };
-    Ok(Dataset {
-        path: path.to_path_buf(),
-        feature_names: schema.iter().map(|c| c.name.clone()).collect(),
-        schema,
-        target_names: match task {
-            Task::Regression => label_cols.iter().map(|&c| header[c].clone()).collect(),
-            Task::Classification => Vec::new(),
-        },
+    Ok(Plan {
+        header,
+        feats,
+        label_cols,
+        scanned,
         label_name,
         task,
-        x,
-        y,
-        targets,
-        class_names,
+        labels,
+        schema,
+        rows,
+        classes_seen,
     })
 }
 

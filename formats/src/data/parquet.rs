@@ -21,7 +21,7 @@ use arrow_schema::DataType;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
-use super::{Field, Source, data_err};
+use super::{CellBatch, Cells, Field, Source, data_err};
 use crate::{Error, Result};
 
 /// Rows read per record batch.
@@ -94,6 +94,10 @@ fn decoding<T>(step: impl FnOnce() -> T) -> std::result::Result<T, String> {
 enum View<'a> {
     /// Numbers as f64; NaN for a null.
     Numbers(Vec<f64>),
+    /// A float column without nulls, as stored.
+    Floats(&'a [f32]),
+    /// A double column without nulls, as stored.
+    Doubles(&'a [f64]),
     Bools(&'a arrow_array::BooleanArray),
     Strings(Strings<'a>),
     /// Dictionary-encoded strings: each row's index into `values`.
@@ -180,6 +184,12 @@ fn supported(t: &DataType) -> bool {
 fn view(a: &ArrayRef) -> View<'_> {
     let a = a.as_ref();
     match a.data_type() {
+        DataType::Float64 if a.null_count() == 0 => {
+            View::Doubles(a.as_primitive::<Float64Type>().values())
+        }
+        DataType::Float32 if a.null_count() == 0 => {
+            View::Floats(a.as_primitive::<Float32Type>().values())
+        }
         DataType::Float64 => View::Numbers(numbers::<Float64Type>(a, |v| v)),
         DataType::Float32 => View::Numbers(numbers::<Float32Type>(a, f64::from)),
         DataType::Int64 => View::Numbers(numbers::<Int64Type>(a, |v| v as f64)),
@@ -218,6 +228,10 @@ impl View<'_> {
         match self {
             View::Numbers(v) if v[i].is_nan() => Field::Missing,
             View::Numbers(v) => Field::Number(v[i]),
+            View::Doubles(v) if v[i].is_nan() => Field::Missing,
+            View::Doubles(v) => Field::Number(v[i]),
+            View::Floats(v) if v[i].is_nan() => Field::Missing,
+            View::Floats(v) => Field::Number(f64::from(v[i])),
             View::Bools(a) if a.is_null(i) => Field::Missing,
             View::Bools(a) => Field::Bool(a.value(i)),
             View::Strings(s) => s.get(i),
@@ -238,6 +252,58 @@ impl Source for ParquetSource {
         columns: &[usize],
         row: &mut dyn FnMut(usize, &[Field<'_>]) -> Result<()>,
     ) -> Result<usize> {
+        self.batches(columns, &mut |rows, n, views| {
+            let mut fields = Vec::with_capacity(views.len());
+            for i in 0..n {
+                fields.clear();
+                fields.extend(views.iter().map(|v| v.get(i)));
+                row(rows + i + 1, &fields)?;
+            }
+            Ok(())
+        })
+    }
+
+    fn scan_batches(&self, columns: &[usize], batch: &mut CellBatch<'_>) -> Option<Result<usize>> {
+        Some(self.batches(columns, &mut |rows, n, views| {
+            let getters: Vec<Getter<'_>> = views.iter().map(getter).collect();
+            let cells: Vec<Cells<'_, '_>> = views
+                .iter()
+                .zip(&getters)
+                .map(|(v, g)| match v {
+                    View::Numbers(n) => Cells::Numbers(n),
+                    View::Doubles(n) => Cells::Numbers(n),
+                    View::Floats(n) => Cells::Floats(n),
+                    _ => Cells::Fields(g.as_ref()),
+                })
+                .collect();
+            batch(rows + 1, n, &cells)
+        }))
+    }
+
+    fn err_at(&self, row: usize, _column: usize, message: String) -> Error {
+        data_err(&self.path, None, None, format!("row {row}: {message}"))
+    }
+
+    fn header_err(&self, _column: Option<usize>, message: String) -> Error {
+        data_err(&self.path, None, None, message)
+    }
+}
+
+/// What [`ParquetSource::batches`] calls with each record batch: the rows
+/// before it, its rows, the views of the columns.
+type ViewBatch<'c> = dyn FnMut(usize, usize, &[View<'_>]) -> Result<()> + 'c;
+
+/// A column's fields, one row at a time.
+type Getter<'a> = Box<dyn Fn(usize) -> Field<'a> + 'a>;
+
+fn getter<'a>(v: &'a View<'a>) -> Getter<'a> {
+    Box::new(move |i| v.get(i))
+}
+
+impl ParquetSource {
+    /// Calls `batch(rows_before, rows, views)` with each record batch's views of
+    /// `columns`, in that order. Returns the number of rows.
+    fn batches(&self, columns: &[usize], batch: &mut ViewBatch<'_>) -> Result<usize> {
         for &c in columns {
             if !supported(&self.types[c]) {
                 return Err(data_err(
@@ -278,10 +344,10 @@ impl Source for ParquetSource {
                     format!("is malformed after row {rows}: {p}"),
                 )
             })?;
-            let Some(batch) = next else {
+            let Some(got) = next else {
                 break;
             };
-            let batch = batch.map_err(|e| {
+            let got = got.map_err(|e| {
                 data_err(
                     &self.path,
                     None,
@@ -289,24 +355,12 @@ impl Source for ParquetSource {
                     format!("cannot be read after row {rows}: {e}"),
                 )
             })?;
-            let views: Vec<View> = batch.columns().iter().map(view).collect();
-            let mut fields = Vec::with_capacity(columns.len());
-            for i in 0..batch.num_rows() {
-                rows += 1;
-                fields.clear();
-                fields.extend(at.iter().map(|&j| views[j].get(i)));
-                row(rows, &fields)?;
-            }
+            let n = got.num_rows();
+            let views: Vec<View> = at.iter().map(|&j| view(got.column(j))).collect();
+            batch(rows, n, &views)?;
+            rows += n;
         }
         Ok(rows)
-    }
-
-    fn err_at(&self, row: usize, _column: usize, message: String) -> Error {
-        data_err(&self.path, None, None, format!("row {row}: {message}"))
-    }
-
-    fn header_err(&self, _column: Option<usize>, message: String) -> Error {
-        data_err(&self.path, None, None, message)
     }
 }
 
@@ -378,6 +432,68 @@ mod tests {
                 ])) as ArrayRef,
             ),
         ])
+    }
+
+    /// Every row of a stream, as `load` reads the whole table.
+    fn streamed(
+        path: &std::path::Path,
+        opts: &Options,
+        rows: usize,
+    ) -> (Vec<u32>, Vec<f32>, Vec<f32>) {
+        let stream = super::super::Stream::open(path, opts).unwrap();
+        let (mut firsts, mut x, mut labels) = (Vec::new(), Vec::new(), Vec::new());
+        stream
+            .for_each_chunk(rows, &mut |c| -> crate::Result<()> {
+                firsts.push(c.first as u32);
+                x.extend_from_slice(c.x);
+                labels.extend_from_slice(c.labels);
+                Ok(())
+            })
+            .unwrap();
+        (firsts, x, labels)
+    }
+
+    #[test]
+    fn a_stream_reads_in_chunks_what_load_reads_at_once() {
+        let f = table();
+        let whole = load(f.path(), &Options::default()).unwrap();
+        let bits = |x: &[f32]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        for rows in [1, 3, 4, 100] {
+            let (firsts, x, labels) = streamed(f.path(), &Options::default(), rows);
+            assert_eq!(bits(&x), bits(&whole.x), "chunks of {rows}");
+            assert_eq!(labels, whole.label_values(), "chunks of {rows}");
+            let expected: Vec<u32> = (0..4).step_by(rows).collect();
+            assert_eq!(firsts, expected);
+        }
+        let stream = super::super::Stream::open(f.path(), &Options::default()).unwrap();
+        assert_eq!(stream.rows(), 4);
+        assert_eq!(stream.classes(), whole.classes());
+        assert_eq!(stream.dataset().schema, whole.schema);
+        assert_eq!(stream.dataset().class_names, whole.class_names);
+        assert!(stream.dataset().x.is_empty());
+        // The same table as CSV streams the same rows.
+        let csv = tempfile::Builder::new().suffix(".csv").tempfile().unwrap();
+        std::fs::write(
+            csv.path(),
+            "bill,year,island,male,species\n39.1,2007,Dream,true,Adelie\n,2008,Biscoe,false,Gentoo\n\
+             NaN,2009,,,Adelie\n46.5,2007,Dream,true,Chinstrap\n",
+        )
+        .unwrap();
+        let (_, x, labels) = streamed(csv.path(), &Options::default(), 3);
+        assert_eq!(bits(&x), bits(&whole.x));
+        assert_eq!(labels, whole.label_values());
+        // An error in the callback stops the reading and is returned.
+        let mut seen = 0;
+        let e = stream
+            .for_each_chunk(1, &mut |_| {
+                seen += 1;
+                Err(crate::Error::Pipeline {
+                    path: "p".into(),
+                    message: "enough".into(),
+                })
+            })
+            .unwrap_err();
+        assert_eq!((seen, e.to_string()), (1, "pipeline p: enough".to_string()));
     }
 
     #[test]

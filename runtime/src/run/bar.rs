@@ -73,6 +73,10 @@ impl Progress for Bar {
         self.bar().inc(1);
     }
 
+    fn note(&mut self, message: &str) {
+        self.bar().suspend(|| eprintln!("{message}"));
+    }
+
     fn epoch(&mut self, m: &EpochMetrics) {
         let message = summary::epoch(m, self.epochs);
         self.bar().set_message(message);

@@ -34,13 +34,12 @@ impl DataSource {
         DataSource::dataset(reg, arg)
     }
 
-    /// A CSV file as it is now.
+    /// A data file as it is now (hashed as it is read, never held whole).
     pub fn file(path: &Path) -> Result<Self> {
-        let bytes =
-            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let file_digest = digest_file(path)?;
         Ok(DataSource {
             path: std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf()),
-            digest: digest(&bytes),
+            digest: file_digest,
             dataset: None,
             _snapshot: None,
         })
@@ -124,6 +123,17 @@ impl DataSource {
             ),
         }
     }
+}
+
+/// `sha256:<hex>` of a file's bytes, read in pieces.
+fn digest_file(path: &Path) -> Result<String> {
+    use sha2::Digest;
+    let mut file =
+        std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut hasher = sha2::Sha256::new();
+    std::io::copy(&mut file, &mut hasher)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(format!("sha256:{}", hex::encode(hasher.finalize())))
 }
 
 #[cfg(test)]

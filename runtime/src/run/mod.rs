@@ -62,8 +62,49 @@ pub trait Progress {
     fn step(&mut self, _epoch: u32, _loss: f32) {}
     /// An epoch ended.
     fn epoch(&mut self, _metrics: &EpochMetrics) {}
+    /// Something to tell the person training (see [`Observer::note`]).
+    fn note(&mut self, _message: &str) {}
     /// Training ended (or stopped).
     fn finish(&mut self) {}
+}
+
+/// The training data, loaded or opened to stream (`[training] stream`).
+enum Loaded {
+    Memory(Box<Dataset>),
+    Stream(Box<table::Stream>),
+}
+
+impl Loaded {
+    fn read(path: &Path, pipeline: &Pipeline) -> Result<Loaded> {
+        let opts = pipeline.data.options();
+        Ok(if pipeline.training.stream {
+            Loaded::Stream(Box::new(table::Stream::open(path, &opts)?))
+        } else {
+            Loaded::Memory(Box::new(table::load(path, &opts)?))
+        })
+    }
+
+    /// The table's description (and, in memory, its rows).
+    fn dataset(&self) -> &Dataset {
+        match self {
+            Loaded::Memory(d) => d,
+            Loaded::Stream(s) => s.dataset(),
+        }
+    }
+
+    fn classes(&self) -> u32 {
+        match self {
+            Loaded::Memory(d) => d.classes(),
+            Loaded::Stream(s) => s.classes(),
+        }
+    }
+
+    fn rows(&self) -> usize {
+        match self {
+            Loaded::Memory(d) => d.rows(),
+            Loaded::Stream(s) => s.rows(),
+        }
+    }
 }
 
 /// A run that tells nobody.
@@ -111,20 +152,21 @@ impl Run<'_> {
         resume: Option<&RunRecord>,
     ) -> Result<Outcome> {
         let data_path = &data_source.path;
-        let data: Dataset = table::load(data_path, &pipeline.data.options())?;
+        let loaded = Loaded::read(data_path, pipeline)?;
+        let data = loaded.dataset();
         let named = pipeline
             .data
             .class_names
             .as_ref()
             .map_or(0, |n| n.len() as u32);
-        if named > 0 && data.classes() > named {
+        if named > 0 && loaded.classes() > named {
             bail!(
                 "{}: labels go up to {} but the pipeline names only {named} classes",
                 data_path.display(),
-                data.classes() - 1
+                loaded.classes() - 1
             );
         }
-        let classes = data.classes().max(named);
+        let classes = loaded.classes().max(named);
         let resolve = |s: &_| self.sources.stage(self.reg, s);
         let plugins = PipelinePlugins::load(pipeline, self.rt, &resolve)?;
         let plugin_record = plugins_record(&plugins);
@@ -156,7 +198,7 @@ impl Run<'_> {
                 let record = self.record_of(
                     pipeline,
                     data_source,
-                    &data,
+                    loaded.rows(),
                     classes,
                     plugin_record,
                     out,
@@ -175,15 +217,26 @@ impl Run<'_> {
             progress,
             stop: self.stop.clone(),
         };
-        let trained = train::train_from(
-            device,
-            &plugins,
-            &data,
-            &pipeline.training,
-            classes,
-            &mut recorder,
-            from,
-        );
+        let trained = match &loaded {
+            Loaded::Memory(data) => train::train_from(
+                device,
+                &plugins,
+                data,
+                &pipeline.training,
+                classes,
+                &mut recorder,
+                from,
+            ),
+            Loaded::Stream(stream) => crate::stream::train_streamed(
+                device,
+                &plugins,
+                stream,
+                &pipeline.training,
+                classes,
+                &mut recorder,
+                from,
+            ),
+        };
         recorder.progress.finish();
         let trained = match trained {
             Ok(t) => t,
@@ -216,7 +269,7 @@ impl Run<'_> {
         let result = self.finish(
             pipeline,
             &plugins,
-            &data,
+            data,
             data_source,
             &trained,
             &run_id,
@@ -278,7 +331,7 @@ impl Run<'_> {
         &self,
         pipeline: &Pipeline,
         data_source: &DataSource,
-        data: &Dataset,
+        rows: usize,
         classes: u32,
         plugins: RunPlugins,
         out: Option<&Path>,
@@ -305,7 +358,7 @@ impl Run<'_> {
             dataset: data_source.record(),
             seed: pipeline.training.seed,
             classes,
-            rows: data.rows() as u64,
+            rows: rows as u64,
             publish: publish.map(|p| RunPublish {
                 name: p.name.clone(),
                 version: p.version.clone(),
@@ -433,6 +486,10 @@ impl Observer for Recorder<'_> {
         self.tracker
             .checkpoint(self.run_id, m, &model::to_safetensors(self.device, params)?)?;
         Ok(())
+    }
+
+    fn note(&mut self, message: &str) {
+        self.progress.note(message);
     }
 
     fn interrupted(&self) -> bool {

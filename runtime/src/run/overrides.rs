@@ -18,6 +18,8 @@ pub struct Overrides {
     pub seed: Option<u64>,
     /// `keep`.
     pub keep: Option<Keep>,
+    /// `stream = true`.
+    pub stream: bool,
 }
 
 impl Overrides {
@@ -29,6 +31,7 @@ impl Overrides {
         t.learning_rate = self.learning_rate.unwrap_or(t.learning_rate);
         t.seed = self.seed.unwrap_or(t.seed);
         t.keep = self.keep.unwrap_or(t.keep);
+        t.stream |= self.stream;
         t.validate()
             .map_err(anyhow::Error::msg)
             .context("invalid training options")
@@ -43,6 +46,7 @@ impl Overrides {
             ("--lr", self.learning_rate.is_some()),
             ("--seed", self.seed.is_some()),
             ("--keep", self.keep.is_some()),
+            ("--stream", self.stream),
         ] {
             if given {
                 bail!(
