@@ -1064,6 +1064,30 @@ fn training_streams_a_table_from_disk_in_chunks() {
     }
     assert!(digests.iter().all(|d| *d == digests[0]), "{digests:?}");
 
+    // A registered dataset streams from its snapshot, read in place.
+    let home = tempfile::tempdir().unwrap();
+    ok(&tensorlet(
+        home.path(),
+        &["dataset", "add", "penguins", s(&penguins_as("parquet"))],
+    ));
+    let out = home.path().join("model");
+    ok(&tensorlet(
+        home.path(),
+        &[
+            "train",
+            s(&pipeline("penguins")),
+            "--data",
+            "penguins",
+            "--stream",
+            "--allow-unsigned",
+            "--out",
+            s(&out),
+        ],
+    ));
+    let meta: Value =
+        serde_json::from_slice(&std::fs::read(out.join("model.json")).unwrap()).unwrap();
+    assert_eq!(meta["params_digest"].as_str().unwrap(), digests[0]);
+
     // A regression streams too.
     let home = tempfile::tempdir().unwrap();
     let stdout = ok(&tensorlet(

@@ -110,14 +110,13 @@ impl<'r> Datasets<'r> {
     ) -> Result<(Dataset, bool)> {
         let (db, audit) = (self.db, self.audit);
         check_dataset_name(name)?;
-        let bytes = std::fs::read(path).map_err(|e| RegistryError::io(path, e))?;
         let abs = std::fs::canonicalize(path).map_err(|e| RegistryError::io(path, e))?;
-        let d = self.blobs.put(db, &bytes)?;
+        let (d, size) = self.blobs.put_file(db, path)?;
         let entry = Dataset {
             name: name.to_string(),
             digest: d,
             path: abs.display().to_string(),
-            size: bytes.len() as u64,
+            size,
             added: now_rfc3339(),
             schema: schema.cloned(),
         };

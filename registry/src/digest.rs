@@ -10,6 +10,14 @@ pub fn digest(bytes: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
 }
 
+/// `sha256:<hex>` of a file's bytes, read in pieces (never held whole).
+pub fn digest_file(path: &std::path::Path) -> Result<String> {
+    let mut file = std::fs::File::open(path).map_err(|e| RegistryError::io(path, e))?;
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut file, &mut hasher).map_err(|e| RegistryError::io(path, e))?;
+    Ok(format!("sha256:{}", hex::encode(hasher.finalize())))
+}
+
 /// Checks `sha256:` + 64 lowercase hex digits.
 pub fn check_digest(d: &str) -> Result<()> {
     let ok = d.strip_prefix("sha256:").is_some_and(|h| {

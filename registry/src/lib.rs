@@ -75,7 +75,7 @@ mod verify;
 
 pub use audit::{AuditCheckpoint, AuditEntry, AuditReport, GENESIS, entry_hash};
 pub use datasets::{Dataset, Datasets};
-pub use digest::{check_digest, digest};
+pub use digest::{check_digest, digest, digest_file};
 pub use error::{RegistryError, Result};
 pub use index::{ArtifactSummary, Published};
 pub use keys::{KeyPair, KeyStore, NODE_KEY, PublicKey};

@@ -431,6 +431,12 @@ impl Registry {
         self.blobs.get(d)
     }
 
+    /// A blob's file, checked against its digest without reading it into
+    /// memory (a dataset snapshot larger than memory).
+    pub fn blob_path(&self, d: &str) -> Result<std::path::PathBuf> {
+        self.blobs.verified_path(d)
+    }
+
     // ----- the index --------------------------------------------------------
 
     fn resolve_row(&self, reference: &Reference) -> Result<Row> {

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use tensorlet_registry::{Dataset, Registry, RunData, digest};
+use tensorlet_registry::{Dataset, Registry, RunData, digest_file};
 
 /// The training data of a run.
 #[derive(Debug)]
@@ -36,7 +36,8 @@ impl DataSource {
 
     /// A data file as it is now (hashed as it is read, never held whole).
     pub fn file(path: &Path) -> Result<Self> {
-        let file_digest = digest_file(path)?;
+        let file_digest =
+            digest_file(path).with_context(|| format!("cannot read {}", path.display()))?;
         Ok(DataSource {
             path: std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf()),
             digest: file_digest,
@@ -50,8 +51,8 @@ impl DataSource {
     pub fn dataset(reg: &Registry, spec: &str) -> Result<Self> {
         let ds = reg.datasets().get(spec)?;
         if !spec.contains('@')
-            && let Ok(now) = std::fs::read(&ds.path)
-            && digest(&now) != ds.digest
+            && let Ok(now) = digest_file(Path::new(&ds.path))
+            && now != ds.digest
         {
             bail!(
                 "dataset `{}` changed since it was registered: {} now has digest {}, but `{}` was \
@@ -59,7 +60,7 @@ impl DataSource {
                  or train on the registered snapshot with `--data {}`",
                 ds.name,
                 ds.path,
-                digest(&now),
+                now,
                 ds.name,
                 ds.digest,
                 ds.name,
@@ -67,17 +68,18 @@ impl DataSource {
                 ds.reference()
             );
         }
-        let bytes = reg
-            .blob(&ds.digest)
+        let blob = reg
+            .blob_path(&ds.digest)
             .with_context(|| format!("the snapshot of dataset {} is missing", ds.reference()))?;
+        // The snapshot under its file's name (the name says its format),
+        // linked rather than copied: a dataset may be larger than memory.
         let dir = tempfile::tempdir().context("cannot create a temporary directory")?;
         let name = Path::new(&ds.path).file_name().map_or_else(
             || format!("{}.csv", ds.name),
             |n| n.to_string_lossy().into(),
         );
         let path = dir.path().join(name);
-        std::fs::write(&path, &bytes)
-            .with_context(|| format!("cannot write {}", path.display()))?;
+        link_or_copy(&blob, &path)?;
         Ok(DataSource {
             path,
             digest: ds.digest.clone(),
@@ -125,20 +127,25 @@ impl DataSource {
     }
 }
 
-/// `sha256:<hex>` of a file's bytes, read in pieces.
-fn digest_file(path: &Path) -> Result<String> {
-    use sha2::Digest;
-    let mut file =
-        std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let mut hasher = sha2::Sha256::new();
-    std::io::copy(&mut file, &mut hasher)
-        .with_context(|| format!("cannot read {}", path.display()))?;
-    Ok(format!("sha256:{}", hex::encode(hasher.finalize())))
+/// `to` as a link to `from` (a hard link, else a symbolic one), or else a
+/// copy made in pieces.
+fn link_or_copy(from: &Path, to: &Path) -> Result<()> {
+    if std::fs::hard_link(from, to).is_ok() {
+        return Ok(());
+    }
+    #[cfg(unix)]
+    if std::os::unix::fs::symlink(from, to).is_ok() {
+        return Ok(());
+    }
+    std::fs::copy(from, to)
+        .map(drop)
+        .with_context(|| format!("cannot copy {} to {}", from.display(), to.display()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tensorlet_registry::digest;
 
     #[test]
     fn a_recorded_file_is_found_again_only_unchanged() {
