@@ -68,6 +68,36 @@ static FIXTURE: LazyLock<Fixture> = LazyLock::new(|| {
 /// `[[preprocessor]]` on its `columns`) trained on `data/penguins.csv`,
 /// published as `acme/penguins-model@0.1.0`, and its signed export.
 static PENGUINS: LazyLock<Fixture> = LazyLock::new(|| {
+    published(
+        "penguins",
+        &[
+            ("imputer", "imputer", "preprocessor"),
+            ("one_hot", "one-hot", "preprocessor"),
+            ("standardize", "standardize", "preprocessor"),
+            ("mlp", "mlp", "trainer"),
+        ],
+    )
+});
+
+/// A home with the bundled diabetes pipeline (standardize, a linear model
+/// trained on the mean squared error: a regression) trained on
+/// `data/diabetes.csv`, published as `acme/diabetes-model@0.1.0`, and its
+/// signed export.
+static DIABETES: LazyLock<Fixture> = LazyLock::new(|| {
+    published(
+        "diabetes",
+        &[
+            ("standardize", "standardize", "preprocessor"),
+            ("mlp", "mlp", "trainer"),
+        ],
+    )
+});
+
+/// A home where the bundled pipeline `name`, its `plugins` (build stem,
+/// bundled name, kind) published as `acme/<name>@1.0.0`, is trained on
+/// `data/<name>.csv`, published as `acme/<name>-model@0.1.0` and exported
+/// (signed) to `<home>/<name>.wasm`.
+fn published(name: &str, plugins: &[(&str, &str, &str)]) -> Fixture {
     let tmp = tempfile::tempdir().unwrap();
     let home = tmp.path().to_path_buf();
     let (_, public) = keygen(&home, "alice");
@@ -75,51 +105,51 @@ static PENGUINS: LazyLock<Fixture> = LazyLock::new(|| {
         &home,
         &["trust", "add", &public, "--namespace", "acme"],
     ));
-    for (stem, name, kind) in [
-        ("imputer", "acme/imputer", "preprocessor"),
-        ("one_hot", "acme/one-hot", "preprocessor"),
-        ("standardize", "acme/standardize", "preprocessor"),
-        ("mlp", "acme/mlp", "trainer"),
-    ] {
-        ok(&publish_plugin(&home, stem, name, kind, "alice"));
-    }
-    let mut text = std::fs::read_to_string(common::pipeline("penguins"))
+    let mut text = std::fs::read_to_string(common::pipeline(name))
         .unwrap()
         .replace(
-            "name = \"penguins\"",
-            "name = \"penguins\"\nnamespace = \"acme\"\nversion = \"1.0.0\"",
+            &format!("name = \"{name}\""),
+            &format!("name = \"{name}\"\nnamespace = \"acme\"\nversion = \"1.0.0\""),
         );
-    for plugin in ["imputer", "one-hot", "standardize", "mlp"] {
+    for (stem, plugin, kind) in plugins {
+        ok(&publish_plugin(
+            &home,
+            stem,
+            &format!("acme/{plugin}"),
+            kind,
+            "alice",
+        ));
         text = text.replace(
             &format!("bundled = \"{plugin}\""),
             &format!("ref = \"acme/{plugin}@1.0.0\""),
         );
     }
-    let pipeline = home.join("penguins.toml");
+    let pipeline = home.join(format!("{name}.toml"));
     std::fs::write(&pipeline, text).unwrap();
     ok(&tensorlet(
         &home,
         &["publish", s(&pipeline), "--key", "alice"],
     ));
-    let csv = common::data("penguins.csv");
+    let csv = common::data(&format!("{name}.csv"));
     let trained = ok(&tensorlet(
         &home,
         &[
             "train",
-            "acme/penguins",
+            &format!("acme/{name}"),
             "--data",
             s(&csv),
             "--key",
             "alice",
         ],
     ));
-    assert!(trained.contains("acme/penguins-model@0.1.0"), "{trained}");
-    let export = home.join("penguins.wasm");
+    let model = format!("acme/{name}-model@0.1.0");
+    assert!(trained.contains(&model), "{trained}");
+    let export = home.join(format!("{name}.wasm"));
     ok(&tensorlet(
         &home,
         &[
             "export",
-            "acme/penguins-model@0.1.0",
+            &model,
             "--wasi-http",
             "-o",
             s(&export),
@@ -132,7 +162,7 @@ static PENGUINS: LazyLock<Fixture> = LazyLock::new(|| {
         home,
         export,
     }
-});
+}
 
 /// A server process, killed on drop.
 struct Server {
@@ -773,6 +803,63 @@ fn a_chain_of_preprocessors_is_exported_and_answers_like_tensorlet_serve() {
     assert_penguins_answer_like(&exported.addr, &reference.addr);
 }
 
+#[test]
+fn a_regression_model_is_exported_and_answers_predictions_like_tensorlet_serve() {
+    let f = &*DIABETES;
+    let reference = tensorlet_serve(&f.home, "acme/diabetes-model@0.1.0");
+    let exported = serve_wasi_http(&f.home, &f.export);
+    assert_diabetes_answer_like(&exported.addr, &reference.addr);
+}
+
+/// Checks the diabetes export at `export` against `reference` (tensorlet
+/// serve): FP32 `prediction` outputs for 25 rows, sent as one `input` tensor
+/// and as one input per column.
+fn assert_diabetes_answer_like(export: &str, reference: &str) {
+    let csv = std::fs::read_to_string(common::data("diabetes.csv")).unwrap();
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let rows: Vec<Vec<f64>> = lines
+        .take(25)
+        .map(|l| l.split(',').map(|v| v.parse().unwrap()).collect())
+        .collect();
+    let features = header.len() - 1;
+    // The single `input` tensor, and one input per column.
+    let whole = json!({ "inputs": [{ "name": "input", "shape": [rows.len(), features],
+        "datatype": "FP64", "data": rows.iter().map(|r| &r[..features]).collect::<Vec<_>>() }] });
+    let by_column = json!({ "inputs": (0..features).map(|c| json!({ "name": header[c],
+        "shape": [rows.len()], "datatype": "FP64",
+        "data": rows.iter().map(|r| r[c]).collect::<Vec<_>>() })).collect::<Vec<_>>() });
+    for body in [whole, by_column] {
+        let body = serde_json::to_vec(&body).unwrap();
+        let path = "/v2/models/diabetes-model/infer";
+        let (ws, want) = post(reference, path, &body);
+        let (gs, got) = post(export, path, &body);
+        assert_eq!((ws, gs), (200, 200), "{want} {got}");
+        assert_eq!(want["outputs"][0]["name"], "prediction", "{want}");
+        assert_eq!(got["outputs"][0]["name"], "prediction", "{got}");
+        assert_eq!(got["outputs"][0]["datatype"], "FP32", "{got}");
+        assert_eq!(got["outputs"][0]["shape"], json!([rows.len(), 1]), "{got}");
+        let values = |v: &Value| -> Vec<f64> {
+            v["outputs"][0]["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap())
+                .collect()
+        };
+        let (w, g) = (values(&want), values(&got));
+        assert_eq!(w.len(), rows.len());
+        for (a, b) in g.iter().zip(&w) {
+            assert!(
+                (a - b).abs() <= 1e-4 * b.abs().max(1.0),
+                "{a} vs {b}: {got} {want}"
+            );
+        }
+        // A linear model of the diabetes progression: values of its scale.
+        assert!(w.iter().all(|v| (-50.0..450.0).contains(v)), "{w:?}");
+    }
+}
+
 /// `jco` from `plugins/js/node_modules`, or why it cannot run.
 fn jco() -> Result<PathBuf, String> {
     let jco = Path::new(env!("CARGO_MANIFEST_DIR")).join("plugins/js/node_modules/.bin/jco");
@@ -821,4 +908,13 @@ fn jco_serve_serves_an_exported_chain_like_tensorlet_serve() {
     let reference = tensorlet_serve(&f.home, "acme/penguins-model@0.1.0");
     let exported = jco_serve(&f.export, &f.home.join("jco-out"));
     assert_penguins_answer_like(&exported.addr, &reference.addr);
+}
+
+#[test]
+#[ignore = "needs node and jco: bash plugins/build-polyglot.sh"]
+fn jco_serve_serves_an_exported_regression_like_tensorlet_serve() {
+    let f = &*DIABETES;
+    let reference = tensorlet_serve(&f.home, "acme/diabetes-model@0.1.0");
+    let exported = jco_serve(&f.export, &f.home.join("jco-out"));
+    assert_diabetes_answer_like(&exported.addr, &reference.addr);
 }

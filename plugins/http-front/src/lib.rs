@@ -240,6 +240,10 @@ fn named(list: &[TensorData]) -> Result<Vec<NamedTensor>, String> {
         .collect()
 }
 
+/// The params entry that marks a regression for the forward-predict adapter
+/// (`plugins/forward-predict`).
+const REGRESSION_MARK: &str = "tensorlet:regression";
+
 /// Why a batch got no answer.
 enum Failure {
     /// A preprocessor returned an error: the host's `plugin `…` returned an
@@ -381,9 +385,19 @@ fn select(values: &[f32], width: usize, picked: &[usize]) -> Vec<f32> {
 /// as `Model::predict` in the host.
 fn predict(m: &Model, x: Vec<f32>, rows: usize) -> Result<Answer, Failure> {
     let xt = preprocess(m, x, rows)?;
-    let out = tensorlet::ml::predict::predict(&m.predictor_config, named(&m.params)?, xt)
-        .map_err(|e| format!("plugin predict failed: {e}"))?;
     let regression = matches!(m.spec.answer, oip::Answer::Targets { .. });
+    let mut params = named(&m.params)?;
+    if regression {
+        // Tells the forward-predict adapter (a `model` plugin's predictor)
+        // to return the outputs as they are, not their softmax; any other
+        // predictor ignores the extra entry, as `predict` allows.
+        params.push(NamedTensor {
+            name: REGRESSION_MARK.to_string(),
+            value: Tensor::from_list(&[1], &[1.0])?,
+        });
+    }
+    let out = tensorlet::ml::predict::predict(&m.predictor_config, params, xt)
+        .map_err(|e| format!("plugin predict failed: {e}"))?;
     let what = if regression {
         "predictions"
     } else {
