@@ -136,6 +136,12 @@ pub fn train_streamed(
     let (state, resumed) = match resume {
         Some(r) => (r.state.clone(), Some(r)),
         None => {
+            observer.note(&format!(
+                "fitting `{}` in {} pass{} over the {train_n} training rows",
+                pre.describe(),
+                pre.stages.len(),
+                if pre.stages.len() == 1 { "" } else { "es" }
+            ));
             let fraction = f64::from(cfg.fit_sample_rows) / train_n as f64;
             let sampled = |row: u64| draw(cfg.seed, SAMPLE_STREAM, row) < fraction;
             let mut notes = Vec::new();
@@ -205,6 +211,7 @@ pub fn train_streamed(
         &mut batches,
         &data.path,
     )?;
+    observer.note("computing the features' statistics for the model in one pass");
     trained.feature_stats = Some(feature_stats(stream)?);
     Ok(trained)
 }
@@ -327,6 +334,7 @@ impl Streamed<'_> {
             let feats = self.split.feats;
             let one = x[..feats.min(x.len())].to_vec();
             width = Some(self.preprocess(one)?.shape().dims()[1] as u32);
+            // One row is enough: stop reading (the error goes no further).
             Err(RuntimeError::Interrupted)
         });
         match found {

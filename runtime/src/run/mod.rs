@@ -152,6 +152,12 @@ impl Run<'_> {
         resume: Option<&RunRecord>,
     ) -> Result<Outcome> {
         let data_path = &data_source.path;
+        if pipeline.training.stream {
+            progress.note(&format!(
+                "streaming {}: reading it once to learn its columns",
+                data_path.display()
+            ));
+        }
         let loaded = Loaded::read(data_path, pipeline)?;
         let data = loaded.dataset();
         let named = pipeline
