@@ -22,20 +22,18 @@
 //!   split, are read again and scored chunk by chunk, keeping only the
 //!   predictions and labels for the metrics.
 
-use std::path::Path;
-
 use tensorlet_formats::data::{Chunk, Stream};
 use tensorlet_gpu::{Device, Tensor};
 
 use crate::chain::Passes;
-use crate::data::Dataset;
 use crate::error::{Result, RuntimeError};
 use crate::model::FeatureStat;
 use crate::pipeline::TrainingConfig;
 use crate::plugin::{NamedTensors, Task};
 use crate::train::{
     Batches, Evaluation, Labels, Observer, PipelinePlugins, Resume, Shape, TestScores,
-    TrainedModel, epoch_stream, permutation, predicted, run_epochs, score,
+    TrainedModel, check_finite_features, epoch_stream, label_width, permutation, predicted,
+    run_epochs, score,
 };
 
 /// Rows read from the file at a time.
@@ -188,7 +186,6 @@ pub fn train_streamed(
         state: &state,
         classes,
         checked: false,
-        path: &data.path,
         validation: ValidationCache::Filling(Vec::new(), 0),
     };
     let features = match batches.preprocessed_width()? {
@@ -214,14 +211,6 @@ pub fn train_streamed(
     observer.note("computing the features' statistics for the model in one pass");
     trained.feature_stats = Some(feature_stats(stream)?);
     Ok(trained)
-}
-
-/// Targets per row: 1 for a class index.
-fn label_width(task: Task, classes: u32) -> usize {
-    match task {
-        Task::Classification => 1,
-        Task::Regression => classes as usize,
-    }
 }
 
 /// What [`Split::scan`] calls with the features and label values of rows.
@@ -310,7 +299,6 @@ struct Streamed<'a> {
     classes: u32,
     /// Whether the preprocessed training rows were checked to be finite.
     checked: bool,
-    path: &'a Path,
     validation: ValidationCache,
 }
 
@@ -425,7 +413,8 @@ impl Streamed<'_> {
         let capacity = x.capacity();
         let xt = self.preprocess(std::mem::replace(x, Vec::with_capacity(capacity)))?;
         if !self.checked {
-            check_finite(self.device, &xt, self.path, self.split.stream.dataset())?;
+            let data = self.split.stream.dataset();
+            check_finite_features(self.device, &self.plugins.preprocessors, data, &xt)?;
         }
         let yt = self.labels(std::mem::take(y), n)?;
         let order = permutation(n, mix(epoch_stream(self.split.cfg.seed, epoch), index));
@@ -490,39 +479,6 @@ impl Batches for Streamed<'_> {
             .evaluate(Part::Test, params)?
             .map(|(rows, e)| TestScores::new(self.split.task, rows, e)))
     }
-}
-
-/// Refuses preprocessed training rows that are not finite, as training in
-/// memory does.
-fn check_finite(device: &Device, x: &Tensor, path: &Path, data: &Dataset) -> Result<()> {
-    let width = x.shape().dims()[1];
-    let v = device.to_vec(x)?;
-    let Some(i) = v.iter().position(|f| !f.is_finite()) else {
-        return Ok(());
-    };
-    let missing: Vec<String> = data
-        .schema
-        .iter()
-        .filter(|c| c.missing > 0)
-        .map(|c| format!("`{}` ({})", c.name, c.missing))
-        .collect();
-    Err(RuntimeError::Data {
-        path: path.to_path_buf(),
-        line: None,
-        column: None,
-        message: format!(
-            "after preprocessing, output column {} holds a non-finite value ({}); missing values \
-             by column: {}; fill them in (an `imputer` stage), or leave those columns out with \
-             [data] drop",
-            i % width.max(1),
-            v[i],
-            if missing.is_empty() {
-                "none".to_string()
-            } else {
-                missing.join(", ")
-            }
-        ),
-    })
 }
 
 /// Per-feature mean and standard deviation of the present values of every

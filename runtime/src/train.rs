@@ -509,10 +509,7 @@ pub fn train_from(
         Task::Classification => device.from_vec(&[n as u32], labels.clone())?,
         Task::Regression => device.from_vec(&[n as u32, classes], labels.clone())?,
     };
-    let width = match task {
-        Task::Classification => 1,
-        Task::Regression => classes as usize,
-    };
+    let width = label_width(task, classes);
     let x_train_raw = device.gather_rows(&x_all, train_idx)?;
     let y_train = device.gather_rows(&y_all, train_idx)?;
     let x_val_raw = device.gather_rows(&x_all, val_idx)?;
@@ -892,10 +889,7 @@ fn evaluate_only(
     observer.start(1, 1);
     let params: NamedTensors = Vec::new();
     let task = y_val.task();
-    let width = match task {
-        Task::Classification => 1,
-        Task::Regression => classes as usize,
-    };
+    let width = label_width(task, classes);
     let y_train = Labels::pick(task, &device.to_vec(y_train)?, width, &all_rows(x_train));
     let train_loss = evaluate(
         device,
@@ -1072,7 +1066,12 @@ pub(crate) fn check_encodable(data: &Dataset, chain: &Chain) -> Result<()> {
 
 /// Refuses preprocessed features that are not finite: missing values that no
 /// stage filled in.
-fn check_finite_features(device: &Device, pre: &Chain, data: &Dataset, x: &Tensor) -> Result<()> {
+pub(crate) fn check_finite_features(
+    device: &Device,
+    pre: &Chain,
+    data: &Dataset,
+    x: &Tensor,
+) -> Result<()> {
     let width = x.shape().dims()[1];
     let v = device.to_vec(x)?;
     let Some(i) = v.iter().position(|f| !f.is_finite()) else {
@@ -1110,6 +1109,15 @@ fn check_finite_features(device: &Device, pre: &Chain, data: &Dataset, x: &Tenso
             )
         },
     })
+}
+
+/// Label values per row: 1 (a class index) for classification, the number
+/// of targets for regression.
+pub(crate) fn label_width(task: Task, classes: u32) -> usize {
+    match task {
+        Task::Classification => 1,
+        Task::Regression => classes as usize,
+    }
 }
 
 /// Index of the first largest value.
