@@ -32,6 +32,7 @@ const BUNDLED: &[(&str, &str)] = &[
     ("ordinal", "ordinal"),
     ("min-max", "min_max"),
     ("robust", "robust"),
+    ("cnn", "cnn"),
 ];
 
 /// The target of the bundled and test plugins: no WASI.

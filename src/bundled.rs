@@ -20,6 +20,12 @@ pub static EXAMPLES: &[Example] = &[
         data_file: "digits.csv",
         data: include_str!("../data/digits.csv"),
     },
+    Example {
+        name: "digits-cnn",
+        pipeline: include_str!("../plugins/pipelines/digits-cnn.toml"),
+        data_file: "digits.csv",
+        data: include_str!("../data/digits.csv"),
+    },
 ];
 
 /// The bytes of a bundled plugin.

@@ -69,6 +69,20 @@ pub type NamedTensors = Vec<(String, Tensor)>;
 /// `predict.predict` does not (see `wit/tensorlet.wit`).
 pub(crate) const OPTIMIZER_PREFIX: &str = "opt.";
 
+/// The name prefix of a model's non-trained state (`batch-norm`'s running
+/// statistics): passed to `forward` and `predict` like parameters, never
+/// watched or optimized; a training step keeps what `batch-norm` updated.
+pub(crate) const STATE_PREFIX: &str = "state.";
+
+/// Replaces the entries of `params` named in `kept` (state a call updated).
+fn apply_kept(params: &mut NamedTensors, kept: Vec<(String, Tensor)>) {
+    for (name, value) in kept {
+        if let Some(entry) = params.iter_mut().find(|(n, _)| *n == name) {
+            entry.1 = value;
+        }
+    }
+}
+
 /// The entries of a trainer's `params` that a predictor receives: all but the
 /// optimizer state, in order.
 pub(crate) fn model_params(params: &NamedTensors) -> impl Iterator<Item = &(String, Tensor)> {
@@ -633,9 +647,12 @@ impl Plugin {
             };
             let x = store.data_mut().push(x.clone())?;
             let y = store.data_mut().push(y.clone())?;
+            store.data_mut().training_step(step);
             match f.call(&mut *store, (config, params, x, y, step))?.0 {
                 Ok(out) => {
-                    let params = take_named(store, out.params)?;
+                    let mut params = take_named(store, out.params)?;
+                    let kept = store.data_mut().take_kept();
+                    apply_kept(&mut params, kept);
                     Ok(Ok(StepOutput {
                         params,
                         loss: out.loss,
@@ -667,6 +684,10 @@ impl Plugin {
             .iter()
             .cloned()
             .partition(|(n, _)| !n.starts_with(OPTIMIZER_PREFIX));
+        let (mut buffers, trained): (NamedTensors, NamedTensors) = model
+            .iter()
+            .cloned()
+            .partition(|(n, _)| n.starts_with(STATE_PREFIX));
         self.run("forward", |store, instance| {
             let f = instance.get_typed_func::<(&str, Vec<NamedTensor>, Handle, Mode), TensorOut>(
                 &mut *store,
@@ -677,6 +698,7 @@ impl Plugin {
                 Err(failure) => return Ok(Err(failure)),
             };
             let xh = store.data_mut().push(x.clone())?;
+            store.data_mut().training_step(step);
             let (out,) = f.call(&mut *store, (config, named, xh, Mode::Train))?;
             let logits = match out {
                 Ok(h) => store.data_mut().take(h)?,
@@ -699,6 +721,7 @@ impl Plugin {
                 ))));
             }
             let ctx = store.data_mut();
+            let ctx_kept = ctx.take_kept();
             let tape = ctx.tape();
             let loss = match training.task {
                 Task::Classification => tape.cross_entropy(&logits, y),
@@ -720,7 +743,7 @@ impl Plugin {
                     ))));
                 }
             };
-            let names: Vec<&str> = model.iter().map(|(n, _)| n.as_str()).collect();
+            let names: Vec<&str> = trained.iter().map(|(n, _)| n.as_str()).collect();
             let grads = match tape.grad(&loss, &names) {
                 Ok(g) => g,
                 // The host differentiates here, not the plugin: what it cannot
@@ -740,7 +763,7 @@ impl Plugin {
             let lr = training.schedule.lr(step);
             let update = match training
                 .optimizer
-                .step(&device, lr, step, &model, &grads, &state)
+                .step(&device, lr, step, &trained, &grads, &state)
             {
                 Ok(u) => u,
                 Err(e) => {
@@ -753,6 +776,8 @@ impl Plugin {
             let loss = device.to_vec(loss.value())?[0];
             let grad_norm = device.to_vec(&update.grad_norm)?[0];
             let mut params = update.params;
+            apply_kept(&mut buffers, ctx_kept);
+            params.extend(buffers);
             params.extend(update.state);
             Ok(Ok(StepOutput {
                 params,
@@ -970,8 +995,8 @@ fn push_named<'a>(
         .collect()
 }
 
-/// Like [`push_named`], with each model parameter (not the `opt.*` state)
-/// watched on the call's tape under its name.
+/// Like [`push_named`], with each model parameter (not the `opt.*` or
+/// `state.*` entries) watched on the call's tape under its name.
 fn push_watched(
     store: &mut Store<Ctx>,
     named: &NamedTensors,
@@ -981,6 +1006,8 @@ fn push_watched(
         let ctx = store.data_mut();
         let value = if name.starts_with(OPTIMIZER_PREFIX) {
             ctx.push(t.clone())?
+        } else if name.starts_with(STATE_PREFIX) {
+            ctx.push_state(name, t.clone())?
         } else {
             match ctx.tape().leaf(name, t.clone()) {
                 Ok(v) => ctx.push_var(v)?,

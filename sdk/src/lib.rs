@@ -71,12 +71,19 @@ mod bare;
 mod bindings;
 mod config;
 mod error;
+#[cfg(not(feature = "abi-v0-1"))]
+mod nd;
 mod params;
 mod plugin;
 mod tensor;
 
 pub use config::Config;
 pub use error::{Error, Result};
+#[cfg(not(feature = "abi-v0-1"))]
+pub use nd::{
+    Activation, BatchNorm, BinaryOp, Conv1d, Conv2d, CrossEntropy, Dtype, Pool2d, Reduction,
+    ScalarOp,
+};
 pub use params::{Params, ParamsIter};
 pub use plugin::{DataSpec, Mode, Predictor, Preprocessor, StepOutput, Task, Trainer};
 #[cfg(not(feature = "abi-v0-1"))]
@@ -86,6 +93,11 @@ pub use tensor::{ReduceOp, Tensor, UnaryOp};
 
 /// The bindings wit-bindgen generates for the WIT `tensor` interface.
 pub mod raw {
+    #[cfg(not(feature = "abi-v0-1"))]
+    pub use crate::bindings::imports::tensorlet::ml::tensor::{
+        Activation, BinaryOp, Conv1dOptions, Conv2dOptions, Dtype, Pool2dOptions, Reduction,
+        ScalarOp,
+    };
     pub use crate::bindings::imports::tensorlet::ml::tensor::{
         NamedTensor, ReduceOp, Tensor, UnaryOp,
     };

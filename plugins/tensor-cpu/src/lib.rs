@@ -9,7 +9,11 @@
 
 use std::sync::OnceLock;
 
-use tensorlet_gpu::{BinaryOp, Device, Distribution, ReduceOp, ScalarOp, Tensor, TensorError};
+use tensorlet_gpu::autodiff::{CrossEntropy, NormStats, Reduction, Tape, Var};
+use tensorlet_gpu::{
+    BinaryOp, Conv1d, Conv2d, DType, Device, Distribution, Pool2d, ReduceOp, ScalarOp, Tensor,
+    TensorError,
+};
 
 wit_bindgen::generate!({
     path: ["../../wit", "../../wit/export"],
@@ -34,10 +38,29 @@ fn wrap(r: Result<Tensor, TensorError>) -> Result<Handle, String> {
         .map_err(|e| e.to_string())
 }
 
-/// An op the interface declares infallible: every tensor of this interface
-/// is f32, which the element-wise maps take, so an error is a bug (a trap).
-fn total(r: Result<Tensor, TensorError>) -> Handle {
-    Handle::new(CpuTensor(r.expect("every tensor of this interface is f32")))
+/// An op the interface declares infallible, on `t` as f32 (the interface
+/// converts an i64 tensor): an error is a bug (a trap).
+fn total(t: &Tensor, f: impl FnOnce(&Tensor) -> Result<Tensor, TensorError>) -> Handle {
+    let r = f(&device().to_f32(t));
+    Handle::new(CpuTensor(
+        r.expect("the element-wise maps take every f32 tensor"),
+    ))
+}
+
+/// An op composed of tape ops (layers, losses, the N-D ops' shared
+/// validation), on a tape that records nothing: every tensor here is a
+/// constant, as an exported model only predicts.
+fn taped(f: impl FnOnce(&mut Tape) -> Result<Var, TensorError>) -> Result<Handle, String> {
+    let mut tape = Tape::new(device().clone());
+    wrap(f(&mut tape).map(Var::into_value))
+}
+
+fn var(t: &Tensor) -> Var {
+    Var::constant(t.clone())
+}
+
+fn opt_var(b: &Option<TensorBorrow<'_>>) -> Option<Var> {
+    b.as_ref().map(|b| var(inner(b)))
 }
 
 fn inner<'a>(b: &'a TensorBorrow<'_>) -> &'a Tensor {
@@ -150,15 +173,15 @@ impl GuestTensor for CpuTensor {
     }
 
     fn add_scalar(&self, value: f32) -> Handle {
-        total(device().scalar(ScalarOp::Add, &self.0, value))
+        total(&self.0, |t| device().scalar(ScalarOp::Add, t, value))
     }
 
     fn mul_scalar(&self, value: f32) -> Handle {
-        total(device().scalar(ScalarOp::Mul, &self.0, value))
+        total(&self.0, |t| device().scalar(ScalarOp::Mul, t, value))
     }
 
     fn map(&self, op: wit::UnaryOp) -> Handle {
-        total(device().unary(op.into(), &self.0))
+        total(&self.0, |t| device().unary(op.into(), t))
     }
 
     fn reduce(&self, op: wit::ReduceOp, axis: u32, keepdims: bool) -> Result<Handle, String> {
@@ -199,6 +222,339 @@ impl GuestTensor for CpuTensor {
 
     fn grad(&self, _names: Vec<String>) -> Result<Vec<wit::NamedTensor>, String> {
         Err(NO_GRADIENTS.to_string())
+    }
+
+    fn from_i64_list(shape: Shape, data: Vec<i64>) -> Result<Handle, String> {
+        wrap(device().from_i64(&shape, data))
+    }
+
+    fn dtype(&self) -> wit::Dtype {
+        match self.0.dtype() {
+            DType::F32 => wit::Dtype::F32,
+            DType::I64 => wit::Dtype::I64,
+        }
+    }
+
+    fn to_i64_list(&self) -> Result<Vec<i64>, String> {
+        device().to_i64_vec(&self.0).map_err(|e| e.to_string())
+    }
+
+    fn cast(&self, dtype: wit::Dtype) -> Result<Handle, String> {
+        let dtype = match dtype {
+            wit::Dtype::F32 => DType::F32,
+            wit::Dtype::I64 => DType::I64,
+        };
+        wrap(device().cast(&self.0, dtype))
+    }
+
+    fn matmul_transposed(
+        &self,
+        rhs: TensorBorrow<'_>,
+        transpose_self: bool,
+        transpose_rhs: bool,
+    ) -> Result<Handle, String> {
+        wrap(device().matmul_transposed(&self.0, transpose_self, inner(&rhs), transpose_rhs))
+    }
+
+    fn binary(&self, op: wit::BinaryOp, rhs: TensorBorrow<'_>) -> Result<Handle, String> {
+        CpuTensor::binary(self, binary_op(op), rhs)
+    }
+
+    fn scalar(&self, op: wit::ScalarOp, value: f32) -> Result<Handle, String> {
+        wrap(device().scalar(scalar_op(op), &self.0, value))
+    }
+
+    fn activate(&self, op: wit::Activation) -> Result<Handle, String> {
+        use tensorlet_gpu::UnaryOp as U;
+        let op = match op {
+            wit::Activation::Gelu => U::Gelu,
+            wit::Activation::GeluTanh => U::GeluTanh,
+            wit::Activation::Silu => U::Silu,
+            wit::Activation::Softplus => U::Softplus,
+        };
+        wrap(device().unary(op, &self.0))
+    }
+
+    fn clamp(&self, low: f32, high: f32) -> Result<Handle, String> {
+        wrap(device().clamp(&self.0, low, high))
+    }
+
+    fn select(
+        &self,
+        mask: TensorBorrow<'_>,
+        otherwise: TensorBorrow<'_>,
+    ) -> Result<Handle, String> {
+        wrap(device().where_(inner(&mask), &self.0, inner(&otherwise)))
+    }
+
+    fn masked_fill(&self, mask: TensorBorrow<'_>, value: f32) -> Result<Handle, String> {
+        taped(|t| t.masked_fill(&var(&self.0), &var(inner(&mask)), value))
+    }
+
+    fn cumsum(&self, axis: u32, reverse: bool) -> Result<Handle, String> {
+        wrap(device().cumsum(&self.0, axis, reverse))
+    }
+
+    fn permute(&self, axes: Vec<u32>) -> Result<Handle, String> {
+        wrap(device().permute(&self.0, &axes))
+    }
+
+    fn slice(&self, axis: u32, start: u32, end: u32, step: u32) -> Result<Handle, String> {
+        wrap(device().slice(&self.0, axis, start, end, step))
+    }
+
+    fn concat_all(parts: Vec<TensorBorrow<'_>>, axis: u32) -> Result<Handle, String> {
+        let parts: Vec<&Tensor> = parts.iter().map(inner).collect();
+        wrap(device().concat_many(&parts, axis))
+    }
+
+    fn pad(&self, pads: Vec<(u32, u32)>, value: f32) -> Result<Handle, String> {
+        let pads: Vec<[u32; 2]> = pads.into_iter().map(|(a, b)| [a, b]).collect();
+        wrap(device().pad(&self.0, &pads, f64::from(value)))
+    }
+
+    fn flatten(&self, start: u32, end: u32) -> Result<Handle, String> {
+        wrap(device().flatten(&self.0, start, end))
+    }
+
+    fn squeeze(&self, axis: u32) -> Result<Handle, String> {
+        wrap(device().squeeze(&self.0, axis))
+    }
+
+    fn unsqueeze(&self, axis: u32) -> Result<Handle, String> {
+        wrap(device().unsqueeze(&self.0, axis))
+    }
+
+    fn broadcast_to(&self, shape: Shape) -> Result<Handle, String> {
+        wrap(device().broadcast_to(&self.0, &shape))
+    }
+
+    fn index_select(&self, axis: u32, indices: TensorBorrow<'_>) -> Result<Handle, String> {
+        wrap(device().index_select(&self.0, axis, inner(&indices)))
+    }
+
+    fn embedding(&self, ids: TensorBorrow<'_>) -> Result<Handle, String> {
+        wrap(device().embedding(&self.0, inner(&ids)))
+    }
+
+    fn gather(&self, axis: u32, indices: TensorBorrow<'_>) -> Result<Handle, String> {
+        wrap(device().gather(&self.0, axis, inner(&indices)))
+    }
+
+    fn scatter_add(
+        &self,
+        axis: u32,
+        indices: TensorBorrow<'_>,
+        src: TensorBorrow<'_>,
+    ) -> Result<Handle, String> {
+        taped(|t| {
+            let shape = self.0.shape().to_u32();
+            let added = t.scatter_add(&shape, axis, &var(inner(&indices)), &var(inner(&src)))?;
+            t.binary(BinaryOp::Add, &var(&self.0), &added)
+        })
+    }
+
+    fn index_add(
+        &self,
+        axis: u32,
+        indices: TensorBorrow<'_>,
+        src: TensorBorrow<'_>,
+    ) -> Result<Handle, String> {
+        taped(|t| {
+            let shape = self.0.shape().to_u32();
+            let added = t.index_add(&shape, axis, &var(inner(&indices)), &var(inner(&src)))?;
+            t.binary(BinaryOp::Add, &var(&self.0), &added)
+        })
+    }
+
+    fn conv2d(
+        &self,
+        weight: TensorBorrow<'_>,
+        bias: Option<TensorBorrow<'_>>,
+        o: wit::Conv2dOptions,
+    ) -> Result<Handle, String> {
+        let p = Conv2d {
+            stride: [o.stride.0, o.stride.1],
+            padding: [o.padding.0, o.padding.1],
+            dilation: [o.dilation.0, o.dilation.1],
+            groups: o.groups,
+        };
+        let b = opt_var(&bias);
+        taped(|t| t.conv2d(&var(&self.0), &var(inner(&weight)), b.as_ref(), &p))
+    }
+
+    fn conv1d(
+        &self,
+        weight: TensorBorrow<'_>,
+        bias: Option<TensorBorrow<'_>>,
+        o: wit::Conv1dOptions,
+    ) -> Result<Handle, String> {
+        let p = Conv1d {
+            stride: o.stride,
+            padding: o.padding,
+            dilation: o.dilation,
+            groups: o.groups,
+        };
+        let b = opt_var(&bias);
+        taped(|t| t.conv1d(&var(&self.0), &var(inner(&weight)), b.as_ref(), &p))
+    }
+
+    fn max_pool2d(&self, o: wit::Pool2dOptions) -> Result<Handle, String> {
+        wrap(device().max_pool2d(&self.0, &pool(o)))
+    }
+
+    fn avg_pool2d(&self, o: wit::Pool2dOptions) -> Result<Handle, String> {
+        wrap(device().avg_pool2d(&self.0, &pool(o)))
+    }
+
+    fn global_avg_pool(&self) -> Result<Handle, String> {
+        wrap(device().global_avg_pool(&self.0))
+    }
+
+    fn layer_norm(
+        &self,
+        axes: u32,
+        weight: Option<TensorBorrow<'_>>,
+        bias: Option<TensorBorrow<'_>>,
+        eps: f32,
+    ) -> Result<Handle, String> {
+        let (w, b) = (weight.as_ref().map(inner), bias.as_ref().map(inner));
+        wrap(device().layer_norm(&self.0, axes, w, b, eps))
+    }
+
+    fn batch_norm(
+        &self,
+        weight: Option<TensorBorrow<'_>>,
+        bias: Option<TensorBorrow<'_>>,
+        running_mean: TensorBorrow<'_>,
+        running_var: TensorBorrow<'_>,
+        train: bool,
+        momentum: f32,
+        eps: f32,
+    ) -> Result<Handle, String> {
+        if train {
+            return Err(format!("batch-norm: train mode: {NO_GRADIENTS}"));
+        }
+        let running = NormStats {
+            mean: inner(&running_mean).clone(),
+            var: inner(&running_var).clone(),
+        };
+        let (w, b) = (weight.as_ref().map(inner), bias.as_ref().map(inner));
+        wrap(
+            device()
+                .batch_norm(&self.0, w, b, &running, false, momentum, eps)
+                .map(|(y, _)| y),
+        )
+    }
+
+    fn dropout(&self, p: f32, seed: u64) -> Result<Handle, String> {
+        taped(|t| t.dropout(&var(&self.0), p, seed))
+    }
+
+    fn cross_entropy(
+        &self,
+        target: TensorBorrow<'_>,
+        axis: u32,
+        weights: Option<TensorBorrow<'_>>,
+        label_smoothing: f32,
+        ignore_index: Option<i64>,
+        reduction: wit::Reduction,
+    ) -> Result<Handle, String> {
+        let opts = CrossEntropy {
+            axis,
+            weights: weights.as_ref().map(inner),
+            label_smoothing,
+            ignore_index,
+            reduction: reduction_of(reduction),
+        };
+        taped(|t| t.cross_entropy_with(&var(&self.0), &var(inner(&target)), &opts))
+    }
+
+    fn bce_with_logits(
+        &self,
+        target: TensorBorrow<'_>,
+        reduction: wit::Reduction,
+    ) -> Result<Handle, String> {
+        taped(|t| t.bce_with_logits(&var(&self.0), &var(inner(&target)), reduction_of(reduction)))
+    }
+
+    fn mse_loss(
+        &self,
+        target: TensorBorrow<'_>,
+        reduction: wit::Reduction,
+    ) -> Result<Handle, String> {
+        taped(|t| t.mse_loss(&var(&self.0), &var(inner(&target)), reduction_of(reduction)))
+    }
+
+    fn l1_loss(
+        &self,
+        target: TensorBorrow<'_>,
+        reduction: wit::Reduction,
+    ) -> Result<Handle, String> {
+        taped(|t| t.l1_loss(&var(&self.0), &var(inner(&target)), reduction_of(reduction)))
+    }
+
+    fn huber_loss(
+        &self,
+        target: TensorBorrow<'_>,
+        delta: f32,
+        reduction: wit::Reduction,
+    ) -> Result<Handle, String> {
+        taped(|t| {
+            t.huber_loss(
+                &var(&self.0),
+                &var(inner(&target)),
+                delta,
+                reduction_of(reduction),
+            )
+        })
+    }
+}
+
+fn binary_op(op: wit::BinaryOp) -> BinaryOp {
+    use wit::BinaryOp as W;
+    match op {
+        W::Add => BinaryOp::Add,
+        W::Sub => BinaryOp::Sub,
+        W::Mul => BinaryOp::Mul,
+        W::Div => BinaryOp::Div,
+        W::Maximum => BinaryOp::Maximum,
+        W::Minimum => BinaryOp::Minimum,
+        W::Pow => BinaryOp::Pow,
+        W::Eq => BinaryOp::Eq,
+        W::Ne => BinaryOp::Ne,
+        W::Lt => BinaryOp::Lt,
+        W::Le => BinaryOp::Le,
+        W::Gt => BinaryOp::Gt,
+        W::Ge => BinaryOp::Ge,
+    }
+}
+
+fn scalar_op(op: wit::ScalarOp) -> ScalarOp {
+    use wit::ScalarOp as W;
+    match op {
+        W::Add => ScalarOp::Add,
+        W::Mul => ScalarOp::Mul,
+        W::Pow => ScalarOp::Pow,
+        W::Max => ScalarOp::Max,
+        W::Min => ScalarOp::Min,
+        W::LeakyRelu => ScalarOp::LeakyRelu,
+    }
+}
+
+fn reduction_of(r: wit::Reduction) -> Reduction {
+    match r {
+        wit::Reduction::Mean => Reduction::Mean,
+        wit::Reduction::Sum => Reduction::Sum,
+        wit::Reduction::None => Reduction::None,
+    }
+}
+
+fn pool(o: wit::Pool2dOptions) -> Pool2d {
+    Pool2d {
+        kernel: [o.kernel.0, o.kernel.1],
+        stride: [o.stride.0, o.stride.1],
+        padding: [o.padding.0, o.padding.1],
     }
 }
 
