@@ -130,7 +130,8 @@ fn published(name: &str, plugins: &[(&str, &str, &str)]) -> Fixture {
         &home,
         &["publish", s(&pipeline), "--key", "alice"],
     ));
-    let csv = common::data(&format!("{name}.csv"));
+    // `digits-cnn` trains on digits.csv.
+    let csv = common::data(&format!("{}.csv", name.split('-').next().unwrap()));
     let trained = ok(&tensorlet(
         &home,
         &[
@@ -858,6 +859,73 @@ fn assert_diabetes_answer_like(export: &str, reference: &str) {
         // A linear model of the diabetes progression: values of its scale.
         assert!(w.iter().all(|v| (-50.0..450.0).contains(v)), "{w:?}");
     }
+}
+
+/// A home with the bundled digits CNN (standardize, the `cnn` model: conv2d,
+/// max-pool2d and the dense head) trained on `data/digits.csv`, published as
+/// `acme/digits-cnn-model@0.1.0`, and its signed export.
+static DIGITS_CNN: LazyLock<Fixture> = LazyLock::new(|| {
+    published(
+        "digits-cnn",
+        &[
+            ("standardize", "standardize", "preprocessor"),
+            ("cnn", "cnn", "trainer"),
+        ],
+    )
+});
+
+/// The exported CNN runs its convolutions and pooling on the pure-Wasm
+/// `tensor-cpu` provider and answers 40 digits as `tensorlet serve` does.
+#[test]
+fn an_exported_cnn_answers_like_tensorlet_serve() {
+    let f = &*DIGITS_CNN;
+    let reference = tensorlet_serve(&f.home, "acme/digits-cnn-model@0.1.0");
+    let exported = serve_wasi_http(&f.home, &f.export);
+    let csv = std::fs::read_to_string(common::data("digits.csv")).unwrap();
+    let rows: Vec<Vec<f64>> = csv
+        .lines()
+        .skip(1)
+        .take(40)
+        .map(|l| l.split(',').map(|v| v.parse().unwrap()).collect())
+        .collect();
+    let body = json!({ "inputs": [{ "name": "input", "shape": [rows.len(), 64],
+        "datatype": "FP64", "data": rows.iter().map(|r| &r[..64]).collect::<Vec<_>>() }] });
+    let body = serde_json::to_vec(&body).unwrap();
+    let path = "/v2/models/digits-cnn-model/infer";
+    let (ws, want) = post(&reference.addr, path, &body);
+    let (gs, got) = post(&exported.addr, path, &body);
+    assert_eq!((ws, gs), (200, 200), "{want} {got}");
+    let numbers = |v: &Value, i: usize| -> Vec<f64> {
+        v["outputs"][i]["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap())
+            .collect()
+    };
+    let outputs = want["outputs"].as_array().unwrap();
+    assert!(!outputs.is_empty(), "{want}");
+    for (i, t) in outputs.iter().enumerate() {
+        assert_eq!(got["outputs"][i]["name"], t["name"], "{got}");
+        assert_eq!(got["outputs"][i]["shape"], t["shape"], "{got}");
+        let (w, g) = (numbers(&want, i), numbers(&got, i));
+        assert_eq!(g.len(), w.len());
+        for (a, b) in g.iter().zip(&w) {
+            assert!((a - b).abs() <= 1e-5, "{}: {a} vs {b}", t["name"]);
+        }
+    }
+    // Not vacuous: the labels are the digits' own for nearly every row.
+    let labels = outputs
+        .iter()
+        .position(|t| t["name"] == "label")
+        .map(|i| numbers(&want, i))
+        .expect("a label output");
+    let right = labels
+        .iter()
+        .zip(&rows)
+        .filter(|(l, r)| **l == r[64])
+        .count();
+    assert!(right >= 38, "{right}/40 digits right");
 }
 
 /// `jco` from `plugins/js/node_modules`, or why it cannot run.

@@ -4,6 +4,7 @@
 mod common;
 
 use common::*;
+use tensorlet_runtime::gpu::Tensor;
 use tensorlet_runtime::train::PipelinePlugins;
 use tensorlet_runtime::{DataSpec, PluginFailure, Runtime, RuntimeError, Task};
 
@@ -540,6 +541,142 @@ fn a_model_may_not_name_a_parameter_as_optimizer_state() {
         m.contains("`opt.x`") && m.contains("host's optimizer state"),
         "{m}"
     );
+}
+
+/// Bad arguments to the N-D ops reach the plugin as `result` errors that
+/// name the op and the offending values; the plugin returns them as its own
+/// error, nothing traps, and the plugin keeps working (`model_step`).
+#[test]
+fn bad_arguments_to_tensor_ops_are_errors_naming_the_op_and_the_values() {
+    let cases: &[(&str, &[&str])] = &[
+        ("conv-stride-0", &["conv2d", "stride"]),
+        ("conv-kernel-too-large", &["conv2d", "5"]),
+        ("conv-rank", &["conv2d", "[4, 4]"]),
+        ("pool-too-large", &["max-pool2d", "5"]),
+        ("embedding-index", &["embedding", "9"]),
+        ("embedding-dtype", &["embedding", "f32"]),
+        ("bmm-shape", &["matmul", "[2, 3, 4]", "[2, 5, 6]"]),
+        ("permute-axes", &["permute", "[0, 0, 1, 2]"]),
+        ("cross-entropy-class", &["cross-entropy", "3"]),
+        ("i64-to-list", &["to-i64", "0.5"]),
+    ];
+    for (probe, words) in cases {
+        let e = model_step(&format!("probe:{probe}")).expect("refused");
+        let PluginFailure::Error(m) = plugin_failure_of(&e, "misbehave_model") else {
+            panic!("{probe}: expected the plugin's error, got {e}");
+        };
+        assert!(!m.contains("was not refused"), "{probe}: {m}");
+        for w in *words {
+            assert!(m.contains(w), "{probe}: `{w}` not in: {m}");
+        }
+    }
+}
+
+/// The spec of the `misbehave_model` tests: 4 features, 3 classes.
+const MODEL_SPEC: DataSpec = DataSpec {
+    features: 4,
+    outputs: 3,
+    task: Task::Classification,
+    seed: 1,
+};
+
+fn named<'a>(params: &'a [(String, Tensor)], name: &str) -> &'a Tensor {
+    &params.iter().find(|(n, _)| n == name).expect(name).1
+}
+
+/// A model's `state.…` params (batch norm's running statistics) are passed in
+/// but never trained: the host keeps what `batch-norm` computed in the
+/// training step, and `eval` normalizes with them.
+#[test]
+fn batch_norm_running_statistics_are_kept_by_the_host() {
+    let rt = tight_runtime();
+    let dev = rt.device();
+    let p = load(&rt, "misbehave_model");
+    let cfg = config("batch-norm");
+    let params = p.init(&cfg, MODEL_SPEC).unwrap();
+    let (x, y) = batch(dev, 9, 4, 3);
+    let out = p.learn(&cfg, &params, &x, &y, 0, &sgd()).unwrap();
+    // momentum 0.1 from mean 0 / var 1: 0.1·batch mean, 0.9 + 0.1·unbiased var.
+    let xs = dev.to_vec(&x).unwrap();
+    let mean = dev.to_vec(named(&out.params, "state.bn.mean")).unwrap();
+    let var = dev.to_vec(named(&out.params, "state.bn.var")).unwrap();
+    for c in 0..4 {
+        let col: Vec<f64> = xs
+            .iter()
+            .skip(c)
+            .step_by(4)
+            .map(|&v| f64::from(v))
+            .collect();
+        let m = col.iter().sum::<f64>() / 9.0;
+        let v = col.iter().map(|a| (a - m).powi(2)).sum::<f64>() / 8.0;
+        assert!(
+            (f64::from(mean[c]) - 0.1 * m).abs() < 1e-5,
+            "mean {c}: {mean:?}"
+        );
+        assert!(
+            (f64::from(var[c]) - (0.9 + 0.1 * v)).abs() < 1e-5,
+            "var {c}: {var:?}"
+        );
+    }
+    // The trained params moved; the statistics were not optimized as params.
+    assert_ne!(
+        dev.to_vec(named(&out.params, "w")).unwrap(),
+        dev.to_vec(named(&params, "w")).unwrap()
+    );
+    assert!(!out.params.iter().any(|(n, _)| n.starts_with("opt.state")));
+    // Eval normalizes with the running statistics: a different answer than
+    // the initial (0, 1) statistics give, and every row a distribution.
+    let kept = dev
+        .to_vec(&p.predict(&cfg, &out.params, &x).unwrap())
+        .unwrap();
+    let mut fresh = out.params.clone();
+    for (n, t) in fresh.iter_mut() {
+        if n == "state.bn.mean" {
+            *t = named(&params, "state.bn.mean").clone();
+        }
+    }
+    let initial = dev.to_vec(&p.predict(&cfg, &fresh, &x).unwrap()).unwrap();
+    assert_ne!(kept, initial);
+    for row in kept.chunks(3) {
+        assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-5, "{row:?}");
+    }
+    // Batch norm in train mode outside a training step is refused.
+    let e = p.init(&cfg, MODEL_SPEC).and_then(|params| {
+        let wrong = params
+            .into_iter()
+            .map(|(n, t)| (n.replace("state.", "stats."), t))
+            .collect::<Vec<_>>();
+        p.learn(&cfg, &wrong, &x, &y, 0, &sgd())
+    });
+    let m = e.unwrap_err().to_string();
+    assert!(
+        m.contains("state.bn.mean") || m.contains("`state.…`"),
+        "{m}"
+    );
+}
+
+/// Dropout's mask is drawn from its seed mixed with the training step: the
+/// same step gives the same update, another step another mask.
+#[test]
+fn dropout_draws_a_mask_per_training_step() {
+    let rt = tight_runtime();
+    let dev = rt.device();
+    let p = load(&rt, "misbehave_model");
+    let cfg = config("dropout");
+    let params = p.init(&cfg, MODEL_SPEC).unwrap();
+    let (x, y) = batch(dev, 9, 4, 3);
+    let w = |step: u64| {
+        let out = p.learn(&cfg, &params, &x, &y, step, &sgd()).unwrap();
+        dev.to_vec(named(&out.params, "w")).unwrap()
+    };
+    assert_eq!(w(3), w(3));
+    assert_ne!(w(3), w(4));
+    let plain = p.learn("{}", &params, &x, &y, 3, &sgd()).unwrap();
+    assert_ne!(w(3), dev.to_vec(named(&plain.params, "w")).unwrap());
+    // Prediction runs without dropout: the same as the plain model's.
+    let a = dev.to_vec(&p.predict(&cfg, &params, &x).unwrap()).unwrap();
+    let b = dev.to_vec(&p.predict("{}", &params, &x).unwrap()).unwrap();
+    assert_eq!(a, b);
 }
 
 fn plugin_failure_of<'a>(e: &'a RuntimeError, name: &str) -> &'a PluginFailure {

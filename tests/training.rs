@@ -21,8 +21,10 @@ fn resolve(s: &PluginSource) -> tensorlet_runtime::Result<(String, Vec<u8>)> {
 fn train_into(rt: &Runtime, name: &str, seed: u64, out: &std::path::Path) -> (Vec<u8>, f32) {
     let mut pipeline = Pipeline::load(&pipeline(name)).unwrap();
     pipeline.training.seed = seed;
+    // `digits-cnn` trains on digits.csv.
+    let file = name.split('-').next().unwrap();
     let data = data::load_labeled(
-        &data(&format!("{name}.csv")),
+        &data(&format!("{file}.csv")),
         pipeline.data.label.as_ref().map(|l| l.first()),
     )
     .unwrap();
@@ -80,6 +82,29 @@ fn bundled_pipelines_reach_their_accuracy_and_saved_models_agree() {
             assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-4);
         }
     }
+}
+
+/// The bundled CNN (`digits-cnn`: the digits as 1×8×8 images, two conv
+/// layers) reaches 0.985 validation accuracy with the pipeline's seed, more
+/// than the bundled MLP on the same split, and trains to the same bytes twice.
+#[test]
+fn the_digits_cnn_beats_the_mlp_and_trains_deterministically() {
+    let rt = Runtime::new(RuntimeConfig::default()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let seed = Pipeline::load(&pipeline("digits-cnn"))
+        .unwrap()
+        .training
+        .seed;
+    assert_eq!(
+        seed,
+        Pipeline::load(&pipeline("digits")).unwrap().training.seed
+    );
+    let (a, cnn) = train_into(&rt, "digits-cnn", seed, &dir.path().join("a"));
+    let (b, _) = train_into(&rt, "digits-cnn", seed, &dir.path().join("b"));
+    let (_, mlp) = train_into(&rt, "digits", seed, &dir.path().join("mlp"));
+    assert!(cnn >= 0.985, "cnn validation accuracy {cnn}");
+    assert!(cnn > mlp, "cnn {cnn} is not above the mlp's {mlp}");
+    assert_eq!(a, b, "same seed, different params");
 }
 
 #[test]

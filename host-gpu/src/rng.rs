@@ -45,6 +45,16 @@ pub fn sample(dist: Distribution, seed: u64, i: u32) -> f32 {
     }
 }
 
+/// Seed `seed` mixed with `stream` (SplitMix64's finalizer): distinct streams
+/// of one seed give unrelated seeds. The host mixes a dropout seed with the
+/// training step this way, so each step draws its own mask.
+pub fn mix(seed: u64, stream: u64) -> u64 {
+    let mut z = seed.wrapping_add(stream.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -81,14 +91,4 @@ mod tests {
         assert_ne!(a, c);
         assert_eq!(a, (0..8).map(|i| word(1, i)).collect::<Vec<_>>());
     }
-}
-
-/// Seed `seed` mixed with `stream` (SplitMix64's finalizer): distinct streams
-/// of one seed give unrelated seeds. The host mixes a dropout seed with the
-/// training step this way, so each step draws its own mask.
-pub fn mix(seed: u64, stream: u64) -> u64 {
-    let mut z = seed.wrapping_add(stream.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }

@@ -23,6 +23,7 @@
 //!   predictions and labels for the metrics.
 
 use tensorlet_formats::data::{Chunk, Stream};
+use tensorlet_gpu::rng::mix;
 use tensorlet_gpu::{Device, Tensor};
 
 use crate::chain::Passes;
@@ -52,14 +53,6 @@ pub enum Part {
 
 const SPLIT_STREAM: u64 = 0x5b11_7000_0000_0001;
 const SAMPLE_STREAM: u64 = 0x5a3b_1e00_0000_0001;
-
-/// SplitMix64 of `seed` and `n`: independent bits for each `n`.
-fn mix(seed: u64, n: u64) -> u64 {
-    let mut z = seed.wrapping_add(n.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
 
 /// A number in [0, 1) drawn for row `row` from `seed` and `stream`.
 fn draw(seed: u64, stream: u64, row: u64) -> f64 {
