@@ -33,6 +33,7 @@ const BUNDLED: &[(&str, &str)] = &[
     ("min-max", "min_max"),
     ("robust", "robust"),
     ("cnn", "cnn"),
+    ("transformer", "transformer"),
 ];
 
 /// The target of the bundled and test plugins: no WASI.

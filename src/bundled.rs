@@ -26,6 +26,12 @@ pub static EXAMPLES: &[Example] = &[
         data_file: "digits.csv",
         data: include_str!("../data/digits.csv"),
     },
+    Example {
+        name: "sequences-transformer",
+        pipeline: include_str!("../plugins/pipelines/sequences-transformer.toml"),
+        data_file: "sequences.csv",
+        data: include_str!("../data/sequences.csv"),
+    },
 ];
 
 /// The bytes of a bundled plugin.

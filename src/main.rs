@@ -28,7 +28,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Train the bundled iris and digits pipelines, then predict a few rows.
+    /// Train the bundled pipelines, then predict a few rows.
     Demo(commands::demo::Args),
     /// Train a pipeline as a recorded run; sign and publish the model (or save it as a directory).
     Train(commands::train::Args),

@@ -12,13 +12,18 @@ use common::*;
 fn demo_reaches_the_target_accuracies() {
     let home = tempfile::tempdir().unwrap();
     let stdout = ok(&tensorlet(home.path(), &["demo", "--device", "cpu"]));
-    for name in ["iris", "digits"] {
+    for (name, target) in [
+        ("iris", 0.95),
+        ("digits", 0.95),
+        ("digits-cnn", 0.985),
+        ("sequences-transformer", 0.95),
+    ] {
         let line = stdout
             .lines()
-            .find(|l| l.starts_with(name) && l.contains("validation accuracy"))
+            .find(|l| l.starts_with(&format!("{name} ")) && l.contains("validation accuracy"))
             .unwrap_or_else(|| panic!("no accuracy line for {name}:\n{stdout}"));
         let acc: f32 = line.split_whitespace().nth(3).unwrap().parse().unwrap();
-        assert!(acc >= 0.95, "{name}: {line}");
+        assert!(acc >= target, "{name}: {line}");
     }
     assert!(stdout.contains("predicted"), "{stdout}");
     // Everything ran from a throwaway signed registry, not the user's.
@@ -44,7 +49,8 @@ fn demo_reaches_the_target_accuracies() {
     assert!(iris.contains("-> labels [0,2]"), "{iris}");
     assert!(!home.path().join("registry.db").exists());
     // The compiled components were cached under TENSORLET_HOME: one per
-    // published plugin (everything published but the two pipelines).
+    // published plugin (everything published but the pipelines, one per
+    // accuracy line).
     let published = stdout
         .lines()
         .find_map(|l| l.split_once("signed and published "))
@@ -52,10 +58,38 @@ fn demo_reaches_the_target_accuracies() {
         .1
         .split(", ")
         .count();
+    let pipelines = stdout
+        .lines()
+        .filter(|l| l.contains(" validation accuracy "))
+        .count();
     let cached = std::fs::read_dir(home.path().join("cache/components"))
         .unwrap()
         .count();
-    assert_eq!(cached, published - 2, "{stdout}");
+    assert_eq!(cached, published - pipelines, "{stdout}");
+}
+
+#[test]
+fn demo_only_trains_the_pipelines_named() {
+    let home = tempfile::tempdir().unwrap();
+    let stdout = ok(&tensorlet(
+        home.path(),
+        &["demo", "--device", "cpu", "--only", "iris"],
+    ));
+    let trained: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.contains(" validation accuracy "))
+        .map(|l| l.split_whitespace().next().unwrap())
+        .collect();
+    assert_eq!(trained, ["iris"], "{stdout}");
+    assert!(stdout.contains("audit log OK"), "{stdout}");
+
+    let out = tensorlet(home.path(), &["demo", "--only", "iris,nope"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no bundled pipeline `nope`") && err.contains("digits-cnn"),
+        "{err}"
+    );
 }
 
 #[test]

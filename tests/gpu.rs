@@ -89,13 +89,23 @@ fn demo_on_the_gpu_matches_the_cpu_accuracy() {
     let home = tempfile::tempdir().unwrap();
     let json = adapters(home.path());
     // TENSORLET_DEVICE=gpu is the same as --device gpu.
-    let gpu = ok(&tensorlet(home.path(), &["demo"], Some("gpu")));
+    // The MLPs; the CNN has its own, shorter check below (a software GPU
+    // takes minutes over its 30 epochs).
+    let gpu = ok(&tensorlet(
+        home.path(),
+        &["demo", "--only", "iris,digits"],
+        Some("gpu"),
+    ));
     assert!(gpu.starts_with("tensorlet demo on gpu ("), "{gpu}");
     assert!(
         gpu.contains(json["adapters"][0]["name"].as_str().unwrap()),
         "{gpu}"
     );
-    let cpu = ok(&tensorlet(home.path(), &["demo", "--device", "cpu"], None));
+    let cpu = ok(&tensorlet(
+        home.path(),
+        &["demo", "--device", "cpu", "--only", "iris,digits"],
+        None,
+    ));
     let (g, c) = (accuracies(&gpu), accuracies(&cpu));
     assert_eq!(g.len(), 2, "{gpu}");
     assert_eq!(c.len(), 2, "{cpu}");
@@ -109,6 +119,53 @@ fn demo_on_the_gpu_matches_the_cpu_accuracy() {
             "{name}: gpu {ga} vs cpu {ca}\n{gpu}\n{cpu}"
         );
     }
+}
+
+/// The digits CNN (conv2d, max-pool2d and their gradients as WGSL kernels)
+/// trained for a few epochs on the GPU reaches the CPU's accuracy ± 0.01.
+#[test]
+#[ignore = "needs a GPU adapter: apt-get install mesa-vulkan-drivers libvulkan1"]
+fn the_cnn_trains_on_the_gpu_to_the_cpu_accuracy() {
+    let home = tempfile::tempdir().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let pipeline = root.join("plugins/pipelines/digits-cnn.toml");
+    let data = root.join("data/digits.csv");
+    let train = |device: &str| {
+        let out = home.path().join(device);
+        let text = ok(&tensorlet(
+            home.path(),
+            &[
+                "train",
+                pipeline.to_str().unwrap(),
+                "--data",
+                data.to_str().unwrap(),
+                "--allow-unsigned",
+                "--epochs",
+                "4",
+                "--out",
+                out.to_str().unwrap(),
+                "--device",
+                device,
+            ],
+            None,
+        ));
+        let line = text
+            .lines()
+            .find(|l| l.contains("validation accuracy"))
+            .unwrap_or_else(|| panic!("{text}"))
+            .to_string();
+        let acc: f32 = line
+            .split_whitespace()
+            .skip_while(|w| *w != "accuracy")
+            .nth(1)
+            .unwrap()
+            .parse()
+            .unwrap();
+        acc
+    };
+    let (g, c) = (train("gpu"), train("cpu"));
+    assert!(c >= 0.9, "cpu {c}");
+    assert!((g - c).abs() <= 0.01, "gpu {g} vs cpu {c}");
 }
 
 #[test]

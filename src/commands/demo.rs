@@ -12,8 +12,9 @@ use crate::bundled::{BUNDLED, EXAMPLES};
 use crate::common::{self, DeviceArgs};
 use tensorlet_runtime::run::Bar;
 
-/// Train the bundled iris and digits pipelines from a throwaway signed
-/// registry, then predict a few rows.
+/// Train the bundled pipelines (iris, digits, a CNN on digits, a transformer
+/// on token sequences) from a throwaway signed registry, then predict a few
+/// rows.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(flatten)]
@@ -28,9 +29,37 @@ pub struct Args {
     /// Where the demo serves its models (port 0: any free port).
     #[arg(long, default_value = "127.0.0.1:0")]
     pub addr: String,
+    /// Train only these bundled pipelines, comma-separated (default: all of
+    /// them; names as `tensorlet demo` prints them).
+    #[arg(long, value_delimiter = ',')]
+    pub only: Vec<String>,
+}
+
+/// The bundled examples `only` names (all when empty); an unknown name is an
+/// error that lists the known ones.
+fn chosen(only: &[String]) -> Result<Vec<tensorlet_runtime::demo::Example>> {
+    if only.is_empty() {
+        return Ok(EXAMPLES.to_vec());
+    }
+    let known: Vec<&str> = EXAMPLES.iter().map(|e| e.name).collect();
+    only.iter()
+        .map(|name| {
+            EXAMPLES
+                .iter()
+                .find(|e| e.name == name)
+                .copied()
+                .with_context(|| {
+                    format!(
+                        "--only: no bundled pipeline `{name}`; the bundled ones are: {}",
+                        known.join(", ")
+                    )
+                })
+        })
+        .collect()
 }
 
 pub fn execute(args: Args) -> Result<()> {
+    let examples = chosen(&args.only)?;
     let device = args.device.open()?;
     println!("tensorlet demo on {}", device.info());
     // The compile cache is shared with the real home (it is keyed by digest);
@@ -46,7 +75,7 @@ pub fn execute(args: Args) -> Result<()> {
         reg: &reg,
         home: &home,
         plugins: BUNDLED,
-        examples: EXAMPLES,
+        examples: &examples,
         version: env!("CARGO_PKG_VERSION"),
     };
     let out = &mut crate::output::Stdout;
@@ -63,11 +92,12 @@ pub fn execute(args: Args) -> Result<()> {
         "audit log OK: {} entries, hash chain and signed checkpoint verified",
         report.entries
     );
-    if let Some(out) = &args.out {
+    if let (Some(out), Some((model, data))) = (&args.out, models.first()) {
         println!(
-            "registry kept in {0}; try: TENSORLET_HOME={0} tensorlet predict {1} --input {0}/iris.csv",
+            "registry kept in {0}; try: TENSORLET_HOME={0} tensorlet predict {1} --input {2}",
             out.display(),
-            models[0].0,
+            model,
+            data.display(),
         );
     }
     Ok(())

@@ -110,6 +110,16 @@ impl Demo<'_> {
         Ok(())
     }
 
+    /// The width of the name column: the longest example's name.
+    fn name_width(&self) -> usize {
+        self.examples
+            .iter()
+            .map(|e| e.name.len())
+            .max()
+            .unwrap_or(0)
+            .max(7)
+    }
+
     /// Trains each bundled pipeline from the registry as a recorded run
     /// (`progress` makes the progress of a pipeline's run) and publishes its
     /// model; returns the models with their data files.
@@ -119,6 +129,7 @@ impl Demo<'_> {
         mut progress: impl FnMut(&str) -> P,
         out: &mut dyn Write,
     ) -> Result<Vec<Trained>> {
+        let w = self.name_width();
         let (rt, reg) = (self.rt, self.reg);
         let mut models = Vec::new();
         for ex in self.examples {
@@ -148,7 +159,7 @@ impl Demo<'_> {
             let meta = &outcome.meta;
             writeln!(
                 out,
-                "{:<7} validation accuracy {:.4}  ({} held-out rows; {} + {}; {} epochs in {:.2} s)",
+                "{:<w$} validation accuracy {:.4}  ({} held-out rows; {} + {}; {} epochs in {:.2} s)",
                 meta.name,
                 meta.val_accuracy().unwrap_or(f32::NAN),
                 meta.split.1,
@@ -171,6 +182,7 @@ impl Demo<'_> {
     /// Predicts a few rows of each model's data with the published model,
     /// beside the true labels.
     pub fn predict(&self, models: &[Trained], out: &mut dyn Write) -> Result<()> {
+        let w = self.name_width();
         let (rt, reg) = (self.rt, self.reg);
         let names: Vec<&str> = models.iter().map(|(r, _)| r.as_str()).collect();
         writeln!(out)?;
@@ -194,7 +206,7 @@ impl Demo<'_> {
                 let truth = ds.y[row];
                 writeln!(
                     out,
-                    "  {:<7} row {:>4}: predicted {:<11} p={:.3}  actual {:<11} {}",
+                    "  {:<w$} row {:>4}: predicted {:<11} p={:.3}  actual {:<11} {}",
                     model.meta.name,
                     row + 1,
                     model.class_name(label),
