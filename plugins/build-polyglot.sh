@@ -11,13 +11,19 @@
 # Outputs, in $TENSORLET_POLYGLOT_DIR (default plugins/out/):
 #   standardize-py.wasm                preprocessor  plugins/python/standardize/app.py
 #   mlp-model-py.wasm                  model         plugins/python/mlp/app.py
+#   cnn-model-py.wasm                  model         plugins/python/cnn/app.py
 #   softmax-sgd-py.wasm                trainer       plugins/python/softmax-sgd/app.py
+#   nd-ops-py.wasm                     preprocessor  plugins/python/nd-ops/app.py
 #   softmax-regression-js.wasm         predictor     plugins/js/softmax-regression.js
 #   softmax-regression-model-js.wasm   model         plugins/js/softmax-regression-model.js
 #   softmax-sgd-js.wasm                trainer       plugins/js/softmax-sgd.js
+#   cnn-js.wasm                        predictor     plugins/js/cnn.js
+#   nd-ops-js.wasm                     preprocessor  plugins/js/nd-ops.js
 #   mlp-c.wasm                         predictor     plugins/c/mlp.c
 #   softmax-regression-model-c.wasm    model         plugins/c/softmax-regression.c
 #   softmax-sgd-c.wasm                 trainer       plugins/c/softmax-sgd.c
+#   cnn-c.wasm                         predictor     plugins/c/cnn.c
+#   nd-ops-c.wasm                      preprocessor  plugins/c/nd-ops.c
 #
 # Idempotent: tools already installed are kept, and a component newer than its
 # sources is not rebuilt. Tools live under $CARGO_TARGET_DIR/polyglot-tools
@@ -152,15 +158,21 @@ c_component() {
 
 python_component standardize-py.wasm preprocessor plugins/python/standardize
 python_component mlp-model-py.wasm model plugins/python/mlp
+python_component cnn-model-py.wasm model plugins/python/cnn
 python_component softmax-sgd-py.wasm trainer plugins/python/softmax-sgd
+python_component nd-ops-py.wasm preprocessor plugins/python/nd-ops
 
 js_component softmax-regression-js.wasm predictor softmax-regression.js
 js_component softmax-regression-model-js.wasm model softmax-regression-model.js
 js_component softmax-sgd-js.wasm trainer softmax-sgd.js
+js_component cnn-js.wasm predictor cnn.js
+js_component nd-ops-js.wasm preprocessor nd-ops.js
 
 c_component mlp-c.wasm predictor plugins/c/mlp.c
 c_component softmax-regression-model-c.wasm model plugins/c/softmax-regression.c
 c_component softmax-sgd-c.wasm trainer plugins/c/softmax-sgd.c
+c_component cnn-c.wasm predictor plugins/c/cnn.c
+c_component nd-ops-c.wasm preprocessor plugins/c/nd-ops.c
 
 step "built"
 for entry in "${built[@]}"; do

@@ -7,9 +7,15 @@
 //! - the preprocessor (`standardize`) and the predictors (`softmax-regression`'s
 //!   and `mlp`'s forward passes) in the mixed pipelines
 //!   `plugins/pipelines/{iris,digits}-polyglot.toml`;
-//! - the forward-only models (softmax regression in JavaScript and C, the MLP in
-//!   Python), trained by the host in `plugins/pipelines/{iris-js,iris-c,digits-py}.toml`
-//!   to the same params and predictions as `iris.toml` and `digits.toml`;
+//! - the forward-only models (softmax regression in JavaScript and C, the MLP and
+//!   the CNN in Python), trained by the host in
+//!   `plugins/pipelines/{iris-js,iris-c,digits-py,digits-cnn-py}.toml` to the same
+//!   params and predictions as `iris.toml`, `digits.toml` and `digits-cnn.toml`;
+//!   the Python CNN also step for step with batch normalization and dropout, and
+//!   the CNN's forward pass in JavaScript and C (predictors over the N-D ops:
+//!   convolution, batch normalization, pooling) predicts like the Rust model;
+//! - every N-D op wrapper of the Python, JavaScript and C SDKs, run once on a small
+//!   input by the `nd-ops` preprocessors, against values computed here;
 //! - the trainers that write their own update with the host's gradients
 //!   (`softmax-sgd` in each language), step for step the same as the Rust test
 //!   trainer `misbehave` in its `grad` mode; a refused gradient reaches the host
@@ -31,43 +37,63 @@ use std::path::{Path, PathBuf};
 use std::sync::{LazyLock, OnceLock};
 
 use common::*;
+use tensorlet_runtime::gpu::optim::{LrSchedule, Optimizer, Rule, Schedule};
 use tensorlet_runtime::model::{self, Model, Predictions};
 use tensorlet_runtime::pipeline::PluginSource;
 use tensorlet_runtime::train::PipelinePlugins;
 use tensorlet_runtime::{
-    Abi, DataSpec, NamedTensors, Pipeline, Plugin, Runtime, RuntimeConfig, Task, data, train,
+    Abi, DataSpec, HostTraining, NamedTensors, Pipeline, Plugin, Runtime, RuntimeConfig, Task,
+    data, train,
 };
 
 /// Python preprocessor, the twin of `standardize`.
 const PYTHON_STANDARDIZE: &str = "standardize-py.wasm";
 /// Python model, the twin of the `mlp` model.
 const PYTHON_MLP: &str = "mlp-model-py.wasm";
+/// Python model, the twin of the `cnn` model.
+const PYTHON_CNN: &str = "cnn-model-py.wasm";
 /// Python trainer asking the host for its gradients.
 const PYTHON_SGD: &str = "softmax-sgd-py.wasm";
+/// Python preprocessor running every N-D op of the SDK once.
+const PYTHON_ND_OPS: &str = "nd-ops-py.wasm";
 /// JavaScript predictor, the twin of `softmax-regression`'s forward pass.
 const JS_SOFTMAX_REGRESSION: &str = "softmax-regression-js.wasm";
 /// JavaScript model, the twin of the `softmax-regression` model.
 const JS_MODEL: &str = "softmax-regression-model-js.wasm";
 /// JavaScript trainer asking the host for its gradients.
 const JS_SGD: &str = "softmax-sgd-js.wasm";
+/// JavaScript predictor, the twin of the `cnn` model's forward pass.
+const JS_CNN: &str = "cnn-js.wasm";
+/// JavaScript preprocessor running every N-D op of the SDK once.
+const JS_ND_OPS: &str = "nd-ops-js.wasm";
 /// C predictor, the twin of `mlp`'s forward pass.
 const C_MLP: &str = "mlp-c.wasm";
 /// C model, the twin of the `softmax-regression` model.
 const C_MODEL: &str = "softmax-regression-model-c.wasm";
 /// C trainer asking the host for its gradients.
 const C_SGD: &str = "softmax-sgd-c.wasm";
+/// C predictor, the twin of the `cnn` model's forward pass.
+const C_CNN: &str = "cnn-c.wasm";
+/// C preprocessor running every N-D op of the SDK once.
+const C_ND_OPS: &str = "nd-ops-c.wasm";
 
 /// Every component the build script writes, with the world it is built for.
-const COMPONENTS: [(&str, &str); 9] = [
+const COMPONENTS: [(&str, &str); 15] = [
     (PYTHON_STANDARDIZE, "preprocessor"),
     (PYTHON_MLP, "model"),
+    (PYTHON_CNN, "model"),
     (PYTHON_SGD, "trainer"),
+    (PYTHON_ND_OPS, "preprocessor"),
     (JS_SOFTMAX_REGRESSION, "predictor"),
     (JS_MODEL, "model"),
     (JS_SGD, "trainer"),
+    (JS_CNN, "predictor"),
+    (JS_ND_OPS, "preprocessor"),
     (C_MLP, "predictor"),
     (C_MODEL, "model"),
     (C_SGD, "trainer"),
+    (C_CNN, "predictor"),
+    (C_ND_OPS, "preprocessor"),
 ];
 
 fn polyglot_dir() -> PathBuf {
@@ -149,7 +175,10 @@ fn resolve(s: &PluginSource) -> tensorlet_runtime::Result<(String, Vec<u8>)> {
 struct Outcome {
     state: Vec<(String, Vec<f32>)>,
     params: Vec<(String, Vec<f32>)>,
+    /// The last epoch's validation accuracy.
     val_accuracy: f32,
+    /// The kept epoch (whose params are saved) and its validation accuracy.
+    kept: (u32, f32),
     predictions: Predictions,
 }
 
@@ -176,7 +205,14 @@ fn run(rt: &Runtime, pipeline: &Pipeline, csv: &str, out: &Path) -> Outcome {
     model::save(out, rt.device(), pipeline, &plugins, &ds, &trained).unwrap();
     let model = Model::load(rt, out, &unsigned_component).unwrap();
     let predictions = model.predict(rt.device(), ds.x.clone(), ds.rows()).unwrap();
+    let kept = trained
+        .history
+        .iter()
+        .find(|m| m.epoch == trained.epoch)
+        .and_then(|m| m.val_accuracy)
+        .unwrap();
     Outcome {
+        kept: (trained.epoch, kept),
         state: values(rt, &trained.state),
         params: values(rt, &trained.params),
         val_accuracy: trained.history.last().unwrap().val_accuracy.unwrap(),
@@ -201,6 +237,17 @@ fn assert_close(what: &str, got: &[(String, Vec<f32>)], want: &[(String, Vec<f32
 /// agree everywhere: fitted state, params, validation accuracy and the predictions
 /// of the saved and reloaded models.
 fn compare_with_all_rust(bundled: &str, twin: &str, polyglot_stages: &[(&str, &str)]) {
+    compare_with_all_rust_on(&format!("{bundled}.csv"), bundled, twin, polyglot_stages);
+}
+
+/// [`compare_with_all_rust`] on the data set `csv`; returns the validation
+/// accuracy of the epoch both kept.
+fn compare_with_all_rust_on(
+    csv: &str,
+    bundled: &str,
+    twin: &str,
+    polyglot_stages: &[(&str, &str)],
+) -> f32 {
     let p = polyglot();
     let dir = tempfile::tempdir().unwrap();
     let rust = Pipeline::load(&pipeline(bundled)).unwrap();
@@ -236,13 +283,13 @@ fn compare_with_all_rust(bundled: &str, twin: &str, polyglot_stages: &[(&str, &s
         assert_eq!(m.config, rust.model.as_ref().unwrap().config, "{twin}");
     }
 
-    let csv = format!("{bundled}.csv");
-    let want = run(&p.rt, &rust, &csv, &dir.path().join("rust"));
-    let got = run(&p.rt, &other, &csv, &dir.path().join("twin"));
+    let want = run(&p.rt, &rust, csv, &dir.path().join("rust"));
+    let got = run(&p.rt, &other, csv, &dir.path().join("twin"));
 
     assert_close("fitted state", &got.state, &want.state, 1e-6);
     assert_close("params", &got.params, &want.params, 1e-6);
     assert_eq!(got.val_accuracy, want.val_accuracy, "{twin}");
+    assert_eq!(got.kept, want.kept, "{twin}: kept epoch");
     assert!(
         want.val_accuracy >= 0.95,
         "{bundled}: {}",
@@ -258,6 +305,7 @@ fn compare_with_all_rust(bundled: &str, twin: &str, polyglot_stages: &[(&str, &s
             );
         }
     }
+    want.kept.1
 }
 
 #[test]
@@ -453,6 +501,36 @@ fn models_initialise_exactly_like_their_rust_twins() {
         e.contains("mlp: `hidden` must be a list of widths > 0"),
         "{e}"
     );
+    // The CNN: He-normal conv and dense layers, each seeded with
+    // derive_seed(spec.seed, layer); batch norm's scales, shifts and running
+    // statistics; a 4-channel 4×4 image of 64 features.
+    for config in [
+        "{}",
+        r#"{"channels":[4,8],"hidden":0,"batch_norm":true}"#,
+        r#"{"image":[4,4,4],"channels":[3],"hidden":5,"dropout":0.5}"#,
+    ] {
+        assert_init_like(p, PYTHON_CNN, "cnn", config, spec(64, 10, big));
+    }
+    let init = p
+        .plugin(PYTHON_CNN)
+        .init(r#"{"channels":[4],"batch_norm":true}"#, spec(64, 10, 1))
+        .unwrap();
+    let names: Vec<&str> = init.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "conv0.w",
+            "conv0.b",
+            "bn0.w",
+            "bn0.b",
+            "state.bn0.mean",
+            "state.bn0.var",
+            "fc0.w",
+            "fc0.b",
+            "fc1.w",
+            "fc1.b"
+        ]
+    );
 }
 
 #[test]
@@ -490,6 +568,121 @@ fn models_report_missing_params_and_host_errors() {
     }
 }
 
+/// What the `nd-ops` preprocessors return for x = [[1, -2, 3], [-4, 5, -6]]: each
+/// op's result, flattened, named after the op.
+fn nd_ops_expected() -> Vec<(&'static str, Vec<f64>)> {
+    let x = [1.0, -2.0, 3.0, -4.0, 5.0, -6.0f64];
+    let map = |f: &dyn Fn(f64) -> f64| x.iter().map(|&v| f(v)).collect::<Vec<f64>>();
+    let mask = |b: bool| if b { 1.0 } else { 0.0 };
+    let softplus = |v: f64| (1.0 + v.exp()).ln();
+    let layer_norm: Vec<f64> = x
+        .chunks(3)
+        .flat_map(|row| {
+            let mean = row.iter().sum::<f64>() / 3.0;
+            let var = row.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / 3.0;
+            row.iter()
+                .map(move |v| 2.0 * (v - mean) / (var + 1e-5).sqrt() + 1.0)
+                .collect::<Vec<f64>>()
+        })
+        .collect();
+    // -log softmax(row)[class]
+    let nll =
+        |row: &[f64], class: usize| row.iter().map(|v| v.exp()).sum::<f64>().ln() - row[class];
+    let gelu_tanh = |v: f64| {
+        let c = (2.0 / std::f64::consts::PI).sqrt();
+        0.5 * v * (1.0 + (c * (v + 0.044715 * v.powi(3))).tanh())
+    };
+    vec![
+        ("cast", vec![2.0, 0.0]),
+        ("arange", vec![0.0, 1.0, 2.0]),
+        ("index-select", vec![3.0, 1.0, -6.0, -4.0]),
+        ("gather", vec![-2.0, -6.0]),
+        ("matmul-transposed", vec![14.0, -32.0, -32.0, 77.0]),
+        ("maximum", map(&|v| v.max(0.0))),
+        ("scalar min", map(&|v| v.min(0.0))),
+        ("lt", map(&|v| mask(v < 0.0))),
+        ("scalar pow", map(&|v| v * v)),
+        ("leaky-relu", map(&|v| if v > 0.0 { v } else { 0.5 * v })),
+        ("clamp", map(&|v| v.clamp(-1.0, 2.0))),
+        ("select", map(&|v| if v > 0.0 { v } else { -1.0 })),
+        ("masked-fill", map(&|v| if v < 0.0 { 9.0 } else { v })),
+        ("cumsum", vec![2.0, 1.0, 3.0, -5.0, -1.0, -6.0]),
+        ("permute", vec![1.0, -4.0, -2.0, 5.0, 3.0, -6.0]),
+        ("slice", vec![1.0, 3.0, -4.0, -6.0]),
+        ("pad", vec![7.0, 1.0, -2.0, 3.0, 7.0, -4.0, 5.0, -6.0]),
+        ("concat-all", vec![-4.0, 5.0, -6.0, 1.0, -2.0, 3.0]),
+        ("broadcast-to", vec![1.0, 2.0, 3.0, 1.0, 2.0, 3.0]),
+        ("squeeze", x.to_vec()),
+        (
+            "embedding",
+            vec![-4.0, 5.0, -6.0, 1.0, -2.0, 3.0, -4.0, 5.0, -6.0],
+        ),
+        ("index-add", vec![0.0, 0.0, 0.0, -3.0, 3.0, -3.0]),
+        ("scatter-add", vec![-1.0, 3.0, 0.0, 0.0, 0.0, -5.0]),
+        ("conv1d", vec![5.5, -4.5]),
+        ("conv2d", vec![1.0, -1.0, 1.0, 3.0, -4.0, 1.0, -1.0, -6.0]),
+        ("max-pool2d", vec![5.0, 5.0]),
+        ("avg-pool2d", vec![2.0 / 3.0, -5.0 / 3.0]),
+        ("global-avg-pool", vec![2.0 / 3.0, -5.0 / 3.0]),
+        ("layer-norm", layer_norm),
+        ("batch-norm", map(&|v| 2.0 * v / (1.0 + 1e-5f64).sqrt())),
+        ("dropout", x.to_vec()),
+        // gelu(x) - gelu(-x) = x·Φ(x) + x·Φ(-x) = x
+        ("gelu", x.to_vec()),
+        ("gelu-tanh", map(&gelu_tanh)),
+        ("silu", map(&|v| v / (1.0 + (-v).exp()))),
+        ("softplus", map(&softplus)),
+        ("mse-loss", vec![91.0 / 6.0]),
+        ("l1-loss", vec![21.0]),
+        ("huber-loss", vec![3.0]),
+        ("bce-with-logits", map(&|v| softplus(v) - 0.5 * v)),
+        (
+            "cross-entropy",
+            vec![(nll(&x[..3], 2) + nll(&x[3..], 0)) / 2.0],
+        ),
+        ("cross-entropy ignore-index", vec![nll(&x[..3], 2)]),
+        ("ge", map(&|v| mask(v >= 0.0))),
+    ]
+}
+
+#[test]
+#[ignore = "needs the polyglot components: bash plugins/build-polyglot.sh"]
+fn every_nd_op_of_the_python_javascript_and_c_sdks_runs_on_the_host() {
+    let p = polyglot();
+    let dev = p.rt.device();
+    let x = tensor(dev, &[2, 3], vec![1.0, -2.0, 3.0, -4.0, 5.0, -6.0]);
+    let want: Vec<(&str, f64)> = nd_ops_expected()
+        .into_iter()
+        .flat_map(|(op, values)| values.into_iter().map(move |v| (op, v)))
+        .collect();
+    for file in [PYTHON_ND_OPS, JS_ND_OPS, C_ND_OPS] {
+        let plugin = p.plugin(file);
+        let state = plugin.fit("{}", &x).unwrap();
+        assert!(state.is_empty(), "{file}");
+        let got = dev
+            .to_vec(&plugin.transform("{}", &state, &x).unwrap())
+            .unwrap();
+        assert_eq!(got.len(), want.len(), "{file}: {got:?}");
+        for (i, (g, (op, w))) in got.iter().zip(&want).enumerate() {
+            assert!(
+                (f64::from(*g) - w).abs() <= 1e-5 * w.abs().max(1.0),
+                "{file} {op} (element {i}): {g} vs {w}"
+            );
+        }
+        // A host refusal inside the wrappers reaches the host as the plugin's
+        // error: on [3, 2], index 2 of axis 1 is out of range.
+        let wrong = tensor(dev, &[3, 2], vec![1.0; 6]);
+        let e = plugin
+            .transform("{}", &state, &wrong)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("index-select: index 2 (element 0 of the indices) is out of range"),
+            "{file}: {e}"
+        );
+    }
+}
+
 #[test]
 #[ignore = "needs the polyglot components: bash plugins/build-polyglot.sh"]
 fn javascript_model_trains_like_the_rust_model_on_iris() {
@@ -510,6 +703,194 @@ fn python_preprocessor_and_model_train_like_the_rust_ones_on_digits() {
         "digits-py",
         &[("preprocessor", PYTHON_STANDARDIZE), ("model", PYTHON_MLP)],
     );
+}
+
+#[test]
+#[ignore = "needs the polyglot components: bash plugins/build-polyglot.sh"]
+fn python_cnn_trains_like_the_rust_cnn_on_digits() {
+    let accuracy = compare_with_all_rust_on(
+        "digits.csv",
+        "digits-cnn",
+        "digits-cnn-py",
+        &[("preprocessor", PYTHON_STANDARDIZE), ("model", PYTHON_CNN)],
+    );
+    assert!(accuracy >= 0.985, "digits-cnn-py: {accuracy}");
+}
+
+/// Plain gradient descent at learning rate `lr`, for `Plugin::learn`.
+fn sgd(lr: f32) -> HostTraining {
+    HostTraining {
+        optimizer: Optimizer {
+            rule: Rule::Sgd {
+                momentum: 0.0,
+                nesterov: false,
+            },
+            weight_decay: 0.0,
+            clip_grad_norm: None,
+        },
+        schedule: LrSchedule {
+            base: lr,
+            schedule: Schedule::Constant,
+            warmup_steps: 0,
+        },
+        task: Task::Classification,
+    }
+}
+
+#[test]
+#[ignore = "needs the polyglot components: bash plugins/build-polyglot.sh"]
+fn python_cnn_steps_like_the_rust_cnn_and_js_and_c_predict_like_it() {
+    let p = polyglot();
+    let dev = p.rt.device();
+    let rust = load(&p.rt, "cnn");
+    let python = p.plugin(PYTHON_CNN);
+    // Batch normalization (its running statistics are kept by the host) and
+    // dropout (its mask drawn from the step): the paths digits-cnn.toml leaves out.
+    let config = r#"{"channels":[4,8],"hidden":16,"batch_norm":true,"dropout":0.25}"#;
+    let spec = spec(64, 10, 0xDEAD_BEEF_0123_4567);
+    let mut got = python.init(config, spec).unwrap();
+    let mut want = rust.init(config, spec).unwrap();
+    assert_close("init", &values(&p.rt, &got), &values(&p.rt, &want), 0.0);
+    let training = sgd(0.05);
+    for step in 0..3u64 {
+        let (x, y) = batch(dev, 12 + step as u32, 64, 10);
+        let g = python.learn(config, &got, &x, &y, step, &training).unwrap();
+        let w = rust.learn(config, &want, &x, &y, step, &training).unwrap();
+        assert_eq!(g.loss, w.loss, "step {step}: loss");
+        assert_close(
+            &format!("step {step}"),
+            &values(&p.rt, &g.params),
+            &values(&p.rt, &w.params),
+            0.0,
+        );
+        if step == 0 {
+            // Not vacuous: without dropout the same step has another loss.
+            let plain = config.replace("0.25", "0");
+            let without = python.learn(&plain, &got, &x, &y, step, &training).unwrap();
+            assert_ne!(without.loss, g.loss, "dropout changed nothing");
+        }
+        (got, want) = (g.params, w.params);
+    }
+    // The host updated the running statistics the forward passes named.
+    let (_, mean) = values(&p.rt, &got)
+        .into_iter()
+        .find(|(n, _)| n == "state.bn0.mean")
+        .unwrap();
+    assert!(mean.iter().any(|v| v.abs() > 1e-4), "{mean:?}");
+
+    // Eval mode: batch norm by the running statistics, no dropout. The Python
+    // twin matches exactly; the JavaScript and C forward passes (their own
+    // softmax, the same ops before it) to rounding.
+    let (x, _) = batch(dev, 7, 64, 10);
+    let want = dev
+        .to_vec(&rust.predict(config, &got, &x).unwrap())
+        .unwrap();
+    assert_eq!(want.len(), 70);
+    let probs = |file: &str, config: &str| {
+        dev.to_vec(&p.plugin(file).predict(config, &got, &x).unwrap())
+            .unwrap()
+    };
+    assert_eq!(probs(PYTHON_CNN, config), want, "python");
+    for file in [JS_CNN, C_CNN] {
+        let got = probs(file, "{}");
+        assert_eq!(got.len(), want.len(), "{file}");
+        for (i, (a, b)) in got.iter().zip(&want).enumerate() {
+            assert!((a - b).abs() <= 1e-6, "{file} [{i}]: {a} vs {b}");
+        }
+    }
+}
+
+#[test]
+#[ignore = "needs the polyglot components: bash plugins/build-polyglot.sh"]
+fn cnn_twins_report_config_and_param_errors() {
+    let p = polyglot();
+    let dev = p.rt.device();
+    let rust = load(&p.rt, "cnn");
+    let python = p.plugin(PYTHON_CNN);
+    let spec = spec(64, 10, 0);
+    // Config errors: the Python twin says what the Rust model says.
+    for (config, message) in [
+        (
+            r#"{"chanels":[4]}"#,
+            "unknown config key `chanels`; the known keys are: batch_norm, channels, \
+             dropout, hidden, image",
+        ),
+        (
+            r#"{"image":[1,4,4]}"#,
+            "cnn: `image` = [1, 4, 4] holds 16 values, but the rows have 64 features",
+        ),
+        (
+            r#"{"channels":[2,2,2,2]}"#,
+            "cnn: a 1×1 map cannot be pooled 2×2; use fewer `channels` layers for a \
+             [1, 8, 8] image",
+        ),
+        (
+            r#"{"channels":[]}"#,
+            "cnn: `channels` needs at least one conv layer",
+        ),
+    ] {
+        for (who, plugin) in [("rust", &rust), ("python", python)] {
+            let e = plugin.init(config, spec).unwrap_err().to_string();
+            assert!(e.contains(message), "{who} {config}: {e}");
+        }
+    }
+    let e = python
+        .init(r#"{"image":[1,8]}"#, spec)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("cnn: `image` must be [channels, height, width], got [1, 8]"),
+        "{e}"
+    );
+
+    // Missing params, and rows that are not the image.
+    let x = tensor(dev, &[2, 64], vec![0.5; 128]);
+    let none = NamedTensors::new();
+    let e = python.predict("{}", &none, &x).unwrap_err().to_string();
+    assert!(
+        e.contains("no tensor named `conv0.w` (present: none)"),
+        "{e}"
+    );
+    for file in [JS_CNN, C_CNN] {
+        let e = p
+            .plugin(file)
+            .predict("{}", &none, &x)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("cnn: the params have no `conv0.w` or `fc0.w`"),
+            "{file}: {e}"
+        );
+    }
+    let params = rust.init("{}", spec).unwrap();
+    let x = tensor(dev, &[2, 60], vec![0.5; 120]);
+    let e = python.predict("{}", &params, &x).unwrap_err().to_string();
+    assert!(e.contains("but the rows have 60 features"), "{e}");
+    for file in [JS_CNN, C_CNN] {
+        let e = p
+            .plugin(file)
+            .predict("{}", &params, &x)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("cnn: 60 features are not 1 square channel(s)"),
+            "{file}: {e}"
+        );
+    }
+    // A host error inside the N-D wrappers comes back as the plugin's error: a
+    // 2×2 image is 1×1 after the first pool, too small for the second.
+    let x = tensor(dev, &[2, 4], vec![0.5; 8]);
+    for file in [JS_CNN, C_CNN] {
+        let e = p
+            .plugin(file)
+            .predict("{}", &params, &x)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("max-pool2d: kernel size 2 along height is larger than the padded input"),
+            "{file}: {e}"
+        );
+    }
 }
 
 /// The three trainers that ask the host for their gradients.

@@ -635,63 +635,6 @@ impl Ctx {
             t.binary(BinaryOp::Add, a, &added)
         })
     }
-
-    /// `batch-norm`; in a training step, running statistics that are the
-    /// model's `state.…` params are kept updated.
-    #[allow(clippy::too_many_arguments, reason = "the options of batch norm")]
-    fn batch_norm_op(
-        &mut self,
-        this: Handle,
-        weight: Option<Handle>,
-        bias: Option<Handle>,
-        running_mean: Handle,
-        running_var: Handle,
-        train: bool,
-        momentum: f32,
-        eps: f32,
-    ) -> OpResult {
-        let x = self.get(&this)?;
-        let (w, b) = (self.get_opt(&weight)?, self.get_opt(&bias)?);
-        let running = NormStats {
-            mean: self.get(&running_mean)?.into_value(),
-            var: self.get(&running_var)?.into_value(),
-        };
-        let names = (
-            self.state.get(&running_mean.rep()).cloned(),
-            self.state.get(&running_var.rep()).cloned(),
-        );
-        let (mean_name, var_name) = match names {
-            (Some(m), Some(v)) => (m, v),
-            _ if train => {
-                return Ok(Err(
-                    "batch-norm: in train mode the running mean and variance must be the \
-                     model's own `state.…` params as forward received them (the host keeps \
-                     them updated), and only a model's training step can update them"
-                        .to_string(),
-                ));
-            }
-            _ => (String::new(), String::new()),
-        };
-        if train && self.step.is_none() {
-            return Ok(Err(
-                "batch-norm: train mode is only for a model's training step".to_string(),
-            ));
-        }
-        let r = self
-            .tape
-            .batch_norm(&x, w.as_ref(), b.as_ref(), &running, train, momentum, eps);
-        match r {
-            Ok((y, stats)) => {
-                if train {
-                    self.kept.retain(|(n, _)| n != &mean_name && n != &var_name);
-                    self.kept.push((mean_name, stats.mean));
-                    self.kept.push((var_name, stats.var));
-                }
-                self.result(Ok(y))
-            }
-            Err(e) => self.result(Err(e)),
-        }
-    }
 }
 
 impl wit::HostTensor for Ctx {
@@ -894,16 +837,47 @@ impl wit::HostTensor for Ctx {
         momentum: f32,
         eps: f32,
     ) -> OpResult {
-        self.batch_norm_op(
-            this,
-            weight,
-            bias,
-            running_mean,
-            running_var,
-            train,
-            momentum,
-            eps,
-        )
+        let x = self.get(&this)?;
+        let (w, b) = (self.get_opt(&weight)?, self.get_opt(&bias)?);
+        let running = NormStats {
+            mean: self.get(&running_mean)?.into_value(),
+            var: self.get(&running_var)?.into_value(),
+        };
+        let names = (
+            self.state.get(&running_mean.rep()).cloned(),
+            self.state.get(&running_var.rep()).cloned(),
+        );
+        let (mean_name, var_name) = match names {
+            (Some(m), Some(v)) => (m, v),
+            _ if train => {
+                return Ok(Err(
+                    "batch-norm: in train mode the running mean and variance must be the \
+                     model's own `state.…` params as forward received them (the host keeps \
+                     them updated), and only a model's training step can update them"
+                        .to_string(),
+                ));
+            }
+            _ => (String::new(), String::new()),
+        };
+        if train && self.step.is_none() {
+            return Ok(Err(
+                "batch-norm: train mode is only for a model's training step".to_string(),
+            ));
+        }
+        let r = self
+            .tape
+            .batch_norm(&x, w.as_ref(), b.as_ref(), &running, train, momentum, eps);
+        match r {
+            Ok((y, stats)) => {
+                if train {
+                    self.kept.retain(|(n, _)| n != &mean_name && n != &var_name);
+                    self.kept.push((mean_name, stats.mean));
+                    self.kept.push((var_name, stats.var));
+                }
+                self.result(Ok(y))
+            }
+            Err(e) => self.result(Err(e)),
+        }
     }
 
     fn dropout(&mut self, this: Handle, p: f32, seed: u64) -> OpResult {

@@ -449,6 +449,425 @@ tl_tensor tl_concat(tl_tensor a, tl_tensor b, uint32_t axis) {
     return checked(ok, out, &err);
 }
 
+/* ---- N-D ops: dtypes ---- */
+
+/* An optional tensor argument: NULL (none) for TL_NONE, else the borrow in `*slot`. */
+static tensorlet_ml_tensor_borrow_tensor_t *maybe(tl_tensor t,
+                                                  tensorlet_ml_tensor_borrow_tensor_t *slot) {
+    if (t.__handle == 0) return NULL;
+    *slot = BORROW(t);
+    return slot;
+}
+
+/* One number for both, 0 meaning 1 (stride, dilation, groups). */
+static uint32_t or_one(uint32_t v) { return v ? v : 1; }
+
+static plugin_tuple2_u32_u32_t pair_of(const uint32_t p[2]) {
+    return (plugin_tuple2_u32_u32_t){p[0], p[1]};
+}
+
+tl_tensor tl_from_i64(const uint32_t *shape, size_t ndim, const int64_t *data, size_t n) {
+    if (failed) return TL_NONE;
+    tensorlet_ml_tensor_shape_t s = shape_arg(shape, ndim);
+    plugin_list_s64_t d = {(int64_t *)data, n};
+    tl_tensor out;
+    plugin_string_t err;
+    bool ok = tensorlet_ml_tensor_static_tensor_from_i64_list(&s, &d, &out, &err);
+    return checked(ok, out, &err);
+}
+
+tl_tensor tl_arange(uint32_t n) {
+    if (failed) return TL_NONE;
+    int64_t *data = n ? malloc(n * sizeof *data) : NULL;
+    if (n && !data) {
+        tl_fail("out of memory making arange(%u)", (unsigned)n);
+        return TL_NONE;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        data[i] = i;
+    }
+    tl_tensor out = tl_from_i64(&n, 1, data, n);
+    free(data);
+    return out;
+}
+
+tl_dtype tl_dtype_of(tl_tensor t) {
+    if (t.__handle == 0) return TL_F32;
+    return tensorlet_ml_tensor_method_tensor_dtype(BORROW(t));
+}
+
+int64_t *tl_to_i64_list(tl_tensor t, size_t *n) {
+    *n = 0;
+    if (!live(t)) return NULL;
+    plugin_list_s64_t out;
+    plugin_string_t err;
+    if (!tensorlet_ml_tensor_method_tensor_to_i64_list(BORROW(t), &out, &err)) {
+        tl_fail("%.*s", (int)err.len, (const char *)err.ptr);
+        plugin_string_free(&err);
+        return NULL;
+    }
+    *n = out.len;
+    return out.ptr;
+}
+
+tl_tensor tl_cast(tl_tensor t, tl_dtype dtype) {
+    if (!live(t)) return TL_NONE;
+    tl_tensor out;
+    plugin_string_t err;
+    bool ok = tensorlet_ml_tensor_method_tensor_cast(BORROW(t), dtype, &out, &err);
+    return checked(ok, out, &err);
+}
+
+/* ---- N-D ops: linear algebra and element-wise ---- */
+
+tl_tensor tl_matmul_t(tl_tensor a, tl_tensor b, bool transpose_a, bool transpose_b) {
+    if (!live(a) || !live(b)) return TL_NONE;
+    tl_tensor out;
+    plugin_string_t err;
+    bool ok = tensorlet_ml_tensor_method_tensor_matmul_transposed(BORROW(a), BORROW(b), transpose_a,
+                                                                  transpose_b, &out, &err);
+    return checked(ok, out, &err);
+}
+
+tl_tensor tl_binary(tl_tensor a, tensorlet_ml_tensor_binary_op_t op, tl_tensor b) {
+    if (!live(a) || !live(b)) return TL_NONE;
+    tl_tensor out;
+    plugin_string_t err;
+    bool ok = tensorlet_ml_tensor_method_tensor_binary(BORROW(a), op, BORROW(b), &out, &err);
+    return checked(ok, out, &err);
+}
+
+tl_tensor tl_maximum(tl_tensor a, tl_tensor b) {
+    return tl_binary(a, TENSORLET_ML_TENSOR_BINARY_OP_MAXIMUM, b);
+}
+tl_tensor tl_minimum(tl_tensor a, tl_tensor b) {
+    return tl_binary(a, TENSORLET_ML_TENSOR_BINARY_OP_MINIMUM, b);
+}
+
+tl_tensor tl_scalar(tl_tensor a, tensorlet_ml_tensor_scalar_op_t op, float v) {
+    if (!live(a)) return TL_NONE;
+    tl_tensor out;
+    plugin_string_t err;
+    bool ok = tensorlet_ml_tensor_method_tensor_scalar(BORROW(a), op, v, &out, &err);
+    return checked(ok, out, &err);
+}
+
+tl_tensor tl_pow_scalar(tl_tensor a, float v) {
+    return tl_scalar(a, TENSORLET_ML_TENSOR_SCALAR_OP_POW, v);
+}
+tl_tensor tl_leaky_relu(tl_tensor a, float slope) {
+    return tl_scalar(a, TENSORLET_ML_TENSOR_SCALAR_OP_LEAKY_RELU, slope);
+}
+
+tl_tensor tl_activate(tl_tensor a, tensorlet_ml_tensor_activation_t op) {
+    if (!live(a)) return TL_NONE;
+    tl_tensor out;
+    plugin_string_t err;
+    bool ok = tensorlet_ml_tensor_method_tensor_activate(BORROW(a), op, &out, &err);
+    return checked(ok, out, &err);
+}
+
+tl_tensor tl_gelu(tl_tensor a) { return tl_activate(a, TENSORLET_ML_TENSOR_ACTIVATION_GELU); }
+tl_tensor tl_silu(tl_tensor a) { return tl_activate(a, TENSORLET_ML_TENSOR_ACTIVATION_SILU); }
+
+tl_tensor tl_clamp(tl_tensor a, float low, float high) {
+    if (!live(a)) return TL_NONE;
+    tl_tensor out;
+    plugin_string_t err;
+    bool ok = tensorlet_ml_tensor_method_tensor_clamp(BORROW(a), low, high, &out, &err);
+    return checked(ok, out, &err);
+}
+
+tl_tensor tl_select(tl_tensor a, tl_tensor mask, tl_tensor otherwise) {
+    if (!live(a) || !live(mask) || !live(otherwise)) return TL_NONE;
+    tl_tensor out;
+    plugin_string_t err;
+    bool ok = tensorlet_ml_tensor_method_tensor_select(BORROW(a), BORROW(mask), BORROW(otherwise),
+                                                       &out, &err);
+    return checked(ok, out, &err);
+}
+
+tl_tensor tl_masked_fill(tl_tensor a, tl_tensor mask, float value) {
+    if (!live(a) || !live(mask)) return TL_NONE;
+    tl_tensor out;
+    plugin_string_t err;
+    bool ok =
+        tensorlet_ml_tensor_method_tensor_masked_fill(BORROW(a), BORROW(mask), value, &out, &err);
+    return checked(ok, out, &err);
+}
+
+tl_tensor tl_cumsum(tl_tensor a, uint32_t axis, bool reverse) {
+    if (!live(a)) return TL_NONE;
+    tl_tensor out;
+    plugin_string_t err;
+    bool ok = tensorlet_ml_tensor_method_tensor_cumsum(BORROW(a), axis, reverse, &out, &err);
+    return checked(ok, out, &err);
+}
+
+/* ---- N-D ops: shape ---- */
+
+tl_tensor tl_permute(tl_tensor a, const uint32_t *axes, size_t n) {
+    if (!live(a)) return TL_NONE;
+    plugin_list_u32_t list = {(uint32_t *)axes, n};
+    tl_tensor out;
+    plugin_string_t err;
+    bool ok = tensorlet_ml_tensor_method_tensor_permute(BORROW(a), &list, &out, &err);
+    return checked(ok, out, &err);
+}
+
+tl_tensor tl_slice(tl_tensor a, uint32_t axis, uint32_t start, uint32_t end, uint32_t step) {
+    if (!live(a)) return TL_NONE;
+    tl_tensor out;
+    plugin_string_t err;
+    bool ok =
+        tensorlet_ml_tensor_method_tensor_slice(BORROW(a), axis, start, end, step, &out, &err);
+    return checked(ok, out, &err);
+}
+
+tl_tensor tl_concat_all(const tl_tensor *parts, size_t n, uint32_t axis) {
+    if (failed) return TL_NONE;
+    for (size_t i = 0; i < n; i++) {
+        if (!live(parts[i])) return TL_NONE;
+    }
+    tensorlet_ml_tensor_borrow_tensor_t *borrows = n ? calloc(n, sizeof *borrows) : NULL;
+    if (n && !borrows) {
+        tl_fail("out of memory joining %zu tensors", n);
+        return TL_NONE;
+    }
+    for (size_t i = 0; i < n; i++) {
+        borrows[i] = BORROW(parts[i]);
+    }
+    tensorlet_ml_tensor_list_borrow_tensor_t list = {borrows, n};
+    tl_tensor out;
+    plugin_string_t err;
+    bool ok = tensorlet_ml_tensor_static_tensor_concat_all(&list, axis, &out, &err);
+    free(borrows);
+    return checked(ok, out, &err);
+}
+
+tl_tensor tl_pad(tl_tensor a, const uint32_t *pads, size_t n_pairs, float value) {
+    if (!live(a)) return TL_NONE;
+    plugin_tuple2_u32_u32_t *pairs = n_pairs ? calloc(n_pairs, sizeof *pairs) : NULL;
+    if (n_pairs && !pairs) {
+        tl_fail("out of memory padding %zu axes", n_pairs);
+        return TL_NONE;
+    }
+    for (size_t i = 0; i < n_pairs; i++) {
+        pairs[i] = (plugin_tuple2_u32_u32_t){pads[2 * i], pads[2 * i + 1]};
+    }
+    plugin_list_tuple2_u32_u32_t list = {pairs, n_pairs};
+    tl_tensor out;
+    plugin_string_t err;
+    bool ok = tensorlet_ml_tensor_method_tensor_pad(BORROW(a), &list, value, &out, &err);
+    free(pairs);
+    return checked(ok, out, &err);
+}
+
+tl_tensor tl_flatten(tl_tensor a, uint32_t start, uint32_t end) {
+    if (!live(a)) return TL_NONE;
+    tl_tensor out;
+    plugin_string_t err;
+    bool ok = tensorlet_ml_tensor_method_tensor_flatten(BORROW(a), start, end, &out, &err);
+    return checked(ok, out, &err);
+}
+
+tl_tensor tl_squeeze(tl_tensor a, uint32_t axis) {
+    if (!live(a)) return TL_NONE;
+    tl_tensor out;
+    plugin_string_t err;
+    bool ok = tensorlet_ml_tensor_method_tensor_squeeze(BORROW(a), axis, &out, &err);
+    return checked(ok, out, &err);
+}
+
+tl_tensor tl_unsqueeze(tl_tensor a, uint32_t axis) {
+    if (!live(a)) return TL_NONE;
+    tl_tensor out;
+    plugin_string_t err;
+    bool ok = tensorlet_ml_tensor_method_tensor_unsqueeze(BORROW(a), axis, &out, &err);
+    return checked(ok, out, &err);
+}
+
+tl_tensor tl_broadcast_to(tl_tensor a, const uint32_t *shape, size_t ndim) {
+    if (!live(a)) return TL_NONE;
+    tensorlet_ml_tensor_shape_t s = shape_arg(shape, ndim);
+    tl_tensor out;
+    plugin_string_t err;
+    bool ok = tensorlet_ml_tensor_method_tensor_broadcast_to(BORROW(a), &s, &out, &err);
+    return checked(ok, out, &err);
+}
+
+/* ---- N-D ops: indexing ---- */
+
+#define INDEXED(fn, method)                                                                 \
+    tl_tensor fn(tl_tensor a, uint32_t axis, tl_tensor indices) {                           \
+        if (!live(a) || !live(indices)) return TL_NONE;                                     \
+        tl_tensor out;                                                                      \
+        plugin_string_t err;                                                                \
+        bool ok = tensorlet_ml_tensor_method_tensor_##method(BORROW(a), axis, BORROW(indices), \
+                                                             &out, &err);                   \
+        return checked(ok, out, &err);                                                      \
+    }
+
+INDEXED(tl_index_select, index_select)
+INDEXED(tl_gather, gather)
+
+tl_tensor tl_embedding(tl_tensor table, tl_tensor ids) {
+    if (!live(table) || !live(ids)) return TL_NONE;
+    tl_tensor out;
+    plugin_string_t err;
+    bool ok = tensorlet_ml_tensor_method_tensor_embedding(BORROW(table), BORROW(ids), &out, &err);
+    return checked(ok, out, &err);
+}
+
+#define ADDED_AT(fn, method)                                                               \
+    tl_tensor fn(tl_tensor a, uint32_t axis, tl_tensor indices, tl_tensor src) {           \
+        if (!live(a) || !live(indices) || !live(src)) return TL_NONE;                      \
+        tl_tensor out;                                                                     \
+        plugin_string_t err;                                                               \
+        bool ok = tensorlet_ml_tensor_method_tensor_##method(BORROW(a), axis, BORROW(indices), \
+                                                             BORROW(src), &out, &err);     \
+        return checked(ok, out, &err);                                                     \
+    }
+
+ADDED_AT(tl_scatter_add, scatter_add)
+ADDED_AT(tl_index_add, index_add)
+
+/* ---- N-D ops: layers ---- */
+
+tl_tensor tl_conv2d(tl_tensor x, tl_tensor weight, tl_tensor bias, tl_conv2d_options o) {
+    if (!live(x) || !live(weight)) return TL_NONE;
+    tensorlet_ml_tensor_conv2d_options_t options = {
+        .stride = {or_one(o.stride[0]), or_one(o.stride[1])},
+        .padding = pair_of(o.padding),
+        .dilation = {or_one(o.dilation[0]), or_one(o.dilation[1])},
+        .groups = or_one(o.groups),
+    };
+    tensorlet_ml_tensor_borrow_tensor_t b;
+    tl_tensor out;
+    plugin_string_t err;
+    bool ok = tensorlet_ml_tensor_method_tensor_conv2d(BORROW(x), BORROW(weight), maybe(bias, &b),
+                                                      &options, &out, &err);
+    return checked(ok, out, &err);
+}
+
+tl_tensor tl_conv1d(tl_tensor x, tl_tensor weight, tl_tensor bias, tl_conv1d_options o) {
+    if (!live(x) || !live(weight)) return TL_NONE;
+    tensorlet_ml_tensor_conv1d_options_t options = {
+        .stride = or_one(o.stride),
+        .padding = o.padding,
+        .dilation = or_one(o.dilation),
+        .groups = or_one(o.groups),
+    };
+    tensorlet_ml_tensor_borrow_tensor_t b;
+    tl_tensor out;
+    plugin_string_t err;
+    bool ok = tensorlet_ml_tensor_method_tensor_conv1d(BORROW(x), BORROW(weight), maybe(bias, &b),
+                                                      &options, &out, &err);
+    return checked(ok, out, &err);
+}
+
+static tensorlet_ml_tensor_pool2d_options_t pool_options(tl_pool2d_options o) {
+    return (tensorlet_ml_tensor_pool2d_options_t){
+        .kernel = pair_of(o.kernel),
+        .stride = {o.stride[0] ? o.stride[0] : o.kernel[0],
+                   o.stride[1] ? o.stride[1] : o.kernel[1]},
+        .padding = pair_of(o.padding),
+    };
+}
+
+tl_tensor tl_max_pool2d(tl_tensor x, tl_pool2d_options o) {
+    if (!live(x)) return TL_NONE;
+    tensorlet_ml_tensor_pool2d_options_t options = pool_options(o);
+    tl_tensor out;
+    plugin_string_t err;
+    bool ok = tensorlet_ml_tensor_method_tensor_max_pool2d(BORROW(x), &options, &out, &err);
+    return checked(ok, out, &err);
+}
+
+tl_tensor tl_avg_pool2d(tl_tensor x, tl_pool2d_options o) {
+    if (!live(x)) return TL_NONE;
+    tensorlet_ml_tensor_pool2d_options_t options = pool_options(o);
+    tl_tensor out;
+    plugin_string_t err;
+    bool ok = tensorlet_ml_tensor_method_tensor_avg_pool2d(BORROW(x), &options, &out, &err);
+    return checked(ok, out, &err);
+}
+
+tl_tensor tl_global_avg_pool(tl_tensor x) {
+    if (!live(x)) return TL_NONE;
+    tl_tensor out;
+    plugin_string_t err;
+    bool ok = tensorlet_ml_tensor_method_tensor_global_avg_pool(BORROW(x), &out, &err);
+    return checked(ok, out, &err);
+}
+
+tl_tensor tl_layer_norm(tl_tensor x, uint32_t axes, tl_tensor weight, tl_tensor bias, float eps) {
+    if (!live(x)) return TL_NONE;
+    tensorlet_ml_tensor_borrow_tensor_t w, b;
+    tl_tensor out;
+    plugin_string_t err;
+    bool ok = tensorlet_ml_tensor_method_tensor_layer_norm(BORROW(x), axes, maybe(weight, &w),
+                                                          maybe(bias, &b), eps, &out, &err);
+    return checked(ok, out, &err);
+}
+
+tl_tensor tl_batch_norm(tl_tensor x, tl_tensor weight, tl_tensor bias, tl_tensor running_mean,
+                        tl_tensor running_var, bool train, float momentum, float eps) {
+    if (!live(x) || !live(running_mean) || !live(running_var)) return TL_NONE;
+    tensorlet_ml_tensor_borrow_tensor_t w, b;
+    tl_tensor out;
+    plugin_string_t err;
+    bool ok = tensorlet_ml_tensor_method_tensor_batch_norm(
+        BORROW(x), maybe(weight, &w), maybe(bias, &b), BORROW(running_mean), BORROW(running_var),
+        train, momentum, eps, &out, &err);
+    return checked(ok, out, &err);
+}
+
+tl_tensor tl_dropout(tl_tensor x, float p, uint64_t seed) {
+    if (!live(x)) return TL_NONE;
+    tl_tensor out;
+    plugin_string_t err;
+    bool ok = tensorlet_ml_tensor_method_tensor_dropout(BORROW(x), p, seed, &out, &err);
+    return checked(ok, out, &err);
+}
+
+/* ---- N-D ops: losses ---- */
+
+tl_tensor tl_cross_entropy(tl_tensor logits, tl_tensor target, tl_cross_entropy_options o) {
+    if (!live(logits) || !live(target)) return TL_NONE;
+    tensorlet_ml_tensor_borrow_tensor_t w;
+    int64_t ignore = o.ignore_index;
+    tl_tensor out;
+    plugin_string_t err;
+    bool ok = tensorlet_ml_tensor_method_tensor_cross_entropy(
+        BORROW(logits), BORROW(target), o.axis, maybe(o.weights, &w), o.label_smoothing,
+        o.has_ignore_index ? &ignore : NULL, o.reduction, &out, &err);
+    return checked(ok, out, &err);
+}
+
+#define LOSS(fn, method)                                                                   \
+    tl_tensor fn(tl_tensor pred, tl_tensor target, tl_reduction reduction) {               \
+        if (!live(pred) || !live(target)) return TL_NONE;                                  \
+        tl_tensor out;                                                                     \
+        plugin_string_t err;                                                               \
+        bool ok = tensorlet_ml_tensor_method_tensor_##method(BORROW(pred), BORROW(target), \
+                                                             reduction, &out, &err);       \
+        return checked(ok, out, &err);                                                     \
+    }
+
+LOSS(tl_bce_with_logits, bce_with_logits)
+LOSS(tl_mse_loss, mse_loss)
+LOSS(tl_l1_loss, l1_loss)
+
+tl_tensor tl_huber_loss(tl_tensor pred, tl_tensor target, float delta, tl_reduction reduction) {
+    if (!live(pred) || !live(target)) return TL_NONE;
+    tl_tensor out;
+    plugin_string_t err;
+    bool ok = tensorlet_ml_tensor_method_tensor_huber_loss(BORROW(pred), BORROW(target), delta,
+                                                          reduction, &out, &err);
+    return checked(ok, out, &err);
+}
+
 /* ---- gradients ---- */
 
 tl_tensor tl_watch(tl_tensor t, const char *name) {

@@ -8,6 +8,12 @@
  *     tl_tensor z = tl_add(tl_matmul(x, w), b);
  *     tl_tensor p = tl_softmax(z, 1);
  *
+ * The N-D ops of ABI 0.2 work on any rank: i64 tensors (tl_from_i64, tl_cast),
+ * tl_matmul_t, tl_permute / tl_slice / tl_pad / tl_flatten…, tl_gather and
+ * tl_embedding, tl_conv2d / tl_max_pool2d / tl_layer_norm / tl_batch_norm /
+ * tl_dropout and the losses (tl_cross_entropy, tl_mse_loss…), each
+ * differentiable on the host.
+ *
  * Two conventions make that safe:
  *
  *  - Sticky errors. A host op that fails (a shape mismatch, say) records the host's
@@ -138,6 +144,174 @@ tl_tensor tl_one_hot(tl_tensor a, uint32_t classes);
 tl_tensor tl_slice_rows(tl_tensor a, uint32_t start, uint32_t end);
 tl_tensor tl_gather_rows(tl_tensor a, const uint32_t *indices, size_t n);
 tl_tensor tl_concat(tl_tensor a, tl_tensor b, uint32_t axis);
+
+/* ---- N-D ops (ABI 0.2): dtypes ----
+ *
+ * Axes are 0-based; enums are the bindings' constants (TENSORLET_ML_TENSOR_...),
+ * with short names below for the common ones. An optional tensor argument
+ * (a bias, a layer norm's weight) is TL_NONE for none: after an error every op
+ * returns TL_NONE without calling the host, so TL_NONE there never hides one. */
+
+typedef tensorlet_ml_tensor_dtype_t tl_dtype;
+#define TL_F32 TENSORLET_ML_TENSOR_DTYPE_F32
+#define TL_I64 TENSORLET_ML_TENSOR_DTYPE_I64
+
+typedef tensorlet_ml_tensor_reduction_t tl_reduction;
+#define TL_REDUCE_MEAN TENSORLET_ML_TENSOR_REDUCTION_MEAN
+#define TL_REDUCE_SUM TENSORLET_ML_TENSOR_REDUCTION_SUM
+#define TL_REDUCE_NONE TENSORLET_ML_TENSOR_REDUCTION_NONE
+
+/* An i64 tensor (class indices, token ids, the indices of tl_gather). */
+tl_tensor tl_from_i64(const uint32_t *shape, size_t ndim, const int64_t *data, size_t n);
+/* `0, 1, …, n - 1` as an i64 tensor [n]. */
+tl_tensor tl_arange(uint32_t n);
+/* The element type, TL_F32 or TL_I64 (TL_F32 for TL_NONE). */
+tl_dtype tl_dtype_of(tl_tensor t);
+/* Copies the data out as integers into a malloc'd array the caller frees; `*n`
+ * receives its length. NULL and an error when an f32 element is not an integer. */
+int64_t *tl_to_i64_list(tl_tensor t, size_t *n);
+/* `t` as `dtype`. No gradient flows through a cast. */
+tl_tensor tl_cast(tl_tensor t, tl_dtype dtype);
+
+/* ---- N-D ops: linear algebra and element-wise ---- */
+
+/* Batched matrix product over the last two axes (leading axes broadcast),
+ * transposing either operand's last two axes first: tl_matmul_t(q, k, false,
+ * true) is q·kᵀ. */
+tl_tensor tl_matmul_t(tl_tensor a, tl_tensor b, bool transpose_a, bool transpose_b);
+/* An element-wise binary op, TENSORLET_ML_TENSOR_BINARY_OP_..., with broadcasting;
+ * the comparisons give 1/0 masks. */
+tl_tensor tl_binary(tl_tensor a, tensorlet_ml_tensor_binary_op_t op, tl_tensor b);
+tl_tensor tl_maximum(tl_tensor a, tl_tensor b);
+tl_tensor tl_minimum(tl_tensor a, tl_tensor b);
+/* An op with a scalar on every element, TENSORLET_ML_TENSOR_SCALAR_OP_... */
+tl_tensor tl_scalar(tl_tensor a, tensorlet_ml_tensor_scalar_op_t op, float v);
+/* aᵛ element-wise. */
+tl_tensor tl_pow_scalar(tl_tensor a, float v);
+/* a where a > 0, else slope·a. */
+tl_tensor tl_leaky_relu(tl_tensor a, float slope);
+/* An activation, TENSORLET_ML_TENSOR_ACTIVATION_GELU, ..._GELU_TANH, ..._SILU,
+ * ..._SOFTPLUS. */
+tl_tensor tl_activate(tl_tensor a, tensorlet_ml_tensor_activation_t op);
+tl_tensor tl_gelu(tl_tensor a);
+tl_tensor tl_silu(tl_tensor a);
+/* Every element limited to low..=high (-INFINITY / INFINITY for no bound). */
+tl_tensor tl_clamp(tl_tensor a, float low, float high);
+/* a where `mask` is nonzero, `otherwise` elsewhere (all three broadcast). */
+tl_tensor tl_select(tl_tensor a, tl_tensor mask, tl_tensor otherwise);
+/* `value` where `mask` (broadcast) is nonzero. */
+tl_tensor tl_masked_fill(tl_tensor a, tl_tensor mask, float value);
+/* Running sums along `axis`, from the end when `reverse`. */
+tl_tensor tl_cumsum(tl_tensor a, uint32_t axis, bool reverse);
+
+/* ---- N-D ops: shape ---- */
+
+/* The axes reordered: output axis i is input axis axes[i]. */
+tl_tensor tl_permute(tl_tensor a, const uint32_t *axes, size_t n);
+/* Elements start..end along `axis`, every `step`-th (step >= 1). */
+tl_tensor tl_slice(tl_tensor a, uint32_t axis, uint32_t start, uint32_t end, uint32_t step);
+/* The `n` tensors `parts` joined along `axis`. */
+tl_tensor tl_concat_all(const tl_tensor *parts, size_t n, uint32_t axis);
+/* Padded with `value`: pads[2i], pads[2i + 1] are (before, after) for axis i;
+ * one pair per axis (n_pairs is the rank). */
+tl_tensor tl_pad(tl_tensor a, const uint32_t *pads, size_t n_pairs, float value);
+/* Axes start..=end merged into one. */
+tl_tensor tl_flatten(tl_tensor a, uint32_t start, uint32_t end);
+/* Axis `axis`, which must have size 1, removed. */
+tl_tensor tl_squeeze(tl_tensor a, uint32_t axis);
+/* A new axis of size 1 at `axis`. */
+tl_tensor tl_unsqueeze(tl_tensor a, uint32_t axis);
+/* Broadcast to `shape` (NumPy rules). */
+tl_tensor tl_broadcast_to(tl_tensor a, const uint32_t *shape, size_t ndim);
+
+/* ---- N-D ops: indexing (indices are i64 tensors: tl_from_i64) ---- */
+
+/* The entries at the 1-D `indices` along `axis`. */
+tl_tensor tl_index_select(tl_tensor a, uint32_t axis, tl_tensor indices);
+/* Rows of the table [vocab, dim] at `ids` (any shape): ids.shape + [dim]. */
+tl_tensor tl_embedding(tl_tensor table, tl_tensor ids);
+/* PyTorch's gather along `axis`, `indices` of the same rank. */
+tl_tensor tl_gather(tl_tensor a, uint32_t axis, tl_tensor indices);
+/* a plus `src` added at `indices` along `axis` (PyTorch's scatter_add). */
+tl_tensor tl_scatter_add(tl_tensor a, uint32_t axis, tl_tensor indices, tl_tensor src);
+/* a plus the slices of `src` added at the 1-D `indices` (PyTorch's index_add). */
+tl_tensor tl_index_add(tl_tensor a, uint32_t axis, tl_tensor indices, tl_tensor src);
+
+/* ---- N-D ops: layers ---- */
+
+/* Options of tl_conv2d, pairs (height, width). A zero stride, dilation or groups
+ * means 1, so `(tl_conv2d_options){.padding = {1, 1}}` is a 3x3 "same" conv and
+ * `(tl_conv2d_options){0}` is PyTorch's default. */
+typedef struct tl_conv2d_options {
+    uint32_t stride[2];
+    uint32_t padding[2];
+    uint32_t dilation[2];
+    uint32_t groups;
+} tl_conv2d_options;
+/* 2-D convolution of NCHW input with weight [out, in / groups, kh, kw] and
+ * bias [out] (or TL_NONE). */
+tl_tensor tl_conv2d(tl_tensor x, tl_tensor weight, tl_tensor bias, tl_conv2d_options o);
+/* Options of tl_conv1d; a zero stride, dilation or groups means 1. */
+typedef struct tl_conv1d_options {
+    uint32_t stride;
+    uint32_t padding;
+    uint32_t dilation;
+    uint32_t groups;
+} tl_conv1d_options;
+/* 1-D convolution of [batch, channels, length] with weight [out, in / groups, k]. */
+tl_tensor tl_conv1d(tl_tensor x, tl_tensor weight, tl_tensor bias, tl_conv1d_options o);
+/* A pooling window, pairs (height, width); a zero stride means the kernel
+ * (PyTorch's default): `(tl_pool2d_options){.kernel = {2, 2}}`. */
+typedef struct tl_pool2d_options {
+    uint32_t kernel[2];
+    uint32_t stride[2];
+    uint32_t padding[2];
+} tl_pool2d_options;
+/* Maximum over each window of an NCHW tensor (padding never wins). */
+tl_tensor tl_max_pool2d(tl_tensor x, tl_pool2d_options o);
+/* Mean over each window of an NCHW tensor (padding counts in the divisor). */
+tl_tensor tl_avg_pool2d(tl_tensor x, tl_pool2d_options o);
+/* [batch, channels, ...] -> [batch, channels]: the mean over the rest. */
+tl_tensor tl_global_avg_pool(tl_tensor x);
+/* Normalized over the last `axes` axes, then · weight + bias (each TL_NONE or
+ * shaped like those axes). */
+tl_tensor tl_layer_norm(tl_tensor x, uint32_t axes, tl_tensor weight, tl_tensor bias, float eps);
+/* Batch normalization per channel of [batch, channels, ...]; weight and bias are
+ * [channels] or TL_NONE. running_mean and running_var are `state.…` params as
+ * `forward` received them: in `train` mode the batch's statistics normalize and
+ * the host keeps the running ones updated; otherwise the running ones normalize.
+ * PyTorch's defaults: momentum 0.1, eps 1e-5. */
+tl_tensor tl_batch_norm(tl_tensor x, tl_tensor weight, tl_tensor bias, tl_tensor running_mean,
+                        tl_tensor running_var, bool train, float momentum, float eps);
+/* Each element zeroed with probability p, the rest scaled by 1/(1 - p); the host
+ * mixes `seed` with the training step. Apply it only in train mode. */
+tl_tensor tl_dropout(tl_tensor x, float p, uint64_t seed);
+
+/* ---- N-D ops: losses (the first argument holds the predictions or logits) ---- */
+
+/* Options of tl_cross_entropy; TL_CROSS_ENTROPY_DEFAULT is PyTorch's default
+ * (class axis 1, no weights, no smoothing, nothing ignored, the mean). */
+typedef struct tl_cross_entropy_options {
+    uint32_t axis;         /* the class axis of the logits */
+    tl_tensor weights;     /* [classes], or TL_NONE */
+    float label_smoothing; /* 0..=1 */
+    bool has_ignore_index; /* targets equal to ignore_index count for nothing */
+    int64_t ignore_index;
+    tl_reduction reduction;
+} tl_cross_entropy_options;
+#define TL_CROSS_ENTROPY_DEFAULT \
+    ((tl_cross_entropy_options){.axis = 1, .reduction = TL_REDUCE_MEAN})
+/* Cross-entropy of `logits` against class indices (i64, or f32 integers; the
+ * logits' shape without the class axis) or probabilities (the logits' shape). */
+tl_tensor tl_cross_entropy(tl_tensor logits, tl_tensor target, tl_cross_entropy_options o);
+/* Binary cross-entropy of `logits` against probabilities (broadcast). */
+tl_tensor tl_bce_with_logits(tl_tensor logits, tl_tensor target, tl_reduction reduction);
+/* Squared error against `target` (broadcast). */
+tl_tensor tl_mse_loss(tl_tensor pred, tl_tensor target, tl_reduction reduction);
+/* Absolute error against `target` (broadcast). */
+tl_tensor tl_l1_loss(tl_tensor pred, tl_tensor target, tl_reduction reduction);
+/* Huber loss against `target` with threshold delta > 0. */
+tl_tensor tl_huber_loss(tl_tensor pred, tl_tensor target, float delta, tl_reduction reduction);
 
 /* ---- gradients (computed by the host) ---- */
 

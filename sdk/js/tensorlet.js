@@ -6,7 +6,11 @@
 //
 // - `Tensor` wraps the host resource with chainable methods: `x.matmul(w).add(b)`;
 //   `add`/`sub`/`mul`/`div` take a tensor (NumPy broadcasting) or a number. Every op
-//   runs on the host; only `Tensor.fromList` and `toArray` copy data.
+//   runs on the host; only `Tensor.fromList` and `toArray` copy data. The N-D ops
+//   of ABI 0.2 work on any rank: i64 tensors (`Tensor.fromI64`, `cast`), `matmulT`,
+//   `permute`/`slice`/`pad`/`flatten`…, `gather` and `embedding`,
+//   `conv2d`/`maxPool2d`/`layerNorm`/`batchNorm`/`dropout` and the losses
+//   (`crossEntropy`, `mseLoss`…), each differentiable on the host.
 // - Errors are exceptions: a host `result` error (a bad shape, say) throws a
 //   `TensorletError`, and anything thrown out of `fit`, `transform`, `init`, `step`,
 //   `predict` or `forward` becomes the plugin's WIT `result` error, reported by the
@@ -61,18 +65,56 @@ function u64(seed, what) {
 
 const dims = (shape) => (typeof shape === 'number' ? [shape] : Array.from(shape, Number));
 
-function flatten(data) {
-  if (!Array.isArray(data)) return { flat: [Number(data)], shape: [] };
+/** The cases of the WIT enums the N-D ops take, as the bindings spell them. */
+const DTYPES = ['f32', 'i64'];
+const BINARY_OPS = ['add', 'sub', 'mul', 'div', 'maximum', 'minimum', 'pow', 'eq', 'ne', 'lt', 'le', 'gt', 'ge'];
+const SCALAR_OPS = ['add', 'mul', 'pow', 'max', 'min', 'leaky-relu'];
+const ACTIVATIONS = ['gelu', 'gelu-tanh', 'silu', 'softplus'];
+const REDUCTIONS = ['mean', 'sum', 'none'];
+
+/** A WIT enum case by name; anything else throws (the bindings would trap). */
+function enumCase(cases, value, what) {
+  if (!cases.includes(value)) {
+    throw new TensorletError(`${what}: ${JSON.stringify(value)} is not one of ${cases.join(', ')}`);
+  }
+  return value;
+}
+
+/** An integer element of an i64 tensor: exact as a Number only up to 2^53. */
+function i64(value, what) {
+  const n = Number(value);
+  if (!Number.isSafeInteger(n)) {
+    throw new TensorletError(`${what}: ${String(value)} is not an integer in (-2^53, 2^53)`);
+  }
+  return n;
+}
+
+/** (height, width) from one number for both or a pair. */
+function pair(value, what) {
+  if (typeof value === 'number') return [value, value];
+  const p = Array.from(value, Number);
+  if (p.length !== 2) throw new TensorletError(`${what} must be a number or a [height, width] pair`);
+  return p;
+}
+
+/** An optional tensor argument as the bindings take it: a handle or null. */
+const optional = (t) => (t === undefined || t === null ? null : t.handle);
+
+function flatten(data, convert = Number, what = 'Tensor.fromList') {
+  if (!Array.isArray(data)) return { flat: [convert(data)], shape: [] };
   if (data.length === 0) return { flat: [], shape: [0] };
-  const parts = data.map(flatten);
+  const parts = data.map((d) => flatten(d, convert, what));
   const inner = parts[0].shape;
   if (parts.some((p) => p.shape.join() !== inner.join())) {
-    throw new TensorletError('Tensor.fromList: nested arrays are ragged');
+    throw new TensorletError(`${what}: nested arrays are ragged`);
   }
   return { flat: parts.flatMap((p) => p.flat), shape: [data.length, ...inner] };
 }
 
-/** An immutable f32 tensor held by the host. Every op returns a new tensor. */
+/**
+ * An immutable tensor held by the host, f32 (or i64: class indices, token ids, the
+ * indices of `gather`). Every op returns a new tensor.
+ */
 export class Tensor {
   /** Wraps a raw WIT handle (`tensorlet:ml/tensor` resource). */
   constructor(handle) {
@@ -292,10 +334,335 @@ export class Tensor {
     return Params.fromWit(call(() => this.handle.grad(Array.from(names, String))));
   }
 
+
+  // N-D ops (ABI 0.2): dtypes ----------------------------------------------
+
+  /**
+   * An i64 tensor (class indices, token ids, the indices of `gather`) from nested
+   * arrays of integers (shape inferred) or a flat array and `shape`. The bindings
+   * carry an s64 as a Number, so elements are exact up to 2^53.
+   */
+  static fromI64(data, shape) {
+    const int = (v) => i64(v, 'Tensor.fromI64');
+    let flat;
+    if (shape === undefined) ({ flat, shape } = flatten(data, int, 'Tensor.fromI64'));
+    else flat = Array.from(data, int);
+    return new Tensor(call(() => RawTensor.fromI64List(dims(shape), flat)));
+  }
+  /** `0, 1, …, n - 1` as an i64 tensor [n] (positions). */
+  static arange(n) {
+    return Tensor.fromI64(Array.from({ length: n }, (_, i) => i), [n]);
+  }
+  /** The element type: 'f32' or 'i64'. */
+  get dtype() {
+    return this.handle.dtype();
+  }
+  /** The data as integers, flat and row-major; throws when an f32 element is not one. */
+  toI64Array() {
+    return Array.from(call(() => this.handle.toI64List()), Number);
+  }
+  /** This tensor as `dtype`, 'f32' or 'i64'. No gradient flows through a cast. */
+  cast(dtype) {
+    const d = enumCase(DTYPES, dtype, 'cast');
+    return new Tensor(call(() => this.handle.cast(d)));
+  }
+
+  // N-D ops: linear algebra and element-wise ---------------------------------
+
+  /**
+   * Batched matrix product over the last two axes (leading axes broadcast),
+   * transposing either operand's last two axes first without a copy:
+   * `q.matmulT(k, false, true)` is q·kᵀ.
+   */
+  matmulT(rhs, transposeSelf = false, transposeRhs = false) {
+    return new Tensor(call(() => this.handle.matmulTransposed(rhs.handle, transposeSelf, transposeRhs)));
+  }
+  /** An element-wise binary op ('maximum', 'pow', 'lt', …) with broadcasting. */
+  binary(op, rhs) {
+    const o = enumCase(BINARY_OPS, op, 'binary');
+    return new Tensor(call(() => this.handle.binary(o, rhs.handle)));
+  }
+  /** Element-wise maximum with a tensor (broadcast) or a number. */
+  maximum(rhs) {
+    return typeof rhs === 'number' ? this.scalarOp('max', rhs) : this.binary('maximum', rhs);
+  }
+  /** Element-wise minimum with a tensor (broadcast) or a number. */
+  minimum(rhs) {
+    return typeof rhs === 'number' ? this.scalarOp('min', rhs) : this.binary('minimum', rhs);
+  }
+  /** This tensor to the power `rhs`: a number, or a tensor (element-wise, broadcast). */
+  pow(rhs) {
+    return typeof rhs === 'number' ? this.scalarOp('pow', rhs) : this.binary('pow', rhs);
+  }
+  /** 1 where this == rhs, else 0 (a mask, f32); `rhs` a tensor or a number. */
+  eq(rhs) {
+    return compare(this, 'eq', rhs);
+  }
+  /** 1 where this != rhs, else 0. */
+  ne(rhs) {
+    return compare(this, 'ne', rhs);
+  }
+  /** 1 where this < rhs, else 0. */
+  lt(rhs) {
+    return compare(this, 'lt', rhs);
+  }
+  /** 1 where this <= rhs, else 0. */
+  le(rhs) {
+    return compare(this, 'le', rhs);
+  }
+  /** 1 where this > rhs, else 0. */
+  gt(rhs) {
+    return compare(this, 'gt', rhs);
+  }
+  /** 1 where this >= rhs, else 0. */
+  ge(rhs) {
+    return compare(this, 'ge', rhs);
+  }
+  /** An op ('add', 'mul', 'pow', 'max', 'min', 'leaky-relu') with `value` on every element. */
+  scalarOp(op, value) {
+    const o = enumCase(SCALAR_OPS, op, 'scalarOp');
+    return new Tensor(call(() => this.handle.scalar(o, value)));
+  }
+  /** x where x > 0, else slope·x. */
+  leakyRelu(slope = 0.01) {
+    return this.scalarOp('leaky-relu', slope);
+  }
+  /** An activation ('gelu', 'gelu-tanh', 'silu', 'softplus') on every element. */
+  activate(op) {
+    const o = enumCase(ACTIVATIONS, op, 'activate');
+    return new Tensor(call(() => this.handle.activate(o)));
+  }
+  /** GELU, x·Φ(x); `approximate = 'tanh'` for the tanh form. */
+  gelu(approximate = 'none') {
+    if (approximate !== 'none' && approximate !== 'tanh') {
+      throw new TensorletError(`gelu: approximate must be 'none' or 'tanh', got ${approximate}`);
+    }
+    return this.activate(approximate === 'none' ? 'gelu' : 'gelu-tanh');
+  }
+  /** SiLU, x·sigmoid(x). */
+  silu() {
+    return this.activate('silu');
+  }
+  /** ln(1 + eˣ), without overflow. */
+  softplus() {
+    return this.activate('softplus');
+  }
+  /** Every element limited to low..=high. */
+  clamp(low = -Infinity, high = Infinity) {
+    return new Tensor(call(() => this.handle.clamp(low, high)));
+  }
+  /** This tensor where `mask` is nonzero, `otherwise` elsewhere (all three broadcast). */
+  select(mask, otherwise) {
+    return new Tensor(call(() => this.handle.select(mask.handle, otherwise.handle)));
+  }
+  /** `value` where `mask` (broadcast) is nonzero: a causal mask before a softmax. */
+  maskedFill(mask, value) {
+    return new Tensor(call(() => this.handle.maskedFill(mask.handle, value)));
+  }
+  /** Running sums along `axis`, from the end when `reverse`. */
+  cumsum(axis, reverse = false) {
+    return new Tensor(call(() => this.handle.cumsum(axis, reverse)));
+  }
+
+  // N-D ops: shape ------------------------------------------------------------
+
+  /** The axes reordered: output axis i is input axis `axes[i]`. */
+  permute(axes) {
+    return new Tensor(call(() => this.handle.permute(dims(axes))));
+  }
+  /** Elements start..end along `axis`, every `step`-th. */
+  slice(axis, start, end, step = 1) {
+    return new Tensor(call(() => this.handle.slice(axis, start, end, step)));
+  }
+  /** The tensors `parts` joined along `axis` (all other axes equal). */
+  static concatAll(parts, axis = 0) {
+    return new Tensor(call(() => RawTensor.concatAll(Array.from(parts, (p) => p.handle), axis)));
+  }
+  /**
+   * Padded with `value`: `pads[i]` is [before, after] for axis i, one pair per
+   * axis.
+   */
+  pad(pads, value = 0) {
+    const p = Array.from(pads, ([before, after]) => [Number(before), Number(after)]);
+    return new Tensor(call(() => this.handle.pad(p, value)));
+  }
+  /** Axes start..=end (default: to the last axis) merged into one. */
+  flatten(start = 0, end = undefined) {
+    const last = end === undefined ? this.ndim - 1 : end;
+    return new Tensor(call(() => this.handle.flatten(start, last)));
+  }
+  /** Axis `axis`, which must have size 1, removed. */
+  squeeze(axis) {
+    return new Tensor(call(() => this.handle.squeeze(axis)));
+  }
+  /** A new axis of size 1 at `axis`. */
+  unsqueeze(axis) {
+    return new Tensor(call(() => this.handle.unsqueeze(axis)));
+  }
+  /** Broadcast to `shape` (NumPy rules). */
+  broadcastTo(shape) {
+    return new Tensor(call(() => this.handle.broadcastTo(dims(shape))));
+  }
+
+  // N-D ops: indexing (indices: an i64 Tensor, or arrays of integers) ----------
+
+  /** The entries at the 1-D `indices` along `axis`. */
+  indexSelect(axis, indices) {
+    const i = indexTensor(indices);
+    return new Tensor(call(() => this.handle.indexSelect(axis, i.handle)));
+  }
+  /** Rows of this table [vocab, dim] at `ids` (any shape): ids.shape + [dim]. */
+  embedding(ids) {
+    const i = indexTensor(ids);
+    return new Tensor(call(() => this.handle.embedding(i.handle)));
+  }
+  /** PyTorch's gather along `axis`, with `indices` of the same rank. */
+  gather(axis, indices) {
+    const i = indexTensor(indices);
+    return new Tensor(call(() => this.handle.gather(axis, i.handle)));
+  }
+  /** This tensor plus `src` added at `indices` along `axis` (PyTorch's scatter_add). */
+  scatterAdd(axis, indices, src) {
+    const i = indexTensor(indices);
+    return new Tensor(call(() => this.handle.scatterAdd(axis, i.handle, src.handle)));
+  }
+  /** This tensor plus the slices of `src` added at the 1-D `indices` (PyTorch's index_add). */
+  indexAdd(axis, indices, src) {
+    const i = indexTensor(indices);
+    return new Tensor(call(() => this.handle.indexAdd(axis, i.handle, src.handle)));
+  }
+
+  // N-D ops: layers -------------------------------------------------------------
+
+  /**
+   * 2-D convolution of NCHW input with `weight` [out, in / groups, kh, kw] and
+   * `bias` [out] (or null); `stride`, `padding` and `dilation` are a number or a
+   * [height, width] pair. The defaults are PyTorch's.
+   */
+  conv2d(weight, bias = null, { stride = 1, padding = 0, dilation = 1, groups = 1 } = {}) {
+    const options = {
+      stride: pair(stride, 'conv2d: stride'),
+      padding: pair(padding, 'conv2d: padding'),
+      dilation: pair(dilation, 'conv2d: dilation'),
+      groups,
+    };
+    return new Tensor(call(() => this.handle.conv2d(weight.handle, optional(bias), options)));
+  }
+  /** 1-D convolution of [batch, channels, length] with `weight` [out, in / groups, k]. */
+  conv1d(weight, bias = null, { stride = 1, padding = 0, dilation = 1, groups = 1 } = {}) {
+    const options = { stride, padding, dilation, groups };
+    return new Tensor(call(() => this.handle.conv1d(weight.handle, optional(bias), options)));
+  }
+  /** Maximum over each `kernel` window of an NCHW tensor; `stride` defaults to `kernel`. */
+  maxPool2d(kernel, { stride = kernel, padding = 0 } = {}) {
+    const options = pool('maxPool2d', kernel, stride, padding);
+    return new Tensor(call(() => this.handle.maxPool2d(options)));
+  }
+  /** Mean over each `kernel` window of an NCHW tensor; padding counts in the divisor. */
+  avgPool2d(kernel, { stride = kernel, padding = 0 } = {}) {
+    const options = pool('avgPool2d', kernel, stride, padding);
+    return new Tensor(call(() => this.handle.avgPool2d(options)));
+  }
+  /** [batch, channels, ...] -> [batch, channels]: the mean over the rest. */
+  globalAvgPool() {
+    return new Tensor(call(() => this.handle.globalAvgPool()));
+  }
+  /**
+   * Normalized over the last `axes` axes (biased variance), then · weight + bias
+   * when given (each shaped like those axes).
+   */
+  layerNorm(axes = 1, { weight = null, bias = null, eps = 1e-5 } = {}) {
+    return new Tensor(call(() => this.handle.layerNorm(axes, optional(weight), optional(bias), eps)));
+  }
+  /**
+   * Batch normalization per channel of [batch, channels, ...]. The running
+   * statistics are `state.…` params as `forward` received them: with `train` the
+   * batch's statistics normalize and the host keeps the running ones updated.
+   */
+  batchNorm(
+    runningMean,
+    runningVar,
+    { weight = null, bias = null, train = false, momentum = 0.1, eps = 1e-5 } = {},
+  ) {
+    return new Tensor(
+      call(() =>
+        this.handle.batchNorm(
+          optional(weight),
+          optional(bias),
+          runningMean.handle,
+          runningVar.handle,
+          train,
+          momentum,
+          eps,
+        ),
+      ),
+    );
+  }
+  /**
+   * Each element zeroed with probability `p`, the rest scaled by 1/(1 - p); the
+   * host mixes `seed` with the training step. Apply it only in 'train' mode.
+   */
+  dropout(p, seed) {
+    const s = u64(seed, 'dropout');
+    return new Tensor(call(() => this.handle.dropout(p, s)));
+  }
+
+  // N-D ops: losses (this tensor holds the predictions or logits) -----------------
+
+  /**
+   * Cross-entropy of these logits along the class axis `axis` against class
+   * indices (i64, or f32 integers) or probabilities (the logits' shape). The
+   * defaults are PyTorch's; `reduction` is 'mean', 'sum' or 'none'.
+   */
+  crossEntropy(
+    target,
+    { axis = 1, weights = null, labelSmoothing = 0, ignoreIndex = null, reduction = 'mean' } = {},
+  ) {
+    const r = enumCase(REDUCTIONS, reduction, 'crossEntropy: reduction');
+    const ignore =
+      ignoreIndex === null || ignoreIndex === undefined ? null : i64(ignoreIndex, 'crossEntropy: ignoreIndex');
+    return new Tensor(
+      call(() => this.handle.crossEntropy(target.handle, axis, optional(weights), labelSmoothing, ignore, r)),
+    );
+  }
+  /** Binary cross-entropy of these logits against probabilities (broadcast). */
+  bceWithLogits(target, reduction = 'mean') {
+    const r = enumCase(REDUCTIONS, reduction, 'bceWithLogits: reduction');
+    return new Tensor(call(() => this.handle.bceWithLogits(target.handle, r)));
+  }
+  /** Squared error against `target` (broadcast). */
+  mseLoss(target, reduction = 'mean') {
+    const r = enumCase(REDUCTIONS, reduction, 'mseLoss: reduction');
+    return new Tensor(call(() => this.handle.mseLoss(target.handle, r)));
+  }
+  /** Absolute error against `target` (broadcast). */
+  l1Loss(target, reduction = 'mean') {
+    const r = enumCase(REDUCTIONS, reduction, 'l1Loss: reduction');
+    return new Tensor(call(() => this.handle.l1Loss(target.handle, r)));
+  }
+  /** Huber loss against `target` with threshold `delta` > 0. */
+  huberLoss(target, delta = 1, reduction = 'mean') {
+    const r = enumCase(REDUCTIONS, reduction, 'huberLoss: reduction');
+    return new Tensor(call(() => this.handle.huberLoss(target.handle, delta, r)));
+  }
+
   toString() {
     return `Tensor([${this.shape}])`;
   }
 }
+
+/** A comparison with a tensor, or with a number as a [1] tensor. */
+const compare = (t, op, rhs) => t.binary(op, typeof rhs === 'number' ? Tensor.full([1], rhs) : rhs);
+
+/** Indices as the host takes them: an i64 tensor (arrays become one). */
+const indexTensor = (value) => (value instanceof Tensor ? value : Tensor.fromI64(value));
+
+/** The window of maxPool2d and avgPool2d. */
+const pool = (what, kernel, stride, padding) => ({
+  kernel: pair(kernel, `${what}: kernel`),
+  stride: pair(stride, `${what}: stride`),
+  padding: pair(padding, `${what}: padding`),
+});
 
 /**
  * Named tensors in order: a preprocessor's fitted state or a model's parameters.

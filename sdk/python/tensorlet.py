@@ -6,7 +6,11 @@ Build a plugin with componentize-py; this module wraps the bindings it generates
 * ``Tensor`` wraps the host ``tensor`` resource: NumPy-style operators that
   broadcast (``a + b``, ``x @ w``, ``-t``, ``t * 0.5``), ``shape``, reductions,
   softmax and the rest. Every op runs on the host; only ``Tensor.from_list`` and
-  ``Tensor.tolist`` copy data across the component boundary.
+  ``Tensor.tolist`` copy data across the component boundary. The N-D ops of ABI
+  0.2 work on any rank: i64 tensors (``Tensor.from_i64``, ``cast``), batched
+  ``matmul_t``, ``permute``/``slice``/``pad``/``flatten``…, ``gather`` and
+  ``embedding``, ``conv2d``/``max_pool2d``/``layer_norm``/``batch_norm``/``dropout``
+  and the losses (``cross_entropy``, ``mse_loss``…), each differentiable on the host.
 * Errors are exceptions. A host ``result`` error (a bad shape, say) raises
   ``TensorletError``; any exception that escapes ``fit``, ``transform``,
   ``init``, ``step``, ``predict`` or ``forward`` becomes the plugin's WIT ``result`` error,
@@ -41,6 +45,12 @@ __all__ = [
     "TensorletError",
     "Tensor",
     "Params",
+    "Dtype",
+    "UnaryOp",
+    "BinaryOp",
+    "ScalarOp",
+    "Activation",
+    "Reduction",
     "DataSpec",
     "Task",
     "Mode",
@@ -79,21 +89,73 @@ def _shape(shape: Union[int, Sequence[int]]) -> List[int]:
     return [int(d) for d in shape]
 
 
-def _flatten(data: Any) -> Tuple[List[float], List[int]]:
-    """Flattens nested lists row-major and infers their shape."""
+def _flatten(data: Any, convert=float, what: str = "Tensor.from_list") -> Tuple[List[Any], List[int]]:
+    """Flattens nested lists row-major (each element through ``convert``) and
+    infers their shape."""
     if not isinstance(data, (list, tuple)):
-        return [float(data)], []
+        return [convert(data)], []
     if not data:
         return [], [0]
-    parts = [_flatten(d) for d in data]
+    parts = [_flatten(d, convert, what) for d in data]
     inner = parts[0][1]
     if any(s != inner for _, s in parts):
-        raise TensorletError("Tensor.from_list: nested lists are ragged")
+        raise TensorletError(f"{what}: nested lists are ragged")
     return [v for flat, _ in parts for v in flat], [len(data)] + inner
 
 
+def _int(value: Any) -> int:
+    """An integer element of an i64 tensor: an ``int``, or a float that is one."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    raise TensorletError(f"Tensor.from_i64: {value!r} is not an integer")
+
+
+#: Element types (``Tensor.dtype``, ``Tensor.cast``): ``Dtype.F32``, ``Dtype.I64``.
+Dtype = _wit.Dtype
+#: The unary maps of ``Tensor.map``: ``UnaryOp.RELU``, ``UnaryOp.EXP``, …
+UnaryOp = _wit.UnaryOp
+#: The element-wise ops of ``Tensor.binary``: ``BinaryOp.MAXIMUM``, ``BinaryOp.LT``, …
+BinaryOp = _wit.BinaryOp
+#: The tensor-and-scalar ops of ``Tensor.scalar_op``: ``ScalarOp.POW``, …
+ScalarOp = _wit.ScalarOp
+#: The activations of ``Tensor.activate``: ``Activation.GELU``, ``Activation.SILU``, …
+Activation = _wit.Activation
+#: How a loss combines its values: ``Reduction.MEAN``, ``Reduction.SUM``, ``Reduction.NONE``.
+Reduction = _wit.Reduction
+
+
+def _enum(kind, value: Any, what: str):
+    """A WIT enum case from the case itself or its name (``"mean"``, ``"gelu-tanh"``)."""
+    if isinstance(value, kind):
+        return value
+    if isinstance(value, str):
+        try:
+            return kind[value.upper().replace("-", "_")]
+        except KeyError:
+            pass
+    names = ", ".join(repr(m.name.lower()) for m in kind)
+    raise TensorletError(f"{what}: {value!r} is not one of {names}")
+
+
+def _pair(value: Union[int, Sequence[int]], what: str) -> Tuple[int, int]:
+    """(height, width) from one number for both or a pair."""
+    if isinstance(value, int):
+        return (value, value)
+    pair = tuple(int(v) for v in value)
+    if len(pair) != 2:
+        raise TensorletError(f"{what} must be a number or a (height, width) pair, got {value!r}")
+    return pair  # type: ignore[return-value]
+
+
+def _handle(value: Optional["Tensor"]) -> Optional[_wit.Tensor]:
+    return None if value is None else value.handle
+
+
 class Tensor:
-    """An immutable f32 tensor held by the host. Every op returns a new tensor."""
+    """An immutable tensor held by the host, f32 (or i64: class indices, token ids,
+    the indices of ``gather``). Every op returns a new tensor."""
 
     __slots__ = ("handle",)
 
@@ -344,6 +406,372 @@ class Tensor:
         """The gradients of this one-element tensor with respect to the watched
         tensors ``names``, in that order (every watched tensor when empty)."""
         return Params.from_wit(_call(self.handle.grad, [str(n) for n in names]))
+
+    # N-D ops (ABI 0.2): dtypes ---------------------------------------------
+
+    @staticmethod
+    def from_i64(data: Any, shape: Optional[Sequence[int]] = None) -> "Tensor":
+        """An i64 tensor (class indices, token ids, the indices of ``gather``) from
+        nested lists of integers (shape inferred) or a flat list and ``shape``."""
+        if shape is None:
+            flat, inferred = _flatten(data, _int, "Tensor.from_i64")
+            shape = inferred
+        else:
+            flat = [_int(v) for v in data]
+        return Tensor(_call(_wit.Tensor.from_i64_list, _shape(shape), flat))
+
+    @staticmethod
+    def arange(n: int) -> "Tensor":
+        """``0, 1, …, n - 1`` as an i64 tensor ``[n]`` (positions)."""
+        return Tensor.from_i64(list(range(n)), [n])
+
+    @property
+    def dtype(self) -> "Dtype":
+        """The element type, ``Dtype.F32`` or ``Dtype.I64``."""
+        return self.handle.dtype()
+
+    def tolist_i64(self) -> List[int]:
+        """The data as integers, flat and row-major; raises when an f32 element is
+        not an integer."""
+        return _call(self.handle.to_i64_list)
+
+    def cast(self, dtype: Union["Dtype", str]) -> "Tensor":
+        """This tensor as ``dtype`` (``Dtype.I64`` or ``"i64"``, ``Dtype.F32`` or
+        ``"f32"``). No gradient flows through a cast."""
+        return Tensor(_call(self.handle.cast, _enum(Dtype, dtype, "cast")))
+
+    # N-D ops: linear algebra and element-wise -------------------------------
+
+    def matmul_t(self, rhs: "Tensor", transpose_self: bool = False, transpose_rhs: bool = False) -> "Tensor":
+        """Batched matrix product over the last two axes (leading axes broadcast),
+        transposing either operand's last two axes first without a copy:
+        ``q.matmul_t(k, transpose_rhs=True)`` is ``q·kᵀ``."""
+        return Tensor(_call(self.handle.matmul_transposed, rhs.handle, transpose_self, transpose_rhs))
+
+    def binary(self, op: Union["BinaryOp", str], rhs: "Tensor") -> "Tensor":
+        """An element-wise binary op (``BinaryOp`` or its name) with broadcasting."""
+        return Tensor(_call(self.handle.binary, _enum(BinaryOp, op, "binary"), rhs.handle))
+
+    def _compare(self, op: "BinaryOp", rhs: Union["Tensor", Number]) -> "Tensor":
+        other = rhs if isinstance(rhs, Tensor) else Tensor.scalar(rhs)
+        return Tensor(_call(self.handle.binary, op, other.handle))
+
+    def maximum(self, rhs: Union["Tensor", Number]) -> "Tensor":
+        """Element-wise maximum with a tensor (broadcast) or a number."""
+        if isinstance(rhs, Tensor):
+            return self._compare(BinaryOp.MAXIMUM, rhs)
+        return self.scalar_op(ScalarOp.MAX, rhs)
+
+    def minimum(self, rhs: Union["Tensor", Number]) -> "Tensor":
+        """Element-wise minimum with a tensor (broadcast) or a number."""
+        if isinstance(rhs, Tensor):
+            return self._compare(BinaryOp.MINIMUM, rhs)
+        return self.scalar_op(ScalarOp.MIN, rhs)
+
+    def __pow__(self, rhs: Union["Tensor", Number]) -> "Tensor":
+        """``t ** 2`` (a number exponent) or ``a ** b`` (element-wise, broadcast)."""
+        if isinstance(rhs, Tensor):
+            return self._compare(BinaryOp.POW, rhs)
+        if not isinstance(rhs, (int, float)):
+            return NotImplemented  # type: ignore[return-value]
+        return self.scalar_op(ScalarOp.POW, rhs)
+
+    def eq(self, rhs: Union["Tensor", Number]) -> "Tensor":
+        """1 where ``self == rhs``, else 0 (a mask, f32)."""
+        return self._compare(BinaryOp.EQ, rhs)
+
+    def ne(self, rhs: Union["Tensor", Number]) -> "Tensor":
+        """1 where ``self != rhs``, else 0."""
+        return self._compare(BinaryOp.NE, rhs)
+
+    def lt(self, rhs: Union["Tensor", Number]) -> "Tensor":
+        """1 where ``self < rhs``, else 0."""
+        return self._compare(BinaryOp.LT, rhs)
+
+    def le(self, rhs: Union["Tensor", Number]) -> "Tensor":
+        """1 where ``self <= rhs``, else 0."""
+        return self._compare(BinaryOp.LE, rhs)
+
+    def gt(self, rhs: Union["Tensor", Number]) -> "Tensor":
+        """1 where ``self > rhs``, else 0."""
+        return self._compare(BinaryOp.GT, rhs)
+
+    def ge(self, rhs: Union["Tensor", Number]) -> "Tensor":
+        """1 where ``self >= rhs``, else 0."""
+        return self._compare(BinaryOp.GE, rhs)
+
+    def scalar_op(self, op: Union["ScalarOp", str], value: Number) -> "Tensor":
+        """An op with the number ``value`` on every element (``ScalarOp`` or its name)."""
+        return Tensor(_call(self.handle.scalar, _enum(ScalarOp, op, "scalar_op"), float(value)))
+
+    def leaky_relu(self, slope: Number = 0.01) -> "Tensor":
+        """``x`` where ``x > 0``, else ``slope·x``."""
+        return self.scalar_op(ScalarOp.LEAKY_RELU, slope)
+
+    def activate(self, op: Union["Activation", str]) -> "Tensor":
+        """An activation (``Activation`` or its name) on every element."""
+        return Tensor(_call(self.handle.activate, _enum(Activation, op, "activate")))
+
+    def gelu(self, approximate: str = "none") -> "Tensor":
+        """GELU, ``x·Φ(x)``; ``approximate="tanh"`` for the tanh form (PyTorch's
+        ``GELU(approximate=…)``)."""
+        if approximate not in ("none", "tanh"):
+            raise TensorletError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+        return self.activate(Activation.GELU if approximate == "none" else Activation.GELU_TANH)
+
+    def silu(self) -> "Tensor":
+        """SiLU, ``x·sigmoid(x)``."""
+        return self.activate(Activation.SILU)
+
+    def softplus(self) -> "Tensor":
+        """``ln(1 + eˣ)``, without overflow."""
+        return self.activate(Activation.SOFTPLUS)
+
+    def clamp(self, low: Optional[Number] = None, high: Optional[Number] = None) -> "Tensor":
+        """Every element limited to ``low..=high`` (``None``: unbounded on that side)."""
+        lo = float("-inf") if low is None else float(low)
+        hi = float("inf") if high is None else float(high)
+        return Tensor(_call(self.handle.clamp, lo, hi))
+
+    def select(self, mask: "Tensor", otherwise: "Tensor") -> "Tensor":
+        """This tensor where ``mask`` is nonzero, ``otherwise`` elsewhere (all three
+        broadcast; NumPy's ``where(mask, self, otherwise)``)."""
+        return Tensor(_call(self.handle.select, mask.handle, otherwise.handle))
+
+    def masked_fill(self, mask: "Tensor", value: Number) -> "Tensor":
+        """``value`` where ``mask`` (broadcast) is nonzero: a causal mask before a softmax."""
+        return Tensor(_call(self.handle.masked_fill, mask.handle, float(value)))
+
+    def cumsum(self, axis: int, reverse: bool = False) -> "Tensor":
+        """Running sums along ``axis``, from the end when ``reverse``."""
+        return Tensor(_call(self.handle.cumsum, axis, reverse))
+
+    # N-D ops: shape ---------------------------------------------------------
+
+    def permute(self, *axes: Union[int, Sequence[int]]) -> "Tensor":
+        """The axes reordered: output axis i is input axis ``axes[i]``
+        (``t.permute(0, 2, 1)`` or ``t.permute([0, 2, 1])``)."""
+        order = _shape(axes[0]) if len(axes) == 1 else _shape(axes)  # type: ignore[arg-type]
+        return Tensor(_call(self.handle.permute, order))
+
+    def slice(self, axis: int, start: int, end: int, step: int = 1) -> "Tensor":
+        """Elements ``start..end`` along ``axis``, every ``step``-th."""
+        return Tensor(_call(self.handle.slice, axis, start, end, step))
+
+    @staticmethod
+    def concat_all(parts: Sequence["Tensor"], axis: int = 0) -> "Tensor":
+        """The tensors ``parts`` joined along ``axis`` (all other axes equal)."""
+        return Tensor(_call(_wit.Tensor.concat_all, [p.handle for p in parts], axis))
+
+    def pad(self, pads: Sequence[Tuple[int, int]], value: Number = 0.0) -> "Tensor":
+        """Padded with ``value``: ``pads[i]`` is (before, after) for axis i, one
+        pair per axis."""
+        pairs = [(int(a), int(b)) for a, b in pads]
+        return Tensor(_call(self.handle.pad, pairs, float(value)))
+
+    def flatten(self, start: int = 0, end: Optional[int] = None) -> "Tensor":
+        """Axes ``start..=end`` (default: to the last axis) merged into one."""
+        last = self.ndim - 1 if end is None else end
+        return Tensor(_call(self.handle.flatten, start, last))
+
+    def squeeze(self, axis: int) -> "Tensor":
+        """Axis ``axis``, which must have size 1, removed."""
+        return Tensor(_call(self.handle.squeeze, axis))
+
+    def unsqueeze(self, axis: int) -> "Tensor":
+        """A new axis of size 1 at ``axis``."""
+        return Tensor(_call(self.handle.unsqueeze, axis))
+
+    def broadcast_to(self, shape: Union[int, Sequence[int]]) -> "Tensor":
+        """Broadcast to ``shape`` (NumPy rules)."""
+        return Tensor(_call(self.handle.broadcast_to, _shape(shape)))
+
+    # N-D ops: indexing (indices: an i64 Tensor, or lists of integers) --------
+
+    def index_select(self, axis: int, indices: Union["Tensor", Sequence[int]]) -> "Tensor":
+        """The entries at the 1-D ``indices`` along ``axis``."""
+        return Tensor(_call(self.handle.index_select, axis, _indices(indices).handle))
+
+    def embedding(self, ids: Union["Tensor", Sequence[Any]]) -> "Tensor":
+        """Rows of this table ``[vocab, dim]`` at ``ids`` (any shape):
+        ``ids.shape + [dim]``. An id outside ``0..vocab`` raises, naming it."""
+        return Tensor(_call(self.handle.embedding, _indices(ids).handle))
+
+    def gather(self, axis: int, indices: Union["Tensor", Sequence[Any]]) -> "Tensor":
+        """PyTorch's ``gather``: ``out[..., i, ...] = self[..., indices[..., i, ...], ...]``
+        along ``axis`` (``indices`` of the same rank)."""
+        return Tensor(_call(self.handle.gather, axis, _indices(indices).handle))
+
+    def scatter_add(self, axis: int, indices: Union["Tensor", Sequence[Any]], src: "Tensor") -> "Tensor":
+        """This tensor plus ``src`` added at ``indices`` along ``axis`` (PyTorch's
+        ``scatter_add``)."""
+        return Tensor(_call(self.handle.scatter_add, axis, _indices(indices).handle, src.handle))
+
+    def index_add(self, axis: int, indices: Union["Tensor", Sequence[int]], src: "Tensor") -> "Tensor":
+        """This tensor plus the slices of ``src`` added at the 1-D ``indices`` along
+        ``axis`` (PyTorch's ``index_add``)."""
+        return Tensor(_call(self.handle.index_add, axis, _indices(indices).handle, src.handle))
+
+    # N-D ops: layers ---------------------------------------------------------
+
+    def conv2d(
+        self,
+        weight: "Tensor",
+        bias: Optional["Tensor"] = None,
+        stride: Union[int, Sequence[int]] = 1,
+        padding: Union[int, Sequence[int]] = 0,
+        dilation: Union[int, Sequence[int]] = 1,
+        groups: int = 1,
+    ) -> "Tensor":
+        """2-D convolution of NCHW input with ``weight`` ``[out, in / groups, kh, kw]``
+        and ``bias`` ``[out]``; ``stride``, ``padding`` and ``dilation`` are a number
+        or a (height, width) pair. The defaults are PyTorch's."""
+        options = _wit.Conv2dOptions(
+            _pair(stride, "conv2d: stride"),
+            _pair(padding, "conv2d: padding"),
+            _pair(dilation, "conv2d: dilation"),
+            int(groups),
+        )
+        return Tensor(_call(self.handle.conv2d, weight.handle, _handle(bias), options))
+
+    def conv1d(
+        self,
+        weight: "Tensor",
+        bias: Optional["Tensor"] = None,
+        stride: int = 1,
+        padding: int = 0,
+        dilation: int = 1,
+        groups: int = 1,
+    ) -> "Tensor":
+        """1-D convolution of ``[batch, channels, length]`` with ``weight``
+        ``[out, in / groups, k]`` and ``bias`` ``[out]``."""
+        options = _wit.Conv1dOptions(int(stride), int(padding), int(dilation), int(groups))
+        return Tensor(_call(self.handle.conv1d, weight.handle, _handle(bias), options))
+
+    @staticmethod
+    def _pool(what: str, kernel, stride, padding) -> _wit.Pool2dOptions:
+        k = _pair(kernel, f"{what}: kernel")
+        s = k if stride is None else _pair(stride, f"{what}: stride")
+        return _wit.Pool2dOptions(k, s, _pair(padding, f"{what}: padding"))
+
+    def max_pool2d(
+        self,
+        kernel: Union[int, Sequence[int]],
+        stride: Union[int, Sequence[int], None] = None,
+        padding: Union[int, Sequence[int]] = 0,
+    ) -> "Tensor":
+        """Maximum over each window of an NCHW tensor; ``stride`` defaults to
+        ``kernel`` (PyTorch's default). Padding never wins."""
+        return Tensor(_call(self.handle.max_pool2d, Tensor._pool("max_pool2d", kernel, stride, padding)))
+
+    def avg_pool2d(
+        self,
+        kernel: Union[int, Sequence[int]],
+        stride: Union[int, Sequence[int], None] = None,
+        padding: Union[int, Sequence[int]] = 0,
+    ) -> "Tensor":
+        """Mean over each window of an NCHW tensor; padding counts in the divisor."""
+        return Tensor(_call(self.handle.avg_pool2d, Tensor._pool("avg_pool2d", kernel, stride, padding)))
+
+    def global_avg_pool(self) -> "Tensor":
+        """``[batch, channels, ...] -> [batch, channels]``: the mean over the rest."""
+        return Tensor(_call(self.handle.global_avg_pool))
+
+    def layer_norm(
+        self,
+        axes: int = 1,
+        weight: Optional["Tensor"] = None,
+        bias: Optional["Tensor"] = None,
+        eps: Number = 1e-5,
+    ) -> "Tensor":
+        """Normalized over the last ``axes`` axes (biased variance), then
+        ``· weight + bias`` when given (each shaped like those axes)."""
+        return Tensor(_call(self.handle.layer_norm, axes, _handle(weight), _handle(bias), float(eps)))
+
+    def batch_norm(
+        self,
+        running_mean: "Tensor",
+        running_var: "Tensor",
+        weight: Optional["Tensor"] = None,
+        bias: Optional["Tensor"] = None,
+        train: bool = False,
+        momentum: Number = 0.1,
+        eps: Number = 1e-5,
+    ) -> "Tensor":
+        """Batch normalization per channel of ``[batch, channels, ...]``. The running
+        statistics are ``state.…`` params as ``forward`` received them: with
+        ``train`` the batch's statistics normalize and the host keeps the running
+        ones updated; otherwise the running ones normalize."""
+        return Tensor(
+            _call(
+                self.handle.batch_norm,
+                _handle(weight),
+                _handle(bias),
+                running_mean.handle,
+                running_var.handle,
+                bool(train),
+                float(momentum),
+                float(eps),
+            )
+        )
+
+    def dropout(self, p: Number, seed: int) -> "Tensor":
+        """Each element zeroed with probability ``p``, the rest scaled by
+        ``1/(1 - p)``; the host mixes ``seed`` with the training step, so every
+        step draws a new mask. Apply it only in ``Mode.TRAIN``."""
+        return Tensor(_call(self.handle.dropout, float(p), int(seed)))
+
+    # N-D ops: losses (this tensor holds the predictions or logits) ------------
+
+    def cross_entropy(
+        self,
+        target: "Tensor",
+        axis: int = 1,
+        weights: Optional["Tensor"] = None,
+        label_smoothing: Number = 0.0,
+        ignore_index: Optional[int] = None,
+        reduction: Union["Reduction", str] = "mean",
+    ) -> "Tensor":
+        """Cross-entropy of these logits along the class axis ``axis`` against class
+        indices (i64, or f32 integers) or probabilities (the logits' shape).
+        ``weights`` is ``[classes]``; targets equal to ``ignore_index`` count for
+        nothing. The defaults are PyTorch's."""
+        return Tensor(
+            _call(
+                self.handle.cross_entropy,
+                target.handle,
+                axis,
+                _handle(weights),
+                float(label_smoothing),
+                None if ignore_index is None else int(ignore_index),
+                _enum(Reduction, reduction, "cross_entropy: reduction"),
+            )
+        )
+
+    def bce_with_logits(self, target: "Tensor", reduction: Union["Reduction", str] = "mean") -> "Tensor":
+        """Binary cross-entropy of these logits against probabilities (broadcast)."""
+        r = _enum(Reduction, reduction, "bce_with_logits: reduction")
+        return Tensor(_call(self.handle.bce_with_logits, target.handle, r))
+
+    def mse_loss(self, target: "Tensor", reduction: Union["Reduction", str] = "mean") -> "Tensor":
+        """Squared error against ``target`` (broadcast)."""
+        return Tensor(_call(self.handle.mse_loss, target.handle, _enum(Reduction, reduction, "mse_loss: reduction")))
+
+    def l1_loss(self, target: "Tensor", reduction: Union["Reduction", str] = "mean") -> "Tensor":
+        """Absolute error against ``target`` (broadcast)."""
+        return Tensor(_call(self.handle.l1_loss, target.handle, _enum(Reduction, reduction, "l1_loss: reduction")))
+
+    def huber_loss(
+        self, target: "Tensor", delta: Number = 1.0, reduction: Union["Reduction", str] = "mean"
+    ) -> "Tensor":
+        """Huber loss against ``target`` with threshold ``delta`` > 0."""
+        r = _enum(Reduction, reduction, "huber_loss: reduction")
+        return Tensor(_call(self.handle.huber_loss, target.handle, float(delta), r))
+
+
+def _indices(value: Union[Tensor, Sequence[Any]]) -> Tensor:
+    """Indices as the host takes them: an i64 tensor (lists become one)."""
+    return value if isinstance(value, Tensor) else Tensor.from_i64(value)
 
 
 class Params(Mapping[str, Tensor]):

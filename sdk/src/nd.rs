@@ -305,8 +305,8 @@ impl Tensor {
         wrap(raw::Tensor::concat_all(&raw, axis))
     }
 
-    /// Padded with `value`; `pads[i]` is (before, after) for axis i, and fewer
-    /// pairs than axes pad the last ones.
+    /// Padded with `value`; `pads[i]` is (before, after) for axis i, one pair
+    /// per axis.
     pub fn pad(&self, pads: &[(u32, u32)], value: f32) -> Result<Tensor> {
         wrap(self.as_raw().pad(pads, value))
     }
