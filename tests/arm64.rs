@@ -229,7 +229,15 @@ fn a_model_trained_on_x86_64_gives_the_same_predictions_on_arm64() {
     let arm_home = tmp.path().join("arm64");
     ok(&tensorlet(
         &x86_home,
-        &["demo", "--out", s(&x86_home), "--device", "cpu"],
+        &[
+            "demo",
+            "--out",
+            s(&x86_home),
+            "--device",
+            "cpu",
+            "--only",
+            "iris,digits",
+        ],
     ));
     // The edge workflow: copy the state (registry, keys, compiled cache) over.
     copy_tree(&x86_home, &arm_home);
@@ -383,13 +391,32 @@ fn arm64_trains_publishes_and_serves_the_bundled_pipelines() {
 
     // Sign and publish the bundled plugins and pipelines, train both models
     // from the registry, publish them, verify the audit log: all on arm64.
-    let demo = arm.run(&home, &["demo", "--out", h, "--device", "cpu"]);
+    let demo = arm.run(
+        &home,
+        &[
+            "demo",
+            "--out",
+            h,
+            "--device",
+            "cpu",
+            "--only",
+            "iris,digits",
+        ],
+    );
     assert!(demo.contains("audit log OK"), "{demo}");
     // Training is bit-for-bit the same as on x86-64: same weights, same digests.
     let x86_home = tmp.path().join("x86");
     ok(&tensorlet(
         &x86_home,
-        &["demo", "--out", s(&x86_home), "--device", "cpu"],
+        &[
+            "demo",
+            "--out",
+            s(&x86_home),
+            "--device",
+            "cpu",
+            "--only",
+            "iris,digits",
+        ],
     ));
     for model in ["tensorlet/iris-model@0.1.0", "tensorlet/digits-model@0.1.0"] {
         let blobs = |home: &Path| {
@@ -520,7 +547,15 @@ fn an_arm64_device_pulls_verified_models_and_serves_them_offline() {
     let hub = tmp.path().join("hub");
     ok(&tensorlet(
         &hub,
-        &["demo", "--out", s(&hub), "--device", "cpu"],
+        &[
+            "demo",
+            "--out",
+            s(&hub),
+            "--device",
+            "cpu",
+            "--only",
+            "iris,digits",
+        ],
     ));
     let public = ok(&tensorlet(&hub, &["key", "export", "demo"]))
         .lines()
@@ -588,5 +623,96 @@ fn an_arm64_device_pulls_verified_models_and_serves_them_offline() {
         &oip_rows(&reply),
         &predicted,
         TOLERANCE,
+    );
+}
+
+/// Epochs of the digits CNN in [`the_digits_cnn_trains_to_the_same_bits_on_arm64`]:
+/// fewer than its pipeline's 30, for the emulator's sake.
+const CNN_EPOCHS: &str = "3";
+
+/// `tensorlet train` of the bundled digits CNN pipeline file (conv, pooling,
+/// Adam) into `home/model`; returns its run's checkpoint digests (one per
+/// epoch) and the saved model's `model.json`.
+fn train_cnn(home: &Path, train: impl FnOnce(&[&str]) -> String) -> (Vec<String>, Value) {
+    let pipeline = common::pipeline("digits-cnn");
+    let digits = common::data("digits.csv");
+    let model = home.join("model");
+    let out = train(&[
+        "train",
+        s(&pipeline),
+        "--data",
+        s(&digits),
+        "--out",
+        s(&model),
+        "--epochs",
+        CNN_EPOCHS,
+        "--allow-unsigned",
+        "--device",
+        "cpu",
+    ]);
+    assert!(out.contains("trained digits-cnn"), "{out}");
+    let runs: Value =
+        serde_json::from_str(&ok(&tensorlet(home, &["runs", "list", "--json"]))).unwrap();
+    let id = runs[0]["id"].as_str().unwrap_or_else(|| panic!("{runs}"));
+    let run: Value =
+        serde_json::from_str(&ok(&tensorlet(home, &["runs", "show", id, "--json"]))).unwrap();
+    let checkpoints = run["checkpoints"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{run}"))
+        .iter()
+        .map(|c| c["params"].as_str().unwrap().to_string())
+        .collect();
+    let meta = serde_json::from_slice(&std::fs::read(model.join("model.json")).unwrap()).unwrap();
+    (checkpoints, meta)
+}
+
+#[test]
+#[ignore = "needs the arm64 build and qemu-user: see docs/testing.md"]
+fn the_digits_cnn_trains_to_the_same_bits_on_arm64() {
+    let arm = Arm64::find();
+    let _one_at_a_time = EMULATOR.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = tempfile::tempdir().unwrap();
+    let (x86_home, arm_home) = (tmp.path().join("x86"), tmp.path().join("arm64"));
+    let (x86, x86_meta) = train_cnn(&x86_home, |args| ok(&tensorlet(&x86_home, args)));
+    let started = Instant::now();
+    let (arm64, arm_meta) = train_cnn(&arm_home, |args| arm.run(&arm_home, args));
+    eprintln!(
+        "digits CNN, {CNN_EPOCHS} epochs on arm64 (emulated) in {:?}",
+        started.elapsed()
+    );
+    assert_eq!(x86.len().to_string(), CNN_EPOCHS, "a checkpoint per epoch");
+    for (epoch, (a, b)) in x86.iter().zip(&arm64).enumerate() {
+        assert_eq!(
+            a,
+            b,
+            "the params after epoch {} differ between x86-64 and arm64",
+            epoch + 1
+        );
+    }
+    assert_eq!(x86.len(), arm64.len());
+    for key in ["params_digest", "state_digest", "epoch"] {
+        assert!(!x86_meta[key].is_null(), "{key}: {x86_meta}");
+        assert_eq!(x86_meta[key], arm_meta[key], "{key}");
+    }
+
+    // The x86-64 model predicts every row the same on arm64.
+    let (model, digits) = (x86_home.join("model"), common::data("digits.csv"));
+    let predict = [
+        "predict",
+        s(&model),
+        "--input",
+        s(&digits),
+        "--json",
+        "--allow-unsigned",
+        "--device",
+        "cpu",
+    ];
+    let want = rows(&ok(&tensorlet(&x86_home, &predict)));
+    let got = rows(&arm.run(&arm_home, &predict));
+    assert!(want.len() > 1000, "the whole data set was predicted");
+    let worst = same_predictions("digits CNN", &want, &got, TOLERANCE);
+    eprintln!(
+        "digits CNN: {} rows, same labels, largest probability difference {worst:e}",
+        want.len()
     );
 }

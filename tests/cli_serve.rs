@@ -129,7 +129,7 @@ fn serve_follows_the_production_alias_and_refuses_tampered_versions() {
     let tmp = tempfile::tempdir().unwrap();
     let home = tmp.path();
     let h = home.to_str().unwrap();
-    tensorlet(home, &["demo", "--out", h]);
+    tensorlet(home, &["demo", "--out", h, "--only", "iris,digits"]);
     tensorlet(
         home,
         &[

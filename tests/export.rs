@@ -40,7 +40,15 @@ static FIXTURE: LazyLock<Fixture> = LazyLock::new(|| {
     let home = tmp.path().to_path_buf();
     ok(&tensorlet(
         &home,
-        &["demo", "--device", "cpu", "--out", s(&home)],
+        &[
+            "demo",
+            "--device",
+            "cpu",
+            "--out",
+            s(&home),
+            "--only",
+            "iris,digits",
+        ],
     ));
     let export = home.join("iris.wasm");
     let out = ok(&tensorlet(

@@ -34,7 +34,10 @@ fn run(home: &Path, args: &[&str]) -> Output {
 /// namespace `tensorlet`) and `iris.csv`.
 fn publisher() -> tempfile::TempDir {
     let tmp = tempfile::tempdir().unwrap();
-    ok(&run(tmp.path(), &["demo", "--out", s(tmp.path())]));
+    ok(&run(
+        tmp.path(),
+        &["demo", "--out", s(tmp.path()), "--only", "iris,digits"],
+    ));
     tmp
 }
 

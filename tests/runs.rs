@@ -963,3 +963,74 @@ fn a_streamed_run_resumes_identically() {
     assert_eq!(checkpoint_digests(&whole).len(), 1000);
     assert_eq!(checkpoint_digests(&whole), checkpoint_digests(&resumed));
 }
+
+/// The bundled digits CNN (conv, pooling, Adam): a run stopped by SIGTERM
+/// part-way and resumed stores the same params after every epoch as two
+/// uninterrupted runs with the same inputs, which agree with each other.
+#[test]
+fn the_digits_cnn_trains_identically_run_to_run_and_after_resume() {
+    let tmp = tempfile::tempdir().unwrap();
+    let h = tmp.path();
+    let (p, digits) = (pipeline("digits-cnn"), data("digits.csv"));
+    let epochs = 20;
+    let epochs_arg = epochs.to_string();
+    let model = h.join("model");
+    let args = [
+        "train",
+        s(&p),
+        "--data",
+        s(&digits),
+        "--out",
+        s(&model),
+        "--allow-unsigned",
+        "--device",
+        "cpu",
+        "--epochs",
+        &epochs_arg,
+        "--seed",
+        "5",
+    ];
+    // First, while the home has no other run for start_run to see (this
+    // creates its registry before two processes open it): stopped after a
+    // few checkpoints, then resumed.
+    let none = json(&ok(&tensorlet(h, &["runs", "list", "--json"])));
+    assert_eq!(none, serde_json::json!([]));
+    let (child, id) = start_run(h, &args, 2);
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    let stopped = show(h, &id);
+    assert_eq!(stopped["status"], "interrupted", "{stopped}");
+    let done = checkpoint_digests(&stopped).len();
+    assert!((2..epochs).contains(&done), "{done} epochs");
+    ok(&tensorlet(h, &["train", "--resume", &id]));
+    let resumed = show(h, &id);
+    assert_eq!(resumed["status"], "completed", "{resumed}");
+    let resumed = checkpoint_digests(&resumed);
+    assert_eq!(resumed.len(), epochs);
+    assert_ne!(
+        resumed[0],
+        resumed[epochs - 1],
+        "training changed the params"
+    );
+
+    let whole = || {
+        let out = tensorlet(h, &args);
+        ok(&out);
+        let run = show(h, &run_id(&out));
+        assert_eq!(run["status"], "completed", "{run}");
+        checkpoint_digests(&run)
+    };
+    let first = whole();
+    assert_eq!(whole(), first, "two runs of the same inputs differ");
+    assert_eq!(
+        resumed, first,
+        "the run stopped after epoch {done} and resumed ended with other params \
+         than an uninterrupted one"
+    );
+}
