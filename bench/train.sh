@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Training speed: the bundled digits MLP trained by tensorlet with the host's
 # autodiff (a `model` plugin, ABI 0.2), by the hand-written ABI 0.1 trainer,
-# and by PyTorch on the CPU with one thread and with all of them, in one run on
-# this machine; then the resident memory of a 10,000-step autodiff run.
+# and by PyTorch on the CPU with one thread and with all of them; the bundled
+# digits CNN by tensorlet and by PyTorch the same way (`--cnn`); all in one run
+# on this machine; then the resident memory of a 10,000-step autodiff run.
 # docs/benchmarks.md holds the latest numbers.
 #
 # Settings: EPOCHS (default 20), RSS_STEPS (default 10000), TENSORLET_BIN (an
@@ -29,4 +30,5 @@ if ! "$VENV/bin/python" -c 'import torch, numpy' 2>/dev/null; then
 fi
 
 echo "host: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
-"$T" bench train --device cpu --epochs "$EPOCHS" --python "$VENV/bin/python" --rss-steps "$RSS_STEPS"
+"$T" bench train --device cpu --epochs "$EPOCHS" --python "$VENV/bin/python" --cnn \
+  --rss-steps "$RSS_STEPS"

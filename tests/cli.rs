@@ -460,3 +460,66 @@ fn a_misspelled_config_key_fails_train() {
         assert!(!dir.join("m").exists(), "a model was written: {err}");
     }
 }
+
+/// `bench ops` on tiny shapes: a row per op given, in order, with a GFLOP/s
+/// figure for the CPU backend and the reference (their values, which depend
+/// on the machine, are not checked); a malformed shape is refused with the
+/// expected form.
+#[test]
+fn bench_ops_prints_a_row_per_op_given() {
+    let home = tempfile::tempdir().unwrap();
+    let stdout = ok(&tensorlet(
+        home.path(),
+        &[
+            "bench",
+            "ops",
+            "--device",
+            "cpu",
+            "--conv",
+            "2x3x6x6x4,1x2x5x5x3x1",
+            "--bmm",
+            "2x3x4x5",
+            "--min-time",
+            "0.001",
+        ],
+    ));
+    let header = stdout
+        .lines()
+        .find(|l| l.starts_with("op "))
+        .unwrap_or_else(|| panic!("no header in:\n{stdout}"));
+    assert_eq!(
+        header.split_whitespace().collect::<Vec<_>>(),
+        ["op", "shapes", "MFLOP", "[0]", "[r]"],
+        "{stdout}"
+    );
+    let rows: Vec<&str> = stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("op "))
+        .skip(1)
+        .collect();
+    let want = [
+        ("conv2d", "[2,3,6,6] * [4,3,3,3] pad 1"),
+        ("conv2d", "[1,2,5,5] * [3,2,1,1]"),
+        ("batched-matmul", "[2,3,4] x [2,4,5]"),
+    ];
+    assert_eq!(rows.len(), want.len(), "{stdout}");
+    for (row, (op, shapes)) in rows.iter().zip(want) {
+        assert!(row.starts_with(op) && row.contains(shapes), "{stdout}");
+        for cell in row.split_whitespace().rev().take(2) {
+            assert!(
+                cell.parse::<f64>().is_ok_and(|g| g >= 0.0),
+                "{cell:?} in {stdout}"
+            );
+        }
+    }
+    assert!(stdout.contains("PyTorch not measured"), "{stdout}");
+
+    // A usage error, as clap reports one: exit code 2.
+    let out = tensorlet(
+        home.path(),
+        &["bench", "ops", "--device", "cpu", "--conv", "2x3x6"],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("expected NxCxHxWxO"), "{err}");
+}

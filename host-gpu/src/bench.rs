@@ -177,6 +177,85 @@ pub fn conv2d(
     })
 }
 
+/// The textbook CPU convolution, for comparison with [`conv2d`]: each image
+/// unfolded (im2col) into `[c·kh·kw, ho·wo]`, then one
+/// `matrixmultiply::sgemm` of the weights `[o, c·kh·kw]` by it, straight
+/// into the output (one thread, stride 1, one group, zero padding
+/// `padding` on each side, no bias).
+pub fn reference_conv2d(
+    x: [usize; 4],
+    w: [usize; 4],
+    padding: usize,
+    min_time: Duration,
+) -> OpRate {
+    let ([n, c, h, wd], [o, _, kh, kw]) = (x, w);
+    let (ho, wo) = (
+        (h + 2 * padding + 1).saturating_sub(kh),
+        (wd + 2 * padding + 1).saturating_sub(kw),
+    );
+    let (patch, positions) = (c * kh * kw, ho * wo);
+    let input: Vec<f32> = (0..n * c * h * wd).map(|i| (i % 13) as f32 - 6.0).collect();
+    let weights: Vec<f32> = (0..o * patch).map(|i| (i % 7) as f32 - 3.0).collect();
+    let mut cols = vec![0.0f32; patch * positions];
+    let mut out = vec![0.0f32; n * o * positions];
+    let timing = measure_infallible(min_time, |runs| {
+        for _ in 0..runs {
+            for image in 0..n {
+                let mut row = 0;
+                for ci in 0..c {
+                    let plane = &input[(image * c + ci) * h * wd..][..h * wd];
+                    for i in 0..kh {
+                        for j in 0..kw {
+                            let dst = &mut cols[row * positions..][..positions];
+                            for y in 0..ho {
+                                let src = (y + i).checked_sub(padding).filter(|&r| r < h);
+                                for x in 0..wo {
+                                    let col = (x + j).checked_sub(padding).filter(|&q| q < wd);
+                                    dst[y * wo + x] = match (src, col) {
+                                        (Some(r), Some(q)) => plane[r * wd + q],
+                                        _ => 0.0,
+                                    };
+                                }
+                            }
+                            row += 1;
+                        }
+                    }
+                }
+                if positions == 0 || o == 0 || patch == 0 {
+                    continue;
+                }
+                // SAFETY: the weights hold o·patch elements, cols
+                // patch·positions, and image `image`'s output o·positions
+                // from image·o·positions; the row-major strides stay inside.
+                unsafe {
+                    matrixmultiply::sgemm(
+                        o,
+                        patch,
+                        positions,
+                        1.0,
+                        weights.as_ptr(),
+                        patch as isize,
+                        1,
+                        cols.as_ptr(),
+                        positions as isize,
+                        1,
+                        0.0,
+                        out.as_mut_ptr().add(image * o * positions),
+                        positions as isize,
+                        1,
+                    );
+                }
+            }
+        }
+    });
+    OpRate {
+        op: "conv2d",
+        shapes: format!("{x:?} * {w:?}, padding {padding}"),
+        flops: 2.0 * (n * o * positions * patch) as f64,
+        timing,
+    }
+}
+
 /// The standard set of `tensorlet bench ops`: batched products of attention
 /// and MLP sizes with their `matrixmultiply` reference, and 3×3
 /// convolutions of a small CNN, each measured for at least `min_time`.
@@ -315,5 +394,17 @@ mod tests {
         // Output [2, 6, 3, 3]; each element: 2 channels x 9 taps.
         assert_eq!((g.ho, g.wo), (3, 3));
         assert_eq!(conv2d_flops(&g), 2.0 * 108.0 * 18.0);
+
+        // The im2col reference counts what conv2d does for the same shapes.
+        let x = dev.fill(&[2, 3, 5, 4], 0.0).unwrap();
+        let w = dev.fill(&[6, 3, 3, 3], 0.0).unwrap();
+        let pad = Conv2d {
+            padding: [1, 1],
+            ..Conv2d::default()
+        };
+        let g = dev.conv2d_geometry(&x, &w, &pad).unwrap();
+        let r = reference_conv2d([2, 3, 5, 4], [6, 3, 3, 3], 1, Duration::from_micros(1));
+        assert_eq!(r.flops, conv2d_flops(&g));
+        assert!(r.timing.runs >= 1 && r.timing.seconds > 0.0);
     }
 }

@@ -1,5 +1,7 @@
-//! `tensorlet bench matmul|train|instances|console|load|serve-native`: GFLOP/s of square matmuls; the
-//! time of a digits training epoch with the host's autodiff, with the
+//! `tensorlet bench matmul|ops|train|instances|console|load|serve-native`: GFLOP/s of square
+//! matmuls; of convolutions and batched matmuls against an im2col/sgemm
+//! reference and (optionally) PyTorch; the time of a digits training epoch
+//! (the MLP, and with `--cnn` the CNN) with the host's autodiff, with the
 //! hand-written 0.1 trainer and (optionally) with PyTorch; the memory of a long
 //! run (`instances` is in `bench_instances.rs`); the console's server time
 //! (`bench_console.rs`).
@@ -8,6 +10,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use tensorlet_gpu::Device;
+use tensorlet_runtime::bench::ops::{Op, OpsBench};
 use tensorlet_runtime::bench::train::TrainBench;
 use tensorlet_runtime::bench::{self, matmul::Matmul};
 
@@ -25,8 +28,12 @@ pub struct Args {
 pub enum What {
     /// GFLOP/s of square f32 matmuls: CPU backend, GPU backend, and the sgemm crate.
     Matmul(MatmulArgs),
+    /// GFLOP/s of conv2d and batched matmul: CPU backend, GPU backend, an
+    /// im2col/sgemm reference, and PyTorch (with --python).
+    Ops(OpsArgs),
     /// Seconds per epoch of the bundled digits MLP: host autodiff, the
-    /// hand-written ABI 0.1 trainer, and PyTorch (with --python).
+    /// hand-written ABI 0.1 trainer, and PyTorch (with --python); with
+    /// --cnn also the bundled digits CNN.
     Train(TrainArgs),
     /// Cost of the fresh sandbox every request gets: store + instance creation.
     Instances(super::bench_instances::Args),
@@ -66,6 +73,36 @@ pub struct MatmulArgs {
 }
 
 #[derive(Debug, clap::Args)]
+pub struct OpsArgs {
+    #[command(flatten)]
+    pub devices: Devices,
+    /// Convolutions to measure, `NxCxHxWxO` (input [N, C, H, W], O output
+    /// channels, 3x3 kernel, padding 1) or `NxCxHxWxOxK` (odd KxK kernel,
+    /// padding K/2), comma-separated or repeated. With --conv or --bmm only
+    /// the ops given are measured (and a software GPU measures all of them).
+    #[arg(long, value_delimiter = ',', value_parser = parse_conv)]
+    pub conv: Vec<Op>,
+    /// Batched matmuls to measure, `BxMxKxN` ([B, M, K] x [B, K, N]).
+    #[arg(long, value_delimiter = ',', value_parser = parse_bmm)]
+    pub bmm: Vec<Op>,
+    /// Minimum seconds of timed runs per cell.
+    #[arg(long, default_value_t = 0.5)]
+    pub min_time: f64,
+    /// A Python with PyTorch installed (`pip install torch`): the same ops in
+    /// PyTorch on the CPU, with one thread and with all of them.
+    #[arg(long)]
+    pub python: Option<PathBuf>,
+}
+
+fn parse_conv(s: &str) -> Result<Op> {
+    Op::conv(s)
+}
+
+fn parse_bmm(s: &str) -> Result<Op> {
+    Op::matmul(s)
+}
+
+#[derive(Debug, clap::Args)]
 pub struct TrainArgs {
     #[command(flatten)]
     pub devices: Devices,
@@ -81,11 +118,17 @@ pub struct TrainArgs {
     /// freed when the step ends, so it stays flat).
     #[arg(long)]
     pub rss_steps: Option<u64>,
+    /// Also train the bundled digits CNN (a second table: host autodiff on
+    /// each device, and PyTorch with --python), for the same epochs. A
+    /// software GPU (lavapipe) is skipped unless --device names it.
+    #[arg(long)]
+    pub cnn: bool,
 }
 
 pub fn execute(args: Args) -> Result<()> {
     match args.what {
         What::Matmul(a) => matmul(a),
+        What::Ops(a) => ops(a),
         What::Train(a) => train(a),
         What::Instances(a) => super::bench_instances::execute(a),
         What::Console(a) => super::bench_console::execute(a),
@@ -99,9 +142,16 @@ fn matmul(args: MatmulArgs) -> Result<()> {
     plan.run(&args.devices.open()?, &mut crate::output::Stdout)
 }
 
+fn ops(args: OpsArgs) -> Result<()> {
+    let given: Vec<Op> = args.conv.into_iter().chain(args.bmm).collect();
+    let ops = (!given.is_empty()).then_some(given);
+    let plan = OpsBench::new(ops, args.min_time, args.python)?;
+    plan.run(&args.devices.open()?, &mut crate::output::Stdout)
+}
+
 /// Trains the bundled digits MLP with the host's autodiff and with the
 /// hand-written 0.1 trainer on each device, and with PyTorch when
-/// `--python` is given.
+/// `--python` is given; with `--cnn`, the bundled digits CNN too.
 fn train(args: TrainArgs) -> Result<()> {
     let ex = EXAMPLES
         .iter()
@@ -111,6 +161,15 @@ fn train(args: TrainArgs) -> Result<()> {
         .iter()
         .find(|(n, _)| *n == "mlp-v0.1")
         .context("the hand-written MLP is bundled")?;
+    let cnn = if args.cnn {
+        let ex = EXAMPLES
+            .iter()
+            .find(|e| e.name == "digits-cnn")
+            .context("the digits CNN example is bundled")?;
+        Some(ex.pipeline)
+    } else {
+        None
+    };
     let bench = TrainBench {
         exe: std::env::current_exe().context("cannot find the tensorlet executable")?,
         pipeline: ex.pipeline,
@@ -119,6 +178,8 @@ fn train(args: TrainArgs) -> Result<()> {
         epochs: args.epochs,
         python: args.python,
         rss_steps: args.rss_steps,
+        cnn,
+        cnn_on_software: args.devices.device.is_some(),
     };
     bench.check()?;
     bench.run(&args.devices.open()?, &mut crate::output::Stdout)

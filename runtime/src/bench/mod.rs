@@ -1,5 +1,6 @@
-//! Drivers of `tensorlet bench matmul`, `train`, `instances`, `load` and
-//! `serve-native`: matmul throughput ([`matmul`]), training runs timed as a user
+//! Drivers of `tensorlet bench matmul`, `ops`, `train`, `instances`, `load`
+//! and `serve-native`: matmul throughput ([`matmul`]), convolutions and
+//! batched matmuls against their references ([`ops`]), training runs timed as a user
 //! runs them (the `tensorlet` executable in a throwaway home; [`train`]),
 //! the PyTorch twin, resident-memory sampling, the cost of the fresh
 //! sandbox each call gets ([`instances`]), the serving benchmarks' load
@@ -10,6 +11,7 @@ pub mod instances;
 pub mod load;
 pub mod matmul;
 pub mod native;
+pub mod ops;
 pub mod train;
 
 use std::path::Path;
@@ -160,19 +162,20 @@ pub fn torch_run(
         .with_context(|| format!("cannot run {}", python.display()))?;
     anyhow::ensure!(
         run.status.success(),
-        "the PyTorch MLP failed ({} needs `pip install torch numpy`):\n{}",
+        "the PyTorch twin {} failed ({} needs `pip install torch numpy`):\n{}",
+        script.display(),
         python.display(),
         String::from_utf8_lossy(&run.stderr)
     );
     let v: serde_json::Value =
-        serde_json::from_slice(&run.stdout).context("the PyTorch MLP's output")?;
+        serde_json::from_slice(&run.stdout).context("the PyTorch twin's output")?;
     let seconds: Vec<f64> = v["seconds"]
         .as_array()
         .context("seconds")?
         .iter()
         .filter_map(|s| s.as_f64())
         .collect();
-    anyhow::ensure!(!seconds.is_empty(), "the PyTorch MLP timed no epoch");
+    anyhow::ensure!(!seconds.is_empty(), "the PyTorch twin timed no epoch");
     let timing = Timing {
         seconds,
         accuracy: v["val_accuracy"].as_f64().unwrap_or(f64::NAN),

@@ -1,8 +1,8 @@
 //! `tensorlet bench train`: the bundled digits MLP trained as a user trains
 //! it (`tensorlet train` in a throwaway home) with the host's autodiff and
 //! with the hand-written ABI 0.1 trainer on each device, with PyTorch when
-//! a Python is given, and optionally a long run whose resident memory is
-//! sampled.
+//! a Python is given; optionally the bundled digits CNN the same way (a
+//! second table), and a long run whose resident memory is sampled.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -15,6 +15,8 @@ use super::{RssSamples, Timing, hand_written_pipeline, torch_run, train_run};
 
 /// The PyTorch twin of the bundled digits pipeline.
 const TORCH_MLP: &str = include_str!("../../../bench/torch_mlp.py");
+/// The PyTorch twin of the bundled digits CNN pipeline.
+const TORCH_CNN: &str = include_str!("../../../bench/torch_cnn.py");
 
 /// What `bench train` trains, and how.
 #[derive(Clone, Debug)]
@@ -33,6 +35,11 @@ pub struct TrainBench<'a> {
     pub python: Option<PathBuf>,
     /// Steps of the long run whose memory is sampled.
     pub rss_steps: Option<u64>,
+    /// The bundled digits CNN pipeline's text, when it is trained too.
+    pub cnn: Option<&'a str>,
+    /// Whether the CNN is trained on a software GPU (lavapipe: seconds an
+    /// epoch) as well; otherwise its row says it was skipped.
+    pub cnn_on_software: bool,
 }
 
 impl TrainBench<'_> {
@@ -86,24 +93,9 @@ impl TrainBench<'_> {
                 cpu = Some((a.steady(), h.steady()));
             }
         }
-        let mut torch_one = None;
-        if let Some(python) = &self.python {
-            let script = dir.join("torch_mlp.py");
-            std::fs::write(&script, TORCH_MLP)?;
-            let all = std::thread::available_parallelism().map_or(1, |n| n.get());
-            for threads in [1, all] {
-                let (t, version) = torch_run(python, &script, &data, self.epochs, threads)?;
-                let s = if threads == 1 { "" } else { "s" };
-                let what = format!("PyTorch {version}, {threads} thread{s}");
-                writeln!(out, "{}", row(&what, "cpu", &t))?;
-                if threads == 1 {
-                    torch_one = Some(t.steady());
-                }
-                if all == 1 {
-                    break;
-                }
-            }
-        } else {
+        let torch = self.torch_rows(TORCH_MLP, "torch_mlp.py", &data, dir, out)?;
+        let torch_one = torch.first().map(|(_, t)| *t);
+        if self.python.is_none() {
             writeln!(
                 out,
                 "(PyTorch not measured: pass --python <a python with torch>, see bench/train.sh)"
@@ -112,8 +104,104 @@ impl TrainBench<'_> {
         for line in ratios(cpu, torch_one) {
             writeln!(out, "{line}")?;
         }
+        if let Some(cnn) = self.cnn {
+            self.cnn_run(cnn, devices, &data, dir, out)?;
+        }
         if let Some(steps) = self.rss_steps {
             self.rss_run(&autodiff, &data, dir, steps, out)?;
+        }
+        Ok(())
+    }
+
+    /// Trains `script` (a PyTorch twin, written to `dir` as `name`) on the
+    /// CPU with one thread and with all of them, writing a row for each;
+    /// returns (threads, steady seconds per epoch) of each. Nothing without
+    /// `--python`.
+    fn torch_rows(
+        &self,
+        script: &str,
+        name: &str,
+        data: &Path,
+        dir: &Path,
+        out: &mut dyn Write,
+    ) -> Result<Vec<(usize, f64)>> {
+        let Some(python) = &self.python else {
+            return Ok(Vec::new());
+        };
+        let path = dir.join(name);
+        std::fs::write(&path, script)?;
+        let all = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let mut steady = Vec::new();
+        for threads in [1, all] {
+            let (t, version) = torch_run(python, &path, data, self.epochs, threads)?;
+            let s = if threads == 1 { "" } else { "s" };
+            let what = format!("PyTorch {version}, {threads} thread{s}");
+            writeln!(out, "{}", row(&what, "cpu", &t))?;
+            steady.push((threads, t.steady()));
+            if all == 1 {
+                break;
+            }
+        }
+        Ok(steady)
+    }
+
+    /// The second table: the bundled digits CNN (`pipeline`) trained with the
+    /// host's autodiff on each device and by its PyTorch twin, and how the
+    /// CPU times compare.
+    fn cnn_run(
+        &self,
+        pipeline: &str,
+        devices: &[Device],
+        data: &Path,
+        dir: &Path,
+        out: &mut dyn Write,
+    ) -> Result<()> {
+        let path = dir.join("digits-cnn.toml");
+        std::fs::write(&path, pipeline)?;
+        writeln!(
+            out,
+            "\ndigits CNN (bundled digits-cnn pipeline: 1x8x8 images, conv 3x3 32 + ReLU + max-pool \
+             2x2, conv 3x3 64 + ReLU + max-pool 2x2, dense 256-64-10; Adam, lr 0.002, batch 32), \
+             {} epochs; seconds per epoch after the first (which includes warm-up), validation \
+             included",
+            self.epochs
+        )?;
+        writeln!(
+            out,
+            "{:<44} {:<40} {:>9} {:>9} {:>8}",
+            "trainer", "device", "1st (s)", "s/epoch", "val acc"
+        )?;
+        let mut cpu = None;
+        for device in devices {
+            let info = device.info();
+            let choice = match info.kind {
+                DeviceKind::Cpu => "cpu",
+                DeviceKind::Gpu => "gpu",
+            };
+            let what = "tensorlet: model + host autodiff (ABI 0.2)";
+            if device.is_software() && !self.cnn_on_software {
+                writeln!(
+                    out,
+                    "{what:<44} {:<40} skipped (a software GPU; --device gpu trains on it)",
+                    info.to_string()
+                )?;
+                continue;
+            }
+            let t = train_run(&self.exe, &path, data, dir, choice, self.epochs)?;
+            writeln!(out, "{}", row(what, &info.to_string(), &t))?;
+            if info.kind == DeviceKind::Cpu {
+                cpu = Some(t.steady());
+            }
+        }
+        let torch = self.torch_rows(TORCH_CNN, "torch_cnn.py", data, dir, out)?;
+        if self.python.is_none() {
+            writeln!(
+                out,
+                "(PyTorch not measured: pass --python <a python with torch>, see bench/train.sh)"
+            )?;
+        }
+        for line in cnn_ratios(cpu, &torch) {
+            writeln!(out, "{line}")?;
         }
         Ok(())
     }
@@ -194,6 +282,26 @@ fn ratios(cpu: Option<(f64, f64)>, torch_one: Option<f64>) -> Vec<String> {
     lines
 }
 
+/// How the CNN's CPU epoch time (`cpu`) compares with PyTorch's with each
+/// number of threads (`torch`: threads, seconds).
+fn cnn_ratios(cpu: Option<f64>, torch: &[(usize, f64)]) -> Vec<String> {
+    let Some(c) = cpu else {
+        return Vec::new();
+    };
+    torch
+        .iter()
+        .map(|&(threads, t)| {
+            let s = if threads == 1 { "" } else { "s" };
+            format!(
+                "on the cpu: the CNN takes {:.2}x PyTorch's epoch time with {threads} thread{s} \
+                 ({:.2}x its speed)",
+                c / t,
+                t / c
+            )
+        })
+        .collect()
+}
+
 /// Epochs (and steps per epoch, in batches of 32) that make at least
 /// `steps` steps over `train_rows` rows.
 fn rss_schedule(train_rows: usize, steps: u64) -> (u64, u64) {
@@ -251,6 +359,14 @@ mod tests {
             ]
         );
         assert_eq!(ratios(Some((3.0, 2.0)), None).len(), 1);
+        assert!(cnn_ratios(None, &[(1, 1.0)]).is_empty());
+        assert_eq!(
+            cnn_ratios(Some(0.5), &[(1, 1.0), (2, 0.25)]),
+            [
+                "on the cpu: the CNN takes 0.50x PyTorch's epoch time with 1 thread (2.00x its speed)",
+                "on the cpu: the CNN takes 2.00x PyTorch's epoch time with 2 threads (0.50x its speed)",
+            ]
+        );
     }
 
     #[test]
@@ -285,6 +401,8 @@ mod tests {
             epochs: 0,
             python: None,
             rss_steps: None,
+            cnn: None,
+            cnn_on_software: false,
         };
         let e = b.run(&[], &mut Vec::new()).unwrap_err().to_string();
         assert_eq!(e, "--epochs must be at least 1");
