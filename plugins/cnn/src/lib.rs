@@ -167,7 +167,7 @@ impl Model for Cnn {
         );
         for j in 0..dense {
             if j + 1 == dense && train && s.dropout > 0.0 {
-                a = a.dropout(s.dropout, 0x636e_6e)?;
+                a = a.dropout(s.dropout, 0x0063_6e6e)?;
             }
             let z = (&a.matmul(p.get(&format!("fc{j}.w"))?)? + p.get(&format!("fc{j}.b"))?)?;
             a = if j + 1 < dense { z.relu() } else { z };
