@@ -50,8 +50,47 @@ impl ParquetSource {
     }
 }
 
-fn builder(path: &Path) -> Result<ParquetRecordBatchReaderBuilder<File>> {
-    let file = File::open(path).map_err(|e| Error::io(path, e))?;
+/// A Parquet file as the reader sees it, except that reading at its end is
+/// an error rather than 0 bytes: a corrupt page header can declare a list of
+/// up to 2³¹ fields, each of which parquet's thrift decoder would otherwise
+/// try to read from the end of the file (a 7 KB file then takes minutes).
+struct EndIsError(File);
+
+impl parquet::file::reader::Length for EndIsError {
+    fn len(&self) -> u64 {
+        parquet::file::reader::Length::len(&self.0)
+    }
+}
+
+impl parquet::file::reader::ChunkReader for EndIsError {
+    type T = NoReadPastEnd<<File as parquet::file::reader::ChunkReader>::T>;
+
+    fn get_read(&self, start: u64) -> parquet::errors::Result<Self::T> {
+        self.0.get_read(start).map(NoReadPastEnd)
+    }
+
+    fn get_bytes(&self, start: u64, length: usize) -> parquet::errors::Result<bytes::Bytes> {
+        self.0.get_bytes(start, length)
+    }
+}
+
+/// A reader whose read at the end fails (see [`EndIsError`]).
+struct NoReadPastEnd<R>(R);
+
+impl<R: std::io::Read> std::io::Read for NoReadPastEnd<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self.0.read(buf)? {
+            0 if !buf.is_empty() => Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "a page reads past the end of the file",
+            )),
+            n => Ok(n),
+        }
+    }
+}
+
+fn builder(path: &Path) -> Result<ParquetRecordBatchReaderBuilder<EndIsError>> {
+    let file = EndIsError(File::open(path).map_err(|e| Error::io(path, e))?);
     decoding(|| ParquetRecordBatchReaderBuilder::try_new(file))
         .map_err(|p| data_err(path, None, None, format!("is malformed: {p}")))?
         .map_err(|e| data_err(path, None, None, format!("cannot be read as Parquet: {e}")))
