@@ -71,6 +71,21 @@ impl CpuTensor {
     fn binary(&self, op: BinaryOp, rhs: TensorBorrow<'_>) -> Result<Handle, String> {
         wrap(device().binary(op, &self.0, inner(&rhs)))
     }
+
+    /// `scatter-add` and `index-add`: this tensor plus `src` added at
+    /// `indices` into zeros of this shape.
+    fn add_at(
+        &self,
+        indices: &TensorBorrow<'_>,
+        src: &TensorBorrow<'_>,
+        f: impl FnOnce(&mut Tape, &[u32], &Var, &Var) -> Result<Var, TensorError>,
+    ) -> Result<Handle, String> {
+        taped(|t| {
+            let shape = self.0.shape().to_u32();
+            let added = f(t, &shape, &var(inner(indices)), &var(inner(src)))?;
+            t.binary(BinaryOp::Add, &var(&self.0), &added)
+        })
+    }
 }
 
 struct Provider;
@@ -347,10 +362,8 @@ impl GuestTensor for CpuTensor {
         indices: TensorBorrow<'_>,
         src: TensorBorrow<'_>,
     ) -> Result<Handle, String> {
-        taped(|t| {
-            let shape = self.0.shape().to_u32();
-            let added = t.scatter_add(&shape, axis, &var(inner(&indices)), &var(inner(&src)))?;
-            t.binary(BinaryOp::Add, &var(&self.0), &added)
+        self.add_at(&indices, &src, |t, shape, i, s| {
+            t.scatter_add(shape, axis, i, s)
         })
     }
 
@@ -360,10 +373,8 @@ impl GuestTensor for CpuTensor {
         indices: TensorBorrow<'_>,
         src: TensorBorrow<'_>,
     ) -> Result<Handle, String> {
-        taped(|t| {
-            let shape = self.0.shape().to_u32();
-            let added = t.index_add(&shape, axis, &var(inner(&indices)), &var(inner(&src)))?;
-            t.binary(BinaryOp::Add, &var(&self.0), &added)
+        self.add_at(&indices, &src, |t, shape, i, s| {
+            t.index_add(shape, axis, i, s)
         })
     }
 
