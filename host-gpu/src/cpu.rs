@@ -100,7 +100,39 @@ fn store(v: Vec<f32>) -> Storage {
     Storage::Host(Arc::from(v))
 }
 
+/// `n` elements computed in place by `fill` from zeros, in the storage's
+/// own allocation (`store` of a `Vec` copies it once more).
+fn build(n: usize, fill: impl FnOnce(&mut [f32])) -> Storage {
+    let mut out: Arc<[f32]> = std::iter::repeat_n(0.0, n).collect();
+    fill(Arc::get_mut(&mut out).expect("a new Arc has one owner"));
+    Storage::Host(out)
+}
+
+/// `f` of each element of `a`, collected straight into the storage.
+fn map1(a: &[f32], f: impl Fn(f32) -> f32) -> Storage {
+    Storage::Host(a.iter().map(|&x| f(x)).collect())
+}
+
+/// `f` of the elements of `a` and `b` pairwise (same lengths).
+fn map2(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32) -> Storage {
+    Storage::Host(a.iter().zip(b).map(|(&x, &y)| f(x, y)).collect())
+}
+
+/// Runs `$body!(Enum::Variant)` for the variant `$op` holds, one arm per
+/// variant: each arm's loop is compiled for its op alone, so the op is
+/// matched once per tensor rather than once per element (which also lets
+/// the simple ones vectorize). The match is exhaustive, so a new variant
+/// must be listed.
+macro_rules! per_op {
+    ($op:expr, $enum:ident [$($v:ident)*], $body:ident) => {
+        match $op {
+            $($enum::$v => $body!($enum::$v),)*
+        }
+    };
+}
+
 /// Applies a unary map to one value; shared with tests of other backends.
+#[inline(always)]
 pub fn unary_scalar(op: UnaryOp, x: f32) -> f32 {
     match op {
         UnaryOp::Relu => x.max(0.0),
@@ -173,6 +205,7 @@ fn mask(b: bool) -> f32 {
     if b { 1.0 } else { 0.0 }
 }
 
+#[inline(always)]
 fn binary_scalar(op: BinaryOp, x: f32, y: f32) -> f32 {
     match op {
         BinaryOp::Add => x + y,
@@ -209,6 +242,7 @@ pub fn clamp_value(x: f32, lo: f32, hi: f32) -> f32 {
 }
 
 /// A scalar op on one value; shared with tests of other backends.
+#[inline(always)]
 pub fn scalar_value(op: ScalarOp, x: f32, v: f32) -> f32 {
     match op {
         ScalarOp::Add => x + v,
@@ -226,32 +260,177 @@ pub fn scalar_value(op: ScalarOp, x: f32, v: f32) -> f32 {
     }
 }
 
-/// Whether `small`, broadcast against `full`, repeats whole along the
-/// leading dimensions: without its leading 1s, it is a suffix of `full`
-/// (a bias `[n]` against `[rows, n]`, say).
-fn repeats_along_rows(small: &[usize], full: &[usize]) -> bool {
-    let first = small.iter().position(|&d| d != 1).unwrap_or(small.len());
-    full.ends_with(&small[first..])
+/// Where `small`, broadcast against `full`, is one contiguous block of
+/// `full`'s dimensions repeated (its dimensions other than 1 are a run of
+/// `full`'s): the number of elements of `full` each element of `small`
+/// spans (1 for a bias `[n]` against `[rows, n]`; h·w for a channel bias
+/// `[c, 1, 1]` against `[n, c, h, w]`), or None.
+fn repeated_block(small: &[usize], full: &[usize]) -> Option<usize> {
+    let pad = full.len().checked_sub(small.len())?;
+    let dim = |d: usize| if d < pad { 1 } else { small[d - pad] };
+    let kept: Vec<usize> = (0..full.len()).filter(|&d| dim(d) != 1).collect();
+    let (Some(&lo), Some(&hi)) = (kept.first(), kept.last()) else {
+        return None;
+    };
+    let contiguous = kept.len() == hi - lo + 1 && (lo..=hi).all(|d| dim(d) == full[d]);
+    contiguous.then(|| full[hi + 1..].iter().product())
 }
 
-/// `op` over `full`, with `small` repeated along its leading dimensions
-/// (see [`repeats_along_rows`]); `small_first` says which is the left operand.
-fn binary_rows(op: BinaryOp, full: &[f32], small: &[f32], small_first: bool) -> Vec<f32> {
-    let mut out = Vec::with_capacity(full.len());
-    for row in full.chunks(small.len()) {
-        if small_first {
-            out.extend(
-                small
-                    .iter()
-                    .zip(row)
-                    .map(|(&x, &y)| binary_scalar(op, x, y)),
-            );
-        } else {
-            out.extend(
-                row.iter()
-                    .zip(small)
-                    .map(|(&x, &y)| binary_scalar(op, x, y)),
-            );
+/// `f(full, small)` with `small` repeated as [`repeated_block`] found,
+/// each element over `span` elements of `full`.
+fn binary_blocks(full: &[f32], small: &[f32], span: usize, f: impl Fn(f32, f32) -> f32) -> Storage {
+    build(full.len(), |out| {
+        let (out_blocks, full_blocks) = (
+            out.chunks_mut(small.len() * span),
+            full.chunks(small.len() * span),
+        );
+        for (o, a) in out_blocks.zip(full_blocks) {
+            if span == 1 {
+                for ((o, &x), &y) in o.iter_mut().zip(a).zip(small) {
+                    *o = f(x, y);
+                }
+            } else {
+                for ((o, a), &y) in o.chunks_mut(span).zip(a.chunks(span)).zip(small) {
+                    for (o, &x) in o.iter_mut().zip(a) {
+                        *o = f(x, y);
+                    }
+                }
+            }
+        }
+    })
+}
+
+/// [`Backend::binary`] for one op `f`, monomorphized by the caller.
+fn binary_with(
+    a: &[f32],
+    a_shape: &[usize],
+    b: &[f32],
+    b_shape: &[usize],
+    out_shape: &[usize],
+    f: impl Fn(f32, f32) -> f32 + Copy,
+) -> Storage {
+    if out_shape.contains(&0) {
+        return store(Vec::new());
+    }
+    if a_shape == b_shape {
+        return map2(a, b, f);
+    }
+    if b.len() == 1 {
+        let y = b[0];
+        return map1(a, |x| f(x, y));
+    }
+    if a.len() == 1 {
+        let x = a[0];
+        return map1(b, |y| f(x, y));
+    }
+    // A bias, a per-channel scale, a feature mean: whole blocks at a time.
+    if a_shape == out_shape
+        && !b.is_empty()
+        && let Some(span) = repeated_block(b_shape, out_shape)
+    {
+        return binary_blocks(a, b, span, f);
+    }
+    if b_shape == out_shape
+        && !a.is_empty()
+        && let Some(span) = repeated_block(a_shape, out_shape)
+    {
+        return binary_blocks(b, a, span, |y, x| f(x, y));
+    }
+    store(binary_walk(a, a_shape, b, b_shape, out_shape, f))
+}
+
+/// `f` over any broadcast: walks the output with an odometer, carrying
+/// both operands' offsets.
+fn binary_walk(
+    a: &[f32],
+    a_shape: &[usize],
+    b: &[f32],
+    b_shape: &[usize],
+    out_shape: &[usize],
+    f: impl Fn(f32, f32) -> f32,
+) -> Vec<f32> {
+    let n: usize = out_shape.iter().product();
+    let (sa, sb) = (broadcast_strides(a_shape), broadcast_strides(b_shape));
+    let rank = out_shape.len();
+    let mut out = Vec::with_capacity(n);
+    let mut idx = vec![0usize; rank];
+    let (mut oa, mut ob) = (0usize, 0usize);
+    for _ in 0..n {
+        out.push(f(a[oa], b[ob]));
+        for d in (0..rank).rev() {
+            idx[d] += 1;
+            oa += sa[d];
+            ob += sb[d];
+            if idx[d] < out_shape[d] {
+                break;
+            }
+            oa -= sa[d] * idx[d];
+            ob -= sb[d] * idx[d];
+            idx[d] = 0;
+        }
+    }
+    out
+}
+
+/// [`Backend::reduce`] along an axis that is not the last (`inner` > 1), a
+/// whole row at a time; None for the other cases. Each output element
+/// still takes its values in order along the axis, starting where
+/// [`reduce_walk`] does (-0.0 for sums, as `Iterator::sum`), so the bits
+/// are the walk's.
+fn reduce_rows(
+    op: ReduceOp,
+    a: &[f32],
+    outer: usize,
+    axis: usize,
+    inner: usize,
+) -> Option<Storage> {
+    let start = match op {
+        ReduceOp::Sum | ReduceOp::Mean => Some(-0.0),
+        ReduceOp::Max => Some(f32::NEG_INFINITY),
+        ReduceOp::Min => Some(f32::INFINITY),
+        ReduceOp::ArgMax => None,
+    };
+    let start = start.filter(|_| inner > 1 && axis > 0)?;
+    Some(build(outer * inner, |out| {
+        out.fill(start);
+        for (acc, block) in out.chunks_mut(inner).zip(a.chunks(axis * inner)) {
+            for row in block.chunks(inner) {
+                match op {
+                    ReduceOp::Max => acc.iter_mut().zip(row).for_each(|(s, &x)| *s = s.max(x)),
+                    ReduceOp::Min => acc.iter_mut().zip(row).for_each(|(s, &x)| *s = s.min(x)),
+                    _ => acc.iter_mut().zip(row).for_each(|(s, &x)| *s += x),
+                }
+            }
+            if op == ReduceOp::Mean {
+                acc.iter_mut().for_each(|s| *s /= axis as f32);
+            }
+        }
+    }))
+}
+
+/// [`Backend::reduce`], one output element at a time.
+fn reduce_walk(op: ReduceOp, a: &[f32], outer: usize, axis: usize, inner: usize) -> Vec<f32> {
+    let mut out = Vec::with_capacity(outer * inner);
+    for o in 0..outer {
+        let base = o * axis * inner;
+        for i in 0..inner {
+            let at = |j: usize| a[base + j * inner + i];
+            let v = match op {
+                ReduceOp::Sum => (0..axis).map(at).sum(),
+                ReduceOp::Mean => (0..axis).map(at).sum::<f32>() / axis as f32,
+                ReduceOp::Max => (0..axis).map(at).fold(f32::NEG_INFINITY, f32::max),
+                ReduceOp::Min => (0..axis).map(at).fold(f32::INFINITY, f32::min),
+                ReduceOp::ArgMax => {
+                    let mut best = 0;
+                    for j in 1..axis {
+                        if at(j) > at(best) {
+                            best = j;
+                        }
+                    }
+                    best as f32
+                }
+            };
+            out.push(v);
         }
     }
     out
@@ -287,11 +466,11 @@ impl Backend for CpuBackend {
     }
 
     fn fill(&self, len: usize, value: f32) -> Storage {
-        store(vec![value; len])
+        Storage::Host(std::iter::repeat_n(value, len).collect())
     }
 
     fn random(&self, len: usize, dist: Distribution, seed: u64) -> Storage {
-        store(
+        Storage::Host(
             (0..len)
                 .map(|i| rng::sample(dist, seed, i as u32))
                 .collect(),
@@ -299,12 +478,14 @@ impl Backend for CpuBackend {
     }
 
     fn matmul(&self, a: &Storage, b: &Storage, m: usize, k: usize, n: usize) -> Storage {
-        let mut c = vec![0.0f32; m * n];
-        if m > 0 && n > 0 && k > 0 {
-            let (a, b) = (host!(a), host!(b));
+        let (a, b) = (host!(a), host!(b));
+        build(m * n, |c| {
+            if m == 0 || n == 0 || k == 0 {
+                return;
+            }
             assert!(a.len() == m * k && b.len() == k * n, "matmul storage sizes");
-            if few_rows::fits(m, k, n) && few_rows::matmul(&a, &b, k, n, &mut c) {
-                return store(c);
+            if few_rows::fits(m, k, n) && few_rows::matmul(&a, &b, k, n, c) {
+                return;
             }
             // SAFETY: the slices hold exactly m*k, k*n and m*n elements (checked
             // above), and the row-major strides below stay within them.
@@ -326,8 +507,7 @@ impl Backend for CpuBackend {
                     1,
                 );
             }
-        }
-        store(c)
+        })
     }
 
     fn transpose(&self, a: &Storage, rows: usize, cols: usize) -> Storage {
@@ -356,60 +536,41 @@ impl Backend for CpuBackend {
         out_shape: &[usize],
     ) -> Storage {
         let (a, b) = (host!(a), host!(b));
-        let n: usize = out_shape.iter().product();
-        if a_shape == b_shape {
-            return store(
-                a.iter()
-                    .zip(b.iter())
-                    .map(|(&x, &y)| binary_scalar(op, x, y))
-                    .collect(),
-            );
+        macro_rules! with {
+            ($op:expr) => {
+                binary_with(&a, a_shape, &b, b_shape, out_shape, |x, y| {
+                    binary_scalar($op, x, y)
+                })
+            };
         }
-        if b.len() == 1 {
-            let y = b[0];
-            return store(a.iter().map(|&x| binary_scalar(op, x, y)).collect());
-        }
-        // A row broadcast (a bias, a feature mean): whole rows at a time.
-        if a_shape == out_shape && !b.is_empty() && repeats_along_rows(b_shape, out_shape) {
-            return store(binary_rows(op, &a, &b, false));
-        }
-        if b_shape == out_shape && !a.is_empty() && repeats_along_rows(a_shape, out_shape) {
-            return store(binary_rows(op, &b, &a, true));
-        }
-        // General case: walk the output with an odometer, carrying both offsets.
-        let (sa, sb) = (broadcast_strides(a_shape), broadcast_strides(b_shape));
-        let rank = out_shape.len();
-        let mut out = Vec::with_capacity(n);
-        let mut idx = vec![0usize; rank];
-        let (mut oa, mut ob) = (0usize, 0usize);
-        for _ in 0..n {
-            out.push(binary_scalar(op, a[oa], b[ob]));
-            for d in (0..rank).rev() {
-                idx[d] += 1;
-                oa += sa[d];
-                ob += sb[d];
-                if idx[d] < out_shape[d] {
-                    break;
-                }
-                oa -= sa[d] * idx[d];
-                ob -= sb[d] * idx[d];
-                idx[d] = 0;
-            }
-        }
-        store(out)
+        per_op!(op, BinaryOp [Add Sub Mul Div Maximum Minimum Pow Eq Ne Lt Le Gt Ge], with)
     }
 
     fn scalar(&self, op: ScalarOp, a: &Storage, _len: usize, value: f32) -> Storage {
         let a = host!(a);
-        store(match op {
-            ScalarOp::Add => a.iter().map(|&x| x + value).collect(),
-            ScalarOp::Mul => a.iter().map(|&x| x * value).collect(),
-            _ => a.iter().map(|&x| scalar_value(op, x, value)).collect(),
-        })
+        macro_rules! with {
+            ($op:expr) => {
+                map1(&a, |x| scalar_value($op, x, value))
+            };
+        }
+        per_op!(op, ScalarOp [Add Mul Pow Max Min LeakyRelu], with)
     }
 
     fn unary(&self, op: UnaryOp, a: &Storage, _len: usize) -> Storage {
-        store(host!(a).iter().map(|&x| unary_scalar(op, x)).collect())
+        let a = host!(a);
+        macro_rules! with {
+            ($op:expr) => {
+                map1(&a, |x| unary_scalar($op, x))
+            };
+        }
+        per_op!(
+            op,
+            UnaryOp [
+                Relu Sigmoid Tanh Exp Log Sqrt Neg Abs Square ReluMask Gelu GeluTanh Silu
+                Softplus GeluGrad GeluTanhGrad SiluGrad
+            ],
+            with
+        )
     }
 
     fn reduce(
@@ -421,30 +582,10 @@ impl Backend for CpuBackend {
         inner: usize,
     ) -> Storage {
         let a = host!(a);
-        let mut out = Vec::with_capacity(outer * inner);
-        for o in 0..outer {
-            let base = o * axis * inner;
-            for i in 0..inner {
-                let at = |j: usize| a[base + j * inner + i];
-                let v = match op {
-                    ReduceOp::Sum => (0..axis).map(at).sum(),
-                    ReduceOp::Mean => (0..axis).map(at).sum::<f32>() / axis as f32,
-                    ReduceOp::Max => (0..axis).map(at).fold(f32::NEG_INFINITY, f32::max),
-                    ReduceOp::Min => (0..axis).map(at).fold(f32::INFINITY, f32::min),
-                    ReduceOp::ArgMax => {
-                        let mut best = 0;
-                        for j in 1..axis {
-                            if at(j) > at(best) {
-                                best = j;
-                            }
-                        }
-                        best as f32
-                    }
-                };
-                out.push(v);
-            }
+        match reduce_rows(op, &a, outer, axis, inner) {
+            Some(rows) => rows,
+            None => store(reduce_walk(op, &a, outer, axis, inner)),
         }
-        store(out)
     }
 
     fn softmax(&self, a: &Storage, outer: usize, axis: usize, inner: usize, log: bool) -> Storage {
@@ -739,6 +880,7 @@ mod few_rows {
         fused(a, b, k, n, c);
     }
 
+    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
     #[inline(always)]
     fn fused(a: &[f32], b: &[f32], k: usize, n: usize, c: &mut [f32]) {
         for (a_row, c_row) in a.chunks_exact(k).zip(c.chunks_exact_mut(n)) {
@@ -760,6 +902,7 @@ mod few_rows {
 
     /// Columns `j..j + W` of one row of `C`, each summed in a register over
     /// the whole depth.
+    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
     #[inline(always)]
     fn columns<const W: usize>(a_row: &[f32], b: &[f32], n: usize, j: usize, c_row: &mut [f32]) {
         let out = &mut c_row[j..j + W];
@@ -771,5 +914,103 @@ mod few_rows {
             }
         }
         out.copy_from_slice(&acc);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Varied values, with signed zeros and a NaN among them.
+    fn values(n: usize, salt: u32) -> Vec<f32> {
+        (0..n as u32)
+            .map(|i| match (i + salt) % 11 {
+                0 => -0.0,
+                1 => 0.0,
+                7 if salt == 3 => f32::NAN,
+                _ => rng::sample(
+                    Distribution::Normal {
+                        mean: 0.0,
+                        std: 2.0,
+                    },
+                    9,
+                    i + salt,
+                ),
+            })
+            .collect()
+    }
+
+    fn bits(v: &[f32]) -> Vec<u32> {
+        v.iter().map(|x| x.to_bits()).collect()
+    }
+
+    fn host_bits(s: &Storage) -> Vec<u32> {
+        bits(&host(s).expect("host storage"))
+    }
+
+    #[test]
+    fn broadcast_fast_paths_give_the_walks_bits() {
+        let full = [2usize, 3, 4, 5];
+        let smalls: [&[usize]; 10] = [
+            &[5],
+            &[4, 5],
+            &[3, 4, 5],
+            &[3, 1, 1],
+            &[1, 3, 1, 1],
+            &[3, 4, 1],
+            &[2, 1, 1, 1],
+            &[2, 3, 1, 1],
+            &[1, 1, 4, 1],
+            &[1],
+        ];
+        let a = values(full.iter().product(), 3);
+        for small in smalls {
+            let b = values(small.iter().product(), 5);
+            // `Device` hands the backend shapes of the output's rank.
+            let mut padded = vec![1; full.len() - small.len()];
+            padded.extend_from_slice(small);
+            let small = &padded[..];
+            for op in [BinaryOp::Sub, BinaryOp::Div, BinaryOp::Maximum] {
+                let f = |x, y| binary_scalar(op, x, y);
+                let fast = binary_with(&a, &full, &b, small, &full, f);
+                let walk = binary_walk(&a, &full, &b, small, &full, f);
+                assert_eq!(
+                    host_bits(&fast),
+                    bits(&walk),
+                    "{op:?} {full:?} with {small:?}"
+                );
+                let fast = binary_with(&b, small, &a, &full, &full, f);
+                let walk = binary_walk(&b, small, &a, &full, &full, f);
+                assert_eq!(
+                    host_bits(&fast),
+                    bits(&walk),
+                    "{op:?} {small:?} with {full:?}"
+                );
+            }
+        }
+        let empty = binary_with(&[], &[2, 0], &[1.0, 2.0], &[2, 1], &[2, 0], |x, y| x + y);
+        assert!(host_bits(&empty).is_empty());
+    }
+
+    #[test]
+    fn row_reductions_give_the_walks_bits() {
+        let shape = [3usize, 4, 5];
+        let mut a = values(60, 3);
+        // A column of negative zeros: its sum is -0.0, as `Iterator::sum`'s.
+        for j in 0..4 {
+            a[20 + j * 5] = -0.0;
+        }
+        for op in [ReduceOp::Sum, ReduceOp::Mean, ReduceOp::Max, ReduceOp::Min] {
+            for axis in 0..2 {
+                let (outer, inner) = (
+                    shape[..axis].iter().product(),
+                    shape[axis + 1..].iter().product(),
+                );
+                let rows = reduce_rows(op, &a, outer, shape[axis], inner).expect("inner > 1");
+                let walk = reduce_walk(op, &a, outer, shape[axis], inner);
+                assert_eq!(host_bits(&rows), bits(&walk), "{op:?} along axis {axis}");
+            }
+        }
+        assert!(reduce_rows(ReduceOp::Sum, &a, 12, 5, 1).is_none());
     }
 }
