@@ -1,93 +1,24 @@
 """The bundled digits MLP in PyTorch, for `tensorlet bench train`.
 
-The same model and training as plugins/pipelines/digits.toml: columns
-standardized with the training split's mean and population std (a constant
-column gets std 1), one hidden ReLU layer of 64 units, He-normal weights and
-zero biases, the mean cross-entropy, Adam (lr 0.005, betas 0.9/0.999, eps
-1e-8), shuffled mini-batches of 32, a stratified 20 % validation split. An
-epoch's time includes the validation pass, as tensorlet's does.
+The same model and training as plugins/pipelines/digits.toml: one hidden ReLU
+layer of 64 units, Adam with lr 0.005, mini-batches of 32; the data, split,
+initialisation and training loop are torch_train.py's.
 
 Prints one JSON object: {"torch", "threads", "seconds" (per epoch),
 "val_accuracy" (after the last epoch)}.
 """
 
-import argparse
-import csv
-import json
-import time
-
-import numpy as np
-import torch
 from torch import nn
+
+from torch_train import arguments, digits, he_init, train
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--data", required=True)
-    ap.add_argument("--label", default="digit")
-    ap.add_argument("--hidden", type=int, default=64)
-    ap.add_argument("--epochs", type=int, default=20)
-    ap.add_argument("--batch-size", type=int, default=32)
-    ap.add_argument("--lr", type=float, default=0.005)
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--seed", type=int, default=0)
-    args = ap.parse_args()
-
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
-    rng = np.random.default_rng(args.seed)
-
-    with open(args.data, newline="") as f:
-        rows = list(csv.reader(f))
-    header, body = rows[0], rows[1:]
-    li = header.index(args.label)
-    x = np.array([[float(v) for i, v in enumerate(r) if i != li] for r in body], dtype=np.float32)
-    y = np.array([int(float(r[li])) for r in body], dtype=np.int64)
-
-    # Stratified split: 20 % of each class held out.
-    val_idx = []
-    for c in np.unique(y):
-        idx = rng.permutation(np.flatnonzero(y == c))
-        val_idx.extend(idx[: round(0.2 * len(idx))])
-    val = np.zeros(len(y), dtype=bool)
-    val[val_idx] = True
-    xt, yt, xv, yv = x[~val], y[~val], x[val], y[val]
-
-    mean = xt.mean(axis=0)
-    std = xt.std(axis=0)
-    std[std < 1e-8] = 1.0
-    xt = torch.from_numpy((xt - mean) / std)
-    xv = torch.from_numpy((xv - mean) / std)
-    yt, yv = torch.from_numpy(yt), torch.from_numpy(yv)
-
-    classes = int(y.max()) + 1
-    model = nn.Sequential(nn.Linear(x.shape[1], args.hidden), nn.ReLU(), nn.Linear(args.hidden, classes))
-    for layer in (model[0], model[2]):
-        nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
-        nn.init.zeros_(layer.bias)
-    opt = torch.optim.Adam(model.parameters(), lr=args.lr, betas=(0.9, 0.999), eps=1e-8)
-    loss_fn = nn.CrossEntropyLoss()
-
-    seconds, accuracy = [], float("nan")
-    for _ in range(args.epochs):
-        start = time.perf_counter()
-        model.train()
-        for batch in torch.randperm(len(yt)).split(args.batch_size):
-            opt.zero_grad(set_to_none=True)
-            loss = loss_fn(model(xt[batch]), yt[batch])
-            loss.backward()
-            opt.step()
-        model.eval()
-        with torch.no_grad():
-            accuracy = (model(xv).argmax(dim=1) == yv).float().mean().item()
-        seconds.append(time.perf_counter() - start)
-
-    print(json.dumps({
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "seconds": seconds,
-        "val_accuracy": accuracy,
-    }))
+    args = arguments(epochs=20, lr=0.005)
+    xt, yt, xv, yv, classes = digits(args)
+    model = nn.Sequential(nn.Linear(xt.shape[1], args.hidden), nn.ReLU(), nn.Linear(args.hidden, classes))
+    he_init(model)
+    train(model, args, xt, yt, xv, yv)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,8 @@ use super::{RssSamples, Timing, hand_written_pipeline, torch_run, train_run};
 const TORCH_MLP: &str = include_str!("../../../bench/torch_mlp.py");
 /// The PyTorch twin of the bundled digits CNN pipeline.
 const TORCH_CNN: &str = include_str!("../../../bench/torch_cnn.py");
+/// What both twins import: data, initialisation and training loop.
+const TORCH_TRAIN: &str = include_str!("../../../bench/torch_train.py");
 
 /// What `bench train` trains, and how.
 #[derive(Clone, Debug)]
@@ -130,6 +132,7 @@ impl TrainBench<'_> {
         };
         let path = dir.join(name);
         std::fs::write(&path, script)?;
+        std::fs::write(dir.join("torch_train.py"), TORCH_TRAIN)?;
         let all = std::thread::available_parallelism().map_or(1, |n| n.get());
         let mut steady = Vec::new();
         for threads in [1, all] {
