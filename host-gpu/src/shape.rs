@@ -9,6 +9,10 @@ pub struct Shape(Vec<usize>);
 impl Shape {
     /// Checks rank and element count: at most [`MAX_DIMS`] dimensions and
     /// [`MAX_ELEMENTS`] elements. A rank-0 shape is a scalar with one element.
+    #[allow(
+        clippy::absurd_extreme_comparisons,
+        reason = "on 32-bit targets MAX_ELEMENTS is usize::MAX, and checked_mul is the bound"
+    )]
     pub fn new(op: &'static str, dims: Vec<usize>) -> Result<Self, TensorError> {
         if dims.len() > MAX_DIMS {
             return Err(TensorError::too_large(

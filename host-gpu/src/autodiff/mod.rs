@@ -468,6 +468,10 @@ impl Tape {
         v.node.filter(|&(tape, _)| tape == self.id).map(|(_, n)| n)
     }
 
+    #[allow(
+        clippy::absurd_extreme_comparisons,
+        reason = "on 32-bit targets MAX_NODES is usize::MAX, which no tape reaches"
+    )]
     fn record(&mut self, value: Tensor, inputs: Vec<Option<NodeId>>, rule: Rule) -> Var {
         if self.nodes.len() >= MAX_NODES {
             self.overflowed = true;
