@@ -16,7 +16,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Instant;
@@ -343,16 +342,7 @@ fn serve(arm: &Arm64, home: &Path, args: &[&str]) -> Serving {
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let first = lines.next().expect("the server printed nothing").unwrap();
-    // "serving digits-model 0.1.0 at http://127.0.0.1:PORT/v2/models/digits-model/infer"
-    let addr = first
-        .split("http://")
-        .nth(1)
-        .and_then(|r| r.split('/').next())
-        .unwrap_or_else(|| panic!("unexpected first line: {first}"))
-        .to_string();
-    std::thread::spawn(move || for _ in lines {});
+    let addr = common::served_addr(&mut child);
     Serving { child, addr }
 }
 

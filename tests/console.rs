@@ -803,11 +803,7 @@ fn serve(home: &Path) -> (Child, String, String) {
         };
         let line = line.unwrap();
         if public.is_none() && line.starts_with("serving ") {
-            public = line
-                .split("http://")
-                .nth(1)
-                .and_then(|r| r.split('/').next())
-                .map(String::from);
+            public = common::http_addr(&line);
         }
         if let Some(a) = line.strip_prefix("serving console at http://") {
             break a.trim_end_matches("/serving").to_string();

@@ -183,13 +183,8 @@ fn serve_models(home: &Path, args: &[&str], env: &[(&str, &str)]) -> Serving {
             .unwrap_or_else(|| panic!("serve exited: {}", stderr.lock().unwrap()))
             .unwrap();
         // "serving iris-model 0.1.0 at http://127.0.0.1:PORT/v2/models/iris-model/infer"
-        if let Some(rest) = line.strip_prefix("serving ") {
-            break rest
-                .split("http://")
-                .nth(1)
-                .and_then(|r| r.split('/').next())
-                .unwrap()
-                .to_string();
+        if line.starts_with("serving ") {
+            break common::http_addr(&line).unwrap();
         }
     };
     std::thread::spawn(move || for _ in lines {});

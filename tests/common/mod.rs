@@ -262,12 +262,14 @@ pub fn served_addr(child: &mut std::process::Child) -> String {
     let mut lines = std::io::BufReader::new(child.stdout.take().expect("piped stdout")).lines();
     let first = lines.next().expect("a first line").expect("utf-8");
     std::thread::spawn(move || for _ in lines {});
-    first
-        .split("http://")
-        .nth(1)
-        .and_then(|r| r.split('/').next())
-        .unwrap_or_else(|| panic!("unexpected first line: {first}"))
-        .to_string()
+    http_addr(&first).unwrap_or_else(|| panic!("unexpected first line: {first}"))
+}
+
+/// The `host:port` of the first `http://` URL in `line` ("serving
+/// iris-model 0.1.0 at http://127.0.0.1:PORT/v2/models/iris-model/infer").
+pub fn http_addr(line: &str) -> Option<String> {
+    let rest = line.split("http://").nth(1)?;
+    rest.split('/').next().map(String::from)
 }
 
 /// `tensorlet registry serve` (the x86-64 binary) on a free loopback port,
