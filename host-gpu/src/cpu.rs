@@ -357,19 +357,32 @@ fn binary_walk(
     let (mut oa, mut ob) = (0usize, 0usize);
     for _ in 0..n {
         out.push(f(a[oa], b[ob]));
-        for d in (0..rank).rev() {
-            idx[d] += 1;
-            oa += sa[d];
-            ob += sb[d];
-            if idx[d] < out_shape[d] {
-                break;
-            }
-            oa -= sa[d] * idx[d];
-            ob -= sb[d] * idx[d];
-            idx[d] = 0;
-        }
+        advance(&mut idx, out_shape, (&mut oa, &sa), (&mut ob, &sb));
     }
     out
+}
+
+/// One step of a row-major walk over `dims`: `idx` moves to the next
+/// element and each of the two offsets by its strides (a dimension that
+/// wraps around takes back what it added).
+#[inline(always)]
+fn advance(
+    idx: &mut [usize],
+    dims: &[usize],
+    (a, sa): (&mut usize, &[usize]),
+    (b, sb): (&mut usize, &[usize]),
+) {
+    for d in (0..idx.len()).rev() {
+        idx[d] += 1;
+        *a += sa[d];
+        *b += sb[d];
+        if idx[d] < dims[d] {
+            return;
+        }
+        *a -= sa[d] * dims[d];
+        *b -= sb[d] * dims[d];
+        idx[d] = 0;
+    }
 }
 
 /// [`Backend::reduce`] along an axis that is not the last (`inner` > 1), a

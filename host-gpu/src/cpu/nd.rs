@@ -1,7 +1,7 @@
 //! The CPU backend's N-D ops: strided copies, the index-driven gathers and
 //! their reverses, select, running sums, dropout masks and batched products.
 
-use super::{broadcast_strides, host, host_i64, store, store_i64};
+use super::{advance, broadcast_strides, host, host_i64, store, store_i64};
 use crate::{CopyPart, DType, MatmulGeometry, Storage, rng};
 
 /// Copies one part into `out` (see [`CopyPart`]).
@@ -26,17 +26,7 @@ fn copy_part<T: Copy>(out: &mut [T], src: &[T], p: &CopyPart<'_>) {
                 out[dof + j * d_in] = src[so + j * s_in];
             }
         }
-        for d in (0..last).rev() {
-            idx[d] += 1;
-            so += ss[d];
-            dof += ds[d];
-            if idx[d] < dims[d] {
-                break;
-            }
-            so -= ss[d] * dims[d];
-            dof -= ds[d] * dims[d];
-            idx[d] = 0;
-        }
+        advance(&mut idx, &dims[..last], (&mut so, &ss), (&mut dof, &ds));
     }
 }
 
