@@ -148,39 +148,50 @@ pub fn torch_run(
     epochs: u32,
     threads: usize,
 ) -> Result<(Timing, String)> {
-    let run = Command::new(python)
-        .arg(script)
-        .arg("--data")
-        .arg(data)
-        .args([
-            "--epochs",
-            &epochs.to_string(),
-            "--threads",
-            &threads.to_string(),
-        ])
-        .output()
-        .with_context(|| format!("cannot run {}", python.display()))?;
-    anyhow::ensure!(
-        run.status.success(),
-        "the PyTorch twin {} failed ({} needs `pip install torch numpy`):\n{}",
-        script.display(),
-        python.display(),
-        String::from_utf8_lossy(&run.stderr)
-    );
-    let v: serde_json::Value =
-        serde_json::from_slice(&run.stdout).context("the PyTorch twin's output")?;
-    let seconds: Vec<f64> = v["seconds"]
-        .as_array()
-        .context("seconds")?
-        .iter()
-        .filter_map(|s| s.as_f64())
-        .collect();
+    let mut cmd = Command::new(python);
+    cmd.arg(script).arg("--data").arg(data).args([
+        "--epochs",
+        &epochs.to_string(),
+        "--threads",
+        &threads.to_string(),
+    ]);
+    let what = format!("the PyTorch twin {}", script.display());
+    let (v, seconds) = python_json(cmd, python, &what, "torch numpy")?;
     anyhow::ensure!(!seconds.is_empty(), "the PyTorch twin timed no epoch");
     let timing = Timing {
         seconds,
         accuracy: v["val_accuracy"].as_f64().unwrap_or(f64::NAN),
     };
     Ok((timing, v["torch"].as_str().unwrap_or("?").to_string()))
+}
+
+/// Runs a PyTorch benchmark script (`cmd`, run by `python`; `what` names it
+/// in errors, `packages` what it needs from pip) and reads the JSON object
+/// it prints, with the list of `seconds` it timed.
+pub(crate) fn python_json(
+    mut cmd: Command,
+    python: &Path,
+    what: &str,
+    packages: &str,
+) -> Result<(serde_json::Value, Vec<f64>)> {
+    let run = cmd
+        .output()
+        .with_context(|| format!("cannot run {}", python.display()))?;
+    anyhow::ensure!(
+        run.status.success(),
+        "{what} failed ({} needs `pip install {packages}`):\n{}",
+        python.display(),
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let v: serde_json::Value =
+        serde_json::from_slice(&run.stdout).with_context(|| format!("{what}'s output"))?;
+    let seconds = v["seconds"]
+        .as_array()
+        .with_context(|| format!("{what} printed no `seconds`"))?
+        .iter()
+        .filter_map(|s| s.as_f64())
+        .collect();
+    Ok((v, seconds))
 }
 
 /// Resident memory in bytes, from the text of `/proc/<pid>/status`.

@@ -399,32 +399,14 @@ fn torch_ops(
     min_time: Duration,
 ) -> Result<TorchOps> {
     let spec = serde_json::Value::Array(ops.iter().map(|op| op.to_json()).collect());
-    let run = Command::new(python)
-        .arg(script)
-        .arg("--ops")
-        .arg(spec.to_string())
-        .args([
-            "--threads",
-            &threads.to_string(),
-            "--min-time",
-            &min_time.as_secs_f64().to_string(),
-        ])
-        .output()
-        .with_context(|| format!("cannot run {}", python.display()))?;
-    anyhow::ensure!(
-        run.status.success(),
-        "PyTorch's ops failed ({} needs `pip install torch`):\n{}",
-        python.display(),
-        String::from_utf8_lossy(&run.stderr)
-    );
-    let v: serde_json::Value =
-        serde_json::from_slice(&run.stdout).context("PyTorch's ops' output")?;
-    let seconds: Vec<f64> = v["seconds"]
-        .as_array()
-        .context("seconds")?
-        .iter()
-        .filter_map(|s| s.as_f64())
-        .collect();
+    let mut cmd = Command::new(python);
+    cmd.arg(script).arg("--ops").arg(spec.to_string()).args([
+        "--threads",
+        &threads.to_string(),
+        "--min-time",
+        &min_time.as_secs_f64().to_string(),
+    ]);
+    let (v, seconds) = super::python_json(cmd, python, "PyTorch's ops", "torch")?;
     anyhow::ensure!(
         seconds.len() == ops.len() && seconds.iter().all(|&s| s > 0.0),
         "PyTorch timed {} of {} ops",

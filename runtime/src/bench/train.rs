@@ -73,11 +73,7 @@ impl TrainBench<'_> {
              per epoch after the first (which includes warm-up), validation included",
             self.epochs
         )?;
-        writeln!(
-            out,
-            "{:<44} {:<40} {:>9} {:>9} {:>8}",
-            "trainer", "device", "1st (s)", "s/epoch", "val acc"
-        )?;
+        header(out)?;
         let mut cpu: Option<(f64, f64)> = None;
         for device in devices {
             let info = device.info();
@@ -169,11 +165,7 @@ impl TrainBench<'_> {
              included",
             self.epochs
         )?;
-        writeln!(
-            out,
-            "{:<44} {:<40} {:>9} {:>9} {:>8}",
-            "trainer", "device", "1st (s)", "s/epoch", "val acc"
-        )?;
+        header(out)?;
         let mut cpu = None;
         for device in devices {
             let info = device.info();
@@ -253,6 +245,15 @@ impl TrainBench<'_> {
         write!(out, "{}", rss_report(&samples, epochs, per_epoch))?;
         Ok(())
     }
+}
+
+/// The column names of the tables [`row`] fills.
+fn header(out: &mut dyn Write) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "{:<44} {:<40} {:>9} {:>9} {:>8}",
+        "trainer", "device", "1st (s)", "s/epoch", "val acc"
+    )
 }
 
 /// One row of the table: what trained, where, first and steady epoch
