@@ -79,6 +79,19 @@ fn start_run(home: &Path, args: &[&str], epochs: u64) -> (std::process::Child, S
     }
 }
 
+/// Stops a `start_run` child with SIGTERM; it exits with 130. Its stderr.
+fn interrupt(child: std::process::Child) -> String {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    err
+}
+
 #[test]
 fn runs_are_recorded_reproducible_comparable_plottable_and_traced() {
     let (home, alice) = published_home();
@@ -292,14 +305,7 @@ fn sigterm_interrupts_a_run_and_resume_finishes_it_identically() {
     ];
     // Wait for a few checkpoints, then SIGTERM.
     let (child, id) = start_run(h, &args, 3);
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let out = child.wait_with_output().unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(130), "{err}");
+    let err = interrupt(child);
     assert!(
         err.contains(&format!("tensorlet train --resume {id}")),
         "{err}"
@@ -996,14 +1002,7 @@ fn the_digits_cnn_trains_identically_run_to_run_and_after_resume() {
     let none = json(&ok(&tensorlet(h, &["runs", "list", "--json"])));
     assert_eq!(none, serde_json::json!([]));
     let (child, id) = start_run(h, &args, 2);
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let out = child.wait_with_output().unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(130), "{err}");
+    interrupt(child);
     let stopped = show(h, &id);
     assert_eq!(stopped["status"], "interrupted", "{stopped}");
     let done = checkpoint_digests(&stopped).len();
