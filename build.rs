@@ -55,9 +55,11 @@ const LEGACY: &[(&str, &str)] = &[("mlp-v0.1", "mlp_v01")];
 
 /// What `tensorlet export --wasi-http` composes with a model, embedded in the
 /// binary: (name, crate's wasm file stem). `tensor-cpu` compiles the host's CPU
-/// backend; `http-front` includes the serving code's OIP module.
+/// backend; the fronts (`http-front` on WASI 0.2, `spin-front` on spin-sdk and
+/// WASI 0.3) share `oip-front`, which includes the serving code's OIP module.
 const EXPORT_PARTS: &[(&str, &str)] = &[
     ("http-front", "http_front"),
+    ("spin-front", "spin_front"),
     ("tensor-cpu", "tensor_cpu"),
     ("forward-predict", "forward_predict"),
 ];
@@ -79,6 +81,9 @@ fn main() {
         // The tabular preprocessors' shared crate.
         "plugins/tabular/src",
         "plugins/tabular/Cargo.toml",
+        // The fronts' shared crate.
+        "plugins/oip-front/src",
+        "plugins/oip-front/Cargo.toml",
         // http-front depends on the OIP crate, as the server does.
         "oip/src",
         "oip/Cargo.toml",

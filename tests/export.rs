@@ -657,6 +657,45 @@ fn wasmtime_wasi_http_serves_the_export_like_tensorlet_serve() {
     assert_answers_like(&exported.addr, &reference.addr);
 }
 
+#[test]
+fn the_spin_sdk_front_answers_like_tensorlet_serve() {
+    let f = &*FIXTURE;
+    let app = f.home.join("spin-sdk-app");
+    std::fs::create_dir_all(&app).unwrap();
+    let component = app.join("iris.wasm");
+    let manifest = app.join("spin.toml");
+    ok(&tensorlet(
+        &f.home,
+        &[
+            "export",
+            "tensorlet/iris-model@0.1.0",
+            "--wasi-http",
+            "--front",
+            "spin",
+            "-o",
+            s(&component),
+            "--spin-toml",
+            s(&manifest),
+        ],
+    ));
+    // A Spin component of WASI 0.3: the one handler `spin-sdk`'s
+    // `#[http_service]` exports, named in a manifest like the default's.
+    let bytes = std::fs::read(&component).unwrap();
+    let handlers = export::spin::spin_handlers(&bytes).unwrap();
+    assert!(
+        matches!(&handlers[..], [h] if h.starts_with("wasi:http/handler@0.3.")),
+        "{handlers:?}"
+    );
+    let toml: toml::Table = std::fs::read_to_string(&manifest).unwrap().parse().unwrap();
+    assert_eq!(
+        toml["component"]["iris-model"]["source"].as_str(),
+        Some("iris.wasm")
+    );
+    let reference = tensorlet_serve(&f.home, "tensorlet/iris-model@0.1.0");
+    let exported = serve_wasi_http(&f.home, &component);
+    assert_answers_like(&exported.addr, &reference.addr);
+}
+
 /// Whether `got` is `want` up to 1e-5 in each number.
 fn close(got: &Value, want: &Value) -> bool {
     match (got, want) {

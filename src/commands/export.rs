@@ -36,8 +36,22 @@ pub struct Args {
     /// manifest's directory when the component lies under it, else absolute.
     #[arg(long, value_name = "PATH")]
     pub spin_toml: Option<PathBuf>,
+    /// The HTTP front: `wasi-p2` (WASI 0.2's `incoming-handler`; `jco serve`,
+    /// `wasmtime serve`, Spin) or `spin` (built on `spin-sdk`: WASI 0.3's
+    /// `handler`; Spin and `tensorlet serve-wasi-http`, not `jco serve`).
+    #[arg(long, value_enum, default_value = "wasi-p2")]
+    pub front: Front,
     #[command(flatten)]
     pub registry: RegistryArgs,
+}
+
+/// Which HTTP front an export gets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Front {
+    /// WASI 0.2 `wasi:http/incoming-handler`.
+    WasiP2,
+    /// `spin-sdk` 7: WASI 0.3 `wasi:http/handler`.
+    Spin,
 }
 
 pub fn execute(args: Args) -> Result<()> {
@@ -56,7 +70,11 @@ pub fn execute(args: Args) -> Result<()> {
         .clone()
         .unwrap_or_else(|| served_name(&model.reference()));
     let parts = Parts {
-        front: crate::bundled::export_part("http-front").expect("built by build.rs"),
+        front: crate::bundled::export_part(match args.front {
+            Front::WasiP2 => "http-front",
+            Front::Spin => "spin-front",
+        })
+        .expect("built by build.rs"),
         tensor: crate::bundled::export_part("tensor-cpu").expect("built by build.rs"),
         forward_predict: crate::bundled::export_part("forward-predict").expect("built by build.rs"),
     };

@@ -13,7 +13,8 @@ const FORWARD: &str = "tensorlet:ml/forward@0.2.0";
 /// Plugins built for the previous ABI import this; the export parts speak 0.2.
 const TENSOR_V01: &str = "tensorlet:ml/tensor@0.1.0";
 const MODEL_DATA: &str = "tensorlet:exported/model-data@0.1.0";
-const HANDLER_PREFIX: &str = "wasi:http/incoming-handler@0.2";
+/// The handlers a front may export: WASI 0.2's and WASI 0.3's.
+const HANDLER_PREFIXES: [&str; 2] = ["wasi:http/incoming-handler@0.2", "wasi:http/handler@0.3"];
 
 /// The most preprocessors a chain may have: the front imports the first as
 /// `tensorlet:ml/preprocess` and the others as `stage-2` … `stage-8` (see
@@ -229,12 +230,15 @@ pub(crate) fn compose(inputs: &Inputs<'_>) -> Result<Vec<u8>, Error> {
         .exports
         .iter()
         .find(|(name, kind)| {
-            name.starts_with(HANDLER_PREFIX) && matches!(kind, ItemKind::Instance(_))
+            HANDLER_PREFIXES.iter().any(|p| name.starts_with(p))
+                && matches!(kind, ItemKind::Instance(_))
         })
         .map(|(name, _)| name.clone())
         .ok_or_else(|| {
             other(anyhow::anyhow!(
-                "the front does not export {HANDLER_PREFIX}.x"
+                "the front exports neither {}.x nor {}.x",
+                HANDLER_PREFIXES[0],
+                HANDLER_PREFIXES[1]
             ))
         })?;
     let handler_node = alias(&mut graph, front_inst, &handler, "front")?;

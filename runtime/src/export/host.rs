@@ -24,6 +24,7 @@ use wasmtime_wasi_http::io::TokioIo;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+use wasmtime_wasi_http::p3::bindings::ServicePre;
 use wasmtime_wasi_http::{WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
 /// How often the deadline clock ticks.
@@ -100,9 +101,21 @@ impl WasiHttpView for RequestState {
     }
 }
 
+/// The handler a component exports, pre-instantiated.
+enum Handler {
+    /// `wasi:http/incoming-handler@0.2.x` (WASI 0.2: the default export, `jco serve`).
+    P2(ProxyPre<RequestState>),
+    /// `wasi:http/handler@0.3.x` (WASI 0.3: a component built on `spin-sdk` 7).
+    P3(ServicePre<RequestState>),
+}
+
+/// The export name of WASI 0.3's HTTP handler.
+const P3_HANDLER: &str = "wasi:http/handler@0.3";
+
 /// A compiled `wasi:http` component, ready to serve.
 pub struct WasiHttpHost {
-    pre: ProxyPre<RequestState>,
+    handler: Handler,
+    engine: Engine,
     limits: HostLimits,
     /// One per pooled instance slot, held until the instance is dropped.
     slots: Arc<tokio::sync::Semaphore>,
@@ -115,7 +128,8 @@ pub enum HostError {
     /// It does not compile or does not link as a `wasi:http/proxy`.
     #[error(
         "this is not a wasi:http component this host can run: {0:#}; expected a component \
-         exporting wasi:http/incoming-handler@0.2.x that imports only WASI 0.2"
+         exporting wasi:http/incoming-handler@0.2.x that imports only WASI 0.2, or \
+         wasi:http/handler@0.3.x that imports only WASI 0.2 and 0.3"
     )]
     Component(wasmtime::Error),
     /// The socket failed.
@@ -124,10 +138,13 @@ pub enum HostError {
 }
 
 impl WasiHttpHost {
-    /// Compiles `bytes` and links it against WASI 0.2 and `wasi:http`.
+    /// Compiles `bytes` and links it against WASI 0.2 and `wasi:http` 0.2,
+    /// or, for a component exporting WASI 0.3's handler, WASI 0.2 and 0.3.
     pub fn new(bytes: &[u8], limits: HostLimits) -> Result<Arc<Self>, HostError> {
         let mut config = Config::new();
         config.epoch_interruption(true);
+        // WASI 0.3's handler is an async export.
+        config.wasm_component_model_async(true);
         // A fresh instance per request: pooled slots make that cheap. One
         // export instantiates ~5 components (~10 core instances, 5 memories).
         let n = limits.max_concurrent_instances;
@@ -145,12 +162,26 @@ impl WasiHttpHost {
         let component = Component::new(&engine, bytes).map_err(HostError::Component)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(HostError::Component)?;
-        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
-            .map_err(HostError::Component)?;
-        let pre = linker
-            .instantiate_pre(&component)
-            .and_then(ProxyPre::new)
-            .map_err(HostError::Component)?;
+        let p3 = component
+            .component_type()
+            .exports(&engine)
+            .any(|(name, _)| name.starts_with(P3_HANDLER));
+        let handler = if p3 {
+            wasmtime_wasi::p3::add_to_linker(&mut linker).map_err(HostError::Component)?;
+            wasmtime_wasi_http::p3::add_to_linker(&mut linker).map_err(HostError::Component)?;
+            linker
+                .instantiate_pre(&component)
+                .and_then(ServicePre::new)
+                .map(Handler::P3)
+        } else {
+            wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
+                .map_err(HostError::Component)?;
+            linker
+                .instantiate_pre(&component)
+                .and_then(ProxyPre::new)
+                .map(Handler::P2)
+        }
+        .map_err(HostError::Component)?;
         // The deadline clock; it stops with the engine's last user.
         let weak = engine.weak();
         std::thread::spawn(move || {
@@ -161,7 +192,12 @@ impl WasiHttpHost {
             }
         });
         let slots = Arc::new(tokio::sync::Semaphore::new(n as usize));
-        Ok(Arc::new(WasiHttpHost { pre, limits, slots }))
+        Ok(Arc::new(WasiHttpHost {
+            handler,
+            engine,
+            limits,
+            slots,
+        }))
     }
 
     /// Serves on `listener` until `shutdown` resolves.
@@ -220,6 +256,14 @@ impl WasiHttpHost {
         &self,
         req: hyper::Request<hyper::body::Incoming>,
     ) -> wasmtime::Result<hyper::Response<HyperOutgoingBody>> {
+        match &self.handler {
+            Handler::P2(pre) => self.run_p2(pre, req).await,
+            Handler::P3(pre) => self.run_p3(pre, req).await,
+        }
+    }
+
+    /// A store for one request: its memory cap and deadline set.
+    fn store(&self) -> Store<RequestState> {
         let state = RequestState {
             table: ResourceTable::new(),
             wasi: WasiCtx::builder().build(),
@@ -229,17 +273,26 @@ impl WasiHttpHost {
                 .memory_size(self.limits.max_memory_bytes)
                 .build(),
         };
-        let mut store = Store::new(self.pre.engine(), state);
+        let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
         let ticks = (self.limits.deadline.as_millis() / TICK.as_millis()).max(1) as u64;
         store.set_epoch_deadline(ticks);
+        store
+    }
+
+    async fn run_p2(
+        &self,
+        pre: &ProxyPre<RequestState>,
+        req: hyper::Request<hyper::body::Incoming>,
+    ) -> wasmtime::Result<hyper::Response<HyperOutgoingBody>> {
+        let mut store = self.store();
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let req = store
             .data_mut()
             .http()
             .new_incoming_request(Scheme::Http, req)?;
         let out = store.data_mut().http().new_response_outparam(sender)?;
-        let pre = self.pre.clone();
+        let pre = pre.clone();
         let slot = self.slots.clone().acquire_owned().await?;
         // The guest may keep running (streaming the body) after it has set
         // the response, so it runs in its own task.
@@ -262,5 +315,49 @@ impl WasiHttpHost {
                 Err(e) => Err(wasmtime::format_err!("its task failed: {e}")),
             },
         }
+    }
+
+    /// WASI 0.3: the handler returns the response; its body is read to the
+    /// end inside the store's event loop (the guest writes it there), then
+    /// sent whole.
+    async fn run_p3(
+        &self,
+        pre: &ServicePre<RequestState>,
+        req: hyper::Request<hyper::body::Incoming>,
+    ) -> wasmtime::Result<hyper::Response<HyperOutgoingBody>> {
+        let mut store = self.store();
+        let _slot = self.slots.clone().acquire_owned().await?;
+        let service = pre.instantiate_async(&mut store).await?;
+        let (req, io) =
+            wasmtime_wasi_http::p3::Request::from_http(&mut store.data_mut().hooks, req);
+        let (parts, body) = store
+            .run_concurrent(async |store| {
+                let (answer, ()) = tokio::try_join!(
+                    async {
+                        let response = service.handle(store, req).await?.map_err(|code| {
+                            wasmtime::format_err!("it answered with the error code {code:?}")
+                        })?;
+                        let response =
+                            store.with(|store| response.into_http(store, async { Ok(()) }))?;
+                        let (parts, body) = response.into_parts();
+                        let body = body
+                            .collect()
+                            .await
+                            .map_err(|e| wasmtime::format_err!("its response body failed: {e:?}"))?
+                            .to_bytes();
+                        wasmtime::error::Ok((parts, body))
+                    },
+                    async {
+                        io.await
+                            .map_err(|e| wasmtime::format_err!("the request body failed: {e:?}"))
+                    }
+                )?;
+                wasmtime::error::Ok(answer)
+            })
+            .await??;
+        let body = Full::new(body)
+            .map_err(|never| match never {})
+            .boxed_unsync();
+        Ok(hyper::Response::from_parts(parts, body))
     }
 }

@@ -83,7 +83,8 @@ pub enum ExportError {
 /// The components tensorlet ships for exports (built from `plugins/`).
 #[derive(Clone, Copy, Debug)]
 pub struct Parts<'a> {
-    /// `http-front`: the OIP `wasi:http` handler.
+    /// The OIP `wasi:http` handler: `http-front` (WASI 0.2) or `spin-front`
+    /// (`spin-sdk`, WASI 0.3).
     pub front: &'a [u8],
     /// `tensor-cpu`: `tensorlet:ml/tensor` in pure Wasm.
     pub tensor: &'a [u8],
