@@ -122,6 +122,10 @@ fn engine_config(limits: &Limits, compact: bool) -> Config {
         config.memory_reservation(limits.max_memory_bytes as u64);
     }
     config.wasm_component_model(true);
+    // Plugins make plain calls (sync or on fibers): without the component
+    // model's concurrency machinery (compiled in for the WASI 0.3 export
+    // host), a call does not create and tear down a guest task.
+    config.concurrency_support(false);
     config.epoch_interruption(true);
     config.max_wasm_stack(limits.max_wasm_stack_bytes);
     if limits.pooling {
@@ -209,6 +213,11 @@ impl Runtime {
     /// The device plugin tensors live on.
     pub fn device(&self) -> &Device {
         &self.shared.device
+    }
+
+    /// The wasmtime engine every plugin is compiled for.
+    pub(crate) fn engine(&self) -> &Engine {
+        &self.shared.engine
     }
 
     /// The sandbox limits.

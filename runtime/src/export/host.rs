@@ -141,10 +141,16 @@ impl WasiHttpHost {
     /// Compiles `bytes` and links it against WASI 0.2 and `wasi:http` 0.2,
     /// or, for a component exporting WASI 0.3's handler, WASI 0.2 and 0.3.
     pub fn new(bytes: &[u8], limits: HostLimits) -> Result<Arc<Self>, HostError> {
+        // WASI 0.3's handler is an async export, which needs the component
+        // model's concurrency support; WASI 0.2's calls are plain and cheaper
+        // without it (no guest task is created per call). A component this
+        // cannot decode is left to `Component::new` to word the error.
+        let p3 = super::spin::spin_handlers(bytes)
+            .is_ok_and(|handlers| handlers.iter().any(|h| h.starts_with(P3_HANDLER)));
         let mut config = Config::new();
         config.epoch_interruption(true);
-        // WASI 0.3's handler is an async export.
-        config.wasm_component_model_async(true);
+        config.concurrency_support(p3);
+        config.wasm_component_model_async(p3);
         // A fresh instance per request: pooled slots make that cheap. One
         // export instantiates ~5 components (~10 core instances, 5 memories).
         let n = limits.max_concurrent_instances;
@@ -162,10 +168,6 @@ impl WasiHttpHost {
         let component = Component::new(&engine, bytes).map_err(HostError::Component)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(HostError::Component)?;
-        let p3 = component
-            .component_type()
-            .exports(&engine)
-            .any(|(name, _)| name.starts_with(P3_HANDLER));
         let handler = if p3 {
             wasmtime_wasi::p3::add_to_linker(&mut linker).map_err(HostError::Component)?;
             wasmtime_wasi_http::p3::add_to_linker(&mut linker).map_err(HostError::Component)?;
