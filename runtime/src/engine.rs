@@ -111,6 +111,23 @@ const KEEP_RESIDENT_SCANNED: usize = 1 << 20;
 /// every reuse, so it stays small.
 const KEEP_RESIDENT_ZEROED: usize = 64 << 10;
 
+/// Resets a freed pool slot in place instead of handing it back to the
+/// kernel: the next instance then finds its stack, globals and first heap
+/// pages resident, with no page faults and no TLB shootdowns. `tensorlet
+/// bench instances` measured 15-16 µs per instance with neither, 8-9 µs
+/// zeroing 64 KiB, ~7 µs scanning 1 MiB (and serving on one core: 11k req/s
+/// zeroing, 15-20k scanning).
+pub(crate) fn keep_resident(pool: &mut PoolingAllocationConfig) {
+    let keep = if PoolingAllocationConfig::is_pagemap_scan_available() {
+        KEEP_RESIDENT_SCANNED
+    } else {
+        KEEP_RESIDENT_ZEROED
+    };
+    pool.linear_memory_keep_resident(keep)
+        .table_keep_resident(keep)
+        .pagemap_scan(wasmtime::Enabled::Auto);
+}
+
 /// The engine's settings. With `compact`, each pooled linear memory reserves
 /// only its maximum size (bounds are then checked explicitly) instead of the
 /// default 4 GiB, so the pool fits a small virtual address space: arm64
@@ -140,20 +157,7 @@ fn engine_config(limits: &Limits, compact: bool) -> Config {
             .max_memories_per_component(4)
             .max_tables_per_component(8)
             .max_memory_size(limits.max_memory_bytes);
-        // A freed slot is reset in place up to this size instead of being
-        // handed back to the kernel: the next instance then finds its stack,
-        // globals and first heap pages resident, with no page faults and no
-        // TLB shootdowns. `tensorlet bench instances` measured 15-16 µs per
-        // instance with neither, 8-9 µs zeroing 64 KiB, ~7 µs scanning 1 MiB
-        // (and serving on one core: 11k req/s zeroing, 15-20k scanning).
-        let keep = if PoolingAllocationConfig::is_pagemap_scan_available() {
-            KEEP_RESIDENT_SCANNED
-        } else {
-            KEEP_RESIDENT_ZEROED
-        };
-        pool.linear_memory_keep_resident(keep)
-            .table_keep_resident(keep)
-            .pagemap_scan(wasmtime::Enabled::Auto);
+        keep_resident(&mut pool);
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     }
     config

@@ -163,6 +163,7 @@ impl WasiHttpHost {
             .max_memories_per_component(16)
             .max_tables_per_component(32)
             .max_memory_size(limits.max_memory_bytes);
+        crate::engine::keep_resident(&mut pool);
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&config).map_err(HostError::Component)?;
         let component = Component::new(&engine, bytes).map_err(HostError::Component)?;
