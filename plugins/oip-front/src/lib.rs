@@ -118,11 +118,32 @@ fn decode_tensors(what: &str, bytes: &[u8]) -> Result<Vec<TensorData>, String> {
         .collect()
 }
 
+/// The members of `model.json` the front reads (here and in
+/// `oip::ModelSpec::from_model_json`). The others, the training history
+/// above all (most of the file), are skipped without building values: a
+/// fresh instance loads the model on every request.
+#[derive(serde::Deserialize, serde::Serialize)]
+struct MetaRead {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    feature_names: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    classes: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    class_names: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    task: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    schema: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    plugins: Option<Value>,
+}
+
 fn load() -> Result<Model, String> {
     let info: Value = serde_json::from_str(&model_data::info())
         .map_err(|e| format!("the embedded model info is not JSON: {e}"))?;
-    let meta: Value = serde_json::from_slice(&model_data::meta())
+    let meta: MetaRead = serde_json::from_slice(&model_data::meta())
         .map_err(|e| format!("the embedded model.json is not JSON: {e}"))?;
+    let meta = serde_json::to_value(meta).expect("JSON values serialise");
     let text = |v: &Value, key: &str| -> Result<String, String> {
         v.get(key)
             .and_then(Value::as_str)
