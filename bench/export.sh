@@ -6,6 +6,7 @@
 #   tensorlet serve              the model served natively (host tensors)
 #   tensorlet serve-wasi-http    the export under wasmtime + wasmtime-wasi-http
 #                                (a fresh instance per request, as `wasmtime serve`)
+#   ... --front spin             the spin-sdk export (WASI 0.3) under the same host
 #   jco serve                    the export transpiled to JS + core Wasm, on Node.js
 #
 #   bash bench/export.sh         # DURATION=10 CONNS=32 by default
@@ -26,6 +27,8 @@ declare -A R SIZE
 for m in iris digits; do
   "$T" export "tensorlet/$m-model@0.1.0" --wasi-http -o "$work/$m.wasm" --key demo >/dev/null
   SIZE[$m]=$(du -k "$work/$m.wasm" | cut -f1)
+  "$T" export "tensorlet/$m-model@0.1.0" --wasi-http --front spin -o "$work/$m-spin.wasm" \
+    --key demo >/dev/null
 done
 
 echo "== tensorlet serve"
@@ -45,6 +48,14 @@ for m in iris digits; do
   stop_last
 done
 
+echo "== tensorlet serve-wasi-http, the --front spin export (WASI 0.3)"
+for m in iris digits; do
+  start_server "$work/spin.log" "$T" serve-wasi-http "$work/$m-spin.wasm" --addr 127.0.0.1:18583
+  wait_ready http://127.0.0.1:18583/v2/health/ready
+  R[spin-$m]=$(load "http://127.0.0.1:18583/v2/models/$m-model/infer" "$work/$m.json")
+  stop_last
+done
+
 if command -v node >/dev/null && [ -x "$JCO" ]; then
   echo "== jco serve $("$JCO" --version) on node $(node --version)"
   for m in iris digits; do
@@ -58,5 +69,5 @@ else
   echo "== jco serve skipped: needs node and $JCO (bash plugins/build-polyglot.sh)"
 fi
 
-table serve-iris serve-digits wasmtime-iris wasmtime-digits jco-iris jco-digits
+table serve-iris serve-digits wasmtime-iris wasmtime-digits spin-iris spin-digits jco-iris jco-digits
 echo "export sizes: iris ${SIZE[iris]} KiB, digits ${SIZE[digits]} KiB"
