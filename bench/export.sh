@@ -40,21 +40,20 @@ for m in iris digits; do
 done
 stop_last
 
+# serve_export <key> <file suffix> <port>: each model's export under
+# serve-wasi-http, results in R[<key>-<model>].
+serve_export() {
+  for m in iris digits; do
+    start_server "$work/$1.log" "$T" serve-wasi-http "$work/$m$2.wasm" --addr "127.0.0.1:$3"
+    wait_ready "http://127.0.0.1:$3/v2/health/ready"
+    R[$1-$m]=$(load "http://127.0.0.1:$3/v2/models/$m-model/infer" "$work/$m.json")
+    stop_last
+  done
+}
 echo "== tensorlet serve-wasi-http (wasmtime-wasi-http)"
-for m in iris digits; do
-  start_server "$work/wh.log" "$T" serve-wasi-http "$work/$m.wasm" --addr 127.0.0.1:18581
-  wait_ready http://127.0.0.1:18581/v2/health/ready
-  R[wasmtime-$m]=$(load "http://127.0.0.1:18581/v2/models/$m-model/infer" "$work/$m.json")
-  stop_last
-done
-
+serve_export wasmtime "" 18581
 echo "== tensorlet serve-wasi-http, the --front spin export (WASI 0.3)"
-for m in iris digits; do
-  start_server "$work/spin.log" "$T" serve-wasi-http "$work/$m-spin.wasm" --addr 127.0.0.1:18583
-  wait_ready http://127.0.0.1:18583/v2/health/ready
-  R[spin-$m]=$(load "http://127.0.0.1:18583/v2/models/$m-model/infer" "$work/$m.json")
-  stop_last
-done
+serve_export spin -spin 18583
 
 if command -v node >/dev/null && [ -x "$JCO" ]; then
   echo "== jco serve $("$JCO" --version) on node $(node --version)"
